@@ -1,0 +1,1 @@
+"""The `gisgov` command line (typer)."""

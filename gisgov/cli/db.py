@@ -1,0 +1,86 @@
+"""`gisgov db …`: the database (embedded private cluster or the user's own PostGIS)."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from gisgov.config import get_settings
+from gisgov.db import migrate
+from gisgov.db.engine import database_url, embedded_cluster
+from gisgov.errors import DatabaseUnavailable
+
+app = typer.Typer(help="数据库 Database: start/stop the embedded PostGIS cluster, migrate the schema.", no_args_is_help=True)
+console = Console()
+
+
+def _external() -> bool:
+    return bool(get_settings().database_url)
+
+
+@app.command()
+def up() -> None:
+    """启动 Start the embedded cluster (idempotent) and create the database with PostGIS."""
+    if _external():
+        console.print(f"[cyan]使用外部数据库 Using GISGOV_DATABASE_URL[/]: {_redact(database_url())}")
+        return
+    cluster = embedded_cluster()
+    was_running = cluster.status().running
+    st = cluster.up()
+    state = "已在运行 already running" if was_running else "已启动 started"
+    console.print(f"[green]{state}[/] pid={st.pid} port={st.port} data={st.data_dir}")
+    typer.echo(st.url)
+
+
+@app.command()
+def down() -> None:
+    """停止 Stop the embedded cluster cleanly."""
+    if _external():
+        console.print("[yellow]GISGOV_DATABASE_URL is set: gisgov does not manage that server.[/]")
+        return
+    stopped = embedded_cluster().down()
+    console.print("[green]已停止 stopped[/]" if stopped else "未运行 not running")
+
+
+@app.command()
+def status() -> None:
+    """状态 Show whether the database is running and where."""
+    if _external():
+        console.print(f"external: {_redact(database_url())}")
+        return
+    st = embedded_cluster().status()
+    if st.running:
+        console.print(f"[green]运行中 running[/] pid={st.pid} port={st.port} data={st.data_dir}")
+    elif st.initialized:
+        console.print(f"[yellow]已停止 stopped[/] data={st.data_dir}")
+        raise typer.Exit(3)
+    else:
+        console.print(f"未初始化 not initialised (run `gisgov db up`) data={st.data_dir}")
+        raise typer.Exit(3)
+
+
+@app.command()
+def url() -> None:
+    """连接串 Print the SQLAlchemy URL of the gisgov database."""
+    try:
+        typer.echo(database_url())
+    except DatabaseUnavailable as exc:
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from exc
+
+
+@app.command("migrate")
+def migrate_cmd(revision: str = typer.Argument("head", help="Target revision (head, base, or an id).")) -> None:
+    """迁移 Upgrade (or downgrade to `base`) the schema through Alembic."""
+    u = database_url(start=True)
+    if revision == "base" or revision.startswith("-"):
+        migrate.downgrade(u, revision)
+    else:
+        migrate.upgrade(u, revision)
+    console.print(f"[green]schema at[/] {migrate.current(u)}")
+
+
+def _redact(u: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(u).render_as_string(hide_password=True)

@@ -1,0 +1,1 @@
+"""Database access: the embedded cluster, engines, migrations and the session scope."""

@@ -118,6 +118,6 @@ def test_metric_area_uses_gauss_kruger(hierarchy):
     srid, area = hierarchy.execute(text(
         "SELECT gisgov_metric_srid(geom), gisgov_area_m2(geom) FROM community WHERE code='340104001001'"
     )).one()
-    assert srid == 4546  # CGCS2000 3-degree GK CM 117E
+    assert srid == 4548  # CGCS2000 3-degree GK CM 117E (EPSG:4534 + (117-75)/3)
     # 0.01° lon × 0.02° lat at 31°N ≈ 953 m × 2217 m
     assert 2.0e6 < area < 2.25e6

@@ -22,6 +22,9 @@ def _register_optional() -> None:
         ("gisgov.cli.sample", None),
         ("gisgov.cli.serve", None),
         ("gisgov.cli.demo", None),
+        ("gisgov.cli.load", None),
+        ("gisgov.cli.coverage", None),
+        ("gisgov.cli.grids", None),
     ]:
         try:
             m = importlib.import_module(mod)

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI). Routers live in ``gisgov.api.routes``; ``create_app`` assembles them."""

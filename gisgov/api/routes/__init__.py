@@ -1,0 +1,1 @@
+"""Routers, one module per capability; each exposes ``router`` (an ``APIRouter``)."""

@@ -1,0 +1,272 @@
+"""The core API as plain functions of a SQLAlchemy connection (no HTTP here).
+
+GeoJSON is produced by PostGIS (``ST_AsGeoJSON(ST_Transform(geom, 4326))``) and assembled as
+JSON text in SQL, so a layer page is one round trip and no Python geometry work. Every SQL
+identifier comes from a validated :class:`gisgov.layers.Layer`; every value is a bound parameter.
+
+Counts: a building's households are its ``household`` rows, or its ``households`` column when it
+has no roster (estimated); residents are its ``resident`` rows. Areas sum their buildings
+(compound: ``building.compound_id``, grid: ``building.grid_id``, community: ``community_code``,
+street: its communities). Aggregates are computed only for the buildings of the page's features.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+
+from sqlalchemy import Connection, text
+
+from gisgov.errors import NotFound
+from gisgov.layers import Catalog, Layer, Ref
+
+WGS84 = 4326
+PRECISION = 6  # decimal degrees in GeoJSON: 1e-6° ≈ 0.1 m
+
+# How the buildings under one feature of a layer are found (p = the page of features).
+_ROLLUP_JOIN = {
+    "building": "JOIN building b ON b.id = p._id",
+    "compound": "JOIN building b ON b.compound_id = p._id",
+    "grid": "JOIN building b ON b.grid_id = p._id",
+    "community": "JOIN building b ON b.community_code = p._code",
+    "street": "JOIN community c ON c.street_code = p._code JOIN building b ON b.community_code = c.code",
+}
+
+
+def _sql(name: str) -> str:
+    return resources.files("gisgov.api.sql").joinpath(name).read_text(encoding="utf-8")
+
+
+def _q(ident: str) -> str:
+    """Quote an identifier (already restricted to ``[a-z_][a-z0-9_]*`` by the catalog)."""
+    return '"' + ident.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a layer as GeoJSON text plus its counts."""
+
+    features_json: str
+    number_matched: int | None
+    number_returned: int
+
+
+def _ref_expr(catalog: Catalog, ref: Ref) -> str:
+    """SQL giving the referenced feature's code for row ``t``."""
+    target = catalog.get(ref.level)
+    if ref.key == "code":
+        return f"t.{_q(ref.column)}::text"
+    code = _q(target.code_expr_column)
+    return (f"(SELECT x.{code}::text FROM {_q(target.table)} x "
+            f"WHERE x.{_q(target.id_column)} = t.{_q(ref.column)})")
+
+
+def _geom_expr(layer: Layer, alias: str = "t") -> str:
+    g = f"{alias}.{_q(layer.geometry)}"
+    if layer.geometry_fallback:
+        return f"coalesce({g}, {alias}.{_q(layer.geometry_fallback)})"
+    return g
+
+
+def _conditions(layer: Layer, *, bbox: bool, code: bool, ref: Ref | None) -> list[str]:
+    conds = []
+    if bbox:
+        g = f"t.{_q(layer.geometry)}"
+        hit = f"({g} && env.g AND ST_Intersects({g}, env.g))"
+        if layer.geometry_fallback:
+            f = f"t.{_q(layer.geometry_fallback)}"
+            hit = f"({hit} OR ({g} IS NULL AND {f} && env.g AND ST_Intersects({f}, env.g)))"
+        conds.append(hit)
+    if code:
+        conds.append(f"t.{_q(layer.code_expr_column)} = :code")
+    if ref is not None:
+        conds.append(f"t.{_q(ref.column)} = :ref_value")
+    return conds
+
+
+def layer_page(
+    conn: Connection,
+    catalog: Catalog,
+    layer: Layer,
+    *,
+    bbox: tuple[float, float, float, float] | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+    code: str | None = None,
+    ref: tuple[Ref, object] | None = None,
+    geometry: bool = True,
+    count: bool = True,
+) -> Page:
+    """Features of ``layer`` (optionally one ``code``, the children of ``ref``, inside ``bbox``)."""
+    params: dict = {"layer": layer.name, "prec": PRECISION, "offset": int(offset), "limit": limit,
+                    "table": layer.table, "geomcol": layer.geometry}
+    conds = _conditions(layer, bbox=bbox is not None, code=code is not None, ref=ref[0] if ref else None)
+    if bbox is not None:
+        params.update(minx=bbox[0], miny=bbox[1], maxx=bbox[2], maxy=bbox[3])
+    if code is not None:
+        params["code"] = int(code) if layer.code_column is None else code
+    if ref is not None:
+        params["ref_value"] = ref[1]
+    env = (
+        "env AS (SELECT ST_Transform(ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326), "
+        "Find_SRID(current_schema()::text, :table, :geomcol)) AS g),"
+        if bbox is not None else ""
+    )
+    from_env = ", env" if bbox is not None else ""
+    where = ("WHERE " + " AND ".join(conds)) if conds else ""
+    table = _q(layer.table)
+
+    cols = [
+        f"t.{_q(layer.id_column)} AS _id",
+        f"t.{_q(layer.code_expr_column)}::text AS _code",
+        f"t.{_q(layer.code_expr_column)} AS _ord",
+        (f"t.{_q(layer.name_column)}::text" if layer.name_column else "NULL::text") + " AS _name",
+        (_ref_expr(catalog, layer.parent) if layer.parent else "NULL::text") + " AS _parent",
+    ]
+    cols += [f"{_ref_expr(catalog, r)} AS {_q('_l_' + r.level)}" for r in layer.links]
+    cols += [f"t.{_q(c)} AS {_q('_p_' + c)}" for c in layer.properties]
+    if geometry:
+        cols.append(f"{_geom_expr(layer)} AS _geom")
+
+    props = ["'layer', CAST(:layer AS text)", "'code', p._code", "'name', p._name", "'parent_code', p._parent"]
+    if layer.counts:
+        props += ["'households', coalesce(s.households, 0)", "'residents', coalesce(s.residents, 0)"]
+    props += [f"'{r.level}_code', p.{_q('_l_' + r.level)}" for r in layer.links]
+    props += [f"'{c}', p.{_q('_p_' + c)}" for c in layer.properties]
+    geom_json = (f"ST_AsGeoJSON(ST_Transform(p._geom, {WGS84}), :prec)::json" if geometry else "NULL::json")
+    feature = (f"json_build_object('type', 'Feature', 'id', p._code, 'geometry', {geom_json}, "
+               f"'properties', json_build_object({', '.join(props)}))")
+
+    stats_ctes, stats_join = "", ""
+    if layer.counts:
+        stats_ctes = f""",
+bl AS (SELECT p._id AS fid, b.code, b.households FROM page p {_ROLLUP_JOIN[layer.counts]}),
+hc AS (SELECT h.building_code, count(*) AS n FROM household h
+       WHERE h.building_code IN (SELECT code FROM bl) GROUP BY h.building_code),
+rc AS (SELECT h.building_code, count(*) AS n FROM household h JOIN resident r ON r.household_id = h.id
+       WHERE h.building_code IN (SELECT code FROM bl) GROUP BY h.building_code),
+stats AS (SELECT bl.fid,
+                 sum(CASE WHEN hc.n > 0 THEN hc.n ELSE coalesce(bl.households, 0) END)::bigint AS households,
+                 sum(coalesce(rc.n, 0))::bigint AS residents
+          FROM bl LEFT JOIN hc ON hc.building_code = bl.code LEFT JOIN rc ON rc.building_code = bl.code
+          GROUP BY bl.fid)"""
+        stats_join = "LEFT JOIN stats s ON s.fid = p._id"
+
+    matched = (f"(SELECT count(*) FROM {table} t{from_env} {where})" if count else "NULL::bigint")
+    sql = f"""
+WITH {env}
+page AS MATERIALIZED (
+    SELECT {', '.join(cols)}
+    FROM {table} t{from_env}
+    {where}
+    ORDER BY t.{_q(layer.code_expr_column)}
+    LIMIT :limit OFFSET :offset
+){stats_ctes}
+SELECT {matched} AS matched,
+       count(f.feature) AS returned,
+       coalesce(json_agg(f.feature ORDER BY f.ord), '[]'::json)::text AS features
+FROM (SELECT p._ord AS ord, {feature} AS feature FROM page p {stats_join}) f
+"""
+    row = conn.execute(text(sql), params).one()
+    return Page(features_json=row.features, number_matched=row.matched, number_returned=row.returned)
+
+
+def feature_collection_json(page: Page, *, links: list[dict] | None = None, extra: dict | None = None) -> str:
+    """A GeoJSON FeatureCollection (RFC 7946, WGS84 lon/lat) as text, the features spliced in as-is."""
+    head = {"type": "FeatureCollection"}
+    if page.number_matched is not None:
+        head["numberMatched"] = page.number_matched
+    head["numberReturned"] = page.number_returned
+    if links is not None:
+        head["links"] = links
+    if extra:
+        head.update(extra)
+    return json.dumps(head, ensure_ascii=False)[:-1] + ', "features": ' + page.features_json + "}"
+
+
+def feature(conn: Connection, catalog: Catalog, layer: Layer, code: str) -> dict:
+    """One feature (GeoJSON dict) of ``layer`` by code; :class:`NotFound` naming it otherwise."""
+    layer.check_code(code)
+    page = layer_page(conn, catalog, layer, code=code, limit=1, count=False)
+    features = json.loads(page.features_json)
+    if not features:
+        raise NotFound(f"未找到{layer.title.zh} {layer.title.en.lower()} not found: {layer.name} {code}")
+    return features[0]
+
+
+def children(conn: Connection, catalog: Catalog, layer: Layer, code: str, role: str, *, max_items: int = 1000) -> list[dict]:
+    """Summary of what hangs under one feature: for each layer pointing at it, a count, and for
+    direct children (primary parent) the list of their code, name and counts (no geometry)."""
+    id_row = conn.execute(
+        text(f"SELECT t.{_q(layer.id_column)} AS id, t.{_q(layer.code_expr_column)}::text AS code "
+             f"FROM {_q(layer.table)} t WHERE t.{_q(layer.code_expr_column)} = :code"),
+        {"code": int(code) if layer.code_column is None else code},
+    ).one()
+    out = []
+    for child, ref, primary in catalog.children_refs(layer.name):
+        if not child.visible_to(role):
+            continue
+        value = id_row.id if ref.key == "id" else id_row.code
+        n = conn.execute(text(f"SELECT count(*) FROM {_q(child.table)} WHERE {_q(ref.column)} = :v"), {"v": value}).scalar()
+        entry = {"layer": child.name, "title": str(child.title), "via": ref.column, "count": n}
+        if primary and n <= max_items:
+            page = layer_page(conn, catalog, child, ref=(ref, value), geometry=False, count=False)
+            entry["items"] = [f["properties"] for f in json.loads(page.features_json)]
+        out.append(entry)
+    return out
+
+
+def hierarchy(conn: Connection) -> dict:
+    """The street → community → grid tree with household, resident and building counts."""
+    stats = conn.execute(text(_sql("hierarchy_stats.sql"))).all()
+    streets = conn.execute(text("SELECT code, name FROM street ORDER BY code")).all()
+    communities = conn.execute(text("SELECT code, name, street_code FROM community ORDER BY code")).all()
+    grids = conn.execute(text("SELECT id, code, name, community_code, level FROM grid ORDER BY code")).all()
+
+    def node(level: str, code: str, name: str | None) -> dict:
+        return {"level": level, "code": code, "name": name, "households": 0, "residents": 0, "buildings": 0, "children": []}
+
+    s_nodes = {r.code: node("street", r.code, r.name) for r in streets}
+    c_nodes = {}
+    for r in communities:
+        c_nodes[r.code] = node("community", r.code, r.name)
+        s_nodes[r.street_code]["children"].append(c_nodes[r.code])
+    g_nodes = {}
+    for r in grids:
+        g_nodes[r.id] = node("grid", r.code, r.name) | {"grid_level": r.level}
+        del g_nodes[r.id]["children"]
+        c_nodes[r.community_code]["children"].append(g_nodes[r.id])
+    for r in stats:
+        add = {"households": int(r.households), "residents": int(r.residents), "buildings": int(r.buildings)}
+        targets = [c_nodes.get(r.community_code)]
+        if targets[0] is not None:
+            targets.append(s_nodes.get(r.community_code[:9]))
+        if r.grid_id is not None:
+            targets.append(g_nodes.get(r.grid_id))
+        for t in targets:
+            if t is not None:
+                for k, v in add.items():
+                    t[k] += v
+    total = {k: sum(s[k] for s in s_nodes.values()) for k in ("households", "residents", "buildings")}
+    return {"streets": list(s_nodes.values()), **total,
+            "counts": {"streets": len(s_nodes), "communities": len(c_nodes), "grids": len(g_nodes)}}
+
+
+def health(conn: Connection) -> dict:
+    """PostGIS version, schema revision and dataset label of the database."""
+    postgis = conn.execute(text("SELECT postgis_lib_version()")).scalar()
+    has_alembic = conn.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar()
+    schema = conn.execute(text("SELECT version_num FROM alembic_version")).scalar() if has_alembic else None
+    has_meta = conn.execute(text("SELECT to_regclass('gisgov_meta') IS NOT NULL")).scalar()
+    dataset = (conn.execute(text("SELECT value FROM gisgov_meta WHERE key = 'dataset'")).scalar()
+               if has_meta else None)
+    return {"status": "ok", "postgis": postgis, "schema": schema, "dataset": dataset}
+
+
+def dataset_info(conn: Connection) -> dict | None:
+    """The ``gisgov_meta`` dataset label (``{"name": …, "synthetic": true}`` for the sample city)."""
+    value = conn.execute(text("SELECT value FROM gisgov_meta WHERE key = 'dataset'")).scalar()
+    if value is None or isinstance(value, dict):
+        return value
+    return {"name": str(value)}

@@ -1,0 +1,147 @@
+"""Core API: /health, /api/hierarchy, /api/layers, /api/layers/{level}, /api/{level}/{code},
+and the OpenAPI docs at /docs with Swagger UI served by the app (no CDN).
+
+All database work goes through the ``db`` dependency (one connection, one transaction).
+Layers, their columns and who may see them come from the catalog (``GISGOV_LAYERS_DIR``).
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy import Connection
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from gisgov.api import queries
+from gisgov.api.deps import db
+from gisgov.api.params import check_page, parse_bbox
+from gisgov.layers import Catalog, catalog
+from gisgov.maps.assets import asset_url
+
+router = APIRouter()
+GEOJSON = "application/geo+json"
+
+
+def get_catalog(request: Request) -> Catalog:
+    return catalog(request.app.state.settings.layers_dir)
+
+
+def viewer_role(request: Request) -> str:
+    """Role of the requester. Until authentication lands every request is ``public`` (公众);
+    an auth middleware sets ``request.state.role``."""
+    return getattr(request.state, "role", None) or "public"
+
+
+@router.get("/health", tags=["system"], summary="健康检查 Health: database, PostGIS, schema, dataset")
+def health(conn: Connection = Depends(db)) -> dict:
+    """``{"status": "ok", "postgis": "3.3.2", "schema": "<alembic revision>", "dataset": {...}}``;
+    503 when the database cannot be reached."""
+    return queries.health(conn)
+
+
+@router.get("/api/hierarchy", tags=["hierarchy"], summary="层级树 Street → community → grid tree with counts")
+def hierarchy(conn: Connection = Depends(db)) -> dict:
+    """Every street with its communities and their grids; each node has ``households`` (户数),
+    ``residents`` (人数) and ``buildings`` (楼栋数)."""
+    return queries.hierarchy(conn)
+
+
+@router.get("/api/layers", tags=["layers"], summary="图层目录 Layer catalog visible to the requester")
+def layer_catalog(request: Request) -> list[dict]:
+    role = viewer_role(request)
+    return [
+        {"name": lyr.name, "title": lyr.title.model_dump(), "geometry": lyr.geometry_kind,
+         "parent": lyr.parent.level if lyr.parent else None, "style": lyr.style.leaflet(),
+         "min_zoom": lyr.min_zoom, "counts": bool(lyr.counts), "properties": lyr.properties,
+         "href": f"/api/layers/{lyr.name}"}
+        for lyr in get_catalog(request).visible(role)
+    ]
+
+
+@router.get(
+    "/api/layers/{level}",
+    tags=["layers"],
+    summary="图层要素 GeoJSON features of one layer (WGS84 lon/lat), bbox filter and paging",
+    response_class=Response,
+    responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON FeatureCollection (RFC 7946)"},
+               404: {"description": "unknown layer"}, 422: {"description": "bad bbox / limit / offset"}},
+)
+def layer_features(
+    request: Request,
+    level: str,
+    bbox: str | None = Query(None, description="minx,miny,maxx,maxy in WGS84 lon/lat degrees",
+                             examples=["117.1,31.7,117.3,31.9"]),
+    limit: int | None = Query(None, description="page size (default GISGOV_PAGE_LIMIT, max GISGOV_MAX_PAGE_LIMIT)"),
+    offset: int = Query(0, description="features to skip"),
+    conn: Connection = Depends(db),
+) -> Response:
+    settings = request.app.state.settings
+    cat = get_catalog(request)
+    layer = cat.for_role(level, viewer_role(request))
+    box = parse_bbox(bbox)
+    limit, offset = check_page(limit, offset, default=settings.page_limit, maximum=settings.max_page_limit)
+    page = queries.layer_page(conn, cat, layer, bbox=box, limit=limit, offset=offset)
+    links = [{"rel": "self", "type": GEOJSON, "href": str(request.url)}]
+    if page.number_matched is not None and offset + page.number_returned < page.number_matched:
+        links.append({"rel": "next", "type": GEOJSON,
+                      "href": str(request.url.include_query_params(offset=offset + limit, limit=limit))})
+    if offset > 0:
+        links.append({"rel": "prev", "type": GEOJSON,
+                      "href": str(request.url.include_query_params(offset=max(0, offset - limit), limit=limit))})
+    body = queries.feature_collection_json(page, links=links, extra={"layer": layer.name})
+    return Response(content=body, media_type=GEOJSON)
+
+
+def _detail_route(name: str):
+    def feature_detail(request: Request, code: str, conn: Connection = Depends(db)) -> Response:
+        cat = get_catalog(request)
+        role = viewer_role(request)
+        layer = cat.for_role(name, role)
+        feat = queries.feature(conn, cat, layer, code)
+        feat["children"] = queries.children(conn, cat, layer, code, role)
+        return Response(content=json.dumps(feat, ensure_ascii=False), media_type=GEOJSON)
+
+    feature_detail.__name__ = f"{name}_detail"
+    return feature_detail
+
+
+@router.get("/docs", include_in_schema=False)
+def swagger_docs(request: Request) -> HTMLResponse:
+    return get_swagger_ui_html(
+        openapi_url=request.app.openapi_url or "/openapi.json",
+        title=f"{request.app.title} — docs",
+        swagger_js_url=asset_url("swagger_js"),
+        swagger_css_url=asset_url("swagger_css"),
+        swagger_favicon_url=asset_url("swagger_favicon"),
+        swagger_ui_parameters={"validatorUrl": None},
+    )
+
+
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    orig = getattr(exc, "orig", None) or exc
+    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return JSONResponse(status_code=503, content={"detail": f"数据库不可用 database unavailable: {first}",
+                                                  "error": "DatabaseUnavailable"})
+
+
+def setup(app: FastAPI) -> None:
+    """One ``GET /api/{level}/{code}`` per catalog layer (explicit paths, so other routers'
+    ``/api/...`` routes are never shadowed), and 503 for an unreachable database."""
+    cat = catalog(app.state.settings.layers_dir)
+    for lyr in cat:
+        app.add_api_route(
+            f"/api/{lyr.name}/{{code}}",
+            _detail_route(lyr.name),
+            methods=["GET"],
+            tags=["layers"],
+            summary=f"{lyr.title.zh} {lyr.title.en}: one feature by code, with its children",
+            response_class=Response,
+            responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON Feature + children summary"},
+                       404: {"description": "unknown code"}, 422: {"description": "malformed code"}},
+        )
+    for exc_type in (OperationalError, InterfaceError):
+        if exc_type not in app.exception_handlers:
+            app.add_exception_handler(exc_type, _database_down)

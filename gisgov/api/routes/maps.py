@@ -1,0 +1,70 @@
+"""/map (the hierarchy map), ``/`` → /map, and the vendored assets under /static/vendor.
+
+The map is built at request time: the catalog's ``on_map`` layers are read from PostGIS through
+the ``db`` dependency (the same SQL as /api/layers) into GeoDataFrames, then handed to the pure
+builder :func:`gisgov.maps.hierarchy_map.build_hierarchy_map`.
+"""
+
+from __future__ import annotations
+
+import json
+
+import geopandas as gpd
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Connection
+
+from gisgov.api import queries
+from gisgov.api.deps import db
+from gisgov.api.routes.core import get_catalog, viewer_role
+from gisgov.layers import Catalog, Layer
+from gisgov.maps.assets import VENDOR_URL, node_modules, require_assets
+from gisgov.maps.hierarchy_map import build_hierarchy_map
+from gisgov.maps.offline import render_html
+
+router = APIRouter()
+
+
+def frame_from_geojson(features_json: str) -> gpd.GeoDataFrame:
+    """GeoDataFrame (EPSG:4326) from a JSON list of GeoJSON features (empty list → empty frame)."""
+    features = json.loads(features_json)
+    if not features:
+        return gpd.GeoDataFrame({"code": [], "name": []}, geometry=gpd.GeoSeries([], crs=4326), crs=4326)
+    return gpd.GeoDataFrame.from_features(features, crs=4326)
+
+
+def read_map_layers(conn: Connection, cat: Catalog, role: str) -> list[tuple[Layer, gpd.GeoDataFrame]]:
+    """Every ``on_map`` layer the role may see, all features, as (layer, frame) pairs."""
+    out = []
+    for lyr in cat.visible(role):
+        if lyr.on_map:
+            page = queries.layer_page(conn, cat, lyr, count=False)
+            out.append((lyr, frame_from_geojson(page.features_json)))
+    return out
+
+
+@router.get("/", include_in_schema=False)
+def index() -> RedirectResponse:
+    return RedirectResponse("/map")
+
+
+@router.get("/map", response_class=HTMLResponse, tags=["maps"],
+            summary="网格地图 Map of streets, communities, grids and compounds (offline assets)")
+def hierarchy_map(request: Request, conn: Connection = Depends(db)) -> HTMLResponse:
+    settings = request.app.state.settings
+    require_assets(settings.web_dir)
+    layers = read_map_layers(conn, get_catalog(request), viewer_role(request))
+    m = build_hierarchy_map(
+        layers,
+        dataset=queries.dataset_info(conn),
+        basemap_url=settings.basemap_url,
+        basemap_attribution=settings.basemap_attribution,
+    )
+    return HTMLResponse(render_html(m))
+
+
+def setup(app: FastAPI) -> None:
+    """Serve ``web/node_modules`` (installed by ``npm ci`` from the lock file) at /static/vendor."""
+    directory = node_modules(app.state.settings.web_dir)
+    app.mount(VENDOR_URL, StaticFiles(directory=directory, check_dir=False), name="vendor")

@@ -1,0 +1,1 @@
+"""Maps: folium maps whose every asset is served by gisgov itself (works offline)."""

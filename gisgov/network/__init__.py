@@ -1,0 +1,24 @@
+"""Walking network: graph from edge arrays, snapping along edges, access legs, exact distances."""
+
+from gisgov.network.access import Access, building_access, snap_gates
+from gisgov.network.graph import NetworkError, WalkGraph, build_graph, graph_from_edges
+from gisgov.network.paths import NodeDistances, Sources, nearest_distances, node_distances, point_distances
+from gisgov.network.snap import (
+    FLAG_BARRIER,
+    FLAG_GATE,
+    FLAG_LONG,
+    FLAG_MINOR_COMPONENT,
+    FLAG_NO_NETWORK,
+    FLAG_REROUTED,
+    FLAGS,
+    Snap,
+    flag_names,
+    snap_points,
+)
+
+__all__ = [
+    "Access", "building_access", "snap_gates", "NetworkError", "WalkGraph", "build_graph", "graph_from_edges",
+    "NodeDistances", "Sources", "nearest_distances", "node_distances", "point_distances", "FLAG_BARRIER",
+    "FLAG_GATE", "FLAG_LONG", "FLAG_MINOR_COMPONENT", "FLAG_NO_NETWORK", "FLAG_REROUTED", "FLAGS", "Snap",
+    "flag_names", "snap_points",
+]

@@ -22,16 +22,19 @@ TOOLTIP_FIELDS = (("name", "名称 Name"), ("code", "编码 Code"), ("households
                   ("residents", "人数 People"))
 LABELLED_LEVELS = ("community",)  # levels whose names are written on the map
 CHINA_CENTER = (35.0, 105.0)  # lat, lon: shown when there is no data at all
+OUTLINE_PANE = "gisgov-outlines"
 
 _CSS = """
-body .leaflet-container { background: %(bg)s; font-family: "Noto Sans CJK SC", "Microsoft YaHei", "PingFang SC", sans-serif; }
+body .leaflet-container { background: %(bg)s; font-family: "Microsoft YaHei", "PingFang SC", "Noto Sans CJK SC", "Source Han Sans SC",
+  "WenQuanYi Micro Hei", sans-serif; }
 .gisgov-panel { position: absolute; z-index: 1000; background: rgba(255,255,255,0.93); border-radius: 6px;
   box-shadow: 0 1px 5px rgba(0,0,0,0.35); padding: 8px 12px; font-size: 13px; line-height: 1.45; color: #222; }
 .gisgov-title { top: 10px; left: 56px; }
 .gisgov-title b { font-size: 15px; }
 .gisgov-title small { color: #555; }
-.gisgov-banner { top: 10px; left: 50%%; transform: translateX(-50%%); background: #fff4d6; border: 1px solid #e0a800;
-  color: #7a4b00; font-weight: 600; }
+.gisgov-title { max-width: 420px; }
+.gisgov-banner { margin-top: 6px; padding: 4px 8px; background: #fff4d6; border: 1px solid #e0a800; border-radius: 4px;
+  color: #7a4b00; font-weight: 600; font-size: 12.5px; }
 .gisgov-legend { bottom: 28px; right: 10px; }
 .gisgov-legend i { display: inline-block; width: 22px; height: 12px; margin-right: 6px; vertical-align: -1px; }
 .gisgov-empty { top: 45%%; left: 50%%; transform: translate(-50%%, -50%%); font-size: 15px; }
@@ -86,9 +89,13 @@ def build_hierarchy_map(
     add_css(m, _CSS % {"bg": "#e8ecef" if not basemap_url else "#ddd"})
     add_basemap(m, basemap_url, basemap_attribution)
 
-    # Filled areas below, outlines (community, street) on top so their borders stay visible.
-    draw_order = sorted(prepared, key=lambda p: (not p[0].style.fill, -p[0].order if not p[0].style.fill else p[0].order))
-    for lyr, f in draw_order:
+    # Outline-only levels (street, community) get panes above the filled areas, the higher level
+    # on top, so borders stay visible whatever layers are toggled; the panes ignore the pointer
+    # except on the strokes themselves, so tooltips of the areas beneath still work.
+    outlines = [lyr.name for lyr, _ in prepared if not lyr.style.fill]
+    for rank, name in enumerate(reversed(outlines)):
+        folium.map.CustomPane(f"{OUTLINE_PANE}-{name}", z_index=450 + rank, pointer_events=False).add_to(m)
+    for lyr, f in prepared:
         label = f"{lyr.title.zh} {lyr.title.en} ({len(f)})"
         if f.empty:
             folium.FeatureGroup(name=label, show=True).add_to(m)
@@ -105,6 +112,7 @@ def build_hierarchy_map(
             tooltip=GeoJsonTooltip(fields=[c for c, _ in fields], aliases=[a for _, a in fields], sticky=True,
                                    localize=True),
             zoom_on_click=False,
+            pane="overlayPane" if lyr.style.fill else f"{OUTLINE_PANE}-{lyr.name}",
             marker=folium.CircleMarker(radius=lyr.style.radius or 4) if lyr.geometry_kind == "point" else None,
         )
         gj.add_to(m)
@@ -123,7 +131,8 @@ def build_hierarchy_map(
     if bounds:
         b = np.array(bounds)
         minx, miny, maxx, maxy = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
-        m.fit_bounds([[float(miny), float(minx)], [float(maxy), float(maxx)]], padding=(20, 20))
+        m.fit_bounds([[float(miny), float(minx)], [float(maxy), float(maxx)]],
+                     padding_top_left=(20, 130), padding_bottom_right=(20, 20))
     else:
         m.location, m.options["zoom"] = list(CHINA_CENTER), 4
         add_html(m, '<div class="gisgov-panel gisgov-empty">暂无数据 No data yet — '
@@ -136,12 +145,13 @@ def build_hierarchy_map(
     for lyr, f in prepared:
         if lyr.name == "street" and "households" in f:
             totals.append(f"户数 households {_fmt(f['households'].sum())} · 人数 people {_fmt(f['residents'].sum())}")
+    banner = ""
+    if dataset and dataset.get("synthetic"):
+        banner = ('<div class="gisgov-banner">⚠ 合成示例数据 Synthetic sample data<br>'
+                  "人口与地址均为虚构 people and addresses are fictitious</div>")
     add_html(m, f'<div class="gisgov-panel gisgov-title"><b>{html.escape(title)}</b>'
                 + (f"<br><small>数据集 Dataset: {name}</small>" if name else "")
-                + (f"<br><small>{totals[0]}</small>" if totals else "") + "</div>")
-    if dataset and dataset.get("synthetic"):
-        add_html(m, '<div class="gisgov-panel gisgov-banner">⚠ 合成示例数据 Synthetic sample data — '
-                    "人口与地址均为虚构 people and addresses are fictitious</div>")
+                + (f"<br><small>{totals[0]}</small>" if totals else "") + banner + "</div>")
     legend = "".join(f"<div>{_swatch(lyr)}{lyr.title.zh} {lyr.title.en}</div>" for lyr, _ in prepared)
     add_html(m, f'<div class="gisgov-panel gisgov-legend"><b>图例 Legend</b>{legend}</div>')
     return m

@@ -1,0 +1,172 @@
+"""`gisgov load`, `gisgov export`, `gisgov template`: real data in and out.
+
+Exit codes: 0 loaded (or a clean dry run), 1 rejected (nothing written), 2 usage error,
+3 database unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gisgov.errors import DatabaseUnavailable
+from gisgov.ingest.report import EXIT_DATABASE, EXIT_LOADED, EXIT_REJECTED, EXIT_USAGE, Report
+
+console = Console()
+
+STAGES_ZH = {"read": "读取 read", "validate": "校验 validate", "write": "写入 write", "households": "建户 households",
+             "residents": "居民 residents", "network": "路网 network", "buildings": "楼栋 buildings",
+             "facilities": "设施 facilities", "estimate": "估算 estimate", "export": "导出 export"}
+
+
+class RichProgress:
+    """Adapter: core functions call ``progress(stage, done, total)``; this draws rich bars."""
+
+    def __init__(self, progress: Progress):
+        self.p = progress
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.p.add_task(STAGES_ZH.get(stage, stage), total=max(total, 1))
+        self.p.update(self.tasks[stage], completed=done, total=max(total, 1))
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+def _engine():
+    from gisgov.db.engine import database_url, make_engine
+
+    try:
+        return make_engine(database_url(start=True))
+    except DatabaseUnavailable as exc:
+        console.print(f"[red]数据库不可用 database unavailable:[/] {exc}")
+        raise typer.Exit(EXIT_DATABASE) from exc
+
+
+def print_report(rep: Report, max_lines: int = 50) -> None:
+    colour = {"loaded": "green", "dry-run": "cyan", "rejected": "red"}.get(rep.status, "yellow")
+    label = {"loaded": "已导入 loaded", "dry-run": "试运行 dry run (nothing written)",
+             "rejected": "已拒绝 rejected (nothing written)"}.get(rep.status, rep.status)
+    console.print(f"[bold {colour}]{label}[/] {rep.file} → {rep.level}  "
+                  + "  ".join(f"{k}={v}" for k, v in rep.counts.items()))
+    for k, v in rep.stats.items():
+        console.print(f"  {k}: {v}")
+    shown = [i for i in rep.issues if i.action != "info"][:max_lines]
+    infos = [i for i in rep.issues if i.action == "info"]
+    for i in infos[:12]:
+        console.print(f"  [dim]{i.rule}: {i.message} — {i.value}[/]")
+    if shown:
+        t = Table(title=f"问题 issues ({len(rep.rejected)} rejected, {len(rep.repaired)} repaired)", show_lines=False)
+        for c in ("file", "record", "rule", "value", "message", "action"):
+            t.add_column(c, overflow="fold")
+        for i in shown:
+            t.add_row(i.file, i.record, i.rule, i.value, i.message, i.action)
+        console.print(t)
+        rest = len([i for i in rep.issues if i.action != "info"]) - len(shown)
+        if rest > 0:
+            console.print(f"… {rest} more (see --report-json)")
+
+
+def load(
+    file: Path = typer.Argument(..., help="GeoJSON, GeoPackage, Shapefile (.shp or .zip), FlatGeobuf, CSV, XLSX or .osm.pbf"),
+    level: str = typer.Option(None, "--level", "-l",
+                              help="street|community|grid|compound|building|facility|road|resident"),
+    layer: str = typer.Option(None, "--layer", help="Layer of a GeoPackage (or sheet of a workbook)."),
+    crs: str = typer.Option(None, "--crs", help="Source CRS when the file has none or lies: EPSG code "
+                                                "(4490, 4326, 4513–4554 …), gcj02 (AMap/Tencent) or bd09 (Baidu)."),
+    map_: list[str] = typer.Option(None, "--map", help="field=column, repeatable (e.g. --map name=小区名)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check everything, write nothing."),
+    repair: bool = typer.Option(False, "--repair", help="Fix what can be fixed (MakeValid, swapped axes, unclosed "
+                                                        "rings, clip to parent) and report each fix."),
+    region: str = typer.Option(None, "--region", help="auto (no region check) or minlon,minlat,maxlon,maxlat; "
+                                                      "default: GISGOV_REGION_BBOX (China)."),
+    encoding: str = typer.Option(None, "--encoding", help="Force the text encoding (utf-8, gbk, gb18030)."),
+    osm: bool = typer.Option(False, "--osm", help="Import an OpenStreetMap .osm.pbf: walking network, buildings, POIs."),
+    no_estimate: bool = typer.Option(False, "--no-estimate", help="Do not estimate missing household counts."),
+    report_json: Path = typer.Option(None, "--report-json", help="Write the full report as JSON here."),
+) -> None:
+    """导入 Load a file into the database: validated, all or nothing (exit 0 loaded, 1 rejected, 2 usage)."""
+    from gisgov.ingest.loader import UsageError, load_file
+
+    engine = _engine()
+    try:
+        with _progress() as p:
+            cb = RichProgress(p)
+            if osm:
+                from gisgov.ingest.osm import load_osm
+
+                rep = load_osm(file, engine=engine, region=region or "auto", dry_run=dry_run,
+                               estimate=not no_estimate, progress=cb)
+            else:
+                if not level:
+                    console.print("[red]--level is required (or --osm)[/]")
+                    raise typer.Exit(EXIT_USAGE)
+                rep = load_file(file, level, engine=engine, layer=layer, crs=crs, mapping=map_ or None, repair=repair,
+                                dry_run=dry_run, region=region, encoding=encoding, estimate=not no_estimate,
+                                progress=cb)
+    except UsageError as exc:
+        console.print(f"[red]用法错误 usage error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    finally:
+        engine.dispose()
+    print_report(rep)
+    if report_json:
+        report_json.write_text(json.dumps(rep.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
+    raise typer.Exit(EXIT_LOADED if rep.ok else EXIT_REJECTED)
+
+
+def export(
+    level: str = typer.Option(..., "--level", "-l", help="street|community|grid|compound|building|facility|road|resident"),
+    fmt: str = typer.Option("gpkg", "--format", "-f", help="gpkg|geojson|shp|csv|xlsx"),
+    community: str = typer.Option(None, "--community", help="Only this community (12-digit code)."),
+    out: Path = typer.Option(None, "--out", "-o", help="Output file (default: <level>.<format> here)."),
+    allow_pii: bool = typer.Option(False, "--allow-pii", help="Write ID numbers and phones in clear (resident "
+                                                              "exports only; needs the key). Default: masked."),
+) -> None:
+    """导出 Export one level (ID numbers and phones masked unless --allow-pii)."""
+    from gisgov.ingest.export import FORMATS, export_level
+    from gisgov.ingest.loader import UsageError
+
+    if fmt not in FORMATS:
+        console.print(f"[red]--format must be one of {', '.join(FORMATS)}[/]")
+        raise typer.Exit(EXIT_USAGE)
+    out = out or Path(f"{level}.{FORMATS[fmt]}")
+    engine = _engine()
+    try:
+        n = export_level(engine, level, fmt, out, community=community, allow_pii=allow_pii)
+    except UsageError as exc:
+        console.print(f"[red]用法错误 usage error:[/] {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    finally:
+        engine.dispose()
+    console.print(f"[green]已导出 exported[/] {n} {level} → {out}")
+
+
+def template(
+    kind: str = typer.Argument("residents", help="residents (居民名册)"),
+    out: Path = typer.Option(None, "--out", "-o", help="Output file (.xlsx or .csv); default 居民名册模板.xlsx"),
+) -> None:
+    """模板 Write a fill-in template with Chinese headers (居民名册 resident roster)."""
+    from gisgov.ingest.export import write_roster_template
+
+    if kind not in ("residents", "resident"):
+        console.print("[red]only `residents` has a template[/]")
+        raise typer.Exit(EXIT_USAGE)
+    out = out or Path("居民名册模板.xlsx")
+    write_roster_template(out)
+    console.print(f"[green]模板已生成 template written[/] → {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("load")(load)
+    app.command("export")(export)
+    app.command("template")(template)

@@ -1,0 +1,99 @@
+"""Text encodings of incoming files: UTF-8 and GBK/GB18030 (Chinese first).
+
+* Shapefile DBF: a ``.cpg`` sidecar is honoured; without one the string bytes of the DBF are
+  sniffed: valid UTF-8 → ``utf-8``, otherwise ``gb18030`` (a superset of GBK and GB2312).
+* CSV: UTF-8 (with or without BOM, as Excel writes it) when the bytes decode, else GB18030.
+"""
+
+from __future__ import annotations
+
+import codecs
+import struct
+from pathlib import Path
+
+# Names found in .cpg files → Python codec names. GBK/CP936/GB2312 are read as GB18030 (superset).
+_CPG_ALIASES = {
+    "65001": "utf-8", "utf8": "utf-8", "utf-8": "utf-8",
+    "936": "gb18030", "cp936": "gb18030", "gbk": "gb18030", "gb2312": "gb18030", "gb18030": "gb18030",
+    "54936": "gb18030", "ansi 936": "gb18030", "950": "big5", "big5": "big5",
+    "1252": "cp1252", "ansi 1252": "cp1252", "88591": "latin-1", "8859_1": "latin-1", "iso-8859-1": "latin-1",
+}
+
+
+def normalize_codec(name: str) -> str:
+    """A Python codec name for an encoding label from a .cpg file or a user option."""
+    key = name.strip().lower()
+    if key in _CPG_ALIASES:
+        return _CPG_ALIASES[key]
+    try:
+        return codecs.lookup(key).name
+    except LookupError:
+        raise ValueError(f"unknown encoding {name!r}") from None
+
+
+def sniff_bytes(chunks: list[bytes]) -> str:
+    """``utf-8`` when every chunk decodes as UTF-8, else ``gb18030``."""
+    try:
+        for c in chunks:
+            c.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "gb18030"
+
+
+def text_encoding(data: bytes) -> str:
+    """Encoding of a text file's bytes (CSV): ``utf-8-sig`` or ``gb18030``."""
+    if data.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    try:
+        data.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError:
+        return "gb18030"
+
+
+def _dbf_string_bytes(dbf: Path, max_records: int = 2000) -> list[bytes]:
+    with dbf.open("rb") as f:
+        head = f.read(32)
+        if len(head) < 32:
+            return []
+        n_rec, header_len, rec_len = struct.unpack("<IHH", head[4:12])
+        fields = []
+        offset = 1  # deletion flag
+        while f.tell() < header_len - 1:
+            d = f.read(32)
+            if not d or d[0] == 0x0D or len(d) < 32:
+                break
+            ftype, flen = chr(d[11]), d[16]
+            if ftype in "CM":
+                fields.append((offset, flen))
+            offset += flen
+        if not fields:
+            return []
+        f.seek(header_len)
+        out = []
+        for _ in range(min(n_rec, max_records)):
+            rec = f.read(rec_len)
+            if len(rec) < rec_len:
+                break
+            out.extend(rec[o:o + n].rstrip(b" \x00") for o, n in fields)
+        return [b for b in out if b]
+
+
+def shapefile_encoding(shp: str | Path) -> tuple[str, str]:
+    """(codec, how) for a Shapefile's DBF: from its ``.cpg`` or sniffed from the bytes."""
+    shp = Path(shp)
+    for ext in (".cpg", ".CPG"):
+        cpg = shp.with_suffix(ext)
+        if cpg.exists():
+            label = cpg.read_bytes().decode("ascii", "replace").strip()
+            if label:
+                return normalize_codec(label), f".cpg says {label}"
+    dbf = next((p for p in (shp.with_suffix(".dbf"), shp.with_suffix(".DBF")) if p.exists()), None)
+    if dbf is None:
+        return "utf-8", "no .dbf"
+    chunks = _dbf_string_bytes(dbf)
+    if not chunks:
+        return "utf-8", "no text fields"
+    enc = sniff_bytes(chunks)
+    return enc, "detected from the DBF bytes (no .cpg)"

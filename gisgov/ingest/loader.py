@@ -1,0 +1,218 @@
+"""Load one file of one level: read → map fields → convert CRS → validate → write, all or nothing.
+
+The whole load runs in one transaction. When any record is rejected nothing is written; with
+``dry_run`` everything (including the database's own checks) runs and is rolled back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import shapely
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from gisgov.config import get_settings
+from gisgov.errors import InvalidInput
+from gisgov.ingest import estimates, store
+from gisgov.ingest.coords import SourceCRS, crs_from_file, parse_crs, to_storage
+from gisgov.ingest.fields import parse_map, resolve
+from gisgov.ingest.levels import ALL_LEVELS, LEVELS
+from gisgov.ingest.readers import RawTable, ReadError, read_any
+from gisgov.ingest.report import INFO, Report
+from gisgov.ingest.settings import get_ingest_settings
+from gisgov.ingest.validate import Batch, validate
+
+
+class UsageError(InvalidInput):
+    """The command was asked for something impossible (unknown level, bad option): exit code 2."""
+
+
+def parse_region(region) -> tuple[float, float, float, float] | None:
+    """``None`` → settings.region_bbox; ``"auto"``/``"none"`` → no region check; ``"a,b,c,d"`` → box."""
+    if region is None:
+        return tuple(get_settings().region_bbox)
+    if isinstance(region, (tuple, list)):
+        return tuple(float(v) for v in region)
+    s = str(region).strip().lower()
+    if s in ("auto", "none", "off"):
+        return None
+    try:
+        box = tuple(float(v) for v in s.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or box[0] >= box[2] or box[1] >= box[3]:
+        raise UsageError(f"--region expects auto or minlon,minlat,maxlon,maxlat, got {region!r}")
+    return box
+
+
+def _geometries_from_table(raw: RawTable, mapping: dict[str, str]) -> tuple[np.ndarray, dict]:
+    cols = raw.columns
+    n = len(cols)
+    problems: dict[int, tuple[str, str]] = {}
+    if "wkt" in mapping:
+        vals = cols[mapping["wkt"]].to_numpy(dtype=object)
+        geoms = shapely.from_wkt(vals, on_invalid="ignore")
+        for i in np.flatnonzero(shapely.is_missing(geoms) & pd.notna(vals)):
+            fixed = shapely.from_wkt(vals[i], on_invalid="fix")
+            if fixed is not None and "POLYGON" in str(vals[i]).upper():
+                geoms[i] = fixed
+                problems[int(i)] = ("ring_not_closed", str(vals[i])[:60])
+            else:
+                problems[int(i)] = ("geom_empty", f"unreadable WKT: {str(vals[i])[:60]}")
+        return geoms, problems
+    if "lon" in mapping and "lat" in mapping:
+        x = pd.to_numeric(cols[mapping["lon"]], errors="coerce").to_numpy(dtype=float)
+        y = pd.to_numeric(cols[mapping["lat"]], errors="coerce").to_numpy(dtype=float)
+        geoms = np.empty(n, dtype=object)
+        good = ~(np.isnan(x) | np.isnan(y))
+        geoms[good] = shapely.points(x[good], y[good])
+        for i in np.flatnonzero(~good):
+            problems[int(i)] = ("geom_empty", f"lon={cols[mapping['lon']].iloc[i]}, lat={cols[mapping['lat']].iloc[i]}")
+        return geoms, problems
+    raise UsageError(f"{raw.source}: a table needs a geometry: a WKT column (wkt/几何) or lon/lat columns (经度/纬度); "
+                     f"columns: {', '.join(map(str, cols.columns))}")
+
+
+def prepare(raw: RawTable, level_name: str, *, crs: str | None = None, overrides: list[str] | dict | None = None,
+            report: Report) -> Batch:
+    """Field mapping + geometry + CRS conversion: a Batch in storage lon/lat."""
+    level = LEVELS[level_name]
+    fields = ("code",) + level.fields + (("wkt", "lon", "lat") if raw.geoms is None else ())
+    try:
+        ov = overrides if isinstance(overrides, dict) else parse_map(overrides)
+        mapping = resolve(list(raw.columns.columns), level.name, fields, ov)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    report.add("(file)", "field_mapping", ", ".join(f"{f}←{c}" for f, c in mapping.items()) or "(none)",
+               "字段对应 field mapping", INFO)
+    attrs = pd.DataFrame({f: raw.columns[c].to_numpy(dtype=object) for f, c in mapping.items()
+                          if f not in ("wkt", "lon", "lat")}, index=range(len(raw.columns)))
+    problems = dict(raw.problems)
+    if raw.geoms is None:
+        geoms, p2 = _geometries_from_table(raw, mapping)
+        problems.update(p2)
+    else:
+        geoms = raw.geoms
+    settings = get_settings()
+    try:
+        src = parse_crs(crs)
+        if src is None:
+            src = crs_from_file(raw.crs)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    if src is None:
+        if raw.geoms is None:
+            src = SourceCRS(epsg=4490)
+            report.add("(file)", "crs_assumed", "EPSG:4490", "表格未声明坐标系，按 CGCS2000 经纬度读取 table has no CRS: "
+                       "read as EPSG:4490 lon/lat (pass --crs otherwise)", INFO)
+        else:
+            raise UsageError(f"{raw.source} has no CRS; pass --crs (4490, 4326, 4513–4554, gcj02, bd09)")
+    if not (src.offset is None and src.epsg == settings.srid):
+        report.add("(file)", "crs_converted", src.label, f"坐标已转换 coordinates converted {src.label} → EPSG:{settings.srid}",
+                   INFO)
+    geoms = to_storage(geoms, src, settings.srid)
+    for note in raw.notes:
+        report.add("(file)", "read", note, "读取 read", INFO)
+    return Batch(level, list(raw.records), attrs, geoms, problems, Path(raw.source).stem)
+
+
+def load_file(path: str | Path, level: str, *, engine: Engine, layer: str | None = None, crs: str | None = None,
+              mapping: list[str] | dict | None = None, repair: bool = False, dry_run: bool = False,
+              region=None, encoding: str | None = None, estimate: bool = True, progress=None,
+              display_name: str | None = None) -> Report:
+    """Load ``path`` as ``level``; returns the report (status loaded / rejected / dry-run)."""
+    if level not in ALL_LEVELS:
+        raise UsageError(f"unknown level {level!r}; choose one of {', '.join(ALL_LEVELS)}")
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"no such file: {p}")
+    if level == "resident":
+        from gisgov.ingest.roster import load_roster
+
+        return load_roster(p, engine=engine, mapping=mapping, dry_run=dry_run, encoding=encoding,
+                           sheet=layer, progress=progress, display_name=display_name)
+    name = display_name or p.name
+    report = Report(name, level, dry_run=dry_run)
+    box = parse_region(region)
+    if progress:
+        progress("read", 0, 1)
+    try:
+        raw = read_any(p, layer=layer, encoding=encoding, display_name=name)
+    except ReadError as exc:
+        report.add("(file)", "unreadable", p.suffix, str(exc))
+        report.status = "rejected"
+        return report
+    batch = prepare(raw, level, crs=crs, overrides=mapping, report=report)
+    report.counts["read"] = len(batch.records)
+    if progress:
+        progress("read", 1, 1)
+    lv = LEVELS[level]
+    with engine.connect() as conn:
+        tx = conn.begin()
+        try:
+            store.lock(conn, lv.table)
+            ctx = store.load_context(conn, lv, box)
+            ctx.clip_share = get_ingest_settings().clip_share
+            if progress:
+                progress("validate", 0, len(batch.records))
+            rows, issues = validate(batch, ctx, repair=repair)
+            report.extend(issues)
+            if progress:
+                progress("validate", len(batch.records), len(batch.records))
+            if not report.ok:
+                tx.rollback()
+                report.status = "rejected"
+                return report
+            _write(conn, lv, rows, ctx.srid, report, estimate, progress)
+            if not report.ok:
+                tx.rollback()
+                report.status = "rejected"
+                return report
+            if dry_run:
+                tx.rollback()
+                report.status = "dry-run"
+            else:
+                tx.commit()
+                report.status = "loaded"
+        except BaseException:
+            if tx.is_active:
+                tx.rollback()
+            raise
+    return report
+
+
+def _write(conn, lv, rows: pd.DataFrame, srid: int, report: Report, estimate: bool, progress) -> None:
+    sp = conn.begin_nested()
+    try:
+        if lv.name == "road":
+            from gisgov.ingest.network import split_lines
+
+            lines, owner = _explode_lines(rows["geom"].to_numpy(dtype=object))
+            net = split_lines(lines)
+            attrs = rows.iloc[owner[net.line]].reset_index(drop=True)
+            n_nodes, n_edges = store.write_network(conn, net, attrs, srid, progress)
+            report.counts.update(nodes=n_nodes, edges=n_edges, written=n_edges)
+            from gisgov.ingest.network import largest_component_share
+
+            report.stats["largest_component_share"] = round(
+                largest_component_share(len(net.node_xy), net.source, net.target), 4)
+        else:
+            report.counts["written"] = store.write_level(conn, lv, rows, srid, progress)
+            if lv.name == "building":
+                report.counts["households_given"] = int(rows["households"].notna().sum())
+                if estimate:
+                    report.counts["households_estimated"] = estimates.apply_estimates(conn, rows["code"].tolist())
+        sp.commit()
+    except DBAPIError as exc:
+        sp.rollback()
+        diag = getattr(exc.orig, "diag", None)
+        detail = (diag.message_primary if diag is not None and diag.message_primary else str(exc.orig)).strip()
+        report.add("(database)", "database", type(exc.orig).__name__, f"数据库拒绝 the database refused the load: {detail}")
+
+
+def _explode_lines(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    parts, idx = shapely.get_parts(geoms, return_index=True)
+    return parts, idx

@@ -1,0 +1,394 @@
+"""Resident rosters (居民名册): one row per resident, loaded with COPY in one transaction.
+
+A row names its building (楼栋编码, or an address matching ``building.address``) and its household
+number (户号 / 门牌号). Households are created as needed: household code = building code + the
+4-digit household number (a door number of up to four digits is used as is, zero-padded; other
+door numbers such as ``2单元301`` are numbered after the building's highest number and kept in
+``household.door_no``). ID numbers are checked (GB 11643 check digit) and stored only as HMAC hash
++ AES-GCM ciphertext + last four characters; phones only as ciphertext + masked form.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from gisgov.ingest import estimates, store
+from gisgov.ingest.fields import RESIDENT_FIELDS, parse_map, resolve
+from gisgov.ingest.readers import ReadError, read_table
+from gisgov.ingest.report import INFO, REJECTED, Issue, Report
+from gisgov.ingest.rules import msg
+from gisgov.security.pii import Vault, id_problem, mask_phone
+
+TEMPLATE_HEADERS = ["楼栋编码", "地址", "户号", "姓名", "性别", "出生年份", "与户主关系", "身份证号", "联系电话",
+                    "特殊人群", "居住类型"]
+TEMPLATE_EXAMPLE = ["34010400100100001", "", "0101", "张三", "男", "1956", "户主", "11010519491231002X",
+                    "13800138000", "独居老人;低保", "常住"]
+TEMPLATE_NOTES = [
+    ("楼栋编码", "17位楼栋编码；无编码时填写地址（须与楼栋地址一致） 17-digit building code, or the building's address"),
+    ("户号", "户号/门牌号；不超过4位数字时作为户编码后4位 household (door) number; ≤ 4 digits become the code suffix"),
+    ("姓名", "必填 required"),
+    ("性别", "男/女；可由身份证号推出 derived from the ID number when empty"),
+    ("出生年份", "四位年份；可由身份证号推出 4-digit year; derived from the ID number when empty"),
+    ("与户主关系", "户主/配偶/子女/父母/孙辈/兄弟姐妹/其他"),
+    ("身份证号", "18位，校验位按 GB 11643 检查；只存密文、哈希和后四位 checked, stored encrypted + hashed + last 4"),
+    ("联系电话", "只存密文和脱敏号码 stored encrypted + masked"),
+    ("特殊人群", "多个用 ; 或 、 分隔，填名称或代码: 特困 低保 低边 残疾 独居老人 留守儿童 社区矫正 刑满释放 吸毒人员 "
+                 "精神障碍 重点信访 失业 优抚对象 困境儿童"),
+    ("居住类型", "常住/户籍/流动（默认常住）"),
+]
+
+_ID_RE = r"^[1-9]\d{5}(18|19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[\dX]$"
+_WEIGHTS = np.array((7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2), dtype=np.int64)
+_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
+_PHONE_RE = r"^\+?[\d\- ]{7,20}$"
+_GENDER = {"男": "男", "女": "女", "m": "男", "f": "女", "male": "男", "female": "女", "1": "男", "2": "女"}
+_ROLE = {"户主": "户主", "本人": "户主", "配偶": "配偶", "妻": "配偶", "妻子": "配偶", "丈夫": "配偶", "夫": "配偶",
+         "子女": "子女", "子": "子女", "女": "子女", "儿子": "子女", "女儿": "子女", "长子": "子女", "长女": "子女",
+         "次子": "子女", "次女": "子女", "父母": "父母", "父亲": "父母", "母亲": "父母", "父": "父母", "母": "父母",
+         "孙辈": "孙辈", "孙子": "孙辈", "孙女": "孙辈", "外孙": "孙辈", "外孙女": "孙辈", "兄弟姐妹": "兄弟姐妹",
+         "兄": "兄弟姐妹", "弟": "兄弟姐妹", "姐": "兄弟姐妹", "妹": "兄弟姐妹", "其他": "其他"}
+_RESIDENCE = {"常住": "常住", "户籍": "户籍", "流动": "流动", "": "常住"}
+_SPLIT = re.compile(r"[;,，；、/|\s]+")
+
+
+def ids_valid(ids: pd.Series) -> np.ndarray:
+    """Vectorised GB 11643 check (format + check digit) of upper-cased 18-character strings."""
+    s = ids.fillna("").astype(str)
+    ok = s.str.len().eq(18).to_numpy() & s.str.match(_ID_RE).fillna(False).to_numpy()
+    if ok.any():
+        b = np.frombuffer("".join(s[ok]).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
+        sums = ((b[:, :17].astype(np.int64) - 48) * _WEIGHTS).sum(axis=1) % 11
+        ok[np.flatnonzero(ok)] = _CHECK[sums] == b[:, 17]
+    return ok
+
+
+def _s(df: pd.DataFrame, mapping: dict, f: str) -> pd.Series:
+    if f not in mapping:
+        return pd.Series([None] * len(df), dtype=object)
+    return df[mapping[f]].astype(object).where(df[mapping[f]].notna(), None)
+
+
+def parse_roster(df: pd.DataFrame, records: list[str], mapping: dict[str, str]) -> tuple[pd.DataFrame, list[Issue]]:
+    """Row checks that need no database. Returns canonical columns + report lines (pure)."""
+    n = len(df)
+    issues: list[Issue] = []
+    bad = np.zeros(n, dtype=bool)
+
+    def add_many(mask, rule, values, detail):
+        for i in np.flatnonzero(mask):
+            d = detail(i) if callable(detail) else detail
+            issues.append(Issue(records[i], rule, "" if values is None else str(values[i]), msg(rule, d), REJECTED))
+        bad[mask] = True
+
+    out = pd.DataFrame(index=range(n))
+    name = _s(df, mapping, "name")
+    add_many(name.isna().to_numpy(), "required", None, "姓名 name")
+    out["name"] = name
+    out["building_code"] = _s(df, mapping, "building_code")
+    out["address"] = _s(df, mapping, "address")
+    nob = out["building_code"].isna().to_numpy() & out["address"].isna().to_numpy()
+    add_many(nob, "required", None, "楼栋编码或地址 building code or address")
+    bc = out["building_code"]
+    badfmt = bc.notna().to_numpy() & ~bc.fillna("").str.fullmatch(r"\d{17}").to_numpy()
+    add_many(badfmt, "building_unknown", bc.to_numpy(), "building code has 17 digits")
+    door = _s(df, mapping, "door_no")
+    add_many(door.isna().to_numpy(), "door_no", door.to_numpy(), "户号 household number required")
+    out["door_no"] = door
+    # ID numbers
+    idn = _s(df, mapping, "id_number").map(lambda v: None if v is None else str(v).strip().upper().replace(" ", ""))
+    has_id = idn.notna().to_numpy()
+    valid = ids_valid(idn)
+    wrong = has_id & ~valid
+    add_many(wrong, "id_number", idn.map(lambda v: _mask_id_value(v)).to_numpy(), lambda i: id_problem(idn.iloc[i]))
+    dup = has_id & valid & idn.duplicated(keep="first").to_numpy()
+    if dup.any():
+        first = {}
+        for i, v in enumerate(idn.to_numpy()):
+            if v is not None and v not in first:
+                first[v] = i
+        add_many(dup, "id_duplicate", idn.map(_mask_id_value).to_numpy(), lambda i: f"first at {records[first[idn.iloc[i]]]}")
+    out["id_number"] = idn.where(has_id & valid, None)
+    # gender / birth year (derived from a valid ID when empty)
+    g_raw = _s(df, mapping, "gender")
+    gender = g_raw.map(lambda v: None if v is None else _GENDER.get(str(v).strip().lower()))
+    add_many((g_raw.notna() & gender.isna()).to_numpy(), "value_invalid", g_raw.to_numpy(), "性别 gender: 男/女")
+    from_id = out["id_number"].notna()
+    derived_g = out["id_number"].map(lambda v: None if v is None else ("男" if int(v[16]) % 2 else "女"))
+    gender = gender.where(gender.notna() | ~from_id, derived_g)
+    out["gender"] = gender
+    by_raw = _s(df, mapping, "birth_year")
+    by = pd.to_numeric(by_raw.map(lambda v: None if v is None else str(v)[:4]), errors="coerce")
+    by_bad = (by_raw.notna() & (by.isna() | (by < 1880) | (by > 2100))).to_numpy()
+    add_many(by_bad, "value_invalid", by_raw.to_numpy(), "出生年份 birth year 1880–2100")
+    derived_by = pd.to_numeric(out["id_number"].str.slice(6, 10), errors="coerce")
+    by = by.where(by.notna(), derived_by)
+    out["birth_year"] = pd.array(by.where(~pd.isna(by), None), dtype="Int64")
+    role_raw = _s(df, mapping, "role")
+    role = role_raw.map(lambda v: None if v is None else _ROLE.get(str(v).strip()))
+    add_many((role_raw.notna() & role.isna()).to_numpy(), "value_invalid", role_raw.to_numpy(),
+             "与户主关系 role: 户主/配偶/子女/父母/孙辈/兄弟姐妹/其他")
+    out["role"] = role
+    phone = _s(df, mapping, "phone")
+    pbad = phone.notna().to_numpy() & ~phone.fillna("").str.match(_PHONE_RE).to_numpy()
+    add_many(pbad, "phone", phone.map(mask_phone).to_numpy(), "7–20 digits")
+    out["phone"] = phone.where(~pbad, None)
+    res_raw = _s(df, mapping, "residence")
+    res = res_raw.map(lambda v: _RESIDENCE.get("" if v is None else str(v).strip()))
+    add_many(res.isna().to_numpy(), "value_invalid", res_raw.to_numpy(), "居住类型 residence: 常住/户籍/流动")
+    out["residence"] = res.fillna("常住")
+    out["groups_raw"] = _s(df, mapping, "groups")
+    out["_bad"] = bad
+    return out, issues
+
+
+def _mask_id_value(v) -> str:
+    if v is None:
+        return ""
+    v = str(v)
+    return ("*" * max(0, len(v) - 4)) + v[-4:]
+
+
+def _resolve_groups(raw: pd.Series, lookup: dict[str, str], records: list[str]) -> tuple[list, list[Issue]]:
+    issues: list[Issue] = []
+    out: list = [None] * len(raw)
+    for i, v in enumerate(raw.to_numpy()):
+        if v is None:
+            continue
+        codes = []
+        for tok in _SPLIT.split(str(v).strip()):
+            if not tok:
+                continue
+            c = lookup.get(tok.lower())
+            if c is None:
+                issues.append(Issue(records[i], "group_unknown", tok, msg("group_unknown", "特困/低保/…/困境儿童 or their codes")))
+            elif c not in codes:
+                codes.append(c)
+        out[i] = codes or None
+    return out, issues
+
+
+def _households(b_codes: np.ndarray, doors: np.ndarray, existing: dict[tuple[str, str], str],
+                top: dict[str, int]) -> tuple[np.ndarray, list[Issue]]:
+    """Household code per row (building code + 4-digit number)."""
+    hh = np.empty(len(b_codes), dtype=object)
+    assigned: dict[tuple[str, str], str] = dict(existing)
+    # numeric door numbers first (they claim their own number)
+    pairs = list(zip(b_codes, doors))
+    numeric = np.array([d is not None and d.isdigit() and len(d) <= 4 for d in doors])
+    for i in np.flatnonzero(numeric):
+        b, d = pairs[i]
+        key = (b, d)
+        code = assigned.get(key)
+        if code is None:
+            code = f"{b}{int(d):04d}"
+            assigned[key] = code
+            top[b] = max(top.get(b, 0), int(d))
+        hh[i] = code
+    for i in np.flatnonzero(~numeric):
+        b, d = pairs[i]
+        key = (b, d)
+        code = assigned.get(key)
+        if code is None:
+            top[b] = top.get(b, 0) + 1
+            code = f"{b}{top[b]:04d}"
+            assigned[key] = code
+        hh[i] = code
+    return hh, []
+
+
+def load_roster(path: str | Path, *, engine: Engine, mapping=None, dry_run: bool = False, encoding: str | None = None,
+                sheet: str | None = None, progress=None, display_name: str | None = None,
+                vault: Vault | None = None) -> Report:
+    p = Path(path)
+    name = display_name or p.name
+    report = Report(name, "resident", dry_run=dry_run)
+    if progress:
+        progress("read", 0, 1)
+    try:
+        df, records, notes = read_table(p, encoding=encoding, sheet=sheet, display_name=name)
+    except ReadError as exc:
+        report.add("(file)", "unreadable", p.suffix, str(exc))
+        report.status = "rejected"
+        return report
+    from gisgov.ingest.loader import UsageError
+
+    try:
+        ov = mapping if isinstance(mapping, dict) else parse_map(mapping)
+        fmap = resolve(list(df.columns), "resident", RESIDENT_FIELDS, ov)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    for note in notes:
+        report.add("(file)", "read", note, "读取 read", INFO)
+    report.add("(file)", "field_mapping", ", ".join(f"{f}←{c}" for f, c in fmap.items()), "字段对应 field mapping", INFO)
+    if "name" not in fmap or ("building_code" not in fmap and "address" not in fmap) or "door_no" not in fmap:
+        raise UsageError(f"{name}: a roster needs 姓名, 户号 and 楼栋编码 (or 地址) columns; found "
+                         f"{', '.join(map(str, df.columns))}. Get the template with `gisgov template residents`.")
+    report.counts["read"] = len(df)
+    if progress:
+        progress("read", 1, 1)
+        progress("validate", 0, len(df))
+    rows, issues = parse_roster(df, records, fmap)
+    report.extend(issues)
+    vault = vault or Vault.from_settings()
+    with engine.connect() as conn:
+        tx = conn.begin()
+        try:
+            store.lock(conn, "household", "resident")
+            _check_against_db(conn, rows, records, report, vault)
+            if progress:
+                progress("validate", len(df), len(df))
+            if not report.ok:
+                tx.rollback()
+                report.status = "rejected"
+                return report
+            try:
+                _write(conn, rows, report, vault, progress)
+            except DBAPIError as exc:
+                diag = getattr(exc.orig, "diag", None)
+                detail = diag.message_primary if diag is not None and diag.message_primary else str(exc.orig)
+                report.add("(database)", "database", type(exc.orig).__name__, msg("database", detail))
+            if not report.ok:
+                tx.rollback()
+                report.status = "rejected"
+            elif dry_run:
+                tx.rollback()
+                report.status = "dry-run"
+            else:
+                tx.commit()
+                report.status = "loaded"
+        except BaseException:
+            if tx.is_active:
+                tx.rollback()
+            raise
+    return report
+
+
+def _check_against_db(conn: Connection, rows: pd.DataFrame, records: list[str], report: Report, vault: Vault) -> None:
+    # buildings by code or address
+    codes = rows["building_code"]
+    known = {r[0] for r in conn.execute(text("SELECT code FROM building WHERE code = ANY(:c)"),
+                                        {"c": codes.dropna().unique().tolist()})}
+    bad = codes.notna().to_numpy() & ~codes.isin(known).to_numpy() & ~rows["_bad"].to_numpy()
+    for i in np.flatnonzero(bad):
+        report.add(records[i], "building_unknown", codes.iloc[i], msg("building_unknown", f"no building {codes.iloc[i]}"))
+    need_addr = codes.isna().to_numpy() & rows["address"].notna().to_numpy()
+    if need_addr.any():
+        addrs = rows["address"][need_addr].unique().tolist()
+        found: dict[str, list[str]] = {}
+        for code, addr in conn.execute(text("SELECT code, address FROM building WHERE address = ANY(:a)"), {"a": addrs}):
+            found.setdefault(addr, []).append(code)
+        resolved = rows["building_code"].to_numpy(dtype=object)
+        for i in np.flatnonzero(need_addr):
+            a = rows["address"].iloc[i]
+            hits = found.get(a, [])
+            if len(hits) == 1:
+                resolved[i] = hits[0]
+            elif not hits:
+                report.add(records[i], "address_unknown", a, msg("address_unknown"))
+            else:
+                report.add(records[i], "address_ambiguous", a, msg("address_ambiguous", ", ".join(sorted(hits)[:5])))
+        rows["building_code"] = resolved
+    # special groups
+    lookup = {}
+    for code, zh, en in conn.execute(text("SELECT code, name_zh, name_en FROM special_group")):
+        for k in (code, zh, en):
+            lookup[k.lower()] = code
+    groups, gi = _resolve_groups(rows["groups_raw"], lookup, records)
+    report.extend(gi)
+    rows["groups"] = groups
+    # ID numbers already stored (hash lookup, never the clear value)
+    ids = rows["id_number"]
+    has = ids.notna().to_numpy()
+    hashes = np.empty(len(rows), dtype=object)
+    hashes[has] = [vault.digest(v) for v in ids[has]]
+    rows["id_hash"] = hashes
+    if has.any():
+        hs = [bytes(h) for h in hashes[has]]
+        taken = set()
+        for k in range(0, len(hs), 200000):
+            taken |= {bytes(r[0]) for r in conn.execute(text("SELECT id_hash FROM resident WHERE id_hash = ANY(:h)"),
+                                                        {"h": hs[k:k + 200000]})}
+        if taken:
+            for i in np.flatnonzero(has):
+                if bytes(hashes[i]) in taken:
+                    report.add(records[i], "id_exists", _mask_id_value(ids.iloc[i]), msg("id_exists"))
+
+
+def _write(conn: Connection, rows: pd.DataFrame, report: Report, vault: Vault, progress) -> None:
+    n = len(rows)
+    b_codes = rows["building_code"].to_numpy(dtype=object)
+    doors = rows["door_no"].map(lambda v: str(v).strip()).to_numpy(dtype=object)
+    blist = sorted(set(b_codes))
+    existing: dict[tuple[str, str], str] = {}
+    top: dict[str, int] = {}
+    for code, b, door in conn.execute(text("SELECT code, building_code, door_no FROM household WHERE building_code = ANY(:b)"),
+                                      {"b": blist}):
+        existing[(b, door or code[-4:])] = code
+        top[b] = max(top.get(b, 0), int(code[-4:]))
+    hh, _ = _households(b_codes, doors, existing, top)
+    ids = rows["id_number"].to_numpy(dtype=object)
+    hashes = rows["id_hash"].to_numpy(dtype=object)
+    phones = rows["phone"].to_numpy(dtype=object)
+    groups = rows["groups"].to_numpy(dtype=object) if "groups" in rows else np.full(n, None, dtype=object)
+    names = rows["name"].to_numpy(dtype=object)
+    gender = rows["gender"].to_numpy(dtype=object)
+    by = rows["birth_year"].to_numpy(dtype=object, na_value=None)
+    role = rows["role"].to_numpy(dtype=object)
+    residence = rows["residence"].to_numpy(dtype=object)
+    conn.exec_driver_sql("""
+        CREATE TEMP TABLE _roster (
+            rid bigint NOT NULL DEFAULT nextval(pg_get_serial_sequence('resident', 'id')),
+            hh_code text, building_code text, door_no text, residence text, name text, gender text,
+            birth_year smallint, role text, id_hash bytea, id_cipher bytea, id_last4 text,
+            phone_cipher bytea, phone_masked text, groups text[]) ON COMMIT DROP""")
+    enc = vault.encrypt
+
+    def gen():
+        for i in range(n):
+            idv = ids[i]
+            if idv is not None:
+                h, c, l4 = hashes[i], enc(idv), idv[-4:]
+            else:
+                h = c = l4 = None
+            ph = phones[i]
+            if ph is not None:
+                clean = re.sub(r"[\s\-]", "", ph)
+                pc, pm = enc(clean), mask_phone(clean)
+            else:
+                pc = pm = None
+            yield (hh[i], b_codes[i], doors[i], residence[i], names[i], gender[i], by[i], role[i], h, c, l4, pc, pm,
+                   groups[i])
+
+    cols = ["hh_code", "building_code", "door_no", "residence", "name", "gender", "birth_year", "role", "id_hash",
+            "id_cipher", "id_last4", "phone_cipher", "phone_masked", "groups"]
+    store.copy_rows(conn, "_roster", cols, gen(), progress, n, every=50000)
+    if progress:
+        progress("households", 0, 1)
+    new_hh = conn.exec_driver_sql("""
+        INSERT INTO household (code, building_code, door_no, residence)
+        SELECT DISTINCT ON (hh_code) hh_code, building_code, door_no, residence FROM _roster r
+        WHERE NOT EXISTS (SELECT 1 FROM household h WHERE h.code = r.hh_code)
+        ORDER BY hh_code, rid""").rowcount
+    if progress:
+        progress("households", 1, 1)
+        progress("residents", 0, 1)
+    n_res = conn.exec_driver_sql("""
+        INSERT INTO resident (id, household_id, name, gender, birth_year, role, id_hash, id_cipher, id_last4,
+                              phone_cipher, phone_masked, geom)
+        OVERRIDING SYSTEM VALUE
+        SELECT r.rid, h.id, r.name, r.gender, r.birth_year, r.role, r.id_hash, r.id_cipher, r.id_last4,
+               r.phone_cipher, r.phone_masked, b.pos
+        FROM _roster r JOIN household h ON h.code = r.hh_code JOIN building b ON b.code = r.building_code""").rowcount
+    n_grp = conn.exec_driver_sql("""
+        INSERT INTO resident_group (resident_id, group_code)
+        SELECT DISTINCT rid, unnest(groups) FROM _roster WHERE groups IS NOT NULL""").rowcount
+    if progress:
+        progress("residents", 1, 1)
+    updated = estimates.roster_wins(conn, blist)
+    report.counts.update(written=n_res, households_created=new_hh, group_tags=n_grp, buildings_counted=updated)

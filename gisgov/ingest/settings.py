@@ -1,0 +1,38 @@
+"""Settings of the import/export capability (``GISGOV_INGEST_*`` environment variables)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class IngestSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GISGOV_INGEST_", extra="ignore")
+
+    dwelling_m2: float = Field(
+        default=95.0, gt=0,
+        description="Average gross floor area per household (m²) for household estimates. Default from the "
+                    "2020 census (第七次全国人口普查): urban per-capita housing floor area 36.52 m² × 2.62 persons "
+                    "per family household ≈ 95.7 m².")
+    default_floors: int = Field(
+        default=1, ge=1,
+        description="Floors assumed when a building has neither floors nor height (a lower bound; flagged as estimated).")
+    storey_height_m: float = Field(default=3.0, gt=0, description="Metres per storey when only a height is known.")
+    clip_share: float = Field(
+        default=0.5, gt=0, le=1,
+        description="--repair clips a child polygon to its parent when at least this share of its area lies inside.")
+    max_upload_mb: float = Field(default=200.0, gt=0, description="Largest file POST /api/import accepts (MB).")
+    sync_limit_mb: float = Field(
+        default=2.0, ge=0, description="POST /api/import answers with the report directly up to this size; larger "
+                                       "files run as a background job (202 + job URL).")
+    osm_residential: tuple[str, ...] = Field(
+        default=("yes", "residential", "apartments", "house", "detached", "semidetached_house", "terrace",
+                 "dormitory", "bungalow"),
+        description="OSM building=* values whose households are estimated (others stay unknown).")
+
+
+@lru_cache
+def get_ingest_settings() -> IngestSettings:
+    return IngestSettings()

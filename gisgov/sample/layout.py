@@ -1,0 +1,342 @@
+"""Plan of the synthetic city in a local metric frame (metres east/north of the south-west corner).
+
+Pure computation: numbers in, numpy arrays and DataFrames out. The city is a grid of communities
+(社区) bounded by arterial roads; street 1 (街道) takes the western columns, street 2 the eastern
+ones. A river runs east-west between the southern row and the rest, crossed by two bridges only.
+Inside a community, local streets cut blocks; a block holds one compound (小区, sometimes two side
+by side) inset from the roads, or stays open (public land). Compounds are filled with rows of
+south-facing buildings (行列式) on either side of a north-south spine path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from gisgov.sample import names as nm
+
+# Half widths of the road reserves (m) and the setback of compound walls from them.
+HALF_WIDTH = {"arterial": 20.0, "local": 10.0, "bank": 12.0}
+SETBACK = 6.0
+RIVER_HALF = 20.0
+BANK_OFFSET = RIVER_HALF + 15.0          # bank road centreline from the river centreline
+RIVER_ROW = 1                            # river along Y[1]: the southern row lies across it
+SPLIT_P = 0.10                           # share of blocks holding two compounds side by side
+
+COUNTY = "340104"
+REFERENCE_YEAR = 2024
+
+# Building types: floors choices/weights, units choices/weights, unit width, depth (m),
+# dwellings per floor per unit, gap between buildings in a row (m), sunlight spacing factor.
+BUILDING_TYPES = {
+    "walkup": dict(label="多层住宅", floors=(5, 6, 7), fw=(0.25, 0.5, 0.25), units=(1, 2, 3), uw=(0.2, 0.5, 0.3),
+                   unit_w=12.5, depth=11.0, per_floor=2, gx=6.0, k=1.0, gap=(14.0, 24.0)),
+    "garden": dict(label="多层洋房", floors=(6, 7), fw=(0.6, 0.4), units=(2,), uw=(1.0,),
+                   unit_w=15.0, depth=13.0, per_floor=2, gx=12.0, k=1.1, gap=(18.0, 28.0)),
+    "midrise": dict(label="小高层", floors=(11, 12, 15, 18), fw=(0.35, 0.25, 0.2, 0.2), units=(2,), uw=(1.0,),
+                    unit_w=16.0, depth=14.0, per_floor=2, gx=16.0, k=0.8, gap=(26.0, 44.0)),
+    "tower": dict(label="高层", floors=(24, 26, 28, 33), fw=(0.3, 0.3, 0.2, 0.2), units=(1,), uw=(1.0,),
+                  unit_w=26.0, depth=20.0, per_floor=4, gx=22.0, k=0.55, gap=(38.0, 52.0)),
+}
+NEW_TYPE_WEIGHTS = {"garden": 0.25, "midrise": 0.55, "tower": 0.20}
+
+
+@dataclass
+class Line:
+    orient: str            # 'h' (east-west) or 'v' (north-south)
+    c: float               # the constant coordinate (y for 'h', x for 'v')
+    lo: float
+    hi: float
+    cls: str               # arterial / local / path / gate / bridge
+    name: str | None = None
+
+
+@dataclass
+class CityPlan:
+    """Everything of the city in local metres, before people and facilities."""
+
+    X: np.ndarray
+    Y: np.ndarray
+    streets: pd.DataFrame          # code, name, col0, col1
+    communities: pd.DataFrame      # code, street_code, name, short, col, row, class, x0, y0, x1, y1
+    compounds: pd.DataFrame        # code, community_code, name, x0..y1, old, year_built, btype
+    buildings: pd.DataFrame        # code, community_code, compound_code, name, x0..y1, floors, units, per_floor
+    lines: list[Line] = field(default_factory=list)
+    gates: pd.DataFrame | None = None     # compound_code, name, x, y
+    bridges_x: tuple[float, ...] = ()
+    public_blocks: pd.DataFrame | None = None
+
+
+def _choice(rng: np.random.Generator, values, weights, size=None):
+    w = np.asarray(weights, dtype=float)
+    return np.asarray(values)[rng.choice(len(values), size=size, p=w / w.sum())]
+
+
+def grid_shape(scale: float) -> tuple[int, int, float]:
+    """(columns, rows, blocks per community) of communities for a scale (1.0 = 12 communities)."""
+    n = max(4, int(round(12 * scale)))
+    ny = max(2, int(round(np.sqrt(n * 0.75))))
+    nx = max(2, int(np.ceil(n / ny)))
+    blocks = 200.0 * scale / (nx * ny) / (1 + SPLIT_P) + 1.0     # +1 public block; some blocks split in two
+    return nx, ny, max(4.0, blocks)
+
+
+def _split_counts(rng: np.random.Generator, n: int, total: int) -> np.ndarray:
+    """n integers >= 2 summing to ``total``, varied by +-1 in balanced pairs."""
+    k = np.full(n, total // n)
+    k[rng.permutation(n)[: total - k.sum()]] += 1
+    for _ in range(n // 2):
+        a, b = rng.choice(n, size=2, replace=False)
+        if k[a] >= 3 and rng.random() < 0.5:
+            k[a] -= 1
+            k[b] += 1
+    return np.maximum(2, k)
+
+
+def plan_city(rng: np.random.Generator, scale: float = 1.0) -> CityPlan:
+    nx, ny, blocks = grid_shape(scale)
+    sx = max(2 * nx, int(round(nx * np.sqrt(blocks))))
+    sy = max(2 * ny, int(round(blocks * nx * ny / sx)))
+    kx = _split_counts(rng, nx, sx)
+    ky = _split_counts(rng, ny, sy)
+    bw = rng.uniform(195, 230, size=nx)
+    bh = rng.uniform(170, 195, size=ny)
+    X = np.concatenate([[0.0], np.cumsum(np.round(kx * bw, 1))])
+    Y = np.concatenate([[0.0], np.cumsum(np.round(ky * bh + np.where(np.arange(ny) < 2, BANK_OFFSET, 0), 1))])
+
+    streets, communities = _hierarchy(rng, nx, ny, X, Y)
+    lines: list[Line] = []
+    bank_lo, bank_hi = Y[RIVER_ROW] - BANK_OFFSET, Y[RIVER_ROW] + BANK_OFFSET
+
+    # Arterials on every column/row boundary; the river boundary gets bank roads instead.
+    for i, x in enumerate(X):
+        nm_ns = nm.ARTERIAL_NS[i % len(nm.ARTERIAL_NS)]
+        lines.append(Line("v", x, Y[0], bank_lo, "arterial", nm_ns))
+        lines.append(Line("v", x, bank_hi, Y[-1], "arterial", nm_ns))
+    ew = iter(nm.ARTERIAL_EW)
+    for j, y in enumerate(Y):
+        if j != RIVER_ROW:
+            lines.append(Line("h", y, X[0], X[-1], "arterial", next(ew)))
+    lines.append(Line("h", bank_lo, X[0], X[-1], "local", "滨河南路"))
+    lines.append(Line("h", bank_hi, X[0], X[-1], "local", "滨河北路"))
+    bridges_x = (float(X[0]), float(X[1])) if nx == 2 else (float(X[1]), float(X[2]))
+    for k, xb in enumerate(bridges_x):
+        lines.append(Line("v", xb, bank_lo, bank_hi, "bridge", f"示例{'一二'[k]}桥"))
+
+    comp_rows, bld_rows, gate_rows, public_rows = [], [], [], []
+    local_names = iter(_local_names(rng))
+    for com in communities.itertuples():
+        # y-range bounded by roads: the river side ends at the bank road
+        ylo = bank_hi if com.row == RIVER_ROW else Y[com.row]
+        yhi = bank_lo if com.row == RIVER_ROW - 1 else Y[com.row + 1]
+        xs = _interior(rng, com.x0, com.x1, int(kx[com.col]))
+        ys = _interior(rng, ylo, yhi, int(ky[com.row]))
+        for x in xs:
+            lines.append(Line("v", x, ylo, yhi, "local", next(local_names)))
+        for y in ys:
+            lines.append(Line("h", y, com.x0, com.x1, "local", next(local_names)))
+        xb = np.concatenate([[com.x0], xs, [com.x1]])
+        yb = np.concatenate([[ylo], ys, [yhi]])
+        xkind = ["arterial"] + ["local"] * len(xs) + ["arterial"]
+        ykind = (["bank" if com.row == RIVER_ROW else "arterial"] + ["local"] * len(ys)
+                 + ["bank" if com.row == RIVER_ROW - 1 else "arterial"])
+        cells = [(i, j) for j in range(len(yb) - 1)[::-1] for i in range(len(xb) - 1)]   # north→south, west→east
+        public = cells[rng.integers(len(cells))]
+        for i, j in cells:
+            cell = (xb[i], yb[j], xb[i + 1], yb[j + 1])
+            inner = (xb[i] + HALF_WIDTH[xkind[i]] + SETBACK, yb[j] + HALF_WIDTH[ykind[j]] + SETBACK,
+                     xb[i + 1] - HALF_WIDTH[xkind[i + 1]] - SETBACK, yb[j + 1] - HALF_WIDTH[ykind[j + 1]] - SETBACK)
+            if (i, j) == public:
+                public_rows.append(dict(community_code=com.code, x0=inner[0], y0=inner[1], x1=inner[2], y1=inner[3]))
+                continue
+            split = (inner[2] - inner[0]) >= 125 and rng.random() < SPLIT_P
+            parts = ([(inner[0], inner[1], (inner[0] + inner[2]) / 2 - 2, inner[3]),
+                      ((inner[0] + inner[2]) / 2 + 2, inner[1], inner[2], inner[3])] if split else [inner])
+            for p in parts:
+                comp_rows.append(dict(community_code=com.code, x0=p[0], y0=p[1], x1=p[2], y1=p[3],
+                                      road_south=cell[1], road_north=cell[3], split=split))
+    compounds = pd.DataFrame(comp_rows)
+    compounds = _assign_age(rng, compounds, communities)
+    compounds = _name_compounds(rng, compounds)
+
+    for cp in compounds.itertuples():
+        blds, paths, gates = _layout_compound(rng, cp)
+        for b in blds:
+            b["compound_code"] = cp.code
+            b["community_code"] = cp.community_code
+        bld_rows.extend(blds)
+        lines.extend(paths)
+        for g in gates:
+            g["compound_code"] = cp.code
+        gate_rows.extend(gates)
+    buildings = pd.DataFrame(bld_rows)
+    buildings = _number_buildings(buildings, compounds)
+    compounds = compounds.drop(columns=["road_south", "road_north"])
+    return CityPlan(X=X, Y=Y, streets=streets, communities=communities, compounds=compounds,
+                    buildings=buildings, lines=lines, gates=pd.DataFrame(gate_rows),
+                    bridges_x=bridges_x, public_blocks=pd.DataFrame(public_rows))
+
+
+def _interior(rng: np.random.Generator, lo: float, hi: float, k: int) -> np.ndarray:
+    """k-1 interior street positions splitting [lo, hi] into k roughly equal blocks."""
+    step = (hi - lo) / k
+    pos = lo + step * np.arange(1, k) + rng.uniform(-0.08, 0.08, size=k - 1) * step
+    return np.round(pos, 1)
+
+
+def _local_names(rng: np.random.Generator) -> list[str]:
+    combos = [w + t for t in nm.LOCAL_TAILS for w in nm.LOCAL_WORDS]
+    rng.shuffle(combos)
+    return combos * 20
+
+
+def _hierarchy(rng, nx, ny, X, Y) -> tuple[pd.DataFrame, pd.DataFrame]:
+    words = list(nm.COMMUNITY_WORDS)
+    rng.shuffle(words)
+    split_col = nx // 2
+    streets = pd.DataFrame({
+        "code": [f"{COUNTY}001", f"{COUNTY}002"],
+        "name": ["示例一街道（合成）", "示例二街道（合成）"],
+        "col0": [0, split_col], "col1": [split_col, nx],
+    })
+    rows = []
+    for s in streets.itertuples():
+        seq = 0
+        for r in range(ny - 1, -1, -1):            # north → south
+            for c in range(s.col0, s.col1):        # west → east
+                seq += 1
+                w = words[len(rows) % len(words)]
+                rows.append(dict(
+                    code=f"{s.code}{seq:03d}", street_code=s.code, short=w, name=f"{w}社区（合成）",
+                    col=c, row=r, x0=X[c], y0=Y[r], x1=X[c + 1], y1=Y[r + 1],
+                    **{"class": "撤村建居" if r < RIVER_ROW else "城市社区"},
+                ))
+    return streets, pd.DataFrame(rows)
+
+
+def _assign_age(rng, compounds: pd.DataFrame, communities: pd.DataFrame) -> pd.DataFrame:
+    """Exactly ~60% old compounds (built before 2000): the north-west old town most, across the river least."""
+    com = communities.set_index("code")
+    c = compounds.join(com[["col", "row"]], on="community_code")
+    nx, ny = communities["col"].max() + 1, communities["row"].max() + 1
+    # distance from the north-west corner, 0..1
+    d = (c["col"] / max(1, nx - 1) + (ny - 1 - c["row"]) / max(1, ny - 1)) / 2
+    p = 0.95 - 0.6 * d - np.where(c["row"] < RIVER_ROW, 0.15, 0.0)
+    score = p + rng.normal(0, 0.3, size=len(c))
+    n_old = int(round(0.6 * len(c)))
+    old = np.zeros(len(c), dtype=bool)
+    old[np.argsort(-score.to_numpy(), kind="stable")[:n_old]] = True
+    c["old"] = old
+    c["year_built"] = np.where(
+        old,
+        _choice(rng, np.arange(1978, 2000), np.linspace(0.5, 1.6, 22), size=len(c)),
+        _choice(rng, np.arange(2000, REFERENCE_YEAR - 1), np.linspace(1.4, 0.6, REFERENCE_YEAR - 2001), size=len(c)),
+    )
+    new_types = list(NEW_TYPE_WEIGHTS)
+    btype = _choice(rng, new_types, list(NEW_TYPE_WEIGHTS.values()), size=len(c)).astype(object)
+    btype[(c["row"] < RIVER_ROW).to_numpy() & ~old] = "midrise"          # resettlement housing 回迁房
+    btype[c["split"].to_numpy() & ~old] = "garden"                      # narrow plots: no towers
+    btype[old] = "walkup"
+    c["btype"] = btype
+    return c.drop(columns=["col", "row"])
+
+
+def _name_compounds(rng, compounds: pd.DataFrame) -> pd.DataFrame:
+    heads = list(nm.COMPOUND_HEADS)
+    used: set[str] = set()
+    names = []
+    for old in compounds["old"]:
+        tails = nm.COMPOUND_TAILS_OLD if old else nm.COMPOUND_TAILS_NEW
+        for _ in range(1000):
+            n = heads[rng.integers(len(heads))] + tails[rng.integers(len(tails))]
+            if n not in used:
+                break
+        else:                                   # pragma: no cover - the word lists are large enough
+            n = f"{n}{len(used)}"
+        used.add(n)
+        names.append(n)
+    compounds = compounds.copy()
+    compounds["name"] = names
+    seq = compounds.groupby("community_code").cumcount() + 1
+    compounds["code"] = compounds["community_code"] + seq.map("{:04d}".format)
+    return compounds
+
+
+def _layout_compound(rng, cp) -> tuple[list[dict], list[Line], list[dict]]:
+    """Rows of buildings either side of a north-south spine; paths and gates."""
+    t = BUILDING_TYPES[cp.btype]
+    x0, y0, x1, y1 = cp.x0, cp.y0, cp.x1, cp.y1
+    xs = round((x0 + x1) / 2, 2)
+    floors = int(_choice(rng, t["floors"], t["fw"]))
+    units = int(_choice(rng, t["units"], t["uw"]))
+    height = floors * 2.9
+    gap = float(np.clip(t["k"] * height, *t["gap"]))
+    depth = t["depth"]
+    half_w = (x1 - x0) / 2 - 6 - 5
+    length = units * t["unit_w"]
+    n_half = int((half_w + t["gx"]) // (length + t["gx"]))
+    if n_half == 0:
+        units = max(1, int(half_w // t["unit_w"]))
+        length = units * t["unit_w"]
+        n_half = 1 if length <= half_w else 0
+    if n_half == 0:
+        raise ValueError(f"compound {cp.code} too narrow for a building (rule: sample_layout)")
+    total = n_half * length + (n_half - 1) * t["gx"]
+    west0 = x0 + 5 + (half_w - total) / 2
+    east0 = xs + 6 + (half_w - total) / 2
+    col_x = np.concatenate([west0 + np.arange(n_half) * (length + t["gx"]),
+                            east0 + np.arange(n_half) * (length + t["gx"])])
+    rows_y = []
+    y = y0 + 11
+    while y + depth <= y1 - 6:
+        rows_y.append(y)
+        y += depth + gap
+    if not rows_y:
+        raise ValueError(f"compound {cp.code} too shallow for a building (rule: sample_layout)")
+    # open space: big compounds leave a slot or two empty (green, parking)
+    blds, paths = [], []
+    for r, by in enumerate(rows_y):
+        keep = np.ones(len(col_x), dtype=bool)
+        if len(col_x) * len(rows_y) > 6:
+            keep &= rng.random(len(col_x)) > 0.08
+        if not keep.any():
+            keep[rng.integers(len(col_x))] = True
+        for bx in col_x[keep]:
+            f = int(np.clip(floors + rng.choice([-1, 0, 0, 0, 1]), 4, 7)) if cp.btype == "walkup" else floors
+            blds.append(dict(x0=round(bx, 2), y0=round(by, 2), x1=round(bx + length, 2), y1=round(by + depth, 2),
+                             floors=f, units=units, per_floor=t["per_floor"], btype=cp.btype, type_label=t["label"]))
+        py = round(by - 5, 2)
+        doors = np.round(col_x[keep] + length / 2, 2)
+        paths.append(Line("h", py, float(min(doors.min(), xs)), float(max(doors.max(), xs)), "path",
+                          f"{cp.name}内部道路"))
+        # entrance nodes: the row path is split where each building's door faces it
+        for dx in doors:
+            paths.append(Line("v", float(dx), py, py, "entrance", None))
+    north_gate = len(rows_y) >= 4 and rng.random() < 0.6
+    top = y1 if north_gate else round(rows_y[-1] - 5, 2)
+    paths.append(Line("v", xs, y0, top, "path", f"{cp.name}主路"))
+    paths.append(Line("v", xs, cp.road_south, y0, "gate", f"{cp.name}南门"))
+    gates = [dict(name=f"{cp.name}南门", x=xs, y=y0)]
+    if north_gate:
+        paths.append(Line("v", xs, y1, cp.road_north, "gate", f"{cp.name}北门"))
+        gates.append(dict(name=f"{cp.name}北门", x=xs, y=y1))
+    return blds, paths, gates
+
+
+def _number_buildings(buildings: pd.DataFrame, compounds: pd.DataFrame) -> pd.DataFrame:
+    """Building codes: community + 5-digit number; names N栋 within the compound."""
+    b = buildings.copy()
+    order = compounds.reset_index()[["code", "index"]].rename(columns={"code": "compound_code", "index": "corder"})
+    b = b.merge(order, on="compound_code", how="left")
+    b["cx"] = (b["x0"] + b["x1"]) / 2
+    b["cy"] = (b["y0"] + b["y1"]) / 2
+    b = b.sort_values(["corder", "cy", "cx"], ascending=[True, False, True], kind="stable").reset_index(drop=True)
+    b["no_in_compound"] = b.groupby("compound_code").cumcount() + 1
+    seq = b.groupby("community_code").cumcount() + 1
+    b["code"] = b["community_code"] + seq.map("{:05d}".format)
+    cname = compounds.set_index("code")["name"]
+    b["name"] = b["no_in_compound"].astype(str) + "栋"
+    b["address"] = b["compound_code"].map(cname) + b["name"]
+    return b.drop(columns=["corder"])

@@ -1,4 +1,4 @@
-"""The declarative catalog of map layers (``layers/*.yaml`` with a ``layer:`` mapping).
+"""The declarative catalog of map layers: ``layers/layer-<name>.yaml``, each a ``layer:`` mapping.
 
 Each layer names its table, the columns it exposes, its style, the smallest zoom worth showing
 it at and the least role allowed to see it. ``/api/layers/{level}``, ``/api/{level}/{code}`` and
@@ -226,16 +226,15 @@ def parse_layer_file(path: Path) -> Layer:
         raise InvalidInput(f"layer file {path}: {exc}") from exc
 
 
+PATTERN = "layer-*.yaml"
+
+
 def load_catalog(folder: Path) -> Catalog:
-    """Parse every ``*.yaml`` in ``folder`` holding a ``layer:`` mapping (other YAML files are skipped)."""
+    """Parse every ``layer-*.yaml`` in ``folder`` (the folder's other catalogs are not map layers)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InvalidInput(f"layer catalog folder not found: {folder} (setting GISGOV_LAYERS_DIR)")
-    layers = []
-    for path in sorted(folder.glob("*.yaml")):
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        if isinstance(raw, dict) and "layer" in raw:
-            layers.append(parse_layer_file(path))
+    layers = [parse_layer_file(path) for path in sorted(folder.glob(PATTERN))]
     if not layers:
         raise InvalidInput(f"layer catalog {folder} holds no layer files")
     return Catalog(layers, folder)
@@ -249,5 +248,5 @@ def _cached(folder: str, stamp: tuple) -> Catalog:
 def catalog(folder: Path) -> Catalog:
     """Cached :func:`load_catalog`, re-read when a file in the folder changes."""
     folder = Path(folder)
-    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob("*.yaml"))) if folder.is_dir() else ()
+    stamp = tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.glob(PATTERN))) if folder.is_dir() else ()
     return _cached(str(folder), stamp)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import geopandas as gpd
@@ -20,7 +21,8 @@ from gisgov.sample.generate import LAYERS, NOTE, SampleCity
 META_LAYER = "dataset"
 
 
-def write_gpkg(city: SampleCity, path: str | os.PathLike) -> Path:
+def write_gpkg(city: SampleCity, path: str | os.PathLike,
+               on_layer: Callable[[str], None] | None = None) -> Path:
     """Write all layers to ``path`` (replacing the file); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +33,8 @@ def write_gpkg(city: SampleCity, path: str | os.PathLike) -> Path:
     pyogrio.write_dataframe(meta, tmp, layer=META_LAYER, driver="GPKG",
                             dataset_metadata={"DESCRIPTION": desc}, layer_metadata={"DESCRIPTION": desc})
     for name in LAYERS:
+        if on_layer:
+            on_layer(name)
         df = getattr(city, name)
         pyogrio.write_dataframe(df, tmp, layer=name, driver="GPKG",
                                 layer_metadata={"DESCRIPTION": f"{name}: {NOTE}"})

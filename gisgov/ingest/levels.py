@@ -34,7 +34,7 @@ LEVELS: dict[str, Level] = {
                       ("name", "community_code", "year_built", "property_mode", "has_party_org")),
     "building": Level("building", "楼栋", "building", 17, "community", "community_code", "point_or_polygon",
                       ("name", "community_code", "compound_code", "grid_code", "address", "floors", "units",
-                       "households", "year_built")),
+                       "households", "households_estimated", "year_built")),
     "facility": Level("facility", "设施", "facility", None, "community", "community_code", "point_or_polygon",
                       ("name", "community_code", "category", "kind", "address", "source")),
     "road": Level("road", "道路", "road_edge", None, None, None, "line",

@@ -68,10 +68,18 @@ def ids_valid(ids: pd.Series) -> np.ndarray:
     return ok
 
 
+def _keep(s: pd.Series, mask) -> pd.Series:
+    """Object Series with None where ``mask`` is False or the value is missing (pandas 3 safe)."""
+    out = s.astype(object).copy()
+    drop = ~np.asarray(mask, dtype=bool) | out.isna().to_numpy()
+    out[drop] = None
+    return out
+
+
 def _s(df: pd.DataFrame, mapping: dict, f: str) -> pd.Series:
     if f not in mapping:
         return pd.Series([None] * len(df), dtype=object)
-    return df[mapping[f]].astype(object).where(df[mapping[f]].notna(), None)
+    return _keep(df[mapping[f]], np.ones(len(df), dtype=bool))
 
 
 def parse_roster(df: pd.DataFrame, records: list[str], mapping: dict[str, str]) -> tuple[pd.DataFrame, list[Issue]]:
@@ -113,22 +121,24 @@ def parse_roster(df: pd.DataFrame, records: list[str], mapping: dict[str, str]) 
             if v is not None and v not in first:
                 first[v] = i
         add_many(dup, "id_duplicate", idn.map(_mask_id_value).to_numpy(), lambda i: f"first at {records[first[idn.iloc[i]]]}")
-    out["id_number"] = idn.where(has_id & valid, None)
+    out["id_number"] = _keep(idn, has_id & valid)
     # gender / birth year (derived from a valid ID when empty)
     g_raw = _s(df, mapping, "gender")
     gender = g_raw.map(lambda v: None if v is None else _GENDER.get(str(v).strip().lower()))
     add_many((g_raw.notna() & gender.isna()).to_numpy(), "value_invalid", g_raw.to_numpy(), "性别 gender: 男/女")
     from_id = out["id_number"].notna()
     derived_g = out["id_number"].map(lambda v: None if v is None else ("男" if int(v[16]) % 2 else "女"))
-    gender = gender.where(gender.notna() | ~from_id, derived_g)
+    gender = _keep(gender, gender.notna().to_numpy())
+    use = (gender.isna() & from_id).to_numpy()
+    gender[use] = derived_g[use]
     out["gender"] = gender
     by_raw = _s(df, mapping, "birth_year")
     by = pd.to_numeric(by_raw.map(lambda v: None if v is None else str(v)[:4]), errors="coerce")
     by_bad = (by_raw.notna() & (by.isna() | (by < 1880) | (by > 2100))).to_numpy()
     add_many(by_bad, "value_invalid", by_raw.to_numpy(), "出生年份 birth year 1880–2100")
-    derived_by = pd.to_numeric(out["id_number"].str.slice(6, 10), errors="coerce")
+    derived_by = pd.to_numeric(out["id_number"].map(lambda v: None if v is None else v[6:10]), errors="coerce")
     by = by.where(by.notna(), derived_by)
-    out["birth_year"] = pd.array(by.where(~pd.isna(by), None), dtype="Int64")
+    out["birth_year"] = pd.array([None if pd.isna(v) else int(v) for v in by], dtype="Int64")
     role_raw = _s(df, mapping, "role")
     role = role_raw.map(lambda v: None if v is None else _ROLE.get(str(v).strip()))
     add_many((role_raw.notna() & role.isna()).to_numpy(), "value_invalid", role_raw.to_numpy(),
@@ -137,7 +147,7 @@ def parse_roster(df: pd.DataFrame, records: list[str], mapping: dict[str, str]) 
     phone = _s(df, mapping, "phone")
     pbad = phone.notna().to_numpy() & ~phone.fillna("").str.match(_PHONE_RE).to_numpy()
     add_many(pbad, "phone", phone.map(mask_phone).to_numpy(), "7–20 digits")
-    out["phone"] = phone.where(~pbad, None)
+    out["phone"] = _keep(phone, ~pbad)
     res_raw = _s(df, mapping, "residence")
     res = res_raw.map(lambda v: _RESIDENCE.get("" if v is None else str(v).strip()))
     add_many(res.isna().to_numpy(), "value_invalid", res_raw.to_numpy(), "居住类型 residence: 常住/户籍/流动")
@@ -283,7 +293,7 @@ def _check_against_db(conn: Connection, rows: pd.DataFrame, records: list[str], 
         found: dict[str, list[str]] = {}
         for code, addr in conn.execute(text("SELECT code, address FROM building WHERE address = ANY(:a)"), {"a": addrs}):
             found.setdefault(addr, []).append(code)
-        resolved = rows["building_code"].to_numpy(dtype=object)
+        resolved = np.array(rows["building_code"].tolist(), dtype=object)
         for i in np.flatnonzero(need_addr):
             a = rows["address"].iloc[i]
             hits = found.get(a, [])

@@ -118,7 +118,7 @@ WRITE_COLUMNS = {
     "grid": ["code", "community_code", "name", "level", "geom"],
     "compound": ["code", "community_code", "name", "year_built", "property_mode", "has_party_org", "geom"],
     "building": ["code", "community_code", "compound_id", "grid_id", "name", "address", "floors", "units",
-                 "households", "year_built", "geom", "pos"],
+                 "households", "households_estimated", "year_built", "geom", "pos"],
     "facility": ["code", "name", "category_code", "kind", "community_code", "address", "source", "geom"],
 }
 

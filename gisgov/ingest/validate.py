@@ -445,6 +445,13 @@ def _attributes(level: Level, attrs: pd.DataFrame, out: pd.DataFrame, ctx: Conte
         out["has_party_org"] = po
     if level.name == "building":
         out["address"] = _col(attrs, "address")
+        est = []
+        for i, v in enumerate(_col(attrs, "households_estimated")):
+            b, good = parse_bool(v)
+            if not good:
+                add(i, "value_invalid", v, "households_estimated: true/false")
+            est.append(bool(b) and out.at[i, "households"] is not pd.NA)
+        out["households_estimated"] = est
         for kind, table, col in (("compound", ctx.compounds, "compound_id"), ("grid", ctx.grids, "grid_id")):
             given = _col(attrs, f"{kind}_code")
             spatial = table.containing(pos)

@@ -1,0 +1,181 @@
+"""Export one level to GeoPackage, GeoJSON, Shapefile, CSV or XLSX — in a form `gisgov load` reads back.
+
+Column names are the loader's canonical fields (short aliases in Shapefiles, whose DBF field names
+stop at 10 bytes); resident exports use the roster template's Chinese headers. CSV/XLSX carry the
+geometry as full-precision WKT in a ``wkt`` column. ID numbers and phones are masked unless
+``allow_pii`` (which decrypts them with the key).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+from sqlalchemy import Engine, text
+
+from gisgov.ingest.levels import ALL_LEVELS
+from gisgov.security.pii import Vault, mask_id
+
+FORMATS = {"gpkg": "gpkg", "geojson": "geojson", "shp": "shp", "csv": "csv", "xlsx": "xlsx"}
+XLSX_CELL_LIMIT = 32767
+
+_SQL = {
+    "street": "SELECT code, name, ST_AsBinary(geom) AS geom FROM street x {where} ORDER BY code",
+    "community": "SELECT code, street_code, name, class, kind, rule_set, ST_AsBinary(geom) AS geom FROM community x {where} ORDER BY code",
+    "grid": "SELECT code, community_code, name, level AS grid_level, ST_AsBinary(geom) AS geom FROM grid x {where} ORDER BY code",
+    "compound": "SELECT code, community_code, name, year_built, property_mode, has_party_org, is_old, ST_AsBinary(geom) AS geom "
+                "FROM compound x {where} ORDER BY code",
+    "building": "SELECT x.code, x.community_code, c.code AS compound_code, g.code AS grid_code, x.name, x.address, "
+                "x.floors, x.units, x.households, x.households_estimated, x.year_built, ST_AsBinary(coalesce(x.geom, x.pos)) AS geom "
+                "FROM building x LEFT JOIN compound c ON c.id = x.compound_id LEFT JOIN grid g ON g.id = x.grid_id "
+                "{where} ORDER BY x.code",
+    "facility": "SELECT x.code, x.name, fc.name_zh AS category, x.kind, x.community_code, x.address, x.source, ST_AsBinary(x.geom) AS geom "
+                "FROM facility x JOIN facility_category fc ON fc.code = x.category_code {where} ORDER BY x.code",
+    "road": "SELECT x.id, x.name, x.class AS road_class, x.foot, x.oneway_foot, x.length_m, x.source, x.target, ST_AsBinary(x.geom) AS geom "
+            "FROM road_edge x {where} ORDER BY x.id",
+    "resident": """
+        SELECT h.building_code AS "楼栋编码", b.address AS "地址", coalesce(h.door_no, right(h.code, 4)) AS "户号",
+               r.name AS "姓名", r.gender AS "性别", r.birth_year AS "出生年份", r.role AS "与户主关系",
+               r.id_last4, r.id_cipher, r.phone_cipher, r.phone_masked,
+               (SELECT string_agg(sg.name_zh, ';' ORDER BY sg.sort) FROM resident_group rg
+                JOIN special_group sg ON sg.code = rg.group_code WHERE rg.resident_id = r.id) AS "特殊人群",
+               h.residence AS "居住类型", h.code AS "户编码", ST_AsBinary(r.geom) AS geom
+        FROM resident r JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code
+        {where} ORDER BY h.code, r.id""",
+}
+
+_COMMUNITY_FILTER = {
+    "street": "WHERE x.code = left(:c, 9)",
+    "community": "WHERE x.code = :c",
+    "grid": "WHERE x.community_code = :c",
+    "compound": "WHERE x.community_code = :c",
+    "building": "WHERE x.community_code = :c",
+    "facility": "WHERE x.community_code = :c",
+    "road": "WHERE ST_Intersects(x.geom, (SELECT geom FROM community WHERE code = :c))",
+    "resident": "WHERE b.community_code = :c",
+}
+
+# DBF field names stop at 10 bytes: these short names are aliases the loader knows.
+SHP_NAMES = {"street_code": "jdbm", "community_code": "sqbm", "compound_code": "xqbm", "grid_code": "wgbm",
+             "property_mode": "wyms", "has_party_org": "dzz", "households_estimated": "hh_est",
+             "oneway_foot": "oneway", "楼栋编码": "ldbm", "与户主关系": "role", "出生年份": "birth_year",
+             "特殊人群": "groups", "居住类型": "residence", "身份证号": "sfzh", "联系电话": "lxdh", "户编码": "hbm",
+             "地址": "address", "户号": "door_no", "姓名": "name", "性别": "gender"}
+
+
+def query_level(engine: Engine, level: str, *, community: str | None = None, allow_pii: bool = False,
+                vault: Vault | None = None) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """(attribute table, geometries, srid) of one level."""
+    from gisgov.ingest.loader import UsageError
+
+    if level not in ALL_LEVELS:
+        raise UsageError(f"unknown level {level!r}; choose one of {', '.join(ALL_LEVELS)}")
+    if community is not None and not (len(community) == 12 and community.isdigit()):
+        raise UsageError(f"--community expects a 12-digit community code, got {community!r}")
+    where = _COMMUNITY_FILTER[level] if community else ""
+    sql = _SQL[level].format(where=where)
+    with engine.connect() as conn:
+        srid = int(conn.execute(text("SELECT value FROM gisgov_meta WHERE key = 'srid'")).scalar() or 4490)
+        res = conn.execute(text(sql), {"c": community} if community else {})
+        df = pd.DataFrame(res.all(), columns=list(res.keys()))
+    geoms = shapely.from_wkb(np.array([None if g is None else bytes(g) for g in df.pop("geom")], dtype=object)) \
+        if len(df) else np.array([], dtype=object)
+    if level == "resident":
+        df = _resident_pii(df, allow_pii, vault)
+    return df, geoms, srid
+
+
+def _resident_pii(df: pd.DataFrame, allow_pii: bool, vault: Vault | None) -> pd.DataFrame:
+    if allow_pii:
+        v = vault or Vault.from_settings()
+        ids = [None if c is None else v.decrypt(c) for c in df["id_cipher"]]
+        phones = [None if c is None else v.decrypt(c) for c in df["phone_cipher"]]
+    else:
+        ids = [mask_id(x) for x in df["id_last4"]]
+        phones = list(df["phone_masked"])
+    out = df.drop(columns=["id_last4", "id_cipher", "phone_cipher", "phone_masked"])
+    pos = list(out.columns).index("与户主关系") + 1
+    out.insert(pos, "身份证号", ids)
+    out.insert(pos + 1, "联系电话", phones)
+    return out
+
+
+def export_level(engine: Engine, level: str, fmt: str, out: str | Path, *, community: str | None = None,
+                 allow_pii: bool = False, vault: Vault | None = None) -> int:
+    """Write one level to ``out``; returns the number of records."""
+    from gisgov.ingest.loader import UsageError
+
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if allow_pii and level != "resident":
+        allow_pii = False
+    df, geoms, srid = query_level(engine, level, community=community, allow_pii=allow_pii, vault=vault)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for c in df.columns:  # nullable ints stay ints in every format
+        if df[c].dtype == object and df[c].map(lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)).any():
+            df[c] = pd.array([None if v is None else int(v) for v in df[c]], dtype="Int64")
+    if fmt in ("csv", "xlsx"):
+        table = df.copy()
+        table["wkt"] = shapely.to_wkt(geoms, rounding_precision=-1) if len(geoms) else []
+        if fmt == "csv":
+            table.to_csv(out, index=False, encoding="utf-8-sig")
+        else:
+            too_long = table["wkt"].map(lambda w: w is not None and len(w) > XLSX_CELL_LIMIT)
+            if too_long.any():
+                raise UsageError(f"{int(too_long.sum())} geometries exceed Excel's {XLSX_CELL_LIMIT}-character cell "
+                                 "limit as WKT; export this level as gpkg or csv")
+            table.to_excel(out, index=False, engine="openpyxl")
+        return len(table)
+    import geopandas as gpd
+
+    gdf = gpd.GeoDataFrame(df, geometry=list(geoms) if len(geoms) else [], crs=f"EPSG:{srid}")
+    if fmt == "shp":
+        if len(gdf) and len(set(gdf.geom_type.dropna())) > 1:
+            raise UsageError(f"{level}: mixed geometry types cannot go into one Shapefile; use gpkg")
+        gdf = gdf.rename(columns=SHP_NAMES)
+        if out.suffix.lower() != ".shp":
+            out = out.with_suffix(".shp")
+        pyogrio.write_dataframe(gdf, out, driver="ESRI Shapefile", encoding="UTF-8")
+    elif fmt == "gpkg":
+        pyogrio.write_dataframe(gdf, out, driver="GPKG", layer=level)
+    else:
+        pyogrio.write_dataframe(gdf, out, driver="GeoJSON", layer_options={"COORDINATE_PRECISION": 12})
+    return len(gdf)
+
+
+def write_roster_template(out: str | Path) -> Path:
+    """The resident roster template (居民名册模板) with Chinese headers, an example row and notes."""
+    from gisgov.ingest.roster import TEMPLATE_EXAMPLE, TEMPLATE_HEADERS, TEMPLATE_NOTES
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        pd.DataFrame([TEMPLATE_EXAMPLE], columns=TEMPLATE_HEADERS).to_csv(out, index=False, encoding="utf-8-sig")
+        return out
+    from openpyxl import Workbook
+    from openpyxl.styles import Font, PatternFill
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "居民名册"
+    ws.append(TEMPLATE_HEADERS)
+    ws.append(TEMPLATE_EXAMPLE)
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+        cell.fill = PatternFill("solid", fgColor="DDEBF7")
+    for col, width in zip("ABCDEFGHIJK", (20, 24, 8, 10, 6, 10, 12, 22, 16, 22, 10)):
+        ws.column_dimensions[col].width = width
+        for row in (1, 2):
+            ws[f"{col}{row}"].number_format = "@"  # text: codes and ID numbers keep every digit
+    notes = wb.create_sheet("填写说明")
+    notes.append(["列 column", "说明 notes"])
+    for k, v in TEMPLATE_NOTES:
+        notes.append([k, v])
+    notes.column_dimensions["A"].width = 14
+    notes.column_dimensions["B"].width = 100
+    wb.save(out)
+    return out

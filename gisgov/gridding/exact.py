@@ -1,0 +1,256 @@
+"""Exact partition with OR-Tools CP-SAT: every unit in one grid, household/people bounds, contiguity
+by a rooted spanning forest (each non-root unit points to a neighbour of its grid with a smaller
+depth; each grid has exactly one root), minimum total boundary (cut weight).
+
+Two modes share the model:
+- *propose*: grids are anonymous; symmetry broken by numbering grids in order of their smallest unit
+  (the root), so optimality can be proven on small communities;
+- *repair*: grids keep their identity (labels of an existing plan), moving a building costs.
+Bounds can be hard or *soft* (closest plan: fewest rule breaks, then the least excess).
+Deterministic: deterministic time limit, interleaved search, fixed seed.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from ortools.sat.python import cp_model
+
+from gisgov.gridding.graph import Graph
+from gisgov.gridding.rules import GridRules
+
+W_VIOL = 10_000_000
+W_DEV = 10_000
+
+
+@dataclass
+class ExactResult:
+    labels: np.ndarray | None
+    status: str                 # OPTIMAL | FEASIBLE | INFEASIBLE | UNKNOWN | MODEL_INVALID
+    optimal: bool
+    objective: float | None
+    bound: float | None
+    wall_s: float
+    deterministic_s: float
+
+    @property
+    def gap(self) -> float | None:
+        if self.objective is None or self.bound is None or self.objective == 0:
+            return None
+        return max(0.0, (self.objective - self.bound) / abs(self.objective))
+
+
+def _weights(graph: Graph) -> list[int]:
+    """Integer cut costs (metres, at least 1 so every boundary counts)."""
+    return [max(1, int(round(w))) for w in graph.weight.tolist()]
+
+
+def _params(time_limit_s: float, workers: int, seed: int) -> cp_model.CpSolver:
+    solver = cp_model.CpSolver()
+    prm = solver.parameters
+    prm.max_deterministic_time = float(time_limit_s)
+    prm.max_time_in_seconds = float(time_limit_s) * 4 + 5  # safety net only
+    prm.num_workers = max(1, min(2, workers))
+    prm.interleave_search = prm.num_workers > 1
+    prm.random_seed = seed
+    return solver
+
+
+def solve(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridRules, *,
+          k_max: int, k_min: int = 1, hint: np.ndarray | None = None, soft: bool = False,
+          current: np.ndarray | None = None, move_cost: np.ndarray | None = None,
+          candidates: list[list[int]] | None = None, time_limit_s: float = 10.0, workers: int = 2,
+          seed: int = 0) -> ExactResult:
+    """Solve the partition model.
+
+    Propose mode when ``current`` is None (anonymous grids, ``k_min``..``k_max`` of them).
+    Repair mode when ``current`` gives an existing label per unit (-1 = unassigned): labels 0..k_max-1
+    keep their identity, ``candidates[i]`` restricts the labels unit i may take, and moving unit i off
+    its current label costs ``move_cost[i]`` (buildings moved)."""
+    n = graph.n
+    h = [int(x) for x in households]
+    p = [int(x) for x in people]
+    K = int(k_max)
+    m = cp_model.CpModel()
+    repair = current is not None
+    if candidates is None:
+        candidates = [list(range(min(i + 1, K))) if not repair else list(range(K)) for i in range(n)]
+    x: list[dict[int, cp_model.IntVar]] = [{k: m.new_bool_var(f"x{i}_{k}") for k in candidates[i]} for i in range(n)]
+    for i in range(n):
+        m.add_exactly_one(x[i].values())
+    members: list[list[int]] = [[] for _ in range(K)]
+    for i in range(n):
+        for k in x[i]:
+            members[k].append(i)
+
+    # grid used + roots
+    used = [m.new_bool_var(f"used{k}") for k in range(K)]
+    root_of: list[dict[int, cp_model.LinearExpr]] = [dict() for _ in range(n)]
+    if not repair:
+        # prefix-or m[i][k]: grid k has a unit with index <= i; the root of grid k is its smallest unit
+        prev: list = [0] * K
+        for i in range(n):
+            last = list(prev)  # row i-1
+            for k in range(K):
+                if k in x[i]:
+                    cur = m.new_bool_var(f"m{i}_{k}")
+                    m.add(cur >= x[i][k])
+                    if not isinstance(last[k], int):
+                        m.add(cur >= last[k])
+                        m.add(cur <= last[k] + x[i][k])
+                        root_of[i][k] = cur - last[k]
+                    else:
+                        m.add(cur <= x[i][k])
+                        root_of[i][k] = cur
+                    # ordering: grid k+1 may start at i only if grid k started before i
+                    if k >= 1:
+                        before = last[k - 1]
+                        if isinstance(before, int):
+                            m.add(cur == 0)
+                        else:
+                            m.add(cur <= before)
+                    prev[k] = cur
+        for k in range(K):
+            if isinstance(prev[k], int):
+                m.add(used[k] == 0)
+            else:
+                m.add(used[k] == prev[k])
+        for k in range(K - 1):
+            m.add(used[k] >= used[k + 1])
+    else:
+        for k in range(K):
+            rs = []
+            for i in members[k]:
+                r = m.new_bool_var(f"r{i}_{k}")
+                m.add_implication(r, x[i][k])
+                root_of[i][k] = r
+                rs.append(r)
+            m.add(sum(rs) == used[k])
+            for i in members[k]:
+                m.add_implication(x[i][k], used[k])
+    n_used = sum(used)
+    m.add(n_used >= k_min)
+
+    # cut edges
+    cut = []
+    for e, (i, j) in enumerate(zip(graph.ei.tolist(), graph.ej.tolist())):
+        c = m.new_bool_var(f"c{e}")
+        for k in set(x[i]) | set(x[j]):
+            xi = x[i].get(k, 0)
+            xj = x[j].get(k, 0)
+            if isinstance(xi, int) and isinstance(xj, int):
+                continue
+            m.add(c >= xi - xj)
+            m.add(c >= xj - xi)
+        cut.append(c)
+
+    # contiguity: parent arcs within a grid, depth strictly decreasing towards the root
+    adj: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+    for e, (i, j) in enumerate(zip(graph.ei.tolist(), graph.ej.tolist())):
+        adj[i].append((j, e))
+        adj[j].append((i, e))
+    depth = [m.new_int_var(0, max(0, n - 1), f"d{i}") for i in range(n)]
+    arcs: dict[tuple[int, int], cp_model.IntVar] = {}
+    for i in range(n):
+        out = []
+        for j, e in adj[i]:
+            a = m.new_bool_var(f"a{i}_{j}")
+            arcs[(i, j)] = a
+            m.add_implication(a, cut[e].Not())
+            m.add(depth[i] >= depth[j] + 1).only_enforce_if(a)
+            out.append(a)
+        m.add(sum(out) + sum(root_of[i].values()) == 1)
+
+    # bounds
+    viol, dev = [], []
+    for k in range(K):
+        hs = sum(h[i] * x[i][k] for i in members[k]) if members[k] else 0
+        ps = sum(p[i] * x[i][k] for i in members[k]) if members[k] else 0
+        if not soft:
+            m.add(hs >= rules.min_households * used[k])
+            m.add(hs <= rules.max_households * used[k])
+            m.add(ps <= rules.max_people * used[k])
+            continue
+        under = m.new_int_var(0, rules.min_households, f"under{k}")
+        over = m.new_int_var(0, max(sum(h), 1), f"over{k}")
+        pover = m.new_int_var(0, max(sum(p), 1), f"pover{k}")
+        m.add(hs + under >= rules.min_households * used[k])
+        m.add(hs - over <= rules.max_households * used[k])
+        m.add(ps - pover <= rules.max_people * used[k])
+        for v, big, nm in ((under, rules.min_households, "vu"), (over, max(sum(h), 1), "vo"),
+                           (pover, max(sum(p), 1), "vp")):
+            b = m.new_bool_var(f"{nm}{k}")
+            m.add(v <= big * b)
+            viol.append(b)
+            dev.append(v)
+
+    w = _weights(graph)
+    obj = sum(wi * c for wi, c in zip(w, cut))
+    if soft:
+        obj = W_VIOL * sum(viol) + W_DEV * sum(dev) + obj
+    if repair and move_cost is not None:
+        mc = [int(round(c)) for c in move_cost]
+        moved = []
+        for i in range(n):
+            ci = int(current[i])
+            if ci >= 0 and mc[i] > 0:
+                stay = x[i].get(ci)
+                moved.append(mc[i] * (1 - stay) if stay is not None else mc[i])
+        if moved:
+            big = sum(w) + 1
+            obj = (W_VIOL * sum(viol) + W_DEV * sum(dev) if soft else 0) + big * sum(moved) + sum(wi * c for wi, c in zip(w, cut))
+    m.minimize(obj)
+
+    if hint is not None:
+        _add_hint(m, graph, hint, x, cut, arcs, depth, repair)
+
+    solver = _params(time_limit_s, workers, seed)
+    status = solver.solve(m)
+    name = solver.status_name(status)
+    labels = None
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        labels = np.array([next(k for k, v in x[i].items() if solver.boolean_value(v)) for i in range(n)], dtype=np.int64)
+    return ExactResult(labels, name, status == cp_model.OPTIMAL,
+                       solver.objective_value if labels is not None else None,
+                       solver.best_objective_bound if labels is not None else None,
+                       solver.wall_time, solver.deterministic_time if hasattr(solver, "deterministic_time") else 0.0)
+
+
+def canonical(labels: np.ndarray) -> np.ndarray:
+    """Relabel grids in order of their smallest unit (the propose model's symmetry breaking)."""
+    out = np.empty_like(labels)
+    seen: dict[int, int] = {}
+    for i, g in enumerate(labels.tolist()):
+        out[i] = seen.setdefault(g, len(seen))
+    return out
+
+
+def _add_hint(m, graph: Graph, hint: np.ndarray, x, cut, arcs, depth, repair: bool) -> None:
+    lab = np.asarray(hint) if repair else canonical(np.asarray(hint))
+    n = graph.n
+    for i in range(n):
+        for k, v in x[i].items():
+            m.add_hint(v, int(lab[i] == k))
+    for e, (i, j) in enumerate(zip(graph.ei.tolist(), graph.ej.tolist())):
+        m.add_hint(cut[e], int(lab[i] != lab[j]))
+    adj = graph.adj()
+    d = [-1] * n
+    parent = [-1] * n
+    for i in range(n):  # BFS from each grid's smallest unit
+        if d[i] >= 0:
+            continue
+        d[i] = 0
+        dq = deque([i])
+        while dq:
+            u = dq.popleft()
+            for v in adj[u]:
+                if d[v] < 0 and lab[v] == lab[u]:
+                    d[v] = d[u] + 1
+                    parent[v] = u
+                    dq.append(v)
+    for (i, j), a in arcs.items():
+        m.add_hint(a, int(parent[i] == j))
+    for i in range(n):
+        m.add_hint(depth[i], d[i])

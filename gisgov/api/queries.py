@@ -195,7 +195,9 @@ def feature(conn: Connection, catalog: Catalog, layer: Layer, code: str) -> dict
     return features[0]
 
 
-def children(conn: Connection, catalog: Catalog, layer: Layer, code: str, role: str, *, max_items: int = 1000) -> list[dict]:
+def children(
+    conn: Connection, catalog: Catalog, layer: Layer, code: str, role: str, *, max_items: int = 1000
+) -> list[dict]:
     """Summary of what hangs under one feature: for each layer pointing at it, a count, and for
     direct children (primary parent) the list of their code, name and counts (no geometry)."""
     id_row = conn.execute(
@@ -208,7 +210,9 @@ def children(conn: Connection, catalog: Catalog, layer: Layer, code: str, role: 
         if not child.visible_to(role):
             continue
         value = id_row.id if ref.key == "id" else id_row.code
-        n = conn.execute(text(f"SELECT count(*) FROM {_q(child.table)} WHERE {_q(ref.column)} = :v"), {"v": value}).scalar()
+        n = conn.execute(
+            text(f"SELECT count(*) FROM {_q(child.table)} WHERE {_q(ref.column)} = :v"), {"v": value}
+        ).scalar()
         entry = {"layer": child.name, "title": str(child.title), "via": ref.column, "count": n}
         if primary and n <= max_items:
             page = layer_page(conn, catalog, child, ref=(ref, value), geometry=False, count=False)
@@ -225,7 +229,8 @@ def hierarchy(conn: Connection) -> dict:
     grids = conn.execute(text("SELECT id, code, name, community_code, level FROM grid ORDER BY code")).all()
 
     def node(level: str, code: str, name: str | None) -> dict:
-        return {"level": level, "code": code, "name": name, "households": 0, "residents": 0, "buildings": 0, "children": []}
+        return {"level": level, "code": code, "name": name, "households": 0, "residents": 0, "buildings": 0,
+                "children": []}
 
     s_nodes = {r.code: node("street", r.code, r.name) for r in streets}
     c_nodes = {}

@@ -95,3 +95,5 @@ def conn(engine):
             yield c
         finally:
             tx.rollback()
+
+from sample_fixtures import sample_city, sample_city_url  # noqa: E402, F401

@@ -52,7 +52,7 @@ class Selector:
     kinds: tuple[str, ...] = ()     # keywords matched against facility.kind (empty = all)
 
     def matches(self, category_code: pd.Series, kind: pd.Series) -> np.ndarray:
-        m = (category_code == self.category).to_numpy(dtype=bool)
+        m = np.array(category_code == self.category, dtype=bool)
         if self.kinds:
             k = kind.fillna("").astype(str).str.lower()
             hit = np.zeros(len(k), dtype=bool)

@@ -84,13 +84,7 @@ class WalkGraph:
 
     def rev_with_source(self, targets: np.ndarray, weights: np.ndarray) -> sparse.csr_matrix:
         """The reversed adjacency plus a super-source row (index ``n_nodes``) → ``targets``."""
-        nnz = len(self.rev_data)
-        indptr = self.rev_indptr.copy()
-        indptr[-1] = nnz + len(targets)
-        indices = np.concatenate([self.rev_indices, targets.astype(self.rev_indices.dtype)])
-        data = np.concatenate([self.rev_data, weights.astype(np.float64)])
-        n = self.n_nodes + 1
-        return sparse.csr_matrix((data, indices, indptr), shape=(n, n))
+        return _with_source(self.rev_indptr, self.rev_indices, self.rev_data, targets, weights)
 
     def components_table(self) -> pd.DataFrame:
         """One row per weakly connected component: nodes, edges, total length (km)."""
@@ -101,6 +95,21 @@ class WalkGraph:
         km = np.bincount(self.edge_component, weights=self.length, minlength=len(nodes)) / 1000.0
         return pd.DataFrame({"component": np.arange(len(nodes)), "nodes": nodes, "edges": edges,
                              "length_km": km.round(3), "main": np.arange(len(nodes)) == 0})
+
+
+def _with_source(indptr, indices, data, targets, weights) -> sparse.csr_matrix:
+    nnz = int(indptr[-1])
+    n = len(indptr) - 1
+    indptr = indptr.copy()
+    indptr[-1] = nnz + len(targets)
+    indices = np.concatenate([indices[:nnz], np.asarray(targets).astype(indices.dtype)])
+    data = np.concatenate([data[:nnz], np.asarray(weights, dtype=np.float64)])
+    return sparse.csr_matrix((data, indices, indptr), shape=(n, n))
+
+
+def with_super_source(base: sparse.csr_matrix, targets: np.ndarray, weights: np.ndarray) -> sparse.csr_matrix:
+    """``base`` (whose last row is the empty super-source slot) with that row → ``targets``."""
+    return _with_source(base.indptr, base.indices, base.data, targets, weights)
 
 
 def _csr_min(r: np.ndarray, c: np.ndarray, w: np.ndarray, n: int) -> sparse.csr_matrix:

@@ -19,6 +19,7 @@ from gisgov.gridding.graph import Graph
 from gisgov.gridding.rules import GridRules
 
 SAMPLE_SPACING_M = 20.0
+GRID = 0.01  # overlay precision (1 cm): snap-rounding keeps every overlay robust
 MAX_SAMPLES_PER_RING = 200
 
 
@@ -82,7 +83,7 @@ def _voronoi_cells(seeds: np.ndarray, clip, envelope) -> np.ndarray:
             if cells2[a].is_empty:
                 cells2[a] = cells[b]
         cells = cells2
-    out[first] = shapely.intersection(cells, clip)
+    out[first] = shapely.intersection(shapely.set_precision(cells, GRID), clip, grid_size=GRID)
     return out
 
 
@@ -101,8 +102,8 @@ def tessellate(atoms: Atoms, compounds: Compounds, area) -> Atoms:
     already be clipped to ``area`` and disjoint."""
     n = atoms.n
     env = shapely.box(*shapely.buffer(area, 50).bounds)
-    comp_union = shapely.union_all(compounds.geom) if len(compounds.geom) else shapely.Polygon()
-    rest = _polygonal(shapely.difference(area, comp_union))
+    comp_union = shapely.union_all(compounds.geom, grid_size=GRID) if len(compounds.geom) else shapely.Polygon()
+    rest = _polygonal(shapely.difference(area, comp_union, grid_size=GRID))
     parts_of: list[list] = [[] for _ in range(n)]
 
     # 1. inside each compound: Voronoi of its buildings
@@ -163,7 +164,7 @@ def tessellate(atoms: Atoms, compounds: Compounds, area) -> Atoms:
     cells = np.empty(n, dtype=object)
     for a in range(n):
         ps = [p for p in parts_of[a] if not p.is_empty]
-        cells[a] = _polygonal(shapely.union_all(ps)) if ps else shapely.Polygon()
+        cells[a] = _polygonal(shapely.union_all(ps, grid_size=GRID)) if ps else shapely.Polygon()
     atoms.cell = cells
     return atoms
 

@@ -1,0 +1,161 @@
+"""Automatic partition (自动划分): feasibility first, then an exact CP-SAT model on small
+communities or the tree-bipartition heuristic on large ones (chosen automatically, reported), grid
+polygons from the units' territories (so they tile the community), codes W→E N→S."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import shapely
+
+from gisgov.gridding import exact, feasibility, heuristic
+from gisgov.gridding.codes import number
+from gisgov.gridding.context import CommunityContext
+from gisgov.gridding.rules import GridRules
+from gisgov.gridding.units import Units, build_units
+from gisgov.gridding.validate import PlanInput, grid_polygons, validate
+
+EXACT_MAX_UNITS = 250
+EXACT_MAX_CELLS = 6000  # units × grid slots
+
+
+@dataclass
+class Proposal:
+    community: str
+    status: str                    # ok | infeasible | closest
+    method: str | None = None      # exact-cpsat | heuristic
+    optimal: bool = False
+    solver_status: str | None = None
+    gap: float | None = None
+    seconds: float = 0.0
+    units: int = 0
+    findings: list[dict] = field(default_factory=list)
+    plan: PlanInput | None = None
+    report: dict | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def public(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k not in ("plan", "report")}
+        if self.report is not None:
+            out["report"] = {k: v for k, v in self.report.items() if not k.startswith("_")}
+        if self.plan is not None:
+            out["codes"] = list(self.plan.codes)
+        return out
+
+
+def findings_json(ctx: CommunityContext, units: Units, feas: feasibility.Feasibility) -> list[dict]:
+    out = []
+    for f in feas.findings:
+        atoms = np.concatenate([units.atoms[u] for u in f.units]) if f.units else np.zeros(0, np.int64)
+        geom = None
+        if len(atoms) and len(atoms) < units.n:
+            g = shapely.union_all([c for c in ctx.atoms.cell[atoms] if c is not None and not c.is_empty])
+            geom = shapely.geometry.mapping(ctx.to_lonlat(g)) if not g.is_empty else None
+        out.append({"rule": f.rule, "message": f.message, "units": [str(units.code[u]) for u in f.units[:200]],
+                    "geometry": geom, "data": {k: (int(v) if isinstance(v, (np.integer,)) else v) for k, v in f.data.items()}})
+    return out
+
+
+def propose(ctx: CommunityContext, *, rules: GridRules | None = None, locked: dict[str, np.ndarray] | None = None,
+            method: str = "auto", seed: int = 0, time_limit_s: float = 10.0, closest: bool = False,
+            workers: int = 2, exact_max_units: int = EXACT_MAX_UNITS) -> Proposal:
+    """Draft a plan for ``ctx``. ``locked`` maps a kept grid's code to its atoms (kept as they are)."""
+    t0 = time.perf_counter()
+    if rules is not None and rules != ctx.rules:
+        ctx = _with_rules(ctx, rules)
+    r = ctx.rules
+    locked = locked or {}
+    active = np.ones(ctx.atoms.n, bool)
+    for atoms_ in locked.values():
+        active[atoms_] = False
+    units = build_units(ctx.atoms, ctx.compounds, ctx.graph, r, active=active)
+    prop = Proposal(ctx.code, "ok", units=units.n)
+    if units.split_compounds:
+        prop.notes.append("compounds above the maximum, split along whole buildings: "
+                          + ", ".join(str(ctx.compounds.code[c]) for c in units.split_compounds))
+    prop.notes.extend(ctx.atoms.notes)
+    feas = feasibility.check(units.graph, units.households, units.people, r, codes=units.code)
+    prop.findings = findings_json(ctx, units, feas)
+    if not feas.feasible and not closest:
+        prop.status = "infeasible"
+        prop.seconds = round(time.perf_counter() - t0, 3)
+        return prop
+
+    h, p, g = units.households, units.people, units.graph
+    labels, info = heuristic.recursive_partition(g, h, p, r, seed=seed)
+    labels, _ = heuristic.local_search(g, h, p, r, labels, seed=seed)
+    labels = heuristic.relabel_dense(labels) if units.n else labels
+    heur_ok = _within(labels, h, p, r)
+    kmin, kmax = feasibility.k_range(int(h.sum()), int(p.sum()), r)
+    use_exact = method == "exact" or (method == "auto" and units.n <= exact_max_units
+                                      and units.n * max(kmax, 1) <= EXACT_MAX_CELLS)
+    prop.method = "heuristic"
+    if use_exact and units.n:
+        k_hi = max(kmax, int(labels.max()) + 1 if len(labels) else 1)
+        res = exact.solve(g, h, p, r, k_max=k_hi, k_min=1, hint=labels, soft=closest and not feas.feasible,
+                          time_limit_s=time_limit_s, workers=workers, seed=seed)
+        prop.method = "exact-cpsat"
+        prop.solver_status = res.status
+        prop.optimal = res.optimal
+        prop.gap = None if res.gap is None else round(res.gap, 4)
+        if res.labels is not None:
+            labels = res.labels
+        elif res.status == "INFEASIBLE":
+            prop.findings.append({"rule": "no_plan", "message": "the exact model proved that no plan meets the household "
+                                  "and people bounds with contiguous grids and whole compounds", "units": [],
+                                  "geometry": None, "data": {}})
+            if not closest:
+                prop.status = "infeasible"
+                prop.seconds = round(time.perf_counter() - t0, 3)
+                return prop
+            res = exact.solve(g, h, p, r, k_max=k_hi, k_min=1, hint=labels, soft=True,
+                              time_limit_s=time_limit_s, workers=workers, seed=seed)
+            prop.solver_status = res.status
+            prop.optimal = res.optimal
+            if res.labels is not None:
+                labels = res.labels
+    elif not heur_ok and not closest:
+        prop.findings.append({"rule": "not_found", "message": "the heuristic found no plan meeting every bound; "
+                              "showing its closest plan (try --method exact or more time)", "units": [],
+                              "geometry": None, "data": {}})
+    labels = heuristic.relabel_dense(labels) if units.n else labels
+    if not _within(labels, h, p, r):
+        prop.status = "closest"
+    # atoms → grids: proposed grids, then locked grids
+    k_new = int(labels.max()) + 1 if units.n else 0
+    atom_grid = np.full(ctx.atoms.n, -1, dtype=np.int64)
+    for u in range(units.n):
+        atom_grid[units.atoms[u]] = labels[u]
+    locked_codes = list(locked)
+    for j, code in enumerate(locked_codes):
+        atom_grid[locked[code]] = k_new + j
+    k = k_new + len(locked_codes)
+    polys = grid_polygons(ctx, atom_grid, k)
+    codes = number(ctx.code, polys)
+    prop.plan = PlanInput(codes, atom_grid, polys, [None] * k,
+                          names=[None] * k_new + [f"locked {c}" for c in locked_codes])
+    prop.report = validate(ctx, prop.plan)
+    prop.seconds = round(time.perf_counter() - t0, 3)
+    return prop
+
+
+def _within(labels: np.ndarray, h: np.ndarray, p: np.ndarray, r: GridRules) -> bool:
+    if len(labels) == 0:
+        return True
+    H = np.bincount(labels, weights=h)
+    P = np.bincount(labels, weights=p)
+    used = np.bincount(labels) > 0
+    return bool(((H[used] >= r.min_households) & (H[used] <= r.max_households) & (P[used] <= r.max_people)).all())
+
+
+def _with_rules(ctx: CommunityContext, rules: GridRules) -> CommunityContext:
+    from dataclasses import replace
+
+    from gisgov.gridding.territory import adjacency
+
+    graph = ctx.graph
+    if rules.barrier_weight != ctx.rules.barrier_weight or rules.tolerance_m != ctx.rules.tolerance_m:
+        graph = adjacency(ctx.atoms.cell, ctx.atoms.xy, ctx.barriers, rules)
+    return replace(ctx, rules=rules, graph=graph, _units=None)

@@ -117,9 +117,9 @@ def place_facilities(rng: np.random.Generator, plan: CityPlan, net: Network) -> 
     used: dict[str, set[int]] = {c: set() for c in cand}
     rows: list[dict] = []
 
-    def put(cat: str, kind: str, host: str, name: str) -> bool:
+    def put(cat: str, kind: str, host: str, name: str, force: bool = False) -> bool:
         nodes = cand[host]
-        ok = nodes if cat not in forbidden else nodes[~forbidden[cat][nodes]]
+        ok = nodes if (force or cat not in forbidden) else nodes[~forbidden[cat][nodes]]
         if len(ok) == 0:
             return False
         fresh = np.array([n for n in ok if n not in used[host]])
@@ -139,9 +139,11 @@ def place_facilities(rng: np.random.Generator, plan: CityPlan, net: Network) -> 
         order = list(pool["code"].to_numpy()[rng.permutation(len(pool))])
         return [h for h in order if not (h in under and cat in under[h][1])]
 
-    for cat, kind, label in CITY_TIER:
-        if not any(put(cat, kind, h, label) for h in hosts(com, cat)):
-            put(cat, kind, hosts(com, "")[0], label) or _no_place(label)
+    for i, (cat, kind, label) in enumerate(CITY_TIER):
+        # alternate between the streets; fall back to anywhere, then to ignoring the planned gaps
+        pref = com[com["street_code"] == plan.streets["code"].iloc[i % len(plan.streets)]]
+        if not any(put(cat, kind, h, label) for h in hosts(pref, cat) + hosts(com, cat)):
+            put(cat, kind, hosts(com, "")[0], label, force=True) or _no_place(label)
     for st in plan.streets.itertuples():
         scom = com[com["street_code"] == st.code]
         short = st.name.replace("（合成）", "")
@@ -169,12 +171,7 @@ def place_facilities(rng: np.random.Generator, plan: CityPlan, net: Network) -> 
     present = {r["category_code"] for r in rows}
     for cat, kind, _ in COMMUNITY_TIER + STREET_TIER:
         if cat not in present:
-            host = com["code"].iloc[-1]
-            rng_nodes = cand[host]
-            n = int(rng_nodes[0])
-            x, y = net.nodes[n]
-            rows.append(dict(name=f"{kind}", category_code=cat, kind=kind, community_code=host,
-                             address=f"{road_name.get(n, '')}1号", x=x + _OFFSET_M, y=y + _OFFSET_M))
+            put(cat, kind, hosts(com, "")[0], kind, force=True)
             present.add(cat)
 
     f = pd.DataFrame(rows)

@@ -10,6 +10,7 @@ south-facing buildings (行列式) on either side of a north-south spine path.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,7 +32,7 @@ REFERENCE_YEAR = 2024
 # Building types: floors choices/weights, units choices/weights, unit width, depth (m),
 # dwellings per floor per unit, gap between buildings in a row (m), sunlight spacing factor.
 BUILDING_TYPES = {
-    "walkup": dict(label="多层住宅", floors=(5, 6, 7), fw=(0.25, 0.5, 0.25), units=(1, 2, 3), uw=(0.2, 0.5, 0.3),
+    "walkup": dict(label="多层住宅", floors=(5, 6, 7), fw=(0.25, 0.5, 0.25), units=(1, 2, 3), uw=(0.1, 0.5, 0.4),
                    unit_w=12.5, depth=11.0, per_floor=2, gx=6.0, k=1.0, gap=(14.0, 24.0)),
     "garden": dict(label="多层洋房", floors=(6, 7), fw=(0.6, 0.4), units=(2,), uw=(1.0,),
                    unit_w=15.0, depth=13.0, per_floor=2, gx=12.0, k=1.1, gap=(18.0, 28.0)),
@@ -208,6 +209,8 @@ def _hierarchy(rng, nx, ny, X, Y) -> tuple[pd.DataFrame, pd.DataFrame]:
             for c in range(s.col0, s.col1):        # west → east
                 seq += 1
                 w = words[len(rows) % len(words)]
+                if len(rows) >= len(words):                  # big scales: 翠湖二社区 …
+                    w += _cn(len(rows) // len(words) + 1)
                 rows.append(dict(
                     code=f"{s.code}{seq:03d}", street_code=s.code, short=w, name=f"{w}社区（合成）",
                     col=c, row=r, x0=X[c], y0=Y[r], x1=X[c + 1], y1=Y[r + 1],
@@ -244,24 +247,33 @@ def _assign_age(rng, compounds: pd.DataFrame, communities: pd.DataFrame) -> pd.D
 
 
 def _name_compounds(rng, compounds: pd.DataFrame) -> pd.DataFrame:
-    heads = list(nm.COMPOUND_HEADS)
-    used: set[str] = set()
+    """Distinct names where the word lists allow; otherwise a phase suffix (二期, 三期 …) as real estates do."""
+    used: Counter[str] = Counter()
     names = []
     for old in compounds["old"]:
-        tails = nm.COMPOUND_TAILS_OLD if old else nm.COMPOUND_TAILS_NEW
-        for _ in range(1000):
-            n = heads[rng.integers(len(heads))] + tails[rng.integers(len(tails))]
-            if n not in used:
+        heads, tails = ((nm.COMPOUND_HEADS_OLD, nm.COMPOUND_TAILS_OLD) if old
+                        else (nm.COMPOUND_HEADS_NEW, nm.COMPOUND_TAILS_NEW))
+        for _ in range(20):
+            base = heads[rng.integers(len(heads))] + tails[rng.integers(len(tails))]
+            if base not in used:
                 break
-        else:                                   # pragma: no cover - the word lists are large enough
-            n = f"{n}{len(used)}"
-        used.add(n)
-        names.append(n)
+        used[base] += 1
+        k = used[base]
+        names.append(base if k == 1 else f"{base}{_cn(k)}期")
     compounds = compounds.copy()
     compounds["name"] = names
     seq = compounds.groupby("community_code").cumcount() + 1
     compounds["code"] = compounds["community_code"] + seq.map("{:04d}".format)
     return compounds
+
+
+def _cn(k: int) -> str:
+    """Chinese numeral for 1..99."""
+    d = nm.STREET_NUMERALS
+    if k <= 10:
+        return d[k - 1]
+    tens, ones = divmod(k, 10)
+    return ("" if tens == 1 else d[tens - 1]) + "十" + ("" if ones == 0 else d[ones - 1])
 
 
 def _layout_compound(rng, cp) -> tuple[list[dict], list[Line], list[dict]]:

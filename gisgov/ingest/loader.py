@@ -122,7 +122,7 @@ def prepare(raw: RawTable, level_name: str, *, crs: str | None = None, overrides
 def load_file(path: str | Path, level: str, *, engine: Engine, layer: str | None = None, crs: str | None = None,
               mapping: list[str] | dict | None = None, repair: bool = False, dry_run: bool = False,
               region=None, encoding: str | None = None, estimate: bool = True, progress=None,
-              display_name: str | None = None) -> Report:
+              display_name: str | None = None, vault=None) -> Report:
     """Load ``path`` as ``level``; returns the report (status loaded / rejected / dry-run)."""
     if level not in ALL_LEVELS:
         raise UsageError(f"unknown level {level!r}; choose one of {', '.join(ALL_LEVELS)}")
@@ -133,7 +133,7 @@ def load_file(path: str | Path, level: str, *, engine: Engine, layer: str | None
         from gisgov.ingest.roster import load_roster
 
         return load_roster(p, engine=engine, mapping=mapping, dry_run=dry_run, encoding=encoding,
-                           sheet=layer, progress=progress, display_name=display_name)
+                           sheet=layer, progress=progress, display_name=display_name, vault=vault)
     name = display_name or p.name
     report = Report(name, level, dry_run=dry_run)
     box = parse_region(region)

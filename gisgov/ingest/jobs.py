@@ -1,0 +1,104 @@
+"""Import jobs (table ``import_job``): an upload's status, progress and final report.
+
+Progress is written in its own short transactions so that ``GET /api/import/{job}`` sees it while
+the load's own transaction is still open.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from gisgov.ingest.report import Report
+
+MAX_REPORT_ISSUES = 1000
+
+
+def create(engine: Engine, file: str, level: str, options: dict) -> str:
+    with engine.begin() as c:
+        return str(c.execute(text("INSERT INTO import_job (file, level, options) VALUES (:f, :l, CAST(:o AS jsonb)) "
+                                  "RETURNING id"), {"f": file, "l": level, "o": json.dumps(options)}).scalar())
+
+
+def get(engine: Engine, job_id: str) -> dict | None:
+    try:
+        uuid.UUID(job_id)
+    except ValueError:
+        return None
+    with engine.connect() as c:
+        r = c.execute(text("SELECT id, file, level, options, status, stage, done, total, report, error, created, finished "
+                           "FROM import_job WHERE id = :i"), {"i": job_id}).mappings().first()
+    if r is None:
+        return None
+    d = dict(r)
+    d["id"] = str(d["id"])
+    for k in ("created", "finished"):
+        d[k] = d[k].isoformat() if d[k] else None
+    return d
+
+
+class JobProgress:
+    """A ``progress(stage, done, total)`` callback that records into import_job (at most every 0.5 s)."""
+
+    def __init__(self, engine: Engine, job_id: str, every_s: float = 0.5):
+        self.engine, self.job_id, self.every_s, self._last = engine, job_id, every_s, 0.0
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_s and done < total:
+            return
+        self._last = now
+        with self.engine.begin() as c:
+            c.execute(text("UPDATE import_job SET stage = :s, done = :d, total = :t WHERE id = :i"),
+                      {"s": stage, "d": int(done), "t": int(total), "i": self.job_id})
+
+
+def set_status(engine: Engine, job_id: str, status: str) -> None:
+    with engine.begin() as c:
+        c.execute(text("UPDATE import_job SET status = :s WHERE id = :i"), {"s": status, "i": job_id})
+
+
+def finish(engine: Engine, job_id: str, report: Report | None = None, error: str | None = None) -> None:
+    status = report.status if report is not None else "failed"
+    payload = json.dumps(report.to_dict(MAX_REPORT_ISSUES), ensure_ascii=False, default=str) if report else None
+    with engine.begin() as c:
+        c.execute(text("UPDATE import_job SET status = :s, report = CAST(:r AS jsonb), error = :e, finished = now() "
+                       "WHERE id = :i"), {"s": status, "r": payload, "e": error, "i": job_id})
+
+
+def run(engine: Engine, job_id: str, path: Path, level: str, options: dict, display_name: str, vault=None,
+        cleanup: Path | None = None) -> Report | None:
+    """Run one load for a job; always records the outcome. Returns the report (None on failure)."""
+    from gisgov.errors import GisgovError
+    from gisgov.ingest.loader import load_file
+    from gisgov.ingest.osm import load_osm
+
+    set_status(engine, job_id, "running")
+    progress = JobProgress(engine, job_id)
+    try:
+        if level == "osm":
+            rep = load_osm(path, engine=engine, region=options.get("region") or None,
+                           dry_run=options.get("dry_run", False), progress=progress)
+            rep.file = display_name
+        else:
+            rep = load_file(path, level, engine=engine, layer=options.get("layer"), crs=options.get("crs"),
+                            mapping=options.get("map") or None, repair=options.get("repair", False),
+                            dry_run=options.get("dry_run", False), region=options.get("region") or None,
+                            encoding=options.get("encoding"), progress=progress, display_name=display_name, vault=vault)
+        finish(engine, job_id, rep)
+        return rep
+    except GisgovError as exc:
+        finish(engine, job_id, error=str(exc))
+        raise
+    except Exception as exc:  # recorded for the client, then re-raised for the server log
+        finish(engine, job_id, error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if cleanup is not None:
+            import shutil
+
+            shutil.rmtree(cleanup, ignore_errors=True)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from gisgov.sample import names as nm
 from gisgov.sample.layout import COUNTY, REFERENCE_YEAR
+from gisgov.security.pii import id_check_digit
 
 REFERENCE_DAY = 327                      # 2024-11-23, day of year (0-based) the survey refers to
 OCCUPANCY = {True: 0.93, False: 0.88}    # old / new compounds
@@ -28,12 +29,12 @@ RESIDENCE_P = {True: (0.75, 0.20, 0.05), False: (0.85, 0.10, 0.05)}
 # gender rule), weight in old and in new compounds. Age rules: spouse (head ±), child, parent,
 # sibling, grandchild; gender rules: opp (opposite of head), M, F, R (random).
 TEMPLATES = [
-    (1, (20, 39), 0.60, [], 0.30, 0.50),
+    (1, (20, 39), 0.60, [], 0.36, 0.54),
     (1, (40, 59), 0.50, [], 0.20, 0.22),
-    (1, (60, 92), 0.30, [], 0.50, 0.28),
-    (2, (23, 39), 0.70, [("配偶", "spouse", "opp")], 0.15, 0.35),
+    (1, (60, 92), 0.30, [], 0.44, 0.24),
+    (2, (23, 39), 0.70, [("配偶", "spouse", "opp")], 0.20, 0.38),
     (2, (40, 59), 0.70, [("配偶", "spouse", "opp")], 0.25, 0.25),
-    (2, (60, 88), 0.70, [("配偶", "spouse", "opp")], 0.45, 0.22),
+    (2, (60, 88), 0.70, [("配偶", "spouse", "opp")], 0.40, 0.19),
     (2, (32, 58), 0.30, [("子女", "child", "R")], 0.10, 0.13),
     (2, (62, 85), 0.35, [("子女", "child", "R")], 0.05, 0.05),
     (3, (26, 56), 0.70, [("配偶", "spouse", "opp"), ("子女", "child", "R")], 0.75, 0.82),
@@ -61,8 +62,6 @@ GROUP_RATES = {
     "liushouertong": 0.0012, "kunjingertong": 0.0008, "shequjiaozheng": 0.0005, "xingmanshifang": 0.0008,
     "xidu": 0.0005, "jingshen": 0.004, "xinfang": 0.0003, "shiye": 0.008, "youfu": 0.003,
 }
-_WEIGHTS17 = np.array([7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2])
-_CHECK = np.array(list("10X98765432"))
 
 
 @dataclass
@@ -199,9 +198,7 @@ def _id_numbers(ymd: np.ndarray, male: np.ndarray) -> np.ndarray:
     offset = (digits8.astype(np.int64) * 7919) % 500
     seq = 2 * ((rank * 37 + offset) % 500) + male.astype(np.int64)
     first17 = np.char.add(np.char.add(COUNTY, digits8), np.char.zfill(seq.astype(str), 3))
-    d = np.frombuffer(first17.astype("S17").tobytes(), dtype=np.uint8).reshape(-1, 17) - 48
-    check = _CHECK[(d.astype(np.int64) @ _WEIGHTS17) % 11]
-    return np.char.add(first17, check)
+    return np.array([f + id_check_digit(f) for f in first17.tolist()])
 
 
 def _phones(rng, age: np.ndarray) -> np.ndarray:

@@ -1,0 +1,280 @@
+"""`gisgov grids …`: check, propose, repair, activate and compare grid plans (网格划分)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gisgov.errors import GisgovError
+
+app = typer.Typer(help="网格划分 Grid sizing: check, propose, repair, activate and compare grid plans.",
+                  no_args_is_help=True)
+console = Console()
+
+COMMUNITY = typer.Option(..., "--community", "-c", help="Community code (12 digits).")
+PLAN = typer.Option(None, "--plan", "-p", help="Plan version (default: the active plan).")
+
+
+def _engine():
+    from gisgov.db.engine import database_url, make_engine
+
+    return make_engine(database_url(start=True))
+
+
+def _rules(min_h, max_h, max_p) -> dict:
+    return {"min_households": min_h, "max_households": max_h, "max_people": max_p}
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[red]{type(exc).__name__}[/]: {exc}")
+    raise typer.Exit(2 if isinstance(exc, GisgovError) else 1)
+
+
+def _grid_table(grids: list[dict], title: str) -> Table:
+    t = Table(title=title)
+    for c in ("网格 code", "户 households", "人 people", "楼栋 buildings", "Polsby–Popper", "Reock", "状态 status"):
+        t.add_column(c, justify="right" if c[0] not in "网状" else "left")
+    colour = {"ok": "green", "under": "yellow", "over": "red"}
+    for g in grids:
+        t.add_row(g["code"], str(g["households"]), str(g["people"]), str(g["buildings"]), f"{g['polsby_popper']:.3f}",
+                  f"{g['reock']:.3f}", f"[{colour[g['status']]}]{g['status']}[/]")
+    return t
+
+
+def _print_breaks(breaks: list[dict]) -> None:
+    for b in breaks:
+        console.print(f"  [red]✗[/] [bold]{b['rule']}[/] {b['message']}")
+
+
+@app.command()
+def check(community: str = COMMUNITY, plan: int | None = PLAN,
+          as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON (GeoJSON locations).")) -> None:
+    """校验 Check a stored plan against the rules: counts, compactness and every rule break with its location."""
+    from gisgov.gridding import service
+
+    try:
+        with _engine().connect() as conn:
+            rep = service.check(conn, community, version=plan)
+    except GisgovError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(rep, ensure_ascii=False, default=str))
+    else:
+        console.print(_grid_table(rep["grids"], f"社区 {community} plan {rep['plan']}"))
+        _print_breaks(rep["breaks"])
+        console.print(("[green]符合规则 plan obeys the rules[/]" if rep["ok"] else
+                       f"[red]{rep['breaks_count']} rule break(s)[/]"))
+    raise typer.Exit(0 if rep["ok"] else 3)
+
+
+@app.command()
+def feasibility(community: str = COMMUNITY,
+                min_households: int | None = typer.Option(None, "--min", help="Households per grid, minimum."),
+                max_households: int | None = typer.Option(None, "--max", help="Households per grid, maximum."),
+                max_people: int | None = typer.Option(None, "--max-people", help="People per grid, maximum."),
+                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """可行性 Say whether any plan can obey the rules, and which units make it impossible."""
+    from gisgov.gridding import service
+
+    try:
+        with _engine().connect() as conn:
+            rep = service.feasibility(conn, community, rules=_rules(min_households, max_households, max_people))
+    except GisgovError as exc:
+        _fail(exc)
+    if as_json:
+        typer.echo(json.dumps(rep, ensure_ascii=False, default=str))
+    else:
+        console.print(rep["summary"])
+        for f in rep["findings"]:
+            console.print(f"  [red]✗[/] [bold]{f['rule']}[/] {f['message']}")
+    raise typer.Exit(0 if rep["feasible"] else 3)
+
+
+@app.command()
+def propose(community: str | None = typer.Option(None, "--community", "-c", help="Community code (12 digits)."),
+            all_: bool = typer.Option(False, "--all", help="Every community of the database."),
+            min_households: int | None = typer.Option(None, "--min", help="Households per grid, minimum (default 300)."),
+            max_households: int | None = typer.Option(None, "--max", help="Households per grid, maximum (default 500)."),
+            max_people: int | None = typer.Option(None, "--max-people", help="People per grid, maximum (default 1000)."),
+            lock: list[str] = typer.Option([], "--lock", help="Grid code of the active plan to keep as it is (repeatable)."),
+            method: str = typer.Option("auto", help="auto | exact | heuristic"),
+            seed: int = typer.Option(0, help="Random seed (same seed, same plan)."),
+            time_limit: float = typer.Option(10.0, help="Exact solver budget (deterministic seconds)."),
+            closest: bool = typer.Option(False, help="When no plan can obey the rules, draft the closest plan."),
+            save: bool = typer.Option(True, help="Store the proposal as a new draft version."),
+            activate: bool = typer.Option(False, help="Activate the saved proposal when it obeys the rules."),
+            author: str | None = typer.Option(None, help="Author recorded with the plan."),
+            note: str | None = typer.Option(None, help="Note recorded with the plan.")) -> None:
+    """划分 Draft a plan: feasibility first, then exact (CP-SAT) or heuristic partition, saved as a draft."""
+    from gisgov.gridding import plans, service
+
+    if method not in ("auto", "exact", "heuristic"):
+        _fail(ValueError(f"--method must be auto, exact or heuristic (got {method})"))
+    eng = _engine()
+    with eng.connect() as conn:
+        codes = service.communities(conn) if all_ else [community]
+    if not codes or codes == [None]:
+        _fail(ValueError("give --community CODE or --all"))
+    summary = Table(title="网格方案 proposals")
+    for c in ("社区 community", "grids", "within bounds", "status", "method", "optimal", "s", "version"):
+        summary.add_column(c)
+    rc = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=len(codes) == 1) as bar:
+        task = bar.add_task("划分 proposing", total=len(codes))
+        for code in codes:
+            bar.update(task, description=f"划分 {code}")
+            try:
+                with eng.begin() as conn:
+                    out = service.propose_plan(conn, code, rules=_rules(min_households, max_households, max_people),
+                                               lock=lock, method=method, seed=seed, time_limit_s=time_limit,
+                                               closest=closest, save=save, author=author, note=note)
+                    if activate and save and out.get("status") == "ok" and out["report"]["ok"]:
+                        plans.activate(conn, code, out["version"])
+                        out["activated"] = True
+            except GisgovError as exc:
+                console.print(f"[red]{code}: {exc}[/]")
+                rc = 2
+                bar.advance(task)
+                continue
+            s = out.get("report", {}).get("summary", {})
+            summary.add_row(code, str(s.get("grids", 0)), f"{s.get('within_bounds', 0)}/{s.get('grids', 0)}",
+                            out["status"], str(out.get("method")), "yes" if out.get("optimal") else "no",
+                            f"{out['seconds']:.1f}", str(out.get("version", "-")) + (" (active)" if out.get("activated") else ""))
+            if out["status"] != "ok":
+                rc = max(rc, 3)
+                for f in out["findings"]:
+                    console.print(f"  [red]✗[/] {code} [bold]{f['rule']}[/] {f['message']}")
+            if len(codes) == 1 and "report" in out:
+                console.print(_grid_table(out["report"]["grids"], f"社区 {code}"))
+                _print_breaks(out["report"]["breaks"])
+            for n in out.get("notes", []):
+                console.print(f"  [dim]{code}: {n}[/]")
+            bar.advance(task)
+    console.print(summary)
+    raise typer.Exit(rc)
+
+
+@app.command()
+def repair(community: str = COMMUNITY, plan: int | None = PLAN,
+           save: bool = typer.Option(True, help="Store the repaired plan as a new draft version."),
+           author: str | None = typer.Option(None, help="Author recorded with the plan."),
+           time_limit: float = typer.Option(5.0, help="Exact repair budget (deterministic seconds).")) -> None:
+    """修复 Fix a plan's rule breaks moving as few buildings as possible (compounds kept whole)."""
+    from gisgov.gridding import service
+
+    try:
+        with _engine().begin() as conn:
+            out = service.repair_plan(conn, community, version=plan, save=save, author=author, time_limit_s=time_limit)
+    except GisgovError as exc:
+        _fail(exc)
+    console.print(f"breaks {out['breaks_before']} → {out['breaks_after']}, {out['buildings_moved']} building(s) moved "
+                  f"({out['method']}), {out['seconds']} s" + (f", saved as version {out['version']}" if save else ""))
+    for b in out["moved"][:50]:
+        console.print(f"  moved {b}")
+    _print_breaks(out["report"]["breaks"])
+    raise typer.Exit(0 if out["report"]["ok"] else 3)
+
+
+@app.command()
+def activate(community: str = COMMUNITY, plan: int = typer.Option(..., "--plan", "-p", help="Plan version to activate."),
+             force: bool = typer.Option(False, help="Activate even with rule breaks.")) -> None:
+    """启用 Activate a plan atomically: renumber codes W→E N→S, archive the old plan, re-point buildings."""
+    from gisgov.gridding import plans
+
+    try:
+        with _engine().begin() as conn:
+            out = plans.activate(conn, community, plan, force=force)
+    except GisgovError as exc:
+        _fail(exc)
+    console.print(f"[green]已启用 activated[/] version {out['version']} (previous {out['previous']}), "
+                  f"{out['buildings']} buildings, {out['staff_moved']} staff carried over")
+    for old, new in out["codes"].items():
+        if old != new:
+            console.print(f"  {old} → {new}")
+
+
+@app.command("plans")
+def plans_cmd(community: str = COMMUNITY) -> None:
+    """版本 List the plan versions of a community (history)."""
+    from gisgov.gridding.io import list_plans
+
+    with _engine().connect() as conn:
+        rows = list_plans(conn, community)
+    t = Table(title=f"社区 {community} 网格方案 plans")
+    for c in ("version", "status", "grids", "author", "created", "method", "note"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(str(r["version"]), r["status"], str(r["grids"]), str(r["author"] or ""), str(r["created"])[:19],
+                  str(r["method"] or ""), str(r["note"] or ""))
+    console.print(t)
+
+
+@app.command()
+def diff(community: str = COMMUNITY, a: int = typer.Argument(..., help="Older version."),
+         b: int = typer.Argument(..., help="Newer version.")) -> None:
+    """对比 Compare two versions: buildings moved, counts per grid before/after."""
+    from gisgov.gridding import plans
+
+    try:
+        with _engine().connect() as conn:
+            d = plans.diff(conn, community, a, b)
+    except GisgovError as exc:
+        _fail(exc)
+    console.print(f"{d['buildings_moved']} building(s) moved from version {a} to {b}")
+    t = Table()
+    for c in ("grid", "households before", "after", "people before", "after"):
+        t.add_column(c)
+    for g in d["grids"]:
+        be, af = g["before"] or {}, g["after"] or {}
+        t.add_row(g["code"], str(be.get("households", "-")), str(af.get("households", "-")),
+                  str(be.get("people", "-")), str(af.get("people", "-")))
+    console.print(t)
+
+
+@app.command()
+def codes(community: str = COMMUNITY, plan: int | None = PLAN,
+          out: Path | None = typer.Option(None, "--out", "-o", help="CSV file to write (default: print).")) -> None:
+    """编码表 Export the grid code table of a plan (CSV)."""
+    from gisgov.gridding import plans
+
+    try:
+        with _engine().connect() as conn:
+            rows = plans.code_table(conn, community, plan)
+    except GisgovError as exc:
+        _fail(exc)
+    cols = ["code", "name", "level", "households", "buildings", "area_m2", "community", "version", "status"]
+    fh = out.open("w", newline="", encoding="utf-8-sig") if out else None
+    w = csv.DictWriter(fh or typer.get_text_stream("stdout"), fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    if fh:
+        fh.close()
+        console.print(f"wrote {len(rows)} grids to {out}")
+
+
+@app.command("map")
+def map_cmd(community: str = COMMUNITY, plan: int | None = PLAN,
+            out: Path = typer.Option(..., "--out", "-o", help="HTML file to write.")) -> None:
+    """地图 Write a map of a plan: grids coloured by households against the bounds, rule breaks highlighted."""
+    from gisgov.gridding import service
+    from gisgov.maps.grid_plan_map import plan_map_html
+
+    try:
+        with _engine().connect() as conn:
+            fc = service.stored_plan_geojson(conn, community, plan)
+            rules = service._rules(conn, community, None)
+    except GisgovError as exc:
+        _fail(exc)
+    out.write_text(plan_map_html(fc, rules), encoding="utf-8")
+    console.print(f"wrote {out}")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="grids")

@@ -1,0 +1,124 @@
+"""Plan lifecycle: activation (atomic: validate, renumber W→E N→S, archive the previous plan, point
+``building.grid_id`` at the new grids, carry grid staff over) and the diff between two versions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, text
+
+from gisgov.errors import NotFound, PlanConflict
+from gisgov.gridding.codes import number
+from gisgov.gridding.io import load_context, load_plan, plan_row
+from gisgov.gridding.validate import validate
+
+
+def activate(conn: Connection, code: str, version: int, *, force: bool = False,
+             checkpoint: Callable[[str], None] | None = None) -> dict:
+    """Make plan ``version`` the active plan of community ``code``, all or nothing.
+
+    Runs inside the caller's transaction; on any error (a rule break without ``force``, a database
+    constraint, or ``checkpoint`` raising) the caller's rollback leaves the old plan active."""
+    step = checkpoint or (lambda name: None)
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('grid_plan:' || :c))"), {"c": code})
+    conn.execute(text("SELECT id FROM grid_plan WHERE community_code = :c FOR UPDATE"), {"c": code}).all()
+    meta = plan_row(conn, code, version)
+    if meta["status"] == "active":
+        raise PlanConflict(f"grid plan version {version} of community {code} is already active")
+    ctx = load_context(conn, code)
+    plan, _ = load_plan(conn, ctx, version)
+    if not plan.codes:
+        raise PlanConflict(f"grid plan version {version} of community {code} has no grids")
+    report = validate(ctx, plan)
+    if not report["ok"] and not force:
+        first = "; ".join(b["message"] for b in report["breaks"][:5])
+        raise PlanConflict(f"grid plan version {version} of community {code} breaks {report['breaks_count']} rule(s), "
+                           f"not activated: {first}")
+    step("validated")
+    # deterministic renumbering in reading order (W→E, N→S)
+    new_codes = number(code, plan.polygons)
+    ids = dict(conn.execute(text("SELECT code, id FROM grid WHERE plan_id = :p"), {"p": meta["id"]}).all())
+    conn.execute(text("SET CONSTRAINTS grid_plan_code_key DEFERRED"))
+    renamed = {old: new for old, new in zip(plan.codes, new_codes)}
+    conn.execute(text("UPDATE grid SET code = :new WHERE id = :id"),
+                 [{"new": renamed[old], "id": ids[old]} for old in plan.codes])
+    conn.execute(text("SET CONSTRAINTS grid_plan_code_key IMMEDIATE"))
+    step("renumbered")
+    previous = plan_row(conn, code, None)
+    # grids made outside plans become an archived plan (history kept)
+    legacy = conn.execute(text("SELECT count(*) FROM grid WHERE community_code = :c AND plan_id IS NULL"), {"c": code}).scalar()
+    legacy_version = None
+    if legacy:
+        legacy_version = conn.execute(text("SELECT max(version) + 1 FROM grid_plan WHERE community_code = :c"), {"c": code}).scalar()
+        lid = conn.execute(text("""INSERT INTO grid_plan (community_code, version, status, author, note)
+            VALUES (:c, :v, 'archived', 'gisgov', '既有网格 grids made outside plans, archived at activation of version ' || :a)
+            RETURNING id"""), {"c": code, "v": legacy_version, "a": str(version)}).scalar()
+        conn.execute(text("""INSERT INTO grid_assignment (plan_id, building_id, grid_id)
+            SELECT :p, b.id, b.grid_id FROM building b JOIN grid g ON g.id = b.grid_id
+            WHERE g.community_code = :c AND g.plan_id IS NULL"""), {"p": lid, "c": code})
+        conn.execute(text("UPDATE grid SET plan_id = :p WHERE community_code = :c AND plan_id IS NULL"), {"p": lid, "c": code})
+    old_grid_ids = [r[0] for r in conn.execute(text(
+        "SELECT g.id FROM grid g JOIN grid_plan p ON p.id = g.plan_id WHERE p.community_code = :c "
+        "AND (p.status = 'active' OR p.version = :lv)"), {"c": code, "lv": legacy_version or -1})]
+    conn.execute(text("UPDATE grid_plan SET status = 'archived' WHERE community_code = :c AND status = 'active'"), {"c": code})
+    step("archived")
+    conn.execute(text("UPDATE grid_plan SET status = 'active', activated = now() WHERE id = :p"), {"p": meta["id"]})
+    conn.execute(text("UPDATE building SET grid_id = NULL WHERE community_code = :c AND grid_id IS NOT NULL"), {"c": code})
+    moved = conn.execute(text("""UPDATE building b SET grid_id = a.grid_id FROM grid_assignment a
+        WHERE a.plan_id = :p AND a.building_id = b.id"""), {"p": meta["id"]}).rowcount
+    step("buildings")
+    staff = 0
+    if old_grid_ids:
+        staff = conn.execute(text("""
+            UPDATE grid_staff s SET grid_id = m.new_id FROM (
+                SELECT DISTINCT ON (o.id) o.id AS old_id, n.id AS new_id
+                FROM grid o JOIN grid n ON n.plan_id = :p AND ST_Intersects(o.geom, n.geom)
+                WHERE o.id = ANY(:old)
+                ORDER BY o.id, ST_Area(ST_Intersection(o.geom, n.geom)) DESC, n.code) m
+            WHERE s.grid_id = m.old_id"""), {"p": meta["id"], "old": old_grid_ids}).rowcount
+    step("staff")
+    return {"community": code, "version": version, "previous": previous["version"] if previous else None,
+            "codes": renamed, "buildings": moved, "staff_moved": staff, "ok": report["ok"],
+            "breaks_count": report["breaks_count"], "legacy_archived_as": legacy_version}
+
+
+def code_table(conn: Connection, code: str, version: int | None) -> list[dict]:
+    """The code table of a plan (网格编码表): code, name, households, people, buildings, area."""
+    meta = plan_row(conn, code, version)
+    if meta is None:
+        raise NotFound(f"community {code} has no active grid plan")
+    rows = conn.execute(text("""
+        SELECT g.code, g.name, g.level, count(a.building_id) AS buildings,
+               coalesce(sum(CASE WHEN hh.n > 0 THEN hh.n ELSE coalesce(b.households, 0) END), 0) AS households,
+               round(gisgov_area_m2(g.geom)::numeric, 1) AS area_m2
+        FROM grid g LEFT JOIN grid_assignment a ON a.grid_id = g.id
+        LEFT JOIN building b ON b.id = a.building_id
+        LEFT JOIN (SELECT building_code, count(*) n FROM household GROUP BY 1) hh ON hh.building_code = b.code
+        WHERE g.plan_id = :p GROUP BY g.id ORDER BY g.code"""), {"p": meta["id"]}).mappings().all()
+    return [{**dict(r), "community": code, "version": meta["version"], "status": meta["status"]} for r in rows]
+
+
+def diff(conn: Connection, code: str, a: int, b: int) -> dict:
+    """What changed from version ``a`` to ``b``: buildings moved (matched by grid code) and the counts
+    of every grid code before and after."""
+    ctx = load_context(conn, code)
+    pa, _ = load_plan(conn, ctx, a)
+    pb, _ = load_plan(conn, ctx, b)
+    atoms = ctx.atoms
+    moved = []
+    for i in range(atoms.n):
+        if atoms.building_id[i] < 0:
+            continue
+        ga = pa.codes[pa.atom_grid[i]] if pa.atom_grid[i] >= 0 else None
+        gb = pb.codes[pb.atom_grid[i]] if pb.atom_grid[i] >= 0 else None
+        if ga != gb:
+            moved.append({"building": str(atoms.code[i]), "from": ga, "to": gb, "households": int(atoms.households[i])})
+    counts: dict[str, dict] = {}
+    for tag, plan in (("before", pa), ("after", pb)):
+        for k, c in enumerate(plan.codes):
+            sel = plan.atom_grid == k
+            counts.setdefault(c, {"code": c, "before": None, "after": None})[tag] = {
+                "households": int(atoms.households[sel].sum()), "people": int(atoms.people[sel].sum()),
+                "buildings": int((sel & (atoms.building_id >= 0)).sum())}
+    return {"community": code, "from": a, "to": b, "buildings_moved": len(moved), "moved": moved,
+            "grids": sorted(counts.values(), key=lambda x: x["code"])}

@@ -104,7 +104,7 @@ def load(
             if osm:
                 from gisgov.ingest.osm import load_osm
 
-                rep = load_osm(file, engine=engine, region=region or "auto", dry_run=dry_run,
+                rep = load_osm(file, engine=engine, region=region, dry_run=dry_run,
                                estimate=not no_estimate, progress=cb)
             else:
                 if not level:

@@ -17,6 +17,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import dijkstra
 from scipy.spatial import cKDTree
 
+from gisgov.sample import names as nm
 from gisgov.sample.layout import RIVER_ROW, CityPlan
 from gisgov.sample.roads import Network
 
@@ -150,7 +151,7 @@ def place_facilities(rng: np.random.Generator, plan: CityPlan, net: Network) -> 
         for cat, kind, count in STREET_TIER:
             n = int(np.ceil(len(scom) / 2)) if count == "half" else count
             for i in range(n):
-                label = f"{short}{kind}" + (f"（{'一二三四五六七八九十'[i]}）" if n > 1 else "")
+                label = f"{short}{kind}" + (f"（{nm.cn(i + 1)}）" if n > 1 else "")
                 if not any(put(cat, kind, h, label) for h in hosts(scom, cat)):
                     any(put(cat, kind, h, label) for h in hosts(com, cat))
     for c in com.itertuples():

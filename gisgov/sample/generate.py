@@ -173,6 +173,7 @@ def _assemble(rng, seed, scale, plan: CityPlan, net: Network, people, fac: pd.Da
         "reference_date": f"{REFERENCE_YEAR}-11-23",
         "county_code": COUNTY,
         "center_lonlat": list(CENTER),
+        "bbox_lonlat": [round(float(v), 6) for v in streets.total_bounds],
         "srid": CGCS2000,
         "metric_srid": epsg,
         "service_radius_m": SERVICE_RADIUS_M,

@@ -116,10 +116,9 @@ def plan_city(rng: np.random.Generator, scale: float = 1.0) -> CityPlan:
         nm_ns = nm.ARTERIAL_NS[i % len(nm.ARTERIAL_NS)]
         lines.append(Line("v", x, Y[0], bank_lo, "arterial", nm_ns))
         lines.append(Line("v", x, bank_hi, Y[-1], "arterial", nm_ns))
-    ew = iter(nm.ARTERIAL_EW)
     for j, y in enumerate(Y):
         if j != RIVER_ROW:
-            lines.append(Line("h", y, X[0], X[-1], "arterial", next(ew)))
+            lines.append(Line("h", y, X[0], X[-1], "arterial", nm.ARTERIAL_EW[j % len(nm.ARTERIAL_EW)]))
     lines.append(Line("h", bank_lo, X[0], X[-1], "local", "滨河南路"))
     lines.append(Line("h", bank_hi, X[0], X[-1], "local", "滨河北路"))
     bridges_x = (float(X[0]), float(X[1])) if nx == 2 else (float(X[1]), float(X[2]))
@@ -210,7 +209,7 @@ def _hierarchy(rng, nx, ny, X, Y) -> tuple[pd.DataFrame, pd.DataFrame]:
                 seq += 1
                 w = words[len(rows) % len(words)]
                 if len(rows) >= len(words):                  # big scales: 翠湖二社区 …
-                    w += _cn(len(rows) // len(words) + 1)
+                    w += nm.cn(len(rows) // len(words) + 1)
                 rows.append(dict(
                     code=f"{s.code}{seq:03d}", street_code=s.code, short=w, name=f"{w}社区（合成）",
                     col=c, row=r, x0=X[c], y0=Y[r], x1=X[c + 1], y1=Y[r + 1],
@@ -259,21 +258,12 @@ def _name_compounds(rng, compounds: pd.DataFrame) -> pd.DataFrame:
                 break
         used[base] += 1
         k = used[base]
-        names.append(base if k == 1 else f"{base}{_cn(k)}期")
+        names.append(base if k == 1 else f"{base}{nm.cn(k)}期")
     compounds = compounds.copy()
     compounds["name"] = names
     seq = compounds.groupby("community_code").cumcount() + 1
     compounds["code"] = compounds["community_code"] + seq.map("{:04d}".format)
     return compounds
-
-
-def _cn(k: int) -> str:
-    """Chinese numeral for 1..99."""
-    d = nm.STREET_NUMERALS
-    if k <= 10:
-        return d[k - 1]
-    tens, ones = divmod(k, 10)
-    return ("" if tens == 1 else d[tens - 1]) + "十" + ("" if ones == 0 else d[ones - 1])
 
 
 def _layout_compound(rng, cp) -> tuple[list[dict], list[Line], list[dict]]:

@@ -57,3 +57,12 @@ def pick_chars(rng: np.random.Generator, pool: str, n: int, p: np.ndarray | None
     """n characters drawn from pool (with optional weights), as a numpy unicode array."""
     chars = np.array(list(pool))
     return chars[rng.choice(len(chars), size=n, p=p)]
+
+
+def cn(k: int) -> str:
+    """Chinese numeral for 1..99 (一, 十一, 二十一 …)."""
+    d = STREET_NUMERALS
+    if k <= 10:
+        return d[k - 1]
+    tens, ones = divmod(k, 10)
+    return ("" if tens == 1 else d[tens - 1]) + "十" + ("" if ones == 0 else d[ones - 1])

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from gisgov.errors import DatabaseUnavailable
 from gisgov.ingest.report import EXIT_DATABASE, EXIT_LOADED, EXIT_REJECTED, EXIT_USAGE, Report
@@ -63,14 +63,14 @@ def print_report(rep: Report, max_lines: int = 50) -> None:
     shown = [i for i in rep.issues if i.action != "info"][:max_lines]
     infos = [i for i in rep.issues if i.action == "info"]
     for i in infos[:12]:
-        console.print(f"  [dim]{i.rule}: {i.message} — {i.value}[/]")
+        console.print(f"  [dim]{escape(f'{i.rule}: {i.message} — {i.value}')}[/]", soft_wrap=True)
     if shown:
-        t = Table(title=f"问题 issues ({len(rep.rejected)} rejected, {len(rep.repaired)} repaired)", show_lines=False)
-        for c in ("file", "record", "rule", "value", "message", "action"):
-            t.add_column(c, overflow="fold")
+        console.print(f"[bold]问题 issues[/] ({len(rep.rejected)} rejected, {len(rep.repaired)} repaired):")
         for i in shown:
-            t.add_row(i.file, i.record, i.rule, i.value, i.message, i.action)
-        console.print(t)
+            colour = "red" if i.action == "rejected" else "yellow"
+            detail = escape(f"{i.file}: {i.record}: [{i.rule}] {i.message} (value: {i.value})")
+            console.print(f"  [{colour}]{i.action}[/] {detail}",
+                          soft_wrap=True, markup=True, highlight=False)
         rest = len([i for i in rep.issues if i.action != "info"]) - len(shown)
         if rest > 0:
             console.print(f"… {rest} more (see --report-json)")

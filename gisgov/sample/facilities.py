@@ -56,6 +56,15 @@ CITY_TIER = [
     ("yiyuan", "中医院", "示例城中医院"), ("tiyu", "体育场", "示例城体育中心"),
     ("xinwenmeiti", "融媒体中心", "示例城融媒体中心"),
 ]
+CATEGORY_ZH = {
+    "dangjian": "党建", "zongzhi": "综治", "minzheng": "民政(养老)", "gongan": "公安", "sifa": "司法", "weisheng": "卫生",
+    "renshe": "人社", "chengguan": "城管", "canlian": "残联", "shichangjianguan": "市场监管", "wenhua": "文化",
+    "tiyu": "体育", "xinwenmeiti": "新闻媒体", "xuexiao": "学校", "yiyuan": "医院", "shangye": "商业服务",
+}
+REASON_TEXT = {
+    "river": "隔河，仅两座桥 across the river, reached over two bridges only",
+    "oldtown": "老城区，缺少活动场地 dense old town without room for sports and culture",
+}
 MISSING = {
     "river": ("weisheng", "yiyuan", "tiyu", "minzheng"),     # across the river: no health, sports, elderly care
     "oldtown": ("tiyu", "wenhua"),                           # dense old town: no sports or culture space
@@ -202,7 +211,9 @@ def verify_under_served(plan: CityPlan, net: Network, f: pd.DataFrame, under: di
             if float(d[mine].min()) > SERVICE_RADIUS_M:
                 held.append(cat)
         if held:
-            out.append(dict(community_code=code, name=com.loc[code, "name"], reason=reason, missing=held,
+            out.append(dict(community_code=code, name=com.loc[code, "name"], reason=reason,
+                            reason_text=REASON_TEXT[reason], missing=held,
+                            missing_zh=[CATEGORY_ZH[c] for c in held],
                             rule=f"no facility of these categories within {SERVICE_RADIUS_M:.0f} m walk "
                                  "of any building of the community"))
     return out

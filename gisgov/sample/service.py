@@ -117,7 +117,8 @@ def summary_table(result: SampleResult) -> Table:
     for name in LAYERS:
         db = "" if result.db_counts is None else f"{result.db_counts.get(LAYER_TABLE[name], 0):,}"
         t.add_row(name, LAYER_ZH[name], f"{len(getattr(result.city, name)):,}", db)
-    under = "; ".join(f"{u['name']} 缺 missing {','.join(u['missing'])}" for u in m.get("under_served", []))
+    under = "; ".join(f"{u['name']} 缺 missing {'、'.join(u.get('missing_zh', u['missing']))}"
+                      for u in m.get("under_served", []))
     t.caption = (f"file: {result.path}   time: "
                  + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
                  + (f"\n服务不足社区 under-served: {under}" if under else ""))

@@ -20,7 +20,7 @@ from mini_city import (  # noqa: F401  (fixtures)
     mini_city_url,
 )
 from shapely.geometry import shape
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from gisgov.api.app import create_app
 from gisgov.api.params import parse_bbox
@@ -219,3 +219,47 @@ def test_docs_use_only_local_assets(client):
 def test_features_json_is_strict_json(client):
     text = client.get("/api/layers/building").text
     json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+
+
+# --- the full synthetic sample city (fixture from tests/sample_fixtures.py) ------------------------
+
+@pytest.fixture(scope="module")
+def sample_engine(sample_city_url):
+    eng = create_engine(sample_city_url, poolclass=pool.NullPool)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def sample_client(sample_engine):
+    with TestClient(create_app(Settings(), engine=sample_engine)) as c:
+        yield c
+
+
+def test_sample_city_compound_counts_match_the_roster(sample_client, sample_engine):
+    fc = _fc(sample_client.get("/api/layers/compound", params={"limit": 1000}))
+    assert fc["numberMatched"] == fc["numberReturned"] == len(fc["features"]) >= 100
+    with sample_engine.connect() as c:  # ground truth by a different, naive query
+        truth = {r.code: (r.hh, r.res) for r in c.execute(text(
+            "SELECT p.code, count(DISTINCT h.id) AS hh, count(r.id) AS res FROM compound p "
+            "LEFT JOIN building b ON b.compound_id = p.id LEFT JOIN household h ON h.building_code = b.code "
+            "LEFT JOIN resident r ON r.household_id = h.id GROUP BY p.code"))}
+    got = {f["id"]: (f["properties"]["households"], f["properties"]["residents"]) for f in fc["features"]}
+    assert got == truth
+    for f in fc["features"]:
+        minx, miny, maxx, maxy = shape(f["geometry"]).bounds
+        assert 73 <= minx <= maxx <= 135 and 18 <= miny <= maxy <= 54
+
+
+def test_sample_city_hierarchy_totals_match_the_tables(sample_client, sample_engine):
+    h = sample_client.get("/api/hierarchy").json()
+    with sample_engine.connect() as c:
+        residents = c.execute(text("SELECT count(*) FROM resident")).scalar()
+        households = c.execute(text(
+            "SELECT (SELECT count(*) FROM household) + coalesce((SELECT sum(households) FROM building b "
+            "WHERE NOT EXISTS (SELECT 1 FROM household h WHERE h.building_code = b.code)), 0)")).scalar()
+        communities = c.execute(text("SELECT count(*) FROM community")).scalar()
+    assert h["residents"] == residents > 100_000
+    assert h["households"] == households
+    assert h["counts"]["communities"] == communities == sum(len(s["children"]) for s in h["streets"])
+    assert sum(s["residents"] for s in h["streets"]) == residents

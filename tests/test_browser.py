@@ -7,12 +7,14 @@ from __future__ import annotations
 import shutil
 import threading
 import time
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import pytest
 import uvicorn
 from mini_city import mini_city_engine, mini_city_url  # noqa: F401  (fixtures)
 from playwright.sync_api import sync_playwright
+from sqlalchemy import create_engine, pool
 
 from gisgov.api.app import create_app
 from gisgov.config import Settings, get_settings
@@ -23,11 +25,12 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 
-@pytest.fixture(scope="module")
-def live_server(mini_city_engine):
+@contextmanager
+def serve(engine):
+    """uvicorn serving the app on a free 127.0.0.1 port in a thread; stopped on exit."""
     ensure_assets(get_settings().web_dir)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(), engine=mini_city_engine), host="127.0.0.1",
+    server = uvicorn.Server(uvicorn.Config(create_app(Settings(), engine=engine), host="127.0.0.1",
                                           port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -36,9 +39,17 @@ def live_server(mini_city_engine):
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def live_server(mini_city_engine):
+    with serve(mini_city_engine) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +119,27 @@ def test_docs_render_offline_in_a_browser(live_server, browser, tmp_path):
     assert rec.off_host() == [], f"requests left the server: {rec.off_host()}"
     assert rec.errors == [], f"console errors: {rec.errors}"
     page.close()
+
+
+def test_sample_city_map_in_a_browser(sample_city_url, browser, tmp_path):
+    """The full synthetic city (no grids yet: an empty grid layer) draws every feature, offline."""
+    engine = create_engine(sample_city_url, poolclass=pool.NullPool)
+    try:
+        with serve(engine) as base:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            rec = Recorder(page)
+            expected = 0
+            for level in ("street", "community", "grid", "compound"):
+                expected += page.request.get(f"{base}/api/layers/{level}?limit=10000").json()["numberReturned"]
+            page.goto(f"{base}/map", wait_until="networkidle")
+            page.wait_for_function("() => document.querySelectorAll('path.leaflet-interactive').length > 0")
+            assert expected > 150
+            assert page.evaluate("document.querySelectorAll('path.leaflet-interactive').length") == expected
+            assert page.locator("text=合成示例数据").is_visible()
+            page.screenshot(path=str(tmp_path / "sample_map.png"))
+            print(f"screenshot: {tmp_path / 'sample_map.png'}")
+            assert rec.off_host() == [], f"requests left the server: {rec.off_host()}"
+            assert rec.errors == [], f"console errors: {rec.errors}"
+            page.close()
+    finally:
+        engine.dispose()

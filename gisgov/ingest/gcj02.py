@@ -11,13 +11,20 @@ library.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
-from coordTransform import bd09_to_gcj02 as _bd_gcj_approx
-from coordTransform import gcj02_to_bd09 as _gcj_bd
-from coordTransform import wgs84_to_gcj02 as _wgs_gcj
 
 _TOL_DEG = 1e-10  # ~0.01 mm
 _MAX_ITER = 30
+
+
+@lru_cache(maxsize=1)
+def _lib():
+    """The coordTransform functions (PyPI ``coordtransform``), imported on first use."""
+    import coordTransform
+
+    return coordTransform
 
 
 def _call(fn, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -25,16 +32,16 @@ def _call(fn, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     lat = np.ascontiguousarray(lat, dtype=np.float64)
     if lon.size == 0:
         return lon.copy(), lat.copy()
-    x, y = fn(lon, lat)
+    x, y = getattr(_lib(), fn)(lon, lat)
     return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
 
 
 def wgs84_to_gcj02(lon, lat):
-    return _call(_wgs_gcj, np.asarray(lon), np.asarray(lat))
+    return _call("wgs84_to_gcj02", np.asarray(lon), np.asarray(lat))
 
 
 def gcj02_to_bd09(lon, lat):
-    return _call(_gcj_bd, np.asarray(lon), np.asarray(lat))
+    return _call("gcj02_to_bd09", np.asarray(lon), np.asarray(lat))
 
 
 def wgs84_to_bd09(lon, lat):
@@ -66,7 +73,7 @@ def bd09_to_gcj02(lon, lat):
     """Inverse of :func:`gcj02_to_bd09` (library approximation, then iterated)."""
     lon = np.asarray(lon, dtype=np.float64)
     lat = np.asarray(lat, dtype=np.float64)
-    return _invert(gcj02_to_bd09, lon, lat, _call(_bd_gcj_approx, lon, lat))
+    return _invert(gcj02_to_bd09, lon, lat, _call("bd09_to_gcj02", lon, lat))
 
 
 def bd09_to_wgs84(lon, lat):

@@ -252,3 +252,23 @@ def test_road_file_split_into_a_network(fresh, tmp_path):
         deg = c.execute(text("SELECT count(*) FROM road_edge e JOIN road_node n ON n.id IN (e.source, e.target) "
                              "WHERE ST_Equals(n.geom, ST_SetSRID(ST_MakePoint(117.21, 31.81), 4490))")).scalar()
         assert deg == 4
+
+
+def test_flatgeobuf_and_bd09(fresh, tmp_path):
+    """FlatGeobuf through GDAL; Baidu BD-09 coordinates converted back within a metre."""
+    from gisgov.ingest import gcj02
+
+    assert load_file(write_streets(tmp_path), "street", engine=fresh).status == "loaded"
+    p = tmp_path / "社区.fgb"
+    gdf([{"社区编码": COMM_A, "社区名称": "东园社区", "geometry": box(*COMM_A_BOX)}]).to_file(p, driver="FlatGeobuf")
+    rep = load_file(p, "community", engine=fresh)
+    assert rep.status == "loaded", [i.line() for i in rep.issues]
+    lon, lat = np.array([117.2051]), np.array([31.8123])
+    blon, blat = gcj02.wgs84_to_bd09(lon, lat)
+    q = tmp_path / "百度.geojson"
+    gdf([{"设施名称": "百度点", "类别": "城管", "geometry": Point(blon[0], blat[0])}], crs="EPSG:4326").to_file(q)
+    rep = load_file(q, "facility", engine=fresh, crs="bd09")
+    assert rep.status == "loaded", [i.line() for i in rep.issues]
+    with fresh.connect() as c:
+        x, y = c.execute(text("SELECT ST_X(geom), ST_Y(geom) FROM facility")).one()
+    assert gcj02.offset_m(lon[0], lat[0], x, y) < 1.0

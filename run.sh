@@ -17,7 +17,7 @@ say() { printf '\033[1;34m[gisgov]\033[0m %s\n' "$*"; }
 die() { printf '\033[1;31m[gisgov]\033[0m %s\n' "$*" >&2; exit 1; }
 
 # --- 1. system packages (Debian) ------------------------------------------------
-APT_PKGS=(postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting chromium nodejs npm python3-venv git)
+APT_PKGS=(postgresql-15 postgresql-15-postgis-3 postgresql-15-pgrouting chromium fonts-wqy-microhei nodejs npm python3-venv git)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   case "$p" in

@@ -56,20 +56,20 @@ def demo(
 
 
 def _analysis_steps():
-    """Analyses the demo computes, each ``f(url, console)``; capabilities register them here."""
+    """Analyses the demo computes, each ``demo_step(url, console)`` in a capability's service module."""
+    import importlib
+
     steps = []
-    try:
-        from gisgov.coverage.service import demo_step as coverage_step
-
-        steps.append(coverage_step)
-    except ModuleNotFoundError:
-        pass
-    try:
-        from gisgov.gridding.service import demo_step as grids_step
-
-        steps.append(grids_step)
-    except ModuleNotFoundError:
-        pass
+    for name in ("gisgov.coverage.service", "gisgov.gridding.service"):
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        step = getattr(mod, "demo_step", None)
+        if step is not None:
+            steps.append(step)
     return steps
 
 

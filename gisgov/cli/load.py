@@ -59,11 +59,13 @@ def print_report(rep: Report, max_lines: int = 50) -> None:
     console.print(f"[bold {colour}]{label}[/] {rep.file} → {rep.level}  "
                   + "  ".join(f"{k}={v}" for k, v in rep.counts.items()))
     for k, v in rep.stats.items():
-        console.print(f"  {k}: {v}")
+        console.print(f"  {escape(f'{k}: {v}')}", soft_wrap=True)
     shown = [i for i in rep.issues if i.action != "info"][:max_lines]
     infos = [i for i in rep.issues if i.action == "info"]
     for i in infos[:12]:
-        console.print(f"  [dim]{escape(f'{i.rule}: {i.message} — {i.value}')}[/]", soft_wrap=True)
+        console.print(f"  [dim]{escape(f'{i.record}: {i.rule}: {i.message} — {i.value}')}[/]", soft_wrap=True)
+    if len(infos) > 12:
+        console.print(f"  [dim]… {len(infos) - 12} more notes (see --report-json)[/]")
     if shown:
         console.print(f"[bold]问题 issues[/] ({len(rep.rejected)} rejected, {len(rep.repaired)} repaired):")
         for i in shown:

@@ -347,8 +347,9 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
                                  facilities=n_f, written=n_b + n_f + n_edges)
             report.stats["largest_component_share"] = round(share, 4)
             report.stats["walkable_km"] = round(float(net.length_m[walk].sum()) / 1000, 2)
-            report.stats["facilities_by_category"] = fac["category_code"].value_counts().to_dict() if len(fac) else {}
-            report.stats["bounds"] = [round(b, 6) for b in bounds]
+            report.stats["facilities_by_category"] = (
+                {k: int(v) for k, v in fac["category_code"].value_counts().items()} if len(fac) else {})
+            report.stats["bounds"] = [round(float(b), 6) for b in bounds]
             if dry_run:
                 tx.rollback()
                 report.status = "dry-run"

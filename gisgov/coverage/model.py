@@ -124,6 +124,8 @@ class CoverageModel:
                 progress("graph", 0, 1)
             self.graph = graph_from_edges(city.edges, epsg=epsg, nodes=city.nodes)
             self.seconds["graph"] = time.perf_counter() - t0
+            if progress:
+                progress("graph", 1, 1)
         self.method = NETWORK if self.graph is not None and self.graph.n_edges else STRAIGHT_LINE
 
         t1 = time.perf_counter()
@@ -151,6 +153,8 @@ class CoverageModel:
             self.bsnap = Snap.empty(len(bx), FLAG_NO_NETWORK)
             self.access = Access.from_snap(self.bsnap)
         self.seconds["snap_buildings"] = time.perf_counter() - t1
+        if progress:
+            progress("snap", 1, 1)
         self.facilities = pd.DataFrame(columns=["id", "name", "category_code", "kind", "x", "y"])
         self.fsnap = Snap.empty(0)
         self.set_facilities(city.facilities)
@@ -228,7 +232,7 @@ class CoverageModel:
                 dist[:, j], fac[:, j] = d, f
                 done[key] = j
             if progress:
-                progress(cat.code, j + 1, len(cats))
+                progress("distances", j + 1, len(cats))
         secs = dict(self.seconds, distances=time.perf_counter() - t)
         return DistanceTable([c.code for c in cats], dist, fac, self.method, secs)
 

@@ -155,12 +155,33 @@ def _greedy(a: sparse.csc_matrix, w: np.ndarray, k: int | None, *, chosen: list[
     return picks, gains, covered
 
 
+def _new_highs():
+    """A HiGHS instance without its start-up banner on stdout (it would corrupt ``--json`` output)."""
+    import ctypes
+    import os
+    import sys
+
+    import highspy
+
+    sys.stdout.flush()
+    saved, devnull = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        h = highspy.Highs()
+        ctypes.CDLL(None).fflush(None)
+    finally:
+        os.dup2(saved, 1)
+        os.close(devnull)
+        os.close(saved)
+    return h
+
+
 def _highs(a: sparse.csc_matrix, w: np.ndarray, k: int | None, time_limit: float):
     """Exact MIP: MCLP (k) or LSCP (k None). Returns (chosen candidates, optimal?)."""
     import highspy
 
     nc, nd = a.shape
-    h = highspy.Highs()
+    h = _new_highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", float(time_limit))
     h.setOptionValue("mip_rel_gap", 0.0)

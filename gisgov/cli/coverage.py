@@ -1,0 +1,332 @@
+"""`gisgov coverage …`: service circles 便民服务圈 — compute, report, gaps, siting, what-if, map.
+
+Exit codes: 0 done, 1 refused / not found, 2 usage error, 3 database unavailable.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from gisgov.errors import DatabaseUnavailable, GisgovError
+
+app = typer.Typer(help="便民服务圈 Service circles: who reaches each service within 5/10/15/30 minutes on foot.",
+                  no_args_is_help=True)
+console = Console()
+
+STAGES = {"graph": "路网 walking graph", "snap": "接入 snapping buildings", "distances": "距离 distances per category"}
+CATALOG_OPT = typer.Option(None, "--catalog", exists=True, dir_okay=False,
+                           help="Service-circle catalog YAML (default: GISGOV_LAYERS_DIR/service_circles.yaml).")
+
+
+def _service(catalog: Path | None):
+    from gisgov.coverage.service import CoverageService
+
+    return CoverageService(catalog)
+
+
+def _engine():
+    from gisgov.db.engine import database_url, make_engine
+
+    try:
+        return make_engine(database_url(start=True))
+    except DatabaseUnavailable as exc:
+        console.print(f"[red]数据库不可用 database unavailable:[/] {exc}")
+        raise typer.Exit(3) from exc
+
+
+def _fail(exc: GisgovError) -> None:
+    console.print(f"[red]{type(exc).__name__}:[/] {exc}")
+    raise typer.Exit(2 if exc.status_code == 422 else 1) from exc
+
+
+class _Bars:
+    def __init__(self, p: Progress):
+        self.p, self.tasks = p, {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.p.add_task(STAGES.get(stage, stage), total=max(total, 1))
+        self.p.update(self.tasks[stage], completed=done, total=max(total, 1))
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.1f}%"
+
+
+@app.command()
+def compute(
+    category: list[str] = typer.Option(None, "--category", "-c", help="Only these service categories (repeatable)."),
+    profile: str = typer.Option(None, "--profile", "-p",
+                                help="Profile shown in the summary (all profiles are always stored)."),
+    catalog: Path = CATALOG_OPT,
+    show_problems: int = typer.Option(10, help="List up to this many flagged buildings (long / disconnected snaps)."),
+) -> None:
+    """计算 Compute distances building → nearest facility of every category and store them with the figures."""
+    svc = _service(catalog)
+    eng = _engine()
+    try:
+        cat = svc.catalog()
+        if profile:
+            cat.profile(profile)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as p, eng.begin() as conn:
+            res = svc.compute(conn, category or None, progress=_Bars(p))
+    except GisgovError as exc:
+        _fail(exc)
+    finally:
+        eng.dispose()
+    if res.method != "network":
+        console.print("[bold yellow]⚠ 无步行路网：直线距离 × 绕行系数 no walking network: straight line × detour factor "
+                      f"{cat.network.detour_factor} (not a walk)[/]")
+    console.print(f"[green]✓[/] run {res.run_id}: {res.categories} categories × {res.buildings} buildings, "
+                  f"{res.facilities} facilities, {res.rows_written} rows, method={res.method}")
+    secs = ", ".join(f"{k} {v:.2f} s" for k, v in res.seconds.items())
+    console.print(f"  耗时 time: {secs}")
+    net = res.snap.get("network", {})
+    if net:
+        console.print(f"  路网 network: {net['nodes']} nodes, {net['edges']} edges, {net['components']} component(s); "
+                      f"{net.get('minor_component_edges', 0)} edges on disconnected pieces (reported, not dropped)")
+    flags = {k: v for k, v in res.snap.items() if isinstance(v, int) and k not in ("buildings",) and v}
+    if flags:
+        console.print("  接入标记 snap flags: " + ", ".join(f"{k}={v}" for k, v in flags.items()))
+    if len(res.problems) and show_problems:
+        t = Table(title="需核查的楼栋 Buildings to check (snap flags)")
+        for c in ("building_id", "code", "access_m", "flags"):
+            t.add_column(c)
+        for r in res.problems.head(show_problems).itertuples(index=False):
+            t.add_row(str(r.building_id), str(r.code), f"{r.access_m:.1f}", r.flags)
+        console.print(t)
+
+
+@app.command()
+def report(
+    level: str = typer.Option("street", help="street | community | grid | compound"),
+    code: str = typer.Option(..., help="Code of the street / community / grid / compound."),
+    profile: str = typer.Option("standard", "--profile", "-p", help="Walking profile (standard, elderly …)."),
+    measure: str = typer.Option("households", help="Share of: buildings | households | residents."),
+    category: list[str] = typer.Option(None, "--category", "-c", help="Only these categories (repeatable)."),
+    catalog: Path = CATALOG_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """报告 Coverage of one area: share within each circle per category, complete circles, special groups."""
+    if measure not in ("buildings", "households", "residents"):
+        console.print(f"[red]measure {measure!r} must be buildings, households or residents[/]")
+        raise typer.Exit(2)
+    svc = _service(catalog)
+    eng = _engine()
+    try:
+        with eng.begin() as conn:
+            s = svc.summary(conn, level, code, profile)
+    except GisgovError as exc:
+        _fail(exc)
+    finally:
+        eng.dispose()
+    if as_json:
+        typer.echo(json.dumps(s, ensure_ascii=False, indent=1, default=float))
+        return
+    rows = s["rows"]
+    if category:
+        rows = [r for r in rows if r["item_kind"] == "complete" or r["item"] in category]
+    circles = list(dict.fromkeys(r["circle"] for r in rows if r["item_kind"] == "category"))
+    t = Table(title=f"便民服务圈覆盖 Service-circle coverage — {level} {code} · profile {profile} · "
+                    f"share of {measure} ({'stored' if s['stored'] else 'computed in memory, not stored'})")
+    t.add_column("类别 category")
+    for c in circles:
+        b = next(r["budget_m"] for r in rows if r["circle"] == c)
+        t.add_column(f"{c} (≤{b:.0f} m)", justify="right")
+    for item in dict.fromkeys(r["item"] for r in rows if r["item_kind"] == "category"):
+        mine = {r["circle"]: r for r in rows if r["item"] == item and r["item_kind"] == "category"}
+        first = next(iter(mine.values()))
+        t.add_row(f"{first['name_zh']} {first['name_en']}", *[_pct(mine[c][f"share_{measure}"]) if c in mine else ""
+                                                             for c in circles])
+    console.print(t)
+    comp = [r for r in rows if r["item_kind"] == "complete"]
+    if comp:
+        t2 = Table(title="完整生活圈 Complete circles (every required category within reach; tiers cumulative)")
+        for c in ("standard", "tier", f"share of {measure}", "in / total"):
+            t2.add_column(c)
+        for r in comp:
+            t2.add_row(f"{r['name_zh']} {r['name_en']}", r["circle"], _pct(r[f"share_{measure}"]),
+                       f"{r[measure + '_in']:.0f} / {r[measure]:.0f}")
+        console.print(t2)
+    if s["special_groups"]:
+        t3 = Table(title="特殊人群 Special groups beyond their circle")
+        for c in ("group", "category", "profile", "circle", "beyond / residents"):
+            t3.add_column(c)
+        for g in s["special_groups"]:
+            t3.add_row(g["group_code"], g["category"], g["profile"], g["circle"], f"{g['beyond']} / {g['residents']}")
+        console.print(t3)
+    if s["method"] != "network":
+        console.print("[yellow]⚠ 直线距离 × 绕行系数 straight line × detour factor: no walking network[/]")
+
+
+@app.command()
+def site(
+    category: str = typer.Option(..., "--category", "-c", help="Service category to site."),
+    k: int = typer.Option(3, "--k", min=1, help="Number of new sites (maximal covering)."),
+    fewest: bool = typer.Option(False, "--fewest", help="Set covering: the fewest sites that cover everyone coverable."),
+    circle: str = typer.Option("c15", help="Circle whose budget defines coverage."),
+    profile: str = typer.Option("standard", "--profile", "-p"),
+    level: str = typer.Option(None, help="Limit demand and candidates to this level … (street / community / grid)."),
+    code: str = typer.Option(None, help="… and code."),
+    candidates: str = typer.Option("buildings", help="buildings | nodes"),
+    points: Path = typer.Option(None, exists=True, dir_okay=False,
+                                help="Candidate sites file (GeoJSON/GeoPackage points, e.g. vacant parcels)."),
+    catalog: Path = CATALOG_OPT,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """选址 Where to put new facilities: best k sites (MCLP) or fewest sites for full coverage (LSCP)."""
+    pts = None
+    if points:
+        import geopandas as gpd
+
+        g = gpd.read_file(points).to_crs(4490)
+        pts = [(p.x, p.y) for p in g.geometry.representative_point()]
+    svc = _service(catalog)
+    eng = _engine()
+    try:
+        with eng.begin() as conn:
+            r = svc.site(conn, category, k=None if fewest else k, circle=circle, profile=profile, level=level,
+                         code=code, candidates=candidates, points=pts)
+    except GisgovError as exc:
+        _fail(exc)
+    finally:
+        eng.dispose()
+    if as_json:
+        typer.echo(json.dumps(r, ensure_ascii=False, indent=1, default=float))
+        return
+    t = Table(title=f"选址建议 Suggested sites — {r['name_zh']} {r['name_en']} · {circle} (≤{r['budget_m']:.0f} m) · "
+                    f"{r['problem'].upper()} · {r['solver']}{' optimal' if r['optimal'] else ''}")
+    for c in ("#", "candidate", "lon", "lat", "households gained", "buildings gained"):
+        t.add_column(c, justify="right")
+    for s in r["sites"]:
+        t.add_row(str(s["rank"]), f"{s['kind']} {s['id']}", f"{s['lon']:.6f}", f"{s['lat']:.6f}",
+                  f"{s['households_gained']:.0f}", str(s["buildings_gained"]))
+    console.print(t)
+    console.print(f"未覆盖 beyond the circle now: {r['demand_buildings']} buildings / {r['demand_households']:.0f} households; "
+                  f"newly covered: {r['covered_buildings']} / {r['covered_households']:.0f}; "
+                  f"unreachable from any candidate: {r['uncoverable_buildings']}; "
+                  f"{r['candidates']} candidates, {r['seconds'].get('total', 0):.2f} s")
+
+
+def _lonlat(v: str) -> tuple[float, float]:
+    try:
+        lon, lat = (float(x) for x in v.split(","))
+    except ValueError:
+        console.print(f"[red]{v!r} is not LON,LAT[/]")
+        raise typer.Exit(2) from None
+    return lon, lat
+
+
+@app.command()
+def whatif(
+    category: str = typer.Option(..., "--category", "-c"),
+    add: str = typer.Option(None, help="Add a facility at LON,LAT."),
+    remove: int = typer.Option(None, help="Remove the facility with this id."),
+    move: int = typer.Option(None, help="Move the facility with this id (with --to)."),
+    to: str = typer.Option(None, help="New place LON,LAT for --move."),
+    level: str = typer.Option(None), code: str = typer.Option(None),
+    commit: bool = typer.Option(False, "--commit", help="Write the edit and update the stored results."),
+    kind: str = typer.Option(None, help="facility.kind of an added facility (e.g. 社区卫生服务站)."),
+    catalog: Path = CATALOG_OPT,
+) -> None:
+    """假设 What-if: add, move or remove one facility and see the coverage change (only its category)."""
+    given = {"add": add, "remove": remove, "move": move}
+    ops = [o for o, v in given.items() if v is not None]
+    if len(ops) != 1:
+        console.print("[red]give exactly one of --add, --remove, --move[/]")
+        raise typer.Exit(2)
+    op = ops[0]
+    kw = {}
+    if op == "add":
+        kw["lon"], kw["lat"] = _lonlat(add)
+    elif op == "move":
+        if not to:
+            console.print("[red]--move needs --to LON,LAT[/]")
+            raise typer.Exit(2)
+        kw["facility_id"] = move
+        kw["lon"], kw["lat"] = _lonlat(to)
+    else:
+        kw["facility_id"] = remove
+    svc = _service(catalog)
+    eng = _engine()
+    try:
+        with eng.begin() as conn:
+            r = svc.whatif(conn, category, op, commit=commit, level=level, code=code, kind=kind, **kw)
+    except GisgovError as exc:
+        _fail(exc)
+    finally:
+        eng.dispose()
+    t = Table(title=f"假设 What-if {op} · {r['name_zh']} {r['name_en']} · {r['changed_buildings']} buildings change "
+                    f"({r['compute_ms']:.0f} ms){' · committed' if r['committed'] else ' · not saved'}")
+    for c in ("profile", "circle", "budget", "households before", "after", "Δ"):
+        t.add_column(c, justify="right")
+    for f in r["figures"]:
+        t.add_row(f["profile"], f["circle"], f"{f['budget_m']:.0f} m", f"{f['households_before']:.0f}",
+                  f"{f['households_after']:.0f}", f"{f['households_after'] - f['households_before']:+.0f}")
+    console.print(t)
+
+
+@app.command("map")
+def map_cmd(
+    category: str = typer.Option(..., "--category", "-c"),
+    circle: str = typer.Option("c15"), profile: str = typer.Option("standard", "--profile", "-p"),
+    sites: int = typer.Option(3, help="Suggested sites to show (0 = none)."),
+    out: Path = typer.Option(Path("coverage_map.html"), help="HTML file to write."),
+    catalog: Path = CATALOG_OPT,
+) -> None:
+    """地图 Write the map page of one category: facilities, service area, buildings by distance, gaps, sites.
+
+    The page loads Leaflet from the app's /static/vendor; open it through `gisgov serve`
+    (/coverage/map?category=…) or put it next to the vendored assets.
+    """
+    from gisgov.coverage.mapping import coverage_map_html
+
+    svc = _service(catalog)
+    eng = _engine()
+    try:
+        with eng.begin() as conn:
+            html = coverage_map_html(svc, conn, category, circle, profile, sites=sites)
+    except GisgovError as exc:
+        _fail(exc)
+    finally:
+        eng.dispose()
+    out.write_text(html, encoding="utf-8")
+    console.print(f"[green]✓[/] {out}")
+
+
+@app.command()
+def catalog(catalog: Path = CATALOG_OPT) -> None:
+    """目录 Show the circles, profiles, categories and which tier requires which (from the catalog YAML)."""
+    svc = _service(catalog)
+    try:
+        cat = svc.catalog()
+    except GisgovError as exc:
+        _fail(exc)
+    b = cat.budgets()
+    t = Table(title=f"生活圈 Circles ({cat.path})")
+    for c in ("circle", "minutes", *[p.code for p in cat.profiles], "source"):
+        t.add_column(c)
+    for c in cat.circles:
+        t.add_row(f"{c.code} {c.name_zh}", f"{c.minutes:g}",
+                  *[f"{b[(b.circle == c.code) & (b.profile == p.code)].distance_m.iloc[0]:.0f} m" for p in cat.profiles],
+                  c.source)
+    console.print(t)
+    t2 = Table(title="要求 Requirement sets (tiers cumulative)")
+    for c in ("standard", "applies to", "tier", "categories"):
+        t2.add_column(c)
+    for s in cat.standards:
+        for tier, cats in s.tiers:
+            t2.add_row(f"{s.code} {s.name_zh}", s.applies_to, tier, ", ".join(cats))
+    console.print(t2)
+    console.print(f"{len(cat.categories)} service categories; distances exact up to {cat.distance_cap_m:.0f} m")
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="coverage")

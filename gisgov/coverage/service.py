@@ -1,0 +1,469 @@
+"""The coverage service: keeps the model in memory and answers the CLI and the API.
+
+The walking graph and the building snaps are built once and reused across requests; they are
+rebuilt only when an input's fingerprint changes (road_edge, building, compound_gate, barrier …);
+a changed facility table only re-snaps the facilities. Distances come from PostGIS
+(``building_access``) when the stored run matches the current facilities and catalog, otherwise
+they are computed in memory (and reported as not stored).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from sqlalchemy import Connection
+
+from gisgov.coverage import areas as areas_mod
+from gisgov.coverage import siting, store, whatif
+from gisgov.coverage.catalog import Catalog, default_catalog_path, load_catalog
+from gisgov.coverage.figures import LEVELS, coverage_figures, group_figures, with_shares
+from gisgov.coverage.model import NETWORK, CityData, CoverageModel, DistanceTable
+from gisgov.errors import InvalidInput, NotFound
+
+def _locked(fn):
+    """Serialise calls on one service (the model is shared by the API's worker threads)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(self, *a, **kw):
+        with self._lock:
+            return fn(self, *a, **kw)
+
+    return wrapper
+
+
+STRUCTURE_KEYS = ("edges", "buildings", "gates", "barriers", "households", "residents", "groups")
+
+
+@dataclass
+class ComputeResult:
+    run_id: int
+    method: str
+    buildings: int
+    facilities: int
+    categories: int
+    rows_written: int
+    seconds: dict
+    snap: dict
+    components: pd.DataFrame
+    problems: pd.DataFrame
+
+
+class CoverageService:
+    def __init__(self, catalog_path: str | Path | None = None):
+        self.catalog_path = Path(catalog_path) if catalog_path else None
+        self._lock = threading.RLock()
+        self._catalog: Catalog | None = None
+        self._catalog_stamp = None
+        self.model: CoverageModel | None = None
+        self.groups: pd.DataFrame | None = None
+        self._struct_key = None
+        self._fac_key = None
+        self._table: DistanceTable | None = None
+        self._table_key = None
+        self.table_stored = False
+        self._figs: tuple | None = None
+        self.builds = 0  # how many times the graph was built (tests check it is reused)
+
+    # -- catalog and model ------------------------------------------------------------------------
+    def catalog(self) -> Catalog:
+        path = self.catalog_path or default_catalog_path()
+        stamp = (str(path), os.stat(path).st_mtime_ns) if Path(path).exists() else None
+        if self._catalog is None or stamp != self._catalog_stamp:
+            self._catalog = load_catalog(path)
+            self._catalog_stamp = stamp
+        return self._catalog
+
+    def ensure_model(self, conn: Connection, progress=None) -> CoverageModel:
+        with self._lock:
+            sums = store.input_checksums(conn)
+            cat = self.catalog()
+            skey = tuple(sums[k] for k in STRUCTURE_KEYS) + (cat.network, cat.distance_cap_m)
+            if self.model is None or skey != self._struct_key:
+                city = store.load_city(conn)
+                if len(city.buildings) == 0:
+                    raise NotFound("no buildings in the database: load a city first (gisgov sample / gisgov load)")
+                self.model = CoverageModel(city, cat.network, cat.distance_cap_m, progress=progress)
+                self.groups = city.groups
+                self.builds += 1
+                self._struct_key, self._fac_key = skey, sums["facilities"]
+                self._table_key = None
+            elif sums["facilities"] != self._fac_key:
+                self.model.set_facilities(store.load_facilities(conn))
+                self._fac_key = sums["facilities"]
+                self._table_key = None
+            self._sums = sums
+            return self.model
+
+    def build_model(self, city: CityData) -> CoverageModel:
+        """Use a model built from GeoDataFrames (e.g. an OSM file) instead of PostGIS."""
+        cat = self.catalog()
+        self.model = CoverageModel(city, cat.network, cat.distance_cap_m)
+        self.groups = city.groups
+        self.builds += 1
+        return self.model
+
+    def table(self, conn: Connection) -> DistanceTable:
+        """Distances for every catalog category: stored ones when current, else computed in memory."""
+        with self._lock:
+            model = self.ensure_model(conn)
+            cat = self.catalog()
+            run = store.latest_run(conn)
+            key = (run["id"] if run else None, self._fac_key, cat.checksum)
+            if self._table is not None and key == self._table_key:
+                return self._table
+            t = None
+            if run and run["catalog_checksum"] == cat.checksum and \
+                    run["inputs_checksum"].get("facilities") == self._fac_key:
+                t = store.load_table(conn, model, cat.category_codes)
+            self.table_stored = t is not None
+            if t is None:
+                t = model.compute(cat)
+            self._table, self._table_key, self._figs = t, key, None
+            return t
+
+    @_locked
+    def figures(self, conn: Connection) -> tuple[pd.DataFrame, pd.DataFrame]:
+        t = self.table(conn)
+        if self._figs is None or self._figs[0] is not t:
+            cat = self.catalog()
+            b = self.model.buildings
+            self._figs = (t, coverage_figures(b, t, cat), group_figures(b, self.groups, t, cat))
+        return self._figs[1], self._figs[2]
+
+    # -- compute and store ------------------------------------------------------------------------------
+    @_locked
+    def compute(self, conn: Connection, categories: list[str] | None = None, progress=None) -> ComputeResult:
+        t0 = time.perf_counter()
+        cat = self.catalog()
+        model = self.ensure_model(conn, progress=progress)
+        codes = [cat.category(c).code for c in categories] if categories else cat.category_codes
+        table = model.compute(cat, codes, progress=progress)
+        srid = store.storage_srid(conn)
+        run_id = store.start_run(conn, cat, model.method, codes, self._sums)
+        store.write_budgets(conn, cat)
+        store.write_snaps(conn, model, srid)
+        n = store.write_access(conn, model, table, run_id)
+        full = table if categories is None else (store.load_table(conn, model, cat.category_codes) or table)
+        if categories is None or full is not table:
+            b = model.buildings
+            store.write_figures(conn, coverage_figures(b, full, cat), group_figures(b, self.groups, full, cat), run_id)
+        else:
+            b = model.buildings
+            fig = coverage_figures(b, table, cat, categories=codes, standards=[])
+            store.write_figures(conn, fig, None, run_id, items=codes)
+        secs = dict(table.seconds, total=time.perf_counter() - t0)
+        summary = model.snap_summary()
+        store.finish_run(conn, run_id, {"seconds": secs, "snap": summary})
+        self._table_key = None
+        comps = model.graph.components_table() if model.graph is not None else pd.DataFrame()
+        return ComputeResult(run_id, model.method, len(model.buildings), len(model.facilities), len(codes), n,
+                             secs, summary, comps, model.problem_buildings())
+
+    # -- area selection -----------------------------------------------------------------------------------
+    def within(self, level: str | None, code: str | None) -> np.ndarray:
+        b = self.model.buildings
+        if not level and not code:
+            return np.ones(len(b), dtype=bool)
+        if level not in LEVELS:
+            raise InvalidInput(f"level {level!r} is not one of {', '.join(LEVELS)} (rule: level_known)")
+        m = (b[level].astype("string") == str(code)).fillna(False).to_numpy(dtype=bool)
+        if not m.any():
+            raise NotFound(f"{level} {code!r} has no buildings (rule: area_has_buildings)")
+        return m
+
+    # -- reading ------------------------------------------------------------------------------------------
+    @_locked
+    def summary(self, conn: Connection, level: str, code: str, profile: str | None = None) -> dict:
+        cat = self.catalog()
+        fig, gfig = self.figures(conn)
+        if level not in LEVELS:
+            raise InvalidInput(f"level {level!r} is not one of {', '.join(LEVELS)} (rule: level_known)")
+        f = fig[(fig.level == level) & (fig.code == str(code))]
+        if f.empty:
+            raise NotFound(f"{level} {code!r} has no buildings or no coverage figures (rule: area_has_buildings)")
+        if profile:
+            cat.profile(profile)
+            f = f[f.profile == profile]
+        f = with_shares(f)
+        g = gfig[(gfig.level == level) & (gfig.code == str(code))] if len(gfig) else gfig
+        names = {c.code: (c.name_zh, c.name_en) for c in cat.categories}
+        names.update({s.code: (s.name_zh, s.name_en) for s in cat.standards})
+        rows = []
+        for r in f.itertuples(index=False):
+            zh, en = names.get(r.item, (r.item, r.item))
+            rows.append({"item_kind": r.item_kind, "item": r.item, "name_zh": zh, "name_en": en,
+                         "profile": r.profile, "circle": r.circle,
+                         "budget_m": cat.budget_m(r.circle, r.profile),
+                         "buildings": int(r.buildings), "buildings_in": int(r.buildings_in),
+                         "households": float(r.households), "households_in": float(r.households_in),
+                         "residents": int(r.residents), "residents_in": int(r.residents_in),
+                         "share_buildings": _num(r.share_buildings), "share_households": _num(r.share_households),
+                         "share_residents": _num(r.share_residents)})
+        groups = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r._asdict().items()}
+                  for r in g.itertuples(index=False)] if len(g) else []
+        return {"level": level, "code": str(code), "method": self._table.method, "stored": self.table_stored,
+                "rows": rows, "special_groups": groups, "network": self.model.snap_summary()}
+
+    def category_arrays(self, conn: Connection, category: str):
+        cat = self.catalog()
+        c = cat.category(category)
+        t = self.table(conn)
+        j = t.col(c.code)
+        return c, self.model.category_rows(c), t.dist[:, j].astype(float), t.fac[:, j].astype(np.int64)
+
+    @_locked
+    def service_area(self, conn: Connection, category: str, circle: str, profile: str = "standard",
+                     facility_id: int | None = None) -> gpd.GeoDataFrame:
+        cat = self.catalog()
+        c, rows, d, _ = self.category_arrays(conn, category)
+        budget = cat.budget_m(circle, profile)
+        m = self.model
+        feats = []
+        if facility_id is not None:
+            r = self._facility_row(facility_id)
+            if r not in set(rows.tolist()):
+                raise NotFound(f"facility {facility_id} is not a {c.code} facility (rule: facility_in_category)")
+            d1, _ = m.distances_from_rows(np.array([r]))
+            geom = areas_mod.service_area(m, np.array([r]), budget, d1)
+            feats.append({"facility_id": int(facility_id), "buildings_in": int((d1 <= budget).sum()), "geometry": geom})
+        else:
+            geom = areas_mod.service_area(m, rows, budget, d)
+            feats.append({"facility_id": None, "buildings_in": int((d <= budget).sum()), "geometry": geom})
+        df = pd.DataFrame(feats)
+        df["category"], df["name_zh"], df["name_en"] = c.code, c.name_zh, c.name_en
+        df["circle"], df["profile"], df["budget_m"] = circle, profile, budget
+        df["width_m"], df["method"] = m.params.area_width_m, m.method
+        return gpd.GeoDataFrame(df, geometry=m.geoseries(df["geometry"].to_numpy(), self._srid(conn)))
+
+    @_locked
+    def gaps(self, conn: Connection, category: str, circle: str, profile: str = "standard",
+             level: str | None = None, code: str | None = None) -> gpd.GeoDataFrame:
+        cat = self.catalog()
+        c, rows, d, _ = self.category_arrays(conn, category)
+        budget = cat.budget_m(circle, profile)
+        g = areas_mod.gap_areas(self.model, d, budget, within=self.within(level, code))
+        g = g.drop(columns=["building_ids"]) if "building_ids" in g else g
+        g["category"], g["circle"], g["profile"], g["budget_m"] = c.code, circle, profile, budget
+        geoms = g["geometry"].to_numpy() if len(g) else np.array([], dtype=object)
+        return gpd.GeoDataFrame(g.drop(columns=["geometry"]), geometry=self.model.geoseries(geoms, self._srid(conn)))
+
+    @_locked
+    def buildings_frame(self, conn: Connection, category: str) -> gpd.GeoDataFrame:
+        """Buildings (points) with their distance to the category, for maps."""
+        c, rows, d, f = self.category_arrays(conn, category)
+        m = self.model
+        b = m.buildings
+        lon, lat = m.to_lonlat(b["x"].to_numpy(), b["y"].to_numpy(), self._srid(conn))
+        fid = m.facility_ids(f)
+        return gpd.GeoDataFrame({"id": b["id"].to_numpy(), "code": b.get("code"), "households": b.get("households"),
+                                 "distance_m": np.where(np.isfinite(d), np.round(d, 1), np.nan),
+                                 "facility_id": np.where(fid >= 0, fid, -1)},
+                                geometry=gpd.points_from_xy(lon, lat), crs=self._srid(conn))
+
+    @_locked
+    def facilities_frame(self, conn: Connection, category: str | None = None) -> gpd.GeoDataFrame:
+        m = self.model
+        f = m.facilities
+        rows = np.arange(len(f)) if category is None else self.model.category_rows(self.catalog().category(category))
+        lon, lat = m.to_lonlat(f["x"].to_numpy()[rows], f["y"].to_numpy()[rows], self._srid(conn))
+        out = f.iloc[rows][["id", "name", "category_code", "kind"]].reset_index(drop=True)
+        return gpd.GeoDataFrame(out, geometry=gpd.points_from_xy(lon, lat), crs=self._srid(conn))
+
+    # -- siting ------------------------------------------------------------------------------------------------
+    @_locked
+    def site(self, conn: Connection, category: str, *, k: int | None = 3, circle: str = "c15",
+             profile: str = "standard", level: str | None = None, code: str | None = None,
+             candidates: str = "buildings", points: list[tuple[float, float]] | None = None) -> dict:
+        cat = self.catalog()
+        c, rows, d, _ = self.category_arrays(conn, category)
+        budget = cat.budget_m(circle, profile)
+        m = self.model
+        within = self.within(level, code)
+        srid = self._srid(conn)
+        if points:
+            from gisgov.crs import transformer
+
+            lon = np.array([p[0] for p in points], dtype=float)
+            lat = np.array([p[1] for p in points], dtype=float)
+            cx, cy = transformer(srid, m.epsg).transform(lon, lat)
+            kinds, ids = np.array(["point"] * len(lon)), np.arange(len(lon))
+        elif candidates == "buildings":
+            idx = np.flatnonzero(within)
+            cx, cy = m.buildings["x"].to_numpy()[idx], m.buildings["y"].to_numpy()[idx]
+            kinds, ids = np.array(["building"] * len(idx)), m.buildings["id"].to_numpy()[idx]
+        elif candidates == "nodes":
+            if m.method != NETWORK:
+                raise InvalidInput("candidates=nodes needs a walking network (rule: network_required)")
+            b = m.buildings[within]
+            pad = budget
+            x0, x1 = b["x"].min() - pad, b["x"].max() + pad
+            y0, y1 = b["y"].min() - pad, b["y"].max() + pad
+            g = m.graph
+            ends = shapely.get_point(g.geoms, 0)
+            ex, ey = shapely.get_x(ends), shapely.get_y(ends)
+            first = pd.Series(np.arange(g.n_edges)).groupby(g.u).first()
+            nx, ny = ex[first.to_numpy()], ey[first.to_numpy()]
+            ok = (nx >= x0) & (nx <= x1) & (ny >= y0) & (ny <= y1)
+            cx, cy = nx[ok], ny[ok]
+            kinds, ids = np.array(["node"] * ok.sum()), g.node_ids[first.index.to_numpy()[ok]]
+        else:
+            raise InvalidInput(f"candidates {candidates!r} must be buildings, nodes or a list of points "
+                               "(rule: candidate_source)")
+        res = siting.site(m, d, budget, demand_mask=within, candidates=(cx, cy), k=k)
+        lon, lat = m.to_lonlat(np.asarray(cx)[res.sites], np.asarray(cy)[res.sites], srid)
+        sites = [{"rank": i + 1, "kind": str(kinds[s]), "id": int(ids[s]), "lon": float(lo), "lat": float(la),
+                  "households_gained": float(hg), "buildings_gained": int(bg)}
+                 for i, (s, lo, la, hg, bg) in enumerate(zip(res.sites, lon, lat, res.gain_households, res.gain_buildings))]
+        return {"category": c.code, "name_zh": c.name_zh, "name_en": c.name_en, "circle": circle, "profile": profile,
+                "budget_m": budget, "problem": res.problem, "k": k, "solver": res.method, "optimal": res.optimal,
+                "level": level, "code": code, "candidates": int(len(cx)), "sites": sites,
+                "demand_buildings": res.demand_buildings, "demand_households": res.demand_households,
+                "covered_buildings": res.covered_buildings, "covered_households": res.covered_households,
+                "uncoverable_buildings": res.uncoverable_buildings, "seconds": res.seconds, "method": m.method}
+
+    # -- what-if ---------------------------------------------------------------------------------------------
+    def _facility_row(self, facility_id: int) -> int:
+        ids = self.model.facilities["id"].to_numpy()
+        hit = np.flatnonzero(ids == facility_id)
+        if len(hit) == 0:
+            raise NotFound(f"facility {facility_id} not found (rule: facility_exists)")
+        return int(hit[0])
+
+    def _srid(self, conn: Connection) -> int:
+        return store.storage_srid(conn)
+
+    @_locked
+    def whatif(self, conn: Connection, category: str, op: str, *, facility_id: int | None = None,
+               lon: float | None = None, lat: float | None = None, commit: bool = False,
+               level: str | None = None, code: str | None = None, name: str | None = None,
+               kind: str | None = None) -> dict:
+        t0 = time.perf_counter()
+        cat = self.catalog()
+        c, rows, d, f = self.category_arrays(conn, category)
+        m = self.model
+        srid = self._srid(conn)
+        xy = None
+        if op in ("add", "move"):
+            if lon is None or lat is None:
+                raise InvalidInput(f"what-if {op} needs lon and lat (rule: position_required)")
+            from gisgov.crs import transformer
+
+            xy = transformer(srid, m.epsg).transform(float(lon), float(lat))
+        if op in ("move", "remove") and facility_id is None:
+            raise InvalidInput(f"what-if {op} needs facility_id (rule: facility_required)")
+        if op == "add":
+            w = whatif.add(m, c.code, d, f, *xy)
+        elif op == "remove":
+            w = whatif.remove(m, c.code, rows, d, f, self._facility_row(facility_id))
+        elif op == "move":
+            w = whatif.move(m, c.code, rows, d, f, self._facility_row(facility_id), *xy)
+        else:
+            raise InvalidInput(f"what-if op {op!r} must be add, move or remove (rule: whatif_op)")
+        compute_ms = w.seconds["total"] * 1000
+        within = self.within(level, code)
+        hh = pd.to_numeric(m.buildings["households"], errors="coerce").fillna(0).to_numpy(float)
+        rows_out = []
+        for b in cat.budgets().itertuples():
+            bi, ai = (d <= b.distance_m) & within, (w.after <= b.distance_m) & within
+            rows_out.append({"profile": b.profile, "circle": b.circle, "budget_m": float(b.distance_m),
+                             "buildings_before": int(bi.sum()), "buildings_after": int(ai.sum()),
+                             "households_before": float(hh[bi].sum()), "households_after": float(hh[ai].sum())})
+        out = {"op": op, "category": c.code, "name_zh": c.name_zh, "name_en": c.name_en, "facility_id": facility_id,
+               "changed_buildings": int(len(w.changed)), "changed_in_area": int(within[w.changed].sum()),
+               "compute_ms": round(compute_ms, 2), "figures": rows_out, "committed": False, "method": m.method,
+               "level": level, "code": code}
+        if commit:
+            out.update(self._commit(conn, c, op, facility_id, lon, lat, name, srid, kind))
+            out["committed"] = True
+        out["total_ms"] = round((time.perf_counter() - t0) * 1000, 2)
+        return out
+
+    def _commit(self, conn, c, op, facility_id, lon, lat, name, srid, kind=None) -> dict:
+        """Write the edit, then recompute every service category that selects the facility (only those)."""
+        cat = self.catalog()
+        m = self.model
+        table = self.table(conn)
+        sel = c.select[0]
+        if op == "add":
+            if kind is None:  # the category's first Chinese kind keyword, if it names one
+                kind = next((k for k in sel.kinds if any("\u4e00" <= ch <= "\u9fff" for ch in k)), None)
+            elif not c.facility_mask(pd.DataFrame({"category_code": [sel.category], "kind": [kind]}))[0]:
+                raise InvalidInput(f"kind {kind!r} is not selected by category {c.code!r} (rule: kind_in_category)")
+            code = f"WHATIF-{uuid.uuid4().hex[:10]}"
+            facility_id = store.insert_facility(conn, code=code, name=name or f"新增{c.name_zh}",
+                                                category_code=sel.category, kind=kind, lon=float(lon), lat=float(lat),
+                                                srid=srid)
+            probe = pd.DataFrame({"category_code": [sel.category], "kind": [kind]})
+        else:
+            r = self._facility_row(facility_id)
+            probe = m.facilities.iloc[[r]][["category_code", "kind"]].reset_index(drop=True)
+            if op == "move":
+                store.move_facility(conn, facility_id, float(lon), float(lat), srid)
+            else:
+                store.delete_facility(conn, facility_id)
+        affected = [k.code for k in cat.categories if k.facility_mask(probe)[0]]
+        old_ids = m.facility_ids(table.fac.ravel().astype(np.int64)).reshape(table.fac.shape)
+        m.set_facilities(store.load_facilities(conn, srid))  # the model follows the database
+        sums = store.input_checksums(conn)
+        self._fac_key = sums["facilities"]
+        fpos = pd.Series(np.arange(len(m.facilities)), index=m.facilities["id"].to_numpy())
+        fac = fpos.reindex(old_ids.ravel()).fillna(-1).to_numpy(np.int32).reshape(old_ids.shape)
+        new_table = DistanceTable(table.categories, table.dist.copy(), fac, table.method, dict(table.seconds))
+        changed: set[int] = set()
+        for k in affected:
+            j = new_table.col(k)
+            d, f = m.distances_from_rows(m.category_rows(cat.category(k)))
+            changed |= set(np.flatnonzero(d != new_table.dist[:, j].astype(float)).tolist())
+            new_table.dist[:, j], new_table.fac[:, j] = d, f
+        run_id = store.start_run(conn, cat, m.method, affected, sums, {"whatif": op, "facility_id": int(facility_id)})
+        n = store.write_access(conn, m, new_table, run_id, affected)
+        stds = [s.code for s in cat.standards if any(k in cats for _, cats in s.tiers for k in affected)]
+        b = m.buildings
+        fig = coverage_figures(b, new_table, cat, categories=affected, standards=stds)
+        gfig = group_figures(b, self.groups, new_table, cat)
+        gfig = gfig[gfig["category"].isin(affected)] if len(gfig) else gfig
+        store.write_figures(conn, fig, gfig, run_id, items=affected + stds)
+        store.finish_run(conn, run_id, {"changed_buildings": len(changed), "rows_written": n})
+        self._table, self._figs = new_table, None
+        self._table_key = (run_id, self._fac_key, cat.checksum)
+        self.table_stored = True
+        return {"facility_id": int(facility_id), "run_id": run_id, "categories_updated": affected,
+                "buildings_updated": len(changed)}
+
+
+def _num(v) -> float | None:
+    return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
+
+
+_default: CoverageService | None = None
+
+
+def default_service() -> CoverageService:
+    global _default
+    if _default is None:
+        _default = CoverageService()
+    return _default
+
+
+def demo_step(url: str, console) -> None:
+    """`gisgov demo` step: compute and store coverage for the loaded city (all categories)."""
+    from gisgov.db.engine import make_engine
+
+    eng = make_engine(url)
+    try:
+        with eng.begin() as conn:
+            res = default_service().compute(conn)
+        console.print(f"[green]✓[/] 便民服务圈 service circles: {res.categories} categories × {res.buildings} buildings "
+                      f"({res.method}, {res.seconds.get('total', 0):.1f} s, run {res.run_id})")
+    finally:
+        eng.dispose()

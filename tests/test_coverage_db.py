@@ -1,0 +1,321 @@
+"""Service circles on a real PostGIS: migration, stored results, CLI, API, committed what-if, graph reuse."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from sqlalchemy import create_engine, pool, text
+from typer.testing import CliRunner
+
+from gisgov.config import get_settings
+from gisgov.coverage.service import CoverageService
+from gisgov.db import migrate
+
+SEED = 20241123
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def city_url(db_factory):
+    """A fresh database with a small sample city (scale 0.4) and coverage computed and stored."""
+    from gisgov.sample import generate_city
+    from gisgov.sample.load import load_city
+    from gisgov.security.pii import Vault
+
+    url = db_factory.create(prefix="gisgov_test_cov")
+    load_city(url, generate_city(seed=SEED, scale=0.4), vault=Vault(hashlib.sha256(b"coverage test").digest()))
+    eng = create_engine(url, poolclass=pool.NullPool)
+    with eng.begin() as conn:
+        CoverageService().compute(conn)
+    eng.dispose()
+    return url
+
+
+@pytest.fixture(scope="module")
+def ceng(city_url):
+    eng = create_engine(city_url, poolclass=pool.NullPool)
+    yield eng
+    eng.dispose()
+
+
+def test_migration_up_and_down(db_factory):
+    url = db_factory.create(migrated=False)
+    migrate.upgrade(url)
+    eng = create_engine(url, poolclass=pool.NullPool)
+    mine = {"building_access", "building_snap", "facility_snap", "coverage_run", "coverage_budget",
+            "coverage_figure", "coverage_group_figure"}
+    q = text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    with eng.connect() as c:
+        assert mine <= {r[0] for r in c.execute(q)}
+        assert c.execute(text("SELECT count(*) FROM pg_views WHERE viewname = 'building_access_profile'")).scalar() == 1
+    migrate.downgrade(url, "0002")
+    with eng.connect() as c:
+        assert not mine & {r[0] for r in c.execute(q)}
+        assert c.execute(text("SELECT count(*) FROM pg_views WHERE viewname = 'building_access_profile'")).scalar() == 0
+    migrate.upgrade(url)
+    with eng.connect() as c:
+        assert mine <= {r[0] for r in c.execute(q)}
+    eng.dispose()
+
+
+def test_stored_results_are_complete_and_consistent(ceng):
+    svc = CoverageService()
+    with ceng.connect() as c:
+        nb = c.execute(text("SELECT count(*) FROM building")).scalar()
+        ncat = len(svc.catalog().categories)
+        assert c.execute(text("SELECT count(*) FROM building_access")).scalar() == nb * ncat
+        assert c.execute(text("SELECT count(*) FROM building_snap")).scalar() == nb
+        assert c.execute(text("SELECT count(DISTINCT method) FROM building_access")).scalar() == 1
+        # the view: within ⇔ distance ≤ budget
+        bad = c.execute(text("""SELECT count(*) FROM building_access_profile v JOIN coverage_budget b USING (profile, circle)
+                                WHERE v.within <> (v.distance_m IS NOT NULL AND v.distance_m <= b.distance_m)""")).scalar()
+        assert bad == 0
+        # the recorded facility is of the right category and not farther than straight-line allows
+        wrong = c.execute(text("""SELECT count(*) FROM building_access a JOIN facility f ON f.id = a.facility_id
+                                  JOIN building b ON b.id = a.building_id
+                                  WHERE a.category_code = 'weisheng' AND (f.category_code <> 'weisheng'
+                                     OR ST_Distance(ST_Transform(f.geom, 4548), ST_Transform(b.pos, 4548)) > a.distance_m + 0.5)""")).scalar()
+        assert wrong == 0
+        # figures: the street total equals the buildings; shares computed from stored distances
+        row = c.execute(text("""SELECT sum(buildings) AS buildings, sum(buildings_in) AS buildings_in FROM coverage_figure
+                                WHERE level = 'street' AND item = 'weisheng' AND profile = 'standard'
+                                AND circle = 'c10'""")).one()
+        inside = c.execute(text("""SELECT count(*) FROM building_access WHERE category_code = 'weisheng'
+                                   AND distance_m <= 500""")).scalar()
+        assert row.buildings == nb and row.buildings_in == inside
+        run = c.execute(text("SELECT method, finished_at IS NOT NULL FROM coverage_run ORDER BY id DESC LIMIT 1")).one()
+        assert run == ("network", True)
+        # the river crossing: the sample has no health facility across the river in its under-served
+        # communities, so some buildings are beyond the 15-minute circle
+        assert c.execute(text("SELECT count(*) FROM building_access WHERE category_code = 'weisheng' "
+                              "AND (distance_m IS NULL OR distance_m > 1000)")).scalar() > 0
+
+
+def test_stored_distances_match_the_model(ceng):
+    svc = CoverageService()
+    with ceng.connect() as c:
+        svc.ensure_model(c)
+        t = svc.table(c)
+        assert svc.table_stored
+        fresh = svc.model.compute(svc.catalog(), ["weisheng", "xuexiao"])
+    for k in ("weisheng", "xuexiao"):
+        a, b = t.dist[:, t.col(k)], fresh.dist[:, fresh.col(k)]
+        assert np.array_equal(np.isinf(a), np.isinf(b))
+        assert np.allclose(a[np.isfinite(a)], b[np.isfinite(b)], atol=0.01)
+
+
+@pytest.fixture
+def cli_env(monkeypatch, city_url, tmp_path):
+    monkeypatch.setenv("GISGOV_DATABASE_URL", city_url)
+    monkeypatch.setenv("GISGOV_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    yield city_url
+    get_settings.cache_clear()
+
+
+def test_cli_report_site_whatif_help(cli_env, ceng):
+    from gisgov.cli.main import app
+
+    with ceng.connect() as c:
+        comm = c.execute(text("SELECT code FROM community ORDER BY code LIMIT 1")).scalar()
+        fid = c.execute(text("SELECT id FROM facility WHERE category_code = 'weisheng' ORDER BY id LIMIT 1")).scalar()
+    r = runner.invoke(app, ["coverage", "report", "--level", "community", "--code", comm], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "卫生 Health" in r.output and "c15 (≤1000 m)" in r.output and "Complete circles" in r.output
+    r = runner.invoke(app, ["coverage", "report", "--level", "community", "--code", "999999999999"])
+    assert r.exit_code == 1 and "has no buildings" in r.output
+    r = runner.invoke(app, ["coverage", "site", "--category", "weisheng", "--k", "2", "--circle", "c10", "--json"])
+    assert r.exit_code == 0, r.output
+    import json
+
+    out = json.loads(r.output)
+    assert out["problem"] == "mclp" and len(out["sites"]) <= 2 and out["solver"] in ("highs", "greedy", "none")
+    r = runner.invoke(app, ["coverage", "whatif", "--category", "weisheng", "--remove", str(fid)],
+                      env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "not saved" in r.output
+    r = runner.invoke(app, ["coverage", "catalog"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "GB 50180-2018" in r.output
+    for cmd in ("compute", "report", "site", "whatif", "map", "catalog"):
+        r = runner.invoke(app, ["coverage", cmd, "--help"])
+        assert r.exit_code == 0 and "Usage" in r.output
+
+
+def test_cli_compute_one_category(cli_env, ceng):
+    from gisgov.cli.main import app
+
+    with ceng.connect() as c:
+        before = c.execute(text("SELECT max(id) FROM coverage_run")).scalar()
+    r = runner.invoke(app, ["coverage", "compute", "--category", "wenhua"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    assert "1 categories" in r.output and "method=network" in r.output
+    with ceng.connect() as c:
+        run = c.execute(text("SELECT id, categories FROM coverage_run ORDER BY id DESC LIMIT 1")).one()
+        assert run.id > before and run.categories == ["wenhua"]
+        assert c.execute(text("SELECT count(DISTINCT run_id) FROM building_access WHERE category_code = 'wenhua'")).scalar() == 1
+
+
+# --- API ------------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def client(city_url):
+    from fastapi.testclient import TestClient
+
+    from gisgov.api.app import create_app
+
+    eng = create_engine(city_url, poolclass=pool.NullPool)
+    app = create_app(engine=eng)
+    with TestClient(app) as c:
+        yield c
+    eng.dispose()
+
+
+def test_api_summary_areas_gaps(client, ceng):
+    with ceng.connect() as c:
+        comm = c.execute(text("SELECT code FROM community ORDER BY code LIMIT 1")).scalar()
+    r = client.get("/api/coverage/summary", params={"level": "community", "code": comm, "profile": "elderly"})
+    assert r.status_code == 200, r.text
+    s = r.json()
+    assert s["stored"] and s["method"] == "network"
+    w = [x for x in s["rows"] if x["item"] == "weisheng" and x["circle"] == "c10"]
+    assert len(w) == 1 and w[0]["profile"] == "elderly" and w[0]["budget_m"] == pytest.approx(480)
+    assert 0 <= w[0]["share_households"] <= 1
+    assert any(x["item_kind"] == "complete" and x["item"] == "party10" for x in s["rows"])
+    r = client.get("/api/coverage/summary", params={"level": "district", "code": comm})
+    assert r.status_code == 422
+    r = client.get("/api/coverage/areas", params={"category": "weisheng", "circle": "c10"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/geo+json")
+    fc = r.json()
+    assert fc["features"][0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
+    assert fc["features"][0]["properties"]["budget_m"] == 500
+    r = client.get("/api/coverage/areas", params={"category": "nope"})
+    assert r.status_code == 422 and "unknown service category" in r.json()["detail"]
+    r = client.get("/api/coverage/gaps", params={"category": "weisheng", "circle": "c10"})
+    assert r.status_code == 200
+    gaps = r.json()["features"]
+    with ceng.connect() as c:
+        beyond = c.execute(text("SELECT count(*) FROM building_access WHERE category_code = 'weisheng' "
+                                "AND (distance_m IS NULL OR distance_m > 500)")).scalar()
+    assert sum(f["properties"]["buildings"] for f in gaps) == beyond
+
+
+def test_api_areas_acceptance_on_the_sample_city(client, ceng):
+    """No building beyond the budget inside the dissolved area; ≥ 99 % of those within it inside."""
+    import shapely
+
+    for cat, circle, budget in (("weisheng", "c10", 500), ("xuexiao", "c5", 300)):
+        fc = client.get("/api/coverage/areas", params={"category": cat, "circle": circle}).json()
+        area = shapely.geometry.shape(fc["features"][0]["geometry"])
+        with ceng.connect() as c:
+            rows = c.execute(text("""SELECT ST_X(b.pos), ST_Y(b.pos), a.distance_m FROM building b
+                                     JOIN building_access a ON a.building_id = b.id AND a.category_code = :c"""),
+                             {"c": cat}).all()
+        x = np.array([r[0] for r in rows])
+        y = np.array([r[1] for r in rows])
+        d = np.array([np.inf if r[2] is None else r[2] for r in rows])
+        inside = shapely.contains_xy(area, x, y)
+        reach = d <= budget
+        assert not (inside & ~reach).any()
+        assert inside[reach].mean() >= 0.99
+
+
+def test_api_site_and_map(client):
+    r = client.post("/api/coverage/site", json={"category": "weisheng", "k": 2, "circle": "c10"})
+    assert r.status_code == 200, r.text
+    s = r.json()
+    assert s["problem"] == "mclp" and s["covered_households"] == pytest.approx(sum(x["households_gained"] for x in s["sites"]))
+    r = client.post("/api/coverage/site", json={"category": "weisheng", "fewest": True, "circle": "c10"})
+    assert r.status_code == 200 and r.json()["problem"] == "lscp"
+    assert r.json()["covered_buildings"] + r.json()["uncoverable_buildings"] == r.json()["demand_buildings"]
+    r = client.get("/coverage/map", params={"category": "weisheng", "circle": "c10", "sites": 2})
+    assert r.status_code == 200
+    html = r.text
+    assert "/static/vendor/" in html and "leaflet" in html
+    assert "cdn" not in html.lower() and "unpkg" not in html
+    from gisgov.maps.offline import external_asset_urls
+
+    assert external_asset_urls(html) == []
+    import json
+
+    for label in ("服务圈 Service area", "建议选址 Suggested sites", "服务盲区 Gaps", "楼栋 Buildings by distance"):
+        assert label in html or json.dumps(label)[1:-1] in html, label
+
+
+def test_api_graph_is_built_once_and_rebuilt_when_roads_change(client, ceng):
+    svc = client.app.state.coverage
+    with ceng.connect() as c:
+        comm = c.execute(text("SELECT code FROM community ORDER BY code LIMIT 1")).scalar()
+    client.get("/api/coverage/summary", params={"level": "community", "code": comm})
+    n = svc.builds
+    for _ in range(3):
+        assert client.get("/api/coverage/summary", params={"level": "community", "code": comm}).status_code == 200
+    assert svc.builds == n
+    # an isolated path next to a building: the graph is rebuilt, the piece reported, the building flagged
+    with ceng.begin() as c:
+        bid, x, y = c.execute(text("SELECT id, ST_X(pos), ST_Y(pos) FROM building ORDER BY id LIMIT 1")).one()
+        c.execute(text("""INSERT INTO road_node (id, geom) VALUES
+                          (900001, ST_SetSRID(ST_MakePoint(:x - 0.0001, :y + 0.00001), 4490)),
+                          (900002, ST_SetSRID(ST_MakePoint(:x + 0.0001, :y + 0.00001), 4490))"""), {"x": x, "y": y})
+        c.execute(text("""INSERT INTO road_edge (source, target, class, length_m, geom)
+                          SELECT 900001, 900002, 'path', gisgov_length_m(ST_MakeLine(a.geom, b.geom)), ST_MakeLine(a.geom, b.geom)
+                          FROM road_node a, road_node b WHERE a.id = 900001 AND b.id = 900002"""))
+    try:
+        r = client.post("/api/coverage/compute", params={"category": ["weisheng"]})
+        assert r.status_code == 200, r.text
+        assert svc.builds == n + 1
+        comps = r.json()["components"]
+        assert len(comps) >= 2 and comps[1]["edges"] >= 1
+        with ceng.connect() as c:
+            flags, dist = c.execute(text("""SELECT s.flags, a.distance_m FROM building_snap s JOIN building_access a
+                                            ON a.building_id = s.building_id AND a.category_code = 'weisheng'
+                                            WHERE s.building_id = :b"""), {"b": bid}).one()
+        assert "minor_component" in flags and dist is None
+    finally:
+        with ceng.begin() as c:
+            c.execute(text("DELETE FROM road_node WHERE id IN (900001, 900002)"))
+        assert client.post("/api/coverage/compute", params={"category": ["weisheng"]}).status_code == 200
+
+
+def test_api_whatif_commit_updates_only_its_categories(client, ceng):
+    site = client.post("/api/coverage/site", json={"category": "weisheng", "k": 1, "circle": "c10"}).json()["sites"][0]
+    with ceng.connect() as c:
+        before = dict(c.execute(text("""SELECT category_code, sum(coalesce(distance_m, 1e6))::float FROM building_access
+                                        GROUP BY 1""")).all())
+        runs = dict(c.execute(text("SELECT category_code, max(run_id) FROM building_access GROUP BY 1")).all())
+        fig_b = c.execute(text("""SELECT sum(buildings_in) FROM coverage_figure WHERE level = 'street' AND item = 'weisheng'
+                                  AND profile = 'standard' AND circle = 'c10'""")).scalar()
+        n_fac = c.execute(text("SELECT count(*) FROM facility")).scalar()
+    preview = client.post("/api/coverage/whatif", json={"category": "weisheng", "op": "add", "lon": site["lon"],
+                                                        "lat": site["lat"]}).json()
+    assert preview["committed"] is False and preview["changed_buildings"] >= site["buildings_gained"]
+    r = client.post("/api/coverage/whatif", json={"category": "weisheng", "op": "add", "lon": site["lon"],
+                                                  "lat": site["lat"], "commit": True, "kind": "社区卫生服务站"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["committed"] and "weisheng" in out["categories_updated"]
+    assert set(out["categories_updated"]) == {"weisheng", "gb_health_station"}
+    with ceng.connect() as c:
+        after = dict(c.execute(text("""SELECT category_code, sum(coalesce(distance_m, 1e6))::float FROM building_access
+                                       GROUP BY 1""")).all())
+        runs2 = dict(c.execute(text("SELECT category_code, max(run_id) FROM building_access GROUP BY 1")).all())
+        fig_a = c.execute(text("""SELECT sum(buildings_in) FROM coverage_figure WHERE level = 'street' AND item = 'weisheng'
+                                  AND profile = 'standard' AND circle = 'c10'""")).scalar()
+        inside = c.execute(text("""SELECT count(*) FROM building_access WHERE category_code = 'weisheng'
+                                   AND distance_m <= 500""")).scalar()
+        assert c.execute(text("SELECT count(*) FROM facility")).scalar() == n_fac + 1
+    for k in before:
+        if k in out["categories_updated"]:
+            assert after[k] < before[k] and runs2[k] > runs[k]
+        else:
+            assert after[k] == pytest.approx(before[k]) and runs2[k] == runs[k]
+    assert fig_a == inside and fig_a - fig_b == site["buildings_gained"]
+    # and back: remove it again (committed), the figures return
+    r = client.post("/api/coverage/whatif", json={"category": "weisheng", "op": "remove",
+                                                  "facility_id": out["facility_id"], "commit": True})
+    assert r.status_code == 200, r.text
+    with ceng.connect() as c:
+        again = c.execute(text("""SELECT sum(buildings_in) FROM coverage_figure WHERE level = 'street' AND item = 'weisheng'
+                                  AND profile = 'standard' AND circle = 'c10'""")).scalar()
+    assert again == fig_b

@@ -7,7 +7,7 @@ Two modes share the model:
   (the root), so optimality can be proven on small communities;
 - *repair*: grids keep their identity (labels of an existing plan), moving a building costs.
 Bounds can be hard or *soft* (closest plan: fewest rule breaks, then the least excess).
-Deterministic: deterministic time limit, interleaved search, fixed seed.
+Budget in deterministic seconds; reproducible with one worker (the default two run in parallel).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from ortools.sat.python import cp_model
 from gisgov.gridding.graph import Graph
 from gisgov.gridding.rules import GridRules
 
-W_VIOL = 10_000_000
-W_DEV = 10_000
+W_VIOL = 100_000_000
+W_SPLIT = 1_000_000
+W_DEV = 1_000
 
 
 @dataclass
@@ -52,8 +53,10 @@ def _params(time_limit_s: float, workers: int, seed: int) -> cp_model.CpSolver:
     prm = solver.parameters
     prm.max_deterministic_time = float(time_limit_s)
     prm.max_time_in_seconds = float(time_limit_s) * 4 + 5  # safety net only
+    # a parallel portfolio (≤ 2 workers: the machines are shared). It uses the heuristic's hint far
+    # better than the interleaved (deterministic) mode, which often returned nothing; with
+    # workers=1 a run is reproducible bit for bit.
     prm.num_workers = max(1, min(2, workers))
-    prm.interleave_search = prm.num_workers > 1
     prm.random_seed = seed
     return solver
 
@@ -61,8 +64,8 @@ def _params(time_limit_s: float, workers: int, seed: int) -> cp_model.CpSolver:
 def solve(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridRules, *,
           k_max: int, k_min: int = 1, hint: np.ndarray | None = None, soft: bool = False,
           current: np.ndarray | None = None, move_cost: np.ndarray | None = None,
-          candidates: list[list[int]] | None = None, time_limit_s: float = 10.0, workers: int = 2,
-          seed: int = 0) -> ExactResult:
+          candidates: list[list[int]] | None = None, groups: list[list[int]] | None = None,
+          time_limit_s: float = 10.0, workers: int = 2, seed: int = 0) -> ExactResult:
     """Solve the partition model.
 
     Propose mode when ``current`` is None (anonymous grids, ``k_min``..``k_max`` of them).
@@ -186,10 +189,28 @@ def solve(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridR
             viol.append(b)
             dev.append(v)
 
+    # groups kept together softly (compounds when buildings are the units): one break per split group
+    splits = []
+    for gi, grp in enumerate(groups or []):
+        if len(grp) < 2:
+            continue
+        ks = sorted(set().union(*(set(x[i]) for i in grp)))
+        ys = []
+        for k in ks:
+            y = m.new_bool_var(f"y{gi}_{k}")
+            for i in grp:
+                if k in x[i]:
+                    m.add_implication(x[i][k], y)
+            ys.append(y)
+        s_ = m.new_bool_var(f"split{gi}")
+        m.add(sum(ys) <= 1 + len(ks) * s_)
+        splits.append(s_)
     w = _weights(graph)
     obj = sum(wi * c for wi, c in zip(w, cut))
     if soft:
         obj = W_VIOL * sum(viol) + W_DEV * sum(dev) + obj
+    if splits:
+        obj = W_SPLIT * sum(splits) + obj
     if repair and move_cost is not None:
         mc = [int(round(c)) for c in move_cost]
         moved = []

@@ -123,7 +123,49 @@ def check(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridR
                                     list(range(n)), {"k_min": sum_min, "k_max": sum_max}))
     if not allow_multipart and n:
         findings.extend(_bottlenecks(graph, h, p, rules, name))
+        findings.extend(_stranded(graph, h, p, rules, name))
     return Feasibility(not findings, kmin, kmax, H, P, findings, comp)
+
+
+def _stranded(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, name, budget: int = 3000) -> list[Finding]:
+    """Units below the minimum that no connected group of units containing them can bring into the
+    bounds (every way to grow them overshoots a maximum). Bounded search per unit."""
+    adj = graph.adj()
+    lo, hi, hp = rules.min_households, rules.max_households, rules.max_people
+    hl, pl = h.tolist(), p.tolist()
+    out = []
+    for u in range(graph.n):
+        if hl[u] >= lo or hl[u] > hi or pl[u] > hp:
+            continue
+        seen_sets = set()
+        stack = [(frozenset([u]), hl[u], pl[u])]
+        found = False
+        steps = 0
+        while stack and steps < budget:
+            steps += 1
+            members, sh, sp = stack.pop()
+            frontier = {v for m in members for v in adj[m]} - members
+            for v in sorted(frontier):
+                nh, np_ = sh + hl[v], sp + pl[v]
+                if nh > hi or np_ > hp:
+                    continue
+                if nh >= lo:
+                    found = True
+                    break
+                key = members | {v}
+                if key not in seen_sets:
+                    seen_sets.add(key)
+                    stack.append((key, nh, np_))
+            if found:
+                break
+        if not found and steps < budget:
+            nbrs = ", ".join(f"{name(v)} ({hl[v]} households / {pl[v]} people)" for v in adj[u][:6]) or "none"
+            out.append(Finding(
+                "stranded",
+                f"{name(u)} has {hl[u]} households / {pl[u]} people, below the minimum {lo}, and cannot join its "
+                f"neighbours without exceeding {hi} households or {hp} people (neighbours: {nbrs})",
+                [u, *adj[u]], {"households": hl[u], "people": pl[u]}))
+    return out
 
 
 def _bottlenecks(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, name) -> list[Finding]:

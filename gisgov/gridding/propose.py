@@ -92,10 +92,11 @@ def propose(ctx: CommunityContext, *, rules: GridRules | None = None, locked: di
     use_exact = method == "exact" or (method == "auto" and units.n <= exact_max_units
                                       and units.n * max(kmax, 1) <= EXACT_MAX_CELLS)
     prop.method = "heuristic"
-    if use_exact and units.n:
+    need_closest = not feas.feasible
+    if use_exact and units.n and feas.feasible:
         k_hi = max(kmax, int(labels.max()) + 1 if len(labels) else 1)
-        res = exact.solve(g, h, p, r, k_max=k_hi, k_min=1, hint=labels, soft=closest and not feas.feasible,
-                          time_limit_s=time_limit_s, workers=workers, seed=seed)
+        res = exact.solve(g, h, p, r, k_max=k_hi, k_min=1, hint=labels, time_limit_s=time_limit_s,
+                          workers=workers, seed=seed)
         prop.method = "exact-cpsat"
         prop.solver_status = res.status
         prop.optimal = res.optimal
@@ -103,23 +104,28 @@ def propose(ctx: CommunityContext, *, rules: GridRules | None = None, locked: di
         if res.labels is not None:
             labels = res.labels
         elif res.status == "INFEASIBLE":
+            need_closest = True
             prop.findings.append({"rule": "no_plan", "message": "the exact model proved that no plan meets the household "
                                   "and people bounds with contiguous grids and whole compounds", "units": [],
                                   "geometry": None, "data": {}})
-            if not closest:
-                prop.status = "infeasible"
-                prop.seconds = round(time.perf_counter() - t0, 3)
-                return prop
-            res = exact.solve(g, h, p, r, k_max=k_hi, k_min=1, hint=labels, soft=True,
-                              time_limit_s=time_limit_s, workers=workers, seed=seed)
-            prop.solver_status = res.status
-            prop.optimal = res.optimal
-            if res.labels is not None:
-                labels = res.labels
-    elif not heur_ok and not closest:
+    elif not heur_ok and feas.feasible:
         prop.findings.append({"rule": "not_found", "message": "the heuristic found no plan meeting every bound; "
                               "showing its closest plan (try --method exact or more time)", "units": [],
                               "geometry": None, "data": {}})
+    if not need_closest and closest and not _within(labels, h, p, r):
+        need_closest = True
+    if need_closest:
+        if not closest:
+            prop.status = "infeasible"
+            prop.seconds = round(time.perf_counter() - t0, 3)
+            return prop
+        units, labels, info2 = _closest(ctx, r, active, units, labels, seed=seed, time_limit_s=time_limit_s,
+                                        workers=workers, exact_max_units=exact_max_units)
+        h, p = units.households, units.people
+        prop.method = info2["method"]
+        prop.solver_status = info2.get("status")
+        prop.optimal = info2.get("optimal", False)
+        prop.notes.append(info2["note"])
     labels = heuristic.relabel_dense(labels) if units.n else labels
     if not _within(labels, h, p, r):
         prop.status = "closest"
@@ -137,8 +143,60 @@ def propose(ctx: CommunityContext, *, rules: GridRules | None = None, locked: di
     prop.plan = PlanInput(codes, atom_grid, polys, [None] * k,
                           names=[None] * k_new + [f"locked {c}" for c in locked_codes])
     prop.report = validate(ctx, prop.plan)
+    if need_closest or prop.status == "closest":
+        prop.status = "ok" if prop.report["ok"] else "closest"
     prop.seconds = round(time.perf_counter() - t0, 3)
     return prop
+
+
+def _closest(ctx, r, active, units, unit_labels, *, seed, time_limit_s, workers, exact_max_units):
+    """Closest plan: fewest bound breaks first, then fewest split compounds, then boundary length.
+    Buildings become the units (compounds may split, each split counted); exact when small enough."""
+    from dataclasses import replace
+
+    bunits = build_units(ctx.atoms, ctx.compounds, ctx.graph, replace(r, keep_compounds_whole=False), active=active)
+    # hint: the unit-level labels, spread to buildings
+    hint = np.zeros(bunits.n, dtype=np.int64)
+    for b in range(bunits.n):
+        hint[b] = unit_labels[units.of_atom[bunits.atoms[b][0]]]
+    groups: dict[int, list[int]] = {}
+    for b in range(bunits.n):
+        c = int(bunits.compound[b])
+        if c >= 0:
+            groups.setdefault(c, []).append(b)
+    h, p = bunits.households, bunits.people
+    # the buildings-level heuristic usually meets every bound (buildings are small); CP-SAT then
+    # reunites compounds
+    hb, _ = heuristic.recursive_partition(bunits.graph, h, p, r, seed=seed)
+    hb, _ = heuristic.local_search(bunits.graph, h, p, r, hb, seed=seed)
+    hb = heuristic.relabel_dense(hb)
+    glist = list(groups.values())
+    best = min([(_score(hb, h, p, r, glist), hb, "heuristic over buildings (closest)"),
+                (_score(hint, h, p, r, glist), hint, "heuristic over compounds (closest)")], key=lambda t: t[0])
+    info = {"method": best[2], "note": "closest plan: fewest grids outside the bounds, then fewest split compounds"}
+    if bunits.n <= 2 * exact_max_units:
+        kmin, kmax = feasibility.k_range(int(h.sum()), int(p.sum()), r)
+        k_hi = max(kmax, kmin, int(best[1].max()) + 1)
+        res = exact.solve(bunits.graph, h, p, r, k_max=k_hi, k_min=1, hint=best[1], soft=True, groups=glist,
+                          time_limit_s=time_limit_s, workers=workers, seed=seed)
+        info["status"] = res.status
+        if res.labels is not None and _score(res.labels, h, p, r, glist) <= best[0]:
+            best = (_score(res.labels, h, p, r, glist), res.labels, "exact-cpsat (closest)")
+            info["optimal"] = res.optimal
+        info["method"] = best[2]
+    info["note"] += f" ({best[0][0]} grid(s) outside the bounds, {best[0][1]} compound(s) split)"
+    return bunits, best[1], info
+
+
+def _score(labels, h, p, r, groups) -> tuple[int, int, float]:
+    H = np.bincount(labels, weights=h)
+    P = np.bincount(labels, weights=p)
+    used = np.bincount(labels) > 0
+    bad = int((((H < r.min_households) | (H > r.max_households) | (P > r.max_people)) & used).sum())
+    dev = float((np.maximum(0, r.min_households - H) + np.maximum(0, H - r.max_households)
+                 + np.maximum(0, P - r.max_people))[used].sum())
+    splits = sum(1 for g in groups if len(set(labels[g].tolist())) > 1)
+    return bad, splits, dev
 
 
 def _within(labels: np.ndarray, h: np.ndarray, p: np.ndarray, r: GridRules) -> bool:

@@ -170,8 +170,13 @@ def _closest(ctx, r, active, units, unit_labels, *, seed, time_limit_s, workers,
     hb, _ = heuristic.recursive_partition(bunits.graph, h, p, r, seed=seed)
     hb, _ = heuristic.local_search(bunits.graph, h, p, r, hb, seed=seed)
     hb = heuristic.relabel_dense(hb)
+    # or start from the whole-compound plan and move single buildings only where a bound is broken
+    # (each move costs, so compounds split only where that fixes a grid)
+    hm, _ = heuristic.local_search(bunits.graph, h, p, r, hint, seed=seed, orig=hint, move_cost=np.ones(bunits.n),
+                                   anneal_moves=0)
     glist = list(groups.values())
     best = min([(_score(hb, h, p, r, glist), hb, "heuristic over buildings (closest)"),
+                (_score(hm, h, p, r, glist), hm, "heuristic, compounds split where needed (closest)"),
                 (_score(hint, h, p, r, glist), hint, "heuristic over compounds (closest)")], key=lambda t: t[0])
     info = {"method": best[2], "note": "closest plan: fewest grids outside the bounds, then fewest split compounds"}
     if bunits.n <= 2 * exact_max_units:

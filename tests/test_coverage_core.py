@@ -319,3 +319,23 @@ def test_site_on_the_city(model, table, catalog):
                        candidates=(b["x"].to_numpy(), b["y"].to_numpy()), k=None)
     assert lscp.covered_buildings + lscp.uncoverable_buildings == lscp.demand_buildings
     assert len(lscp.sites) >= 2
+
+
+def test_shared_and_union_columns_equal_direct_computation(model, table, catalog):
+    """compute() shares columns, builds unions from parts and skips empty sets: same as one pass each."""
+    plan = model.last_plan
+    assert plan["dijkstra"] < plan["categories"] and plan["unions"] + plan["shared"] + plan["empty"] > 0
+    for c in catalog.categories:
+        d, f = model.distances_from_rows(model.category_rows(c))
+        j = table.col(c.code)
+        assert np.array_equal(np.isinf(d), np.isinf(table.dist[:, j])), c.code
+        fin = np.isfinite(d)
+        assert np.allclose(d[fin], table.dist[fin, j], atol=1e-3), c.code
+        # the recorded facility is one at that distance (ties may pick another)
+        same = table.fac[:, j] == f
+        assert same.mean() > 0.99, c.code
+
+
+def test_parallel_workers_give_the_same_table(model, table, catalog):
+    t2 = model.compute(catalog, workers=2)
+    assert np.array_equal(t2.dist, table.dist) and np.array_equal(t2.fac, table.fac)

@@ -54,11 +54,14 @@ class Selector:
     def matches(self, category_code: pd.Series, kind: pd.Series) -> np.ndarray:
         m = np.array(category_code == self.category, dtype=bool)
         if self.kinds:
-            k = kind.fillna("").astype(str).str.lower()
-            hit = np.zeros(len(k), dtype=bool)
-            for word in self.kinds:
-                hit |= k.str.contains(word.lower(), regex=False).to_numpy(dtype=bool)
-            m &= hit
+            # match on the distinct kinds only (a city has few kinds and many facilities)
+            if isinstance(kind.dtype, pd.CategoricalDtype):
+                codes, uniq = kind.cat.codes.to_numpy(), [str(u).lower() for u in kind.cat.categories]
+            else:
+                codes, uniq = pd.factorize(kind.fillna("").astype(str).str.lower(), use_na_sentinel=False)
+            words = [w.lower() for w in self.kinds]
+            hit_u = np.array([any(w in u for w in words) for u in uniq] + [False], dtype=bool)  # [-1] = NaN
+            m &= hit_u[codes] if len(codes) else np.zeros(0, dtype=bool)
         return m
 
 

@@ -7,6 +7,7 @@ model falls back to straight line × detour factor, and says so (``method = "str
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from gisgov.errors import InvalidInput
 from gisgov.network import (
     FLAG_NO_NETWORK,
     Access,
+    PointReader,
     Snap,
     Sources,
     WalkGraph,
@@ -48,6 +50,10 @@ class CityData:
     edges: id, source, target, length_m, foot, oneway_foot, geometry (LineString) — or None
     nodes: id, geometry; gates: id, compound_id, node_id, geometry; compounds: id, geometry;
     barriers: kind, geometry; groups: building_id, group_code, residents
+
+    For large synthetic inputs (the benchmark) ``buildings`` / ``facilities`` may be plain
+    DataFrames with ``x``/``y`` already in the model's metric CRS, and ``graph`` a prebuilt
+    :class:`WalkGraph` (then ``edges`` is not read).
     """
 
     buildings: gpd.GeoDataFrame
@@ -59,6 +65,7 @@ class CityData:
     barriers: gpd.GeoDataFrame | None = None
     groups: pd.DataFrame | None = None
     footprints: gpd.GeoSeries | None = None
+    graph: WalkGraph | None = None
 
 
 @dataclass
@@ -80,9 +87,21 @@ class DistanceTable:
     def replace(self, code: str, dist: np.ndarray, fac: np.ndarray) -> DistanceTable:
         """A copy with one category's column replaced (the others are shared, not copied)."""
         j = self.col(code)
-        d, f = self.dist.copy(), self.fac.copy()
+        d, f = self.dist.copy(order="K"), self.fac.copy(order="K")
         d[:, j], f[:, j] = dist, fac
         return DistanceTable(self.categories, d, f, self.method, dict(self.seconds))
+
+
+def _attributes_xy(frame, epsg) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Attribute table and metric x/y of a point layer (GeoDataFrame, or DataFrame with metric x/y)."""
+    if isinstance(frame, gpd.GeoDataFrame):
+        m = _metric(frame, epsg)
+        df = pd.DataFrame(frame.drop(columns=frame.geometry.name)).reset_index(drop=True)
+        if len(frame) == 0:
+            return df, np.zeros(0), np.zeros(0)
+        return df, m.geometry.x.to_numpy(), m.geometry.y.to_numpy()
+    df = frame.reset_index(drop=True)
+    return df.drop(columns=["x", "y"]), df["x"].to_numpy(float), df["y"].to_numpy(float)
 
 
 def _metric(gdf, epsg):
@@ -103,14 +122,14 @@ class CoverageModel:
         b = city.buildings
         if len(b) == 0:
             raise InvalidInput("no buildings to compute coverage for (rule: buildings_required)")
+        if city.graph is not None:
+            epsg = city.graph.epsg
         if epsg is None:
             ref = city.edges if city.edges is not None and len(city.edges) else b
             epsg = metric_epsg_for_bounds(tuple(ref.to_crs(4326).total_bounds))
         self.epsg = epsg
-        bm = _metric(b, epsg)
-        self.buildings = pd.DataFrame(b.drop(columns=b.geometry.name))
-        self.buildings["x"] = bm.geometry.x.to_numpy()
-        self.buildings["y"] = bm.geometry.y.to_numpy()
+        self.buildings, bx, by = _attributes_xy(b, epsg)
+        self.buildings["x"], self.buildings["y"] = bx, by
         self.footprints = None if city.footprints is None else city.footprints.to_crs(epsg).to_numpy()
         self.barriers = None
         if city.barriers is not None and len(city.barriers):
@@ -118,8 +137,8 @@ class CoverageModel:
         self.seconds: dict[str, float] = {}
         self.gate_xy = pd.Series(dtype=object)
 
-        self.graph: WalkGraph | None = None
-        if city.edges is not None and len(city.edges):
+        self.graph: WalkGraph | None = city.graph
+        if self.graph is None and city.edges is not None and len(city.edges):
             if progress:
                 progress("graph", 0, 1)
             self.graph = graph_from_edges(city.edges, epsg=epsg, nodes=city.nodes)
@@ -162,14 +181,14 @@ class CoverageModel:
     # -- facilities --------------------------------------------------------------------------
     def set_facilities(self, facilities: gpd.GeoDataFrame) -> None:
         t = time.perf_counter()
-        fm = _metric(facilities, self.epsg)
-        df = pd.DataFrame(facilities.drop(columns=facilities.geometry.name)).reset_index(drop=True)
+        df, fx, fy = _attributes_xy(facilities, self.epsg)
         for c in ("name", "kind"):
             if c not in df:
                 df[c] = None
-        df["x"] = fm.geometry.x.to_numpy() if len(fm) else np.zeros(0)
-        df["y"] = fm.geometry.y.to_numpy() if len(fm) else np.zeros(0)
+        df["x"], df["y"] = fx, fy
         self.facilities = df
+        self._fac_match = pd.DataFrame({"category_code": df["category_code"].astype("category"),
+                                        "kind": df["kind"].astype("category")})
         self.fsnap = self._snap(df["x"].to_numpy(float), df["y"].to_numpy(float))
         self.seconds["snap_facilities"] = time.perf_counter() - t
 
@@ -179,6 +198,13 @@ class CoverageModel:
         return snap_points(self.graph, x, y, barriers=self.barriers, max_snap_m=self.params.max_snap_m,
                            reroute_radius_m=self.params.reroute_radius_m)
 
+    @property
+    def reader(self) -> PointReader:
+        """The buildings' access rows prepared once for all distance reads."""
+        if getattr(self, "_reader", None) is None or self._reader.acc is not self.access:
+            self._reader = PointReader.build(self.graph, self.access)
+        return self._reader
+
     def sources(self, rows: np.ndarray, snap: Snap | None = None) -> Sources:
         s = snap or self.fsnap
         return Sources(s.edge[rows], s.offset[rows], s.leg[rows])
@@ -186,7 +212,7 @@ class CoverageModel:
     def category_rows(self, category: Category) -> np.ndarray:
         if len(self.facilities) == 0:
             return np.zeros(0, dtype=np.int64)
-        return np.flatnonzero(category.facility_mask(self.facilities))
+        return np.flatnonzero(category.facility_mask(self._fac_match))
 
     # -- distances ----------------------------------------------------------------------------
     def distances_from_rows(self, rows: np.ndarray, *, limit: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -198,7 +224,7 @@ class CoverageModel:
         if self.method == NETWORK:
             s = self.sources(rows)
             nd = node_distances(self.graph, s, limit=limit)
-            d, k = point_distances(self.graph, nd, s, self.access, limit=limit)
+            d, k = point_distances(self.graph, nd, s, self.reader, limit=limit)
         else:
             d, k = self.straight_line(self.facilities["x"].to_numpy(float)[rows],
                                       self.facilities["y"].to_numpy(float)[rows], limit=limit)
@@ -215,24 +241,83 @@ class CoverageModel:
         return d, np.where(beyond, -1, k).astype(np.int64)
 
     def compute(self, catalog: Catalog, categories: list[str] | None = None,
-                progress: Progress | None = None) -> DistanceTable:
-        """Distances for the catalog's categories: one multi-source pass per distinct facility set."""
+                progress: Progress | None = None, *, workers: int = 1) -> DistanceTable:
+        """Distances for the catalog's categories: one multi-source pass per distinct facility set.
+
+        ``workers`` > 1 forks that many processes (POSIX only; for the CLI and the benchmark, not
+        inside a threaded server) which write their columns into shared memory."""
         cats = [catalog.category(c) for c in categories] if categories else list(catalog.categories)
-        nb = len(self.buildings)
-        dist = np.empty((nb, len(cats)), dtype=np.float32)
-        fac = np.empty((nb, len(cats)), dtype=np.int32)
-        done: dict[tuple, int] = {}
+        nb, nc = len(self.buildings), len(cats)
         t = time.perf_counter()
-        for j, cat in enumerate(cats):
-            key = cat.selector_key()
-            if key in done:
-                dist[:, j], fac[:, j] = dist[:, done[key]], fac[:, done[key]]
+        # Plan: categories selecting the same facilities share a column; a facility set that is the
+        # union of smaller computed ones is their element-wise minimum (exact: the nearest of a union
+        # is the nearest of the nearest); the rest get one Dijkstra each.
+        rows_of = [self.category_rows(c) for c in cats]
+        first: dict[bytes, int] = {}
+        for j, r in enumerate(rows_of):
+            first.setdefault(np.sort(r).tobytes(), j)
+        distinct = sorted(set(first.values()), key=lambda j: len(rows_of[j]))
+        jobs, unions, empty = [], {}, []
+        for j in distinct:
+            r = rows_of[j]
+            if len(r) == 0:
+                empty.append(j)
+                continue
+            subs = [k for k in jobs + list(unions) if len(rows_of[k]) < len(r) and np.isin(rows_of[k], r).all()]
+            if subs and len(np.unique(np.concatenate([rows_of[k] for k in subs]))) == len(np.unique(r)):
+                unions[j] = subs
             else:
-                d, f = self.distances_from_rows(self.category_rows(cat))
+                jobs.append(j)
+        workers = max(1, min(int(workers), len(jobs))) if hasattr(os, "fork") else 1
+        if workers > 1:
+            import mmap
+
+            bufs = (mmap.mmap(-1, max(1, nb * nc * 4)), mmap.mmap(-1, max(1, nb * nc * 4)))
+            dist = np.ndarray((nb, nc), dtype=np.float32, buffer=bufs[0], order="F")
+            fac = np.ndarray((nb, nc), dtype=np.int32, buffer=bufs[1], order="F")
+        else:
+            dist = np.empty((nb, nc), dtype=np.float32, order="F")  # column per category
+            fac = np.empty((nb, nc), dtype=np.int32, order="F")
+
+        def run(mine, report):
+            for n_done, j in enumerate(mine, 1):
+                d, f = self.distances_from_rows(rows_of[j])
                 dist[:, j], fac[:, j] = d, f
-                done[key] = j
-            if progress:
-                progress("distances", j + 1, len(cats))
+                if report and progress:
+                    progress("distances", n_done * workers, len(jobs))
+
+        pids = []
+        for w in range(1, workers):
+            pid = os.fork()
+            if pid == 0:  # child: compute its share, write into the shared buffers, leave at once
+                code = 0
+                try:
+                    run(jobs[w::workers], False)
+                except BaseException:  # noqa: BLE001 — reported to the parent by the exit code
+                    code = 1
+                os._exit(code)
+            pids.append(pid)
+        run(jobs[0::workers], True)
+        for pid in pids:
+            _, status = os.waitpid(pid, 0)
+            if status != 0:
+                raise RuntimeError(f"coverage worker {pid} failed (status {status}); rerun with workers=1")
+        for j in empty:
+            dist[:, j], fac[:, j] = np.inf, -1
+        for j, subs in unions.items():  # ascending size: the parts are ready
+            d, f = dist[:, subs[0]].copy(), fac[:, subs[0]].copy()
+            for k in subs[1:]:
+                better = dist[:, k] < d
+                d[better], f[better] = dist[better, k], fac[better, k]
+            dist[:, j], fac[:, j] = d, f
+        for j, r in enumerate(rows_of):
+            src = first[np.sort(r).tobytes()]
+            if src != j:
+                dist[:, j], fac[:, j] = dist[:, src], fac[:, src]
+        if progress:
+            progress("distances", len(jobs), len(jobs))
+        self.last_plan = {"categories": nc, "dijkstra": len(jobs), "unions": len(unions), "empty": len(empty),
+                          "shared": nc - len(distinct)}
         secs = dict(self.seconds, distances=time.perf_counter() - t)
         return DistanceTable([c.code for c in cats], dist, fac, self.method, secs)
 

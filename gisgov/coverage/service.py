@@ -25,7 +25,15 @@ from sqlalchemy import Connection
 from gisgov.coverage import areas as areas_mod
 from gisgov.coverage import siting, store, whatif
 from gisgov.coverage.catalog import Catalog, default_catalog_path, load_catalog
-from gisgov.coverage.figures import LEVELS, coverage_figures, group_figures, with_shares
+from gisgov.coverage.figures import (
+    LEVELS,
+    Figures,
+    UnitIndex,
+    coverage_figures,
+    figure_arrays,
+    group_figures,
+    with_shares,
+)
 from gisgov.coverage.model import NETWORK, CityData, CoverageModel, DistanceTable
 from gisgov.errors import InvalidInput, NotFound
 
@@ -132,12 +140,15 @@ class CoverageService:
             return t
 
     @_locked
-    def figures(self, conn: Connection) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def figures(self, conn: Connection) -> tuple[Figures, pd.DataFrame]:
+        """Figures of the current distances (arrays; long rows on demand) and the special groups."""
         t = self.table(conn)
         if self._figs is None or self._figs[0] is not t:
             cat = self.catalog()
             b = self.model.buildings
-            self._figs = (t, coverage_figures(b, t, cat), group_figures(b, self.groups, t, cat))
+            if getattr(self, "_units_for", None) is not self.model:
+                self._units, self._units_for = UnitIndex.build(b), self.model
+            self._figs = (t, figure_arrays(b, t, cat, index=self._units), group_figures(b, self.groups, t, cat))
         return self._figs[1], self._figs[2]
 
     # -- compute and store ------------------------------------------------------------------------------
@@ -188,7 +199,7 @@ class CoverageService:
         fig, gfig = self.figures(conn)
         if level not in LEVELS:
             raise InvalidInput(f"level {level!r} is not one of {', '.join(LEVELS)} (rule: level_known)")
-        f = fig[(fig.level == level) & (fig.code == str(code))]
+        f = fig.frame(level, str(code))
         if f.empty:
             raise NotFound(f"{level} {code!r} has no buildings or no coverage figures (rule: area_has_buildings)")
         if profile:
@@ -417,8 +428,8 @@ class CoverageService:
         sums = store.input_checksums(conn)
         self._fac_key = sums["facilities"]
         fpos = pd.Series(np.arange(len(m.facilities)), index=m.facilities["id"].to_numpy())
-        fac = fpos.reindex(old_ids.ravel()).fillna(-1).to_numpy(np.int32).reshape(old_ids.shape)
-        new_table = DistanceTable(table.categories, table.dist.copy(), fac, table.method, dict(table.seconds))
+        fac = np.asfortranarray(fpos.reindex(old_ids.ravel()).fillna(-1).to_numpy(np.int32).reshape(old_ids.shape))
+        new_table = DistanceTable(table.categories, table.dist.copy(order="F"), fac, table.method, dict(table.seconds))
         changed: set[int] = set()
         for k in affected:
             j = new_table.col(k)

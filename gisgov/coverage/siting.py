@@ -68,37 +68,37 @@ def candidate_node_distances(model: CoverageModel, cs: Snap, *, limit: float) ->
 
 
 def cover_matrix(model: CoverageModel, cs: Snap, demand: np.ndarray, budget: float, *, chunk: int = 64):
-    """Sparse (n_candidates × n_demand) bool: candidate j covers demand building i."""
-    acc = model.access
+    """Sparse (n_candidates × n_demand) bool: candidate j covers demand building i.
+
+    The arithmetic mirrors :func:`gisgov.network.point_distances` (float32, same order) so a site
+    claims exactly the buildings a what-if with that facility would cover."""
+    acc, r = model.access, model.reader
     rows = acc.rows_of(demand)
     owner_local = np.searchsorted(demand, acc.owner[rows])  # demand is sorted
-    e, t, leg = acc.edge[rows], acc.offset[rows], acc.leg[rows]
-    on = e >= 0
     g = model.graph
-    e0 = np.where(on, e, 0)
-    L = g.length[e0]
-    back = ~g.oneway[e0] | (t <= 0)
-    uu, vv = g.u[e0], g.v[e0]
+    e0, t = r.e[rows], r.t[rows]
+    t_back, t_fwd, leg = r.t_back[rows], r.t_fwd[rows], r.leg[rows]
+    uu, vv = r.uu[rows], r.vv[rows]
+    one = g.oneway[e0]
     ri, ci = [], []
     for start in range(0, len(cs), chunk):
         sl = slice(start, min(start + chunk, len(cs)))
         c = cs.take(np.arange(sl.start, sl.stop))
-        D = candidate_node_distances(model, c, limit=budget)
-        du = np.where(back, t + D[:, uu], np.inf)
-        dv = (L - t) + D[:, vv]
-        best = np.minimum(du, dv)
-        same = c.edge[:, None] == e0[None, :]
+        D = candidate_node_distances(model, c, limit=budget).astype(np.float32)
+        best = np.minimum(t_back[None, :] + D[:, uu], t_fwd[None, :] + D[:, vv])
+        same = (c.edge[:, None] == e0[None, :]) & r.on[rows][None, :]
         if same.any():
-            ok_dir = (c.offset[:, None] >= t[None, :]) | ~g.oneway[e0][None, :]
-            direct = np.where(same & ok_dir, np.abs(c.offset[:, None] - t[None, :]) + c.leg[:, None], np.inf)
-            best = np.minimum(best, direct)
-        best = np.where(on[None, :], best + leg[None, :], np.inf)
+            jj, rr = np.nonzero(same)
+            ok_dir = (c.offset[jj] >= t[rr]) | ~one[rr]
+            direct = np.where(ok_dir, np.abs(c.offset[jj] - t[rr]) + c.leg[jj], np.inf).astype(np.float32)
+            best[jj, rr] = np.minimum(best[jj, rr], direct)
+        best = best + leg[None, :]
         jj, rr = np.nonzero(best <= budget)
         ri.append(jj + sl.start)
         ci.append(owner_local[rr])
-    r = np.concatenate(ri) if ri else np.zeros(0, np.int64)
+    rr_ = np.concatenate(ri) if ri else np.zeros(0, np.int64)
     cc = np.concatenate(ci) if ci else np.zeros(0, np.int64)
-    a = sparse.csr_matrix((np.ones(len(r), dtype=bool), (r, cc)), shape=(len(cs), len(demand)))
+    a = sparse.csr_matrix((np.ones(len(rr_), dtype=bool), (rr_, cc)), shape=(len(cs), len(demand)))
     a.sum_duplicates()
     a.data[:] = True
     return a

@@ -279,8 +279,8 @@ def load_table(conn: Connection, model: CoverageModel, categories: list[str]) ->
         return None
     bpos = pd.Series(np.arange(nb), index=model.buildings["id"].to_numpy())
     fpos = pd.Series(np.arange(len(model.facilities)), index=model.facilities["id"].to_numpy())
-    dist = np.full((nb, len(categories)), np.inf, dtype=np.float32)
-    fac = np.full((nb, len(categories)), -1, dtype=np.int32)
+    dist = np.full((nb, len(categories)), np.inf, dtype=np.float32, order="F")
+    fac = np.full((nb, len(categories)), -1, dtype=np.int32, order="F")
     bi = bpos.reindex(df["building_id"].to_numpy()).to_numpy()
     if np.isnan(bi).any():
         return None

@@ -42,7 +42,7 @@ def _single(model: CoverageModel, snap: Snap, limit: float):
     s = Sources(snap.edge, snap.offset, snap.leg)
     if model.method == NETWORK:
         nd = node_distances(model.graph, s, limit=limit)
-        return point_distances(model.graph, nd, s, model.access, limit=limit)[0]
+        return point_distances(model.graph, nd, s, model.reader, limit=limit)[0]
     return model.straight_line(np.array([snap.x[0]]), np.array([snap.y[0]]), limit=limit)[0]
 
 

@@ -2,7 +2,14 @@
 
 from gisgov.network.access import Access, building_access, snap_gates
 from gisgov.network.graph import NetworkError, WalkGraph, build_graph, graph_from_edges
-from gisgov.network.paths import NodeDistances, Sources, nearest_distances, node_distances, point_distances
+from gisgov.network.paths import (
+    NodeDistances,
+    PointReader,
+    Sources,
+    nearest_distances,
+    node_distances,
+    point_distances,
+)
 from gisgov.network.snap import (
     FLAG_BARRIER,
     FLAG_GATE,
@@ -18,7 +25,7 @@ from gisgov.network.snap import (
 
 __all__ = [
     "Access", "building_access", "snap_gates", "NetworkError", "WalkGraph", "build_graph", "graph_from_edges",
-    "NodeDistances", "Sources", "nearest_distances", "node_distances", "point_distances", "FLAG_BARRIER",
+    "NodeDistances", "PointReader", "Sources", "nearest_distances", "node_distances", "point_distances", "FLAG_BARRIER",
     "FLAG_GATE", "FLAG_LONG", "FLAG_MINOR_COMPONENT", "FLAG_NO_NETWORK", "FLAG_REROUTED", "FLAGS", "Snap",
     "flag_names", "snap_points",
 ]

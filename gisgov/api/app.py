@@ -20,6 +20,8 @@ ROUTER_MODULES = [
     "gisgov.api.routes.ingest",
     "gisgov.api.routes.coverage",
     "gisgov.api.routes.grids",
+    "gisgov.api.routes.stats",
+    "gisgov.api.routes.dashboard",
 ]
 
 

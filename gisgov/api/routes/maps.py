@@ -72,6 +72,7 @@ def hierarchy_map(request: Request, conn: Connection = Depends(db)) -> HTMLRespo
         dataset=queries.dataset_info(conn),
         basemap_url=settings.basemap_url,
         basemap_attribution=settings.basemap_attribution,
+        links=[("/dashboard", "领导驾驶舱 Leaders' dashboard")],
     )
     return HTMLResponse(render_html(m))
 

@@ -1,0 +1,214 @@
+"""The SQL of the drill-down statistics, run on the caller's connection (one request = one
+transaction, see :func:`gisgov.api.deps.db`). Each topic is one statement that aggregates the unit
+and all its children in a single pass (``GROUPING SETS``); :mod:`gisgov.stats.shape` assembles them.
+
+SQL files live in ``gisgov/stats/sql``; their ``{scope}`` / ``{child_key}`` slots take only the
+fixed fragments of :mod:`gisgov.stats.units`; every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from functools import cache
+from importlib import resources
+
+from sqlalchemy import Connection, text
+
+from gisgov.errors import NotFound
+from gisgov.stats import units
+from gisgov.stats.circles import CircleSpec
+from gisgov.stats.units import CITY, Unit
+
+GRID_NAME = "coalesce(g.name, '网格' || right(g.code, 3))"
+PRECISION = 6  # GeoJSON decimals (≈ 0.1 m)
+
+
+@cache
+def _sql(name: str) -> str:
+    return resources.files("gisgov.stats").joinpath("sql", name).read_text(encoding="utf-8")
+
+
+def _run(conn: Connection, name: str, fragments: dict[str, str], params: dict) -> list[dict]:
+    sql = _sql(name).format(**fragments)
+    return [dict(r._mapping) for r in conn.execute(text(sql), params)]
+
+
+# -- the unit ------------------------------------------------------------------------------------------
+
+_UNIT_SQL = {
+    "street": "SELECT s.code, s.name, NULL::bigint AS id FROM street s WHERE s.code = :code",
+    "community": """
+        SELECT c.code, c.name, NULL::bigint AS id, s.code AS street_code, s.name AS street_name,
+               EXISTS (SELECT 1 FROM grid_current() g WHERE g.community_code = c.code) AS has_grids
+        FROM community c JOIN street s ON s.code = c.street_code WHERE c.code = :code""",
+    "grid": f"""
+        SELECT g.code, {GRID_NAME} AS name, g.id, s.code AS street_code, s.name AS street_name,
+               c.code AS community_code, c.name AS community_name
+        FROM grid_current() g JOIN community c ON c.code = g.community_code JOIN street s ON s.code = c.street_code
+        WHERE g.code = :code ORDER BY g.plan_id IS NULL, g.id LIMIT 1""",
+    # a compound's grid is named when all its buildings lie in one current grid
+    "compound": f"""
+        SELECT cp.code, cp.name, cp.id, s.code AS street_code, s.name AS street_name,
+               c.code AS community_code, c.name AS community_name, one.code AS grid_code, one.name AS grid_name
+        FROM compound cp JOIN community c ON c.code = cp.community_code JOIN street s ON s.code = c.street_code
+        LEFT JOIN LATERAL (
+            SELECT min(g.code) AS code, min({GRID_NAME}) AS name
+            FROM building b LEFT JOIN grid g ON g.id = b.grid_id
+            WHERE b.compound_id = cp.id
+            HAVING count(DISTINCT b.grid_id) = 1 AND count(b.grid_id) = count(*)
+        ) one ON true
+        WHERE cp.code = :code""",
+}
+
+
+def dataset(conn: Connection) -> dict | None:
+    value = conn.execute(text("SELECT value FROM gisgov_meta WHERE key = 'dataset'")).scalar()
+    if value is None or isinstance(value, dict):
+        return value
+    return {"name": str(value)}
+
+
+def resolve(conn: Connection, level: str, code: str | None, *, city: str = "全市") -> Unit:
+    """The unit ``level``/``code`` (``level='city'``: the whole city) with its ancestors; 404 if absent."""
+    root = {"level": CITY, "code": None, "name": city}
+    if level == CITY:
+        return Unit(CITY, None, city)
+    units.check_code(level, code)
+    row = conn.execute(text(_UNIT_SQL[level]), {"code": code}).mappings().first()
+    if row is None:
+        zh, en = units.LEVEL_LABELS[level]
+        raise NotFound(f"未找到{zh} {en.lower()} not found: {level} {code}")
+    path = [root]
+    if "street_code" in row:
+        path.append({"level": "street", "code": row["street_code"], "name": row["street_name"]})
+    if "community_code" in row:
+        path.append({"level": "community", "code": row["community_code"], "name": row["community_name"]})
+    if row.get("grid_code"):
+        path.append({"level": "grid", "code": row["grid_code"], "name": row["grid_name"]})
+    return Unit(level, row["code"], row["name"], unit_id=row["id"], path=tuple(path),
+                has_grids=bool(row.get("has_grids")))
+
+
+# -- children ------------------------------------------------------------------------------------------
+
+def _children_sql(unit: Unit, *, geometry: bool) -> str | None:
+    child = unit.child
+    geom = (f", ST_AsGeoJSON(ST_Transform(x.geom, 4326), {PRECISION}) AS geom" if geometry else "")
+    if child == "street":
+        return f"SELECT x.code, x.name{geom} FROM street x ORDER BY x.code"
+    if child == "community":
+        return f"SELECT x.code, x.name{geom} FROM community x WHERE x.street_code = :code ORDER BY x.code"
+    if child == "grid":
+        return (f"SELECT x.code, {GRID_NAME.replace('g.', 'x.')} AS name{geom} FROM grid_current() x "
+                "WHERE x.community_code = :code ORDER BY x.code")
+    if child == "compound" and unit.level == "grid":
+        # part of the compound may lie in other grids: its figures here are those of this grid's part
+        scope = units.COMPOUND_SCOPE["grid"].replace("cp.", "x.")
+        return (f"SELECT x.code, x.name, EXISTS (SELECT 1 FROM building o WHERE o.compound_id = x.id "
+                f"AND o.grid_id IS DISTINCT FROM :unit_id) AS partial{geom} FROM compound x WHERE {scope} ORDER BY x.code")
+    if child == "compound":
+        scope = units.COMPOUND_SCOPE[unit.level].replace("cp.", "x.")
+        return f"SELECT x.code, x.name{geom} FROM compound x WHERE {scope} ORDER BY x.code"
+    return None
+
+
+def children(conn: Connection, unit: Unit) -> list[dict]:
+    """The unit's direct children: ``[{code, name}]`` ordered by code (empty for a compound); compounds
+    of a grid also carry ``partial`` (some of its buildings lie in other grids)."""
+    sql = _children_sql(unit, geometry=False)
+    return [] if sql is None else [dict(r._mapping) for r in conn.execute(text(sql), unit.params())]
+
+
+_UNIT_GEOM_SQL = {
+    "street": "SELECT geom FROM street WHERE code = :code",
+    "community": "SELECT geom FROM community WHERE code = :code",
+    "grid": "SELECT geom FROM grid WHERE id = :unit_id",
+    "compound": "SELECT geom FROM compound WHERE id = :unit_id",
+}
+
+
+def features(conn: Connection, unit: Unit) -> str:
+    """GeoJSON features (WGS84) as text: the unit's outline (``role: unit``) and its children
+    (``role: child``), each with ``level``, ``code`` and ``name`` only."""
+    parts = []
+    if unit.level != CITY:
+        parts.append(f"""
+            SELECT 0 AS ord, 'unit' AS role, CAST(:level AS text) AS level, CAST(:ucode AS text) AS code,
+                   CAST(:uname AS text) AS name,
+                   ST_AsGeoJSON(ST_Transform(u.geom, 4326), {PRECISION}) AS geom
+            FROM ({_UNIT_GEOM_SQL[unit.level]}) u""")
+    child_sql = _children_sql(unit, geometry=True)
+    if child_sql is not None:
+        parts.append(f"SELECT 1 AS ord, 'child' AS role, CAST(:child AS text) AS level, k.code, k.name, k.geom "
+                     f"FROM ({child_sql}) k")
+    if not parts:
+        return "[]"
+    sql = f"""
+        SELECT coalesce(json_agg(json_build_object(
+                   'type', 'Feature', 'id', f.code, 'geometry', f.geom::json,
+                   'properties', json_build_object('role', f.role, 'level', f.level, 'code', f.code, 'name', f.name))
+               ORDER BY f.ord, f.code), '[]'::json)::text
+        FROM ({' UNION ALL '.join(parts)}) f"""
+    params = unit.params() | {"level": unit.level, "ucode": unit.code, "uname": unit.name, "child": unit.child}
+    return conn.execute(text(sql), params).scalar()
+
+
+# -- aggregates ----------------------------------------------------------------------------------------
+
+def special_groups(conn: Connection) -> list[dict]:
+    return [dict(r._mapping) for r in conn.execute(
+        text("SELECT code, name_zh, name_en FROM special_group ORDER BY sort, code"))]
+
+
+def coverage_run(conn: Connection, profile: str, circle: str) -> dict | None:
+    """The latest finished coverage run when stored distances and the budget of ``profile``/``circle``
+    exist, else ``None`` (coverage not computed yet)."""
+    row = conn.execute(text("""
+        SELECT r.id, r.finished_at, r.method
+        FROM coverage_run r
+        WHERE r.finished_at IS NOT NULL
+          AND EXISTS (SELECT 1 FROM coverage_budget WHERE profile = :p AND circle = :c)
+          AND EXISTS (SELECT 1 FROM building_access)
+        ORDER BY r.finished_at DESC LIMIT 1"""), {"p": profile, "c": circle}).mappings().first()
+    if row is None:
+        return None
+    return {"run_id": row["id"], "finished_at": row["finished_at"].isoformat(), "method": row["method"]}
+
+
+def aggregates(conn: Connection, unit: Unit, *, ref_year: int, circles: CircleSpec | None) -> dict[str, list[dict]]:
+    """Rows of every topic for the unit and its children (``is_total``, ``ck`` + the topic's columns)."""
+    frag = unit.fragments()
+    params = unit.params()
+    child = unit.child
+    out: dict[str, list[dict]] = {}
+    people = _run(conn, "people.sql", frag["building"], params | {"ref_year": ref_year})
+    out["people"] = [r for r in people if r["kind"] == "people"]
+    out["groups"] = [r for r in people if r["kind"] == "group"]
+    # compounds: registered in an area (or having buildings in a grid); grid children by their buildings
+    compounds = _run(conn, "compounds.sql", frag["compound"], params)
+    if child == "grid":
+        compounds = [r for r in compounds if r["is_total"]]
+        compounds += _run(conn, "compounds_by_building.sql", frag["building"], params)
+    out["compounds"] = compounds
+    # grids and staff: current grids of an area or the grid itself; a compound counts the grids of its buildings
+    grids: list[dict] = []
+    if unit.level != "compound":
+        grids = _run(conn, "grids.sql", frag["grid"], params)
+        if child == "compound":
+            grids = [r for r in grids if r["is_total"]]
+    if unit.level == "compound" or child == "compound":
+        rows = _run(conn, "grids_by_building.sql", frag["building"], params)
+        grids += [r for r in rows if (not r["is_total"]) == (unit.level != "compound")]
+    out["grids"] = grids
+    if circles is not None:
+        out["coverage"] = _run(conn, "coverage.sql", frag["building"], params | circles.params())
+    return out
+
+
+def today_year() -> int:
+    return dt.date.today().year
+
+
+def dumps(doc: dict) -> str:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,510 @@
+/* 领导驾驶舱 leaders' drill-down map: city → street → community → grid → compound.
+ * Plain Leaflet (vendored, served by the app). Data: /api/stats[/{level}/{code}] (+ /features), /health,
+ * /api/layers/building (context footprints at grid/compound level). Aggregates only, no personal data.
+ * Navigation lives in the URL hash: #/community/340104001001 (browser back/forward work). */
+(function () {
+  "use strict";
+
+  var CONFIG = JSON.parse(document.getElementById("gisgov-config").textContent || "{}");
+  var $ = function (id) { return document.getElementById(id); };
+
+  // -- formatting -------------------------------------------------------------------------------
+  function esc(s) {
+    return String(s == null ? "" : s).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+  function num(n) { return n == null ? "—" : Number(n).toLocaleString("zh-CN"); }
+  function whole(n) { return n == null ? "—" : Math.round(n).toLocaleString("zh-CN"); }
+  var PLURAL = { Street: "streets", Community: "communities", Grid: "grids", Compound: "compounds" };
+  function pct(x, d) { return x == null ? "—" : (x * 100).toFixed(d == null ? 1 : d) + "%"; }
+  function permille(x) { return x == null ? "—" : Number(x).toFixed(1) + "‰"; }
+
+  // -- indicators for the choropleth ------------------------------------------------------------
+  var PALETTES = {
+    blues: ["#c6dbef", "#9ecae1", "#6baed6", "#3182bd", "#08519c"],
+    purples: ["#dadaeb", "#bcbddc", "#9e9ac8", "#756bb1", "#54278f"],
+    oranges: ["#fdd0a2", "#fdae6b", "#fd8d3c", "#e6550d", "#a63603"],
+    rdylgn: ["#d7191c", "#fdae61", "#ffffbf", "#a6d96a", "#1a9641"]
+  };
+  var NO_DATA = "#d5dbe3";
+  var BASE_INDICATORS = [
+    { key: "households", zh: "户数", en: "Households", palette: "blues", fmt: whole, count: true,
+      get: function (s) { return s.households; } },
+    { key: "residents", zh: "人数", en: "People", palette: "blues", fmt: whole, count: true,
+      get: function (s) { return s.residents; } },
+    { key: "special", zh: "特殊人群密度", en: "Special groups per 1,000 people", palette: "purples", fmt: permille,
+      get: function (s) { return s.special.per_1000; } },
+    { key: "complete", zh: "15分钟圈覆盖率（完整）", en: "Complete 15-min circle", palette: "rdylgn", share: true,
+      coverage: true, fmt: function (x) { return pct(x, 0); },
+      get: function (s) { return s.coverage ? s.coverage.complete.share : null; } },
+    { key: "elderly", zh: "老年人口占比", en: "Aged 60+ share", palette: "oranges", fmt: function (x) { return pct(x, 1); },
+      get: function (s) { return s.elderly_share; } }
+  ];
+
+  var state = { doc: null, fc: null, indicator: "households", sort: null, map: null, layers: {}, byCode: {}, token: 0 };
+
+  function indicators() {
+    var list = BASE_INDICATORS.slice();
+    var cov = state.doc && state.doc.coverage;
+    if (cov) {
+      cov.categories.forEach(function (c) {
+        list.push({ key: "cov:" + c.code, zh: c.name_zh + " · 15分钟覆盖率", en: c.name_en, palette: "rdylgn", share: true,
+          coverage: true, group: true, fmt: function (x) { return pct(x, 0); },
+          get: function (s) { return s.coverage ? s.coverage.categories[c.code].share : null; } });
+      });
+    }
+    return list;
+  }
+  function indicator() {
+    var list = indicators();
+    for (var i = 0; i < list.length; i++) if (list[i].key === state.indicator) return list[i];
+    return list[0];
+  }
+
+  function classify(values, ind) {
+    if (ind.share) return [0, 0.2, 0.4, 0.6, 0.8, 1];
+    var v = values.filter(function (x) { return x != null && isFinite(x); });
+    if (!v.length) return null;
+    var lo = Math.min.apply(null, v), hi = Math.max.apply(null, v);
+    if (lo === hi) return [lo, hi];
+    var out = [];
+    for (var i = 0; i <= 5; i++) out.push(lo + (hi - lo) * i / 5);
+    return out;
+  }
+  function colour(v, brk, ind) {
+    if (v == null || brk == null) return NO_DATA;
+    var pal = PALETTES[ind.palette];
+    if (brk.length === 2) return pal[3];
+    for (var i = 1; i < brk.length; i++) if (v <= brk[i] + 1e-12) return pal[i - 1];
+    return pal[pal.length - 1];
+  }
+
+  // -- data ---------------------------------------------------------------------------------------
+  function getJSON(url) {
+    return fetch(url, { headers: { Accept: "application/json" } }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (body) {
+        if (!r.ok) throw new Error((body && body.detail) || ("HTTP " + r.status + " " + url));
+        return body;
+      });
+    });
+  }
+  function route() {
+    var m = /^#\/(street|community|grid|compound)\/([0-9]+)$/.exec(location.hash || "");
+    return m ? { level: m[1], code: m[2] } : { level: "city", code: null };
+  }
+  function go(level, code) {
+    var h = level === "city" ? "#/" : "#/" + level + "/" + code;
+    if (location.hash === h) load(); else location.hash = h;
+  }
+
+  function load() {
+    var r = route();
+    var token = ++state.token;
+    var base = r.level === "city" ? "/api/stats" : "/api/stats/" + r.level + "/" + r.code;
+    document.body.classList.add("busy");
+    delete document.body.dataset.ready;
+    Promise.all([getJSON(base), getJSON(base + "/features")]).then(function (res) {
+      if (token !== state.token) return;
+      state.doc = res[0];
+      state.fc = res[1];
+      hideNotice();
+      render();
+      document.body.dataset.ready = r.level + (r.code ? "/" + r.code : "");
+    }).catch(function (err) {
+      if (token !== state.token) return;
+      showNotice("无法加载 Could not load: " + err.message, true);
+      document.body.dataset.ready = "error";
+    }).then(function () { document.body.classList.remove("busy"); });
+  }
+
+  // -- rendering: side panels ----------------------------------------------------------------------
+  function render() {
+    var d = state.doc;
+    state.byCode = {};
+    d.children.items.forEach(function (c) { state.byCode[c.code] = c; });
+    if (d.synthetic) $("synthetic").hidden = false;
+    renderCrumbs(d);
+    renderHead(d);
+    renderKpis(d.stats, d);
+    renderAge(d.stats);
+    renderStaff(d.stats, d);
+    renderGroups(d.stats, d.labels.special_groups);
+    renderCoverage(d.stats, d.coverage);
+    renderSelect();
+    renderMap();
+    renderTable();
+    document.title = d.name + " · 领导驾驶舱 Leaders' dashboard";
+  }
+
+  function renderCrumbs(d) {
+    var parts = d.path.map(function (p) {
+      return '<a data-level="' + esc(p.level) + '" data-code="' + esc(p.code || "") + '">' + esc(p.name) + "</a>";
+    });
+    parts.push('<span class="here">' + esc(d.name) + "</span>");
+    $("crumbs").innerHTML = parts.join('<span class="sep">›</span>');
+    Array.prototype.forEach.call($("crumbs").querySelectorAll("a"), function (a) {
+      a.addEventListener("click", function () { go(a.dataset.level, a.dataset.code); });
+    });
+  }
+
+  function renderHead(d) {
+    var lvl = d.level_label.zh + " " + d.level_label.en;
+    var ch = d.children;
+    if (ch.level) lvl += " · 下辖" + ch.level_label.zh + " " + ch.items.length + " 个 (" + ch.items.length + " " +
+      (ch.items.length === 1 ? ch.level_label.en.toLowerCase() : PLURAL[ch.level_label.en]) + ")";
+    $("unit-level").textContent = lvl;
+    $("unit-name").textContent = d.name;
+    $("unit-code").textContent = d.code ? "编码 " + d.code : "统计截至 " + d.reference_year + " 年 · as of " + d.reference_year;
+  }
+
+  function kpi(key, zh, en, value, display, sub, cls) {
+    return '<div class="kpi ' + (cls || "") + (value == null ? " na" : "") + '" data-kpi="' + key + '" data-value="' +
+      (value == null ? "" : value) + '"><div class="label">' + zh + " <span>" + en + '</span></div><div class="value">' +
+      display + '</div><div class="sub">' + (sub || "&nbsp;") + "</div></div>";
+  }
+
+  function renderKpis(s, d) {
+    var cov = s.coverage;
+    var staff = s.staff;
+    var roles = staff ? staff.roles : null;
+    var html = [
+      kpi("households", "户数", "Households", s.households, num(s.households) + "<small>户</small>",
+        "户均 " + (s.households ? (s.residents / s.households).toFixed(2) : "—") + " 人", "highlight"),
+      kpi("residents", "人数", "People", s.residents, num(s.residents) + "<small>人</small>",
+        "截至 " + d.reference_year + " 年", "highlight"),
+      kpi("buildings", "楼栋", "Buildings", s.buildings, num(s.buildings) + "<small>栋</small>"),
+      kpi("compounds", "小区", "Compounds", s.compounds, num(s.compounds) + "<small>个</small>",
+        "其中老旧 old " + num(s.old_compounds)),
+      kpi("old_compound_share", "老旧小区率", "Old compounds", s.old_compound_share, pct(s.old_compound_share),
+        "2000年前建成 pre-2000"),
+      kpi("age_60", "60岁以上", "Aged 60+", s.age["60+"], num(s.age["60+"]) + "<small>人</small>",
+        "占 " + pct(s.elderly_share) + " · 80+ " + num(s.age["80+"])),
+      kpi("special", "特殊人群", "Special groups", s.special.people, num(s.special.people) + "<small>人</small>",
+        "每千人 " + permille(s.special.per_1000)),
+      kpi("grids", "网格", "Grids", s.grids, num(s.grids) + "<small>个</small>",
+        s.grids ? "格均 " + Math.round(s.households / s.grids) + " 户" : "尚未划分 none yet"),
+      kpi("staff", "网格员", "Grid staff", staff ? staff.total : null,
+        staff ? num(staff.total) + "<small>人</small>" : "按网格配备",
+        roles ? (s.grids ? "格均 " + (staff.total / s.grids).toFixed(1) + " 人" : "&nbsp;") : "小区不单设 per grid"),
+      kpi("complete", "15分钟圈完整率", "Complete circle", cov ? cov.complete.share : null,
+        cov ? pct(cov.complete.share) : "未计算 not computed",
+        cov ? num(cov.complete.households_in) + " / " + num(cov.complete.households) + " 户" : "gisgov coverage compute")
+    ];
+    $("kpis").innerHTML = html.join("");
+  }
+
+  function renderAge(s) {
+    var a = s.age;
+    var parts = [
+      { k: "0-14", zh: "0–14岁", n: a["0-14"], c: "#8fc1e3" },
+      { k: "15-59", zh: "15–59岁", n: a["15-59"], c: "#4c7fc0" },
+      { k: "60-79", zh: "60–79岁", n: a["60+"] - a["80+"], c: "#f0a04b" },
+      { k: "80+", zh: "80岁以上", n: a["80+"], c: "#c8552b" }
+    ];
+    if (a.unknown) parts.push({ k: "unknown", zh: "年龄不详", n: a.unknown, c: "#c3cad3" });
+    var total = s.residents || 1;
+    var bar = parts.map(function (p) {
+      return '<div style="width:' + (100 * p.n / total) + "%;background:" + p.c + '" title="' + p.zh + " " + num(p.n) + '"></div>';
+    }).join("");
+    var legend = parts.map(function (p) {
+      return '<div data-age="' + p.k + '"><i style="background:' + p.c + '"></i>' + p.zh + " <b>" + num(p.n) + "</b> <em>" +
+        pct(s.residents ? p.n / s.residents : null) + "</em></div>";
+    }).join("");
+    $("age").innerHTML = '<div class="stack">' + bar + '</div><div class="stack-legend">' + legend + "</div>";
+  }
+
+  function renderStaff(s, d) {
+    if (!s.staff) {
+      $("staff").innerHTML = '<div class="muted-note">网格员按网格配备，小区不单独统计。Staff are assigned to grids, not compounds.</div>';
+      return;
+    }
+    var main = d.labels.staff_roles.slice(0, 3);
+    var extra = d.labels.staff_roles.slice(3).filter(function (r) { return s.staff.roles[r.role] > 0; });
+    var cells = main.concat(extra).map(function (r) {
+      return '<div class="role" data-role="' + esc(r.role) + '"><b>' + num(s.staff.roles[r.role]) + "</b><span>" + esc(r.role) +
+        "</span></div>";
+    }).join("");
+    var note = s.staff.total === 0
+      ? '<div class="muted-note">尚未录入网格员 No grid staff recorded yet' + (s.grids ? "" : "（尚未划分网格 no grids yet）") + "</div>"
+      : '<div class="muted-note">合计 ' + num(s.staff.total) + " 人 · 一格三员 " + (s.grids ? (s.staff.total / s.grids).toFixed(1) + " 人/格 per grid" : "") + "</div>";
+    $("staff").innerHTML = '<div class="roles">' + cells + "</div>" + note;
+  }
+
+  function bars(rows, maxValue, fmtv, colourOf) {
+    return rows.map(function (r) {
+      var w = maxValue ? Math.max(0, Math.min(100, 100 * r.value / maxValue)) : 0;
+      var c = colourOf ? colourOf(r) : null;
+      return '<div class="bar' + (r.value ? "" : " zero") + '" data-code="' + esc(r.code) + '" data-value="' + (r.value == null ? "" : r.value) +
+        '" title="' + esc(r.title || r.name) + '"><span class="name">' + esc(r.name) + '</span><span class="num">' + fmtv(r.value) +
+        '</span><span class="track"><div style="width:' + w + "%" + (c ? ";background:" + c : "") + '"></div></span></div>';
+    }).join("");
+  }
+
+  function renderGroups(s, labels) {
+    var rows = labels.map(function (g) {
+      return { code: g.code, name: g.name_zh, title: g.name_zh + " " + g.name_en, value: s.special.groups[g.code] || 0 };
+    });
+    var max = Math.max.apply(null, rows.map(function (r) { return r.value; }).concat([1]));
+    $("groups").innerHTML = bars(rows, max, num);
+  }
+
+  function renderCoverage(s, meta) {
+    var el = $("coverage");
+    if (!meta) { el.innerHTML = '<div class="muted-note">无生活圈目录 no service-circle catalog</div>'; return; }
+    $("coverage-title").innerHTML = esc(meta.name_zh) + " <span>" + esc(meta.name_en) + "</span>";
+    if (!meta.available || !s.coverage) {
+      el.innerHTML = '<div class="muted-note">尚未计算生活圈覆盖 Coverage not computed yet — <code>gisgov coverage compute</code></div>';
+      return;
+    }
+    var c = s.coverage.complete;
+    var ringColour = colour(c.share, [0, 0.2, 0.4, 0.6, 0.8, 1], { palette: "rdylgn" });
+    var head = '<div class="cov-head"><div class="ring" style="--p:' + (c.share == null ? 0 : c.share * 100) + ";--ring:" +
+      (ringColour === "#ffffbf" ? "#e6c229" : ringColour) + '" data-label="' + pct(c.share, 0) + '"></div><div class="txt">' +
+      "<b>完整" + esc(meta.circle_zh) + "</b><br>16类服务均在 " + meta.minutes + " 分钟步行内的户<br>" + num(c.households_in) + " / " +
+      num(c.households) + " 户 households · " + esc(meta.profile_zh) + "</div></div>";
+    var rows = meta.categories.map(function (k) {
+      var v = s.coverage.categories[k.code];
+      return { code: k.code, name: k.name_zh, title: k.name_zh + " " + k.name_en + ": " + num(v.households_in) + " 户",
+        value: v.share };
+    });
+    el.innerHTML = head + '<div class="bars two-col">' + bars(rows, 1, function (x) { return pct(x, 0); }, function (r) {
+      var col = colour(r.value, [0, 0.2, 0.4, 0.6, 0.8, 1], { palette: "rdylgn" });
+      return col === "#ffffbf" ? "#e6c229" : col;
+    }) + "</div>";
+  }
+
+  function renderSelect() {
+    var sel = $("indicator");
+    var hasCov = !!(state.doc.coverage && state.doc.coverage.available);
+    var list = indicators();
+    if (!hasCov && indicator().coverage) state.indicator = "households";
+    var main = list.filter(function (i) { return !i.group; });
+    var cats = list.filter(function (i) { return i.group; });
+    var opt = function (i) {
+      return '<option value="' + i.key + '"' + (i.coverage && !hasCov ? " disabled" : "") + (i.key === state.indicator ? " selected" : "") +
+        ">" + esc(i.zh) + " " + esc(i.en) + "</option>";
+    };
+    sel.innerHTML = main.map(opt).join("") + (cats.length ? '<optgroup label="单项服务覆盖率 per service (15 min)">' +
+      cats.map(opt).join("") + "</optgroup>" : "");
+    sel.disabled = !state.doc.children.items.length;
+  }
+
+  // -- map ------------------------------------------------------------------------------------------
+  function initMap() {
+    var map = L.map("map", { zoomSnap: 0.25, zoomControl: true, attributionControl: true, minZoom: 3 });
+    map.attributionControl.setPrefix(false);
+    if (CONFIG.basemap_url) {
+      L.tileLayer(CONFIG.basemap_url, { attribution: CONFIG.basemap_attribution || "", maxZoom: 19 }).addTo(map);
+    } else {
+      map.attributionControl.addAttribution("无底图 no basemap (offline)");
+    }
+    L.control.scale({ imperial: false, position: "bottomleft" }).addTo(map);
+    map.setView([31.85, 117.25], 12);
+    state.map = map;
+  }
+
+  function clearLayers() {
+    Object.keys(state.layers).forEach(function (k) { if (state.layers[k]) state.map.removeLayer(state.layers[k]); });
+    state.layers = {};
+  }
+
+  function childStyle(code, hot) {
+    var ind = indicator();
+    var item = state.byCode[code];
+    var v = item ? ind.get(item.stats) : null;
+    return { color: hot ? "#0d2a55" : "#ffffff", weight: hot ? 3 : 1.4, opacity: 1, fillColor: colour(v, state.breaks, ind),
+      fillOpacity: hot ? 0.92 : 0.8 };
+  }
+
+  function renderMap() {
+    var d = state.doc;
+    clearLayers();
+    var units = state.fc.features.filter(function (f) { return f.properties.role === "unit"; });
+    var kids = state.fc.features.filter(function (f) { return f.properties.role === "child"; });
+    var ind = indicator();
+    state.breaks = classify(d.children.items.map(function (c) { return ind.get(c.stats); }), ind);
+
+    if (units.length) {
+      state.layers.unit = L.geoJSON(units, { interactive: false, style: function () {
+        return kids.length ? { color: "#13294b", weight: 3.2, opacity: 0.9, fill: false }
+          : { color: "#13294b", weight: 2.5, fillColor: "#9fb8dc", fillOpacity: 0.35 };
+      } }).addTo(state.map);
+    }
+    state.layers.children = L.geoJSON(kids, {
+      style: function (f) { return childStyle(f.properties.code, false); },
+      onEachFeature: function (f, layer) {
+        var code = f.properties.code;
+        layer.options.className = "child-shape child-" + code;
+        layer.bindTooltip(esc(f.properties.name), { permanent: true, direction: "center", className: "child-label",
+          interactive: false, opacity: 1 });
+        layer.on("mouseover", function () { hot(code, true); });
+        layer.on("mouseout", function () { hot(code, false); });
+        layer.on("click", function () { go(f.properties.level, code); });
+      }
+    }).addTo(state.map);
+    state.layers.children.eachLayer(function (l) { if (l.bringToBack) l.bringToBack(); });
+
+    var fit = state.layers.children.getBounds();
+    if (state.layers.unit) fit = fit.isValid() ? fit.extend(state.layers.unit.getBounds()) : state.layers.unit.getBounds();
+    if (fit.isValid()) state.map.fitBounds(fit, { paddingTopLeft: [40, 70], paddingBottomRight: [40, 40], animate: false });
+    renderLegend();
+    if (d.level === "grid" || d.level === "compound") loadBuildings(d, fit);
+  }
+
+  function loadBuildings(d, bounds) {
+    if (!bounds.isValid()) return;
+    var token = state.token;
+    var bbox = [bounds.getWest(), bounds.getSouth(), bounds.getEast(), bounds.getNorth()].map(function (x) { return x.toFixed(6); });
+    getJSON("/api/layers/building?limit=5000&bbox=" + bbox.join(",")).then(function (fc) {
+      if (token !== state.token) return;
+      var key = d.level === "grid" ? "grid_code" : "compound_code";
+      var mine = fc.features.filter(function (f) { return f.properties[key] === d.code; });
+      state.layers.buildings = L.geoJSON(mine, { interactive: false, style: function () {
+        return { color: "#4a5565", weight: 0.7, fillColor: "#6f7b8c", fillOpacity: 0.55 };
+      }, pointToLayer: function (f, ll) { return L.circleMarker(ll, { radius: 3 }); } }).addTo(state.map);
+    }).catch(function () { /* footprints are context only */ });
+  }
+
+  function renderLegend() {
+    var ind = indicator();
+    var el = $("legend");
+    var d = state.doc;
+    if (!d.children.items.length) {
+      el.innerHTML = "<b>" + esc(d.level_label.zh) + "为最底层</b>" + esc(d.level_label.en) + " is the lowest level";
+      return;
+    }
+    var brk = state.breaks;
+    var rows = [];
+    if (brk && brk.length === 2) {
+      rows.push('<div><i style="background:' + PALETTES[ind.palette][3] + '"></i>' + ind.fmt(brk[0]) + "</div>");
+    } else if (brk) {
+      for (var i = 0; i < 5; i++) {
+        rows.push('<div><i style="background:' + PALETTES[ind.palette][i] + '"></i>' + ind.fmt(brk[i]) + " – " + ind.fmt(brk[i + 1]) + "</div>");
+      }
+    }
+    var anyNull = d.children.items.some(function (c) { return ind.get(c.stats) == null; });
+    if (anyNull || !brk) rows.push('<div><i style="background:' + NO_DATA + '"></i>无数据 no data</div>');
+    el.innerHTML = "<b>" + esc(ind.zh) + '<br><span style="font-weight:400;color:#6b7a8c">' + esc(ind.en) + " · " +
+      esc(d.children.level_label.zh) + "</span></b>" + rows.reverse().join("");
+  }
+
+  function hot(code, on) {
+    var layers = state.layers.children;
+    if (layers) layers.eachLayer(function (l) {
+      if (l.feature.properties.code === code) {
+        l.setStyle(childStyle(code, on));
+        if (on) l.bringToFront();
+      }
+    });
+    var row = document.querySelector('#children tr[data-code="' + code + '"]');
+    if (row) {
+      row.classList.toggle("hot", on);
+      if (on && !row.matches(":hover")) row.scrollIntoView({ block: "nearest" });
+    }
+    var box = $("hoverbox");
+    if (!on) { box.hidden = true; return; }
+    var item = state.byCode[code];
+    if (!item) return;
+    var ind = indicator();
+    var s = item.stats;
+    box.innerHTML = "<b>" + esc(item.name) + "</b>" + (item.partial ? ' <span class="hint">（本网格内部分 part in this grid）</span>' : "") +
+      "<br>" + esc(ind.zh) + "：<b>" + ind.fmt(ind.get(s)) + "</b><br>户数 " + num(s.households) + " · 人数 " + num(s.residents) +
+      "<br>60岁以上 " + pct(s.elderly_share) + " · 特殊人群 " + num(s.special.people) +
+      '<br><span class="hint">点击下钻 click to drill down</span>';
+    box.hidden = false;
+  }
+
+  // -- children table ---------------------------------------------------------------------------------
+  function renderTable() {
+    var d = state.doc;
+    var ch = d.children;
+    var ind = indicator();
+    $("children-title").innerHTML = ch.level ? "下级" + esc(ch.level_label.zh) + " <span>" + esc(ch.level_label.en) + " · " +
+      ch.items.length + "</span>" : "下级单位 <span>Children</span>";
+    var table = $("children");
+    if (!ch.items.length) {
+      table.innerHTML = '<tbody><tr><td class="empty">无下级单位 no children</td></tr></tbody>';
+      $("rest").hidden = true;
+      return;
+    }
+    var cols = [
+      { key: "name", label: "名称 Name", get: function (c) { return c.name; } },
+      { key: "households", label: "户数", get: function (c) { return c.stats.households; }, fmt: num },
+      { key: "residents", label: "人数", get: function (c) { return c.stats.residents; }, fmt: num }
+    ];
+    if (!ind.count) {
+      cols.push({ key: "ind", label: ind.zh.replace(/（.*）|·.*$/, "").trim(), get: function (c) { return ind.get(c.stats); },
+        fmt: ind.fmt });
+    }
+    var sort = state.sort || { key: "code", dir: 1 };
+    var items = ch.items.slice().sort(function (a, b) {
+      if (sort.key === "code") return a.code < b.code ? -1 : 1;
+      var col = cols.filter(function (c) { return c.key === sort.key; })[0];
+      var x = col.get(a), y = col.get(b);
+      if (x == null) return 1;
+      if (y == null) return -1;
+      return (x < y ? -1 : x > y ? 1 : 0) * sort.dir;
+    });
+    var head = "<thead><tr>" + cols.map(function (c) {
+      return '<th data-key="' + c.key + '" class="' + (sort.key === c.key ? "sorted" : "") + '">' + esc(c.label) +
+        (sort.key === c.key ? (sort.dir > 0 ? " ▲" : " ▼") : "") + "</th>";
+    }).join("") + "</tr></thead>";
+    var body = "<tbody>" + items.map(function (c) {
+      var sw = colour(ind.get(c.stats), state.breaks, ind);
+      return '<tr data-code="' + esc(c.code) + '" data-level="' + esc(c.level) + '"><td title="' + esc(c.name + " " + c.code) + '">' +
+        '<span class="sw" style="background:' + sw + '"></span>' + esc(c.name) + (c.partial ? '<span class="part">部分</span>' : "") +
+        "</td>" + cols.slice(1).map(function (k) { return "<td>" + k.fmt(k.get(c)) + "</td>"; }).join("") + "</tr>";
+    }).join("") + "</tbody>";
+    table.innerHTML = head + body;
+    Array.prototype.forEach.call(table.querySelectorAll("th"), function (th) {
+      th.addEventListener("click", function () {
+        var k = th.dataset.key;
+        state.sort = { key: k, dir: sort.key === k ? -sort.dir : (k === "name" ? 1 : -1) };
+        if (k === "name") state.sort.key = "code";
+        renderTable();
+      });
+    });
+    Array.prototype.forEach.call(table.querySelectorAll("tbody tr"), function (tr) {
+      tr.addEventListener("mouseenter", function () { hot(tr.dataset.code, true); });
+      tr.addEventListener("mouseleave", function () { hot(tr.dataset.code, false); });
+      tr.addEventListener("click", function () { go(tr.dataset.level, tr.dataset.code); });
+    });
+    var rest = ch.rest;
+    if (rest) {
+      $("rest").innerHTML = "未归属任何" + esc(ch.level_label.zh) + "的楼栋 buildings in no " + esc(ch.level_label.en.toLowerCase()) +
+        "：" + num(rest.buildings) + " 栋 · " + num(rest.households) + " 户 · " + num(rest.residents) + " 人";
+      $("rest").hidden = false;
+    } else {
+      $("rest").hidden = true;
+    }
+  }
+
+  // -- notices ----------------------------------------------------------------------------------------
+  function showNotice(msg, error) {
+    var n = $("notice");
+    n.textContent = msg;
+    n.className = "notice" + (error ? " error" : "");
+    n.hidden = false;
+  }
+  function hideNotice() { $("notice").hidden = true; }
+
+  // -- start --------------------------------------------------------------------------------------------
+  $("indicator").addEventListener("change", function (e) {
+    state.indicator = e.target.value;
+    if (!state.doc) return;
+    var ind = indicator();
+    state.breaks = classify(state.doc.children.items.map(function (c) { return ind.get(c.stats); }), ind);
+    if (state.layers.children) state.layers.children.eachLayer(function (l) { l.setStyle(childStyle(l.feature.properties.code, false)); });
+    renderLegend();
+    renderTable();
+  });
+  window.addEventListener("hashchange", load);
+  initMap();
+  getJSON("/health").then(function (h) {
+    var ds = h.dataset || {};
+    if (ds.name) $("dataset").textContent = "数据集 Dataset: " + ds.name;
+    if (ds.synthetic) $("synthetic").hidden = false;
+  }).catch(function () { /* the stats request reports problems */ });
+  load();
+})();

@@ -188,8 +188,8 @@
         staff ? num(staff.total) + "<small>人</small>" : "按网格配备",
         roles ? (s.grids ? "格均 " + (staff.total / s.grids).toFixed(1) + " 人" : "&nbsp;") : "小区不单设 per grid"),
       kpi("complete", "15分钟圈完整率", "Complete circle", cov ? cov.complete.share : null,
-        cov ? pct(cov.complete.share) : "未计算 not computed",
-        cov ? num(cov.complete.households_in) + " / " + num(cov.complete.households) + " 户" : "gisgov coverage compute")
+        cov ? pct(cov.complete.share) : "未计算",
+        cov ? num(cov.complete.households_in) + " / " + num(cov.complete.households) + " 户" : "not computed yet")
     ];
     $("kpis").innerHTML = html.join("");
   }

@@ -25,7 +25,7 @@
     blues: ["#c6dbef", "#9ecae1", "#6baed6", "#3182bd", "#08519c"],
     purples: ["#dadaeb", "#bcbddc", "#9e9ac8", "#756bb1", "#54278f"],
     oranges: ["#fdd0a2", "#fdae6b", "#fd8d3c", "#e6550d", "#a63603"],
-    rdylgn: ["#d7191c", "#fdae61", "#ffffbf", "#a6d96a", "#1a9641"]
+    rdylgn: ["#d6604d", "#f4a582", "#f2e3a0", "#a6d495", "#3f9b5f"]
   };
   var NO_DATA = "#d5dbe3";
   var BASE_INDICATORS = [
@@ -79,6 +79,9 @@
     for (var i = 1; i < brk.length; i++) if (v <= brk[i] + 1e-12) return pal[i - 1];
     return pal[pal.length - 1];
   }
+
+  // bars and rings on white need a darker middle class than map fills
+  function strong(c) { return c === PALETTES.rdylgn[2] ? "#d9b84a" : c; }
 
   // -- data ---------------------------------------------------------------------------------------
   function getJSON(url) {
@@ -258,9 +261,9 @@
       return;
     }
     var c = s.coverage.complete;
-    var ringColour = colour(c.share, [0, 0.2, 0.4, 0.6, 0.8, 1], { palette: "rdylgn" });
+    var ringColour = strong(colour(c.share, [0, 0.2, 0.4, 0.6, 0.8, 1], { palette: "rdylgn" }));
     var head = '<div class="cov-head"><div class="ring" style="--p:' + (c.share == null ? 0 : c.share * 100) + ";--ring:" +
-      (ringColour === "#ffffbf" ? "#e6c229" : ringColour) + '" data-label="' + pct(c.share, 0) + '"></div><div class="txt">' +
+      ringColour + '" data-label="' + pct(c.share, 0) + '"></div><div class="txt">' +
       "<b>完整" + esc(meta.circle_zh) + "</b><br>16类服务均在 " + meta.minutes + " 分钟步行内的户<br>" + num(c.households_in) + " / " +
       num(c.households) + " 户 households · " + esc(meta.profile_zh) + "</div></div>";
     var rows = meta.categories.map(function (k) {
@@ -269,8 +272,7 @@
         value: v.share };
     });
     el.innerHTML = head + '<div class="bars two-col">' + bars(rows, 1, function (x) { return pct(x, 0); }, function (r) {
-      var col = colour(r.value, [0, 0.2, 0.4, 0.6, 0.8, 1], { palette: "rdylgn" });
-      return col === "#ffffbf" ? "#e6c229" : col;
+      return strong(colour(r.value, [0, 0.2, 0.4, 0.6, 0.8, 1], { palette: "rdylgn" }));
     }) + "</div>";
   }
 
@@ -347,9 +349,16 @@
 
     var fit = state.layers.children.getBounds();
     if (state.layers.unit) fit = fit.isValid() ? fit.extend(state.layers.unit.getBounds()) : state.layers.unit.getBounds();
-    if (fit.isValid()) state.map.fitBounds(fit, { paddingTopLeft: [40, 70], paddingBottomRight: [40, 40], animate: false });
+    state.fit = fit;
+    refit();
     renderLegend();
     if (d.level === "grid" || d.level === "compound") loadBuildings(d, fit);
+  }
+
+  function refit() {
+    if (state.fit && state.fit.isValid()) {
+      state.map.fitBounds(state.fit, { paddingTopLeft: [40, 70], paddingBottomRight: [40, 40], animate: false });
+    }
   }
 
   function loadBuildings(d, bounds) {
@@ -500,6 +509,11 @@
     renderTable();
   });
   window.addEventListener("hashchange", load);
+  var resizing = null;
+  window.addEventListener("resize", function () {
+    clearTimeout(resizing);
+    resizing = setTimeout(function () { state.map.invalidateSize(); refit(); }, 150);
+  });
   initMap();
   getJSON("/health").then(function (h) {
     var ds = h.dataset || {};

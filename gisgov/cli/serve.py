@@ -36,6 +36,7 @@ def run_server(host: str, port: int) -> None:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{shown}:{port}"
     console.print(f"[bold green]地图 Map[/]       {base}/map")
+    console.print(f"[bold green]驾驶舱 Dashboard[/] {base}/dashboard")
     console.print(f"[bold]接口文档 API docs[/] {base}/docs")
     console.print(f"[bold]健康检查 Health[/]   {base}/health")
     console.print("按 Ctrl+C 停止 press Ctrl+C to stop")

@@ -300,7 +300,6 @@ def main() -> None:
     plan = m.last_plan
     n_items = len(fig.meta)
     n_rows = sum(len(c) for c in fig.codes.values()) * n_items
-    n_groups = len(gfig)
 
     wi, wchanged, wfig = bench_whatif(m, tb, cat, "weisheng", rng, idx)
     log(f"what-if (median): add {wi['add'] * 1000:.0f} ms, move {wi['move'] * 1000:.0f} ms, "

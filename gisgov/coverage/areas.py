@@ -13,7 +13,7 @@ A service area is drawn from what a walker can really reach, not from a hull:
    inside the area.
 
 Gaps: buildings beyond the budget, grouped into areas (discs of ``gap_radius`` around them,
-dissolved), each with its building and household count.
+dissolved, minus the service area when given), each with its building and household count.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def _straight_area(model: CoverageModel, rows, budget, width, beyond):
 
 
 def gap_areas(model: CoverageModel, dist: np.ndarray, budget: float, *, radius: float | None = None,
-              within: np.ndarray | None = None) -> pd.DataFrame:
+              within: np.ndarray | None = None, area=None) -> pd.DataFrame:
     """Uncovered buildings grouped into gap polygons (metric): geometry, buildings, households."""
     radius = model.params.gap_radius_m if radius is None else radius
     sel = np.ones(len(dist), dtype=bool) if within is None else within
@@ -182,6 +182,9 @@ def gap_areas(model: CoverageModel, dist: np.ndarray, budget: float, *, radius: 
     b = model.buildings
     pts = shapely.points(b["x"].to_numpy()[idx], b["y"].to_numpy()[idx])
     blob = shapely.union_all(shapely.buffer(pts, radius))
+    if area is not None and not area.is_empty:
+        # the served land is not part of a gap (an uncovered building is never inside the area)
+        blob = shapely.difference(blob, area)
     polys = [p for p in shapely.get_parts(blob) if not p.is_empty]
     if not polys:
         return pd.DataFrame(columns=cols)

@@ -262,7 +262,8 @@ class CoverageService:
         cat = self.catalog()
         c, rows, d, _ = self.category_arrays(conn, category)
         budget = cat.budget_m(circle, profile)
-        g = areas_mod.gap_areas(self.model, d, budget, within=self.within(level, code))
+        served = areas_mod.service_area(self.model, rows, budget, d)
+        g = areas_mod.gap_areas(self.model, d, budget, within=self.within(level, code), area=served)
         g = g.drop(columns=["building_ids"]) if "building_ids" in g else g
         g["category"], g["circle"], g["profile"], g["budget_m"] = c.code, circle, profile, budget
         geoms = g["geometry"].to_numpy() if len(g) else np.array([], dtype=object)

@@ -268,3 +268,25 @@ def test_brute_force_agrees_on_10000_pairs():
     fin = np.isfinite(best)
     assert np.max(np.abs(d[fin] - best[fin])) <= 1.0
     assert np.all(np.abs(brute[np.flatnonzero(fin), src[fin]] - best[fin]) <= 1.0)
+
+
+def test_fast_nearest_edge_equals_rtree_nearest():
+    """The k-d tree of edge pieces finds the same (exact) nearest distance and position as an R-tree."""
+    rng = np.random.default_rng(5)
+    edges, oneway = _random_network(rng)
+    g = make_graph(edges, oneway=oneway)
+    x, y = rng.uniform(-300, 1400, 20000), rng.uniform(-300, 1400, 20000)
+    s = snap_points(g, x, y)
+    pts = shapely.points(x, y)
+    (pi, ei), dist = g.tree.query_nearest(pts, all_matches=False, return_distance=True)
+    ref = np.empty(len(x))
+    ref[pi] = dist
+    assert np.allclose(s.leg, ref, atol=1e-6)
+    # the snap point lies on the chosen edge at the reported offset
+    on = shapely.line_interpolate_point(g.geoms[s.edge], s.offset * g.geom_length[s.edge] / g.length[s.edge])
+    assert np.allclose(shapely.get_x(on), s.x, atol=1e-6) and np.allclose(shapely.get_y(on), s.y, atol=1e-6)
+    assert shapely.distance(g.geoms[s.edge], shapely.points(s.x, s.y)).max() < 1e-6
+    # far points (beyond what the piece test can prove) still get the exact answer via the R-tree
+    far = snap_points(g, np.array([50000.0]), np.array([-40000.0]))
+    (_, e1), d1 = g.tree.query_nearest(shapely.points([50000.0], [-40000.0]), return_distance=True)
+    assert far.leg[0] == pytest.approx(d1[0])

@@ -56,6 +56,13 @@ class WalkGraph:
         return shapely.STRtree(self.geoms)
 
     @cached_property
+    def pieces(self):
+        """Short straight pieces of every edge in a k-d tree (fast exact nearest-edge search)."""
+        from gisgov.network.nearest import PieceIndex
+
+        return PieceIndex.build(self.geoms)
+
+    @cached_property
     def edge_component(self) -> np.ndarray:
         return self.component[self.u] if self.n_edges else np.zeros(0, dtype=np.int32)
 

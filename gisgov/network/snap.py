@@ -87,10 +87,19 @@ def snap_points(
     if graph.n_edges == 0 or n == 0:
         return Snap.empty(n)
     pts = shapely.points(x, y)
-    pi, ei = graph.tree.query_nearest(pts, all_matches=False)
-    edge = np.empty(n, dtype=np.int64)
-    edge[pi] = ei
-    offset, sx, sy = _locate(graph, edge, pts)
+    edge, _, raw, exact = graph.pieces.nearest(x, y)
+    edge = edge.astype(np.int64)
+    if not exact.all():  # the few the k-d tree cannot prove: R-tree nearest
+        slow = np.flatnonzero(~exact)
+        pi, ei = graph.tree.query_nearest(pts[slow], all_matches=False)
+        edge[slow[pi]] = ei
+        raw[slow] = shapely.line_locate_point(graph.geoms[edge[slow]], pts[slow])
+    gl = graph.geom_length[edge]
+    raw = np.clip(raw, 0.0, gl)
+    sp = shapely.line_interpolate_point(graph.geoms[edge], raw)
+    sx, sy = shapely.get_x(sp), shapely.get_y(sp)
+    scale = np.divide(graph.length[edge], gl, out=np.zeros(n), where=gl > 0)
+    offset = np.clip(raw * scale, 0.0, graph.length[edge])
     leg = np.hypot(x - sx, y - sy)
     flags = np.zeros(n, dtype=np.int32)
 

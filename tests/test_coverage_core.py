@@ -339,3 +339,21 @@ def test_shared_and_union_columns_equal_direct_computation(model, table, catalog
 def test_parallel_workers_give_the_same_table(model, table, catalog):
     t2 = model.compute(catalog, workers=2)
     assert np.array_equal(t2.dist, table.dist) and np.array_equal(t2.fac, table.fac)
+
+
+def test_straight_line_fallback_supports_areas_whatif_and_siting(catalog):
+    city = small_city()
+    city.edges = None
+    m = CoverageModel(city, catalog.network, catalog.distance_cap_m)
+    t = m.compute(catalog, ["weisheng"])
+    rows, d, f = m.category_rows(catalog.category("weisheng")), t.dist[:, 0].astype(float), t.fac[:, 0].astype(np.int64)
+    area = areas.service_area(m, rows, 500.0, d)
+    inside = shapely.contains_xy(area, m.buildings["x"].to_numpy(), m.buildings["y"].to_numpy())
+    assert not (inside & ~(d <= 500)).any() and inside[d <= 500].mean() >= 0.99
+    w = whatif.add(m, "weisheng", d, f, OX + 650, OY + 620)
+    near = np.hypot(m.buildings["x"] - OX - 650, m.buildings["y"] - OY - 620).to_numpy() * 1.3
+    assert np.allclose(w.after, np.minimum(d, np.where(near <= catalog.distance_cap_m, near, np.inf)))
+    b = m.buildings
+    res = siting.site(m, d, 500.0, demand_mask=np.ones(len(b), bool),
+                      candidates=(b["x"].to_numpy(), b["y"].to_numpy()), k=2)
+    assert len(res.sites) == 2 and res.covered_households > 0

@@ -74,6 +74,43 @@ def test_full_scale_counts_near_targets(sample_city):
     assert n["barriers"] == 1 and sample_city.barriers["kind"].iloc[0] == "river"
 
 
+def test_compound_sizes_like_a_real_street(sample_city):
+    """Many small old compounds (老旧小区, mostly 60–250 households) and fewer, larger new estates
+    (商品房, most above 500 households: split along buildings by the grid rules) — seed 001: 267
+    compounds, 177 built before 2000."""
+    cp = sample_city.compounds
+    old, new = cp[cp["is_old"]], cp[~cp["is_old"]]
+    assert 60 <= old["households"].median() <= 200
+    assert (old["households"] <= 250).mean() >= 0.85
+    assert ((old["households"] >= 60) & (old["households"] <= 250)).mean() >= 0.6
+    assert new["households"].median() >= 450
+    assert (new["households"] > 500).mean() >= 0.5 and (new["households"] > 1000).any()
+    assert set(new["building_type"]) <= {"多层洋房", "小高层", "高层"} and set(old["building_type"]) == {"多层住宅"}
+
+
+def test_grid_challenge_is_planned_and_verified(sample_city):
+    """One community is made deliberately hard to grid: a compound below 300 households whose every
+    neighbour is a whole compound that would push a shared grid over 500 households / 1,000 people."""
+    ch = sample_city.meta["grid_challenges"]
+    assert len(ch) == 1
+    c = ch[0]
+    assert c["reason"] == "stranded" and "合成" in c["name"] and "夹心小区" in c["reason_text"]
+    cp = sample_city.compounds.set_index("code")
+    assert cp.loc[c["compound_code"], "community_code"] == c["community_code"]
+    assert cp.loc[c["compound_code"], "households"] == c["households"] < 300
+    assert c["neighbours"] and all(n in cp.index for n in c["neighbours"])
+    people = sample_city.residents.groupby(sample_city.residents["household_code"].str.slice(0, 17)).size()
+    b = sample_city.buildings.assign(people=sample_city.buildings["code"].map(people).fillna(0))
+    by_compound = b.groupby("compound_code")[["households", "people"]].sum()
+    assert by_compound.loc[c["compound_code"], "people"] == c["people"]
+    for n in c["neighbours"]:
+        nb = by_compound.loc[n]
+        assert nb["households"] <= 500 and nb["people"] <= 1000            # whole compounds: not split
+        assert c["households"] + nb["households"] > 500 or c["people"] + nb["people"] > 1000
+    # the generator only reports what holds: a city too small for the plan reports nothing
+    assert generate_city(seed=7, scale=0.1).meta["grid_challenges"] == []
+
+
 def test_codes_prefix_their_parents(small_city):
     c = small_city
     assert (c.communities["code"].str.len() == 12).all()

@@ -19,6 +19,8 @@ from gisgov.gridding.validate import PlanInput, grid_polygons, validate
 
 EXACT_MAX_UNITS = 250
 EXACT_MAX_CELLS = 6000  # units × grid slots
+#: seeded heuristic runs tried until one meets every bound (the plan hints the exact solver)
+HEURISTIC_RESTARTS = 24
 
 
 @dataclass
@@ -84,9 +86,10 @@ def propose(ctx: CommunityContext, *, rules: GridRules | None = None, locked: di
         return prop
 
     h, p, g = units.households, units.people, units.graph
-    labels, info = heuristic.recursive_partition(g, h, p, r, seed=seed)
-    labels, _ = heuristic.local_search(g, h, p, r, labels, seed=seed)
-    labels = heuristic.relabel_dense(labels) if units.n else labels
+    labels, tries = _heuristic(g, h, p, r, seed=seed, restarts=HEURISTIC_RESTARTS if feas.feasible else 1)
+    if tries > 1:
+        prop.notes.append(f"heuristic: {tries} seeded restart(s) to find "
+                          + ("a plan within the bounds" if _within(labels, h, p, r) else "its closest plan"))
     heur_ok = _within(labels, h, p, r)
     kmin, kmax = feasibility.k_range(int(h.sum()), int(p.sum()), r)
     use_exact = method == "exact" or (method == "auto" and units.n <= exact_max_units
@@ -147,6 +150,24 @@ def propose(ctx: CommunityContext, *, rules: GridRules | None = None, locked: di
         prop.status = "ok" if prop.report["ok"] else "closest"
     prop.seconds = round(time.perf_counter() - t0, 3)
     return prop
+
+
+def _heuristic(g, h, p, r, *, seed: int, restarts: int) -> tuple[np.ndarray, int]:
+    """Tree bipartition + local search, restarted with the next seeds (seed, seed+1, …) until a plan
+    meets every bound or ``restarts`` runs are spent; the best plan (fewest grids out of bounds,
+    then the least excess) and the number of runs. Deterministic: counted in runs, not seconds."""
+    best, best_score, runs = None, None, 0
+    for s in range(seed, seed + max(1, restarts)):
+        runs += 1
+        lab, _ = heuristic.recursive_partition(g, h, p, r, seed=s)
+        lab, _ = heuristic.local_search(g, h, p, r, lab, seed=s)
+        lab = heuristic.relabel_dense(lab) if len(lab) else lab
+        sc = _score(lab, h, p, r, [])[::2] if len(lab) else (0, 0.0)
+        if best_score is None or sc < best_score:
+            best, best_score = lab, sc
+        if best_score[0] == 0:
+            break
+    return best, runs
 
 
 def _closest(ctx, r, active, units, unit_labels, *, seed, time_limit_s, workers, exact_max_units):

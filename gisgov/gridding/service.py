@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import shapely
 from sqlalchemy import Connection, text
@@ -144,3 +146,134 @@ def stored_plan_geojson(conn: Connection, code: str, version: int | None) -> dic
     fc["breaks"] = rep["breaks"]
     fc["summary"] = rep["summary"]
     return fc
+
+
+# --- the `gisgov demo` step ---------------------------------------------------------------------
+
+#: per-community budget of the exact solver in the demo (deterministic seconds): 12 communities
+#: stay within about a minute on two cores
+DEMO_TIME_LIMIT_S = 3.0
+DEMO_AUTHOR = "gisgov demo"
+RULE_ZH = {"stranded": "夹心小区", "no_plan": "无整小区方案", "piece_infeasible": "飞地", "bottleneck": "瓶颈",
+           "unit_over_max": "单元超限", "count_range": "户数不符", "not_found": "未找到方案"}
+
+
+def without_active_plan(conn: Connection) -> list[str]:
+    """Communities (codes) that have no active grid plan."""
+    return [r[0] for r in conn.execute(text("""
+        SELECT c.code FROM community c WHERE NOT EXISTS (
+            SELECT 1 FROM grid_plan p WHERE p.community_code = c.code AND p.status = 'active')
+        ORDER BY c.code"""))]
+
+
+def plan_and_activate(conn: Connection, code: str, *, time_limit_s: float = DEMO_TIME_LIMIT_S,
+                      author: str = DEMO_AUTHOR) -> dict:
+    """Propose a plan for ``code`` (the closest plan when none obeys every rule), save it and activate
+    it, forcing the activation only for a closest plan. Runs in the caller's transaction."""
+    from gisgov.gridding import plans
+
+    out = propose_plan(conn, code, closest=True, time_limit_s=time_limit_s, save=True, author=author,
+                       note="演示自动划分 proposed by the demo")
+    if "version" not in out:
+        raise InvalidInput(f"community {code}: no plan could be drafted ({out['status']})")
+    forced = out["status"] != "ok"
+    act = plans.activate(conn, code, out["version"], force=forced)
+    s = out["report"]["summary"]
+    reason = next((f for f in out["findings"] if f.get("rule")), None)
+    return {"community": code, "version": out["version"], "status": out["status"], "forced": forced,
+            "grids": s.get("grids", 0), "within_bounds": s.get("within_bounds", 0), "method": out.get("method"),
+            "seconds": out.get("seconds"), "breaks": act["breaks_count"],
+            "reason_rule": reason["rule"] if reason else None, "reason": reason["message"] if reason else None}
+
+
+def staff_active_grids(conn: Connection, vault=None, *, seed: int = 0) -> dict:
+    """Give every active grid without staff synthetic staff (一格三员: 网格长, 专职网格员, 1–2
+    兼职网格员); phones stored as ciphertext + masked form only. Returns counts of grids and people."""
+    from gisgov.sample.staff import SOURCE, synthetic_staff
+    from gisgov.security.pii import Vault
+
+    grids = conn.execute(text("""
+        SELECT g.id, g.code FROM grid g JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active'
+        WHERE NOT EXISTS (SELECT 1 FROM grid_staff s WHERE s.grid_id = g.id) ORDER BY g.code""")).all()
+    if not grids:
+        return {"grids": 0, "staff": 0}
+    vault = vault or Vault.from_settings()
+    ids = {code: gid for gid, code in grids}
+    staff = synthetic_staff([code for _, code in grids], seed=seed)
+    rows = []
+    for r in staff.itertuples():
+        cipher, masked = vault.protect_phone(r.phone)
+        rows.append({"g": ids[r.grid_code], "role": r.role, "name": r.name, "c": cipher, "m": masked})
+    conn.execute(text("INSERT INTO grid_staff (grid_id, role, name, phone_cipher, phone_masked) "
+                      "VALUES (:g, :role, :name, :c, :m)"), rows)
+    conn.execute(text("""INSERT INTO gisgov_meta (key, value) VALUES ('grid_staff', CAST(:v AS jsonb))
+                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"""),
+                 {"v": json.dumps({"synthetic": True, "source": SOURCE,
+                                   "note": "网格员为合成数据 grid staff are synthetic (一格三员: 网格长, 专职网格员, 兼职网格员)"},
+                                  ensure_ascii=False)})
+    return {"grids": len(grids), "staff": len(rows)}
+
+
+def demo_step(url: str, console, *, time_limit_s: float = DEMO_TIME_LIMIT_S, vault=None) -> list[dict]:
+    """`gisgov demo` step: every community without an active grid plan gets one (proposed; the
+    closest plan, force-activated, where no plan obeys every rule), then every active grid without
+    staff gets synthetic staff. Idempotent: a second run finds nothing to do."""
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from gisgov.db.engine import make_engine
+    from gisgov.errors import GisgovError
+
+    eng = make_engine(url)
+    results: list[dict] = []
+    t0 = time.perf_counter()
+    try:
+        with eng.connect() as conn:
+            todo = without_active_plan(conn)
+            names = dict(conn.execute(text("SELECT code, name FROM community")).all())
+        if todo:
+            with Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=console) as bar:
+                task = bar.add_task("网格划分 grid plans", total=len(todo))
+                for code in todo:
+                    bar.update(task, description=f"网格划分 grid plans: {code}")
+                    try:
+                        with eng.begin() as conn:
+                            results.append(plan_and_activate(conn, code, time_limit_s=time_limit_s))
+                    except GisgovError as exc:
+                        results.append({"community": code, "status": "error", "reason": str(exc), "grids": 0,
+                                        "within_bounds": 0, "forced": False, "reason_rule": "error"})
+                    bar.advance(task)
+                bar.update(task, description="网格划分 grid plans ✓")
+        with eng.begin() as conn:
+            staffed = staff_active_grids(conn, vault)
+    finally:
+        eng.dispose()
+    seconds = time.perf_counter() - t0
+    if not todo and not staffed["grids"]:
+        console.print("[green]✓[/] 网格 grids: every community already has an active plan and staffed grids")
+        return results
+    if results:
+        t = Table(title="网格方案 grid plans（一格三员 synthetic staff）")
+        for c in ("社区 community", "网格 grids", "符合 within bounds", "方案 plan", "说明 why no whole-compound plan"):
+            t.add_column(c)
+        for r in results:
+            plan = {"ok": "[green]ok[/]", "closest": "[yellow]closest 最接近, 强制启用 forced[/]"}.get(
+                r["status"], f"[red]{r['status']}[/]")
+            why = ""
+            if r["status"] != "ok" and r.get("reason"):
+                why = f"{RULE_ZH.get(r['reason_rule'], r['reason_rule'])} {r['reason_rule']}: {r['reason']}"
+                why = why if len(why) <= 110 else why[:109] + "…"
+            t.add_row(f"{names.get(r['community'], '')} {r['community']}", str(r["grids"]),
+                      f"{r['within_bounds']}/{r['grids']}", plan, why)
+        console.print(t)
+    forced = [r["community"] for r in results if r.get("forced")]
+    errors = [r["community"] for r in results if r["status"] == "error"]
+    console.print(f"[green]✓[/] 网格 grids: {sum(r['grids'] for r in results)} grids in {len(results) - len(errors)} "
+                  f"communities activated, {staffed['staff']} synthetic staff on {staffed['grids']} grids "
+                  f"({seconds:.1f} s)"
+                  + (f"; [yellow]closest plans force-activated (compounds split): {', '.join(forced)}[/]" if forced else "")
+                  + (f"; [red]failed: {', '.join(errors)}[/]" if errors else ""))
+    return results

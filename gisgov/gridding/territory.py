@@ -83,8 +83,28 @@ def _voronoi_cells(seeds: np.ndarray, clip, envelope) -> np.ndarray:
             if cells2[a].is_empty:
                 cells2[a] = cells[b]
         cells = cells2
-    out[first] = shapely.intersection(shapely.set_precision(cells, GRID), clip, grid_size=GRID)
+    snapped = _snap(cells)
+    # snap-rounding can leave a cell as a polygon plus a collapsed sliver line: keep the polygon
+    mixed = shapely.get_type_id(snapped) == 7
+    if mixed.any():
+        snapped[mixed] = [_polygonal(g) for g in snapped[mixed]]
+    out[first] = shapely.intersection(snapped, clip, grid_size=GRID)
     return out
+
+
+def _snap(geoms: np.ndarray) -> np.ndarray:
+    """Geometries snapped to the overlay grid; a cell GEOS cannot snap as a whole (a sliver that
+    collapses into a hole without a shell) is snapped vertex by vertex and made valid."""
+    try:
+        return shapely.set_precision(geoms, GRID)
+    except shapely.errors.GEOSException:
+        out = np.empty(len(geoms), dtype=object)
+        for i, g in enumerate(geoms):
+            try:
+                out[i] = shapely.set_precision(g, GRID)
+            except shapely.errors.GEOSException:
+                out[i] = _polygonal(shapely.make_valid(shapely.set_precision(g, GRID, mode="pointwise")))
+        return out
 
 
 def _polygonal(g):

@@ -19,6 +19,7 @@ import shapely
 
 from gisgov.crs import CGCS2000, metric_epsg, transformer
 from gisgov.sample import layout
+from gisgov.sample.challenges import verify_grid_challenges
 from gisgov.sample.facilities import SERVICE_RADIUS_M, place_facilities
 from gisgov.sample.layout import COUNTY, REFERENCE_YEAR, CityPlan, plan_city
 from gisgov.sample.people import make_people
@@ -78,10 +79,11 @@ def generate_city(seed: int = DEFAULT_SEED, scale: float = 1.0,
     step("facilities 设施")
     fac, under = place_facilities(rng, plan, net)
     step("geometry 坐标转换")
-    return _assemble(rng, seed, scale, plan, net, people, fac, under)
+    return _assemble(rng, seed, scale, plan, net, people, fac, under, step)
 
 
-def _assemble(rng, seed, scale, plan: CityPlan, net: Network, people, fac: pd.DataFrame, under) -> SampleCity:
+def _assemble(rng, seed, scale, plan: CityPlan, net: Network, people, fac: pd.DataFrame, under,
+              step: Callable[[str], None]) -> SampleCity:
     epsg = metric_epsg(*CENTER)
     e0, n0 = transformer(CGCS2000, epsg).transform(*CENTER)
     ox, oy = e0 - plan.X[-1] / 2, n0 - plan.Y[-1] / 2
@@ -162,6 +164,9 @@ def _assemble(rng, seed, scale, plan: CityPlan, net: Network, people, fac: pd.Da
     city = SampleCity(streets=streets, communities=communities, compounds=compounds, buildings=buildings,
                       households=households, residents=residents, resident_groups=groups, facilities=facilities,
                       road_nodes=nodes, road_edges=edges, compound_gates=compound_gates, barriers=barriers)
+    step("grid check 网格难点核验")
+    planned = {r.community_code: r.code for r in cp.itertuples() if r.challenge == "stranded"}
+    challenges = verify_grid_challenges(planned, communities, compounds, buildings, households, residents)
     city.meta = {
         "name": DATASET_NAME,
         "synthetic": True,
@@ -178,6 +183,7 @@ def _assemble(rng, seed, scale, plan: CityPlan, net: Network, people, fac: pd.Da
         "metric_srid": epsg,
         "service_radius_m": SERVICE_RADIUS_M,
         "under_served": under,
+        "grid_challenges": challenges,
         "counts": city.counts(),
     }
     return city

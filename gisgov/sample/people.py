@@ -16,12 +16,11 @@ import numpy as np
 import pandas as pd
 
 from gisgov.sample import names as nm
-from gisgov.sample.layout import COUNTY, REFERENCE_YEAR
+from gisgov.sample.layout import COUNTY, OCCUPANCY, REFERENCE_YEAR
 from gisgov.security.pii import id_check_digit
 
 REFERENCE_DAY = 327                      # 2024-11-23, day of year (0-based) the survey refers to
-OCCUPANCY = {True: 0.93, False: 0.88}    # old / new compounds
-SIZE_P = {True: (0.26, 0.32, 0.22, 0.12, 0.06, 0.02), False: (0.18, 0.27, 0.27, 0.16, 0.08, 0.04)}
+SIZE_P = {True: (0.26, 0.32, 0.22, 0.12, 0.06, 0.02), False: (0.21, 0.30, 0.26, 0.13, 0.07, 0.03)}
 RESIDENCE = ("常住", "流动", "户籍")
 RESIDENCE_P = {True: (0.75, 0.20, 0.05), False: (0.85, 0.10, 0.05)}
 

@@ -18,7 +18,7 @@ from gisgov.sample.gpkg import read_gpkg, write_gpkg
 from gisgov.sample.load import DatabaseNotEmpty, existing_rows, load_city
 from gisgov.security.pii import Vault
 
-GENERATE_STAGES = 4
+GENERATE_STAGES = 5
 LOAD_STAGES = 9
 LAYER_ZH = {
     "streets": "街道", "communities": "社区", "compounds": "小区", "buildings": "楼栋", "households": "户",

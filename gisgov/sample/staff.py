@@ -1,0 +1,50 @@
+"""Synthetic grid staff (一格三员, 合成 synthetic): one 网格长 (grid leader), one 专职网格员
+(full-time grid worker) and one or two 兼职网格员 (part-time grid workers) per grid.
+
+Pure: grid codes in, a DataFrame out. Each grid's staff are drawn from a generator seeded by the
+grid code, so the same grid always gets the same people whatever else changes. Names carry the
+「（合成）」 label like every made-up name of the sample city; phones are made up in clear here and
+must be protected (:meth:`gisgov.security.pii.Vault.protect_phone`) before they reach a database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+
+from gisgov.sample import names as nm
+
+ROLES = ("网格长", "专职网格员", "兼职网格员")
+ROLE_EN = {"网格长": "grid leader", "专职网格员": "full-time grid worker", "兼职网格员": "part-time grid worker"}
+LABEL = "（合成）"
+SOURCE = "gisgov demo（合成 synthetic）"
+
+
+def _rng(code: str, seed: int) -> np.random.Generator:
+    digest = hashlib.sha256(f"{seed}:{code}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+def _name(rng: np.random.Generator) -> str:
+    sur_p = nm.SURNAME_WEIGHTS / nm.SURNAME_WEIGHTS.sum()
+    male = rng.random() < 0.5
+    pool = nm.GIVEN_MALE if male else nm.GIVEN_FEMALE
+    given = "".join(nm.pick_chars(rng, pool, 1 if rng.random() < 0.3 else 2))
+    return str(nm.pick_chars(rng, nm.SURNAMES, 1, sur_p)[0]) + given + LABEL
+
+
+def _phone(rng: np.random.Generator) -> str:
+    return nm.MOBILE_PREFIXES[rng.integers(len(nm.MOBILE_PREFIXES))] + f"{rng.integers(0, 10**8):08d}"
+
+
+def synthetic_staff(grid_codes, *, seed: int = 0) -> pd.DataFrame:
+    """Columns grid_code, role, name, phone (clear, synthetic): 3–4 people per grid."""
+    rows = []
+    for code in grid_codes:
+        rng = _rng(str(code), seed)
+        roles = ["网格长", "专职网格员"] + ["兼职网格员"] * int(rng.integers(1, 3))
+        for role in roles:
+            rows.append({"grid_code": str(code), "role": role, "name": _name(rng), "phone": _phone(rng)})
+    return pd.DataFrame(rows, columns=["grid_code", "role", "name", "phone"])

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import shapely
+from sqlalchemy import text
 
 from gisgov.gridding.feasibility import k_range
 from gisgov.gridding.graph import pieces
@@ -101,7 +102,19 @@ def main() -> None:
     ap.add_argument("--street-side", type=int, default=38, help="lattice side of the ~100,000-household street")
     ap.add_argument("--sample-url", default=None, help="database with the sample city loaded (optional)")
     ap.add_argument("--out", default="bench/results/gridding.md")
+    ap.add_argument("--sample-only", action="store_true",
+                    help="run only the sample-city section and replace it in --out (the lattice results are kept)")
     a = ap.parse_args()
+    if a.sample_only:
+        if not a.sample_url:
+            ap.error("--sample-only needs --sample-url")
+        out = Path(a.out)
+        old = out.read_text(encoding="utf-8") if out.exists() else ""
+        head = old.split("\n## Sample city")[0].rstrip("\n").split("\n") if old else []
+        lines = head + sample_city(a.sample_url, command=" ".join(
+            "$SAMPLE_URL" if x.startswith("postgresql") else x for x in sys.argv))
+        out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return
     lines = ["# Grid sizing benchmark (网格划分)", "",
              "Command: `python " + " ".join("$SAMPLE_URL" if x.startswith("postgresql") else x for x in sys.argv) + "`"
              + (" (SAMPLE_URL = a database loaded with `gisgov sample`)" if a.sample_url else ""), "",
@@ -140,14 +153,23 @@ def main() -> None:
     print("\n".join(lines))
 
 
-def sample_city(url: str) -> list[str]:
+def sample_city(url: str, command: str | None = None) -> list[str]:
     from sqlalchemy import create_engine, pool
 
     from gisgov.gridding import service
     from gisgov.gridding.io import load_context
 
     eng = create_engine(url, poolclass=pool.NullPool)
+    with eng.connect() as conn:
+        meta = conn.execute(text("SELECT value FROM gisgov_meta WHERE key = 'dataset'")).scalar() or {}
+    ch = meta.get("grid_challenges") or []
+    counts = meta.get("counts", {})
+    hard = "; ".join(f"{c['community_code']} ({c['reason']} compound {c['compound_code']}, {c['households']} households)"
+                     for c in ch) or "none"
     out = ["", "## Sample city, every community (`gisgov grids propose --all --closest`, time limit 10 s)", "",
+           f"Sample seed {meta.get('seed')}, scale {meta.get('scale')}: {counts.get('compounds')} compounds, "
+           f"{counts.get('households')} households. Deliberately hard (`gisgov_meta.dataset.grid_challenges`): {hard}."
+           + (f" Section re-run alone: `python {command}`." if command else ""), "",
            "| community | units | households | people | feasible with whole compounds? | result | grids | within bounds |"
            " split compounds | method | optimal proven | seconds | validate ms | move ms |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]

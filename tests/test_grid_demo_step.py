@@ -58,7 +58,8 @@ def test_every_community_gets_an_active_plan_within_bounds(first_run, city):
             assert challenged[r["community"]]["compound_code"] in r["reason"]
         else:
             assert r["status"] == "ok" and r["breaks"] == 0, r
-    assert "强制启用 forced" in text and "夹心小区 stranded" in text
+    assert "closest→forced" in text and "夹心小区 stranded" in text
+    assert all(c["compound_code"] in text for c in challenged.values())
 
 
 def test_every_building_is_in_a_grid_of_its_active_plan(first_run):

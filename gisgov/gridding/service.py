@@ -154,6 +154,7 @@ def stored_plan_geojson(conn: Connection, code: str, version: int | None) -> dic
 #: stay within about a minute on two cores
 DEMO_TIME_LIMIT_S = 3.0
 DEMO_AUTHOR = "gisgov demo"
+STAFF_NOTE = "网格员为合成数据 grid staff are synthetic (一格三员: 网格长, 专职网格员, 兼职网格员)"
 RULE_ZH = {"stranded": "夹心小区", "no_plan": "无整小区方案", "piece_infeasible": "飞地", "bottleneck": "瓶颈",
            "unit_over_max": "单元超限", "count_range": "户数不符", "not_found": "未找到方案"}
 
@@ -183,6 +184,7 @@ def plan_and_activate(conn: Connection, code: str, *, time_limit_s: float = DEMO
     return {"community": code, "version": out["version"], "status": out["status"], "forced": forced,
             "grids": s.get("grids", 0), "within_bounds": s.get("within_bounds", 0), "method": out.get("method"),
             "seconds": out.get("seconds"), "breaks": act["breaks_count"],
+            "split_compounds": sum(1 for b in out["report"]["breaks"] if b["rule"] == "split_compound"),
             "reason_rule": reason["rule"] if reason else None, "reason": reason["message"] if reason else None}
 
 
@@ -208,9 +210,7 @@ def staff_active_grids(conn: Connection, vault=None, *, seed: int = 0) -> dict:
                       "VALUES (:g, :role, :name, :c, :m)"), rows)
     conn.execute(text("""INSERT INTO gisgov_meta (key, value) VALUES ('grid_staff', CAST(:v AS jsonb))
                          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"""),
-                 {"v": json.dumps({"synthetic": True, "source": SOURCE,
-                                   "note": "网格员为合成数据 grid staff are synthetic (一格三员: 网格长, 专职网格员, 兼职网格员)"},
-                                  ensure_ascii=False)})
+                 {"v": json.dumps({"synthetic": True, "source": SOURCE, "note": STAFF_NOTE}, ensure_ascii=False)})
     return {"grids": len(grids), "staff": len(rows)}
 
 
@@ -256,19 +256,24 @@ def demo_step(url: str, console, *, time_limit_s: float = DEMO_TIME_LIMIT_S, vau
         console.print("[green]✓[/] 网格 grids: every community already has an active plan and staffed grids")
         return results
     if results:
-        t = Table(title="网格方案 grid plans（一格三员 synthetic staff）")
-        for c in ("社区 community", "网格 grids", "符合 within bounds", "方案 plan", "说明 why no whole-compound plan"):
+        t = Table(title="网格方案 grid plans · 示例城（合成 synthetic）")
+        for c in ("社区 community", "网格 grids", "符合 within", "方案 plan", "说明 note"):
             t.add_column(c)
         for r in results:
-            plan = {"ok": "[green]ok[/]", "closest": "[yellow]closest 最接近, 强制启用 forced[/]"}.get(
+            plan = {"ok": "[green]ok[/]", "closest": "[yellow]closest→forced[/]"}.get(
                 r["status"], f"[red]{r['status']}[/]")
-            why = ""
-            if r["status"] != "ok" and r.get("reason"):
-                why = f"{RULE_ZH.get(r['reason_rule'], r['reason_rule'])} {r['reason_rule']}: {r['reason']}"
-                why = why if len(why) <= 110 else why[:109] + "…"
-            t.add_row(f"{names.get(r['community'], '')} {r['community']}", str(r["grids"]),
-                      f"{r['within_bounds']}/{r['grids']}", plan, why)
+            note = ""
+            if r["status"] != "ok" and r.get("reason_rule"):
+                note = f"{RULE_ZH.get(r['reason_rule'], '')} {r['reason_rule']}"
+            name = names.get(r["community"], "").replace("（合成）", "")
+            t.add_row(f"{name} {r['community']}", str(r["grids"]), f"{r['within_bounds']}/{r['grids']}", plan, note)
         console.print(t)
+        for r in results:
+            if r["status"] != "ok" and r.get("reason"):
+                console.print(f"  [yellow]![/] {r['community']} 无整小区方案 no plan keeps every compound whole: "
+                              f"{r['reason']}. Activated with force: the closest plan, "
+                              f"{r['within_bounds']}/{r['grids']} grids within the bounds, "
+                              f"{r.get('split_compounds', 0)} compound(s) split.")
     forced = [r["community"] for r in results if r.get("forced")]
     errors = [r["community"] for r in results if r["status"] == "error"]
     console.print(f"[green]✓[/] 网格 grids: {sum(r['grids'] for r in results)} grids in {len(results) - len(errors)} "

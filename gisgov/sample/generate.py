@@ -3,8 +3,9 @@
 Pure: a seed and a scale in, a :class:`SampleCity` of GeoDataFrames (EPSG:4490, lon/lat) and
 DataFrames out; no files, no database. The plan is laid out in metres in the CGCS2000 3-degree
 Gauss-Krüger zone of the place (EPSG:4548, CM 117°E, near Hefei) and transformed once at the end.
-At scale 1.0: 2 streets, 12 communities, ~200 compounds, ~2,600 buildings, ~60,000 households,
-~160,000 residents. Everything is made up and labelled synthetic (合成).
+At scale 1.0: 2 streets, 12 communities, ~210 compounds, ~2,350 buildings, ~63,000 households,
+~165,000 residents. Everything is made up and labelled synthetic (合成); `meta["grid_challenges"]`
+lists the community made deliberately hard to grid, verified.
 """
 
 from __future__ import annotations

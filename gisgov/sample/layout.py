@@ -3,9 +3,14 @@
 Pure computation: numbers in, numpy arrays and DataFrames out. The city is a grid of communities
 (社区) bounded by arterial roads; street 1 (街道) takes the western columns, street 2 the eastern
 ones. A river runs east-west between the southern row and the rest, crossed by two bridges only.
-Inside a community, local streets cut blocks; a block holds one compound (小区, sometimes two side
-by side) inset from the roads, or stays open (public land). Compounds are filled with rows of
-south-facing buildings (行列式) on either side of a north-south spine path.
+Inside a community, local streets cut blocks: a fine grid in the old town (north-west), fewer and
+larger blocks (superblocks) in the new town and across the river. An old block holds 2–8 small
+compounds (老旧小区: work-unit dormitories of walk-ups, mostly 60–250 households) side by side and/or
+back to back, each gated to its nearest road; a new block holds one estate (商品房, mostly 500–1,500
+households, which the grid rules split along buildings); one block per community stays open (public
+land). Compounds are filled with rows of south-facing buildings (行列式) on either side of a
+north-south spine path. One old-town community is made of single work-unit compounds sized so that
+one of them is stranded for gridding (see :mod:`gisgov.sample.challenges`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ BANK_OFFSET = RIVER_HALF + 15.0          # bank road centreline from the river c
 RIVER_ROW = 1                            # river along Y[1]: the southern row lies across it
 LANE = 4.0                               # lane between compounds sharing a block
 # Old blocks hold several small compounds (老旧小区, often 60–250 households): (columns, rows, weight).
-# Big (new-town) blocks are cut finer, so that an old compound stays below SUB_MAX_M2 (~220 households).
+# A block is cut so that each old compound stays below SUB_MAX_M2 (~200 households) where it can; the
+# weight-0 cut is only used for that (big new-town blocks).
 OLD_SPLITS = ((2, 1, 0.25), (3, 1, 0.35), (2, 2, 0.30), (3, 2, 0.10), (4, 2, 0.0))
 SUB_MIN_W, SUB_MIN_H = 55.0, 70.0        # smallest compound plot that still takes a walk-up row or two
 SUB_MAX_M2 = 12000.0
@@ -57,8 +63,9 @@ BUILDING_TYPES = {
     "tower": dict(label="高层", floors=(18, 24, 26, 28, 33), fw=(0.35, 0.2, 0.2, 0.15, 0.1), units=(1,), uw=(1.0,),
                   unit_w=26.0, depth=20.0, per_floor=3, gx=15.0, k=0.55, gap=(32.0, 48.0)),
 }
+# New estates (商品房): 洋房/小高层/高层 mix; on the old town's small plots only high-rise infill (高层),
+# across the river (resettlement housing 回迁房) no towers.
 NEW_TYPE_WEIGHTS = {"garden": 0.60, "midrise": 0.35, "tower": 0.05}
-# (new estates on the old town's small plots are high-rise infill 高层)
 
 
 @dataclass
@@ -127,7 +134,8 @@ def plan_city(rng: np.random.Generator, scale: float = 1.0) -> CityPlan:
     streets, communities = _hierarchy(rng, nx, ny, X, Y)
     ccx = ((communities["x0"] + communities["x1"]) / 2).to_numpy()
     ccy = ((communities["y0"] + communities["y1"]) / 2).to_numpy()
-    communities["old_town"] = propensity(ccx, ccy, X[-1], Y[-1], (communities["row"] < RIVER_ROW).to_numpy()) >= OLD_TOWN_P
+    south = (communities["row"] < RIVER_ROW).to_numpy()
+    communities["old_town"] = propensity(ccx, ccy, X[-1], Y[-1], south) >= OLD_TOWN_P
     stranded = _stranded_community(communities)
     lines: list[Line] = []
     bank_lo, bank_hi = Y[RIVER_ROW] - BANK_OFFSET, Y[RIVER_ROW] + BANK_OFFSET
@@ -209,7 +217,7 @@ def propensity(x, y, width: float, height: float, south) -> np.ndarray:
 
 
 def _stranded_community(communities: pd.DataFrame) -> str | None:
-    """The community made deliberately hard to grid (at 9+ communities, or 6+): the old-town
+    """The community made deliberately hard to grid (cities of 6+ communities): the old-town
     community east of the north-west corner."""
     if len(communities) < 6:
         return None

@@ -119,7 +119,10 @@ def summary_table(result: SampleResult) -> Table:
         t.add_row(name, LAYER_ZH[name], f"{len(getattr(result.city, name)):,}", db)
     under = "; ".join(f"{u['name']} 缺 missing {'、'.join(u.get('missing_zh', u['missing']))}"
                       for u in m.get("under_served", []))
+    hard = "; ".join(f"{c['name']} 夹心小区 stranded compound {c['compound_code']} ({c['households']} 户 households)"
+                     for c in m.get("grid_challenges", []))
     t.caption = (f"file: {result.path}   time: "
                  + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
-                 + (f"\n服务不足社区 under-served: {under}" if under else ""))
+                 + (f"\n服务不足社区 under-served: {under}" if under else "")
+                 + (f"\n网格划分难点 hard to grid: {hard}" if hard else ""))
     return t

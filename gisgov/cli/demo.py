@@ -60,7 +60,8 @@ def _analysis_steps():
     import importlib
 
     steps = []
-    for name in ("gisgov.coverage.service", "gisgov.gridding.service"):
+    # Grids first, so coverage figures are also computed per grid.
+    for name in ("gisgov.gridding.service", "gisgov.coverage.service"):
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as exc:

@@ -78,7 +78,7 @@ def plan_map(fc: dict, rules: GridRules, *, title: str | None = None) -> folium.
     add_html(m, f"""
 <style>.gisgov-grid-label{{font:11px/1.2 sans-serif;color:#111;text-align:center;white-space:nowrap;
   text-shadow:0 0 3px #fff,0 0 3px #fff;transform:translate(-50%,-50%);width:max-content}}
-.gisgov-legend{{position:absolute;bottom:18px;left:10px;z-index:1000;background:#fff;padding:8px 10px;
+.gisgov-legend{{position:absolute;bottom:24px;right:10px;z-index:1000;background:#fff;padding:8px 10px;
   font:12px sans-serif;border-radius:4px;box-shadow:0 1px 4px rgba(0,0,0,.3)}}
 .gisgov-legend i{{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}}</style>
 <div class="gisgov-legend"><b>{html.escape(title or '网格方案 Grid plan')}</b><br>

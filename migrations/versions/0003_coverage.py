@@ -16,7 +16,7 @@ Revises: 0002
 Create Date: 2026-11-24
 """
 
-from alembic import context, op
+from alembic import op
 
 revision = "0003"
 down_revision = "0002"
@@ -25,7 +25,8 @@ depends_on = None
 
 
 def _srid() -> int:
-    return int(context.config.attributes.get("srid") or 4490)
+    """The storage SRID the foundation migration recorded (not today's settings: they may differ)."""
+    return int(op.get_bind().exec_driver_sql("SELECT value FROM gisgov_meta WHERE key = 'srid'").scalar())
 
 
 def upgrade() -> None:

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import pyrosm
 from openpyxl import load_workbook
-from shapely.geometry import box
 from sqlalchemy import create_engine, pool, text
 from typer.testing import CliRunner
 

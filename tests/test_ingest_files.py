@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import geopandas as gpd
 import numpy as np
 import pytest
 import shapely
@@ -12,7 +11,7 @@ from shapely.geometry import Point, box
 from sqlalchemy import create_engine, pool, text
 
 from gisgov.ingest.loader import UsageError, load_file
-from ingest_helpers import (COMM_A, COMM_A_BOX, COMM_B, STREET, bowtie, gdf, load_city, snapshot,
+from ingest_helpers import (COMM_A, COMM_A_BOX, COMM_B, bowtie, gdf, load_city, snapshot,
                                   write_gbk_communities, write_streets)
 
 

@@ -7,7 +7,6 @@ transaction); bulk writes use COPY on that same connection.
 
 from __future__ import annotations
 
-import io
 import json
 
 import geopandas as gpd
@@ -18,6 +17,7 @@ from sqlalchemy import Connection, text
 
 from gisgov.coverage.catalog import Catalog
 from gisgov.coverage.model import CityData, CoverageModel, DistanceTable
+from gisgov.db.copy import copy_frame
 from gisgov.network import flag_names
 
 SRID_SQL = "SELECT (value #>> '{}')::int FROM gisgov_meta WHERE key = 'srid'"
@@ -125,13 +125,7 @@ def input_checksums(conn: Connection) -> dict[str, str]:
 # -- outputs -------------------------------------------------------------------------------------------
 
 def _copy(conn: Connection, table: str, df: pd.DataFrame) -> None:
-    cur = conn.connection.dbapi_connection.cursor()
-    cols = ", ".join(df.columns)
-    with cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as cp:
-        for start in range(0, len(df), _CHUNK):
-            buf = io.StringIO()
-            df.iloc[start:start + _CHUNK].to_csv(buf, index=False, header=False, na_rep="")
-            cp.write(buf.getvalue())
+    copy_frame(conn.connection.dbapi_connection.cursor(), table, df, chunk=_CHUNK)
 
 
 def _nullable(values, mask, dtype: str = "Int64") -> pd.Series:

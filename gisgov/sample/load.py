@@ -9,7 +9,6 @@ last four characters, phone cipher + masked phone; the clear values are never se
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ import pandas as pd
 import psycopg
 import shapely
 
+from gisgov.db.copy import copy_frame
 from gisgov.db.engine import psycopg_conninfo
 from gisgov.errors import GisgovError
 from gisgov.sample.generate import SampleCity
@@ -57,12 +57,7 @@ def _ewkb(geoms, srid: int) -> np.ndarray:
 
 
 def _copy(cur: psycopg.Cursor, table: str, df: pd.DataFrame) -> None:
-    cols = ", ".join(df.columns)
-    with cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as cp:
-        for start in range(0, len(df), _CHUNK):
-            buf = io.StringIO()
-            df.iloc[start:start + _CHUNK].to_csv(buf, index=False, header=False, na_rep="")
-            cp.write(buf.getvalue())
+    copy_frame(cur, table, df, chunk=_CHUNK)
 
 
 def _id_map(cur: psycopg.Cursor, table: str) -> dict[str, int]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -12,6 +11,7 @@ from gisgov import __version__
 from gisgov.api import errors
 from gisgov.config import Settings, get_settings
 from gisgov.db.engine import database_url, make_engine
+from gisgov.plugins import optional_modules
 
 # Router modules; a capability adds its module here. Each exposes `router`.
 ROUTER_MODULES = [
@@ -49,13 +49,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.engine = engine
     app.state.settings = settings
     errors.install(app)
-    for name in ROUTER_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for mod in optional_modules(ROUTER_MODULES):
         app.include_router(mod.router)
         if hasattr(mod, "setup"):
             mod.setup(app)

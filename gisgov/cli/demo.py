@@ -10,6 +10,7 @@ from sqlalchemy import text
 from gisgov.config import get_settings
 from gisgov.db import migrate
 from gisgov.db.engine import database_url, make_engine
+from gisgov.plugins import optional_modules
 
 console = Console()
 
@@ -56,22 +57,10 @@ def demo(
 
 
 def _analysis_steps():
-    """Analyses the demo computes, each ``demo_step(url, console)`` in a capability's service module."""
-    import importlib
-
-    steps = []
-    # Grids first, so coverage figures are also computed per grid.
-    for name in ("gisgov.gridding.service", "gisgov.coverage.service"):
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
-        step = getattr(mod, "demo_step", None)
-        if step is not None:
-            steps.append(step)
-    return steps
+    """Analyses the demo computes, each ``demo_step(url, console)`` in a capability's service module.
+    Grids first, so coverage figures are also computed per grid."""
+    names = ("gisgov.gridding.service", "gisgov.coverage.service")
+    return [m.demo_step for m in optional_modules(names) if hasattr(m, "demo_step")]
 
 
 def register(app: typer.Typer) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from gisgov.cli import db
+from gisgov.plugins import optional_modules
 
 app = typer.Typer(
     help="gisgov: 基层网格化治理 GIS 平台 (grassroots grid-governance GIS on PostGIS).",
@@ -14,25 +15,20 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 
 
+CLI_MODULES = [
+    "gisgov.cli.sample",
+    "gisgov.cli.serve",
+    "gisgov.cli.demo",
+    "gisgov.cli.load",
+    "gisgov.cli.coverage",
+    "gisgov.cli.grids",
+]
+
+
 def _register_optional() -> None:
     """Command groups that live in their own modules register here."""
-    import importlib
-
-    for mod, name in [
-        ("gisgov.cli.sample", None),
-        ("gisgov.cli.serve", None),
-        ("gisgov.cli.demo", None),
-        ("gisgov.cli.load", None),
-        ("gisgov.cli.coverage", None),
-        ("gisgov.cli.grids", None),
-    ]:
-        try:
-            m = importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
-            continue
-        m.register(app)
+    for mod in optional_modules(CLI_MODULES):
+        mod.register(app)
 
 
 _register_optional()

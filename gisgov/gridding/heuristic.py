@@ -30,26 +30,26 @@ class SplitStats:
     soft: bool = False
 
 
-def _kruskal_dfs(n: int, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Minimum spanning tree (Kruskal, union-find) of a small graph, as DFS preorder + predecessors
-    (the same output as scipy's depth_first_order, without sparse-matrix overhead)."""
+def _kruskal_dfs(n: int, a: list[int], b: list[int], order_e: list[int]) -> tuple[list[int], list[int]]:
+    """Minimum spanning tree (Kruskal, union-find; edges taken in ``order_e``) of a small graph, as DFS
+    preorder + predecessors (the same output as scipy's depth_first_order, without sparse-matrix
+    overhead). The preorder is shorter than ``n`` when the graph is disconnected."""
     uf = list(range(n))
-
-    def find(x: int) -> int:
+    tree: list[list[int]] = [[] for _ in range(n)]
+    got = 0
+    for e in order_e:
+        x = a[e]
         while uf[x] != x:
             uf[x] = uf[uf[x]]
             x = uf[x]
-        return x
-
-    tree: list[list[int]] = [[] for _ in range(n)]
-    al, bl = a.tolist(), b.tolist()
-    got = 0
-    for e in np.argsort(w, kind="stable").tolist():
-        x, y = find(al[e]), find(bl[e])
+        y = b[e]
+        while uf[y] != y:
+            uf[y] = uf[uf[y]]
+            y = uf[y]
         if x != y:
             uf[x] = y
-            tree[al[e]].append(bl[e])
-            tree[bl[e]].append(al[e])
+            tree[a[e]].append(b[e])
+            tree[b[e]].append(a[e])
             got += 1
             if got == n - 1:
                 break
@@ -67,7 +67,58 @@ def _kruskal_dfs(n: int, a: np.ndarray, b: np.ndarray, w: np.ndarray) -> tuple[n
             if not seen[v]:
                 pred[v] = u
                 stack.append(v)
-    return np.array(order, dtype=np.int64), np.array(pred, dtype=np.int64)
+    return order, pred
+
+
+#: pieces up to this many units are scored in plain Python, larger ones with numpy
+SMALL_PIECE = 64
+
+
+def _best_k1(hs: float, ps: float, ks: list[tuple], k_default: int) -> tuple[int, float]:
+    """``_Splitter.best_k`` for one candidate: ``ks`` = (k, k·max households, k·max people,
+    k·min households) in preference order."""
+    best_s, best_k = -math.inf, k_default
+    for k, cap_h, cap_p, need_h in ks:
+        s = 1 - hs / cap_h
+        t = 1 - ps / cap_p
+        if t < s:
+            s = t
+        if need_h:
+            t = 1 - need_h / (hs if hs > 1e-9 else 1e-9)
+            if t < s:
+                s = t
+        if s > best_s + 1e-12:
+            best_s, best_k = s, k
+    return best_k, best_s
+
+
+@dataclass(slots=True)
+class _Cut:
+    """A candidate cut of a piece: side A = preorder[lo:hi] (one subtree of the spanning tree)."""
+    neg_slack: float
+    preorder: list[int]
+    lo: int
+    hi: int
+    ka: int
+    kb: int
+    edges: tuple  # (preorder rank of each edge end a, of end b, edge weights) of the piece
+    _cut: float | None = None
+
+    def cut(self) -> float:
+        """Boundary length of the cut (computed on demand: only near-best candidates need it)."""
+        if self._cut is None:
+            ta, tb, ew = self.edges
+            lo, hi = self.lo, self.hi
+            if isinstance(ew, list):
+                self._cut = float(sum(w for x, y, w in zip(ta, tb, ew) if (lo <= x < hi) != (lo <= y < hi)))
+            else:
+                self._cut = float(ew[((ta >= lo) & (ta < hi)) != ((tb >= lo) & (tb < hi))].sum())
+        return self._cut
+
+    def mask(self, n: int) -> np.ndarray:
+        m = np.zeros(n, dtype=bool)
+        m[self.preorder[self.lo:self.hi]] = True
+        return m
 
 
 class _Splitter:
@@ -85,6 +136,7 @@ class _Splitter:
         self.stats = SplitStats()
         self.in_s = np.zeros(graph.n, dtype=bool)
         self.loc = np.zeros(graph.n, dtype=np.int64)
+        self.cross = graph.crossing * 1.0
 
     def slack(self, hs, ps, k):
         """Room left on the tightest bound of a piece split into ``k`` grids (< 0 = cannot fit)."""
@@ -108,21 +160,17 @@ class _Splitter:
             best_k = np.where(better, k, best_k)
         return best_k, best_s
 
-    def _tree(self, nodes: np.ndarray, eidx: np.ndarray):
-        """A random spanning tree of ``nodes`` (edges ``eidx``; barrier-crossing edges avoided), as
-        DFS preorder with predecessors, plus the piece's local edge list."""
-        g = self.g
-        loc = self.loc
-        loc[nodes] = np.arange(len(nodes))
-        a, b = loc[g.ei[eidx]], loc[g.ej[eidx]]
-        w = self.rng.random(len(a)) + 0.01 + g.crossing[eidx] * 1.0
+    def _tree(self, n: int, a: np.ndarray, b: np.ndarray, al: list[int], bl: list[int],
+              cross: np.ndarray) -> tuple[list[int], list[int]]:
+        """A random spanning tree of a piece of ``n`` nodes (local edges ``a``–``b``; barrier-crossing
+        edges avoided), as DFS preorder with predecessors."""
+        w = self.rng.random(len(a)) + 0.01 + cross
         self.stats.trees += 1
-        if len(nodes) > 300:
-            mst = minimum_spanning_tree(coo_matrix((w, (a, b)), shape=(len(nodes), len(nodes))).tocsr())
+        if n > 300:
+            mst = minimum_spanning_tree(coo_matrix((w, (a, b)), shape=(n, n)).tocsr())
             order, pred = depth_first_order(mst, 0, directed=False, return_predecessors=True)
-            return order, pred, a, b, g.weight[eidx]
-        order, pred = _kruskal_dfs(len(nodes), a, b, w)
-        return order, pred, a, b, g.weight[eidx]
+            return order.tolist(), pred.tolist()
+        return _kruskal_dfs(n, al, bl, np.argsort(w, kind="stable").tolist())
 
     def edges_of(self, nodes: np.ndarray, eidx: np.ndarray) -> np.ndarray:
         self.in_s[nodes] = True
@@ -130,46 +178,89 @@ class _Splitter:
         self.in_s[nodes] = False
         return eidx[keep]
 
-    def _candidates(self, nodes: np.ndarray, eidx: np.ndarray, k: int, trees: int):
-        """Tree-edge cuts of ``nodes``: (−slack, cut length, side-A mask, kA, kB), best slack first."""
-        H, P = self.h[nodes].sum(), self.p[nodes].sum()
+    def _candidates(self, nodes: np.ndarray, eidx: np.ndarray, k: int, trees: int) -> list[_Cut]:
+        """Tree-edge cuts of ``nodes``, best slack first (up to 6 per tree and orientation)."""
+        g = self.g
+        n = len(nodes)
+        self.loc[nodes] = np.arange(n)
+        a, b = self.loc[g.ei[eidx]], self.loc[g.ej[eidx]]
+        al, bl = a.tolist(), b.tolist()
+        cross = self.cross[eidx]
+        small = n <= SMALL_PIECE
+        ew = g.weight[eidx].tolist() if small else g.weight[eidx]
+        hn, pn = self.h[nodes], self.p[nodes]
+        H, P = float(hn.sum()), float(pn.sum())
+        h0, p0 = hn.tolist(), pn.tolist()
         k1, k2 = k // 2, k - k // 2
+        orients = ((k1, k2), (k2, k1)) if k1 != k2 else ((k1, k2),)
         out = []
         for _ in range(trees):
-            order, pred, ea, eb, ew = self._tree(nodes, eidx)
-            if len(order) < len(nodes):
+            order, pred = self._tree(n, a, b, al, bl, cross)
+            if len(order) < n:
                 return out
-            hs = self.h[nodes].copy()
-            ps = self.p[nodes].copy()
-            size = np.ones(len(nodes), dtype=np.int64)
-            ol, pl = order.tolist(), pred.tolist()
-            for v in reversed(ol[1:]):
-                q = pl[v]
+            # subtree sums (households, people, node count) bottom-up along the preorder
+            hs, ps, size = h0[:], p0[:], [1] * n
+            for i in range(n - 1, 0, -1):
+                v = order[i]
+                q = pred[v]
                 hs[q] += hs[v]
                 ps[q] += ps[v]
                 size[q] += size[v]
-            tin = np.empty(len(nodes), dtype=np.int64)
-            tin[order] = np.arange(len(nodes))
+            tin = [0] * n
+            for i, v in enumerate(order):
+                tin[v] = i
             child = order[1:]
-            sh, sp = hs[child], ps[child]
-            for ka0, kb0 in ((k1, k2), (k2, k1)) if k1 != k2 else ((k1, k2),):
-                ka, sa = self.best_k(sh, sp, ka0)
-                kb, sb = self.best_k(H - sh, P - sp, kb0)
-                score = np.minimum(sa, sb)
-                top = np.argsort(-score, kind="stable")[:6]
-                for c_i in top:
-                    c = child[c_i]
-                    in_a = (tin >= tin[c]) & (tin < tin[c] + size[c])
-                    cut = float(ew[in_a[ea] != in_a[eb]].sum())
-                    out.append((-float(score[c_i]), cut, in_a, int(ka[c_i]), int(kb[c_i])))
-        out.sort(key=lambda c: c[0])
+            if small:
+                edges = ([tin[x] for x in al], [tin[x] for x in bl], ew)
+                scored = self._score_small(child, hs, ps, H, P, orients)
+            else:
+                t = np.array(tin)
+                edges = (t[a], t[b], ew)
+                scored = self._score_np(child, hs, ps, H, P, orients)
+            for sc, c, ka, kb in scored:
+                out.append(_Cut(-sc, order, tin[c], tin[c] + size[c], ka, kb, edges))
+        out.sort(key=lambda c: c.neg_slack)
         return out
+
+    def _score_np(self, child, hs, ps, H, P, orients):
+        """(slack, subtree root, kA, kB) of the best cuts per orientation, vectorised (large pieces)."""
+        ch = np.array(child)
+        sh, sp = np.array(hs)[ch], np.array(ps)[ch]
+        res = []
+        for ka0, kb0 in orients:
+            ka, sa = self.best_k(sh, sp, ka0)
+            kb, sb = self.best_k(H - sh, P - sp, kb0)
+            score = np.minimum(sa, sb)
+            for i in np.argsort(-score, kind="stable")[:6].tolist():
+                res.append((float(score[i]), child[i], int(ka[i]), int(kb[i])))
+        return res
+
+    def _score_small(self, child, hs, ps, H, P, orients):
+        """Same as ``_score_np`` in plain Python (numpy call overhead dominates on small pieces)."""
+        r = self.r
+        res = []
+        for ka0, kb0 in orients:
+            ks_a = [(kk, kk * r.max_households, kk * r.max_people, kk * r.min_households)
+                    for kk in (ka0, ka0 - 1, ka0 + 1) if kk >= 1]
+            ks_b = [(kk, kk * r.max_households, kk * r.max_people, kk * r.min_households)
+                    for kk in (kb0, kb0 - 1, kb0 + 1) if kk >= 1]
+            da, db = max(ka0, 1), max(kb0, 1)
+            rows = []
+            for c in child:
+                ka, sa = _best_k1(hs[c], ps[c], ks_a, da)
+                kb, sb = _best_k1(H - hs[c], P - ps[c], ks_b, db)
+                rows.append((sa if sa < sb else sb, c, ka, kb))
+            rows.sort(key=lambda t: -t[0])
+            res += rows[:6]
+        return res
 
     def split(self, nodes: np.ndarray, k: int, eidx: np.ndarray) -> tuple[list[np.ndarray], bool]:
         """Parts of ``nodes`` and whether every part is within the bounds. Strict search first (several
         trees and candidates while the tree budget lasts), else the cut with the most slack."""
         if k <= 1 or len(nodes) == 1:
-            ok = bool(self.slack(self.h[nodes].sum(), self.p[nodes].sum(), 1) >= 0)
+            r = self.r
+            ok = _best_k1(float(self.h[nodes].sum()), float(self.p[nodes].sum()),
+                          [(1, r.max_households, r.max_people, r.min_households)], 1)[1] >= 0
             return [nodes], ok
         fallback = None
         attempts = self.attempts * (3 if len(nodes) < 60 else 1)
@@ -182,16 +273,17 @@ class _Splitter:
                 fallback = cands[0]
             if not strict:
                 break
-            feasible = [c for c in cands if c[0] <= 0]
+            feasible = [c for c in cands if c.neg_slack <= 0]
             if not feasible:
                 continue
-            dmin = feasible[0][0]
-            near = sorted((c for c in feasible if c[0] <= dmin + 0.03), key=lambda c: (c[1], c[0]))
+            dmin = feasible[0].neg_slack
+            near = sorted((c for c in feasible if c.neg_slack <= dmin + 0.03), key=lambda c: (c.cut(), c.neg_slack))
             tries = near[:2] if len(nodes) <= self.backtrack_below else near[:1]
             first = None
-            for _, _, in_a, ka, kb in tries:
-                ra, oka = self.split(nodes[in_a], ka, self.edges_of(nodes[in_a], eidx))
-                rb, okb = self.split(nodes[~in_a], kb, self.edges_of(nodes[~in_a], eidx))
+            for c in tries:
+                in_a = c.mask(len(nodes))
+                ra, oka = self.split(nodes[in_a], c.ka, self.edges_of(nodes[in_a], eidx))
+                rb, okb = self.split(nodes[~in_a], c.kb, self.edges_of(nodes[~in_a], eidx))
                 if oka and okb:
                     return ra + rb, True
                 first = first or (ra + rb)
@@ -201,9 +293,9 @@ class _Splitter:
         if fallback is None:
             return [nodes], False
         self.stats.soft = True
-        _, _, in_a, ka, kb = fallback
-        ra, oka = self.split(nodes[in_a], ka, self.edges_of(nodes[in_a], eidx))
-        rb, okb = self.split(nodes[~in_a], kb, self.edges_of(nodes[~in_a], eidx))
+        in_a = fallback.mask(len(nodes))
+        ra, oka = self.split(nodes[in_a], fallback.ka, self.edges_of(nodes[in_a], eidx))
+        rb, okb = self.split(nodes[~in_a], fallback.kb, self.edges_of(nodes[~in_a], eidx))
         return ra + rb, oka and okb
 
 
@@ -248,12 +340,17 @@ def recursive_partition(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridR
 
 
 def _pen(hh: int, pp: int, r: GridRules) -> float:
+    """Penalty of a grid with ``hh`` households and ``pp`` people: rule breaks, then the excess."""
     if hh == 0 and pp == 0:
         return 0.0
-    under = max(0, r.min_households - hh)
-    over = max(0, hh - r.max_households)
-    pover = max(0, pp - r.max_people)
-    return W_VIOL * ((under > 0) + (over > 0) + (pover > 0)) + W_DEV * (under + over + pover)
+    breaks = dev = 0
+    if hh < r.min_households:
+        breaks, dev = 1, r.min_households - hh
+    if hh > r.max_households:
+        breaks, dev = breaks + 1, dev + hh - r.max_households
+    if pp > r.max_people:
+        breaks, dev = breaks + 1, dev + pp - r.max_people
+    return W_VIOL * breaks + W_DEV * dev
 
 
 def local_search(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, labels: np.ndarray, *,
@@ -284,8 +381,18 @@ def local_search(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, l
         P[g] += pl[u]
     r = rules
     moves = 0
+    lo_h, hi_h, hi_p = r.min_households, r.max_households, r.max_people
+
+    def pen(hh: int, pp: int) -> float:
+        return 0.0 if lo_h <= hh <= hi_h and pp <= hi_p else _pen(hh, pp, r)
+
+    PEN = [pen(H[g], P[g]) for g in range(K)]  # penalty per grid, kept current by apply()
 
     def delta(u: int, a: int, b: int) -> tuple[float, float]:
+        hu, pu = hl[u], pl[u]
+        dpen = pen(H[a] - hu, P[a] - pu) + pen(H[b] + hu, P[b] + pu) - PEN[a] - PEN[b]
+        if og[u] >= 0:
+            dpen += mc[u] * ((b != og[u]) - (a != og[u]))
         dcut = 0.0
         for v, w in zip(adj[u], adjw[u]):
             lv = lab[v]
@@ -293,10 +400,6 @@ def local_search(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, l
                 dcut += w
             elif lv == b:
                 dcut -= w
-        dpen = (_pen(H[a] - hl[u], P[a] - pl[u], r) + _pen(H[b] + hl[u], P[b] + pl[u], r)
-                - _pen(H[a], P[a], r) - _pen(H[b], P[b], r))
-        if og[u] >= 0:
-            dpen += mc[u] * ((b != og[u]) - (a != og[u]))
         return dpen, dcut
 
     def can_leave(u: int, a: int) -> bool:
@@ -313,6 +416,8 @@ def local_search(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, l
         H[b] += hl[u]
         P[b] += pl[u]
         lab[u] = b
+        PEN[a] = pen(H[a], P[a])
+        PEN[b] = pen(H[b], P[b])
         moves += 1
 
     def over(g: int) -> bool:
@@ -422,7 +527,8 @@ def local_search(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, l
         cur_pen = 0.0
         mean_w = float(graph.weight.mean()) if graph.m else 1.0
         t0 = 0.5 * mean_w
-        best_lab, best_key = list(lab), (cur_pen, cur_cut)
+        best_key = (cur_pen, cur_cut)
+        since_best: list[tuple[int, int]] = []  # (unit, grid it left) after the best state: undone at the end
         cand = rng.integers(0, n, size=n_anneal).tolist()
         coins = rng.random(n_anneal).tolist()
         picks = rng.random(n_anneal).tolist()
@@ -431,23 +537,40 @@ def local_search(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, l
             if fx[u]:
                 continue
             a = lab[u]
-            nb = sorted({lab[v] for v in adj[u]} - {a})
-            if not nb:
+            nbs = {lab[v] for v in adj[u]}
+            nbs.discard(a)
+            if not nbs:
                 continue
-            b = nb[int(picks[it] * len(nb))]
-            dp, dc = delta(u, a, b)
+            b = sorted(nbs)[int(picks[it] * len(nbs))] if len(nbs) > 1 else nbs.pop()
+            # delta() inlined (the hot loop): penalty change first, boundary change only if needed
+            hu, pu = hl[u], pl[u]
+            ha, pa, hb, pb = H[a] - hu, P[a] - pu, H[b] + hu, P[b] + pu
+            dp = ((0.0 if lo_h <= ha <= hi_h and pa <= hi_p else _pen(ha, pa, r))
+                  + (0.0 if lo_h <= hb <= hi_h and pb <= hi_p else _pen(hb, pb, r)) - PEN[a] - PEN[b])
+            if og[u] >= 0:
+                dp += mc[u] * ((b != og[u]) - (a != og[u]))
             if dp > 1e-9:
                 continue
+            dc = 0.0
+            for v, w in zip(adj[u], adjw[u]):
+                lv = lab[v]
+                if lv == a:
+                    dc += w
+                elif lv == b:
+                    dc -= w
             temp = t0 * (1 - it / n_anneal) + 1e-9
             if dp + dc < 0 or coins[it] < math.exp(-dc / temp):
                 if can_leave(u, a):
                     apply(u, a, b)
+                    since_best.append((u, a))
                     cur_cut += dc
                     cur_pen += dp
                     if (cur_pen, cur_cut) < (best_key[0] - 1e-6, math.inf) or (
                             abs(cur_pen - best_key[0]) <= 1e-6 and cur_cut < best_key[1] - 1e-9):
-                        best_lab, best_key = list(lab), (cur_pen, cur_cut)
-        lab = best_lab
+                        best_key = (cur_pen, cur_cut)
+                        since_best.clear()
+        for u, a in reversed(since_best):
+            lab[u] = a
     out = np.array(lab, dtype=np.int64)
     return out, {"passes": passes, "moves": moves, "chains": chains}
 

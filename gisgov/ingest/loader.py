@@ -21,7 +21,7 @@ from gisgov.ingest.coords import SourceCRS, crs_from_file, parse_crs, to_storage
 from gisgov.ingest.fields import parse_map, resolve
 from gisgov.ingest.levels import ALL_LEVELS, LEVELS
 from gisgov.ingest.readers import RawTable, ReadError, read_any
-from gisgov.ingest.report import INFO, Report
+from gisgov.ingest.report import INFO, Report, settle
 from gisgov.ingest.settings import get_ingest_settings
 from gisgov.ingest.validate import Batch, validate
 
@@ -162,21 +162,9 @@ def load_file(path: str | Path, level: str, *, engine: Engine, layer: str | None
             report.extend(issues)
             if progress:
                 progress("validate", len(batch.records), len(batch.records))
-            if not report.ok:
-                tx.rollback()
-                report.status = "rejected"
-                return report
-            _write(conn, lv, rows, ctx.srid, report, estimate, progress)
-            if not report.ok:
-                tx.rollback()
-                report.status = "rejected"
-                return report
-            if dry_run:
-                tx.rollback()
-                report.status = "dry-run"
-            else:
-                tx.commit()
-                report.status = "loaded"
+            if report.ok:
+                _write(conn, lv, rows, ctx.srid, report, estimate, progress)
+            settle(tx, report, dry_run=dry_run)
         except BaseException:
             if tx.is_active:
                 tx.rollback()

@@ -36,7 +36,7 @@ from gisgov.crs import metric_epsg_for_bounds, transformer
 from gisgov.ingest import estimates, store
 from gisgov.ingest.levels import LEVELS
 from gisgov.ingest.network import foot_allowed, highway_class, largest_component_share, split_lines
-from gisgov.ingest.report import INFO, REPAIRED, Report
+from gisgov.ingest.report import INFO, REPAIRED, Report, settle
 from gisgov.ingest.settings import get_ingest_settings
 from gisgov.ingest.validate import Parents, _polygonal_part
 
@@ -350,12 +350,7 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
             report.stats["facilities_by_category"] = (
                 {k: int(v) for k, v in fac["category_code"].value_counts().items()} if len(fac) else {})
             report.stats["bounds"] = [round(float(b), 6) for b in bounds]
-            if dry_run:
-                tx.rollback()
-                report.status = "dry-run"
-            else:
-                tx.commit()
-                report.status = "loaded"
+            settle(tx, report, dry_run=dry_run)
         except BaseException:
             if tx.is_active:
                 tx.rollback()

@@ -90,3 +90,18 @@ class Report:
 def _short(value: Any, limit: int = 120) -> str:
     s = "" if value is None else str(value)
     return s if len(s) <= limit else s[: limit - 1] + "…"
+
+
+def settle(tx, report: Report, *, dry_run: bool) -> Report:
+    """End a load's single transaction by its report: any rejection or a dry run rolls back
+    (nothing written), otherwise commit. Sets ``report.status`` accordingly."""
+    if not report.ok:
+        tx.rollback()
+        report.status = "rejected"
+    elif dry_run:
+        tx.rollback()
+        report.status = "dry-run"
+    else:
+        tx.commit()
+        report.status = "loaded"
+    return report

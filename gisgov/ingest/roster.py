@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from gisgov.ingest import estimates, store
 from gisgov.ingest.fields import RESIDENT_FIELDS, parse_map, resolve
 from gisgov.ingest.readers import ReadError, read_table
-from gisgov.ingest.report import INFO, REJECTED, Issue, Report
+from gisgov.ingest.report import INFO, REJECTED, Issue, Report, settle
 from gisgov.ingest.rules import msg
 from gisgov.security.pii import Vault, id_problem, mask_phone
 
@@ -253,25 +253,14 @@ def load_roster(path: str | Path, *, engine: Engine, mapping=None, dry_run: bool
             _check_against_db(conn, rows, records, report, vault)
             if progress:
                 progress("validate", len(df), len(df))
-            if not report.ok:
-                tx.rollback()
-                report.status = "rejected"
-                return report
-            try:
-                _write(conn, rows, report, vault, progress)
-            except DBAPIError as exc:
-                diag = getattr(exc.orig, "diag", None)
-                detail = diag.message_primary if diag is not None and diag.message_primary else str(exc.orig)
-                report.add("(database)", "database", type(exc.orig).__name__, msg("database", detail))
-            if not report.ok:
-                tx.rollback()
-                report.status = "rejected"
-            elif dry_run:
-                tx.rollback()
-                report.status = "dry-run"
-            else:
-                tx.commit()
-                report.status = "loaded"
+            if report.ok:
+                try:
+                    _write(conn, rows, report, vault, progress)
+                except DBAPIError as exc:
+                    diag = getattr(exc.orig, "diag", None)
+                    detail = diag.message_primary if diag is not None and diag.message_primary else str(exc.orig)
+                    report.add("(database)", "database", type(exc.orig).__name__, msg("database", detail))
+            settle(tx, report, dry_run=dry_run)
         except BaseException:
             if tx.is_active:
                 tx.rollback()

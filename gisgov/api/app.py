@@ -22,6 +22,7 @@ ROUTER_MODULES = [
     "gisgov.api.routes.grids",
     "gisgov.api.routes.stats",
     "gisgov.api.routes.dashboard",
+    "gisgov.api.routes.grid_editor",
 ]
 
 

@@ -1,0 +1,130 @@
+"""/grids/editor: the grid plan editor 网格划分编辑器 (plain Leaflet page, no folium).
+
+The page (``web/grid-editor``) opens an edit session (``POST /api/grids/sessions``), draws the session's
+grids, compounds and buildings from ``GET /api/grids/sessions/{id}/layers`` (below), moves a compound or
+a building with ``POST /api/grids/sessions/{id}/move``, undoes by moving back, and saves the session as a
+draft version with ``POST /api/grids/sessions/{id}/save``. Only aggregate counts are sent: households
+and people per grid, compound and building, never names, ID numbers or phones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+import shapely
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Connection, text
+
+from gisgov.api.deps import db
+from gisgov.api.routes.grids import _session
+from gisgov.errors import GisgovError
+from gisgov.maps.assets import asset_url, require_assets
+
+router = APIRouter()
+STATIC_URL = "/static/grid-editor"
+PAGE_FILES = ("index.html", "grid-editor.js", "grid-editor.css")
+
+
+class EditorMissing(GisgovError):
+    status_code = 503
+
+
+def page_dir(web_dir: Path) -> Path:
+    return Path(web_dir) / "grid-editor"
+
+
+def _versioned(folder: Path, name: str) -> str:
+    digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()[:10]
+    return f"{STATIC_URL}/{name}?v={digest}"
+
+
+def render_page(web_dir: Path, *, basemap_url: str | None, basemap_attribution: str) -> str:
+    """index.html with the asset URLs and the config filled in."""
+    folder = page_dir(web_dir)
+    missing = [n for n in PAGE_FILES if not (folder / n).is_file()]
+    if missing:
+        raise EditorMissing(f"网格编辑器页面文件缺失 grid editor page files missing in {folder}: {', '.join(missing)}")
+    config = json.dumps({"basemap_url": basemap_url, "basemap_attribution": basemap_attribution},
+                        ensure_ascii=False).replace("</", "<\\/")
+    slots = {
+        "{{leaflet_css}}": asset_url("leaflet_css"),
+        "{{leaflet_js}}": asset_url("leaflet_js"),
+        "{{editor_css}}": _versioned(folder, "grid-editor.css"),
+        "{{editor_js}}": _versioned(folder, "grid-editor.js"),
+    }
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    for slot, url in slots.items():
+        page = page.replace(slot, html.escape(url, quote=True))
+    return page.replace("{{config}}", config)
+
+
+@router.get("/grids/editor", response_class=HTMLResponse, tags=["maps"],
+            summary="网格划分编辑器 Grid plan editor: move compounds/buildings between grids, live rule checks")
+def editor_page(request: Request) -> HTMLResponse:
+    settings = request.app.state.settings
+    require_assets(settings.web_dir)
+    return HTMLResponse(render_page(settings.web_dir, basemap_url=settings.basemap_url,
+                                    basemap_attribution=settings.basemap_attribution))
+
+
+def _geo(ctx, geom) -> dict | None:
+    if geom is None or geom.is_empty:
+        return None
+    return shapely.geometry.mapping(shapely.set_precision(ctx.to_lonlat(geom), 1e-7))
+
+
+@router.get("/api/grids/sessions/{sid}/layers", tags=["grids 网格划分"],
+            summary="编辑图层 An edit session's grids (counts, rule breaks, units that cannot leave), compounds and buildings")
+def session_layers(sid: str, conn: Connection = Depends(db)) -> dict:
+    ed = _session(sid)
+    ctx = ed.ctx
+    a = ctx.atoms
+    grids = []
+    for g in range(len(ed.codes)):
+        row = ed._grid(g)
+        poly = ed.polys[g]
+        row["label"] = (list(ctx.to_lonlat(shapely.point_on_surface(poly)).coords[0])
+                        if poly is not None and not poly.is_empty else None)
+        grids.append(row)
+    codes = np.array(ed.codes + [None], dtype=object)  # index -1 -> None
+    compounds = []
+    for c in range(len(ctx.compounds.code)):
+        members = ctx.atoms_of_compound(c)
+        in_grids = sorted({codes[int(x)] for x in ed.atom_grid[members] if x >= 0})
+        compounds.append({"type": "Feature", "id": str(ctx.compounds.code[c]), "geometry": _geo(ctx, ctx.compounds.geom[c]),
+                          "properties": {"code": str(ctx.compounds.code[c]), "name": str(ctx.compounds.name[c] or ""),
+                                         "households": int(a.households[members].sum()),
+                                         "people": int(a.people[members].sum()),
+                                         "buildings": int((a.building_id[members] >= 0).sum()),
+                                         "grids": in_grids}})
+    foot = {r[0]: r[1] for r in conn.execute(text(
+        "SELECT code, ST_AsGeoJSON(coalesce(geom, pos), 7) FROM building WHERE community_code = :c"), {"c": ctx.code})}
+    buildings = []
+    for i in np.flatnonzero(a.building_id >= 0).tolist():
+        code = str(a.code[i])
+        c = int(a.compound[i])
+        g = int(ed.atom_grid[i])
+        buildings.append({"type": "Feature", "id": code,
+                          "geometry": json.loads(foot[code]) if foot.get(code) else _geo(ctx, shapely.Point(a.xy[i])),
+                          "properties": {"code": code, "compound": str(ctx.compounds.code[c]) if c >= 0 else None,
+                                         "households": int(a.households[i]), "people": int(a.people[i]),
+                                         "grid": codes[g] if g >= 0 else None}})
+    r = ctx.rules
+    return {"session": sid, "community": {"code": ctx.code, "name": ctx.name},
+            "rules": {"name": r.name, "min_households": r.min_households, "max_households": r.max_households,
+                      "max_people": r.max_people},
+            "boundary": _geo(ctx, ctx.boundary), "grids": grids,
+            "compounds": {"type": "FeatureCollection", "features": compounds},
+            "buildings": {"type": "FeatureCollection", "features": buildings}}
+
+
+def setup(app: FastAPI) -> None:
+    """Serve ``web/grid-editor`` (the page's own JS/CSS) at /static/grid-editor."""
+    app.mount(STATIC_URL, StaticFiles(directory=page_dir(app.state.settings.web_dir), check_dir=False),
+              name="grid-editor")

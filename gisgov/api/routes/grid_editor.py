@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Connection, text
 
 from gisgov.api.deps import db
-from gisgov.api.routes.grids import _session
+from gisgov.api.routes.grids import edit_session
 from gisgov.errors import GisgovError
 from gisgov.maps.assets import asset_url, require_assets
 
@@ -82,7 +82,7 @@ def _geo(ctx, geom) -> dict | None:
 @router.get("/api/grids/sessions/{sid}/layers", tags=["grids 网格划分"],
             summary="编辑图层 An edit session's grids (counts, rule breaks, units that cannot leave), compounds and buildings")
 def session_layers(sid: str, conn: Connection = Depends(db)) -> dict:
-    ed = _session(sid)
+    ed = edit_session(sid)
     ctx = ed.ctx
     a = ctx.atoms
     grids = []

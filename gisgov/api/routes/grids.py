@@ -172,7 +172,7 @@ def open_session(body: SessionBody, conn: Connection = Depends(db)) -> dict:
     return {"session": sid, "community": body.community, "grids": list(ed.codes)}
 
 
-def _session(sid: str):
+def edit_session(sid: str):
     with _LOCK:
         ed = _SESSIONS.get(sid)
     if ed is None:
@@ -184,19 +184,19 @@ def _session(sid: str):
 def move(sid: str, body: MoveBody) -> dict:
     if (body.building is None) == (body.compound is None):
         raise InvalidInput("give exactly one of building or compound")
-    return _session(sid).move(body.to, building=body.building, compound=body.compound)
+    return edit_session(sid).move(body.to, building=body.building, compound=body.compound)
 
 
 @router.get("/sessions/{sid}", summary="The session's plan fully validated")
 def session_report(sid: str) -> dict:
     from gisgov.gridding.validate import public
 
-    return public(_session(sid).report())
+    return public(edit_session(sid).report())
 
 
 @router.post("/sessions/{sid}/save", summary="Save the session's plan as a new draft version")
 def session_save(sid: str, author: str | None = None, conn: Connection = Depends(db)) -> dict:
     from gisgov.gridding.io import save_plan
 
-    ed = _session(sid)
+    ed = edit_session(sid)
     return {"version": save_plan(conn, ed.ctx, ed.plan(), author=author, note="edited", method="manual")}

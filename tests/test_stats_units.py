@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from gisgov.api.routes.dashboard import DashboardMissing, render_page
+from gisgov.api.pages import PageMissing
+from gisgov.api.routes.dashboard import PAGE
 from gisgov.config import REPO_ROOT
 from gisgov.coverage.catalog import load_catalog
 from gisgov.errors import InvalidInput, NotFound
@@ -66,11 +67,11 @@ def test_circle_spec_from_the_catalog():
 
 
 def test_page_fills_asset_slots_and_escapes_the_config(tmp_path):
-    page = render_page(REPO_ROOT / "web", basemap_url="http://10.0.0.5/t/{z}/{x}/{y}.png",
+    page = PAGE.render(REPO_ROOT / "web", basemap_url="http://10.0.0.5/t/{z}/{x}/{y}.png",
                        basemap_attribution="</script><b>x</b>")
     assert "{{" not in page
     assert "/static/vendor/leaflet/dist/leaflet.js" in page and "/static/dashboard/dashboard.js?v=" in page
     assert "</script><b>" not in page and "<\\/script>" in page
     (tmp_path / "dashboard").mkdir()
-    with pytest.raises(DashboardMissing, match="index.html"):
-        render_page(tmp_path, basemap_url=None, basemap_attribution="")
+    with pytest.raises(PageMissing, match="index.html"):
+        PAGE.render(tmp_path, basemap_url=None, basemap_attribution="")

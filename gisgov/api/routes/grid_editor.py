@@ -9,59 +9,21 @@ and people per grid, compound and building, never names, ID numbers or phones.
 
 from __future__ import annotations
 
-import hashlib
-import html
 import json
-from pathlib import Path
 
 import numpy as np
 import shapely
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Connection, text
 
 from gisgov.api.deps import db
 from gisgov.api.routes.grids import edit_session
-from gisgov.errors import GisgovError
-from gisgov.maps.assets import asset_url, require_assets
+from gisgov.api.pages import LeafletPage
+from gisgov.maps.assets import require_assets
 
 router = APIRouter()
-STATIC_URL = "/static/grid-editor"
-PAGE_FILES = ("index.html", "grid-editor.js", "grid-editor.css")
-
-
-class EditorMissing(GisgovError):
-    status_code = 503
-
-
-def page_dir(web_dir: Path) -> Path:
-    return Path(web_dir) / "grid-editor"
-
-
-def _versioned(folder: Path, name: str) -> str:
-    digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()[:10]
-    return f"{STATIC_URL}/{name}?v={digest}"
-
-
-def render_page(web_dir: Path, *, basemap_url: str | None, basemap_attribution: str) -> str:
-    """index.html with the asset URLs and the config filled in."""
-    folder = page_dir(web_dir)
-    missing = [n for n in PAGE_FILES if not (folder / n).is_file()]
-    if missing:
-        raise EditorMissing(f"网格编辑器页面文件缺失 grid editor page files missing in {folder}: {', '.join(missing)}")
-    config = json.dumps({"basemap_url": basemap_url, "basemap_attribution": basemap_attribution},
-                        ensure_ascii=False).replace("</", "<\\/")
-    slots = {
-        "{{leaflet_css}}": asset_url("leaflet_css"),
-        "{{leaflet_js}}": asset_url("leaflet_js"),
-        "{{editor_css}}": _versioned(folder, "grid-editor.css"),
-        "{{editor_js}}": _versioned(folder, "grid-editor.js"),
-    }
-    page = (folder / "index.html").read_text(encoding="utf-8")
-    for slot, url in slots.items():
-        page = page.replace(slot, html.escape(url, quote=True))
-    return page.replace("{{config}}", config)
+PAGE = LeafletPage("grid-editor", "网格编辑器 grid editor")
 
 
 @router.get("/grids/editor", response_class=HTMLResponse, tags=["maps"],
@@ -69,7 +31,7 @@ def render_page(web_dir: Path, *, basemap_url: str | None, basemap_attribution: 
 def editor_page(request: Request) -> HTMLResponse:
     settings = request.app.state.settings
     require_assets(settings.web_dir)
-    return HTMLResponse(render_page(settings.web_dir, basemap_url=settings.basemap_url,
+    return HTMLResponse(PAGE.render(settings.web_dir, basemap_url=settings.basemap_url,
                                     basemap_attribution=settings.basemap_attribution))
 
 
@@ -126,5 +88,4 @@ def session_layers(sid: str, conn: Connection = Depends(db)) -> dict:
 
 def setup(app: FastAPI) -> None:
     """Serve ``web/grid-editor`` (the page's own JS/CSS) at /static/grid-editor."""
-    app.mount(STATIC_URL, StaticFiles(directory=page_dir(app.state.settings.web_dir), check_dir=False),
-              name="grid-editor")
+    PAGE.mount(app)

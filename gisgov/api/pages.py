@@ -1,0 +1,70 @@
+"""Plain Leaflet pages served by the app (``web/<name>/index.html`` + ``<name>.js`` + ``<name>.css``).
+
+The HTML has slots filled at request time: ``{{leaflet_css}}``/``{{leaflet_js}}`` (vendored Leaflet
+under /static/vendor), ``{{page_css}}``/``{{page_js}}`` (the page's own files under /static/<name>, with
+a content hash for cache busting) and ``{{config}}`` (a small JSON object: the basemap). Nothing links
+outside the app.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from gisgov.errors import GisgovError
+from gisgov.maps.assets import asset_url
+
+
+class PageMissing(GisgovError):
+    status_code = 503
+
+
+@dataclass(frozen=True)
+class LeafletPage:
+    name: str   # folder under the web dir, and the stem of its JS/CSS files
+    title: str  # shown in errors, e.g. "驾驶舱 dashboard"
+
+    @property
+    def static_url(self) -> str:
+        return f"/static/{self.name}"
+
+    @property
+    def files(self) -> tuple[str, str, str]:
+        return ("index.html", f"{self.name}.js", f"{self.name}.css")
+
+    def folder(self, web_dir: Path) -> Path:
+        return Path(web_dir) / self.name
+
+    def _versioned(self, folder: Path, file: str) -> str:
+        digest = hashlib.sha256((folder / file).read_bytes()).hexdigest()[:10]
+        return f"{self.static_url}/{file}?v={digest}"
+
+    def render(self, web_dir: Path, *, basemap_url: str | None, basemap_attribution: str) -> str:
+        """index.html with the asset URLs and the config filled in (pure apart from reading the files)."""
+        folder = self.folder(web_dir)
+        missing = [n for n in self.files if not (folder / n).is_file()]
+        if missing:
+            raise PageMissing(f"页面文件缺失 {self.title} page files missing in {folder}: {', '.join(missing)}")
+        config = json.dumps({"basemap_url": basemap_url, "basemap_attribution": basemap_attribution},
+                            ensure_ascii=False).replace("</", "<\\/")
+        slots = {
+            "{{leaflet_css}}": asset_url("leaflet_css"),
+            "{{leaflet_js}}": asset_url("leaflet_js"),
+            "{{page_css}}": self._versioned(folder, f"{self.name}.css"),
+            "{{page_js}}": self._versioned(folder, f"{self.name}.js"),
+        }
+        page = (folder / "index.html").read_text(encoding="utf-8")
+        for slot, url in slots.items():
+            page = page.replace(slot, html.escape(url, quote=True))
+        return page.replace("{{config}}", config)
+
+    def mount(self, app: FastAPI) -> None:
+        """Serve the page's own JS/CSS at /static/<name>."""
+        app.mount(self.static_url, StaticFiles(directory=self.folder(app.state.settings.web_dir), check_dir=False),
+                  name=self.name)

@@ -63,6 +63,7 @@ def test_dashboard_drills_down_offline(base, browser, tmp_path):
     assert_kpis(page, city["stats"])
     assert page.locator("#synthetic").is_visible() and "合成示例数据" in page.locator("#synthetic").inner_text()
     assert page.locator("#crumbs").inner_text().strip() == "示例城"
+    assert not page.locator("#editor-link").is_visible()  # only a community's plan is edited
     assert page.locator("#children tbody tr").count() == 2
     assert page.locator("#groups .bar").count() == 14
     page.screenshot(path=str(tmp_path / "dashboard_city.png"))
@@ -84,6 +85,8 @@ def test_dashboard_drills_down_offline(base, browser, tmp_path):
     assert crumbs.split("›")[0].strip() == "示例城"
     assert street["name"] in crumbs and crumbs.rstrip().endswith(comm["name"])
     assert page.locator("#unit-name").inner_text() == comm["name"]
+    assert page.locator("#editor-link").is_visible()
+    assert page.locator("#editor-link").get_attribute("href") == f"/grids/editor?community={community['code']}"
     # no grids yet: the children are the community's compounds, one row and one polygon each
     n = len(comm["children"]["items"])
     assert comm["children"]["level"] == "compound" and n > 3

@@ -127,6 +127,9 @@
     state.byCode = {};
     d.children.items.forEach(function (c) { state.byCode[c.code] = c; });
     if (d.synthetic) $("synthetic").hidden = false;
+    var editor = $("editor-link");  // a community's grid plan can be edited
+    editor.hidden = d.level !== "community";
+    if (!editor.hidden) editor.href = "/grids/editor?community=" + encodeURIComponent(d.code);
     renderCrumbs(d);
     renderHead(d);
     renderKpis(d.stats, d);

@@ -1,7 +1,8 @@
 """Plain Leaflet pages served by the app (``web/<name>/index.html`` + ``<name>.js`` + ``<name>.css``).
 
 The HTML has slots filled at request time: ``{{leaflet_css}}``/``{{leaflet_js}}`` (vendored Leaflet
-under /static/vendor), ``{{page_css}}``/``{{page_js}}`` (the page's own files under /static/<name>, with
+under /static/vendor), ``{{common_css}}`` (the shared page chrome, ``web/common/gisgov.css``),
+``{{page_css}}``/``{{page_js}}`` (the page's own files under /static/<name>, with
 a content hash for cache busting) and ``{{config}}`` (a small JSON object: the basemap). Nothing links
 outside the app.
 """
@@ -19,6 +20,10 @@ from fastapi.staticfiles import StaticFiles
 
 from gisgov.errors import GisgovError
 from gisgov.maps.assets import asset_url
+
+
+COMMON = "common"  # web/common: what every page shares
+COMMON_CSS = "gisgov.css"
 
 
 class PageMissing(GisgovError):
@@ -41,14 +46,18 @@ class LeafletPage:
     def folder(self, web_dir: Path) -> Path:
         return Path(web_dir) / self.name
 
-    def _versioned(self, folder: Path, file: str) -> str:
+    @staticmethod
+    def _versioned(folder: Path, file: str) -> str:
         digest = hashlib.sha256((folder / file).read_bytes()).hexdigest()[:10]
-        return f"{self.static_url}/{file}?v={digest}"
+        return f"/static/{folder.name}/{file}?v={digest}"
 
     def render(self, web_dir: Path, *, basemap_url: str | None, basemap_attribution: str) -> str:
         """index.html with the asset URLs and the config filled in (pure apart from reading the files)."""
         folder = self.folder(web_dir)
+        common = Path(web_dir) / COMMON
         missing = [n for n in self.files if not (folder / n).is_file()]
+        if not (common / COMMON_CSS).is_file():
+            missing.append(f"{COMMON}/{COMMON_CSS}")
         if missing:
             raise PageMissing(f"页面文件缺失 {self.title} page files missing in {folder}: {', '.join(missing)}")
         config = json.dumps({"basemap_url": basemap_url, "basemap_attribution": basemap_attribution},
@@ -56,6 +65,7 @@ class LeafletPage:
         slots = {
             "{{leaflet_css}}": asset_url("leaflet_css"),
             "{{leaflet_js}}": asset_url("leaflet_js"),
+            "{{common_css}}": self._versioned(common, COMMON_CSS),
             "{{page_css}}": self._versioned(folder, f"{self.name}.css"),
             "{{page_js}}": self._versioned(folder, f"{self.name}.js"),
         }
@@ -65,6 +75,8 @@ class LeafletPage:
         return page.replace("{{config}}", config)
 
     def mount(self, app: FastAPI) -> None:
-        """Serve the page's own JS/CSS at /static/<name>."""
-        app.mount(self.static_url, StaticFiles(directory=self.folder(app.state.settings.web_dir), check_dir=False),
-                  name=self.name)
+        """Serve the page's own JS/CSS at /static/<name> (and, once per app, web/common at /static/common)."""
+        web_dir = Path(app.state.settings.web_dir)
+        if not any(getattr(r, "name", None) == COMMON for r in app.routes):
+            app.mount(f"/static/{COMMON}", StaticFiles(directory=web_dir / COMMON, check_dir=False), name=COMMON)
+        app.mount(self.static_url, StaticFiles(directory=self.folder(web_dir), check_dir=False), name=self.name)

@@ -280,14 +280,14 @@ def validate(batch: Batch, ctx: Context, *, repair: bool = False) -> tuple[pd.Da
         shape = pos.copy()
 
     out = pd.DataFrame(index=range(n))
-    # codes
-    if level.code_len is not None:
-        pat = re.compile(rf"^\d{{{level.code_len}}}$")
+    # codes: hierarchy codes have a fixed number of digits; facility codes are free text
+    if level.code_len is not None or level.name == "facility":
+        pat = re.compile(rf"^\d{{{level.code_len}}}$") if level.code_len is not None else None
         first: dict[str, int] = {}
         for i, c in enumerate(codes):
             if c is None:
                 continue
-            if not pat.match(c):
+            if pat is not None and not pat.match(c):
                 add(i, "code_format", c, f"{level.name} code has {level.code_len} digits")
                 continue
             if c in first:
@@ -296,17 +296,6 @@ def validate(batch: Batch, ctx: Context, *, repair: bool = False) -> tuple[pd.Da
                 first[c] = i
             if c in ctx.existing_codes:
                 add(i, "code_exists", c, "loading never overwrites; delete it first or give a new code")
-    elif level.name == "facility":
-        first = {}
-        for i, c in enumerate(codes):
-            if c is None:
-                continue
-            if c in first:
-                add(i, "code_duplicate", c, f"first at {batch.records[first[c]]}")
-            else:
-                first[c] = i
-            if c in ctx.existing_codes:
-                add(i, "code_exists", c, "loading never overwrites")
 
     # parents
     parent_code: list[str | None] = [None] * n

@@ -44,6 +44,30 @@ class Settings(BaseSettings):
         default=None,
         description="Key protecting ID numbers and phones (hash + encryption); unset = generated once into GISGOV_HOME/secret.key.",
     )
+    app_role: str = Field(
+        default="gisgov_app",
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="PostgreSQL role the web app connects as (owns nothing, no SUPERUSER/BYPASSRLS; created by the migrations).",
+    )
+    app_database_url: str | None = Field(
+        default=None,
+        description="URL the web app connects with (as the app role); unset = derived from the owner URL, password kept in GISGOV_HOME/app-db.key.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Origin users reach the app at (links, CSRF origin check); unset = http://<host>:<port>.",
+    )
+    session_idle_minutes: int = Field(default=30, ge=1, description="A signed-in page session ends after this long without a request.")
+    session_hours: float = Field(default=12, gt=0, description="A page session ends this long after sign-in whatever happens.")
+    token_hours: float = Field(default=24, gt=0, description="Lifetime of a bearer token from /api/auth/token.")
+    login_max_failures: int = Field(default=5, ge=1, description="Failed sign-ins before an account is locked.")
+    lockout_minutes: float = Field(default=15, gt=0, description="First lock-out; doubles with every further failure (max 24 h).")
+    login_rate_per_minute: int = Field(default=10, ge=1, description="Sign-in attempts per client address per minute.")
+    small_cell_k: int = Field(default=5, ge=1, description="Counts of sensitive groups below k are shown as '<k' to aggregate-only roles.")
+    demo: bool = Field(default=False, description="Demo mode: demo accounts with known passwords may exist (never in production).")
+    pool_size: int = Field(default=10, ge=1, description="Connections the web app keeps open.")
+    pool_overflow: int = Field(default=10, ge=0, description="Extra connections under load beyond pool_size.")
+    pool_timeout_s: float = Field(default=10, gt=0, description="Wait for a free connection before answering 503.")
     page_limit: int = Field(default=1000, description="Default page size of /api/layers.")
     max_page_limit: int = Field(default=10000, description="Largest page size /api/layers accepts.")
 
@@ -53,6 +77,14 @@ class Settings(BaseSettings):
         if v is not None and (len(v) < 16 or v.lower() in {"changeme", "secret", "changethis"}):
             raise ValueError("GISGOV_SECRET_KEY must be at least 16 characters and not a placeholder")
         return v
+
+    @property
+    def origin(self) -> str:
+        """The origin users reach the app at (scheme://host:port), from configuration only."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        shown = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{shown}:{self.port}"
 
     @property
     def home_abs(self) -> Path:

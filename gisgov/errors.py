@@ -27,3 +27,15 @@ class InvalidGeometry(InvalidInput):
 
 class PlanConflict(GisgovError):
     status_code = 409
+
+
+class NotAuthenticated(GisgovError):
+    """No valid session or token: sign in first."""
+
+    status_code = 401
+
+
+class Forbidden(GisgovError):
+    """Signed in, but the role lacks the permission (objects outside the scope answer 404 instead)."""
+
+    status_code = 403

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from urllib.parse import quote
 
-from gisgov.errors import GisgovError
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from gisgov.errors import GisgovError, NotAuthenticated
 
 
 def install(app: FastAPI) -> None:
+    @app.exception_handler(NotAuthenticated)
+    async def _sign_in_first(request: Request, exc: NotAuthenticated):
+        page = request.method == "GET" and not request.url.path.startswith("/api") and request.url.path != "/openapi.json"
+        if page:
+            nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            return RedirectResponse("/login?next=" + quote(nxt, safe="/"), status_code=303)
+        return JSONResponse(status_code=401, content={"detail": str(exc), "error": "NotAuthenticated"},
+                            headers={"WWW-Authenticate": "Bearer"})
+
     @app.exception_handler(GisgovError)
     async def _domain_error(request: Request, exc: GisgovError) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"detail": str(exc), "error": type(exc).__name__})

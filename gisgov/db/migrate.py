@@ -13,6 +13,7 @@ def alembic_config(url: str, srid: int | None = None) -> Config:
     cfg.set_main_option("script_location", str(REPO_ROOT / "migrations"))
     cfg.attributes["url"] = url
     cfg.attributes["srid"] = srid or get_settings().srid
+    cfg.attributes["app_role"] = get_settings().app_role
     return cfg
 
 

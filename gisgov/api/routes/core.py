@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from gisgov.api import queries
-from gisgov.api.deps import db
+from gisgov.api.deps import DB, DB_UNSCOPED
 from gisgov.api.params import check_page, parse_bbox
 from gisgov.layers import Catalog, catalog
 from gisgov.maps.assets import asset_url
@@ -36,14 +36,14 @@ def viewer_role(request: Request) -> str:
 
 
 @router.get("/health", tags=["system"], summary="健康检查 Health: database, PostGIS, schema, dataset")
-def health(conn: Connection = Depends(db)) -> dict:
+def health(conn: Connection = DB_UNSCOPED) -> dict:
     """``{"status": "ok", "postgis": "3.3.2", "schema": "<alembic revision>", "dataset": {...}}``;
     503 when the database cannot be reached."""
     return queries.health(conn)
 
 
 @router.get("/api/hierarchy", tags=["hierarchy"], summary="层级树 Street → community → grid tree with counts")
-def hierarchy(conn: Connection = Depends(db)) -> dict:
+def hierarchy(conn: Connection = DB) -> dict:
     """Every street with its communities and their grids; each node has ``households`` (户数),
     ``residents`` (人数) and ``buildings`` (楼栋数)."""
     return queries.hierarchy(conn)
@@ -76,7 +76,7 @@ def layer_features(
                              examples=["117.1,31.7,117.3,31.9"]),
     limit: int | None = Query(None, description="page size (default GISGOV_PAGE_LIMIT, max GISGOV_MAX_PAGE_LIMIT)"),
     offset: int = Query(0, description="features to skip"),
-    conn: Connection = Depends(db),
+    conn: Connection = DB,
 ) -> Response:
     settings = request.app.state.settings
     cat = get_catalog(request)
@@ -96,7 +96,7 @@ def layer_features(
 
 
 def _detail_route(name: str):
-    def feature_detail(request: Request, code: str, conn: Connection = Depends(db)) -> Response:
+    def feature_detail(request: Request, code: str, conn: Connection = DB) -> Response:
         cat = get_catalog(request)
         role = viewer_role(request)
         layer = cat.for_role(name, role)

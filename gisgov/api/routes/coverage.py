@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
-from gisgov.api.deps import db
+from gisgov.api.deps import DB
 from gisgov.coverage.service import CoverageService
 from gisgov.errors import InvalidInput
 
@@ -53,7 +53,7 @@ def coverage_catalog(svc: CoverageService = Depends(service)) -> dict:
 def summary(level: Literal["street", "community", "grid", "compound"] = Query(..., description="Level of the area."),
             code: str = Query(..., description="Its code."),
             profile: str | None = Query(None, description="Walking profile (default: all)."),
-            conn: Connection = Depends(db), svc: CoverageService = Depends(service)) -> dict:
+            conn: Connection = DB, svc: CoverageService = Depends(service)) -> dict:
     """Share of buildings, households and residents within each circle for every category and
     profile, complete circles per requirement set, special groups beyond their circle."""
     return svc.summary(conn, level, code, profile)
@@ -62,7 +62,7 @@ def summary(level: Literal["street", "community", "grid", "compound"] = Query(..
 @router.get("/api/coverage/areas", summary="服务圈 Service area of a category (or one facility) as GeoJSON")
 def service_areas(category: str = Query(...), circle: str = Query("c15"), profile: str = Query("standard"),
                   facility_id: int | None = Query(None, description="One facility instead of the whole category."),
-                  conn: Connection = Depends(db), svc: CoverageService = Depends(service)) -> Response:
+                  conn: Connection = DB, svc: CoverageService = Depends(service)) -> Response:
     """Reachable street parts (partial edges included) and access legs within the budget,
     buffered by the catalog's area width and dissolved; buildings beyond the budget are cut out."""
     return _geojson(svc.service_area(conn, category, circle, profile, facility_id))
@@ -71,7 +71,7 @@ def service_areas(category: str = Query(...), circle: str = Query("c15"), profil
 @router.get("/api/coverage/gaps", summary="服务盲区 Gap areas: buildings beyond the circle, grouped")
 def gaps(category: str = Query(...), circle: str = Query("c15"), profile: str = Query("standard"),
          level: str | None = Query(None), code: str | None = Query(None),
-         conn: Connection = Depends(db), svc: CoverageService = Depends(service)) -> Response:
+         conn: Connection = DB, svc: CoverageService = Depends(service)) -> Response:
     return _geojson(svc.gaps(conn, category, circle, profile, level, code))
 
 
@@ -88,7 +88,7 @@ class SiteRequest(BaseModel):
 
 
 @router.post("/api/coverage/site", summary="选址 Best new sites (MCLP) or fewest sites (LSCP)")
-def site(req: SiteRequest, conn: Connection = Depends(db), svc: CoverageService = Depends(service)) -> dict:
+def site(req: SiteRequest, conn: Connection = DB, svc: CoverageService = Depends(service)) -> dict:
     return svc.site(conn, req.category, k=None if req.fewest else (req.k or 3), circle=req.circle, profile=req.profile,
                     level=req.level, code=req.code, candidates=req.candidates, points=req.points)
 
@@ -107,13 +107,13 @@ class WhatIfRequest(BaseModel):
 
 
 @router.post("/api/coverage/whatif", summary="假设 Add / move / remove one facility and see the change")
-def whatif(req: WhatIfRequest, conn: Connection = Depends(db), svc: CoverageService = Depends(service)) -> dict:
+def whatif(req: WhatIfRequest, conn: Connection = DB, svc: CoverageService = Depends(service)) -> dict:
     return svc.whatif(conn, req.category, req.op, facility_id=req.facility_id, lon=req.lon, lat=req.lat,
                       commit=req.commit, level=req.level, code=req.code, name=req.name, kind=req.kind)
 
 
 @router.post("/api/coverage/compute", summary="计算 Compute and store coverage (all or some categories)")
-def compute(category: list[str] | None = Query(None), conn: Connection = Depends(db),
+def compute(category: list[str] | None = Query(None), conn: Connection = DB,
             svc: CoverageService = Depends(service)) -> dict:
     r = svc.compute(conn, category)
     return {"run_id": r.run_id, "method": r.method, "buildings": r.buildings, "facilities": r.facilities,
@@ -126,7 +126,7 @@ def compute(category: list[str] | None = Query(None), conn: Connection = Depends
 def coverage_map(request: Request, category: str = Query(...), circle: str = Query("c15"),
                  profile: str = Query("standard"), sites: int = Query(3, ge=0, le=20),
                  level: str | None = Query(None), code: str | None = Query(None),
-                 conn: Connection = Depends(db), svc: CoverageService = Depends(service)) -> HTMLResponse:
+                 conn: Connection = DB, svc: CoverageService = Depends(service)) -> HTMLResponse:
     from gisgov.coverage.mapping import coverage_map_html
     from gisgov.maps.assets import require_assets
 

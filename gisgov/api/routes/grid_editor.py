@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Connection, text
 
-from gisgov.api.deps import db
+from gisgov.api.deps import DB
 from gisgov.api.routes.grids import edit_session
 from gisgov.api.pages import LeafletPage
 from gisgov.maps.assets import require_assets
@@ -43,7 +43,7 @@ def _geo(ctx, geom) -> dict | None:
 
 @router.get("/api/grids/sessions/{sid}/layers", tags=["grids 网格划分"],
             summary="编辑图层 An edit session's grids (counts, rule breaks, units that cannot leave), compounds and buildings")
-def session_layers(sid: str, conn: Connection = Depends(db)) -> dict:
+def session_layers(sid: str, conn: Connection = DB) -> dict:
     ed = edit_session(sid)
     ctx = ed.ctx
     a = ctx.atoms

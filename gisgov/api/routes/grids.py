@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
-from gisgov.api.deps import db
+from gisgov.api.deps import DB
 from gisgov.errors import InvalidInput, NotFound
 from gisgov.gridding import plans, service
 
@@ -79,48 +79,48 @@ def _r(rules: Rules | None) -> dict | None:
 
 
 @router.post("/validate", summary="校验 Check a plan (stored or not): counts, compactness, every rule break located")
-def validate(body: ValidateBody, conn: Connection = Depends(db)) -> dict:
+def validate(body: ValidateBody, conn: Connection = DB) -> dict:
     return service.check(conn, body.community, version=body.plan, grids=body.grids, assignments=body.assignments,
                          rules=_r(body.rules))
 
 
 @router.post("/feasibility", summary="可行性 Can any plan obey the rules? Which units prevent it?")
-def feasibility(community: str = Query(...), conn: Connection = Depends(db), rules: Rules | None = None) -> dict:
+def feasibility(community: str = Query(...), conn: Connection = DB, rules: Rules | None = None) -> dict:
     return service.feasibility(conn, community, rules=_r(rules))
 
 
 @router.post("/propose", summary="划分 Draft a plan (exact CP-SAT or heuristic, chosen automatically)")
-def propose(body: ProposeBody, conn: Connection = Depends(db)) -> dict:
+def propose(body: ProposeBody, conn: Connection = DB) -> dict:
     return service.propose_plan(conn, body.community, rules=_r(body.rules), lock=body.lock, method=body.method,
                                 seed=body.seed, time_limit_s=body.time_limit_s, closest=body.closest, save=body.save,
                                 author=body.author, note=body.note)
 
 
 @router.post("/repair", summary="修复 Fix a plan's rule breaks moving as few buildings as possible")
-def repair(body: RepairBody, conn: Connection = Depends(db)) -> dict:
+def repair(body: RepairBody, conn: Connection = DB) -> dict:
     return service.repair_plan(conn, body.community, version=body.plan, save=body.save, author=body.author,
                                time_limit_s=body.time_limit_s)
 
 
 @router.get("/plans/{community}", summary="版本 Plan versions of a community")
-def list_plans(community: str, conn: Connection = Depends(db)) -> list[dict]:
+def list_plans(community: str, conn: Connection = DB) -> list[dict]:
     from gisgov.gridding.io import list_plans as lp
 
     return lp(conn, community)
 
 
 @router.get("/plans/{community}/{version}", summary="A plan as GeoJSON with statistics and rule breaks")
-def get_plan(community: str, version: int, conn: Connection = Depends(db)) -> dict:
+def get_plan(community: str, version: int, conn: Connection = DB) -> dict:
     return service.stored_plan_geojson(conn, community, version)
 
 
 @router.post("/plans/{community}/{version}/activate", summary="启用 Activate a plan (atomic; codes renumbered W→E N→S)")
-def activate(community: str, version: int, body: ActivateBody | None = None, conn: Connection = Depends(db)) -> dict:
+def activate(community: str, version: int, body: ActivateBody | None = None, conn: Connection = DB) -> dict:
     return plans.activate(conn, community, version, force=bool(body and body.force))
 
 
 @router.get("/plans/{community}/{version}/codes", summary="编码表 Code table of a plan (JSON or ?format=csv)")
-def codes(community: str, version: int, format: Literal["json", "csv"] = "json", conn: Connection = Depends(db)):
+def codes(community: str, version: int, format: Literal["json", "csv"] = "json", conn: Connection = DB):
     rows = plans.code_table(conn, community, version)
     if format == "json":
         return rows
@@ -134,12 +134,12 @@ def codes(community: str, version: int, format: Literal["json", "csv"] = "json",
 
 
 @router.get("/diff/{community}", summary="对比 What changed between two versions")
-def diff(community: str, a: int = Query(...), b: int = Query(...), conn: Connection = Depends(db)) -> dict:
+def diff(community: str, a: int = Query(...), b: int = Query(...), conn: Connection = DB) -> dict:
     return plans.diff(conn, community, a, b)
 
 
 @router.get("/map/{community}", response_class=HTMLResponse, summary="地图 Map of a plan (default: active)")
-def plan_map(community: str, plan: int | None = None, conn: Connection = Depends(db)) -> HTMLResponse:
+def plan_map(community: str, plan: int | None = None, conn: Connection = DB) -> HTMLResponse:
     from gisgov.maps.grid_plan_map import plan_map_html
 
     fc = service.stored_plan_geojson(conn, community, plan)
@@ -154,7 +154,7 @@ MAX_SESSIONS = 32
 
 
 @router.post("/sessions", summary="编辑 Open an edit session on a plan (for incremental checks)")
-def open_session(body: SessionBody, conn: Connection = Depends(db)) -> dict:
+def open_session(body: SessionBody, conn: Connection = DB) -> dict:
     from gisgov.gridding.incremental import PlanEditor
     from gisgov.gridding.io import load_context, load_plan
 
@@ -195,7 +195,7 @@ def session_report(sid: str) -> dict:
 
 
 @router.post("/sessions/{sid}/save", summary="Save the session's plan as a new draft version")
-def session_save(sid: str, author: str | None = None, conn: Connection = Depends(db)) -> dict:
+def session_save(sid: str, author: str | None = None, conn: Connection = DB) -> dict:
     from gisgov.gridding.io import save_plan
 
     ed = edit_session(sid)

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Connection
 
 from gisgov.api import queries
-from gisgov.api.deps import db
+from gisgov.api.deps import DB
 from gisgov.api.routes.core import get_catalog, viewer_role
 from gisgov.layers import Catalog, Layer
 from gisgov.maps.assets import VENDOR_URL, node_modules, require_assets
@@ -63,7 +63,7 @@ def favicon() -> Response:
 
 @router.get("/map", response_class=HTMLResponse, tags=["maps"],
             summary="网格地图 Map of streets, communities, grids and compounds (offline assets)")
-def hierarchy_map(request: Request, conn: Connection = Depends(db)) -> HTMLResponse:
+def hierarchy_map(request: Request, conn: Connection = DB) -> HTMLResponse:
     settings = request.app.state.settings
     require_assets(settings.web_dir)
     layers = read_map_layers(conn, get_catalog(request), viewer_role(request))

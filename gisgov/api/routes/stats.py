@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
-from gisgov.api.deps import db
+from gisgov.api.deps import DB
 from gisgov.coverage.catalog import CATALOG_FILE, Catalog, load_catalog
 from gisgov.stats import service
 from gisgov.stats.circles import DEFAULT_PROFILE
@@ -40,7 +40,7 @@ def circle_catalog(request: Request) -> Catalog | None:
 
 
 @router.get("/api/stats", summary="全市统计 Whole-city indicators and each street's")
-def city_stats(request: Request, profile: str = _PROFILE, conn: Connection = Depends(db)) -> dict:
+def city_stats(request: Request, profile: str = _PROFILE, conn: Connection = DB) -> dict:
     """户数 households, 人数 residents, 楼栋 buildings, 小区 compounds and 老旧小区率, age bands
     (0–14, 15–59, 60+, 80+), 特殊人群 per group, 网格 grids and 网格员 staff per role, and (when
     computed) the 15-minute circle shares; the same block for every street in ``children``."""
@@ -49,14 +49,14 @@ def city_stats(request: Request, profile: str = _PROFILE, conn: Connection = Dep
 
 @router.get("/api/stats/features", summary="全市下级范围 Street polygons (WGS84 GeoJSON)",
             response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
-def city_features(conn: Connection = Depends(db)) -> Response:
+def city_features(conn: Connection = DB) -> Response:
     return Response(service.unit_features(conn, CITY, None), media_type=GEOJSON)
 
 
 @router.get("/api/stats/{level}/{code}", summary="单元统计 Indicators of one unit and of each direct child",
             responses={404: {"description": "unknown level or code"}, 422: {"description": "malformed code"}})
 def unit_stats(request: Request, level: str, code: str, profile: str = _PROFILE,
-               conn: Connection = Depends(db)) -> dict:
+               conn: Connection = DB) -> dict:
     """``level``: street | community | grid | compound. Children: street → communities, community →
     its current grids (or its compounds when it has no grids), grid → compounds (the part of each
     compound inside the grid, ``partial``), compound → none. ``children.rest`` sums buildings in no child."""
@@ -66,7 +66,7 @@ def unit_stats(request: Request, level: str, code: str, profile: str = _PROFILE,
 
 @router.get("/api/stats/{level}/{code}/features", summary="单元及下级范围 Unit outline and children polygons",
             response_class=Response, responses={200: {"content": {GEOJSON: {}}}, 404: {}, 422: {}})
-def unit_features(level: str, code: str, conn: Connection = Depends(db)) -> Response:
+def unit_features(level: str, code: str, conn: Connection = DB) -> Response:
     """GeoJSON FeatureCollection (RFC 7946, WGS84): ``role: unit`` (the outline) and ``role: child``
     features with ``level``, ``code`` and ``name`` (current grids only, never draft plans)."""
     check_level(level)

@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         version=__version__,
         lifespan=lifespan,
         docs_url=None,  # served by gisgov.api.routes.core with local assets (no CDN)
+        openapi_url=None,  # served below, behind sign-in like every other route
         redoc_url=None,
         dependencies=[Depends(gate)],
     )
@@ -79,6 +80,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.settings = settings
     app.add_middleware(SecurityHeaders, basemap_url=settings.basemap_url)
     errors.install(app)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_schema() -> dict:
+        return app.openapi()
+
+    app.openapi_url = "/openapi.json"  # for /docs; the route above is the one that serves it
     for mod in optional_modules(ROUTER_MODULES):
         app.include_router(mod.router)
         if hasattr(mod, "setup"):

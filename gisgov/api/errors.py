@@ -7,6 +7,8 @@ from urllib.parse import quote
 
 from fastapi.responses import JSONResponse, RedirectResponse
 
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
 from gisgov.errors import GisgovError, NotAuthenticated
 
 
@@ -19,6 +21,12 @@ def install(app: FastAPI) -> None:
             return RedirectResponse("/login?next=" + quote(nxt, safe="/"), status_code=303)
         return JSONResponse(status_code=401, content={"detail": str(exc), "error": "NotAuthenticated"},
                             headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
+        return JSONResponse(status_code=503, headers={"Retry-After": "2"},
+                            content={"detail": "服务繁忙，请稍后重试 server busy (no free database connection), retry shortly",
+                                     "error": "DatabaseBusy"})
 
     @app.exception_handler(GisgovError)
     async def _domain_error(request: Request, exc: GisgovError) -> JSONResponse:

@@ -1,6 +1,10 @@
-"""Export → load into an empty database → same counts and geometries within 1e-7°, for every format."""
+"""Export → load into an empty database → same counts and geometries within 1e-7°, for every format;
+resident exports masked (no ID character next to the birth year), private (0600) and scoped."""
 
 from __future__ import annotations
+
+import os
+import stat
 
 import numpy as np
 import pandas as pd
@@ -9,7 +13,9 @@ import shapely
 from shapely.geometry import Point, box
 from sqlalchemy import create_engine, pool, text
 
+from auth_helpers import app_engine
 from gisgov.ingest.export import export_level
+from gisgov.ingest.jobs import scoped_engine
 from gisgov.ingest.levels import LOAD_ORDER
 from gisgov.ingest.loader import UsageError, load_file
 from gisgov.ingest.roster import load_roster
@@ -131,10 +137,13 @@ def test_resident_export_masks_pii_unless_allowed(source, tmp_path):
     out = tmp_path / "居民.csv"
     assert export_level(source, "resident", "csv", out, vault=VAULT) == 5
     text_ = out.read_text(encoding="utf-8-sig")
-    for i in range(5):
-        assert ident(i) not in text_ and f"**************{ident(i)[-4:]}" in text_
-    assert "13900001111" not in text_ and "139****1111" in text_
     df = pd.read_csv(out, dtype=str)
+    # the birth year is exported, so the ID column shows none of the number's characters
+    assert "出生年份" in df.columns and df["出生年份"].notna().all()
+    assert df["身份证号"].tolist() == ["*" * 18] * 5
+    for i in range(5):
+        assert ident(i) not in text_ and ident(i)[-4:] not in set(df["身份证号"])
+    assert "13900001111" not in text_ and "139****1111" in text_
     assert list(df.columns[:4]) == ["楼栋编码", "地址", "户号", "姓名"]
     clear = tmp_path / "居民_明文.csv"
     export_level(source, "resident", "csv", clear, allow_pii=True, vault=VAULT)
@@ -150,3 +159,44 @@ def test_export_community_filter_and_errors(source, tmp_path):
         export_level(source, "building", "csv", tmp_path / "x.csv", community="34")
     est = pd.read_csv(tmp_path / "s.csv")
     assert "wkt" in est.columns and np.all(est["code"].astype(str) == "340104001")
+
+
+def _mode(p) -> int:
+    return stat.S_IMODE(os.stat(p).st_mode)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx", "gpkg", "geojson", "shp"])
+def test_resident_exports_are_private_files(source, tmp_path, fmt):
+    old = os.umask(0o022)  # a permissive umask must not matter
+    try:
+        d = tmp_path / "out"
+        export_level(source, "resident", fmt, d / f"居民.{fmt}", vault=VAULT)
+        export_level(source, "resident", fmt, d / f"明文.{fmt}", allow_pii=True, vault=VAULT)
+        files = sorted(d.iterdir())
+        assert files and all(f.is_file() for f in files)  # no staging folder left behind
+        assert {f.suffix for f in files} >= ({".shp", ".dbf", ".shx", ".prj"} if fmt == "shp" else {f".{fmt}"})
+        assert {f.name: _mode(f) for f in files} == {f.name: 0o600 for f in files}
+        export_level(source, "building", fmt, d / f"building.{fmt}")
+        assert _mode(d / f"building.{fmt}") == 0o644  # non-personal levels keep the usual mode
+    finally:
+        os.umask(old)
+
+
+def test_export_area_and_database_scope(source, tmp_path):
+    assert export_level(source, "building", "csv", tmp_path / "a.csv", area=COMM_A) == 2
+    assert export_level(source, "community", "csv", tmp_path / "c.csv", area=COMM_B) == 1
+    assert export_level(source, "street", "csv", tmp_path / "s.csv", area=COMM_B) == 0  # its street is not inside
+    assert export_level(source, "resident", "csv", tmp_path / "r.csv", area=COMM_B, vault=VAULT) == 2
+    assert export_level(source, "facility", "csv", tmp_path / "f.csv", area="9") == 0
+    with pytest.raises(UsageError, match="prefix"):
+        export_level(source, "building", "csv", tmp_path / "x.csv", area="34' OR '1'='1")
+    # as the app role: row-level security decides which residents exist at all
+    app = app_engine(source)
+    try:
+        assert export_level(app, "resident", "csv", tmp_path / "none.csv", vault=VAULT) == 0  # no scope: no rows
+        assert export_level(scoped_engine(app, COMM_A), "resident", "csv", tmp_path / "a.csv", vault=VAULT) == 3
+        df = pd.read_csv(tmp_path / "a.csv", dtype=str)
+        assert sorted(df["姓名"]) == ["张一", "张二", "李三"]
+        assert export_level(scoped_engine(app, "*"), "resident", "csv", tmp_path / "all.csv", vault=VAULT) == 5
+    finally:
+        app.dispose()

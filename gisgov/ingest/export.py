@@ -3,11 +3,23 @@
 Column names are the loader's canonical fields (short aliases in Shapefiles, whose DBF field names
 stop at 10 bytes); resident exports use the roster template's Chinese headers. CSV/XLSX carry the
 geometry as full-precision WKT in a ``wkt`` column. ID numbers and phones are masked unless
-``allow_pii`` (which decrypts them with the key).
+``allow_pii`` (which decrypts them with the key; only the CLI run by the database owner offers it,
+never the web app).
+
+Re-identification: a resident export carries the birth year (出生年份) and gender, so the masked ID
+column shows NO characters of the number (``******************``): four visible characters plus the
+birth year would leave ~33 candidate numbers (see :mod:`gisgov.security.reident`).
+
+Files with personal data (resident exports, masked or not) are written 0600: they are produced in a
+private (0700) staging folder next to the target and moved into place, so no copy is ever readable
+by other users, not even while it is being written.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +29,7 @@ import shapely
 from sqlalchemy import Engine, text
 
 from gisgov.ingest.levels import ALL_LEVELS
-from gisgov.security.pii import Vault, mask_id
+from gisgov.security.pii import ID_HIDDEN, Vault
 
 FORMATS = {"gpkg": "gpkg", "geojson": "geojson", "shp": "shp", "csv": "csv", "xlsx": "xlsx"}
 XLSX_CELL_LIMIT = 32767
@@ -48,15 +60,29 @@ _SQL = {
 }
 
 _COMMUNITY_FILTER = {
-    "street": "WHERE x.code = left(:c, 9)",
-    "community": "WHERE x.code = :c",
-    "grid": "WHERE x.community_code = :c",
-    "compound": "WHERE x.community_code = :c",
-    "building": "WHERE x.community_code = :c",
-    "facility": "WHERE x.community_code = :c",
-    "road": "WHERE ST_Intersects(x.geom, (SELECT geom FROM community WHERE code = :c))",
-    "resident": "WHERE b.community_code = :c",
+    "street": "x.code = left(:c, 9)",
+    "community": "x.code = :c",
+    "grid": "x.community_code = :c",
+    "compound": "x.community_code = :c",
+    "building": "x.community_code = :c",
+    "facility": "x.community_code = :c",
+    "road": "ST_Intersects(x.geom, (SELECT geom FROM community WHERE code = :c))",
+    "resident": "b.community_code = :c",
 }
+
+# Area (code prefix of the caller's node): features whose code starts with it.
+_AREA_FILTER = {
+    "street": "starts_with(x.code, :a)",
+    "community": "starts_with(x.code, :a)",
+    "grid": "starts_with(x.code, :a)",
+    "compound": "starts_with(x.code, :a)",
+    "building": "starts_with(x.code, :a)",
+    "facility": "starts_with(x.community_code, :a)",
+    "road": "ST_Intersects(x.geom, (SELECT geom FROM street WHERE code = :a UNION ALL "
+            "SELECT geom FROM community WHERE code = :a LIMIT 1))",
+    "resident": "starts_with(h.building_code, :a)",
+}
+PERSONAL_LEVELS = frozenset({"resident"})
 
 # DBF field names stop at 10 bytes: these short names are aliases the loader knows.
 SHP_NAMES = {"street_code": "jdbm", "community_code": "sqbm", "compound_code": "xqbm", "grid_code": "wgbm",
@@ -67,19 +93,24 @@ SHP_NAMES = {"street_code": "jdbm", "community_code": "sqbm", "compound_code": "
 
 
 def query_level(engine: Engine, level: str, *, community: str | None = None, allow_pii: bool = False,
-                vault: Vault | None = None) -> tuple[pd.DataFrame, np.ndarray, int]:
-    """(attribute table, geometries, srid) of one level."""
+                vault: Vault | None = None, area: str = "") -> tuple[pd.DataFrame, np.ndarray, int]:
+    """(attribute table, geometries, srid) of one level; ``area``: only features whose code starts
+    with this prefix ('' = all; roads: those meeting the street/community outline)."""
     from gisgov.ingest.loader import UsageError
 
     if level not in ALL_LEVELS:
         raise UsageError(f"unknown level {level!r}; choose one of {', '.join(ALL_LEVELS)}")
     if community is not None and not (len(community) == 12 and community.isdigit()):
         raise UsageError(f"--community expects a 12-digit community code, got {community!r}")
-    where = _COMMUNITY_FILTER[level] if community else ""
+    if area and not area.isdigit():
+        raise UsageError(f"area must be a code prefix, got {area!r}")
+    conds = ([_COMMUNITY_FILTER[level]] if community else []) + ([_AREA_FILTER[level]] if area else [])
+    where = ("WHERE " + " AND ".join(conds)) if conds else ""
     sql = _SQL[level].format(where=where)
+    params = {k: v for k, v in (("c", community), ("a", area)) if v}
     with engine.connect() as conn:
         srid = int(conn.execute(text("SELECT value FROM gisgov_meta WHERE key = 'srid'")).scalar() or 4490)
-        res = conn.execute(text(sql), {"c": community} if community else {})
+        res = conn.execute(text(sql), params)
         df = pd.DataFrame(res.all(), columns=list(res.keys()))
     geoms = shapely.from_wkb(np.array([None if g is None else bytes(g) for g in df.pop("geom")], dtype=object)) \
         if len(df) else np.array([], dtype=object)
@@ -93,8 +124,8 @@ def _resident_pii(df: pd.DataFrame, allow_pii: bool, vault: Vault | None) -> pd.
         v = vault or Vault.from_settings()
         ids = [None if c is None else v.decrypt(c) for c in df["id_cipher"]]
         phones = [None if c is None else v.decrypt(c) for c in df["phone_cipher"]]
-    else:
-        ids = [mask_id(x) for x in df["id_last4"]]
+    else:  # the birth year is in the output: no character of the ID number at all
+        ids = [None if x is None else ID_HIDDEN for x in df["id_last4"]]
         phones = list(df["phone_masked"])
     out = df.drop(columns=["id_last4", "id_cipher", "phone_cipher", "phone_masked"])
     pos = list(out.columns).index("与户主关系") + 1
@@ -104,17 +135,33 @@ def _resident_pii(df: pd.DataFrame, allow_pii: bool, vault: Vault | None) -> pd.
 
 
 def export_level(engine: Engine, level: str, fmt: str, out: str | Path, *, community: str | None = None,
-                 allow_pii: bool = False, vault: Vault | None = None) -> int:
-    """Write one level to ``out``; returns the number of records."""
+                 allow_pii: bool = False, vault: Vault | None = None, area: str = "") -> int:
+    """Write one level to ``out``; returns the number of records. Resident files are 0600."""
     from gisgov.ingest.loader import UsageError
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if allow_pii and level != "resident":
         allow_pii = False
-    df, geoms, srid = query_level(engine, level, community=community, allow_pii=allow_pii, vault=vault)
+    df, geoms, srid = query_level(engine, level, community=community, allow_pii=allow_pii, vault=vault, area=area)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if level not in PERSONAL_LEVELS:
+        return _write(df, geoms, srid, level, fmt, out)
+    stage = Path(tempfile.mkdtemp(prefix=".gisgov-export-", dir=out.parent))  # 0700
+    try:
+        n = _write(df, geoms, srid, level, fmt, stage / out.name)
+        for f in sorted(stage.iterdir()):
+            os.chmod(f, 0o600)
+            os.replace(f, out.parent / f.name)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return n
+
+
+def _write(df: pd.DataFrame, geoms: np.ndarray, srid: int, level: str, fmt: str, out: Path) -> int:
+    from gisgov.ingest.loader import UsageError
+
     for c in df.columns:  # nullable ints stay ints in every format
         if df[c].dtype == object and df[c].map(lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)).any():
             df[c] = pd.array([None if v is None else int(v) for v in df[c]], dtype="Int64")

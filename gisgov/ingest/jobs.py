@@ -1,7 +1,12 @@
-"""Import jobs (table ``import_job``): an upload's status, progress and final report.
+"""Import jobs (table ``import_job``): an upload's status, progress, final report and owner.
 
 Progress is written in its own short transactions so that ``GET /api/import/{job}`` sees it while
 the load's own transaction is still open.
+
+An import over HTTP runs with the caller's database scope: :func:`scoped_engine` gives an engine
+(sharing the app's pool) on which EVERY transaction starts with
+``SELECT set_config('gisgov.scope', :v, true)``, so row-level security applies to the load, its
+COPY statements (same connection, same transaction) and its progress writes alike.
 """
 
 from __future__ import annotations
@@ -11,30 +16,56 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from gisgov.ingest.report import Report
+from gisgov.security.roles import Role
 
 MAX_REPORT_ISSUES = 1000
 
 
-def create(engine: Engine, file: str, level: str, options: dict) -> str:
+SCOPE_OPTION = "gisgov_scope"
+
+
+def scoped_engine(engine: Engine, scope: str) -> Engine:
+    """``engine`` (same pool) whose every transaction first sets ``gisgov.scope`` to ``scope``
+    (transaction-local, bound parameter). The listener belongs to the returned engine only."""
+    eng = engine.execution_options(**{SCOPE_OPTION: scope})
+
+    @event.listens_for(eng, "begin")
+    def _set_scope(conn) -> None:  # the DBAPI transaction starts with this statement
+        with conn.connection.driver_connection.cursor() as cur:
+            cur.execute("SELECT set_config('gisgov.scope', %s, true)", (scope,))
+
+    return eng
+
+
+def create(engine: Engine, file: str, level: str, options: dict, owner=None) -> str:
+    """A queued job; ``owner`` (a Principal) is recorded so only they (or an admin) may read it."""
     with engine.begin() as c:
-        return str(c.execute(text("INSERT INTO import_job (file, level, options) VALUES (:f, :l, CAST(:o AS jsonb)) "
-                                  "RETURNING id"), {"f": file, "l": level, "o": json.dumps(options)}).scalar())
+        return str(c.execute(text(
+            "INSERT INTO import_job (file, level, options, owner_id, owner) "
+            "VALUES (:f, :l, CAST(:o AS jsonb), :oid, :own) RETURNING id"),
+            {"f": file, "l": level, "o": json.dumps(options), "oid": getattr(owner, "user_id", None),
+             "own": getattr(owner, "username", None)}).scalar())
 
 
-def get(engine: Engine, job_id: str) -> dict | None:
+def get(engine: Engine, job_id: str, owner=None) -> dict | None:
+    """The job, or None when there is none — or when ``owner`` (a Principal, unless admin) did not
+    start it (answered 404 like a missing job, so job ids cannot be probed)."""
     try:
         uuid.UUID(job_id)
     except ValueError:
         return None
     with engine.connect() as c:
-        r = c.execute(text("SELECT id, file, level, options, status, stage, done, total, report, error, created, finished "
-                           "FROM import_job WHERE id = :i"), {"i": job_id}).mappings().first()
+        r = c.execute(text("SELECT id, file, level, options, status, stage, done, total, report, error, created, "
+                           "finished, owner_id, owner FROM import_job WHERE id = :i"), {"i": job_id}).mappings().first()
     if r is None:
         return None
     d = dict(r)
+    owner_id = d.pop("owner_id")
+    if owner is not None and owner.role != Role.admin and owner_id != owner.user_id:
+        return None
     d["id"] = str(d["id"])
     for k in ("created", "finished"):
         d[k] = d[k].isoformat() if d[k] else None
@@ -71,8 +102,11 @@ def finish(engine: Engine, job_id: str, report: Report | None = None, error: str
 
 
 def run(engine: Engine, job_id: str, path: Path, level: str, options: dict, display_name: str, vault=None,
-        cleanup: Path | None = None) -> Report | None:
-    """Run one load for a job; always records the outcome. Returns the report (None on failure)."""
+        cleanup: Path | None = None, area: str = "") -> Report | None:
+    """Run one load for a job; always records the outcome. Returns the report (None on failure).
+
+    ``engine`` should be a :func:`scoped_engine` for imports on behalf of a user; ``area`` is the
+    code prefix the user may write (records outside it are rejected, rule ``out_of_scope``)."""
     from gisgov.errors import GisgovError
     from gisgov.ingest.loader import load_file
     from gisgov.ingest.osm import load_osm
@@ -88,7 +122,8 @@ def run(engine: Engine, job_id: str, path: Path, level: str, options: dict, disp
             rep = load_file(path, level, engine=engine, layer=options.get("layer"), crs=options.get("crs"),
                             mapping=options.get("map") or None, repair=options.get("repair", False),
                             dry_run=options.get("dry_run", False), region=options.get("region") or None,
-                            encoding=options.get("encoding"), progress=progress, display_name=display_name, vault=vault)
+                            encoding=options.get("encoding"), progress=progress, display_name=display_name, vault=vault,
+                            area=area)
         finish(engine, job_id, rep)
         return rep
     except GisgovError as exc:

@@ -122,8 +122,13 @@ def prepare(raw: RawTable, level_name: str, *, crs: str | None = None, overrides
 def load_file(path: str | Path, level: str, *, engine: Engine, layer: str | None = None, crs: str | None = None,
               mapping: list[str] | dict | None = None, repair: bool = False, dry_run: bool = False,
               region=None, encoding: str | None = None, estimate: bool = True, progress=None,
-              display_name: str | None = None, vault=None) -> Report:
-    """Load ``path`` as ``level``; returns the report (status loaded / rejected / dry-run)."""
+              display_name: str | None = None, vault=None, area: str = "") -> Report:
+    """Load ``path`` as ``level``; returns the report (status loaded / rejected / dry-run).
+
+    ``area``: code prefix of the hierarchy the caller may change ('' = all). Records whose code (a
+    facility's community code) lies outside it are rejected (rule ``out_of_scope``); road networks
+    are city-wide and need ``area == ''``. Resident rosters are checked against the database scope
+    of the connection (row-level security), see :func:`gisgov.ingest.roster.load_roster`."""
     if level not in ALL_LEVELS:
         raise UsageError(f"unknown level {level!r}; choose one of {', '.join(ALL_LEVELS)}")
     p = Path(path)
@@ -133,7 +138,7 @@ def load_file(path: str | Path, level: str, *, engine: Engine, layer: str | None
         from gisgov.ingest.roster import load_roster
 
         return load_roster(p, engine=engine, mapping=mapping, dry_run=dry_run, encoding=encoding,
-                           sheet=layer, progress=progress, display_name=display_name, vault=vault)
+                           sheet=layer, progress=progress, display_name=display_name, vault=vault, area=area)
     name = display_name or p.name
     report = Report(name, level, dry_run=dry_run)
     box = parse_region(region)
@@ -160,6 +165,8 @@ def load_file(path: str | Path, level: str, *, engine: Engine, layer: str | None
                 progress("validate", 0, len(batch.records))
             rows, issues = validate(batch, ctx, repair=repair)
             report.extend(issues)
+            if area:
+                _check_area(lv, rows, batch.records, area, report)
             if progress:
                 progress("validate", len(batch.records), len(batch.records))
             if report.ok:
@@ -170,6 +177,21 @@ def load_file(path: str | Path, level: str, *, engine: Engine, layer: str | None
                 tx.rollback()
             raise
     return report
+
+
+def _check_area(lv, rows: pd.DataFrame, records: list[str], area: str, report: Report) -> None:
+    """Reject (rule ``out_of_scope``) every record outside the caller's area ``area``."""
+    from gisgov.ingest.rules import msg
+
+    if lv.name == "road":
+        report.add("(file)", "out_of_scope", area, msg("out_of_scope", "道路网覆盖全市，仅限全市账号 the road network "
+                                                      "is city-wide: only whole-city accounts load it"))
+        return
+    col = "community_code" if lv.name == "facility" else "code"
+    for i, v in enumerate(rows[col].tolist()):
+        if v is None or not str(v).startswith(area):
+            report.add(records[i], "out_of_scope", v, msg("out_of_scope", f"{lv.name} {v or '(无编码 no code)'} "
+                                                          f"不在 not within {area}"))
 
 
 def _write(conn, lv, rows: pd.DataFrame, srid: int, report: Report, estimate: bool, progress) -> None:

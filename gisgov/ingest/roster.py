@@ -214,7 +214,11 @@ def _households(b_codes: np.ndarray, doors: np.ndarray, existing: dict[tuple[str
 
 def load_roster(path: str | Path, *, engine: Engine, mapping=None, dry_run: bool = False, encoding: str | None = None,
                 sheet: str | None = None, progress=None, display_name: str | None = None,
-                vault: Vault | None = None) -> Report:
+                vault: Vault | None = None, area: str = "") -> Report:
+    """Load a roster, all or nothing. ``area``: code prefix of the buildings the caller may change
+    ('' = all); in addition, when the connection carries a database scope (``gisgov.scope``, set by
+    the web app for the signed-in user), rows whose building lies outside it are rejected with rule
+    ``out_of_scope`` before anything is written (row-level security would refuse them anyway)."""
     p = Path(path)
     name = display_name or p.name
     report = Report(name, "resident", dry_run=dry_run)
@@ -250,7 +254,7 @@ def load_roster(path: str | Path, *, engine: Engine, mapping=None, dry_run: bool
         tx = conn.begin()
         try:
             store.lock(conn, "household", "resident")
-            _check_against_db(conn, rows, records, report, vault)
+            _check_against_db(conn, rows, records, report, vault, area)
             if progress:
                 progress("validate", len(df), len(df))
             if report.ok:
@@ -259,7 +263,11 @@ def load_roster(path: str | Path, *, engine: Engine, mapping=None, dry_run: bool
                 except DBAPIError as exc:
                     diag = getattr(exc.orig, "diag", None)
                     detail = diag.message_primary if diag is not None and diag.message_primary else str(exc.orig)
-                    report.add("(database)", "database", type(exc.orig).__name__, msg("database", detail))
+                    if "row-level security" in detail:  # RLS WITH CHECK: a row outside the caller's scope
+                        report.add("(database)", "out_of_scope", type(exc.orig).__name__,
+                                   msg("out_of_scope", f"数据库行级安全拒绝写入 row-level security refused: {detail}"))
+                    else:
+                        report.add("(database)", "database", type(exc.orig).__name__, msg("database", detail))
             settle(tx, report, dry_run=dry_run)
         except BaseException:
             if tx.is_active:
@@ -268,7 +276,19 @@ def load_roster(path: str | Path, *, engine: Engine, mapping=None, dry_run: bool
     return report
 
 
-def _check_against_db(conn: Connection, rows: pd.DataFrame, records: list[str], report: Report, vault: Vault) -> None:
+def _out_of_scope(conn: Connection, codes: list[str], area: str) -> set[str]:
+    """Codes of EXISTING buildings outside ``area`` or outside the connection's database scope
+    (when one is set; the CLI's owner connection has none and is not limited)."""
+    scope = conn.execute(text("SELECT coalesce(current_setting('gisgov.scope', true), '')")).scalar()
+    check_db = bool(scope) and scope != "*"
+    rows = conn.execute(text(
+        "SELECT b.code, CASE WHEN :db THEN b.code IN (SELECT gisgov_scope_buildings()) ELSE true END "
+        "FROM building b WHERE b.code = ANY(:c)"), {"c": codes, "db": check_db}).all()
+    return {c for c, inside in rows if not inside or (area and not c.startswith(area))}
+
+
+def _check_against_db(conn: Connection, rows: pd.DataFrame, records: list[str], report: Report, vault: Vault,
+                      area: str = "") -> None:
     # buildings by code or address
     codes = rows["building_code"]
     known = {r[0] for r in conn.execute(text("SELECT code FROM building WHERE code = ANY(:c)"),
@@ -293,6 +313,15 @@ def _check_against_db(conn: Connection, rows: pd.DataFrame, records: list[str], 
             else:
                 report.add(records[i], "address_ambiguous", a, msg("address_ambiguous", ", ".join(sorted(hits)[:5])))
         rows["building_code"] = resolved
+    # scope: every building must lie in the caller's area / database scope
+    resolved_codes = rows["building_code"]
+    have = resolved_codes.dropna().unique().tolist()
+    outside = _out_of_scope(conn, have, area) if have else set()
+    if outside:
+        for i, c in enumerate(resolved_codes.tolist()):
+            if c in outside:
+                report.add(records[i], "out_of_scope", c,
+                           msg("out_of_scope", f"楼栋 building {c} 不在本账号范围内 is not in this account's scope"))
     # special groups
     lookup = {}
     for code, zh, en in conn.execute(text("SELECT code, name_zh, name_en FROM special_group")):

@@ -32,6 +32,7 @@ RULES: dict[str, str] = {
     "phone": "电话号码无效 phone number invalid",
     "group_unknown": "特殊人群类别未知 unknown special group",
     "database": "数据库拒绝 the database refused the record",
+    "out_of_scope": "超出本账号的管辖范围 outside the area this account may change (rule: out_of_scope)",
     "code_assigned": "已自动编码 code assigned",
 }
 

@@ -2,13 +2,16 @@
 
 The GeoPackage holds the synthetic ID numbers and phones in clear (they are made up); the database
 never does (see :mod:`gisgov.sample.load`). Each layer and the file itself carry a description
-saying the data are synthetic (合成数据).
+saying the data are synthetic (合成数据). Because it holds names, ID numbers and phones, the file is
+written 0600 (built in a private 0700 folder, then moved into place).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,19 +29,23 @@ def write_gpkg(city: SampleCity, path: str | os.PathLike,
     """Write all layers to ``path`` (replacing the file); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.part.gpkg")
-    tmp.unlink(missing_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{path.stem}.part-", dir=path.parent))  # 0700: never readable by others
+    tmp = stage / path.name
     desc = f"{city.meta.get('name', 'sample city')} — {NOTE}"
     meta = pd.DataFrame({"key": list(city.meta), "value": [json.dumps(v, ensure_ascii=False) for v in city.meta.values()]})
-    pyogrio.write_dataframe(meta, tmp, layer=META_LAYER, driver="GPKG",
-                            dataset_metadata={"DESCRIPTION": desc}, layer_metadata={"DESCRIPTION": desc})
-    for name in LAYERS:
-        if on_layer:
-            on_layer(name)
-        df = getattr(city, name)
-        pyogrio.write_dataframe(df, tmp, layer=name, driver="GPKG",
-                                layer_metadata={"DESCRIPTION": f"{name}: {NOTE}"})
-    os.replace(tmp, path)
+    try:
+        pyogrio.write_dataframe(meta, tmp, layer=META_LAYER, driver="GPKG",
+                                dataset_metadata={"DESCRIPTION": desc}, layer_metadata={"DESCRIPTION": desc})
+        for name in LAYERS:
+            if on_layer:
+                on_layer(name)
+            df = getattr(city, name)
+            pyogrio.write_dataframe(df, tmp, layer=name, driver="GPKG",
+                                    layer_metadata={"DESCRIPTION": f"{name}: {NOTE}"})
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
     return path
 
 

@@ -3,10 +3,13 @@
 Stored as: HMAC-SHA256 digest (``id_hash``: lookup and de-duplication without the clear value),
 AES-256-GCM ciphertext (``id_cipher``: recoverable only with the key, for authorised export),
 and the last four characters (``id_last4``: what a grid worker reads back on the phone).
-Every output masks them (:func:`mask_id`, :func:`mask_phone`).
+Every output masks them (:func:`mask_id`, :func:`mask_phone`). An output that also carries the
+birth year (or date) shows no character of the ID number at all (:data:`ID_HIDDEN`): the last four
+plus the birth year would narrow the number to ~33 candidates (:mod:`gisgov.security.reident`).
 
 The key comes from ``GISGOV_SECRET_KEY`` or is generated once into ``GISGOV_HOME/secret.key``
-(mode 0600). Losing it makes the ciphertexts unreadable; back it up with the database.
+(mode 0600; a looser mode found on an existing file is tightened). Losing it makes the ciphertexts
+unreadable; back it up with the database.
 """
 
 from __future__ import annotations
@@ -51,9 +54,21 @@ def is_valid_id(value: str) -> bool:
     return id_problem(value) is None
 
 
+ID_HIDDEN = "*" * 18
+
+
 def mask_id(last4: str | None) -> str | None:
-    """``**************1234``: the masked form shown in every output."""
+    """``**************1234``: the masked form for outputs WITHOUT birth year/date (use
+    :func:`mask_id_for` when unsure)."""
     return None if not last4 else "*" * 14 + last4
+
+
+def mask_id_for(last4: str | None, *, birth_shown: bool) -> str | None:
+    """The masked ID for an output; with the birth year or date in the same output no character
+    of the number is shown (``******************``)."""
+    if not last4:
+        return None
+    return ID_HIDDEN if birth_shown else mask_id(last4)
 
 
 def mask_phone(phone: str | None) -> str | None:
@@ -69,15 +84,24 @@ def mask_phone(phone: str | None) -> str | None:
 def _load_key(settings: Settings) -> bytes:
     if settings.secret_key:
         return hashlib.sha256(settings.secret_key.encode()).digest()
+    from gisgov.db.approle import write_private
+
     path = settings.home_abs / "secret.key"
-    if path.exists():
-        return base64.b64decode(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(base64.b64encode(key).decode())
-    return key
+    if not path.exists():
+        # written 0600 under a private name, then linked into place: a concurrent first start
+        # keeps whichever key was linked first (never two keys, never a readable key file)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        try:
+            write_private(tmp, base64.b64encode(secrets.token_bytes(32)).decode())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, 0o600)
+    return base64.b64decode(path.read_text().strip())
 
 
 @dataclass(frozen=True)

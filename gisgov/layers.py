@@ -6,7 +6,20 @@ it at and the least role allowed to see it. ``/api/layers/{level}``, ``/api/{lev
 comes from a validated catalog entry, never from the request.
 
 Roles, least to most trusted: public 公众 < grid_worker 网格员 < community 社区 < street 街道 <
-admin 管理员. Columns holding ID numbers or phone numbers can never be exposed.
+admin 管理员 (an account's role maps to one of these through
+:attr:`gisgov.security.roles.Principal.catalog_level`). Columns holding ID numbers or phone numbers
+can never be exposed.
+
+Personal data: a layer on a table holding people (``household``, ``resident``, ``resident_group``,
+``grid_staff``) must say ``personal: true``; it then also needs the ``read_personal`` permission
+(planners and viewers see aggregates only), every read of it is audited, and it is scoped to the
+account's own node (a grid worker's grid), not to the wider area of outlines.
+
+Scope (``scope_by``): how the rows of a layer are limited to the caller's area (see
+:mod:`gisgov.api.queries`): ``code`` (a hierarchy code: in the area or an ancestor of it),
+``community_code`` (the row's community; rows without one by position), ``area`` (geometry
+intersects the area's polygon), ``household`` (personal rows, by their household's building) or
+``all`` (public infrastructure every signed-in account sees whole, e.g. the walking network).
 """
 
 from __future__ import annotations
@@ -20,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from gisgov.errors import GisgovError, InvalidInput, NotFound
+from gisgov.security.roles import Perm, Principal
 
 ROLES: tuple[str, ...] = ("public", "grid_worker", "community", "street", "admin")
 ROLE_LABELS = {"public": "公众", "grid_worker": "网格员", "community": "社区", "street": "街道", "admin": "管理员"}
@@ -29,11 +43,14 @@ Role = Literal["public", "grid_worker", "community", "street", "admin"]
 FORBIDDEN_COLUMNS = frozenset({"id_hash", "id_cipher", "id_last4", "phone_cipher", "phone_masked"})
 # Property names every feature carries; a layer's own columns may not reuse them.
 META_PROPERTIES = ("layer", "code", "name", "parent_code", "households", "residents")
+# Tables holding people, their households, staff: layers on them must be ``personal``.
+PERSONAL_TABLES = frozenset({"household", "resident", "resident_group", "grid_staff"})
 # First path segments of /api that belong to other routes: no layer may take them as its name.
 RESERVED_NAMES = frozenset({"layers", "hierarchy", "health", "docs", "openapi", "static", "map"})
 
 Ident = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_]{0,62}$")]
 Rollup = Literal["street", "community", "grid", "compound", "building"]
+ScopeRule = Literal["code", "community_code", "area", "household", "all"]
 
 
 class LayerForbidden(GisgovError):
@@ -105,6 +122,8 @@ class Layer(BaseModel):
     style: Style = Field(default_factory=Style)
     min_zoom: int = Field(default=0, ge=0, le=22)
     min_role: Role = "public"
+    personal: bool = False
+    scope_by: ScopeRule = "code"
     on_map: bool = False
     order: int = 100
     description: str = ""
@@ -132,6 +151,16 @@ class Layer(BaseModel):
         clash = sorted(set(self.properties) & set(META_PROPERTIES))
         if clash:
             raise ValueError(f"layer {self.name} property names {clash} clash with the common ones {META_PROPERTIES}")
+        if self.scope_by == "code" and self.code_column is None:
+            raise ValueError(f"layer {self.name} has no code column: scope_by must be community_code, area, "
+                             "household or all (rule: layer_scope)")
+        if self.table in PERSONAL_TABLES and not self.personal:
+            raise ValueError(f"layer {self.name} reads personal table {self.table}: it must be personal: true "
+                             "(rule: personal_layer)")
+        if self.personal and self.scope_by != "household":
+            raise ValueError(f"personal layer {self.name} must be scoped by household (rule: personal_layer)")
+        if self.personal and self.name_column is not None:
+            raise ValueError(f"personal layer {self.name} may not show names (rule: personal_layer)")
         return self
 
     @property
@@ -152,6 +181,11 @@ class Layer(BaseModel):
 
     def visible_to(self, role: str) -> bool:
         return role_rank(role) >= role_rank(self.min_role)
+
+    def allowed(self, p: Principal) -> bool:
+        """May this account see the layer: its catalog level reaches ``min_role`` and, for a
+        personal layer, it holds ``read_personal``."""
+        return self.visible_to(p.catalog_level) and (not self.personal or p.can(Perm.read_personal))
 
 
 def role_rank(role: str) -> int:
@@ -200,8 +234,22 @@ class Catalog:
             )
         return lyr
 
+    def for_principal(self, name: str, p: Principal) -> Layer:
+        """The layer, or :class:`LayerForbidden` (403) when the account may not see it."""
+        lyr = self.for_role(name, p.catalog_level)
+        if lyr.personal and not p.can(Perm.read_personal):
+            raise LayerForbidden(
+                f"无权查看个人信息图层 layer {name} holds personal data: needs permission {Perm.read_personal.value}; "
+                f"role {p.role.value} ({p.label}) sees aggregates only"
+            )
+        return lyr
+
     def visible(self, role: str) -> list[Layer]:
         return [lyr for lyr in self if lyr.visible_to(role)]
+
+    def visible_for(self, p: Principal) -> list[Layer]:
+        """The layers an account may see, in display order."""
+        return [lyr for lyr in self if lyr.allowed(p)]
 
     def children_refs(self, level: str) -> list[tuple[Layer, Ref, bool]]:
         """(layer, ref, is_primary_parent) for every layer pointing at ``level``."""

@@ -1,6 +1,8 @@
 """/map and /docs in a real headless browser (Debian chromium through Playwright), served by
-uvicorn on a free local port: Leaflet loads, the layers are drawn, tooltips work, no request
-leaves 127.0.0.1 and the console stays clean. A screenshot is written to the test's tmp folder."""
+uvicorn on a free local port, the app connected as the app role: the user signs in on the /login
+page with mouse and keyboard, Leaflet loads, the layers of the user's area are drawn, tooltips
+work, no request leaves 127.0.0.1 and the console stays clean; after signing out /map asks for
+sign-in again. A screenshot is written to the test's tmp folder."""
 
 from __future__ import annotations
 
@@ -12,9 +14,9 @@ from urllib.parse import urlparse
 
 import pytest
 import uvicorn
-from mini_city import mini_city_engine, mini_city_url  # noqa: F401  (fixtures)
+from auth_helpers import USER_PASSWORD, app_engine, ensure_user
+from mini_city import COMM_A, mini_city_engine, mini_city_url  # noqa: F401  (fixtures)
 from playwright.sync_api import sync_playwright
-from sqlalchemy import create_engine, pool
 
 from gisgov.api.app import create_app
 from gisgov.config import Settings, get_settings
@@ -26,11 +28,13 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 
 @contextmanager
-def serve(engine):
-    """uvicorn serving the app on a free 127.0.0.1 port in a thread; stopped on exit."""
+def serve(owner_url: str):
+    """uvicorn serving the app (as the app role) on a free 127.0.0.1 port in a thread; stopped on exit."""
     ensure_assets(get_settings().web_dir)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(), engine=engine), host="127.0.0.1",
+    engine = app_engine(owner_url)
+    settings = Settings(host="127.0.0.1", port=port)  # the origin the sign-in page posts from
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=engine), host="127.0.0.1",
                                           port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -44,11 +48,12 @@ def serve(engine):
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")
-def live_server(mini_city_engine):
-    with serve(mini_city_engine) as base:
+def live_server(mini_city_url):
+    with serve(mini_city_url) as base:
         yield base
 
 
@@ -74,10 +79,22 @@ class Recorder:
                 if not u.startswith("data:") and urlparse(u).hostname != "127.0.0.1"]
 
 
-def test_map_draws_offline_in_a_browser(live_server, browser, tmp_path):
+def sign_in(page, base: str, path: str, username: str) -> None:
+    """Open ``path``, land on the sign-in page, type the credentials and click 登录; back on ``path``."""
+    page.goto(f"{base}{path}", wait_until="networkidle")
+    assert page.url.startswith(f"{base}/login?next="), page.url
+    page.click("#username")
+    page.keyboard.type(username)
+    page.click("#password")
+    page.keyboard.type(USER_PASSWORD)
+    with page.expect_navigation(url=f"{base}{path}", wait_until="networkidle"):
+        page.click("#login-submit")
+
+
+def test_map_draws_offline_in_a_browser(live_server, browser, mini_city_url, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 820})
     rec = Recorder(page)
-    page.goto(f"{live_server}/map", wait_until="networkidle")
+    sign_in(page, live_server, "/map", ensure_user(mini_city_url, "admin"))
     page.wait_for_function("() => document.querySelectorAll('path.leaflet-interactive').length > 0", timeout=15000)
 
     assert page.evaluate("typeof window.L") == "object"
@@ -108,10 +125,35 @@ def test_map_draws_offline_in_a_browser(live_server, browser, tmp_path):
     page.close()
 
 
-def test_docs_render_offline_in_a_browser(live_server, browser, tmp_path):
+def test_community_staff_see_their_area_then_sign_out(live_server, browser, mini_city_url, tmp_path):
+    page = browser.new_page(viewport={"width": 1280, "height": 820})
+    rec = Recorder(page)
+    sign_in(page, live_server, "/map", ensure_user(mini_city_url, "community_staff", COMM_A))
+    page.wait_for_function("() => document.querySelectorAll('path.leaflet-interactive').length > 0", timeout=15000)
+    # its street's outline, its community, its 2 grids and its compound; nothing of 西湖社区
+    assert page.evaluate("document.querySelectorAll('path.leaflet-interactive').length") == 5
+    body = page.locator("body").inner_text()
+    assert "东园社区" in body and "西湖社区" not in body
+    assert f"范围 scope {COMM_A}" in body
+    page.screenshot(path=str(tmp_path / "map_community.png"))
+    status = page.evaluate("""async () => {
+        const csrf = document.cookie.split('; ').find(c => c.startsWith('gisgov_csrf=')).split('=')[1];
+        const r = await fetch('/api/auth/logout', {method: 'POST', headers: {'X-CSRF-Token': csrf}});
+        return r.status;
+    }""")
+    assert status == 200
+    page.goto(f"{live_server}/map", wait_until="networkidle")
+    assert page.url.startswith(f"{live_server}/login?next=")  # the session is over
+    assert page.locator("#login-submit").is_visible()
+    assert rec.off_host() == [], f"requests left the server: {rec.off_host()}"
+    assert rec.errors == [], f"console errors: {rec.errors}"
+    page.close()
+
+
+def test_docs_render_offline_in_a_browser(live_server, browser, mini_city_url, tmp_path):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     rec = Recorder(page)
-    page.goto(f"{live_server}/docs", wait_until="networkidle")
+    sign_in(page, live_server, "/docs", ensure_user(mini_city_url, "admin"))
     page.locator(".swagger-ui .info .title").wait_for(timeout=15000)
     assert "gisgov" in page.locator(".swagger-ui .info .title").inner_text()
     assert page.get_by_text("/api/layers/{level}", exact=True).first.is_visible()
@@ -123,23 +165,20 @@ def test_docs_render_offline_in_a_browser(live_server, browser, tmp_path):
 
 def test_sample_city_map_in_a_browser(sample_city_url, browser, tmp_path):
     """The full synthetic city (no grids yet: an empty grid layer) draws every feature, offline."""
-    engine = create_engine(sample_city_url, poolclass=pool.NullPool)
-    try:
-        with serve(engine) as base:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            rec = Recorder(page)
-            expected = 0
-            for level in ("street", "community", "grid", "compound"):
-                expected += page.request.get(f"{base}/api/layers/{level}?limit=10000").json()["numberReturned"]
-            page.goto(f"{base}/map", wait_until="networkidle")
-            page.wait_for_function("() => document.querySelectorAll('path.leaflet-interactive').length > 0")
-            assert expected > 150
-            assert page.evaluate("document.querySelectorAll('path.leaflet-interactive').length") == expected
-            assert page.locator("text=合成示例数据").is_visible()
-            page.screenshot(path=str(tmp_path / "sample_map.png"))
-            print(f"screenshot: {tmp_path / 'sample_map.png'}")
-            assert rec.off_host() == [], f"requests left the server: {rec.off_host()}"
-            assert rec.errors == [], f"console errors: {rec.errors}"
-            page.close()
-    finally:
-        engine.dispose()
+    with serve(sample_city_url) as base:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        rec = Recorder(page)
+        sign_in(page, base, "/map", ensure_user(sample_city_url, "admin"))
+        expected = 0
+        for level in ("street", "community", "grid", "compound"):
+            expected += page.request.get(f"{base}/api/layers/{level}?limit=10000").json()["numberReturned"]
+        page.goto(f"{base}/map", wait_until="networkidle")
+        page.wait_for_function("() => document.querySelectorAll('path.leaflet-interactive').length > 0")
+        assert expected > 150
+        assert page.evaluate("document.querySelectorAll('path.leaflet-interactive').length") == expected
+        assert page.locator("text=合成示例数据").is_visible()
+        page.screenshot(path=str(tmp_path / "sample_map.png"))
+        print(f"screenshot: {tmp_path / 'sample_map.png'}")
+        assert rec.off_host() == [], f"requests left the server: {rec.off_host()}"
+        assert rec.errors == [], f"console errors: {rec.errors}"
+        page.close()

@@ -1,4 +1,5 @@
-"""The offline folium map: pure builder from GeoDataFrames, /map from PostGIS, asset vendoring."""
+"""The offline folium map: pure builder from GeoDataFrames, /map from PostGIS (signed in, the
+caller's area only; without a session a redirect to /login), asset vendoring."""
 
 from __future__ import annotations
 
@@ -12,9 +13,10 @@ import folium
 import geopandas as gpd
 import pytest
 import shapely
+from auth_helpers import app_engine, signed_in_client
 from fastapi.testclient import TestClient
 from folium.plugins import Draw, Fullscreen, MarkerCluster
-from mini_city import mini_city_engine, mini_city_url  # noqa: F401  (fixtures)
+from mini_city import COMM_A, GRID_A1, mini_city_engine, mini_city_url  # noqa: F401  (fixtures)
 
 from gisgov.api.app import create_app
 from gisgov.config import Settings, get_settings
@@ -72,6 +74,11 @@ def test_builder_output_has_no_external_url_at_all(frames):
         assert _has(html, text), text
     assert "L.tileLayer" not in html  # no basemap configured
     assert _has(html, "网格 340104001001001")  # unnamed grid falls back to its code
+
+
+def test_builder_shows_the_signed_in_user_escaped(frames):
+    html = offline.render_html(build_hierarchy_map(frames, user="王<b>五</b>（社区工作者）"))
+    assert _has(html, "用户 User: 王&lt;b&gt;五&lt;/b&gt;（社区工作者）") and "王<b>五" not in html
 
 
 def test_builder_fits_bounds_in_lat_lon_order(frames):
@@ -138,8 +145,8 @@ def test_render_html_refuses_cdn_links():
         offline.render_html(folium.Map(tiles=None))
 
 
-def test_map_endpoint_from_postgis(mini_city_engine, web_assets):
-    with TestClient(create_app(Settings(), engine=mini_city_engine)) as c:
+def test_map_endpoint_from_postgis(mini_city_url, web_assets):
+    with signed_in_client(Settings(), mini_city_url, role="admin") as c:
         r = c.get("/map")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
         html = r.text
@@ -148,13 +155,39 @@ def test_map_endpoint_from_postgis(mini_city_engine, web_assets):
         assert refs and all(ref.startswith(assets.VENDOR_URL + "/") or ref == "/dashboard" for ref in refs)  # assets, or the dashboard link
         for ref in refs:
             assert c.get(ref).status_code == 200, ref
-    for text in ("示范街道", "东园社区", "梧桐苑", "网格 Grid (3)", "小区 Compound (2)", "合成示例数据"):
+    for text in ("示范街道", "东园社区", "西湖社区", "梧桐苑", "网格 Grid (3)", "小区 Compound (2)", "合成示例数据",
+                 "户数 households 45 · 人数 people 10", "管理员 admin"):
         assert _has(html, text), text
 
 
-def test_map_endpoint_says_how_to_install_missing_assets(mini_city_engine, tmp_path):
+def test_map_without_a_session_redirects_to_login(mini_city_url):
+    eng = app_engine(mini_city_url)
+    try:
+        with TestClient(create_app(Settings(), engine=eng)) as c:
+            r = c.get("/map", follow_redirects=False)
+    finally:
+        eng.dispose()
+    assert r.status_code == 303 and r.headers["location"] == "/login?next=/map"
+
+
+@pytest.mark.parametrize("role,scope", [("community_staff", COMM_A), ("grid_worker", GRID_A1), ("viewer", COMM_A)])
+def test_map_shows_only_the_callers_area(mini_city_url, web_assets, role, scope):
+    with signed_in_client(Settings(), mini_city_url, role=role, scope=scope) as c:
+        r = c.get("/map")
+    assert r.status_code == 200
+    html = r.text
+    # its own community, its grids and compound, and the outline of its street
+    for text in ("示范街道", "东园社区", "梧桐苑", "街道 Street (1)", "社区 Community (1)", "网格 Grid (2)",
+                 "小区 Compound (1)", f"范围 scope {scope}", "户数 households 5 · 人数 people"):
+        assert _has(html, text), text
+    for text in ("西湖社区", "碧水湾", "西湖一网格", "340104001002"):  # nothing of the sibling community
+        assert not _has(html, text), text
+    assert not _has(html, "居民 Resident")  # residents are never drawn on this map
+
+
+def test_map_endpoint_says_how_to_install_missing_assets(mini_city_url, tmp_path):
     (tmp_path / "package-lock.json").write_text("{}")
-    with TestClient(create_app(Settings(web_dir=tmp_path), engine=mini_city_engine)) as c:
+    with signed_in_client(Settings(web_dir=tmp_path), mini_city_url, role="admin") as c:
         r = c.get("/map")
     assert r.status_code == 503 and "npm ci" in r.json()["detail"]
 

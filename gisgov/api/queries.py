@@ -8,11 +8,35 @@ Counts: a building's households are its ``household`` rows, or its ``households`
 has no roster (estimated); residents are its ``resident`` rows. Areas sum their buildings
 (compound: ``building.compound_id``, grid: ``building.grid_id``, community: ``community_code``,
 street: its communities). Aggregates are computed only for the buildings of the page's features.
+
+Scope (defence in depth on top of PostgreSQL row-level security): every function takes a
+:class:`Scope` and returns only what lies in it. Layers say how their rows are scoped
+(``scope_by`` in the catalog):
+
+- ``code``: the feature's hierarchy code lies in the area (starts with the area prefix) or is an
+  ancestor of it, so a community's staff see their own street's outline but not the sibling
+  communities;
+- ``community_code``: the row's community lies in the area; rows without a community (e.g.
+  facilities loaded without one) count when their geometry intersects the area's polygon;
+- ``area``: the geometry intersects the area's polygon (street or community);
+- ``household``: personal rows, by their household's building: in the account's own node (street
+  or community prefix, or the buildings of its grid in the active plan), as row-level security does;
+- ``all``: no limit. Roads (``road_edge``) are scoped this way on purpose: the walking network is
+  public infrastructure (typically OpenStreetMap), holds nothing about people or administration,
+  and service-circle analyses follow it across community and street borders, so every signed-in
+  account sees it whole (lists, bbox queries and ``/api/road/{id}``).
+
+Counts (households, residents) and children summaries are computed from in-scope buildings only,
+so an ancestor outline (a street seen by one community) carries the figures of the caller's part of
+it, never those of its siblings. Under row-level security a grid worker's household and resident
+rows are those of its own grid; buildings of the other grids of its community then report their
+``building.households`` column (the estimate) and no residents.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -20,6 +44,7 @@ from sqlalchemy import Connection, text
 
 from gisgov.errors import NotFound
 from gisgov.layers import Catalog, Layer, Ref
+from gisgov.security.roles import Principal
 
 WGS84 = 4326
 PRECISION = 6  # decimal degrees in GeoJSON: 1e-6° ≈ 0.1 m
@@ -32,6 +57,67 @@ _ROLLUP_JOIN = {
     "community": "JOIN building b ON b.community_code = p._code",
     "street": "JOIN community c ON c.street_code = p._code JOIN building b ON b.community_code = c.code",
 }
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where a caller may look. ``area``: code prefix of non-personal data ('' = everywhere; a
+    9-digit street or 12-digit community code); ``personal``: the account's own node for personal
+    data ('' = everywhere, else a street, community or grid code)."""
+
+    area: str = ""
+    personal: str = ""
+
+    @classmethod
+    def of(cls, p: Principal) -> Scope:
+        return cls(area=p.area_prefix, personal=p.scope_code)
+
+    def params(self) -> dict:
+        return {"s_area": self.area, "s_personal": self.personal}
+
+
+ALL = Scope()
+
+# The area's polygon: the street or community whose code is the area prefix.
+_AREA = ("(SELECT s.geom FROM street s WHERE s.code = :s_area "
+         "UNION ALL SELECT c.geom FROM community c WHERE c.code = :s_area)")
+
+
+def _in_area(geom: str) -> str:
+    return f"EXISTS (SELECT 1 FROM {_AREA} a WHERE a.geom && {geom} AND ST_Intersects(a.geom, {geom}))"
+
+
+def personal_buildings_sql(scope: Scope) -> str | None:
+    """SQL condition on ``h.building_code`` (a household's building) for the personal scope, or
+    None when the scope is everything. Mirrors ``gisgov_scope_buildings()`` of migration 0005."""
+    if not scope.personal:
+        return None
+    if len(scope.personal) == 15:
+        return ("h.building_code IN (SELECT b.code FROM building b WHERE b.grid_id IN "
+                "(SELECT g.id FROM grid_current() g WHERE g.code = :s_personal))")
+    return "starts_with(h.building_code, :s_personal)"
+
+
+def scope_conditions(layer: Layer, scope: Scope, alias: str = "t") -> list[str]:
+    """SQL conditions (on row ``alias`` of ``layer``) keeping only rows in ``scope``; parameters
+    from :meth:`Scope.params`."""
+    if layer.scope_by == "household":
+        cond = personal_buildings_sql(scope)
+        if cond is None:
+            return []
+        return [f"{alias}.household_id IN (SELECT h.id FROM household h WHERE {cond})"]
+    if layer.scope_by == "all" or not scope.area:
+        return []
+    if layer.scope_by == "code":
+        code = f"{alias}.{_q(layer.code_expr_column)}::text"
+        return [f"(starts_with({code}, :s_area) OR starts_with(:s_area, {code}))"]
+    geom = _geom_expr(layer, alias)
+    if layer.scope_by == "community_code":
+        return [f"(starts_with({alias}.community_code, :s_area) OR "
+                f"({alias}.community_code IS NULL AND {_in_area(geom)}))"]
+    if layer.scope_by == "area":
+        return [_in_area(geom)]
+    raise ValueError(f"layer {layer.name}: unknown scope rule {layer.scope_by!r}")
 
 
 def _sql(name: str) -> str:
@@ -97,11 +183,14 @@ def layer_page(
     ref: tuple[Ref, object] | None = None,
     geometry: bool = True,
     count: bool = True,
+    scope: Scope = ALL,
 ) -> Page:
-    """Features of ``layer`` (optionally one ``code``, the children of ``ref``, inside ``bbox``)."""
+    """Features of ``layer`` in ``scope`` (optionally one ``code``, the children of ``ref``,
+    inside ``bbox``)."""
     params: dict = {"layer": layer.name, "prec": PRECISION, "offset": int(offset), "limit": limit,
-                    "table": layer.table, "geomcol": layer.geometry}
+                    "table": layer.table, "geomcol": layer.geometry, **scope.params()}
     conds = _conditions(layer, bbox=bbox is not None, code=code is not None, ref=ref[0] if ref else None)
+    conds += scope_conditions(layer, scope)
     if bbox is not None:
         params.update(minx=bbox[0], miny=bbox[1], maxx=bbox[2], maxy=bbox[3])
     if code is not None:
@@ -141,7 +230,8 @@ def layer_page(
     stats_ctes, stats_join = "", ""
     if layer.counts:
         stats_ctes = f""",
-bl AS (SELECT p._id AS fid, b.code, b.households FROM page p {_ROLLUP_JOIN[layer.counts]}),
+bl AS (SELECT p._id AS fid, b.code, b.households FROM page p {_ROLLUP_JOIN[layer.counts]}
+       WHERE starts_with(b.community_code, :s_area)),
 hc AS (SELECT h.building_code, count(*) AS n FROM household h
        WHERE h.building_code IN (SELECT code FROM bl) GROUP BY h.building_code),
 rc AS (SELECT h.building_code, count(*) AS n FROM household h JOIN resident r ON r.household_id = h.id
@@ -185,10 +275,11 @@ def feature_collection_json(page: Page, *, links: list[dict] | None = None, extr
     return json.dumps(head, ensure_ascii=False)[:-1] + ', "features": ' + page.features_json + "}"
 
 
-def feature(conn: Connection, catalog: Catalog, layer: Layer, code: str) -> dict:
-    """One feature (GeoJSON dict) of ``layer`` by code; :class:`NotFound` naming it otherwise."""
+def feature(conn: Connection, catalog: Catalog, layer: Layer, code: str, *, scope: Scope = ALL) -> dict:
+    """One feature (GeoJSON dict) of ``layer`` by code; :class:`NotFound` naming it otherwise
+    (also when it lies outside ``scope``: the same answer, so codes cannot be probed)."""
     layer.check_code(code)
-    page = layer_page(conn, catalog, layer, code=code, limit=1, count=False)
+    page = layer_page(conn, catalog, layer, code=code, limit=1, count=False, scope=scope)
     features = json.loads(page.features_json)
     if not features:
         raise NotFound(f"未找到{layer.title.zh} {layer.title.en.lower()} not found: {layer.name} {code}")
@@ -196,10 +287,18 @@ def feature(conn: Connection, catalog: Catalog, layer: Layer, code: str) -> dict
 
 
 def children(
-    conn: Connection, catalog: Catalog, layer: Layer, code: str, role: str, *, max_items: int = 1000
+    conn: Connection,
+    catalog: Catalog,
+    layer: Layer,
+    code: str,
+    visible: Callable[[Layer], bool],
+    *,
+    scope: Scope = ALL,
+    max_items: int = 1000,
 ) -> list[dict]:
-    """Summary of what hangs under one feature: for each layer pointing at it, a count, and for
-    direct children (primary parent) the list of their code, name and counts (no geometry)."""
+    """Summary of what hangs under one feature: for each layer pointing at it that the caller
+    may see (``visible``), a count, and for direct children (primary parent) the list of their
+    code, name and counts (no geometry); counts and lists hold in-scope rows only."""
     id_row = conn.execute(
         text(f"SELECT t.{_q(layer.id_column)} AS id, t.{_q(layer.code_expr_column)}::text AS code "
              f"FROM {_q(layer.table)} t WHERE t.{_q(layer.code_expr_column)} = :code"),
@@ -207,26 +306,34 @@ def children(
     ).one()
     out = []
     for child, ref, primary in catalog.children_refs(layer.name):
-        if not child.visible_to(role):
+        if not visible(child):
             continue
         value = id_row.id if ref.key == "id" else id_row.code
+        where = " AND ".join([f"t.{_q(ref.column)} = :v", *scope_conditions(child, scope)])
         n = conn.execute(
-            text(f"SELECT count(*) FROM {_q(child.table)} WHERE {_q(ref.column)} = :v"), {"v": value}
+            text(f"SELECT count(*) FROM {_q(child.table)} t WHERE {where}"), {"v": value, **scope.params()}
         ).scalar()
         entry = {"layer": child.name, "title": str(child.title), "via": ref.column, "count": n}
         if primary and n <= max_items:
-            page = layer_page(conn, catalog, child, ref=(ref, value), geometry=False, count=False)
+            page = layer_page(conn, catalog, child, ref=(ref, value), geometry=False, count=False, scope=scope)
             entry["items"] = [f["properties"] for f in json.loads(page.features_json)]
         out.append(entry)
     return out
 
 
-def hierarchy(conn: Connection) -> dict:
-    """The street → community → grid tree with household, resident and building counts."""
-    stats = conn.execute(text(_sql("hierarchy_stats.sql"))).all()
-    streets = conn.execute(text("SELECT code, name FROM street ORDER BY code")).all()
-    communities = conn.execute(text("SELECT code, name, street_code FROM community ORDER BY code")).all()
-    grids = conn.execute(text("SELECT id, code, name, community_code, level FROM grid ORDER BY code")).all()
+_COVERS = "(starts_with(code, :s_area) OR starts_with(:s_area, code))"
+
+
+def hierarchy(conn: Connection, scope: Scope = ALL) -> dict:
+    """The street → community → grid tree with household, resident and building counts: only the
+    nodes in ``scope`` (and the ancestors of its area), counts from in-scope buildings only."""
+    params = scope.params()
+    stats = conn.execute(text(_sql("hierarchy_stats.sql")), params).all()
+    streets = conn.execute(text(f"SELECT code, name FROM street WHERE {_COVERS} ORDER BY code"), params).all()
+    communities = conn.execute(
+        text(f"SELECT code, name, street_code FROM community WHERE {_COVERS} ORDER BY code"), params).all()
+    grids = conn.execute(
+        text(f"SELECT id, code, name, community_code, level FROM grid WHERE {_COVERS} ORDER BY code"), params).all()
 
     def node(level: str, code: str, name: str | None) -> dict:
         return {"level": level, "code": code, "name": name, "households": 0, "residents": 0, "buildings": 0,

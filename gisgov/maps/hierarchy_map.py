@@ -82,10 +82,12 @@ def build_hierarchy_map(
     basemap_attribution: str = "",
     title: str = "网格化管理地图 Grid governance map",
     links: Sequence[tuple[str, str]] = (),
+    user: str | None = None,
 ) -> folium.Map:
     """An offline folium map of the given layers, styled per level, with tooltips, a layer
     control, a scale bar, a legend, a banner for synthetic data, fitted to the data.
-    ``links``: (same-server URL, label) pairs shown in the title panel (e.g. the dashboard)."""
+    ``links``: (same-server URL, label) pairs shown in the title panel (e.g. the dashboard);
+    ``user``: who is signed in and their scope, shown in the title panel (escaped)."""
     prepared = [(lyr, _prepare(lyr, fr)) for lyr, fr in layers]
     m = offline_map(control_scale=True, prefer_canvas=False, zoom_snap=0.25)
     add_css(m, _CSS % {"bg": "#e8ecef" if not basemap_url else "#ddd"})
@@ -154,6 +156,7 @@ def build_hierarchy_map(
     add_html(m, f'<div class="gisgov-panel gisgov-title"><b>{html.escape(title)}</b>'
                 + (f"<br><small>数据集 Dataset: {name}</small>" if name else "")
                 + (f"<br><small>{totals[0]}</small>" if totals else "")
+                + (f'<br><small class="gisgov-user">用户 User: {html.escape(user)}</small>' if user else "")
                 + "".join(f'<br><a href="{html.escape(url, quote=True)}">{html.escape(label)} ›</a>' for url, label in links)
                 + banner + "</div>")
     legend = "".join(f"<div>{_swatch(lyr)}{lyr.title.zh} {lyr.title.en}</div>" for lyr, _ in prepared)

@@ -1,8 +1,13 @@
 """Core API: /health, /api/hierarchy, /api/layers, /api/layers/{level}, /api/{level}/{code},
 and the OpenAPI docs at /docs with Swagger UI served by the app (no CDN).
 
-All database work goes through the ``db`` dependency (one connection, one transaction).
-Layers, their columns and who may see them come from the catalog (``GISGOV_LAYERS_DIR``).
+All database work goes through the ``db`` dependency (one connection, one transaction, the
+caller's scope set for row-level security). Layers, their columns and who may see them come from
+the catalog (``GISGOV_LAYERS_DIR``): an account sees a layer when its role's catalog level reaches
+the layer's ``min_role`` and, for personal layers (residents), it holds ``read_personal``
+(planners and viewers: 403). Every list holds only the caller's area (see
+:mod:`gisgov.api.queries`); an object outside it answers 404, never 403, so codes cannot be probed.
+Each read of a personal layer (a page or one resident) writes one ``read_personal`` audit row.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from gisgov.api import queries
-from gisgov.api.deps import DB, DB_UNSCOPED
+from gisgov.api.deps import DB, DB_UNSCOPED, client_addr, current_principal, in_scope_or_404
 from gisgov.api.params import check_page, parse_bbox
 from gisgov.layers import Catalog, catalog
 from gisgov.maps.assets import asset_url
+from gisgov.security import audit as audit_log
+from gisgov.security.roles import Principal
 
 router = APIRouter()
 GEOJSON = "application/geo+json"
@@ -29,10 +36,12 @@ def get_catalog(request: Request) -> Catalog:
     return catalog(request.app.state.settings.layers_dir)
 
 
-def viewer_role(request: Request) -> str:
-    """Role of the requester. Until authentication lands every request is ``public`` (公众);
-    an auth middleware sets ``request.state.role``."""
-    return getattr(request.state, "role", None) or "public"
+def audit_personal_read(request: Request, conn: Connection, p: Principal, *, object: str, count: int) -> None:
+    """One ``read_personal`` audit row for this request, written on the request's own connection:
+    it commits with the read (a read whose transaction fails returned nothing) and never needs a
+    second pooled connection while this one is held (no pool exhaustion under load)."""
+    audit_log.record(conn, "read_personal", actor=p, object=object, client=client_addr(request),
+                     detail={"count": count})
 
 
 @router.get("/health", tags=["system"], summary="健康检查 Health: database, PostGIS, schema, dataset")
@@ -43,21 +52,21 @@ def health(conn: Connection = DB_UNSCOPED) -> dict:
 
 
 @router.get("/api/hierarchy", tags=["hierarchy"], summary="层级树 Street → community → grid tree with counts")
-def hierarchy(conn: Connection = DB) -> dict:
-    """Every street with its communities and their grids; each node has ``households`` (户数),
-    ``residents`` (人数) and ``buildings`` (楼栋数)."""
-    return queries.hierarchy(conn)
+def hierarchy(p: Principal = Depends(current_principal), conn: Connection = DB) -> dict:
+    """The streets, communities and grids of the caller's area (and the street above a community),
+    each node with ``households`` (户数), ``residents`` (人数) and ``buildings`` (楼栋数) counted
+    from the caller's area only."""
+    return queries.hierarchy(conn, queries.Scope.of(p))
 
 
 @router.get("/api/layers", tags=["layers"], summary="图层目录 Layer catalog visible to the requester")
-def layer_catalog(request: Request) -> list[dict]:
-    role = viewer_role(request)
+def layer_catalog(request: Request, p: Principal = Depends(current_principal)) -> list[dict]:
     return [
         {"name": lyr.name, "title": lyr.title.model_dump(), "geometry": lyr.geometry_kind,
          "parent": lyr.parent.level if lyr.parent else None, "style": lyr.style.leaflet(),
          "min_zoom": lyr.min_zoom, "counts": bool(lyr.counts), "properties": lyr.properties,
          "href": f"/api/layers/{lyr.name}"}
-        for lyr in get_catalog(request).visible(role)
+        for lyr in get_catalog(request).visible_for(p)
     ]
 
 
@@ -67,6 +76,7 @@ def layer_catalog(request: Request) -> list[dict]:
     summary="图层要素 GeoJSON features of one layer (WGS84 lon/lat), bbox filter and paging",
     response_class=Response,
     responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON FeatureCollection (RFC 7946)"},
+               403: {"description": "the account may not see this layer"},
                404: {"description": "unknown layer"}, 422: {"description": "bad bbox / limit / offset"}},
 )
 def layer_features(
@@ -76,14 +86,18 @@ def layer_features(
                              examples=["117.1,31.7,117.3,31.9"]),
     limit: int | None = Query(None, description="page size (default GISGOV_PAGE_LIMIT, max GISGOV_MAX_PAGE_LIMIT)"),
     offset: int = Query(0, description="features to skip"),
+    p: Principal = Depends(current_principal),
     conn: Connection = DB,
 ) -> Response:
+    """Features of the caller's area only (``numberMatched`` counts those too)."""
     settings = request.app.state.settings
     cat = get_catalog(request)
-    layer = cat.for_role(level, viewer_role(request))
+    layer = cat.for_principal(level, p)
     box = parse_bbox(bbox)
     limit, offset = check_page(limit, offset, default=settings.page_limit, maximum=settings.max_page_limit)
-    page = queries.layer_page(conn, cat, layer, bbox=box, limit=limit, offset=offset)
+    page = queries.layer_page(conn, cat, layer, bbox=box, limit=limit, offset=offset, scope=queries.Scope.of(p))
+    if layer.personal:
+        audit_personal_read(request, conn, p, object=f"layer:{layer.name}", count=page.number_returned)
     links = [{"rel": "self", "type": GEOJSON, "href": str(request.url)}]
     if page.number_matched is not None and offset + page.number_returned < page.number_matched:
         links.append({"rel": "next", "type": GEOJSON,
@@ -96,12 +110,18 @@ def layer_features(
 
 
 def _detail_route(name: str):
-    def feature_detail(request: Request, code: str, conn: Connection = DB) -> Response:
+    def feature_detail(request: Request, code: str, p: Principal = Depends(current_principal),
+                       conn: Connection = DB) -> Response:
         cat = get_catalog(request)
-        role = viewer_role(request)
-        layer = cat.for_role(name, role)
-        feat = queries.feature(conn, cat, layer, code)
-        feat["children"] = queries.children(conn, cat, layer, code, role)
+        layer = cat.for_principal(name, p)
+        layer.check_code(code)
+        if layer.scope_by == "code":
+            in_scope_or_404(p, code, f"{layer.title.zh} {layer.title.en.lower()}")
+        scope = queries.Scope.of(p)
+        feat = queries.feature(conn, cat, layer, code, scope=scope)
+        feat["children"] = queries.children(conn, cat, layer, code, lambda lyr: lyr.allowed(p), scope=scope)
+        if layer.personal:
+            audit_personal_read(request, conn, p, object=f"{layer.name}:{code}", count=1)
         return Response(content=json.dumps(feat, ensure_ascii=False), media_type=GEOJSON)
 
     feature_detail.__name__ = f"{name}_detail"
@@ -140,7 +160,9 @@ def setup(app: FastAPI) -> None:
             summary=f"{lyr.title.zh} {lyr.title.en}: one feature by code, with its children",
             response_class=Response,
             responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON Feature + children summary"},
-                       404: {"description": "unknown code"}, 422: {"description": "malformed code"}},
+                       403: {"description": "the account may not see this layer"},
+                       404: {"description": "unknown code, or outside the caller's area"},
+                       422: {"description": "malformed code"}},
         )
     for exc_type in (OperationalError, InterfaceError):
         if exc_type not in app.exception_handlers:

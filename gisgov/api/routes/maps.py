@@ -1,8 +1,10 @@
 """/map (the hierarchy map), ``/`` → /map, and the vendored assets under /static/vendor.
 
-The map is built at request time: the catalog's ``on_map`` layers are read from PostGIS through
-the ``db`` dependency (the same SQL as /api/layers) into GeoDataFrames, then handed to the pure
-builder :func:`gisgov.maps.hierarchy_map.build_hierarchy_map`.
+The map is built at request time for the signed-in account: the catalog's ``on_map`` layers it
+may see are read from PostGIS through the ``db`` dependency (the same SQL and the same scope as
+/api/layers: the caller's area, plus the outline of the street above a community) into
+GeoDataFrames, then handed to the pure builder :func:`gisgov.maps.hierarchy_map.build_hierarchy_map`.
+Without a session /map redirects to /login.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Connection
 
 from gisgov.api import queries
-from gisgov.api.deps import DB
-from gisgov.api.routes.core import get_catalog, viewer_role
+from gisgov.api.deps import DB, current_principal
+from gisgov.api.routes.core import get_catalog
 from gisgov.layers import Catalog, Layer
 from gisgov.maps.assets import VENDOR_URL, node_modules, require_assets
 from gisgov.maps.hierarchy_map import build_hierarchy_map
 from gisgov.maps.offline import render_html
+from gisgov.security.roles import Principal
 
 router = APIRouter()
 
@@ -41,12 +44,14 @@ def frame_from_geojson(features_json: str) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame.from_features(features, crs=4326)
 
 
-def read_map_layers(conn: Connection, cat: Catalog, role: str) -> list[tuple[Layer, gpd.GeoDataFrame]]:
-    """Every ``on_map`` layer the role may see, all features, as (layer, frame) pairs."""
+def read_map_layers(conn: Connection, cat: Catalog, p: Principal) -> list[tuple[Layer, gpd.GeoDataFrame]]:
+    """Every ``on_map`` layer the account may see, its features in the account's area, as
+    (layer, frame) pairs. Personal layers are never drawn on this map."""
     out = []
-    for lyr in cat.visible(role):
-        if lyr.on_map:
-            page = queries.layer_page(conn, cat, lyr, count=False)
+    scope = queries.Scope.of(p)
+    for lyr in cat.visible_for(p):
+        if lyr.on_map and not lyr.personal:
+            page = queries.layer_page(conn, cat, lyr, count=False, scope=scope)
             out.append((lyr, frame_from_geojson(page.features_json)))
     return out
 
@@ -63,16 +68,17 @@ def favicon() -> Response:
 
 @router.get("/map", response_class=HTMLResponse, tags=["maps"],
             summary="网格地图 Map of streets, communities, grids and compounds (offline assets)")
-def hierarchy_map(request: Request, conn: Connection = DB) -> HTMLResponse:
+def hierarchy_map(request: Request, p: Principal = Depends(current_principal), conn: Connection = DB) -> HTMLResponse:
     settings = request.app.state.settings
     require_assets(settings.web_dir)
-    layers = read_map_layers(conn, get_catalog(request), viewer_role(request))
+    layers = read_map_layers(conn, get_catalog(request), p)
     m = build_hierarchy_map(
         layers,
         dataset=queries.dataset_info(conn),
         basemap_url=settings.basemap_url,
         basemap_attribution=settings.basemap_attribution,
         links=[("/dashboard", "领导驾驶舱 Leaders' dashboard")],
+        user=f"{p.display_name}（{p.label} {p.role.value}）· 范围 scope {p.scope_code or '全市 whole city'}",
     )
     return HTMLResponse(render_html(m))
 

@@ -1,5 +1,7 @@
 -- Households, residents and buildings per (community, grid) in one pass over the roster.
 -- A building's households: its household rows, or building.households when it has no roster.
+-- Only buildings of the caller's area (:s_area, a code prefix; '' = everywhere); household and
+-- resident rows are further limited by row-level security (gisgov.scope).
 WITH hc AS (
     SELECT building_code, count(*) AS n FROM household GROUP BY building_code
 ),
@@ -16,4 +18,5 @@ SELECT b.community_code,
 FROM building b
 LEFT JOIN hc ON hc.building_code = b.code
 LEFT JOIN rc ON rc.building_code = b.code
+WHERE starts_with(b.community_code, :s_area)
 GROUP BY b.community_code, b.grid_id

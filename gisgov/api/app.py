@@ -31,6 +31,7 @@ ROUTER_MODULES = [
     "gisgov.api.routes.stats",
     "gisgov.api.routes.dashboard",
     "gisgov.api.routes.grid_editor",
+    "gisgov.api.routes.admin",
 ]
 
 
@@ -64,6 +65,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         try:
             yield
         finally:
+            audit_engine = getattr(app.state, "audit_engine", None)
+            if audit_engine is not None:
+                audit_engine.dispose()
+                app.state.audit_engine = None
             if own:
                 app.state.engine.dispose()
 

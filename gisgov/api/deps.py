@@ -18,6 +18,7 @@ need neither.
 from __future__ import annotations
 
 import hmac
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 import anyio
 from anyio import to_thread
 from fastapi import Depends, Request
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 
 from gisgov.errors import Forbidden, NotAuthenticated, NotFound
 from gisgov.security import accounts
@@ -36,6 +37,7 @@ SESSION_COOKIE = "gisgov_session"
 CSRF_COOKIE = "gisgov_csrf"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+_AUDIT_LOCK = threading.Lock()
 _SET_SCOPE = text("SELECT set_config('gisgov.scope', :scope, true)")
 
 
@@ -170,9 +172,13 @@ async def transaction(request: Request, scope: str) -> AsyncIterator[Connection]
     try:
         yield conn
     except BaseException:
-        await to_thread.run_sync(_finish, conn, False, limiter=finish)
+        # Shielded: a cancelled request (client gone) must still give its connection back to the pool;
+        # unshielded, to_thread.run_sync would raise the cancellation before running _finish.
+        with anyio.CancelScope(shield=True):
+            await to_thread.run_sync(_finish, conn, False, limiter=finish)
         raise
-    await to_thread.run_sync(_finish, conn, True, limiter=finish)
+    with anyio.CancelScope(shield=True):
+        await to_thread.run_sync(_finish, conn, True, limiter=finish)
 
 
 async def db(request: Request, p: Principal = Depends(current_principal)) -> AsyncIterator[Connection]:
@@ -206,8 +212,23 @@ def system_scope(conn: Connection) -> None:
     conn.execute(_SET_SCOPE, {"scope": "*"})
 
 
+def audit_engine(request: Request) -> Engine:
+    """A small pool of its own for audit rows: a request that holds its connection and writes an
+    audit row never waits for a second connection from the request pool (which, under load, could
+    be held by requests doing the same)."""
+    st = request.app.state
+    eng = getattr(st, "audit_engine", None)
+    if eng is None:
+        with _AUDIT_LOCK:
+            eng = getattr(st, "audit_engine", None)
+            if eng is None:
+                eng = st.audit_engine = create_engine(st.engine.url, pool_size=2, max_overflow=4, pool_timeout=30,
+                                                      pool_pre_ping=True)
+    return eng
+
+
 def audit(request: Request, action: str, p: Principal | None, *, object: str | None = None,
           result: str = "ok", detail: dict | None = None) -> None:
     """Append an audit row for this request in its own transaction (call from sync code)."""
-    _audit.record(request.app.state.engine, action, actor=p, object=object, result=result,
+    _audit.record(audit_engine(request), action, actor=p, object=object, result=result,
                   client=client_addr(request), detail=detail)

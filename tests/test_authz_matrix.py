@@ -144,7 +144,7 @@ def _nodes(owner_url: str) -> dict:
                        (SELECT code FROM building WHERE community_code = :c ORDER BY code LIMIT 1) AS building,
                        (SELECT code FROM facility WHERE community_code = :c ORDER BY code LIMIT 1) AS facility,
                        (SELECT min(r.id) FROM resident r JOIN household h ON h.id = r.household_id
-                         WHERE left(h.code, 12) = :c) AS resident,
+                         JOIN building b ON b.code = h.building_code WHERE b.grid_id = g.id) AS resident,
                        (SELECT ST_X(ST_PointOnSurface(geom)) FROM community WHERE code = :c) AS lon,
                        (SELECT ST_Y(ST_PointOnSurface(geom)) FROM community WHERE code = :c) AS lat
                 FROM grid g JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active'

@@ -1,4 +1,5 @@
-"""Service circles on a real PostGIS: migration, stored results, CLI, API, committed what-if, graph reuse."""
+"""Service circles on a real PostGIS: migration, stored results, CLI, API (signed in; scope, roles,
+audit), committed what-if, graph reuse."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import pytest
 from sqlalchemy import create_engine, pool, text
 from typer.testing import CliRunner
 
-from gisgov.config import get_settings
+from auth_helpers import bearer_token, ensure_user, signed_in_client
+
+from gisgov.config import Settings, get_settings
 from gisgov.coverage.service import CoverageService
 from gisgov.db import migrate
 
@@ -159,17 +162,24 @@ def test_cli_compute_one_category(cli_env, ceng):
 
 # --- API ------------------------------------------------------------------------------------------------
 
+SETTINGS = Settings(login_rate_per_minute=1000)
+
+
 @pytest.fixture(scope="module")
 def client(city_url):
-    from fastapi.testclient import TestClient
-
-    from gisgov.api.app import create_app
-
-    eng = create_engine(city_url, poolclass=pool.NullPool)
-    app = create_app(engine=eng)
-    with TestClient(app) as c:
+    """Signed in as an admin (whole city); ``as_(client, url, role, scope)`` gives other accounts' headers."""
+    with signed_in_client(SETTINGS, city_url, role="admin") as c:
         yield c
-    eng.dispose()
+
+
+def as_(client, url: str, role: str, scope: str) -> dict:
+    return {"Authorization": f"Bearer {bearer_token(client, ensure_user(url, role, scope))}"}
+
+
+def audit_rows(ceng, action: str) -> list:
+    with ceng.connect() as c:
+        return c.execute(text("SELECT actor, actor_role, object, result, detail FROM audit_log WHERE action = :a "
+                              "ORDER BY id"), {"a": action}).all()
 
 
 def test_api_summary_areas_gaps(client, ceng):
@@ -262,7 +272,7 @@ def test_api_graph_is_built_once_and_rebuilt_when_roads_change(client, ceng):
                           SELECT 900001, 900002, 'path', gisgov_length_m(ST_MakeLine(a.geom, b.geom)), ST_MakeLine(a.geom, b.geom)
                           FROM road_node a, road_node b WHERE a.id = 900001 AND b.id = 900002"""))
     try:
-        r = client.post("/api/coverage/compute", params={"category": ["weisheng"]})
+        r = client.post("/api/coverage/compute", json={"categories": ["weisheng"]})
         assert r.status_code == 200, r.text
         assert svc.builds == n + 1
         comps = r.json()["components"]
@@ -275,7 +285,7 @@ def test_api_graph_is_built_once_and_rebuilt_when_roads_change(client, ceng):
     finally:
         with ceng.begin() as c:
             c.execute(text("DELETE FROM road_node WHERE id IN (900001, 900002)"))
-        assert client.post("/api/coverage/compute", params={"category": ["weisheng"]}).status_code == 200
+        assert client.post("/api/coverage/compute", json={"categories": ["weisheng"]}).status_code == 200
 
 
 def test_api_whatif_commit_updates_only_its_categories(client, ceng):
@@ -319,3 +329,180 @@ def test_api_whatif_commit_updates_only_its_categories(client, ceng):
         again = c.execute(text("""SELECT sum(buildings_in) FROM coverage_figure WHERE level = 'street' AND item = 'weisheng'
                                   AND profile = 'standard' AND circle = 'c10'""")).scalar()
     assert again == fig_b
+
+
+# --- who may see and change what -------------------------------------------------------------------------
+
+def _two_communities(ceng):
+    with ceng.connect() as c:
+        a, b = c.execute(text("""SELECT community_code FROM building GROUP BY 1 HAVING count(*) > 20
+                                 ORDER BY 1 LIMIT 2""")).scalars().all()
+        street = c.execute(text("SELECT street_code FROM community WHERE code = :a"), {"a": a}).scalar()
+    return a, b, street
+
+
+def test_api_coverage_is_limited_to_the_callers_area(client, ceng, city_url):
+    import shapely
+    from shapely.geometry import shape
+
+    a, b, street = _two_communities(ceng)
+    planner = as_(client, city_url, "planner", a)
+    # a unit outside the area (a sibling community, the street above it, a compound of the sibling): 404
+    assert client.get("/api/coverage/summary", headers=planner, params={"level": "community", "code": a}).status_code == 200
+    with ceng.connect() as c:
+        comp_b = c.execute(text("SELECT code FROM compound WHERE community_code = :b LIMIT 1"), {"b": b}).scalar()
+    for level, code in (("community", b), ("street", street), ("compound", comp_b)):
+        r = client.get("/api/coverage/summary", headers=planner, params={"level": level, "code": code})
+        assert r.status_code == 404, (level, code, r.text)
+        r = client.get("/api/coverage/gaps", headers=planner, params={"category": "weisheng", "level": level, "code": code})
+        assert r.status_code == 404
+    # the same figures as the admin's for the planner's own community
+    mine = client.get("/api/coverage/summary", headers=planner, params={"level": "community", "code": a}).json()
+    admin = client.get("/api/coverage/summary", params={"level": "community", "code": a}).json()
+    assert mine["rows"] == admin["rows"] and sum(r["residents"] for r in mine["rows"]) > 0
+    # gaps: only buildings of the planner's community beyond the circle
+    gaps = client.get("/api/coverage/gaps", headers=planner, params={"category": "weisheng", "circle": "c10"}).json()
+    with ceng.connect() as c:
+        beyond_a = c.execute(text("""SELECT count(*) FROM building_access x JOIN building y ON y.id = x.building_id
+                                     WHERE x.category_code = 'weisheng' AND y.community_code = :a
+                                     AND (x.distance_m IS NULL OR x.distance_m > 500)"""), {"a": a}).scalar()
+        outline = shapely.from_wkb(bytes(c.execute(text("SELECT ST_AsBinary(geom) FROM community WHERE code = :a"),
+                                                   {"a": a}).scalar()))
+        in_a = c.execute(text("""SELECT count(*) FROM building_access x JOIN building y ON y.id = x.building_id
+                                 WHERE x.category_code = 'weisheng' AND y.community_code = :a AND x.distance_m <= 1000"""),
+                         {"a": a}).scalar()
+    assert beyond_a > 0 and sum(f["properties"]["buildings"] for f in gaps["features"]) == beyond_a
+    near = outline.buffer(1e-6)
+    assert all(near.covers(shape(f["geometry"])) for f in gaps["features"] if f["geometry"])
+    # service area: cut to the community's outline, counting its buildings only
+    area = client.get("/api/coverage/areas", headers=planner, params={"category": "weisheng", "circle": "c15"}).json()
+    f = area["features"][0]
+    assert f["properties"]["buildings_in"] == in_a and f["properties"]["budget_m"] == 1000
+    assert f["geometry"] is None or near.covers(shape(f["geometry"]))
+    whole = client.get("/api/coverage/areas", params={"category": "weisheng", "circle": "c15"}).json()["features"][0]
+    assert whole["properties"]["buildings_in"] > in_a
+    assert not near.covers(shape(whole["geometry"]))
+    # the map page: the community's buildings, none of the sibling's
+    with ceng.connect() as c:
+        ba = c.execute(text("SELECT code FROM building WHERE community_code = :a LIMIT 1"), {"a": a}).scalar()
+        bb = c.execute(text("SELECT code FROM building WHERE community_code = :b LIMIT 1"), {"b": b}).scalar()
+    viewer = as_(client, city_url, "viewer", a)
+    html = client.get("/coverage/map", headers=viewer, params={"category": "weisheng", "circle": "c10"}).text
+    assert ba in html and bb not in html
+    assert bb in client.get("/coverage/map", params={"category": "weisheng", "circle": "c10", "sites": 0}).text
+
+
+def test_api_special_groups_small_cells_for_aggregate_roles(client, ceng, city_url):
+    with ceng.connect() as c:
+        row = c.execute(text("""SELECT level, code FROM coverage_group_figure WHERE level = 'compound'
+                                AND residents BETWEEN 1 AND 4 ORDER BY code LIMIT 1""")).one()
+        comm = c.execute(text("SELECT community_code FROM compound WHERE code = :c"), {"c": row.code}).scalar()
+    params = {"level": row.level, "code": row.code}
+    admin = client.get("/api/coverage/summary", params=params).json()["special_groups"]
+    assert any(isinstance(g["residents"], int) and 1 <= g["residents"] <= 4 for g in admin)
+    for role in ("planner", "viewer"):
+        got = client.get("/api/coverage/summary", headers=as_(client, city_url, role, comm), params=params).json()
+        groups = got["special_groups"]
+        assert len(groups) == len(admin) and any(g["residents"] == "<5" for g in groups)
+        for g in groups:
+            for k in ("residents", "beyond"):
+                assert not (isinstance(g[k], int) and 0 <= g[k] <= 4), g
+            if isinstance(g["residents"], int) and isinstance(g["beyond"], int):
+                assert not 0 <= g["residents"] - g["beyond"] <= 4, g
+            assert set(g) == {"level", "code", "group_code", "category", "profile", "circle", "residents", "beyond",
+                              "suppressed"}
+    # community staff handle special groups in their own community: exact counts
+    staff = client.get("/api/coverage/summary", headers=as_(client, city_url, "community_staff", comm), params=params)
+    assert staff.json()["special_groups"] == admin
+
+
+def test_api_model_is_the_same_whoever_loads_it(city_url, ceng):
+    """A fresh app whose first coverage request comes from a community-bound planner loads the whole city."""
+    a, b, _ = _two_communities(ceng)
+    with signed_in_client(SETTINGS, city_url, role="planner", scope=a) as c:
+        r = c.get("/api/coverage/summary", params={"level": "community", "code": a})
+        assert r.status_code == 200, r.text
+        svc = c.app.state.coverage
+        with ceng.connect() as o:
+            nb = o.execute(text("SELECT count(*) FROM building")).scalar()
+            nres = o.execute(text("SELECT count(*) FROM resident")).scalar()
+            ngrp = o.execute(text("SELECT count(*) FROM resident_group")).scalar()
+        assert len(svc.model.buildings) == nb
+        assert int(svc.model.buildings["residents"].sum()) == nres
+        assert int(svc.groups["residents"].sum()) == ngrp
+        n = svc.builds
+        other = {"Authorization": f"Bearer {bearer_token(c, ensure_user(city_url, 'planner', b))}"}
+        assert c.get("/api/coverage/summary", headers=other, params={"level": "community", "code": b}).status_code == 200
+        assert svc.builds == n  # no reload for another caller
+
+
+def test_api_analyses_need_the_permission_and_are_audited(client, ceng, city_url):
+    a, b, _ = _two_communities(ceng)
+    viewer = as_(client, city_url, "viewer", a)
+    with ceng.connect() as c:
+        n_fac = c.execute(text("SELECT count(*) FROM facility")).scalar()
+        x, y = c.execute(text("SELECT ST_X(pos), ST_Y(pos) FROM building WHERE community_code = :a ORDER BY id LIMIT 1"),
+                         {"a": a}).one()
+        bx, by = c.execute(text("SELECT ST_X(pos), ST_Y(pos) FROM building WHERE community_code = :b ORDER BY id LIMIT 1"),
+                           {"b": b}).one()
+    add = {"category": "weisheng", "op": "add", "lon": x, "lat": y, "commit": True, "kind": "社区卫生服务站"}
+    n_edit = len(audit_rows(ceng, "facility_edit"))
+    assert client.post("/api/coverage/whatif", headers=viewer, json=add).status_code == 403
+    assert client.post("/api/coverage/whatif", headers=viewer, json={**add, "commit": False}).status_code == 403
+    assert client.post("/api/coverage/site", headers=viewer, json={"category": "weisheng", "k": 1}).status_code == 403
+    assert client.post("/api/coverage/compute", headers=viewer, json={"categories": ["wenhua"]}).status_code == 403
+    assert client.get("/api/coverage/catalog", headers=viewer).status_code == 200
+    # a planner may commit inside the own community only
+    planner = as_(client, city_url, "planner", a)
+    r = client.post("/api/coverage/whatif", headers=planner, json={**add, "lon": bx, "lat": by})
+    assert r.status_code == 404, r.text
+    with ceng.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM facility")).scalar() == n_fac
+    assert len(audit_rows(ceng, "facility_edit")) == n_edit
+    # bearer, form-encoded: refused before anything runs
+    assert client.post("/api/coverage/whatif", headers=planner, data={"category": "weisheng", "op": "add"}).status_code == 415
+    r = client.post("/api/coverage/whatif", headers=planner, json=add)
+    assert r.status_code == 200, r.text
+    fid = r.json()["facility_id"]
+    rows = audit_rows(ceng, "facility_edit")
+    assert len(rows) == n_edit + 1 and rows[-1].object == f"facility/{fid}" and rows[-1].actor_role == "planner"
+    # a facility of the sibling community cannot be removed by this planner
+    with ceng.connect() as c:
+        fb = c.execute(text("""SELECT f.id FROM facility f JOIN community m ON ST_Intersects(m.geom, f.geom)
+                               WHERE m.code = :b AND f.category_code = 'weisheng' LIMIT 1"""), {"b": b}).scalar()
+    if fb is not None:
+        r = client.post("/api/coverage/whatif", headers=planner,
+                        json={"category": "weisheng", "op": "remove", "facility_id": fb, "commit": True})
+        assert r.status_code == 404
+    r = client.post("/api/coverage/whatif", headers=planner,
+                    json={"category": "weisheng", "op": "remove", "facility_id": fid, "commit": True})
+    assert r.status_code == 200, r.text
+    assert len(audit_rows(ceng, "facility_edit")) == n_edit + 2
+    with ceng.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM facility")).scalar() == n_fac
+    # compute: one "analysis" row per run
+    n_an = len(audit_rows(ceng, "analysis"))
+    r = client.post("/api/coverage/compute", headers=planner, json={"categories": ["wenhua"]})
+    assert r.status_code == 200, r.text
+    rows = audit_rows(ceng, "analysis")
+    assert len(rows) == n_an + 1 and rows[-1].object == f"coverage_run/{r.json()['run_id']}"
+
+
+def test_api_cookie_writes_need_csrf(city_url, ceng):
+    a, _, _ = _two_communities(ceng)
+    with ceng.connect() as c:
+        n_fac = c.execute(text("SELECT count(*) FROM facility")).scalar()
+        x, y = c.execute(text("SELECT ST_X(pos), ST_Y(pos) FROM building WHERE community_code = :a ORDER BY id LIMIT 1"),
+                         {"a": a}).one()
+    add = {"category": "weisheng", "op": "add", "lon": x, "lat": y, "commit": True}
+    with signed_in_client(SETTINGS, city_url, role="planner", scope=a, cookie=True) as page:
+        token = page.headers.pop("X-CSRF-Token")
+        page.headers.pop("Origin")
+        for headers in ({"Origin": SETTINGS.origin}, {"Origin": "http://evil.example", "X-CSRF-Token": token}):
+            r = page.post("/api/coverage/whatif", headers=headers, json=add)
+            assert r.status_code == 403, r.text
+        r = page.post("/api/coverage/compute", headers={"Origin": "http://evil.example"},
+                      content=b"", )
+        assert r.status_code == 403
+    with ceng.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM facility")).scalar() == n_fac

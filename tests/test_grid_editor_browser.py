@@ -2,20 +2,31 @@
 planned and activated: the grid table shows the API's grids and households, clicking a compound and
 then a neighbouring grid moves it (both grids change by the compound's households, the total stays),
 undo restores both, saving gives a draft version; nothing leaves 127.0.0.1 and the console stays
-clean. Screenshots go to the test's tmp folder."""
+clean. The page is reached through the sign-in page (a planner of the community's street), every
+write it sends carries the CSRF token, and signing out ends the session. Screenshots go to the
+test's tmp folder."""
 
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
+from contextlib import contextmanager
 
 import pytest
 import shapely
+import uvicorn
+from auth_helpers import USER_PASSWORD, app_engine, ensure_user
 from playwright.sync_api import sync_playwright
 from shapely.geometry import shape
 from sqlalchemy import create_engine, pool
-from test_browser import ARGS, CHROMIUM, Recorder, serve
+from test_browser import ARGS, CHROMIUM, Recorder
 
+from gisgov.api.app import create_app
+from gisgov.config import Settings, get_settings
+from gisgov.db.cluster import free_port
 from gisgov.gridding import service
+from gisgov.maps.assets import ensure_assets
 from gisgov.sample import generate_city
 from gisgov.sample.load import load_city
 from gisgov.security.pii import Vault
@@ -37,15 +48,55 @@ def planned(db_factory):
         out = service.plan_and_activate(conn, code, time_limit_s=2.0)
     assert out["grids"] >= 2 and not out["forced"], out
     try:
-        yield engine, code, out["version"]
+        yield engine, code, out["version"], url
     finally:
         engine.dispose()
 
 
+@contextmanager
+def serve(owner_url: str):
+    """uvicorn on a free 127.0.0.1 port, the app connecting as the app role; its origin is configured."""
+    ensure_assets(get_settings().web_dir)
+    port = free_port()
+    eng = app_engine(owner_url)
+    settings = Settings(port=port, login_rate_per_minute=1000)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=eng), host="127.0.0.1", port=port,
+                                          log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        eng.dispose()
+
+
 @pytest.fixture(scope="module")
 def base(planned):
-    with serve(planned[0]) as url:
+    with serve(planned[3]) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def planner(planned):
+    """A planner (规划人员) of the planned community's street."""
+    return ensure_user(planned[3], "planner", planned[1][:9])
+
+
+def sign_in(page, base: str, username: str, path: str) -> None:
+    """Open ``path``: the app sends the browser to /login; sign in there and land back on ``path``."""
+    page.goto(f"{base}{path}")
+    page.wait_for_url("**/login?next=**", timeout=20000)
+    page.fill("#username", username)
+    page.fill("#password", USER_PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url(f"{base}{path}", timeout=20000)
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +122,18 @@ def wait_rev(page, before: str) -> None:
     page.wait_for_function("r => document.body.dataset.rev !== r && !document.body.dataset.busy", arg=before, timeout=20000)
 
 
-def test_editor_moves_a_compound_and_undoes(planned, base, browser, tmp_path):
-    _, code, version = planned
+def test_editor_moves_a_compound_and_undoes(planned, base, browser, planner, tmp_path):
+    _, code, version, _ = planned
     page = browser.new_page(viewport={"width": 1600, "height": 960})
     rec = Recorder(page)
-    page.goto(f"{base}/grids/editor?community={code}", wait_until="networkidle")
-    page.wait_for_function("document.body.dataset.ready === 'ready'", timeout=30000)
-    assert page.evaluate("L.version") == "1.9.4"
+    posts = []
+    page.on("request", lambda r: posts.append((r.url, r.headers)) if r.method == "POST" else None)
+    sign_in(page, base, planner, f"/grids/editor?community={code}")
+    page.wait_for_function("() => document.body.dataset.ready === 'ready'", timeout=30000)
+    assert page.evaluate("() => L.version") == "1.9.4"
+    page.wait_for_function("() => document.getElementById('who').dataset.username", timeout=10000)
+    assert page.locator("#who").get_attribute("data-username") == planner
+    assert "规划人员" in page.locator("#who").inner_text() and page.locator("#logout").is_visible()
 
     # the table and the map show the API's grids and households
     plan = page.request.get(f"{base}/api/grids/plans/{code}/{version}").json()
@@ -92,7 +148,7 @@ def test_editor_moves_a_compound_and_undoes(planned, base, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "editor_open.png"))
 
     # a compound wholly in one grid that borders another grid
-    sid = page.evaluate("gridEditor.state.sid")
+    sid = page.evaluate("() => gridEditor.state.sid")
     layers = page.request.get(f"{base}/api/grids/sessions/{sid}/layers").json()
     grids = {g["code"]: shape(g["geometry"]) for g in layers["grids"]}
     pick = None
@@ -109,7 +165,7 @@ def test_editor_moves_a_compound_and_undoes(planned, base, browser, tmp_path):
     comp, geom, src, dst = pick
     target = grids[dst]
 
-    rev = page.evaluate("document.body.dataset.rev")
+    rev = page.evaluate("() => document.body.dataset.rev")
     inside = shapely.point_on_surface(geom)
     click_lonlat(page, inside.x, inside.y)
     assert page.locator("#selection").get_attribute("data-code") == comp["code"]
@@ -133,7 +189,7 @@ def test_editor_moves_a_compound_and_undoes(planned, base, browser, tmp_path):
     page.screenshot(path=str(tmp_path / "editor_moved.png"))
 
     # undo restores both grids
-    rev = page.evaluate("document.body.dataset.rev")
+    rev = page.evaluate("() => document.body.dataset.rev")
     page.locator("#undo").click()
     wait_rev(page, rev)
     assert rows(page) == api
@@ -141,12 +197,12 @@ def test_editor_moves_a_compound_and_undoes(planned, base, browser, tmp_path):
     assert "撤销" in page.locator("#last-move").inner_text()
 
     # move again, then save the session as a draft version
-    rev = page.evaluate("document.body.dataset.rev")
+    rev = page.evaluate("() => document.body.dataset.rev")
     click_lonlat(page, inside.x, inside.y)
     click_lonlat(page, at.x, at.y)
     wait_rev(page, rev)
     assert rows(page)[dst][0] == api[dst][0] + comp["households"]
-    rev = page.evaluate("document.body.dataset.rev")
+    rev = page.evaluate("() => document.body.dataset.rev")
     page.locator("#save").click()
     wait_rev(page, rev)
     saved = int(page.locator("#saved").get_attribute("data-version"))
@@ -160,15 +216,31 @@ def test_editor_moves_a_compound_and_undoes(planned, base, browser, tmp_path):
     assert rec.errors == [], f"console errors: {rec.errors}"
     assert any("/static/vendor/leaflet/dist/leaflet.js" in u for u in rec.requests)
     assert any("/static/grid-editor/grid-editor.js" in u for u in rec.requests)
+
+    # every write the page sent carried the CSRF token of its session (the gisgov_csrf cookie), as JSON
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "gisgov_csrf")
+    writes = [(u, h) for u, h in posts if "/api/grids/" in u]
+    assert len(writes) >= 5  # open, move, undo, move, save
+    assert all(h.get("x-csrf-token") == csrf and h.get("content-type", "").startswith("application/json")
+               for _, h in writes), writes
+    # the same write without the token is refused (the cookie alone is not enough)
+    sid = page.evaluate("() => gridEditor.state.sid")
+    r = page.request.post(f"{base}/api/grids/sessions/{sid}/save", data={}, headers={"Origin": base})
+    assert r.status == 403
+    # sign out: back to the sign-in page, and the editor wants a sign-in again
+    page.locator("#logout").click()
+    page.wait_for_url("**/login**", timeout=20000)
+    page.goto(f"{base}/grids/editor?community={code}")
+    page.wait_for_url("**/login?next=**", timeout=20000)
     print(f"screenshots: {tmp_path}")
     page.close()
 
 
-def test_editor_without_community_says_so(base, browser):
+def test_editor_without_community_says_so(base, browser, planner):
     page = browser.new_page()
     rec = Recorder(page)
-    page.goto(f"{base}/grids/editor")
-    page.wait_for_function("document.body.dataset.ready === 'error'", timeout=20000)
+    sign_in(page, base, planner, "/grids/editor")
+    page.wait_for_function("() => document.body.dataset.ready === 'error'", timeout=20000)
     assert "community" in page.locator("#notice").inner_text()
     assert rec.errors == [] and rec.off_host() == []
     page.close()

@@ -5,6 +5,13 @@ rebuilt only when an input's fingerprint changes (road_edge, building, compound_
 a changed facility table only re-snaps the facilities. Distances come from PostGIS
 (``building_access``) when the stored run matches the current facilities and catalog, otherwise
 they are computed in memory (and reported as not stored).
+
+The model is one per process and shared by every caller, so it is loaded from the WHOLE city: the
+web app widens the request's transaction with ``gisgov.api.deps.system_scope`` before calling the
+service (the per-building resident and special-group counts it loads are aggregates), and
+:meth:`CoverageService.ensure_model` refuses a connection whose ``gisgov.scope`` is narrower. What a
+caller gets back is limited to its area with the ``scope`` arguments (a code prefix: '' = all) or
+:class:`ScopedCoverage`; no per-person row ever leaves the service.
 """
 
 from __future__ import annotations
@@ -97,6 +104,8 @@ class CoverageService:
             cat = self.catalog()
             skey = tuple(sums[k] for k in STRUCTURE_KEYS) + (cat.network, cat.distance_cap_m)
             if self.model is None or skey != self._struct_key:
+                _check_whole_city(conn)
+            if self.model is None or skey != self._struct_key:
                 city = store.load_city(conn)
                 if len(city.buildings) == 0:
                     raise NotFound("no buildings in the database: load a city first (gisgov sample / gisgov load)")
@@ -181,16 +190,36 @@ class CoverageService:
                              secs, summary, comps, model.problem_buildings())
 
     # -- area selection -----------------------------------------------------------------------------------
-    def within(self, level: str | None, code: str | None) -> np.ndarray:
+    def scope_mask(self, scope: str = "") -> np.ndarray:
+        """Buildings in a caller's area: community code under the prefix ``scope`` ('' = all)."""
         b = self.model.buildings
-        if not level and not code:
+        if not scope:
             return np.ones(len(b), dtype=bool)
+        return b["community"].astype("string").str.startswith(scope).fillna(False).to_numpy(dtype=bool)
+
+    def within(self, level: str | None, code: str | None, scope: str = "") -> np.ndarray:
+        b = self.model.buildings
+        inside = self.scope_mask(scope)
+        if not level and not code:
+            return inside
         if level not in LEVELS:
             raise InvalidInput(f"level {level!r} is not one of {', '.join(LEVELS)} (rule: level_known)")
-        m = (b[level].astype("string") == str(code)).fillna(False).to_numpy(dtype=bool)
+        m = (b[level].astype("string") == str(code)).fillna(False).to_numpy(dtype=bool) & inside
         if not m.any():
             raise NotFound(f"{level} {code!r} has no buildings (rule: area_has_buildings)")
         return m
+
+    def scope_polygon(self, conn: Connection, scope: str = ""):
+        """The caller's area (street or community outline) in the model's metric CRS; None = everywhere."""
+        if not scope:
+            return None
+        g = store.area_geometry(conn, scope)
+        if g is None:
+            return shapely.Polygon()
+        from gisgov.crs import transformer
+
+        tr = transformer(self._srid(conn), self.model.epsg)
+        return shapely.transform(g, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
 
     # -- reading ------------------------------------------------------------------------------------------
     @_locked
@@ -234,11 +263,14 @@ class CoverageService:
 
     @_locked
     def service_area(self, conn: Connection, category: str, circle: str, profile: str = "standard",
-                     facility_id: int | None = None) -> gpd.GeoDataFrame:
+                     facility_id: int | None = None, scope: str = "") -> gpd.GeoDataFrame:
+        """The dissolved service area; with ``scope`` clipped to that area and counting its buildings only."""
         cat = self.catalog()
         c, rows, d, _ = self.category_arrays(conn, category)
         budget = cat.budget_m(circle, profile)
         m = self.model
+        inside = self.scope_mask(scope)
+        clip = self.scope_polygon(conn, scope)
         feats = []
         if facility_id is not None:
             r = self._facility_row(facility_id)
@@ -246,10 +278,15 @@ class CoverageService:
                 raise NotFound(f"facility {facility_id} is not a {c.code} facility (rule: facility_in_category)")
             d1, _ = m.distances_from_rows(np.array([r]))
             geom = areas_mod.service_area(m, np.array([r]), budget, d1)
-            feats.append({"facility_id": int(facility_id), "buildings_in": int((d1 <= budget).sum()), "geometry": geom})
+            feats.append({"facility_id": int(facility_id), "buildings_in": int(((d1 <= budget) & inside).sum()),
+                          "geometry": geom})
         else:
             geom = areas_mod.service_area(m, rows, budget, d)
-            feats.append({"facility_id": None, "buildings_in": int((d <= budget).sum()), "geometry": geom})
+            feats.append({"facility_id": None, "buildings_in": int(((d <= budget) & inside).sum()), "geometry": geom})
+        if clip is not None:
+            for f in feats:
+                if f["geometry"] is not None:
+                    f["geometry"] = shapely.intersection(f["geometry"], clip)
         df = pd.DataFrame(feats)
         df["category"], df["name_zh"], df["name_en"] = c.code, c.name_zh, c.name_en
         df["circle"], df["profile"], df["budget_m"] = circle, profile, budget
@@ -258,29 +295,34 @@ class CoverageService:
 
     @_locked
     def gaps(self, conn: Connection, category: str, circle: str, profile: str = "standard",
-             level: str | None = None, code: str | None = None) -> gpd.GeoDataFrame:
+             level: str | None = None, code: str | None = None, scope: str = "") -> gpd.GeoDataFrame:
+        """Gap areas formed by the buildings beyond the circle in the area (and in ``scope``)."""
         cat = self.catalog()
         c, rows, d, _ = self.category_arrays(conn, category)
         budget = cat.budget_m(circle, profile)
         served = areas_mod.service_area(self.model, rows, budget, d)
-        g = areas_mod.gap_areas(self.model, d, budget, within=self.within(level, code), area=served)
+        g = areas_mod.gap_areas(self.model, d, budget, within=self.within(level, code, scope), area=served)
+        clip = self.scope_polygon(conn, scope)
+        if clip is not None and len(g):
+            g["geometry"] = [shapely.intersection(x, clip) if x is not None else None for x in g["geometry"]]
         g = g.drop(columns=["building_ids"]) if "building_ids" in g else g
         g["category"], g["circle"], g["profile"], g["budget_m"] = c.code, circle, profile, budget
         geoms = g["geometry"].to_numpy() if len(g) else np.array([], dtype=object)
         return gpd.GeoDataFrame(g.drop(columns=["geometry"]), geometry=self.model.geoseries(geoms, self._srid(conn)))
 
     @_locked
-    def buildings_frame(self, conn: Connection, category: str) -> gpd.GeoDataFrame:
-        """Buildings (points) with their distance to the category, for maps."""
+    def buildings_frame(self, conn: Connection, category: str, scope: str = "") -> gpd.GeoDataFrame:
+        """Buildings (points) with their distance to the category, for maps (only those in ``scope``)."""
         c, rows, d, f = self.category_arrays(conn, category)
         m = self.model
         b = m.buildings
         lon, lat = m.to_lonlat(b["x"].to_numpy(), b["y"].to_numpy(), self._srid(conn))
         fid = m.facility_ids(f)
-        return gpd.GeoDataFrame({"id": b["id"].to_numpy(), "code": b.get("code"), "households": b.get("households"),
-                                 "distance_m": np.where(np.isfinite(d), np.round(d, 1), np.nan),
-                                 "facility_id": np.where(fid >= 0, fid, -1)},
-                                geometry=gpd.points_from_xy(lon, lat), crs=self._srid(conn))
+        out = gpd.GeoDataFrame({"id": b["id"].to_numpy(), "code": b.get("code"), "households": b.get("households"),
+                                "distance_m": np.where(np.isfinite(d), np.round(d, 1), np.nan),
+                                "facility_id": np.where(fid >= 0, fid, -1)},
+                               geometry=gpd.points_from_xy(lon, lat), crs=self._srid(conn))
+        return out[self.scope_mask(scope)].reset_index(drop=True) if scope else out
 
     @_locked
     def facilities_frame(self, conn: Connection, category: str | None = None) -> gpd.GeoDataFrame:
@@ -295,12 +337,13 @@ class CoverageService:
     @_locked
     def site(self, conn: Connection, category: str, *, k: int | None = 3, circle: str = "c15",
              profile: str = "standard", level: str | None = None, code: str | None = None,
-             candidates: str = "buildings", points: list[tuple[float, float]] | None = None) -> dict:
+             candidates: str = "buildings", points: list[tuple[float, float]] | None = None,
+             scope: str = "") -> dict:
         cat = self.catalog()
         c, rows, d, _ = self.category_arrays(conn, category)
         budget = cat.budget_m(circle, profile)
         m = self.model
-        within = self.within(level, code)
+        within = self.within(level, code, scope)
         srid = self._srid(conn)
         if points:
             from gisgov.crs import transformer
@@ -358,7 +401,7 @@ class CoverageService:
     def whatif(self, conn: Connection, category: str, op: str, *, facility_id: int | None = None,
                lon: float | None = None, lat: float | None = None, commit: bool = False,
                level: str | None = None, code: str | None = None, name: str | None = None,
-               kind: str | None = None) -> dict:
+               kind: str | None = None, scope: str = "") -> dict:
         t0 = time.perf_counter()
         cat = self.catalog()
         c, rows, d, f = self.category_arrays(conn, category)
@@ -382,7 +425,8 @@ class CoverageService:
         else:
             raise InvalidInput(f"what-if op {op!r} must be add, move or remove (rule: whatif_op)")
         compute_ms = w.seconds["total"] * 1000
-        within = self.within(level, code)
+        within = self.within(level, code, scope)
+        inside = self.scope_mask(scope)
         hh = pd.to_numeric(m.buildings["households"], errors="coerce").fillna(0).to_numpy(float)
         rows_out = []
         for b in cat.budgets().itertuples():
@@ -391,12 +435,14 @@ class CoverageService:
                              "buildings_before": int(bi.sum()), "buildings_after": int(ai.sum()),
                              "households_before": float(hh[bi].sum()), "households_after": float(hh[ai].sum())})
         out = {"op": op, "category": c.code, "name_zh": c.name_zh, "name_en": c.name_en, "facility_id": facility_id,
-               "changed_buildings": int(len(w.changed)), "changed_in_area": int(within[w.changed].sum()),
+               "changed_buildings": int(inside[w.changed].sum()), "changed_in_area": int(within[w.changed].sum()),
                "compute_ms": round(compute_ms, 2), "figures": rows_out, "committed": False, "method": m.method,
                "level": level, "code": code}
         if commit:
             out.update(self._commit(conn, c, op, facility_id, lon, lat, name, srid, kind))
             out["committed"] = True
+            if scope:
+                out["buildings_updated"] = None  # a city-wide count: not for an area-bound caller
         out["total_ms"] = round((time.perf_counter() - t0) * 1000, 2)
         return out
 
@@ -451,6 +497,32 @@ class CoverageService:
         self.table_stored = True
         return {"facility_id": int(facility_id), "run_id": run_id, "categories_updated": affected,
                 "buildings_updated": len(changed)}
+
+
+class ScopedCoverage:
+    """The service seen from one area (code prefix ``scope``): what the map page and the API routes use
+    for area-bound callers. Every method that returns buildings, areas or figures gets ``scope``."""
+
+    _SCOPED = ("service_area", "gaps", "buildings_frame", "site", "whatif")
+
+    def __init__(self, svc: CoverageService, scope: str):
+        self._svc, self.scope = svc, scope
+
+    def __getattr__(self, name):
+        attr = getattr(self._svc, name)
+        if name in self._SCOPED:
+            import functools
+
+            return functools.partial(attr, scope=self.scope)
+        return attr
+
+
+def _check_whole_city(conn: Connection) -> None:
+    """The shared model must not depend on who triggered its load: refuse a narrowed ``gisgov.scope``."""
+    scope, bypass = store.scope_setting(conn)
+    if scope not in (None, "*") and (scope != "" or not bypass):
+        raise RuntimeError("coverage model loaded under a narrowed gisgov.scope; widen the transaction "
+                           "(gisgov.api.deps.system_scope) first")
 
 
 def _num(v) -> float | None:

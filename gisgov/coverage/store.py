@@ -122,6 +122,40 @@ def input_checksums(conn: Connection) -> dict[str, str]:
     return {k: str(v) for k, v in row.items()}
 
 
+def scope_setting(conn: Connection) -> tuple[str | None, bool]:
+    """The transaction's ``gisgov.scope`` (None if never set) and whether the role bypasses row-level security."""
+    row = conn.execute(text("SELECT current_setting('gisgov.scope', true), "
+                            "(SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)")).one()
+    return row[0], bool(row[1])
+
+
+def area_geometry(conn: Connection, code: str):
+    """Outline of a street (9 digits) or community (12) in the storage SRID (shapely), None if unknown."""
+    table = {9: "street", 12: "community"}.get(len(code))
+    if table is None:
+        return None
+    wkb = conn.execute(text(f"SELECT ST_AsBinary(geom) FROM {table} WHERE code = :c"), {"c": code}).scalar()
+    return None if wkb is None else shapely.from_wkb(bytes(wkb))
+
+
+def point_in_area(conn: Connection, code: str, lon: float, lat: float, srid: int) -> bool:
+    """Is a lon/lat point inside a street's or community's outline?"""
+    table = {9: "street", 12: "community"}.get(len(code))
+    if table is None:
+        return False
+    return bool(conn.execute(text(f"SELECT ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:x, :y), :s)) FROM {table} "
+                                  "WHERE code = :c"), {"c": code, "x": lon, "y": lat, "s": srid}).scalar())
+
+
+def facility_in_area(conn: Connection, code: str, facility_id: int) -> bool:
+    """Does a facility lie in a street's or community's outline?"""
+    table = {9: "street", 12: "community"}.get(len(code))
+    if table is None:
+        return False
+    return bool(conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM facility f JOIN {table} a ON ST_Intersects(a.geom, f.geom) "
+                                  "WHERE f.id = :f AND a.code = :c)"), {"c": code, "f": facility_id}).scalar())
+
+
 # -- outputs -------------------------------------------------------------------------------------------
 
 def _copy(conn: Connection, table: str, df: pd.DataFrame) -> None:

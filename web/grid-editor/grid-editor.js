@@ -56,10 +56,29 @@
   }
 
   // ---- helpers ---------------------------------------------------------------------------------
+  function cookie(name) {
+    var parts = document.cookie ? document.cookie.split("; ") : [];
+    for (var i = 0; i < parts.length; i++) {
+      var eq = parts[i].indexOf("=");
+      if (parts[i].slice(0, eq) === name) return decodeURIComponent(parts[i].slice(eq + 1));
+    }
+    return "";
+  }
+  function signIn() {
+    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
+  }
+  // Every write: JSON body, same-origin credentials and the CSRF token (the gisgov_csrf cookie).
   function api(method, url, body) {
-    return fetch(url, { method: method, headers: body ? { "Content-Type": "application/json" } : {},
-                        body: body ? JSON.stringify(body) : undefined })
+    var headers = { Accept: "application/json" };
+    var opts = { method: method, credentials: "same-origin", headers: headers };
+    if (method !== "GET") {
+      headers["Content-Type"] = "application/json";
+      headers["X-CSRF-Token"] = cookie("gisgov_csrf");
+      opts.body = JSON.stringify(body || {});
+    }
+    return fetch(url, opts)
       .then(function (r) {
+        if (r.status === 401) { signIn(); }
         return r.json().catch(function () { return {}; }).then(function (j) {
           if (!r.ok) { var e = new Error((j && (j.detail || j.message)) || ("HTTP " + r.status)); e.status = r.status; throw e; }
           return j;
@@ -442,6 +461,21 @@
     }).catch(function () { $("plan-info").textContent = ""; });
   }
 
+  // ---- who is signed in --------------------------------------------------------------------------
+  function loadUser() {
+    return api("GET", "/api/auth/me").then(function (me) {
+      $("who").textContent = (me.display_name || me.username) + " · " + me.role_label + " " + me.role +
+        (me.scope ? " · " + me.scope : "");
+      $("who").dataset.username = me.username;
+      $("logout").hidden = false;
+    }).catch(function () { $("who").textContent = ""; });
+  }
+  function logout() {
+    api("POST", "/api/auth/logout").catch(function () { return null; }).then(function () {
+      location.assign("/login");
+    });
+  }
+
   // ---- start -----------------------------------------------------------------------------------
   function start() {
     if (!communityCode) {
@@ -451,6 +485,7 @@
       return;
     }
     notice("正在加载… <span>Loading…</span>");
+    loadUser();
     loadPlanInfo();
     api("POST", "/api/grids/sessions", { community: communityCode }).then(function (s) {
       S.sid = s.session;
@@ -493,6 +528,7 @@
       "<div><i class='bld'></i>楼栋 building</div>";
   }
 
+  $("logout").addEventListener("click", logout);
   $("undo").addEventListener("click", undo);
   $("save").addEventListener("click", save);
   $("cancel").addEventListener("click", function () { S.selected = null; renderSelection(); restyleUnits(); });

@@ -3,6 +3,14 @@
 The walking graph lives in memory on ``app.state.coverage`` (a
 :class:`gisgov.coverage.service.CoverageService`), built on the first request and rebuilt only
 when road_edge / building / gate data change. All database work goes through ``db``.
+
+Access: reading (catalog, summary, areas, gaps, map) needs ``read_aggregates``; siting, what-if and
+compute need ``run_analyses`` (a committed what-if is audited ``facility_edit``, compute ``analysis``).
+The model is shared by every caller, so each route widens its transaction to the whole city
+(:func:`gisgov.api.deps.system_scope`) before the service loads it, and limits what it returns to the
+caller's area: a unit outside it answers 404; areas, gaps, sites and map layers are cut to the area.
+Special-group figures reach roles without ``read_special_groups`` (and units beyond an account's own
+node) only with small cells suppressed. No route returns a per-person row.
 """
 
 from __future__ import annotations
@@ -14,12 +22,17 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
-from gisgov.api.deps import DB
-from gisgov.coverage.service import CoverageService
-from gisgov.errors import InvalidInput
+from gisgov.api.deps import DB, audit, require, system_scope
+from gisgov.api.json_only import json_only
+from gisgov.coverage import store
+from gisgov.coverage.service import CoverageService, ScopedCoverage
+from gisgov.errors import GisgovError, InvalidInput, NotFound
+from gisgov.security.roles import Perm, Principal
 
-router = APIRouter(tags=["coverage"])
+router = APIRouter(tags=["coverage"], dependencies=[Depends(json_only)])
 GEOJSON = "application/geo+json"
+READ = Depends(require(Perm.read_aggregates))
+ANALYSE = Depends(require(Perm.run_analyses))
 
 
 def service(request: Request) -> CoverageService:
@@ -33,8 +46,52 @@ def _geojson(gdf) -> Response:
     return Response(gdf.to_crs(4326).to_json(drop_id=True, na="null"), media_type=GEOJSON)
 
 
+def _unit_in_area(p: Principal, level: str | None, code: str | None) -> None:
+    """A unit asked for must lie inside the caller's area (ancestors excluded): 404 otherwise."""
+    if (level is None) != (code is None):
+        raise InvalidInput("level and code go together (rule: area_pair)")
+    if code is not None and not p.contains(str(code)):
+        raise NotFound(f"未找到 {level} not found: {code} (rule: area_has_buildings)")
+
+
+def _whole_city(conn: Connection) -> None:
+    """The shared model is loaded from the whole city whoever asks (outputs are cut to the caller's area)."""
+    system_scope(conn)
+
+
+def special_groups_view(rows: list[dict], p: Principal, code: str, k: int, unit_residents: int) -> list[dict]:
+    """Special-group figures as a caller may see them. Roles that handle special groups see exact counts
+    of units within their own node; everyone else sees small cells suppressed: a count below ``k`` (a
+    zero too, unless the unit has no residents at all) as ``"<k"``, and ``beyond`` as ``"≥k"`` when the
+    residents within the circle (residents − beyond) would be a small cell (``residents`` as well when
+    that would pin it)."""
+    if p.can(Perm.read_special_groups) and str(code).startswith(p.scope_code):
+        return rows
+    lt, ge = f"<{k}", f"≥{k}"
+
+    def small(x: int) -> bool:
+        return unit_residents > 0 and x < k
+
+    out = []
+    for r in rows:
+        r = dict(r)
+        res, beyond = int(r["residents"]), int(r["beyond"])
+        hidden: list[str] = []
+        if small(res):
+            r["residents"], r["beyond"], hidden = lt, lt, ["residents", "beyond"]
+        elif small(beyond):
+            r["beyond"], hidden = lt, ["beyond"]
+        elif small(res - beyond):
+            r["beyond"], hidden = ge, ["beyond"]  # complementary: residents − beyond would be small
+            if res - k < 1:
+                r["residents"], hidden = ge, ["residents", "beyond"]
+        r["suppressed"] = hidden
+        out.append(r)
+    return out
+
+
 @router.get("/api/coverage/catalog", summary="生活圈目录 Circles, profiles, categories, requirement sets")
-def coverage_catalog(svc: CoverageService = Depends(service)) -> dict:
+def coverage_catalog(svc: CoverageService = Depends(service), p: Principal = READ) -> dict:
     cat = svc.catalog()
     return {
         "circles": [c.__dict__ for c in cat.circles],
@@ -50,29 +107,40 @@ def coverage_catalog(svc: CoverageService = Depends(service)) -> dict:
 
 
 @router.get("/api/coverage/summary", summary="覆盖率 Coverage of one street / community / grid / compound")
-def summary(level: Literal["street", "community", "grid", "compound"] = Query(..., description="Level of the area."),
-            code: str = Query(..., description="Its code."),
+def summary(request: Request,
+            level: Literal["street", "community", "grid", "compound"] = Query(..., description="Level of the area."),
+            code: str = Query(..., description="Its code (inside your area)."),
             profile: str | None = Query(None, description="Walking profile (default: all)."),
-            conn: Connection = DB, svc: CoverageService = Depends(service)) -> dict:
+            conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ) -> dict:
     """Share of buildings, households and residents within each circle for every category and
     profile, complete circles per requirement set, special groups beyond their circle."""
-    return svc.summary(conn, level, code, profile)
+    _unit_in_area(p, level, code)
+    _whole_city(conn)
+    out = svc.summary(conn, level, code, profile)
+    unit_residents = max((int(r["residents"]) for r in out["rows"]), default=0)
+    out["special_groups"] = special_groups_view(out["special_groups"], p, code,
+                                                request.app.state.settings.small_cell_k, unit_residents)
+    return out
 
 
 @router.get("/api/coverage/areas", summary="服务圈 Service area of a category (or one facility) as GeoJSON")
 def service_areas(category: str = Query(...), circle: str = Query("c15"), profile: str = Query("standard"),
                   facility_id: int | None = Query(None, description="One facility instead of the whole category."),
-                  conn: Connection = DB, svc: CoverageService = Depends(service)) -> Response:
+                  conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ) -> Response:
     """Reachable street parts (partial edges included) and access legs within the budget,
-    buffered by the catalog's area width and dissolved; buildings beyond the budget are cut out."""
-    return _geojson(svc.service_area(conn, category, circle, profile, facility_id))
+    buffered by the catalog's area width and dissolved; buildings beyond the budget are cut out.
+    Cut to the caller's area; ``buildings_in`` counts the area's buildings."""
+    _whole_city(conn)
+    return _geojson(svc.service_area(conn, category, circle, profile, facility_id, scope=p.area_prefix))
 
 
 @router.get("/api/coverage/gaps", summary="服务盲区 Gap areas: buildings beyond the circle, grouped")
 def gaps(category: str = Query(...), circle: str = Query("c15"), profile: str = Query("standard"),
          level: str | None = Query(None), code: str | None = Query(None),
-         conn: Connection = DB, svc: CoverageService = Depends(service)) -> Response:
-    return _geojson(svc.gaps(conn, category, circle, profile, level, code))
+         conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ) -> Response:
+    _unit_in_area(p, level, code)
+    _whole_city(conn)
+    return _geojson(svc.gaps(conn, category, circle, profile, level, code, scope=p.area_prefix))
 
 
 class SiteRequest(BaseModel):
@@ -88,9 +156,12 @@ class SiteRequest(BaseModel):
 
 
 @router.post("/api/coverage/site", summary="选址 Best new sites (MCLP) or fewest sites (LSCP)")
-def site(req: SiteRequest, conn: Connection = DB, svc: CoverageService = Depends(service)) -> dict:
+def site(req: SiteRequest, conn: Connection = DB, svc: CoverageService = Depends(service),
+         p: Principal = ANALYSE) -> dict:
+    _unit_in_area(p, req.level, req.code)
+    _whole_city(conn)
     return svc.site(conn, req.category, k=None if req.fewest else (req.k or 3), circle=req.circle, profile=req.profile,
-                    level=req.level, code=req.code, candidates=req.candidates, points=req.points)
+                    level=req.level, code=req.code, candidates=req.candidates, points=req.points, scope=p.area_prefix)
 
 
 class WhatIfRequest(BaseModel):
@@ -99,23 +170,61 @@ class WhatIfRequest(BaseModel):
     facility_id: int | None = None
     lon: float | None = None
     lat: float | None = None
-    commit: bool = Field(False, description="Write the edit and update the stored results.")
+    commit: bool = Field(False, description="Write the edit and update the stored results (audited).")
     level: str | None = None
     code: str | None = None
-    name: str | None = Field(None, description="Name of an added facility (commit).")
-    kind: str | None = Field(None, description="facility.kind of an added facility, e.g. 社区卫生服务站 (commit).")
+    name: str | None = Field(None, max_length=200, description="Name of an added facility (commit).")
+    kind: str | None = Field(None, max_length=100, description="facility.kind of an added facility, e.g. 社区卫生服务站 (commit).")
+
+
+def _commit_in_area(conn: Connection, p: Principal, req: WhatIfRequest) -> None:
+    """A committed edit stays inside the caller's area: the facility and its new position (404 otherwise)."""
+    area = p.area_prefix
+    if not area:
+        return
+    if req.op in ("move", "remove") and req.facility_id is not None:
+        if not store.facility_in_area(conn, area, req.facility_id):
+            raise NotFound(f"未找到设施 facility {req.facility_id} not found in your area (rule: facility_exists)")
+    if req.op in ("add", "move") and req.lon is not None and req.lat is not None:
+        if not store.point_in_area(conn, area, req.lon, req.lat, store.storage_srid(conn)):
+            raise NotFound("位置不在您的辖区内 the position is outside your area (rule: position_in_area)")
 
 
 @router.post("/api/coverage/whatif", summary="假设 Add / move / remove one facility and see the change")
-def whatif(req: WhatIfRequest, conn: Connection = DB, svc: CoverageService = Depends(service)) -> dict:
-    return svc.whatif(conn, req.category, req.op, facility_id=req.facility_id, lon=req.lon, lat=req.lat,
-                      commit=req.commit, level=req.level, code=req.code, name=req.name, kind=req.kind)
+def whatif(req: WhatIfRequest, request: Request, conn: Connection = DB, svc: CoverageService = Depends(service),
+           p: Principal = ANALYSE) -> dict:
+    _unit_in_area(p, req.level, req.code)
+    if req.commit:
+        _commit_in_area(conn, p, req)
+    _whole_city(conn)
+    try:
+        out = svc.whatif(conn, req.category, req.op, facility_id=req.facility_id, lon=req.lon, lat=req.lat,
+                         commit=req.commit, level=req.level, code=req.code, name=req.name, kind=req.kind,
+                         scope=p.area_prefix)
+    except GisgovError as exc:
+        if req.commit and not isinstance(exc, NotFound):
+            audit(request, "facility_edit", p, object=f"facility/{req.facility_id}", result="failed",
+                  detail={"op": req.op, "category": req.category, "error": type(exc).__name__})
+        raise
+    if req.commit:
+        audit(request, "facility_edit", p, object=f"facility/{out.get('facility_id')}",
+              detail={"op": req.op, "category": req.category, "run_id": out.get("run_id"),
+                      "categories_updated": out.get("categories_updated"), "lon": req.lon, "lat": req.lat})
+    return out
+
+
+class ComputeRequest(BaseModel):
+    categories: list[str] | None = Field(None, description="Service categories to compute (default: all).")
 
 
 @router.post("/api/coverage/compute", summary="计算 Compute and store coverage (all or some categories)")
-def compute(category: list[str] | None = Query(None), conn: Connection = DB,
-            svc: CoverageService = Depends(service)) -> dict:
-    r = svc.compute(conn, category)
+def compute(request: Request, body: ComputeRequest | None = None, conn: Connection = DB,
+            svc: CoverageService = Depends(service), p: Principal = ANALYSE) -> dict:
+    categories = body.categories if body else None
+    _whole_city(conn)
+    r = svc.compute(conn, categories)
+    audit(request, "analysis", p, object=f"coverage_run/{r.run_id}",
+          detail={"categories": categories or "all", "method": r.method, "rows": r.rows_written})
     return {"run_id": r.run_id, "method": r.method, "buildings": r.buildings, "facilities": r.facilities,
             "categories": r.categories, "rows_written": r.rows_written, "seconds": r.seconds, "snap": r.snap,
             "components": r.components.to_dict("records")}
@@ -126,14 +235,17 @@ def compute(category: list[str] | None = Query(None), conn: Connection = DB,
 def coverage_map(request: Request, category: str = Query(...), circle: str = Query("c15"),
                  profile: str = Query("standard"), sites: int = Query(3, ge=0, le=20),
                  level: str | None = Query(None), code: str | None = Query(None),
-                 conn: Connection = DB, svc: CoverageService = Depends(service)) -> HTMLResponse:
+                 conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ) -> HTMLResponse:
     from gisgov.coverage.mapping import coverage_map_html
     from gisgov.maps.assets import require_assets
 
     require_assets(request.app.state.settings.web_dir)
-    if (level is None) != (code is None):
-        raise InvalidInput("level and code go together (rule: area_pair)")
-    return HTMLResponse(coverage_map_html(svc, conn, category, circle, profile, sites=sites, level=level, code=code))
+    _unit_in_area(p, level, code)
+    if sites and not p.can(Perm.run_analyses):
+        sites = 0  # suggested sites are an analysis
+    _whole_city(conn)
+    view = ScopedCoverage(svc, p.area_prefix) if p.area_prefix else svc
+    return HTMLResponse(coverage_map_html(view, conn, category, circle, profile, sites=sites, level=level, code=code))
 
 
 def setup(app: FastAPI) -> None:

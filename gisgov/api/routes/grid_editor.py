@@ -4,7 +4,9 @@ The page (``web/grid-editor``) opens an edit session (``POST /api/grids/sessions
 grids, compounds and buildings from ``GET /api/grids/sessions/{id}/layers`` (below), moves a compound or
 a building with ``POST /api/grids/sessions/{id}/move``, undoes by moving back, and saves the session as a
 draft version with ``POST /api/grids/sessions/{id}/save``. Only aggregate counts are sent: households
-and people per grid, compound and building, never names, ID numbers or phones.
+and people per grid, compound and building, never names, ID numbers or phones. The page needs a signed-in
+account (the app's gate redirects to /login); a session's layers are served to the account that opened it
+only. The page's writes send the ``X-CSRF-Token`` header (the ``gisgov_csrf`` cookie) with JSON bodies.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import Connection, text
 
-from gisgov.api.deps import DB
-from gisgov.api.routes.grids import edit_session
+from gisgov.api.deps import DB, require
 from gisgov.api.pages import LeafletPage
+from gisgov.api.routes.grids import edit_session
 from gisgov.maps.assets import require_assets
+from gisgov.security.roles import Perm, Principal
 
 router = APIRouter()
 PAGE = LeafletPage("grid-editor", "网格编辑器 grid editor")
@@ -43,8 +46,8 @@ def _geo(ctx, geom) -> dict | None:
 
 @router.get("/api/grids/sessions/{sid}/layers", tags=["grids 网格划分"],
             summary="编辑图层 An edit session's grids (counts, rule breaks, units that cannot leave), compounds and buildings")
-def session_layers(sid: str, conn: Connection = DB) -> dict:
-    ed = edit_session(sid)
+def session_layers(sid: str, conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
+    ed = edit_session(sid, p)  # 404 unless the caller opened it
     ctx = ed.ctx
     a = ctx.atoms
     grids = []

@@ -93,7 +93,7 @@ OPS: dict[str, Op] = {
     "POST /api/coverage/whatif": Op(Perm.run_analyses, lambda t: ("/api/coverage/whatif", {"json": {
         "action": "add", "category": "weisheng", "lon": t["lon"], "lat": t["lat"], "commit": False}}),
         heavy=True),
-    "POST /api/coverage/compute": Op(Perm.run_analyses, q("/api/coverage/compute", category="weisheng"),
+    "POST /api/coverage/compute": Op(Perm.run_analyses, body("/api/coverage/compute", {"categories": ["weisheng"]}),
                                      scoped=False, heavy=True),
     "GET /coverage/map": Op(R, q("/coverage/map", category="weisheng", level="community", code="{community}"),
                             heavy=True),

@@ -29,7 +29,8 @@ def up() -> None:
     st = cluster.up()
     state = "已在运行 already running" if was_running else "已启动 started"
     console.print(f"[green]{state}[/] pid={st.pid} port={st.port} data={st.data_dir}")
-    typer.echo(st.url)
+    # Never the password: `gisgov db url --show-password` prints the full URL on request.
+    typer.echo(_redact(st.url))
 
 
 @app.command()
@@ -60,13 +61,17 @@ def status() -> None:
 
 
 @app.command()
-def url() -> None:
-    """连接串 Print the SQLAlchemy URL of the gisgov database."""
+def url(
+    show_password: bool = typer.Option(
+        False, "--show-password", help="打印含密码的完整连接串 Print the full URL including the password (keep it secret)."),
+) -> None:
+    """连接串 Print the SQLAlchemy URL of the gisgov database (password hidden unless --show-password)."""
     try:
-        typer.echo(database_url())
+        u = database_url()
     except DatabaseUnavailable as exc:
         console.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from exc
+    typer.echo(u if show_password else _redact(u))
 
 
 @app.command("migrate")
@@ -81,6 +86,7 @@ def migrate_cmd(revision: str = typer.Argument("head", help="Target revision (he
 
 
 def _redact(u: str) -> str:
+    """The URL with its password replaced by ``***``."""
     from sqlalchemy.engine import make_url
 
     return make_url(u).render_as_string(hide_password=True)

@@ -22,6 +22,8 @@ CLI_MODULES = [
     "gisgov.cli.load",
     "gisgov.cli.coverage",
     "gisgov.cli.grids",
+    "gisgov.cli.users",
+    "gisgov.cli.audit",
 ]
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from gisgov.config import get_settings
+from gisgov.config import Settings, get_settings
 
 console = Console()
 
@@ -24,33 +24,70 @@ def prepare() -> str:
     return url
 
 
-def run_server(host: str, port: int) -> None:
+def run_server(host: str, port: int, settings: Settings | None = None) -> None:
     """Serve the app with uvicorn until interrupted (the caller brought the database up)."""
     import uvicorn
 
     from gisgov.api.app import create_app
     from gisgov.maps.assets import ensure_assets
 
-    s = get_settings()
+    s = settings or get_settings()
     ensure_assets(s.web_dir)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{shown}:{port}"
+    console.print(f"[bold green]登录 Sign in[/]     {base}/login   (先登录 sign in first; every page needs an account)")
     console.print(f"[bold green]地图 Map[/]       {base}/map")
     console.print(f"[bold green]驾驶舱 Dashboard[/] {base}/dashboard")
+    console.print(f"[bold]审计 Audit (admin)[/] {base}/admin/audit")
     console.print(f"[bold]接口文档 API docs[/] {base}/docs")
     console.print(f"[bold]健康检查 Health[/]   {base}/health")
     console.print("按 Ctrl+C 停止 press Ctrl+C to stop")
     uvicorn.run(create_app(s), host=host, port=port, log_level="info")
 
 
+def account_problems(url: str) -> list[str]:
+    """Why the (non-demo) server must not start with the accounts in the database at ``url``:
+    enabled demo accounts (public passwords) or no enabled admin. Empty when it may start."""
+    from sqlalchemy import pool, text
+
+    from gisgov.db.engine import make_engine
+    from gisgov.security.accounts import demo_accounts_enabled
+
+    eng = make_engine(url, poolclass=pool.NullPool)
+    try:
+        with eng.connect() as conn:
+            demo = demo_accounts_enabled(conn)
+            admins = conn.execute(text(
+                "SELECT count(*) FROM app_user WHERE role = 'admin' AND NOT disabled AND NOT is_demo")).scalar_one()
+    finally:
+        eng.dispose()
+    problems = []
+    if demo:
+        problems.append(
+            f"存在启用的演示账号（密码公开）enabled demo accounts with public passwords exist: {', '.join(demo)}. "
+            "Change their passwords with `gisgov user passwd USERNAME` or disable them with "
+            "`gisgov user disable USERNAME` (or run the demo with `gisgov demo`).")
+    if not admins:
+        problems.append(
+            "没有启用的管理员账号 no enabled admin account: create one with "
+            "`gisgov user add USERNAME --role admin` (then sign in at /login).")
+    return problems
+
+
 def serve(
     host: str = typer.Option(None, help="Bind address (default GISGOV_HOST = 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (default GISGOV_PORT = 8000)."),
 ) -> None:
-    """服务 Serve the web app: database up, schema migrated, assets checked, then the map and API."""
+    """服务 Serve the web app: database up, schema migrated, assets checked, then the map and API.
+    Refuses to start while demo accounts are enabled or no admin account exists."""
     s = get_settings()
-    prepare()
-    run_server(host or s.host, port or s.port)
+    url = prepare()
+    problems = account_problems(url)
+    if problems:
+        for p in problems:
+            console.print(f"[red]拒绝启动 refusing to serve:[/] {p}", highlight=False)
+        raise typer.Exit(1)
+    run_server(host or s.host, port or s.port, s.model_copy(update={"demo": False}))
 
 
 def assets(

@@ -176,14 +176,17 @@ class EmbeddedCluster:
     # -- state -----------------------------------------------------------
     def _state(self) -> dict:
         if self.state_file.exists():
+            if self.state_file.stat().st_mode & 0o077:  # written by an older version: tighten to 0600
+                os.chmod(self.state_file, 0o600)
             return json.loads(self.state_file.read_text())
         return {}
 
     def _save_state(self, state: dict) -> None:
+        """The state file holds the superuser password: written 0600 from the start, replaced atomically."""
         self.home.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        os.chmod(tmp, 0o600)
+        tmp.unlink(missing_ok=True)
+        _write_private(tmp, json.dumps(state, indent=2))
         tmp.replace(self.state_file)
 
     @property
@@ -244,8 +247,8 @@ class EmbeddedCluster:
             self._chown(d)
         password = secrets.token_urlsafe(24)
         pwfile = self.root / "initpw"
-        pwfile.write_text(password)
-        os.chmod(pwfile, 0o600)
+        pwfile.unlink(missing_ok=True)
+        _write_private(pwfile, password)
         self._chown(pwfile)
         try:
             self._run([
@@ -308,6 +311,14 @@ class EmbeddedCluster:
         while self.server_pid() and time.time() < deadline:
             time.sleep(0.1)
         return True
+
+
+def _write_private(path: Path, data: str) -> None:
+    """Create ``path`` readable by its owner only (0600) before any byte is written, whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(data)
+    os.chmod(path, 0o600)
 
 
 def _alive(pid: int) -> bool:

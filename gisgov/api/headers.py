@@ -7,6 +7,9 @@
   scripts; ``frame-ancestors 'none'``; images from the app, data: URIs and the configured basemap.
 - Everything else gets ``default-src 'none'; frame-ancestors 'none'``.
 - ``/api`` responses are ``Cache-Control: no-store`` (they may hold personal data).
+- An absolute ``Location`` pointing at the request's own ``Host`` (e.g. the router's trailing-slash
+  redirect, built from the Host header a client can forge) is rebased onto the configured origin
+  (``settings.origin``): links come from configuration, never from the Host header.
 """
 
 from __future__ import annotations
@@ -67,12 +70,18 @@ class SecurityHeaders:
             return
         path = scope.get("path", "")
         state: dict = {}
+        rebase = _location_rebaser(scope)
+        head = scope.get("method") == "HEAD"
+        ext = scope.get("extensions") or {}
+        if "http.response.pathsend" in ext:  # HTML bodies must pass through here to be hashed
+            scope = {**scope, "extensions": {k: v for k, v in ext.items() if k != "http.response.pathsend"}}
 
         async def wrapped(message):
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
+                headers = [(k, rebase(v) if k.lower() == b"location" else v) for k, v in message.get("headers", [])]
+                message = {**message, "headers": headers}
                 ctype = next((v for k, v in headers if k.lower() == b"content-type"), b"")
-                if ctype.startswith(b"text/html"):
+                if ctype.startswith(b"text/html") and not head:
                     state["start"] = message
                     state["body"] = []
                     return
@@ -91,6 +100,27 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, wrapped)
+
+
+def _location_rebaser(scope):
+    """A function rewriting a Location value that points at the request's Host onto the configured origin."""
+    host = next((v for k, v in scope.get("headers", []) if k == b"host"), b"").decode("latin-1").strip().lower()
+    settings = getattr(getattr(scope.get("app"), "state", None), "settings", None)
+    origin = getattr(settings, "origin", None)
+
+    def rebase(value: bytes) -> bytes:
+        if not origin or not host:
+            return value
+        try:
+            loc = urlsplit(value.decode("latin-1"))
+        except ValueError:
+            return value
+        if loc.scheme not in ("http", "https") or loc.netloc.lower() != host:
+            return value
+        out = origin.rstrip("/") + (loc.path or "/") + (f"?{loc.query}" if loc.query else "")
+        return (out + (f"#{loc.fragment}" if loc.fragment else "")).encode("latin-1")
+
+    return rebase
 
 
 def _with_headers(message: dict, csp: str, path: str, length: int | None = None) -> dict:

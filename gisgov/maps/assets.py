@@ -1,16 +1,23 @@
 """Front-end assets the app serves itself (no CDN): the npm packages of ``web/package.json``.
 
 ``npm ci`` installs them into ``web/node_modules`` exactly as pinned by ``web/package-lock.json``;
-the app mounts that folder at :data:`VENDOR_URL`. :func:`ensure_assets` is idempotent: a stamp
-``node_modules/.gisgov-lock`` holds the SHA-256 of the lock file it was installed from (the same
+the app serves from that folder at :data:`VENDOR_URL` only what the pages use
+(:func:`vendor_allowlist`): the files named in :data:`ASSETS` and the images and fonts those files
+load themselves (the folders their CSS ``url(...)`` references point into), nothing else: no
+``package.json``, lock files, sources, source maps or other packages. :func:`ensure_assets` is
+idempotent: a stamp ``node_modules/.gisgov-lock`` holds the SHA-256 of the lock file it was installed from (the same
 stamp ``run.sh`` writes), so a second call does nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
+import posixpath
+import re
 import shutil
 import subprocess
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from gisgov.errors import GisgovError
@@ -41,6 +48,11 @@ ASSETS: dict[str, str] = {
 }
 
 
+# File types an asset may load from the folders its CSS points into (images and web fonts only).
+LOADED_TYPES = (".png", ".svg", ".gif", ".jpg", ".jpeg", ".webp", ".woff", ".woff2", ".ttf", ".eot")
+_CSS_URL = re.compile(r"""url\(\s*(['"]?)([^'")]*)\1\s*\)""", re.I)
+
+
 class AssetsMissing(GisgovError):
     """The vendored front-end assets are not installed."""
 
@@ -54,6 +66,71 @@ def asset_url(name: str) -> str:
 
 def node_modules(web_dir: Path) -> Path:
     return Path(web_dir) / "node_modules"
+
+
+def css_references(css: str) -> list[str]:
+    """Relative URLs a stylesheet loads (``url(...)``), without query or fragment; ``data:``,
+    absolute, scheme and ``#fragment`` references are left out."""
+    out = []
+    for _, ref in _CSS_URL.findall(css):
+        ref = ref.strip()
+        if not ref or ref.startswith(("#", "/", "%23")) or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", ref):
+            continue
+        ref = re.split(r"[?#]", ref, maxsplit=1)[0]
+        if ref and ref not in out:
+            out.append(ref)
+    return out
+
+
+@dataclass(frozen=True)
+class VendorAllowlist:
+    """What /static/vendor serves: exact files plus image/font files directly inside some folders."""
+
+    files: frozenset[str]
+    folders: frozenset[str]  # each ends with '/'
+
+    def allows(self, rel: str) -> bool:
+        """True if the path (relative to node_modules, '/'-separated, as requested) may be served."""
+        if not rel or "\\" in rel or "\0" in rel:
+            return False
+        # no empty, '.' or '..' segment, and no dot-file or dot-folder (.package-lock.json, .bin, .gisgov-lock)
+        if any(part == "" or part.startswith(".") for part in rel.split("/")):
+            return False
+        if rel in self.files:
+            return True
+        folder, _, name = rel.rpartition("/")
+        return folder + "/" in self.folders and name.lower().endswith(LOADED_TYPES)
+
+
+def vendor_allowlist(web_dir: Path) -> VendorAllowlist:
+    """The allowlist for the installed assets (recomputed when a stylesheet changes)."""
+    root = node_modules(web_dir)
+    stamps = []
+    for rel in ASSETS.values():
+        if rel.endswith(".css"):
+            try:
+                stamps.append((rel, (root / rel).stat().st_mtime_ns))
+            except OSError:
+                stamps.append((rel, None))
+    return _allowlist(str(root), tuple(stamps))
+
+
+@lru_cache(maxsize=8)
+def _allowlist(root: str, stamps: tuple) -> VendorAllowlist:
+    folders = set()
+    for rel, mtime in stamps:
+        if mtime is None:
+            continue
+        try:
+            css = (Path(root) / rel).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for ref in css_references(css):
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(rel), ref))
+            if target.startswith("../") or target == ".." or not target.lower().endswith(LOADED_TYPES):
+                continue
+            folders.add(posixpath.dirname(target) + "/")
+    return VendorAllowlist(frozenset(ASSETS.values()), frozenset(folders))
 
 
 def missing_assets(web_dir: Path) -> list[str]:

@@ -1,4 +1,5 @@
-"""/map (the hierarchy map), ``/`` → /map, and the vendored assets under /static/vendor.
+"""/map (the hierarchy map), ``/`` → /map, and the vendored assets under /static/vendor (only the
+files the pages use: :func:`gisgov.maps.assets.vendor_allowlist`; anything else answers 404).
 
 The map is built at request time for the signed-in account: the catalog's ``on_map`` layers it
 may see are read from PostGIS through the ``db`` dependency (the same SQL and the same scope as
@@ -10,18 +11,20 @@ Without a session /map redirects to /login.
 from __future__ import annotations
 
 import json
+import os
 
 import geopandas as gpd
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Connection
+from starlette.exceptions import HTTPException
 
 from gisgov.api import queries
 from gisgov.api.deps import DB, current_principal
 from gisgov.api.routes.core import get_catalog
 from gisgov.layers import Catalog, Layer
-from gisgov.maps.assets import VENDOR_URL, node_modules, require_assets
+from gisgov.maps.assets import VENDOR_URL, node_modules, require_assets, vendor_allowlist
 from gisgov.maps.hierarchy_map import build_hierarchy_map
 from gisgov.maps.offline import render_html
 from gisgov.security.roles import Principal
@@ -83,7 +86,27 @@ def hierarchy_map(request: Request, p: Principal = Depends(current_principal), c
     return HTMLResponse(render_html(m))
 
 
+class VendorFiles(StaticFiles):
+    """``web/node_modules`` restricted to :func:`vendor_allowlist`: the asset files the pages name
+    and the images/fonts those assets load. Any other path (package.json, lock files, other
+    packages, dot-files, ``..``) answers 404, whether or not the file exists."""
+
+    def __init__(self, web_dir) -> None:
+        self.web_dir = web_dir
+        super().__init__(directory=node_modules(web_dir), check_dir=False)
+
+    async def check_config(self) -> None:
+        return None  # assets not installed: every path is simply 404 (the pages say how to install)
+
+    async def get_response(self, path: str, scope) -> Response:
+        # ``path`` is normalised by StaticFiles; a request spelled with '.' or '..' segments is refused as such
+        dotted = any(seg in (".", "..") for seg in scope.get("path", "").split("/"))
+        if dotted or not vendor_allowlist(self.web_dir).allows(path.replace(os.sep, "/")):
+            raise HTTPException(status_code=404)
+        return await super().get_response(path, scope)
+
+
 def setup(app: FastAPI) -> None:
-    """Serve ``web/node_modules`` (installed by ``npm ci`` from the lock file) at /static/vendor."""
-    directory = node_modules(app.state.settings.web_dir)
-    app.mount(VENDOR_URL, StaticFiles(directory=directory, check_dir=False), name="vendor")
+    """Serve the vendored assets the pages use (from ``web/node_modules``, installed by ``npm ci``
+    from the lock file) at /static/vendor."""
+    app.mount(VENDOR_URL, VendorFiles(app.state.settings.web_dir), name="vendor")

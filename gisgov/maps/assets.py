@@ -5,8 +5,8 @@ the app serves from that folder at :data:`VENDOR_URL` only what the pages use
 (:func:`vendor_allowlist`): the files named in :data:`ASSETS` and the images and fonts those files
 load themselves (the folders their CSS ``url(...)`` references point into), nothing else: no
 ``package.json``, lock files, sources, source maps or other packages. :func:`ensure_assets` is
-idempotent: a stamp ``node_modules/.gisgov-lock`` holds the SHA-256 of the lock file it was installed from (the same
-stamp ``run.sh`` writes), so a second call does nothing.
+idempotent: a stamp ``node_modules/.gisgov-lock`` holds the SHA-256 of the lock file it was
+installed from (the same stamp ``run.sh`` writes), so a second call does nothing.
 """
 
 from __future__ import annotations

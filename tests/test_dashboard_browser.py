@@ -1,24 +1,77 @@
-"""/dashboard (领导驾驶舱) in headless Chromium on the full synthetic sample city: the KPI cards show the
-API's numbers, clicking a street then a community polygon drills down (breadcrumb and KPIs follow),
-a table row and the breadcrumb navigate, the indicator switch recolours the map; nothing leaves
-127.0.0.1 and the console stays clean. Screenshots go to the test's tmp folder."""
+"""/dashboard (领导驾驶舱) in headless Chromium on the full synthetic sample city, signed in through
+/login with keyboard and mouse: the KPI cards show the API's numbers, clicking a street then a
+community polygon drills down (breadcrumb and KPIs follow), a table row and the breadcrumb navigate,
+the indicator switch recolours the map; the top bar shows who is signed in and signs out; a viewer
+sees only its street and small special-group counts as "<5"; nothing leaves 127.0.0.1 and the
+console stays clean. The app connects as the app role (row-level security). Screenshots go to the
+test's tmp folder."""
 
 from __future__ import annotations
 
+import threading
+import time
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
 import pytest
+import uvicorn
+from auth_helpers import USER_PASSWORD, app_engine, ensure_user, owner_url_of
 from playwright.sync_api import sync_playwright
 from sample_fixtures import sample_city, sample_city_url  # noqa: F401  (fixtures)
-from sqlalchemy import create_engine, pool
-from test_browser import ARGS, CHROMIUM, Recorder, serve
+from sqlalchemy import create_engine, pool, text
+from test_browser import ARGS, CHROMIUM, Recorder
+
+from gisgov.api.app import create_app
+from gisgov.config import Settings, get_settings
+from gisgov.db.cluster import free_port
+from gisgov.maps.assets import ensure_assets
+from gisgov.security import accounts
 
 STREET = "340104001"
+LEADER = ("dash_leader", "王主任")  # a street leader with a display name
 KPIS = {"households": ("households",), "residents": ("residents",), "buildings": ("buildings",),
         "compounds": ("compounds",), "age_60": ("age", "60+"), "special": ("special", "people"), "grids": ("grids",)}
 
 
+@contextmanager
+def serve(engine):
+    """uvicorn on a free 127.0.0.1 port whose configured origin is that port (sign-in and CSRF
+    check the Origin of writes against it)."""
+    ensure_assets(get_settings().web_dir)
+    port = free_port()
+    settings = Settings(host="127.0.0.1", port=port)
+    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=engine), host="127.0.0.1", port=port,
+                                          log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+
+
 @pytest.fixture(scope="module")
-def base(sample_city_url):  # noqa: F811
-    engine = create_engine(sample_city_url, poolclass=pool.NullPool)
+def users(sample_city_url):  # noqa: F811
+    owner = create_engine(owner_url_of(sample_city_url), poolclass=pool.NullPool)
+    try:
+        with owner.begin() as conn:
+            if conn.execute(text("SELECT 1 FROM app_user WHERE username = :u"), {"u": LEADER[0]}).first() is None:
+                accounts.add_user(conn, LEADER[0], USER_PASSWORD, "street_leader", STREET, display_name=LEADER[1])
+    finally:
+        owner.dispose()
+    return {"admin": ensure_user(sample_city_url, "admin"), "leader": LEADER[0],
+            "viewer": ensure_user(sample_city_url, "viewer", STREET)}
+
+
+@pytest.fixture(scope="module")
+def base(sample_city_url, users):  # noqa: F811
+    engine = app_engine(sample_city_url)
     try:
         with serve(engine) as url:
             yield url
@@ -35,7 +88,23 @@ def browser():
 
 
 def wait_ready(page, key: str) -> None:
-    page.wait_for_function("k => document.body.dataset.ready === k", arg=key, timeout=20000)
+    page.wait_for_function("k => document.body.dataset.ready === k", arg=key, timeout=30000)
+
+
+def signed_in_page(browser, base: str, username: str, path: str = "/dashboard", **kw):
+    """A new browser context: open ``path``, get sent to /login, type the credentials, submit."""
+    page = browser.new_context(**kw).new_page()
+    rec = Recorder(page)
+    page.goto(f"{base}{path}")
+    page.wait_for_url(lambda u: urlsplit(u).path == "/login" and "next=" in u)
+    page.locator("#username").click()
+    page.keyboard.type(username)
+    page.locator("#password").click()
+    page.keyboard.type(USER_PASSWORD)
+    page.locator("#login-submit").click()
+    page.wait_for_url(lambda u: urlsplit(u).path == path)
+    rec.errors[:] = [e for e in rec.errors if "401" not in e]  # the redirect before signing in
+    return page, rec
 
 
 def dig(d: dict, path: tuple) -> int:
@@ -52,10 +121,8 @@ def assert_kpis(page, stats: dict) -> None:
         assert f"{expected:,}" in card.locator(".value").inner_text(), kpi
 
 
-def test_dashboard_drills_down_offline(base, browser, tmp_path):
-    page = browser.new_page(viewport={"width": 1920, "height": 1080})
-    rec = Recorder(page)
-    page.goto(f"{base}/dashboard", wait_until="networkidle")
+def test_dashboard_drills_down_offline(base, browser, users, tmp_path):
+    page, rec = signed_in_page(browser, base, users["admin"], viewport={"width": 1920, "height": 1080})
     wait_ready(page, "city")
     assert page.evaluate("L.version") == "1.9.4"
     city = page.request.get(f"{base}/api/stats").json()
@@ -120,13 +187,13 @@ def test_dashboard_drills_down_offline(base, browser, tmp_path):
     assert any("/static/vendor/leaflet/dist/leaflet.js" in u for u in rec.requests)
     assert any("/static/dashboard/dashboard.js" in u for u in rec.requests)
     print(f"screenshots: {tmp_path}")
-    page.close()
+    page.context.close()
 
 
-def test_dashboard_small_screen_and_bad_link(base, browser, tmp_path):
-    page = browser.new_page(viewport={"width": 1366, "height": 768})
-    rec = Recorder(page)
-    page.goto(f"{base}/dashboard#/street/{STREET}", wait_until="networkidle")
+def test_dashboard_small_screen_and_bad_link(base, browser, users, tmp_path):
+    page, rec = signed_in_page(browser, base, users["admin"], viewport={"width": 1366, "height": 768})
+    wait_ready(page, "city")
+    page.goto(f"{base}/dashboard#/street/{STREET}")
     wait_ready(page, f"street/{STREET}")
     for sel in ("#map", ".kpi[data-kpi='households']", "#children", "#legend", ".map-toolbar"):
         box = page.locator(sel).bounding_box()
@@ -140,12 +207,60 @@ def test_dashboard_small_screen_and_bad_link(base, browser, tmp_path):
     assert "未找到街道" in page.locator("#notice").inner_text()
     assert rec.off_host() == []
     assert [e for e in rec.errors if "404" not in e] == []  # only the expected 404 of the unknown street
-    page.close()
+    page.context.close()
 
 
-def test_map_links_to_the_dashboard(base, browser):
-    page = browser.new_page()
-    page.goto(f"{base}/map")
+def test_map_links_to_the_dashboard(base, browser, users):
+    page, _ = signed_in_page(browser, base, users["admin"], path="/map")
     page.locator('a[href="/dashboard"]').click()
     wait_ready(page, "city")
     page.close()
+
+
+def test_top_bar_shows_the_user_and_signs_out(base, browser, users, tmp_path):
+    page, rec = signed_in_page(browser, base, users["leader"], viewport={"width": 1600, "height": 900})
+    wait_ready(page, "city")
+    user = page.locator("#user")
+    user.wait_for(state="visible")
+    assert page.locator("#user-name").inner_text() == LEADER[1]
+    assert "街道领导" in page.locator("#user-role").inner_text()
+    # a street leader's city: its own street only, exact special-group numbers, no suppression note
+    assert page.locator("path.child-shape").count() == 1
+    assert page.locator(f"path.child-{STREET}").count() == 1
+    assert page.locator("#groups .bar.masked").count() == 0 and page.locator("#groups-note").is_hidden()
+    assert page.locator("#area-note").is_visible()  # the city counts only the leader's street
+    page.screenshot(path=str(tmp_path / "dashboard_signed_in.png"))
+    page.locator("#sign-out").click()
+    page.wait_for_url(lambda u: urlsplit(u).path == "/login")
+    assert page.context.cookies() == [] or all(c["name"] not in ("gisgov_session", "gisgov_csrf") or not c["value"]
+                                               for c in page.context.cookies())
+    assert page.request.get(f"{base}/api/auth/me").status == 401  # the session is gone
+    page.goto(f"{base}/dashboard")
+    page.wait_for_url(lambda u: urlsplit(u).path == "/login" and "next=" in u)
+    assert rec.off_host() == []
+    assert [e for e in rec.errors if "401" not in e] == [], rec.errors
+    page.context.close()
+
+
+def test_viewer_sees_its_street_and_small_cells_masked(base, browser, users, tmp_path):
+    page, rec = signed_in_page(browser, base, users["viewer"], viewport={"width": 1600, "height": 900})
+    wait_ready(page, "city")
+    assert page.locator("path.child-shape").count() == 1
+    community = page.request.get(f"{base}/api/stats/street/{STREET}").json()["children"]["items"][0]["code"]
+    page.goto(f"{base}/dashboard#/community/{community}")
+    wait_ready(page, f"community/{community}")
+    doc = page.request.get(f"{base}/api/stats/community/{community}").json()
+    small = [g for g, v in doc["stats"]["special"]["groups"].items() if v == "<5"]
+    assert small, "the sample community has small special-group counts"
+    for g in small:
+        bar = page.locator(f'#groups .bar[data-code="{g}"]')
+        assert bar.get_attribute("class").split() == ["bar", "masked"]
+        assert bar.locator(".num").inner_text() == "<5"
+    assert "<5" in page.locator("#groups-note").inner_text()
+    assert page.locator("#staff-list").is_hidden()
+    # hovering a compound row shows the masked figures, not a number
+    page.locator("#children tbody tr").first.hover()
+    assert page.locator("#hoverbox").is_visible()
+    page.screenshot(path=str(tmp_path / "dashboard_viewer.png"))
+    assert rec.off_host() == [] and rec.errors == [], rec.errors
+    page.context.close()

@@ -1,15 +1,24 @@
 """Drill-down statistics (/api/stats…) on the full synthetic sample city, against naive SQL.
 
-Two settings: the sample city as loaded (no grids, no staff, no coverage yet), read-only; and the
+Two settings: the sample city as loaded (no grids, no staff, no coverage yet), read-only, served by
+an app that connects as the app role (row-level security) to signed-in clients of each role; and the
 same city inside one rolled-back transaction where a community gets an active plan of two grids (and
 a draft plan reusing a code, which must never show), staff, one building outside every grid, and
 the service-circle coverage computed by the coverage module — whose stored figures the
 statistics' own SQL must reproduce.
+
+Scope and small cells: a street leader sees exact numbers; a viewer sees special-group counts below
+5 as "<5" and cannot recover them from any total on the pages (checked by interval arithmetic over
+the responses, written independently of the suppression module); a community-bound account gets 404
+for a sibling community and sees only its own street and community.
 """
 
 from __future__ import annotations
 
+from contextlib import ExitStack
+
 import pytest
+from auth_helpers import USER_PASSWORD, app_engine, bearer_token, signed_in_client
 from fastapi.testclient import TestClient
 from sample_fixtures import sample_city, sample_city_url  # noqa: F401  (fixtures)
 from shapely.geometry import shape
@@ -19,6 +28,7 @@ from gisgov.api.app import create_app
 from gisgov.api.deps import db
 from gisgov.config import Settings
 from gisgov.coverage.service import CoverageService
+from gisgov.security.passwords import hash_password
 
 STREET = "340104001"
 COMMUNITY = "340104001001"      # first community of the sample city (望湖)
@@ -113,9 +123,28 @@ def sample_engine(sample_city_url):  # noqa: F811
 
 
 @pytest.fixture(scope="module")
-def client(sample_engine):
-    with TestClient(create_app(Settings(), engine=sample_engine)) as c:
-        yield c
+def app_eng(sample_city_url):  # noqa: F811
+    eng = app_engine(sample_city_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def clients(sample_city_url, app_eng):  # noqa: F811
+    """Signed-in clients by (role, scope), made once per module."""
+    made: dict = {}
+    with ExitStack() as stack:
+        def get_client(role: str, scope: str = ""):
+            if (role, scope) not in made:
+                made[role, scope] = stack.enter_context(
+                    signed_in_client(Settings(), sample_city_url, role=role, scope=scope, engine=app_eng))
+            return made[role, scope]
+        yield get_client
+
+
+@pytest.fixture(scope="module")
+def client(clients):
+    return clients("admin")
 
 
 def get(client, url: str, **params) -> dict:
@@ -240,6 +269,152 @@ def test_no_personal_data_in_the_json(client, sample_engine):
     assert not strings & last4
 
 
+# --- scope and small cells -------------------------------------------------------------------------------
+
+SIBLING = "340104001002"        # another community of the same street
+OTHER_STREET = "340104002"
+SIBLING_COMPOUND = "3401040010020001"
+
+
+def columns(doc: dict) -> list[str]:
+    return ["people"] + [g["code"] for g in doc["labels"]["special_groups"]]
+
+
+def cell(stats: dict, column: str):
+    return stats["special"]["people"] if column == "people" else stats["special"]["groups"][column]
+
+
+def interval(value, residents: int, k: int = 5) -> tuple[int, int]:
+    """What a reader of the page knows about one figure (independent of the suppression module)."""
+    if isinstance(value, int):
+        return value, value
+    if value == f"<{k}":
+        return 0, min(k - 1, residents)
+    assert value == f"≥{k}", value
+    return k, residents
+
+
+def recover(total: tuple[int, int], parts: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Each part's feasible range from total = sum(parts) (exact for one linear equation)."""
+    lo_sum = sum(p[0] for p in parts)
+    hi_sum = sum(p[1] for p in parts)
+    return [(max(p[0], total[0] - (hi_sum - p[1])), min(p[1], total[1] - (lo_sum - p[0]))) for p in parts]
+
+
+def page_blocks(doc: dict) -> list[dict]:
+    items = [c["stats"] for c in doc["children"]["items"]]
+    return items + ([doc["children"]["rest"]] if doc["children"]["rest"] else [])
+
+
+def test_viewer_sees_small_cells_as_strings_and_cannot_recover_them(clients):
+    viewer = clients("viewer", STREET)
+    leader = clients("street_leader", STREET)  # same area, exact numbers
+    pages = {}
+    for url in (f"/api/stats/street/{STREET}", f"/api/stats/community/{COMMUNITY}", "/api/stats"):
+        doc, exact = get(viewer, url), get(leader, url)
+        pages[url] = doc
+        assert doc["suppression"]["k"] == 5 and exact["suppression"] is None
+        small = 0
+        for col in columns(doc):
+            shown = [(doc["stats"], exact["stats"])] + list(zip(page_blocks(doc), page_blocks(exact), strict=True))
+            for s, e in shown:
+                v, truth = cell(s, col), cell(e, col)
+                if isinstance(v, int):
+                    assert v == truth and (v >= 5 or e["residents"] == 0), (url, col, v)
+                elif v == "<5":
+                    small += 1
+                    assert truth < 5 and e["residents"] > 0
+                else:
+                    assert v == "≥5" and truth >= 5
+                if col == "people" and not isinstance(v, int):
+                    assert s["special"]["per_1000"] is None
+            # the unit's total = children + rest: no "<5" child can be pinned to one value
+            t = interval(cell(doc["stats"], col), doc["stats"]["residents"])
+            parts = page_blocks(doc)
+            ranges = recover(t, [interval(cell(b, col), b["residents"]) for b in parts])
+            for b, (lo, hi) in zip(parts, ranges, strict=True):
+                if cell(b, col) == "<5":
+                    assert lo < hi, (url, col, b, lo, hi)
+        if url != "/api/stats":
+            assert small > 0, url  # the sample city has small cells at these levels
+    # the same figure is suppressed alike on every page that shows it
+    street, comm = pages[f"/api/stats/street/{STREET}"], pages[f"/api/stats/community/{COMMUNITY}"]
+    row = next(c for c in street["children"]["items"] if c["code"] == COMMUNITY)
+    assert row["stats"]["special"] == comm["stats"]["special"]
+    assert pages["/api/stats"]["children"]["items"][0]["stats"]["special"] == street["stats"]["special"]
+    # a compound's own page agrees with its row in the community
+    for c in comm["children"]["items"][:5]:
+        assert get(viewer, f"/api/stats/compound/{c['code']}")["stats"]["special"] == c["stats"]["special"]
+
+
+def test_complementary_suppression_on_a_compound_level_page(clients, client):
+    """Some community has exactly one primary small cell in a column under a shown total: the
+    page then carries a complementary "≥5" and the small cell still cannot be pinned."""
+    viewer = clients("viewer", STREET)
+    complements = 0
+    for comm in get(client, f"/api/stats/street/{STREET}")["children"]["items"]:
+        doc = get(viewer, f"/api/stats/community/{comm['code']}")
+        for col in columns(doc):
+            vals = [cell(b, col) for b in page_blocks(doc)]
+            complements += vals.count("≥5")
+            if isinstance(cell(doc["stats"], col), int):
+                assert vals.count("<5") + vals.count("≥5") != 1, (comm["code"], col, vals)
+    assert complements > 0
+
+
+def test_street_leader_sees_exact_numbers(clients, sample_engine):
+    leader = clients("street_leader", STREET)
+    for level, code in (("street", STREET), ("community", COMMUNITY), ("compound", COMPOUND)):
+        doc = get(leader, f"/api/stats/{level}/{code}")
+        assert doc["suppression"] is None and doc["area"]["limited"] is False
+        with sample_engine.connect() as conn:
+            assert_matches(doc["stats"], naive(conn, level, code))
+        strings: set = set()
+        walk([b["special"] for b in [doc["stats"], *page_blocks(doc)]], set(), strings)
+        assert not strings
+    city = get(leader, "/api/stats")
+    assert [c["code"] for c in city["children"]["items"]] == [STREET]
+    assert city["area"]["limited"] is True
+    assert city["stats"]["residents"] == get(leader, f"/api/stats/street/{STREET}")["stats"]["residents"]
+    assert leader.get(f"/api/stats/street/{OTHER_STREET}").status_code == 404
+
+
+def test_community_account_sees_its_community_whole_and_nothing_beside_it(clients, sample_engine):
+    staff = clients("community_staff", COMMUNITY)  # exact numbers, community scope
+    doc = get(staff, f"/api/stats/community/{COMMUNITY}")
+    assert doc["area"]["limited"] is False
+    with sample_engine.connect() as conn:
+        assert_matches(doc["stats"], naive(conn, "community", COMMUNITY))  # complete, not cut by RLS
+    assert_children_sum(doc)
+    viewer = clients("viewer", COMMUNITY)
+    for url in (f"/api/stats/community/{SIBLING}", f"/api/stats/community/{SIBLING}/features",
+                f"/api/stats/compound/{SIBLING_COMPOUND}", f"/api/stats/street/{OTHER_STREET}"):
+        r = viewer.get(url)
+        assert r.status_code == 404, (url, r.text)
+    # worded like an unknown code: nothing to probe
+    unknown = viewer.get("/api/stats/community/340104001099").json()["detail"]
+    assert viewer.get(f"/api/stats/community/{SIBLING}").json()["detail"] == unknown.replace("340104001099", SIBLING)
+    city = get(viewer, "/api/stats")
+    assert [c["code"] for c in city["children"]["items"]] == [STREET] and city["area"]["limited"] is True
+    street = get(viewer, f"/api/stats/street/{STREET}")
+    assert [c["code"] for c in street["children"]["items"]] == [COMMUNITY]
+    assert street["area"]["limited"] is True and street["area"]["note"]
+    own = get(viewer, f"/api/stats/community/{COMMUNITY}")
+    for k in ADDITIVE:  # the street and the city count only the community: no misleading totals
+        assert street["stats"][k] == city["stats"][k] == own["stats"][k] == doc["stats"][k]
+    assert street["stats"]["special"] == own["stats"]["special"]
+    fc = viewer.get("/api/stats/features").json()
+    assert [f["properties"]["code"] for f in fc["features"]] == [STREET]
+    fc = viewer.get(f"/api/stats/street/{STREET}/features").json()
+    assert [f["properties"]["code"] for f in fc["features"] if f["properties"]["role"] == "child"] == [COMMUNITY]
+
+
+def test_stats_need_sign_in(sample_city_url, app_eng):  # noqa: F811
+    with TestClient(create_app(Settings(), engine=app_eng)) as anon:
+        for url in ("/api/stats", f"/api/stats/street/{STREET}", "/api/stats/features"):
+            assert anon.get(url).status_code == 401
+
+
 # --- grids, staff and coverage (one rolled-back transaction) -------------------------------------------
 
 GRIDS_SQL = """
@@ -258,7 +433,7 @@ RETURNING id, code
 
 
 @pytest.fixture(scope="module")
-def planned(sample_engine):
+def planned(sample_engine, app_eng):
     """(client, conn, grids {code: id}, unassigned building id): see the module docstring."""
     with sample_engine.connect() as conn:
         tx = conn.begin()
@@ -279,9 +454,8 @@ def planned(sample_engine):
                     conn.execute(text("INSERT INTO grid_staff (grid_id, role, name, phone_masked) VALUES (:g, :r, :n, :p)"),
                                  {"g": gid, "r": role, "n": name, "p": f"139****{gid % 100:02d}{i:02d}"})
             CoverageService().compute(conn)
-            app = create_app(Settings(), engine=sample_engine)
-            app.dependency_overrides[db] = lambda: conn
-            with TestClient(app) as c:
+            with signed_in_client(Settings(), sample_engine, role="admin", engine=app_eng) as c:
+                c.app.dependency_overrides[db] = lambda: conn
                 yield c, conn, grids, lone
         finally:
             tx.rollback()
@@ -404,11 +578,107 @@ def test_elderly_circles_are_never_wider(planned):
     assert all(old["categories"][k]["households_in"] <= v["households_in"] for k, v in std["categories"].items())
 
 
+@pytest.fixture(scope="module")
+def planned_as(planned, sample_engine, app_eng):
+    """Clients of other roles on the planned transaction: planned_as(role, scope)."""
+    _, conn, _, _ = planned
+    made: dict = {}
+    with ExitStack() as stack:
+        def get_client(role: str, scope: str = ""):
+            if (role, scope) not in made:
+                c = stack.enter_context(signed_in_client(Settings(), sample_engine, role=role, scope=scope,
+                                                         engine=app_eng))
+                c.app.dependency_overrides[db] = lambda: conn
+                made[role, scope] = c
+            return made[role, scope]
+        yield get_client
+
+
+def test_grid_staff_names_only_for_personal_roles_phones_masked(planned, planned_as):
+    client, conn, grids, _ = planned
+    first = sorted(grids)[0]
+    staff = conn.execute(text("SELECT name, phone_masked FROM grid_staff")).all()
+    assert len(staff) == 7
+    names, phones = {r.name for r in staff}, {r.phone_masked for r in staff}
+    for c in (client, planned_as("street_leader", STREET)):
+        doc = get(c, f"/api/stats/grid/{first}")
+        assert [(x["role"], x["name"]) for x in doc["staff_list"]] == STAFF[0]
+        assert all(set(x) == {"role", "name", "phone_masked"} for x in doc["staff_list"])
+        assert {x["phone_masked"] for x in doc["staff_list"]} <= phones
+        assert all("****" in x["phone_masked"] for x in doc["staff_list"])
+        assert get(c, f"/api/stats/community/{PLANNED}")["staff_list"] is None
+    for role in ("viewer", "planner"):
+        c = planned_as(role, STREET)
+        keys: set = set()
+        strings: set = set()
+        for url in ("/api/stats", f"/api/stats/community/{PLANNED}", f"/api/stats/grid/{first}"):
+            doc = get(c, url)
+            assert doc["staff_list"] is None
+            walk(doc, keys, strings)
+        assert doc["stats"]["staff"]["total"] == 4  # counts stay
+        assert not strings & (names | phones)
+        assert not keys & FORBIDDEN_KEYS
+
+
+def test_viewer_grid_pages_agree_with_the_community_page(planned, planned_as):
+    """Grids, the building outside every grid and the parts of compounds in each grid: every page's
+    small cells stay unrecoverable and a figure looks the same wherever it appears."""
+    _, _, grids, _ = planned
+    viewer = planned_as("viewer", STREET)
+    comm = get(viewer, f"/api/stats/community/{PLANNED}")
+    assert comm["children"]["level"] == "grid" and comm["children"]["rest"] is not None
+    for g in comm["children"]["items"]:
+        doc = get(viewer, f"/api/stats/grid/{g['code']}")
+        assert doc["stats"]["special"] == g["stats"]["special"]
+        for col in columns(doc):
+            t = interval(cell(doc["stats"], col), doc["stats"]["residents"])
+            parts = page_blocks(doc)
+            for b, (lo, hi) in zip(parts, recover(t, [interval(cell(b, col), b["residents"]) for b in parts]),
+                                   strict=True):
+                if cell(b, col) == "<5":
+                    assert lo < hi, (g["code"], col)
+        for c in doc["children"]["items"]:
+            if not c["partial"]:  # a compound wholly in the grid: its own page shows the same figures
+                assert get(viewer, f"/api/stats/compound/{c['code']}")["stats"]["special"] == c["stats"]["special"]
+
+
+def test_grid_bound_viewer_sees_its_grid_only(planned, sample_engine, app_eng):
+    """A viewer bound to a grid: its grid whole; the community counted over the grid only; the sibling
+    grid and a compound wholly in the sibling grid answer 404."""
+    _, conn, grids, _ = planned
+    mine, other = sorted(grids)
+    with sample_engine.begin() as own:  # committed, so the app can sign it in (the grid exists only in `conn`)
+        own.execute(text("INSERT INTO app_user (username, display_name, role, scope_code, password_hash) "
+                         "VALUES ('t_viewer_grid', 't_viewer_grid', 'viewer', :s, :h) ON CONFLICT (username) DO NOTHING"),
+                    {"s": mine, "h": hash_password(USER_PASSWORD)})
+    with TestClient(create_app(Settings(), engine=app_eng)) as c:
+        c.headers["Authorization"] = f"Bearer {bearer_token(c, 't_viewer_grid')}"
+        c.app.dependency_overrides[db] = lambda: conn
+        grid = get(c, f"/api/stats/grid/{mine}")
+        assert grid["area"]["limited"] is False and grid["suppression"]["k"] == 5
+        assert grid["stats"]["residents"] == naive(conn, "grid", None, gid=grids[mine])["residents"]
+        comm = get(c, f"/api/stats/community/{PLANNED}")
+        assert comm["area"]["limited"] is True
+        assert [x["code"] for x in comm["children"]["items"]] == [mine] and comm["children"]["rest"] is None
+        for k in ADDITIVE:
+            assert comm["stats"][k] == grid["stats"][k]
+        assert comm["stats"]["special"] == grid["stats"]["special"]
+        assert c.get(f"/api/stats/grid/{other}").status_code == 404
+        assert c.get(f"/api/stats/grid/{other}/features").status_code == 404
+        elsewhere = conn.execute(text(
+            "SELECT cp.code FROM compound cp WHERE cp.community_code = :c AND NOT EXISTS (SELECT 1 FROM building b "
+            "WHERE b.compound_id = cp.id AND b.grid_id IS NOT DISTINCT FROM :g) AND EXISTS (SELECT 1 FROM building b "
+            "WHERE b.compound_id = cp.id) ORDER BY cp.code LIMIT 1"), {"c": PLANNED, "g": grids[mine]}).scalar()
+        assert elsewhere is not None
+        assert c.get(f"/api/stats/compound/{elsewhere}").status_code == 404
+        assert c.get(f"/api/stats/community/{COMMUNITY}").status_code == 404
+
+
 def test_staff_names_and_phones_never_leave(planned):
     client, conn, grids, _ = planned
     keys: set = set()
     strings: set = set()
-    for url in ("/api/stats", f"/api/stats/community/{PLANNED}", f"/api/stats/grid/{sorted(grids)[0]}"):
+    for url in ("/api/stats", f"/api/stats/community/{PLANNED}"):
         walk(get(client, url), keys, strings)
     staff = conn.execute(text("SELECT name, phone_masked FROM grid_staff")).all()
     assert len(staff) == 7

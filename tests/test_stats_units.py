@@ -1,5 +1,6 @@
 """Pure parts of the drill-down: levels and codes, reference year, the document's rest/share logic,
-the circle spec from the catalog, and the dashboard page's asset slots (no database)."""
+the circle spec from the catalog, the dashboard page's asset slots, the caller's area and small-cell
+suppression (no database)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from gisgov.api.routes.dashboard import PAGE
 from gisgov.config import REPO_ROOT
 from gisgov.coverage.catalog import load_catalog
 from gisgov.errors import InvalidInput, NotFound
-from gisgov.stats import shape, units
+from gisgov.security import suppress
+from gisgov.stats import privacy, shape, units
 from gisgov.stats.circles import circle_spec
 
 
@@ -75,3 +77,99 @@ def test_page_fills_asset_slots_and_escapes_the_config(tmp_path):
     (tmp_path / "dashboard").mkdir()
     with pytest.raises(PageMissing, match="index.html"):
         PAGE.render(tmp_path, basemap_url=None, basemap_attribution="")
+
+
+# --- the caller's area and small-cell suppression (pure) ------------------------------------------------
+
+def test_area_contains_and_overlaps():
+    street, comm, grid = units.Area("340104001"), units.Area("340104001001"), units.Area("340104001001002", (7,))
+    assert units.Area().contains("city", None) and units.Area().fragments()["building"] == "TRUE"
+    assert not street.contains("city", None) and street.overlaps("city", None)
+    assert street.contains("community", "340104001003") and not street.overlaps("community", "340104002001")
+    assert comm.overlaps("street", "340104001") and not comm.contains("street", "340104001")
+    assert not comm.overlaps("community", "340104001002") and not comm.overlaps("compound", "3401040010020001")
+    assert grid.contains("grid", "340104001001002") and not grid.overlaps("grid", "340104001001001")
+    assert grid.overlaps("community", "340104001001") and not grid.contains("community", "340104001001")
+    assert grid.contains("compound", "3401040010010001") is None  # the database decides by its buildings
+    assert grid.params() == {"area_like": "340104001001%", "area_grids": [7]}
+    frag = units.Unit("street", "340104001", "x").fragments(comm)
+    assert frag["building"]["scope"].endswith("AND (b.community_code LIKE :area_like)")
+    assert units.Unit("street", "340104001", "x").fragments()["building"]["scope"].startswith("b.community_code IN")
+
+
+def _recover(total, parts):
+    lo_sum, hi_sum = sum(p[0] for p in parts), sum(p[1] for p in parts)
+    return [(max(p[0], total[0] - (hi_sum - p[1])), min(p[1], total[1] - (lo_sum - p[0]))) for p in parts]
+
+
+def _known(value, status, residents, k=5):
+    return suppress.bounds(status, value, residents, k)
+
+
+def test_labels_and_structural_zeros():
+    assert suppress.label(7, suppress.SHOWN, 5) == 7
+    assert suppress.label(0, suppress.PRIMARY, 5) == "<5" and suppress.label(2, suppress.PRIMARY, 10) == "<10"
+    assert suppress.label(9, suppress.COMPLEMENT, 5) == "≥5" and suppress.label(1, suppress.HIDDEN, 5) is None
+    assert suppress.small(0, 12, 5) and suppress.small(4, 12, 5) and not suppress.small(5, 12, 5)
+    assert not suppress.small(0, 0, 5)  # nobody lives there: a structural zero is shown as 0
+    assert suppress.bounds(suppress.PRIMARY, 3, 2, 5) == (0, 2)  # never above the resident count
+
+
+def test_one_small_child_gets_a_complement_and_stays_unrecoverable():
+    values = {"T": 20, "a": 2, "b": 8, "c": 10}
+    res = {"T": 300, "a": 100, "b": 100, "c": 100}
+    rel = [suppress.Relation("T", ("a", "b", "c"))]
+    assert suppress.exposed(values, res, suppress.initial(values, res, values, 5), rel, 5) == ["a"]
+    st = suppress.protect(values, res, rel, values, 5)
+    assert st == {"T": "shown", "a": "primary", "b": "complement", "c": "shown"}
+    ranges = _recover((20, 20), [_known(values[p], st[p], res[p]) for p in "abc"])
+    assert ranges[0][0] < ranges[0][1]  # "a" is not pinned
+    assert suppress.exposed(values, res, st, rel, 5) == []
+
+
+def test_a_complement_of_exactly_k_is_not_enough_then_the_total_goes():
+    values = {"T": 5, "a": 0, "b": 5}
+    res = {"T": 13, "a": 3, "b": 10}
+    rel = [suppress.Relation("T", ("a", "b"))]
+    st = suppress.protect(values, res, rel, values, 5)
+    assert st["a"] == "primary" and st["b"] == "complement" and st["T"] == "complement"
+    assert suppress.exposed(values, res, st, rel, 5) == []
+
+
+def test_two_levels_are_protected_together_and_zeros_with_people_are_small():
+    # city = A + B, A = a1 + a2 + a3: a1 small; B's parts all shown
+    values = {"city": 40, "A": 15, "B": 25, "a1": 0, "a2": 6, "a3": 9, "b1": 12, "b2": 13}
+    res = dict.fromkeys(values, 50) | {"city": 100}
+    rel = [suppress.Relation("city", ("A", "B")), suppress.Relation("A", ("a1", "a2", "a3")),
+           suppress.Relation("B", ("b1", "b2"))]
+    st = suppress.protect(values, res, rel, values, 5)
+    assert st["a1"] == "primary" and st["a2"] == "complement"  # the next-smallest, not the larger a3
+    assert suppress.exposed(values, res, st, rel, 5) == []
+    assert {c for c, s in st.items() if s == "shown"} == {"city", "A", "B", "a3", "b1", "b2"}
+    # deterministic: the same statuses every time
+    assert suppress.protect(values, res, rel, values, 5) == st
+
+
+def test_privacy_universe_is_consistent_across_pages():
+    rows = [
+        {"kind": "cell", "community_code": "340104001001", "grid_code": None, "compound_code": "3401040010010001",
+         "group_code": None, "residents": 100, "n": 12},
+        {"kind": "cell", "community_code": "340104001001", "grid_code": None, "compound_code": "3401040010010002",
+         "group_code": None, "residents": 80, "n": 3},
+        {"kind": "cell", "community_code": "340104001002", "grid_code": None, "compound_code": "3401040010020001",
+         "group_code": None, "residents": 90, "n": 20},
+        {"kind": "cell", "community_code": "340104001002", "grid_code": None, "compound_code": None,
+         "group_code": None, "residents": 0, "n": 0},
+    ]
+    u = privacy.build(rows, [], 5)
+    street = units.Unit("street", "340104001", "s")
+    total, kids, rest = privacy.page_cells(u, street, ["340104001001", "340104001002"])
+    assert u.lookup(privacy.PEOPLE, total) == "shown" and rest == ()
+    comm = units.Unit("community", "340104001001", "c")
+    c_total, c_kids, _ = privacy.page_cells(u, comm, ["3401040010010001", "3401040010010002"])
+    assert c_total == kids["340104001001"]  # the same cell on both pages
+    assert u.lookup(privacy.PEOPLE, c_kids["3401040010010002"]) == "primary"
+    assert u.lookup(privacy.PEOPLE, c_kids["3401040010010001"]) != "shown" or u.lookup(privacy.PEOPLE, c_total) != "shown"
+    block = {"special": {"people": 3, "per_1000": 37.5, "groups": {}}}
+    privacy.apply_block(u, block, c_kids["3401040010010002"])
+    assert block["special"] == {"people": "<5", "per_1000": None, "groups": {}}

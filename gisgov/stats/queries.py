@@ -18,7 +18,7 @@ from sqlalchemy import Connection, text
 from gisgov.errors import NotFound
 from gisgov.stats import units
 from gisgov.stats.circles import CircleSpec
-from gisgov.stats.units import CITY, Unit
+from gisgov.stats.units import CITY, Area, Unit
 
 GRID_NAME = "coalesce(g.name, '网格' || right(g.code, 3))"
 PRECISION = 6  # GeoJSON decimals (≈ 0.1 m)
@@ -69,15 +69,39 @@ def dataset(conn: Connection) -> dict | None:
     return {"name": str(value)}
 
 
-def resolve(conn: Connection, level: str, code: str | None, *, city: str = "全市") -> Unit:
-    """The unit ``level``/``code`` (``level='city'``: the whole city) with its ancestors; 404 if absent."""
+def area_of(conn: Connection, scope_code: str) -> Area:
+    """The caller's area for a scope code ('' = whole city); a grid code stands for its current grid(s)."""
+    if len(scope_code) != 15:
+        return Area(scope_code)
+    ids = conn.execute(text("SELECT g.id FROM grid_current() g WHERE g.code = :c ORDER BY g.id"),
+                       {"c": scope_code}).scalars().all()
+    return Area(scope_code, tuple(ids))
+
+
+def _compound_in_area(conn: Connection, compound_id: int, area: Area) -> tuple[bool, bool]:
+    """(overlaps, wholly inside) of a compound and a grid area, by its buildings."""
+    row = conn.execute(text("""
+        SELECT count(*) FILTER (WHERE b.grid_id = ANY(CAST(:g AS bigint[]))) AS inside, count(*) AS n
+        FROM building b WHERE b.compound_id = :id"""), {"g": list(area.grid_ids), "id": compound_id}).one()
+    return row.inside > 0, row.inside == row.n
+
+
+def resolve(conn: Connection, level: str, code: str | None, *, city: str = "全市", area: Area | None = None) -> Unit:
+    """The unit ``level``/``code`` (``level='city'``: the whole city) with its ancestors; 404 if absent
+    or outside ``area`` (units that overlap the area, such as its street, are ``limited``)."""
+    area = area or Area()
     root = {"level": CITY, "code": None, "name": city}
     if level == CITY:
-        return Unit(CITY, None, city)
+        return Unit(CITY, None, city, limited=not area.everything)
     units.check_code(level, code)
     row = conn.execute(text(_UNIT_SQL[level]), {"code": code}).mappings().first()
+    zh, en = units.LEVEL_LABELS[level]
     if row is None:
-        zh, en = units.LEVEL_LABELS[level]
+        raise NotFound(f"未找到{zh} {en.lower()} not found: {level} {code}")
+    overlaps, inside = area.overlaps(level, code), area.contains(level, code)
+    if overlaps is None:  # a compound and a grid area: by its buildings
+        overlaps, inside = _compound_in_area(conn, row["id"], area)
+    if not overlaps:  # outside the caller's area: the same answer as an unknown code
         raise NotFound(f"未找到{zh} {en.lower()} not found: {level} {code}")
     path = [root]
     if "street_code" in row:
@@ -87,37 +111,41 @@ def resolve(conn: Connection, level: str, code: str | None, *, city: str = "全�
     if row.get("grid_code"):
         path.append({"level": "grid", "code": row["grid_code"], "name": row["grid_name"]})
     return Unit(level, row["code"], row["name"], unit_id=row["id"], path=tuple(path),
-                has_grids=bool(row.get("has_grids")))
+                has_grids=bool(row.get("has_grids")), limited=not inside)
 
 
 # -- children ------------------------------------------------------------------------------------------
 
-def _children_sql(unit: Unit, *, geometry: bool) -> str | None:
+def _children_sql(unit: Unit, *, geometry: bool, area: Area) -> str | None:
+    """Children of the unit inside the caller's area only (never listed with zeros)."""
     child = unit.child
     geom = (f", ST_AsGeoJSON(ST_Transform(x.geom, 4326), {PRECISION}) AS geom" if geometry else "")
+    inside = area.child_filter(child)
     if child == "street":
-        return f"SELECT x.code, x.name{geom} FROM street x ORDER BY x.code"
+        return f"SELECT x.code, x.name{geom} FROM street x WHERE {inside} ORDER BY x.code"
     if child == "community":
-        return f"SELECT x.code, x.name{geom} FROM community x WHERE x.street_code = :code ORDER BY x.code"
+        return f"SELECT x.code, x.name{geom} FROM community x WHERE x.street_code = :code AND {inside} ORDER BY x.code"
     if child == "grid":
         return (f"SELECT x.code, {GRID_NAME.replace('g.', 'x.')} AS name{geom} FROM grid_current() x "
-                "WHERE x.community_code = :code ORDER BY x.code")
+                f"WHERE x.community_code = :code AND {inside} ORDER BY x.code")
     if child == "compound" and unit.level == "grid":
         # part of the compound may lie in other grids: its figures here are those of this grid's part
         scope = units.COMPOUND_SCOPE["grid"].replace("cp.", "x.")
         return (f"SELECT x.code, x.name, EXISTS (SELECT 1 FROM building o WHERE o.compound_id = x.id "
-                f"AND o.grid_id IS DISTINCT FROM :unit_id) AS partial{geom} FROM compound x WHERE {scope} ORDER BY x.code")
+                f"AND o.grid_id IS DISTINCT FROM :unit_id) AS partial{geom} FROM compound x "
+                f"WHERE {scope} AND {inside} ORDER BY x.code")
     if child == "compound":
         scope = units.COMPOUND_SCOPE[unit.level].replace("cp.", "x.")
-        return f"SELECT x.code, x.name{geom} FROM compound x WHERE {scope} ORDER BY x.code"
+        return f"SELECT x.code, x.name{geom} FROM compound x WHERE {scope} AND {inside} ORDER BY x.code"
     return None
 
 
-def children(conn: Connection, unit: Unit) -> list[dict]:
-    """The unit's direct children: ``[{code, name}]`` ordered by code (empty for a compound); compounds
-    of a grid also carry ``partial`` (some of its buildings lie in other grids)."""
-    sql = _children_sql(unit, geometry=False)
-    return [] if sql is None else [dict(r._mapping) for r in conn.execute(text(sql), unit.params())]
+def children(conn: Connection, unit: Unit, area: Area | None = None) -> list[dict]:
+    """The unit's direct children inside ``area``: ``[{code, name}]`` ordered by code (empty for a
+    compound); compounds of a grid also carry ``partial`` (some of its buildings lie in other grids)."""
+    area = area or Area()
+    sql = _children_sql(unit, geometry=False, area=area)
+    return [] if sql is None else [dict(r._mapping) for r in conn.execute(text(sql), unit.params() | area.params())]
 
 
 _UNIT_GEOM_SQL = {
@@ -128,7 +156,7 @@ _UNIT_GEOM_SQL = {
 }
 
 
-def features(conn: Connection, unit: Unit) -> str:
+def features(conn: Connection, unit: Unit, area: Area | None = None) -> str:
     """GeoJSON features (WGS84) as text: the unit's outline (``role: unit``) and its children
     (``role: child``), each with ``level``, ``code`` and ``name`` only."""
     parts = []
@@ -138,7 +166,8 @@ def features(conn: Connection, unit: Unit) -> str:
                    CAST(:uname AS text) AS name,
                    ST_AsGeoJSON(ST_Transform(u.geom, 4326), {PRECISION}) AS geom
             FROM ({_UNIT_GEOM_SQL[unit.level]}) u""")
-    child_sql = _children_sql(unit, geometry=True)
+    area = area or Area()
+    child_sql = _children_sql(unit, geometry=True, area=area)
     if child_sql is not None:
         parts.append(f"SELECT 1 AS ord, 'child' AS role, CAST(:child AS text) AS level, k.code, k.name, k.geom "
                      f"FROM ({child_sql}) k")
@@ -150,7 +179,8 @@ def features(conn: Connection, unit: Unit) -> str:
                    'properties', json_build_object('role', f.role, 'level', f.level, 'code', f.code, 'name', f.name))
                ORDER BY f.ord, f.code), '[]'::json)::text
         FROM ({' UNION ALL '.join(parts)}) f"""
-    params = unit.params() | {"level": unit.level, "ucode": unit.code, "uname": unit.name, "child": unit.child}
+    params = unit.params() | area.params() | {"level": unit.level, "ucode": unit.code, "uname": unit.name,
+                                              "child": unit.child}
     return conn.execute(text(sql), params).scalar()
 
 
@@ -176,10 +206,13 @@ def coverage_run(conn: Connection, profile: str, circle: str) -> dict | None:
     return {"run_id": row["id"], "finished_at": row["finished_at"].isoformat(), "method": row["method"]}
 
 
-def aggregates(conn: Connection, unit: Unit, *, ref_year: int, circles: CircleSpec | None) -> dict[str, list[dict]]:
-    """Rows of every topic for the unit and its children (``is_total``, ``ck`` + the topic's columns)."""
-    frag = unit.fragments()
-    params = unit.params()
+def aggregates(conn: Connection, unit: Unit, *, ref_year: int, circles: CircleSpec | None,
+               area: Area | None = None) -> dict[str, list[dict]]:
+    """Rows of every topic for the unit and its children (``is_total``, ``ck`` + the topic's columns),
+    counting only buildings, compounds and grids inside ``area``."""
+    area = area or Area()
+    frag = unit.fragments(area)
+    params = unit.params() | area.params()
     child = unit.child
     out: dict[str, list[dict]] = {}
     people = _run(conn, "people.sql", frag["building"], params | {"ref_year": ref_year})
@@ -204,6 +237,24 @@ def aggregates(conn: Connection, unit: Unit, *, ref_year: int, circles: CircleSp
     if circles is not None:
         out["coverage"] = _run(conn, "coverage.sql", frag["building"], params | circles.params())
     return out
+
+
+def cells(conn: Connection, area: Area) -> list[dict]:
+    """The finest cells of the caller's area for small-cell suppression: residents, special people and
+    memberships per (community, grid, compound) of the buildings, see ``cells.sql``."""
+    return _run(conn, "cells.sql", {"area": area.fragments()["building"]}, area.params())
+
+
+def grid_staff(conn: Connection, unit: Unit) -> list[dict]:
+    """Staff of a grid unit (role, name, masked phone; never the clear phone), for roles that may read
+    personal data. Row-level security limits them to the caller's scope as well."""
+    if unit.level != "grid":
+        return []
+    order = ", ".join(f"'{r}'" for r, _ in units.STAFF_ROLES)
+    return [dict(r._mapping) for r in conn.execute(text(f"""
+        SELECT s.role, s.name, s.phone_masked
+        FROM grid_staff s WHERE s.grid_id = :unit_id
+        ORDER BY array_position(ARRAY[{order}]::text[], s.role), s.id"""), unit.params())]
 
 
 def today_year() -> int:

@@ -8,6 +8,12 @@ buildings in it, compound → none.
 The fragments below are fixed strings chosen by level (never built from request text); values
 (``:code``, ``:unit_id``) are bound parameters. Aliases: ``b`` building, ``g`` its current grid /
 a row of ``grid_current()``, ``cp`` its compound / a compound row.
+
+Every figure is also limited to the caller's *area* (:class:`Area`): the node an account is bound
+to (a street or community code prefix, or the buildings of one current grid). A unit inside the area
+is counted whole; a unit that only overlaps it (the city, or the street of a community-bound account)
+is counted over its part inside the area and marked ``limited``; children outside the area are left
+out rather than shown as zeros.
 """
 
 from __future__ import annotations
@@ -73,6 +79,22 @@ GRID_CHILD_KEY = {
     None: "NULL::text",
 }
 
+# The caller's area, by code length of the account's node ('' = whole city; 15 = one grid's buildings).
+BUILDING_AREA = {0: "TRUE", 9: "b.community_code LIKE :area_like", 12: "b.community_code LIKE :area_like",
+                 15: "b.grid_id = ANY(CAST(:area_grids AS bigint[]))"}
+COMPOUND_AREA = {0: "TRUE", 9: "cp.community_code LIKE :area_like", 12: "cp.community_code LIKE :area_like",
+                 15: "cp.id IN (SELECT ab.compound_id FROM building ab WHERE ab.grid_id = ANY(CAST(:area_grids AS bigint[])))"}
+GRID_AREA = {0: "TRUE", 9: "g.community_code LIKE :area_like", 12: "g.community_code LIKE :area_like",
+             15: "g.id = ANY(CAST(:area_grids AS bigint[]))"}
+# Children (alias x) inside the area, by child level.
+CHILD_AREA = {
+    "street": {0: "TRUE", 9: "x.code = left(:area_like, 9)", 12: "x.code = left(:area_like, 9)",
+               15: "x.code = left(:area_like, 9)"},
+    "community": {0: "TRUE", 9: "x.code LIKE :area_like", 12: "x.code LIKE :area_like", 15: "x.code LIKE :area_like"},
+    "grid": {k: v.replace("g.", "x.") for k, v in GRID_AREA.items()},
+    "compound": {k: v.replace("cp.", "x.") for k, v in COMPOUND_AREA.items()},
+}
+
 _CODE_RE = re.compile(r"^[0-9]+$")
 
 
@@ -104,6 +126,60 @@ def child_level(level: str, *, has_grids: bool = False) -> str | None:
 
 
 @dataclass(frozen=True)
+class Area:
+    """The part of the city a caller's figures come from: ``code`` '' (whole city), a street (9) or
+    community (12) code prefix, or a grid code (15) whose current grid(s) are ``grid_ids``."""
+
+    code: str = ""
+    grid_ids: tuple[int, ...] = ()
+
+    @property
+    def everything(self) -> bool:
+        return self.code == ""
+
+    @property
+    def size(self) -> int:
+        return len(self.code)
+
+    def params(self) -> dict:
+        # a grid area's non-building fragments use its community (left 12)
+        return {"area_like": self.code[:12] + "%", "area_grids": list(self.grid_ids)}
+
+    def fragments(self) -> dict[str, str]:
+        n = self.size
+        return {"building": BUILDING_AREA[n], "compound": COMPOUND_AREA[n], "grid": GRID_AREA[n]}
+
+    def child_filter(self, child: str | None) -> str:
+        return "TRUE" if child is None else CHILD_AREA[child][self.size]
+
+    def contains(self, level: str, code: str | None) -> bool | None:
+        """True if the unit lies wholly inside the area, False if it only overlaps it (an ancestor),
+        None when only the database can tell (a compound and a grid area)."""
+        if self.everything:
+            return True
+        if level == CITY or code is None:
+            return False
+        if self.size == 15:
+            if level == "grid":
+                return code == self.code
+            if level == "compound":
+                return None
+            return False
+        return code.startswith(self.code)
+
+    def overlaps(self, level: str, code: str | None) -> bool | None:
+        """True if the unit and the area share ground (inside, or an ancestor of the area); None when
+        only the database can tell (a compound and a grid area)."""
+        if self.everything or level == CITY or code is None:
+            return True
+        if self.size == 15 and level == "compound":
+            return None
+        if self.size == 15 and level == "grid":
+            return code == self.code
+        return code.startswith(self.code) or self.code.startswith(code)
+
+
+@dataclass(frozen=True)
 class Unit:
     """One resolved unit: its level, code, display name, database id (grid/compound) and ancestors."""
 
@@ -113,6 +189,7 @@ class Unit:
     unit_id: int | None = None
     path: tuple[dict, ...] = field(default_factory=tuple)  # ancestors, city first: {level, code, name}
     has_grids: bool = False
+    limited: bool = False  # figures cover only the part inside the caller's area
 
     @property
     def child(self) -> str | None:
@@ -121,14 +198,21 @@ class Unit:
     def params(self) -> dict:
         return {"code": self.code, "unit_id": self.unit_id}
 
-    def fragments(self) -> dict[str, dict[str, str]]:
-        """SQL fragments per source table (building / compound / grid) for this unit and its children."""
+    def fragments(self, area: Area | None = None) -> dict[str, dict[str, str]]:
+        """SQL fragments per source table (building / compound / grid) for this unit and its children,
+        limited to ``area`` (default: the whole city)."""
         child = self.child
+        a = (area or Area()).fragments()
+
+        def both(scope: str, limit: str) -> str:
+            return scope if limit == "TRUE" else f"({scope}) AND ({limit})"
+
         return {
-            "building": {"scope": BUILDING_SCOPE[self.level], "child_key": BUILDING_CHILD_KEY[child]},
-            "compound": {"scope": COMPOUND_SCOPE[self.level],
+            "building": {"scope": both(BUILDING_SCOPE[self.level], a["building"]),
+                         "child_key": BUILDING_CHILD_KEY[child]},
+            "compound": {"scope": both(COMPOUND_SCOPE[self.level], a["compound"]),
                          "child_key": COMPOUND_CHILD_KEY.get(child, "NULL::text")},
-            "grid": {"scope": GRID_SCOPE.get(self.level, "FALSE"),
+            "grid": {"scope": both(GRID_SCOPE.get(self.level, "FALSE"), a["grid"]),
                      "child_key": GRID_CHILD_KEY.get(child, "NULL::text")},
         }
 

@@ -1,6 +1,10 @@
 /* 领导驾驶舱 leaders' drill-down map: city → street → community → grid → compound.
  * Plain Leaflet (vendored, served by the app). Data: /api/stats[/{level}/{code}] (+ /features), /health,
- * /api/layers/building (context footprints at grid/compound level). Aggregates only, no personal data.
+ * /api/layers/building (context footprints at grid/compound level), /api/auth/me (who is signed in).
+ * Aggregates only; for roles without personal-data access small special-group counts arrive as strings
+ * ("<5", and "≥5" where a total would give them away) and are shown as they are. A grid's staff list
+ * (name, masked phone) arrives only for roles that may see it. Sign-out: POST /api/auth/logout with the
+ * CSRF cookie echoed in X-CSRF-Token, then /login. No inline scripts (CSP): everything lives here.
  * Navigation lives in the URL hash: #/community/340104001001 (browser back/forward work). */
 (function () {
   "use strict";
@@ -14,7 +18,12 @@
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
     });
   }
-  function num(n) { return n == null ? "—" : Number(n).toLocaleString("zh-CN"); }
+  // a suppressed count ("<5", "≥5") is a string: shown as it is, never as a number
+  function masked(n) { return typeof n === "string"; }
+  function num(n) {
+    if (masked(n)) return '<span class="masked" title="小数保护 small count withheld">' + esc(n) + "</span>";
+    return n == null ? "—" : Number(n).toLocaleString("zh-CN");
+  }
   function whole(n) { return n == null ? "—" : Math.round(n).toLocaleString("zh-CN"); }
   var PLURAL = { Street: "streets", Community: "communities", Grid: "grids", Compound: "compounds" };
   function pct(x, d) { return x == null ? "—" : (x * 100).toFixed(d == null ? 1 : d) + "%"; }
@@ -84,8 +93,12 @@
   function strong(c) { return c === PALETTES.rdylgn[2] ? "#d9b84a" : c; }
 
   // -- data ---------------------------------------------------------------------------------------
+  function toLogin() {
+    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.hash));
+  }
   function getJSON(url) {
-    return fetch(url, { headers: { Accept: "application/json" } }).then(function (r) {
+    return fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" }).then(function (r) {
+      if (r.status === 401) { toLogin(); throw new Error("请先登录 sign in first"); }
       return r.json().catch(function () { return {}; }).then(function (body) {
         if (!r.ok) throw new Error((body && body.detail) || ("HTTP " + r.status + " " + url));
         return body;
@@ -135,7 +148,8 @@
     renderKpis(d.stats, d);
     renderAge(d.stats);
     renderStaff(d.stats, d);
-    renderGroups(d.stats, d.labels.special_groups);
+    renderGroups(d.stats, d.labels.special_groups, d.suppression);
+    renderStaffList(d.staff_list);
     renderCoverage(d.stats, d.coverage);
     renderSelect();
     renderMap();
@@ -162,11 +176,14 @@
     $("unit-level").textContent = lvl;
     $("unit-name").textContent = d.name;
     $("unit-code").textContent = d.code ? "编码 " + d.code : "统计截至 " + d.reference_year + " 年 · as of " + d.reference_year;
+    var note = $("area-note");
+    note.hidden = !(d.area && d.area.limited);
+    note.textContent = note.hidden ? "" : d.area.note;
   }
 
   function kpi(key, zh, en, value, display, sub, cls) {
     return '<div class="kpi ' + (cls || "") + (value == null ? " na" : "") + '" data-kpi="' + key + '" data-value="' +
-      (value == null ? "" : value) + '"><div class="label">' + zh + " <span>" + en + '</span></div><div class="value">' +
+      (value == null ? "" : esc(value)) + '"><div class="label">' + zh + " <span>" + en + '</span></div><div class="value">' +
       display + '</div><div class="sub">' + (sub || "&nbsp;") + "</div></div>";
   }
 
@@ -239,20 +256,34 @@
 
   function bars(rows, maxValue, fmtv, colourOf) {
     return rows.map(function (r) {
-      var w = maxValue ? Math.max(0, Math.min(100, 100 * r.value / maxValue)) : 0;
+      var hidden = masked(r.value);
+      var w = maxValue && !hidden ? Math.max(0, Math.min(100, 100 * r.value / maxValue)) : 0;
       var c = colourOf ? colourOf(r) : null;
-      return '<div class="bar' + (r.value ? "" : " zero") + '" data-code="' + esc(r.code) + '" data-value="' + (r.value == null ? "" : r.value) +
+      return '<div class="bar' + (hidden ? " masked" : r.value ? "" : " zero") + '" data-code="' + esc(r.code) + '" data-value="' +
+        (r.value == null ? "" : esc(r.value)) +
         '" title="' + esc(r.title || r.name) + '"><span class="name">' + esc(r.name) + '</span><span class="num">' + fmtv(r.value) +
         '</span><span class="track"><div style="width:' + w + "%" + (c ? ";background:" + c : "") + '"></div></span></div>';
     }).join("");
   }
 
-  function renderGroups(s, labels) {
+  function renderGroups(s, labels, suppression) {
     var rows = labels.map(function (g) {
       return { code: g.code, name: g.name_zh, title: g.name_zh + " " + g.name_en, value: s.special.groups[g.code] || 0 };
     });
-    var max = Math.max.apply(null, rows.map(function (r) { return r.value; }).concat([1]));
+    var max = Math.max.apply(null, rows.map(function (r) { return masked(r.value) ? 0 : r.value; }).concat([1]));
     $("groups").innerHTML = bars(rows, max, num);
+    var note = $("groups-note");
+    note.hidden = !suppression;
+    note.textContent = suppression ? suppression.note : "";
+  }
+
+  function renderStaffList(list) {
+    var el = $("staff-list");
+    el.hidden = !list || !list.length;
+    el.innerHTML = (list || []).map(function (x) {
+      return '<li data-role="' + esc(x.role) + '"><b>' + esc(x.name) + "</b><span>" + esc(x.role) + " · " +
+        esc(x.phone_masked || "—") + "</span></li>";
+    }).join("");
   }
 
   function renderCoverage(s, meta) {
@@ -501,6 +532,33 @@
   }
   function hideNotice() { $("notice").hidden = true; }
 
+  // -- who is signed in, sign-out ------------------------------------------------------------------------
+  function cookie(name) {
+    var m = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
+    return m ? decodeURIComponent(m[1]) : "";
+  }
+  function showUser() {
+    getJSON("/api/auth/me").then(function (me) {
+      $("user-name").textContent = me.display_name || me.username;
+      $("user-role").textContent = me.role_label + (me.scope ? " · " + me.scope : "");
+      $("user").hidden = false;
+    }).catch(function () { /* the stats request reports problems */ });
+  }
+  $("sign-out").addEventListener("click", function () {
+    var btn = $("sign-out");
+    btn.disabled = true;
+    fetch("/api/auth/logout", {
+      method: "POST", credentials: "same-origin",
+      headers: { Accept: "application/json", "X-CSRF-Token": cookie("gisgov_csrf") }
+    }).then(function (r) {
+      if (!r.ok && r.status !== 401) throw new Error("HTTP " + r.status);
+      location.assign("/login");
+    }).catch(function (err) {
+      btn.disabled = false;
+      showNotice("退出失败 Could not sign out: " + err.message, true);
+    });
+  });
+
   // -- start --------------------------------------------------------------------------------------------
   $("indicator").addEventListener("change", function (e) {
     state.indicator = e.target.value;
@@ -518,6 +576,7 @@
     resizing = setTimeout(function () { state.map.invalidateSize(); refit(); }, 150);
   });
   initMap();
+  showUser();
   getJSON("/health").then(function (h) {
     var ds = h.dataset || {};
     if (ds.name) $("dataset").textContent = "数据集 Dataset: " + ds.name;

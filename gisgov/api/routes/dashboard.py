@@ -2,7 +2,11 @@
 
 The page is ``web/dashboard/index.html`` with its asset URLs filled in (vendored Leaflet from
 /static/vendor, its own JS/CSS from /static/dashboard with a content hash for cache busting) and a
-small JSON config (basemap). All data come from ``/api/stats…`` and ``/health``; nothing leaves the app.
+small JSON config (basemap). All data come from ``/api/stats…``, ``/api/auth/me`` (the signed-in user
+in the top bar, with sign-out) and ``/health``; nothing leaves the app. The page needs sign-in (the
+app-wide gate redirects to /login); what it shows follows the caller's scope and role (small
+special-group counts arrive as ``"<5"`` for aggregate-only roles; staff names only for roles that may
+read personal data, phones always masked).
 """
 
 from __future__ import annotations

@@ -17,7 +17,12 @@ from gisgov.sample.load import load_city
 
 @pytest.fixture(scope="session")
 def gridded_city_url(db_factory, sample_city) -> str:
-    url = db_factory.create(prefix="gisgov_test_security")
+    return build_gridded_city(db_factory, sample_city, "gisgov_test_security")
+
+
+def build_gridded_city(db_factory, sample_city, prefix: str) -> str:
+    """A new database with the sample city and active grid plans + staff in three communities."""
+    url = db_factory.create(prefix=prefix)
     load_city(url, sample_city, vault=SAMPLE_VAULT)
     eng = create_engine(url, poolclass=pool.NullPool)
     try:

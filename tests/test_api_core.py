@@ -269,6 +269,7 @@ def test_health_is_503_when_the_database_is_down(mini_city_url):
         live.dispose()
     assert r.status_code == 503 and "database unavailable" in r.json()["detail"]
     assert "x@" not in r.json()["detail"]  # no credentials leak
+    assert "127.0.0.1" not in r.text and "port" not in r.text  # nor where the database is
 
 
 def test_root_redirects_to_map(client, anonymous):

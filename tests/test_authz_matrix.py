@@ -156,8 +156,9 @@ def _nodes(owner_url: str) -> dict:
                        {"s": streets[0]}).scalars().all()
         s2 = c.execute(text("SELECT code FROM community WHERE street_code = :s ORDER BY code LIMIT 1"),
                        {"s": streets[1]}).scalar()
+        out = {"own": node(s1[0]), "sibling": node(s1[1]), "other": node(s2)}
     eng.dispose()
-    return {"own": node(s1[0]), "sibling": node(s1[1]), "other": node(s2)}
+    return out
 
 
 def _scope(role: str, own: dict) -> str:
@@ -180,14 +181,11 @@ def expected(op: Op, role: str | None, target: dict, own: dict) -> frozenset[int
 
 @pytest.fixture(scope="module")
 def matrix_db(db_factory, sample_city):
-    """A database of its own (writes such as plan activation happen here), with coverage computed."""
-    from sample_fixtures import SAMPLE_VAULT
+    """A database of its own (writes such as plan activation happen here), with active grid plans
+    in the three communities the matrix uses."""
+    from security_city import build_gridded_city
 
-    from gisgov.sample.load import load_city
-
-    url = db_factory.create(prefix="gisgov_test_matrix")
-    load_city(url, sample_city, vault=SAMPLE_VAULT)
-    return url
+    return build_gridded_city(db_factory, sample_city, "gisgov_test_matrix")
 
 
 @pytest.fixture(scope="module")

@@ -305,8 +305,6 @@ def test_link_helpers_use_the_configured_origin(app_eng):
     assert route_link(request, "import_status", job_id="abc") == "https://gisgov.example.gov.cn/api/import/abc"
 
 
-@pytest.mark.xfail(strict=True, reason="gisgov/api/routes/core.py layer_features still builds its paging links "
-                   "from request.url (the Host header); use gisgov.api.links.request_link")
 def test_paging_links_ignore_a_forged_host(gridded_city_url, app_eng, nodes):
     user = ensure_user(gridded_city_url, "viewer", nodes["community"])
     with client_for(app_eng, public_url="https://gisgov.example.gov.cn") as (c, s):

@@ -13,6 +13,7 @@ Each read of a personal layer (a page or one resident) writes one ``read_persona
 from __future__ import annotations
 
 import json
+import logging
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -22,6 +23,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from gisgov.api import queries
 from gisgov.api.deps import DB, DB_UNSCOPED, client_addr, current_principal, in_scope_or_404
+from gisgov.api.links import request_link
 from gisgov.api.params import check_page, parse_bbox
 from gisgov.layers import Catalog, catalog
 from gisgov.maps.assets import asset_url
@@ -29,6 +31,7 @@ from gisgov.security import audit as audit_log
 from gisgov.security.roles import Principal
 
 router = APIRouter()
+_log = logging.getLogger(__name__)
 GEOJSON = "application/geo+json"
 
 
@@ -98,13 +101,13 @@ def layer_features(
     page = queries.layer_page(conn, cat, layer, bbox=box, limit=limit, offset=offset, scope=queries.Scope.of(p))
     if layer.personal:
         audit_personal_read(request, conn, p, object=f"layer:{layer.name}", count=page.number_returned)
-    links = [{"rel": "self", "type": GEOJSON, "href": str(request.url)}]
+    links = [{"rel": "self", "type": GEOJSON, "href": request_link(request)}]
     if page.number_matched is not None and offset + page.number_returned < page.number_matched:
         links.append({"rel": "next", "type": GEOJSON,
-                      "href": str(request.url.include_query_params(offset=offset + limit, limit=limit))})
+                      "href": request_link(request, offset=offset + limit, limit=limit)})
     if offset > 0:
         links.append({"rel": "prev", "type": GEOJSON,
-                      "href": str(request.url.include_query_params(offset=max(0, offset - limit), limit=limit))})
+                      "href": request_link(request, offset=max(0, offset - limit), limit=limit)})
     body = queries.feature_collection_json(page, links=links, extra={"layer": layer.name})
     return Response(content=body, media_type=GEOJSON)
 
@@ -141,10 +144,13 @@ def swagger_docs(request: Request) -> HTMLResponse:
 
 
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+    """503 that names no host, port or user (the details go to the server log only)."""
     orig = getattr(exc, "orig", None) or exc
-    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return JSONResponse(status_code=503, content={"detail": f"数据库不可用 database unavailable: {first}",
-                                                  "error": "DatabaseUnavailable"})
+    _log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
+                 str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__)
+    return JSONResponse(status_code=503, headers={"Retry-After": "5"},
+                        content={"detail": "数据库不可用，请稍后重试 database unavailable, retry shortly",
+                                 "error": "DatabaseUnavailable"})
 
 
 def setup(app: FastAPI) -> None:

@@ -39,6 +39,7 @@ class Op:
     ok: frozenset[int] = frozenset({200})
     heavy: bool = False  # only own target for admin + every role on 'other' (cheap 403/404)
     public: bool = False
+    scope_key: str = "community"  # which code of the target decides the scope
 
 
 def q(url: str, **params) -> Callable[[dict], tuple[str, dict]]:
@@ -49,8 +50,11 @@ def q(url: str, **params) -> Callable[[dict], tuple[str, dict]]:
 
 def body(url: str, payload: dict, **params) -> Callable[[dict], tuple[str, dict]]:
     def build(t: dict) -> tuple[str, dict]:
-        p = json.loads(json.dumps(payload).replace("{community}", t["community"]))
-        return url.format(**t), {"json": p, "params": params}
+        raw = json.dumps(payload)
+        for k, v in t.items():
+            raw = raw.replace("{" + k + "}", str(v))
+        p = json.loads(raw)
+        return url.format(**t), {"json": p, "params": {k: v.format(**t) for k, v in params.items()}}
     return build
 
 
@@ -66,7 +70,7 @@ OPS: dict[str, Op] = {
     "GET /api/hierarchy": Op(R, q("/api/hierarchy"), scoped=False),
     "GET /api/layers": Op(None, q("/api/layers"), scoped=False),
     "GET /api/layers/{level}": Op(R, q("/api/layers/community", limit=5), scoped=False),
-    "GET /api/street/{code}": Op(R, q("/api/street/{street}")),
+    "GET /api/street/{code}": Op(R, q("/api/street/{street}"), scope_key="street"),
     "GET /api/community/{code}": Op(R, q("/api/community/{community}")),
     "GET /api/grid/{code}": Op(R, q("/api/grid/{grid}")),
     "GET /api/compound/{code}": Op(R, q("/api/compound/{compound}")),
@@ -91,14 +95,15 @@ OPS: dict[str, Op] = {
     "POST /api/coverage/site": Op(Perm.run_analyses, body("/api/coverage/site", {
         "category": "weisheng", "k": 1, "level": "community", "code": "{community}"}), heavy=True),
     "POST /api/coverage/whatif": Op(Perm.run_analyses, lambda t: ("/api/coverage/whatif", {"json": {
-        "action": "add", "category": "weisheng", "lon": t["lon"], "lat": t["lat"], "commit": False}}),
+        "op": "add", "category": "weisheng", "lon": t["lon"], "lat": t["lat"], "commit": False,
+        "level": "community", "code": t["community"]}}),
         heavy=True),
     "POST /api/coverage/compute": Op(Perm.run_analyses, body("/api/coverage/compute", {"categories": ["weisheng"]}),
                                      scoped=False, heavy=True),
     "GET /coverage/map": Op(R, q("/coverage/map", category="weisheng", level="community", code="{community}"),
                             heavy=True),
     "POST /api/grids/validate": Op(R, body("/api/grids/validate", {"community": "{community}"})),
-    "POST /api/grids/feasibility": Op(R, q("/api/grids/feasibility", community="{community}"), heavy=True),
+    "POST /api/grids/feasibility": Op(R, body("/api/grids/feasibility", {}, community="{community}"), heavy=True),
     "POST /api/grids/propose": Op(Perm.edit_plans, body("/api/grids/propose", {
         "community": "{community}", "method": "heuristic", "time_limit_s": 5, "closest": True}), heavy=True),
     "POST /api/grids/repair": Op(Perm.edit_plans, body("/api/grids/repair", {"community": "{community}"}),
@@ -112,12 +117,13 @@ OPS: dict[str, Op] = {
     "GET /api/grids/map/{community}": Op(R, q("/api/grids/map/{community}")),
     "POST /api/grids/sessions": Op(Perm.edit_plans, body("/api/grids/sessions", {"community": "{community}"})),
     "POST /api/grids/sessions/{sid}/move": Op(Perm.edit_plans, body(
-        "/api/grids/sessions/nosuchsession/move", {"to": "{grid}"}), scoped=False, ok=frozenset({404})),
-    "GET /api/grids/sessions/{sid}": Op(Perm.edit_plans, q("/api/grids/sessions/nosuchsession"), scoped=False,
+        "/api/grids/sessions/nosuchsession/move", {"to": "{grid}", "building": "{building}"}), scoped=False,
+        ok=frozenset({404})),
+    "GET /api/grids/sessions/{sid}": Op(R, q("/api/grids/sessions/nosuchsession"), scoped=False,
                                         ok=frozenset({404})),
     "POST /api/grids/sessions/{sid}/save": Op(Perm.edit_plans, body("/api/grids/sessions/nosuchsession/save", {}),
                                               scoped=False, ok=frozenset({404})),
-    "GET /api/grids/sessions/{sid}/layers": Op(Perm.edit_plans, q("/api/grids/sessions/nosuchsession/layers"),
+    "GET /api/grids/sessions/{sid}/layers": Op(R, q("/api/grids/sessions/nosuchsession/layers"),
                                                scoped=False, ok=frozenset({404})),
     "GET /api/stats": Op(R, q("/api/stats"), scoped=False),
     "GET /api/stats/features": Op(R, q("/api/stats/features"), scoped=False),
@@ -174,7 +180,7 @@ def expected(op: Op, role: str | None, target: dict, own: dict) -> frozenset[int
     p = Principal(0, "x", "x", Role(role), _scope(role, own))
     if op.perm is not None and not p.can(op.perm):
         return frozenset({403})
-    if op.scoped and not p.covers(target["community"]):
+    if op.scoped and not p.covers(target[op.scope_key]):
         return frozenset({404})
     return op.ok
 

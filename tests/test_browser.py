@@ -6,89 +6,16 @@ sign-in again. A screenshot is written to the test's tmp folder."""
 
 from __future__ import annotations
 
-import shutil
-import threading
-import time
-from contextlib import contextmanager
-from urllib.parse import urlparse
-
 import pytest
-import uvicorn
-from auth_helpers import USER_PASSWORD, app_engine, ensure_user
+from auth_helpers import ensure_user
+from live_server import Recorder, browser, serve, sign_in  # noqa: F401  (fixture)
 from mini_city import COMM_A, mini_city_engine, mini_city_url  # noqa: F401  (fixtures)
-from playwright.sync_api import sync_playwright
-
-from gisgov.api.app import create_app
-from gisgov.config import Settings, get_settings
-from gisgov.db.cluster import free_port
-from gisgov.maps.assets import ensure_assets
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-
-
-@contextmanager
-def serve(owner_url: str):
-    """uvicorn serving the app (as the app role) on a free 127.0.0.1 port in a thread; stopped on exit."""
-    ensure_assets(get_settings().web_dir)
-    port = free_port()
-    engine = app_engine(owner_url)
-    settings = Settings(host="127.0.0.1", port=port)  # the origin the sign-in page posts from
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=engine), host="127.0.0.1",
-                                          port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        engine.dispose()
 
 
 @pytest.fixture(scope="module")
 def live_server(mini_city_url):
     with serve(mini_city_url) as base:
         yield base
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-class Recorder:
-    def __init__(self, page):
-        self.requests: list[str] = []
-        self.errors: list[str] = []
-        page.on("request", lambda r: self.requests.append(r.url))
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(str(e)))
-        page.on("response", lambda r: self.errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
-
-    def off_host(self) -> list[str]:
-        return [u for u in self.requests
-                if not u.startswith("data:") and urlparse(u).hostname != "127.0.0.1"]
-
-
-def sign_in(page, base: str, path: str, username: str) -> None:
-    """Open ``path``, land on the sign-in page, type the credentials and click 登录; back on ``path``."""
-    page.goto(f"{base}{path}", wait_until="networkidle")
-    assert page.url.startswith(f"{base}/login?next="), page.url
-    page.click("#username")
-    page.keyboard.type(username)
-    page.click("#password")
-    page.keyboard.type(USER_PASSWORD)
-    with page.expect_navigation(url=f"{base}{path}", wait_until="networkidle"):
-        page.click("#login-submit")
 
 
 def test_map_draws_offline_in_a_browser(live_server, browser, mini_city_url, tmp_path):

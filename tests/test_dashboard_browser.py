@@ -8,52 +8,20 @@ test's tmp folder."""
 
 from __future__ import annotations
 
-import threading
-import time
-from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
-import uvicorn
-from auth_helpers import USER_PASSWORD, app_engine, ensure_user, owner_url_of
-from playwright.sync_api import sync_playwright
+from auth_helpers import USER_PASSWORD, ensure_user, owner_url_of
 from sample_fixtures import sample_city, sample_city_url  # noqa: F401  (fixtures)
 from sqlalchemy import create_engine, pool, text
-from test_browser import ARGS, CHROMIUM, Recorder
+from live_server import Recorder, browser, serve, sign_in  # noqa: F401  (fixture)
 
-from gisgov.api.app import create_app
-from gisgov.config import Settings, get_settings
-from gisgov.db.cluster import free_port
-from gisgov.maps.assets import ensure_assets
 from gisgov.security import accounts
 
 STREET = "340104001"
 LEADER = ("dash_leader", "王主任")  # a street leader with a display name
 KPIS = {"households": ("households",), "residents": ("residents",), "buildings": ("buildings",),
         "compounds": ("compounds",), "age_60": ("age", "60+"), "special": ("special", "people"), "grids": ("grids",)}
-
-
-@contextmanager
-def serve(engine):
-    """uvicorn on a free 127.0.0.1 port whose configured origin is that port (sign-in and CSRF
-    check the Origin of writes against it)."""
-    ensure_assets(get_settings().web_dir)
-    port = free_port()
-    settings = Settings(host="127.0.0.1", port=port)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=engine), host="127.0.0.1", port=port,
-                                          log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -71,20 +39,8 @@ def users(sample_city_url):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def base(sample_city_url, users):  # noqa: F811
-    engine = app_engine(sample_city_url)
-    try:
-        with serve(engine) as url:
-            yield url
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+    with serve(sample_city_url) as url:
+        yield url
 
 
 def wait_ready(page, key: str) -> None:
@@ -95,14 +51,7 @@ def signed_in_page(browser, base: str, username: str, path: str = "/dashboard", 
     """A new browser context: open ``path``, get sent to /login, type the credentials, submit."""
     page = browser.new_context(**kw).new_page()
     rec = Recorder(page)
-    page.goto(f"{base}{path}")
-    page.wait_for_url(lambda u: urlsplit(u).path == "/login" and "next=" in u)
-    page.locator("#username").click()
-    page.keyboard.type(username)
-    page.locator("#password").click()
-    page.keyboard.type(USER_PASSWORD)
-    page.locator("#login-submit").click()
-    page.wait_for_url(lambda u: urlsplit(u).path == path)
+    sign_in(page, base, path, username)
     rec.errors[:] = [e for e in rec.errors if "401" not in e]  # the redirect before signing in
     return page, rec
 

@@ -9,24 +9,15 @@ test's tmp folder."""
 from __future__ import annotations
 
 import hashlib
-import threading
-import time
-from contextlib import contextmanager
 
 import pytest
 import shapely
-import uvicorn
-from auth_helpers import USER_PASSWORD, app_engine, ensure_user
-from playwright.sync_api import sync_playwright
+from auth_helpers import ensure_user
 from shapely.geometry import shape
 from sqlalchemy import create_engine, pool
-from test_browser import ARGS, CHROMIUM, Recorder
+from live_server import Recorder, browser, serve, sign_in  # noqa: F401  (fixture)
 
-from gisgov.api.app import create_app
-from gisgov.config import Settings, get_settings
-from gisgov.db.cluster import free_port
 from gisgov.gridding import service
-from gisgov.maps.assets import ensure_assets
 from gisgov.sample import generate_city
 from gisgov.sample.load import load_city
 from gisgov.security.pii import Vault
@@ -53,33 +44,9 @@ def planned(db_factory):
         engine.dispose()
 
 
-@contextmanager
-def serve(owner_url: str):
-    """uvicorn on a free 127.0.0.1 port, the app connecting as the app role; its origin is configured."""
-    ensure_assets(get_settings().web_dir)
-    port = free_port()
-    eng = app_engine(owner_url)
-    settings = Settings(port=port, login_rate_per_minute=1000)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, engine=eng), host="127.0.0.1", port=port,
-                                          log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        eng.dispose()
-
-
 @pytest.fixture(scope="module")
 def base(planned):
-    with serve(planned[3]) as url:
+    with serve(planned[3], login_rate_per_minute=1000) as url:
         yield url
 
 
@@ -87,24 +54,6 @@ def base(planned):
 def planner(planned):
     """A planner (规划人员) of the planned community's street."""
     return ensure_user(planned[3], "planner", planned[1][:9])
-
-
-def sign_in(page, base: str, username: str, path: str) -> None:
-    """Open ``path``: the app sends the browser to /login; sign in there and land back on ``path``."""
-    page.goto(f"{base}{path}")
-    page.wait_for_url("**/login?next=**", timeout=20000)
-    page.fill("#username", username)
-    page.fill("#password", USER_PASSWORD)
-    page.click("#login-submit")
-    page.wait_for_url(f"{base}{path}", timeout=20000)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
 
 
 def rows(page) -> dict[str, tuple[int, int]]:
@@ -128,7 +77,7 @@ def test_editor_moves_a_compound_and_undoes(planned, base, browser, planner, tmp
     rec = Recorder(page)
     posts = []
     page.on("request", lambda r: posts.append((r.url, r.headers)) if r.method == "POST" else None)
-    sign_in(page, base, planner, f"/grids/editor?community={code}")
+    sign_in(page, base, f"/grids/editor?community={code}", planner)
     page.wait_for_function("() => document.body.dataset.ready === 'ready'", timeout=30000)
     assert page.evaluate("() => L.version") == "1.9.4"
     page.wait_for_function("() => document.getElementById('who').dataset.username", timeout=10000)
@@ -239,7 +188,7 @@ def test_editor_moves_a_compound_and_undoes(planned, base, browser, planner, tmp
 def test_editor_without_community_says_so(base, browser, planner):
     page = browser.new_page()
     rec = Recorder(page)
-    sign_in(page, base, planner, "/grids/editor")
+    sign_in(page, base, "/grids/editor", planner)
     page.wait_for_function("() => document.body.dataset.ready === 'error'", timeout=20000)
     assert "community" in page.locator("#notice").inner_text()
     assert rec.errors == [] and rec.off_host() == []

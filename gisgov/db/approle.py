@@ -21,6 +21,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from gisgov.config import Settings, get_settings
+from gisgov.db.engine import database_url, psycopg_conninfo, sqlalchemy_url
 from gisgov.errors import GisgovError
 
 KEY_FILE = "app-db.key"
@@ -51,7 +52,7 @@ def app_password(home: Path) -> str:
 
 def grant_login(owner_url: str, role: str, password: str) -> None:
     """Give the app role a login with ``password`` (the owner needs CREATEROLE or to be superuser)."""
-    conninfo = owner_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    conninfo = psycopg_conninfo(owner_url)
     with psycopg.connect(conninfo, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
         if not exists:
@@ -68,13 +69,8 @@ def app_database_url(settings: Settings | None = None, owner_url: str | None = N
     """URL the web app connects with (see module docstring)."""
     s = settings or get_settings()
     if s.app_database_url:
-        url = s.app_database_url
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://"):]
-        return url
+        return sqlalchemy_url(s.app_database_url)
     if owner_url is None:
-        from gisgov.db.engine import database_url
-
         owner_url = database_url(s, start=True)
     pw = app_password(s.home_abs)
     grant_login(owner_url, s.app_role, pw)

@@ -19,14 +19,18 @@ def database_url(settings: Settings | None = None, *, start: bool = False) -> st
     """URL of the gisgov database. With ``start`` the embedded cluster is brought up first."""
     s = settings or get_settings()
     if s.database_url:
-        url = s.database_url
-        if url.startswith("postgresql://"):
-            url = "postgresql+psycopg://" + url[len("postgresql://"):]
-        return url
+        return sqlalchemy_url(s.database_url)
     cluster = embedded_cluster(s)
     if start:
         cluster.up()
     return cluster.url()
+
+
+def sqlalchemy_url(url: str) -> str:
+    """A libpq-style ``postgresql://`` URL as SQLAlchemy's psycopg 3 URL (others unchanged)."""
+    if url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
 
 
 def make_engine(url: str, **kw) -> Engine:

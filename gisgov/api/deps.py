@@ -228,7 +228,11 @@ def audit_engine(request: Request) -> Engine:
 
 
 def audit(request: Request, action: str, p: Principal | None, *, object: str | None = None,
-          result: str = "ok", detail: dict | None = None) -> None:
-    """Append an audit row for this request in its own transaction (call from sync code)."""
-    _audit.record(audit_engine(request), action, actor=p, object=object, result=result,
-                  client=client_addr(request), detail=detail)
+          result: str = "ok", detail: dict | None = None, conn: Connection | None = None) -> None:
+    """Append an audit row for this request (call from sync code).
+
+    A successful change passes the request's ``conn``: its row then commits with the change, or not at
+    all. Refusals and failures (whose transaction rolls back) and reads leave ``conn`` out: the row is
+    committed at once in its own transaction, through the audit pool."""
+    _audit.record(conn if conn is not None else audit_engine(request), action, actor=p, object=object,
+                  result=result, client=client_addr(request), detail=detail)

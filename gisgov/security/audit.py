@@ -1,9 +1,10 @@
 """The append-only audit log (``audit_log``, migration 0005).
 
 Written for sign-in (success and failure), sign-out, every read of personal data, every export,
-import, edit and plan activation, unmasking and account changes. Each call commits its own row in
-its own transaction, so a request that fails afterwards still leaves its trace, and nothing is
-written twice. The app role may INSERT and SELECT; UPDATE/DELETE/TRUNCATE are refused by grants and
+import, edit, plan activation and account changes. A successful change writes its row on the same
+connection, so the row commits with the change or not at all; refusals, failures and reads write
+theirs in a transaction of their own (given an Engine), so a request that fails afterwards still
+leaves its trace. Nothing is written twice. The app role may INSERT and SELECT; UPDATE/DELETE/TRUNCATE are refused by grants and
 by a trigger.
 """
 

@@ -207,7 +207,7 @@ def whatif(req: WhatIfRequest, request: Request, conn: Connection = DB, svc: Cov
                   detail={"op": req.op, "category": req.category, "error": type(exc).__name__})
         raise
     if req.commit:
-        audit(request, "facility_edit", p, object=f"facility/{out.get('facility_id')}",
+        audit(request, "facility_edit", p, object=f"facility/{out.get('facility_id')}", conn=conn,
               detail={"op": req.op, "category": req.category, "run_id": out.get("run_id"),
                       "categories_updated": out.get("categories_updated"), "lon": req.lon, "lat": req.lat})
     return out
@@ -223,7 +223,7 @@ def compute(request: Request, body: ComputeRequest | None = None, conn: Connecti
     categories = body.categories if body else None
     _whole_city(conn)
     r = svc.compute(conn, categories)
-    audit(request, "analysis", p, object=f"coverage_run/{r.run_id}",
+    audit(request, "analysis", p, object=f"coverage_run/{r.run_id}", conn=conn,
           detail={"categories": categories or "all", "method": r.method, "rows": r.rows_written})
     return {"run_id": r.run_id, "method": r.method, "buildings": r.buildings, "facilities": r.facilities,
             "categories": r.categories, "rows_written": r.rows_written, "seconds": r.seconds, "snap": r.snap,

@@ -133,9 +133,9 @@ def feasibility(community: str = Query(...), conn: Connection = DB, rules: Rules
     return aggregate_view(service.feasibility(conn, community, rules=_r(rules)), p)
 
 
-def _saved(request: Request, p: Principal, community: str, out: dict, how: str) -> None:
+def _saved(request: Request, conn: Connection, p: Principal, community: str, out: dict, how: str) -> None:
     if out.get("version") is not None:
-        audit(request, "plan_save", p, object=f"{community}/v{out['version']}", detail={"via": how})
+        audit(request, "plan_save", p, object=f"{community}/v{out['version']}", detail={"via": how}, conn=conn)
 
 
 @router.post("/propose", summary="划分 Draft a plan (exact CP-SAT or heuristic, chosen automatically)")
@@ -145,7 +145,7 @@ def propose(body: ProposeBody, request: Request, conn: Connection = DB, p: Princ
                                seed=body.seed, time_limit_s=body.time_limit_s, closest=body.closest, save=body.save,
                                author=_author(p), note=body.note)
     if body.save:
-        _saved(request, p, body.community, out, "propose")
+        _saved(request, conn, p, body.community, out, "propose")
     return aggregate_view(out, p)
 
 
@@ -155,7 +155,7 @@ def repair(body: RepairBody, request: Request, conn: Connection = DB, p: Princip
     out = service.repair_plan(conn, body.community, version=body.plan, save=body.save, author=_author(p),
                               time_limit_s=body.time_limit_s)
     if body.save:
-        _saved(request, p, body.community, out, "repair")
+        _saved(request, conn, p, body.community, out, "repair")
     return aggregate_view(out, p)
 
 
@@ -185,7 +185,7 @@ def activate(community: str, version: int, body: ActivateBody, request: Request,
             audit(request, "plan_activate", p, object=obj, result="failed",
                   detail={"force": body.force, "error": type(exc).__name__})
         raise
-    audit(request, "plan_activate", p, object=obj,
+    audit(request, "plan_activate", p, object=obj, conn=conn,
           detail={"force": body.force, "previous": out.get("previous"), "buildings": out.get("buildings")})
     return out
 
@@ -287,5 +287,6 @@ def session_save(sid: str, request: Request, body: SaveBody, conn: Connection = 
 
     ed = edit_session(sid, p)
     version = save_plan(conn, ed.ctx, ed.plan(), author=_author(p), note=body.note or "edited", method="manual")
-    audit(request, "plan_save", p, object=f"{ed.ctx.code}/v{version}", detail={"via": "session", "session": sid})
+    audit(request, "plan_save", p, object=f"{ed.ctx.code}/v{version}", detail={"via": "session", "session": sid},
+          conn=conn)
     return {"version": version}

@@ -333,6 +333,23 @@ def test_the_app_role_cannot_switch_rls_off(app):
                 tx.rollback()
 
 
+def test_the_app_role_cannot_change_the_schema_revision(app):
+    with app.connect() as c:
+        tx = c.begin()
+        try:
+            with pytest.raises(DBAPIError) as err:
+                c.execute(text("UPDATE alembic_version SET version_num = version_num"))
+            assert isinstance(err.value.orig, psycopg.errors.InsufficientPrivilege), err.value
+        finally:
+            tx.rollback()
+
+
+def test_tables_of_later_migrations_are_granted_to_the_app_role(owner):
+    with owner.connect() as c:
+        acl = c.execute(text("SELECT defaclacl::text FROM pg_default_acl WHERE defaclobjtype = 'r'")).scalars().all()
+    assert any("gisgov_app=arwd/" in a for a in acl), acl
+
+
 # ---- audit log --------------------------------------------------------------------------------------
 
 def _denied(conn, sql: str, params: dict | None = None) -> DBAPIError:

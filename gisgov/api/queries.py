@@ -76,7 +76,7 @@ class Scope:
         return {"s_area": self.area, "s_personal": self.personal}
 
 
-ALL = Scope()
+ALL = Scope()  # the whole city: pass it explicitly (no query defaults to it)
 
 # The area's polygon: the street or community whose code is the area prefix.
 _AREA = ("(SELECT s.geom FROM street s WHERE s.code = :s_area "
@@ -183,7 +183,7 @@ def layer_page(
     ref: tuple[Ref, object] | None = None,
     geometry: bool = True,
     count: bool = True,
-    scope: Scope = ALL,
+    scope: Scope,
 ) -> Page:
     """Features of ``layer`` in ``scope`` (optionally one ``code``, the children of ``ref``,
     inside ``bbox``)."""
@@ -275,7 +275,7 @@ def feature_collection_json(page: Page, *, links: list[dict] | None = None, extr
     return json.dumps(head, ensure_ascii=False)[:-1] + ', "features": ' + page.features_json + "}"
 
 
-def feature(conn: Connection, catalog: Catalog, layer: Layer, code: str, *, scope: Scope = ALL) -> dict:
+def feature(conn: Connection, catalog: Catalog, layer: Layer, code: str, *, scope: Scope) -> dict:
     """One feature (GeoJSON dict) of ``layer`` by code; :class:`NotFound` naming it otherwise
     (also when it lies outside ``scope``: the same answer, so codes cannot be probed)."""
     layer.check_code(code)
@@ -293,7 +293,7 @@ def children(
     code: str,
     visible: Callable[[Layer], bool],
     *,
-    scope: Scope = ALL,
+    scope: Scope,
     max_items: int = 1000,
 ) -> list[dict]:
     """Summary of what hangs under one feature: for each layer pointing at it that the caller
@@ -324,7 +324,7 @@ def children(
 _COVERS = "(starts_with(code, :s_area) OR starts_with(:s_area, code))"
 
 
-def hierarchy(conn: Connection, scope: Scope = ALL) -> dict:
+def hierarchy(conn: Connection, scope: Scope) -> dict:
     """The street → community → grid tree with household, resident and building counts: only the
     nodes in ``scope`` (and the ancestors of its area), counts from in-scope buildings only."""
     params = scope.params()

@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Connection, Engine, event, text
 
 from gisgov.ingest.report import Report
 from gisgov.security.roles import Role
@@ -50,16 +50,15 @@ def create(engine: Engine, file: str, level: str, options: dict, owner=None) -> 
              "own": getattr(owner, "username", None)}).scalar())
 
 
-def get(engine: Engine, job_id: str, owner=None) -> dict | None:
+def get(conn: Connection, job_id: str, owner=None) -> dict | None:
     """The job, or None when there is none — or when ``owner`` (a Principal, unless admin) did not
     start it (answered 404 like a missing job, so job ids cannot be probed)."""
     try:
         uuid.UUID(job_id)
     except ValueError:
         return None
-    with engine.connect() as c:
-        r = c.execute(text("SELECT id, file, level, options, status, stage, done, total, report, error, created, "
-                           "finished, owner_id, owner FROM import_job WHERE id = :i"), {"i": job_id}).mappings().first()
+    r = conn.execute(text("SELECT id, file, level, options, status, stage, done, total, report, error, created, "
+                          "finished, owner_id, owner FROM import_job WHERE id = :i"), {"i": job_id}).mappings().first()
     if r is None:
         return None
     d = dict(r)

@@ -26,8 +26,10 @@ from pathlib import Path
 from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
+from sqlalchemy import Connection
 
-from gisgov.api.deps import audit, client_addr, current_principal, require
+from gisgov.api.deps import DB, audit, client_addr, current_principal, require
+from gisgov.api.links import route_link
 from gisgov.errors import Forbidden, NotFound
 from gisgov.ingest import jobs
 from gisgov.ingest.export import FORMATS, PERSONAL_LEVELS, export_level, write_roster_template
@@ -119,9 +121,7 @@ def import_file(
         shutil.rmtree(tmp, ignore_errors=True)
         audit(request, "import", p, object=name, result="error", detail={"level": level, "file": name})
         raise
-    # from configuration (settings.origin), never the Host header
-    status_url = request.app.state.settings.origin.rstrip("/") + str(request.app.url_path_for("import_status",
-                                                                                                 job_id=job_id))
+    status_url = route_link(request, "import_status", job_id=job_id)  # from configuration, not the Host header
     vault = _vault(request)
     if size > s.sync_limit_mb * 1e6:
         background.add_task(_run_background, base, engine, job_id, path, level, options, path.name, vault, tmp, p,
@@ -152,8 +152,8 @@ def _run_background(base, engine, job_id, path, level, options, name, vault, tmp
 
 
 @router.get("/api/import/{job_id}", name="import_status", summary="导入进度 Status, progress and report of an import")
-def import_status(job_id: str, request: Request, p: Principal = Depends(current_principal)) -> dict:
-    job = jobs.get(request.app.state.engine, job_id, owner=p)
+def import_status(job_id: str, conn: Connection = DB, p: Principal = Depends(current_principal)) -> dict:
+    job = jobs.get(conn, job_id, owner=p)
     if job is None:
         raise HTTPException(404, f"未找到导入任务 no import job {job_id}")
     return job

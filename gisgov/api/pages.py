@@ -2,6 +2,8 @@
 
 The HTML has slots filled at request time: ``{{leaflet_css}}``/``{{leaflet_js}}`` (vendored Leaflet
 under /static/vendor), ``{{common_css}}`` (the shared page chrome, ``web/common/gisgov.css``),
+``{{common_js}}`` (the shared page code, ``web/common/gisgov.js``: CSRF token, fetch wrapper, user badge,
+sign-out; a page loads it before its own script),
 ``{{page_css}}``/``{{page_js}}`` (the page's own files under /static/<name>, with
 a content hash for cache busting) and ``{{config}}`` (a small JSON object: the basemap). Nothing links
 outside the app.
@@ -24,6 +26,7 @@ from gisgov.maps.assets import asset_url
 
 COMMON = "common"  # web/common: what every page shares
 COMMON_CSS = "gisgov.css"
+COMMON_JS = "gisgov.js"
 
 
 class PageMissing(GisgovError):
@@ -56,8 +59,7 @@ class LeafletPage:
         folder = self.folder(web_dir)
         common = Path(web_dir) / COMMON
         missing = [n for n in self.files if not (folder / n).is_file()]
-        if not (common / COMMON_CSS).is_file():
-            missing.append(f"{COMMON}/{COMMON_CSS}")
+        missing += [f"{COMMON}/{n}" for n in (COMMON_CSS, COMMON_JS) if not (common / n).is_file()]
         if missing:
             raise PageMissing(f"页面文件缺失 {self.title} page files missing in {folder}: {', '.join(missing)}")
         config = json.dumps({"basemap_url": basemap_url, "basemap_attribution": basemap_attribution},
@@ -66,6 +68,7 @@ class LeafletPage:
             "{{leaflet_css}}": asset_url("leaflet_css"),
             "{{leaflet_js}}": asset_url("leaflet_js"),
             "{{common_css}}": self._versioned(common, COMMON_CSS),
+            "{{common_js}}": self._versioned(common, COMMON_JS),
             "{{page_css}}": self._versioned(folder, f"{self.name}.css"),
             "{{page_js}}": self._versioned(folder, f"{self.name}.js"),
         }

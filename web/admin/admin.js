@@ -1,5 +1,7 @@
 // Audit log page 审计日志: filters -> GET /api/audit (admin only; each read is itself audited),
 // rows rendered with textContent only (nothing from the log is parsed as HTML), paging by offset.
+// Requests (401 -> /login), the user badge and sign-out come from the shared /static/common/gisgov.js.
+// That script is included after this one, so everything here starts on DOMContentLoaded, when both have run.
 (function () {
   "use strict";
   var form = document.getElementById("filters");
@@ -95,36 +97,25 @@
     var q = params();
     history.replaceState(null, "", "/admin/audit" + (q.toString() ? "?" + q.toString() : ""));
     status("加载中 loading…", false);
-    fetch("/api/audit?" + q.toString(), { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (r) {
-        if (r.status === 401) { window.location.assign("/login?next=" + encodeURIComponent("/admin/audit")); return null; }
-        return r.json().catch(function () { return {}; }).then(function (j) {
-          if (!r.ok) { throw new Error(j.detail ? (typeof j.detail === "string" ? j.detail : JSON.stringify(j.detail)) : ("HTTP " + r.status)); }
-          return j;
-        });
-      })
-      .then(function (j) { if (j) { render(j); } })
-      .catch(function (e) { status("查询失败 query failed: " + e.message, true); });
+    window.gisgov.api("/api/audit?" + q.toString())
+      .then(render)
+      .catch(function (e) {
+        if (e.status === 401) { return; } // on its way to /login?next=<this page and its filters>
+        status("查询失败 query failed: " + e.message, true);
+      });
   }
 
-  function csrf() {
-    var m = document.cookie.match(/(?:^|;\s*)gisgov_csrf=([^;]*)/);
-    return m ? decodeURIComponent(m[1]) : "";
+  function start() {
+    form.addEventListener("submit", function (ev) { ev.preventDefault(); state.offset = 0; load(); });
+    form.addEventListener("reset", function () { window.setTimeout(function () { state.offset = 0; load(); }, 0); });
+    prevBtn.addEventListener("click", function () { state.offset = Math.max(0, state.offset - state.limit); load(); });
+    nextBtn.addEventListener("click", function () { if (state.next !== null) { state.offset = state.next; load(); } });
+    window.gisgov.bindSignOut("logout");
+    window.gisgov.whoami("who");
+
+    fromUrl();
+    load();
   }
 
-  form.addEventListener("submit", function (ev) { ev.preventDefault(); state.offset = 0; load(); });
-  form.addEventListener("reset", function () { window.setTimeout(function () { state.offset = 0; load(); }, 0); });
-  prevBtn.addEventListener("click", function () { state.offset = Math.max(0, state.offset - state.limit); load(); });
-  nextBtn.addEventListener("click", function () { if (state.next !== null) { state.offset = state.next; load(); } });
-  document.getElementById("logout").addEventListener("click", function () {
-    fetch("/api/auth/logout", { method: "POST", credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() }, body: "{}" })
-      .finally(function () { window.location.assign("/login"); });
-  });
-  fetch("/api/auth/me", { credentials: "same-origin" }).then(function (r) { return r.ok ? r.json() : null; })
-    .then(function (me) { if (me) { document.getElementById("who").textContent = me.display_name + " · " + me.role_label; } })
-    .catch(function () {});
-
-  fromUrl();
-  load();
+  if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", start); } else { start(); }
 })();

@@ -3,8 +3,8 @@
  * /api/layers/building (context footprints at grid/compound level), /api/auth/me (who is signed in).
  * Aggregates only; for roles without personal-data access small special-group counts arrive as strings
  * ("<5", and "≥5" where a total would give them away) and are shown as they are. A grid's staff list
- * (name, masked phone) arrives only for roles that may see it. Sign-out: POST /api/auth/logout with the
- * CSRF cookie echoed in X-CSRF-Token, then /login. No inline scripts (CSP): everything lives here.
+ * (name, masked phone) arrives only for roles that may see it. Requests, the user badge and sign-out go
+ * through the shared web/common/gisgov.js (loaded first). No inline scripts (CSP): everything lives here.
  * Navigation lives in the URL hash: #/community/340104001001 (browser back/forward work). */
 (function () {
   "use strict";
@@ -93,18 +93,8 @@
   function strong(c) { return c === PALETTES.rdylgn[2] ? "#d9b84a" : c; }
 
   // -- data ---------------------------------------------------------------------------------------
-  function toLogin() {
-    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.hash));
-  }
-  function getJSON(url) {
-    return fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" }).then(function (r) {
-      if (r.status === 401) { toLogin(); throw new Error("请先登录 sign in first"); }
-      return r.json().catch(function () { return {}; }).then(function (body) {
-        if (!r.ok) throw new Error((body && body.detail) || ("HTTP " + r.status + " " + url));
-        return body;
-      });
-    });
-  }
+  // GET as JSON; a 401 goes to /login?next=<this page> (gisgov.api)
+  function getJSON(url) { return gisgov.api(url); }
   function route() {
     var m = /^#\/(street|community|grid|compound)\/([0-9]+)$/.exec(location.hash || "");
     return m ? { level: m[1], code: m[2] } : { level: "city", code: null };
@@ -532,32 +522,8 @@
   }
   function hideNotice() { $("notice").hidden = true; }
 
-  // -- who is signed in, sign-out ------------------------------------------------------------------------
-  function cookie(name) {
-    var m = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
-    return m ? decodeURIComponent(m[1]) : "";
-  }
-  function showUser() {
-    getJSON("/api/auth/me").then(function (me) {
-      $("user-name").textContent = me.display_name || me.username;
-      $("user-role").textContent = me.role_label + (me.scope ? " · " + me.scope : "");
-      $("user").hidden = false;
-    }).catch(function () { /* the stats request reports problems */ });
-  }
-  $("sign-out").addEventListener("click", function () {
-    var btn = $("sign-out");
-    btn.disabled = true;
-    fetch("/api/auth/logout", {
-      method: "POST", credentials: "same-origin",
-      headers: { Accept: "application/json", "X-CSRF-Token": cookie("gisgov_csrf") }
-    }).then(function (r) {
-      if (!r.ok && r.status !== 401) throw new Error("HTTP " + r.status);
-      location.assign("/login");
-    }).catch(function (err) {
-      btn.disabled = false;
-      showNotice("退出失败 Could not sign out: " + err.message, true);
-    });
-  });
+  // -- who is signed in, sign-out (shared: gisgov.whoami fills #user-name/#user-role and shows #user) --------
+  gisgov.bindSignOut("sign-out");
 
   // -- start --------------------------------------------------------------------------------------------
   $("indicator").addEventListener("change", function (e) {
@@ -576,7 +542,7 @@
     resizing = setTimeout(function () { state.map.invalidateSize(); refit(); }, 150);
   });
   initMap();
-  showUser();
+  gisgov.whoami("user");
   getJSON("/health").then(function (h) {
     var ds = h.dataset || {};
     if (ds.name) $("dataset").textContent = "数据集 Dataset: " + ds.name;

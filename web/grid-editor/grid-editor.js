@@ -1,6 +1,7 @@
 /* 网格划分编辑器 grid plan editor: one community's grids in an edit session; move a compound or a
    building to another grid and see both grids re-checked at once. Data: /api/grids/sessions…
-   (aggregate counts only). Vendored Leaflet, no CDN. */
+   (aggregate counts only). Vendored Leaflet, no CDN. Requests (JSON, CSRF token, 401 -> /login), the user
+   badge and sign-out come from the shared web/common/gisgov.js, loaded first. */
 (function () {
   "use strict";
 
@@ -56,35 +57,8 @@
   }
 
   // ---- helpers ---------------------------------------------------------------------------------
-  function cookie(name) {
-    var parts = document.cookie ? document.cookie.split("; ") : [];
-    for (var i = 0; i < parts.length; i++) {
-      var eq = parts[i].indexOf("=");
-      if (parts[i].slice(0, eq) === name) return decodeURIComponent(parts[i].slice(eq + 1));
-    }
-    return "";
-  }
-  function signIn() {
-    location.assign("/login?next=" + encodeURIComponent(location.pathname + location.search));
-  }
-  // Every write: JSON body, same-origin credentials and the CSRF token (the gisgov_csrf cookie).
-  function api(method, url, body) {
-    var headers = { Accept: "application/json" };
-    var opts = { method: method, credentials: "same-origin", headers: headers };
-    if (method !== "GET") {
-      headers["Content-Type"] = "application/json";
-      headers["X-CSRF-Token"] = cookie("gisgov_csrf");
-      opts.body = JSON.stringify(body || {});
-    }
-    return fetch(url, opts)
-      .then(function (r) {
-        if (r.status === 401) { signIn(); }
-        return r.json().catch(function () { return {}; }).then(function (j) {
-          if (!r.ok) { var e = new Error((j && (j.detail || j.message)) || ("HTTP " + r.status)); e.status = r.status; throw e; }
-          return j;
-        });
-      });
-  }
+  // Every write: JSON body, same-origin credentials and the CSRF token (gisgov.api).
+  function api(method, url, body) { return gisgov.api(url, { method: method, body: body }); }
   function esc(s) {
     return String(s == null ? "" : s).replace(/[&<>"']/g, function (c) {
       return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
@@ -461,21 +435,6 @@
     }).catch(function () { $("plan-info").textContent = ""; });
   }
 
-  // ---- who is signed in --------------------------------------------------------------------------
-  function loadUser() {
-    return api("GET", "/api/auth/me").then(function (me) {
-      $("who").textContent = (me.display_name || me.username) + " · " + me.role_label + " " + me.role +
-        (me.scope ? " · " + me.scope : "");
-      $("who").dataset.username = me.username;
-      $("logout").hidden = false;
-    }).catch(function () { $("who").textContent = ""; });
-  }
-  function logout() {
-    api("POST", "/api/auth/logout").catch(function () { return null; }).then(function () {
-      location.assign("/login");
-    });
-  }
-
   // ---- start -----------------------------------------------------------------------------------
   function start() {
     if (!communityCode) {
@@ -485,7 +444,7 @@
       return;
     }
     notice("正在加载… <span>Loading…</span>");
-    loadUser();
+    gisgov.whoami("who");
     loadPlanInfo();
     api("POST", "/api/grids/sessions", { community: communityCode }).then(function (s) {
       S.sid = s.session;
@@ -528,7 +487,7 @@
       "<div><i class='bld'></i>楼栋 building</div>";
   }
 
-  $("logout").addEventListener("click", logout);
+  gisgov.bindSignOut("logout");
   $("undo").addEventListener("click", undo);
   $("save").addEventListener("click", save);
   $("cancel").addEventListener("click", function () { S.selected = null; renderSelection(); restyleUnits(); });

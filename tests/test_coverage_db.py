@@ -416,6 +416,107 @@ def test_api_special_groups_small_cells_for_aggregate_roles(client, ceng, city_u
     assert staff.json()["special_groups"] == admin
 
 
+def _bounds(value, residents: int, k: int = 5) -> tuple[int, int]:
+    """What a reader knows about one figure (written independently of the suppression code)."""
+    if residents == 0:
+        return 0, 0
+    if isinstance(value, int):
+        return value, value
+    if value is None:
+        return 0, residents
+    if value == f"<{k}":
+        return 0, min(k - 1, residents)
+    assert value == f"≥{k}", value
+    return k, residents
+
+
+def _tighten(lo: dict, hi: dict, relations: list[tuple]) -> None:
+    """Interval propagation over ``total = sum(parts)`` until nothing changes (in place)."""
+    changed = True
+    while changed:
+        changed = False
+        for total, parts in relations:
+            s_lo, s_hi = sum(lo[x] for x in parts), sum(hi[x] for x in parts)
+            if s_lo > lo[total] or s_hi < hi[total]:
+                lo[total], hi[total], changed = max(lo[total], s_lo), min(hi[total], s_hi), True
+            for x in parts:
+                n_lo = lo[total] - (s_hi - hi[x])
+                n_hi = hi[total] - (s_lo - lo[x])
+                if n_lo > lo[x] or n_hi < hi[x]:
+                    s_lo, s_hi = s_lo + max(n_lo - lo[x], 0), s_hi - max(hi[x] - n_hi, 0)
+                    lo[x], hi[x], changed = max(lo[x], n_lo), min(hi[x], n_hi), True
+
+
+def test_api_special_groups_street_minus_communities_reveals_no_small_cell(client, ceng, city_url):
+    """A street-bound viewer reads the street summary and every community summary: for each rule,
+    street = sum of its communities (members, beyond, and members within = members − beyond), and
+    members = beyond + within in each unit. No small figure (beyond, within or members, below 5 and not
+    a structural zero) can be pinned to one value from what the pages show, and a group's members look
+    exactly as on /api/stats for the same unit."""
+    _, _, street = _two_communities(ceng)
+    viewer = as_(client, city_url, "viewer", street)
+    with ceng.connect() as c:
+        comms = c.execute(text("SELECT code FROM community WHERE street_code = :s ORDER BY code"),
+                          {"s": street}).scalars().all()
+    units = [("street", street)] + [("community", c) for c in comms]
+    shown, truth, residents = {}, {}, {}
+    for level, code in units:
+        params = {"level": level, "code": code}
+        r = client.get("/api/coverage/summary", headers=viewer, params=params)
+        assert r.status_code == 200, r.text
+        shown[code] = {(g["group_code"], g["category"], g["profile"], g["circle"]): g for g in r.json()["special_groups"]}
+        truth[code] = {(g["group_code"], g["category"], g["profile"], g["circle"]): g
+                       for g in client.get("/api/coverage/summary", params=params).json()["special_groups"]}
+        stats = client.get(f"/api/stats/{level}/{code}", headers=viewer)
+        assert stats.status_code == 200, stats.text
+        doc = stats.json()
+        assert doc["suppression"]["k"] == 5
+        residents[code] = doc["stats"]["residents"]
+        assert shown[code].keys() == truth[code].keys() and shown[code]
+        for key, g in shown[code].items():
+            # the group's members: the same figure, shown the same way, as in the statistics
+            assert g["residents"] == doc["stats"]["special"]["groups"][key[0]], (code, key)
+            exact = truth[code][key]
+            for f in ("residents", "beyond"):
+                v, t = g[f], exact[f]
+                if isinstance(v, int):
+                    assert v == t and (t >= 5 or residents[code] == 0), (code, key, f, v)
+                elif v == "<5":
+                    assert t < 5
+                elif v == "≥5":
+                    assert t >= 5
+                else:
+                    assert v is None
+                assert (f in g["suppressed"]) == (not isinstance(v, int))
+            if g["residents"] != exact["residents"]:  # a suppressed total: its beyond count is suppressed too
+                assert not isinstance(g["beyond"], int), (code, key, g)
+    small = suppressed_seen = 0
+    for key in shown[street]:
+        lo, hi, rel = {}, {}, []
+        for code in shown:
+            g = shown[code][key]
+            for f in ("residents", "beyond"):
+                lo[(f, code)], hi[(f, code)] = _bounds(g[f], residents[code])
+            lo[("within", code)], hi[("within", code)] = 0, residents[code]
+            rel.append((("residents", code), (("beyond", code), ("within", code))))
+        for f in ("residents", "beyond", "within"):
+            rel.append(((f, street), tuple((f, c) for c in comms)))
+        assert sum(residents[c] for c in comms) == residents[street]  # no rest: every building is in a community
+        _tighten(lo, hi, rel)
+        for code in shown:
+            exact = truth[code][key]
+            real = {"residents": exact["residents"], "beyond": exact["beyond"],
+                    "within": exact["residents"] - exact["beyond"]}
+            for f, v in real.items():
+                assert lo[(f, code)] <= v <= hi[(f, code)], (code, key, f)  # the reasoning is sound
+                if v < 5 and residents[code] > 0:
+                    small += 1
+                    assert lo[(f, code)] < hi[(f, code)], (code, key, f, v, shown[code][key])
+                if f != "within" and not isinstance(shown[code][key][f], int):
+                    suppressed_seen += 1
+    assert small > 0 and suppressed_seen > 0  # the sample has small cells at these levels
+
+
 def test_api_model_is_the_same_whoever_loads_it(city_url, ceng):
     """A fresh app whose first coverage request comes from a community-bound planner loads the whole city."""
     a, b, _ = _two_communities(ceng)

@@ -128,6 +128,13 @@ class Principal:
         return perm in PERMISSIONS[self.role]
 
     @property
+    def exact_special_groups(self) -> bool:
+        """The one rule for special-group figures: exact counts (within the own scope) for roles with
+        ``read_special_groups``; every other role sees them with small cells suppressed (statistics,
+        service circles) or not at all (grid plans)."""
+        return self.can(Perm.read_special_groups)
+
+    @property
     def db_scope(self) -> str:
         """Value of the transaction setting ``gisgov.scope`` (row-level security)."""
         return self.scope_code or "*"

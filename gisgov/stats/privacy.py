@@ -10,6 +10,14 @@ that shows it; a page then only looks its blocks up.
 
 Sensitive columns: the number of people in any special group (``special.people``, with its
 ``per_1000``) and each of the 14 special groups' memberships (``special.groups``).
+
+The service-circle summary (``/api/coverage/summary``) shows, per unit and per catalog rule, a
+group's members (the same figure as ``special.groups``, with the same status: looked up here) and
+how many of them live beyond the circle (:func:`beyond_statuses`). Those ``beyond`` counts and their
+complements (members within the circle) are sub-counts of the group totals: they are protected over
+the same cells and splits, together with ``total = beyond + within`` in every cell and with the
+totals' statuses fixed, so the coverage page never shows a figure differently from the statistics
+and no beyond count can be recovered by differencing units either.
 """
 
 from __future__ import annotations
@@ -37,6 +45,9 @@ class Universe:
     k: int
     atoms: dict[Atom, dict] = field(default_factory=dict)  # atom → {"residents", PEOPLE, group codes…}
     status: dict[str, dict[Key, str]] = field(default_factory=dict)  # column → cell → status
+    cells: list[Key] = field(default_factory=list)  # every cell a page can show (the closure)
+    relations: list[suppress.Relation] = field(default_factory=list)  # cell = sum(parts) of every split
+    residents: dict[Key, int] = field(default_factory=dict)  # residents of every cell (public)
 
     def cell(self, pred) -> Key:
         return key(a for a in self.atoms if pred(a))
@@ -60,6 +71,7 @@ def build(rows: list[dict], group_codes: list[str], k: int) -> Universe:
             d[r["group_code"]] = d.get(r["group_code"], 0) + int(r["n"])
     cells, relations = _closure(list(u.atoms))
     residents = {c: sum(u.atoms[a]["residents"] for a in c) for c in cells}
+    u.cells, u.relations, u.residents = cells, relations, residents
     for column in [PEOPLE, *group_codes]:
         values = {c: sum(u.atoms[a].get(column, 0) for a in c) for c in cells}
         if not any(suppress.small(v, residents[c], k) for c, v in values.items()):
@@ -141,3 +153,114 @@ def apply(u: Universe, unit: Unit, doc: dict) -> dict:
     if doc["children"]["rest"] is not None:
         apply_block(u, doc["children"]["rest"], rest)
     return doc
+
+
+# -- the service-circle summary: beyond counts as sub-counts of the group totals -----------------------
+
+def unit_cell(u: Universe, level: str, code: str) -> Key:
+    """The cell of one street / community / grid / compound (its buildings inside the area)."""
+    return u.cell(_UNIT_PRED[level](str(code)))
+
+
+def unit_cells(u: Universe) -> set[Key]:
+    """The cells of every street, community, grid and compound of the area (what coverage pages show)."""
+    out: set[Key] = set()
+    for level, dim in (("street", lambda a: a[0][:9]), ("community", lambda a: a[0]),
+                       ("grid", lambda a: a[1]), ("compound", lambda a: a[2])):
+        for code in {dim(a) for a in u.atoms} - {""}:
+            out.add(unit_cell(u, level, code))
+    return out
+
+
+def group_values(u: Universe, group: str) -> dict[Key, int]:
+    """Members of ``group`` in every cell of the universe."""
+    return {c: sum(u.atoms[a].get(group, 0) for a in c) for c in u.cells}
+
+
+def beyond_statuses(u: Universe, group: str, beyond: dict[str, dict[Atom, int]],
+                    shown: set[Key]) -> dict[str, dict[Key, str]]:
+    """Status of every cell's ``beyond`` count, for each rule (key → beyond per atom) of one group.
+
+    The group's totals keep their statuses (those of the statistics, fixed); per cell
+    ``total = beyond + within``, and beyond and within each add up over every split of the area. A
+    beyond count is ``"<k"`` when small; ``"≥k"`` when its total is suppressed (it must not narrow a
+    suppressed total) or when it is chosen as a complement (a small beyond or within count elsewhere,
+    or a suppressed total, would otherwise be pinned); the within counts are never shown but are
+    protected as sensitive cells too (a small within count must not follow from total − beyond).
+    When no shown figure is left to complement, the beyond count is left out (``None``). Cells not
+    shown on any coverage page (``shown``) are never shown."""
+    k = u.k
+    total = group_values(u, group)
+    t_status = u.status.get(group) or dict.fromkeys(u.cells, suppress.SHOWN)
+    values: dict = {}
+    residents: dict = {}
+    status: dict = {}
+    free: set = set()
+    relations: list[suppress.Relation] = []
+    for c in u.cells:
+        values[("T", "", c)], residents[("T", "", c)], status[("T", "", c)] = total[c], u.residents[c], t_status[c]
+    for r in sorted(beyond):
+        per_atom = beyond[r]
+        for c in u.cells:
+            b = sum(per_atom.get(a, 0) for a in c)
+            if not 0 <= b <= total[c]:
+                raise ValueError(f"beyond count {b} of {r} outside 0…{total[c]} (inputs out of step)")
+            res = u.residents[c]
+            bc, wc = ("B", r, c), ("W", r, c)
+            values[bc], values[wc] = b, total[c] - b
+            residents[bc] = residents[wc] = res
+            if c not in shown:
+                status[bc] = suppress.HIDDEN
+            elif suppress.small(b, res, k):
+                status[bc] = suppress.PRIMARY
+            elif t_status[c] != suppress.SHOWN:
+                status[bc] = suppress.COMPLEMENT
+            else:
+                status[bc] = suppress.SHOWN
+            status[wc] = suppress.HIDDEN
+            free.add(bc)
+            relations.append(suppress.Relation(("T", "", c), (bc, wc)))
+        for col in ("B", "W"):
+            relations.extend(suppress.Relation((col, r, rel.total), tuple((col, r, p) for p in rel.parts))
+                             for rel in u.relations)
+    status = protect_fixed(values, residents, relations, status, free, k)
+    return {r: {c: status[("B", r, c)] for c in u.cells} for r in beyond}
+
+
+def protect_fixed(values: dict, residents: dict, relations: list[suppress.Relation], status: dict,
+                  free: set, k: int) -> dict:
+    """Like :func:`gisgov.security.suppress.protect`, from given statuses of which only the ``free``
+    cells may change: while a small cell can be pinned, the smallest shown free cell next to it
+    becomes a complement (``"≥k"``); when none is left, a suppressed free cell next to it is left out
+    altogether (a range ``0…residents``). Deterministic (ties broken by key)."""
+    status = dict(status)
+    near: dict = defaultdict(set)
+    for rel in relations:
+        cells = (rel.total, *rel.parts)
+        for c in cells:
+            near[c].update(cells)
+
+    def escalate(candidates) -> bool:
+        live = [c for c in candidates if c in free and residents.get(c, 0) > 0]
+        pool = [(values[c], c) for c in live if status[c] == suppress.SHOWN]
+        if pool:
+            status[min(pool)[1]] = suppress.COMPLEMENT
+            return True
+        pool = sorted(c for c in live if status[c] in (suppress.PRIMARY, suppress.COMPLEMENT))
+        if pool:
+            status[pool[0]] = suppress.HIDDEN
+            return True
+        return False
+
+    for _ in range(2 * len(free) + 2):  # every round raises at least one free cell (at most twice)
+        pinned = suppress.exposed(values, residents, status, relations, k)
+        if not pinned:
+            return status
+        added = False
+        for cell in pinned:
+            added |= escalate(near.get(cell, ()))
+        if not added:
+            ring = set().union(*(near.get(c, set()) for p in pinned for c in near.get(p, ())))
+            if not escalate(ring):
+                raise RuntimeError(f"cannot protect cell {pinned[0]!r}")
+    raise RuntimeError("suppression did not settle")

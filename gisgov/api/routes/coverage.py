@@ -10,13 +10,15 @@ The model is shared by every caller, so each route widens its transaction to the
 (:func:`gisgov.api.deps.system_scope`) before the service loads it, and limits what it returns to the
 caller's area: a unit outside it answers 404; areas, gaps, sites and map layers are cut to the area.
 Special-group figures reach roles without ``read_special_groups`` (and units beyond an account's own
-node) only with small cells suppressed. No route returns a per-person row.
+node) only with small cells suppressed, with the same statuses as the statistics (one decision over
+the caller's area, :mod:`gisgov.stats.privacy`). No route returns a per-person row.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+import pandas as pd
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
@@ -25,9 +27,13 @@ from sqlalchemy import Connection
 from gisgov.api.deps import DB, audit, require, system_scope
 from gisgov.api.json_only import json_only
 from gisgov.coverage import store
+from gisgov.coverage.figures import group_figures
 from gisgov.coverage.service import CoverageService, ScopedCoverage
 from gisgov.errors import GisgovError, InvalidInput, NotFound
+from gisgov.security import suppress
 from gisgov.security.roles import Perm, Principal
+from gisgov.stats import privacy
+from gisgov.stats import queries as stats_queries
 
 router = APIRouter(tags=["coverage"], dependencies=[Depends(json_only)])
 GEOJSON = "application/geo+json"
@@ -59,34 +65,62 @@ def _whole_city(conn: Connection) -> None:
     system_scope(conn)
 
 
-def special_groups_view(rows: list[dict], p: Principal, code: str, k: int, unit_residents: int) -> list[dict]:
-    """Special-group figures as a caller may see them. Roles that handle special groups see exact counts
-    of units within their own node; everyone else sees small cells suppressed: a count below ``k`` (a
-    zero too, unless the unit has no residents at all) as ``"<k"``, and ``beyond`` as ``"≥k"`` when the
-    residents within the circle (residents − beyond) would be a small cell (``residents`` as well when
-    that would pin it)."""
-    if p.can(Perm.read_special_groups) and str(code).startswith(p.scope_code):
+def _atom_beyond(svc: CoverageService, conn: Connection, area: str) -> tuple[pd.DataFrame, dict]:
+    """Each catalog rule's members and beyond counts per finest cell (community, grid, compound) of
+    the buildings in ``area``: long frame (atom key, group_code, category, profile, circle,
+    residents, beyond) and atom key → (community, grid, compound)."""
+    with svc._lock:  # one consistent snapshot of the shared model
+        t, cat = svc.table(conn), svc.catalog()
+        b, groups = svc.model.buildings, svc.groups
+        b = b[svc.scope_mask(area)]
+    parts = [b[c].astype("string").fillna("") for c in ("community", "grid", "compound")]
+    atom = parts[0] + "|" + parts[1] + "|" + parts[2]
+    keys = {k: tuple(k.split("|")) for k in atom.unique()}
+    frame = pd.DataFrame({"id": b["id"].to_numpy(), "atom": atom.to_numpy(dtype=object)})
+    return group_figures(frame, groups, t, cat, levels=("atom",)), keys
+
+
+def special_groups_view(conn: Connection, svc: CoverageService, p: Principal, level: str, code: str,
+                        rows: list[dict], k: int) -> list[dict]:
+    """Special-group figures as a caller may see them. Roles with ``exact_special_groups`` see exact
+    counts of units within their own node. Everyone else sees them as the statistics show them:
+    the statuses are decided once over the caller's whole area (:mod:`gisgov.stats.privacy`), so a
+    group's members (``residents``) look exactly as on ``/api/stats`` for the same unit, and the
+    ``beyond`` counts are protected as sub-counts of those totals over every split of the area
+    (``"<k"`` small, ``"≥k"`` complementary, ``None`` left out); ``suppressed`` names the fields
+    not shown exactly."""
+    if p.exact_special_groups and str(code).startswith(p.scope_code):
         return rows
-    lt, ge = f"<{k}", f"≥{k}"
-
-    def small(x: int) -> bool:
-        return unit_residents > 0 and x < k
-
+    if not rows:
+        return []
+    area = p.area_prefix
+    rules = {(r["group_code"], r["category"], r["profile"], r["circle"]) for r in rows}
+    group_codes = sorted({g for g, *_ in rules})
+    u = privacy.build(stats_queries.cells(conn, stats_queries.area_of(conn, area)), group_codes, k)
+    cell = privacy.unit_cell(u, level, code)
+    figs, atoms = _atom_beyond(svc, conn, area)
+    beyond: dict[str, dict[str, dict]] = {g: {} for g in group_codes}
+    for r in figs.itertuples(index=False):
+        if (r.group_code, r.category, r.profile, r.circle) in rules:
+            rk = "|".join((r.category, r.profile, r.circle))
+            beyond[r.group_code].setdefault(rk, {})[atoms[r.code]] = int(r.beyond)
+    shown = privacy.unit_cells(u)
     out = []
-    for r in rows:
-        r = dict(r)
-        res, beyond = int(r["residents"]), int(r["beyond"])
-        hidden: list[str] = []
-        if small(res):
-            r["residents"], r["beyond"], hidden = lt, lt, ["residents", "beyond"]
-        elif small(beyond):
-            r["beyond"], hidden = lt, ["beyond"]
-        elif small(res - beyond):
-            r["beyond"], hidden = ge, ["beyond"]  # complementary: residents − beyond would be small
-            if res - k < 1:
-                r["residents"], hidden = ge, ["residents", "beyond"]
-        r["suppressed"] = hidden
-        out.append(r)
+    for g in group_codes:
+        total = privacy.group_values(u, g).get(cell, 0)
+        t_status = u.lookup(g, cell) or suppress.HIDDEN
+        try:
+            b_status = privacy.beyond_statuses(u, g, beyond[g], shown)
+        except ValueError:  # the model and the database out of step: show no beyond count
+            b_status = {}
+        for r in rows:
+            if r["group_code"] != g:
+                continue
+            rk = "|".join((r["category"], r["profile"], r["circle"]))
+            b = sum(beyond[g].get(rk, {}).get(a, 0) for a in cell)
+            st = b_status.get(rk, {}).get(cell, suppress.HIDDEN) if cell else suppress.SHOWN
+            out.append({**r, "residents": suppress.label(total, t_status, k), "beyond": suppress.label(b, st, k),
+                        "suppressed": [f for f, s in (("residents", t_status), ("beyond", st)) if s != suppress.SHOWN]})
     return out
 
 
@@ -117,9 +151,8 @@ def summary(request: Request,
     _unit_in_area(p, level, code)
     _whole_city(conn)
     out = svc.summary(conn, level, code, profile)
-    unit_residents = max((int(r["residents"]) for r in out["rows"]), default=0)
-    out["special_groups"] = special_groups_view(out["special_groups"], p, code,
-                                                request.app.state.settings.small_cell_k, unit_residents)
+    out["special_groups"] = special_groups_view(conn, svc, p, level, code, out["special_groups"],
+                                                request.app.state.settings.small_cell_k)
     return out
 
 

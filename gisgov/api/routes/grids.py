@@ -109,7 +109,7 @@ def _author(p: Principal) -> str:
 
 def aggregate_view(out: Any, p: Principal) -> Any:
     """Leave out special-group counts (``groups`` of a grid row) for roles without read_special_groups."""
-    if p.can(Perm.read_special_groups):
+    if p.exact_special_groups:
         return out
     if isinstance(out, dict):
         drop = "groups" in out and isinstance(out["groups"], dict) and "households" in out

@@ -6,7 +6,7 @@ Who sees what: every figure counts only the caller's area (the node the account 
 database's row-level security limits the personal-data tables as well); a unit outside it answers
 404 like an unknown code, children outside it are not listed, and a unit that only overlaps the area
 (the city for a street account, the street for a community account) is counted over its part inside
-and marked ``area.limited``. Roles without ``read_personal`` (planner, viewer) get special-group
+and marked ``area.limited``. Roles without ``read_special_groups`` (planner, viewer; ``Principal.exact_special_groups``) get special-group
 counts with small cells suppressed (``"<5"``, complementary ``"≥5"``; :mod:`gisgov.security.suppress`);
 roles with it get exact numbers, and on a grid its staff (``staff_list``: role, name, masked phone —
 never a clear phone).
@@ -51,9 +51,9 @@ def circle_catalog(request: Request) -> Catalog | None:
 
 
 def _options(request: Request, p: Principal) -> dict:
-    personal = p.can(Perm.read_personal)
-    return {"scope": p.scope_code, "staff_names": personal,
-            "small_cell_k": None if personal else request.app.state.settings.small_cell_k}
+    exact = p.exact_special_groups
+    return {"scope": p.scope_code, "staff_names": p.can(Perm.read_personal),
+            "small_cell_k": None if exact else request.app.state.settings.small_cell_k}
 
 
 def _check(p: Principal, level: str, code: str) -> None:

@@ -63,8 +63,52 @@ def test_stale_pid_file_after_crash(cluster):
         assert conn.execute("SELECT 1").fetchone()[0] == 1
 
 
+def test_restart_keeps_the_port_a_running_app_knows(cluster):
+    """A running app's pooled connections, closed by the server at shutdown, linger on its port
+    (FIN-WAIT-2 / CLOSE-WAIT) until the app notices; after down/up
+    the cluster must come back on the same port, or every running app is stranded."""
+    st = cluster.up()
+    held = [psycopg.connect(_libpq(st.url)) for _ in range(3)]  # a running app's pool
+    for conn in held:
+        conn.execute("SELECT 1")
+    assert cluster.down() is True  # the server closes its ends; the app has not noticed yet
+    try:
+        st2 = cluster.up()
+    finally:
+        for conn in held:
+            conn.close()
+    assert st2.port == st.port and st2.url == st.url
+    with psycopg.connect(_libpq(st.url)) as conn:
+        assert conn.execute("SELECT 1").fetchone()[0] == 1
+
+
 def test_password_required_on_tcp(cluster):
     st = cluster.up()
     bad = _libpq(st.url).replace(st.url.split(":")[2].split("@")[0], "wrong-password")
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(bad, connect_timeout=3)
+
+
+def test_running_app_recovers_after_database_restart(cluster):
+    """The database stopped and started under a running app: 503 (naming no host or port) while it
+    is down, then answers again without restarting the app."""
+    from auth_helpers import app_engine
+    from fastapi.testclient import TestClient
+
+    from gisgov.api.app import create_app
+    from gisgov.config import Settings
+    from gisgov.db import migrate
+
+    st = cluster.up()
+    migrate.upgrade(st.url)
+    eng = app_engine(st.url)
+    try:
+        with TestClient(create_app(Settings(), engine=eng)) as c:
+            assert c.get("/health").status_code == 200
+            cluster.down()
+            down = c.get("/health")
+            assert down.status_code == 503 and str(st.port) not in down.text and "127.0.0.1" not in down.text
+            cluster.up()
+            assert c.get("/health").status_code == 200
+    finally:
+        eng.dispose()

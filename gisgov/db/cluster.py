@@ -78,7 +78,11 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """True if nothing listens on 127.0.0.1:``port``. SO_REUSEADDR as the server itself binds: the
+    TIME_WAIT remains of connections to a stopped cluster must not make its recorded port look taken
+    (the cluster would come back on another port and strand every running app)."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -307,7 +307,9 @@ def test_unauthenticated_api_is_401(anonymous, url):
 def test_unauthenticated_map_redirects_to_login(anonymous):
     r = anonymous.get("/map", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login?next=/map"
-    assert anonymous.get("/health").status_code == 200  # the probe stays public
+    h = anonymous.get("/health")
+    assert h.status_code == 200 and h.json()["status"] == "ok"  # the probe stays public
+    assert "dataset" not in h.json()  # but says nothing about the data without sign-in
 
 
 def test_community_staff_sees_its_community_and_its_street_outline_only(staff_a):

@@ -22,7 +22,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from gisgov.api import queries
-from gisgov.api.deps import DB, DB_UNSCOPED, client_addr, current_principal, in_scope_or_404
+from gisgov.api.deps import DB, DB_UNSCOPED, client_addr, current_principal, in_scope_or_404, optional_principal
 from gisgov.api.links import request_link
 from gisgov.api.params import check_page, parse_bbox
 from gisgov.layers import Catalog, catalog
@@ -48,10 +48,13 @@ def audit_personal_read(request: Request, conn: Connection, p: Principal, *, obj
 
 
 @router.get("/health", tags=["system"], summary="健康检查 Health: database, PostGIS, schema, dataset")
-def health(conn: Connection = DB_UNSCOPED) -> dict:
-    """``{"status": "ok", "postgis": "3.3.2", "schema": "<alembic revision>", "dataset": {...}}``;
-    503 when the database cannot be reached."""
-    return queries.health(conn)
+def health(conn: Connection = DB_UNSCOPED, p: Principal | None = Depends(optional_principal)) -> dict:
+    """``{"status": "ok", "postgis": "3.3.2", "schema": "<alembic revision>"}``, plus ``"dataset"`` (its
+    label, counts and notes) for a signed-in caller only; 503 when the database cannot be reached."""
+    out = queries.health(conn)
+    if p is None:
+        out.pop("dataset", None)
+    return out
 
 
 @router.get("/api/hierarchy", tags=["hierarchy"], summary="层级树 Street → community → grid tree with counts")

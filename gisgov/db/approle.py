@@ -11,7 +11,6 @@ Without ``GISGOV_APP_DATABASE_URL`` the owner gives the role a login with a rand
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from sqlalchemy.engine import make_url
 from gisgov.config import Settings, get_settings
 from gisgov.db.engine import database_url, psycopg_conninfo, sqlalchemy_url
 from gisgov.errors import GisgovError
+from gisgov.privatefiles import create_once
 
 KEY_FILE = "app-db.key"
 
@@ -31,23 +31,10 @@ class UnsafeAppRole(GisgovError):
     status_code = 500
 
 
-def write_private(path: Path, data: str | bytes) -> None:
-    """Write a file readable by its owner only (0600), whatever the umask."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data.encode() if isinstance(data, str) else data)
-    os.chmod(path, 0o600)
-
-
 def app_password(home: Path) -> str:
-    """The app role's password, generated once into ``home/app-db.key`` (0600)."""
-    f = Path(home) / KEY_FILE
-    if f.is_file():
-        return f.read_text().strip()
-    pw = secrets.token_urlsafe(24)
-    write_private(f, pw)
-    return pw
+    """The app role's password, generated once into ``home/app-db.key`` (0600; concurrent first
+    starts agree on one password)."""
+    return create_once(Path(home) / KEY_FILE, lambda: secrets.token_urlsafe(24))
 
 
 def grant_login(owner_url: str, role: str, password: str) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from gisgov.errors import DatabaseUnavailable
+from gisgov.privatefiles import write_private
 
 SUPERUSER = "gisgov"
 APT_PACKAGES = ("postgresql-15", "postgresql-15-postgis-3", "postgresql-15-pgrouting")
@@ -190,7 +191,7 @@ class EmbeddedCluster:
         self.home.mkdir(parents=True, exist_ok=True)
         tmp = self.state_file.with_suffix(".tmp")
         tmp.unlink(missing_ok=True)
-        _write_private(tmp, json.dumps(state, indent=2))
+        write_private(tmp, json.dumps(state, indent=2))
         tmp.replace(self.state_file)
 
     @property
@@ -252,7 +253,7 @@ class EmbeddedCluster:
         password = secrets.token_urlsafe(24)
         pwfile = self.root / "initpw"
         pwfile.unlink(missing_ok=True)
-        _write_private(pwfile, password)
+        write_private(pwfile, password)
         self._chown(pwfile)
         try:
             self._run([
@@ -315,14 +316,6 @@ class EmbeddedCluster:
         while self.server_pid() and time.time() < deadline:
             time.sleep(0.1)
         return True
-
-
-def _write_private(path: Path, data: str) -> None:
-    """Create ``path`` readable by its owner only (0600) before any byte is written, whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(data)
-    os.chmod(path, 0o600)
 
 
 def _alive(pid: int) -> bool:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
 import secrets
 from collections.abc import Iterable
@@ -84,24 +83,10 @@ def mask_phone(phone: str | None) -> str | None:
 def _load_key(settings: Settings) -> bytes:
     if settings.secret_key:
         return hashlib.sha256(settings.secret_key.encode()).digest()
-    from gisgov.db.approle import write_private
+    from gisgov.privatefiles import create_once
 
-    path = settings.home_abs / "secret.key"
-    if not path.exists():
-        # written 0600 under a private name, then linked into place: a concurrent first start
-        # keeps whichever key was linked first (never two keys, never a readable key file)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        try:
-            write_private(tmp, base64.b64encode(secrets.token_bytes(32)).decode())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-        finally:
-            tmp.unlink(missing_ok=True)
-    if path.stat().st_mode & 0o077:
-        os.chmod(path, 0o600)
-    return base64.b64decode(path.read_text().strip())
+    text = create_once(settings.home_abs / "secret.key", lambda: base64.b64encode(secrets.token_bytes(32)).decode())
+    return base64.b64decode(text)
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ from urllib.parse import urlsplit
 import anyio
 from anyio import to_thread
 from fastapi import Depends, Request
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, text
 
+from gisgov.db.engine import make_engine
 from gisgov.errors import Forbidden, NotAuthenticated, NotFound
 from gisgov.security import accounts
 from gisgov.security import audit as _audit
@@ -83,9 +84,9 @@ def check_same_origin(request: Request) -> None:
 def _check_csrf(request: Request, p: Principal) -> None:
     if request.method in SAFE_METHODS or p.auth != "cookie":
         return
-    origin = _origin_of(request)
-    if origin is None or origin not in allowed_origins(request.app.state.settings):
+    if _origin_of(request) is None:
         raise Forbidden("跨站请求被拒绝 cross-site or origin-less write refused (CSRF)")
+    check_same_origin(request)
     sent = request.headers.get(CSRF_HEADER, "")
     if not p.csrf or not hmac.compare_digest(sent, p.csrf):
         raise Forbidden("缺少或错误的 CSRF 令牌 missing or wrong X-CSRF-Token")
@@ -222,8 +223,7 @@ def audit_engine(request: Request) -> Engine:
         with _AUDIT_LOCK:
             eng = getattr(st, "audit_engine", None)
             if eng is None:
-                eng = st.audit_engine = create_engine(st.engine.url, pool_size=2, max_overflow=4, pool_timeout=30,
-                                                      pool_pre_ping=True)
+                eng = st.audit_engine = make_engine(st.engine.url, pool_size=2, max_overflow=4, pool_timeout=30)
     return eng
 
 

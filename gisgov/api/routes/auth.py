@@ -50,6 +50,9 @@ class _RateLimit:
     def hit(self, key: str, limit: int) -> bool:
         now = time.monotonic()
         with self._lock:
+            if len(self._hits) > 10_000:  # forget addresses whose window has passed (bounded memory)
+                for k in [k for k, q in self._hits.items() if not q or now - q[-1] > 60]:
+                    del self._hits[k]
             q = self._hits[key]
             while q and now - q[0] > 60:
                 q.popleft()

@@ -236,7 +236,12 @@ class Catalog:
 
     def for_principal(self, name: str, p: Principal) -> Layer:
         """The layer, or :class:`LayerForbidden` (403) when the account may not see it."""
-        lyr = self.for_role(name, p.catalog_level)
+        lyr = self.get(name)
+        if not lyr.visible_to(p.catalog_level):  # named by the account's role, not the catalog level it maps to
+            raise LayerForbidden(
+                f"无权查看 layer {name} requires role {lyr.min_role} ({ROLE_LABELS[lyr.min_role]}) or above; "
+                f"your role: {p.role.value} ({p.label})"
+            )
         if lyr.personal and not p.can(Perm.read_personal):
             raise LayerForbidden(
                 f"无权查看个人信息图层 layer {name} holds personal data: needs permission {Perm.read_personal.value}; "

@@ -60,11 +60,6 @@ def _unit_in_area(p: Principal, level: str | None, code: str | None) -> None:
         raise NotFound(f"未找到 {level} not found: {code} (rule: area_has_buildings)")
 
 
-def _whole_city(conn: Connection) -> None:
-    """The shared model is loaded from the whole city whoever asks (outputs are cut to the caller's area)."""
-    system_scope(conn)
-
-
 def _atom_beyond(svc: CoverageService, conn: Connection, area: str) -> tuple[pd.DataFrame, dict]:
     """Each catalog rule's members and beyond counts per finest cell (community, grid, compound) of
     the buildings in ``area``: long frame (atom key, group_code, category, profile, circle,
@@ -149,7 +144,7 @@ def summary(request: Request,
     """Share of buildings, households and residents within each circle for every category and
     profile, complete circles per requirement set, special groups beyond their circle."""
     _unit_in_area(p, level, code)
-    _whole_city(conn)
+    system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     out = svc.summary(conn, level, code, profile)
     out["special_groups"] = special_groups_view(conn, svc, p, level, code, out["special_groups"],
                                                 request.app.state.settings.small_cell_k)
@@ -163,7 +158,7 @@ def service_areas(category: str = Query(...), circle: str = Query("c15"), profil
     """Reachable street parts (partial edges included) and access legs within the budget,
     buffered by the catalog's area width and dissolved; buildings beyond the budget are cut out.
     Cut to the caller's area; ``buildings_in`` counts the area's buildings."""
-    _whole_city(conn)
+    system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     return _geojson(svc.service_area(conn, category, circle, profile, facility_id, scope=p.area_prefix))
 
 
@@ -172,7 +167,7 @@ def gaps(category: str = Query(...), circle: str = Query("c15"), profile: str = 
          level: str | None = Query(None), code: str | None = Query(None),
          conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ) -> Response:
     _unit_in_area(p, level, code)
-    _whole_city(conn)
+    system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     return _geojson(svc.gaps(conn, category, circle, profile, level, code, scope=p.area_prefix))
 
 
@@ -192,7 +187,7 @@ class SiteRequest(BaseModel):
 def site(req: SiteRequest, conn: Connection = DB, svc: CoverageService = Depends(service),
          p: Principal = ANALYSE) -> dict:
     _unit_in_area(p, req.level, req.code)
-    _whole_city(conn)
+    system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     return svc.site(conn, req.category, k=None if req.fewest else (req.k or 3), circle=req.circle, profile=req.profile,
                     level=req.level, code=req.code, candidates=req.candidates, points=req.points, scope=p.area_prefix)
 
@@ -229,7 +224,7 @@ def whatif(req: WhatIfRequest, request: Request, conn: Connection = DB, svc: Cov
     _unit_in_area(p, req.level, req.code)
     if req.commit:
         _commit_in_area(conn, p, req)
-    _whole_city(conn)
+    system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     try:
         out = svc.whatif(conn, req.category, req.op, facility_id=req.facility_id, lon=req.lon, lat=req.lat,
                          commit=req.commit, level=req.level, code=req.code, name=req.name, kind=req.kind,
@@ -254,7 +249,7 @@ class ComputeRequest(BaseModel):
 def compute(request: Request, body: ComputeRequest | None = None, conn: Connection = DB,
             svc: CoverageService = Depends(service), p: Principal = ANALYSE) -> dict:
     categories = body.categories if body else None
-    _whole_city(conn)
+    system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     r = svc.compute(conn, categories)
     audit(request, "analysis", p, object=f"coverage_run/{r.run_id}", conn=conn,
           detail={"categories": categories or "all", "method": r.method, "rows": r.rows_written})
@@ -276,7 +271,7 @@ def coverage_map(request: Request, category: str = Query(...), circle: str = Que
     _unit_in_area(p, level, code)
     if sites and not p.can(Perm.run_analyses):
         sites = 0  # suggested sites are an analysis
-    _whole_city(conn)
+    system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     view = ScopedCoverage(svc, p.area_prefix) if p.area_prefix else svc
     return HTMLResponse(coverage_map_html(view, conn, category, circle, profile, sites=sites, level=level, code=code))
 

@@ -65,10 +65,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         try:
             yield
         finally:
-            audit_engine = getattr(app.state, "audit_engine", None)
-            if audit_engine is not None:
-                audit_engine.dispose()
-                app.state.audit_engine = None
+            side_engine = getattr(app.state, "side_engine", None)
+            if side_engine is not None:
+                side_engine.dispose()
+                app.state.side_engine = None
             if own:
                 app.state.engine.dispose()
 

@@ -38,7 +38,7 @@ SESSION_COOKIE = "gisgov_session"
 CSRF_COOKIE = "gisgov_csrf"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_AUDIT_LOCK = threading.Lock()
+_SIDE_LOCK = threading.Lock()
 _SET_SCOPE = text("SELECT set_config('gisgov.scope', :scope, true)")
 
 
@@ -115,7 +115,7 @@ async def optional_principal(request: Request) -> Principal | None:
     p = None
     if cred is not None and len(cred[0]) < 200:
         acquire, _ = _limiters(request)
-        p = await to_thread.run_sync(_resolve, request.app.state.engine, request.app.state.settings, *cred,
+        p = await to_thread.run_sync(_resolve, side_engine(request), request.app.state.settings, *cred,
                                      limiter=acquire)
     request.state.principal = p
     return p
@@ -213,17 +213,18 @@ def system_scope(conn: Connection) -> None:
     conn.execute(_SET_SCOPE, {"scope": "*"})
 
 
-def audit_engine(request: Request) -> Engine:
-    """A small pool of its own for audit rows: a request that holds its connection and writes an
-    audit row never waits for a second connection from the request pool (which, under load, could
-    be held by requests doing the same)."""
+def side_engine(request: Request) -> Engine:
+    """A small pool of its own for the short statements around a request: session lookups and audit
+    rows. A request then waits for the main pool only once (for its own transaction), and a request
+    that holds its connection never waits for a second one from the same pool (which, under load,
+    could be held by requests doing the same)."""
     st = request.app.state
-    eng = getattr(st, "audit_engine", None)
+    eng = getattr(st, "side_engine", None)
     if eng is None:
-        with _AUDIT_LOCK:
-            eng = getattr(st, "audit_engine", None)
+        with _SIDE_LOCK:
+            eng = getattr(st, "side_engine", None)
             if eng is None:
-                eng = st.audit_engine = make_engine(st.engine.url, pool_size=2, max_overflow=4, pool_timeout=30)
+                eng = st.side_engine = make_engine(st.engine.url, pool_size=2, max_overflow=4, pool_timeout=30)
     return eng
 
 
@@ -233,6 +234,6 @@ def audit(request: Request, action: str, p: Principal | None, *, object: str | N
 
     A successful change passes the request's ``conn``: its row then commits with the change, or not at
     all. Refusals and failures (whose transaction rolls back) and reads leave ``conn`` out: the row is
-    committed at once in its own transaction, through the audit pool."""
-    _audit.record(conn if conn is not None else audit_engine(request), action, actor=p, object=object,
+    committed at once in its own transaction, through the side pool."""
+    _audit.record(conn if conn is not None else side_engine(request), action, actor=p, object=object,
                   result=result, client=client_addr(request), detail=detail)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 from gisgov.api.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
-    audit_engine,
+    side_engine,
     check_same_origin,
     client_addr,
     current_principal,
@@ -86,7 +86,7 @@ def _sign_in(request: Request, username: str, password: str, kind: str) -> accou
     settings = request.app.state.settings
     client = client_addr(request)
     if not request.app.state.login_limit.hit(client or "?", settings.login_rate_per_minute):
-        audit.record(audit_engine(request), "login", actor=username, result="denied", client=client,
+        audit.record(side_engine(request), "login", actor=username, result="denied", client=client,
                      detail={"reason": "rate_limited", "kind": kind})
         raise TooManyAttempts("尝试过于频繁，请稍后再试 too many sign-in attempts, wait a minute")
     engine = request.app.state.engine
@@ -98,10 +98,10 @@ def _sign_in(request: Request, username: str, password: str, kind: str) -> accou
         else:
             failure = None
     if failure is not None:
-        audit.record(audit_engine(request), "login", actor=username, result="failed", client=client,
+        audit.record(side_engine(request), "login", actor=username, result="failed", client=client,
                      detail={"reason": failure.reason, "kind": kind})
         raise failure
-    audit.record(audit_engine(request), "login", actor=issued.principal, client=client, detail={"kind": kind})
+    audit.record(side_engine(request), "login", actor=issued.principal, client=client, detail={"kind": kind})
     return issued
 
 
@@ -139,7 +139,7 @@ def _sign_out(request: Request, p: Principal) -> None:
     engine = request.app.state.engine
     with engine.begin() as conn:
         accounts.sign_out(conn, p)
-    audit.record(audit_engine(request), "logout", actor=p, client=client_addr(request))
+    audit.record(side_engine(request), "logout", actor=p, client=client_addr(request))
 
 
 @router.post("/api/auth/logout", summary="退出 Sign out (ends this session or token)")

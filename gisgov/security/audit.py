@@ -32,6 +32,8 @@ ACTIONS = {
     "facility_edit": "设施变更 facility change",
     "user_admin": "账号管理 account change",
     "audit_read": "查阅审计 read audit",
+    "event_report": "事件上报 event report",
+    "event_transition": "事件流转 event transition",
 }
 
 _INSERT = text(

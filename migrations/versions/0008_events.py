@@ -160,13 +160,13 @@ ALTER TABLE event ENABLE ROW LEVEL SECURITY;
 ALTER TABLE event FORCE ROW LEVEL SECURITY;
 CREATE POLICY event_scope ON event
     USING ((SELECT gisgov_scope_all())
-           OR street_code = ANY ((SELECT gisgov_scope_codes()))
-           OR community_code = ANY ((SELECT gisgov_scope_codes()))
-           OR grid_code = ANY ((SELECT gisgov_scope_codes())))
+           OR street_code = ANY ((SELECT gisgov_scope_codes())::text[])
+           OR community_code = ANY ((SELECT gisgov_scope_codes())::text[])
+           OR grid_code = ANY ((SELECT gisgov_scope_codes())::text[]))
     WITH CHECK ((SELECT gisgov_scope_all())
-           OR street_code = ANY ((SELECT gisgov_scope_codes()))
-           OR community_code = ANY ((SELECT gisgov_scope_codes()))
-           OR grid_code = ANY ((SELECT gisgov_scope_codes())));
+           OR street_code = ANY ((SELECT gisgov_scope_codes())::text[])
+           OR community_code = ANY ((SELECT gisgov_scope_codes())::text[])
+           OR grid_code = ANY ((SELECT gisgov_scope_codes())::text[]));
 
 ALTER TABLE event_history ENABLE ROW LEVEL SECURITY;
 ALTER TABLE event_history FORCE ROW LEVEL SECURITY;

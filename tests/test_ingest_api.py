@@ -6,8 +6,11 @@ from __future__ import annotations
 import io
 import json
 import re
+import tempfile
+import time
 import zipfile
 from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -25,7 +28,7 @@ from gisgov.ingest.settings import get_ingest_settings
 from gisgov.security.pii import Vault, id_check_digit
 from ingest_helpers import COMM_A, COMM_B, STREET, bowtie, gdf, load_city, snapshot, write_gbk_communities, write_streets
 
-SETTINGS = Settings(secret_key="api-test-secret-key-123")
+SETTINGS = Settings(secret_key="api-test-secret-key-123", home=Path(tempfile.mkdtemp(prefix="gisgov-api-test-")))
 VAULT = Vault.from_settings(SETTINGS)
 ID18 = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
 MOBILE = re.compile(r"(?<![0-9])1[3-9][0-9]{9}(?![0-9])")
@@ -279,12 +282,26 @@ def test_community_staff_resident_export(city):
     assert len(rows) == 2
     ok = [r for r in rows if r.result == "ok"]
     assert len(ok) == 1 and ok[0].detail["rows"] == len(df) and ok[0].detail["level"] == "resident"
-    # the admin's export holds everybody, still masked
+    # the admin's export holds everybody, still masked (a resident XLSX always runs as a background job)
     with as_(url, "admin") as adm:
-        body = adm.get("/api/export", params={"level": "resident", "format": "xlsx"}).content
+        r = adm.get("/api/export", params={"level": "resident", "format": "xlsx"})
+        assert r.status_code == 202, r.text
+        job = _wait_export(adm, r.json()["status_url"])
+        assert job["status"] == "done", job
+        body = adm.get(job["file_url"]).content
         df = pd.read_excel(io.BytesIO(body), dtype=str)
+        assert len(df) == job["rows"]
         assert {"东一", "西一"} <= set(df["姓名"]) and set(df["身份证号"]) == {"*" * 18}
         assert not MOBILE.search(df.to_csv())
+
+
+def _wait_export(client, status_url: str, limit_s: float = 120) -> dict:
+    end = time.monotonic() + limit_s
+    while True:
+        job = client.get(status_url).json()
+        if job["status"] in ("done", "failed") or time.monotonic() > end:
+            return job
+        time.sleep(0.2)
 
 
 # ---------------------------------------------------------------- import under the caller's scope

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import codecs
 import struct
-from pathlib import Path
+import zipfile
+from contextlib import nullcontext
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 # Names found in .cpg files → Python codec names. GBK/CP936/GB2312 are read as GB18030 (superset).
 _CPG_ALIASES = {
@@ -52,8 +55,10 @@ def text_encoding(data: bytes) -> str:
         return "gb18030"
 
 
-def _dbf_string_bytes(dbf: Path, max_records: int = 2000) -> list[bytes]:
-    with dbf.open("rb") as f:
+def _dbf_string_bytes(dbf: Path | BinaryIO, max_records: int = 2000) -> list[bytes]:
+    """String field bytes of the first records; ``dbf`` is a path or a seekable binary file (e.g. a
+    member of a zip, read in place)."""
+    with (dbf.open("rb") if isinstance(dbf, Path) else nullcontext(dbf)) as f:
         head = f.read(32)
         if len(head) < 32:
             return []
@@ -70,7 +75,7 @@ def _dbf_string_bytes(dbf: Path, max_records: int = 2000) -> list[bytes]:
             offset += flen
         if not fields:
             return []
-        f.seek(header_len)
+        f.seek(header_len)  # zip members (read in place) are seekable too
         out = []
         for _ in range(min(n_rec, max_records)):
             rec = f.read(rec_len)
@@ -97,3 +102,23 @@ def shapefile_encoding(shp: str | Path) -> tuple[str, str]:
         return "utf-8", "no text fields"
     enc = sniff_bytes(chunks)
     return enc, "detected from the DBF bytes (no .cpg)"
+
+
+def zip_shapefile_encoding(z: zipfile.ZipFile, shp_member: str) -> tuple[str, str]:
+    """:func:`shapefile_encoding` for a Shapefile inside a zip, read in place (nothing extracted)."""
+    stem = str(PurePosixPath(shp_member).with_suffix(""))
+    names = {n.lower(): n for n in z.namelist()}
+    cpg = names.get(stem.lower() + ".cpg")
+    if cpg is not None:
+        with z.open(cpg) as f:
+            label = f.read(64).decode("ascii", "replace").strip()
+        if label:
+            return normalize_codec(label), f".cpg says {label}"
+    dbf = names.get(stem.lower() + ".dbf")
+    if dbf is None:
+        return "utf-8", "no .dbf"
+    with z.open(dbf) as f:
+        chunks = _dbf_string_bytes(f)
+    if not chunks:
+        return "utf-8", "no text fields"
+    return sniff_bytes(chunks), "detected from the DBF bytes (no .cpg)"

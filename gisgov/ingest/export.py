@@ -92,10 +92,7 @@ SHP_NAMES = {"street_code": "jdbm", "community_code": "sqbm", "compound_code": "
              "地址": "address", "户号": "door_no", "姓名": "name", "性别": "gender"}
 
 
-def query_level(engine: Engine, level: str, *, community: str | None = None, allow_pii: bool = False,
-                vault: Vault | None = None, area: str = "") -> tuple[pd.DataFrame, np.ndarray, int]:
-    """(attribute table, geometries, srid) of one level; ``area``: only features whose code starts
-    with this prefix ('' = all; roads: those meeting the street/community outline)."""
+def _level_sql(level: str, community: str | None, area: str) -> tuple[str, dict]:
     from gisgov.ingest.loader import UsageError
 
     if level not in ALL_LEVELS:
@@ -106,12 +103,34 @@ def query_level(engine: Engine, level: str, *, community: str | None = None, all
         raise UsageError(f"area must be a code prefix, got {area!r}")
     conds = ([_COMMUNITY_FILTER[level]] if community else []) + ([_AREA_FILTER[level]] if area else [])
     where = ("WHERE " + " AND ".join(conds)) if conds else ""
-    sql = _SQL[level].format(where=where)
-    params = {k: v for k, v in (("c", community), ("a", area)) if v}
+    return _SQL[level].format(where=where), {k: v for k, v in (("c", community), ("a", area)) if v}
+
+
+def count_level(engine: Engine, level: str, *, community: str | None = None, area: str = "") -> int:
+    """How many records :func:`query_level` would return (same filters, same database scope)."""
+    sql, params = _level_sql(level, community, area)
+    body = sql.rsplit("ORDER BY", 1)[0]  # the outer ORDER BY is always the last one
+    with engine.connect() as conn:
+        return int(conn.execute(text(f"SELECT count(*) FROM ({body}) s"), params).scalar())
+
+
+def query_level(engine: Engine, level: str, *, community: str | None = None, allow_pii: bool = False,
+                vault: Vault | None = None, area: str = "", progress=None) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """(attribute table, geometries, srid) of one level; ``area``: only features whose code starts
+    with this prefix ('' = all; roads: those meeting the street/community outline). ``progress(n)``
+    is called with the number of rows read so far (every 5,000)."""
+    sql, params = _level_sql(level, community, area)
     with engine.connect() as conn:
         srid = int(conn.execute(text("SELECT value FROM gisgov_meta WHERE key = 'srid'")).scalar() or 4490)
-        res = conn.execute(text(sql), params)
-        df = pd.DataFrame(res.all(), columns=list(res.keys()))
+        res = conn.execution_options(stream_results=progress is not None).execute(text(sql), params)
+        if progress is None:
+            rows = res.all()
+        else:
+            rows = []
+            for part in res.partitions(5000):
+                rows.extend(part)
+                progress(len(rows))
+        df = pd.DataFrame(rows, columns=list(res.keys()))
     geoms = shapely.from_wkb(np.array([None if g is None else bytes(g) for g in df.pop("geom")], dtype=object)) \
         if len(df) else np.array([], dtype=object)
     if level == "resident":
@@ -135,7 +154,7 @@ def _resident_pii(df: pd.DataFrame, allow_pii: bool, vault: Vault | None) -> pd.
 
 
 def export_level(engine: Engine, level: str, fmt: str, out: str | Path, *, community: str | None = None,
-                 allow_pii: bool = False, vault: Vault | None = None, area: str = "") -> int:
+                 allow_pii: bool = False, vault: Vault | None = None, area: str = "", progress=None) -> int:
     """Write one level to ``out``; returns the number of records. Resident files are 0600."""
     from gisgov.ingest.loader import UsageError
 
@@ -143,7 +162,8 @@ def export_level(engine: Engine, level: str, fmt: str, out: str | Path, *, commu
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if allow_pii and level != "resident":
         allow_pii = False
-    df, geoms, srid = query_level(engine, level, community=community, allow_pii=allow_pii, vault=vault, area=area)
+    df, geoms, srid = query_level(engine, level, community=community, allow_pii=allow_pii, vault=vault, area=area,
+                                  progress=progress)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if level not in PERSONAL_LEVELS:

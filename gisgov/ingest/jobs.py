@@ -128,8 +128,9 @@ def run(engine: Engine, job_id: str, path: Path, level: str, options: dict, disp
     except GisgovError as exc:
         finish(engine, job_id, error=str(exc))
         raise
-    except Exception as exc:  # recorded for the client, then re-raised for the server log
-        finish(engine, job_id, error=f"{type(exc).__name__}: {exc}")
+    except BaseException as exc:  # recorded for the client (never left "running"), re-raised for the server log
+        msg = f"{type(exc).__name__}: {exc}".replace(str(Path(path).parent) + "/", "")[:1000]
+        finish(engine, job_id, error=f"导入失败 import failed ({msg})")
         raise
     finally:
         if cleanup is not None:

@@ -23,6 +23,7 @@ from gisgov.ingest.levels import ALL_LEVELS, LEVELS
 from gisgov.ingest.readers import RawTable, ReadError, read_any
 from gisgov.ingest.report import INFO, Report, settle
 from gisgov.ingest.settings import get_ingest_settings
+from gisgov.ingest.uploads import UploadRejected
 from gisgov.ingest.validate import Batch, validate
 
 
@@ -146,8 +147,8 @@ def load_file(path: str | Path, level: str, *, engine: Engine, layer: str | None
         progress("read", 0, 1)
     try:
         raw = read_any(p, layer=layer, encoding=encoding, display_name=name)
-    except ReadError as exc:
-        report.add("(file)", "unreadable", p.suffix, str(exc))
+    except (ReadError, UploadRejected) as exc:
+        report.add("(file)", getattr(exc, "rule", "unreadable"), p.suffix, str(exc))
         report.status = "rejected"
         return report
     batch = prepare(raw, level, crs=crs, overrides=mapping, report=report)

@@ -193,7 +193,10 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
         raise UsageError(f"{p.name}: --osm reads OpenStreetMap .osm.pbf extracts")
     report = Report(p.name, "osm", dry_run=dry_run)
     box = parse_region(region)
-    data = read_osm(p, progress)
+    try:
+        data = read_osm(p, progress)
+    except Exception as exc:  # not a PBF, truncated, damaged blocks: the file is refused, never a 500
+        return _unreadable(report, p, exc)
     roads, bld, pois = data["roads"], data["buildings"], data["pois"]
     srid = get_settings().srid
     tr = transformer(4326, srid)
@@ -292,7 +295,10 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
 
     # --- census: what the reader could not build is reported
     if census:
-        c = osm_census(p, rules)
+        try:
+            c = osm_census(p, rules)
+        except Exception as exc:
+            return _unreadable(report, p, exc)
         got_b = set(b_ids[i] for i in b_keep)
         for k in sorted(c["buildings"] - set(b_ids)):
             report.add(f"{k[0]}{k[1]}", "osm_skipped", "building",
@@ -355,6 +361,14 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
             if tx.is_active:
                 tx.rollback()
             raise
+    return report
+
+
+def _unreadable(report: Report, p: Path, exc: Exception) -> Report:
+    detail = str(exc).replace(str(p.resolve()), p.name).replace(str(p), p.name)[:300]
+    report.add("(file)", "unreadable", p.name, f"{p.name}: 无法读取的 OSM PBF 文件 not a readable OSM PBF extract "
+                                               f"(rule: unreadable; {type(exc).__name__}: {detail})")
+    report.status = "rejected"
     return report
 
 

@@ -8,9 +8,7 @@ validator, not dropped.
 
 from __future__ import annotations
 
-import tempfile
 import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,51 +45,78 @@ def list_layers(path: str | Path) -> list[str]:
     return [str(n) for n, _ in pyogrio.list_layers(str(path))]
 
 
-def _unzip(path: Path, tmp: Path) -> Path:
-    with zipfile.ZipFile(path) as z:
-        names = z.namelist()
-        for n in names:
-            if n.startswith("/") or ".." in Path(n).parts:
-                raise ReadError(f"{path.name}: unsafe path in zip: {n}")
-        z.extractall(tmp)
-    for suffix in (".shp", ".gpkg", ".geojson", ".json", ".fgb"):
-        found = sorted(p for p in tmp.rglob("*") if p.suffix.lower() == suffix)
+_ZIP_DATASETS = (".shp", ".gpkg", ".geojson", ".json", ".fgb")
+
+
+def _zip_dataset(path: Path, name: str) -> tuple[str, list[str]]:
+    """(member to open, members GDAL may read for it) of an uploaded zip, after the archive checks of
+    :func:`gisgov.ingest.uploads.inspect_zip` (size, ratio, members, paths; 413/422 on a refusal)."""
+    from gisgov.ingest.uploads import inspect_zip
+
+    infos = inspect_zip(path, name, verify=False)
+    files = [i.filename for i in infos if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+    for suffix in _ZIP_DATASETS:
+        found = sorted(n for n in files if n.lower().endswith(suffix))
         if found:
-            return found[0]
-    raise ReadError(f"{path.name}: no Shapefile, GeoPackage, GeoJSON or FlatGeobuf inside the zip")
+            member = found[0]
+            stem = member[: -len(suffix)].lower()
+            group = [n for n in files if n.lower().rsplit(".", 1)[0] == stem] if suffix == ".shp" else [member]
+            return member, group
+    raise ReadError(f"{name}: no Shapefile, GeoPackage, GeoJSON or FlatGeobuf inside the zip")
+
+
+def _vsizip(path: Path, member: str) -> str:
+    return f"/vsizip/{{{path.resolve()}}}/{member}"
 
 
 def read_vector(path: str | Path, *, layer: str | None = None, encoding: str | None = None,
                 display_name: str | None = None) -> RawTable:
+    """A vector file. A .zip is read in place through GDAL's ``/vsizip/`` (nothing is extracted) once
+    the archive passed the upload checks and the members GDAL reads were inflated once in memory
+    against their declared sizes (a lying header is refused, rule ``zip_size_mismatch``)."""
     path = Path(path)
     name = display_name or path.name
-    if path.suffix.lower() == ".zip":
-        with tempfile.TemporaryDirectory() as td:
-            inner = _unzip(path, Path(td))
-            t = read_vector(inner, layer=layer, encoding=encoding, display_name=name)
-            return t
+    source = str(path)
     notes: list[str] = []
     kw: dict = {}
-    if path.suffix.lower() == ".shp":
+    suffix = path.suffix.lower()
+    if suffix == ".zip":
+        import zipfile
+
+        from gisgov.ingest.encoding import zip_shapefile_encoding
+        from gisgov.ingest.uploads import inspect_zip
+
+        member, group = _zip_dataset(path, name)
+        inspect_zip(path, name, members=group)  # inflate what GDAL will read, in memory, bounded
+        source, suffix = _vsizip(path, member), Path(member).suffix.lower()
+        if suffix == ".shp" and not encoding:
+            with zipfile.ZipFile(path) as z:
+                enc, how = zip_shapefile_encoding(z, member)
+            kw["encoding"] = enc
+            notes.append(f"DBF encoding {enc} ({how})")
+    if suffix == ".shp" and "encoding" not in kw:
         if encoding:
             enc, how = normalize_codec(encoding), "given with --encoding"
         else:
-            enc, how = shapefile_encoding(path)
+            enc, how = shapefile_encoding(source)
         kw["encoding"] = enc
         notes.append(f"DBF encoding {enc} ({how})")
     elif encoding:
         kw["encoding"] = normalize_codec(encoding)
     if layer is None:
-        layers = list_layers(path) if path.suffix.lower() in (".gpkg",) else []
+        try:
+            layers = list_layers(source) if suffix == ".gpkg" else []
+        except Exception as exc:
+            raise ReadError(f"{name}: cannot read ({_clean_msg(exc, path, source, name)})") from exc
         if len(layers) > 1:
             raise ReadError(f"{name} has {len(layers)} layers ({', '.join(layers)}); choose one with --layer")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             meta, fids, wkb, field_data = pyogrio.raw.read(
-                str(path), layer=layer, return_fids=True, force_2d=True, datetime_as_string=True, **kw)
+                source, layer=layer, return_fids=True, force_2d=True, datetime_as_string=True, **kw)
     except Exception as exc:  # GDAL's own message is the useful part
-        raise ReadError(f"{name}: cannot read ({exc})") from exc
+        raise ReadError(f"{name}: cannot read ({_clean_msg(exc, path, source, name)})") from exc
     for w in caught:
         notes.append(f"GDAL: {w.message}")
     cols = pd.DataFrame({str(n): _as_text(v) for n, v in zip(meta["fields"], field_data)})
@@ -113,6 +138,14 @@ def read_vector(path: str | Path, *, layer: str | None = None, encoding: str | N
                 problems[int(i)] = ("ring_not_closed", "ring not closed / too few points")
                 geoms[i] = g  # the closed version; used only with --repair
     return RawTable(name, cols, records, geoms, meta.get("crs"), problems, notes)
+
+
+def _clean_msg(exc: BaseException, path: Path, source: str, name: str) -> str:
+    """A reader's message without the server's file paths (the file is named by its upload name)."""
+    m = str(exc)
+    for p in sorted({source, str(path), str(path.resolve())}, key=len, reverse=True):
+        m = m.replace(p, name)
+    return m[:500]
 
 
 def _as_text(values) -> pd.Series:
@@ -140,7 +173,7 @@ def read_table(path: str | Path, *, encoding: str | None = None, sheet: str | No
         except UnicodeDecodeError as exc:
             raise ReadError(f"{name}: not valid {enc} text ({exc}); pass --encoding") from exc
         except Exception as exc:
-            raise ReadError(f"{name}: cannot read CSV ({exc})") from exc
+            raise ReadError(f"{name}: cannot read CSV ({_clean_msg(exc, path, str(path), name)})") from exc
     elif suffix in (".xlsx", ".xlsm"):
         df = _read_xlsx(path, sheet, name)
     else:
@@ -155,10 +188,13 @@ def read_table(path: str | Path, *, encoding: str | None = None, sheet: str | No
 def _read_xlsx(path: Path, sheet: str | None, name: str) -> pd.DataFrame:
     from openpyxl import load_workbook
 
+    from gisgov.ingest.uploads import inspect_zip
+
+    inspect_zip(path, name, verify=False)  # an XLSX is a zip: size, ratio and member limits first
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
     except Exception as exc:
-        raise ReadError(f"{name}: cannot open workbook ({exc})") from exc
+        raise ReadError(f"{name}: cannot open workbook ({_clean_msg(exc, path, str(path), name)})") from exc
     try:
         ws = wb[sheet] if sheet else wb.worksheets[0]
         rows = ws.iter_rows(values_only=True)
@@ -168,6 +204,10 @@ def _read_xlsx(path: Path, sheet: str | None, name: str) -> pd.DataFrame:
         header = [("" if h is None else str(h)).strip() for h in header]
         keep = [i for i, h in enumerate(header) if h]
         data = [[_cell(r[i]) if i < len(r) else None for i in keep] for r in rows]
+    except KeyError as exc:
+        raise ReadError(f"{name}: no sheet {sheet!r}") from exc
+    except Exception as exc:  # a damaged workbook (truncated member, broken XML)
+        raise ReadError(f"{name}: cannot read workbook ({_clean_msg(exc, path, str(path), name)})") from exc
     finally:
         wb.close()
     while data and all(v is None for v in data[-1]):

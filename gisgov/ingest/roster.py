@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 from gisgov.ingest import estimates, store
 from gisgov.ingest.fields import RESIDENT_FIELDS, parse_map, resolve
 from gisgov.ingest.readers import ReadError, read_table
+from gisgov.ingest.uploads import UploadRejected
 from gisgov.ingest.report import INFO, REJECTED, Issue, Report, settle
 from gisgov.ingest.rules import msg
 from gisgov.security.pii import Vault, id_problem, mask_phone
@@ -226,8 +227,8 @@ def load_roster(path: str | Path, *, engine: Engine, mapping=None, dry_run: bool
         progress("read", 0, 1)
     try:
         df, records, notes = read_table(p, encoding=encoding, sheet=sheet, display_name=name)
-    except ReadError as exc:
-        report.add("(file)", "unreadable", p.suffix, str(exc))
+    except (ReadError, UploadRejected) as exc:
+        report.add("(file)", getattr(exc, "rule", "unreadable"), p.suffix, str(exc))
         report.status = "rejected"
         return report
     from gisgov.ingest.loader import UsageError

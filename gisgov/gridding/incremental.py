@@ -4,6 +4,7 @@ each grid without disconnecting it (cut vertices of the grid's unit graph)."""
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
@@ -34,6 +35,12 @@ class PlanEditor:
         self.polys = grid_polygons(ctx, self.atom_grid, k)
         # unit key per atom: a compound's atoms share one key, loose buildings their own
         self.key = np.where(a.compound >= 0, a.compound, -1 - np.arange(a.n))
+
+    def copy(self) -> "PlanEditor":
+        """An independent editor with the same state (what a move changes is copied; the rest is shared)."""
+        c = copy.copy(self)
+        c.atom_grid, c.H, c.P, c.polys = self.atom_grid.copy(), self.H.copy(), self.P.copy(), list(self.polys)
+        return c
 
     def plan(self) -> PlanInput:
         return PlanInput(self.codes, self.atom_grid.copy(), None, self.exceptions)

@@ -122,8 +122,8 @@ def load_context(conn: Connection, code: str, *, rules: GridRules | None = None,
 
 def plan_row(conn: Connection, code: str, version: int | None) -> dict | None:
     """The plan ``version`` of community ``code`` (None = the active one)."""
-    q = ("SELECT id, community_code, version, status, author, created, activated, note, method, rules, stats "
-         "FROM grid_plan WHERE community_code = :c AND ")
+    q = ("SELECT id, community_code, version, status, author, created, activated, note, method, rules, stats, "
+         "parent_version FROM grid_plan WHERE community_code = :c AND ")
     row = conn.execute(text(q + ("version = :v" if version is not None else "status = 'active'")),
                        {"c": code, "v": version}).mappings().one_or_none()
     if row is None and version is not None:
@@ -131,9 +131,26 @@ def plan_row(conn: Connection, code: str, version: int | None) -> dict | None:
     return dict(row) if row else None
 
 
+def active_version(conn: Connection, code: str) -> int | None:
+    """The version of community ``code``'s active plan (None when it has none)."""
+    return conn.execute(text("SELECT version FROM grid_plan WHERE community_code = :c AND status = 'active'"),
+                        {"c": code}).scalar()
+
+
+def started_on(conn: Connection, code: str, version: int | None = None) -> int | None:
+    """The parent version of work that starts now from plan ``version`` (None = the active plan): a draft's
+    own parent (work on a draft continues its lineage), else the active version at this moment."""
+    if version is not None:
+        row = plan_row(conn, code, version)
+        if row["status"] == "draft":
+            return row["parent_version"]
+    return active_version(conn, code)
+
+
 def list_plans(conn: Connection, code: str) -> list[dict]:
+    """Every version of community ``code``; ``parent_version`` is the active version the draft was made from."""
     rows = conn.execute(text("""
-        SELECT p.version, p.status, p.author, p.created, p.activated, p.note, p.method, p.stats,
+        SELECT p.version, p.status, p.parent_version, p.author, p.created, p.activated, p.note, p.method, p.stats,
                (SELECT count(*) FROM grid g WHERE g.plan_id = p.id) AS grids
         FROM grid_plan p WHERE p.community_code = :c ORDER BY p.version"""), {"c": code}).mappings().all()
     return [dict(r) for r in rows]
@@ -201,16 +218,26 @@ def _multi_wkb(ctx: CommunityContext, poly) -> bytes:
     return shapely.to_wkb(g)
 
 
+_NOW = object()  # save_plan's default parent: the active version when the draft is stored
+
+
 def save_plan(conn: Connection, ctx: CommunityContext, plan: PlanInput, *, author: str | None = None,
-              note: str | None = None, method: str | None = None, stats: dict | None = None) -> int:
-    """Store ``plan`` as a new draft version; returns the version number."""
+              note: str | None = None, method: str | None = None, stats: dict | None = None,
+              parent_version: int | None | object = _NOW) -> int:
+    """Store ``plan`` as a new draft version; returns the version number.
+
+    ``parent_version``: the active version the work started from (see :func:`started_on`); callers pass
+    the one they read when the work began, so an activation in between is seen as a conflict later.
+    Left out, the active version at the time of saving is recorded."""
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('grid_plan:' || :c))"), {"c": ctx.code})
+    if parent_version is _NOW:
+        parent_version = active_version(conn, ctx.code)
     version = conn.execute(text("SELECT coalesce(max(version), 0) + 1 FROM grid_plan WHERE community_code = :c"),
                            {"c": ctx.code}).scalar()
     pid = conn.execute(text("""
-        INSERT INTO grid_plan (community_code, version, status, author, note, method, rules, stats)
-        VALUES (:c, :v, 'draft', :a, :n, :m, CAST(:r AS jsonb), CAST(:s AS jsonb)) RETURNING id"""),
-        {"c": ctx.code, "v": version, "a": author, "n": note, "m": method,
+        INSERT INTO grid_plan (community_code, version, status, author, note, method, rules, stats, parent_version)
+        VALUES (:c, :v, 'draft', :a, :n, :m, CAST(:r AS jsonb), CAST(:s AS jsonb), :pv) RETURNING id"""),
+        {"c": ctx.code, "v": version, "a": author, "n": note, "m": method, "pv": parent_version,
          "r": json.dumps(ctx.rules.to_dict()), "s": json.dumps(stats or {}, default=str)}).scalar()
     polys = plan.polygons
     if polys is None:

@@ -1,5 +1,13 @@
 """Plan lifecycle: activation (atomic: validate, renumber W→E N→S, archive the previous plan, point
-``building.grid_id`` at the new grids, carry grid staff over) and the diff between two versions."""
+``building.grid_id`` at the new grids, carry grid staff over) and the diff between two versions.
+
+Lost updates: every draft records ``parent_version``, the active version its work started from. A plan
+whose parent is not the active version any more (someone activated another plan in between) is not
+activated: :class:`ParentConflict` (HTTP 409) says which version is active now, when and by whom it was
+activated and how many buildings differ from the draft's parent; the draft stays. ``rebase=True`` is the
+planner's explicit "I have looked; replace the current plan with this draft anyway" (the draft's parent
+becomes the current active version). The check runs under the community's advisory lock, so of two
+concurrent activations of drafts with the same parent exactly one succeeds."""
 
 from __future__ import annotations
 
@@ -13,18 +21,92 @@ from gisgov.gridding.io import load_context, load_plan, plan_row
 from gisgov.gridding.validate import validate
 
 
-def activate(conn: Connection, code: str, version: int, *, force: bool = False,
+class ParentConflict(PlanConflict):
+    """The plan was made from a version that is no longer the active one (HTTP 409); ``info`` says what
+    changed (JSON-ready)."""
+
+    def __init__(self, message: str, info: dict):
+        super().__init__(message)
+        self.info = info
+
+
+def _activated_by(conn: Connection, code: str, version: int) -> str | None:
+    """Who activated ``version`` (the audit log of the web app; None for activations from the command line)."""
+    return conn.execute(text("""SELECT actor FROM audit_log WHERE action = 'plan_activate' AND object = :o
+        AND result = 'ok' ORDER BY id DESC LIMIT 1"""), {"o": f"{code}/v{version}"}).scalar()
+
+
+def conflict_info(conn: Connection, code: str, version: int, parent: int | None, current: dict | None) -> dict:
+    """What changed since plan ``version`` was made from ``parent``: the active plan now, who activated it
+    and when, and how many buildings are in another grid than in ``parent`` (:func:`diff`)."""
+    cur = current["version"] if current else None
+    info = {"community": code, "version": version, "parent_version": parent, "active_version": cur,
+            "activated": current["activated"].isoformat() if current and current["activated"] else None,
+            "activated_by": _activated_by(conn, code, cur) if cur is not None else None,
+            "buildings_changed": None, "diff": None}
+    if cur is not None and parent is not None:
+        info["buildings_changed"] = diff(conn, code, parent, cur)["buildings_moved"]
+        info["diff"] = f"/api/grids/diff/{code}?a={parent}&b={cur}"
+    elif cur is not None:  # no plan was active when the draft was made: every building of the active plan is new
+        info["buildings_changed"] = conn.execute(text("SELECT count(*) FROM grid_assignment WHERE plan_id = :p"),
+                                                 {"p": current["id"]}).scalar()
+    return info
+
+
+def conflict_message(info: dict, *, saved: bool = False) -> str:
+    """A planner's reading of :func:`conflict_info` (中文 + English): refusing an activation, or (``saved``)
+    warning that a draft just saved will need ``rebase`` to be activated."""
+    v, parent, cur = info["version"], info["parent_version"], info["active_version"]
+    who = info["activated_by"] or "命令行 command line"
+    when = (info["activated"] or "")[:19].replace("T", " ") or "?"
+    base_zh = f"第 {parent} 版" if parent is not None else "无启用方案时"
+    base_en = f"version {parent}" if parent is not None else "no active plan"
+    if cur is None:
+        zh = f"方案冲突：方案第 {v} 版基于{base_zh}，但该社区现在没有启用方案。"
+        en = f"plan conflict: version {v} was made from {base_en}, but the community has no active plan now."
+    else:
+        n = info["buildings_changed"]
+        zh = (f"方案冲突：方案第 {v} 版基于{base_zh}，其后第 {cur} 版已被 {who} 于 {when} 启用，"
+              f"两者有 {n} 栋楼栋的网格不同。")
+        en = (f"plan conflict: version {v} was made from {base_en}, but version {cur} was activated since "
+              f"(by {who} at {when}); {n} building(s) are in other grids there.")
+    if saved:
+        return (f"{zh}草稿已保存；启用前请先查看差异，启用时需确认（rebase: true）。 "
+                f"{en} The draft is saved; look at what changed"
+                + (f" ({info['diff']})" if info.get("diff") else "")
+                + ' before activating it: activation will ask for {"rebase": true}.')
+    return (f"{zh}该方案已保留，未做任何更改；请先查看差异，确认后以 rebase: true 再次提交即可覆盖当前方案。 "
+            f"{en} Nothing was changed and the plan is kept; look at what changed"
+            + (f" ({info['diff']})" if info.get("diff") else "")
+            + ', then send {"rebase": true} to replace the current plan with it anyway.')
+
+
+def activate(conn: Connection, code: str, version: int, *, force: bool = False, rebase: bool = False,
              checkpoint: Callable[[str], None] | None = None) -> dict:
     """Make plan ``version`` the active plan of community ``code``, all or nothing.
 
-    Runs inside the caller's transaction; on any error (a rule break without ``force``, a database
-    constraint, or ``checkpoint`` raising) the caller's rollback leaves the old plan active."""
+    Runs inside the caller's transaction; on any error (a rule break without ``force``, a parent that is
+    no longer the active version without ``rebase`` (:class:`ParentConflict`), a database constraint, or
+    ``checkpoint`` raising) the caller's rollback leaves the old plan active."""
     step = checkpoint or (lambda name: None)
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('grid_plan:' || :c))"), {"c": code})
     conn.execute(text("SELECT id FROM grid_plan WHERE community_code = :c FOR UPDATE"), {"c": code}).all()
     meta = plan_row(conn, code, version)
     if meta["status"] == "active":
-        raise PlanConflict(f"grid plan version {version} of community {code} is already active")
+        raise PlanConflict(f"网格方案第 {version} 版已是启用方案 grid plan version {version} of community {code} "
+                           "is already active")
+    # read under the lock: a concurrent activation has committed (or rolled back) by now
+    previous = plan_row(conn, code, None)
+    current = previous["version"] if previous else None
+    parent = meta["parent_version"]
+    rebased = None
+    if parent != current:
+        if not rebase:
+            info = conflict_info(conn, code, version, parent, previous)
+            raise ParentConflict(conflict_message(info), info)
+        conn.execute(text("UPDATE grid_plan SET parent_version = :v WHERE id = :p"), {"v": current, "p": meta["id"]})
+        rebased = {"from": parent, "to": current}
+        parent = current
     ctx = load_context(conn, code)
     plan, _ = load_plan(conn, ctx, version)
     if not plan.codes:
@@ -44,7 +126,6 @@ def activate(conn: Connection, code: str, version: int, *, force: bool = False,
                  [{"new": renamed[old], "id": ids[old]} for old in plan.codes])
     conn.execute(text("SET CONSTRAINTS grid_plan_code_key IMMEDIATE"))
     step("renumbered")
-    previous = plan_row(conn, code, None)
     # grids made outside plans become an archived plan (history kept)
     legacy = conn.execute(text("SELECT count(*) FROM grid WHERE community_code = :c AND plan_id IS NULL"), {"c": code}).scalar()
     legacy_version = None
@@ -77,8 +158,8 @@ def activate(conn: Connection, code: str, version: int, *, force: bool = False,
                 ORDER BY o.id, ST_Area(ST_Intersection(o.geom, n.geom)) DESC, n.code) m
             WHERE s.grid_id = m.old_id"""), {"p": meta["id"], "old": old_grid_ids}).rowcount
     step("staff")
-    return {"community": code, "version": version, "previous": previous["version"] if previous else None,
-            "codes": renamed, "buildings": moved, "staff_moved": staff, "ok": report["ok"],
+    return {"community": code, "version": version, "previous": current, "parent_version": parent,
+            "rebased": rebased, "codes": renamed, "buildings": moved, "staff_moved": staff, "ok": report["ok"],
             "breaks_count": report["breaks_count"], "legacy_archived_as": legacy_version}
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, text
 
 from gisgov.errors import InvalidInput, NotFound
 from gisgov.gridding import feasibility as feas_mod
-from gisgov.gridding.io import atom_grid_from_codes, community_rules, load_context, load_plan, save_plan
+from gisgov.gridding.io import atom_grid_from_codes, community_rules, load_context, load_plan, save_plan, started_on
 from gisgov.gridding.propose import findings_json, propose
 from gisgov.gridding.repair import repair
 from gisgov.gridding.units import build_units
@@ -88,7 +88,10 @@ def feasibility(conn: Connection, code: str, *, rules: dict | None = None) -> di
 def propose_plan(conn: Connection, code: str, *, rules: dict | None = None, lock: list[str] | None = None,
                  method: str = "auto", seed: int = 0, time_limit_s: float = 10.0, closest: bool = False,
                  save: bool = False, author: str | None = None, note: str | None = None) -> dict:
+    """Draft a plan; with ``save`` store it as a draft whose parent is the active version read before the
+    solver started (an activation during the solve then shows up as a conflict at activation)."""
     ctx = load_context(conn, code, rules=_rules(conn, code, rules))
+    parent = started_on(conn, code)
     locked = {}
     if lock:
         active, _ = load_plan(conn, ctx, None)
@@ -101,15 +104,20 @@ def propose_plan(conn: Connection, code: str, *, rules: dict | None = None, lock
     if p.plan is not None:
         out["geojson"] = plan_geojson(ctx, p.plan, p.report)
         if save:
+            out["parent_version"] = parent
             out["version"] = save_plan(conn, ctx, p.plan, author=author, note=note or f"proposed ({p.method})",
-                                       method=p.method, stats={"summary": p.report["summary"], "optimal": p.optimal,
-                                                               "status": p.status, "seconds": p.seconds})
+                                       method=p.method, parent_version=parent,
+                                       stats={"summary": p.report["summary"], "optimal": p.optimal,
+                                              "status": p.status, "seconds": p.seconds})
     return out
 
 
 def repair_plan(conn: Connection, code: str, *, version: int | None = None, save: bool = False,
                 author: str | None = None, time_limit_s: float = 5.0, seed: int = 0) -> dict:
+    """Repair plan ``version`` (None = active). A saved repair of a draft keeps the draft's parent; a repair
+    of the active (or an archived) plan has the active version read before the solver started as parent."""
     ctx = load_context(conn, code)
+    parent = started_on(conn, code, version)
     plan, meta = load_plan(conn, ctx, version)
     if not plan.codes:
         raise NotFound(f"community {code} has no grids to repair")
@@ -119,7 +127,9 @@ def repair_plan(conn: Connection, code: str, *, version: int | None = None, save
     out["geojson"] = plan_geojson(ctx, res["plan"], res["report"])
     out["from_version"] = meta["version"] if meta else None
     if save:
+        out["parent_version"] = parent
         out["version"] = save_plan(conn, ctx, res["plan"], author=author, method=f"repair ({res['method']})",
+                                   parent_version=parent,
                                    note=f"repair of version {out['from_version']}: {res['buildings_moved']} building(s) moved",
                                    stats={"summary": res["report"]["summary"]})
     return out

@@ -7,6 +7,10 @@ draft version with ``POST /api/grids/sessions/{id}/save``. Only aggregate counts
 and people per grid, compound and building, never names, ID numbers or phones. The page needs a signed-in
 account (the app's gate redirects to /login); a session's layers are served to the account that opened it
 only. The page's writes send the ``X-CSRF-Token`` header (the ``gisgov_csrf`` cookie) with JSON bodies.
+
+Sessions live in PostgreSQL: the page shows a Chinese message when its session expired (410, with a
+button that reopens it keeping the moves: ``resume``) and when a move, save or activation conflicts
+(409: the session changed in another tab, or another plan was activated since the session started).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from sqlalchemy import Connection, text
 
 from gisgov.api.deps import DB, require
 from gisgov.api.pages import LeafletPage
-from gisgov.api.routes.grids import edit_session
+from gisgov.api.routes.grids import SESSION, edit_session
+from gisgov.gridding import sessions
 from gisgov.maps.assets import require_assets
 from gisgov.security.roles import Perm, Principal
 
@@ -44,10 +49,13 @@ def _geo(ctx, geom) -> dict | None:
     return shapely.geometry.mapping(shapely.set_precision(ctx.to_lonlat(geom), 1e-7))
 
 
-@router.get("/api/grids/sessions/{sid}/layers", tags=["grids 网格划分"],
+@router.get("/api/grids/sessions/{sid}/layers", tags=["grids 网格划分"], responses=SESSION,
             summary="编辑图层 An edit session's grids (counts, rule breaks, units that cannot leave), compounds and buildings")
-def session_layers(sid: str, conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
-    ed = edit_session(sid, p)  # 404 unless the caller opened it
+def session_layers(sid: str, request: Request, conn: Connection = DB,
+                   p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
+    s = edit_session(conn, request, sid, p)  # 404 unless the caller opened it, 410 once expired
+    ed = sessions.editor(conn, s)
+    sessions.touch(conn, s)
     ctx = ed.ctx
     a = ctx.atoms
     grids = []
@@ -81,7 +89,8 @@ def session_layers(sid: str, conn: Connection = DB, p: Principal = Depends(requi
                                          "households": int(a.households[i]), "people": int(a.people[i]),
                                          "grid": codes[g] if g >= 0 else None}})
     r = ctx.rules
-    return {"session": sid, "community": {"code": ctx.code, "name": ctx.name},
+    return {"session": s.id, "revision": s.revision, "base_version": s.base_version,
+            "community": {"code": ctx.code, "name": ctx.name},
             "rules": {"name": r.name, "min_households": r.min_households, "max_households": r.max_households,
                       "max_people": r.max_people},
             "boundary": _geo(ctx, ctx.boundary), "grids": grids,

@@ -7,7 +7,21 @@ Who may do what (scope = the caller's area; a community outside it answers 404, 
 - proposing, repairing, edit sessions and saving drafts: ``edit_plans``;
 - activating a plan: ``activate_plans`` (audited ``plan_activate``; saves ``plan_save``; moves ``plan_edit``).
 
-An edit session belongs to the account that opened it (another account's session id answers 404).
+An edit session belongs to the account that opened it (another account's session id answers 404). It
+is stored in PostgreSQL (:mod:`gisgov.gridding.sessions`): it survives restarts, works with several
+workers and is never evicted; untouched for ``GISGOV_EDIT_SESSION_IDLE_HOURS`` it answers 410 Gone
+(reopen it with ``{"resume": "<id>"}`` to keep its moves). A move or save may send the session
+``revision`` the client last saw; a different stored revision (another tab) answers 409.
+
+Conflicting edits: every saved draft records ``parent_version`` (the active version its work started
+from). Activating a plan whose parent is no longer the active version answers 409 with ``conflict``:
+the active version, when and by whom it was activated, how many buildings differ, a link to the diff;
+the draft stays. ``{"rebase": true}`` activates it anyway (after looking).
+
+Budgets: ``time_limit_s`` of propose and repair is capped at ``GISGOV_SOLVER_MAX_S`` (the answer's
+``time_limit_s`` is the time actually allowed); ``lock`` and ``assignments`` lists hold at most
+``GISGOV_MAX_LIST_ITEMS`` entries (422 beyond).
+
 Writes are POSTs with JSON bodies only (:func:`gisgov.api.json_only.json_only`). Special-group counts
 per grid are left out for roles that may not read special groups (planners, viewers).
 """
@@ -16,21 +30,18 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
-import uuid
-from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from gisgov.api.deps import DB, audit, in_scope_or_404, require
 from gisgov.api.json_only import json_only
+from gisgov.config import Settings
 from gisgov.errors import GisgovError, InvalidInput, NotFound
-from gisgov.gridding import plans, service
+from gisgov.gridding import plans, service, sessions
 from gisgov.security.roles import Perm, Principal
 
 router = APIRouter(prefix="/api/grids", tags=["grids 网格划分"], dependencies=[Depends(json_only)])
@@ -38,6 +49,17 @@ router = APIRouter(prefix="/api/grids", tags=["grids 网格划分"], dependencie
 READ = Depends(require(Perm.read_aggregates))
 EDIT = Depends(require(Perm.edit_plans))
 ACTIVATE = Depends(require(Perm.activate_plans))
+
+#: defaults of the request budgets, for the schema's descriptions (the configured values apply)
+MAX_LIST_ITEMS = Settings.model_fields["max_list_items"].default
+SOLVER_MAX_S = Settings.model_fields["solver_max_s"].default
+_LIST_NOTE = f" At most GISGOV_MAX_LIST_ITEMS entries (default {MAX_LIST_ITEMS}); more answers 422."
+_CAP_NOTE = (f" Capped at GISGOV_SOLVER_MAX_S (default {SOLVER_MAX_S:g} s); the answer's time_limit_s is the "
+             "time actually allowed.")
+CONFLICT = {409: {"description": "冲突 conflict: the plan was made from a version that is no longer active "
+                                 "(body: detail, error, conflict), or it is already active / breaks rules"}}
+SESSION = {404: {"description": "no such session, or another account's"},
+           410: {"description": "会话已过期 the session expired (idle) or was closed: open a new one"}}
 
 
 class Rules(BaseModel):
@@ -51,17 +73,18 @@ class ValidateBody(BaseModel):
     community: str
     plan: int | None = Field(None, description="Stored plan version (when neither grids nor assignments are given; default active).")
     grids: dict[str, Any] | None = Field(None, description="GeoJSON FeatureCollection of grid polygons (lon/lat), property `code`.")
-    assignments: dict[str, str | None] | None = Field(None, description="building code → grid code")
+    assignments: dict[str, str | None] | None = Field(None, description="building code → grid code." + _LIST_NOTE)
     rules: Rules | None = None
 
 
 class ProposeBody(BaseModel):
     community: str
     rules: Rules | None = None
-    lock: list[str] = Field(default_factory=list, description="Grid codes of the active plan kept as they are.")
+    lock: list[str] = Field(default_factory=list, description="Grid codes of the active plan kept as they are."
+                                                          + _LIST_NOTE)
     method: Literal["auto", "exact", "heuristic"] = "auto"
     seed: int = 0
-    time_limit_s: float = Field(10.0, gt=0, le=600)
+    time_limit_s: float = Field(10.0, gt=0, le=600, description="Solver time (s)." + _CAP_NOTE)
     closest: bool = Field(False, description="When no plan obeys the rules, return the closest plan.")
     save: bool = Field(False, description="Store as a new draft version (author: the signed-in account).")
     note: str | None = Field(None, max_length=500)
@@ -71,27 +94,35 @@ class RepairBody(BaseModel):
     community: str
     plan: int | None = None
     save: bool = Field(False, description="Store as a new draft version (author: the signed-in account).")
-    time_limit_s: float = Field(5.0, gt=0, le=600)
+    time_limit_s: float = Field(5.0, gt=0, le=600, description="Solver time (s)." + _CAP_NOTE)
 
 
 class ActivateBody(BaseModel):
-    force: bool = False
+    force: bool = Field(False, description="Activate even with rule breaks.")
+    rebase: bool = Field(False, description="Activate even though another version was activated after this plan "
+                                            "was made (answered 409 without it); the plan's parent becomes the "
+                                            "current active version.")
 
 
 class SessionBody(BaseModel):
     community: str
-    plan: int | None = None
-    assignments: dict[str, str | None] | None = None
+    plan: int | None = Field(None, description="Stored plan version to edit (default: the active plan).")
+    assignments: dict[str, str | None] | None = Field(None, description="building code → grid code." + _LIST_NOTE)
+    resume: str | None = Field(None, max_length=64, description="Id of an earlier (e.g. expired) session of yours: "
+                                                                "the new session continues its moves; it is closed.")
 
 
 class MoveBody(BaseModel):
     to: str = Field(..., description="Target grid code.")
     building: str | None = None
     compound: str | None = None
+    revision: int | None = Field(None, description="The session revision this client last saw; another stored "
+                                                   "revision (e.g. moves from another tab) answers 409.")
 
 
 class SaveBody(BaseModel):
     note: str | None = Field(None, max_length=500, description="Note stored with the draft.")
+    revision: int | None = Field(None, description="As for a move: 409 when the session changed elsewhere.")
 
 
 def _r(rules: Rules | None) -> dict | None:
@@ -107,6 +138,25 @@ def _author(p: Principal) -> str:
     return p.username
 
 
+def _bounded(request: Request, name: str, items) -> None:
+    """Refuse lists (or mappings) longer than GISGOV_MAX_LIST_ITEMS (422)."""
+    limit = request.app.state.settings.max_list_items
+    if items is not None and len(items) > limit:
+        raise InvalidInput(f"列表过长 {name}: {len(items)} entries, at most {limit} (GISGOV_MAX_LIST_ITEMS)")
+
+
+def _time_limit(request: Request, asked: float) -> float:
+    """The solver time a request gets: what it asked for, at most GISGOV_SOLVER_MAX_S."""
+    return min(float(asked), float(request.app.state.settings.solver_max_s))
+
+
+def _with_limit(out: dict, asked: float, allowed: float) -> dict:
+    out["time_limit_s"] = allowed
+    if allowed < asked:
+        out["time_limit_requested_s"] = asked
+    return out
+
+
 def aggregate_view(out: Any, p: Principal) -> Any:
     """Leave out special-group counts (``groups`` of a grid row) for roles without read_special_groups."""
     if p.exact_special_groups:
@@ -120,8 +170,9 @@ def aggregate_view(out: Any, p: Principal) -> Any:
 
 
 @router.post("/validate", summary="校验 Check a plan (stored or not): counts, compactness, every rule break located")
-def validate(body: ValidateBody, conn: Connection = DB, p: Principal = READ) -> dict:
+def validate(body: ValidateBody, request: Request, conn: Connection = DB, p: Principal = READ) -> dict:
     _community(p, body.community)
+    _bounded(request, "assignments", body.assignments)
     return aggregate_view(service.check(conn, body.community, version=body.plan, grids=body.grids,
                                         assignments=body.assignments, rules=_r(body.rules)), p)
 
@@ -141,25 +192,28 @@ def _saved(request: Request, conn: Connection, p: Principal, community: str, out
 @router.post("/propose", summary="划分 Draft a plan (exact CP-SAT or heuristic, chosen automatically)")
 def propose(body: ProposeBody, request: Request, conn: Connection = DB, p: Principal = EDIT) -> dict:
     _community(p, body.community)
+    _bounded(request, "lock", body.lock)
+    limit = _time_limit(request, body.time_limit_s)
     out = service.propose_plan(conn, body.community, rules=_r(body.rules), lock=body.lock, method=body.method,
-                               seed=body.seed, time_limit_s=body.time_limit_s, closest=body.closest, save=body.save,
+                               seed=body.seed, time_limit_s=limit, closest=body.closest, save=body.save,
                                author=_author(p), note=body.note)
     if body.save:
         _saved(request, conn, p, body.community, out, "propose")
-    return aggregate_view(out, p)
+    return aggregate_view(_with_limit(out, body.time_limit_s, limit), p)
 
 
 @router.post("/repair", summary="修复 Fix a plan's rule breaks moving as few buildings as possible")
 def repair(body: RepairBody, request: Request, conn: Connection = DB, p: Principal = EDIT) -> dict:
     _community(p, body.community)
+    limit = _time_limit(request, body.time_limit_s)
     out = service.repair_plan(conn, body.community, version=body.plan, save=body.save, author=_author(p),
-                              time_limit_s=body.time_limit_s)
+                              time_limit_s=limit)
     if body.save:
         _saved(request, conn, p, body.community, out, "repair")
-    return aggregate_view(out, p)
+    return aggregate_view(_with_limit(out, body.time_limit_s, limit), p)
 
 
-@router.get("/plans/{community}", summary="版本 Plan versions of a community")
+@router.get("/plans/{community}", summary="版本 Plan versions of a community (with parent_version)")
 def list_plans(community: str, conn: Connection = DB, p: Principal = READ) -> list[dict]:
     from gisgov.gridding.io import list_plans as lp
 
@@ -173,20 +227,30 @@ def get_plan(community: str, version: int, conn: Connection = DB, p: Principal =
     return aggregate_view(service.stored_plan_geojson(conn, community, version), p)
 
 
-@router.post("/plans/{community}/{version}/activate", summary="启用 Activate a plan (atomic; codes renumbered W→E N→S)")
+@router.post("/plans/{community}/{version}/activate", responses=CONFLICT,
+             summary="启用 Activate a plan (atomic; codes renumbered W→E N→S; 409 if made from a version no longer active)")
 def activate(community: str, version: int, body: ActivateBody, request: Request, conn: Connection = DB,
-             p: Principal = ACTIVATE) -> dict:
+             p: Principal = ACTIVATE):
     _community(p, community)
     obj = f"{community}/v{version}"
+    opts = {"force": body.force, "rebase": body.rebase}
     try:
-        out = plans.activate(conn, community, version, force=body.force)
+        out = plans.activate(conn, community, version, force=body.force, rebase=body.rebase)
+    except plans.ParentConflict as exc:
+        # nothing was written: the transaction only held the community's lock
+        audit(request, "plan_activate", p, object=obj, result="failed",
+              detail={**opts, "error": "PlanConflict", "parent_version": exc.info["parent_version"],
+                      "active_version": exc.info["active_version"]})
+        return JSONResponse(status_code=409, content={"detail": str(exc), "error": "PlanConflict",
+                                                      "conflict": exc.info})
     except GisgovError as exc:
         if not isinstance(exc, NotFound):
             audit(request, "plan_activate", p, object=obj, result="failed",
-                  detail={"force": body.force, "error": type(exc).__name__})
+                  detail={**opts, "error": type(exc).__name__})
         raise
     audit(request, "plan_activate", p, object=obj, conn=conn,
-          detail={"force": body.force, "previous": out.get("previous"), "buildings": out.get("buildings")})
+          detail={**opts, "previous": out.get("previous"), "buildings": out.get("buildings"),
+                  "rebased": out.get("rebased")})
     return out
 
 
@@ -222,71 +286,89 @@ def plan_map(community: str, plan: int | None = None, conn: Connection = DB, p: 
 
 
 # --- edit sessions: the browser moves buildings/compounds and gets the two grids re-checked -------
+# stored in PostgreSQL (gisgov.gridding.sessions); see the module's docstring
 
-@dataclass
-class EditSession:
-    owner: int  # app_user id of the account that opened it
-    editor: Any  # gisgov.gridding.incremental.PlanEditor
-
-
-_SESSIONS: OrderedDict[str, EditSession] = OrderedDict()
-_LOCK = threading.Lock()
-MAX_SESSIONS = 32
+def edit_session(conn: Connection, request: Request, sid: str, p: Principal, *, lock: bool = False,
+                 live: bool = True) -> sessions.Session:
+    """Session ``sid`` if ``p`` opened it and its community is still in p's area (else 404); 410 if it
+    expired or was closed (with ``live``)."""
+    return sessions.get(conn, sid, owner_id=p.user_id, covers=p.covers, lock=lock, live=live,
+                        idle_hours=request.app.state.settings.edit_session_idle_hours)
 
 
-@router.post("/sessions", summary="编辑 Open an edit session on a plan (for incremental checks)")
-def open_session(body: SessionBody, conn: Connection = DB, p: Principal = EDIT) -> dict:
-    from gisgov.gridding.incremental import PlanEditor
-    from gisgov.gridding.io import load_context, load_plan
+def _opened(s_id: str, community: str, ed, base: int | None, revision: int, request: Request) -> dict:
+    return {"session": s_id, "community": community, "grids": list(ed.codes), "revision": revision,
+            "base_version": base, "idle_hours": request.app.state.settings.edit_session_idle_hours}
+
+
+@router.post("/sessions", responses=SESSION,
+             summary="编辑 Open an edit session on a plan (for incremental checks), or resume an expired one")
+def open_session(body: SessionBody, request: Request, conn: Connection = DB, p: Principal = EDIT) -> dict:
+    from gisgov.gridding.io import active_version, load_context, load_plan, started_on
 
     _community(p, body.community)
+    _bounded(request, "assignments", body.assignments)
+    sessions.purge(conn, p.user_id, request.app.state.settings.edit_session_idle_hours)
+    if body.resume is not None:
+        old = edit_session(conn, request, body.resume, p, lock=True, live=False)
+        if old.community != body.community:
+            raise InvalidInput(f"session {body.resume} is of community {old.community}, not {body.community}")
+        new = edit_session(conn, request, sessions.resume(conn, old), p)
+        ed = sessions.editor(conn, new)
+        return {**_opened(new.id, body.community, ed, new.base_version, new.revision, request), "resumed": old.id}
     ctx = load_context(conn, body.community)
     if body.assignments is not None:
+        base = active_version(conn, body.community)
         plan = service.plan_from_geojson(ctx, None, body.assignments)
     else:
+        base = started_on(conn, body.community, body.plan)
         plan, _ = load_plan(conn, ctx, body.plan)
-    ed = PlanEditor(ctx, plan)
-    sid = uuid.uuid4().hex
-    with _LOCK:
-        _SESSIONS[sid] = EditSession(p.user_id, ed)
-        while len(_SESSIONS) > MAX_SESSIONS:
-            _SESSIONS.popitem(last=False)
-    return {"session": sid, "community": body.community, "grids": list(ed.codes)}
+    sid, ed = sessions.open_session(conn, ctx, plan, owner_id=p.user_id, base_version=base)
+    return _opened(sid, body.community, ed, base, 0, request)
 
 
-def edit_session(sid: str, p: Principal):
-    """The editor of session ``sid`` if ``p`` opened it (and its community is still in p's area); else 404."""
-    with _LOCK:
-        s = _SESSIONS.get(sid)
-    if s is None or s.owner != p.user_id or not p.covers(s.editor.ctx.code):
-        raise NotFound(f"编辑会话不存在 edit session {sid} not found (expired?)")
-    return s.editor
-
-
-@router.post("/sessions/{sid}/move", summary="移动 Move a building or compound to another grid; re-check both grids")
-def move(sid: str, body: MoveBody, request: Request, p: Principal = EDIT) -> dict:
+@router.post("/sessions/{sid}/move", responses={**SESSION, 409: {"description": "the session changed elsewhere"}},
+             summary="移动 Move a building or compound to another grid; re-check both grids")
+def move(sid: str, body: MoveBody, request: Request, conn: Connection = DB, p: Principal = EDIT) -> dict:
     if (body.building is None) == (body.compound is None):
         raise InvalidInput("give exactly one of building or compound")
-    ed = edit_session(sid, p)
-    out = ed.move(body.to, building=body.building, compound=body.compound)
-    audit(request, "plan_edit", p, object=ed.ctx.code,
-          detail={"session": sid, "to": body.to, "building": body.building, "compound": body.compound})
+    s = edit_session(conn, request, sid, p, lock=True)
+    sessions.check_revision(s, body.revision)
+    out = sessions.move(conn, s, body.to, building=body.building, compound=body.compound)
+    audit(request, "plan_edit", p, object=s.community, conn=conn,
+          detail={"session": s.id, "to": body.to, "building": body.building, "compound": body.compound,
+                  "revision": out["revision"]})
     return aggregate_view(out, p)
 
 
-@router.get("/sessions/{sid}", summary="The session's plan fully validated")
-def session_report(sid: str, p: Principal = READ) -> dict:
+@router.get("/sessions/{sid}", responses=SESSION, summary="The session's plan fully validated")
+def session_report(sid: str, request: Request, conn: Connection = DB, p: Principal = READ) -> dict:
     from gisgov.gridding.validate import public
 
-    return aggregate_view(public(edit_session(sid, p).report()), p)
+    s = edit_session(conn, request, sid, p)
+    out = public(sessions.editor(conn, s).report())
+    sessions.touch(conn, s)
+    out["session"] = {"id": s.id, "revision": s.revision, "base_version": s.base_version}
+    return aggregate_view(out, p)
 
 
-@router.post("/sessions/{sid}/save", summary="Save the session's plan as a new draft version")
+@router.post("/sessions/{sid}/save", responses={**SESSION, 409: {"description": "the session changed elsewhere"}},
+             summary="Save the session's plan as a new draft version (parent: the version the session started from)")
 def session_save(sid: str, request: Request, body: SaveBody, conn: Connection = DB, p: Principal = EDIT) -> dict:
-    from gisgov.gridding.io import save_plan
+    from gisgov.gridding.io import plan_row, save_plan
 
-    ed = edit_session(sid, p)
-    version = save_plan(conn, ed.ctx, ed.plan(), author=_author(p), note=body.note or "edited", method="manual")
-    audit(request, "plan_save", p, object=f"{ed.ctx.code}/v{version}", detail={"via": "session", "session": sid},
-          conn=conn)
-    return {"version": version}
+    s = edit_session(conn, request, sid, p, lock=True)
+    sessions.check_revision(s, body.revision)
+    ed = sessions.editor(conn, s)
+    version = save_plan(conn, ed.ctx, ed.plan(), author=_author(p), note=body.note or "edited", method="manual",
+                        parent_version=s.base_version)
+    sessions.touch(conn, s)
+    audit(request, "plan_save", p, object=f"{s.community}/v{version}", conn=conn,
+          detail={"via": "session", "session": s.id, "revision": s.revision, "parent_version": s.base_version})
+    out = {"version": version, "parent_version": s.base_version, "revision": s.revision, "conflict": None}
+    current = plan_row(conn, s.community, None)
+    if (current["version"] if current else None) != s.base_version:
+        # saved all the same (nothing is lost); activating it will ask for {"rebase": true}
+        out["conflict"] = plans.conflict_info(conn, s.community, version, s.base_version, current)
+        out["warning"] = plans.conflict_message(out["conflict"], saved=True)
+    return out

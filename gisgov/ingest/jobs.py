@@ -92,9 +92,21 @@ def set_status(engine: Engine, job_id: str, status: str) -> None:
         c.execute(text("UPDATE import_job SET status = :s WHERE id = :i"), {"s": status, "i": job_id})
 
 
+def _no_nul(v):
+    """PostgreSQL text and jsonb cannot hold NUL characters (a garbage upload's values may)."""
+    if isinstance(v, str):
+        return v.replace("\x00", "")
+    if isinstance(v, dict):
+        return {_no_nul(k): _no_nul(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_no_nul(x) for x in v]
+    return v
+
+
 def finish(engine: Engine, job_id: str, report: Report | None = None, error: str | None = None) -> None:
     status = report.status if report is not None else "failed"
-    payload = json.dumps(report.to_dict(MAX_REPORT_ISSUES), ensure_ascii=False, default=str) if report else None
+    payload = json.dumps(_no_nul(report.to_dict(MAX_REPORT_ISSUES)), ensure_ascii=False, default=str) if report else None
+    error = _no_nul(error)
     with engine.begin() as c:
         c.execute(text("UPDATE import_job SET status = :s, report = CAST(:r AS jsonb), error = :e, finished = now() "
                        "WHERE id = :i"), {"s": status, "r": payload, "e": error, "i": job_id})

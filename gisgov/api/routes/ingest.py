@@ -56,11 +56,14 @@ _MEDIA = {"gpkg": "application/geopackage+sqlite3", "geojson": "application/geo+
 CITY_WIDE_LEVELS = ("road", "osm")
 
 
-class ErrorBody(BaseModel):
-    """Every refusal: a message (中文 English) naming the file or object and the rule, and the error class."""
+try:  # the app-wide error body, when the error module has one
+    from gisgov.api.errors import ErrorBody
+except ImportError:  # pragma: no cover
+    class ErrorBody(BaseModel):
+        """Every refusal: a message (中文 English) naming the file or object and the rule, and the error class."""
 
-    detail: str
-    error: str
+        detail: str
+        error: str
 
 
 class JobAccepted(BaseModel):

@@ -6,11 +6,13 @@
   handling department; deadline (report time + the category's SLA hours, fixed at report time);
   ``version`` for optimistic concurrency (a transition names the version it saw; a stale one changes
   nothing and the API answers 409).
-- Place: a BEFORE INSERT / UPDATE OF geom trigger fills ``grid_id``, ``grid_code``,
+- Place: a BEFORE INSERT / UPDATE OF geom trigger fills ``grid_code``,
   ``community_code`` and ``street_code`` from the point (``gisgov_event_place``): the grid of
   ``grid_current()`` (active plans' grids) whose polygon covers the point — on a shared boundary the
   one with the smallest code —, its community and street; a point in no grid gets the community and
-  street that cover it (smallest code again); a point in no street is refused.
+  street that cover it (smallest code again); a point in no street is refused. Codes, no foreign
+  keys to the hierarchy: reloading the sample city (TRUNCATE … CASCADE of the hierarchy) leaves the
+  events and their append-only history alone.
 - ``event_history``: append-only (a trigger refuses UPDATE/DELETE/TRUNCATE, like ``audit_log``): who,
   role, from, to, when, note, department.
 - Row-level security (ENABLE + FORCE) on both tables, like the personal-data tables of 0005: the
@@ -62,7 +64,6 @@ CREATE TABLE event (
     status           text NOT NULL DEFAULT 'reported' CHECK (status IN ({states})),
     department       text,
     escalated_to     text CHECK (escalated_to IN ('community', 'street')),
-    grid_id          bigint REFERENCES grid(id) ON DELETE SET NULL,
     grid_code        text CHECK (grid_code ~ '^[0-9]{{15}}$'),
     community_code   text CHECK (community_code ~ '^[0-9]{{12}}$'),
     street_code      text NOT NULL CHECK (street_code ~ '^[0-9]{{9}}$'),
@@ -118,7 +119,7 @@ CREATE TRIGGER event_history_no_truncate BEFORE TRUNCATE ON event_history
 -- Where a point lies: the current grid covering it (smallest code on a shared boundary), else the
 -- community and street covering it (smallest code). No row when no street covers the point.
 CREATE FUNCTION gisgov_event_place(pt geometry)
-RETURNS TABLE (grid_id bigint, grid_code text, community_code text, street_code text)
+RETURNS TABLE (grid_code text, community_code text, street_code text)
 LANGUAGE sql STABLE AS $$
     WITH g AS (
         SELECT x.id, x.code, x.community_code FROM grid_current() x
@@ -134,7 +135,7 @@ LANGUAGE sql STABLE AS $$
            OR (NOT EXISTS (SELECT 1 FROM c) AND ST_Covers(geom, pt))
         ORDER BY code LIMIT 1
     )
-    SELECT (SELECT id FROM g), (SELECT code FROM g), (SELECT code FROM c), s.code FROM s
+    SELECT (SELECT code FROM g), (SELECT code FROM c), s.code FROM s
 $$;
 
 CREATE FUNCTION gisgov_event_locate() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -145,7 +146,6 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'check_violation',
             MESSAGE = 'event point outside every street (rule: event_inside_city)';
     END IF;
-    NEW.grid_id := place.grid_id;
     NEW.grid_code := place.grid_code;
     NEW.community_code := place.community_code;
     NEW.street_code := place.street_code;

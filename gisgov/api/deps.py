@@ -28,6 +28,7 @@ from anyio import to_thread
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine, text
 
+from gisgov.api import budgets
 from gisgov.db.engine import make_engine
 from gisgov.errors import Forbidden, NotAuthenticated, NotFound
 from gisgov.security import accounts
@@ -40,6 +41,8 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SIDE_LOCK = threading.Lock()
 _SET_SCOPE = text("SELECT set_config('gisgov.scope', :scope, true)")
+_SET_SCOPE_AND_TIMEOUT = text("SELECT set_config('gisgov.scope', :scope, true), "
+                              "set_config('statement_timeout', :timeout, true)")
 
 
 def _limiters(request: Request) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
@@ -144,18 +147,23 @@ def require(*perms: Perm):
     return dep
 
 
-def _open(engine: Engine, scope: str) -> Connection:
+def _open(engine: Engine, scope: str, timeout_ms: int | None = None) -> Connection:
     conn = engine.connect()
     try:
         conn.begin()
-        conn.execute(_SET_SCOPE, {"scope": scope})
+        if timeout_ms is None:
+            conn.execute(_SET_SCOPE, {"scope": scope})
+        else:
+            conn.execute(_SET_SCOPE_AND_TIMEOUT, {"scope": scope, "timeout": str(int(timeout_ms))})
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-def _finish(conn: Connection, commit: bool) -> None:
+def _finish(conn: Connection, commit: bool, handle: budgets.Cancellable | None = None) -> None:
+    if handle is not None:
+        handle.close()  # disarm a client-gone cancel before the connection can serve another request
     try:
         if commit:
             conn.commit()
@@ -167,19 +175,29 @@ def _finish(conn: Connection, commit: bool) -> None:
 
 @asynccontextmanager
 async def transaction(request: Request, scope: str) -> AsyncIterator[Connection]:
-    """A pooled connection in a transaction with ``gisgov.scope`` set; commit on success."""
+    """A pooled connection in a transaction with ``gisgov.scope`` set; commit on success.
+
+    The transaction's ``statement_timeout`` is the request class's (:mod:`gisgov.api.budgets`:
+    analyses ``GISGOV_ANALYSIS_TIMEOUT_S``, others ``GISGOV_STATEMENT_TIMEOUT_S``); its connection is
+    registered so that a statement still running when the client disconnects is cancelled."""
     acquire, finish = _limiters(request)
-    conn = await to_thread.run_sync(_open, request.app.state.engine, scope, limiter=acquire)
+    conn = await to_thread.run_sync(_open, request.app.state.engine, scope, budgets.statement_timeout_ms(request),
+                                    limiter=acquire)
+    handle = None
     try:
+        handle = budgets.track(request, conn.connection.dbapi_connection)
         yield conn
     except BaseException:
         # Shielded: a cancelled request (client gone) must still give its connection back to the pool;
         # unshielded, to_thread.run_sync would raise the cancellation before running _finish.
         with anyio.CancelScope(shield=True):
-            await to_thread.run_sync(_finish, conn, False, limiter=finish)
+            await to_thread.run_sync(_finish, conn, False, handle, limiter=finish)
+            if handle is not None:
+                budgets.untrack(request, handle)
         raise
     with anyio.CancelScope(shield=True):
-        await to_thread.run_sync(_finish, conn, True, limiter=finish)
+        await to_thread.run_sync(_finish, conn, True, handle, limiter=finish)
+        budgets.untrack(request, handle)
 
 
 async def db(request: Request, p: Principal = Depends(current_principal)) -> AsyncIterator[Connection]:

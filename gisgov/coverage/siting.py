@@ -23,6 +23,20 @@ from gisgov.coverage.model import NETWORK, CoverageModel
 from gisgov.errors import InvalidInput
 from gisgov.network import Snap
 
+def check_points(points, bbox: tuple[float, float, float, float], max_items: int) -> None:
+    """Candidate points a caller gives ([lon, lat] each): at most ``max_items``, each finite and inside
+    the region box; 422 naming the first bad point's index and the rule otherwise."""
+    from gisgov.coverage.whatif import check_lonlat
+
+    if len(points) > max_items:
+        raise InvalidInput(f"候选点过多 too many candidate points: {len(points)}, limit {max_items} "
+                           "(setting GISGOV_MAX_LIST_ITEMS; rule: max_list_items)")
+    for i, pt in enumerate(points):
+        if len(pt) != 2:
+            raise InvalidInput(f"候选点 points[{i}] must be [lon, lat] (rule: point_pair)")
+        check_lonlat(pt[0], pt[1], bbox, what=f"候选点 candidate points[{i}]")
+
+
 EXACT_LIMIT = 400_000      # non-zeros of the coverage matrix solved exactly
 TIME_LIMIT_S = 8.0         # HiGHS time limit per problem
 

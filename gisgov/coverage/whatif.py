@@ -13,6 +13,7 @@ Nothing is written here; :mod:`gisgov.coverage.store` persists a committed edit.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -24,6 +25,22 @@ from gisgov.network import Access, Snap, Sources, node_distances, point_distance
 from gisgov.network.graph import WalkGraph
 
 NEW = -2  # facility row of the facility being added (not in the model yet)
+
+
+def check_lonlat(lon: float, lat: float, bbox: tuple[float, float, float, float], *, what: str = "lon/lat") -> None:
+    """A position a caller gives (lon, lat in degrees) must be finite and inside the region box
+    (``GISGOV_REGION_BBOX``, China by default): 422 naming ``what`` and the rule otherwise."""
+    try:
+        lon, lat = float(lon), float(lat)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInput(f"坐标必须是数值 {what} must be numbers (rule: finite_coordinates)") from None
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        raise InvalidInput(f"坐标必须是有限数 {what} must be finite numbers, got ({lon}, {lat}) "
+                           "(rule: finite_coordinates)")
+    x0, y0, x1, y1 = bbox
+    if not (x0 <= lon <= x1 and y0 <= lat <= y1):
+        raise InvalidInput(f"坐标超出区域范围 {what} ({lon:g}, {lat:g}) lies outside the region lon {x0:g}–{x1:g}, "
+                           f"lat {y0:g}–{y1:g} (setting GISGOV_REGION_BBOX; rule: point_in_region)")
 
 
 @dataclass

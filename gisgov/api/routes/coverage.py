@@ -27,6 +27,8 @@ from sqlalchemy import Connection
 from gisgov.api.deps import DB, audit, require, system_scope
 from gisgov.api.json_only import json_only
 from gisgov.coverage import store
+from gisgov.coverage.siting import check_points
+from gisgov.coverage.whatif import check_lonlat
 from gisgov.coverage.figures import group_figures
 from gisgov.coverage.service import CoverageService, ScopedCoverage
 from gisgov.errors import GisgovError, InvalidInput, NotFound
@@ -171,21 +173,29 @@ def gaps(category: str = Query(...), circle: str = Query("c15"), profile: str = 
     return _geojson(svc.gaps(conn, category, circle, profile, level, code, scope=p.area_prefix))
 
 
+INT64_MAX = 2**63 - 1
+
+
 class SiteRequest(BaseModel):
-    category: str
-    k: int | None = Field(3, ge=1, description="Number of new sites (maximal covering); null with fewest=true.")
+    category: str = Field(..., max_length=100)
+    k: int | None = Field(3, ge=1, le=1000, description="Number of new sites (maximal covering); null with fewest=true.")
     fewest: bool = Field(False, description="Set covering: fewest sites covering all coverable buildings.")
     circle: str = "c15"
     profile: str = "standard"
     level: str | None = None
     code: str | None = None
     candidates: Literal["buildings", "nodes"] = "buildings"
-    points: list[tuple[float, float]] | None = Field(None, description="Candidate sites [lon, lat] (e.g. vacant parcels).")
+    points: list[tuple[float, float]] | None = Field(
+        None, description="Candidate sites [lon, lat] (e.g. vacant parcels): finite, inside GISGOV_REGION_BBOX, "
+                          "at most GISGOV_MAX_LIST_ITEMS points.")
 
 
 @router.post("/api/coverage/site", summary="选址 Best new sites (MCLP) or fewest sites (LSCP)")
-def site(req: SiteRequest, conn: Connection = DB, svc: CoverageService = Depends(service),
+def site(req: SiteRequest, request: Request, conn: Connection = DB, svc: CoverageService = Depends(service),
          p: Principal = ANALYSE) -> dict:
+    s = request.app.state.settings
+    if req.points:
+        check_points(req.points, s.region_bbox, s.max_list_items)
     _unit_in_area(p, req.level, req.code)
     system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     return svc.site(conn, req.category, k=None if req.fewest else (req.k or 3), circle=req.circle, profile=req.profile,
@@ -193,11 +203,11 @@ def site(req: SiteRequest, conn: Connection = DB, svc: CoverageService = Depends
 
 
 class WhatIfRequest(BaseModel):
-    category: str
+    category: str = Field(..., max_length=100)
     op: Literal["add", "move", "remove"]
-    facility_id: int | None = None
-    lon: float | None = None
-    lat: float | None = None
+    facility_id: int | None = Field(None, ge=1, le=INT64_MAX)
+    lon: float | None = Field(None, description="Longitude (degrees, finite, inside GISGOV_REGION_BBOX).")
+    lat: float | None = Field(None, description="Latitude (degrees, finite, inside GISGOV_REGION_BBOX).")
     commit: bool = Field(False, description="Write the edit and update the stored results (audited).")
     level: str | None = None
     code: str | None = None
@@ -221,6 +231,10 @@ def _commit_in_area(conn: Connection, p: Principal, req: WhatIfRequest) -> None:
 @router.post("/api/coverage/whatif", summary="假设 Add / move / remove one facility and see the change")
 def whatif(req: WhatIfRequest, request: Request, conn: Connection = DB, svc: CoverageService = Depends(service),
            p: Principal = ANALYSE) -> dict:
+    if req.lon is not None or req.lat is not None:
+        if req.lon is None or req.lat is None:
+            raise InvalidInput("lon and lat go together (rule: position_required)")
+        check_lonlat(req.lon, req.lat, request.app.state.settings.region_bbox, what="位置 position lon/lat")
     _unit_in_area(p, req.level, req.code)
     if req.commit:
         _commit_in_area(conn, p, req)

@@ -1,6 +1,6 @@
 """`gisgov coverage …`: service circles 便民服务圈 — compute, report, gaps, siting, what-if, map.
 
-Exit codes: 0 done, 1 refused / not found, 2 usage error, 3 database unavailable.
+Exit codes: 0 done, 1 refused / not found, 2 usage error or database not migrated, 3 database unavailable.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from gisgov.errors import DatabaseUnavailable, GisgovError
+from gisgov.errors import GisgovError
 
 app = typer.Typer(help="便民服务圈 Service circles: who reaches each service within 5/10/15/30 minutes on foot.",
                   no_args_is_help=True)
@@ -31,13 +31,10 @@ def _service(catalog: Path | None):
 
 
 def _engine():
-    from gisgov.db.engine import database_url, make_engine
+    """The migrated gisgov database (one line and exit 3 if unreachable, 2 if not migrated)."""
+    from gisgov.cli import common
 
-    try:
-        return make_engine(database_url(start=True))
-    except DatabaseUnavailable as exc:
-        console.print(f"[red]数据库不可用 database unavailable:[/] {exc}")
-        raise typer.Exit(3) from exc
+    return common.engine()
 
 
 def _fail(exc: GisgovError) -> None:

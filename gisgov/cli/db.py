@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
+from gisgov.cli import common
 from gisgov.config import get_settings
 from gisgov.db import migrate
 from gisgov.db.engine import database_url, embedded_cluster
@@ -26,9 +27,15 @@ def up() -> None:
         return
     cluster = embedded_cluster()
     was_running = cluster.status().running
-    st = cluster.up()
+    try:
+        st = cluster.up(say=common.say)
+    except DatabaseUnavailable as exc:
+        raise common.fail(str(exc), common.EXIT_DATABASE) from None
     state = "已在运行 already running" if was_running else "已启动 started"
     console.print(f"[green]{state}[/] pid={st.pid} port={st.port} data={st.data_dir}")
+    problem = migrate.schema_problem(st.url)
+    if problem:  # a hint, not an error: `db up` only starts the server
+        common.say(f"提示 note: {problem}")
     # Never the password: `gisgov db url --show-password` prints the full URL on request.
     typer.echo(_redact(st.url))
 
@@ -77,7 +84,7 @@ def url(
 @app.command("migrate")
 def migrate_cmd(revision: str = typer.Argument("head", help="Target revision (head, base, or an id).")) -> None:
     """迁移 Upgrade (or downgrade to `base`) the schema through Alembic."""
-    u = database_url(start=True)
+    u = common.database_url(migrated=False)
     if revision == "base" or revision.startswith("-"):
         migrate.downgrade(u, revision)
     else:

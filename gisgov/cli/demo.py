@@ -11,9 +11,10 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
 
+from gisgov.cli import common
 from gisgov.config import get_settings
 from gisgov.db import migrate
-from gisgov.db.engine import database_url, make_engine
+from gisgov.db.engine import make_engine
 from gisgov.plugins import optional_modules
 from gisgov.security.roles import ROLE_LABELS, Role
 
@@ -34,11 +35,13 @@ def demo(
     port: int = typer.Option(None, help="Port (default GISGOV_PORT, 8000)."),
     reload_sample: bool = typer.Option(False, "--reload-sample", help="Regenerate and reload the sample city."),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the web app at the end."),
+    workers: int = typer.Option(None, "--workers", "-w", min=1, max=64,
+                                help="Worker processes (default GISGOV_WORKERS = 1)."),
 ) -> None:
     """演示 Set up the database, load the synthetic sample city, compute analyses and serve the map."""
     s = get_settings()
     console.rule("[bold]gisgov 基层网格化治理[/]")
-    url = database_url(s, start=True)
+    url = common.database_url(migrated=False)  # one line, no traceback, if the server cannot start
     console.print("[green]✓[/] 数据库 database up")
     migrate.upgrade(url)
     console.print(f"[green]✓[/] 数据库结构 schema at {migrate.current(url)}")
@@ -61,7 +64,7 @@ def demo(
     if serve:
         from gisgov.cli.serve import run_server
 
-        run_server(host or s.host, port or s.port, s.model_copy(update={"demo": True}))
+        run_server(host or s.host, port or s.port, s.model_copy(update={"demo": True}), workers=workers)
 
 
 # One account per role, bound to nodes of the sample city. The passwords are PUBLIC (printed and

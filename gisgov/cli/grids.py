@@ -22,9 +22,10 @@ PLAN = typer.Option(None, "--plan", "-p", help="Plan version (default: the activ
 
 
 def _engine():
-    from gisgov.db.engine import database_url, make_engine
+    """The migrated gisgov database (one line and exit 3 if unreachable, 2 if not migrated)."""
+    from gisgov.cli import common
 
-    return make_engine(database_url(start=True))
+    return common.engine()
 
 
 def _rules(min_h, max_h, max_p) -> dict:

@@ -1,7 +1,7 @@
 """`gisgov load`, `gisgov export`, `gisgov template`: real data in and out.
 
-Exit codes: 0 loaded (or a clean dry run), 1 rejected (nothing written), 2 usage error,
-3 database unavailable.
+Exit codes: 0 loaded (or a clean dry run), 1 rejected (nothing written), 2 usage error or database not
+migrated (run `gisgov db migrate`), 3 database unavailable.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gisgov.errors import DatabaseUnavailable
-from gisgov.ingest.report import EXIT_DATABASE, EXIT_LOADED, EXIT_REJECTED, EXIT_USAGE, Report
+from gisgov.ingest.report import EXIT_LOADED, EXIT_REJECTED, EXIT_USAGE, Report
 
 console = Console()
 
@@ -43,13 +42,10 @@ def _progress() -> Progress:
 
 
 def _engine():
-    from gisgov.db.engine import database_url, make_engine
+    """The migrated gisgov database (one line and exit 3 if unreachable, 2 if not migrated)."""
+    from gisgov.cli import common
 
-    try:
-        return make_engine(database_url(start=True))
-    except DatabaseUnavailable as exc:
-        console.print(f"[red]数据库不可用 database unavailable:[/] {exc}")
-        raise typer.Exit(EXIT_DATABASE) from exc
+    return common.engine()
 
 
 def print_report(rep: Report, max_lines: int = 50) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from gisgov.errors import DatabaseUnavailable
 from gisgov.sample.generate import DEFAULT_SEED
 from gisgov.sample.load import DatabaseNotEmpty
 
@@ -34,15 +33,11 @@ def sample(
     console.print("[bold yellow]⚠ 合成示例数据 synthetic sample data[/] — 非真实人口 not real people or places")
     url = None
     if load:
+        from gisgov.cli import common
         from gisgov.db import migrate
-        from gisgov.db.engine import database_url
 
-        try:
-            url = database_url(start=True)
-            migrate.upgrade(url)
-        except DatabaseUnavailable as exc:
-            console.print(f"[red]数据库不可用 database unavailable:[/] {exc}")
-            raise typer.Exit(3) from exc
+        url = common.database_url(migrated=False)  # loading the sample migrates (one line, exit 3 if down)
+        migrate.upgrade(url)
     try:
         build_and_load(url, seed=seed, scale=scale, out=out, replace=replace, load=load,
                        from_gpkg=from_gpkg, console=console)

@@ -12,26 +12,31 @@ console = Console()
 
 def prepare() -> str:
     """Database up, schema migrated, front-end assets installed. Returns the database URL."""
+    from gisgov.cli import common
     from gisgov.db import migrate
-    from gisgov.db.engine import database_url
     from gisgov.maps.assets import ensure_assets
 
     s = get_settings()
-    url = database_url(s, start=True)
+    url = common.database_url(migrated=False)  # one line, no traceback, if the server cannot start
     migrate.upgrade(url)
     if ensure_assets(s.web_dir):
         console.print("[green]✓[/] 前端资源已安装 web assets installed (npm ci)")
     return url
 
 
-def run_server(host: str, port: int, settings: Settings | None = None) -> None:
-    """Serve the app with uvicorn until interrupted (the caller brought the database up)."""
+def run_server(host: str, port: int, settings: Settings | None = None, workers: int | None = None) -> None:
+    """Serve the app with uvicorn until interrupted (the caller brought the database up and migrated it).
+
+    ``workers`` > 1 (default ``GISGOV_WORKERS``) runs that many worker processes sharing the port, each
+    with its own pool (:mod:`gisgov.api.asgi`); they read their settings from the ``GISGOV_*``
+    environment, so host, port and demo mode are handed to them there."""
     import uvicorn
 
     from gisgov.api.app import create_app
     from gisgov.maps.assets import ensure_assets
 
     s = settings or get_settings()
+    workers = workers or s.workers
     ensure_assets(s.web_dir)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     base = f"http://{shown}:{port}"
@@ -42,7 +47,19 @@ def run_server(host: str, port: int, settings: Settings | None = None) -> None:
     console.print(f"[bold]接口文档 API docs[/] {base}/docs")
     console.print(f"[bold]健康检查 Health[/]   {base}/health")
     console.print("按 Ctrl+C 停止 press Ctrl+C to stop")
-    uvicorn.run(create_app(s), host=host, port=port, log_level="info")
+    if workers <= 1:
+        uvicorn.run(create_app(s), host=host, port=port, log_level="info")
+        return
+    import os
+
+    from gisgov.db.approle import app_database_url
+
+    app_database_url(s)  # the app role's login, granted once here rather than by N workers at once
+    os.environ.update({"GISGOV_HOST": host, "GISGOV_PORT": str(port), "GISGOV_DEMO": "true" if s.demo else "false",
+                       "GISGOV_WORKERS": str(workers), "GISGOV_HOME": str(s.home_abs)})
+    per = s.pool_size + s.pool_overflow
+    console.print(f"工作进程 workers: {workers} (每个最多 up to {per} + 6 database connections each)")
+    uvicorn.run("gisgov.api.asgi:create", factory=True, host=host, port=port, workers=workers, log_level="info")
 
 
 def account_problems(url: str) -> list[str]:
@@ -74,9 +91,14 @@ def account_problems(url: str) -> list[str]:
     return problems
 
 
+WORKERS_OPT = typer.Option(None, "--workers", "-w", min=1, max=64,
+                           help="Worker processes (default GISGOV_WORKERS = 1); each has its own connection pool.")
+
+
 def serve(
     host: str = typer.Option(None, help="Bind address (default GISGOV_HOST = 127.0.0.1)."),
     port: int = typer.Option(None, help="Port (default GISGOV_PORT = 8000)."),
+    workers: int = WORKERS_OPT,
 ) -> None:
     """服务 Serve the web app: database up, schema migrated, assets checked, then the map and API.
     Refuses to start while demo accounts are enabled or no admin account exists."""
@@ -87,7 +109,7 @@ def serve(
         for p in problems:
             console.print(f"[red]拒绝启动 refusing to serve:[/] {p}", highlight=False)
         raise typer.Exit(1)
-    run_server(host or s.host, port or s.port, s.model_copy(update={"demo": False}))
+    run_server(host or s.host, port or s.port, s.model_copy(update={"demo": False}), workers=workers)
 
 
 def assets(

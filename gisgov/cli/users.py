@@ -6,7 +6,8 @@ in the same transaction as the change; a change the database rejects is audited 
 Passwords are read hidden (asked twice) or from standard input (``--password-stdin``); they are
 never printed, logged or audited.
 
-Exit codes: 0 done, 1 no such user, 2 bad input (role, scope, password, duplicate name), 3 no database schema.
+Exit codes: 0 done, 1 no such user, 2 bad input (role, scope, password, duplicate name) or database not
+migrated (run `gisgov db migrate`), 3 database unavailable.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from rich.table import Table
 from sqlalchemy import Connection, Engine, pool, text
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from gisgov.errors import DatabaseUnavailable, InvalidInput, NotFound
+from gisgov.errors import InvalidInput, NotFound
 from gisgov.security import accounts, audit
 from gisgov.security.roles import ROLE_LABELS, Role, check_scope
 
@@ -32,7 +33,8 @@ app = typer.Typer(help="账号 Accounts: add, list, disable, change password or 
 
 EXIT_NOT_FOUND = 1
 EXIT_BAD_INPUT = 2
-EXIT_NO_SCHEMA = 3
+EXIT_NO_SCHEMA = 2  # same as every command on an un-migrated database (gisgov.cli.common)
+EXIT_DATABASE = 3
 
 ROLE_HELP = "角色 Role: " + ", ".join(f"{r.value} ({ROLE_LABELS[r]})" for r in Role)
 SCOPE_HELP = ("绑定的层级代码 Scope: street (9 digits), community (12) or grid (15) code; "
@@ -69,13 +71,9 @@ def cli_actor() -> str:
 
 def owner_engine() -> Engine:
     """An engine on the gisgov database as its owner (embedded cluster brought up if needed)."""
-    from gisgov.db.engine import database_url, make_engine
+    from gisgov.cli import common
 
-    try:
-        url = database_url(start=True)
-    except DatabaseUnavailable as exc:
-        raise fail(str(exc), EXIT_NO_SCHEMA) from exc
-    return make_engine(url, poolclass=pool.NullPool)
+    return common.engine(poolclass=pool.NullPool)
 
 
 @contextmanager
@@ -89,7 +87,7 @@ def owner_transaction() -> Iterator[Connection]:
                     raise fail("数据库尚无账号表 no account tables yet: run `gisgov db migrate` first", EXIT_NO_SCHEMA)
                 yield conn
         except OperationalError as exc:
-            raise fail(f"无法连接数据库 cannot reach the database: {exc.orig}", EXIT_NO_SCHEMA) from exc
+            raise fail(f"无法连接数据库 cannot reach the database: {exc.orig}", EXIT_DATABASE) from exc
     finally:
         eng.dispose()
 

@@ -17,6 +17,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -272,19 +273,87 @@ class EmbeddedCluster:
             )
         self._save_state({"port": free_port(), "password": password, "root": str(self.root)})
 
-    def start(self, timeout: float = 60) -> None:
+    def leftover_processes(self) -> list[int]:
+        """PIDs of server processes still attached to this data folder although no postmaster runs:
+        the backends of a crashed (kill -9) postmaster, which keep its shared memory in use until they
+        exit. Every PostgreSQL process works in the data folder, so they are found by their cwd."""
+        if self.server_pid():
+            return []
+        data = os.path.realpath(self.data_dir)
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if os.readlink(entry / "cwd") == data and _is_postgres(int(entry.name)):
+                    found.append(int(entry.name))
+            except OSError:  # gone meanwhile, or not ours to inspect
+                continue
+        return sorted(found)
+
+    def wait_for_leftovers(self, grace: float = 5, terminate: float = 10, say=None) -> None:
+        """After a crash: wait up to ``grace`` seconds for the old backends to notice their postmaster is
+        gone and exit, then ask those still running to stop (SIGTERM, as pg_terminate_backend would;
+        SIGKILL after ``terminate`` more seconds). Raises DatabaseUnavailable (one line) if any remain."""
+        left = self.leftover_processes()
+        if not left:
+            return
+        if say:
+            say(f"等待崩溃前的数据库进程退出 waiting for {len(left)} server process(es) of a crashed server to exit "
+                f"(pids {', '.join(map(str, left))}; up to {int(grace + terminate)} s)")
+        deadline = time.monotonic() + grace
+        while left and time.monotonic() < deadline:
+            time.sleep(0.2)
+            left = self.leftover_processes()
+        for sig, wait in ((signal.SIGTERM, terminate * 0.7), (signal.SIGKILL, terminate * 0.3)):
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.kill(pid, sig)
+                except OSError:
+                    pass
+            deadline = time.monotonic() + wait
+            while left and time.monotonic() < deadline:
+                time.sleep(0.2)
+                left = self.leftover_processes()
+        if left:
+            raise DatabaseUnavailable(
+                f"崩溃前的数据库进程仍在运行 server processes of a crashed server are still running "
+                f"(pids {', '.join(map(str, left))}): stop them, then run `gisgov db up` again")
+
+    def start(self, timeout: float = 60, say=None) -> None:
         if self.server_pid():
             return
+        self.wait_for_leftovers(say=say)
         st = self._state()
         if not port_is_free(st["port"]):
             st["port"] = free_port()
             self._save_state(st)
         self.log_file.touch(exist_ok=True)
         self._chown(self.log_file)
-        self._run([
+        size = self.log_file.stat().st_size
+        proc = self._run([
             str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
             "-o", f"-p {st['port']}", "-w", "-t", str(int(timeout)), "start",
-        ])
+        ], check=False)
+        if proc.returncode != 0:
+            raise DatabaseUnavailable(f"数据库无法启动 the database server did not start: {self._log_reason(size)} "
+                                      f"(log: {self.log_file})")
+
+    def _log_reason(self, offset: int) -> str:
+        """The first FATAL/PANIC line the server logged since ``offset`` (without its timestamp)."""
+        try:
+            with open(self.log_file, "rb") as f:
+                f.seek(offset)
+                lines = f.read().decode("utf-8", "replace").splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            for level in ("FATAL:", "PANIC:"):
+                if level in line:
+                    return line[line.index(level):].strip()
+        return "pg_ctl failed, see the log"
 
     def ensure_database(self, db_name: str | None = None) -> None:
         """Create the database (if missing) with the PostGIS extension."""
@@ -300,10 +369,11 @@ class EmbeddedCluster:
         with psycopg.connect(**{**conninfo, "dbname": name}, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
 
-    def up(self) -> ClusterStatus:
-        """Initialise if needed, start if stopped, create the database. Idempotent."""
+    def up(self, say=None) -> ClusterStatus:
+        """Initialise if needed, start if stopped (after a crash: once the old server processes are
+        gone), create the database. Idempotent. ``say(message)`` reports a wait."""
         self.init()
-        self.start()
+        self.start(say=say)
         self.ensure_database()
         return self.status()
 

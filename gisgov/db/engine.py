@@ -15,14 +15,15 @@ def embedded_cluster(settings: Settings | None = None) -> EmbeddedCluster:
     return EmbeddedCluster(s.home_abs, s.db_name, s.pg_bindir)
 
 
-def database_url(settings: Settings | None = None, *, start: bool = False) -> str:
-    """URL of the gisgov database. With ``start`` the embedded cluster is brought up first."""
+def database_url(settings: Settings | None = None, *, start: bool = False, say=None) -> str:
+    """URL of the gisgov database. With ``start`` the embedded cluster is brought up first (after a
+    crash, once the old server processes are gone; ``say(message)`` reports that wait)."""
     s = settings or get_settings()
     if s.database_url:
         return sqlalchemy_url(s.database_url)
     cluster = embedded_cluster(s)
     if start:
-        cluster.up()
+        cluster.up(say=say)
     return cluster.url()
 
 

@@ -32,3 +32,35 @@ def current(url: str) -> str | None:
     eng = create_engine(url, poolclass=pool.NullPool)
     with eng.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
+
+
+def head() -> str:
+    """The newest revision this gisgov knows (the migrations' head)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("postgresql+psycopg://")).get_current_head()
+
+
+def schema_problem(url: str) -> str | None:
+    """None when the database at ``url`` is migrated to the head revision; else one line (Chinese and
+    English) saying what is wrong and which command fixes it. Raises the driver's OperationalError
+    when the database cannot be reached."""
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
+
+    script = ScriptDirectory.from_config(alembic_config("postgresql+psycopg://"))
+    want = script.get_current_head()
+    have = current(url)
+    if have == want:
+        return None
+    if have is None:
+        return ("数据库尚未初始化 database not migrated (no gisgov schema yet): "
+                "run `gisgov db migrate` (or `gisgov demo` for the sample city)")
+    try:
+        known = script.get_revision(have) is not None
+    except CommandError:
+        known = False
+    if not known:
+        return (f"数据库结构比本程序新 database schema {have} is newer than this gisgov (head {want}): "
+                "upgrade gisgov")
+    return f"数据库结构需要升级 database needs upgrade (schema {have}, this gisgov needs {want}): run `gisgov db migrate`"

@@ -385,3 +385,16 @@ def test_statistics_through_the_database_equal_the_rows(clients, owner):
             "FROM event WHERE grid_code = :g"), {"g": GRID_A1}).one()
     assert (s["total"], s["closed"], s["overdue"]) == (total, closed, overdue)
     assert s["grid"] == GRID_A1 and [g["grid"] for g in s["grids"]] == [GRID_A1]
+
+
+def test_odd_input_is_refused_not_a_server_error(clients):
+    admin = clients["admin"]
+    assert admin.get("/api/events/99999999999999999999").status_code == 422
+    assert admin.post("/api/events/99999999999999999999/transition", json={"to": "accepted", "version": 1}).status_code == 422
+    assert admin.post("/api/events/1/transition", json={"to": "accepted", "version": 2**40}).status_code == 422
+    assert admin.post("/api/events/1/transition", json={"to": "nope", "version": 1}).status_code == 422
+    r = report(admin, description="\x00\x00")
+    assert r.status_code == 422
+    r = report(admin, description="a\x00b")
+    assert r.status_code == 201 and r.json()["description"] == "ab"
+    assert admin.get("/api/events", params={"from": "2026-02-01", "to": "2026-01-01"}).status_code == 422

@@ -38,7 +38,7 @@ def mask_text(value: str) -> str:
 
 
 def _clean(value: str | None, what: str, limit: int, *, required: bool) -> str | None:
-    value = (value or "").strip()
+    value = (value or "").replace("\x00", "").strip()
     if not value:
         if required:
             raise InvalidInput(f"{what}不能为空 {what} is required")

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
@@ -37,8 +37,8 @@ TAG = "events 事件"
 
 
 class ReportBody(BaseModel):
-    lon: float = Field(..., ge=-180, le=180, description="经度 longitude (degrees)")
-    lat: float = Field(..., ge=-90, le=90, description="纬度 latitude (degrees)")
+    lon: float = Field(..., ge=-180, le=180, allow_inf_nan=False, description="经度 longitude (degrees)")
+    lat: float = Field(..., ge=-90, le=90, allow_inf_nan=False, description="纬度 latitude (degrees)")
     crs: Literal["wgs84", "cgcs2000", "gcj02"] = Field(
         "wgs84", description="wgs84 / cgcs2000 (same at this precision; phone GPS) or gcj02 (AMap/Tencent, converted)")
     category: str = Field(..., max_length=32, description="类别代码 category code (GET /api/events/catalog)")
@@ -47,7 +47,7 @@ class ReportBody(BaseModel):
 
 class TransitionBody(BaseModel):
     to: str = Field(..., max_length=32, description="目标状态 target state")
-    version: int = Field(..., ge=1, description="版本 the event's version as last read (optimistic concurrency)")
+    version: int = Field(..., ge=1, le=2**31 - 1, description="版本 the event's version as last read (optimistic concurrency)")
     note: str | None = Field(None, max_length=store.MAX_NOTE, description="说明 note (required to reject or escalate)")
     department: str | None = Field(None, max_length=32, description="处置部门 department code (required to dispatch)")
 
@@ -136,14 +136,15 @@ def open_events_geojson(conn: Connection = DB, p: Principal = Depends(require(Pe
 
 
 @router.get("/api/events/{event_id}", tags=[TAG], summary="事件详情与流转记录 One event with its history")
-def get_event(event_id: int, conn: Connection = DB, p: Principal = Depends(require(Perm.read_personal))) -> dict:
+def get_event(event_id: int = Path(..., ge=1, le=2**63 - 1), conn: Connection = DB,
+              p: Principal = Depends(require(Perm.read_personal))) -> dict:
     return store.get(conn, p, event_id)
 
 
 @router.post("/api/events/{event_id}/transition", tags=[TAG],
              summary="事件流转 Move an event to the next state (role, scope, version checked)")
-def transition(event_id: int, body: TransitionBody, request: Request, conn: Connection = DB,
-               p: Principal = Depends(current_principal)) -> dict:
+def transition(body: TransitionBody, request: Request, event_id: int = Path(..., ge=1, le=2**63 - 1),
+               conn: Connection = DB, p: Principal = Depends(current_principal)) -> dict:
     obj = f"event:{event_id}"
     try:
         ev = store.transition(conn, p, event_id, body.to, body.version, note=body.note, department=body.department)

@@ -14,10 +14,11 @@ import pytest
 import shapely
 from auth_helpers import ensure_user
 from shapely.geometry import shape
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 from live_server import Recorder, browser, serve, sign_in  # noqa: F401  (fixture)
 
-from gisgov.gridding import service
+from gisgov.gridding import plans, service
+from gisgov.gridding.io import load_context, load_plan, save_plan
 from gisgov.sample import generate_city
 from gisgov.sample.load import load_city
 from gisgov.security.pii import Vault
@@ -71,6 +72,23 @@ def wait_rev(page, before: str) -> None:
     page.wait_for_function("r => document.body.dataset.rev !== r && !document.body.dataset.busy", arg=before, timeout=20000)
 
 
+def pick_move(page, base: str):
+    """A compound wholly in one grid that borders another grid: (props, geometry, its grid, the other
+    grid, the other grid's geometry)."""
+    sid = page.evaluate("() => gridEditor.state.sid")
+    layers = page.request.get(f"{base}/api/grids/sessions/{sid}/layers").json()
+    grids = {g["code"]: shape(g["geometry"]) for g in layers["grids"]}
+    for f in layers["compounds"]["features"]:
+        p = f["properties"]
+        if f["geometry"] is None or p["households"] == 0 or len(p["grids"]) != 1:
+            continue
+        geom = shape(f["geometry"])
+        near = [c for c, g in grids.items() if c != p["grids"][0] and g.distance(geom) < 1e-6]
+        if near:
+            return p, geom, p["grids"][0], min(near), grids[min(near)]
+    raise AssertionError("no compound borders another grid")
+
+
 def test_editor_moves_a_compound_and_undoes(planned, base, browser, planner, tmp_path):
     _, code, version, _ = planned
     page = browser.new_page(viewport={"width": 1600, "height": 960})
@@ -97,22 +115,7 @@ def test_editor_moves_a_compound_and_undoes(planned, base, browser, planner, tmp
     page.screenshot(path=str(tmp_path / "editor_open.png"))
 
     # a compound wholly in one grid that borders another grid
-    sid = page.evaluate("() => gridEditor.state.sid")
-    layers = page.request.get(f"{base}/api/grids/sessions/{sid}/layers").json()
-    grids = {g["code"]: shape(g["geometry"]) for g in layers["grids"]}
-    pick = None
-    for f in layers["compounds"]["features"]:
-        p = f["properties"]
-        if f["geometry"] is None or p["households"] == 0 or len(p["grids"]) != 1:
-            continue
-        geom = shape(f["geometry"])
-        near = [c for c, g in grids.items() if c != p["grids"][0] and g.distance(geom) < 1e-6]
-        if near:
-            pick = (p, geom, p["grids"][0], min(near))
-            break
-    assert pick, "no compound borders another grid"
-    comp, geom, src, dst = pick
-    target = grids[dst]
+    comp, geom, src, dst, target = pick_move(page, base)
 
     rev = page.evaluate("() => document.body.dataset.rev")
     inside = shapely.point_on_surface(geom)
@@ -182,6 +185,82 @@ def test_editor_moves_a_compound_and_undoes(planned, base, browser, planner, tmp
     page.goto(f"{base}/grids/editor?community={code}")
     page.wait_for_url("**/login?next=**", timeout=20000)
     print(f"screenshots: {tmp_path}")
+    page.close()
+
+
+def test_editor_expired_session_and_activation_conflict(planned, base, browser, tmp_path):
+    """A street leader: the session idles out (410: the page says so in Chinese and reopens it with its
+    moves), then saves a draft and activates it after someone else activated another plan (409: the
+    page says what changed; confirming replaces the plan)."""
+    engine, code, _, url = planned
+    leader = ensure_user(url, "street_leader", code[:9])
+    page = browser.new_page(viewport={"width": 1600, "height": 960})
+    rec = Recorder(page)
+    sign_in(page, base, f"/grids/editor?community={code}", leader)
+    page.wait_for_function("() => document.body.dataset.ready === 'ready'", timeout=30000)
+    page.wait_for_function("() => document.getElementById('who').dataset.username", timeout=10000)
+    start = rows(page)
+    comp, geom, src, dst, target = pick_move(page, base)
+    inside, at = shapely.point_on_surface(geom), shapely.point_on_surface(target)
+
+    sid = page.evaluate("() => gridEditor.state.sid")
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE grid_edit_session SET touched = now() - interval '9 hours' WHERE id = :i"),
+                     {"i": sid})
+    rev = page.evaluate("() => document.body.dataset.rev")
+    click_lonlat(page, inside.x, inside.y)
+    click_lonlat(page, at.x, at.y)
+    wait_rev(page, rev)
+    assert page.evaluate("() => document.body.dataset.session") == "expired"
+    note = page.locator("#notice").inner_text()
+    assert "编辑会话已过期" in note and "重新打开" in note, note
+    assert rows(page) == start
+    page.screenshot(path=str(tmp_path / "editor_expired.png"))
+    page.locator("#reopen").click()
+    page.wait_for_function("s => gridEditor.state.sid !== s && !document.body.dataset.session", arg=sid, timeout=20000)
+    rev = page.evaluate("() => document.body.dataset.rev")
+    click_lonlat(page, inside.x, inside.y)
+    click_lonlat(page, at.x, at.y)
+    wait_rev(page, rev)
+    assert rows(page)[dst][0] == start[dst][0] + comp["households"]
+
+    rev = page.evaluate("() => document.body.dataset.rev")
+    page.locator("#save").click()
+    wait_rev(page, rev)
+    saved = int(page.locator("#saved").get_attribute("data-version"))
+    assert page.locator("#activate").is_visible()
+    # meanwhile another plan is activated (from the command line)
+    with engine.begin() as conn:
+        ctx = load_context(conn, code)
+        plan, _ = load_plan(conn, ctx, None)
+        newer = save_plan(conn, ctx, plan, author="t", note="another planner's plan")
+        plans.activate(conn, code, newer, force=True)
+    rev = page.evaluate("() => document.body.dataset.rev")
+    page.locator("#activate").click()
+    wait_rev(page, rev)
+    box = page.locator("#conflict")
+    assert box.is_visible()
+    msg = box.inner_text()
+    assert "方案冲突，未启用" in msg and f"第 {newer} 版" in msg and "草稿已保留" in msg, msg
+    assert page.locator("#conflict .conflict").get_attribute("data-active") == str(newer)
+    page.screenshot(path=str(tmp_path / "editor_conflict.png"))
+    rev = page.evaluate("() => document.body.dataset.rev")
+    page.locator("#activate-anyway").click()
+    wait_rev(page, rev)
+    if not page.locator("#activated").count():  # the moved compound may break a rule: the page says so, once
+        msg = box.inner_text()
+        assert "规则问题" in msg and "方案冲突" not in msg, msg
+        rev = page.evaluate("() => document.body.dataset.rev")
+        page.locator("#activate-anyway").click()
+        wait_rev(page, rev)
+    assert page.locator("#activated").get_attribute("data-version") == str(saved)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT version FROM grid_plan WHERE community_code = :c AND status = 'active'"),
+                            {"c": code}).scalar() == saved
+    # the only failures seen are the answers the page explained (410, 409)
+    assert [e for e in rec.errors if "409" not in e and "410" not in e] == [], rec.errors
+    assert any("410" in e for e in rec.errors) and any("409" in e for e in rec.errors)
+    assert rec.off_host() == []
     page.close()
 
 

@@ -1,7 +1,12 @@
 /* 网格划分编辑器 grid plan editor: one community's grids in an edit session; move a compound or a
    building to another grid and see both grids re-checked at once. Data: /api/grids/sessions…
    (aggregate counts only). Vendored Leaflet, no CDN. Requests (JSON, CSRF token, 401 -> /login), the user
-   badge and sign-out come from the shared web/common/gisgov.js, loaded first. */
+   badge and sign-out come from the shared web/common/gisgov.js, loaded first.
+   The session is stored on the server: every move sends the revision this page last saw (409 when the
+   session changed in another tab); an expired session (410) is reopened with its moves ("resume").
+   After a save, accounts that may activate plans get an activate button; activating a draft made from a
+   version that is no longer the active one answers 409 with what changed, shown in Chinese, and can be
+   confirmed ("rebase"). */
 (function () {
   "use strict";
 
@@ -16,7 +21,7 @@
 
   var S = {
     sid: null, community: null, rules: null, grids: {}, order: [], compounds: {}, buildings: {},
-    selected: null, undo: [], moves: 0, rev: 0, busy: false
+    selected: null, undo: [], moves: 0, rev: 0, busy: false, revision: 0, me: null, saved: null
   };
   var $ = function (id) { return document.getElementById(id); };
   var params = new URLSearchParams(location.search);
@@ -77,6 +82,57 @@
     clearTimeout(toastTimer);
     toastTimer = setTimeout(function () { n.hidden = true; }, 2600);
   }
+  // 410: the session expired (or was continued elsewhere): say so, offer to reopen it with its moves
+  function expired(e) {
+    notice("<b>编辑会话已过期</b>（长时间未使用）。点击“重新打开”继续编辑，本页已做的修改会一并带回。<br>" +
+      "<span>" + esc(e.message) + "</span><div class='notice-actions'><button id='reopen' type='button' class='primary'>" +
+      "重新打开 <span>Reopen the session</span></button></div>", "error expired");
+    document.body.dataset.session = "expired";
+    $("reopen").addEventListener("click", reopen);
+  }
+  // 409 on a move or a save: the session changed in another tab
+  function changedElsewhere(e) {
+    notice("<b>编辑冲突</b>：此编辑会话已在其他窗口中修改。请重新载入页面后再操作（已做的修改都保存在会话中）。<br>" +
+      "<span>" + esc(e.message) + "</span><div class='notice-actions'><button id='reload' type='button' class='primary'>" +
+      "重新载入 <span>Reload</span></button></div>", "error conflict");
+    document.body.dataset.session = "conflict";
+    $("reload").addEventListener("click", function () { location.reload(); });
+  }
+  function failed(what, e) {
+    if (e.status === 410) expired(e);
+    else if (e.status === 409) changedElsewhere(e);
+    else notice(what + esc(e.message), "error");
+  }
+
+  function reopen() {
+    var btn = $("reopen");
+    if (btn) btn.disabled = true;
+    return api("POST", "/api/grids/sessions", { community: communityCode, resume: S.sid }).then(function (s) {
+      S.sid = s.session; S.revision = s.revision;
+      return api("GET", "/api/grids/sessions/" + S.sid + "/layers");
+    }).then(function (d) {
+      sync(d);
+      notice(null);
+      delete document.body.dataset.session;
+      toast("已重新打开编辑会话 <span>session reopened, your moves are kept</span>");
+      S.rev++; renderAll();
+    }).catch(function (e) {
+      notice("重新打开失败 Could not reopen: " + esc(e.message), "error");
+    });
+  }
+
+  // the server's state of the session (after reopening): grids, and where each building is
+  function sync(d) {
+    S.revision = d.revision;
+    d.buildings.features.forEach(function (f) {
+      if (S.buildings[f.properties.code]) S.buildings[f.properties.code].props.grid = f.properties.grid;
+    });
+    d.compounds.features.forEach(function (f) {
+      if (S.compounds[f.properties.code]) S.compounds[f.properties.code].props.grids = f.properties.grids;
+    });
+    d.grids.forEach(function (g) { S.grids[g.code] = Object.assign({}, S.grids[g.code] || {}, g); drawGrid(S.grids[g.code], g.label); });
+  }
+
   function unitName(kind, code) {
     if (kind === "compound") {
       var c = S.compounds[code];
@@ -300,6 +356,7 @@
     renderSummary(); renderTable(); renderBreaks(); renderStuck(); renderSelection(); restyleUnits();
     $("undo").disabled = !S.undo.length || S.busy;
     $("save").disabled = !S.moves || S.busy;
+    $("activate").disabled = S.busy;
     document.body.dataset.rev = String(S.rev);
   }
 
@@ -356,15 +413,16 @@
     $("undo").disabled = true; $("save").disabled = true;
     var before = {};
     S.order.forEach(function (c) { before[c] = { households: S.grids[c].households, people: S.grids[c].people }; });
-    var body = { to: to };
+    var body = { to: to, revision: S.revision };
     body[kind] = code;
     return api("POST", "/api/grids/sessions/" + S.sid + "/move", body).then(function (res) {
+      S.revision = res.revision;
       applyMove(kind, code, to, res);
       if (show) renderLastMove(res, before, unitName(kind, code) + " → 网格 <b>" + esc(shortCode(to)) + "</b>" +
         " <span class='muted'>(" + esc(to) + ")</span>");
       return true;
     }).catch(function (e) {
-      notice("移动失败 Move failed: " + esc(e.message), "error");
+      failed("移动失败 Move failed: ", e);
       return false;
     });
   }
@@ -413,16 +471,77 @@
   function save() {
     if (S.busy) return;
     S.busy = true; renderAll();
-    api("POST", "/api/grids/sessions/" + S.sid + "/save").then(function (r) {
+    api("POST", "/api/grids/sessions/" + S.sid + "/save", { revision: S.revision }).then(function (r) {
       var el = $("saved");
+      S.saved = r.version;
       el.hidden = false;
       el.dataset.version = r.version;
       el.innerHTML = "✓ 已保存为草稿 第 " + r.version + " 版 <span>Saved as draft version " + r.version + "</span>" +
         "<br><a href='/api/grids/map/" + encodeURIComponent(S.community.code) + "?plan=" + r.version + "' target='_blank'>查看方案图 View plan map</a>" +
-        " · 启用请用 activate <span>(POST /api/grids/plans/" + esc(S.community.code) + "/" + r.version + "/activate)</span>";
+        (canActivate() ? "" : " · 启用需街道领导 <span>(activation: a street leader, POST /api/grids/plans/" +
+          esc(S.community.code) + "/" + r.version + "/activate)</span>") +
+        (r.warning ? "<div class='warn' id='save-warning'>⚠ " + esc(r.warning) + "</div>" : "");
+      $("activate").hidden = !canActivate();
+      $("activate").disabled = false;
+      conflictBox(null);
       loadPlanInfo();
     }).catch(function (e) {
-      notice("保存失败 Save failed: " + esc(e.message), "error");
+      failed("保存失败 Save failed: ", e);
+    }).then(function () { S.busy = false; S.rev++; renderAll(); });
+  }
+
+  function canActivate() {
+    return !!(S.me && (S.me.permissions || []).indexOf("activate_plans") >= 0);
+  }
+
+  function conflictBox(html) {
+    var el = $("conflict");
+    el.hidden = !html;
+    el.innerHTML = html || "";
+  }
+
+  // activate the saved draft; 409 explains what changed (in Chinese) and offers to confirm
+  function activate(opts) {
+    if (S.busy || !S.saved) return;
+    opts = opts || {};
+    S.busy = true; renderAll();
+    var v = S.saved;
+    window.fetch("/api/grids/plans/" + encodeURIComponent(S.community.code) + "/" + v + "/activate", {
+      method: "POST", credentials: "same-origin",
+      headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRF-Token": gisgov.csrf() },
+      body: JSON.stringify({ force: !!opts.force, rebase: !!opts.rebase })
+    }).then(function (r) {
+      if (r.status === 401) { gisgov.signIn(); throw new Error("请先登录 sign in first"); }
+      return r.json().catch(function () { return {}; }).then(function (body) { return { status: r.status, body: body }; });
+    }).then(function (res) {
+      var b = res.body;
+      if (res.status === 200) {
+        $("activate").hidden = true;
+        conflictBox("<div class='ok' id='activated' data-version='" + v + "'>✓ 已启用第 " + v + " 版 <span>Version " + v +
+          " is now the active plan</span></div>");
+        loadPlanInfo();
+        return;
+      }
+      if (res.status === 409) {
+        var c = b.conflict;
+        var next = c ? { rebase: true, force: !!opts.force } : { force: true, rebase: !!opts.rebase };
+        var head = c ? "<b>方案冲突，未启用</b>：第 " + esc(c.parent_version == null ? "—" : c.parent_version) +
+          " 版之后，第 " + esc(c.active_version) + " 版已由 " + esc(c.activated_by || "命令行") + " 于 " +
+          esc((c.activated || "").slice(0, 16).replace("T", " ")) + " 启用，与本草稿的基础相比有 " +
+          esc(c.buildings_changed) + " 栋楼栋的网格不同。草稿已保留。" +
+          (c.diff ? " <a href='" + esc(c.diff) + "' target='_blank'>查看差异 View the difference</a>" : "")
+          : "<b>未启用</b>：方案有规则问题。";
+        conflictBox("<div class='conflict' data-active='" + esc(c ? c.active_version : "") + "'>" + head +
+          "<details><summary>详情 <span>Details</span></summary><span>" + esc(b.detail || "") + "</span></details>" +
+          "</div><button id='activate-anyway' type='button'>" +
+          (c ? "仍然启用，覆盖当前方案 <span>Activate anyway, replacing the current plan</span>"
+             : "仍然启用（含规则问题） <span>Activate with the rule breaks</span>") + "</button>");
+        $("activate-anyway").addEventListener("click", function () { activate(next); });
+        return;
+      }
+      throw new Error((b && b.detail) || ("HTTP " + res.status));
+    }).catch(function (e) {
+      conflictBox("<div class='conflict'>启用失败 Activation failed: " + esc(e.message) + "</div>");
     }).then(function () { S.busy = false; S.rev++; renderAll(); });
   }
 
@@ -444,13 +563,13 @@
       return;
     }
     notice("正在加载… <span>Loading…</span>");
-    gisgov.whoami("who");
+    gisgov.whoami("who").then(function (me) { S.me = me; });
     loadPlanInfo();
     api("POST", "/api/grids/sessions", { community: communityCode }).then(function (s) {
       S.sid = s.session;
       return api("GET", "/api/grids/sessions/" + S.sid + "/layers");
     }).then(function (d) {
-      S.community = d.community; S.rules = d.rules;
+      S.community = d.community; S.rules = d.rules; S.revision = d.revision;
       $("community-name").textContent = "· " + d.community.name;
       document.title = "网格划分编辑器 · " + d.community.name + " — gisgov";
       d.compounds.features.forEach(function (f) { S.compounds[f.properties.code] = { props: f.properties, buildings: [] }; });
@@ -490,6 +609,7 @@
   gisgov.bindSignOut("logout");
   $("undo").addEventListener("click", undo);
   $("save").addEventListener("click", save);
+  $("activate").addEventListener("click", function () { activate({}); });
   $("cancel").addEventListener("click", function () { S.selected = null; renderSelection(); restyleUnits(); });
   document.addEventListener("keydown", function (e) {
     if (e.key === "Escape" && S.selected) { S.selected = null; renderSelection(); restyleUnits(); }

@@ -18,7 +18,7 @@ from datetime import date
 import typer
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import Connection, pool, text
+from sqlalchemy import pool, text
 
 from gisgov.errors import GisgovError
 from gisgov.events import stats as ev_stats

@@ -8,6 +8,10 @@ and ~55 concurrent requests on a pool of 15 deadlocked; a pool of 2 makes that c
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -95,3 +99,94 @@ def test_100_concurrent_requests_on_a_pool_of_2(mini_city_url, accounts):  # noq
         assert engine.pool.checkedout() == 0  # every connection went back to the pool
         health = httpx.get(f"{base}/health", timeout=30)
         assert health.status_code == 200, health.text
+
+
+# -- `gisgov serve --workers 2` ---------------------------------------------------------------------
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+                cmd = open(f"/proc/{entry}/cmdline", "rb").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"resource_tracker" not in cmd:
+                out.append(int(entry))
+    return out
+
+
+def _db_connections(pid: int, db_port: int) -> int:
+    """Established TCP connections of process ``pid`` to the database port."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    except OSError:
+        return 0
+    n = 0
+    for line in open(f"/proc/{pid}/net/tcp").read().splitlines()[1:]:
+        f = line.split()
+        if int(f[2].split(":")[1], 16) == db_port and f[3] == "01" and f[9] in inodes:
+            n += 1
+    return n
+
+
+def test_serve_with_two_workers(db_factory, tmp_path):
+    from auth_helpers import app_url
+    from sqlalchemy.engine import make_url
+
+    url = db_factory.create(prefix="gisgov_test_workers")
+    user = ensure_user(url, "admin", username="w_admin")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GISGOV_")}
+    env.update({"GISGOV_DATABASE_URL": url, "GISGOV_APP_DATABASE_URL": app_url(url), "GISGOV_HOME": str(tmp_path),
+                "GISGOV_SECRET_KEY": "workers-test-secret-key-001", "GISGOV_LOGIN_RATE_PER_MINUTE": "1000"})
+    proc = subprocess.Popen([sys.executable, "-m", "gisgov.cli.main", "serve", "--workers", "2", "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.stdout.read()
+            try:
+                if httpx.get(f"{base}/health", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "gisgov serve --workers 2 did not answer"
+            time.sleep(0.3)
+        token = httpx.post(f"{base}/api/auth/token", data={"username": user, "password": USER_PASSWORD},
+                           timeout=30).json()["access_token"]
+        workers = _children(proc.pid)
+        assert len(workers) == 2, workers
+        db_port = make_url(url).port
+
+        async def burst():
+            async with httpx.AsyncClient(base_url=base, timeout=60) as http:  # new connections spread over workers
+                rs = await asyncio.gather(*(http.get("/api/hierarchy", headers={"Authorization": f"Bearer {token}"})
+                                            for _ in range(40)))
+            return [r.status_code for r in rs]
+
+        # each worker has one pooled connection from its start-up check; a worker that served a signed-in
+        # request also has its side pool's (session lookup): both workers must have served
+        deadline = time.monotonic() + 60
+        while True:
+            assert set(asyncio.run(burst())) == {200}
+            served = {w: _db_connections(w, db_port) for w in workers}
+            if all(n >= 2 for n in served.values()):
+                break
+            assert time.monotonic() < deadline, served
+        assert _children(proc.pid) == workers  # same two workers throughout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

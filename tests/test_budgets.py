@@ -369,3 +369,38 @@ def test_coverage_routes_need_sign_in(client):
     for path in ("/api/coverage/catalog", "/api/coverage/summary?level=street&code=1",
                  "/api/coverage/areas?category=weisheng", "/api/coverage/gaps?category=weisheng"):
         assert anon.get(path).status_code == 401
+
+
+def test_statement_timeout_handler_chains_other_database_errors():
+    """57014 (statement cancelled) answers 503 StatementTimeout; any other OperationalError goes to the
+    handler that was installed before (e.g. database down), or on to the server-error layer."""
+    from sqlalchemy.exc import OperationalError
+    from starlette.requests import Request
+
+    class Orig(Exception):
+        def __init__(self, sqlstate):
+            super().__init__(sqlstate)
+            self.sqlstate = sqlstate
+
+    app = create_app(Settings(statement_timeout_s=12), engine=None)  # its own database-down handler is replaced
+
+    async def down(request, exc):
+        return JSONResponse({"detail": "down", "error": "DatabaseUnavailable"}, status_code=503)
+
+    app.add_exception_handler(OperationalError, down)
+    budgets.install(app)
+    handler = app.exception_handlers[OperationalError]
+    scope = {"type": "http", "method": "GET", "path": "/api/hierarchy", "headers": [], "app": app,
+             "query_string": b""}
+    r = asyncio.run(handler(Request(scope), OperationalError("SELECT 1", {}, Orig("57014"))))
+    assert r.status_code == 503 and json.loads(r.body)["error"] == "StatementTimeout"
+    assert "12 s" in json.loads(r.body)["detail"] and "GISGOV_STATEMENT_TIMEOUT_S" in json.loads(r.body)["detail"]
+    r = asyncio.run(handler(Request(scope), OperationalError("SELECT 1", {}, Orig("08006"))))
+    assert json.loads(r.body)["error"] == "DatabaseUnavailable"
+
+    bare = create_app(Settings(), engine=None)
+    bare.exception_handlers.pop(OperationalError, None)  # no database-down handler before
+    budgets.install(bare)
+    with pytest.raises(OperationalError):
+        asyncio.run(bare.exception_handlers[OperationalError](Request({**scope, "app": bare}),
+                                                              OperationalError("SELECT 1", {}, Orig("08006"))))

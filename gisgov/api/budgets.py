@@ -74,22 +74,31 @@ class ClientGone(GisgovError):
 # -- request classes and statement_timeout ---------------------------------------------------------
 
 def _route_key(request: Request) -> tuple[str, str]:
-    route = request.scope.get("route")
-    return request.method, getattr(route, "path", None) or request.url.path
+    scope = getattr(request, "scope", None) or {}
+    route = scope.get("route")
+    return scope.get("method", ""), getattr(route, "path", None) or scope.get("path", "")
 
 
 def is_analysis(request: Request) -> bool:
     return _route_key(request) in ANALYSIS_ROUTES
 
 
-def statement_timeout_s(request: Request) -> float:
-    s = request.app.state.settings
+def _settings(request: Request):
+    return getattr(getattr(getattr(request, "app", None), "state", None), "settings", None)
+
+
+def statement_timeout_s(request: Request) -> float | None:
+    s = _settings(request)
+    if s is None:
+        return None
     return float(s.analysis_timeout_s if is_analysis(request) else s.statement_timeout_s)
 
 
-def statement_timeout_ms(request: Request) -> int:
-    """The ``statement_timeout`` (ms, at least 1) of this request's transaction."""
-    return max(1, int(round(statement_timeout_s(request) * 1000)))
+def statement_timeout_ms(request: Request) -> int | None:
+    """The ``statement_timeout`` (ms, at least 1) of this request's transaction (None: no app settings,
+    the server's default applies)."""
+    t = statement_timeout_s(request)
+    return None if t is None else max(1, int(round(t * 1000)))
 
 
 def is_statement_cancel(exc: BaseException) -> bool:
@@ -138,7 +147,7 @@ def track(request: Request, dbapi_conn: Any) -> Cancellable:
     cancelled if the client disconnects. Raises :class:`ClientGone` when the client already left.
     The caller must :meth:`Cancellable.close` it before the connection goes back to the pool."""
     handle = Cancellable(dbapi_conn)
-    w = getattr(request.state, STATE_KEY, None)
+    w = _watch_of(request)
     if w is not None:
         if w.gone:
             handle.close()
@@ -147,8 +156,13 @@ def track(request: Request, dbapi_conn: Any) -> Cancellable:
     return handle
 
 
+def _watch_of(request: Request):
+    scope = getattr(request, "scope", None) or {}
+    return (scope.get("state") or {}).get(STATE_KEY)
+
+
 def untrack(request: Request, handle: Cancellable) -> None:
-    w = getattr(request.state, STATE_KEY, None)
+    w = _watch_of(request)
     if w is not None and handle in w.handles:
         w.handles.remove(handle)
 
@@ -487,7 +501,7 @@ class RequestBudget:
 # -- install ---------------------------------------------------------------------------------------
 
 def _timeout_response(request: Request) -> JSONResponse:
-    t = statement_timeout_s(request)
+    t = statement_timeout_s(request) or 0
     setting = "GISGOV_ANALYSIS_TIMEOUT_S" if is_analysis(request) else "GISGOV_STATEMENT_TIMEOUT_S"
     cls = "分析 analysis" if is_analysis(request) else "普通 ordinary"
     return JSONResponse(status_code=503, content={
@@ -498,7 +512,9 @@ def _timeout_response(request: Request) -> JSONResponse:
 
 
 def install(app: FastAPI) -> None:
-    """Add the budget middleware and the statement-timeout error handler (idempotent)."""
+    """Add the budget middleware and the statement-timeout error handler (idempotent). Call it after
+    the app's other exception handlers are installed: other ``OperationalError`` answers (e.g. the
+    database is down) are passed on to the handler that was there before."""
     if getattr(app.state, "budgets_installed", False):
         return
     app.state.budgets_installed = True
@@ -512,7 +528,9 @@ def install(app: FastAPI) -> None:
         if previous is not None:  # another handler of OperationalError (e.g. database down)
             r = previous(request, exc)
             return await r if hasattr(r, "__await__") else r
-        for cls in type(exc).__mro__[1:]:  # a handler of a broader class
+        for cls in type(exc).__mro__[1:]:  # a handler of a broader class (DBAPIError, ...)
+            if cls in (Exception, BaseException):
+                break  # the catch-all belongs to the server-error layer: re-raise for it (and the log)
             handler = app.exception_handlers.get(cls)
             if handler is not None and handler is not statement_cancelled:
                 r = handler(request, exc)

@@ -12,8 +12,8 @@ SHEET = "网格员 staff"
 
 
 def template_bytes() -> bytes:
-    """An XLSX with the header row 网格编码 | 角色 | 姓名 | 手机号 (a role drop-down, code and phone as
-    text) and a second sheet explaining the rules."""
+    """An XLSX with the header row 网格编码 | 角色 | 姓名 | 手机号 (a role drop-down) and a second sheet
+    explaining the rules."""
     from openpyxl import Workbook
     from openpyxl.styles import Font, PatternFill
     from openpyxl.worksheet.datavalidation import DataValidation
@@ -27,8 +27,8 @@ def template_bytes() -> bytes:
         cell.fill = PatternFill("solid", fgColor="DDEBF7")
     for col, width in zip("ABCD", (20, 14, 16, 16), strict=True):
         ws.column_dimensions[col].width = width
-        for row in range(2, 2001):
-            ws[f"{col}{row}"].number_format = "@"  # text: 15-digit codes and phones keep every digit
+    # no pre-formatted rows (they would count as used rows); codes and phones typed as numbers are read
+    # back exactly (15 and 11 digits fit a double) and turned into text by the reader
     dv = DataValidation(type="list", formula1='"' + ",".join(st.ROLES) + '"', allow_blank=False)
     ws.add_data_validation(dv)
     dv.add("B2:B2000")

@@ -382,7 +382,10 @@ def test_statement_timeout_handler_chains_other_database_errors():
             super().__init__(sqlstate)
             self.sqlstate = sqlstate
 
-    app = create_app(Settings(statement_timeout_s=12), engine=None)  # its own database-down handler is replaced
+    from fastapi import FastAPI
+
+    app = FastAPI()  # a bare app: whether create_app installs the budgets itself does not matter here
+    app.state.settings = Settings(statement_timeout_s=12)
 
     async def down(request, exc):
         return JSONResponse({"detail": "down", "error": "DatabaseUnavailable"}, status_code=503)
@@ -398,8 +401,8 @@ def test_statement_timeout_handler_chains_other_database_errors():
     r = asyncio.run(handler(Request(scope), OperationalError("SELECT 1", {}, Orig("08006"))))
     assert json.loads(r.body)["error"] == "DatabaseUnavailable"
 
-    bare = create_app(Settings(), engine=None)
-    bare.exception_handlers.pop(OperationalError, None)  # no database-down handler before
+    bare = FastAPI()  # no database-down handler before
+    bare.state.settings = Settings()
     budgets.install(bare)
     with pytest.raises(OperationalError):
         asyncio.run(bare.exception_handlers[OperationalError](Request({**scope, "app": bare}),

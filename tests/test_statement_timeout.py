@@ -224,3 +224,53 @@ def test_declared_oversize_upload_is_refused_before_the_body_is_sent(live):
         s.close()
     assert data.startswith(b"HTTP/1.1 413"), data[:200]
     assert b"PayloadTooLarge" in data and b"GISGOV_INGEST_MAX_UPLOAD_MB" in data
+
+
+def test_chunked_upload_over_http_is_cut_off_near_the_limit(live, monkeypatch):
+    """Over real HTTP: a chunked multipart upload offering 1 GB (no Content-Length) gets its 413 once
+    about GISGOV_INGEST_MAX_UPLOAD_MB (2 MB here) has arrived; the client stops sending when the answer
+    comes, having sent a small fraction of what it offered (socket buffers hold a few MB more)."""
+    import select
+
+    from gisgov.ingest.settings import get_ingest_settings
+
+    monkeypatch.setenv("GISGOV_INGEST_MAX_UPLOAD_MB", "2")
+    get_ingest_settings.cache_clear()
+    offered = 1024 * 1_000_000
+    try:
+        head = (b"--xx\r\nContent-Disposition: form-data; name=\"level\"\r\n\r\nbuilding\r\n--xx\r\n"
+                b"Content-Disposition: form-data; name=\"file\"; filename=\"big.geojson\"\r\n\r\n")
+        s = live.request((f"POST /api/import HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n"
+                          f"Authorization: Bearer {live.token}\r\nContent-Type: multipart/form-data; boundary=xx\r\n"
+                          "Transfer-Encoding: chunked\r\n\r\n").encode() + b"%x\r\n%s\r\n" % (len(head), head))
+        s.setblocking(False)
+        frame = b"10000\r\n" + b"0" * 0x10000 + b"\r\n"
+        pending, sent, answer = b"", 0, b""
+        deadline = time.monotonic() + 60
+        while sent < offered and time.monotonic() < deadline:
+            readable, writable, _ = select.select([s], [s] if sent < offered else [], [], 5)
+            if readable:
+                break
+            if writable:
+                if not pending:
+                    pending = frame
+                try:
+                    n = s.send(pending)
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                pending, sent = pending[n:], sent + n
+        s.setblocking(True)
+        s.settimeout(10)
+        try:
+            while chunk := s.recv(65536):
+                answer += chunk
+                if b"}" in answer:
+                    break
+        except ConnectionResetError:
+            pass
+        s.close()
+    finally:
+        get_ingest_settings.cache_clear()
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
+    assert b"PayloadTooLarge" in answer and b"GISGOV_INGEST_MAX_UPLOAD_MB" in answer
+    assert 2_000_000 < sent < 64_000_000, sent  # ~2 MB read by the server, the rest still in socket buffers

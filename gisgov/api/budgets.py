@@ -58,7 +58,7 @@ ANALYSIS_ROUTES = frozenset({
     ("GET", "/coverage/map"),
 })
 # Uploads: limited by the ingest setting, read as a stream (never buffered here).
-UPLOAD_ROUTES = frozenset({("POST", "/api/import")})
+UPLOAD_ROUTES = frozenset({("POST", "/api/import"), ("POST", "/api/staff/import")})
 
 STATE_KEY = "gisgov_budget"  # request.state attribute holding this request's _Watch
 SQLSTATE_QUERY_CANCELED = "57014"

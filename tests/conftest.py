@@ -106,3 +106,12 @@ from pii_response_hook import (  # noqa: E402, F401
     _pii_scanner_installed,
     pytest_runtest_makereport,
 )
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings_after_test():
+    """A test that set GISGOV_* variables (monkeypatch) must not leave its cached settings behind."""
+    yield
+    from gisgov.config import get_settings
+
+    get_settings.cache_clear()

@@ -78,6 +78,9 @@ def test_synthetic_year_follows_the_machine(owner, generated):
 def invoke(args, city, monkeypatch):
     monkeypatch.setenv("GISGOV_APP_DATABASE_URL", app_url(city))
     monkeypatch.setenv("GISGOV_DATABASE_URL", city)
+    from gisgov.config import get_settings
+
+    get_settings.cache_clear()  # the CLI reads settings once per process
     main = typer.Typer()
     cli_events.register(main)
     return CliRunner().invoke(main, ["events", *args])

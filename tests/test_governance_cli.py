@@ -38,6 +38,9 @@ def invoke(args, city, monkeypatch):
     monkeypatch.setenv("GISGOV_APP_DATABASE_URL", app_url(city))
     monkeypatch.setenv("GISGOV_DATABASE_URL", city)
     get_governance_settings.cache_clear()
+    from gisgov.config import get_settings
+
+    get_settings.cache_clear()  # the CLI reads settings once per process
     cr.load_rules.cache_clear()
     main = typer.Typer()
     cli_gov.register(main)

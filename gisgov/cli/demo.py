@@ -185,8 +185,8 @@ def print_demo_accounts(demo_accounts: list[DemoAccount]) -> None:
 
 def _analysis_steps():
     """Analyses the demo computes, each ``demo_step(url, console)`` in a capability's service module.
-    Grids first, so coverage figures are also computed per grid."""
-    names = ("gisgov.gridding.service", "gisgov.coverage.service")
+    Grids first, so coverage figures are also computed per grid; events and staff/compound samples need grids."""
+    names = ("gisgov.gridding.service", "gisgov.coverage.service", "gisgov.sample.events", "gisgov.sample.governance")
     return [m.demo_step for m in optional_modules(names) if hasattr(m, "demo_step")]
 
 

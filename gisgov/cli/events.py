@@ -54,7 +54,10 @@ def acting(username: str):
 
     from gisgov.cli.users import fail
 
-    eng = make_engine(app_database_url(Settings()), poolclass=pool.NullPool)
+    from gisgov.cli.common import database_url
+
+    settings = Settings()
+    eng = make_engine(app_database_url(settings, owner_url=database_url()), poolclass=pool.NullPool)
     try:
         with eng.connect() as conn:
             row = conn.execute(text("SELECT id, username, display_name, role, scope_code, disabled FROM app_user "

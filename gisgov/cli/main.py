@@ -24,6 +24,8 @@ CLI_MODULES = [
     "gisgov.cli.grids",
     "gisgov.cli.users",
     "gisgov.cli.audit",
+    "gisgov.cli.events",
+    "gisgov.cli.governance",
 ]
 
 

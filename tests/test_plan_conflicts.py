@@ -225,3 +225,30 @@ def test_concurrent_activations_through_http(db, app_eng):
     loser = next(v for v, (s, _) in results.items() if s == 409)
     assert active(eng) == winner
     assert results[loser][1]["conflict"]["active_version"] == winner
+
+
+def test_cli_activate_refuses_a_stale_draft_until_rebase(db, monkeypatch):
+    """`gisgov grids activate` on a draft whose parent is no longer active: exit 3, what changed and the
+    --rebase hint printed, nothing changed; with --rebase it activates."""
+    from typer.testing import CliRunner
+
+    from gisgov.cli.main import app as cli
+
+    url, eng = db
+    stale = copy_of_active(eng, "cli stale")
+    fresh = copy_of_active(eng, "cli fresh")
+    with eng.begin() as conn:
+        plans.activate(conn, COMMUNITY, fresh)
+    monkeypatch.setenv("GISGOV_DATABASE_URL", url)
+    from gisgov.config import get_settings
+
+    get_settings.cache_clear()
+    r = CliRunner().invoke(cli, ["grids", "activate", "-c", COMMUNITY, "--plan", str(stale)])
+    assert r.exit_code == 3, r.output
+    assert "PlanConflict" in r.output and "--rebase" in r.output and f"version {fresh}" in r.output
+    assert active(eng) == fresh
+    r = CliRunner().invoke(cli, ["grids", "plans", "-c", COMMUNITY])
+    assert r.exit_code == 0 and "parent" in r.output
+    r = CliRunner().invoke(cli, ["grids", "activate", "-c", COMMUNITY, "--plan", str(stale), "--rebase"])
+    assert r.exit_code == 0, r.output
+    assert active(eng) == stale

@@ -185,13 +185,22 @@ def repair(community: str = COMMUNITY, plan: int | None = PLAN,
 
 @app.command()
 def activate(community: str = COMMUNITY, plan: int = typer.Option(..., "--plan", "-p", help="Plan version to activate."),
-             force: bool = typer.Option(False, help="Activate even with rule breaks.")) -> None:
-    """启用 Activate a plan atomically: renumber codes W→E N→S, archive the old plan, re-point buildings."""
+             force: bool = typer.Option(False, help="Activate even with rule breaks."),
+             rebase: bool = typer.Option(False, help="Activate even though the plan was made from a version that is "
+                                                     "no longer active (after checking `gisgov grids diff`).")) -> None:
+    """启用 Activate a plan atomically: renumber codes W→E N→S, archive the old plan, re-point buildings.
+
+    A draft made from a version that is no longer the active one is refused (exit 3, what changed is
+    printed) unless --rebase is given."""
     from gisgov.gridding import plans
 
     try:
         with _engine().begin() as conn:
-            out = plans.activate(conn, community, plan, force=force)
+            out = plans.activate(conn, community, plan, force=force, rebase=rebase)
+    except plans.ParentConflict as exc:
+        console.print(f"[red]PlanConflict[/]: {exc}")
+        console.print(f"命令行确认覆盖 on the command line: gisgov grids activate {community} --plan {plan} --rebase")
+        raise typer.Exit(3) from None
     except GisgovError as exc:
         _fail(exc)
     console.print(f"[green]已启用 activated[/] version {out['version']} (previous {out['previous']}), "
@@ -209,10 +218,12 @@ def plans_cmd(community: str = COMMUNITY) -> None:
     with _engine().connect() as conn:
         rows = list_plans(conn, community)
     t = Table(title=f"社区 {community} 网格方案 plans")
-    for c in ("version", "status", "grids", "author", "created", "method", "note"):
+    for c in ("version", "status", "parent", "grids", "author", "created", "method", "note"):
         t.add_column(c)
     for r in rows:
-        t.add_row(str(r["version"]), r["status"], str(r["grids"]), str(r["author"] or ""), str(r["created"])[:19],
+        parent = r.get("parent_version")
+        t.add_row(str(r["version"]), r["status"], "" if parent is None else str(parent), str(r["grids"]),
+                  str(r["author"] or ""), str(r["created"])[:19],
                   str(r["method"] or ""), str(r["note"] or ""))
     console.print(t)
 

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     demo: bool = Field(default=False, description="Demo mode: demo accounts with known passwords may exist (never in production).")
     pool_size: int = Field(default=10, ge=1, description="Connections the web app keeps open.")
     pool_overflow: int = Field(default=10, ge=0, description="Extra connections under load beyond pool_size.")
-    pool_timeout_s: float = Field(default=10, gt=0, description="Wait for a free connection before answering 503.")
+    pool_timeout_s: float = Field(default=60, gt=0, description="Longest wait in line for a database connection (requests queue in arrival order, without holding a thread); longer answers 503 DatabaseBusy.")
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes of `gisgov serve` (uvicorn --workers).")
     max_body_mb: float = Field(default=4.0, gt=0, description="Largest JSON/form request body (MB); larger answers 413 while reading. Uploads: GISGOV_INGEST_MAX_UPLOAD_MB.")
     max_vertices: int = Field(default=50_000, ge=100, description="Most polygon vertices one request may send (validate, whatif); more answers 422.")

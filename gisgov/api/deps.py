@@ -27,6 +27,7 @@ import anyio
 from anyio import to_thread
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gisgov.api import budgets
 from gisgov.db.engine import make_engine
@@ -181,8 +182,14 @@ async def transaction(request: Request, scope: str) -> AsyncIterator[Connection]
     analyses ``GISGOV_ANALYSIS_TIMEOUT_S``, others ``GISGOV_STATEMENT_TIMEOUT_S``); its connection is
     registered so that a statement still running when the client disconnects is cancelled."""
     acquire, finish = _limiters(request)
-    conn = await to_thread.run_sync(_open, request.app.state.engine, scope, budgets.statement_timeout_ms(request),
-                                    limiter=acquire)
+    slots = _slots(request)
+    await _take_slot(request, slots)
+    try:
+        conn = await to_thread.run_sync(_open, request.app.state.engine, scope,
+                                        budgets.statement_timeout_ms(request), limiter=acquire)
+    except BaseException:
+        slots.release()
+        raise
     handle = None
     try:
         handle = budgets.track(request, conn.connection.dbapi_connection)
@@ -191,13 +198,44 @@ async def transaction(request: Request, scope: str) -> AsyncIterator[Connection]
         # Shielded: a cancelled request (client gone) must still give its connection back to the pool;
         # unshielded, to_thread.run_sync would raise the cancellation before running _finish.
         with anyio.CancelScope(shield=True):
-            await to_thread.run_sync(_finish, conn, False, handle, limiter=finish)
-            if handle is not None:
-                budgets.untrack(request, handle)
+            try:
+                await to_thread.run_sync(_finish, conn, False, handle, limiter=finish)
+                if handle is not None:
+                    budgets.untrack(request, handle)
+            finally:
+                slots.release()
         raise
     with anyio.CancelScope(shield=True):
-        await to_thread.run_sync(_finish, conn, True, handle, limiter=finish)
-        budgets.untrack(request, handle)
+        try:
+            await to_thread.run_sync(_finish, conn, True, handle, limiter=finish)
+            budgets.untrack(request, handle)
+        finally:
+            slots.release()
+
+
+def _slots(request: Request) -> anyio.Semaphore:
+    """One slot per connection the main pool can give (size + overflow). A request waits for a slot
+    here, in the event loop and in arrival order (FIFO), before it takes a worker thread: the pool itself
+    then never makes a thread wait, and a queue of hundreds of requests costs no threads."""
+    st = request.app.state
+    sem = getattr(st, "connection_slots", None)
+    if sem is None:
+        pool = st.engine.pool
+        size = getattr(pool, "size", None)
+        n = size() + max(int(getattr(pool, "_max_overflow", 0)), 0) if callable(size) else 1000
+        sem = st.connection_slots = anyio.Semaphore(max(n, 1))
+    return sem
+
+
+async def _take_slot(request: Request, slots: anyio.Semaphore) -> None:
+    """Wait for a connection slot at most ``GISGOV_POOL_TIMEOUT_S``; longer answers 503 DatabaseBusy."""
+    settings = getattr(request.app.state, "settings", None)
+    wait = float(getattr(settings, "pool_timeout_s", 30.0))
+    try:
+        with anyio.fail_after(wait):
+            await slots.acquire()
+    except TimeoutError:
+        raise PoolTimeout(f"no database connection free within {wait:g} s") from None
 
 
 async def db(request: Request, p: Principal = Depends(current_principal)) -> AsyncIterator[Connection]:

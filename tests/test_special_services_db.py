@@ -344,3 +344,32 @@ def test_cli_beyond_summary_overdue(client, city, monkeypatch):
     assert json.loads(r.output)["total"] >= 0
     r = run("beyond", "--as", gw, "--code", city["other"])
     assert r.exit_code == 1
+
+
+def test_visit_rows_are_append_only_for_the_app(city, owner):
+    """The app role may read and add visit rows, never change or delete them; rows follow the resident's scope."""
+    from sqlalchemy.exc import ProgrammingError
+
+    with owner.begin() as c:
+        c.execute(text("SELECT set_config('gisgov.scope', '*', true)"))
+        rid = c.execute(text("""
+            SELECT r.id FROM resident_group rg JOIN resident r ON r.id = rg.resident_id
+            JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code
+            WHERE b.community_code = :c AND NOT EXISTS (SELECT 1 FROM resident_group x WHERE x.resident_id = r.id
+                                                        AND x.group_code = 'dujulaoren')
+            ORDER BY r.id DESC LIMIT 1"""), {"c": city["community"]}).scalar_one()
+        _add_visit(c, rid, 3)  # not an elderly person living alone: the other tests' expectations stay
+    eng = create_engine(app_url(city["url"]), poolclass=pool.NullPool)
+    try:
+        for sql in ("UPDATE special_visit SET visited_at = now()", "DELETE FROM special_visit"):
+            with eng.connect() as c, pytest.raises(ProgrammingError, match="permission denied"):
+                c.execute(text("SELECT set_config('gisgov.scope', '*', false)"))
+                c.execute(text(sql))
+        with eng.connect() as c:
+            c.execute(text("SELECT set_config('gisgov.scope', '*', false)"))
+            everywhere = c.execute(text("SELECT count(*) FROM special_visit")).scalar_one()
+            c.execute(text("SELECT set_config('gisgov.scope', :s, false)"), {"s": city["other"]})
+            elsewhere = c.execute(text("SELECT count(*) FROM special_visit")).scalar_one()
+        assert everywhere > 0 and elsewhere == 0  # every visit of these tests lies in the gridded community
+    finally:
+        eng.dispose()

@@ -214,7 +214,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="gisgov demo --workers (when starting it)")
     ap.add_argument("--levels", default="50,200,500")
     ap.add_argument("--seconds", type=float, default=30)
-    ap.add_argument("--timeout", type=float, default=60)
+    ap.add_argument("--timeout", type=float, default=150, help="client timeout (s); above GISGOV_POOL_TIMEOUT_S so a queued request is not counted as a client timeout")
     ap.add_argument("--home", type=Path, help="GISGOV_HOME of the demo it starts (default: a temporary folder)")
     ap.add_argument("--no-write", action="store_true", help="print the results only")
     args = ap.parse_args()

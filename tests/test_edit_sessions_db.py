@@ -179,7 +179,9 @@ def test_sessions_belong_to_their_opener(db, app_eng, planner):
             x.__exit__(None, None, None)
 
 
-def test_save_after_another_activation_warns(db, app_eng, planner):
+def test_save_after_another_activation_is_a_conflict_until_rebase(db, app_eng, planner):
+    """Saving a session opened on a version that is no longer active: 409 with what changed, nothing
+    saved, the session and its moves kept; saving again with rebase stores the draft on the active plan."""
     url, eng = db
     c = client_for(app_eng, planner)
     try:
@@ -191,11 +193,26 @@ def test_save_after_another_activation_warns(db, app_eng, planner):
         with eng.begin() as conn:
             newer = service.propose_plan(conn, COMMUNITY, save=True, time_limit_s=1.0, seed=11)["version"]
             plans.activate(conn, COMMUNITY, newer, force=True)
+        with eng.connect() as conn:
+            before = conn.execute(text("SELECT count(*) FROM grid_plan WHERE community_code = :c"),
+                                  {"c": COMMUNITY}).scalar()
         r = c.post(f"/api/grids/sessions/{sid}/save", json={})
+        assert r.status_code == 409, r.text
+        body = r.json()
+        assert body["error"] == "PlanConflict" and "方案冲突" in body["detail"] and "rebase" in body["detail"]
+        assert body["conflict"]["parent_version"] == base and body["conflict"]["active_version"] == newer
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM grid_plan WHERE community_code = :c"),
+                                {"c": COMMUNITY}).scalar() == before  # nothing saved
+        report = c.get(f"/api/grids/sessions/{sid}")
+        assert report.status_code == 200  # the session (and its move) is kept
+        r = c.post(f"/api/grids/sessions/{sid}/save", json={"rebase": True})
         assert r.status_code == 200, r.text
         out = r.json()
-        assert out["parent_version"] == base and out["conflict"]["active_version"] == newer
-        assert "方案冲突" in out["warning"] and "rebase" in out["warning"]
+        assert out["parent_version"] == newer and out["rebased"] == {"from": base, "to": newer}
+        with eng.connect() as conn:
+            assert conn.execute(text("SELECT parent_version FROM grid_plan WHERE community_code = :c AND version = :v"),
+                                {"c": COMMUNITY, "v": out["version"]}).scalar() == newer
     finally:
         c.__exit__(None, None, None)
 

@@ -24,6 +24,11 @@ def prepare() -> str:
     return url
 
 
+# Idle keep-alive connections are kept this long (uvicorn's default is 5 s): a client reusing a connection
+# the server has just closed gets a read error, which under load happened at the 5 s boundary.
+KEEP_ALIVE_S = 30
+
+
 def run_server(host: str, port: int, settings: Settings | None = None, workers: int | None = None) -> None:
     """Serve the app with uvicorn until interrupted (the caller brought the database up and migrated it).
 
@@ -48,7 +53,7 @@ def run_server(host: str, port: int, settings: Settings | None = None, workers: 
     console.print(f"[bold]健康检查 Health[/]   {base}/health")
     console.print("按 Ctrl+C 停止 press Ctrl+C to stop")
     if workers <= 1:
-        uvicorn.run(create_app(s), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(s), host=host, port=port, log_level="info", timeout_keep_alive=KEEP_ALIVE_S)
         return
     import os
 
@@ -59,7 +64,8 @@ def run_server(host: str, port: int, settings: Settings | None = None, workers: 
                        "GISGOV_WORKERS": str(workers), "GISGOV_HOME": str(s.home_abs)})
     per = s.pool_size + s.pool_overflow
     console.print(f"工作进程 workers: {workers} (每个最多 up to {per} + 6 database connections each)")
-    uvicorn.run("gisgov.api.asgi:create", factory=True, host=host, port=port, workers=workers, log_level="info")
+    uvicorn.run("gisgov.api.asgi:create", factory=True, host=host, port=port, workers=workers, log_level="info",
+                timeout_keep_alive=KEEP_ALIVE_S)
 
 
 def account_problems(url: str) -> list[str]:

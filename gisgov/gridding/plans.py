@@ -53,10 +53,22 @@ def conflict_info(conn: Connection, code: str, version: int, parent: int | None,
     return info
 
 
-def conflict_message(info: dict, *, saved: bool = False) -> str:
+def conflict_message(info: dict, *, saved: bool = False, saving: bool = False) -> str:
     """A planner's reading of :func:`conflict_info` (中文 + English): refusing an activation, or (``saved``)
     warning that a draft just saved will need ``rebase`` to be activated."""
     v, parent, cur = info["version"], info["parent_version"], info["active_version"]
+    if saving:  # an edit session's save, refused: there is no version number yet
+        who = info["activated_by"] or "命令行 command line"
+        base_zh = f"第 {parent} 版" if parent is not None else "无启用方案时"
+        base_en = f"version {parent}" if parent is not None else "no active plan"
+        n = info["buildings_changed"]
+        now_zh = f"现在启用的是第 {cur} 版（{who} 启用），有 {n} 栋楼栋的网格不同" if cur is not None else "该社区现在没有启用方案"
+        now_en = (f"version {cur} is active now (activated by {who}); {n} building(s) are in other grids"
+                  if cur is not None else "the community has no active plan now")
+        return (f"方案冲突，未保存：本编辑会话基于{base_zh}，{now_zh}。会话及其修改均保留；请先查看差异，"
+                f"确认后以 rebase: true 再次保存。 plan conflict, nothing saved: this edit session was opened on "
+                f"{base_en}, but {now_en}. The session and its moves are kept; look at what changed"
+                + (f" ({info['diff']})" if info.get("diff") else "") + ' and save again with {"rebase": true}.')
     who = info["activated_by"] or "命令行 command line"
     when = (info["activated"] or "")[:19].replace("T", " ") or "?"
     base_zh = f"第 {parent} 版" if parent is not None else "无启用方案时"

@@ -65,6 +65,7 @@
         if (!r.ok) {
           var e = new Error(detail(body, r.status));
           e.status = r.status;
+          e.body = body;
           throw e;
         }
         return body;

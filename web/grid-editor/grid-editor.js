@@ -468,10 +468,11 @@
     });
   }
 
-  function save() {
+  function save(opts) {
     if (S.busy) return;
+    opts = opts || {};
     S.busy = true; renderAll();
-    api("POST", "/api/grids/sessions/" + S.sid + "/save", { revision: S.revision }).then(function (r) {
+    api("POST", "/api/grids/sessions/" + S.sid + "/save", { revision: S.revision, rebase: !!opts.rebase }).then(function (r) {
       var el = $("saved");
       S.saved = r.version;
       el.hidden = false;
@@ -486,6 +487,18 @@
       conflictBox(null);
       loadPlanInfo();
     }).catch(function (e) {
+      var c = e.status === 409 && e.body && e.body.conflict;
+      if (c) {  // another version was activated since this session was opened: nothing saved yet
+        conflictBox("<div class='conflict' id='save-conflict' data-active='" + esc(c.active_version) + "'>" +
+          "<b>方案冲突，未保存</b>：本会话基于第 " + esc(c.parent_version == null ? "—" : c.parent_version) +
+          " 版，之后第 " + esc(c.active_version) + " 版已由 " + esc(c.activated_by || "命令行") + " 启用，有 " +
+          esc(c.buildings_changed) + " 栋楼栋的网格不同。会话中的修改都还在。" +
+          (c.diff ? " <a href='" + esc(c.diff) + "' target='_blank'>查看差异 View the difference</a>" : "") +
+          "<details><summary>详情 <span>Details</span></summary><span>" + esc(e.message) + "</span></details></div>" +
+          "<button id='save-anyway' type='button'>仍然保存为草稿 <span>Save as a draft anyway</span></button>");
+        $("save-anyway").addEventListener("click", function () { save({ rebase: true }); });
+        return;
+      }
       failed("保存失败 Save failed: ", e);
     }).then(function () { S.busy = false; S.rev++; renderAll(); });
   }
@@ -608,7 +621,7 @@
 
   gisgov.bindSignOut("logout");
   $("undo").addEventListener("click", undo);
-  $("save").addEventListener("click", save);
+  $("save").addEventListener("click", function () { save(); });
   $("activate").addEventListener("click", function () { activate({}); });
   $("cancel").addEventListener("click", function () { S.selected = null; renderSelection(); restyleUnits(); });
   document.addEventListener("keydown", function (e) {

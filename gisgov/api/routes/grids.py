@@ -123,6 +123,9 @@ class MoveBody(BaseModel):
 class SaveBody(BaseModel):
     note: str | None = Field(None, max_length=500, description="Note stored with the draft.")
     revision: int | None = Field(None, description="As for a move: 409 when the session changed elsewhere.")
+    rebase: bool = Field(False, description="Save even though another version was activated since the session was "
+                                            "opened (the draft's parent becomes the active version); without it "
+                                            "such a save answers 409 with what changed and nothing is saved.")
 
 
 def _r(rules: Rules | None) -> dict | None:
@@ -352,23 +355,36 @@ def session_report(sid: str, request: Request, conn: Connection = DB, p: Princip
     return aggregate_view(out, p)
 
 
-@router.post("/sessions/{sid}/save", responses={**SESSION, 409: {"description": "the session changed elsewhere"}},
+@router.post("/sessions/{sid}/save", responses={**SESSION, 409: {"description": "the session changed elsewhere, or another "
+             "version was activated since it was opened (body: detail, error, conflict; nothing saved; confirm with rebase)"}},
              summary="Save the session's plan as a new draft version (parent: the version the session started from)")
-def session_save(sid: str, request: Request, body: SaveBody, conn: Connection = DB, p: Principal = EDIT) -> dict:
+def session_save(sid: str, request: Request, body: SaveBody, conn: Connection = DB, p: Principal = EDIT):
     from gisgov.gridding.io import plan_row, save_plan
 
     s = edit_session(conn, request, sid, p, lock=True)
     sessions.check_revision(s, body.revision)
+    current = plan_row(conn, s.community, None)
+    active = current["version"] if current else None
+    parent = s.base_version
+    if active != parent:
+        info = plans.conflict_info(conn, s.community, None, parent, current)
+        if not body.rebase:
+            # saving on top of a version that is no longer current: nothing saved, the session (and its
+            # moves) stays as it is; the planner looks at what changed and confirms with {"rebase": true}
+            audit(request, "plan_save", p, object=s.community, result="failed",
+                  detail={"via": "session", "session": s.id, "error": "PlanConflict", "parent_version": parent,
+                          "active_version": active})
+            return JSONResponse(status_code=409, content={"detail": plans.conflict_message(info, saving=True),
+                                                          "error": "PlanConflict", "conflict": info})
+        parent = active
     ed = sessions.editor(conn, s)
     version = save_plan(conn, ed.ctx, ed.plan(), author=_author(p), note=body.note or "edited", method="manual",
-                        parent_version=s.base_version)
+                        parent_version=parent)
     sessions.touch(conn, s)
     audit(request, "plan_save", p, object=f"{s.community}/v{version}", conn=conn,
-          detail={"via": "session", "session": s.id, "revision": s.revision, "parent_version": s.base_version})
-    out = {"version": version, "parent_version": s.base_version, "revision": s.revision, "conflict": None}
-    current = plan_row(conn, s.community, None)
-    if (current["version"] if current else None) != s.base_version:
-        # saved all the same (nothing is lost); activating it will ask for {"rebase": true}
-        out["conflict"] = plans.conflict_info(conn, s.community, version, s.base_version, current)
-        out["warning"] = plans.conflict_message(out["conflict"], saved=True)
+          detail={"via": "session", "session": s.id, "revision": s.revision, "parent_version": parent,
+                  "rebased_from": s.base_version if parent != s.base_version else None})
+    out = {"version": version, "parent_version": parent, "revision": s.revision, "conflict": None}
+    if parent != s.base_version:
+        out["rebased"] = {"from": s.base_version, "to": parent}
     return out

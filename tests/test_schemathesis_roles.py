@@ -1,12 +1,34 @@
-"""schemathesis against the app's OpenAPI schema, signed in as each of the six roles: no 5xx.
+"""schemathesis against the app's OpenAPI schema, signed in as each of the six roles, with every check.
 
 The schema is the app's own ``/openapi.json`` (behind sign-in, so fetched with a bearer token).
 Every operation except the heavy analyses (coverage compute/site/areas/gaps/map, grid
 propose/repair/feasibility, import; see :data:`HEAVY`) is fuzzed for every role with a small,
 derandomized budget: half of the cases take the fuzzer's own path values, half the codes of the
 role's own node (so in-scope code paths run too), in both positive (schema-valid) and negative
-(schema-violating) generation modes. Every response must pass ``not_a_server_error`` and the
-schema-conformance checks listed in :data:`CHECKS`, and carry no clear ID or mobile number.
+(schema-violating) generation modes. Every response must pass every check schemathesis has
+(:data:`CHECK_NAMES`, the same set as ``--checks all``) and carry no clear ID or mobile number.
+
+What the checks hold the app to: no 5xx (``not_a_server_error``); every status, media type, header and
+body documented (``status_code_conformance``, ``content_type_conformance``,
+``response_headers_conformance``, ``response_schema_conformance``: errors are ``ErrorBody``, 422s
+``ValidationErrorBody``); schema-violating input refused with a 4xx (``negative_data_rejection``);
+schema-valid input not refused as invalid (``positive_data_acceptance``: 2xx, 3xx, 401, 403, 404, 409,
+429 are acceptable answers to valid data, so a valid code outside the caller's area answering 404 passes
+as it is); a route that answers 2xx with the role's token answers 401 without it and with a forged one
+(``ignored_auth``: the schema declares the bearer and session-cookie schemes; confirmed on the first 2xx
+of each operation, as the CLI does). The stateful checks
+(``use_after_free``, ``ensure_resource_availability``, ``object_level_authorization``) and the
+coverage-phase probes (``missing_required_header``, ``unsupported_method``, ``allow_header_conformance``)
+run too; they judge only the request sequences and probes they recognise, which this per-operation run
+does not produce, so they pass without judging here.
+
+Configured, not dropped (:data:`POSITIVE_422`): operations where a schema-valid request can still be
+refused with 422 because the rule is not expressible in JSON Schema; each entry says why. For those
+operations ``positive_data_acceptance`` also accepts 422; every other check applies as everywhere.
+
+:data:`KNOWN_BROKEN` lists failures in routes this test does not fix (operation → the checks that still
+fail there); they are printed on every run and do not fail it. Empty it as the routes are fixed: an
+entry whose operation no longer fails makes :func:`test_known_broken_still_fail` fail.
 
 Writes land in a database of this module's own (sample city with active grid plans), never in the
 shared session databases. ``POST /api/auth/logout`` gets a fresh token per call so the role's
@@ -14,6 +36,9 @@ token stays valid.
 """
 
 from __future__ import annotations
+
+import warnings
+from collections import defaultdict
 
 import pytest
 import schemathesis
@@ -23,8 +48,10 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from pii_scanner import describe, scan_body
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_headers_conformance
+from schemathesis.checks import CHECKS, load_all_checks
+from schemathesis.config import SchemathesisConfig
+from schemathesis.config._checks import POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES
+from schemathesis.core.failures import Failure, FailureGroup
 from sqlalchemy import create_engine, pool, text
 
 from gisgov.api.app import create_app
@@ -42,15 +69,35 @@ HEAVY = frozenset({
     "POST /api/import",
 })
 
-# Checks every response must pass. Not used: content_type_conformance (exports, CSV codes and the
-# HTML map answer media types the schema does not declare), status_code_conformance (FastAPI's schema documents
-# only 200/422, not the 401/403/404/409/415 the security layer answers), response_schema_conformance
-# (the app's own 4xx bodies are {"detail": "<message>", "error": ...}, not the documented
-# HTTPValidationError list), negative_data_rejection and positive_data_acceptance (a valid request
-# for a code outside the caller's scope answers 404), and the stateful checks (they need links the
-# schema does not declare).
-CHECKS = [not_a_server_error, response_headers_conformance]
+load_all_checks()
+CHECK_NAMES = CHECKS.get_all_names()
+ALL_CHECKS = CHECKS.get_all()
 
+# positive_data_acceptance also accepts 422 here: valid by the schema, refused by a rule the schema
+# cannot state.
+POSITIVE_422 = {
+    "GET /api/layers/{level}": "bbox is free text in the schema; its four numbers must be in lon/lat range "
+                               "with min <= max (parse_bbox)",
+    "GET /api/stats": "walking profiles come from the editable service-circle catalog (service_circles.yaml)",
+    "GET /api/stats/{level}/{code}": "a code's length depends on the level (street 9, community 12, grid 15, "
+                                     "compound 16 digits); profiles come from the editable catalog",
+    "GET /api/stats/{level}/{code}/features": "a code's length depends on the level",
+    "GET /api/coverage/summary": "a code's length depends on the level; walking profiles come from the editable "
+                                 "catalog",
+    "POST /api/coverage/whatif": "service categories come from the editable catalog; lon and lat go together "
+                                 "(one without the other is refused)",
+}
+
+# Failures in routes outside this test's fixes: operation -> checks that still fail there (printed, not
+# failing the run). Empty it as they are fixed.
+KNOWN_BROKEN: dict[str, set[str]] = {
+    # level, format and community are free strings in the schema; the route refuses all but a few values
+    # with 422 (they should be enums / a 12-digit pattern in the route's declaration)
+    "GET /api/export": {"positive_data_acceptance"},
+    # "give exactly one of building or compound" is not in the schema (oneOf), and sid is a UUID the
+    # schema calls a plain string
+    "POST /api/grids/sessions/{sid}/move": {"positive_data_acceptance"},
+}
 
 def _schema_operations() -> list[str]:
     spec = create_app(Settings()).openapi()
@@ -66,9 +113,20 @@ CASES = [pytest.param(key, role, id=f"{key}|{role}") for key in FUZZED for role 
 
 
 def test_heavy_exclusions_name_real_operations():
-    stale = sorted(HEAVY - set(OPERATIONS))
-    assert not stale, f"excluded operations that no longer exist: {stale}"
+    stale = sorted((HEAVY | set(POSITIVE_422) | set(KNOWN_BROKEN)) - set(OPERATIONS))
+    assert not stale, f"exceptions naming operations that no longer exist: {stale}"
     assert len(FUZZED) >= 30, FUZZED
+    assert {"not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance",
+            "response_headers_conformance", "negative_data_rejection", "positive_data_acceptance",
+            "ignored_auth"} <= set(CHECK_NAMES), CHECK_NAMES
+
+
+def _config() -> SchemathesisConfig:
+    """schemathesis's defaults, plus 422 accepted for valid data of the :data:`POSITIVE_422` operations."""
+    return SchemathesisConfig.from_dict({"operations": [
+        {"include-name": op, "checks": {"positive_data_acceptance": {
+            "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]}}}
+        for op in sorted(POSITIVE_422)]})
 
 
 def _nodes(url: str) -> dict:
@@ -111,8 +169,10 @@ def fuzz_world(db_factory, sample_city):
     with TestClient(app) as c:
         tokens = {role: bearer_token(c, users[role]) for role in ROLES}
         schema = schemathesis.openapi.from_asgi(
-            "/openapi.json", app, headers={"Authorization": f"Bearer {tokens['admin']}"})
-        yield {"client": c, "schema": schema, "nodes": nodes, "users": users, "tokens": tokens}
+            "/openapi.json", app, config=_config(), headers={"Authorization": f"Bearer {tokens['admin']}"})
+        failures: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+        yield {"client": c, "schema": schema, "nodes": nodes, "users": users, "tokens": tokens, "failures": failures,
+               "fuzzed": set(), "auth_confirmed": set()}
     eng.dispose()
 
 
@@ -159,13 +219,24 @@ def _strategy(op, key: str, n: dict):
     return st.one_of(*parts)
 
 
+def _failures(exc: BaseException) -> list[Failure]:
+    if isinstance(exc, FailureGroup):
+        return [f for e in exc.exceptions for f in _failures(e)]
+    return [exc] if isinstance(exc, Failure) else []
+
+
+def _check_name(f: Failure) -> str:
+    return type(f).checks[0] if type(f).checks else type(f).__name__
+
+
 @pytest.mark.parametrize(("key", "role"), CASES)
-def test_no_server_error(fuzz_world, key, role):
+def test_every_check(fuzz_world, key, role):
     w = fuzz_world
     method, path = key.split(" ", 1)
     op = w["schema"][path][method]
     headers = {"Authorization": f"Bearer {w['tokens'][role]}"}
     seen: list[int] = []
+    found: dict[str, set[str]] = defaultdict(set)  # check -> first lines of its failures
 
     @settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
               phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck), print_blob=False)
@@ -177,10 +248,43 @@ def test_no_server_error(fuzz_world, key, role):
         response = case.call(headers=h)
         seen.append(response.status_code)
         ctype = (response.headers.get("content-type") or [None])[0]  # schemathesis keeps header lists
-        found = scan_body(ctype, response.content)
-        assert not found, f"clear personal data in {case.method} {case.formatted_path} as {role}: {describe(found)}"
-        case.validate_response(response, checks=CHECKS, headers=h)
+        pii = scan_body(ctype, response.content)
+        assert not pii, f"clear personal data in {case.method} {case.formatted_path} as {role}: {describe(pii)}"
+        checks = ALL_CHECKS
+        if key in w["auth_confirmed"]:  # as the CLI does: one confirmation per operation is enough
+            checks = [c for c in ALL_CHECKS if c.__name__ != "ignored_auth"]
+        try:
+            case.validate_response(response, checks=checks, headers=h)
+            if 200 <= response.status_code < 300:
+                w["auth_confirmed"].add(key)
+        except (Failure, FailureGroup) as exc:  # collected, so every example runs and all are reported
+            mode = case.meta.generation.mode.value if case.meta else "?"
+            for f in _failures(exc) or [exc]:
+                text = " | ".join(str(f).strip().splitlines()[:4])
+                body = "" if case.body is None or type(case.body).__name__ == "NotSet" else f" body={case.body!r:.160}"
+                found[_check_name(f) if isinstance(f, Failure) else type(f).__name__].add(
+                    f"{response.status_code} [{mode}] {case.method} {case.formatted_path}"
+                    f"{'?' + str(case.query) if case.query else ''}{body} -> {response.text[:160]!r}: {text[:200]}")
 
     run()
+    w["fuzzed"].add(key)
     assert seen, "no request was made"
+    for check, lines in found.items():
+        w["failures"][key][check] |= lines
+    known = KNOWN_BROKEN.get(key, set())
+    tolerated = {c: v for c, v in found.items() if c in known and c != "not_a_server_error"}
+    failing = {c: v for c, v in found.items() if c not in tolerated}
+    for check, lines in sorted(tolerated.items()):  # shown in pytest's warnings summary
+        warnings.warn(f"KNOWN_BROKEN {key} as {role}: {check}: {len(lines)} case(s), e.g. {sorted(lines)[0]}",
+                      UserWarning, stacklevel=1)
+    assert not failing, f"{key} as {role}:\n" + "\n".join(
+        f"- {check}: {line}" for check, lines in sorted(failing.items()) for line in sorted(lines)[:3])
     assert not [s for s in seen if s >= 500], seen
+
+
+def test_known_broken_still_fail(fuzz_world):
+    """Runs after the fuzzing: an operation listed in KNOWN_BROKEN that no longer fails is to be removed."""
+    fixed = {op: sorted(checks - set(fuzz_world["failures"].get(op, {}))) for op, checks in KNOWN_BROKEN.items()
+             if op in fuzz_world["fuzzed"]}
+    fixed = {op: checks for op, checks in fixed.items() if checks}
+    assert not fixed, f"fixed, remove from KNOWN_BROKEN: {fixed}"

@@ -40,11 +40,58 @@ PUBLIC_PATHS = frozenset({"/login", "/api/auth/login", "/api/auth/token", "/heal
 
 
 async def gate(request: Request) -> None:
-    """App-wide dependency: every route but :data:`PUBLIC_PATHS` needs a signed-in principal."""
+    """App-wide dependency: every route but :data:`PUBLIC_PATHS` needs a signed-in principal; then no
+    path or query parameter may hold a NUL byte (422, naming it), whatever the route."""
     route = request.scope.get("route")
-    if getattr(route, "path", None) in PUBLIC_PATHS:
-        return
-    await current_principal(request)
+    if getattr(route, "path", None) not in PUBLIC_PATHS:
+        await current_principal(request)
+    errors.check_no_nul(request)
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_TEXT = {"schema": {"type": "string"}}
+#: media types of the 200 answer beyond what the route's decorator declares, by operation
+MEDIA_TYPES: dict[str, dict[str, dict]] = {
+    "GET /api/export": {"application/geo+json": {}, "text/csv": _TEXT, XLSX: _BINARY,
+                        "application/geopackage+sqlite3": _BINARY, "application/zip": _BINARY},
+    "GET /api/template/residents": {XLSX: _BINARY},
+    "GET /api/export/jobs/{job_id}/file": {"application/geo+json": {}, "text/csv": _TEXT, XLSX: _BINARY,
+                                           "application/geopackage+sqlite3": _BINARY, "application/zip": _BINARY},
+    "GET /api/grids/plans/{community}/{version}/codes": {"application/json": {}, "text/csv": _TEXT},
+}
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "令牌 token from POST /api/auth/token"},
+    "session": {"type": "apiKey", "in": "cookie", "name": "gisgov_session",
+                "description": "会话 page session from POST /api/auth/login (writes also need X-CSRF-Token)"},
+}
+
+
+def document(spec: dict) -> dict:
+    """The schema as the app really answers (in place): sign-in (``security``) on every route but
+    :data:`PUBLIC_PATHS`, the error answers of every operation (:func:`gisgov.api.errors.document_errors`),
+    the 303 to /login of the pages, and the media types of file answers (:data:`MEDIA_TYPES`)."""
+    spec.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    errors.document_errors(spec, PUBLIC_PATHS)
+    for path, item in spec.get("paths", {}).items():
+        for method, op in item.items():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            if path not in PUBLIC_PATHS:
+                op["security"] = [{"bearer": []}, {"session": []}]
+                if method == "get" and not path.startswith("/api"):
+                    op["responses"].setdefault("303", {
+                        "description": "未登录 not signed in: redirect to /login?next=<this page>",
+                        "headers": {"Location": {"required": True, "schema": {"type": "string"}}}})
+            extra = MEDIA_TYPES.get(f"{method.upper()} {path}")
+            if extra:
+                ok = op["responses"].setdefault("200", {"description": "OK"})
+                content = ok.setdefault("content", {})
+                if content.get("application/json", {}).get("schema") == {} and "application/json" not in extra:
+                    content.pop("application/json")  # FastAPI's placeholder for a route answering files only
+                for mt, media in extra.items():
+                    content.setdefault(mt, media)
+    return spec
 
 
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
@@ -85,6 +132,15 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.settings = settings
     app.add_middleware(SecurityHeaders, basemap_url=settings.basemap_url)
     errors.install(app)
+
+    plain_openapi = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            document(plain_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi
 
     @app.get("/openapi.json", include_in_schema=False)
     def openapi_schema() -> dict:

@@ -1,15 +1,95 @@
-"""Map domain errors to HTTP responses in one place."""
+"""Map errors to HTTP responses in one place, every one with the same body (:class:`ErrorBody`)::
+
+    {"detail": "<message 中文 English>", "error": "<ErrorClass>"}
+
+- domain errors (:class:`gisgov.errors.GisgovError` subclasses) answer their ``status_code``;
+- request validation (FastAPI's ``RequestValidationError``) answers 422 ``InvalidInput`` with a readable
+  ``detail`` naming the fields and, beside it, ``errors``: one ``{loc, msg, type}`` per problem (the
+  submitted values are not echoed back);
+- routing errors (unknown path 404, wrong method 405) answer ``NotFound`` / ``MethodNotAllowed``;
+- values the database refuses (``sqlalchemy.exc.DataError``: a number beyond bigint, a NUL byte in a
+  text value, an invalid JSON escape) answer 422 ``InvalidInput`` (a safety net: routes should check
+  first);
+- no free pooled connection in time answers 503 ``DatabaseBusy`` with ``Retry-After``;
+- anything else is a bug: 500 ``InternalError`` without a traceback (the traceback goes to the log).
+
+:func:`check_no_nul` refuses a NUL byte in any path or query parameter before a route runs (PostgreSQL
+text cannot hold one), naming the parameter.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
+import json
+import logging
+import re
 from urllib.parse import quote
 
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
-
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DataError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gisgov.errors import GisgovError, NotAuthenticated
+from gisgov.errors import GisgovError, InvalidInput, NotAuthenticated
+
+_log = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API (4xx and 503). Some carry more members beside these two (a 409
+    plan conflict: ``conflict``; a 422 from request validation: ``errors``)."""
+
+    detail: str = Field(description="说明 what went wrong and what to do, in Chinese and English")
+    error: str = Field(description="错误类别 error class, e.g. InvalidInput, NotFound, Forbidden, PlanConflict")
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(description="where: path / query / body, then the field name (and index)")
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(ErrorBody):
+    """422: a request the schema (or the app's own checks) refuses. ``errors`` is present when the
+    request did not match the schema."""
+
+    errors: list[FieldError] | None = Field(None, description="one entry per invalid field (schema validation)")
+
+
+def error_response(status: int, detail: str, error: str, headers: dict | None = None, **extra) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": detail, "error": error, **extra}, headers=headers)
+
+
+_HTTP_ERRORS = {400: "BadRequest", 401: "NotAuthenticated", 403: "Forbidden", 404: "NotFound",
+                405: "MethodNotAllowed", 406: "NotAcceptable", 409: "Conflict", 410: "Gone",
+                413: "PayloadTooLarge", 415: "UnsupportedMediaType", 422: "InvalidInput", 429: "TooManyRequests",
+                503: "ServiceUnavailable"}
+_QUOTED = re.compile(r'"[^"]*"')
+_HTTP_TEXT = {400: "请求体无法解析 the request body could not be read", 404: "未找到 not found",
+              405: "不支持的请求方法 method not allowed"}
+
+
+def _loc(loc) -> str:
+    return ".".join(str(x) for x in loc)
+
+
+def validation_detail(errors: list[dict]) -> str:
+    """One readable line naming every invalid field, e.g. ``query.offset: Input should be ≤ …``."""
+    parts = [f"{_loc(e.get('loc', ()))}: {e.get('msg', 'invalid')}" for e in errors[:5]]
+    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "请求参数无效 invalid request: " + "; ".join(parts) + more
+
+
+def check_no_nul(request: Request) -> None:
+    """422 when a path or query parameter holds a NUL byte (PostgreSQL text cannot store one)."""
+    for where, params in (("path", request.path_params), ("query", request.query_params)):
+        for name, value in params.items():
+            if "\x00" in str(name) or "\x00" in str(value):
+                shown = str(name).replace("\x00", "\\0")
+                raise InvalidInput(f"参数含空字符 NUL byte in {where} parameter {shown!r} (text cannot hold 0x00)")
 
 
 def install(app: FastAPI) -> None:
@@ -19,15 +99,135 @@ def install(app: FastAPI) -> None:
         if page:
             nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse("/login?next=" + quote(nxt, safe="/"), status_code=303)
-        return JSONResponse(status_code=401, content={"detail": str(exc), "error": "NotAuthenticated"},
-                            headers={"WWW-Authenticate": "Bearer"})
+        return error_response(401, str(exc), "NotAuthenticated", headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(PoolTimeout)
     async def _pool_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
-        return JSONResponse(status_code=503, headers={"Retry-After": "2"},
-                            content={"detail": "服务繁忙，请稍后重试 server busy (no free database connection), retry shortly",
-                                     "error": "DatabaseBusy"})
+        return error_response(503, "服务繁忙，请稍后重试 server busy (no free database connection), retry shortly",
+                              "DatabaseBusy", headers={"Retry-After": "2"})
 
     @app.exception_handler(GisgovError)
     async def _domain_error(request: Request, exc: GisgovError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"detail": str(exc), "error": type(exc).__name__})
+        return error_response(exc.status_code, str(exc), type(exc).__name__)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": [x if isinstance(x, int) else str(x) for x in e.get("loc", ())],
+                   "msg": str(e.get("msg", "invalid")), "type": str(e.get("type", "value_error"))}
+                  for e in exc.errors()]
+        return error_response(422, validation_detail(errors), "InvalidInput", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status = exc.status_code
+        text = exc.detail if isinstance(exc.detail, str) else None
+        if text is None or text in ("Not Found", "Method Not Allowed", "There was an error parsing the body"):
+            text = _HTTP_TEXT.get(status, text or f"HTTP {status}")
+        return error_response(status, text, _HTTP_ERRORS.get(status, "HTTPError"), headers=exc.headers)
+
+    @app.exception_handler(DataError)
+    @app.exception_handler(psycopg.DataError)
+    async def _data_refused(request: Request, exc: Exception) -> JSONResponse:
+        orig = getattr(exc, "orig", None) or exc
+        first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+        _log.info("value refused by the database on %s %s: %s", request.method, request.url.path, first)
+        reason = _QUOTED.sub('"…"', first)[:200]  # the refused value is not echoed back
+        if "NUL" in first:
+            msg = "参数含空字符 a value contains a NUL byte (0x00), which text cannot hold"
+        elif "out of range" in first:
+            msg = f"数值超出范围 a number is out of range: {reason}"
+        else:
+            msg = f"参数值无效 invalid value: {reason}"
+        return error_response(422, msg, "InvalidInput")
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        _log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return error_response(500, "内部错误 internal error (logged on the server)", "InternalError")
+
+
+# ---- the error answers in the OpenAPI schema ------------------------------------------------------
+
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+_VALIDATION_REF = {"$ref": "#/components/schemas/ValidationErrorBody"}
+_WRITE = frozenset({"post", "put", "patch", "delete"})
+#: routers whose writes take JSON bodies only (``gisgov.api.json_only``: 415 otherwise)
+JSON_ONLY_PREFIXES = ("/api/grids/", "/api/coverage/")
+
+ERROR_TEXT = {
+    400: "请求体无法解析 the request body could not be read (e.g. not UTF-8, or a broken form)",
+    401: "未登录 not signed in, or the session / token expired",
+    403: "无权限 the account's role lacks the permission (or a cookie write without a valid CSRF token)",
+    404: "未找到 unknown, or outside the caller's area (the two answer alike)",
+    409: "冲突 conflict with the current state (e.g. a plan made from a version that is no longer active)",
+    410: "已过期 the edit session expired (reopen it with resume)",
+    413: "请求体过大 request body larger than GISGOV_MAX_BODY_MB",
+    415: "只接受 JSON writes take Content-Type: application/json",
+    422: "参数无效 invalid input: the schema or the app's own checks refuse it (the detail names the field)",
+    429: "尝试过于频繁 too many sign-in attempts",
+    503: "数据库繁忙或不可用 database busy, unavailable or the statement timed out: retry later",
+}
+_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "Bearer", "required": False, "schema": {"type": "string"}}},
+    503: {"Retry-After": {"description": "seconds", "required": False, "schema": {"type": "integer"}}},
+}
+
+
+def error_statuses(method: str, path: str, op: dict, public: bool) -> list[int]:
+    """The error statuses an operation can answer (see the README's "Status codes")."""
+    params = op.get("parameters") or []
+    has_input = bool(params) or "requestBody" in op
+    write = method in _WRITE
+    out = {503}
+    if not public:
+        out |= {401, 403}
+        if has_input:
+            out.add(404)
+    if has_input:
+        out.add(422)
+    if "requestBody" in op:
+        out.add(400)
+    if write:
+        out.add(413)
+        if path.startswith(JSON_ONLY_PREFIXES):
+            out.add(415)
+        if path.startswith("/api/grids/"):
+            out.add(409)
+    if "/sessions/{" in path:
+        out |= {404, 409, 410}
+    return sorted(out)
+
+
+def document_errors(spec: dict, public_paths: frozenset[str]) -> dict:
+    """Add the error answers every operation can give to ``spec`` (in place), all with
+    :class:`ErrorBody` (422: :class:`ValidationErrorBody`); FastAPI's own ``HTTPValidationError`` goes."""
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    for model in (ErrorBody, FieldError, ValidationErrorBody):
+        schemas[model.__name__] = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas[model.__name__].pop("$defs", None)
+    for path, item in spec.get("paths", {}).items():
+        for method, op in item.items():
+            if not isinstance(op, dict) or "responses" not in op:
+                continue
+            public = path in public_paths
+            statuses = error_statuses(method, path, op, public)
+            if path in ("/api/auth/login", "/api/auth/token"):
+                statuses = sorted(set(statuses) | {401, 429} | ({403} if path == "/api/auth/login" else set()))
+            responses = op["responses"]
+            for code in {int(c) for c in responses if c.isdigit() and int(c) >= 400} | set(statuses):
+                entry = responses.setdefault(str(code), {})
+                if not entry.get("description"):
+                    entry["description"] = ERROR_TEXT.get(code, "error")
+                ref = _VALIDATION_REF if code == 422 else _ERROR_REF
+                content = entry.setdefault("content", {})
+                json_part = content.get("application/json") or {}
+                schema = json_part.get("schema")
+                plain = schema is None or schema.get("$ref", "").endswith(("/HTTPValidationError", "/ErrorBody"))
+                if plain:
+                    content["application/json"] = {**json_part, "schema": ref}
+                if code in _HEADERS:
+                    entry.setdefault("headers", {}).update(_HEADERS[code])
+    if "HTTPValidationError" not in json.dumps(spec.get("paths", {})):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)  # referenced only by HTTPValidationError
+    return spec

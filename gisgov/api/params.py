@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from fastapi import Request
+
 from gisgov.errors import InvalidInput
 
 BBox = tuple[float, float, float, float]
@@ -35,11 +37,38 @@ def parse_bbox(value: str | None) -> BBox | None:
     return (minx, miny, maxx, maxy)
 
 
-def check_page(limit: int | None, offset: int, *, default: int, maximum: int) -> tuple[int, int]:
-    """Validated (limit, offset): limit in 1..maximum (default when None), offset >= 0."""
+#: the largest ``offset`` a page may start at (PostgreSQL's OFFSET is a bigint; no real layer comes near)
+MAX_OFFSET = 10_000_000
+
+
+def check_page(limit: int | None, offset: int, *, default: int, maximum: int,
+               max_offset: int = MAX_OFFSET) -> tuple[int, int]:
+    """Validated (limit, offset): limit in 1..maximum (default when None), offset in 0..max_offset."""
     limit = default if limit is None else limit
     if limit < 1 or limit > maximum:
         raise InvalidInput(f"limit 超出范围 limit must be between 1 and {maximum} (GISGOV_MAX_PAGE_LIMIT), got {limit}")
     if offset < 0:
         raise InvalidInput(f"offset 不能为负 offset must be >= 0, got {offset}")
+    if offset > max_offset:
+        raise InvalidInput(f"offset 超出范围 offset must be at most {max_offset}, got {offset}")
     return min(limit, maximum), offset
+
+
+def _query_names(dependant) -> set[str]:
+    names = {q.alias or q.name for q in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def strict_query(request: Request) -> None:
+    """Dependency: a query parameter the route does not declare answers 422 naming it, instead of being
+    ignored (a misspelt filter must not silently widen a result, e.g. of the audit log)."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    unknown = sorted(set(request.query_params) - _query_names(dependant))
+    if unknown:
+        raise InvalidInput(f"未知查询参数 unknown query parameter(s): {', '.join(repr(u) for u in unknown[:5])}; "
+                           f"known: {', '.join(sorted(_query_names(dependant)))}")

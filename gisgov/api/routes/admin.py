@@ -2,7 +2,8 @@
 
 All three need an admin (``read_audit`` / ``manage_users``; other roles get 403). Every read of the
 audit log through the API is itself audited (action ``audit_read``, with the filters used), in the
-same transaction as the read. The page is ``web/admin/index.html`` + ``admin.js`` + ``admin.css``
+same transaction as the read; an unknown query parameter of ``/api/audit`` answers 422 (a misspelt
+filter never widens the result). The page is ``web/admin/index.html`` + ``admin.js`` + ``admin.css``
 (no inline script); the action filter's options are filled in on the server.
 """
 
@@ -19,6 +20,7 @@ from sqlalchemy import Connection
 
 from gisgov.api.deps import DB, client_addr, require
 from gisgov.api.pages import LeafletPage
+from gisgov.api.params import strict_query
 from gisgov.errors import InvalidInput
 from gisgov.security import accounts
 from gisgov.security import audit as audit_log
@@ -79,13 +81,14 @@ def audit_page(request: Request, p: Principal = Depends(require(Perm.read_audit)
 
 @router.get("/api/audit", response_model=AuditPage,
             summary="审计日志 Audit log rows, newest first, filtered and paged (admin; the read is audited)",
-            responses={403: {"description": "not an admin"}})
+            responses={403: {"description": "not an admin"}}, dependencies=[Depends(strict_query)])
 def audit_rows(
     request: Request,
     since: datetime | None = Query(None, description="From (ISO 8601, inclusive)."),
     until: datetime | None = Query(None, description="Until (ISO 8601, exclusive)."),
     actor: str | None = Query(None, max_length=80, description="Only this actor (user name or cli:<OS user>)."),
-    action: str | None = Query(None, max_length=40, description="Only this action: " + ", ".join(audit_log.ACTIONS)),
+    action: str | None = Query(None, max_length=40, description="Only this action ('' = any): " + ", ".join(audit_log.ACTIONS),
+                               json_schema_extra={"enum": ["", *audit_log.ACTIONS]}),
     result: Result | None = Query(None, description="Only this result."),
     limit: int = Query(50, ge=1, le=MAX_PAGE),
     offset: int = Query(0, ge=0, le=10_000_000),

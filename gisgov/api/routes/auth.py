@@ -129,8 +129,8 @@ async def login(request: Request, body: Credentials) -> JSONResponse:
 @router.post("/api/auth/token", summary="令牌 Bearer token for API clients (OAuth2 password form)",
              response_model=TokenOut,
              responses={401: {"description": "wrong credentials or locked"}, 429: {"description": "rate limited"}})
-async def token(request: Request, username: str = Form(..., max_length=64),
-                password: str = Form(..., max_length=256)) -> TokenOut:
+async def token(request: Request, username: str = Form(..., min_length=1, max_length=64),
+                password: str = Form(..., min_length=1, max_length=256)) -> TokenOut:
     issued = await to_thread.run_sync(_sign_in, request, username, password, "bearer")
     return TokenOut(access_token=issued.token, expires_in=issued.max_age_s)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from sqlalchemy import Connection
@@ -24,7 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from gisgov.api import queries
 from gisgov.api.deps import DB, DB_UNSCOPED, client_addr, current_principal, in_scope_or_404, optional_principal
 from gisgov.api.links import request_link
-from gisgov.api.params import check_page, parse_bbox
+from gisgov.api.params import MAX_OFFSET, check_page, parse_bbox
 from gisgov.layers import Catalog, catalog
 from gisgov.maps.assets import asset_url
 from gisgov.security import audit as audit_log
@@ -76,47 +76,49 @@ def layer_catalog(request: Request, p: Principal = Depends(current_principal)) -
     ]
 
 
-@router.get(
-    "/api/layers/{level}",
-    tags=["layers"],
-    summary="图层要素 GeoJSON features of one layer (WGS84 lon/lat), bbox filter and paging",
-    response_class=Response,
-    responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON FeatureCollection (RFC 7946)"},
-               403: {"description": "the account may not see this layer"},
-               404: {"description": "unknown layer"}, 422: {"description": "bad bbox / limit / offset"}},
-)
-def layer_features(
-    request: Request,
-    level: str,
-    bbox: str | None = Query(None, description="minx,miny,maxx,maxy in WGS84 lon/lat degrees",
-                             examples=["117.1,31.7,117.3,31.9"]),
-    limit: int | None = Query(None, description="page size (default GISGOV_PAGE_LIMIT, max GISGOV_MAX_PAGE_LIMIT)"),
-    offset: int = Query(0, description="features to skip"),
-    p: Principal = Depends(current_principal),
-    conn: Connection = DB,
-) -> Response:
-    """Features of the caller's area only (``numberMatched`` counts those too)."""
-    settings = request.app.state.settings
-    cat = get_catalog(request)
-    layer = cat.for_principal(level, p)
-    box = parse_bbox(bbox)
-    limit, offset = check_page(limit, offset, default=settings.page_limit, maximum=settings.max_page_limit)
-    page = queries.layer_page(conn, cat, layer, bbox=box, limit=limit, offset=offset, scope=queries.Scope.of(p))
-    if layer.personal:
-        audit_personal_read(request, conn, p, object=f"layer:{layer.name}", count=page.number_returned)
-    links = [{"rel": "self", "type": GEOJSON, "href": request_link(request)}]
-    if page.number_matched is not None and offset + page.number_returned < page.number_matched:
-        links.append({"rel": "next", "type": GEOJSON,
-                      "href": request_link(request, offset=offset + limit, limit=limit)})
-    if offset > 0:
-        links.append({"rel": "prev", "type": GEOJSON,
-                      "href": request_link(request, offset=max(0, offset - limit), limit=limit)})
-    body = queries.feature_collection_json(page, links=links, extra={"layer": layer.name})
-    return Response(content=body, media_type=GEOJSON)
+def _layer_route(max_limit: int):
+    """``GET /api/layers/{level}`` with ``limit`` bounded by the app's ``GISGOV_MAX_PAGE_LIMIT`` (so the
+    schema states the real bound) and ``offset`` by :data:`MAX_OFFSET`."""
+
+    def layer_features(
+        request: Request,
+        level: str,
+        bbox: str | None = Query(None, description="minx,miny,maxx,maxy in WGS84 lon/lat degrees (minx<=maxx, "
+                                 "miny<=maxy, lon in [-180, 180], lat in [-90, 90])",
+                                 examples=["117.1,31.7,117.3,31.9"]),
+        limit: int | None = Query(None, ge=1, le=max_limit,
+                                  description=f"page size (default GISGOV_PAGE_LIMIT, max GISGOV_MAX_PAGE_LIMIT = {max_limit})"),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET, description="features to skip"),
+        p: Principal = Depends(current_principal),
+        conn: Connection = DB,
+    ) -> Response:
+        """Features of the caller's area only (``numberMatched`` counts those too)."""
+        settings = request.app.state.settings
+        cat = get_catalog(request)
+        layer = cat.for_principal(level, p)
+        box = parse_bbox(bbox)
+        limit, offset = check_page(limit, offset, default=settings.page_limit, maximum=settings.max_page_limit)
+        page = queries.layer_page(conn, cat, layer, bbox=box, limit=limit, offset=offset, scope=queries.Scope.of(p))
+        if layer.personal:
+            audit_personal_read(request, conn, p, object=f"layer:{layer.name}", count=page.number_returned)
+        links = [{"rel": "self", "type": GEOJSON, "href": request_link(request)}]
+        if page.number_matched is not None and offset + page.number_returned < page.number_matched:
+            links.append({"rel": "next", "type": GEOJSON,
+                          "href": request_link(request, offset=offset + limit, limit=limit)})
+        if offset > 0:
+            links.append({"rel": "prev", "type": GEOJSON,
+                          "href": request_link(request, offset=max(0, offset - limit), limit=limit)})
+        body = queries.feature_collection_json(page, links=links, extra={"layer": layer.name})
+        return Response(content=body, media_type=GEOJSON)
+
+    return layer_features
 
 
-def _detail_route(name: str):
-    def feature_detail(request: Request, code: str, p: Principal = Depends(current_principal),
+def _detail_route(name: str, code_pattern: str):
+    code_param = Path(description=f"the {name}'s code (must match {code_pattern})",
+                      json_schema_extra={"pattern": code_pattern})  # documented; checked by Layer.check_code
+
+    def feature_detail(request: Request, code: str = code_param, p: Principal = Depends(current_principal),
                        conn: Connection = DB) -> Response:
         cat = get_catalog(request)
         layer = cat.for_principal(name, p)
@@ -159,11 +161,23 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
 def setup(app: FastAPI) -> None:
     """One ``GET /api/{level}/{code}`` per catalog layer (explicit paths, so other routers'
     ``/api/...`` routes are never shadowed), and 503 for an unreachable database."""
-    cat = catalog(app.state.settings.layers_dir)
+    settings = app.state.settings
+    app.add_api_route(
+        "/api/layers/{level}",
+        _layer_route(settings.max_page_limit),
+        methods=["GET"],
+        tags=["layers"],
+        summary="图层要素 GeoJSON features of one layer (WGS84 lon/lat), bbox filter and paging",
+        response_class=Response,
+        responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON FeatureCollection (RFC 7946)"},
+                   403: {"description": "the account may not see this layer"},
+                   404: {"description": "unknown layer"}, 422: {"description": "bad bbox / limit / offset"}},
+    )
+    cat = catalog(settings.layers_dir)
     for lyr in cat:
         app.add_api_route(
             f"/api/{lyr.name}/{{code}}",
-            _detail_route(lyr.name),
+            _detail_route(lyr.name, lyr.code_pattern),
             methods=["GET"],
             tags=["layers"],
             summary=f"{lyr.title.zh} {lyr.title.en}: one feature by code, with its children",

@@ -238,17 +238,17 @@ def test_cli_activate_refuses_a_stale_draft_until_rebase(db, monkeypatch):
     stale = copy_of_active(eng, "cli stale")
     fresh = copy_of_active(eng, "cli fresh")
     with eng.begin() as conn:
-        plans.activate(conn, COMMUNITY, fresh)
+        plans.activate(conn, COMMUNITY, fresh, force=True)  # earlier tests may leave rule breaks
     monkeypatch.setenv("GISGOV_DATABASE_URL", url)
     from gisgov.config import get_settings
 
     get_settings.cache_clear()
-    r = CliRunner().invoke(cli, ["grids", "activate", "-c", COMMUNITY, "--plan", str(stale)])
+    r = CliRunner().invoke(cli, ["grids", "activate", "-c", COMMUNITY, "--plan", str(stale), "--force"])
     assert r.exit_code == 3, r.output
     assert "PlanConflict" in r.output and "--rebase" in r.output and f"version {fresh}" in r.output
     assert active(eng) == fresh
     r = CliRunner().invoke(cli, ["grids", "plans", "-c", COMMUNITY])
     assert r.exit_code == 0 and "parent" in r.output
-    r = CliRunner().invoke(cli, ["grids", "activate", "-c", COMMUNITY, "--plan", str(stale), "--rebase"])
+    r = CliRunner().invoke(cli, ["grids", "activate", "-c", COMMUNITY, "--plan", str(stale), "--force", "--rebase"])
     assert r.exit_code == 0, r.output
     assert active(eng) == stale

@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI, Request
 from sqlalchemy import Engine
 
 from gisgov import __version__
-from gisgov.api import errors
+from gisgov.api import budgets, errors
 from gisgov.config import Settings, get_settings
 from gisgov.api.deps import current_principal
 from gisgov.api.headers import SecurityHeaders
@@ -32,6 +32,9 @@ ROUTER_MODULES = [
     "gisgov.api.routes.dashboard",
     "gisgov.api.routes.grid_editor",
     "gisgov.api.routes.admin",
+    "gisgov.api.routes.events",
+    "gisgov.api.routes.governance",
+    "gisgov.api.routes.special",
 ]
 
 
@@ -151,4 +154,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         app.include_router(mod.router)
         if hasattr(mod, "setup"):
             mod.setup(app)
+    # last: the request budgets (body size, JSON shape, statement timeout, client gone) wrap everything,
+    # and their database handler chains to the ones the routers installed
+    budgets.install(app)
     return app

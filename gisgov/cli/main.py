@@ -26,6 +26,7 @@ CLI_MODULES = [
     "gisgov.cli.audit",
     "gisgov.cli.events",
     "gisgov.cli.governance",
+    "gisgov.cli.special",
 ]
 
 

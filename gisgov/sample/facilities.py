@@ -100,6 +100,9 @@ def choose_under_served(plan: CityPlan) -> dict[str, tuple[str, tuple[str, ...]]
     return out
 
 
+CHILD_HOME_SEED = 20261130
+
+
 def place_facilities(rng: np.random.Generator, plan: CityPlan, net: Network) -> tuple[pd.DataFrame, list[dict]]:
     """Facilities (code, name, category_code, kind, community_code, address, source, x, y) and the
     verified under-served list [{community_code, name, reason, missing, rule}]."""
@@ -183,6 +186,13 @@ def place_facilities(rng: np.random.Generator, plan: CityPlan, net: Network) -> 
         if cat not in present:
             put(cat, kind, hosts(com, "")[0], kind, force=True)
             present.add(cat)
+
+    # 儿童之家 (children's homes, 民政) in about half of the communities, from a random stream of their own
+    # so that everything drawn above (and the rest of the sample city after this function) stays as it was
+    rng = np.random.default_rng(CHILD_HOME_SEED)  # noqa: F841  (read by put)
+    for c in com.itertuples():
+        if rng.random() < 0.5:
+            put("minzheng", "儿童之家", c.code, f"{c.short}儿童之家")
 
     f = pd.DataFrame(rows)
     f["code"] = f["community_code"] + "F" + (f.groupby("community_code").cumcount() + 1).map("{:03d}".format)

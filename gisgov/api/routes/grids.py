@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
 from gisgov.api.deps import DB, audit, in_scope_or_404, require
@@ -113,9 +113,13 @@ class SessionBody(BaseModel):
 
 
 class MoveBody(BaseModel):
+    """Exactly one of ``building`` or ``compound`` (the schema says so with ``oneOf``)."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [{"required": ["building"]}, {"required": ["compound"]}]})
+
     to: str = Field(..., description="Target grid code.")
-    building: str | None = None
-    compound: str | None = None
+    building: str = Field(None, description="Building code to move (or give compound).")  # type: ignore[assignment]
+    compound: str = Field(None, description="Compound code to move, all its buildings (or give building).")  # type: ignore[assignment]
     revision: int | None = Field(None, description="The session revision this client last saw; another stored "
                                                    "revision (e.g. moves from another tab) answers 409.")
 

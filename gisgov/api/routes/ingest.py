@@ -30,6 +30,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
@@ -48,6 +49,9 @@ from gisgov.ingest.settings import get_ingest_settings
 from gisgov.ingest.uploads import UploadRejected, check_file, check_name, safe_filename
 from gisgov.security import audit as _audit
 from gisgov.security.roles import Perm, Principal
+
+ExportLevel = Literal[ALL_LEVELS]  # type: ignore[valid-type]
+ExportFormat = Literal[tuple(FORMATS)]  # type: ignore[valid-type]
 
 router = APIRouter(tags=["import/export 导入导出"])
 _CHUNK = 1 << 20
@@ -241,9 +245,9 @@ _zip_private = export_jobs.zip_private
 })
 def export(
     request: Request,
-    level: str = Query(..., description="street|community|grid|compound|building|facility|road|resident"),
-    format: str = Query("geojson", description="gpkg|geojson|shp|csv|xlsx"),  # noqa: A002
-    community: str | None = Query(None, description="12-digit community code"),
+    level: ExportLevel = Query(..., description="street|community|grid|compound|building|facility|road|resident"),
+    format: ExportFormat = Query("geojson", description="gpkg|geojson|shp|csv|xlsx"),  # noqa: A002
+    community: str | None = Query(None, pattern=r"^[0-9]{12}$", description="12-digit community code"),
     p: Principal = Depends(require(Perm.read_aggregates)),
 ):
     if format not in FORMATS:

@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     solver_max_s: float = Field(default=60, gt=0, description="Longest solver time a propose/repair request may ask for (s); larger requests are capped.")
     edit_session_idle_hours: float = Field(default=8, gt=0, description="A grid edit session untouched this long expires (answers 410 with what to do).")
     export_sync_rows: int = Field(default=5_000, ge=0, description="Resident exports above this many rows run as a background job (202 + job URL).")
+    event_photo_max_mb: float = Field(default=3.0, gt=0, description="Largest event photo (MB; the report page scales photos down before sending). Must stay below GISGOV_MAX_BODY_MB.")
+    event_photos_max: int = Field(default=6, ge=1, le=50, description="Photos one event may hold.")
     page_limit: int = Field(default=1000, description="Default page size of /api/layers.")
     max_page_limit: int = Field(default=10000, description="Largest page size /api/layers accepts.")
 

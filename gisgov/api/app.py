@@ -33,6 +33,7 @@ ROUTER_MODULES = [
     "gisgov.api.routes.grid_editor",
     "gisgov.api.routes.admin",
     "gisgov.api.routes.events",
+    "gisgov.api.routes.event_photos",
     "gisgov.api.routes.governance",
     "gisgov.api.routes.special",
 ]

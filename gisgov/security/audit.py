@@ -33,6 +33,7 @@ ACTIONS = {
     "user_admin": "账号管理 account change",
     "audit_read": "查阅审计 read audit",
     "event_report": "事件上报 event report",
+    "event_photo": "事件照片 event photo",
     "event_transition": "事件流转 event transition",
     "staff_edit": "网格员变更 grid staff change",
     "compound_edit": "小区属性变更 compound attribute change",

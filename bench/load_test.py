@@ -45,6 +45,7 @@ ROLES = {  # demo accounts (public passwords, see `gisgov demo`)
     "planner": ("demo_planner", "Demo-planner-2024"),
     "staff": ("demo_staff", "Demo-staff-2024"),
     "viewer": ("demo_viewer", "Demo-viewer-2024"),
+    "grid": ("demo_grid", "Demo-grid-2024"),
 }
 
 
@@ -90,6 +91,15 @@ def sign_in(base: str) -> tuple[dict[str, str], dict[str, str]]:
     return tokens, {"street": street, "community": community}
 
 
+def warm_up(base: str, tokens: dict, mix: list, rounds: int) -> None:
+    """Every route of the mix a few times, one at a time, before measuring: each worker loads what it
+    keeps in memory (the coverage model is built on a worker's first coverage request) outside the levels."""
+    with httpx.Client(base_url=base, timeout=600) as c:
+        for _ in range(rounds):
+            for _, role, method, path, payload in mix:
+                c.request(method, path, json=payload, headers={"Authorization": f"Bearer {tokens[role]}"})
+
+
 def the_mix(codes: dict[str, str]) -> list[tuple[float, str, str, str, dict | None]]:
     """(weight, role, method, path, json body)."""
     s, c = codes["street"], codes["community"]
@@ -106,6 +116,9 @@ def the_mix(codes: dict[str, str]) -> list[tuple[float, str, str, str, dict | No
         (2, "staff", "GET", f"/api/coverage/summary?level=community&code={c}", None),
         (1, "leader", "GET", f"/api/coverage/summary?level=street&code={s}", None),
         (1, "viewer", "GET", "/api/auth/me", None),
+        (2, "grid", "GET", "/api/events?limit=50", None),                       # a grid worker's event list
+        (1, "staff", "GET", f"/api/events/stats?community={c}", None),          # event statistics
+        (1, "leader", "GET", "/api/events/geojson", None),                      # open events on the map
     ]
 
 
@@ -169,7 +182,7 @@ def section(args, rows: list[dict], command: str) -> str:
         f"{cpu} cores (client and server on the same machine), Python {platform.python_version()}; "
         f"{args.seconds:.0f} s per level, closed loop (each client sends its next request when the last answered), "
         f"client timeout {args.timeout:.0f} s; pool per worker: GISGOV_POOL_SIZE + GISGOV_POOL_OVERFLOW "
-        f"(defaults 10 + 10), pool wait GISGOV_POOL_TIMEOUT_S (default 10 s). Machine load average during the run "
+        f"(defaults 10 + 10), pool wait GISGOV_POOL_TIMEOUT_S (default 60 s). Machine load average during the run "
         f"(1 min, other work included): {args.load_before:.1f} before, {os.getloadavg()[0]:.1f} after.",
         "",
         "| clients | requests | errors | req/s | p50 | p95 | p99 | max | /health right after |",
@@ -198,8 +211,11 @@ def write_results(text: str, workers: int) -> None:
     head = ("# Load test: concurrent signed-in clients\n\n"
             "`bench/load_test.py`: an asyncio httpx client against `gisgov demo` (synthetic sample city) on 127.0.0.1.\n"
             "Mix: dashboard statistics (city, street), layer pages (community, building, grid), hierarchy tree, grid plan\n"
-            "list and validation of the stored active plan, map page, coverage summaries (community, street), /api/auth/me;\n"
-            "signed in as the demo leader, planner, community staff, viewer and admin (one bearer token per role).\n"
+            "list and validation of the stored active plan, map page, coverage summaries (community, street), /api/auth/me,\n"
+            "events (a grid worker's list, statistics, the map layer); signed in as the demo leader, planner, community\n"
+            "staff, viewer, grid worker and admin (one bearer token per role). Each route is called a few times one by one\n"
+            "before the levels (warm-up: a worker builds its in-memory coverage model on its first coverage request).\n"
+            "Requests queue for a database connection (FIFO, `GISGOV_POOL_TIMEOUT_S` 60 s) instead of failing.\n"
             "Errors: any 5xx (503 included), unexpected status, timeout or connection error.\n\n")
     old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else head
     parts = re.split(r"(?m)^(?=## workers )", old)
@@ -242,6 +258,7 @@ def main() -> None:
         wait_up(base, proc, timeout=3600)
         tokens, codes = sign_in(base)
         mix = the_mix(codes)
+        warm_up(base, tokens, mix, rounds=2 * args.workers)
         rows = []
         for n in levels:
             r = asyncio.run(run_level(base, tokens, mix, n, args.seconds, args.timeout))

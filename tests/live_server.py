@@ -66,8 +66,9 @@ class Recorder:
         page.on("response", lambda r: self.errors.append(f"HTTP {r.status} {r.url}") if r.status >= 400 else None)
 
     def off_host(self) -> list[str]:
+        # a blob: URL names the origin that made it (blob:http://127.0.0.1:PORT/uuid): judged by that origin
         return [u for u in self.requests
-                if not u.startswith("data:") and urlparse(u).hostname != "127.0.0.1"]
+                if not u.startswith("data:") and urlparse(u.removeprefix("blob:")).hostname != "127.0.0.1"]
 
 
 def sign_in(page, base: str, path: str, username: str, password: str = USER_PASSWORD) -> None:

@@ -50,10 +50,20 @@ def test_phone_form_files_an_event_that_shows_in_list_and_map(city, base, browse
     box = page.locator("#map").bounding_box()
     page.mouse.click(box["x"] + pt[0], box["y"] + pt[1])
     assert page.locator("#submit").is_enabled()
+    # a photo from the phone's camera: 3000×2000 with the GPS position in its EXIF
+    from test_event_photos import jpeg_with_gps
+
+    shot = tmp_path / "IMG_20261130.jpg"
+    shot.write_bytes(jpeg_with_gps(size=(3000, 2000)))
+    page.set_input_files("#photos", str(shot))
     page.locator("#submit").click()
     page.wait_for_function("() => document.body.dataset.lastEvent", timeout=20000)
     eid = int(page.evaluate("document.body.dataset.lastEvent"))
-    assert GRID_A1 in page.locator("#report-msg").inner_text()
+    msg = page.locator("#report-msg").inner_text()
+    assert GRID_A1 in msg and "照片 photos 1/1" in msg, msg
+    with create_engine(city, poolclass=pool.NullPool).connect() as conn:
+        w, h = conn.execute(text("SELECT width, height FROM event_photo WHERE event_id = :e"), {"e": eid}).one()
+    assert (w, h) == (1600, 1067)  # scaled on the phone before sending
     page.screenshot(path=str(tmp_path / "events-report-375.png"), full_page=True)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
 

@@ -99,9 +99,15 @@
     gisgov.api("/api/events", { method: "POST", body: {
       lon: S.pos.lon, lat: S.pos.lat, crs: "wgs84", category: $("category").value, description: $("description").value
     } }).then(function (e) {
-      say("report-msg", "已上报 reported #" + e.id + " · 网格 grid " + (e.grid_code || "—") + " · 期限 deadline " +
-        when(e.deadline));
+      var files = Array.prototype.slice.call($("photos").files || [], 0, 6);
+      return uploadPhotos(e.id, files).then(function (n) {
+        say("report-msg", "已上报 reported #" + e.id + " · 网格 grid " + (e.grid_code || "—") + " · 期限 deadline " +
+          when(e.deadline) + (files.length ? " · 照片 photos " + n + "/" + files.length : ""));
+        return e;
+      });
+    }).then(function (e) {
       document.body.dataset.lastEvent = String(e.id);
+      $("photos").value = "";
       $("description").value = "";
       updateSubmit();
       loadClusters();
@@ -110,6 +116,41 @@
       updateSubmit();
     });
   });
+
+  // ---- photos: scaled down on the phone (long side 1600 px, JPEG) before sending; the server checks
+  // them again and drops every metadata field (GPS position, device) --------------------------------
+  function shrink(file) {
+    return new Promise(function (resolve) {
+      var img = new Image();
+      var url = URL.createObjectURL(file);
+      img.onload = function () {
+        var k = Math.min(1, 1600 / Math.max(img.naturalWidth, img.naturalHeight));
+        var c = document.createElement("canvas");
+        c.width = Math.round(img.naturalWidth * k); c.height = Math.round(img.naturalHeight * k);
+        c.getContext("2d").drawImage(img, 0, 0, c.width, c.height);
+        URL.revokeObjectURL(url);
+        c.toBlob(function (b) { resolve(b || file); }, "image/jpeg", 0.85);
+      };
+      img.onerror = function () { URL.revokeObjectURL(url); resolve(file); };  // the server will say why
+      img.src = url;
+    });
+  }
+  function uploadPhotos(id, files) {
+    var done = 0;
+    return files.reduce(function (chain, file) {
+      return chain.then(function () { return shrink(file); }).then(function (blob) {
+        var fd = new FormData();
+        fd.append("file", blob, (file.name || "photo").replace(/\.[^.]*$/, "") + ".jpg");
+        return window.fetch("/api/events/" + id + "/photos", { method: "POST", credentials: "same-origin",
+          headers: { Accept: "application/json", "X-CSRF-Token": gisgov.csrf() }, body: fd });
+      }).then(function (r) {
+        if (r.ok) done += 1;
+        else return r.json().catch(function () { return {}; }).then(function (b) {
+          say("report-msg", "照片未上传 photo not uploaded: " + (b.detail || r.status), true);
+        });
+      });
+    }, Promise.resolve()).then(function () { return done; });
+  }
 
   // ---- list -------------------------------------------------------------------------------------
   function label(code, kind) {

@@ -28,6 +28,7 @@ ROUTER_MODULES = [
     "gisgov.api.routes.ingest",
     "gisgov.api.routes.coverage",
     "gisgov.api.routes.grids",
+    "gisgov.api.routes.jobs",
     "gisgov.api.routes.stats",
     "gisgov.api.routes.dashboard",
     "gisgov.api.routes.grid_editor",

@@ -88,12 +88,16 @@ class ProposeBody(BaseModel):
     closest: bool = Field(False, description="When no plan obeys the rules, return the closest plan.")
     save: bool = Field(False, description="Store as a new draft version (author: the signed-in account).")
     note: str | None = Field(None, max_length=500)
+    background: bool = Field(False, description="Run as a background job: 202 with the job's URL (GET /api/jobs/{id}); "
+                                                "the result is always saved as a draft.")
 
 
 class RepairBody(BaseModel):
     community: str
     plan: int | None = None
     save: bool = Field(False, description="Store as a new draft version (author: the signed-in account).")
+    background: bool = Field(False, description="Run as a background job (202; GET /api/jobs/{id}); the result "
+                                                "is always saved as a draft.")
     time_limit_s: float = Field(5.0, gt=0, le=600, description="Solver time (s)." + _CAP_NOTE)
 
 
@@ -196,11 +200,47 @@ def _saved(request: Request, conn: Connection, p: Principal, community: str, out
         audit(request, "plan_save", p, object=f"{community}/v{out['version']}", detail={"via": how}, conn=conn)
 
 
-@router.post("/propose", summary="划分 Draft a plan (exact CP-SAT or heuristic, chosen automatically)")
-def propose(body: ProposeBody, request: Request, conn: Connection = DB, p: Principal = EDIT) -> dict:
+def _background(request: Request, p: Principal, kind: str, community: str, params: dict, work) -> JSONResponse:
+    """Start ``work(conn) -> dict`` as an analysis job under the caller's scope; 202 with its URL."""
+    from gisgov.ingest.jobs import scoped_engine
+    from gisgov.jobs import analysis
+
+    base = request.app.state.engine
+    job = analysis.create(base, p, kind, {"community": community, **params})
+
+    def done(conn: Connection) -> dict:
+        out = work(conn)
+        if out.get("version") is not None:
+            from gisgov.security import audit as _audit
+
+            _audit.record(conn, "plan_save", actor=p, object=f"{community}/v{out['version']}",
+                          client=request.client.host if request.client else None,
+                          detail={"via": f"{kind} job", "job": job})
+        return aggregate_view(out, p)
+
+    analysis.start(base, scoped_engine(base, p.db_scope), job, request.app.state.settings.analysis_timeout_s, done)
+    url = f"/api/jobs/{job}"
+    return JSONResponse(status_code=202, content={"job": job, "status": "queued", "status_url": url},
+                        headers={"Location": url})
+
+
+JOB_ACCEPTED = {202: {"description": "后台任务 background job started (background: true): poll status_url"}}
+
+
+@router.post("/propose", summary="划分 Draft a plan (exact CP-SAT or heuristic, chosen automatically)",
+             responses=JOB_ACCEPTED)
+def propose(body: ProposeBody, request: Request, conn: Connection = DB, p: Principal = EDIT):
     _community(p, body.community)
     _bounded(request, "lock", body.lock)
     limit = _time_limit(request, body.time_limit_s)
+    if body.background:
+        def work(c: Connection) -> dict:
+            return _with_limit(service.propose_plan(
+                c, body.community, rules=_r(body.rules), lock=body.lock, method=body.method, seed=body.seed,
+                time_limit_s=limit, closest=body.closest, save=True, author=_author(p), note=body.note),
+                body.time_limit_s, limit)
+        return _background(request, p, "grid_propose", body.community,
+                           {"method": body.method, "time_limit_s": limit}, work)
     out = service.propose_plan(conn, body.community, rules=_r(body.rules), lock=body.lock, method=body.method,
                                seed=body.seed, time_limit_s=limit, closest=body.closest, save=body.save,
                                author=_author(p), note=body.note)
@@ -209,10 +249,16 @@ def propose(body: ProposeBody, request: Request, conn: Connection = DB, p: Princ
     return aggregate_view(_with_limit(out, body.time_limit_s, limit), p)
 
 
-@router.post("/repair", summary="修复 Fix a plan's rule breaks moving as few buildings as possible")
-def repair(body: RepairBody, request: Request, conn: Connection = DB, p: Principal = EDIT) -> dict:
+@router.post("/repair", summary="修复 Fix a plan's rule breaks moving as few buildings as possible",
+             responses=JOB_ACCEPTED)
+def repair(body: RepairBody, request: Request, conn: Connection = DB, p: Principal = EDIT):
     _community(p, body.community)
     limit = _time_limit(request, body.time_limit_s)
+    if body.background:
+        def work(c: Connection) -> dict:
+            return _with_limit(service.repair_plan(c, body.community, version=body.plan, save=True,
+                                                   author=_author(p), time_limit_s=limit), body.time_limit_s, limit)
+        return _background(request, p, "grid_repair", body.community, {"plan": body.plan, "time_limit_s": limit}, work)
     out = service.repair_plan(conn, body.community, version=body.plan, save=body.save, author=_author(p),
                               time_limit_s=limit)
     if body.save:

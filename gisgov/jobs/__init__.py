@@ -1,0 +1,1 @@
+"""Background analysis jobs (table ``analysis_job``)."""

@@ -5,6 +5,9 @@
  * ("<5", and "≥5" where a total would give them away) and are shown as they are. A grid's staff list
  * (name, masked phone) arrives only for roles that may see it. Requests, the user badge and sign-out go
  * through the shared web/common/gisgov.js (loaded first). No inline scripts (CSP): everything lives here.
+ * Leaders' indicators: events (open, overdue, closed within the grid, median time to close, monthly trend),
+ * staff gaps, compound breaches and special-group service gaps of the unit, with map overlays (open events
+ * per grid, gap grids, breaching compounds); a source the role may not read (403) leaves its panel out.
  * Navigation lives in the URL hash: #/community/340104001001 (browser back/forward work). */
 (function () {
   "use strict";
@@ -51,7 +54,8 @@
       get: function (s) { return s.elderly_share; } }
   ];
 
-  var state = { doc: null, fc: null, indicator: "households", sort: null, map: null, layers: {}, byCode: {}, token: 0 };
+  var state = { doc: null, fc: null, indicator: "households", sort: null, map: null, layers: {}, byCode: {}, token: 0,
+    ind: null };
 
   function indicators() {
     var list = BASE_INDICATORS.slice();
@@ -117,6 +121,7 @@
       hideNotice();
       render();
       document.body.dataset.ready = r.level + (r.code ? "/" + r.code : "");
+      loadIndicators(state.doc, token);
     }).catch(function (err) {
       if (token !== state.token) return;
       showNotice("无法加载 Could not load: " + err.message, true);
@@ -326,6 +331,8 @@
       map.attributionControl.addAttribution("无底图 no basemap (offline)");
     }
     L.control.scale({ imperial: false, position: "bottomleft" }).addTo(map);
+    map.createPane("indicators").style.zIndex = 450;  // overlays above the children, below labels and markers
+    map.createPane("indicators-top").style.zIndex = 640;
     map.setView([31.85, 117.25], 12);
     state.map = map;
   }
@@ -512,6 +519,337 @@
       $("rest").hidden = true;
     }
   }
+
+  // -- leaders' indicators (events, rule breaches) and their map overlays ----------------------------------
+  // Sources: /api/events/stats (?community=|grid=; a street: /api/dashboard/events?street=), /api/staff/gaps,
+  // /api/compounds/breaches (its totals are /api/compounds/check's), /api/special/summary, /api/events/geojson.
+  // A source answering 403 (the role lacks the permission) or 404 leaves its panel and overlay out, quietly.
+  var RULES = {
+    large_no_party_org: "200户以上未建党组织 <span>200+ hh, no party org</span>",
+    large_no_service_point: "200户以上未设服务点 <span>200+ hh, no service point</span>",
+    old_no_property: "老旧小区无物业 <span>pre-2000, no property mgmt</span>"
+  };
+  var GAPS = { no_leader: "缺网格长", no_full_time: "缺专职", caseload_over: "超负荷" };
+  var OVERLAY_KEYS = ["events", "staff", "compounds"];
+
+  function quiet(err) {
+    if (err && (err.status === 403 || err.status === 404)) return null;  // not for this role / nothing there
+    return { failed: err && err.message ? err.message : String(err) };
+  }
+  function fetchQuiet(url) { return url ? getJSON(url).catch(quiet) : Promise.resolve(null); }
+  function failed(x) { return x && x.failed !== undefined; }
+
+  // the unit's area as the APIs take it
+  function areaOf(d) {
+    var c = d.code || "";
+    return { level: d.level, code: c, community: c.length >= 12 ? c.slice(0, 12) : null, street: c.slice(0, 9) };
+  }
+  function eventsUrl(a) {
+    if (a.level === "city") return "/api/events/stats";
+    if (a.level === "street") return "/api/dashboard/events?street=" + a.code;
+    if (a.level === "community") return "/api/events/stats?community=" + a.code;
+    if (a.level === "grid") return "/api/events/stats?grid=" + a.code;
+    return null;  // events are counted per grid, not per compound
+  }
+  function staffUrl(a) {
+    if (a.level === "compound") return null;  // staff serve grids
+    return "/api/staff/gaps?geometry=polygon" + (a.code ? "&code=" + a.code : "");
+  }
+  function compoundsUrl(a) {
+    if (a.level === "city") return "/api/compounds/breaches";
+    return "/api/compounds/breaches?code=" + (a.level === "street" || a.level === "community" ? a.code : a.community);
+  }
+
+  function loadIndicators(d, token) {
+    var a = areaOf(d);
+    state.ind = { area: a, data: {}, layers: state.ind ? state.ind.layers : {} };
+    clearOverlays();
+    delete document.body.dataset.indicators;
+    Promise.all([fetchQuiet(eventsUrl(a)), fetchQuiet(staffUrl(a)), fetchQuiet(compoundsUrl(a)),
+                 a.level === "compound" ? Promise.resolve(null) : fetchQuiet("/api/special/summary")]).then(function (res) {
+      if (token !== state.token) return;
+      state.ind.data = { events: res[0], staff: res[1], compounds: res[2] };
+      renderEvents(res[0]);
+      renderStaffGaps(res[1]);
+      renderCompounds(res[2], d);
+      renderSpecial(res[3], a);
+      var blocks = ["staff-gaps", "compound-breaches", "special-gaps"];
+      $("rules-card").hidden = blocks.every(function (id) { return $(id).hidden; });
+      var any = false;
+      OVERLAY_KEYS.forEach(function (k) {
+        var ok = !!state.ind.data[k] && !failed(state.ind.data[k]);
+        document.querySelector('#overlays label[data-overlay="' + k + '"]').hidden = !ok;
+        any = any || ok;
+      });
+      $("overlays").hidden = !any;
+      return Promise.all(OVERLAY_KEYS.map(function (k) { return $("ov-" + k).checked ? drawOverlay(k, token) : null; }));
+    }).then(function () {
+      if (token === state.token) document.body.dataset.indicators = a.level + (a.code ? "/" + a.code : "");
+    });
+  }
+
+  function stat(key, zh, en, value, display, cls) {
+    return '<div class="ev-kpi ' + (cls || "") + '" data-ind="' + key + '" data-value="' + (value == null ? "" : esc(value)) +
+      '"><div class="label">' + zh + " <span>" + en + '</span></div><div class="value">' + display + "</div></div>";
+  }
+  function duration(h) {
+    if (h == null) return "—";
+    return h < 48 ? h.toFixed(1) + "<small>小时 h</small>" : (h / 24).toFixed(1) + "<small>天 d</small>";
+  }
+  function shortCode(code) { return code && code.length === 15 ? "网格 " + code.slice(12) : code; }
+
+  function renderEvents(s) {
+    var card = $("events-card");
+    card.hidden = !s;
+    if (!s) return;
+    if (failed(s)) { $("events").innerHTML = '<div class="muted-note">事件统计无法加载 could not load: ' + esc(s.failed) + "</div>"; return; }
+    var html = '<div class="ev-kpis">' +
+      stat("open", "未结", "Open", s.open, num(s.open) + "<small>件</small>") +
+      stat("overdue", "超期", "Overdue", s.overdue, num(s.overdue) + "<small>件</small>", s.overdue ? "bad" : "") +
+      stat("share_closed_in_grid", "格内办结率", "Closed in grid", s.share_closed_in_grid, pct(s.share_closed_in_grid)) +
+      stat("median_hours_to_close", "办结中位时长", "Median to close", s.median_hours_to_close, duration(s.median_hours_to_close)) +
+      "</div>";
+    html += '<div class="ev-sub" data-ind="total" data-value="' + s.total + '">共 ' + num(s.total) + " 件 total · 已办结 " + num(s.closed) +
+      " · 超时办结 late " + num(s.closed_late) + " · 升级 escalated " + num(s.escalated) + "</div>";
+    if (!s.total) {
+      html += '<div class="muted-note">暂无事件 no events yet</div>';
+    } else {
+      html += trendSvg(s.trend || []);
+    }
+    var late = (s.overdue_list || []).slice(0, 3);
+    if (late.length) {
+      html += '<ul class="ind-list" id="overdue-list">' + late.map(function (e) {
+        return '<li data-grid="' + esc(e.grid || "") + '"><b>' + esc(e.category_label) + "</b><span>" + esc(shortCode(e.grid) || "—") +
+          " · 超期 " + (e.hours_overdue / 24).toFixed(0) + " 天</span></li>";
+      }).join("") + "</ul>";
+    }
+    $("events").innerHTML = html;
+    Array.prototype.forEach.call($("events").querySelectorAll("li[data-grid]"), function (li) {
+      if (li.dataset.grid && li.dataset.grid !== (state.doc && state.doc.code)) {
+        li.classList.add("link");
+        li.addEventListener("click", function () { go("grid", li.dataset.grid); });
+      }
+    });
+  }
+
+  // last 12 months: bars = reported, line = closed (inline SVG, no chart library)
+  function trendSvg(trend) {
+    var t = trend.slice(-12);
+    if (!t.length) return "";
+    var W = 240, H = 54, pad = 2, n = t.length, bw = (W - pad * 2) / n;
+    var max = Math.max.apply(null, t.map(function (m) { return Math.max(m.reported, m.closed); }).concat([1]));
+    var y = function (v) { return H - 12 - (H - 16) * v / max; };
+    var bars = t.map(function (m, i) {
+      return '<rect x="' + (pad + i * bw + 1).toFixed(1) + '" y="' + y(m.reported).toFixed(1) + '" width="' + Math.max(1, bw - 2).toFixed(1) +
+        '" height="' + (H - 12 - y(m.reported)).toFixed(1) + '" data-month="' + m.month + '" data-reported="' + m.reported +
+        '" data-closed="' + m.closed + '"><title>' + m.month + " 上报 reported " + m.reported + " · 办结 closed " + m.closed + "</title></rect>";
+    }).join("");
+    var line = t.map(function (m, i) { return (pad + i * bw + bw / 2).toFixed(1) + "," + y(m.closed).toFixed(1); }).join(" ");
+    return '<div class="trend"><svg viewBox="0 0 ' + W + " " + H + '" preserveAspectRatio="none" role="img" aria-label="月度趋势 monthly trend">' +
+      '<g class="rep">' + bars + '</g><polyline class="clo" points="' + line + '"/>' +
+      '<text x="' + pad + '" y="' + (H - 1) + '">' + t[0].month + '</text><text x="' + (W - pad) + '" y="' + (H - 1) +
+      '" text-anchor="end">' + t[n - 1].month + "</text></svg>" +
+      '<div class="trend-key"><i class="rep"></i>上报 reported <i class="clo"></i>办结 closed <em>每月 per month</em></div></div>';
+  }
+
+  function blockHead(zh, en, overlay) {
+    return "<h4>" + zh + " <span>" + en + "</span>" + (overlay ? '<a class="maplink" role="button" tabindex="0" data-overlay="' + overlay +
+      '">地图 map</a>' : "") + "</h4>";
+  }
+  function line(key, label, value, display, bad) {
+    return '<div class="rule-line' + (bad ? " bad" : "") + '" data-ind="' + key + '" data-value="' + (value == null ? "" : esc(value)) + '"><span>' +
+      label + "</span><b>" + display + "</b></div>";
+  }
+  function bindBlock(el) {
+    Array.prototype.forEach.call(el.querySelectorAll("li[data-level]"), function (li) {
+      li.addEventListener("click", function () { go(li.dataset.level, li.dataset.code); });
+    });
+  }
+
+  function renderStaffGaps(fc) {
+    var el = $("staff-gaps");
+    el.hidden = !fc;
+    if (!fc) return;
+    if (failed(fc)) { el.innerHTML = blockHead("一格三员", "Grid staff") + '<div class="muted-note">无法加载 could not load</div>'; return; }
+    var s = fc.summary;
+    var html = blockHead("一格三员", "Grid staff", "staff");
+    if (!s.grids) {
+      el.innerHTML = html + '<div class="muted-note">尚无网格 no grids yet</div>';
+      return;
+    }
+    html += line("grids_ok", "达标网格 grids meeting the rule", s.grids_ok, num(s.grids_ok) + " / " + num(s.grids)) +
+      line("no_leader", "缺网格长 no 网格长", s.no_leader.length, num(s.no_leader.length), s.no_leader.length) +
+      line("no_full_time", "缺专职网格员 no 专职网格员", s.no_full_time.length, num(s.no_full_time.length), s.no_full_time.length) +
+      line("caseload_over", "超负荷 over " + num(s.ceiling) + " 户/人", s.caseload_over.length, num(s.caseload_over.length) +
+        (s.max_caseload != null ? '<small> 最高 max ' + whole(s.max_caseload) + "</small>" : ""), s.caseload_over.length);
+    var feats = fc.features.slice(0, 5);
+    if (feats.length) {
+      html += '<ul class="ind-list">' + feats.map(function (f) {
+        var p = f.properties;
+        var what = p.gaps.map(function (g) { return GAPS[g] || g; });
+        if (p.caseload_over) what.push(GAPS.caseload_over + " " + whole(p.caseload));
+        return '<li class="link" data-level="grid" data-code="' + esc(p.code) + '"><b>' + esc(p.name || shortCode(p.code)) + "</b><span>" +
+          esc(what.join("、")) + "</span></li>";
+      }).join("") + (fc.features.length > 5 ? '<li class="more">… 共 ' + fc.features.length + " 个 grids</li>" : "") + "</ul>";
+    }
+    el.innerHTML = html;
+    bindBlock(el);
+  }
+
+  // a grid's or compound's breaches: the compounds of that unit (a grid's children are its compounds)
+  function unitBreaches(fc, d) {
+    if (d.level === "compound") return fc.features.filter(function (f) { return f.properties.code === d.code; });
+    if (d.level !== "grid") return fc.features;
+    var mine = {};
+    d.children.items.forEach(function (c) { mine[c.code] = true; });
+    return fc.features.filter(function (f) { return mine[f.properties.code]; });
+  }
+
+  function renderCompounds(fc, d) {
+    var el = $("compound-breaches");
+    el.hidden = !fc;
+    if (!fc) return;
+    if (failed(fc)) { el.innerHTML = blockHead("小区规则", "Compound rules") + '<div class="muted-note">无法加载 could not load</div>'; return; }
+    var html = blockHead("小区规则", "Compound rules", "compounds");
+    var feats = unitBreaches(fc, d);
+    var counts = {};
+    var whole_area = d.level !== "grid" && d.level !== "compound";
+    if (whole_area) {
+      counts = fc.totals.breaches;
+      var t = fc.totals;
+      html += line("old_ratio", "老旧小区率 old-compound ratio", t.old_ratio, pct(t.old_ratio) + "<small> " + num(t.old) + " / " +
+        num(t.known_year) + "</small>");
+    } else {
+      Object.keys(fc.totals.breaches).forEach(function (r) { counts[r] = 0; });
+      feats.forEach(function (f) { f.properties.rules.forEach(function (r) { counts[r] = (counts[r] || 0) + 1; }); });
+    }
+    Object.keys(counts).forEach(function (r) {
+      html += line(r, RULES[r] || esc(r), counts[r], num(counts[r]), counts[r]);
+    });
+    if (feats.length) {
+      html += '<ul class="ind-list">' + feats.slice(0, 5).map(function (f) {
+        var p = f.properties;
+        return '<li class="link" data-level="compound" data-code="' + esc(p.code) + '"><b>' + esc(p.name) + "</b><span>" +
+          p.labels.map(function (l) { return esc(l.split(" ")[0]); }).join("、") + "</span></li>";
+      }).join("") + (feats.length > 5 ? '<li class="more">… 共 ' + feats.length + " 个 compounds</li>" : "") + "</ul>";
+    }
+    el.innerHTML = html;
+    bindBlock(el);
+  }
+
+  // numbers add up; suppressed cells ("<5", "≥5") cannot, so they are shown as given next to the sum
+  function combine(values) {
+    var sum = 0, nums = 0, tags = {}, order = [];
+    values.forEach(function (v) {
+      if (v == null) return;
+      if (masked(v)) { if (!tags[v]) order.push(v); tags[v] = (tags[v] || 0) + 1; } else { sum += v; nums += 1; }
+    });
+    if (!order.length) return nums ? { value: sum, html: num(sum) } : { value: null, html: "—" };
+    var parts = (nums ? [num(sum)] : []).concat(order.map(function (t) {
+      return '<span class="masked" title="小数保护 small count withheld">' + esc(t) + "</span>" + (tags[t] > 1 ? "×" + tags[t] : "");
+    }));
+    var text = (nums ? [String(sum)] : []).concat(order.map(function (t) { return t + (tags[t] > 1 ? "×" + tags[t] : ""); }));
+    return { value: text.join(" + "), html: parts.join(" + ") };
+  }
+
+  function renderSpecial(doc, a) {
+    var el = $("special-gaps");
+    el.hidden = !doc;
+    if (!doc) return;
+    if (failed(doc)) { el.innerHTML = blockHead("特殊人群服务", "Special groups") + '<div class="muted-note">无法加载 could not load</div>'; return; }
+    var units = doc.units.filter(function (u) {
+      if (a.level === "grid") return u.level === "grid" && u.code === a.code;
+      return u.level === "community" && (!a.code || u.code.indexOf(a.code) === 0);
+    });
+    if (!units.length) { el.hidden = true; return; }
+    var groups = [], byGroup = {};
+    units.forEach(function (u) {
+      u.groups.forEach(function (g) {
+        if (!byGroup[g.group]) { byGroup[g.group] = { name: g.group_name, beyond: [], overdue: [] }; groups.push(g.group); }
+        byGroup[g.group].beyond.push(g.beyond);
+        byGroup[g.group].overdue.push(g.overdue);
+      });
+    });
+    var rows = groups.map(function (g) {
+      var x = byGroup[g], b = combine(x.beyond), o = combine(x.overdue);
+      return '<tr data-group="' + esc(g) + '"><td>' + esc(x.name) + '</td><td data-ind="beyond" data-value="' + (b.value == null ? "" : esc(b.value)) +
+        '">' + b.html + '</td><td data-ind="overdue" data-value="' + (o.value == null ? "" : esc(o.value)) + '">' + o.html + "</td></tr>";
+    }).join("");
+    var head = blockHead("特殊人群服务", "Special-group services");
+    el.innerHTML = head + '<table class="special-table"><thead><tr><th>人群 group</th><th title="所需服务不在 ' + esc(doc.budget_m) +
+      ' 米步行圈内 need beyond the circle">' + "圈外 beyond</th><th>走访超期 overdue</th></tr></thead><tbody>" + rows + "</tbody></table>" +
+      '<div class="muted-note">10分钟服务圈（老年步行 ' + whole(doc.budget_m) + " 米）elderly 10-min circle; 人数 people per group" +
+      (doc.suppression ? "；" + esc(doc.suppression.note || "小数保护 small cells withheld") : "") + "</div>";
+  }
+
+  // -- overlays on the map ---------------------------------------------------------------------------------
+  function clearOverlays() {
+    var L_ = state.ind ? state.ind.layers : {};
+    Object.keys(L_).forEach(function (k) { if (L_[k]) state.map.removeLayer(L_[k]); });
+    if (state.ind) state.ind.layers = {};
+  }
+  function inUnit(code) {
+    var a = state.ind.area;
+    if (!a.code) return true;
+    var prefix = a.level === "compound" ? a.community : a.code;
+    return code && code.indexOf(prefix) === 0;
+  }
+  function drawOverlay(k, token) {
+    var ind = state.ind;
+    if (ind.layers[k]) { state.map.removeLayer(ind.layers[k]); ind.layers[k] = null; }
+    var src = k === "events" ? (ind.data.eventsGeo ? Promise.resolve(ind.data.eventsGeo) : fetchQuiet("/api/events/geojson"))
+      : Promise.resolve(ind.data[k]);
+    return src.then(function (fc) {
+      if (token !== state.token || !fc || failed(fc) || !$("ov-" + k).checked) return;
+      var layer;
+      if (k === "events") {
+        ind.data.eventsGeo = fc;
+        var feats = fc.features.filter(function (f) { return inUnit(f.properties.code); });
+        layer = L.geoJSON(feats, { pointToLayer: function (f, ll) {
+          var p = f.properties, size = Math.round(22 + 5 * Math.sqrt(p.open));
+          return L.marker(ll, { pane: "indicators-top", icon: L.divIcon({ className: "ev-cluster" + (p.overdue ? " late" : ""),
+            html: "<span>" + p.open + "</span>", iconSize: [size, size] }) });
+        }, onEachFeature: function (f, l) {
+          var p = f.properties;
+          var cats = Object.keys(p.categories).map(function (c) { return esc(p.categories[c].label) + " " + p.categories[c].n; });
+          l.bindTooltip("<b>" + esc(p.name || shortCode(p.code)) + "</b><br>未结 open " + p.open + " · 超期 overdue " + p.overdue +
+            "<br>" + cats.join(" · "), { direction: "top" });
+          l.on("click", function () { if (p.level === "grid") go("grid", p.code); });
+        } });
+      } else {
+        var list = k === "compounds" ? unitBreaches(fc, state.doc) : fc.features;
+        layer = L.geoJSON(list, { pane: "indicators", style: function () {
+          return k === "staff" ? { color: "#b42318", weight: 2.5, dashArray: "6 4", fillColor: "#e5484d", fillOpacity: 0.16 }
+            : { color: "#b54708", weight: 2, fillColor: "#f79009", fillOpacity: 0.45 };
+        }, onEachFeature: function (f, l) {
+          var p = f.properties;
+          l.options.className = (k === "staff" ? "gap-shape" : "breach-shape") + " ov-" + p.code;
+          var txt = k === "staff" ? p.gap_labels.concat(p.caseload_over ? ["超负荷 over the ceiling: " + whole(p.caseload) + " 户/人"] : [])
+            : p.labels;
+          l.bindTooltip("<b>" + esc(p.name || shortCode(p.code)) + "</b><br>" + txt.map(esc).join("<br>"), { sticky: true });
+          l.on("click", function () { go(k === "staff" ? "grid" : "compound", p.code); });
+        } });
+      }
+      ind.layers[k] = layer.addTo(state.map);
+    });
+  }
+  function toggleOverlay(k, on) {
+    var box = $("ov-" + k);
+    if (on !== undefined) box.checked = on;
+    if (!state.ind) return Promise.resolve();
+    if (box.checked) return drawOverlay(k, state.token);
+    if (state.ind.layers[k]) { state.map.removeLayer(state.ind.layers[k]); state.ind.layers[k] = null; }
+    return Promise.resolve();
+  }
+  OVERLAY_KEYS.forEach(function (k) {
+    $("ov-" + k).addEventListener("change", function () { toggleOverlay(k); });
+  });
+  // "地图 map" in a panel: switch its overlay on
+  document.addEventListener("click", function (e) {
+    var a = e.target.closest ? e.target.closest(".maplink") : null;
+    if (!a) return;
+    toggleOverlay(a.id === "events-map" ? "events" : a.dataset.overlay, true);
+  });
 
   // -- notices ----------------------------------------------------------------------------------------
   function showNotice(msg, error) {

@@ -7,15 +7,25 @@ in the top bar, with sign-out) and ``/health``; nothing leaves the app. The page
 app-wide gate redirects to /login); what it shows follows the caller's scope and role (small
 special-group counts arrive as ``"<5"`` for aggregate-only roles; staff names only for roles that may
 read personal data, phones always masked).
+
+Leaders' indicators (issue 13): the page also reads the events statistics (``/api/events/stats``,
+``/api/events/geojson``), staff gaps (``/api/staff/gaps``), compound rules (``/api/compounds/check``,
+``/api/compounds/breaches``) and special-group services (``/api/special/summary``); a panel whose API
+answers 403 for the role is left out. ``GET /api/dashboard/events?street=`` gives the event statistics
+of one street (``/api/events/stats`` filters by community or grid only), same figures and shape.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy import Connection, text
 
+from gisgov.api.deps import DB, in_scope_or_404, require
 from gisgov.api.pages import LeafletPage
+from gisgov.events import stats as event_stats
 from gisgov.maps.assets import require_assets
+from gisgov.security.roles import Perm, Principal
 
 router = APIRouter()
 PAGE = LeafletPage("dashboard", "驾驶舱 dashboard")
@@ -28,6 +38,19 @@ def dashboard(request: Request) -> HTMLResponse:
     require_assets(settings.web_dir)
     return HTMLResponse(PAGE.render(settings.web_dir, basemap_url=settings.basemap_url,
                                     basemap_attribution=settings.basemap_attribution))
+
+
+@router.get("/api/dashboard/events", tags=["events 事件"],
+            summary="街道事件统计 Event statistics of one street (counts only; same figures as /api/events/stats)")
+def street_event_stats(conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates)),
+                       street: str = Query(..., pattern=r"^[0-9]{9}$", description="街道编码 street code")) -> dict:
+    in_scope_or_404(p, street, "街道 street")
+    rows = conn.execute(text("""
+        SELECT id, category, status, grid_code, community_code, reported_at, closed_at, deadline, department,
+               escalated_to
+        FROM event WHERE street_code = :s ORDER BY id"""), {"s": street}).all()
+    out = event_stats.summarize([event_stats.Row(*r) for r in rows], event_stats.now_db(conn))
+    return {"street": street, "community": None, "grid": None} | out
 
 
 def setup(app: FastAPI) -> None:

@@ -8,7 +8,17 @@ operation with no entry here, so a new route cannot ship without a decision on w
 
 Accounts (sample city, two streets S1/S2): admin (city), street_leader/planner (S1),
 community_staff/viewer (community A of S1), grid_worker (a grid of A's active plan). Targets:
-own = A, sibling = B (another community of S1), other = C (a community of S2).
+own = A, sibling = B (another community of S1), other = C (a community of S2). Each target also has
+an event, a staff member and a special-group resident in its first grid (the grid worker's grid for
+A), so the routes about those objects are tried inside and outside every caller's area.
+
+Rules that are not one permission (:attr:`Op.roles`): event transitions follow the event state
+machine's table, reporting its reporter roles, the special-group lists need two permissions. Where the
+scope is decided before the role (:attr:`Op.scope_first`: an event outside the area is invisible, so 404
+before the machine's 403) and where "outside the area" is not a 404 (:attr:`Op.outside`: reporting at
+a point outside the area is refused with 403 naming the area of the point, which is public geography;
+a staff import naming grids outside the area is refused with the per-row 422 "grid unknown or not in
+your area", the same as for a grid that does not exist) the entry says so.
 """
 
 from __future__ import annotations
@@ -25,7 +35,8 @@ from sqlalchemy import create_engine, pool, text
 
 from gisgov.api.app import create_app
 from gisgov.config import Settings
-from gisgov.security.roles import Perm, Principal, Role
+from gisgov.events import machine
+from gisgov.security.roles import PERMISSIONS, Perm, Principal, Role
 
 ROLES = [r.value for r in Role]
 TARGETS = ("own", "sibling", "other")
@@ -40,6 +51,14 @@ class Op:
     heavy: bool = False  # only own target for admin + every role on 'other' (cheap 403/404)
     public: bool = False
     scope_key: str = "community"  # which code of the target decides the scope
+    roles: frozenset[Role] | None = None  # instead of perm: exactly these roles may
+    scope_first: bool = False  # the area is decided before the role (404 outside, then 403)
+    outside: int = 404  # the answer outside the caller's area
+
+
+def holding(*perms: Perm) -> frozenset[Role]:
+    """The roles holding every one of ``perms``."""
+    return frozenset(r for r in Role if all(p in PERMISSIONS[r] for p in perms))
 
 
 def q(url: str, **params) -> Callable[[dict], tuple[str, dict]]:
@@ -58,7 +77,74 @@ def body(url: str, payload: dict, **params) -> Callable[[dict], tuple[str, dict]
     return build
 
 
+def owner_sql(t: dict, sql: str, **params) -> int:
+    """Run one INSERT … RETURNING id as the database owner (whole-city scope); the new id."""
+    eng = create_engine(t["_db"], poolclass=pool.NullPool)
+    try:
+        with eng.begin() as c:
+            c.execute(text("SELECT set_config('gisgov.scope', '*', true)"))
+            return int(c.execute(text(sql), params).scalar_one())
+    finally:
+        eng.dispose()
+
+
+NEW_EVENT = """
+    INSERT INTO event (geom, category, description, deadline)
+    VALUES (ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4490), Find_SRID('public', 'event', 'geom')),
+            'shirong', :d, now() + interval '3 days') RETURNING id"""
+NEW_STAFF = """
+    INSERT INTO grid_staff (grid_id, role, name) SELECT g.id, '信息员', :n
+    FROM grid g JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active' WHERE g.code = :g RETURNING id"""
+
+
+def fresh_event_transition(t: dict) -> tuple[str, dict]:
+    """A new event (reported, version 1) in the target's grid, accepted with the right version: a
+    permitted, in-scope call really moves it (200), so every call needs its own event."""
+    eid = owner_sql(t, NEW_EVENT, lon=t["glon"], lat=t["glat"], d="权限矩阵 authorization matrix")
+    return f"/api/events/{eid}/transition", {"json": {"to": "accepted", "version": 1}}
+
+
+def fresh_staff_delete(t: dict) -> tuple[str, dict]:
+    """A new staff row in the target's grid for every call: a permitted, in-scope call removes it."""
+    sid = owner_sql(t, NEW_STAFF, g=t["grid"], n="矩阵测试")
+    return f"/api/staff/{sid}", {}
+
+
+def staff_xlsx(t: dict) -> tuple[str, dict]:
+    """A one-row staff roster for the target's grid, checked only (dry run)."""
+    import io
+
+    from openpyxl import Workbook
+
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["网格编码", "角色", "姓名", "手机号"])
+    ws.append([t["grid"], "信息员", "矩阵测试", None])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return "/api/staff/import", {"data": {"mode": "append", "dry_run": "true"},
+                                 "files": {"file": ("staff.xlsx", buf.getvalue(), XLSX)}}
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 R = Perm.read_aggregates
+PERSONAL = Perm.read_personal
+SPECIAL = holding(Perm.read_personal, Perm.read_special_groups)  # named special-group members
+EDIT_GOV = Perm.import_data  # staff and compound attributes: roster maintenance (admin, community_staff)
+NO_JOB = str(uuid.uuid4())
+
+
+def _png() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (40, 120, 200)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+PHOTO = _png()
 OPS: dict[str, Op] = {
     "GET /health": Op(None, q("/health"), scoped=False, public=True),
     "POST /api/auth/login": Op(None, body("/api/auth/login", {"username": "nobody", "password": "wrong-passw0rd"}),
@@ -134,12 +220,62 @@ OPS: dict[str, Op] = {
     "GET /api/audit": Op(Perm.read_audit, q("/api/audit", limit=5), scoped=False),
     "GET /api/users": Op(Perm.manage_users, q("/api/users"), scoped=False),
     "GET /admin/audit": Op(Perm.read_audit, q("/admin/audit"), scoped=False),
+    # export jobs: the owner (and admin for the status) only; anyone else's or an unknown job is 404
+    "GET /api/export/jobs/{job_id}": Op(None, q("/api/export/jobs/" + NO_JOB), scoped=False, ok=frozenset({404})),
+    "GET /api/jobs/{job_id}": Op(None, q("/api/jobs/" + NO_JOB), scoped=False, ok=frozenset({404})),
+    "GET /api/export/jobs/{job_id}/file": Op(None, q(f"/api/export/jobs/{NO_JOB}/file"), scoped=False,
+                                             ok=frozenset({404})),
+    # events 事件
+    "GET /events": Op(None, q("/events"), scoped=False),
+    "GET /api/events/catalog": Op(R, q("/api/events/catalog"), scoped=False),
+    "GET /api/events/geojson": Op(R, q("/api/events/geojson"), scoped=False),
+    "GET /api/events/stats": Op(R, q("/api/events/stats", community="{community}")),
+    "GET /api/events": Op(PERSONAL, q("/api/events", status="reported", limit=5), scoped=False),  # rows under RLS
+    "GET /api/events/{event_id}": Op(PERSONAL, q("/api/events/{event}"), scope_key="grid"),
+    "GET /api/dashboard/events": Op(R, q("/api/dashboard/events", street="{street}"), scope_key="street"),
+    "GET /api/events/{event_id}/photos": Op(PERSONAL, q("/api/events/{event}/photos"), scope_key="grid"),
+    "GET /api/events/photos/{photo_id}": Op(PERSONAL, q("/api/events/photos/{photo}"), scope_key="grid"),
+    "POST /api/events/{event_id}/photos": Op(None, lambda t: (f"/api/events/{t['event']}/photos", {
+        "files": {"file": ("photo.png", PHOTO, "image/png")}}), roles=machine.REPORTERS, scope_key="grid",
+        ok=frozenset({201})),  # the same photo again: stored once ("duplicate")
+    "POST /api/events": Op(None, lambda t: ("/api/events", {"json": {
+        "lon": t["glon"], "lat": t["glat"], "category": "shirong", "description": "权限矩阵 authorization matrix"}}),
+        roles=machine.REPORTERS, scope_key="grid", outside=403, ok=frozenset({201})),
+    "POST /api/events/{event_id}/transition": Op(
+        None, fresh_event_transition, roles=machine.TRANSITIONS[(machine.State.reported, machine.State.accepted)],
+        scope_key="grid", scope_first=True),
+    # staff 网格员 (names for read_personal only; edits: import_data)
+    "GET /api/staff": Op(R, q("/api/staff", code="{community}")),
+    "GET /api/staff/gaps": Op(R, q("/api/staff/gaps", code="{community}")),
+    "GET /api/staff/template": Op(R, q("/api/staff/template"), scoped=False),
+    "POST /api/staff": Op(EDIT_GOV, body("/api/staff", {"grid": "{grid}", "role": "信息员", "name": "矩阵测试"}),
+                          scope_key="grid", ok=frozenset({201})),
+    "PATCH /api/staff/{staff_id}": Op(EDIT_GOV, body("/api/staff/{staff}", {}), scope_key="grid"),  # no change
+    "DELETE /api/staff/{staff_id}": Op(EDIT_GOV, fresh_staff_delete, scope_key="grid"),
+    "POST /api/staff/import": Op(EDIT_GOV, staff_xlsx, scope_key="grid", outside=422),
+    # compounds 小区
+    "GET /api/compounds/rules": Op(R, q("/api/compounds/rules"), scoped=False),
+    "GET /api/compounds/check": Op(R, q("/api/compounds/check", code="{community}")),
+    "GET /api/compounds/breaches": Op(R, q("/api/compounds/breaches", code="{community}")),
+    "GET /api/compounds/{code}": Op(R, q("/api/compounds/{compound}"), scope_key="compound"),
+    "PATCH /api/compounds/{code}": Op(EDIT_GOV, lambda t: (f"/api/compounds/{t['compound']}", {
+        "json": {"version": t["compound_version"]}}), scope_key="compound"),  # the current version, no change
+    # special groups 特殊人群服务
+    "GET /api/special/needs": Op(R, q("/api/special/needs"), scoped=False),
+    "GET /api/special/summary": Op(R, q("/api/special/summary"), scoped=False),
+    "GET /api/special/beyond": Op(None, q("/api/special/beyond", code="{grid}", limit=5), roles=SPECIAL,
+                                  scope_key="grid"),
+    "GET /api/special/visits/overdue": Op(None, q("/api/special/visits/overdue", code="{grid}", limit=5),
+                                          roles=SPECIAL, scope_key="grid"),
+    "POST /api/special/visits": Op(None, lambda t: ("/api/special/visits", {"json": {"resident_id": t["special"]}}),
+                                   roles=SPECIAL, scope_key="grid", ok=frozenset({201})),
 }
 
 
 def _nodes(owner_url: str) -> dict:
     eng = create_engine(owner_url, poolclass=pool.NullPool)
     with eng.connect() as c:
+        c.execute(text("SELECT set_config('gisgov.scope', '*', false)"))
         streets = c.execute(text("SELECT code FROM street ORDER BY code")).scalars().all()
         assert len(streets) >= 2, "the sample city must have two streets"
 
@@ -152,17 +288,33 @@ def _nodes(owner_url: str) -> dict:
                        (SELECT min(r.id) FROM resident r JOIN household h ON h.id = r.household_id
                          JOIN building b ON b.code = h.building_code WHERE b.grid_id = g.id) AS resident,
                        (SELECT ST_X(ST_PointOnSurface(geom)) FROM community WHERE code = :c) AS lon,
-                       (SELECT ST_Y(ST_PointOnSurface(geom)) FROM community WHERE code = :c) AS lat
+                       (SELECT ST_Y(ST_PointOnSurface(geom)) FROM community WHERE code = :c) AS lat,
+                       ST_X(ST_Transform(ST_PointOnSurface(g.geom), 4490)) AS glon,
+                       ST_Y(ST_Transform(ST_PointOnSurface(g.geom), 4490)) AS glat,
+                       (SELECT min(s.id) FROM grid_staff s WHERE s.grid_id = g.id) AS staff,
+                       (SELECT version FROM compound WHERE community_code = :c ORDER BY code LIMIT 1)
+                           AS compound_version,
+                       (SELECT min(r.id) FROM resident r JOIN household h ON h.id = r.household_id
+                         JOIN building b ON b.code = h.building_code
+                         WHERE b.grid_id = g.id AND ST_Covers(g.geom, b.pos)
+                           AND EXISTS (SELECT 1 FROM resident_group rg WHERE rg.resident_id = r.id)) AS special
                 FROM grid g JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active'
                 WHERE g.community_code = :c ORDER BY g.code LIMIT 1"""), {"c": comm}).mappings().one()
+            assert None not in (r["staff"], r["special"], r["compound_version"]), dict(r)
+            ev = c.execute(text(NEW_EVENT), {"lon": r["glon"], "lat": r["glat"], "d": "权限矩阵 authorization matrix"}
+                           ).scalar_one()
+            placed = c.execute(text("SELECT grid_code FROM event WHERE id = :i"), {"i": ev}).scalar_one()
+            assert placed == r["grid"], (placed, dict(r))
             return dict(r) | {"community": comm, "street": comm[:9], "resident": str(r["resident"]),
-                              "road": str(c.execute(text("SELECT min(id) FROM road_edge")).scalar())}
+                              "road": str(c.execute(text("SELECT min(id) FROM road_edge")).scalar()),
+                              "event": ev, "_db": owner_url}
 
         s1 = c.execute(text("SELECT code FROM community WHERE street_code = :s ORDER BY code LIMIT 2"),
                        {"s": streets[0]}).scalars().all()
         s2 = c.execute(text("SELECT code FROM community WHERE street_code = :s ORDER BY code LIMIT 1"),
                        {"s": streets[1]}).scalar()
         out = {"own": node(s1[0]), "sibling": node(s1[1]), "other": node(s2)}
+        c.commit()
     eng.dispose()
     return out
 
@@ -178,10 +330,14 @@ def expected(op: Op, role: str | None, target: dict, own: dict) -> frozenset[int
     if role is None:
         return frozenset({401})
     p = Principal(0, "x", "x", Role(role), _scope(role, own))
-    if op.perm is not None and not p.can(op.perm):
+    allowed = p.role in op.roles if op.roles is not None else op.perm is None or p.can(op.perm)
+    outside = op.scoped and not p.covers(target[op.scope_key])
+    if outside and op.scope_first:
+        return frozenset({op.outside})
+    if not allowed:
         return frozenset({403})
-    if op.scoped and not p.covers(target[op.scope_key]):
-        return frozenset({404})
+    if outside:
+        return frozenset({op.outside})
     return op.ok
 
 
@@ -195,14 +351,20 @@ def matrix_db(db_factory, sample_city):
 
 
 @pytest.fixture(scope="module")
-def world(matrix_db):
+def world(matrix_db, tmp_path_factory):
     nodes = _nodes(matrix_db)
     own = nodes["own"]
     users = {role: ensure_user(matrix_db, role, _scope(role, own)) for role in ROLES}
     eng = app_engine(matrix_db)
-    app = create_app(Settings(login_rate_per_minute=1000), engine=eng)
+    home = tmp_path_factory.mktemp("matrix-home")  # event photos are stored under the home folder
+    app = create_app(Settings(home=home, login_rate_per_minute=1000), engine=eng)
     with TestClient(app) as c:
         tokens = {role: bearer_token(c, users[role]) for role in ROLES}
+        for t in nodes.values():  # a photo of each target's event
+            r = c.post(f"/api/events/{t['event']}/photos", headers={"Authorization": f"Bearer {tokens['admin']}"},
+                       files={"file": ("photo.png", PHOTO, "image/png")})
+            assert r.status_code == 201, r.text
+            t["photo"] = r.json()["id"]
         yield c, nodes, tokens
     eng.dispose()
 

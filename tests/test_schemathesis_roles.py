@@ -86,6 +86,20 @@ POSITIVE_422 = {
                                  "catalog",
     "POST /api/coverage/whatif": "service categories come from the editable catalog; lon and lat go together "
                                  "(one without the other is refused)",
+    "POST /api/events": "event categories come from the editable event catalog (events/categories.yaml); the "
+                        "point must lie inside a street of the city",
+    "GET /api/events": "category codes come from the editable event catalog (events/categories.yaml); 'to' may "
+                       "not be before 'from'",
+    "POST /api/events/{event_id}/transition": "department codes come from the editable event catalog; a note is "
+                                              "required to reject or escalate, a department to dispatch (depends "
+                                              "on the target state)",
+    "GET /api/events/stats": "community and grid are mutually exclusive (give one of them, or neither)",
+    "GET /api/special/beyond": "group codes come from the editable special-services configuration "
+                               "(services/special_services.yaml)",
+    "GET /api/special/visits/overdue": "group codes come from the editable special-services configuration "
+                                       "(only groups with a visit rule)",
+    "POST /api/staff/import": "the upload must be an .xlsx workbook with the template's headers (网格编码, 角色, "
+                              "姓名, 手机号); a file's content cannot be stated in the schema",
 }
 
 # Failures in routes outside this test's fixes: operation -> checks that still fail there (printed, not

@@ -3,7 +3,8 @@
 - ``POST /api/events``: report (上报) at a point: lon/lat in WGS84 or CGCS2000 (the same at this
   precision; a phone's ``navigator.geolocation`` gives WGS84), or GCJ-02 (AMap/Tencent) with
   ``"crs": "gcj02"`` (converted). Grid, community and street come from the point.
-- ``GET /api/events``: the events in scope with filters and paging (roles with ``read_personal``).
+- ``GET /api/events``: the events in scope with filters and paging (roles with ``read_personal``);
+  ``status`` is one of the machine's states (repeat the parameter for several).
 - ``GET /api/events/{id}``: one event with its history (same roles).
 - ``POST /api/events/{id}/transition``: ``{to, version, note, department}``; 403 role, 409 wrong state
   or stale version, 404 outside the scope; audited (``event_transition``), refusals too.
@@ -45,8 +46,11 @@ class ReportBody(BaseModel):
     description: str = Field(..., min_length=1, max_length=store.MAX_DESCRIPTION)
 
 
+StateCode = Literal[tuple(s.value for s in machine.State)]  # type: ignore[valid-type]
+
+
 class TransitionBody(BaseModel):
-    to: str = Field(..., max_length=32, description="目标状态 target state")
+    to: StateCode = Field(..., description="目标状态 target state (GET /api/events/catalog: states, transitions)")
     version: int = Field(..., ge=1, le=2**31 - 1, description="版本 the event's version as last read (optimistic concurrency)")
     note: str | None = Field(None, max_length=store.MAX_NOTE, description="说明 note (required to reject or escalate)")
     department: str | None = Field(None, max_length=32, description="处置部门 department code (required to dispatch)")
@@ -99,7 +103,7 @@ def report(body: ReportBody, request: Request, conn: Connection = DB,
 def list_events(
     conn: Connection = DB,
     p: Principal = Depends(require(Perm.read_personal)),
-    status: list[str] | None = Query(None, description="状态 states (repeat or comma-separated)"),
+    status: list[StateCode] | None = Query(None, description="状态 states (repeat the parameter for several)"),
     category: str | None = Query(None, max_length=32),
     grid: str | None = Query(None, pattern=r"^[0-9]{15}$"),
     community: str | None = Query(None, pattern=r"^[0-9]{12}$"),
@@ -109,7 +113,7 @@ def list_events(
     limit: int = Query(100, ge=1, le=store.MAX_PAGE),
     offset: int = Query(0, ge=0, le=10_000_000),
 ) -> dict:
-    states = [s for v in status or [] for s in v.split(",") if s.strip()] or None
+    states = list(status) if status else None
     if date_from and date_to and date_to < date_from:
         raise InvalidInput(f"日期区间无效 'to' ({date_to}) is before 'from' ({date_from})")
     return store.list_events(conn, p, status=states, category=category, grid=grid, community=community,

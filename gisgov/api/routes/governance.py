@@ -212,11 +212,12 @@ def import_staff(request: Request, conn: Connection = DB, p: Principal = Depends
 class CompoundPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
     version: int = Field(..., ge=1, le=2**31 - 1, description="版本 the compound's version as last read")
-    has_party_org: bool | None = Field(None, description="已成立党组织 has a party organisation")
-    has_service_point: bool | None = Field(None, description="已设党群服务点 has a service point")
+    # omitted = unchanged; null is refused (only property_mode can be cleared), so the schema says bool/int
+    has_party_org: bool = Field(None, description="已成立党组织 has a party organisation")  # type: ignore[assignment]
+    has_service_point: bool = Field(None, description="已设党群服务点 has a service point")  # type: ignore[assignment]
     property_mode: Literal["物业公司", "业主自治", "社区兜底", ""] | None = Field(
         None, description="物业模式 property mode; empty string clears it (no property management)")
-    year_built: int | None = Field(None, ge=1900, le=2100, description="建成年份 year built")
+    year_built: int = Field(None, ge=1900, le=2100, description="建成年份 year built")  # type: ignore[assignment]
 
 
 @router.get("/api/compounds/rules", tags=[COMPOUND_TAG], summary="小区治理规则 The configured compound rules")

@@ -227,6 +227,7 @@ OPS: dict[str, Op] = {
                                              ok=frozenset({404})),
     # events 事件
     "GET /events": Op(None, q("/events"), scoped=False),
+    "GET /governance": Op(R, q("/governance"), scoped=False),
     "GET /api/events/catalog": Op(R, q("/api/events/catalog"), scoped=False),
     "GET /api/events/geojson": Op(R, q("/api/events/geojson"), scoped=False),
     "GET /api/events/stats": Op(R, q("/api/events/stats", community="{community}")),

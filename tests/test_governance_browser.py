@@ -144,6 +144,11 @@ def test_community_staff_staff_import_and_compound(city, base, owner, browser, t
     no_mobile(page)
     page.screenshot(path=str(tmp_path / "governance-staff-1366.png"), full_page=True)
 
+    link = page.locator("#template-link")
+    assert link.is_visible()
+    tpl = page.request.get(base + link.get_attribute("href"))  # the page's session
+    assert tpl.status == 200 and tpl.headers["content-type"].startswith("application/vnd.openxmlformats")
+
     # a filled template with one bad row: the dry run names the row, nothing is written
     before = {g: staff_of(owner, g) for g in (GRID_A1, GRID_A2)}
     f = tmp_path / "网格员.xlsx"
@@ -222,6 +227,8 @@ def test_grid_worker_records_a_visit_on_a_phone(city, base, owner, browser, tmp_
     page.wait_for_function("() => document.body.dataset.lastVisit", timeout=20000)
     page.wait_for_function(f"() => !document.querySelector(\"#overdue-list li[data-resident='{first}']\")", timeout=20000)
     assert page.locator("#overdue-list li").count() == 1
+    page.wait_for_function(f"() => document.querySelector(\"#sp-summary tr[data-code='{GRID_A1}'][data-group='dujulaoren'] "
+                           f"td.num:last-child\").textContent === '1'", timeout=20000)  # the summary follows
     eid = int(page.evaluate("document.body.dataset.lastVisit"))
     v = q(owner, "SELECT v.resident_id, e.category, e.grid_code FROM special_visit v JOIN event e ON e.id = v.event_id "
                  "WHERE e.id = :e", e=eid)

@@ -337,8 +337,9 @@
     $("sp-note").textContent = note;
     var t = $("sp-summary");
     t.querySelector("thead").innerHTML = "";
-    t.querySelector("thead").appendChild(el("tr", {}, [el("th", { text: "单元 Unit" }), el("th", { text: "人群 Group" }),
-      el("th", { cls: "num", text: "人数 Members" }), el("th", { cls: "num", text: "圈外 Beyond" }), el("th", { cls: "num", text: "走访超期 Overdue" })]));
+    var th = function (zh, en, cls) { return el("th", { cls: cls || "" }, [zh, el("br"), el("span", { text: en })]); };
+    t.querySelector("thead").appendChild(el("tr", {}, [th("单元", "Unit"), th("人群", "Group"),
+      th("人数", "Members", "num"), th("圈外", "Beyond", "num"), th("走访超期", "Overdue", "num")]));
     var tb = t.querySelector("tbody");
     tb.textContent = "";
     d.units.forEach(function (u) {

@@ -36,6 +36,7 @@ ROUTER_MODULES = [
     "gisgov.api.routes.events",
     "gisgov.api.routes.event_photos",
     "gisgov.api.routes.governance",
+    "gisgov.api.routes.governance_page",
     "gisgov.api.routes.special",
 ]
 

@@ -315,12 +315,26 @@ def test_broken_files_in_background_jobs_end_rejected(admin, tmp_path, limits):
 
 
 def test_upload_limit_keeps_its_own_check(admin, limits, no_extraction):
+    """Over HTTP the app-wide body budget answers first (413 PayloadTooLarge, before anything is stored);
+    the route's own streaming check holds whatever stands in front of it (413 UploadRejected, temporary
+    folder removed)."""
+    import io
+
+    from starlette.datastructures import UploadFile
+
+    from gisgov.api.routes.ingest import _save_upload
+    from gisgov.ingest.uploads import UploadRejected
+
     c, eng = admin
     _, tmp = no_extraction
     limits(max_upload_mb=0.001)
-    body = _refused(c.post("/api/import", data={"level": "street"}, files={"file": ("s.geojson", b"x" * 5000)}),
-                    413, "upload_too_large", "s.geojson")
-    assert body["error"] == "UploadRejected" and "GISGOV_INGEST_MAX_UPLOAD_MB" in body["detail"]
+    r = c.post("/api/import", data={"level": "street"}, files={"file": ("s.geojson", b"x" * 5000)})
+    assert r.status_code == 413 and r.json()["error"] == "PayloadTooLarge", r.text
+    assert "GISGOV_INGEST_MAX_UPLOAD_MB" in r.json()["detail"]
+    assert not list(tmp.iterdir())
+    with pytest.raises(UploadRejected) as e:
+        _save_upload(UploadFile(io.BytesIO(b"x" * 5000), filename="s.geojson"), 1000)
+    assert e.value.status_code == 413 and "rule: upload_too_large" in str(e.value) and "s.geojson" in str(e.value)
     assert not list(tmp.iterdir())
 
 

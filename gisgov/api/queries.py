@@ -138,13 +138,24 @@ class Page:
     number_returned: int
 
 
+# Tables whose rows include drafts: a layer on them reads only the rows in use (grids: the active plans'
+# grids and grids made outside plans, ``grid_current()``); a draft plan never shows in a layer, a count,
+# the hierarchy or an export unless asked for through the plan routes.
+CURRENT_ROWS = {"grid": "grid_current()"}
+
+
+def _rel(table: str) -> str:
+    """The FROM item of a layer's table: its current rows where the table holds drafts."""
+    return CURRENT_ROWS.get(str(table), None) or _q(table)
+
+
 def _ref_expr(catalog: Catalog, ref: Ref) -> str:
     """SQL giving the referenced feature's code for row ``t``."""
     target = catalog.get(ref.level)
     if ref.key == "code":
         return f"t.{_q(ref.column)}::text"
     code = _q(target.code_expr_column)
-    return (f"(SELECT x.{code}::text FROM {_q(target.table)} x "
+    return (f"(SELECT x.{code}::text FROM {_rel(target.table)} x "
             f"WHERE x.{_q(target.id_column)} = t.{_q(ref.column)})")
 
 
@@ -204,7 +215,7 @@ def layer_page(
     )
     from_env = ", env" if bbox is not None else ""
     where = ("WHERE " + " AND ".join(conds)) if conds else ""
-    table = _q(layer.table)
+    table = _rel(layer.table)
 
     cols = [
         f"t.{_q(layer.id_column)} AS _id",
@@ -301,7 +312,7 @@ def children(
     code, name and counts (no geometry); counts and lists hold in-scope rows only."""
     id_row = conn.execute(
         text(f"SELECT t.{_q(layer.id_column)} AS id, t.{_q(layer.code_expr_column)}::text AS code "
-             f"FROM {_q(layer.table)} t WHERE t.{_q(layer.code_expr_column)} = :code"),
+             f"FROM {_rel(layer.table)} t WHERE t.{_q(layer.code_expr_column)} = :code"),
         {"code": int(code) if layer.code_column is None else code},
     ).one()
     out = []
@@ -311,7 +322,7 @@ def children(
         value = id_row.id if ref.key == "id" else id_row.code
         where = " AND ".join([f"t.{_q(ref.column)} = :v", *scope_conditions(child, scope)])
         n = conn.execute(
-            text(f"SELECT count(*) FROM {_q(child.table)} t WHERE {where}"), {"v": value, **scope.params()}
+            text(f"SELECT count(*) FROM {_rel(child.table)} t WHERE {where}"), {"v": value, **scope.params()}
         ).scalar()
         entry = {"layer": child.name, "title": str(child.title), "via": ref.column, "count": n}
         if primary and n <= max_items:
@@ -333,7 +344,8 @@ def hierarchy(conn: Connection, scope: Scope) -> dict:
     communities = conn.execute(
         text(f"SELECT code, name, street_code FROM community WHERE {_COVERS} ORDER BY code"), params).all()
     grids = conn.execute(
-        text(f"SELECT id, code, name, community_code, level FROM grid WHERE {_COVERS} ORDER BY code"), params).all()
+        text(f"SELECT id, code, name, community_code, level FROM grid_current() WHERE {_COVERS} ORDER BY code"),
+        params).all()
 
     def node(level: str, code: str, name: str | None) -> dict:
         return {"level": level, "code": code, "name": name, "households": 0, "residents": 0, "buildings": 0,

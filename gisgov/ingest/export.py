@@ -37,7 +37,9 @@ XLSX_CELL_LIMIT = 32767
 _SQL = {
     "street": "SELECT code, name, ST_AsBinary(geom) AS geom FROM street x {where} ORDER BY code",
     "community": "SELECT code, street_code, name, class, kind, rule_set, ST_AsBinary(geom) AS geom FROM community x {where} ORDER BY code",
-    "grid": "SELECT code, community_code, name, level AS grid_level, ST_AsBinary(geom) AS geom FROM grid x {where} ORDER BY code",
+    # grids in use only (active plans' and grids made outside plans): drafts are exported through the plan routes
+    "grid": "SELECT code, community_code, name, level AS grid_level, ST_AsBinary(geom) AS geom FROM grid_current() x {where} "
+            "ORDER BY code",
     "compound": "SELECT code, community_code, name, year_built, property_mode, has_party_org, is_old, ST_AsBinary(geom) AS geom "
                 "FROM compound x {where} ORDER BY code",
     "building": "SELECT x.code, x.community_code, c.code AS compound_code, g.code AS grid_code, x.name, x.address, "

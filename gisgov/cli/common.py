@@ -8,6 +8,8 @@ Each failure is ONE line on stderr and an exit code, never a traceback:
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import typer
 
 EXIT_NOT_MIGRATED = 2
@@ -60,3 +62,50 @@ def engine(**kw):
     from gisgov.db.engine import make_engine
 
     return make_engine(database_url(), **kw)
+
+
+# --- commands that act as an account (`--as USER`): its role and scope apply, as in the web app -----
+
+EXIT = {404: 1, 422: 2, 400: 2, 403: 3, 401: 3, 409: 4}
+AS_HELP = "以该账号身份 act as this account (its role and scope apply)"
+
+
+def _console():
+    from gisgov.cli.users import out
+
+    return out()
+
+
+def _fail(exc) -> typer.Exit:
+    """A domain error as one line and its exit code (:data:`EXIT`)."""
+    from gisgov.cli.users import fail as say_fail
+
+    return say_fail(str(exc), EXIT.get(exc.status_code, 2))
+
+
+@contextmanager
+def acting(username: str):
+    """(connection in a transaction scoped to the account, principal, engine) on the app role's
+    connection; commit on success. An unknown or disabled account: one line, exit 1."""
+    from sqlalchemy import pool, text
+
+    from gisgov.cli.users import fail as say_fail
+    from gisgov.config import Settings
+    from gisgov.db.approle import app_database_url
+    from gisgov.db.engine import make_engine
+    from gisgov.security.roles import Principal, Role
+
+    eng = make_engine(app_database_url(Settings(), owner_url=database_url()), poolclass=pool.NullPool)
+    try:
+        with eng.connect() as conn:
+            row = conn.execute(text("SELECT id, username, display_name, role, scope_code, disabled FROM app_user "
+                                    "WHERE username = :u"), {"u": username}).first()
+            conn.rollback()
+            if row is None or row.disabled:
+                raise say_fail(f"账号不存在或已停用 no such enabled account: {username}", 1)
+            p = Principal(row.id, row.username, row.display_name, Role(row.role), row.scope_code, auth="cli")
+            with conn.begin():
+                conn.execute(text("SELECT set_config('gisgov.scope', :s, true)"), {"s": p.db_scope})
+                yield conn, p, eng
+    finally:
+        eng.dispose()

@@ -13,13 +13,11 @@ Exit codes: 0 done, 1 not found (object or account), 2 bad input / rejected impo
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy import pool, text
 
 from gisgov.errors import GisgovError
 
@@ -28,50 +26,10 @@ staff_app = typer.Typer(help="网格员 一格三员 Grid staff: list, rule chec
 compounds_app = typer.Typer(help="小区 Compound rules: breaches, property-mode shares, 老旧小区 ratio; edit attributes.",
                             no_args_is_help=True)
 
-EXIT = {404: 1, 422: 2, 400: 2, 403: 3, 401: 3, 409: 4}
+from gisgov.cli.common import AS_HELP, _console, _fail, acting  # noqa: E402,F401
+
 EXIT_STRICT = 5
-AS_HELP = "以该账号身份 act as this account (its role and scope apply)"
 CODE_HELP = "街道/社区/网格编码 street/community/grid code inside the account's area"
-
-
-def _console():
-    from gisgov.cli.users import out
-
-    return out()
-
-
-def _fail(exc: GisgovError) -> typer.Exit:
-    from gisgov.cli.users import fail
-
-    return fail(str(exc), EXIT.get(exc.status_code, 2))
-
-
-@contextmanager
-def acting(username: str):
-    """(connection in a transaction scoped to the account, principal, engine); commit on success."""
-    from gisgov.cli.users import fail
-    from gisgov.config import Settings
-    from gisgov.db.approle import app_database_url
-    from gisgov.db.engine import make_engine
-    from gisgov.security.roles import Principal, Role
-
-    from gisgov.cli.common import database_url
-
-    settings = Settings()
-    eng = make_engine(app_database_url(settings, owner_url=database_url()), poolclass=pool.NullPool)
-    try:
-        with eng.connect() as conn:
-            row = conn.execute(text("SELECT id, username, display_name, role, scope_code, disabled FROM app_user "
-                                    "WHERE username = :u"), {"u": username}).first()
-            conn.rollback()
-            if row is None or row.disabled:
-                raise fail(f"账号不存在或已停用 no such enabled account: {username}", 1)
-            p = Principal(row.id, row.username, row.display_name, Role(row.role), row.scope_code, auth="cli")
-            with conn.begin():
-                conn.execute(text("SELECT set_config('gisgov.scope', :s, true)"), {"s": p.db_scope})
-                yield conn, p, eng
-    finally:
-        eng.dispose()
 
 
 def _record(target, action: str, p, obj: str | None, detail: dict, result: str = "ok") -> None:

@@ -18,7 +18,8 @@ import json
 import typer
 from rich.table import Table
 
-from gisgov.cli.events import AS_HELP, _audit_refusal, _console, _fail, acting
+from gisgov.cli.common import AS_HELP, _console, _fail, acting
+from gisgov.cli.events import _audit_refusal
 from gisgov.errors import GisgovError
 from gisgov.security import audit
 

@@ -322,6 +322,9 @@ def test_cli_beyond_summary_overdue(client, city, monkeypatch):
     url, grid = city["url"], city["grid"]
     monkeypatch.setenv("GISGOV_APP_DATABASE_URL", app_url(url))
     monkeypatch.setenv("GISGOV_DATABASE_URL", url)
+    from gisgov.config import get_settings
+
+    get_settings.cache_clear()  # the CLI reads settings once per process
     main = typer.Typer()
     cli_special.register(main)
     run = lambda *a: CliRunner().invoke(main, ["special", *a])  # noqa: E731

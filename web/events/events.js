@@ -113,6 +113,7 @@
       loadClusters();
     }).catch(function (err) {
       say("report-msg", err.message, true);
+      document.body.dataset.reportError = err.message || String(err);
       updateSubmit();
     });
   });
@@ -123,7 +124,10 @@
     return new Promise(function (resolve) {
       var img = new Image();
       var url = URL.createObjectURL(file);
+      // a phone that cannot decode the picture in time sends it as it is: the server scales it
+      var late = setTimeout(function () { resolve(file); }, 15000);
       img.onload = function () {
+        clearTimeout(late);
         var k = Math.min(1, 1600 / Math.max(img.naturalWidth, img.naturalHeight));
         var c = document.createElement("canvas");
         c.width = Math.round(img.naturalWidth * k); c.height = Math.round(img.naturalHeight * k);
@@ -131,7 +135,7 @@
         URL.revokeObjectURL(url);
         c.toBlob(function (b) { resolve(b || file); }, "image/jpeg", 0.85);
       };
-      img.onerror = function () { URL.revokeObjectURL(url); resolve(file); };  // the server will say why
+      img.onerror = function () { clearTimeout(late); URL.revokeObjectURL(url); resolve(file); };  // the server will say why
       img.src = url;
     });
   }

@@ -31,13 +31,13 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from coverage_city import bench_city  # noqa: E402
+from coverage_city import bench_city
 
-from gisgov.coverage import siting, whatif  # noqa: E402
-from gisgov.coverage.catalog import load_catalog  # noqa: E402
-from gisgov.coverage.figures import UnitIndex, figure_arrays, group_figures  # noqa: E402
-from gisgov.coverage.model import CoverageModel  # noqa: E402
-from gisgov.network import Sources, node_distances  # noqa: E402
+from gisgov.coverage import siting, whatif
+from gisgov.coverage.catalog import load_catalog
+from gisgov.coverage.figures import UnitIndex, figure_arrays, group_figures
+from gisgov.coverage.model import CoverageModel
+from gisgov.network import Sources, node_distances
 
 RESULTS = Path(__file__).resolve().parent / "results" / "coverage.md"
 
@@ -57,6 +57,7 @@ def log(msg: str) -> None:
 
 
 # -- gisgov ------------------------------------------------------------------------------------------
+
 
 def end_to_end(m, cat, idx, groups, workers=1):
     t0 = time.perf_counter()
@@ -111,6 +112,7 @@ def bench_siting(m, tb, cat, code, circle="c10"):
 
 # -- pandana -----------------------------------------------------------------------------------------------
 
+
 def bench_pandana(city, m, tb, cat, codes, cap):
     import pandana
 
@@ -118,8 +120,14 @@ def bench_pandana(city, m, tb, cat, codes, cap):
     nx_, ny_ = city.node_x, city.node_y
     keep = g.u != g.v
     t0 = time.perf_counter()
-    net = pandana.Network(pd.Series(nx_[g.node_ids]), pd.Series(ny_[g.node_ids]), pd.Series(g.u[keep]),
-                          pd.Series(g.v[keep]), pd.DataFrame({"w": g.length[keep]}), twoway=True)
+    net = pandana.Network(
+        pd.Series(nx_[g.node_ids]),
+        pd.Series(ny_[g.node_ids]),
+        pd.Series(g.u[keep]),
+        pd.Series(g.v[keep]),
+        pd.DataFrame({"w": g.length[keep]}),
+        twoway=True,
+    )
     t_build = time.perf_counter() - t0
     t_pre = 0.0  # nearest_pois needs no precompute (that is for aggregations; at 3 km it would not fit)
     b = m.buildings
@@ -142,19 +150,33 @@ def bench_pandana(city, m, tb, cat, codes, cap):
         fl = np.where(tb.fac[:, tb.col(code)] >= 0, m.fsnap.leg[np.maximum(tb.fac[:, tb.col(code)], 0)], 0.0)
         nolegs = ours - m.bsnap.leg - fl
         dn = pd_[both] - nolegs[both]
-        rows.append({"category": code, "facilities": len(r), "both": int(both.sum()),
-                     "median_abs_diff_without_legs_m": float(np.median(np.abs(dn))) if both.any() else np.nan,
-                     "median_abs_diff_m": float(np.median(np.abs(diff))) if both.any() else np.nan,
-                     "p95_abs_diff_m": float(np.percentile(np.abs(diff), 95)) if both.any() else np.nan,
-                     "within_1m": float(np.mean(np.abs(diff) <= 1.0)) if both.any() else np.nan,
-                     "shorter_by_50m": float(np.mean(diff < -50)) if both.any() else np.nan,
-                     "zero_but_ours_over_50m": float(np.mean((pd_[both] == 0) & (ours[both] > 50))) if both.any() else np.nan,
-                     "circle_disagree_c10": float(np.mean((pd_ <= 500) != (ours <= 500)))})
-    return {"build_s": t_build, "precompute_s": t_pre, "node_ids_s": t_nodes, "queries_s": total,
-            "rss_mib": rss_mib()}, pd.DataFrame(rows)
+        rows.append(
+            {
+                "category": code,
+                "facilities": len(r),
+                "both": int(both.sum()),
+                "median_abs_diff_without_legs_m": float(np.median(np.abs(dn))) if both.any() else np.nan,
+                "median_abs_diff_m": float(np.median(np.abs(diff))) if both.any() else np.nan,
+                "p95_abs_diff_m": float(np.percentile(np.abs(diff), 95)) if both.any() else np.nan,
+                "within_1m": float(np.mean(np.abs(diff) <= 1.0)) if both.any() else np.nan,
+                "shorter_by_50m": float(np.mean(diff < -50)) if both.any() else np.nan,
+                "zero_but_ours_over_50m": float(np.mean((pd_[both] == 0) & (ours[both] > 50)))
+                if both.any()
+                else np.nan,
+                "circle_disagree_c10": float(np.mean((pd_ <= 500) != (ours <= 500))),
+            }
+        )
+    return {
+        "build_s": t_build,
+        "precompute_s": t_pre,
+        "node_ids_s": t_nodes,
+        "queries_s": total,
+        "rss_mib": rss_mib(),
+    }, pd.DataFrame(rows)
 
 
 # -- pgRouting ------------------------------------------------------------------------------------------------
+
 
 def bench_pgrouting(m, tb, cat, code, cap, n_single=10):
     import io
@@ -173,12 +195,20 @@ def bench_pgrouting(m, tb, cat, code, cap, n_single=10):
         with psycopg.connect(base + "/" + name, autocommit=True) as c:
             c.execute("CREATE EXTENSION postgis")
             c.execute("CREATE EXTENSION pgrouting")
-            c.execute("CREATE TABLE e (id bigint PRIMARY KEY, source bigint, target bigint, cost float8, "
-                      "reverse_cost float8)")
+            c.execute(
+                "CREATE TABLE e (id bigint PRIMARY KEY, source bigint, target bigint, cost float8, reverse_cost float8)"
+            )
             g = m.graph
             # node ids + 1: pgRouting does not return vertex 0
-            df = pd.DataFrame({"id": np.arange(1, g.n_edges + 1), "source": g.u + 1, "target": g.v + 1, "cost": g.length,
-                               "reverse_cost": np.where(g.oneway, -1.0, g.length)})
+            df = pd.DataFrame(
+                {
+                    "id": np.arange(1, g.n_edges + 1),
+                    "source": g.u + 1,
+                    "target": g.v + 1,
+                    "cost": g.length,
+                    "reverse_cost": np.where(g.oneway, -1.0, g.length),
+                }
+            )
             t0 = time.perf_counter()
             with c.cursor().copy("COPY e FROM STDIN (FORMAT csv)") as cp:
                 buf = io.StringIO()
@@ -198,8 +228,10 @@ def bench_pgrouting(m, tb, cat, code, cap, n_single=10):
             times = []
             for k in range(min(n_single, len(r))):
                 t0 = time.perf_counter()
-                c.execute("SELECT count(*) FROM pgr_drivingDistance(%s, %s::bigint, %s)",
-                          (edges_sql, int(near_node[k]) + 1, cap))
+                c.execute(
+                    "SELECT count(*) FROM pgr_drivingDistance(%s, %s::bigint, %s)",
+                    (edges_sql, int(near_node[k]) + 1, cap),
+                )
                 times.append(time.perf_counter() - t0)
             res["dd_per_facility_s"] = statistics.median(times)
             pts_sql = "SELECT pid, edge_id, fraction FROM p"
@@ -207,16 +239,19 @@ def bench_pgrouting(m, tb, cat, code, cap, n_single=10):
             with c.cursor().copy("COPY p FROM STDIN (FORMAT csv)") as cp:
                 buf = io.StringIO()
                 pd.DataFrame({"pid": np.arange(1, len(r) + 1), "edge_id": fs.edge + 1, "fraction": 1 - frac}).to_csv(
-                    buf, index=False, header=False)
+                    buf, index=False, header=False
+                )
                 cp.write(buf.getvalue())
             # per facility, pgr_withPointsDD from the exact point on the edge (only that point in the
             # points query), checked against gisgov
             times, worst, compared = [], 0.0, 0
             for k in range(min(n_single, len(r))):
                 t0 = time.perf_counter()
-                rows = c.execute("SELECT node, agg_cost FROM pgr_withPointsDD(%s, %s, %s::bigint, %s, "
-                                 "driving_side => 'b', details => false) WHERE node >= 0",
-                                 (edges_sql, f"{pts_sql} WHERE pid = {k + 1}", -(k + 1), cap)).fetchall()
+                rows = c.execute(
+                    "SELECT node, agg_cost FROM pgr_withPointsDD(%s, %s, %s::bigint, %s, "
+                    "driving_side => 'b', details => false) WHERE node >= 0",
+                    (edges_sql, f"{pts_sql} WHERE pid = {k + 1}", -(k + 1), cap),
+                ).fetchall()
                 times.append(time.perf_counter() - t0)
                 nd1 = node_distances(g, Sources(fs.edge[[k]], fs.offset[[k]], np.zeros(1)), limit=cap)
                 nn = np.array([x[0] for x in rows], dtype=np.int64) - 1
@@ -231,9 +266,11 @@ def bench_pgrouting(m, tb, cat, code, cap, n_single=10):
             res["single_nodes_compared"], res["single_max_abs_diff_m"] = compared, worst
             # one multi-start call for the whole category, equicost (nearest start wins)
             t0 = time.perf_counter()
-            rows = c.execute("SELECT node, agg_cost FROM pgr_withPointsDD(%s, %s, %s::bigint[], %s, "
-                             "driving_side => 'b', details => false, equicost => true) WHERE node >= 0",
-                             (edges_sql, pts_sql, [-(k + 1) for k in range(len(r))], cap)).fetchall()
+            rows = c.execute(
+                "SELECT node, agg_cost FROM pgr_withPointsDD(%s, %s, %s::bigint[], %s, "
+                "driving_side => 'b', details => false, equicost => true) WHERE node >= 0",
+                (edges_sql, pts_sql, [-(k + 1) for k in range(len(r))], cap),
+            ).fetchall()
             res["wpdd_equicost_s"] = time.perf_counter() - t0
             pg = np.full(g.n_nodes, np.inf)
             if rows:
@@ -258,6 +295,7 @@ def bench_pgrouting(m, tb, cat, code, cap, n_single=10):
 
 # -- report -------------------------------------------------------------------------------------------------
 
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--buildings", type=int, default=1_000_000)
@@ -279,11 +317,13 @@ def main() -> None:
     g = city.graph
     log(f"city: {g.n_nodes:,} nodes, {g.n_edges:,} edges, {len(city.facilities):,} facilities ({t_gen:.1f} s)")
 
-    m, t_model = timed(CoverageModel, city.city_data(), cat.network, cat.distance_cap_m)
+    m, _t_model = timed(CoverageModel, city.city_data(), cat.network, cat.distance_cap_m)
     (idx, _), t_idx = timed(lambda: (UnitIndex.build(m.buildings), m.reader))
     rss_prep = rss_mib()
-    log(f"prep: snap buildings {m.seconds['snap_buildings']:.1f} s, facilities {m.seconds['snap_facilities']:.1f} s, "
-        f"index {t_idx:.1f} s, RSS {rss_prep:.0f} MiB")
+    log(
+        f"prep: snap buildings {m.seconds['snap_buildings']:.1f} s, facilities {m.seconds['snap_facilities']:.1f} s, "
+        f"index {t_idx:.1f} s, RSS {rss_prep:.0f} MiB"
+    )
 
     end_to_end(m, cat, idx, city.groups)  # warm-up
     runs = []
@@ -302,10 +342,14 @@ def main() -> None:
     n_rows = sum(len(c) for c in fig.codes.values()) * n_items
 
     wi, wchanged, wfig = bench_whatif(m, tb, cat, "weisheng", rng, idx)
-    log(f"what-if (median): add {wi['add'] * 1000:.0f} ms, move {wi['move'] * 1000:.0f} ms, "
-        f"remove {wi['remove'] * 1000:.0f} ms; figures of the category {wfig * 1000:.0f} ms")
+    log(
+        f"what-if (median): add {wi['add'] * 1000:.0f} ms, move {wi['move'] * 1000:.0f} ms, "
+        f"remove {wi['remove'] * 1000:.0f} ms; figures of the category {wfig * 1000:.0f} ms"
+    )
     street, n_street, n_cand, r3, s3, rl, sl = bench_siting(m, tb, cat, "weisheng")
-    log(f"siting street {street}: MCLP k=3 {s3:.2f} s ({r3.method}), LSCP {sl:.2f} s ({rl.method}, {len(rl.sites)} sites)")
+    log(
+        f"siting street {street}: MCLP k=3 {s3:.2f} s ({r3.method}), LSCP {sl:.2f} s ({rl.method}, {len(rl.sites)} sites)"
+    )
 
     codes = [c.code for c in cat.categories if len(m.category_rows(c))]
     del fig, gfig  # free the figure arrays before the comparisons
@@ -397,8 +441,9 @@ def main() -> None:
             "",
             "Agreement with gisgov's exact distances (buildings where both are finite):",
             "",
-            pt.round(3).to_markdown(index=False) if hasattr(pt, "to_markdown") and _has_tabulate() else
-            pt.round(3).to_string(index=False),
+            pt.round(3).to_markdown(index=False)
+            if hasattr(pt, "to_markdown") and _has_tabulate()
+            else pt.round(3).to_string(index=False),
             "",
         ]
     if pgr is not None:
@@ -431,7 +476,7 @@ def main() -> None:
         "## What the end-to-end time includes",
         "",
         "The walking graph, the snapped buildings (edge, offset along it, access leg, gates) and the unit index "
-        "are built once and held in memory by the service (`app.state.coverage`); \"end to end\" is then one "
+        'are built once and held in memory by the service (`app.state.coverage`); "end to end" is then one '
         "complete recomputation: one multi-source Dijkstra (scipy, distance-capped) per distinct facility set, "
         "exact per-building reads with the same-edge case, and every figure. Distances are stored as float32 "
         "(≈ 0.2 mm at 3 km).",
@@ -448,6 +493,7 @@ def main() -> None:
 def _has_tabulate() -> bool:
     try:
         import tabulate  # noqa: F401
+
         return True
     except ImportError:
         return False

@@ -29,16 +29,21 @@ GROUP_RATES = {"dujulaoren": 0.08, "canji": 0.05, "liushouertong": 0.03, "tekun"
 @dataclass
 class BenchCity:
     graph: WalkGraph
-    buildings: pd.DataFrame      # id, street, community, grid, compound, compound_id, households, residents, rule_set, x, y
-    facilities: pd.DataFrame     # id, name, category_code, kind, x, y
-    groups: pd.DataFrame         # building_id, group_code, residents
+    buildings: pd.DataFrame  # id, street, community, grid, compound, compound_id, households, residents, rule_set, x, y
+    facilities: pd.DataFrame  # id, name, category_code, kind, x, y
+    groups: pd.DataFrame  # building_id, group_code, residents
     barriers: gpd.GeoDataFrame
     node_x: np.ndarray
     node_y: np.ndarray
 
     def city_data(self) -> CityData:
-        return CityData(buildings=self.buildings, facilities=self.facilities, graph=self.graph,
-                        barriers=self.barriers, groups=self.groups)
+        return CityData(
+            buildings=self.buildings,
+            facilities=self.facilities,
+            graph=self.graph,
+            barriers=self.barriers,
+            groups=self.groups,
+        )
 
 
 def _count(rng, spec, n):
@@ -51,30 +56,45 @@ def _count(rng, spec, n):
     return np.full(n, int(spec))
 
 
-def bench_city(n_buildings: int = 1_000_000, side: int = 450, *, seed: int = 42, block: float = 100.0,
-               streets: int = 15, communities: int = 60, grids: int = 180) -> BenchCity:
+def bench_city(
+    n_buildings: int = 1_000_000,
+    side: int = 450,
+    *,
+    seed: int = 42,
+    block: float = 100.0,
+    streets: int = 15,
+    communities: int = 60,
+    grids: int = 180,
+) -> BenchCity:
     rng = np.random.default_rng(seed)
     size = (side - 1) * block
-    ii, jj = np.divmod(np.arange(side * side), side)          # row, column
+    ii, jj = np.divmod(np.arange(side * side), side)  # row, column
     nx = X0 + jj * block + rng.uniform(-20, 20, side * side)
     ny = Y0 + ii * block + rng.uniform(-20, 20, side * side)
-    river_row = side * 4 // 9                                  # river between this row and the next
+    river_row = side * 4 // 9  # river between this row and the next
     idx = np.arange(side * side).reshape(side, side)
     hu, hv = idx[:, :-1].ravel(), idx[:, 1:].ravel()
     vu, vv = idx[:-1, :].ravel(), idx[1:, :].ravel()
-    crosses = (ii[vu] == river_row) & (jj[vu] % 25 != 12)     # a bridge every 25 columns
+    crosses = (ii[vu] == river_row) & (jj[vu] % 25 != 12)  # a bridge every 25 columns
     vu, vv = vu[~crosses], vv[~crosses]
     u = np.concatenate([hu, vu])
     v = np.concatenate([hv, vv])
     keep = rng.random(len(u)) >= 0.03
-    keep[len(hu):][jj[vu] % 25 == 12] = True                   # bridges always kept
+    keep[len(hu) :][jj[vu] % 25 == 12] = True  # bridges always kept
     u, v = u[keep], v[keep]
     mx = (nx[u] + nx[v]) / 2 + rng.uniform(-8, 8, len(u))
     my = (ny[u] + ny[v]) / 2 + rng.uniform(-8, 8, len(u))
     coords = np.stack([np.stack([nx[u], mx, nx[v]], 1), np.stack([ny[u], my, ny[v]], 1)], 2)
     geoms = shapely.linestrings(coords)
-    graph = build_graph(u, v, shapely.length(geoms), geoms, epsg=EPSG, edge_ids=np.arange(1, len(u) + 1),
-                        oneway_foot=rng.random(len(u)) < 0.01)
+    graph = build_graph(
+        u,
+        v,
+        shapely.length(geoms),
+        geoms,
+        epsg=EPSG,
+        edge_ids=np.arange(1, len(u) + 1),
+        oneway_foot=rng.random(len(u)) < 0.01,
+    )
     river_y = Y0 + (river_row + 0.5) * block
     river = shapely.box(X0 - block, river_y - 15, X0 + size + block, river_y + 15)
 
@@ -93,20 +113,36 @@ def bench_city(n_buildings: int = 1_000_000, side: int = 450, *, seed: int = 42,
     gr = binned(bx, by, grids)
     street_code = np.array([f"340104{i + 1:03d}" for i in range(streets * streets)])
     # a community bin sits in exactly one street bin when communities is a multiple of streets
-    comm_street = binned(X0 + (np.arange(communities * communities) % communities + 0.5) * size / communities,
-                         Y0 + (np.arange(communities * communities) // communities + 0.5) * size / communities, streets)
+    comm_street = binned(
+        X0 + (np.arange(communities * communities) % communities + 0.5) * size / communities,
+        Y0 + (np.arange(communities * communities) // communities + 0.5) * size / communities,
+        streets,
+    )
     comm_code = np.array([f"{street_code[s]}{i % 1000:03d}" for i, s in enumerate(comm_street)])
-    grid_comm = binned(X0 + (np.arange(grids * grids) % grids + 0.5) * size / grids,
-                       Y0 + (np.arange(grids * grids) // grids + 0.5) * size / grids, communities)
+    grid_comm = binned(
+        X0 + (np.arange(grids * grids) % grids + 0.5) * size / grids,
+        Y0 + (np.arange(grids * grids) // grids + 0.5) * size / grids,
+        communities,
+    )
     grid_code = np.array([f"{comm_code[c]}{i % 1000:03d}" for i, c in enumerate(grid_comm)])
     compound = binned(bx, by, side // 3)  # ~300 m compounds
     in_compound = rng.random(n_buildings) < 0.6
     hh = rng.integers(6, 60, n_buildings).astype(float)
-    buildings = pd.DataFrame({
-        "id": np.arange(1, n_buildings + 1), "street": street_code[st], "community": comm_code[cm],
-        "grid": grid_code[gr], "compound": np.where(in_compound, compound.astype(str), None), "compound_id": -1,
-        "households": hh, "residents": np.round(hh * 2.6).astype(np.int64), "rule_set": "urban", "x": bx, "y": by,
-    })
+    buildings = pd.DataFrame(
+        {
+            "id": np.arange(1, n_buildings + 1),
+            "street": street_code[st],
+            "community": comm_code[cm],
+            "grid": grid_code[gr],
+            "compound": np.where(in_compound, compound.astype(str), None),
+            "compound_id": -1,
+            "households": hh,
+            "residents": np.round(hh * 2.6).astype(np.int64),
+            "rule_set": "urban",
+            "x": bx,
+            "y": by,
+        }
+    )
 
     rows = []
 
@@ -114,7 +150,7 @@ def bench_city(n_buildings: int = 1_000_000, side: int = 450, *, seed: int = 42,
         for _ in range(k):
             rows.append((cat, kind, label, cx0 + rng.uniform(0, w), cy0 + rng.uniform(0, h)))
 
-    for level, tier, k_units in (("community", COMMUNITY_TIER, communities), ("street", STREET_TIER, streets)):
+    for _level, tier, k_units in (("community", COMMUNITY_TIER, communities), ("street", STREET_TIER, streets)):
         w = size / k_units
         for cat, kind, spec in tier:
             counts = _count(rng, spec, k_units * k_units)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import random
@@ -31,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -58,9 +59,14 @@ def free_port() -> int:
 def start_demo(home: Path, workers: int, port: int, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GISGOV_")}
     env.update({"GISGOV_HOME": str(home), "GISGOV_LOGIN_RATE_PER_MINUTE": "100"})
-    return subprocess.Popen([sys.executable, "-m", "gisgov.cli.main", "demo", "--workers", str(workers),
-                             "--port", str(port)], env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                            cwd=str(REPO), start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "gisgov.cli.main", "demo", "--workers", str(workers), "--port", str(port)],
+        env=env,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,
+        cwd=str(REPO),
+        start_new_session=True,
+    )
 
 
 def wait_up(base: str, proc: subprocess.Popen | None, timeout: float) -> None:
@@ -104,25 +110,25 @@ def the_mix(codes: dict[str, str]) -> list[tuple[float, str, str, str, dict | No
     """(weight, role, method, path, json body)."""
     s, c = codes["street"], codes["community"]
     return [
-        (3, "leader", "GET", "/api/stats", None),                               # dashboard: city
-        (3, "leader", "GET", f"/api/stats/street/{s}", None),                   # dashboard: street
-        (2, "viewer", "GET", "/api/layers/community?limit=50", None),           # layer pages
+        (3, "leader", "GET", "/api/stats", None),  # dashboard: city
+        (3, "leader", "GET", f"/api/stats/street/{s}", None),  # dashboard: street
+        (2, "viewer", "GET", "/api/layers/community?limit=50", None),  # layer pages
         (2, "staff", "GET", "/api/layers/building?limit=200", None),
         (2, "admin", "GET", "/api/layers/grid?limit=100&offset=0", None),
-        (3, "staff", "GET", "/api/hierarchy", None),                            # tree
-        (2, "planner", "GET", f"/api/grids/plans/{c}", None),                   # plan list
-        (1, "planner", "POST", "/api/grids/validate", {"community": c}),        # validate the stored plan
-        (1, "viewer", "GET", "/map", None),                                     # map page
+        (3, "staff", "GET", "/api/hierarchy", None),  # tree
+        (2, "planner", "GET", f"/api/grids/plans/{c}", None),  # plan list
+        (1, "planner", "POST", "/api/grids/validate", {"community": c}),  # validate the stored plan
+        (1, "viewer", "GET", "/map", None),  # map page
         (2, "staff", "GET", f"/api/coverage/summary?level=community&code={c}", None),
         (1, "leader", "GET", f"/api/coverage/summary?level=street&code={s}", None),
         (1, "viewer", "GET", "/api/auth/me", None),
-        (2, "grid", "GET", "/api/events?limit=50", None),                       # a grid worker's event list
-        (1, "staff", "GET", f"/api/events/stats?community={c}", None),          # event statistics
-        (1, "leader", "GET", "/api/events/geojson", None),                      # open events on the map
+        (2, "grid", "GET", "/api/events?limit=50", None),  # a grid worker's event list
+        (1, "staff", "GET", f"/api/events/stats?community={c}", None),  # event statistics
+        (1, "leader", "GET", "/api/events/geojson", None),  # open events on the map
     ]
 
 
-async def run_level(base: str, tokens: dict, mix: list, clients: int, seconds: float, timeout: float) -> dict:
+async def run_level(base: str, tokens: dict, mix: list, clients: int, seconds: float, timeout: float) -> dict:  # noqa: ASYNC109
     weights = np.array([m[0] for m in mix], dtype=float)
     weights /= weights.sum()
     lat: list[float] = []
@@ -140,14 +146,11 @@ async def run_level(base: str, tokens: dict, mix: list, clients: int, seconds: f
                 _, role, method, path, body = mix[int(np.searchsorted(np.cumsum(weights), rng.random()))]
                 t = time.monotonic()
                 try:
-                    r = await http.request(method, path, json=body,
-                                           headers={"Authorization": f"Bearer {tokens[role]}"})
+                    r = await http.request(method, path, json=body, headers={"Authorization": f"Bearer {tokens[role]}"})
                     code = r.status_code
                     if code >= 400:  # the error class from the body ({"detail": ..., "error": ...})
-                        try:
+                        with contextlib.suppress(ValueError):
                             code = f"{code} {r.json().get('error', '')}".strip()
-                        except ValueError:
-                            pass
                 except httpx.TimeoutException:
                     code = "timeout"
                 except httpx.HTTPError as exc:
@@ -162,15 +165,26 @@ async def run_level(base: str, tokens: dict, mix: list, clients: int, seconds: f
         await asyncio.gather(*(client(i) for i in range(clients)))
         wall = time.monotonic() - t0
     t = time.monotonic()
-    h = httpx.get(f"{base}/health", timeout=60)
+    h = httpx.get(f"{base}/health", timeout=60)  # noqa: ASYNC210  (after the load: times one lone request)
     health_s = time.monotonic() - t
     a = np.array(lat) if lat else np.array([0.0])
     errors = sum(n for k, n in status.items() if k != 200)
-    return {"clients": clients, "requests": len(lat), "errors": errors, "wall": wall, "rps": len(lat) / wall,
-            "p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "p99": float(np.percentile(a, 99)),
-            "max": float(a.max()), "health_s": health_s, "health_status": h.status_code, "status": dict(status),
-            "errors_by_path": dict(per_path_err),
-            "route_p50": {k: float(np.median(v)) for k, v in sorted(by_path.items())}}
+    return {
+        "clients": clients,
+        "requests": len(lat),
+        "errors": errors,
+        "wall": wall,
+        "rps": len(lat) / wall,
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "p99": float(np.percentile(a, 99)),
+        "max": float(a.max()),
+        "health_s": health_s,
+        "health_status": h.status_code,
+        "status": dict(status),
+        "errors_by_path": dict(per_path_err),
+        "route_p50": {k: float(np.median(v)) for k, v in sorted(by_path.items())},
+    }
 
 
 def section(args, rows: list[dict], command: str) -> str:
@@ -178,7 +192,7 @@ def section(args, rows: list[dict], command: str) -> str:
     lines = [
         f"## workers {args.workers}",
         "",
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC with `{command}` on {platform.machine()}, "
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}` on {platform.machine()}, "
         f"{cpu} cores (client and server on the same machine), Python {platform.python_version()}; "
         f"{args.seconds:.0f} s per level, closed loop (each client sends its next request when the last answered), "
         f"client timeout {args.timeout:.0f} s; pool per worker: GISGOV_POOL_SIZE + GISGOV_POOL_OVERFLOW "
@@ -189,18 +203,26 @@ def section(args, rows: list[dict], command: str) -> str:
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['clients']} | {r['requests']:,} | **{r['errors']}** | {r['rps']:.1f} | {r['p50']:.2f} s | "
-                     f"{r['p95']:.2f} s | **{r['p99']:.2f} s** | {r['max']:.2f} s | "
-                     f"{r['health_s'] * 1000:.0f} ms ({r['health_status']}) |")
+        lines.append(
+            f"| {r['clients']} | {r['requests']:,} | **{r['errors']}** | {r['rps']:.1f} | {r['p50']:.2f} s | "
+            f"{r['p95']:.2f} s | **{r['p99']:.2f} s** | {r['max']:.2f} s | "
+            f"{r['health_s'] * 1000:.0f} ms ({r['health_status']}) |"
+        )
     errs = [r for r in rows if r["errors"]]
     lines.append("")
-    lines.append(f"Median latency per route at {rows[0]['clients']} client(s): "
-                 + ", ".join(f"`{k}` {v:.2f} s" for k, v in rows[0]["route_p50"].items()) + ".")
+    lines.append(
+        f"Median latency per route at {rows[0]['clients']} client(s): "
+        + ", ".join(f"`{k}` {v:.2f} s" for k, v in rows[0]["route_p50"].items())
+        + "."
+    )
     lines.append("")
     if errs:
         for r in errs:
-            lines.append(f"Errors at {r['clients']} clients: status {r['status']}; by route "
-                         + ", ".join(f"{p} {c}: {n}" for (p, c), n in r["errors_by_path"].items()) + ".")
+            lines.append(
+                f"Errors at {r['clients']} clients: status {r['status']}; by route "
+                + ", ".join(f"{p} {c}: {n}" for (p, c), n in r["errors_by_path"].items())
+                + "."
+            )
     else:
         lines.append("No errors at any level (every answer 200).")
     lines.append("")
@@ -208,15 +230,17 @@ def section(args, rows: list[dict], command: str) -> str:
 
 
 def write_results(text: str, workers: int) -> None:
-    head = ("# Load test: concurrent signed-in clients\n\n"
-            "`bench/load_test.py`: an asyncio httpx client against `gisgov demo` (synthetic sample city) on 127.0.0.1.\n"
-            "Mix: dashboard statistics (city, street), layer pages (community, building, grid), hierarchy tree, grid plan\n"
-            "list and validation of the stored active plan, map page, coverage summaries (community, street), /api/auth/me,\n"
-            "events (a grid worker's list, statistics, the map layer); signed in as the demo leader, planner, community\n"
-            "staff, viewer, grid worker and admin (one bearer token per role). Each route is called a few times one by one\n"
-            "before the levels (warm-up: a worker builds its in-memory coverage model on its first coverage request).\n"
-            "Requests queue for a database connection (FIFO, `GISGOV_POOL_TIMEOUT_S` 60 s) instead of failing.\n"
-            "Errors: any 5xx (503 included), unexpected status, timeout or connection error.\n\n")
+    head = (
+        "# Load test: concurrent signed-in clients\n\n"
+        "`bench/load_test.py`: an asyncio httpx client against `gisgov demo` (synthetic sample city) on 127.0.0.1.\n"
+        "Mix: dashboard statistics (city, street), layer pages (community, building, grid), hierarchy tree, grid plan\n"
+        "list and validation of the stored active plan, map page, coverage summaries (community, street), /api/auth/me,\n"
+        "events (a grid worker's list, statistics, the map layer); signed in as the demo leader, planner, community\n"
+        "staff, viewer, grid worker and admin (one bearer token per role). Each route is called a few times one by one\n"
+        "before the levels (warm-up: a worker builds its in-memory coverage model on its first coverage request).\n"
+        "Requests queue for a database connection (FIFO, `GISGOV_POOL_TIMEOUT_S` 60 s) instead of failing.\n"
+        "Errors: any 5xx (503 included), unexpected status, timeout or connection error.\n\n"
+    )
     old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else head
     parts = re.split(r"(?m)^(?=## workers )", old)
     body = {int(re.match(r"## workers (\d+)", p).group(1)): p for p in parts[1:]}
@@ -230,7 +254,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="gisgov demo --workers (when starting it)")
     ap.add_argument("--levels", default="50,200,500")
     ap.add_argument("--seconds", type=float, default=30)
-    ap.add_argument("--timeout", type=float, default=150, help="client timeout (s); above GISGOV_POOL_TIMEOUT_S so a queued request is not counted as a client timeout")
+    ap.add_argument(
+        "--timeout",
+        type=float,
+        default=150,
+        help="client timeout (s); above GISGOV_POOL_TIMEOUT_S so a queued request is not counted as a client timeout",
+    )
     ap.add_argument("--home", type=Path, help="GISGOV_HOME of the demo it starts (default: a temporary folder)")
     ap.add_argument("--no-write", action="store_true", help="print the results only")
     args = ap.parse_args()
@@ -263,9 +292,12 @@ def main() -> None:
         for n in levels:
             r = asyncio.run(run_level(base, tokens, mix, n, args.seconds, args.timeout))
             rows.append(r)
-            print(f"{n:4d} clients: {r['requests']:6d} requests, {r['errors']} errors, {r['rps']:.1f} req/s, "
-                  f"p50 {r['p50']:.2f} s p95 {r['p95']:.2f} s p99 {r['p99']:.2f} s; /health {r['health_s'] * 1000:.0f} ms"
-                  + (f"; {r['status']} {r['errors_by_path']}" if r["errors"] else ""), flush=True)
+            print(
+                f"{n:4d} clients: {r['requests']:6d} requests, {r['errors']} errors, {r['rps']:.1f} req/s, "
+                f"p50 {r['p50']:.2f} s p95 {r['p95']:.2f} s p99 {r['p99']:.2f} s; /health {r['health_s'] * 1000:.0f} ms"
+                + (f"; {r['status']} {r['errors_by_path']}" if r["errors"] else ""),
+                flush=True,
+            )
             time.sleep(2)
     finally:
         if proc is not None:
@@ -275,12 +307,18 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
             env = {k: v for k, v in os.environ.items() if not k.startswith("GISGOV_")}
-            subprocess.run([sys.executable, "-m", "gisgov.cli.main", "db", "down"],
-                           env={**env, "GISGOV_HOME": str(args.home)}, capture_output=True, cwd=str(REPO))
+            subprocess.run(
+                [sys.executable, "-m", "gisgov.cli.main", "db", "down"],
+                env={**env, "GISGOV_HOME": str(args.home)},
+                capture_output=True,
+                cwd=str(REPO),
+            )
         if tmp is not None:
             tmp.cleanup()
-    command = (f"python bench/load_test.py --workers {args.workers} --levels {args.levels} --seconds {args.seconds:g}"
-               + (" --url URL" if args.url else ""))
+    command = (
+        f"python bench/load_test.py --workers {args.workers} --levels {args.levels} --seconds {args.seconds:g}"
+        + (" --url URL" if args.url else "")
+    )
     if not args.no_write:
         write_results(section(args, rows, command.strip()), args.workers)
         print(f"written: {RESULTS}")

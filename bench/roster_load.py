@@ -17,7 +17,7 @@ import platform
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -52,11 +52,25 @@ def make_roster(path: Path, n: int, buildings: list[str], rng) -> None:
     given = np.array(["伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "娟", "涛", "明"])
     names = np.char.add(surnames[rng.integers(0, len(surnames), n)], given[rng.integers(0, len(given), n)])
     ids = make_ids(n)
-    phone = np.where(rng.random(n) < 0.5, np.char.add("139", np.char.zfill(rng.integers(0, 10**8, n).astype(str), 8)), "")
-    groups = np.where(rng.random(n) < 0.05, np.array(["低保", "独居老人", "残疾;低保", "失业"])[rng.integers(0, 4, n)], "")
+    phone = np.where(
+        rng.random(n) < 0.5, np.char.add("139", np.char.zfill(rng.integers(0, 10**8, n).astype(str), 8)), ""
+    )
+    groups = np.where(
+        rng.random(n) < 0.05, np.array(["低保", "独居老人", "残疾;低保", "失业"])[rng.integers(0, 4, n)], ""
+    )
     role = np.array(["户主", "配偶", "子女", "父母", "其他"])[rng.integers(0, 5, n)]
-    df = pd.DataFrame({"楼栋编码": np.array(buildings)[b], "户号": door, "姓名": names, "与户主关系": role,
-                       "身份证号": ids, "联系电话": phone, "特殊人群": groups, "居住类型": "常住"})
+    df = pd.DataFrame(
+        {
+            "楼栋编码": np.array(buildings)[b],
+            "户号": door,
+            "姓名": names,
+            "与户主关系": role,
+            "身份证号": ids,
+            "联系电话": phone,
+            "特殊人群": groups,
+            "居住类型": "常住",
+        }
+    )
     df.to_csv(path, index=False, encoding="utf-8")
 
 
@@ -71,7 +85,7 @@ def main() -> None:
     name = f"gisgov_bench_{uuid.uuid4().hex[:8]}"
     admin = psycopg_conninfo(server.set(database="postgres").render_as_string(hide_password=False))
     with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+        c.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
     url = server.set(database=name).render_as_string(hide_password=False)
     try:
         with psycopg.connect(psycopg_conninfo(url), autocommit=True) as c:
@@ -80,17 +94,29 @@ def main() -> None:
         eng = create_engine(url, poolclass=pool.NullPool)
         side = int(np.ceil(np.sqrt(args.buildings)))
         with eng.begin() as c:
-            c.execute(text("INSERT INTO street (code, name, geom) VALUES ('340104001', '基准街道', "
-                           "ST_Multi(ST_MakeEnvelope(117.0, 31.0, 117.2, 31.2, 4490)))"))
-            c.execute(text("INSERT INTO community (code, street_code, name, geom) VALUES (:c, '340104001', '基准社区', "
-                           "ST_Multi(ST_MakeEnvelope(117.0, 31.0, 117.2, 31.2, 4490)))"), {"c": COMMUNITY})
-            c.execute(text("""
+            c.execute(
+                text(
+                    "INSERT INTO street (code, name, geom) VALUES ('340104001', '基准街道', "
+                    "ST_Multi(ST_MakeEnvelope(117.0, 31.0, 117.2, 31.2, 4490)))"
+                )
+            )
+            c.execute(
+                text(
+                    "INSERT INTO community (code, street_code, name, geom) VALUES (:c, '340104001', '基准社区', "
+                    "ST_Multi(ST_MakeEnvelope(117.0, 31.0, 117.2, 31.2, 4490)))"
+                ),
+                {"c": COMMUNITY},
+            )
+            c.execute(
+                text("""
                 INSERT INTO building (code, community_code, floors, geom, pos)
                 SELECT :c || lpad(i::text, 5, '0'), :c, 18,
                        ST_Multi(ST_MakeEnvelope(117.001 + (i % :s) * 0.0005, 31.001 + (i / :s) * 0.0005,
                                                 117.0013 + (i % :s) * 0.0005, 31.0013 + (i / :s) * 0.0005, 4490)),
                        ST_SetSRID(ST_MakePoint(0, 0), 4490)
-                FROM generate_series(1, :n) i"""), {"c": COMMUNITY, "s": side, "n": args.buildings})
+                FROM generate_series(1, :n) i"""),
+                {"c": COMMUNITY, "s": side, "n": args.buildings},
+            )
             buildings = c.execute(text("SELECT code FROM building ORDER BY code")).scalars().all()
         rng = np.random.default_rng(1)
         with tempfile.TemporaryDirectory() as td:
@@ -122,7 +148,7 @@ def main() -> None:
     lines = [
         "# Ingest benchmark: resident roster load",
         "",
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC with `python bench/roster_load.py --rows {args.rows}`"
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python bench/roster_load.py --rows {args.rows}`"
         f" on {platform.machine()} · {os.cpu_count()} cores · Python {platform.python_version()}.",
         "",
         "| rows | CSV | buildings | households created | residents | group tags | load time | rows/s | target |",
@@ -131,7 +157,8 @@ def main() -> None:
         f" {args.rows / load_s:,.0f} | ≤ 60 s: {'met' if load_s <= 60 and ok else 'NOT met'} |",
         "",
         "Stage start times (seconds after the load began): "
-        + ", ".join(f"{k} {v:.1f}" for k, v in sorted(stages.items(), key=lambda kv: kv[1])) + ".",
+        + ", ".join(f"{k} {v:.1f}" for k, v in sorted(stages.items(), key=lambda kv: kv[1]))
+        + ".",
         "",
         f"Generating the CSV (not timed) took {gen_s:.1f} s. Every row carries a valid GB 11643 ID number, which is",
         "HMAC-hashed and AES-GCM-encrypted before it reaches the database; half the rows have a phone (encrypted +",

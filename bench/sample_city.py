@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg
@@ -36,7 +36,7 @@ from gisgov.security.pii import Vault
 def _create(server, admin: str) -> tuple[str, str]:
     name = f"gisgov_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+        c.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
     url = server.set(database=name).render_as_string(hide_password=False)
     with psycopg.connect(psycopg_conninfo(url), autocommit=True) as c:
         c.execute("CREATE EXTENSION IF NOT EXISTS postgis")
@@ -58,8 +58,21 @@ def main() -> None:
             made.append(name)
             env = {**os.environ, "GISGOV_DATABASE_URL": url, "GISGOV_HOME": td}
             t = time.perf_counter()
-            r = subprocess.run([sys.executable, "-m", "gisgov.cli.main", "sample", "--scale", str(args.scale),
-                                "--out", str(Path(td) / "sample_city.gpkg")], env=env, capture_output=True, text=True)
+            r = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "gisgov.cli.main",
+                    "sample",
+                    "--scale",
+                    str(args.scale),
+                    "--out",
+                    str(Path(td) / "sample_city.gpkg"),
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             cli_s = time.perf_counter() - t
             if r.returncode != 0:
                 raise SystemExit(f"gisgov sample failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
@@ -85,7 +98,7 @@ def main() -> None:
     lines = [
         "# Sample city benchmark: `gisgov sample`",
         "",
-        f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC with `python bench/sample_city.py --scale {args.scale}`"
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `python bench/sample_city.py --scale {args.scale}`"
         f" on {platform.machine()} · {os.cpu_count()} cores · Python {platform.python_version()}"
         " (other jobs may share the CPU).",
         "",

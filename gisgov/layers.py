@@ -93,8 +93,14 @@ class Style(BaseModel):
     radius: float | None = None  # point layers (circle markers)
 
     def leaflet(self) -> dict:
-        d = {"color": self.color, "weight": self.weight, "opacity": self.opacity, "fill": self.fill,
-             "fillColor": self.fill_color or self.color, "fillOpacity": self.fill_opacity if self.fill else 0}
+        d = {
+            "color": self.color,
+            "weight": self.weight,
+            "opacity": self.opacity,
+            "fill": self.fill,
+            "fillColor": self.fill_color or self.color,
+            "fillOpacity": self.fill_opacity if self.fill else 0,
+        }
         if self.dash_array:
             d["dashArray"] = self.dash_array
         if self.radius is not None:
@@ -143,8 +149,15 @@ class Layer(BaseModel):
     def _safe(self) -> Layer:
         if self.name in RESERVED_NAMES:
             raise ValueError(f"layer name {self.name!r} is reserved by another route")
-        cols = {self.id_column, self.code_column, self.name_column, self.geometry, self.geometry_fallback,
-                *self.properties, *(r.column for r in self.refs)}
+        cols = {
+            self.id_column,
+            self.code_column,
+            self.name_column,
+            self.geometry,
+            self.geometry_fallback,
+            *self.properties,
+            *(r.column for r in self.refs),
+        }
         bad = sorted(c for c in cols if c in FORBIDDEN_COLUMNS)
         if bad:
             raise ValueError(f"layer {self.name} exposes protected personal columns {bad} (rule: never_expose_ids)")
@@ -152,11 +165,14 @@ class Layer(BaseModel):
         if clash:
             raise ValueError(f"layer {self.name} property names {clash} clash with the common ones {META_PROPERTIES}")
         if self.scope_by == "code" and self.code_column is None:
-            raise ValueError(f"layer {self.name} has no code column: scope_by must be community_code, area, "
-                             "household or all (rule: layer_scope)")
+            raise ValueError(
+                f"layer {self.name} has no code column: scope_by must be community_code, area, "
+                "household or all (rule: layer_scope)"
+            )
         if self.table in PERSONAL_TABLES and not self.personal:
-            raise ValueError(f"layer {self.name} reads personal table {self.table}: it must be personal: true "
-                             "(rule: personal_layer)")
+            raise ValueError(
+                f"layer {self.name} reads personal table {self.table}: it must be personal: true (rule: personal_layer)"
+            )
         if self.personal and self.scope_by != "household":
             raise ValueError(f"personal layer {self.name} must be scoped by household (rule: personal_layer)")
         if self.personal and self.name_column is not None:
@@ -220,9 +236,7 @@ class Catalog:
         try:
             return self.layers[name]
         except KeyError:
-            raise UnknownLayer(
-                f"未知图层 unknown layer {name!r} (known: {', '.join(self.layers)})"
-            ) from None
+            raise UnknownLayer(f"未知图层 unknown layer {name!r} (known: {', '.join(self.layers)})") from None
 
     def for_role(self, name: str, role: str) -> Layer:
         """The layer, or :class:`LayerForbidden` (403) when ``role`` may not see it."""

@@ -3,6 +3,7 @@ whatever the umask."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Callable
@@ -28,10 +29,8 @@ def create_once(path: Path, make: Callable[[], str]) -> str:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         try:
             write_private(tmp, make())
-            try:
+            with contextlib.suppress(FileExistsError):
                 os.link(tmp, path)
-            except FileExistsError:
-                pass
         finally:
             tmp.unlink(missing_ok=True)
     if path.stat().st_mode & 0o077:

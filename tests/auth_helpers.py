@@ -37,12 +37,18 @@ def app_url(owner: Engine | str) -> str:
 
 def app_engine(owner: Engine | str, *, pool_size: int = 5, max_overflow: int = 5, pool_timeout: float = 30) -> Engine:
     """An engine connecting as the app role to the owner's database."""
-    return create_engine(app_url(owner), pool_size=pool_size, max_overflow=max_overflow,
-                         pool_timeout=pool_timeout, pool_pre_ping=True)
+    return create_engine(
+        app_url(owner), pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout, pool_pre_ping=True
+    )
 
 
-def ensure_user(owner: Engine | str, role: str = "admin", scope: str = "", username: str | None = None,
-                password: str = USER_PASSWORD) -> str:
+def ensure_user(
+    owner: Engine | str,
+    role: str = "admin",
+    scope: str = "",
+    username: str | None = None,
+    password: str = USER_PASSWORD,
+) -> str:
     """Create (once) an account with ``role`` bound to ``scope``; returns its user name."""
     username = username or f"t_{role}_{scope or 'all'}"
     eng = create_engine(owner_url_of(owner), poolclass=pool.NullPool)
@@ -63,16 +69,24 @@ def bearer_token(client: TestClient, username: str, password: str = USER_PASSWOR
 
 def sign_in_cookie(client: TestClient, settings: Settings, username: str, password: str = USER_PASSWORD) -> None:
     """Sign in like the login page does; later writes send Origin + X-CSRF-Token like the pages."""
-    r = client.post("/api/auth/login", json={"username": username, "password": password},
-                    headers={"Origin": settings.origin})
+    r = client.post(
+        "/api/auth/login", json={"username": username, "password": password}, headers={"Origin": settings.origin}
+    )
     assert r.status_code == 200, r.text
     client.headers["Origin"] = settings.origin
     client.headers["X-CSRF-Token"] = client.cookies.get("gisgov_csrf")
 
 
 @contextmanager
-def signed_in_client(settings: Settings | None, owner: Engine | str, *, role: str = "admin", scope: str = "",
-                     cookie: bool = False, engine: Engine | None = None):
+def signed_in_client(
+    settings: Settings | None,
+    owner: Engine | str,
+    *,
+    role: str = "admin",
+    scope: str = "",
+    cookie: bool = False,
+    engine: Engine | None = None,
+):
     """A TestClient of an app on the owner's database, signed in as ``role`` at ``scope``."""
     settings = settings or Settings()
     own = engine is None

@@ -51,7 +51,7 @@ class DatabaseFactory:
     def create(self, *, migrated: bool = True, prefix: str = "gisgov_test") -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         with psycopg.connect(_libpq(self.server_url), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+            conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
         self.created.append(name)
         url = make_url(self.server_url).set(database=name).render_as_string(hide_password=False)
         with psycopg.connect(_libpq(url), autocommit=True) as conn:
@@ -96,9 +96,6 @@ def conn(engine):
         finally:
             tx.rollback()
 
-from sample_fixtures import sample_city, sample_city_url  # noqa: E402, F401
-
-
 
 # Scanner over every response body of the test run (issue 8): see tests/pii_response_hook.py.
 from pii_response_hook import (  # noqa: E402, F401
@@ -106,6 +103,7 @@ from pii_response_hook import (  # noqa: E402, F401
     _pii_scanner_installed,
     pytest_runtest_makereport,
 )
+from sample_fixtures import sample_city, sample_city_url  # noqa: E402, F401
 
 
 @pytest.fixture(autouse=True)

@@ -35,9 +35,19 @@ def small_city(n: int = 10, *, seed: int = 1, facilities: dict | None = None) ->
             if i < n and not (i == 5 and j > 0):  # the river between rows 5 and 6: one bridge at j = 0
                 edges.append((nid(i, j), nid(i + 1, j), [(x, y), (x, y + 100)]))
     geoms = [shapely.LineString(c) for _, _, c in edges]
-    e = _gdf(pd.DataFrame({"id": np.arange(1, len(edges) + 1), "source": [a for a, _, _ in edges],
-                           "target": [b for _, b, _ in edges], "length_m": [g.length for g in geoms],
-                           "foot": True, "oneway_foot": False}), geoms)
+    e = _gdf(
+        pd.DataFrame(
+            {
+                "id": np.arange(1, len(edges) + 1),
+                "source": [a for a, _, _ in edges],
+                "target": [b for _, b, _ in edges],
+                "length_m": [g.length for g in geoms],
+                "foot": True,
+                "oneway_foot": False,
+            }
+        ),
+        geoms,
+    )
     nodes = {}
     for a, b, c in edges:
         nodes[a], nodes[b] = c[0], c[-1]
@@ -54,17 +64,28 @@ def small_city(n: int = 10, *, seed: int = 1, facilities: dict | None = None) ->
     bx, by = np.array(bx), np.array(by)
     nb = len(bx)
     comm = np.where(by - oy < 500, "340104001001", "340104001002")
-    grid = np.array([c + ("001" if x - ox < 50 * n else "002") for c, x in zip(comm, bx)])
+    grid = np.array([c + ("001" if x - ox < 50 * n else "002") for c, x in zip(comm, bx, strict=False)])
     # a walled compound: block (2, 2) .. (3, 3) interior, gate on its south side at x = 250
     cpoly = shapely.box(ox + 205, oy + 205, ox + 395, oy + 395)
     in_comp = shapely.contains_xy(cpoly, bx, by)
     compound = np.where(in_comp, "3401040010010001", None)
-    b = _gdf(pd.DataFrame({
-        "id": np.arange(1, nb + 1), "code": [f"{c}{k:05d}" for k, c in enumerate(comm, 1)],
-        "street": "340104001", "community": comm, "grid": grid, "compound": compound,
-        "compound_id": np.where(in_comp, 77, -1), "households": rng.integers(4, 40, nb),
-        "residents": 0, "rule_set": "urban",
-    }), shapely.points(bx, by))
+    b = _gdf(
+        pd.DataFrame(
+            {
+                "id": np.arange(1, nb + 1),
+                "code": [f"{c}{k:05d}" for k, c in enumerate(comm, 1)],
+                "street": "340104001",
+                "community": comm,
+                "grid": grid,
+                "compound": compound,
+                "compound_id": np.where(in_comp, 77, -1),
+                "households": rng.integers(4, 40, nb),
+                "residents": 0,
+                "rule_set": "urban",
+            }
+        ),
+        shapely.points(bx, by),
+    )
     b["residents"] = (b["households"] * 2.5).round().astype(int)
     gates = _gdf(pd.DataFrame({"id": [5], "compound_id": [77], "node_id": [None]}), [shapely.Point(ox + 250, oy + 205)])
     compounds = _gdf(pd.DataFrame({"id": [77], "code": ["3401040010010001"]}), [cpoly])
@@ -83,5 +104,6 @@ def small_city(n: int = 10, *, seed: int = 1, facilities: dict | None = None) ->
             pts.append(shapely.Point(x, y))
     f = _gdf(pd.DataFrame(rows), pts)
     groups = pd.DataFrame({"building_id": b["id"].to_numpy()[::7], "group_code": "dujulaoren", "residents": 1})
-    return CityData(buildings=b, facilities=f, edges=e, nodes=nd, gates=gates, compounds=compounds,
-                    barriers=barriers, groups=groups)
+    return CityData(
+        buildings=b, facilities=f, edges=e, nodes=nd, gates=gates, compounds=compounds, barriers=barriers, groups=groups
+    )

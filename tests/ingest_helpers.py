@@ -9,8 +9,19 @@ import shapely
 from shapely.geometry import box
 from sqlalchemy import Engine, text
 
-TABLES = ("street", "community", "grid", "compound", "building", "household", "resident", "resident_group",
-          "facility", "road_node", "road_edge")
+TABLES = (
+    "street",
+    "community",
+    "grid",
+    "compound",
+    "building",
+    "household",
+    "resident",
+    "resident_group",
+    "facility",
+    "road_node",
+    "road_edge",
+)
 
 # A small street near 117.2°E 31.8°N (Hefei), CGCS2000 lon/lat.
 STREET = "340104001"
@@ -25,8 +36,9 @@ def snapshot(engine: Engine) -> dict[str, tuple[int, str | None]]:
     out = {}
     with engine.connect() as c:
         for t in TABLES:
-            out[t] = tuple(c.execute(text(
-                f"SELECT count(*), md5(string_agg(x::text, '|' ORDER BY x::text)) FROM {t} x")).one())
+            out[t] = tuple(
+                c.execute(text(f"SELECT count(*), md5(string_agg(x::text, '|' ORDER BY x::text)) FROM {t} x")).one()
+            )
     return out
 
 
@@ -45,10 +57,12 @@ def write_gbk_communities(tmp: Path, *, cpg: bool) -> Path:
     d = tmp / ("with_cpg" if cpg else "no_cpg")
     d.mkdir(exist_ok=True)
     p = d / "社区.shp"
-    g = gdf([
-        {"SQBM": COMM_A, "名称": "东园社区", "类别": "城市社区", "geometry": box(*COMM_A_BOX)},
-        {"SQBM": COMM_B, "名称": "西湖社区", "类别": "撤村建居", "geometry": box(*COMM_B_BOX)},
-    ])
+    g = gdf(
+        [
+            {"SQBM": COMM_A, "名称": "东园社区", "类别": "城市社区", "geometry": box(*COMM_A_BOX)},
+            {"SQBM": COMM_B, "名称": "西湖社区", "类别": "撤村建居", "geometry": box(*COMM_B_BOX)},
+        ]
+    )
     g.to_file(p, driver="ESRI Shapefile", encoding="GBK")
     cpg_path = p.with_suffix(".cpg")
     if not cpg:

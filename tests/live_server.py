@@ -67,8 +67,11 @@ class Recorder:
 
     def off_host(self) -> list[str]:
         # a blob: URL names the origin that made it (blob:http://127.0.0.1:PORT/uuid): judged by that origin
-        return [u for u in self.requests
-                if not u.startswith("data:") and urlparse(u.removeprefix("blob:")).hostname != "127.0.0.1"]
+        return [
+            u
+            for u in self.requests
+            if not u.startswith("data:") and urlparse(u.removeprefix("blob:")).hostname != "127.0.0.1"
+        ]
 
 
 def sign_in(page, base: str, path: str, username: str, password: str = USER_PASSWORD) -> None:

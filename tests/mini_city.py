@@ -20,9 +20,14 @@ COMPOUND_A, COMPOUND_B = "3401040010010001", "3401040010020001"
 BLD_A1, BLD_A2, BLD_B1 = "34010400100100001", "34010400100100002", "34010400100200001"
 
 EXPECTED = {  # households, residents
-    STREET: (45, 10), COMM_A: (5, 10), COMM_B: (40, 0),
-    GRID_A1: (5, 10), GRID_A2: (0, 0), GRID_B1: (40, 0),
-    COMPOUND_A: (5, 10), COMPOUND_B: (40, 0),
+    STREET: (45, 10),
+    COMM_A: (5, 10),
+    COMM_B: (40, 0),
+    GRID_A1: (5, 10),
+    GRID_A2: (0, 0),
+    GRID_B1: (40, 0),
+    COMPOUND_A: (5, 10),
+    COMPOUND_B: (40, 0),
 }
 
 

@@ -33,9 +33,11 @@ def scan_response(response) -> None:
     found = scan_body(response.headers.get("content-type"), body)
     if found:
         req = response.request
-        msg = (f"clear personal data in the response to {req.method} {req.url.path} "
-               f"({response.status_code}, {response.headers.get('content-type')}): {len(found)} hit(s): "
-               f"{describe(found)}")
+        msg = (
+            f"clear personal data in the response to {req.method} {req.url.path} "
+            f"({response.status_code}, {response.headers.get('content-type')}): {len(found)} hit(s): "
+            f"{describe(found)}"
+        )
         _pii_leaks.append(msg)
         raise ClearPiiInResponse(msg)
 
@@ -67,8 +69,9 @@ def _pii_scanner(request):
     leaks, call = list(_pii_leaks), getattr(request.node, "rep_call", None)
     _pii_leaks.clear()
     if leaks and call is not None and not call.failed:
-        pytest.fail("a response held clear personal data (the test swallowed the error): " + "; ".join(leaks[:3]),
-                    pytrace=False)
+        pytest.fail(
+            "a response held clear personal data (the test swallowed the error): " + "; ".join(leaks[:3]), pytrace=False
+        )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

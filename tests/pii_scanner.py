@@ -23,7 +23,7 @@ MOBILE_RE = re.compile(r"(?<![0-9.])(1[3-9][0-9]{9})(?![0-9])")
 
 
 def id_check_char(first17: str) -> str:
-    return _CHECK[sum(int(c) * w for c, w in zip(first17, _WEIGHTS)) % 11]
+    return _CHECK[sum(int(c) * w for c, w in zip(first17, _WEIGHTS, strict=False)) % 11]
 
 
 def looks_like_id(value: str) -> bool:
@@ -75,6 +75,7 @@ def find_clear_pii_delimited(text: str) -> list[tuple[str, str]]:
     directly before or after, as in folium's random element ids ``map_3f17875213051a…`` or hex
     hashes) are not numbers. A number in JSON, CSV, HTML or a sentence is delimited by quotes,
     separators, tags, spaces or CJK text and is still found."""
+
     def standalone(m: re.Match) -> bool:
         before = text[m.start() - 1] if m.start() else ""
         after = text[m.end()] if m.end() < len(text) else ""

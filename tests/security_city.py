@@ -29,10 +29,16 @@ def build_gridded_city(db_factory, sample_city, prefix: str) -> str:
         with eng.connect() as c:
             streets = c.execute(text("SELECT code FROM street ORDER BY code")).scalars().all()
             assert len(streets) >= 2, "the sample city must have two streets"
-            s_comms = c.execute(text("SELECT code FROM community WHERE street_code = :s ORDER BY code LIMIT 2"),
-                                {"s": streets[0]}).scalars().all()
-            t_comm = c.execute(text("SELECT code FROM community WHERE street_code = :s ORDER BY code LIMIT 1"),
-                               {"s": streets[1]}).scalar_one()
+            s_comms = (
+                c.execute(
+                    text("SELECT code FROM community WHERE street_code = :s ORDER BY code LIMIT 2"), {"s": streets[0]}
+                )
+                .scalars()
+                .all()
+            )
+            t_comm = c.execute(
+                text("SELECT code FROM community WHERE street_code = :s ORDER BY code LIMIT 1"), {"s": streets[1]}
+            ).scalar_one()
         for code in [*s_comms, t_comm]:
             with eng.begin() as c:
                 service.plan_and_activate(c, code, time_limit_s=2.0)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import re
 
 import pytest
+from auth_helpers import app_engine, signed_in_client
 from fastapi.testclient import TestClient
+from mini_city import COMM_A, GRID_A1, STREET, load_mini_city
 from sqlalchemy import create_engine, pool, text
 
-from auth_helpers import app_engine, signed_in_client
 from gisgov.api.app import create_app
 from gisgov.config import Settings
 from gisgov.security import audit
-from mini_city import COMM_A, GRID_A1, STREET, load_mini_city
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,13 @@ def _count(owner, action: str) -> int:
         return c.execute(text("SELECT count(*) FROM audit_log WHERE action = :a"), {"a": action}).scalar()
 
 
-NON_ADMINS = [("street_leader", STREET), ("community_staff", COMM_A), ("grid_worker", GRID_A1),
-              ("planner", STREET), ("viewer", STREET)]
+NON_ADMINS = [
+    ("street_leader", STREET),
+    ("community_staff", COMM_A),
+    ("grid_worker", GRID_A1),
+    ("planner", STREET),
+    ("viewer", STREET),
+]
 
 
 @pytest.mark.parametrize("role, scope", NON_ADMINS)
@@ -71,7 +76,9 @@ def test_not_signed_in(url, app_eng):
 
 
 def test_admin_reads_audit_rows_and_the_read_is_audited_once(admin, owner):
-    audit.record(owner, "login", actor="someone", result="failed", client="10.0.0.9", detail={"reason": "wrong_password"})
+    audit.record(
+        owner, "login", actor="someone", result="failed", client="10.0.0.9", detail={"reason": "wrong_password"}
+    )
     before = _count(owner, "audit_read")
     r = admin.get("/api/audit", params={"action": "login", "result": "failed", "limit": 10})
     assert r.status_code == 200, r.text
@@ -84,8 +91,12 @@ def test_admin_reads_audit_rows_and_the_read_is_audited_once(admin, owner):
     assert row["action_label"] == audit.ACTIONS["login"]
     assert _count(owner, "audit_read") == before + 1
     with owner.connect() as c:
-        last = c.execute(text("SELECT actor, actor_role, object, result, detail FROM audit_log "
-                              "WHERE action = 'audit_read' ORDER BY id DESC LIMIT 1")).one()
+        last = c.execute(
+            text(
+                "SELECT actor, actor_role, object, result, detail FROM audit_log "
+                "WHERE action = 'audit_read' ORDER BY id DESC LIMIT 1"
+            )
+        ).one()
     assert (last.actor, last.actor_role, last.object, last.result) == ("t_admin_all", "admin", "audit_log", "ok")
     assert last.detail["action"] == "login" and last.detail["result"] == "failed" and last.detail["via"] == "api"
 
@@ -107,8 +118,10 @@ def test_filters_and_paging(admin, owner):
     assert admin.get("/api/audit", params={"since": "2999-01-01T00:00:00Z"}).json()["items"] == []
 
 
-@pytest.mark.parametrize("params", [{"action": "dance"}, {"result": "meh"}, {"limit": 0}, {"limit": 501},
-                                    {"offset": -1}, {"since": "yesterday"}])
+@pytest.mark.parametrize(
+    "params",
+    [{"action": "dance"}, {"result": "meh"}, {"limit": 0}, {"limit": 501}, {"offset": -1}, {"since": "yesterday"}],
+)
 def test_bad_filters_are_422(admin, params):
     assert admin.get("/api/audit", params=params).status_code == 422
 
@@ -141,8 +154,18 @@ def test_api_users_lists_accounts_without_hashes(admin, owner, url):
     assert users["t_admin_all"]["role"] == "admin" and users["t_admin_all"]["role_label"] == "管理员"
     assert users["t_admin_all"]["last_login"] is not None
     assert "$argon2" not in r.text and "password" not in r.text
-    assert set(users["t_admin_all"]) == {"username", "display_name", "role", "role_label", "scope", "disabled",
-                                         "is_demo", "locked", "last_login", "created"}
+    assert set(users["t_admin_all"]) == {
+        "username",
+        "display_name",
+        "role",
+        "role_label",
+        "scope",
+        "disabled",
+        "is_demo",
+        "locked",
+        "last_login",
+        "created",
+    }
 
 
 def test_cookie_session_page_flow(url, app_eng):

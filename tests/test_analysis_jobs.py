@@ -30,8 +30,11 @@ def world(db_factory):
         plans.activate(conn, COMMUNITY, service.propose_plan(conn, COMMUNITY, save=True, time_limit_s=2.0)["version"])
     eng = app_engine(url)
     app = create_app(Settings(login_rate_per_minute=1000, solver_max_s=1.5), engine=eng)
-    users = {"leader": ensure_user(url, "street_leader", STREET), "planner": ensure_user(url, "planner", STREET),
-             "admin": ensure_user(url, "admin", "")}
+    users = {
+        "leader": ensure_user(url, "street_leader", STREET),
+        "planner": ensure_user(url, "planner", STREET),
+        "admin": ensure_user(url, "admin", ""),
+    }
     with TestClient(app) as base:
         clients = {}
         for k, u in users.items():
@@ -56,8 +59,10 @@ def _wait(c, url: str, seconds: float = 60) -> dict:
 def test_propose_in_the_background(world):
     c, owner, users = world
     t0 = time.monotonic()
-    r = c["planner"].post("/api/grids/propose", json={"community": COMMUNITY, "background": True,
-                                                      "time_limit_s": 30, "method": "heuristic"})
+    r = c["planner"].post(
+        "/api/grids/propose",
+        json={"community": COMMUNITY, "background": True, "time_limit_s": 30, "method": "heuristic"},
+    )
     assert r.status_code == 202, r.text
     assert time.monotonic() - t0 < 5  # answered before the solver ran
     body = r.json()
@@ -70,11 +75,19 @@ def test_propose_in_the_background(world):
     v = res["version"]
     assert job["links"]["plan"] == f"/api/grids/plans/{COMMUNITY}/{v}"
     with owner.connect() as conn:
-        row = conn.execute(text("SELECT status, author FROM grid_plan WHERE community_code = :c AND version = :v"),
-                           {"c": COMMUNITY, "v": v}).one()
+        row = conn.execute(
+            text("SELECT status, author FROM grid_plan WHERE community_code = :c AND version = :v"),
+            {"c": COMMUNITY, "v": v},
+        ).one()
         assert tuple(row) == ("draft", users["planner"])
-        audit = conn.execute(text("SELECT actor FROM audit_log WHERE action = 'plan_save' AND object = :o"),
-                             {"o": f"{COMMUNITY}/v{v}"}).scalars().all()
+        audit = (
+            conn.execute(
+                text("SELECT actor FROM audit_log WHERE action = 'plan_save' AND object = :o"),
+                {"o": f"{COMMUNITY}/v{v}"},
+            )
+            .scalars()
+            .all()
+        )
         assert audit == [users["planner"]]
     assert c["planner"].get(job["links"]["plan"]).status_code == 200
     # the owner and admins see it; another account gets 404, like an unknown id
@@ -84,7 +97,7 @@ def test_propose_in_the_background(world):
 
 
 def test_repair_in_the_background_and_failures_are_recorded(world):
-    c, owner, _ = world
+    c, _owner, _ = world
     r = c["leader"].post("/api/grids/repair", json={"community": COMMUNITY, "background": True})
     assert r.status_code == 202, r.text
     job = _wait(c["leader"], r.json()["status_url"])
@@ -94,4 +107,7 @@ def test_repair_in_the_background_and_failures_are_recorded(world):
     job = _wait(c["leader"], r.json()["status_url"])
     assert job["status"] == "failed" and "999" in job["error"]
     # a community outside the caller's area: 404 before any job is made
-    assert c["leader"].post("/api/grids/propose", json={"community": "340104002001", "background": True}).status_code == 404
+    assert (
+        c["leader"].post("/api/grids/propose", json={"community": "340104002001", "background": True}).status_code
+        == 404
+    )

@@ -90,8 +90,12 @@ def _codes(resp) -> list[str]:
 
 def _read_personal_rows(owner, username: str) -> list:
     with owner.connect() as c:
-        return c.execute(text("SELECT object, result, detail FROM audit_log WHERE action = 'read_personal' "
-                              "AND actor = :u ORDER BY id"), {"u": username}).all()
+        return c.execute(
+            text(
+                "SELECT object, result, detail FROM audit_log WHERE action = 'read_personal' AND actor = :u ORDER BY id"
+            ),
+            {"u": username},
+        ).all()
 
 
 def _fc(resp) -> dict:
@@ -126,7 +130,9 @@ def test_household_and_resident_counts(client, code):
     level = {9: "street", 12: "community", 15: "grid", 16: "compound"}[len(code)]
     props = client.get(f"/api/{level}/{code}").json()["properties"]
     assert (props["households"], props["residents"]) == EXPECTED[code]
-    assert props["code"] == code and props["parent_code"] == (None if level == "street" else code[:9 if level == "community" else 12])
+    assert props["code"] == code and props["parent_code"] == (
+        None if level == "street" else code[: 9 if level == "community" else 12]
+    )
 
 
 def test_building_without_roster_uses_its_estimate_and_links_parents(client):
@@ -158,15 +164,18 @@ def test_bbox_filters(client):
     assert nowhere["numberMatched"] == 0 and nowhere["features"] == []
 
 
-@pytest.mark.parametrize("bbox,why", [
-    ("117.2,31.8,117.3", "4个数"),
-    ("a,b,c,d", "非数字"),
-    ("117.3,31.8,117.2,31.9", "最小值大于最大值"),
-    ("117.2,31.9,117.3,31.8", "最小值大于最大值"),
-    ("31.8,117.2,31.9,117.3", "纬度超出范围"),  # lat,lon order
-    ("190,31,191,32", "经度超出范围"),
-    ("nan,31,117,32", "有限数"),
-])
+@pytest.mark.parametrize(
+    "bbox,why",
+    [
+        ("117.2,31.8,117.3", "4个数"),
+        ("a,b,c,d", "非数字"),
+        ("117.3,31.8,117.2,31.9", "最小值大于最大值"),
+        ("117.2,31.9,117.3,31.8", "最小值大于最大值"),
+        ("31.8,117.2,31.9,117.3", "纬度超出范围"),  # lat,lon order
+        ("190,31,191,32", "经度超出范围"),
+        ("nan,31,117,32", "有限数"),
+    ],
+)
 def test_bad_bbox_is_422_with_a_clear_message(client, bbox, why):
     r = client.get("/api/layers/grid", params={"bbox": bbox})
     assert r.status_code == 422
@@ -217,9 +226,16 @@ def test_resident_layer_for_grid_worker_has_no_personal_identifiers(worker_a1, m
     assert all(f["properties"]["name"] is None for f in fc["features"])
     assert not any(re.search(r"居民\d", json.dumps(f, ensure_ascii=False)) for f in fc["features"])  # no names
     with mini_city_engine.connect() as c:  # resident points are exactly their building's point
-        points = {(round(r.x, 6), round(r.y, 6)) for r in c.execute(text(
-            "SELECT ST_X(ST_Transform(pos, 4326)) AS x, ST_Y(ST_Transform(pos, 4326)) AS y FROM building "
-            "WHERE code IN (:a, :b)"), {"a": BLD_A1, "b": BLD_A2})}
+        points = {
+            (round(r.x, 6), round(r.y, 6))
+            for r in c.execute(
+                text(
+                    "SELECT ST_X(ST_Transform(pos, 4326)) AS x, ST_Y(ST_Transform(pos, 4326)) AS y FROM building "
+                    "WHERE code IN (:a, :b)"
+                ),
+                {"a": BLD_A1, "b": BLD_A2},
+            )
+        }
     assert len(points) == 2
     assert {tuple(round(v, 6) for v in f["geometry"]["coordinates"]) for f in fc["features"]} == points
 
@@ -229,7 +245,9 @@ def test_detail_has_children_summary(client):
     kids = {c["layer"]: c for c in feat["children"]}
     assert kids["community"]["count"] == 2
     assert {i["code"]: (i["households"], i["residents"]) for i in kids["community"]["items"]} == {
-        "340104001001": (5, 10), "340104001002": (40, 0)}
+        "340104001001": (5, 10),
+        "340104001002": (40, 0),
+    }
     comm = {c["layer"]: c for c in client.get(f"/api/community/{COMM_A}").json()["children"]}
     assert comm["grid"]["count"] == 2 and comm["compound"]["count"] == 1 and comm["facility"]["count"] == 1
     grid = {c["layer"]: c for c in client.get(f"/api/grid/{GRID_A1}").json()["children"]}
@@ -258,8 +276,9 @@ def test_health_reports_postgis_schema_and_dataset(client):
 def test_health_is_503_when_the_database_is_down(mini_city_url):
     """The app starts on a reachable database (it checks its role at start-up), then loses it."""
     live = app_engine(mini_city_url)
-    dead = create_engine("postgresql+psycopg://nobody:x@127.0.0.1:9/none", poolclass=pool.NullPool,
-                         connect_args={"connect_timeout": 2})
+    dead = create_engine(
+        "postgresql+psycopg://nobody:x@127.0.0.1:9/none", poolclass=pool.NullPool, connect_args={"connect_timeout": 2}
+    )
     app = create_app(Settings(), engine=live)
     try:
         with TestClient(app) as c:
@@ -296,8 +315,19 @@ def test_features_json_is_strict_json(client):
 
 # --- sign-in and scope -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("url", ["/api/layers", "/api/layers/community", "/api/layers/resident", "/api/hierarchy",
-                                 f"/api/community/{COMM_A}", "/api/resident/1", "/openapi.json"])
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/layers",
+        "/api/layers/community",
+        "/api/layers/resident",
+        "/api/hierarchy",
+        f"/api/community/{COMM_A}",
+        "/api/resident/1",
+        "/openapi.json",
+    ],
+)
 def test_unauthenticated_api_is_401(anonymous, url):
     r = anonymous.get(url)
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
@@ -336,9 +366,17 @@ def test_sibling_community_sees_none_of_community_a(staff_b):
     assert roads and staff_b.get(f"/api/road/{roads[0]}").status_code == 200
 
 
-@pytest.mark.parametrize("url", [f"/api/community/{COMM_B}", f"/api/grid/{GRID_B1}", f"/api/compound/{COMPOUND_B}",
-                                 f"/api/building/{BLD_B1}", "/api/community/340104001099",
-                                 "/api/street/340104002"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"/api/community/{COMM_B}",
+        f"/api/grid/{GRID_B1}",
+        f"/api/compound/{COMPOUND_B}",
+        f"/api/building/{BLD_B1}",
+        "/api/community/340104001099",
+        "/api/street/340104002",
+    ],
+)
 def test_objects_outside_the_scope_are_404_not_403(staff_a, url):
     r = staff_a.get(url)
     assert r.status_code == 404 and "not found" in r.json()["detail"]
@@ -387,8 +425,10 @@ def test_the_app_filters_residents_itself_not_only_row_level_security(mini_city_
     layer = load_catalog(Settings().layers_dir).get("resident")
     cat = load_catalog(Settings().layers_dir)
     with mini_city_engine.connect() as c:
+
         def n(scope):
             return queries.layer_page(c, cat, layer, scope=scope).number_matched
+
         assert n(queries.ALL) == 10
         assert n(queries.Scope(area=COMM_A, personal=GRID_A1)) == 10
         assert n(queries.Scope(area=COMM_A, personal=GRID_A2)) == 0
@@ -402,12 +442,17 @@ def test_rows_without_a_code_are_scoped_by_community_or_position(mini_city_engin
     facility = cat.get("facility")
     roads_by_area = cat.get("road").model_copy(update={"scope_by": "area"})
     with mini_city_engine.connect() as c, c.begin() as tx:
-        c.execute(text("INSERT INTO facility (code, name, category_code, community_code, geom) VALUES "
-                       "('F-east', '无社区设施', 'weisheng', NULL, ST_SetSRID(ST_MakePoint(117.23, 31.82), 4490))"))
+        c.execute(
+            text(
+                "INSERT INTO facility (code, name, category_code, community_code, geom) VALUES "
+                "('F-east', '无社区设施', 'weisheng', NULL, ST_SetSRID(ST_MakePoint(117.23, 31.82), 4490))"
+            )
+        )
 
         def codes(layer, area):
             page = queries.layer_page(c, cat, layer, scope=queries.Scope(area=area, personal=area))
             return sorted(f["id"] for f in json.loads(page.features_json))
+
         assert codes(facility, COMM_A) == ["F0001"]
         assert codes(facility, COMM_B) == ["F-east"]
         assert codes(facility, STREET) == ["F-east", "F0001"]
@@ -446,6 +491,7 @@ def test_a_personal_read_needs_no_second_pooled_connection(mini_city_url):
 
 # --- the full synthetic sample city (fixture from tests/sample_fixtures.py) ------------------------
 
+
 @pytest.fixture(scope="module")
 def sample_engine(sample_city_url):
     eng = create_engine(sample_city_url, poolclass=pool.NullPool)
@@ -463,10 +509,16 @@ def test_sample_city_compound_counts_match_the_roster(sample_client, sample_engi
     fc = _fc(sample_client.get("/api/layers/compound", params={"limit": 1000}))
     assert fc["numberMatched"] == fc["numberReturned"] == len(fc["features"]) >= 100
     with sample_engine.connect() as c:  # ground truth by a different, naive query
-        truth = {r.code: (r.hh, r.res) for r in c.execute(text(
-            "SELECT p.code, count(DISTINCT h.id) AS hh, count(r.id) AS res FROM compound p "
-            "LEFT JOIN building b ON b.compound_id = p.id LEFT JOIN household h ON h.building_code = b.code "
-            "LEFT JOIN resident r ON r.household_id = h.id GROUP BY p.code"))}
+        truth = {
+            r.code: (r.hh, r.res)
+            for r in c.execute(
+                text(
+                    "SELECT p.code, count(DISTINCT h.id) AS hh, count(r.id) AS res FROM compound p "
+                    "LEFT JOIN building b ON b.compound_id = p.id LEFT JOIN household h ON h.building_code = b.code "
+                    "LEFT JOIN resident r ON r.household_id = h.id GROUP BY p.code"
+                )
+            )
+        }
     got = {f["id"]: (f["properties"]["households"], f["properties"]["residents"]) for f in fc["features"]}
     assert got == truth
     for f in fc["features"]:
@@ -478,9 +530,12 @@ def test_sample_city_hierarchy_totals_match_the_tables(sample_client, sample_eng
     h = sample_client.get("/api/hierarchy").json()
     with sample_engine.connect() as c:
         residents = c.execute(text("SELECT count(*) FROM resident")).scalar()
-        households = c.execute(text(
-            "SELECT (SELECT count(*) FROM household) + coalesce((SELECT sum(households) FROM building b "
-            "WHERE NOT EXISTS (SELECT 1 FROM household h WHERE h.building_code = b.code)), 0)")).scalar()
+        households = c.execute(
+            text(
+                "SELECT (SELECT count(*) FROM household) + coalesce((SELECT sum(households) FROM building b "
+                "WHERE NOT EXISTS (SELECT 1 FROM household h WHERE h.building_code = b.code)), 0)"
+            )
+        ).scalar()
         communities = c.execute(text("SELECT count(*) FROM community")).scalar()
     assert h["residents"] == residents > 100_000
     assert h["households"] == households
@@ -490,10 +545,13 @@ def test_sample_city_hierarchy_totals_match_the_tables(sample_client, sample_eng
 
 def test_sample_city_community_staff_see_their_community_only(sample_city_url, sample_engine):
     with sample_engine.connect() as c:
-        comm, street, residents, buildings = c.execute(text(
-            "SELECT b.community_code, left(b.community_code, 9), count(r.id), count(DISTINCT b.id) FROM building b "
-            "LEFT JOIN household h ON h.building_code = b.code LEFT JOIN resident r ON r.household_id = h.id "
-            "GROUP BY b.community_code ORDER BY count(r.id) DESC LIMIT 1")).one()
+        comm, street, residents, buildings = c.execute(
+            text(
+                "SELECT b.community_code, left(b.community_code, 9), count(r.id), count(DISTINCT b.id) FROM building b "
+                "LEFT JOIN household h ON h.building_code = b.code LEFT JOIN resident r ON r.household_id = h.id "
+                "GROUP BY b.community_code ORDER BY count(r.id) DESC LIMIT 1"
+            )
+        ).one()
     assert residents > 100
     with signed_in_client(Settings(), sample_city_url, role="community_staff", scope=comm) as staff:
         h = staff.get("/api/hierarchy").json()

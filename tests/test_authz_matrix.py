@@ -64,6 +64,7 @@ def holding(*perms: Perm) -> frozenset[Role]:
 def q(url: str, **params) -> Callable[[dict], tuple[str, dict]]:
     def build(t: dict) -> tuple[str, dict]:
         return url.format(**t), {"params": {k: (v.format(**t) if isinstance(v, str) else v) for k, v in params.items()}}
+
     return build
 
 
@@ -74,6 +75,7 @@ def body(url: str, payload: dict, **params) -> Callable[[dict], tuple[str, dict]
             raw = raw.replace("{" + k + "}", str(v))
         p = json.loads(raw)
         return url.format(**t), {"json": p, "params": {k: v.format(**t) for k, v in params.items()}}
+
     return build
 
 
@@ -122,8 +124,10 @@ def staff_xlsx(t: dict) -> tuple[str, dict]:
     ws.append([t["grid"], "信息员", "矩阵测试", None])
     buf = io.BytesIO()
     wb.save(buf)
-    return "/api/staff/import", {"data": {"mode": "append", "dry_run": "true"},
-                                 "files": {"file": ("staff.xlsx", buf.getvalue(), XLSX)}}
+    return "/api/staff/import", {
+        "data": {"mode": "append", "dry_run": "true"},
+        "files": {"file": ("staff.xlsx", buf.getvalue(), XLSX)},
+    }
 
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -147,10 +151,20 @@ def _png() -> bytes:
 PHOTO = _png()
 OPS: dict[str, Op] = {
     "GET /health": Op(None, q("/health"), scoped=False, public=True),
-    "POST /api/auth/login": Op(None, body("/api/auth/login", {"username": "nobody", "password": "wrong-passw0rd"}),
-                               scoped=False, public=True, ok=frozenset({401})),
-    "POST /api/auth/token": Op(None, lambda t: ("/api/auth/token", {"data": {"username": "nobody", "password": "x1"}}),
-                               scoped=False, public=True, ok=frozenset({401})),
+    "POST /api/auth/login": Op(
+        None,
+        body("/api/auth/login", {"username": "nobody", "password": "wrong-passw0rd"}),
+        scoped=False,
+        public=True,
+        ok=frozenset({401}),
+    ),
+    "POST /api/auth/token": Op(
+        None,
+        lambda t: ("/api/auth/token", {"data": {"username": "nobody", "password": "x1"}}),
+        scoped=False,
+        public=True,
+        ok=frozenset({401}),
+    ),
     "POST /api/auth/logout": Op(None, q("/api/auth/logout"), scoped=False),
     "GET /api/auth/me": Op(None, q("/api/auth/me"), scoped=False),
     "GET /api/hierarchy": Op(R, q("/api/hierarchy"), scoped=False),
@@ -165,52 +179,97 @@ OPS: dict[str, Op] = {
     "GET /api/road/{code}": Op(R, q("/api/road/{road}"), scoped=False),
     "GET /api/resident/{code}": Op(Perm.read_personal, q("/api/resident/{resident}")),
     "GET /map": Op(R, q("/map"), scoped=False),
-    "POST /api/import": Op(Perm.import_data, lambda t: ("/api/import", {
-        "data": {"level": "facility", "dry_run": "true"},
-        "files": {"file": ("f.geojson", json.dumps({"type": "FeatureCollection", "features": []}).encode(),
-                           "application/geo+json")}}), scoped=False, ok=frozenset({200, 422})),
+    "POST /api/import": Op(
+        Perm.import_data,
+        lambda t: (
+            "/api/import",
+            {
+                "data": {"level": "facility", "dry_run": "true"},
+                "files": {
+                    "file": (
+                        "f.geojson",
+                        json.dumps({"type": "FeatureCollection", "features": []}).encode(),
+                        "application/geo+json",
+                    )
+                },
+            },
+        ),
+        scoped=False,
+        ok=frozenset({200, 422}),
+    ),
     "GET /api/import/{job_id}": Op(None, q("/api/import/" + str(uuid.uuid4())), scoped=False, ok=frozenset({404})),
     "GET /api/export": Op(R, q("/api/export", level="compound", format="geojson", community="{community}")),
     "GET /api/template/residents": Op(None, q("/api/template/residents"), scoped=False),
     "GET /api/coverage/catalog": Op(R, q("/api/coverage/catalog"), scoped=False),
     "GET /api/coverage/summary": Op(R, q("/api/coverage/summary", level="community", code="{community}"), heavy=True),
-    "GET /api/coverage/areas": Op(R, q("/api/coverage/areas", category="weisheng", circle="c15"),
-                                  scoped=False, heavy=True),
-    "GET /api/coverage/gaps": Op(R, q("/api/coverage/gaps", category="weisheng", level="community", code="{community}"),
-                                 heavy=True),
-    "POST /api/coverage/site": Op(Perm.run_analyses, body("/api/coverage/site", {
-        "category": "weisheng", "k": 1, "level": "community", "code": "{community}"}), heavy=True),
-    "POST /api/coverage/whatif": Op(Perm.run_analyses, lambda t: ("/api/coverage/whatif", {"json": {
-        "op": "add", "category": "weisheng", "lon": t["lon"], "lat": t["lat"], "commit": False,
-        "level": "community", "code": t["community"]}}),
-        heavy=True),
-    "POST /api/coverage/compute": Op(Perm.run_analyses, body("/api/coverage/compute", {"categories": ["weisheng"]}),
-                                     scoped=False, heavy=True),
-    "GET /coverage/map": Op(R, q("/coverage/map", category="weisheng", level="community", code="{community}"),
-                            heavy=True),
+    "GET /api/coverage/areas": Op(
+        R, q("/api/coverage/areas", category="weisheng", circle="c15"), scoped=False, heavy=True
+    ),
+    "GET /api/coverage/gaps": Op(
+        R, q("/api/coverage/gaps", category="weisheng", level="community", code="{community}"), heavy=True
+    ),
+    "POST /api/coverage/site": Op(
+        Perm.run_analyses,
+        body("/api/coverage/site", {"category": "weisheng", "k": 1, "level": "community", "code": "{community}"}),
+        heavy=True,
+    ),
+    "POST /api/coverage/whatif": Op(
+        Perm.run_analyses,
+        lambda t: (
+            "/api/coverage/whatif",
+            {
+                "json": {
+                    "op": "add",
+                    "category": "weisheng",
+                    "lon": t["lon"],
+                    "lat": t["lat"],
+                    "commit": False,
+                    "level": "community",
+                    "code": t["community"],
+                }
+            },
+        ),
+        heavy=True,
+    ),
+    "POST /api/coverage/compute": Op(
+        Perm.run_analyses, body("/api/coverage/compute", {"categories": ["weisheng"]}), scoped=False, heavy=True
+    ),
+    "GET /coverage/map": Op(
+        R, q("/coverage/map", category="weisheng", level="community", code="{community}"), heavy=True
+    ),
     "POST /api/grids/validate": Op(R, body("/api/grids/validate", {"community": "{community}"})),
     "POST /api/grids/feasibility": Op(R, body("/api/grids/feasibility", {}, community="{community}"), heavy=True),
-    "POST /api/grids/propose": Op(Perm.edit_plans, body("/api/grids/propose", {
-        "community": "{community}", "method": "heuristic", "time_limit_s": 5, "closest": True}), heavy=True),
-    "POST /api/grids/repair": Op(Perm.edit_plans, body("/api/grids/repair", {"community": "{community}"}),
-                                 heavy=True),
+    "POST /api/grids/propose": Op(
+        Perm.edit_plans,
+        body(
+            "/api/grids/propose",
+            {"community": "{community}", "method": "heuristic", "time_limit_s": 5, "closest": True},
+        ),
+        heavy=True,
+    ),
+    "POST /api/grids/repair": Op(Perm.edit_plans, body("/api/grids/repair", {"community": "{community}"}), heavy=True),
     "GET /api/grids/plans/{community}": Op(R, q("/api/grids/plans/{community}")),
     "GET /api/grids/plans/{community}/{version}": Op(R, q("/api/grids/plans/{community}/{version}")),
     "POST /api/grids/plans/{community}/{version}/activate": Op(
-        Perm.activate_plans, body("/api/grids/plans/{community}/{version}/activate", {}), ok=frozenset({200, 409})),
+        Perm.activate_plans, body("/api/grids/plans/{community}/{version}/activate", {}), ok=frozenset({200, 409})
+    ),
     "GET /api/grids/plans/{community}/{version}/codes": Op(R, q("/api/grids/plans/{community}/{version}/codes")),
     "GET /api/grids/diff/{community}": Op(R, q("/api/grids/diff/{community}", a="{version}", b="{version}")),
     "GET /api/grids/map/{community}": Op(R, q("/api/grids/map/{community}")),
     "POST /api/grids/sessions": Op(Perm.edit_plans, body("/api/grids/sessions", {"community": "{community}"})),
-    "POST /api/grids/sessions/{sid}/move": Op(Perm.edit_plans, body(
-        "/api/grids/sessions/nosuchsession/move", {"to": "{grid}", "building": "{building}"}), scoped=False,
-        ok=frozenset({404})),
-    "GET /api/grids/sessions/{sid}": Op(R, q("/api/grids/sessions/nosuchsession"), scoped=False,
-                                        ok=frozenset({404})),
-    "POST /api/grids/sessions/{sid}/save": Op(Perm.edit_plans, body("/api/grids/sessions/nosuchsession/save", {}),
-                                              scoped=False, ok=frozenset({404})),
-    "GET /api/grids/sessions/{sid}/layers": Op(R, q("/api/grids/sessions/nosuchsession/layers"),
-                                               scoped=False, ok=frozenset({404})),
+    "POST /api/grids/sessions/{sid}/move": Op(
+        Perm.edit_plans,
+        body("/api/grids/sessions/nosuchsession/move", {"to": "{grid}", "building": "{building}"}),
+        scoped=False,
+        ok=frozenset({404}),
+    ),
+    "GET /api/grids/sessions/{sid}": Op(R, q("/api/grids/sessions/nosuchsession"), scoped=False, ok=frozenset({404})),
+    "POST /api/grids/sessions/{sid}/save": Op(
+        Perm.edit_plans, body("/api/grids/sessions/nosuchsession/save", {}), scoped=False, ok=frozenset({404})
+    ),
+    "GET /api/grids/sessions/{sid}/layers": Op(
+        R, q("/api/grids/sessions/nosuchsession/layers"), scoped=False, ok=frozenset({404})
+    ),
     "GET /api/stats": Op(R, q("/api/stats"), scoped=False),
     "GET /api/stats/features": Op(R, q("/api/stats/features"), scoped=False),
     "GET /api/stats/{level}/{code}": Op(R, q("/api/stats/community/{community}")),
@@ -223,8 +282,9 @@ OPS: dict[str, Op] = {
     # export jobs: the owner (and admin for the status) only; anyone else's or an unknown job is 404
     "GET /api/export/jobs/{job_id}": Op(None, q("/api/export/jobs/" + NO_JOB), scoped=False, ok=frozenset({404})),
     "GET /api/jobs/{job_id}": Op(None, q("/api/jobs/" + NO_JOB), scoped=False, ok=frozenset({404})),
-    "GET /api/export/jobs/{job_id}/file": Op(None, q(f"/api/export/jobs/{NO_JOB}/file"), scoped=False,
-                                             ok=frozenset({404})),
+    "GET /api/export/jobs/{job_id}/file": Op(
+        None, q(f"/api/export/jobs/{NO_JOB}/file"), scoped=False, ok=frozenset({404})
+    ),
     # events 事件
     "GET /events": Op(None, q("/events"), scoped=False),
     "GET /governance": Op(R, q("/governance"), scoped=False),
@@ -236,21 +296,48 @@ OPS: dict[str, Op] = {
     "GET /api/dashboard/events": Op(R, q("/api/dashboard/events", street="{street}"), scope_key="street"),
     "GET /api/events/{event_id}/photos": Op(PERSONAL, q("/api/events/{event}/photos"), scope_key="grid"),
     "GET /api/events/photos/{photo_id}": Op(PERSONAL, q("/api/events/photos/{photo}"), scope_key="grid"),
-    "POST /api/events/{event_id}/photos": Op(None, lambda t: (f"/api/events/{t['event']}/photos", {
-        "files": {"file": ("photo.png", PHOTO, "image/png")}}), roles=machine.REPORTERS, scope_key="grid",
-        ok=frozenset({201})),  # the same photo again: stored once ("duplicate")
-    "POST /api/events": Op(None, lambda t: ("/api/events", {"json": {
-        "lon": t["glon"], "lat": t["glat"], "category": "shirong", "description": "权限矩阵 authorization matrix"}}),
-        roles=machine.REPORTERS, scope_key="grid", outside=403, ok=frozenset({201})),
+    "POST /api/events/{event_id}/photos": Op(
+        None,
+        lambda t: (f"/api/events/{t['event']}/photos", {"files": {"file": ("photo.png", PHOTO, "image/png")}}),
+        roles=machine.REPORTERS,
+        scope_key="grid",
+        ok=frozenset({201}),
+    ),  # the same photo again: stored once ("duplicate")
+    "POST /api/events": Op(
+        None,
+        lambda t: (
+            "/api/events",
+            {
+                "json": {
+                    "lon": t["glon"],
+                    "lat": t["glat"],
+                    "category": "shirong",
+                    "description": "权限矩阵 authorization matrix",
+                }
+            },
+        ),
+        roles=machine.REPORTERS,
+        scope_key="grid",
+        outside=403,
+        ok=frozenset({201}),
+    ),
     "POST /api/events/{event_id}/transition": Op(
-        None, fresh_event_transition, roles=machine.TRANSITIONS[(machine.State.reported, machine.State.accepted)],
-        scope_key="grid", scope_first=True),
+        None,
+        fresh_event_transition,
+        roles=machine.TRANSITIONS[(machine.State.reported, machine.State.accepted)],
+        scope_key="grid",
+        scope_first=True,
+    ),
     # staff 网格员 (names for read_personal only; edits: import_data)
     "GET /api/staff": Op(R, q("/api/staff", code="{community}")),
     "GET /api/staff/gaps": Op(R, q("/api/staff/gaps", code="{community}")),
     "GET /api/staff/template": Op(R, q("/api/staff/template"), scoped=False),
-    "POST /api/staff": Op(EDIT_GOV, body("/api/staff", {"grid": "{grid}", "role": "信息员", "name": "矩阵测试"}),
-                          scope_key="grid", ok=frozenset({201})),
+    "POST /api/staff": Op(
+        EDIT_GOV,
+        body("/api/staff", {"grid": "{grid}", "role": "信息员", "name": "矩阵测试"}),
+        scope_key="grid",
+        ok=frozenset({201}),
+    ),
     "PATCH /api/staff/{staff_id}": Op(EDIT_GOV, body("/api/staff/{staff}", {}), scope_key="grid"),  # no change
     "DELETE /api/staff/{staff_id}": Op(EDIT_GOV, fresh_staff_delete, scope_key="grid"),
     "POST /api/staff/import": Op(EDIT_GOV, staff_xlsx, scope_key="grid", outside=422),
@@ -259,17 +346,27 @@ OPS: dict[str, Op] = {
     "GET /api/compounds/check": Op(R, q("/api/compounds/check", code="{community}")),
     "GET /api/compounds/breaches": Op(R, q("/api/compounds/breaches", code="{community}")),
     "GET /api/compounds/{code}": Op(R, q("/api/compounds/{compound}"), scope_key="compound"),
-    "PATCH /api/compounds/{code}": Op(EDIT_GOV, lambda t: (f"/api/compounds/{t['compound']}", {
-        "json": {"version": t["compound_version"]}}), scope_key="compound"),  # the current version, no change
+    "PATCH /api/compounds/{code}": Op(
+        EDIT_GOV,
+        lambda t: (f"/api/compounds/{t['compound']}", {"json": {"version": t["compound_version"]}}),
+        scope_key="compound",
+    ),  # the current version, no change
     # special groups 特殊人群服务
     "GET /api/special/needs": Op(R, q("/api/special/needs"), scoped=False),
     "GET /api/special/summary": Op(R, q("/api/special/summary"), scoped=False),
-    "GET /api/special/beyond": Op(None, q("/api/special/beyond", code="{grid}", limit=5), roles=SPECIAL,
-                                  scope_key="grid"),
-    "GET /api/special/visits/overdue": Op(None, q("/api/special/visits/overdue", code="{grid}", limit=5),
-                                          roles=SPECIAL, scope_key="grid"),
-    "POST /api/special/visits": Op(None, lambda t: ("/api/special/visits", {"json": {"resident_id": t["special"]}}),
-                                   roles=SPECIAL, scope_key="grid", ok=frozenset({201})),
+    "GET /api/special/beyond": Op(
+        None, q("/api/special/beyond", code="{grid}", limit=5), roles=SPECIAL, scope_key="grid"
+    ),
+    "GET /api/special/visits/overdue": Op(
+        None, q("/api/special/visits/overdue", code="{grid}", limit=5), roles=SPECIAL, scope_key="grid"
+    ),
+    "POST /api/special/visits": Op(
+        None,
+        lambda t: ("/api/special/visits", {"json": {"resident_id": t["special"]}}),
+        roles=SPECIAL,
+        scope_key="grid",
+        ok=frozenset({201}),
+    ),
 }
 
 
@@ -281,7 +378,9 @@ def _nodes(owner_url: str) -> dict:
         assert len(streets) >= 2, "the sample city must have two streets"
 
         def node(comm: str) -> dict:
-            r = c.execute(text("""
+            r = (
+                c.execute(
+                    text("""
                 SELECT g.code AS grid, p.version,
                        (SELECT code FROM compound WHERE community_code = :c ORDER BY code LIMIT 1) AS compound,
                        (SELECT code FROM building WHERE community_code = :c ORDER BY code LIMIT 1) AS building,
@@ -300,20 +399,37 @@ def _nodes(owner_url: str) -> dict:
                          WHERE b.grid_id = g.id AND ST_Covers(g.geom, b.pos)
                            AND EXISTS (SELECT 1 FROM resident_group rg WHERE rg.resident_id = r.id)) AS special
                 FROM grid g JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active'
-                WHERE g.community_code = :c ORDER BY g.code LIMIT 1"""), {"c": comm}).mappings().one()
+                WHERE g.community_code = :c ORDER BY g.code LIMIT 1"""),
+                    {"c": comm},
+                )
+                .mappings()
+                .one()
+            )
             assert None not in (r["staff"], r["special"], r["compound_version"]), dict(r)
-            ev = c.execute(text(NEW_EVENT), {"lon": r["glon"], "lat": r["glat"], "d": "权限矩阵 authorization matrix"}
-                           ).scalar_one()
+            ev = c.execute(
+                text(NEW_EVENT), {"lon": r["glon"], "lat": r["glat"], "d": "权限矩阵 authorization matrix"}
+            ).scalar_one()
             placed = c.execute(text("SELECT grid_code FROM event WHERE id = :i"), {"i": ev}).scalar_one()
             assert placed == r["grid"], (placed, dict(r))
-            return dict(r) | {"community": comm, "street": comm[:9], "resident": str(r["resident"]),
-                              "road": str(c.execute(text("SELECT min(id) FROM road_edge")).scalar()),
-                              "event": ev, "_db": owner_url}
+            return dict(r) | {
+                "community": comm,
+                "street": comm[:9],
+                "resident": str(r["resident"]),
+                "road": str(c.execute(text("SELECT min(id) FROM road_edge")).scalar()),
+                "event": ev,
+                "_db": owner_url,
+            }
 
-        s1 = c.execute(text("SELECT code FROM community WHERE street_code = :s ORDER BY code LIMIT 2"),
-                       {"s": streets[0]}).scalars().all()
-        s2 = c.execute(text("SELECT code FROM community WHERE street_code = :s ORDER BY code LIMIT 1"),
-                       {"s": streets[1]}).scalar()
+        s1 = (
+            c.execute(
+                text("SELECT code FROM community WHERE street_code = :s ORDER BY code LIMIT 2"), {"s": streets[0]}
+            )
+            .scalars()
+            .all()
+        )
+        s2 = c.execute(
+            text("SELECT code FROM community WHERE street_code = :s ORDER BY code LIMIT 1"), {"s": streets[1]}
+        ).scalar()
         out = {"own": node(s1[0]), "sibling": node(s1[1]), "other": node(s2)}
         c.commit()
     eng.dispose()
@@ -321,8 +437,14 @@ def _nodes(owner_url: str) -> dict:
 
 
 def _scope(role: str, own: dict) -> str:
-    return {"admin": "", "street_leader": own["street"], "planner": own["street"], "community_staff": own["community"],
-            "viewer": own["community"], "grid_worker": own["grid"]}[role]
+    return {
+        "admin": "",
+        "street_leader": own["street"],
+        "planner": own["street"],
+        "community_staff": own["community"],
+        "viewer": own["community"],
+        "grid_worker": own["grid"],
+    }[role]
 
 
 def expected(op: Op, role: str | None, target: dict, own: dict) -> frozenset[int]:
@@ -362,8 +484,11 @@ def world(matrix_db, tmp_path_factory):
     with TestClient(app) as c:
         tokens = {role: bearer_token(c, users[role]) for role in ROLES}
         for t in nodes.values():  # a photo of each target's event
-            r = c.post(f"/api/events/{t['event']}/photos", headers={"Authorization": f"Bearer {tokens['admin']}"},
-                       files={"file": ("photo.png", PHOTO, "image/png")})
+            r = c.post(
+                f"/api/events/{t['event']}/photos",
+                headers={"Authorization": f"Bearer {tokens['admin']}"},
+                files={"file": ("photo.png", PHOTO, "image/png")},
+            )
             assert r.status_code == 201, r.text
             t["photo"] = r.json()["id"]
         yield c, nodes, tokens
@@ -402,7 +527,9 @@ def test_matrix(world, key, role, target):
     headers = {"Authorization": f"Bearer {tokens[role]}"} if role else {}
     if key == "POST /api/auth/logout" and role:
         # a token of its own, so logging out does not end the shared one
-        headers = {"Authorization": f"Bearer {bearer_token(client, f't_{role}_' + (_scope(role, nodes['own']) or 'all'))}"}
+        headers = {
+            "Authorization": f"Bearer {bearer_token(client, f't_{role}_' + (_scope(role, nodes['own']) or 'all'))}"
+        }
     r = client.request(method, url, headers=headers, follow_redirects=False, **kw)
     want = expected(op, role, nodes[target], nodes["own"])
     if role is None and not op.public and method == "GET" and not url.startswith("/api"):

@@ -38,18 +38,33 @@ def budget_app(settings: Settings | None = None):
 
 
 def ring(n: int) -> list[list[float]]:
-    pts = [[round(116.4 + 0.05 * math.cos(2 * math.pi * i / n), 9), round(39.9 + 0.05 * math.sin(2 * math.pi * i / n), 9)]
-           for i in range(n)]
-    return pts + [pts[0]]
+    pts = [
+        [round(116.4 + 0.05 * math.cos(2 * math.pi * i / n), 9), round(39.9 + 0.05 * math.sin(2 * math.pi * i / n), 9)]
+        for i in range(n)
+    ]
+    return [*pts, pts[0]]
 
 
 def validate_body(n: int) -> bytes:
-    return json.dumps({"community": "110101001001", "grids": {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"code": "G1"},
-         "geometry": {"type": "Polygon", "coordinates": [ring(n)]}}]}}).encode()
+    return json.dumps(
+        {
+            "community": "110101001001",
+            "grids": {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "properties": {"code": "G1"},
+                        "geometry": {"type": "Polygon", "coordinates": [ring(n)]},
+                    }
+                ],
+            },
+        }
+    ).encode()
 
 
 # -- the JSON checks -------------------------------------------------------------------------------
+
 
 def check(doc: bytes, max_vertices: int = 50_000, max_items: int = 5_000) -> str | None:
     try:
@@ -60,17 +75,22 @@ def check(doc: bytes, max_vertices: int = 50_000, max_items: int = 5_000) -> str
     return None
 
 
-@pytest.mark.parametrize("doc, path", [
-    (b'{"lon": NaN, "lat": 30}', "at lon:"),
-    (b'{"a": {"b": [1, 2, Infinity]}}', "at a.b[2]:"),
-    (b'{"x": -Infinity}', "at x:"),
-    (b'{"lon": 1e999}', "at lon:"),
-    (b'{"points": [[116, 30], [117, -1e400]]}', "at points[1][1]:"),
-    (b'{"geometry": {"type": "Polygon", "coordinates": [[[116, 30], [117, NaN], [116, 31], [116, 30]]]}}',
-     "at geometry.coordinates[0][1][1]:"),
-    (b'{"geometry": {"type": "Point", "coordinates": [Infinity, 30]}}', "at geometry.coordinates[0]:"),
-    (b'[[[[NaN]]]]', "at [0][0][0][0]:"),
-])
+@pytest.mark.parametrize(
+    "doc, path",
+    [
+        (b'{"lon": NaN, "lat": 30}', "at lon:"),
+        (b'{"a": {"b": [1, 2, Infinity]}}', "at a.b[2]:"),
+        (b'{"x": -Infinity}', "at x:"),
+        (b'{"lon": 1e999}', "at lon:"),
+        (b'{"points": [[116, 30], [117, -1e400]]}', "at points[1][1]:"),
+        (
+            b'{"geometry": {"type": "Polygon", "coordinates": [[[116, 30], [117, NaN], [116, 31], [116, 30]]]}}',
+            "at geometry.coordinates[0][1][1]:",
+        ),
+        (b'{"geometry": {"type": "Point", "coordinates": [Infinity, 30]}}', "at geometry.coordinates[0]:"),
+        (b"[[[[NaN]]]]", "at [0][0][0][0]:"),
+    ],
+)
 def test_non_finite_numbers_are_refused_with_their_path(doc, path):
     msg = check(doc)
     assert msg is not None and "rule: finite_number" in msg and path in msg, msg
@@ -87,12 +107,21 @@ def test_long_lists_and_objects_are_refused_with_their_path():
 
 
 def test_vertices_are_counted_in_every_coordinates_array():
-    fc = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring(40), ring(20)]}},  # 41 + 21
-        {"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": [[ring(10)], [ring(10)]]}},  # 22
-        {"type": "Feature", "geometry": {"type": "Point", "coordinates": [116.4, 39.9]}},  # 1
-        {"type": "Feature", "geometry": {"type": "GeometryCollection", "geometries": [
-            {"type": "LineString", "coordinates": [[116.4, 39.9], [116.5, 39.9]]}]}}]}  # 2
+    fc = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring(40), ring(20)]}},  # 41 + 21
+            {"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": [[ring(10)], [ring(10)]]}},  # 22
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [116.4, 39.9]}},  # 1
+            {
+                "type": "Feature",
+                "geometry": {
+                    "type": "GeometryCollection",
+                    "geometries": [{"type": "LineString", "coordinates": [[116.4, 39.9], [116.5, 39.9]]}],
+                },
+            },
+        ],
+    }  # 2
     doc = json.dumps(fc).encode()
     assert budgets.count_vertices_raw(doc) == 87  # the byte-level count the middleware makes first
     assert budgets.count_vertices_raw(json.dumps(fc, indent=2).encode()) == 87
@@ -108,12 +137,28 @@ def test_vertices_are_counted_in_every_coordinates_array():
 
 
 def test_ordinary_bodies_pass():
-    assert check(json.dumps({"community": "1", "rules": {"min_households": 300}, "lock": ["a"], "note": None,
-                             "x": 1.5, "y": -2, "z": True, "s": "NaN"}).encode()) is None
+    assert (
+        check(
+            json.dumps(
+                {
+                    "community": "1",
+                    "rules": {"min_households": 300},
+                    "lock": ["a"],
+                    "note": None,
+                    "x": 1.5,
+                    "y": -2,
+                    "z": True,
+                    "s": "NaN",
+                }
+            ).encode()
+        )
+        is None
+    )
     assert check(b"[]") is None and check(b"1") is None
 
 
 # -- the middleware on a tiny app: bodies reach the app unchanged ----------------------------------
+
 
 def echo_app(settings: Settings) -> Starlette:
     async def echo(request):
@@ -128,8 +173,12 @@ def echo_app(settings: Settings) -> Starlette:
 
 def test_bodies_within_the_budget_reach_the_app_unchanged():
     c = TestClient(echo_app(Settings(max_body_mb=1)))
-    for body, ctype in ((validate_body(2000), "application/json"), (b"x" * 999_999, "text/plain"),
-                        (b"{not json", "application/json"), (b"", "application/json")):
+    for body, ctype in (
+        (validate_body(2000), "application/json"),
+        (b"x" * 999_999, "text/plain"),
+        (b"{not json", "application/json"),
+        (b"", "application/json"),
+    ):
         r = c.post("/echo", content=body, headers={"content-type": ctype})
         assert r.status_code == 200 and r.json() == {"n": len(body), "sha": hashlib.sha256(body).hexdigest()}
     assert c.get("/echo").json()["n"] == 0
@@ -148,11 +197,12 @@ def test_analysis_routes_exist():
     """Every (method, path) classed as analysis is a route of the app (a renamed route fails here)."""
     app = create_app(Settings(), engine=None)
     routes = {(m.upper(), path) for path, ops in app.openapi()["paths"].items() for m in ops}
-    assert budgets.ANALYSIS_ROUTES <= routes, budgets.ANALYSIS_ROUTES - routes
+    assert routes >= budgets.ANALYSIS_ROUTES, budgets.ANALYSIS_ROUTES - routes
     assert ("POST", "/api/import") in routes and ("POST", "/api/import") in budgets.UPLOAD_ROUTES
 
 
 # -- body size on the real app ---------------------------------------------------------------------
+
 
 def test_200k_vertex_validate_body_is_refused_fast():
     """Issue 9: a 200k-vertex validate body refused fast (< 1 s) with 413/422 (anonymous and before any
@@ -188,9 +238,14 @@ def test_chunked_json_body_is_cut_at_the_limit():
             sent += 65536
             yield b" " * 65536
 
-    status, body, consumed = asyncio.run(asgi_post(budget_app(Settings(max_body_mb=1)), "/api/grids/validate",
-                                                   [(b"content-type", b"application/json"),
-                                                    (b"transfer-encoding", b"chunked")], chunks()))
+    status, body, consumed = asyncio.run(
+        asgi_post(
+            budget_app(Settings(max_body_mb=1)),
+            "/api/grids/validate",
+            [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+            chunks(),
+        )
+    )
     assert status == 413 and body["error"] == "PayloadTooLarge"
     assert MB < consumed <= MB + 65536 and sent == consumed
 
@@ -219,9 +274,20 @@ async def asgi_post(app, path: str, headers: list, chunks) -> tuple[int, dict, i
         elif msg["type"] == "http.response.body":
             out["body"] += msg.get("body", b"")
 
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": headers,
-             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("127.0.0.1", 8000),
+    }
     await app(scope, receive, send)
     return out["status"], json.loads(out["body"]), consumed
 
@@ -234,9 +300,11 @@ def test_1gb_chunked_upload_is_cut_off_near_the_limit(monkeypatch):
     get_ingest_settings.cache_clear()
     try:
         boundary = b"gisgovboundary"
-        head = (b"--" + boundary + b'\r\nContent-Disposition: form-data; name="level"\r\n\r\nbuilding\r\n'
-                b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="big.geojson"\r\n'
-                b"Content-Type: application/geo+json\r\n\r\n")
+        head = (
+            b"--" + boundary + b'\r\nContent-Disposition: form-data; name="level"\r\n\r\nbuilding\r\n'
+            b"--" + boundary + b'\r\nContent-Disposition: form-data; name="file"; filename="big.geojson"\r\n'
+            b"Content-Type: application/geo+json\r\n\r\n"
+        )
         chunk = b"0" * 65536
         total = 1024 * MB
         offered = 0
@@ -250,9 +318,14 @@ def test_1gb_chunked_upload_is_cut_off_near_the_limit(monkeypatch):
             yield b"\r\n--" + boundary + b"--\r\n"
 
         app = budget_app(Settings(max_body_mb=1))  # the upload limit, not the JSON one, applies
-        status, body, consumed = asyncio.run(asgi_post(
-            app, "/api/import", [(b"content-type", b"multipart/form-data; boundary=" + boundary),
-                                 (b"transfer-encoding", b"chunked")], gen()))
+        status, body, consumed = asyncio.run(
+            asgi_post(
+                app,
+                "/api/import",
+                [(b"content-type", b"multipart/form-data; boundary=" + boundary), (b"transfer-encoding", b"chunked")],
+                gen(),
+            )
+        )
         assert status == 413, body
         assert body["error"] == "PayloadTooLarge" and "GISGOV_INGEST_MAX_UPLOAD_MB" in body["detail"]
         assert "2 MB" in body["detail"]
@@ -276,11 +349,23 @@ def test_declared_oversize_is_refused_without_reading():
         async def send(msg):
             out.setdefault("msgs", []).append(msg)
 
-        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-                 "scheme": "http", "path": "/api/import", "raw_path": b"/api/import", "root_path": "",
-                 "query_string": b"", "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
-                 "headers": [(b"content-type", b"multipart/form-data; boundary=x"),
-                             (b"content-length", str(1024 * MB).encode())]}
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/api/import",
+            "raw_path": b"/api/import",
+            "root_path": "",
+            "query_string": b"",
+            "client": ("127.0.0.1", 5000),
+            "server": ("127.0.0.1", 8000),
+            "headers": [
+                (b"content-type", b"multipart/form-data; boundary=x"),
+                (b"content-length", str(1024 * MB).encode()),
+            ],
+        }
         await budget_app()(scope, receive, send)
         return pulled, out["msgs"]
 
@@ -299,8 +384,11 @@ def test_json_refusals_come_before_sign_in_and_invalid_json_is_left_to_the_app()
     r = c.post("/api/coverage/site", json={"category": "weisheng", "points": pts})
     assert time.perf_counter() - t0 < 3.0  # was 34 s (generous bound: a parse of 1.6 MB)
     assert r.status_code == 422 and "at points: 100000 items, limit 5000" in r.json()["detail"]
-    r = c.post("/api/coverage/whatif", content=b'{"category": "weisheng", "op": "add", "lon": NaN, "lat": 30}',
-               headers={"content-type": "application/json"})
+    r = c.post(
+        "/api/coverage/whatif",
+        content=b'{"category": "weisheng", "op": "add", "lon": NaN, "lat": 30}',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422 and r.json()["error"] == "InvalidInput"
     assert "NaN at lon" in r.json()["detail"]
     r = c.post("/api/coverage/whatif", content=b'{"category": ', headers={"content-type": "application/json"})
@@ -309,11 +397,18 @@ def test_json_refusals_come_before_sign_in_and_invalid_json_is_left_to_the_app()
 
 # -- coverage positions ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lon, lat, rule", [
-    (1e308, 30.0, "point_in_region"), (float("nan"), 30.0, "finite_coordinates"),
-    (116.0, float("inf"), "finite_coordinates"), (30.0, 116.0, "point_in_region"),  # swapped axes
-    (-116.0, 39.0, "point_in_region"), (136.0, 39.0, "point_in_region"),
-])
+
+@pytest.mark.parametrize(
+    "lon, lat, rule",
+    [
+        (1e308, 30.0, "point_in_region"),
+        (float("nan"), 30.0, "finite_coordinates"),
+        (116.0, float("inf"), "finite_coordinates"),
+        (30.0, 116.0, "point_in_region"),  # swapped axes
+        (-116.0, 39.0, "point_in_region"),
+        (136.0, 39.0, "point_in_region"),
+    ],
+)
 def test_check_lonlat_refuses(lon, lat, rule):
     with pytest.raises(InvalidInput, match=f"rule: {rule}"):
         check_lonlat(lon, lat, BBOX, what="points[7]")
@@ -346,8 +441,11 @@ def test_coverage_positions_signed_in(client):
     assert "rule: point_in_region" in r.json()["detail"] and "GISGOV_REGION_BBOX" in r.json()["detail"]
     r = client.post("/api/coverage/whatif", json={"category": "weisheng", "op": "add", "lon": 116.4})
     assert r.status_code == 422 and "position_required" in r.json()["detail"]
-    r = client.post("/api/coverage/whatif", content=b'{"category": "weisheng", "op": "move", "facility_id": 1, '
-                    b'"lon": 116.4, "lat": -Infinity}', headers={"content-type": "application/json"})
+    r = client.post(
+        "/api/coverage/whatif",
+        content=b'{"category": "weisheng", "op": "move", "facility_id": 1, "lon": 116.4, "lat": -Infinity}',
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 422 and "-Infinity at lat" in r.json()["detail"]
     r = client.post("/api/coverage/whatif", json={"category": "weisheng", "op": "remove", "facility_id": 2**70})
     assert r.status_code == 422
@@ -362,12 +460,18 @@ def test_coverage_positions_signed_in(client):
 
 def test_coverage_routes_need_sign_in(client):
     anon = TestClient(client.app)
-    for path, body in (("/api/coverage/whatif", {"category": "weisheng", "op": "add", "lon": 116.4, "lat": 39.9}),
-                       ("/api/coverage/site", {"category": "weisheng", "points": [[116.4, 39.9]]}),
-                       ("/api/coverage/compute", {})):
+    for path, body in (
+        ("/api/coverage/whatif", {"category": "weisheng", "op": "add", "lon": 116.4, "lat": 39.9}),
+        ("/api/coverage/site", {"category": "weisheng", "points": [[116.4, 39.9]]}),
+        ("/api/coverage/compute", {}),
+    ):
         assert anon.post(path, json=body).status_code == 401
-    for path in ("/api/coverage/catalog", "/api/coverage/summary?level=street&code=1",
-                 "/api/coverage/areas?category=weisheng", "/api/coverage/gaps?category=weisheng"):
+    for path in (
+        "/api/coverage/catalog",
+        "/api/coverage/summary?level=street&code=1",
+        "/api/coverage/areas?category=weisheng",
+        "/api/coverage/gaps?category=weisheng",
+    ):
         assert anon.get(path).status_code == 401
 
 
@@ -393,8 +497,7 @@ def test_statement_timeout_handler_chains_other_database_errors():
     app.add_exception_handler(OperationalError, down)
     budgets.install(app)
     handler = app.exception_handlers[OperationalError]
-    scope = {"type": "http", "method": "GET", "path": "/api/hierarchy", "headers": [], "app": app,
-             "query_string": b""}
+    scope = {"type": "http", "method": "GET", "path": "/api/hierarchy", "headers": [], "app": app, "query_string": b""}
     r = asyncio.run(handler(Request(scope), OperationalError("SELECT 1", {}, Orig("57014"))))
     assert r.status_code == 503 and json.loads(r.body)["error"] == "StatementTimeout"
     assert "12 s" in json.loads(r.body)["detail"] and "GISGOV_STATEMENT_TIMEOUT_S" in json.loads(r.body)["detail"]
@@ -405,5 +508,8 @@ def test_statement_timeout_handler_chains_other_database_errors():
     bare.state.settings = Settings()
     budgets.install(bare)
     with pytest.raises(OperationalError):
-        asyncio.run(bare.exception_handlers[OperationalError](Request({**scope, "app": bare}),
-                                                              OperationalError("SELECT 1", {}, Orig("08006"))))
+        asyncio.run(
+            bare.exception_handlers[OperationalError](
+                Request({**scope, "app": bare}), OperationalError("SELECT 1", {}, Orig("08006"))
+            )
+        )

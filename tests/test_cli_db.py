@@ -57,8 +57,13 @@ def test_db_lifecycle_from_the_cli(home):
 
 
 def test_db_commands_never_print_the_password(home):
-    outputs = [_gisgov(home, "db", "up"), _gisgov(home, "db", "up"), _gisgov(home, "db", "status"),
-               _gisgov(home, "db", "url"), _gisgov(home, "db", "migrate")]
+    outputs = [
+        _gisgov(home, "db", "up"),
+        _gisgov(home, "db", "up"),
+        _gisgov(home, "db", "status"),
+        _gisgov(home, "db", "url"),
+        _gisgov(home, "db", "migrate"),
+    ]
     assert all(o.returncode == 0 for o in outputs), [o.stderr for o in outputs]
     password = _secret(home)
     assert len(password) >= 24
@@ -135,8 +140,17 @@ def test_every_command_has_help(home):
 
     paths = _command_paths()
     assert ["db", "up"] in paths and len(paths) >= 7
-    for required in (["user", "add"], ["user", "list"], ["user", "disable"], ["user", "passwd"], ["user", "role"],
-                     ["audit"], ["db", "url"], ["serve"], ["demo"]):
+    for required in (
+        ["user", "add"],
+        ["user", "list"],
+        ["user", "disable"],
+        ["user", "passwd"],
+        ["user", "role"],
+        ["audit"],
+        ["db", "url"],
+        ["serve"],
+        ["demo"],
+    ):
         assert required in paths, required
     runner = CliRunner()
     for path in paths:  # in-process: one interpreter start per command would take minutes

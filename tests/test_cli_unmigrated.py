@@ -24,8 +24,17 @@ def _env(**extra) -> dict:
 
 def _run_all(commands: list[list[str]], env: dict, stdin: str = "Test-passw0rd-1\nTest-passw0rd-1\n"):
     """Run the commands at once (each is an interpreter start); returns their CompletedProcess-like results."""
-    procs = [subprocess.Popen([sys.executable, "-m", "gisgov.cli.main", *c], env=env, stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "gisgov.cli.main", *c],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for c in commands
+    ]
     out = []
     for p in procs:
         so, se = p.communicate(stdin, timeout=180)
@@ -49,7 +58,7 @@ def _commands(tmp_path) -> list[list[str]]:
 
 
 def _assert_one_line(results, commands, expected: str) -> None:
-    for (rc, so, se), cmd in zip(results, commands):
+    for (rc, so, se), cmd in zip(results, commands, strict=False):
         assert rc == 2, (cmd, rc, so, se)
         assert "Traceback" not in so + se, (cmd, se)
         lines = [ln for ln in se.splitlines() if ln.strip()]
@@ -64,14 +73,16 @@ def test_commands_on_an_unmigrated_database_say_what_to_run(db_factory, tmp_path
     eng = create_engine(url, poolclass=pool.NullPool)
     try:
         with eng.connect() as c:  # nothing was created behind the user's back
-            assert c.execute(text("SELECT to_regclass('street') IS NULL AND to_regclass('alembic_version') IS NULL")).scalar()
+            assert c.execute(
+                text("SELECT to_regclass('street') IS NULL AND to_regclass('alembic_version') IS NULL")
+            ).scalar()
     finally:
         eng.dispose()
     # `gisgov db migrate` is the command whose job it is: it migrates, and then the commands work
-    (rc, so, se), = _run_all([["db", "migrate"]], env)
+    ((rc, so, se),) = _run_all([["db", "migrate"]], env)
     assert rc == 0 and migrate.head() in so, se
     assert migrate.schema_problem(url) is None
-    (rc, so, se), = _run_all([["user", "list"]], env)
+    ((rc, so, se),) = _run_all([["user", "list"]], env)
     assert rc == 0 and "Traceback" not in se, se
 
 
@@ -79,8 +90,11 @@ def test_older_revision_needs_upgrade(db_factory, tmp_path):
     url = db_factory.create(migrated=False)
     migrate.upgrade(url, "0006")
     assert "0006" in migrate.schema_problem(url) and NEEDS_UPGRADE in migrate.schema_problem(url)
-    commands = [["audit"], ["grids", "plans", "--community", "340104001001"],
-                ["load", str(tmp_path / "missing.geojson"), "--level", "street"]]
+    commands = [
+        ["audit"],
+        ["grids", "plans", "--community", "340104001001"],
+        ["load", str(tmp_path / "missing.geojson"), "--level", "street"],
+    ]
     env = _env(GISGOV_DATABASE_URL=url, GISGOV_HOME=str(tmp_path / "home"))
     _assert_one_line(_run_all(commands, env), commands, NEEDS_UPGRADE)
 
@@ -103,15 +117,16 @@ def fresh_home(tmp_path_factory):
     os.chmod(h, 0o755)
     os.chmod(h.parent, 0o755)
     yield h
-    subprocess.run([sys.executable, "-m", "gisgov.cli.main", "db", "down"], env=_env(GISGOV_HOME=str(h)),
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "gisgov.cli.main", "db", "down"], env=_env(GISGOV_HOME=str(h)), capture_output=True
+    )
 
 
 def test_fresh_home_db_up_then_load(fresh_home, tmp_path):
     """The issue's case: `gisgov db up` on a fresh home, then `gisgov load file` (it used to end in a
     `relation "street" does not exist` traceback)."""
     env = _env(GISGOV_HOME=str(fresh_home))
-    (rc, so, se), = _run_all([["db", "up"]], env)
+    ((rc, _so, se),) = _run_all([["db", "up"]], env)
     assert rc == 0, se
     assert NOT_MIGRATED in se  # `db up` only starts the server, and says what is missing
     commands = _commands(tmp_path)[:3]

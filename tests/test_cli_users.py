@@ -9,13 +9,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from mini_city import COMM_A, GRID_A1, STREET, load_mini_city
 from sqlalchemy import create_engine, pool, text
 from typer.testing import CliRunner
 
 from gisgov.cli.main import app
 from gisgov.config import Settings, get_settings
 from gisgov.security import accounts
-from mini_city import COMM_A, GRID_A1, STREET, load_mini_city
 
 PW = "Str0ng-passw0rd"
 PW2 = "An0ther-passw0rd"
@@ -57,8 +57,14 @@ def _user(owner, username):
 
 def _audit_rows(owner, username, action="user_admin"):
     with owner.connect() as c:
-        return c.execute(text("SELECT * FROM audit_log WHERE action = :a AND object = :o ORDER BY id"),
-                         {"a": action, "o": f"user:{username}"}).mappings().all()
+        return (
+            c.execute(
+                text("SELECT * FROM audit_log WHERE action = :a AND object = :o ORDER BY id"),
+                {"a": action, "o": f"user:{username}"},
+            )
+            .mappings()
+            .all()
+        )
 
 
 def _sign_in(owner, username, password):
@@ -67,8 +73,19 @@ def _sign_in(owner, username, password):
 
 
 def test_add_with_password_on_stdin_is_audited_and_can_sign_in(gisgov, owner):
-    r = gisgov("user", "add", "zhang.san", "--role", "community_staff", "--scope", COMM_A, "--name", "张三",
-               "--password-stdin", input=PW + "\n")
+    r = gisgov(
+        "user",
+        "add",
+        "zhang.san",
+        "--role",
+        "community_staff",
+        "--scope",
+        COMM_A,
+        "--name",
+        "张三",
+        "--password-stdin",
+        input=PW + "\n",
+    )
     assert r.exit_code == 0, r.output
     assert "已创建 added" in r.stdout and "东园社区" in r.stdout
     assert PW not in r.output
@@ -93,14 +110,17 @@ def test_add_prompts_twice_hidden(gisgov, owner):
     assert mismatch.exit_code != 0 and _user(owner, "other_admin") is None
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--role", "mayor", "--scope", STREET], "未知角色 unknown role 'mayor'"),
-    (["--role", "grid_worker", "--scope", STREET], "must be bound to: 网格 grid"),
-    (["--role", "admin", "--scope", STREET], "must be bound to: 全市 whole city"),
-    (["--role", "viewer", "--scope", "12ab"], "is not a street (9), community (12) or grid (15) code"),
-    (["--role", "community_staff", "--scope", "340104001999"], "unknown community code 340104001999"),
-    (["--role", "viewer", "--scope", STREET, "--name", "x"], "password must contain letters and digits"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--role", "mayor", "--scope", STREET], "未知角色 unknown role 'mayor'"),
+        (["--role", "grid_worker", "--scope", STREET], "must be bound to: 网格 grid"),
+        (["--role", "admin", "--scope", STREET], "must be bound to: 全市 whole city"),
+        (["--role", "viewer", "--scope", "12ab"], "is not a street (9), community (12) or grid (15) code"),
+        (["--role", "community_staff", "--scope", "340104001999"], "unknown community code 340104001999"),
+        (["--role", "viewer", "--scope", STREET, "--name", "x"], "password must contain letters and digits"),
+    ],
+)
 def test_add_bad_input_exits_2_with_one_line(gisgov, owner, args, message):
     pw = "onlyletters" if "x" in args else PW
     r = gisgov("user", "add", "bad_user", *args, "--password-stdin", input=pw + "\n")
@@ -113,9 +133,15 @@ def test_add_bad_input_exits_2_with_one_line(gisgov, owner, args, message):
 
 
 def test_add_duplicate_and_bad_name(gisgov, owner):
-    assert gisgov("user", "add", "dup_user", "--role", "viewer", "--scope", STREET, "--password-stdin",
-                  input=PW + "\n").exit_code == 0
-    again = gisgov("user", "add", "dup_user", "--role", "viewer", "--scope", STREET, "--password-stdin", input=PW + "\n")
+    assert (
+        gisgov(
+            "user", "add", "dup_user", "--role", "viewer", "--scope", STREET, "--password-stdin", input=PW + "\n"
+        ).exit_code
+        == 0
+    )
+    again = gisgov(
+        "user", "add", "dup_user", "--role", "viewer", "--scope", STREET, "--password-stdin", input=PW + "\n"
+    )
     assert again.exit_code == 2 and "already exists" in again.stderr
     failed = [r for r in _audit_rows(owner, "dup_user") if r["result"] == "failed"]
     assert len(failed) == 1 and failed[0]["detail"]["op"] == "add"
@@ -124,8 +150,19 @@ def test_add_duplicate_and_bad_name(gisgov, owner):
 
 
 def test_list_shows_role_labels_scope_and_state(gisgov, owner):
-    gisgov("user", "add", "wang.grid", "--role", "grid_worker", "--scope", GRID_A1, "--name", "王网格",
-           "--password-stdin", input=PW + "\n")
+    gisgov(
+        "user",
+        "add",
+        "wang.grid",
+        "--role",
+        "grid_worker",
+        "--scope",
+        GRID_A1,
+        "--name",
+        "王网格",
+        "--password-stdin",
+        input=PW + "\n",
+    )
     gisgov("user", "add", "li.locked", "--role", "viewer", "--scope", STREET, "--password-stdin", input=PW + "\n")
     with owner.begin() as c:
         c.execute(text("UPDATE app_user SET locked_until = now() + interval '1 hour' WHERE username = 'li.locked'"))
@@ -140,7 +177,9 @@ def test_list_shows_role_labels_scope_and_state(gisgov, owner):
     assert "至 until" in lines["li.locked"]
     assert "$argon2" not in r.stdout
     with owner.connect() as c:
-        n = c.execute(text("SELECT count(*) FROM audit_log WHERE action = 'user_admin' AND detail->>'op' = 'list'")).scalar()
+        n = c.execute(
+            text("SELECT count(*) FROM audit_log WHERE action = 'user_admin' AND detail->>'op' = 'list'")
+        ).scalar()
     assert n >= 1
 
 
@@ -151,8 +190,15 @@ def test_disable_then_sign_in_fails_and_enable_again(gisgov, owner):
     assert r.exit_code == 0 and "已停用 disabled" in r.stdout
     assert _user(owner, "zhao.off")["disabled"] is True
     with owner.connect() as c:  # its sessions ended
-        assert c.execute(text("SELECT count(*) FROM auth_session s JOIN app_user u ON u.id = s.user_id "
-                              "WHERE u.username = 'zhao.off'")).scalar() == 0
+        assert (
+            c.execute(
+                text(
+                    "SELECT count(*) FROM auth_session s JOIN app_user u ON u.id = s.user_id "
+                    "WHERE u.username = 'zhao.off'"
+                )
+            ).scalar()
+            == 0
+        )
     with pytest.raises(accounts.SignInFailed) as exc:
         _sign_in(owner, "zhao.off", PW)
     assert exc.value.reason == "disabled"
@@ -163,8 +209,11 @@ def test_disable_then_sign_in_fails_and_enable_again(gisgov, owner):
 
 
 def test_unknown_user_exits_1(gisgov, owner):
-    for args in (["disable", "nobody"], ["passwd", "nobody", "--password-stdin"],
-                 ["role", "nobody", "--role", "viewer", "--scope", STREET]):
+    for args in (
+        ["disable", "nobody"],
+        ["passwd", "nobody", "--password-stdin"],
+        ["role", "nobody", "--role", "viewer", "--scope", STREET],
+    ):
         r = gisgov("user", *args, input=PW + "\n")
         assert r.exit_code == 1, (args, r.output)
         assert "no user nobody" in r.stderr and len(r.stderr.strip().splitlines()) == 1
@@ -184,7 +233,11 @@ def test_passwd(gisgov, owner):
     prompted = gisgov("user", "passwd", "sun.pw", input=f"{PW}\n{PW}\n")
     assert prompted.exit_code == 0 and PW not in prompted.stdout
     assert _sign_in(owner, "sun.pw", PW)
-    assert [r["detail"]["op"] for r in _audit_rows(owner, "sun.pw") if r["result"] == "ok"] == ["add", "passwd", "passwd"]
+    assert [r["detail"]["op"] for r in _audit_rows(owner, "sun.pw") if r["result"] == "ok"] == [
+        "add",
+        "passwd",
+        "passwd",
+    ]
 
 
 def test_role(gisgov, owner):
@@ -203,8 +256,12 @@ def test_role(gisgov, owner):
     assert wrong.exit_code == 2 and "must be bound to: 街道 street" in wrong.stderr
     assert (_user(owner, "qian.role")["role"]) == "grid_worker"
     last_ok = [r for r in _audit_rows(owner, "qian.role") if r["result"] == "ok"][-1]
-    assert last_ok["detail"] == {"op": "role", "role": "grid_worker", "scope": GRID_A1,
-                                 "was": {"role": "viewer", "scope": STREET}}
+    assert last_ok["detail"] == {
+        "op": "role",
+        "role": "grid_worker",
+        "scope": GRID_A1,
+        "was": {"role": "viewer", "scope": STREET},
+    }
 
 
 def test_audit_command_json_and_filters(gisgov, owner):
@@ -234,11 +291,14 @@ def test_audit_command_json_and_filters(gisgov, owner):
     assert table.exit_code == 0 and "审计日志 Audit log" in table.stdout and "audit_read" in table.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--since", "yesterday"], "invalid time 'yesterday'"),
-    (["--action", "dance"], "unknown action 'dance'"),
-    (["--result", "meh"], "unknown result 'meh'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--since", "yesterday"], "invalid time 'yesterday'"),
+        (["--action", "dance"], "unknown action 'dance'"),
+        (["--result", "meh"], "unknown result 'meh'"),
+    ],
+)
 def test_audit_bad_filters_exit_2(gisgov, args, message):
     r = gisgov("audit", *args)
     assert r.exit_code == 2 and message in r.stderr
@@ -248,17 +308,27 @@ def test_demo_accounts_created_once_and_serve_refusals(gisgov, owner, url, monke
     from gisgov.cli import demo, serve
 
     with owner.begin() as c:  # an active plan for community A, so the demo grid worker has a grid
-        pid = c.execute(text("INSERT INTO grid_plan (community_code, version, status, activated) "
-                             "VALUES (:c, 1, 'active', now()) RETURNING id"), {"c": COMM_A}).scalar()
+        pid = c.execute(
+            text(
+                "INSERT INTO grid_plan (community_code, version, status, activated) "
+                "VALUES (:c, 1, 'active', now()) RETURNING id"
+            ),
+            {"c": COMM_A},
+        ).scalar()
         c.execute(text("UPDATE grid SET plan_id = :p WHERE community_code = :c"), {"p": pid, "c": COMM_A})
         c.execute(text("UPDATE app_user SET disabled = true WHERE role = 'admin'"))  # no admin yet
     problems = serve.account_problems(url)
     assert len(problems) == 1 and "gisgov user add" in problems[0]
 
     made = demo.ensure_demo_accounts(url)
-    want = {"demo_admin": ("admin", ""), "demo_leader": ("street_leader", STREET), "demo_planner": ("planner", STREET),
-            "demo_staff": ("community_staff", COMM_A), "demo_grid": ("grid_worker", GRID_A1),
-            "demo_viewer": ("viewer", STREET)}
+    want = {
+        "demo_admin": ("admin", ""),
+        "demo_leader": ("street_leader", STREET),
+        "demo_planner": ("planner", STREET),
+        "demo_staff": ("community_staff", COMM_A),
+        "demo_grid": ("grid_worker", GRID_A1),
+        "demo_viewer": ("viewer", STREET),
+    }
     assert {a.username: (a.role.value, a.scope_code) for a in made} == want
     for a in made:
         assert _user(owner, a.username)["is_demo"] is True
@@ -306,7 +376,7 @@ def test_serve_and_demo_print_the_sign_in_url_and_set_demo_mode(gisgov, url, own
     assert "http://127.0.0.1:8123/login" in r.stdout and "登录 Sign in" in r.stdout
     assert served[-1][0].state.settings.demo is False and served[-1][1:] == ("127.0.0.1", 8123)
 
-    monkeypatch.setattr(demo, "_analysis_steps", lambda: [])
+    monkeypatch.setattr(demo, "_analysis_steps", list)
     with owner.begin() as c:  # (an earlier test may have disabled it)
         c.execute(text("UPDATE app_user SET disabled = false WHERE username = 'demo_leader'"))
     r = gisgov("demo", "--port", "8124")

@@ -22,12 +22,12 @@ import httpx
 import pytest
 from auth_helpers import USER_PASSWORD, app_engine, ensure_user
 from pii_scanner import assert_no_clear_pii
+from security_city import gridded_city_url  # noqa: F401  (fixture)
 from sqlalchemy import create_engine, pool, text
 
 from gisgov.api import deps
 from gisgov.api.app import create_app
 from gisgov.config import Settings
-from security_city import gridded_city_url  # noqa: F401  (fixture)
 
 REQUESTS = 240
 BOUND_S = 120  # generous: this is a correctness test, not a benchmark
@@ -42,38 +42,50 @@ def accounts(gridded_city_url) -> list[dict]:
     out = []
     try:
         with eng.connect() as c:
-            grids = c.execute(text("""
+            grids = c.execute(
+                text("""
                 SELECT DISTINCT ON (g.community_code) g.code, count(r.id) AS n
                 FROM grid g JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active'
                 JOIN grid_assignment ga ON ga.grid_id = g.id AND ga.plan_id = p.id
                 JOIN building b ON b.id = ga.building_id JOIN household h ON h.building_code = b.code
                 JOIN resident r ON r.household_id = h.id
-                GROUP BY g.community_code, g.code ORDER BY g.community_code, n DESC, g.code""")).all()
+                GROUP BY g.community_code, g.code ORDER BY g.community_code, n DESC, g.code""")
+            ).all()
             assert len(grids) >= 3, "need active grids in three communities"
             assert len({g.code[:9] for g in grids}) >= 2, "need grids in two streets"
             for g in grids:
-                ids = set(c.execute(text("""
+                ids = set(
+                    c.execute(
+                        text("""
                     SELECT r.id FROM grid g JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active'
                     JOIN grid_assignment ga ON ga.grid_id = g.id AND ga.plan_id = p.id
                     JOIN building b ON b.id = ga.building_id JOIN household h ON h.building_code = b.code
-                    JOIN resident r ON r.household_id = h.id WHERE g.code = :g"""), {"g": g.code}).scalars())
+                    JOIN resident r ON r.household_id = h.id WHERE g.code = :g"""),
+                        {"g": g.code},
+                    ).scalars()
+                )
                 out.append({"user": ensure_user(gridded_city_url, "grid_worker", g.code), "scope": g.code, "ids": ids})
             comm = grids[0].code[:12]
-            ids = set(c.execute(text("""
+            ids = set(
+                c.execute(
+                    text("""
                 SELECT r.id FROM resident r JOIN household h ON h.id = r.household_id
-                JOIN building b ON b.code = h.building_code WHERE b.community_code = :c"""), {"c": comm}).scalars())
+                JOIN building b ON b.code = h.building_code WHERE b.community_code = :c"""),
+                    {"c": comm},
+                ).scalars()
+            )
             out.append({"user": ensure_user(gridded_city_url, "community_staff", comm), "scope": comm, "ids": ids})
     finally:
         eng.dispose()
     for i, a in enumerate(out):
         assert a["ids"], f"no residents in scope {a['scope']}"
         other = out[(i + 1) % len(out)]["ids"] | out[(i + 2) % len(out)]["ids"]
-        a["own"] = sorted(a["ids"])[::max(1, len(a["ids"]) // 40)]
-        a["foreign"] = sorted(other - a["ids"])[::max(1, len(other - a["ids"]) // 40)]
+        a["own"] = sorted(a["ids"])[:: max(1, len(a["ids"]) // 40)]
+        a["foreign"] = sorted(other - a["ids"])[:: max(1, len(other - a["ids"]) // 40)]
         assert a["foreign"]
     # the scopes really differ: no grid worker's residents are another grid worker's
     grid_sets = [a["ids"] for a in out if len(a["scope"]) == 15]
-    assert all(not (x & y) for i, x in enumerate(grid_sets) for y in grid_sets[i + 1:])
+    assert all(not (x & y) for i, x in enumerate(grid_sets) for y in grid_sets[i + 1 :])
     return out
 
 
@@ -159,7 +171,7 @@ def test_a_cancelled_request_gives_its_connection_back(gridded_city_url):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(hold)
                 tg.start_soon(hold)
-                while len(held) < 2:
+                while len(held) < 2:  # noqa: ASYNC110
                     await anyio.sleep(0.05)
                 assert eng.pool.checkedout() == 2
                 tg.cancel_scope.cancel()

@@ -17,8 +17,11 @@ from gisgov.config import Settings
 
 
 def _request(eng, wait_s: float):
-    return SimpleNamespace(app=SimpleNamespace(state=SimpleNamespace(engine=eng, settings=Settings(pool_timeout_s=wait_s))),
-                           state=SimpleNamespace(), scope={})
+    return SimpleNamespace(
+        app=SimpleNamespace(state=SimpleNamespace(engine=eng, settings=Settings(pool_timeout_s=wait_s))),
+        state=SimpleNamespace(),
+        scope={},
+    )
 
 
 def test_waiters_are_served_in_arrival_order_without_threads(mini_city_url):

@@ -44,6 +44,7 @@ def _bi(model, x, y):
 
 # --- catalog ---------------------------------------------------------------------------------------
 
+
 def test_catalog_defaults(catalog):
     assert [c.code for c in catalog.circles] == ["c5", "c10", "c15", "c30"]
     assert catalog.budget_m("c5", "standard") == 300 and catalog.budget_m("c15", "standard") == 1000
@@ -56,9 +57,12 @@ def test_catalog_defaults(catalog):
 
 
 def test_catalog_errors_name_entry_and_rule(catalog):
-    doc = {"circles": [{"code": "c5", "minutes": 5, "distance_m": 300}],
-           "categories": [{"code": "a", "select": [{"category": "weisheng"}]}],
-           "standards": [{"code": "s", "tiers": {"c5": ["nope"]}}], "distance_cap_m": 1000}
+    doc = {
+        "circles": [{"code": "c5", "minutes": 5, "distance_m": 300}],
+        "categories": [{"code": "a", "select": [{"category": "weisheng"}]}],
+        "standards": [{"code": "s", "tiers": {"c5": ["nope"]}}],
+        "distance_cap_m": 1000,
+    }
     with pytest.raises(CatalogError, match=r"standard 's' tier 'c5': unknown category 'nope'.*category_exists"):
         parse_catalog(doc)
     doc["standards"] = []
@@ -72,6 +76,7 @@ def test_catalog_errors_name_entry_and_rule(catalog):
 
 
 # --- distances -------------------------------------------------------------------------------------
+
 
 def test_distances_hand_checked(model, table):
     assert model.method == NETWORK
@@ -112,14 +117,23 @@ def test_straight_line_fallback_is_labelled(catalog):
     assert t.method == STRAIGHT_LINE
     f = m.facilities[m.facilities["category_code"] == "weisheng"]
     b = m.buildings
-    d = np.min(np.hypot(b["x"].to_numpy()[:, None] - f["x"].to_numpy()[None, :],
-                        b["y"].to_numpy()[:, None] - f["y"].to_numpy()[None, :]), axis=1) * 1.3
+    d = (
+        np.min(
+            np.hypot(
+                b["x"].to_numpy()[:, None] - f["x"].to_numpy()[None, :],
+                b["y"].to_numpy()[:, None] - f["y"].to_numpy()[None, :],
+            ),
+            axis=1,
+        )
+        * 1.3
+    )
     d[d > catalog.distance_cap_m] = np.inf
     assert np.allclose(t.dist[:, 0], d, rtol=1e-5)
     assert m.snap_summary()["no_network"] == len(b)
 
 
 # --- figures ---------------------------------------------------------------------------------------
+
 
 def test_figures_add_up_and_match_distances(model, table, catalog):
     fig = coverage_figures(model.buildings, table, catalog)
@@ -130,7 +144,9 @@ def test_figures_add_up_and_match_distances(model, table, catalog):
     assert row.buildings.iloc[0] == len(b)
     assert row.buildings_in.iloc[0] == int((d <= 500).sum())
     assert row.households_in.iloc[0] == pytest.approx(b["households"].to_numpy()[d <= 500].sum())
-    comm = fig[(fig.level == "community") & (fig.item == "weisheng") & (fig.profile == "standard") & (fig.circle == "c10")]
+    comm = fig[
+        (fig.level == "community") & (fig.item == "weisheng") & (fig.profile == "standard") & (fig.circle == "c10")
+    ]
     assert comm.buildings_in.sum() == row.buildings_in.iloc[0]
     grid = fig[(fig.level == "grid") & (fig.item == "weisheng") & (fig.profile == "standard") & (fig.circle == "c10")]
     assert grid.households_in.sum() == pytest.approx(row.households_in.iloc[0])
@@ -149,7 +165,9 @@ def test_complete_circle_is_cumulative(model, table, catalog):
     # gb50180: a tier needs its own and the lower tiers' categories; this city lacks most → nobody
     assert not complete_mask(table, catalog, "gb50180", "c5", "standard").any()
     fig = coverage_figures(model.buildings, table, catalog)
-    p = fig[(fig.level == "street") & (fig.item_kind == "complete") & (fig.item == "party10") & (fig.profile == "standard")]
+    p = fig[
+        (fig.level == "street") & (fig.item_kind == "complete") & (fig.item == "party10") & (fig.profile == "standard")
+    ]
     assert p.buildings_in.iloc[0] == ok.sum()
     assert fig[(fig.item == "report16_village")].empty  # no rural community in this city
 
@@ -165,6 +183,7 @@ def test_special_groups_counted(model, table, catalog):
 
 
 # --- service areas and gaps -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("category", ["weisheng", "xuexiao", "dangjian"])
 @pytest.mark.parametrize("budget", [300.0, 500.0, 1000.0])
@@ -199,8 +218,11 @@ def test_partial_edges_are_cut_at_the_exact_offset(model):
     # at 161 m: the facility's edge and the 3 + 3 other 100 m edges at its two end nodes, entirely;
     # 1 m into each edge beyond those
     assert int(s.edge[0]) in set(full.tolist()) and len(full) == 7
-    assert all(areas._merge(iv)[0][1] - areas._merge(iv)[0][0] == pytest.approx(1.0, abs=1e-3)
-               for e, iv in partial.items() if e not in set(full.tolist()))
+    assert all(
+        areas._merge(iv)[0][1] - areas._merge(iv)[0][0] == pytest.approx(1.0, abs=1e-3)
+        for e, iv in partial.items()
+        if e not in set(full.tolist())
+    )
 
 
 def test_per_facility_area_and_gaps(model, table, catalog):
@@ -217,13 +239,14 @@ def test_per_facility_area_and_gaps(model, table, catalog):
 
 # --- what-if -----------------------------------------------------------------------------------------
 
+
 def _col(table, model, code, catalog):
     j = table.col(code)
     return model.category_rows(catalog.category(code)), table.dist[:, j].astype(float), table.fac[:, j].astype(np.int64)
 
 
 def test_whatif_add_changes_only_its_category(model, table, catalog):
-    rows, d, f = _col(table, model, "weisheng", catalog)
+    _rows, d, f = _col(table, model, "weisheng", catalog)
     w = whatif.add(model, "weisheng", d, f, OX + 650, OY + 620)
     assert len(w.changed) > 0 and (w.after <= d).all() and (w.after[w.changed] < d[w.changed]).all()
     # exact: same as computing with the facility really there
@@ -252,7 +275,7 @@ def test_whatif_add_changes_only_its_category(model, table, catalog):
 def test_whatif_remove_and_move_match_a_full_recompute(model, table, catalog):
     rows, d, f = _col(table, model, "xuexiao", catalog)
     r = whatif.remove(model, "xuexiao", rows, d, f, rows[0])
-    full, ffull = model.distances_from_rows(rows[1:])
+    full, _ffull = model.distances_from_rows(rows[1:])
     assert np.array_equal(np.isinf(r.after), np.isinf(full))
     fin = np.isfinite(full)
     assert np.allclose(r.after[fin], full[fin], atol=1e-6)
@@ -263,6 +286,7 @@ def test_whatif_remove_and_move_match_a_full_recompute(model, table, catalog):
 
 
 # --- siting -------------------------------------------------------------------------------------------
+
 
 def _brute(a: sparse.csr_matrix, w: np.ndarray, k: int | None):
     a = a.toarray()
@@ -283,7 +307,7 @@ def _brute(a: sparse.csr_matrix, w: np.ndarray, k: int | None):
 
 def test_mclp_and_lscp_optimal_on_small_instance():
     rng = np.random.default_rng(3)
-    for trial in range(5):
+    for _trial in range(5):
         a = sparse.csr_matrix(rng.random((9, 30)) < 0.18)
         w = rng.integers(1, 50, 30).astype(float)
         for k in (1, 2, 3):
@@ -301,10 +325,11 @@ def test_mclp_and_lscp_optimal_on_small_instance():
 
 
 def test_site_on_the_city(model, table, catalog):
-    rows, d, f = _col(table, model, "weisheng", catalog)
+    _rows, d, f = _col(table, model, "weisheng", catalog)
     b = model.buildings
-    res = siting.site(model, d, 500.0, demand_mask=np.ones(len(b), bool),
-                      candidates=(b["x"].to_numpy(), b["y"].to_numpy()), k=2)
+    res = siting.site(
+        model, d, 500.0, demand_mask=np.ones(len(b), bool), candidates=(b["x"].to_numpy(), b["y"].to_numpy()), k=2
+    )
     assert res.method == "highs" and res.optimal and len(res.sites) == 2
     assert res.gain_households[0] >= res.gain_households[1] > 0
     # check the claim: add both sites, recompute, the newly covered households match
@@ -315,8 +340,9 @@ def test_site_on_the_city(model, table, catalog):
     hh = b["households"].to_numpy(float)
     gained = hh[(after <= 500) & ~(d <= 500)].sum()
     assert gained == pytest.approx(res.covered_households)
-    lscp = siting.site(model, d, 500.0, demand_mask=np.ones(len(b), bool),
-                       candidates=(b["x"].to_numpy(), b["y"].to_numpy()), k=None)
+    lscp = siting.site(
+        model, d, 500.0, demand_mask=np.ones(len(b), bool), candidates=(b["x"].to_numpy(), b["y"].to_numpy()), k=None
+    )
     assert lscp.covered_buildings + lscp.uncoverable_buildings == lscp.demand_buildings
     assert len(lscp.sites) >= 2
 
@@ -354,6 +380,7 @@ def test_straight_line_fallback_supports_areas_whatif_and_siting(catalog):
     near = np.hypot(m.buildings["x"] - OX - 650, m.buildings["y"] - OY - 620).to_numpy() * 1.3
     assert np.allclose(w.after, np.minimum(d, np.where(near <= catalog.distance_cap_m, near, np.inf)))
     b = m.buildings
-    res = siting.site(m, d, 500.0, demand_mask=np.ones(len(b), bool),
-                      candidates=(b["x"].to_numpy(), b["y"].to_numpy()), k=2)
+    res = siting.site(
+        m, d, 500.0, demand_mask=np.ones(len(b), bool), candidates=(b["x"].to_numpy(), b["y"].to_numpy()), k=2
+    )
     assert len(res.sites) == 2 and res.covered_households > 0

@@ -7,10 +7,9 @@ import hashlib
 
 import numpy as np
 import pytest
+from auth_helpers import bearer_token, ensure_user, signed_in_client
 from sqlalchemy import create_engine, pool, text
 from typer.testing import CliRunner
-
-from auth_helpers import bearer_token, ensure_user, signed_in_client
 
 from gisgov.config import Settings, get_settings
 from gisgov.coverage.service import CoverageService
@@ -47,8 +46,15 @@ def test_migration_up_and_down(db_factory):
     url = db_factory.create(migrated=False)
     migrate.upgrade(url)
     eng = create_engine(url, poolclass=pool.NullPool)
-    mine = {"building_access", "building_snap", "facility_snap", "coverage_run", "coverage_budget",
-            "coverage_figure", "coverage_group_figure"}
+    mine = {
+        "building_access",
+        "building_snap",
+        "facility_snap",
+        "coverage_run",
+        "coverage_budget",
+        "coverage_figure",
+        "coverage_group_figure",
+    }
     q = text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     with eng.connect() as c:
         assert mine <= {r[0] for r in c.execute(q)}
@@ -72,28 +78,43 @@ def test_stored_results_are_complete_and_consistent(ceng):
         assert c.execute(text("SELECT count(*) FROM building_snap")).scalar() == nb
         assert c.execute(text("SELECT count(DISTINCT method) FROM building_access")).scalar() == 1
         # the view: within ⇔ distance ≤ budget
-        bad = c.execute(text("""SELECT count(*) FROM building_access_profile v JOIN coverage_budget b USING (profile, circle)
-                                WHERE v.within <> (v.distance_m IS NOT NULL AND v.distance_m <= b.distance_m)""")).scalar()
+        bad = c.execute(
+            text("""SELECT count(*) FROM building_access_profile v JOIN coverage_budget b USING (profile, circle)
+                                WHERE v.within <> (v.distance_m IS NOT NULL AND v.distance_m <= b.distance_m)""")
+        ).scalar()
         assert bad == 0
         # the recorded facility is of the right category and not farther than straight-line allows
-        wrong = c.execute(text("""SELECT count(*) FROM building_access a JOIN facility f ON f.id = a.facility_id
+        wrong = c.execute(
+            text("""SELECT count(*) FROM building_access a JOIN facility f ON f.id = a.facility_id
                                   JOIN building b ON b.id = a.building_id
                                   WHERE a.category_code = 'weisheng' AND (f.category_code <> 'weisheng'
-                                     OR ST_Distance(ST_Transform(f.geom, 4548), ST_Transform(b.pos, 4548)) > a.distance_m + 0.5)""")).scalar()
+                                     OR ST_Distance(ST_Transform(f.geom, 4548), ST_Transform(b.pos, 4548)) > a.distance_m + 0.5)""")
+        ).scalar()
         assert wrong == 0
         # figures: the street total equals the buildings; shares computed from stored distances
-        row = c.execute(text("""SELECT sum(buildings) AS buildings, sum(buildings_in) AS buildings_in FROM coverage_figure
+        row = c.execute(
+            text("""SELECT sum(buildings) AS buildings, sum(buildings_in) AS buildings_in FROM coverage_figure
                                 WHERE level = 'street' AND item = 'weisheng' AND profile = 'standard'
-                                AND circle = 'c10'""")).one()
-        inside = c.execute(text("""SELECT count(*) FROM building_access WHERE category_code = 'weisheng'
-                                   AND distance_m <= 500""")).scalar()
+                                AND circle = 'c10'""")
+        ).one()
+        inside = c.execute(
+            text("""SELECT count(*) FROM building_access WHERE category_code = 'weisheng'
+                                   AND distance_m <= 500""")
+        ).scalar()
         assert row.buildings == nb and row.buildings_in == inside
         run = c.execute(text("SELECT method, finished_at IS NOT NULL FROM coverage_run ORDER BY id DESC LIMIT 1")).one()
         assert run == ("network", True)
         # the river crossing: the sample has no health facility across the river in its under-served
         # communities, so some buildings are beyond the 15-minute circle
-        assert c.execute(text("SELECT count(*) FROM building_access WHERE category_code = 'weisheng' "
-                              "AND (distance_m IS NULL OR distance_m > 1000)")).scalar() > 0
+        assert (
+            c.execute(
+                text(
+                    "SELECT count(*) FROM building_access WHERE category_code = 'weisheng' "
+                    "AND (distance_m IS NULL OR distance_m > 1000)"
+                )
+            ).scalar()
+            > 0
+        )
 
 
 def test_stored_distances_match_the_model(ceng):
@@ -135,8 +156,9 @@ def test_cli_report_site_whatif_help(cli_env, ceng):
 
     out = json.loads(r.output)
     assert out["problem"] == "mclp" and len(out["sites"]) <= 2 and out["solver"] in ("highs", "greedy", "none")
-    r = runner.invoke(app, ["coverage", "whatif", "--category", "weisheng", "--remove", str(fid)],
-                      env={"COLUMNS": "200"})
+    r = runner.invoke(
+        app, ["coverage", "whatif", "--category", "weisheng", "--remove", str(fid)], env={"COLUMNS": "200"}
+    )
     assert r.exit_code == 0, r.output
     assert "not saved" in r.output
     r = runner.invoke(app, ["coverage", "catalog"], env={"COLUMNS": "200"})
@@ -157,7 +179,12 @@ def test_cli_compute_one_category(cli_env, ceng):
     with ceng.connect() as c:
         run = c.execute(text("SELECT id, categories FROM coverage_run ORDER BY id DESC LIMIT 1")).one()
         assert run.id > before and run.categories == ["wenhua"]
-        assert c.execute(text("SELECT count(DISTINCT run_id) FROM building_access WHERE category_code = 'wenhua'")).scalar() == 1
+        assert (
+            c.execute(
+                text("SELECT count(DISTINCT run_id) FROM building_access WHERE category_code = 'wenhua'")
+            ).scalar()
+            == 1
+        )
 
 
 # --- API ------------------------------------------------------------------------------------------------
@@ -178,8 +205,10 @@ def as_(client, url: str, role: str, scope: str) -> dict:
 
 def audit_rows(ceng, action: str) -> list:
     with ceng.connect() as c:
-        return c.execute(text("SELECT actor, actor_role, object, result, detail FROM audit_log WHERE action = :a "
-                              "ORDER BY id"), {"a": action}).all()
+        return c.execute(
+            text("SELECT actor, actor_role, object, result, detail FROM audit_log WHERE action = :a ORDER BY id"),
+            {"a": action},
+        ).all()
 
 
 def test_api_summary_areas_gaps(client, ceng):
@@ -206,8 +235,12 @@ def test_api_summary_areas_gaps(client, ceng):
     assert r.status_code == 200
     gaps = r.json()["features"]
     with ceng.connect() as c:
-        beyond = c.execute(text("SELECT count(*) FROM building_access WHERE category_code = 'weisheng' "
-                                "AND (distance_m IS NULL OR distance_m > 500)")).scalar()
+        beyond = c.execute(
+            text(
+                "SELECT count(*) FROM building_access WHERE category_code = 'weisheng' "
+                "AND (distance_m IS NULL OR distance_m > 500)"
+            )
+        ).scalar()
     assert sum(f["properties"]["buildings"] for f in gaps) == beyond
 
 
@@ -219,9 +252,11 @@ def test_api_areas_acceptance_on_the_sample_city(client, ceng):
         fc = client.get("/api/coverage/areas", params={"category": cat, "circle": circle}).json()
         area = shapely.geometry.shape(fc["features"][0]["geometry"])
         with ceng.connect() as c:
-            rows = c.execute(text("""SELECT ST_X(b.pos), ST_Y(b.pos), a.distance_m FROM building b
+            rows = c.execute(
+                text("""SELECT ST_X(b.pos), ST_Y(b.pos), a.distance_m FROM building b
                                      JOIN building_access a ON a.building_id = b.id AND a.category_code = :c"""),
-                             {"c": cat}).all()
+                {"c": cat},
+            ).all()
         x = np.array([r[0] for r in rows])
         y = np.array([r[1] for r in rows])
         d = np.array([np.inf if r[2] is None else r[2] for r in rows])
@@ -235,7 +270,9 @@ def test_api_site_and_map(client):
     r = client.post("/api/coverage/site", json={"category": "weisheng", "k": 2, "circle": "c10"})
     assert r.status_code == 200, r.text
     s = r.json()
-    assert s["problem"] == "mclp" and s["covered_households"] == pytest.approx(sum(x["households_gained"] for x in s["sites"]))
+    assert s["problem"] == "mclp" and s["covered_households"] == pytest.approx(
+        sum(x["households_gained"] for x in s["sites"])
+    )
     r = client.post("/api/coverage/site", json={"category": "weisheng", "fewest": True, "circle": "c10"})
     assert r.status_code == 200 and r.json()["problem"] == "lscp"
     assert r.json()["covered_buildings"] + r.json()["uncoverable_buildings"] == r.json()["demand_buildings"]
@@ -265,12 +302,17 @@ def test_api_graph_is_built_once_and_rebuilt_when_roads_change(client, ceng):
     # an isolated path next to a building: the graph is rebuilt, the piece reported, the building flagged
     with ceng.begin() as c:
         bid, x, y = c.execute(text("SELECT id, ST_X(pos), ST_Y(pos) FROM building ORDER BY id LIMIT 1")).one()
-        c.execute(text("""INSERT INTO road_node (id, geom) VALUES
+        c.execute(
+            text("""INSERT INTO road_node (id, geom) VALUES
                           (900001, ST_SetSRID(ST_MakePoint(:x - 0.0001, :y + 0.00001), 4490)),
-                          (900002, ST_SetSRID(ST_MakePoint(:x + 0.0001, :y + 0.00001), 4490))"""), {"x": x, "y": y})
-        c.execute(text("""INSERT INTO road_edge (source, target, class, length_m, geom)
+                          (900002, ST_SetSRID(ST_MakePoint(:x + 0.0001, :y + 0.00001), 4490))"""),
+            {"x": x, "y": y},
+        )
+        c.execute(
+            text("""INSERT INTO road_edge (source, target, class, length_m, geom)
                           SELECT 900001, 900002, 'path', gisgov_length_m(ST_MakeLine(a.geom, b.geom)), ST_MakeLine(a.geom, b.geom)
-                          FROM road_node a, road_node b WHERE a.id = 900001 AND b.id = 900002"""))
+                          FROM road_node a, road_node b WHERE a.id = 900001 AND b.id = 900002""")
+        )
     try:
         r = client.post("/api/coverage/compute", json={"categories": ["weisheng"]})
         assert r.status_code == 200, r.text
@@ -278,9 +320,12 @@ def test_api_graph_is_built_once_and_rebuilt_when_roads_change(client, ceng):
         comps = r.json()["components"]
         assert len(comps) >= 2 and comps[1]["edges"] >= 1
         with ceng.connect() as c:
-            flags, dist = c.execute(text("""SELECT s.flags, a.distance_m FROM building_snap s JOIN building_access a
+            flags, dist = c.execute(
+                text("""SELECT s.flags, a.distance_m FROM building_snap s JOIN building_access a
                                             ON a.building_id = s.building_id AND a.category_code = 'weisheng'
-                                            WHERE s.building_id = :b"""), {"b": bid}).one()
+                                            WHERE s.building_id = :b"""),
+                {"b": bid},
+            ).one()
         assert "minor_component" in flags and dist is None
     finally:
         with ceng.begin() as c:
@@ -291,29 +336,53 @@ def test_api_graph_is_built_once_and_rebuilt_when_roads_change(client, ceng):
 def test_api_whatif_commit_updates_only_its_categories(client, ceng):
     site = client.post("/api/coverage/site", json={"category": "weisheng", "k": 1, "circle": "c10"}).json()["sites"][0]
     with ceng.connect() as c:
-        before = dict(c.execute(text("""SELECT category_code, sum(coalesce(distance_m, 1e6))::float FROM building_access
-                                        GROUP BY 1""")).all())
+        before = dict(
+            c.execute(
+                text("""SELECT category_code, sum(coalesce(distance_m, 1e6))::float FROM building_access
+                                        GROUP BY 1""")
+            ).all()
+        )
         runs = dict(c.execute(text("SELECT category_code, max(run_id) FROM building_access GROUP BY 1")).all())
-        fig_b = c.execute(text("""SELECT sum(buildings_in) FROM coverage_figure WHERE level = 'street' AND item = 'weisheng'
-                                  AND profile = 'standard' AND circle = 'c10'""")).scalar()
+        fig_b = c.execute(
+            text("""SELECT sum(buildings_in) FROM coverage_figure WHERE level = 'street' AND item = 'weisheng'
+                                  AND profile = 'standard' AND circle = 'c10'""")
+        ).scalar()
         n_fac = c.execute(text("SELECT count(*) FROM facility")).scalar()
-    preview = client.post("/api/coverage/whatif", json={"category": "weisheng", "op": "add", "lon": site["lon"],
-                                                        "lat": site["lat"]}).json()
+    preview = client.post(
+        "/api/coverage/whatif", json={"category": "weisheng", "op": "add", "lon": site["lon"], "lat": site["lat"]}
+    ).json()
     assert preview["committed"] is False and preview["changed_buildings"] >= site["buildings_gained"]
-    r = client.post("/api/coverage/whatif", json={"category": "weisheng", "op": "add", "lon": site["lon"],
-                                                  "lat": site["lat"], "commit": True, "kind": "社区卫生服务站"})
+    r = client.post(
+        "/api/coverage/whatif",
+        json={
+            "category": "weisheng",
+            "op": "add",
+            "lon": site["lon"],
+            "lat": site["lat"],
+            "commit": True,
+            "kind": "社区卫生服务站",
+        },
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["committed"] and "weisheng" in out["categories_updated"]
     assert set(out["categories_updated"]) == {"weisheng", "gb_health_station"}
     with ceng.connect() as c:
-        after = dict(c.execute(text("""SELECT category_code, sum(coalesce(distance_m, 1e6))::float FROM building_access
-                                       GROUP BY 1""")).all())
+        after = dict(
+            c.execute(
+                text("""SELECT category_code, sum(coalesce(distance_m, 1e6))::float FROM building_access
+                                       GROUP BY 1""")
+            ).all()
+        )
         runs2 = dict(c.execute(text("SELECT category_code, max(run_id) FROM building_access GROUP BY 1")).all())
-        fig_a = c.execute(text("""SELECT sum(buildings_in) FROM coverage_figure WHERE level = 'street' AND item = 'weisheng'
-                                  AND profile = 'standard' AND circle = 'c10'""")).scalar()
-        inside = c.execute(text("""SELECT count(*) FROM building_access WHERE category_code = 'weisheng'
-                                   AND distance_m <= 500""")).scalar()
+        fig_a = c.execute(
+            text("""SELECT sum(buildings_in) FROM coverage_figure WHERE level = 'street' AND item = 'weisheng'
+                                  AND profile = 'standard' AND circle = 'c10'""")
+        ).scalar()
+        inside = c.execute(
+            text("""SELECT count(*) FROM building_access WHERE category_code = 'weisheng'
+                                   AND distance_m <= 500""")
+        ).scalar()
         assert c.execute(text("SELECT count(*) FROM facility")).scalar() == n_fac + 1
     for k in before:
         if k in out["categories_updated"]:
@@ -322,21 +391,32 @@ def test_api_whatif_commit_updates_only_its_categories(client, ceng):
             assert after[k] == pytest.approx(before[k]) and runs2[k] == runs[k]
     assert fig_a == inside and fig_a - fig_b == site["buildings_gained"]
     # and back: remove it again (committed), the figures return
-    r = client.post("/api/coverage/whatif", json={"category": "weisheng", "op": "remove",
-                                                  "facility_id": out["facility_id"], "commit": True})
+    r = client.post(
+        "/api/coverage/whatif",
+        json={"category": "weisheng", "op": "remove", "facility_id": out["facility_id"], "commit": True},
+    )
     assert r.status_code == 200, r.text
     with ceng.connect() as c:
-        again = c.execute(text("""SELECT sum(buildings_in) FROM coverage_figure WHERE level = 'street' AND item = 'weisheng'
-                                  AND profile = 'standard' AND circle = 'c10'""")).scalar()
+        again = c.execute(
+            text("""SELECT sum(buildings_in) FROM coverage_figure WHERE level = 'street' AND item = 'weisheng'
+                                  AND profile = 'standard' AND circle = 'c10'""")
+        ).scalar()
     assert again == fig_b
 
 
 # --- who may see and change what -------------------------------------------------------------------------
 
+
 def _two_communities(ceng):
     with ceng.connect() as c:
-        a, b = c.execute(text("""SELECT community_code FROM building GROUP BY 1 HAVING count(*) > 20
-                                 ORDER BY 1 LIMIT 2""")).scalars().all()
+        a, b = (
+            c.execute(
+                text("""SELECT community_code FROM building GROUP BY 1 HAVING count(*) > 20
+                                 ORDER BY 1 LIMIT 2""")
+            )
+            .scalars()
+            .all()
+        )
         street = c.execute(text("SELECT street_code FROM community WHERE code = :a"), {"a": a}).scalar()
     return a, b, street
 
@@ -348,13 +428,18 @@ def test_api_coverage_is_limited_to_the_callers_area(client, ceng, city_url):
     a, b, street = _two_communities(ceng)
     planner = as_(client, city_url, "planner", a)
     # a unit outside the area (a sibling community, the street above it, a compound of the sibling): 404
-    assert client.get("/api/coverage/summary", headers=planner, params={"level": "community", "code": a}).status_code == 200
+    assert (
+        client.get("/api/coverage/summary", headers=planner, params={"level": "community", "code": a}).status_code
+        == 200
+    )
     with ceng.connect() as c:
         comp_b = c.execute(text("SELECT code FROM compound WHERE community_code = :b LIMIT 1"), {"b": b}).scalar()
     for level, code in (("community", b), ("street", street), ("compound", comp_b)):
         r = client.get("/api/coverage/summary", headers=planner, params={"level": level, "code": code})
         assert r.status_code == 404, (level, code, r.text)
-        r = client.get("/api/coverage/gaps", headers=planner, params={"category": "weisheng", "level": level, "code": code})
+        r = client.get(
+            "/api/coverage/gaps", headers=planner, params={"category": "weisheng", "level": level, "code": code}
+        )
         assert r.status_code == 404
     # the same figures as the admin's for the planner's own community
     mine = client.get("/api/coverage/summary", headers=planner, params={"level": "community", "code": a}).json()
@@ -363,14 +448,20 @@ def test_api_coverage_is_limited_to_the_callers_area(client, ceng, city_url):
     # gaps: only buildings of the planner's community beyond the circle
     gaps = client.get("/api/coverage/gaps", headers=planner, params={"category": "weisheng", "circle": "c10"}).json()
     with ceng.connect() as c:
-        beyond_a = c.execute(text("""SELECT count(*) FROM building_access x JOIN building y ON y.id = x.building_id
+        beyond_a = c.execute(
+            text("""SELECT count(*) FROM building_access x JOIN building y ON y.id = x.building_id
                                      WHERE x.category_code = 'weisheng' AND y.community_code = :a
-                                     AND (x.distance_m IS NULL OR x.distance_m > 500)"""), {"a": a}).scalar()
-        outline = shapely.from_wkb(bytes(c.execute(text("SELECT ST_AsBinary(geom) FROM community WHERE code = :a"),
-                                                   {"a": a}).scalar()))
-        in_a = c.execute(text("""SELECT count(*) FROM building_access x JOIN building y ON y.id = x.building_id
+                                     AND (x.distance_m IS NULL OR x.distance_m > 500)"""),
+            {"a": a},
+        ).scalar()
+        outline = shapely.from_wkb(
+            bytes(c.execute(text("SELECT ST_AsBinary(geom) FROM community WHERE code = :a"), {"a": a}).scalar())
+        )
+        in_a = c.execute(
+            text("""SELECT count(*) FROM building_access x JOIN building y ON y.id = x.building_id
                                  WHERE x.category_code = 'weisheng' AND y.community_code = :a AND x.distance_m <= 1000"""),
-                         {"a": a}).scalar()
+            {"a": a},
+        ).scalar()
     assert beyond_a > 0 and sum(f["properties"]["buildings"] for f in gaps["features"]) == beyond_a
     near = outline.buffer(1e-6)
     assert all(near.covers(shape(f["geometry"])) for f in gaps["features"] if f["geometry"])
@@ -394,8 +485,10 @@ def test_api_coverage_is_limited_to_the_callers_area(client, ceng, city_url):
 
 def test_api_special_groups_small_cells_for_aggregate_roles(client, ceng, city_url):
     with ceng.connect() as c:
-        row = c.execute(text("""SELECT level, code FROM coverage_group_figure WHERE level = 'compound'
-                                AND residents BETWEEN 1 AND 4 ORDER BY code LIMIT 1""")).one()
+        row = c.execute(
+            text("""SELECT level, code FROM coverage_group_figure WHERE level = 'compound'
+                                AND residents BETWEEN 1 AND 4 ORDER BY code LIMIT 1""")
+        ).one()
         comm = c.execute(text("SELECT community_code FROM compound WHERE code = :c"), {"c": row.code}).scalar()
     params = {"level": row.level, "code": row.code}
     admin = client.get("/api/coverage/summary", params=params).json()["special_groups"]
@@ -409,8 +502,17 @@ def test_api_special_groups_small_cells_for_aggregate_roles(client, ceng, city_u
                 assert not (isinstance(g[k], int) and 0 <= g[k] <= 4), g
             if isinstance(g["residents"], int) and isinstance(g["beyond"], int):
                 assert not 0 <= g["residents"] - g["beyond"] <= 4, g
-            assert set(g) == {"level", "code", "group_code", "category", "profile", "circle", "residents", "beyond",
-                              "suppressed"}
+            assert set(g) == {
+                "level",
+                "code",
+                "group_code",
+                "category",
+                "profile",
+                "circle",
+                "residents",
+                "beyond",
+                "suppressed",
+            }
     # community staff handle special groups in their own community: exact counts
     staff = client.get("/api/coverage/summary", headers=as_(client, city_url, "community_staff", comm), params=params)
     assert staff.json()["special_groups"] == admin
@@ -456,17 +558,24 @@ def test_api_special_groups_street_minus_communities_reveals_no_small_cell(clien
     _, _, street = _two_communities(ceng)
     viewer = as_(client, city_url, "viewer", street)
     with ceng.connect() as c:
-        comms = c.execute(text("SELECT code FROM community WHERE street_code = :s ORDER BY code"),
-                          {"s": street}).scalars().all()
+        comms = (
+            c.execute(text("SELECT code FROM community WHERE street_code = :s ORDER BY code"), {"s": street})
+            .scalars()
+            .all()
+        )
     units = [("street", street)] + [("community", c) for c in comms]
     shown, truth, residents = {}, {}, {}
     for level, code in units:
         params = {"level": level, "code": code}
         r = client.get("/api/coverage/summary", headers=viewer, params=params)
         assert r.status_code == 200, r.text
-        shown[code] = {(g["group_code"], g["category"], g["profile"], g["circle"]): g for g in r.json()["special_groups"]}
-        truth[code] = {(g["group_code"], g["category"], g["profile"], g["circle"]): g
-                       for g in client.get("/api/coverage/summary", params=params).json()["special_groups"]}
+        shown[code] = {
+            (g["group_code"], g["category"], g["profile"], g["circle"]): g for g in r.json()["special_groups"]
+        }
+        truth[code] = {
+            (g["group_code"], g["category"], g["profile"], g["circle"]): g
+            for g in client.get("/api/coverage/summary", params=params).json()["special_groups"]
+        }
         stats = client.get(f"/api/stats/{level}/{code}", headers=viewer)
         assert stats.status_code == 200, stats.text
         doc = stats.json()
@@ -505,8 +614,11 @@ def test_api_special_groups_street_minus_communities_reveals_no_small_cell(clien
         _tighten(lo, hi, rel)
         for code in shown:
             exact = truth[code][key]
-            real = {"residents": exact["residents"], "beyond": exact["beyond"],
-                    "within": exact["residents"] - exact["beyond"]}
+            real = {
+                "residents": exact["residents"],
+                "beyond": exact["beyond"],
+                "within": exact["residents"] - exact["beyond"],
+            }
             for f, v in real.items():
                 assert lo[(f, code)] <= v <= hi[(f, code)], (code, key, f)  # the reasoning is sound
                 if v < 5 and residents[code] > 0:
@@ -533,7 +645,9 @@ def test_api_model_is_the_same_whoever_loads_it(city_url, ceng):
         assert int(svc.groups["residents"].sum()) == ngrp
         n = svc.builds
         other = {"Authorization": f"Bearer {bearer_token(c, ensure_user(city_url, 'planner', b))}"}
-        assert c.get("/api/coverage/summary", headers=other, params={"level": "community", "code": b}).status_code == 200
+        assert (
+            c.get("/api/coverage/summary", headers=other, params={"level": "community", "code": b}).status_code == 200
+        )
         assert svc.builds == n  # no reload for another caller
 
 
@@ -542,10 +656,12 @@ def test_api_analyses_need_the_permission_and_are_audited(client, ceng, city_url
     viewer = as_(client, city_url, "viewer", a)
     with ceng.connect() as c:
         n_fac = c.execute(text("SELECT count(*) FROM facility")).scalar()
-        x, y = c.execute(text("SELECT ST_X(pos), ST_Y(pos) FROM building WHERE community_code = :a ORDER BY id LIMIT 1"),
-                         {"a": a}).one()
-        bx, by = c.execute(text("SELECT ST_X(pos), ST_Y(pos) FROM building WHERE community_code = :b ORDER BY id LIMIT 1"),
-                           {"b": b}).one()
+        x, y = c.execute(
+            text("SELECT ST_X(pos), ST_Y(pos) FROM building WHERE community_code = :a ORDER BY id LIMIT 1"), {"a": a}
+        ).one()
+        bx, by = c.execute(
+            text("SELECT ST_X(pos), ST_Y(pos) FROM building WHERE community_code = :b ORDER BY id LIMIT 1"), {"b": b}
+        ).one()
     add = {"category": "weisheng", "op": "add", "lon": x, "lat": y, "commit": True, "kind": "社区卫生服务站"}
     n_edit = len(audit_rows(ceng, "facility_edit"))
     assert client.post("/api/coverage/whatif", headers=viewer, json=add).status_code == 403
@@ -561,7 +677,10 @@ def test_api_analyses_need_the_permission_and_are_audited(client, ceng, city_url
         assert c.execute(text("SELECT count(*) FROM facility")).scalar() == n_fac
     assert len(audit_rows(ceng, "facility_edit")) == n_edit
     # bearer, form-encoded: refused before anything runs
-    assert client.post("/api/coverage/whatif", headers=planner, data={"category": "weisheng", "op": "add"}).status_code == 415
+    assert (
+        client.post("/api/coverage/whatif", headers=planner, data={"category": "weisheng", "op": "add"}).status_code
+        == 415
+    )
     r = client.post("/api/coverage/whatif", headers=planner, json=add)
     assert r.status_code == 200, r.text
     fid = r.json()["facility_id"]
@@ -569,14 +688,23 @@ def test_api_analyses_need_the_permission_and_are_audited(client, ceng, city_url
     assert len(rows) == n_edit + 1 and rows[-1].object == f"facility/{fid}" and rows[-1].actor_role == "planner"
     # a facility of the sibling community cannot be removed by this planner
     with ceng.connect() as c:
-        fb = c.execute(text("""SELECT f.id FROM facility f JOIN community m ON ST_Intersects(m.geom, f.geom)
-                               WHERE m.code = :b AND f.category_code = 'weisheng' LIMIT 1"""), {"b": b}).scalar()
+        fb = c.execute(
+            text("""SELECT f.id FROM facility f JOIN community m ON ST_Intersects(m.geom, f.geom)
+                               WHERE m.code = :b AND f.category_code = 'weisheng' LIMIT 1"""),
+            {"b": b},
+        ).scalar()
     if fb is not None:
-        r = client.post("/api/coverage/whatif", headers=planner,
-                        json={"category": "weisheng", "op": "remove", "facility_id": fb, "commit": True})
+        r = client.post(
+            "/api/coverage/whatif",
+            headers=planner,
+            json={"category": "weisheng", "op": "remove", "facility_id": fb, "commit": True},
+        )
         assert r.status_code == 404
-    r = client.post("/api/coverage/whatif", headers=planner,
-                    json={"category": "weisheng", "op": "remove", "facility_id": fid, "commit": True})
+    r = client.post(
+        "/api/coverage/whatif",
+        headers=planner,
+        json={"category": "weisheng", "op": "remove", "facility_id": fid, "commit": True},
+    )
     assert r.status_code == 200, r.text
     assert len(audit_rows(ceng, "facility_edit")) == n_edit + 2
     with ceng.connect() as c:
@@ -593,8 +721,9 @@ def test_api_cookie_writes_need_csrf(city_url, ceng):
     a, _, _ = _two_communities(ceng)
     with ceng.connect() as c:
         n_fac = c.execute(text("SELECT count(*) FROM facility")).scalar()
-        x, y = c.execute(text("SELECT ST_X(pos), ST_Y(pos) FROM building WHERE community_code = :a ORDER BY id LIMIT 1"),
-                         {"a": a}).one()
+        x, y = c.execute(
+            text("SELECT ST_X(pos), ST_Y(pos) FROM building WHERE community_code = :a ORDER BY id LIMIT 1"), {"a": a}
+        ).one()
     add = {"category": "weisheng", "op": "add", "lon": x, "lat": y, "commit": True}
     with signed_in_client(SETTINGS, city_url, role="planner", scope=a, cookie=True) as page:
         token = page.headers.pop("X-CSRF-Token")
@@ -602,8 +731,11 @@ def test_api_cookie_writes_need_csrf(city_url, ceng):
         for headers in ({"Origin": SETTINGS.origin}, {"Origin": "http://evil.example", "X-CSRF-Token": token}):
             r = page.post("/api/coverage/whatif", headers=headers, json=add)
             assert r.status_code == 403, r.text
-        r = page.post("/api/coverage/compute", headers={"Origin": "http://evil.example"},
-                      content=b"", )
+        r = page.post(
+            "/api/coverage/compute",
+            headers={"Origin": "http://evil.example"},
+            content=b"",
+        )
         assert r.status_code == 403
     with ceng.connect() as c:
         assert c.execute(text("SELECT count(*) FROM facility")).scalar() == n_fac

@@ -38,13 +38,24 @@ def helsinki_city() -> CityData:
     b = osm.get_buildings()
     b = b[b.geometry.notna()].reset_index(drop=True)
     pts = b.geometry.representative_point()
-    buildings = gpd.GeoDataFrame({
-        "id": np.arange(1, len(b) + 1), "code": b["id"].astype(str), "street": "helsinki",
-        "community": np.where(pts.x < pts.x.median(), "west", "east"), "grid": None, "compound": None,
-        "compound_id": -1, "households": 1.0, "residents": 0, "rule_set": "urban",
-    }, geometry=pts.to_numpy(), crs=4326)
+    buildings = gpd.GeoDataFrame(
+        {
+            "id": np.arange(1, len(b) + 1),
+            "code": b["id"].astype(str),
+            "street": "helsinki",
+            "community": np.where(pts.x < pts.x.median(), "west", "east"),
+            "grid": None,
+            "compound": None,
+            "compound_id": -1,
+            "households": 1.0,
+            "residents": 0,
+            "rule_set": "urban",
+        },
+        geometry=pts.to_numpy(),
+        crs=4326,
+    )
     rules = load_category_rules()
-    p = osm.get_pois(custom_filter={k: True for k in ("amenity", "shop", "leisure", "office", "healthcare")})
+    p = osm.get_pois(custom_filter=dict.fromkeys(("amenity", "shop", "leisure", "office", "healthcare"), True))
     rows, geoms = [], []
     for i, r in enumerate(p.itertuples(index=False)):
         tags = {k: getattr(r, k) for k in TAG_KEYS if hasattr(r, k) and isinstance(getattr(r, k), str)}
@@ -53,8 +64,12 @@ def helsinki_city() -> CityData:
             rows.append({"id": i + 1, "name": getattr(r, "name", None), "category_code": hit[0], "kind": hit[1]})
             geoms.append(r.geometry.representative_point())
     facilities = gpd.GeoDataFrame(pd.DataFrame(rows), geometry=geoms, crs=4326)
-    return CityData(buildings=buildings, facilities=facilities, edges=edges[
-        ["id", "source", "target", "length_m", "foot", "oneway_foot", "geometry"]], nodes=nodes[["id", "geometry"]])
+    return CityData(
+        buildings=buildings,
+        facilities=facilities,
+        edges=edges[["id", "source", "target", "length_m", "foot", "oneway_foot", "geometry"]],
+        nodes=nodes[["id", "geometry"]],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +80,7 @@ def helsinki(helsinki_city):
 
 
 def test_helsinki_network_and_snaps(helsinki, helsinki_city):
-    m, t, cat = helsinki
+    m, _t, _cat = helsinki
     assert m.method == "network" and m.epsg == 32635  # UTM 35N outside China
     rep = m.graph.report
     assert rep["nodes"] > 4000 and rep["edges"] > 5000
@@ -82,7 +97,7 @@ def test_helsinki_network_and_snaps(helsinki, helsinki_city):
 
 
 def test_helsinki_coverage_is_computed(helsinki):
-    m, t, cat = helsinki
+    m, t, _cat = helsinki
     present = set(m.facilities["category_code"])
     assert {"shangye", "weisheng", "xuexiao", "wenhua"} <= present
     for code in ("shangye", "weisheng", "xuexiao"):
@@ -95,7 +110,7 @@ def test_helsinki_coverage_is_computed(helsinki):
 
 
 def test_helsinki_distances_agree_with_brute_force(helsinki):
-    m, t, cat = helsinki
+    m, _t, cat = helsinki
     rng = np.random.default_rng(7)
     bi = np.sort(rng.choice(len(m.buildings), 100, replace=False))
     rows = m.category_rows(cat.category("weisheng"))
@@ -103,8 +118,9 @@ def test_helsinki_distances_agree_with_brute_force(helsinki):
     bs, fs = m.bsnap.take(bi), m.fsnap.take(fi)
     brute = _brute_force(m.graph, bs, fs)
     acc = Access.from_snap(bs)
-    ours = np.column_stack([nearest_distances(m.graph, Sources(fs.edge[[j]], fs.offset[[j]], fs.leg[[j]]), acc)[0]
-                            for j in range(len(fi))])
+    ours = np.column_stack(
+        [nearest_distances(m.graph, Sources(fs.edge[[j]], fs.offset[[j]], fs.leg[[j]]), acc)[0] for j in range(len(fi))]
+    )
     both = np.isfinite(brute) & np.isfinite(ours)
     assert np.array_equal(np.isfinite(brute), np.isfinite(ours))
     assert both.sum() > 1000 and np.max(np.abs(ours[both] - brute[both])) <= 1.0
@@ -132,8 +148,10 @@ def test_helsinki_through_postgis(db_factory):
     assert res.method == "network" and res.buildings > 400
     with eng.connect() as c:
         street = c.execute(text("SELECT code FROM street LIMIT 1")).scalar()
-        share = c.execute(text("""SELECT buildings_in::float / buildings FROM coverage_figure WHERE level = 'street'
+        share = c.execute(
+            text("""SELECT buildings_in::float / buildings FROM coverage_figure WHERE level = 'street'
                                   AND code = :s AND item = 'shangye' AND profile = 'standard' AND circle = 'c10'"""),
-                          {"s": street}).scalar()
+            {"s": street},
+        ).scalar()
     assert share > 0.8
     eng.dispose()

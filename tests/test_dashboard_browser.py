@@ -12,20 +12,27 @@ from urllib.parse import urlsplit
 
 import pytest
 from auth_helpers import USER_PASSWORD, ensure_user, owner_url_of
+from live_server import Recorder, browser, serve, sign_in  # noqa: F401  (fixture)
 from sample_fixtures import sample_city, sample_city_url  # noqa: F401  (fixtures)
 from sqlalchemy import create_engine, pool, text
-from live_server import Recorder, browser, serve, sign_in  # noqa: F401  (fixture)
 
 from gisgov.security import accounts
 
 STREET = "340104001"
 LEADER = ("dash_leader", "王主任")  # a street leader with a display name
-KPIS = {"households": ("households",), "residents": ("residents",), "buildings": ("buildings",),
-        "compounds": ("compounds",), "age_60": ("age", "60+"), "special": ("special", "people"), "grids": ("grids",)}
+KPIS = {
+    "households": ("households",),
+    "residents": ("residents",),
+    "buildings": ("buildings",),
+    "compounds": ("compounds",),
+    "age_60": ("age", "60+"),
+    "special": ("special", "people"),
+    "grids": ("grids",),
+}
 
 
 @pytest.fixture(scope="module")
-def users(sample_city_url):  # noqa: F811
+def users(sample_city_url):
     owner = create_engine(owner_url_of(sample_city_url), poolclass=pool.NullPool)
     try:
         with owner.begin() as conn:
@@ -33,12 +40,15 @@ def users(sample_city_url):  # noqa: F811
                 accounts.add_user(conn, LEADER[0], USER_PASSWORD, "street_leader", STREET, display_name=LEADER[1])
     finally:
         owner.dispose()
-    return {"admin": ensure_user(sample_city_url, "admin"), "leader": LEADER[0],
-            "viewer": ensure_user(sample_city_url, "viewer", STREET)}
+    return {
+        "admin": ensure_user(sample_city_url, "admin"),
+        "leader": LEADER[0],
+        "viewer": ensure_user(sample_city_url, "viewer", STREET),
+    }
 
 
 @pytest.fixture(scope="module")
-def base(sample_city_url, users):  # noqa: F811
+def base(sample_city_url, users):
     with serve(sample_city_url) as url:
         yield url
 
@@ -181,8 +191,9 @@ def test_top_bar_shows_the_user_and_signs_out(base, browser, users, tmp_path):
     page.screenshot(path=str(tmp_path / "dashboard_signed_in.png"))
     page.locator("#sign-out").click()
     page.wait_for_url(lambda u: urlsplit(u).path == "/login")
-    assert page.context.cookies() == [] or all(c["name"] not in ("gisgov_session", "gisgov_csrf") or not c["value"]
-                                               for c in page.context.cookies())
+    assert page.context.cookies() == [] or all(
+        c["name"] not in ("gisgov_session", "gisgov_csrf") or not c["value"] for c in page.context.cookies()
+    )
     assert page.request.get(f"{base}/api/auth/me").status == 401  # the session is gone
     page.goto(f"{base}/dashboard")
     page.wait_for_url(lambda u: urlsplit(u).path == "/login" and "next=" in u)

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import pytest
 from auth_helpers import USER_PASSWORD, ensure_user, owner_url_of
+from live_server import Recorder, browser, serve, sign_in  # noqa: F401  (fixture)
 from rich.console import Console
 from sample_fixtures import sample_city  # noqa: F401  (fixture)
 from security_city import build_gridded_city
 from sqlalchemy import create_engine, pool, text
-from live_server import Recorder, browser, serve, sign_in  # noqa: F401  (fixture)
 
-from gisgov.sample import events as sample_events, governance as sample_governance
+from gisgov.sample import events as sample_events
+from gisgov.sample import governance as sample_governance
 from gisgov.security import accounts
 
 LEADER = "dashind_leader"
 
 
 @pytest.fixture(scope="module")
-def city(db_factory, sample_city):  # noqa: F811
+def city(db_factory, sample_city):
     """A database of its own (the demo steps change staff and compounds): grids, staff, a year of
     synthetic events, staff gaps and compound breaches; a street leader and a viewer of the first street."""
     url = build_gridded_city(db_factory, sample_city, "gisgov_test_dashind")
@@ -34,12 +35,17 @@ def city(db_factory, sample_city):  # noqa: F811
         with eng.begin() as c:
             street = c.execute(text("SELECT code FROM street ORDER BY code LIMIT 1")).scalar_one()
             accounts.add_user(c, LEADER, USER_PASSWORD, "street_leader", street, display_name="李主任")
-            gridded = c.execute(text("SELECT DISTINCT community_code FROM grid_current() WHERE community_code LIKE :s "
-                                     "ORDER BY 1"), {"s": street + "%"}).scalars().all()
+            gridded = (
+                c.execute(
+                    text("SELECT DISTINCT community_code FROM grid_current() WHERE community_code LIKE :s ORDER BY 1"),
+                    {"s": street + "%"},
+                )
+                .scalars()
+                .all()
+            )
     finally:
         eng.dispose()
-    return {"url": url, "street": street, "community": gridded[0],
-            "viewer": ensure_user(url, "viewer", street)}
+    return {"url": url, "street": street, "community": gridded[0], "viewer": ensure_user(url, "viewer", street)}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +54,7 @@ def base(city):
         yield url
 
 
-def open_page(browser, base, username, path):  # noqa: F811
+def open_page(browser, base, username, path):
     page = browser.new_context(viewport={"width": 1920, "height": 1080}).new_page()
     rec = Recorder(page)
     sign_in(page, base, path, username)
@@ -77,7 +83,9 @@ def assert_events(page, ev: dict) -> None:
     share = f"{ev['share_closed_in_grid'] * 100:.1f}%"
     assert page.locator('#events [data-ind="share_closed_in_grid"] .value').inner_text() == share
     h = ev["median_hours_to_close"]
-    assert (f"{h / 24:.1f}" if h >= 48 else f"{h:.1f}") in page.locator('#events [data-ind="median_hours_to_close"]').inner_text()
+    assert (f"{h / 24:.1f}" if h >= 48 else f"{h:.1f}") in page.locator(
+        '#events [data-ind="median_hours_to_close"]'
+    ).inner_text()
     bars = page.locator("#events .trend rect")
     months = ev["trend"][-12:]
     assert bars.count() == len(months) > 0
@@ -100,7 +108,7 @@ def special_sums(summary: dict, pick) -> dict:
     return out
 
 
-def test_street_leader_sees_events_and_breaches_with_overlays(base, browser, city, tmp_path):  # noqa: F811
+def test_street_leader_sees_events_and_breaches_with_overlays(base, browser, city, tmp_path):
     street, community = city["street"], city["community"]
     page, rec = open_page(browser, base, LEADER, "/dashboard")
     api = lambda u: page.request.get(base + u).json()  # noqa: E731
@@ -110,8 +118,9 @@ def test_street_leader_sees_events_and_breaches_with_overlays(base, browser, cit
     # events: the street's figures; for a street leader the same as the unfiltered statistics of its scope
     ev = api(f"/api/dashboard/events?street={street}")
     plain = api("/api/events/stats")
-    assert {k: ev[k] for k in ("total", "open", "overdue", "median_hours_to_close")} == \
-        {k: plain[k] for k in ("total", "open", "overdue", "median_hours_to_close")}
+    assert {k: ev[k] for k in ("total", "open", "overdue", "median_hours_to_close")} == {
+        k: plain[k] for k in ("total", "open", "overdue", "median_hours_to_close")
+    }
     assert ev["overdue"] > 0
     assert_events(page, ev)
 
@@ -131,10 +140,15 @@ def test_street_leader_sees_events_and_breaches_with_overlays(base, browser, cit
     for rule, n in chk["totals"]["breaches"].items():
         assert value(page, f'#compound-breaches [data-ind="{rule}"]') == str(n), rule
     assert value(page, '#compound-breaches [data-ind="old_ratio"]') == fmt(chk["totals"]["old_ratio"])
-    assert f"{chk['totals']['old_ratio'] * 100:.1f}%" in page.locator('#compound-breaches [data-ind="old_ratio"]').inner_text()
+    assert (
+        f"{chk['totals']['old_ratio'] * 100:.1f}%"
+        in page.locator('#compound-breaches [data-ind="old_ratio"]').inner_text()
+    )
 
     # special-group service gaps: the street's communities added up (exact for a street leader)
-    sums = special_sums(api("/api/special/summary"), lambda u: u["level"] == "community" and u["code"].startswith(street))
+    sums = special_sums(
+        api("/api/special/summary"), lambda u: u["level"] == "community" and u["code"].startswith(street)
+    )
     assert any(v["beyond"] for v in sums.values()), "someone lives beyond the circle in the sample city"
     assert page.locator("#special-gaps tbody tr").count() == len(sums)
     for g, v in sums.items():
@@ -155,9 +169,11 @@ def test_street_leader_sees_events_and_breaches_with_overlays(base, browser, cit
     assert shown == sorted(f["properties"]["open"] for f in clusters)
     page.locator("#ov-staff").check()
     page.wait_for_function("n => document.querySelectorAll('path.gap-shape').length === n", arg=len(gaps["features"]))
-    page.locator('#compound-breaches .maplink').click()
+    page.locator("#compound-breaches .maplink").click()
     breaches = api(f"/api/compounds/breaches?code={street}")
-    page.wait_for_function("n => document.querySelectorAll('path.breach-shape').length === n", arg=len(breaches["features"]))
+    page.wait_for_function(
+        "n => document.querySelectorAll('path.breach-shape').length === n", arg=len(breaches["features"])
+    )
     assert len(breaches["features"]) == len(chk["breaches"]) > 0
     page.screenshot(path=str(tmp_path / "indicators_street.png"))
 
@@ -167,7 +183,9 @@ def test_street_leader_sees_events_and_breaches_with_overlays(base, browser, cit
     assert_events(page, api(f"/api/events/stats?community={community}"))
     cg = api(f"/api/staff/gaps?code={community}&geometry=polygon")
     assert page.locator("path.gap-shape").count() == len(cg["features"])
-    assert page.locator(".ev-cluster").count() == len([f for f in clusters if f["properties"]["code"].startswith(community)])
+    assert page.locator(".ev-cluster").count() == len(
+        [f for f in clusters if f["properties"]["code"].startswith(community)]
+    )
     page.screenshot(path=str(tmp_path / "indicators_community.png"))
 
     # click a grid on the map (its cluster): the grid's statistics and its compounds' breaches
@@ -177,7 +195,9 @@ def test_street_leader_sees_events_and_breaches_with_overlays(base, browser, cit
     assert_events(page, api(f"/api/events/stats?grid={grid}"))
     doc = api(f"/api/stats/grid/{grid}")
     mine = {c["code"] for c in doc["children"]["items"]}
-    expected = [f for f in api(f"/api/compounds/breaches?code={community}")["features"] if f["properties"]["code"] in mine]
+    expected = [
+        f for f in api(f"/api/compounds/breaches?code={community}")["features"] if f["properties"]["code"] in mine
+    ]
     assert page.locator("path.breach-shape").count() == len(expected)
     for rule in chk["totals"]["breaches"]:
         n = sum(rule in f["properties"]["rules"] for f in expected)
@@ -191,13 +211,16 @@ def test_street_leader_sees_events_and_breaches_with_overlays(base, browser, cit
     page.context.close()
 
 
-def test_viewer_sees_suppressed_cells_and_a_forbidden_source_is_left_out(base, browser, city, tmp_path):  # noqa: F811
+def test_viewer_sees_suppressed_cells_and_a_forbidden_source_is_left_out(base, browser, city, tmp_path):
     street = city["street"]
     page, rec = open_page(browser, base, city["viewer"], "/dashboard")
     # pretend the role may not read staff gaps: the panel and the overlay are left out, nothing else changes
-    page.route("**/api/staff/gaps*", lambda route: route.fulfill(
-        status=403, content_type="application/json",
-        body='{"detail": "无权限 not allowed", "error": "Forbidden"}'))
+    page.route(
+        "**/api/staff/gaps*",
+        lambda route: route.fulfill(
+            status=403, content_type="application/json", body='{"detail": "无权限 not allowed", "error": "Forbidden"}'
+        ),
+    )
     page.goto(f"{base}/dashboard#/street/{street}")
     wait_indicators(page, f"street/{street}")
     api = lambda u: page.request.get(base + u).json()  # noqa: E731

@@ -55,9 +55,15 @@ def _views(c) -> dict:
     assert exported.status_code == 200, exported.text
     ex = sorted(f["properties"]["code"] for f in json.load(io.BytesIO(exported.content))["features"])
     one = c.get(f"/api/grid/{codes[0]}")
-    return {"layer": codes, "matched": layer["numberMatched"], "hierarchy": hier, "children": child["count"],
-            "stats_grids": stats["grids"]["grids"] if isinstance(stats.get("grids"), dict) else stats.get("grids"),
-            "export": ex, "grid_page": one.status_code}
+    return {
+        "layer": codes,
+        "matched": layer["numberMatched"],
+        "hierarchy": hier,
+        "children": child["count"],
+        "stats_grids": stats["grids"]["grids"] if isinstance(stats.get("grids"), dict) else stats.get("grids"),
+        "export": ex,
+        "grid_page": one.status_code,
+    }
 
 
 def test_a_saved_draft_changes_no_current_view(world):

@@ -62,8 +62,9 @@ def a_move(c: TestClient, sid: str) -> tuple[str, str]:
 def grids_of(c: TestClient, sid: str, compound: str) -> list[str]:
     r = c.get(f"/api/grids/sessions/{sid}/layers")
     assert r.status_code == 200, r.text
-    return next(f["properties"]["grids"] for f in r.json()["compounds"]["features"]
-                if f["properties"]["code"] == compound)
+    return next(
+        f["properties"]["grids"] for f in r.json()["compounds"]["features"] if f["properties"]["code"] == compound
+    )
 
 
 def test_session_survives_an_app_restart(db, app_eng, planner):
@@ -87,8 +88,9 @@ def test_session_survives_an_app_restart(db, app_eng, planner):
         r = c2.post(f"/api/grids/sessions/{sid}/move", json={"to": back, "compound": comp, "revision": 1})
         assert r.status_code == 200 and r.json()["revision"] == 2, r.text
         with db[1].connect() as conn:
-            row = conn.execute(text("SELECT revision, community_code FROM grid_edit_session WHERE id = :i"),
-                               {"i": sid}).one()
+            row = conn.execute(
+                text("SELECT revision, community_code FROM grid_edit_session WHERE id = :i"), {"i": sid}
+            ).one()
         assert tuple(row) == (2, COMMUNITY)
         # a stale revision (another tab) is refused and changes nothing
         r = c2.post(f"/api/grids/sessions/{sid}/move", json={"to": to, "compound": comp, "revision": 1})
@@ -133,11 +135,16 @@ def test_expired_session_says_so_and_resumes(db, app_eng, planner):
         comp, to = a_move(c, sid)
         assert c.post(f"/api/grids/sessions/{sid}/move", json={"to": to, "compound": comp}).status_code == 200
         with db[1].begin() as conn:
-            conn.execute(text("UPDATE grid_edit_session SET touched = now() - make_interval(secs => :h * 3600) "
-                              "WHERE id = :i"), {"i": sid, "h": SETTINGS.edit_session_idle_hours + 1})
-        for r in (c.get(f"/api/grids/sessions/{sid}"), c.get(f"/api/grids/sessions/{sid}/layers"),
-                  c.post(f"/api/grids/sessions/{sid}/move", json={"to": to, "compound": comp}),
-                  c.post(f"/api/grids/sessions/{sid}/save", json={})):
+            conn.execute(
+                text("UPDATE grid_edit_session SET touched = now() - make_interval(secs => :h * 3600) WHERE id = :i"),
+                {"i": sid, "h": SETTINGS.edit_session_idle_hours + 1},
+            )
+        for r in (
+            c.get(f"/api/grids/sessions/{sid}"),
+            c.get(f"/api/grids/sessions/{sid}/layers"),
+            c.post(f"/api/grids/sessions/{sid}/move", json={"to": to, "compound": comp}),
+            c.post(f"/api/grids/sessions/{sid}/save", json={}),
+        ):
             assert r.status_code == 410, r.text
             body = r.json()
             assert body["error"] == "SessionExpired" and "过期" in body["detail"] and "expired" in body["detail"]
@@ -161,8 +168,10 @@ def test_expired_session_says_so_and_resumes(db, app_eng, planner):
 
 def test_sessions_belong_to_their_opener(db, app_eng, planner):
     c = client_for(app_eng, planner)
-    others = [client_for(app_eng, ensure_user(db[0], role, scope))
-              for role, scope in (("street_leader", STREET), ("admin", ""), ("planner", COMMUNITY))]
+    others = [
+        client_for(app_eng, ensure_user(db[0], role, scope))
+        for role, scope in (("street_leader", STREET), ("admin", ""), ("planner", COMMUNITY))
+    ]
     try:
         sid = c.post("/api/grids/sessions", json={"community": COMMUNITY}).json()["session"]
         comp, to = a_move(c, sid)
@@ -182,7 +191,7 @@ def test_sessions_belong_to_their_opener(db, app_eng, planner):
 def test_save_after_another_activation_is_a_conflict_until_rebase(db, app_eng, planner):
     """Saving a session opened on a version that is no longer active: 409 with what changed, nothing
     saved, the session and its moves kept; saving again with rebase stores the draft on the active plan."""
-    url, eng = db
+    _url, eng = db
     c = client_for(app_eng, planner)
     try:
         opened = c.post("/api/grids/sessions", json={"community": COMMUNITY}).json()
@@ -194,16 +203,21 @@ def test_save_after_another_activation_is_a_conflict_until_rebase(db, app_eng, p
             newer = service.propose_plan(conn, COMMUNITY, save=True, time_limit_s=1.0, seed=11)["version"]
             plans.activate(conn, COMMUNITY, newer, force=True)
         with eng.connect() as conn:
-            before = conn.execute(text("SELECT count(*) FROM grid_plan WHERE community_code = :c"),
-                                  {"c": COMMUNITY}).scalar()
+            before = conn.execute(
+                text("SELECT count(*) FROM grid_plan WHERE community_code = :c"), {"c": COMMUNITY}
+            ).scalar()
         r = c.post(f"/api/grids/sessions/{sid}/save", json={})
         assert r.status_code == 409, r.text
         body = r.json()
         assert body["error"] == "PlanConflict" and "方案冲突" in body["detail"] and "rebase" in body["detail"]
         assert body["conflict"]["parent_version"] == base and body["conflict"]["active_version"] == newer
         with eng.connect() as conn:
-            assert conn.execute(text("SELECT count(*) FROM grid_plan WHERE community_code = :c"),
-                                {"c": COMMUNITY}).scalar() == before  # nothing saved
+            assert (
+                conn.execute(
+                    text("SELECT count(*) FROM grid_plan WHERE community_code = :c"), {"c": COMMUNITY}
+                ).scalar()
+                == before
+            )  # nothing saved
         report = c.get(f"/api/grids/sessions/{sid}")
         assert report.status_code == 200  # the session (and its move) is kept
         r = c.post(f"/api/grids/sessions/{sid}/save", json={"rebase": True})
@@ -211,8 +225,13 @@ def test_save_after_another_activation_is_a_conflict_until_rebase(db, app_eng, p
         out = r.json()
         assert out["parent_version"] == newer and out["rebased"] == {"from": base, "to": newer}
         with eng.connect() as conn:
-            assert conn.execute(text("SELECT parent_version FROM grid_plan WHERE community_code = :c AND version = :v"),
-                                {"c": COMMUNITY, "v": out["version"]}).scalar() == newer
+            assert (
+                conn.execute(
+                    text("SELECT parent_version FROM grid_plan WHERE community_code = :c AND version = :v"),
+                    {"c": COMMUNITY, "v": out["version"]},
+                ).scalar()
+                == newer
+            )
     finally:
         c.__exit__(None, None, None)
 
@@ -229,9 +248,11 @@ def test_solver_cap_and_list_limits(db, app_eng):
         r = c.post("/api/grids/repair", json={"community": COMMUNITY, "time_limit_s": 100})
         assert r.status_code == 200 and r.json()["time_limit_s"] == 0.5, r.text
         four = {f"b{i}": None for i in range(4)}
-        for path, body in (("/api/grids/validate", {"community": COMMUNITY, "assignments": four}),
-                           ("/api/grids/sessions", {"community": COMMUNITY, "assignments": four}),
-                           ("/api/grids/propose", {"community": COMMUNITY, "lock": list(four)})):
+        for path, body in (
+            ("/api/grids/validate", {"community": COMMUNITY, "assignments": four}),
+            ("/api/grids/sessions", {"community": COMMUNITY, "assignments": four}),
+            ("/api/grids/propose", {"community": COMMUNITY, "lock": list(four)}),
+        ):
             r = c.post(path, json=body)
             assert r.status_code == 422 and "GISGOV_MAX_LIST_ITEMS" in r.json()["detail"], (path, r.text)
         # the schema keeps its bound and documents the cap

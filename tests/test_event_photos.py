@@ -43,6 +43,7 @@ def no_metadata(data: bytes) -> bool:
 
 # --- the pure checks ------------------------------------------------------------------------------
 
+
 def test_metadata_is_dropped_and_the_photo_turned_upright():
     raw = jpeg_with_gps(orientation=6)  # "rotate 90° clockwise to view"
     with Image.open(io.BytesIO(raw)) as im:
@@ -52,12 +53,15 @@ def test_metadata_is_dropped_and_the_photo_turned_upright():
     assert no_metadata(out.data)
 
 
-@pytest.mark.parametrize(("data", "rule", "status"), [
-    (b"", "photo_empty", 422),
-    (b"<html>not a photo</html>", "photo_type", 422),
-    (b"%PDF-1.4 ...", "photo_type", 422),
-    (jpeg_with_gps()[:300], "photo_unreadable", 422),
-])
+@pytest.mark.parametrize(
+    ("data", "rule", "status"),
+    [
+        (b"", "photo_empty", 422),
+        (b"<html>not a photo</html>", "photo_type", 422),
+        (b"%PDF-1.4 ...", "photo_type", 422),
+        (jpeg_with_gps()[:300], "photo_unreadable", 422),
+    ],
+)
 def test_bad_files_are_refused_with_the_rule(data, rule, status):
     with pytest.raises(PhotoRejected) as e:
         clean_photo(data, "x.jpg", max_bytes=3_000_000)
@@ -85,6 +89,7 @@ def test_large_photos_are_scaled_down_png_kept_png():
 
 # --- over HTTP ------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def city(db_factory):
     url = db_factory.create(prefix="gisgov_test_photos")
@@ -97,9 +102,13 @@ def world(city, tmp_path_factory):
     home = tmp_path_factory.mktemp("photo-home")
     eng = app_engine(city)
     app = create_app(Settings(home=home), engine=eng)
-    users = {"gw": ensure_user(city, "grid_worker", GRID_A1), "gw2": ensure_user(city, "grid_worker", GRID_A2),
-             "viewer": ensure_user(city, "viewer", STREET), "planner": ensure_user(city, "planner", STREET),
-             "staff": ensure_user(city, "community_staff", COMM_A)}
+    users = {
+        "gw": ensure_user(city, "grid_worker", GRID_A1),
+        "gw2": ensure_user(city, "grid_worker", GRID_A2),
+        "viewer": ensure_user(city, "viewer", STREET),
+        "planner": ensure_user(city, "planner", STREET),
+        "staff": ensure_user(city, "community_staff", COMM_A),
+    }
     with TestClient(app) as base:
         clients = {}
         for k, u in users.items():
@@ -111,14 +120,16 @@ def world(city, tmp_path_factory):
 
 
 def _event(c) -> int:
-    r = c.post("/api/events", json={"lon": IN_A1[0], "lat": IN_A1[1], "category": "shirong",
-                                    "description": "路灯损坏 a broken street lamp"})
+    r = c.post(
+        "/api/events",
+        json={"lon": IN_A1[0], "lat": IN_A1[1], "category": "shirong", "description": "路灯损坏 a broken street lamp"},
+    )
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
 
 def test_attach_list_fetch_and_rules(world, city):
-    c, home, users = world
+    c, home, _users = world
     ev = _event(c["gw"])
     raw = jpeg_with_gps()
     r = c["gw"].post(f"/api/events/{ev}/photos", files={"file": ("IMG_0001.jpg", raw, "image/jpeg")})
@@ -145,36 +156,49 @@ def test_attach_list_fetch_and_rules(world, city):
     for who in ("viewer", "planner"):
         assert c[who].get(f"/api/events/{ev}/photos").status_code == 403
         assert c[who].get(ph["url"]).status_code == 403
-    assert c["planner"].post(f"/api/events/{ev}/photos",
-                             files={"file": ("p.jpg", raw, "image/jpeg")}).status_code == 403
+    assert (
+        c["planner"].post(f"/api/events/{ev}/photos", files={"file": ("p.jpg", raw, "image/jpeg")}).status_code == 403
+    )
     assert c["gw2"].get(f"/api/events/{ev}/photos").status_code == 404
     assert c["gw2"].get(ph["url"]).status_code == 404
     assert c["gw2"].post(f"/api/events/{ev}/photos", files={"file": ("p.jpg", raw, "image/jpeg")}).status_code == 404
 
     # a text file named .jpg: refused with the rule, nothing stored
-    bad = c["gw"].post(f"/api/events/{ev}/photos", files={"file": ("fake.jpg", b"MZ\x90\x00 not an image", "image/jpeg")})
+    bad = c["gw"].post(
+        f"/api/events/{ev}/photos", files={"file": ("fake.jpg", b"MZ\x90\x00 not an image", "image/jpeg")}
+    )
     assert bad.status_code == 422 and "photo_type" in bad.json()["detail"] and bad.json()["error"]
     assert len(list((home / "event-photos" / str(ev)).iterdir())) == 1
 
     owner = create_engine(city, poolclass=pool.NullPool)
     try:
         with owner.connect() as conn:
-            acts = conn.execute(text("SELECT result FROM audit_log WHERE action = 'event_photo' AND object = :o "
-                                     "ORDER BY id"), {"o": f"event:{ev}"}).scalars().all()
+            acts = (
+                conn.execute(
+                    text("SELECT result FROM audit_log WHERE action = 'event_photo' AND object = :o ORDER BY id"),
+                    {"o": f"event:{ev}"},
+                )
+                .scalars()
+                .all()
+            )
         assert acts == ["ok", "failed"]
     finally:
         owner.dispose()
 
 
 def test_photo_count_limit_and_rows_are_append_only(world, city):
-    c, home, users = world
+    c, _home, _users = world
     ev = _event(c["gw"])
     settings_max = 6
     for i in range(settings_max):
         buf = io.BytesIO()
         Image.new("RGB", (64, 64), (i * 30, 0, 0)).save(buf, "PNG")
-        assert c["gw"].post(f"/api/events/{ev}/photos",
-                            files={"file": (f"{i}.png", buf.getvalue(), "image/png")}).status_code == 201
+        assert (
+            c["gw"]
+            .post(f"/api/events/{ev}/photos", files={"file": (f"{i}.png", buf.getvalue(), "image/png")})
+            .status_code
+            == 201
+        )
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (0, 255, 0)).save(buf, "PNG")
     r = c["gw"].post(f"/api/events/{ev}/photos", files={"file": ("7.png", buf.getvalue(), "image/png")})

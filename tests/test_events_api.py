@@ -50,8 +50,14 @@ def app_eng(city):
     eng.dispose()
 
 
-SCOPES = {"admin": "", "street_leader": STREET, "community_staff": COMM_A, "grid_worker": GRID_A1,
-          "planner": STREET, "viewer": STREET}
+SCOPES = {
+    "admin": "",
+    "street_leader": STREET,
+    "community_staff": COMM_A,
+    "grid_worker": GRID_A1,
+    "planner": STREET,
+    "viewer": STREET,
+}
 
 
 def _wired(app) -> None:
@@ -74,21 +80,26 @@ def clients(city, app_eng):
             c.headers["Authorization"] = f"Bearer {bearer_token(base, user)}"
             out[role] = c
         out["grid_worker_a2"] = TestClient(app)
-        out["grid_worker_a2"].headers["Authorization"] = f"Bearer {bearer_token(base, ensure_user(city, 'grid_worker', GRID_A2))}"
+        out["grid_worker_a2"].headers["Authorization"] = (
+            f"Bearer {bearer_token(base, ensure_user(city, 'grid_worker', GRID_A2))}"
+        )
         yield out
 
 
 def report(c, where=IN_A1, category="shirong", description="井盖缺失 manhole cover missing", **kw):
-    return c.post("/api/events", json={"lon": where[0], "lat": where[1], "category": category,
-                                       "description": description, **kw})
+    return c.post(
+        "/api/events", json={"lon": where[0], "lat": where[1], "category": category, "description": description, **kw}
+    )
 
 
 def put_in_state(owner, event_id: int, state: str) -> int:
     """Force an event into a state (owner SQL, test set-up only); returns its version."""
     with owner.begin() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', true)"))
-        return c.execute(text("UPDATE event SET status = :s, version = version + 1 WHERE id = :id RETURNING version"),
-                         {"s": state, "id": event_id}).scalar_one()
+        return c.execute(
+            text("UPDATE event SET status = :s, version = version + 1 WHERE id = :id RETURNING version"),
+            {"s": state, "id": event_id},
+        ).scalar_one()
 
 
 def test_report_places_the_event_and_sets_the_deadline(clients, owner):
@@ -100,11 +111,14 @@ def test_report_places_the_event_and_sets_the_deadline(clients, owner):
     assert "13812345678" not in ev["description"] and "138****5678" in ev["description"]
     assert [h["to_status"] for h in ev["history"]] == ["reported"]
     with owner.connect() as c:
-        hours = c.execute(text("SELECT extract(epoch FROM deadline - reported_at) / 3600 FROM event WHERE id = :i"),
-                          {"i": ev["id"]}).scalar_one()
+        hours = c.execute(
+            text("SELECT extract(epoch FROM deadline - reported_at) / 3600 FROM event WHERE id = :i"), {"i": ev["id"]}
+        ).scalar_one()
         assert float(hours) == pytest.approx(72)
-        a = c.execute(text("SELECT actor, result FROM audit_log WHERE action = 'event_report' AND object = :o"),
-                      {"o": f"event:{ev['id']}"}).one()
+        a = c.execute(
+            text("SELECT actor, result FROM audit_log WHERE action = 'event_report' AND object = :o"),
+            {"o": f"event:{ev['id']}"},
+        ).one()
         assert a.result == "ok" and a.actor.startswith("t_grid_worker")
 
 
@@ -124,16 +138,26 @@ def test_report_refusals(clients):
 def test_boundary_points_go_to_the_smallest_code(owner):
     with owner.connect() as c:
         # 117.21 is shared by A1 and A2, 117.22 by A2 (community A) and B1 (community B), the corner too
-        for lon, lat, want in [(117.21, 31.815, GRID_A1), (117.22, 31.815, GRID_A2), (117.22, 31.80, GRID_A2),
-                               (117.21, 31.83, GRID_A1), (117.205, 31.815, GRID_A1)]:
+        for lon, lat, want in [
+            (117.21, 31.815, GRID_A1),
+            (117.22, 31.815, GRID_A2),
+            (117.22, 31.80, GRID_A2),
+            (117.21, 31.83, GRID_A1),
+            (117.205, 31.815, GRID_A1),
+        ]:
             got = {store.place(c, lon, lat)["grid_code"] for _ in range(3)}
             assert got == {want}, (lon, lat, got)
         # a grid added later with a smaller code covering the same boundary takes it: the rule is the code,
         # not the order rows were inserted in
         c.rollback()
         tx = c.begin()
-        c.execute(text("INSERT INTO grid (code, community_code, geom) VALUES ('340104001001000', :c, "
-                       "ST_Multi(ST_MakeEnvelope(117.209, 31.81, 117.21, 31.82, 4490)))"), {"c": COMM_A})
+        c.execute(
+            text(
+                "INSERT INTO grid (code, community_code, geom) VALUES ('340104001001000', :c, "
+                "ST_Multi(ST_MakeEnvelope(117.209, 31.81, 117.21, 31.82, 4490)))"
+            ),
+            {"c": COMM_A},
+        )
         assert store.place(c, 117.21, 31.815)["grid_code"] == "340104001001000"
         tx.rollback()
         assert store.place(c, 117.21, 31.815)["grid_code"] == GRID_A1
@@ -143,8 +167,13 @@ def test_boundary_points_go_to_the_smallest_code(owner):
 def test_the_whole_loop_by_the_right_roles(clients, owner):
     gw, cs = clients["grid_worker"], clients["community_staff"]
     ev = report(gw).json()
-    steps = [(cs, "accepted", {}), (cs, "dispatched", {"department": "wangge"}), (gw, "handled", {"note": "已清理"}),
-             (gw, "feedback", {"note": "居民满意"}), (cs, "closed", {})]
+    steps = [
+        (cs, "accepted", {}),
+        (cs, "dispatched", {"department": "wangge"}),
+        (gw, "handled", {"note": "已清理"}),
+        (gw, "feedback", {"note": "居民满意"}),
+        (cs, "closed", {}),
+    ]
     for c, to, extra in steps:
         r = c.post(f"/api/events/{ev['id']}/transition", json={"to": to, "version": ev["version"], **extra})
         assert r.status_code == 200, (to, r.text)
@@ -154,13 +183,26 @@ def test_the_whole_loop_by_the_right_roles(clients, owner):
     assert all(ev[k] for k in ("accepted_at", "dispatched_at", "handled_at", "feedback_at", "closed_at"))
     got = clients["admin"].get(f"/api/events/{ev['id']}").json()
     assert [(h["from_status"], h["to_status"]) for h in got["history"]] == [
-        (None, "reported"), ("reported", "accepted"), ("accepted", "dispatched"), ("dispatched", "handled"),
-        ("handled", "feedback"), ("feedback", "closed")]
-    assert [h["actor_role"] for h in got["history"]] == ["grid_worker", "community_staff", "community_staff",
-                                                          "grid_worker", "grid_worker", "community_staff"]
+        (None, "reported"),
+        ("reported", "accepted"),
+        ("accepted", "dispatched"),
+        ("dispatched", "handled"),
+        ("handled", "feedback"),
+        ("feedback", "closed"),
+    ]
+    assert [h["actor_role"] for h in got["history"]] == [
+        "grid_worker",
+        "community_staff",
+        "community_staff",
+        "grid_worker",
+        "grid_worker",
+        "community_staff",
+    ]
     with owner.connect() as c:
-        n = c.execute(text("SELECT count(*) FROM audit_log WHERE action = 'event_transition' AND object = :o "
-                           "AND result = 'ok'"), {"o": f"event:{ev['id']}"}).scalar_one()
+        n = c.execute(
+            text("SELECT count(*) FROM audit_log WHERE action = 'event_transition' AND object = :o AND result = 'ok'"),
+            {"o": f"event:{ev['id']}"},
+        ).scalar_one()
         assert n == 5
 
 
@@ -196,8 +238,9 @@ def test_every_role_state_target_over_http(clients, owner):
     with owner.connect() as c:  # the parked events never moved
         for s, (eid, version) in parked.items():
             assert c.execute(text("SELECT status, version FROM event WHERE id = :i"), {"i": eid}).one() == (s, version)
-        denied = c.execute(text("SELECT count(*) FROM audit_log WHERE action = 'event_transition' AND result = 'denied'"
-                                )).scalar_one()
+        denied = c.execute(
+            text("SELECT count(*) FROM audit_log WHERE action = 'event_transition' AND result = 'denied'")
+        ).scalar_one()
         assert denied >= len(SCOPES) * len(State) ** 2 - len(ALLOWED_HAND)
 
 
@@ -245,15 +288,17 @@ def test_two_concurrent_transitions_one_wins(owner, app_eng):
         def second():
             try:
                 out["ok"] = store.transition(c2, admin, eid, "accepted", 1)
-            except Exception as exc:  # noqa: BLE001 - the test inspects it
+            except Exception as exc:
                 out["err"] = exc
 
         t = threading.Thread(target=second)
         t.start()
         with owner.connect() as w:  # wait until the second really waits on the lock
             for _ in range(200):
-                if w.execute(text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p"),
-                             {"p": pid2}).scalar() == "Lock":
+                if (
+                    w.execute(text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :p"), {"p": pid2}).scalar()
+                    == "Lock"
+                ):
                     break
                 time.sleep(0.05)
             else:
@@ -269,8 +314,12 @@ def test_two_concurrent_transitions_one_wins(owner, app_eng):
     assert out["err"].status_code == 409
     with owner.connect() as c:
         assert c.execute(text("SELECT status, version FROM event WHERE id = :i"), {"i": eid}).one() == ("accepted", 2)
-        assert c.execute(text("SELECT count(*) FROM event_history WHERE event_id = :i AND to_status = 'accepted'"),
-                         {"i": eid}).scalar_one() == 1
+        assert (
+            c.execute(
+                text("SELECT count(*) FROM event_history WHERE event_id = :i AND to_status = 'accepted'"), {"i": eid}
+            ).scalar_one()
+            == 1
+        )
 
 
 def test_two_threads_over_http_one_200_one_409(city, app_eng):
@@ -287,8 +336,10 @@ def test_two_threads_over_http_one_200_one_409(city, app_eng):
                 barrier.wait()
                 results.append(c.post(f"/api/events/{eid}/transition", json=body).status_code)
 
-            ts = [threading.Thread(target=go, args=(admin, {"to": "accepted", "version": 1})),
-                  threading.Thread(target=go, args=(cs, {"to": "accepted", "version": 1}))]
+            ts = [
+                threading.Thread(target=go, args=(admin, {"to": "accepted", "version": 1})),
+                threading.Thread(target=go, args=(cs, {"to": "accepted", "version": 1})),
+            ]
             for t in ts:
                 t.start()
             for t in ts:
@@ -303,8 +354,12 @@ def test_rls_a_grid_worker_cannot_read_another_grids_events(owner, app_eng, clie
         with c.begin():
             c.execute(text("SELECT set_config('gisgov.scope', :s, true)"), {"s": GRID_A2})
             assert c.execute(text("SELECT count(*) FROM event WHERE id IN (:a, :b)"), {"a": a1, "b": b1}).scalar() == 0
-            assert c.execute(text("SELECT count(*) FROM event_history WHERE event_id IN (:a, :b)"),
-                             {"a": a1, "b": b1}).scalar() == 0
+            assert (
+                c.execute(
+                    text("SELECT count(*) FROM event_history WHERE event_id IN (:a, :b)"), {"a": a1, "b": b1}
+                ).scalar()
+                == 0
+            )
             assert c.execute(text("SELECT count(*) FROM event WHERE grid_code <> :g"), {"g": GRID_A2}).scalar() == 0
         with c.begin():
             c.execute(text("SELECT set_config('gisgov.scope', :s, true)"), {"s": GRID_A1})
@@ -315,13 +370,20 @@ def test_rls_a_grid_worker_cannot_read_another_grids_events(owner, app_eng, clie
         with c.begin():  # an insert into another grid is refused by the policy
             c.execute(text("SELECT set_config('gisgov.scope', :s, true)"), {"s": GRID_A2})
             with pytest.raises(DBAPIError, match="row-level security"):
-                c.execute(text("INSERT INTO event (geom, category, description, deadline) VALUES "
-                               "(ST_SetSRID(ST_MakePoint(117.205, 31.815), 4490), 'shirong', 'x', now())"))
+                c.execute(
+                    text(
+                        "INSERT INTO event (geom, category, description, deadline) VALUES "
+                        "(ST_SetSRID(ST_MakePoint(117.205, 31.815), 4490), 'shirong', 'x', now())"
+                    )
+                )
     with app_eng.connect() as c, c.begin():  # the app role may not delete events nor change history
         c.execute(text("SELECT set_config('gisgov.scope', '*', true)"))
         with pytest.raises(DBAPIError, match="permission denied"):
             c.execute(text("DELETE FROM event WHERE id = :a"), {"a": a1})
-    for sql in ("UPDATE event_history SET note = 'x' WHERE event_id = :a", "DELETE FROM event_history WHERE event_id = :a"):
+    for sql in (
+        "UPDATE event_history SET note = 'x' WHERE event_id = :a",
+        "DELETE FROM event_history WHERE event_id = :a",
+    ):
         with owner.connect() as c, c.begin():  # even the owner: the trigger refuses
             with pytest.raises(DBAPIError, match="append-only"):
                 c.execute(text(sql), {"a": a1})
@@ -334,15 +396,23 @@ def test_list_filters_and_aggregate_roles(clients, owner):
     e1 = report(admin, where=IN_B1, category="maodun", description="邻里噪音纠纷").json()
     with owner.begin() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', true)"))
-        c.execute(text("UPDATE event SET reported_at = '2025-06-01T08:00+08', deadline = '2025-06-02T08:00+08' "
-                       "WHERE id = :i"), {"i": e1["id"]})
+        c.execute(
+            text(
+                "UPDATE event SET reported_at = '2025-06-01T08:00+08', deadline = '2025-06-02T08:00+08' WHERE id = :i"
+            ),
+            {"i": e1["id"]},
+        )
     got = admin.get("/api/events", params={"grid": GRID_B1, "category": "maodun", "overdue": "true"}).json()
     assert [e["id"] for e in got["items"]] == [e1["id"]] and got["total"] == 1
     assert got["items"][0]["overdue"] is True and got["items"][0]["reporter"]
     got = admin.get("/api/events", params={"from": "2025-06-01", "to": "2025-06-01", "community": COMM_B}).json()
     assert [e["id"] for e in got["items"]] == [e1["id"]]
-    assert admin.get("/api/events", params={"from": "2025-06-02", "community": COMM_B, "category": "maodun"}
-                     ).json()["total"] == 0
+    assert (
+        admin.get("/api/events", params={"from": "2025-06-02", "community": COMM_B, "category": "maodun"}).json()[
+            "total"
+        ]
+        == 0
+    )
     assert admin.get("/api/events", params={"status": "nope"}).status_code == 422
     page = admin.get("/api/events", params={"limit": 2, "offset": 1}).json()
     assert len(page["items"]) == 2 and page["total"] >= 3
@@ -362,8 +432,14 @@ def test_list_filters_and_aggregate_roles(clients, owner):
 def test_clustered_layer_counts_open_events_per_grid(clients, owner):
     with owner.connect() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', false)"))
-        want = dict(c.execute(text("SELECT grid_code, count(*) FROM event WHERE status NOT IN ('closed', 'rejected') "
-                                   "GROUP BY grid_code")).all())
+        want = dict(
+            c.execute(
+                text(
+                    "SELECT grid_code, count(*) FROM event WHERE status NOT IN ('closed', 'rejected') "
+                    "GROUP BY grid_code"
+                )
+            ).all()
+        )
     fc = clients["admin"].get("/api/events/geojson").json()
     got = {f["id"]: f["properties"]["open"] for f in fc["features"]}
     assert got == want and fc["total_open"] == sum(want.values())
@@ -379,10 +455,14 @@ def test_statistics_through_the_database_equal_the_rows(clients, owner):
     s = clients["admin"].get("/api/events/stats", params={"grid": GRID_A1}).json()
     with owner.connect() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', false)"))
-        total, closed, overdue = c.execute(text(
-            "SELECT count(*), count(*) FILTER (WHERE status = 'closed'), "
-            "count(*) FILTER (WHERE status NOT IN ('closed','rejected') AND deadline < now()) "
-            "FROM event WHERE grid_code = :g"), {"g": GRID_A1}).one()
+        total, closed, overdue = c.execute(
+            text(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'closed'), "
+                "count(*) FILTER (WHERE status NOT IN ('closed','rejected') AND deadline < now()) "
+                "FROM event WHERE grid_code = :g"
+            ),
+            {"g": GRID_A1},
+        ).one()
     assert (s["total"], s["closed"], s["overdue"]) == (total, closed, overdue)
     assert s["grid"] == GRID_A1 and [g["grid"] for g in s["grids"]] == [GRID_A1]
 
@@ -390,7 +470,10 @@ def test_statistics_through_the_database_equal_the_rows(clients, owner):
 def test_odd_input_is_refused_not_a_server_error(clients):
     admin = clients["admin"]
     assert admin.get("/api/events/99999999999999999999").status_code == 422
-    assert admin.post("/api/events/99999999999999999999/transition", json={"to": "accepted", "version": 1}).status_code == 422
+    assert (
+        admin.post("/api/events/99999999999999999999/transition", json={"to": "accepted", "version": 1}).status_code
+        == 422
+    )
     assert admin.post("/api/events/1/transition", json={"to": "accepted", "version": 2**40}).status_code == 422
     assert admin.post("/api/events/1/transition", json={"to": "nope", "version": 1}).status_code == 422
     r = report(admin, description="\x00\x00")

@@ -46,7 +46,9 @@ def test_phone_form_files_an_event_that_shows_in_list_and_map(city, base, browse
     assert page.locator("#submit").is_disabled()  # no place yet
     # tap inside GRID_A1 (117.20-117.21 E)
     page.evaluate("eventsPage.map.setView([31.815, 117.205], 16, {animate: false})")
-    pt = page.evaluate("() => { const p = eventsPage.map.latLngToContainerPoint([31.815, 117.205]); return [p.x, p.y]; }")
+    pt = page.evaluate(
+        "() => { const p = eventsPage.map.latLngToContainerPoint([31.815, 117.205]); return [p.x, p.y]; }"
+    )
     box = page.locator("#map").bounding_box()
     page.mouse.click(box["x"] + pt[0], box["y"] + pt[1])
     assert page.locator("#submit").is_enabled()
@@ -59,13 +61,18 @@ def test_phone_form_files_an_event_that_shows_in_list_and_map(city, base, browse
     page.locator("#submit").click()
     # either the event is filed or the page says why not; on a slow machine this may take a while
     try:
-        page.wait_for_function("() => document.body.dataset.lastEvent || document.body.dataset.reportError",
-                               timeout=60000)
+        page.wait_for_function(
+            "() => document.body.dataset.lastEvent || document.body.dataset.reportError", timeout=60000
+        )
     except Exception as exc:  # name what the page was doing when it got stuck
-        raise AssertionError(f"no answer to the report: {page.locator('#report-msg').inner_text()!r}, "
-                             f"console/HTTP: {rec.errors}, requests: {rec.requests[-8:]}") from exc
+        raise AssertionError(
+            f"no answer to the report: {page.locator('#report-msg').inner_text()!r}, "
+            f"console/HTTP: {rec.errors}, requests: {rec.requests[-8:]}"
+        ) from exc
     assert not page.evaluate("document.body.dataset.reportError || ''"), (
-        page.locator("#report-msg").inner_text(), rec.errors)
+        page.locator("#report-msg").inner_text(),
+        rec.errors,
+    )
     eid = int(page.evaluate("document.body.dataset.lastEvent"))
     msg = page.locator("#report-msg").inner_text()
     assert GRID_A1 in msg and "照片 photos 1/1" in msg, msg
@@ -78,8 +85,9 @@ def test_phone_form_files_an_event_that_shows_in_list_and_map(city, base, browse
     eng = create_engine(city, poolclass=pool.NullPool)
     try:
         with eng.connect() as c:
-            row = c.execute(text("SELECT grid_code, category, status, ST_X(geom) AS x FROM event WHERE id = :i"),
-                            {"i": eid}).one()
+            row = c.execute(
+                text("SELECT grid_code, category, status, ST_X(geom) AS x FROM event WHERE id = :i"), {"i": eid}
+            ).one()
     finally:
         eng.dispose()
     assert (row.grid_code, row.category, row.status) == (GRID_A1, "anquan", "reported")

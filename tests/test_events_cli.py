@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import typer
@@ -19,7 +19,7 @@ from gisgov.cli import events as cli_events
 from gisgov.events import machine
 from gisgov.sample.events import generate_events
 
-NOW = datetime(2026, 11, 30, 4, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 30, 4, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +46,18 @@ def test_synthetic_year_follows_the_machine(owner, generated):
     assert generated["created"] > 100 and generated["overdue"] > 0 and generated["escalated"] > 0
     with owner.connect() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', false)"))
-        rows = c.execute(text("SELECT event_id, from_status, to_status, actor_role, at FROM event_history "
-                              "ORDER BY event_id, at, id")).all()
-        evs = {r.id: r for r in c.execute(text("SELECT id, status, version, synthetic, description, grid_code, "
-                                               "reported_at, deadline, category FROM event"))}
+        rows = c.execute(
+            text("SELECT event_id, from_status, to_status, actor_role, at FROM event_history ORDER BY event_id, at, id")
+        ).all()
+        evs = {
+            r.id: r
+            for r in c.execute(
+                text(
+                    "SELECT id, status, version, synthetic, description, grid_code, "
+                    "reported_at, deadline, category FROM event"
+                )
+            )
+        }
     assert all(e.synthetic and e.description.startswith("【模拟】") and e.grid_code for e in evs.values())
     per = Counter()
     last = {}
@@ -94,8 +102,24 @@ def test_cli_report_transition_list_stats(city, generated, monkeypatch):
     for cmd in ("list", "report", "transition", "stats", "show"):
         r = invoke([cmd, "--help"], city, monkeypatch)
         assert r.exit_code == 0 and "--as" in r.output, r.output
-    r = invoke(["report", "--as", gw, "--lon", "117.205", "--lat", "31.815", "--category", "anquan",
-                "--description", "消防通道堵塞", "--json"], city, monkeypatch)
+    r = invoke(
+        [
+            "report",
+            "--as",
+            gw,
+            "--lon",
+            "117.205",
+            "--lat",
+            "31.815",
+            "--category",
+            "anquan",
+            "--description",
+            "消防通道堵塞",
+            "--json",
+        ],
+        city,
+        monkeypatch,
+    )
     assert r.exit_code == 0, r.output
     ev = json.loads(r.output)
     assert ev["grid_code"] == GRID_A1 and ev["status"] == "reported"
@@ -104,8 +128,11 @@ def test_cli_report_transition_list_stats(city, generated, monkeypatch):
     assert r.exit_code == 3 and "网格员" in r.output and "grid_worker" in r.output, r.output
     r = invoke(["transition", eid, "--as", cs, "--to", "accepted", "--version", "1", "--json"], city, monkeypatch)
     assert r.exit_code == 0 and json.loads(r.output)["version"] == 2, r.output
-    r = invoke(["transition", eid, "--as", cs, "--to", "dispatched", "--version", "1", "--department", "wangge"],
-               city, monkeypatch)
+    r = invoke(
+        ["transition", eid, "--as", cs, "--to", "dispatched", "--version", "1", "--department", "wangge"],
+        city,
+        monkeypatch,
+    )
     assert r.exit_code == 4 and "version" in r.output, r.output
     r = invoke(["transition", "999999", "--as", cs, "--to", "accepted", "--version", "1"], city, monkeypatch)
     assert r.exit_code == 1
@@ -121,15 +148,34 @@ def test_cli_report_transition_list_stats(city, generated, monkeypatch):
     assert s["total"] >= 1 and s["trend"] and "reporter" not in r.output
     r = invoke(["stats", "--as", cs], city, monkeypatch)
     assert r.exit_code == 0 and "网格内办结" in r.output
-    r = invoke(["report", "--as", "nobody_here", "--lon", "117.2", "--lat", "31.8", "--category", "anquan",
-                "--description", "x"], city, monkeypatch)
+    r = invoke(
+        [
+            "report",
+            "--as",
+            "nobody_here",
+            "--lon",
+            "117.2",
+            "--lat",
+            "31.8",
+            "--category",
+            "anquan",
+            "--description",
+            "x",
+        ],
+        city,
+        monkeypatch,
+    )
     assert r.exit_code == 1
     eng = create_engine(city, poolclass=pool.NullPool)
     try:
         with eng.connect() as c:
-            got = c.execute(text("SELECT result, detail->>'via' LIKE 'cli:%' FROM audit_log "
-                                 "WHERE action = 'event_transition' AND object = :o ORDER BY id"),
-                            {"o": f"event:{eid}"}).all()
+            got = c.execute(
+                text(
+                    "SELECT result, detail->>'via' LIKE 'cli:%' FROM audit_log "
+                    "WHERE action = 'event_transition' AND object = :o ORDER BY id"
+                ),
+                {"o": f"event:{eid}"},
+            ).all()
     finally:
         eng.dispose()
     assert [g[0] for g in got] == ["denied", "ok", "denied"] and all(g[1] for g in got)

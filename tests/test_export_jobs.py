@@ -12,17 +12,17 @@ from contextlib import contextmanager
 
 import pandas as pd
 import pytest
+from auth_helpers import signed_in_client
+from ingest_helpers import COMM_A, COMM_B, gdf, load_city
 from shapely.geometry import box
 from sqlalchemy import create_engine, pool, text
 
-from auth_helpers import signed_in_client
 from gisgov.config import Settings
 from gisgov.ingest import export as export_mod
 from gisgov.ingest.loader import UsageError, load_file
 from gisgov.ingest.roster import load_roster
 from gisgov.ingest.settings import get_ingest_settings
 from gisgov.security.pii import Vault, id_check_digit
-from ingest_helpers import COMM_A, COMM_B, gdf, load_city
 
 SECRET = "export-jobs-secret-key-1"
 ID18 = re.compile(r"(?<![0-9])[0-9]{17}[0-9Xx](?![0-9])")
@@ -42,13 +42,33 @@ def city(db_factory, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("city")
     load_city(eng, tmp)
     b = tmp / "b.geojson"
-    gdf([{"楼栋编码": f"{COMM_A}00001", "geometry": box(117.2030, 31.8050, 117.2035, 31.8055)},
-         {"楼栋编码": f"{COMM_B}00001", "geometry": box(117.2251, 31.8101, 117.2259, 31.8107)}]).to_file(b)
+    gdf(
+        [
+            {"楼栋编码": f"{COMM_A}00001", "geometry": box(117.2030, 31.8050, 117.2035, 31.8055)},
+            {"楼栋编码": f"{COMM_B}00001", "geometry": box(117.2251, 31.8101, 117.2259, 31.8107)},
+        ]
+    ).to_file(b)
     assert load_file(b, "building", engine=eng).status == "loaded"
-    rows = [{"楼栋编码": f"{COMM_A}00001", "户号": f"{100 + i}", "姓名": f"东{i}", "身份证号": ident(i),
-             "联系电话": f"1390000{i:04d}"} for i in range(1, 7)]
-    rows += [{"楼栋编码": f"{COMM_B}00001", "户号": f"{200 + i}", "姓名": f"西{i}", "身份证号": ident(10 + i),
-              "联系电话": f"1370000{i:04d}"} for i in range(1, 4)]
+    rows = [
+        {
+            "楼栋编码": f"{COMM_A}00001",
+            "户号": f"{100 + i}",
+            "姓名": f"东{i}",
+            "身份证号": ident(i),
+            "联系电话": f"1390000{i:04d}",
+        }
+        for i in range(1, 7)
+    ]
+    rows += [
+        {
+            "楼栋编码": f"{COMM_B}00001",
+            "户号": f"{200 + i}",
+            "姓名": f"西{i}",
+            "身份证号": ident(10 + i),
+            "联系电话": f"1370000{i:04d}",
+        }
+        for i in range(1, 4)
+    ]
     p = tmp / "roster.csv"
     p.write_bytes(pd.DataFrame(rows).to_csv(index=False).encode("utf-8"))
     assert load_roster(p, engine=eng, vault=Vault.from_settings(Settings(secret_key=SECRET))).status == "loaded"
@@ -73,6 +93,7 @@ def keep(monkeypatch):
     def set_(hours):
         monkeypatch.setenv("GISGOV_INGEST_EXPORT_KEEP_HOURS", str(hours))
         get_ingest_settings.cache_clear()
+
     yield set_
     monkeypatch.undo()
     get_ingest_settings.cache_clear()
@@ -89,8 +110,10 @@ def wait(c, status_url: str, limit_s: float = 120) -> dict:
 
 def audit_rows(eng, actor: str) -> list:
     with eng.connect() as cn:
-        return cn.execute(text("SELECT result, object, detail FROM audit_log WHERE action = 'export' AND actor = :u "
-                               "ORDER BY id"), {"u": actor}).all()
+        return cn.execute(
+            text("SELECT result, object, detail FROM audit_log WHERE action = 'export' AND actor = :u ORDER BY id"),
+            {"u": actor},
+        ).all()
 
 
 def wait_audit(eng, actor: str, n: int, limit_s: float = 30) -> list:

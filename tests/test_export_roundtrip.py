@@ -10,17 +10,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from auth_helpers import app_engine
+from ingest_helpers import COMM_A, COMM_B, gdf, load_city
 from shapely.geometry import Point, box
 from sqlalchemy import create_engine, pool, text
 
-from auth_helpers import app_engine
 from gisgov.ingest.export import export_level
 from gisgov.ingest.jobs import scoped_engine
 from gisgov.ingest.levels import LOAD_ORDER
 from gisgov.ingest.loader import UsageError, load_file
 from gisgov.ingest.roster import load_roster
 from gisgov.security.pii import Vault, id_check_digit
-from ingest_helpers import COMM_A, COMM_B, gdf, load_city
 
 VAULT = Vault(b"r" * 32)
 GEOM_SQL = {
@@ -33,7 +33,7 @@ GEOM_SQL = {
 }
 ATTR_SQL = {
     "building": "SELECT b.code, b.floors, b.households, b.households_estimated, c.code, g.code, b.address FROM building b "
-                "LEFT JOIN compound c ON c.id = b.compound_id LEFT JOIN grid g ON g.id = b.grid_id ORDER BY b.code",
+    "LEFT JOIN compound c ON c.id = b.compound_id LEFT JOIN grid g ON g.id = b.grid_id ORDER BY b.code",
     "compound": "SELECT code, name, year_built, property_mode, has_party_org FROM compound ORDER BY code",
     "community": "SELECT code, street_code, name, class FROM community ORDER BY code",
     "facility": "SELECT code, name, category_code, kind, community_code FROM facility ORDER BY code",
@@ -52,34 +52,102 @@ def source(db_factory, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("src")
     load_city(eng, tmp)
     files = {
-        "grid": gdf([{"网格编码": f"{COMM_A}001", "网格名称": "一网格", "网格级别": "三级", "geometry": box(117.20, 31.80, 117.21, 31.83)},
-                     {"网格编码": f"{COMM_B}001", "网格名称": "西湖网格", "geometry": box(117.22, 31.80, 117.24, 31.83)}]),
-        "compound": gdf([{"小区编码": f"{COMM_A}0001", "小区名称": "梧桐苑", "建成年代": 1995, "物业管理方式": "物业公司",
-                          "geometry": shapely.Polygon([(117.2021, 31.8051), (117.2063, 31.8049), (117.2061, 31.8093),
-                                                       (117.2033, 31.8097), (117.2019, 31.8072)])}]),
-        "building": gdf([{"楼栋编码": f"{COMM_A}00001", "层数": 6, "户数": 36, "地址": "梧桐苑1栋",
-                          "geometry": box(117.20251, 31.80553, 117.20301, 31.80601)},
-                         {"楼栋编码": f"{COMM_A}00002", "层数": 4, "地址": "梧桐苑2栋",
-                          "geometry": box(117.20402, 31.80703, 117.20457, 31.80749)},
-                         {"楼栋编码": f"{COMM_B}00001", "层数": 11, "地址": "西湖1栋",
-                          "geometry": box(117.2251, 31.8101, 117.2259, 31.8107)}]),
-        "facility": gdf([{"设施编码": "F001", "设施名称": "东园社区卫生服务站", "类别": "卫生", "设施类型": "卫生服务站",
-                          "geometry": Point(117.20731, 31.81577)},
-                         {"设施编码": "F002", "设施名称": "西湖小学", "类别": "学校", "geometry": Point(117.23113, 31.82019)}]),
-        "road": gdf([{"name": "东园路", "道路等级": "支路",
-                      "geometry": shapely.LineString([(117.201, 31.812), (117.2105, 31.8121), (117.2235, 31.8119)])},
-                     {"name": "南北巷", "highway": "footway", "foot": "true",
-                      "geometry": shapely.LineString([(117.2105, 31.801), (117.2105, 31.8121), (117.2106, 31.829)])}]),
+        "grid": gdf(
+            [
+                {
+                    "网格编码": f"{COMM_A}001",
+                    "网格名称": "一网格",
+                    "网格级别": "三级",
+                    "geometry": box(117.20, 31.80, 117.21, 31.83),
+                },
+                {"网格编码": f"{COMM_B}001", "网格名称": "西湖网格", "geometry": box(117.22, 31.80, 117.24, 31.83)},
+            ]
+        ),
+        "compound": gdf(
+            [
+                {
+                    "小区编码": f"{COMM_A}0001",
+                    "小区名称": "梧桐苑",
+                    "建成年代": 1995,
+                    "物业管理方式": "物业公司",
+                    "geometry": shapely.Polygon(
+                        [
+                            (117.2021, 31.8051),
+                            (117.2063, 31.8049),
+                            (117.2061, 31.8093),
+                            (117.2033, 31.8097),
+                            (117.2019, 31.8072),
+                        ]
+                    ),
+                }
+            ]
+        ),
+        "building": gdf(
+            [
+                {
+                    "楼栋编码": f"{COMM_A}00001",
+                    "层数": 6,
+                    "户数": 36,
+                    "地址": "梧桐苑1栋",
+                    "geometry": box(117.20251, 31.80553, 117.20301, 31.80601),
+                },
+                {
+                    "楼栋编码": f"{COMM_A}00002",
+                    "层数": 4,
+                    "地址": "梧桐苑2栋",
+                    "geometry": box(117.20402, 31.80703, 117.20457, 31.80749),
+                },
+                {
+                    "楼栋编码": f"{COMM_B}00001",
+                    "层数": 11,
+                    "地址": "西湖1栋",
+                    "geometry": box(117.2251, 31.8101, 117.2259, 31.8107),
+                },
+            ]
+        ),
+        "facility": gdf(
+            [
+                {
+                    "设施编码": "F001",
+                    "设施名称": "东园社区卫生服务站",
+                    "类别": "卫生",
+                    "设施类型": "卫生服务站",
+                    "geometry": Point(117.20731, 31.81577),
+                },
+                {"设施编码": "F002", "设施名称": "西湖小学", "类别": "学校", "geometry": Point(117.23113, 31.82019)},
+            ]
+        ),
+        "road": gdf(
+            [
+                {
+                    "name": "东园路",
+                    "道路等级": "支路",
+                    "geometry": shapely.LineString([(117.201, 31.812), (117.2105, 31.8121), (117.2235, 31.8119)]),
+                },
+                {
+                    "name": "南北巷",
+                    "highway": "footway",
+                    "foot": "true",
+                    "geometry": shapely.LineString([(117.2105, 31.801), (117.2105, 31.8121), (117.2106, 31.829)]),
+                },
+            ]
+        ),
     }
     for level, g in files.items():
         p = tmp / f"{level}.geojson"
         g.to_file(p, driver="GeoJSON")
         rep = load_file(p, level, engine=eng)
         assert rep.status == "loaded", [i.line() for i in rep.issues]
-    roster = pd.DataFrame({"楼栋编码": [f"{COMM_A}00001"] * 3 + [f"{COMM_B}00001"] * 2, "户号": ["101", "101", "102", "201", "201"],
-                           "姓名": ["张一", "张二", "李三", "王四", "王五"], "身份证号": [ident(i) for i in range(5)],
-                           "联系电话": ["13900001111", None, None, "13700002222", None],
-                           "特殊人群": ["低保", None, "独居老人;残疾", None, None]})
+    roster = pd.DataFrame(
+        {
+            "楼栋编码": [f"{COMM_A}00001"] * 3 + [f"{COMM_B}00001"] * 2,
+            "户号": ["101", "101", "102", "201", "201"],
+            "姓名": ["张一", "张二", "李三", "王四", "王五"],
+            "身份证号": [ident(i) for i in range(5)],
+            "联系电话": ["13900001111", None, None, "13700002222", None],
+            "特殊人群": ["低保", None, "独居老人;残疾", None, None],
+        }
+    )
     rp = tmp / "roster.csv"
     roster.to_csv(rp, index=False)
     assert load_roster(rp, engine=eng, vault=VAULT).status == "loaded"
@@ -125,9 +193,11 @@ def test_round_trip(source, db_factory, tmp_path, fmt):
             export_level(source, "resident", fmt, out, allow_pii=True, vault=VAULT)
             rep = load_roster(out, engine=target, vault=VAULT)
             assert rep.status == "loaded", [i.line() for i in rep.issues]
-            q = ("SELECT h.code, r.name, r.id_last4, r.phone_masked, "
-                 "(SELECT string_agg(group_code, ',' ORDER BY group_code) FROM resident_group g WHERE g.resident_id = r.id) "
-                 "FROM resident r JOIN household h ON h.id = r.household_id ORDER BY h.code, r.name")
+            q = (
+                "SELECT h.code, r.name, r.id_last4, r.phone_masked, "
+                "(SELECT string_agg(group_code, ',' ORDER BY group_code) FROM resident_group g WHERE g.resident_id = r.id) "
+                "FROM resident r JOIN household h ON h.id = r.household_id ORDER BY h.code, r.name"
+            )
             assert _rows(source, q) == _rows(target, q)
     finally:
         target.dispose()

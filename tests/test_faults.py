@@ -7,6 +7,7 @@ other tests share); (c) and (d) kill a client process, never a server process of
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -60,6 +61,7 @@ def private_cluster(tmp_path_factory):
 
 # -- (a) database stopped and started while requests run -------------------------------------------
 
+
 def test_database_restart_under_a_live_server(private_cluster):
     from live_server import serve
 
@@ -90,13 +92,18 @@ def test_database_restart_under_a_live_server(private_cluster):
                 _wait(lambda: len(results) >= 9, 30, "first answers")
                 assert cluster.down() is True
                 t_down = time.monotonic()
-                _wait(lambda: any(s == 503 and t > t_down for _, t, s, _ in results), 20, "503 while the database is down")
+                _wait(
+                    lambda: any(s == 503 and t > t_down for _, t, s, _ in results), 20, "503 while the database is down"
+                )
                 time.sleep(1.0)  # more requests while it is down
                 st = cluster.up()
                 t_up = time.monotonic()
                 assert st.port == port  # the running app's URL still points at it
-                _wait(lambda: sum(1 for p, t, s, _ in results if t > t_up and s == 200 and p != "/health") >= 6,
-                      30, "signed-in routes answering again")
+                _wait(
+                    lambda: sum(1 for p, t, s, _ in results if t > t_up and s == 200 and p != "/health") >= 6,
+                    30,
+                    "signed-in routes answering again",
+                )
             finally:
                 stop.set()
                 for t in threads:
@@ -110,11 +117,20 @@ def test_database_restart_under_a_live_server(private_cluster):
     assert {p for p, _ in down} >= {"/health"}, "the probe itself must say 503"
     for path, body in down:
         assert "DatabaseUnavailable" in body or "DatabaseBusy" in body, body
-        for secret in ("127.0.0.1", "localhost", str(port), "gisgov_app", "postgres", "psycopg", "connection to server"):
+        for secret in (
+            "127.0.0.1",
+            "localhost",
+            str(port),
+            "gisgov_app",
+            "postgres",
+            "psycopg",
+            "connection to server",
+        ):
             assert secret not in body, (path, body)
 
 
 # -- (b) kill -9 of the postmaster → `gisgov db up` recovers ----------------------------------------
+
 
 def test_kill_9_postmaster_then_db_up_recovers(private_cluster):
     cluster, home = private_cluster
@@ -140,8 +156,13 @@ def test_kill_9_postmaster_then_db_up_recovers(private_cluster):
         os.kill(st.pid, signal.SIGKILL)
         _wait(lambda: not _alive(st.pid), 10, "the postmaster to die")
         assert _alive(busy_pid), "the busy backend outlives its postmaster (the case `db up` must handle)"
-        r = subprocess.run([sys.executable, "-m", "gisgov.cli.main", "db", "up"], env=_env(GISGOV_HOME=str(home)),
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "gisgov.cli.main", "db", "up"],
+            env=_env(GISGOV_HOME=str(home)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         for c in idle:
             c.close()
@@ -158,10 +179,8 @@ def test_kill_9_postmaster_then_db_up_recovers(private_cluster):
 
 
 def _swallow(conn, sql):
-    try:
+    with contextlib.suppress(psycopg.Error):
         conn.execute(sql)
-    except psycopg.Error:
-        pass
 
 
 def _is_running_query(pid: int) -> bool:
@@ -185,6 +204,7 @@ def _alive(pid: int) -> bool:
 
 # -- (c) kill -9 during an import → no partial rows -------------------------------------------------
 
+
 def _bench_roster():
     spec = importlib.util.spec_from_file_location("roster_load", REPO_ROOT / "bench" / "roster_load.py")
     mod = importlib.util.module_from_spec(spec)
@@ -194,8 +214,10 @@ def _bench_roster():
 
 def _other_sessions(conninfo: str, db: str, query_like: str | None = None) -> int:
     with psycopg.connect(conninfo, autocommit=True) as c:
-        sql = ("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
-               "AND backend_type = 'client backend'")
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid() "
+            "AND backend_type = 'client backend'"
+        )
         args = [db]
         if query_like:
             sql += " AND state = 'active' AND query ILIKE %s"
@@ -208,30 +230,55 @@ def test_kill_9_during_roster_import_leaves_no_rows(db_factory, tmp_path):
     url = db_factory.create(prefix="gisgov_test_faults")
     eng = create_engine(url, poolclass=pool.NullPool)
     with eng.begin() as c:
-        c.execute(text("INSERT INTO street (code, name, geom) VALUES ('340104001', '故障街道', "
-                       "ST_Multi(ST_MakeEnvelope(117.0, 31.0, 117.2, 31.2, 4490)))"))
-        c.execute(text("INSERT INTO community (code, street_code, name, geom) VALUES (:c, '340104001', '故障社区', "
-                       "ST_Multi(ST_MakeEnvelope(117.0, 31.0, 117.2, 31.2, 4490)))"), {"c": roster.COMMUNITY})
-        c.execute(text("""
+        c.execute(
+            text(
+                "INSERT INTO street (code, name, geom) VALUES ('340104001', '故障街道', "
+                "ST_Multi(ST_MakeEnvelope(117.0, 31.0, 117.2, 31.2, 4490)))"
+            )
+        )
+        c.execute(
+            text(
+                "INSERT INTO community (code, street_code, name, geom) VALUES (:c, '340104001', '故障社区', "
+                "ST_Multi(ST_MakeEnvelope(117.0, 31.0, 117.2, 31.2, 4490)))"
+            ),
+            {"c": roster.COMMUNITY},
+        )
+        c.execute(
+            text("""
             INSERT INTO building (code, community_code, floors, geom, pos)
             SELECT :c || lpad(i::text, 5, '0'), :c, 18,
                    ST_Multi(ST_MakeEnvelope(117.001 + (i % 20) * 0.0005, 31.001 + (i / 20) * 0.0005,
                                             117.0013 + (i % 20) * 0.0005, 31.0013 + (i / 20) * 0.0005, 4490)),
                    ST_SetSRID(ST_MakePoint(0, 0), 4490)
-            FROM generate_series(1, 300) i"""), {"c": roster.COMMUNITY})
+            FROM generate_series(1, 300) i"""),
+            {"c": roster.COMMUNITY},
+        )
         buildings = c.execute(text("SELECT code FROM building ORDER BY code")).scalars().all()
     csv = tmp_path / "residents.csv"
     roster.make_roster(csv, 150_000, buildings, np.random.default_rng(3))
     db = url.rsplit("/", 1)[1]
     conninfo = psycopg_conninfo(url)
-    env = _env(GISGOV_DATABASE_URL=url, GISGOV_HOME=str(tmp_path / "home"),
-               GISGOV_SECRET_KEY="fault-test-secret-key-00001")
-    proc = subprocess.Popen([sys.executable, "-m", "gisgov.cli.main", "load", str(csv), "--level", "resident"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = _env(
+        GISGOV_DATABASE_URL=url, GISGOV_HOME=str(tmp_path / "home"), GISGOV_SECRET_KEY="fault-test-secret-key-00001"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gisgov.cli.main", "load", str(csv), "--level", "resident"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         # kill it while it writes: its COPY (or the set-wise INSERTs after it) is running in the database
-        _wait(lambda: proc.poll() is not None or _other_sessions(conninfo, db, "%COPY%") > 0
-              or _other_sessions(conninfo, db, "INSERT INTO%resident%") > 0, 120, "the import to start writing", 0.05)
+        _wait(
+            lambda: (
+                proc.poll() is not None
+                or _other_sessions(conninfo, db, "%COPY%") > 0
+                or _other_sessions(conninfo, db, "INSERT INTO%resident%") > 0
+            ),
+            120,
+            "the import to start writing",
+            0.05,
+        )
         assert proc.poll() is None, "the import finished before it could be killed: " + proc.stderr.read().decode()
         proc.kill()
         proc.wait(timeout=30)
@@ -241,9 +288,13 @@ def test_kill_9_during_roster_import_leaves_no_rows(db_factory, tmp_path):
     assert proc.returncode == -signal.SIGKILL
     _wait(lambda: _other_sessions(conninfo, db) == 0, 60, "the killed import's backend to roll back")
     with eng.connect() as c:
-        counts = c.execute(text("SELECT (SELECT count(*) FROM resident), (SELECT count(*) FROM household), "
-                                "(SELECT count(*) FROM resident_group), "
-                                "(SELECT count(*) FROM building WHERE households IS NOT NULL AND households > 0)")).one()
+        counts = c.execute(
+            text(
+                "SELECT (SELECT count(*) FROM resident), (SELECT count(*) FROM household), "
+                "(SELECT count(*) FROM resident_group), "
+                "(SELECT count(*) FROM building WHERE households IS NOT NULL AND households > 0)"
+            )
+        ).one()
     eng.dispose()
     assert tuple(counts) == (0, 0, 0, 0), counts
 
@@ -273,9 +324,8 @@ ACTIVATE_SCRIPT = textwrap.dedent("""
 
 @pytest.fixture(scope="module")
 def plan_db(db_factory):
-    from tests.grid_city import COMMUNITY, block_layout
-
     from gisgov.gridding import plans, service
+    from tests.grid_city import COMMUNITY, block_layout
 
     url = db_factory.create(prefix="gisgov_test_faults_plan")
     eng = create_engine(url, poolclass=pool.NullPool)
@@ -293,16 +343,21 @@ def plan_db(db_factory):
 def _plan_state(eng, community):
     with eng.connect() as c:
         return (
-            c.execute(text("SELECT version, status, parent_version FROM grid_plan WHERE community_code = :c "
-                           "ORDER BY version"), {"c": community}).all(),
+            c.execute(
+                text(
+                    "SELECT version, status, parent_version FROM grid_plan WHERE community_code = :c ORDER BY version"
+                ),
+                {"c": community},
+            ).all(),
             c.execute(text("SELECT id, grid_id FROM building ORDER BY id")).all(),
             c.execute(text("SELECT id, code, plan_id FROM grid ORDER BY id")).all(),
-            c.execute(text("SELECT plan_id, building_id, grid_id FROM grid_assignment ORDER BY plan_id, building_id")).all(),
+            c.execute(
+                text("SELECT plan_id, building_id, grid_id FROM grid_assignment ORDER BY plan_id, building_id")
+            ).all(),
         )
 
 
-@pytest.mark.parametrize("how, pause_at", [("kill -9 the client", "buildings"),
-                                           ("pg_terminate_backend", "renumbered")])
+@pytest.mark.parametrize("how, pause_at", [("kill -9 the client", "buildings"), ("pg_terminate_backend", "renumbered")])
 def test_interrupted_activation_keeps_the_old_plan(plan_db, tmp_path, how, pause_at):
     from gisgov.gridding import plans, service
     from gisgov.gridding.io import plan_row
@@ -310,20 +365,28 @@ def test_interrupted_activation_keeps_the_old_plan(plan_db, tmp_path, how, pause
     url, eng, community = plan_db
     with eng.begin() as conn:
         active = plan_row(conn, community, None)["version"]
-        draft = service.propose_plan(conn, community, save=True, seed=int(time.time()) % 1000,
-                                     method="heuristic")["version"]
+        draft = service.propose_plan(conn, community, save=True, seed=int(time.time()) % 1000, method="heuristic")[
+            "version"
+        ]
     before = _plan_state(eng, community)
     statuses = {v: s for v, s, _ in before[0]}
     assert statuses[active] == "active" and statuses[draft] == "draft"
     marker = tmp_path / "paused"
     script = tmp_path / "activate.py"
     script.write_text(ACTIVATE_SCRIPT)
-    proc = subprocess.Popen([sys.executable, str(script), url, community, str(draft), pause_at, str(marker)],
-                            env={**_env(), "PYTHONPATH": str(REPO_ROOT)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, cwd=str(REPO_ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, str(script), url, community, str(draft), pause_at, str(marker)],
+        env={**_env(), "PYTHONPATH": str(REPO_ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=str(REPO_ROOT),
+    )
     try:
-        _wait(lambda: (marker.exists() and marker.read_text()) or proc.poll() is not None, 120,
-              "the activation to reach " + pause_at)
+        _wait(
+            lambda: (marker.exists() and marker.read_text()) or proc.poll() is not None,
+            120,
+            "the activation to reach " + pause_at,
+        )
         assert proc.poll() is None, proc.stderr.read().decode()
         backend = int(marker.read_text())
         if how == "pg_terminate_backend":

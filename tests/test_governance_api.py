@@ -22,8 +22,14 @@ from gisgov.security.pii import Vault
 
 COMPOUND_C = "3401040010010002"
 VAULT = Vault(b"t" * 32)
-SCOPES = {"admin": "", "street_leader": STREET, "community_staff": COMM_A, "grid_worker": GRID_A1,
-          "planner": STREET, "viewer": STREET}
+SCOPES = {
+    "admin": "",
+    "street_leader": STREET,
+    "community_staff": COMM_A,
+    "grid_worker": GRID_A1,
+    "planner": STREET,
+    "viewer": STREET,
+}
 RULES_YAML = """
 large_households: 5
 old_before_year: 2000
@@ -40,9 +46,11 @@ def city(db_factory):
     load_mini_city(url)
     eng = create_engine(url, poolclass=pool.NullPool)
     with eng.begin() as c:
-        c.execute(text("""INSERT INTO compound (code, community_code, name, year_built, property_mode, geom)
+        c.execute(
+            text("""INSERT INTO compound (code, community_code, name, year_built, property_mode, geom)
             VALUES (:c, :comm, '老街坊', 1980, NULL, ST_Multi(ST_MakeEnvelope(117.212, 31.805, 117.214, 31.807, 4490)))"""),
-                  {"c": COMPOUND_C, "comm": COMM_A})
+            {"c": COMPOUND_C, "comm": COMM_A},
+        )
     eng.dispose()
     return url
 
@@ -91,9 +99,12 @@ def clients(city):
 # Known staff: A1 complete (5 households / 1 full-time = 5), A2 no 网格长 (0 households),
 # B1 complete but 40 households / 1 full-time = 40 > ceiling 30.
 STAFF = [
-    (GRID_A1, "网格长", "甲一（测试）", "13800000001"), (GRID_A1, "专职网格员", "甲二（测试）", "13800000002"),
-    (GRID_A2, "专职网格员", "乙一（测试）", "13800000003"), (GRID_A2, "兼职网格员", "乙二（测试）", None),
-    (GRID_B1, "网格长", "丙一（测试）", "13800000004"), (GRID_B1, "专职网格员", "丙二（测试）", "13800000005"),
+    (GRID_A1, "网格长", "甲一（测试）", "13800000001"),
+    (GRID_A1, "专职网格员", "甲二（测试）", "13800000002"),
+    (GRID_A2, "专职网格员", "乙一（测试）", "13800000003"),
+    (GRID_A2, "兼职网格员", "乙二（测试）", None),
+    (GRID_B1, "网格长", "丙一（测试）", "13800000004"),
+    (GRID_B1, "专职网格员", "丙二（测试）", "13800000005"),
 ]
 
 
@@ -104,20 +115,32 @@ def staffed(owner):
         c.execute(text("DELETE FROM grid_staff"))
         for grid, role, name, phone in STAFF:
             cipher, masked = VAULT.protect_phone(phone) if phone else (None, None)
-            c.execute(text("INSERT INTO grid_staff (grid_id, role, name, phone_cipher, phone_masked) "
-                           "SELECT id, :r, :n, :c, :m FROM grid WHERE code = :g"),
-                      {"g": grid, "r": role, "n": name, "c": cipher, "m": masked})
-        c.execute(text("UPDATE compound SET has_party_org = false, has_service_point = false, version = 1, "
-                       "property_mode = '物业公司', year_built = 1995 WHERE code = :a"), {"a": COMPOUND_A})
-        c.execute(text("UPDATE compound SET has_party_org = true, has_service_point = true, version = 1 "
-                       "WHERE code = :b"), {"b": COMPOUND_B})
+            c.execute(
+                text(
+                    "INSERT INTO grid_staff (grid_id, role, name, phone_cipher, phone_masked) "
+                    "SELECT id, :r, :n, :c, :m FROM grid WHERE code = :g"
+                ),
+                {"g": grid, "r": role, "n": name, "c": cipher, "m": masked},
+            )
+        c.execute(
+            text(
+                "UPDATE compound SET has_party_org = false, has_service_point = false, version = 1, "
+                "property_mode = '物业公司', year_built = 1995 WHERE code = :a"
+            ),
+            {"a": COMPOUND_A},
+        )
+        c.execute(
+            text("UPDATE compound SET has_party_org = true, has_service_point = true, version = 1 WHERE code = :b"),
+            {"b": COMPOUND_B},
+        )
         c.execute(text("UPDATE compound SET property_mode = NULL, version = 1 WHERE code = :c"), {"c": COMPOUND_C})
 
 
 def audit_rows(owner, action):
     with owner.connect() as c:
-        return c.execute(text("SELECT actor, object, result, detail FROM audit_log WHERE action = :a ORDER BY id"),
-                         {"a": action}).all()
+        return c.execute(
+            text("SELECT actor, object, result, detail FROM audit_log WHERE action = :a ORDER BY id"), {"a": action}
+        ).all()
 
 
 def test_staff_overview_gaps_and_caseload(clients, staffed, owner):
@@ -127,14 +150,27 @@ def test_staff_overview_gaps_and_caseload(clients, staffed, owner):
     by = {g["code"]: g for g in d["grids"]}
     assert list(by) == [GRID_A1, GRID_A2, GRID_B1]
     assert [(g["households"], g["full_time"], g["caseload"], g["caseload_over"], g["gaps"]) for g in by.values()] == [
-        (5, 1, 5.0, False, []), (0, 1, 0.0, False, ["no_leader"]), (40, 1, 40.0, True, [])]
+        (5, 1, 5.0, False, []),
+        (0, 1, 0.0, False, ["no_leader"]),
+        (40, 1, 40.0, True, []),
+    ]
     assert by[GRID_A2]["roles"] == {"网格长": 0, "专职网格员": 1, "兼职网格员": 1, "网格指导员": 0, "信息员": 0}
     s = d["summary"]
-    assert (s["grids"], s["staff"], s["grids_ok"], s["no_leader"], s["no_full_time"], s["caseload_over"],
-            s["max_caseload"], s["ceiling"]) == (3, 6, 1, [GRID_A2], [], [GRID_B1], 40.0, 30.0)
+    assert (
+        s["grids"],
+        s["staff"],
+        s["grids_ok"],
+        s["no_leader"],
+        s["no_full_time"],
+        s["caseload_over"],
+        s["max_caseload"],
+        s["ceiling"],
+    ) == (3, 6, 1, [GRID_A2], [], [GRID_B1], 40.0, 30.0)
     people = by[GRID_A1]["people"]
     assert [(x["role"], x["name"], x["phone_masked"]) for x in people] == [
-        ("网格长", "甲一（测试）", "138****0001"), ("专职网格员", "甲二（测试）", "138****0002")]
+        ("网格长", "甲一（测试）", "138****0001"),
+        ("专职网格员", "甲二（测试）", "138****0002"),
+    ]
     assert d["names_shown"] is True and "1380000000" not in r.text
     assert audit_rows(owner, "read_personal")[-1].object == f"grid_staff:{STREET}"
     # only grids with a problem
@@ -162,7 +198,9 @@ def test_gap_map(clients, staffed):
     assert r.status_code == 200
     fc = r.json()
     assert [(f["id"], f["properties"]["gaps"], f["properties"]["caseload_over"]) for f in fc["features"]] == [
-        (GRID_A2, ["no_leader"], False), (GRID_B1, [], True)]
+        (GRID_A2, ["no_leader"], False),
+        (GRID_B1, [], True),
+    ]
     assert fc["features"][0]["geometry"]["type"] == "Point"
     x, y = fc["features"][0]["geometry"]["coordinates"]
     assert 117.21 <= x <= 117.22 and 31.80 <= y <= 31.83  # inside grid A2
@@ -174,10 +212,14 @@ def test_gap_map(clients, staffed):
 
 def test_assign_edit_remove_staff_audited(clients, staffed, owner):
     cs = clients["community_staff"]
-    r = cs.post("/api/staff", json={"grid": GRID_A2, "role": "网格长", "name": "新网格长（测试）", "phone": "139-1234-5678"})
+    r = cs.post(
+        "/api/staff", json={"grid": GRID_A2, "role": "网格长", "name": "新网格长（测试）", "phone": "139-1234-5678"}
+    )
     assert r.status_code == 201, r.text
     new = r.json()
-    assert new["phone_masked"] == "139****5678" and new["grid_code"] == GRID_A2 and new["updated_by"].startswith("t_comm")
+    assert (
+        new["phone_masked"] == "139****5678" and new["grid_code"] == GRID_A2 and new["updated_by"].startswith("t_comm")
+    )
     assert clients["admin"].get("/api/staff", params={"code": GRID_A2}).json()["grids"][0]["gaps"] == []
     with owner.connect() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', false)"))
@@ -208,8 +250,12 @@ def test_staff_edit_refusals(clients, staffed, owner):
     assert r.status_code == 404
     with owner.connect() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', false)"))
-        b_staff = c.execute(text("SELECT s.id FROM grid_staff s JOIN grid g ON g.id = s.grid_id WHERE g.code = :g "
-                                 "ORDER BY s.id LIMIT 1"), {"g": GRID_B1}).scalar_one()
+        b_staff = c.execute(
+            text(
+                "SELECT s.id FROM grid_staff s JOIN grid g ON g.id = s.grid_id WHERE g.code = :g ORDER BY s.id LIMIT 1"
+            ),
+            {"g": GRID_B1},
+        ).scalar_one()
     assert clients["community_staff"].patch(f"/api/staff/{b_staff}", json={"name": "x"}).status_code == 404
     assert clients["community_staff"].delete(f"/api/staff/{b_staff}").status_code == 404
     assert clients["community_staff_b"].delete(f"/api/staff/{b_staff}").status_code == 200
@@ -233,44 +279,60 @@ def _xlsx(headers, rows) -> bytes:
 def _staff_names(owner, grid):
     with owner.connect() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', false)"))
-        return c.execute(text("SELECT s.role, s.name FROM grid_staff s JOIN grid g ON g.id = s.grid_id "
-                              "WHERE g.code = :g ORDER BY s.id"), {"g": grid}).all()
+        return c.execute(
+            text(
+                "SELECT s.role, s.name FROM grid_staff s JOIN grid g ON g.id = s.grid_id "
+                "WHERE g.code = :g ORDER BY s.id"
+            ),
+            {"g": grid},
+        ).all()
 
 
 MESSY = [" 网格编码 ", "角　色", "姓名＊", "手机号（必填）"]
 
 
 def test_import_good_file_with_messy_headers(clients, staffed, owner):
-    data = _xlsx(MESSY, [
-        [GRID_A2, "网格长", "导入一（测试）", "13700000001"],
-        [GRID_A2, "专职网格员", "导入二（测试）", 13700000002],  # a number cell
-        [None, None, None, None],
-        [GRID_A2, " 兼职网格员 ", "导入三（测试）", None],
-    ])
-    r = clients["community_staff"].post("/api/staff/import", files={"file": ("网格员.xlsx", data)},
-                                        data={"mode": "replace"})
+    data = _xlsx(
+        MESSY,
+        [
+            [GRID_A2, "网格长", "导入一（测试）", "13700000001"],
+            [GRID_A2, "专职网格员", "导入二（测试）", 13700000002],  # a number cell
+            [None, None, None, None],
+            [GRID_A2, " 兼职网格员 ", "导入三（测试）", None],
+        ],
+    )
+    r = clients["community_staff"].post(
+        "/api/staff/import", files={"file": ("网格员.xlsx", data)}, data={"mode": "replace"}
+    )
     assert r.status_code == 200, r.text
     d = r.json()
     assert (d["rows"], d["grids"], d["removed"], d["written"], d["gaps_after"]) == (3, 1, 2, 3, [])
-    assert _staff_names(owner, GRID_A2) == [("网格长", "导入一（测试）"), ("专职网格员", "导入二（测试）"),
-                                            ("兼职网格员", "导入三（测试）")]
+    assert _staff_names(owner, GRID_A2) == [
+        ("网格长", "导入一（测试）"),
+        ("专职网格员", "导入二（测试）"),
+        ("兼职网格员", "导入三（测试）"),
+    ]
     assert len(_staff_names(owner, GRID_A1)) == 2  # grids not in the file are left alone
     a = audit_rows(owner, "import")[-1]
     assert a.result == "ok" and a.object == "grid_staff" and a.detail["rows"] == 3
     # dry run: reported, nothing written
-    r = clients["community_staff"].post("/api/staff/import", files={"file": ("x.xlsx", data)},
-                                        data={"mode": "append", "dry_run": "true"})
+    r = clients["community_staff"].post(
+        "/api/staff/import", files={"file": ("x.xlsx", data)}, data={"mode": "append", "dry_run": "true"}
+    )
     assert r.status_code == 200 and r.json()["written"] == 0 and len(_staff_names(owner, GRID_A2)) == 3
 
 
 def test_import_bad_file_writes_nothing(clients, staffed, owner):
     before = {g: _staff_names(owner, g) for g in (GRID_A1, GRID_A2, GRID_B1)}
-    data = _xlsx(["网格编码", "角色", "姓名", "手机号"], [
-        [GRID_A2, "网格长", "好行（测试）", "13700000001"],
-        [GRID_B1, "网格长", "越界（测试）", None],        # another community: unknown to this account
-        [GRID_A1, "队长", "角色错（测试）", "13700000003"],
-        [GRID_A1, "信息员", "电话错（测试）", "1370000"],
-    ])
+    data = _xlsx(
+        ["网格编码", "角色", "姓名", "手机号"],
+        [
+            [GRID_A2, "网格长", "好行（测试）", "13700000001"],
+            [GRID_B1, "网格长", "越界（测试）", None],  # another community: unknown to this account
+            [GRID_A1, "队长", "角色错（测试）", "13700000003"],
+            [GRID_A1, "信息员", "电话错（测试）", "1370000"],
+        ],
+    )
     r = clients["community_staff"].post("/api/staff/import", files={"file": ("bad.xlsx", data)})
     assert r.status_code == 422
     d = r.json()
@@ -278,7 +340,9 @@ def test_import_bad_file_writes_nothing(clients, staffed, owner):
     assert d["error"] == "ImportRejected" and "nothing was written" in d["detail"]
     assert {g: _staff_names(owner, g) for g in before} == before
     assert audit_rows(owner, "import")[-1].result == "failed"
-    r = clients["community_staff"].post("/api/staff/import", files={"file": ("h.xlsx", _xlsx(["网格", "名字"], [[GRID_A1, "x"]]))})
+    r = clients["community_staff"].post(
+        "/api/staff/import", files={"file": ("h.xlsx", _xlsx(["网格", "名字"], [[GRID_A1, "x"]]))}
+    )
     assert r.status_code == 422 and "角色" in r.json()["detail"] and "手机号" in r.json()["detail"]
     r = clients["community_staff"].post("/api/staff/import", files={"file": ("s.csv", b"a,b\n")})
     assert r.status_code == 422 and "xlsx" in r.json()["detail"]
@@ -310,7 +374,9 @@ def test_compound_check_exact(clients, staffed):
     d = r.json()
     assert d["rules"]["large_households"] == 5
     assert [(b["code"], b["rules"], b["households"]) for b in d["breaches"]] == [
-        (COMPOUND_A, ["large_no_party_org", "large_no_service_point"], 5), (COMPOUND_C, ["old_no_property"], 0)]
+        (COMPOUND_A, ["large_no_party_org", "large_no_service_point"], 5),
+        (COMPOUND_C, ["old_no_property"], 0),
+    ]
     a, b = d["communities"]
     assert (a["code"], a["name"], a["compounds"], a["old"], a["old_ratio"]) == (COMM_A, "东园社区", 2, 2, 1.0)
     assert {k: v["n"] for k, v in a["property_modes"].items()} == {"物业公司": 1, "业主自治": 0, "社区兜底": 0, "无": 1}
@@ -332,7 +398,11 @@ def test_compound_edit_scope_audit_and_version(clients, staffed, owner):
     assert c["version"] == 1 and c["breaches"] == ["large_no_party_org", "large_no_service_point"]
     r = cs.patch(f"/api/compounds/{COMPOUND_A}", json={"version": 1, "has_party_org": True, "has_service_point": True})
     assert r.status_code == 200, r.text
-    assert (r.json()["version"], r.json()["breaches"], r.json()["changed"]) == (2, [], ["has_party_org", "has_service_point"])
+    assert (r.json()["version"], r.json()["breaches"], r.json()["changed"]) == (
+        2,
+        [],
+        ["has_party_org", "has_service_point"],
+    )
     # the same stale version again: 409, nothing changed
     r = cs.patch(f"/api/compounds/{COMPOUND_A}", json={"version": 1, "property_mode": ""})
     assert r.status_code == 409 and "version" in r.json()["detail"]
@@ -351,7 +421,8 @@ def test_compound_edit_scope_audit_and_version(clients, staffed, owner):
     ok = [a for a in rows if a.result == "ok"]
     assert [(a.object, sorted(a.detail["changes"])) for a in ok[-2:]] == [
         (f"compound:{COMPOUND_A}", ["has_party_org", "has_service_point"]),
-        (f"compound:{COMPOUND_C}", ["property_mode"])]
+        (f"compound:{COMPOUND_C}", ["property_mode"]),
+    ]
     assert ok[-1].detail["changes"]["property_mode"] == [None, "社区兜底"]
     assert {a.detail["status"] for a in rows if a.result == "denied"} >= {403, 404, 409}
     with owner.connect() as c:

@@ -53,15 +53,23 @@ def city(db_factory):
     with eng.begin() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', true)"))
         # A1 complete (网格长 + 专职), A2 without a 网格长
-        c.execute(text("""INSERT INTO grid_staff (grid_id, role, name)
+        c.execute(
+            text("""INSERT INTO grid_staff (grid_id, role, name)
             SELECT g.id, v.role, v.name FROM grid g JOIN (VALUES (:a1, '网格长', '甲一（测试）'), (:a1, '专职网格员', '甲二（测试）'),
-                 (:a2, '专职网格员', '乙一（测试）')) AS v(code, role, name) ON v.code = g.code"""), {"a1": GRID_A1, "a2": GRID_A2})
-        c.execute(text("UPDATE compound SET has_party_org = true, has_service_point = false, version = 1 WHERE code = :c"),
-                  {"c": COMPOUND_A})
+                 (:a2, '专职网格员', '乙一（测试）')) AS v(code, role, name) ON v.code = g.code"""),
+            {"a1": GRID_A1, "a2": GRID_A2},
+        )
+        c.execute(
+            text("UPDATE compound SET has_party_org = true, has_service_point = false, version = 1 WHERE code = :c"),
+            {"c": COMPOUND_A},
+        )
         # two elderly people living alone in building A1 (grid A1), never visited
-        c.execute(text("""INSERT INTO resident_group (resident_id, group_code)
+        c.execute(
+            text("""INSERT INTO resident_group (resident_id, group_code)
             SELECT r.id, 'dujulaoren' FROM resident r JOIN household h ON h.id = r.household_id
-            WHERE h.building_code = :b ORDER BY r.id LIMIT 2"""), {"b": BLD_A1})
+            WHERE h.building_code = :b ORDER BY r.id LIMIT 2"""),
+            {"b": BLD_A1},
+        )
     eng.dispose()
     return url
 
@@ -93,8 +101,11 @@ def q(owner, sql: str, **params):
 
 
 def staff_of(owner, grid: str):
-    return q(owner, "SELECT s.role, s.name FROM grid_staff s JOIN grid g ON g.id = s.grid_id WHERE g.code = :g ORDER BY s.id",
-             g=grid)
+    return q(
+        owner,
+        "SELECT s.role, s.name FROM grid_staff s JOIN grid g ON g.id = s.grid_id WHERE g.code = :g ORDER BY s.id",
+        g=grid,
+    )
 
 
 def xlsx(rows) -> bytes:
@@ -136,8 +147,10 @@ def test_community_staff_staff_import_and_compound(city, base, owner, browser, t
     page.keyboard.type("13912345678")
     page.locator("#sf-submit").click()
     page.wait_for_function("() => document.body.dataset.lastStaff", timeout=20000)
-    page.wait_for_function(f"() => !document.querySelector(\".grid-card[data-code='{GRID_A2}'] .badge[data-gap='no_leader']\")",
-                           timeout=20000)
+    page.wait_for_function(
+        f"() => !document.querySelector(\".grid-card[data-code='{GRID_A2}'] .badge[data-gap='no_leader']\")",
+        timeout=20000,
+    )
     assert staff_of(owner, GRID_A2)[-1] == ("网格长", "新网格长（测试）")
     card = page.locator(f".grid-card[data-code='{GRID_A2}']").inner_text()
     assert "新网格长（测试）" in card and "139****5678" in card and "达标 OK" in card
@@ -152,7 +165,9 @@ def test_community_staff_staff_import_and_compound(city, base, owner, browser, t
     # a filled template with one bad row: the dry run names the row, nothing is written
     before = {g: staff_of(owner, g) for g in (GRID_A1, GRID_A2)}
     f = tmp_path / "网格员.xlsx"
-    f.write_bytes(xlsx([[GRID_A1, "信息员", "导入一（测试）", "13700000001"], [GRID_A2, "队长", "导入二（测试）", None]]))
+    f.write_bytes(
+        xlsx([[GRID_A1, "信息员", "导入一（测试）", "13700000001"], [GRID_A2, "队长", "导入二（测试）", None]])
+    )
     page.set_input_files("#imp-file", str(f))
     page.locator("#imp-check").click()
     page.wait_for_selector("#imp-errors tr[data-row='3']", timeout=20000)
@@ -186,21 +201,34 @@ def test_community_staff_staff_import_and_compound(city, base, owner, browser, t
     page.locator("#cf-point").check()
     page.locator("#cf-save").click()
     page.wait_for_function("() => document.body.dataset.compoundVersion === '2'", timeout=20000)
-    page.wait_for_function(f"() => !document.querySelector(\"#breach-table tr[data-code='{COMPOUND_A}']\")", timeout=20000)
-    got = q(owner, "SELECT has_service_point, has_party_org, version, updated_by FROM compound WHERE code = :c", c=COMPOUND_A)[0]
+    page.wait_for_function(
+        f"() => !document.querySelector(\"#breach-table tr[data-code='{COMPOUND_A}']\")", timeout=20000
+    )
+    got = q(
+        owner,
+        "SELECT has_service_point, has_party_org, version, updated_by FROM compound WHERE code = :c",
+        c=COMPOUND_A,
+    )[0]
     assert (got.has_service_point, got.has_party_org, got.version) == (True, True, 2) and got.updated_by == user
     # someone else saves first: the stale version is explained and the form reloaded
     with owner.begin() as c:
-        c.execute(text("UPDATE compound SET version = version + 1, has_party_org = false WHERE code = :c"), {"c": COMPOUND_A})
+        c.execute(
+            text("UPDATE compound SET version = version + 1, has_party_org = false WHERE code = :c"), {"c": COMPOUND_A}
+        )
     page.locator("#cf-year").fill("1996")
     page.locator("#cf-save").click()
-    page.wait_for_function("() => document.getElementById('cf-msg').textContent.indexOf('stale version') >= 0", timeout=20000)
+    page.wait_for_function(
+        "() => document.getElementById('cf-msg').textContent.indexOf('stale version') >= 0", timeout=20000
+    )
     page.wait_for_function("() => document.getElementById('cf-version').textContent === '3'", timeout=20000)
     assert not page.locator("#cf-party").is_checked() and "stale version" in page.locator("#cf-msg").inner_text()
     assert q(owner, "SELECT year_built FROM compound WHERE code = :c", c=COMPOUND_A)[0].year_built == 1995
     page.screenshot(path=str(tmp_path / "governance-compounds-1366.png"), full_page=True)
-    rec.errors = [e for e in rec.errors if not (e.startswith("HTTP 422 ") or e.startswith("HTTP 409 ")
-                                                 or "status of 422" in e or "status of 409" in e)]
+    rec.errors = [
+        e
+        for e in rec.errors
+        if not (e.startswith(("HTTP 422 ", "HTTP 409 ")) or "status of 422" in e or "status of 409" in e)
+    ]
     assert rec.off_host() == []
     assert rec.errors == [], rec.errors
     page.close()
@@ -221,17 +249,30 @@ def test_grid_worker_records_a_visit_on_a_phone(city, base, owner, browser, tmp_
     assert "从未走访" in page.locator("#overdue-list li").first.inner_text()
     summary = page.locator(f"#sp-summary tr[data-code='{GRID_A1}'][data-group='dujulaoren']")
     summary.wait_for(timeout=30000)
-    assert summary.locator("td.num").all_inner_texts() == ["2", "2", "2"]  # members, beyond, overdue (exact for this role)
+    assert summary.locator("td.num").all_inner_texts() == [
+        "2",
+        "2",
+        "2",
+    ]  # members, beyond, overdue (exact for this role)
     first = ids[0]
     page.locator(f"#overdue-list li[data-resident='{first}'] button.visit").click()
     page.wait_for_function("() => document.body.dataset.lastVisit", timeout=20000)
-    page.wait_for_function(f"() => !document.querySelector(\"#overdue-list li[data-resident='{first}']\")", timeout=20000)
+    page.wait_for_function(
+        f"() => !document.querySelector(\"#overdue-list li[data-resident='{first}']\")", timeout=20000
+    )
     assert page.locator("#overdue-list li").count() == 1
-    page.wait_for_function(f"() => document.querySelector(\"#sp-summary tr[data-code='{GRID_A1}'][data-group='dujulaoren'] "
-                           f"td.num:last-child\").textContent === '1'", timeout=20000)  # the summary follows
+    page.wait_for_function(
+        f"() => document.querySelector(\"#sp-summary tr[data-code='{GRID_A1}'][data-group='dujulaoren'] "
+        f"td.num:last-child\").textContent === '1'",
+        timeout=20000,
+    )  # the summary follows
     eid = int(page.evaluate("document.body.dataset.lastVisit"))
-    v = q(owner, "SELECT v.resident_id, e.category, e.grid_code FROM special_visit v JOIN event e ON e.id = v.event_id "
-                 "WHERE e.id = :e", e=eid)
+    v = q(
+        owner,
+        "SELECT v.resident_id, e.category, e.grid_code FROM special_visit v JOIN event e ON e.id = v.event_id "
+        "WHERE e.id = :e",
+        e=eid,
+    )
     assert [(r.resident_id, r.grid_code) for r in v] == [(first, GRID_A1)]
     no_mobile(page)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375

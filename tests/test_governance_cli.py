@@ -28,8 +28,13 @@ def city(db_factory):
     eng = create_engine(url, poolclass=pool.NullPool)
     with eng.begin() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', true)"))
-        c.execute(text("INSERT INTO grid_staff (grid_id, role, name, phone_masked) SELECT id, '网格长', '甲（测试）', "
-                       "'138****0001' FROM grid WHERE code = :g"), {"g": GRID_A1})
+        c.execute(
+            text(
+                "INSERT INTO grid_staff (grid_id, role, name, phone_masked) SELECT id, '网格长', '甲（测试）', "
+                "'138****0001' FROM grid WHERE code = :g"
+            ),
+            {"g": GRID_A1},
+        )
     eng.dispose()
     return url
 
@@ -62,8 +67,10 @@ def test_staff_check_list_import(city, monkeypatch, tmp_path):
     r = invoke(["staff", "check", "--as", cs, "--json"], city, monkeypatch)
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
-    assert [(g["code"], g["gaps"]) for g in d["grids"]] == [(GRID_A1, ["no_full_time"]),
-                                                          (GRID_A2, ["no_leader", "no_full_time"])]
+    assert [(g["code"], g["gaps"]) for g in d["grids"]] == [
+        (GRID_A1, ["no_full_time"]),
+        (GRID_A2, ["no_leader", "no_full_time"]),
+    ]
     assert invoke(["staff", "check", "--as", cs, "--strict"], city, monkeypatch).exit_code == 5
     r = invoke(["staff", "list", "--as", viewer], city, monkeypatch)
     assert r.exit_code == 0 and "甲（测试）" not in r.output and GRID_A1 in r.output
@@ -99,7 +106,9 @@ def test_compounds_check_and_set(city, monkeypatch):
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["breaches"] == [] and d["communities"][0]["old_ratio"] == 1.0  # 5 households: not large; managed
-    r = invoke(["compounds", "set", COMPOUND_A, "--as", cs, "--version", "1", "--property-mode", "none"], city, monkeypatch)
+    r = invoke(
+        ["compounds", "set", COMPOUND_A, "--as", cs, "--version", "1", "--property-mode", "none"], city, monkeypatch
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["breaches"] == ["old_no_property"]
     r = invoke(["compounds", "check", "--as", cs, "--strict"], city, monkeypatch)
@@ -113,10 +122,12 @@ def test_compounds_check_and_set(city, monkeypatch):
         rows = c.execute(text("SELECT result, detail FROM audit_log WHERE action = 'compound_edit' ORDER BY id")).all()
     eng.dispose()
     assert [r.result for r in rows] == ["ok", "denied", "denied"]
-    assert rows[0].detail["changes"] == {"property_mode": ["物业公司", None]} and rows[0].detail["via"].startswith("cli:")
+    assert rows[0].detail["changes"] == {"property_mode": ["物业公司", None]} and rows[0].detail["via"].startswith(
+        "cli:"
+    )
 
 
-def test_sample_step_leaves_gaps_and_breaches_once(gridded_city_url):  # noqa: F811
+def test_sample_step_leaves_gaps_and_breaches_once(gridded_city_url):
     eng = create_engine(gridded_city_url, poolclass=pool.NullPool)
     admin = Principal(0, "t", "t", Role.admin, "")
     try:

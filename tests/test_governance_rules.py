@@ -35,12 +35,15 @@ def test_default_ceiling_is_the_grid_size_rule(monkeypatch):
     assert GovernanceSettings().staff_max_caseload == 300
 
 
-@pytest.mark.parametrize("headers", [
-    ["网格编码", "角色", "姓名", "手机号"],
-    [" 网格编码 ", "角　色", "姓名＊", "手机号（必填）"],           # spaces, ideographic space, full-width * and ()
-    ["网格 编码", "职务", "姓 名", "联系电话"],                       # synonyms
-    ["ＧＲＩＤ＿ＣＯＤＥ", "Role", "NAME", "Phone"],                # full-width and English
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        ["网格编码", "角色", "姓名", "手机号"],
+        [" 网格编码 ", "角　色", "姓名＊", "手机号（必填）"],  # spaces, ideographic space, full-width * and ()
+        ["网格 编码", "职务", "姓 名", "联系电话"],  # synonyms
+        ["ＧＲＩＤ＿ＣＯＤＥ", "Role", "NAME", "Phone"],  # full-width and English
+    ],
+)
 def test_messy_headers_map_to_the_template(headers):
     found, missing = st.map_headers(headers)
     assert missing == [] and list(found) == list(st.HEADERS)
@@ -56,19 +59,26 @@ def test_rows_checked_with_row_and_rule():
     grids = {"340104001001001", "340104001001002"}
     recs = [
         {"网格编码": "340104001001001", "角色": "网格长", "姓名": "张三", "手机号": "138 1234 5678"},
-        {"网格编码": "340104001001001", "角色": "ｆｕｌｌ-time grid worker", "姓名": "李四", "手机号": "+8613912345678"},
-        {"网格编码": None, "角色": None, "姓名": None, "手机号": None},                     # blank line: skipped
-        {"网格编码": "34010400100100", "角色": "网格长", "姓名": "王五", "手机号": None},     # 14 digits
-        {"网格编码": "340104001009001", "角色": "组长", "姓名": "", "手机号": "12345"},       # 3 column errors
-        {"网格编码": "340104001001001", "角色": "网格长", "姓名": "张三", "手机号": None},     # duplicate
+        {
+            "网格编码": "340104001001001",
+            "角色": "ｆｕｌｌ-time grid worker",
+            "姓名": "李四",
+            "手机号": "+8613912345678",
+        },
+        {"网格编码": None, "角色": None, "姓名": None, "手机号": None},  # blank line: skipped
+        {"网格编码": "34010400100100", "角色": "网格长", "姓名": "王五", "手机号": None},  # 14 digits
+        {"网格编码": "340104001009001", "角色": "组长", "姓名": "", "手机号": "12345"},  # 3 column errors
+        {"网格编码": "340104001001001", "角色": "网格长", "姓名": "张三", "手机号": None},  # duplicate
         {"网格编码": "340104001001002", "角色": "网格长", "姓名": "赵六", "手机号": "0551-12345678"},
-        {"网格编码": "340104001001002", "角色": "网格长", "姓名": "钱七", "手机号": None},     # second leader
+        {"网格编码": "340104001001002", "角色": "网格长", "姓名": "钱七", "手机号": None},  # second leader
         {"网格编码": "340104001001002", "角色": "信息员", "姓名": "孙" * 51, "手机号": None},
     ]
     rows, errors = st.parse_rows(recs, grids)
     assert [(e.row, e.column, e.rule) for e in errors] == [
         (5, "网格编码", "grid_code_format"),
-        (6, "网格编码", "grid_unknown"), (6, "角色", "role_unknown"), (6, "姓名", "name_required"),
+        (6, "网格编码", "grid_unknown"),
+        (6, "角色", "role_unknown"),
+        (6, "姓名", "name_required"),
         (6, "手机号", "phone_format"),
         (7, "姓名", "duplicate_row"),
         (9, "角色", "two_leaders"),
@@ -91,9 +101,14 @@ def test_phone_cleaning():
             st.clean_phone(bad)
 
 
-RULES = cr.parse_rules({
-    "large_households": 200, "old_before_year": 2000, "managed_modes": ["物业公司", "业主自治", "社区兜底"],
-    "rules": {c: {"zh": "{large_households}户/{old_before_year}", "en": c} for c in cr.RULE_CODES}})
+RULES = cr.parse_rules(
+    {
+        "large_households": 200,
+        "old_before_year": 2000,
+        "managed_modes": ["物业公司", "业主自治", "社区兜底"],
+        "rules": {c: {"zh": "{large_households}户/{old_before_year}", "en": c} for c in cr.RULE_CODES},
+    }
+)
 
 
 def C(code, comm, hh, year, mode, party, point):
@@ -101,12 +116,12 @@ def C(code, comm, hh, year, mode, party, point):
 
 
 HAND = [
-    C("3401040010010001", "340104001001", 250, 1995, "物业公司", False, True),   # large, no party org
-    C("3401040010010002", "340104001001", 200, 2005, "物业公司", True, False),   # exactly 200: no service point
-    C("3401040010010003", "340104001001", 199, 1990, None, False, False),       # not large; old, unmanaged
-    C("3401040010010004", "340104001001", 120, 1999, "社区兜底", False, False),   # old but managed: fine
-    C("3401040010020001", "340104001002", 600, None, None, False, False),       # large, both; year unknown
-    C("3401040010020002", "340104001002", 80, 2000, "业主自治", False, False),    # 2000 is not "before 2000"
+    C("3401040010010001", "340104001001", 250, 1995, "物业公司", False, True),  # large, no party org
+    C("3401040010010002", "340104001001", 200, 2005, "物业公司", True, False),  # exactly 200: no service point
+    C("3401040010010003", "340104001001", 199, 1990, None, False, False),  # not large; old, unmanaged
+    C("3401040010010004", "340104001001", 120, 1999, "社区兜底", False, False),  # old but managed: fine
+    C("3401040010020001", "340104001002", 600, None, None, False, False),  # large, both; year unknown
+    C("3401040010020002", "340104001002", 80, 2000, "业主自治", False, False),  # 2000 is not "before 2000"
 ]
 
 
@@ -138,16 +153,28 @@ def test_community_shares_and_old_ratio():
 
 def test_reports_ratio_and_configurable_thresholds():
     # the reports' street: 267 compounds, 177 built before 2000
-    cs = [C(f"340104001001{i:04d}", "340104001001", 10, 1990 if i < 177 else 2010,
-            "物业公司", True, True) for i in range(267)]
+    cs = [
+        C(f"340104001001{i:04d}", "340104001001", 10, 1990 if i < 177 else 2010, "物业公司", True, True)
+        for i in range(267)
+    ]
     assert cr.check(cs, RULES)["totals"]["old_ratio"] == round(177 / 267, 4)
-    strict = cr.parse_rules({"large_households": 100, "old_before_year": 2001,
-                             "rules": {"large_no_party_org": {"zh": "a", "en": "b"},
-                                       "old_no_property": {"zh": "c", "en": "d", "enabled": False}}})
+    strict = cr.parse_rules(
+        {
+            "large_households": 100,
+            "old_before_year": 2001,
+            "rules": {
+                "large_no_party_org": {"zh": "a", "en": "b"},
+                "old_no_property": {"zh": "c", "en": "d", "enabled": False},
+            },
+        }
+    )
     out = cr.check(HAND, strict)
     assert [(b["code"], b["rules"]) for b in out["breaches"]] == [
-        ("3401040010010001", ["large_no_party_org"]), ("3401040010010003", ["large_no_party_org"]),
-        ("3401040010010004", ["large_no_party_org"]), ("3401040010020001", ["large_no_party_org"])]
+        ("3401040010010001", ["large_no_party_org"]),
+        ("3401040010010003", ["large_no_party_org"]),
+        ("3401040010010004", ["large_no_party_org"]),
+        ("3401040010020001", ["large_no_party_org"]),
+    ]
     assert out["communities"][1]["old"] == 1  # built in 2000 < 2001
 
 

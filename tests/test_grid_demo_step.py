@@ -46,7 +46,7 @@ def test_every_community_gets_an_active_plan_within_bounds(first_run, city):
     codes = set(city.communities["code"])
     assert {r["community"] for r in results} == codes
     active = dict(q(url, "SELECT community_code, count(*) FROM grid_plan WHERE status = 'active' GROUP BY 1"))
-    assert active == {c: 1 for c in codes}
+    assert active == dict.fromkeys(codes, 1)
     assert all(r["grids"] > 0 and r["within_bounds"] == r["grids"] for r in results), results
     # closest plans (force-activated) exactly where the dataset plans a stranded compound
     challenged = {c["community_code"]: c for c in city.meta["grid_challenges"]}
@@ -65,28 +65,37 @@ def test_every_community_gets_an_active_plan_within_bounds(first_run, city):
 def test_every_building_is_in_a_grid_of_its_active_plan(first_run):
     url, _, _ = first_run
     assert q(url, "SELECT count(*) FROM building WHERE grid_id IS NULL")[0][0] == 0
-    wrong = q(url, """SELECT count(*) FROM building b JOIN grid g ON g.id = b.grid_id
+    wrong = q(
+        url,
+        """SELECT count(*) FROM building b JOIN grid g ON g.id = b.grid_id
                       JOIN grid_plan p ON p.id = g.plan_id
-                      WHERE p.status <> 'active' OR g.community_code <> b.community_code""")[0][0]
+                      WHERE p.status <> 'active' OR g.community_code <> b.community_code""",
+    )[0][0]
     assert wrong == 0
     # the active grids tile each community: gaps and overlaps average under 1 cm along its boundary
-    for code, gap, overlap, perimeter in q(url, """
+    for code, gap, overlap, perimeter in q(
+        url,
+        """
             SELECT c.code, ST_Area(ST_Transform(ST_SymDifference(c.geom, ST_Union(g.geom)), 4548)),
                    sum(ST_Area(ST_Transform(g.geom, 4548))) - ST_Area(ST_Transform(c.geom, 4548)),
                    ST_Perimeter(ST_Transform(c.geom, 4548))
             FROM community c JOIN grid g ON g.community_code = c.code
-            JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active' GROUP BY c.code, c.geom"""):
+            JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active' GROUP BY c.code, c.geom""",
+    ):
         assert gap < 0.01 * perimeter and abs(overlap) < 0.01 * perimeter, (code, gap, overlap, perimeter)
 
 
 def test_every_active_grid_has_the_three_staff_roles(first_run):
     url, _, _ = first_run
-    rows = q(url, """SELECT g.code,
+    rows = q(
+        url,
+        """SELECT g.code,
                             count(*) FILTER (WHERE s.role = '网格长'),
                             count(*) FILTER (WHERE s.role = '专职网格员'),
                             count(*) FILTER (WHERE s.role = '兼职网格员')
                      FROM grid g JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active'
-                     LEFT JOIN grid_staff s ON s.grid_id = g.id GROUP BY g.code""")
+                     LEFT JOIN grid_staff s ON s.grid_id = g.id GROUP BY g.code""",
+    )
     assert rows
     bad = [r for r in rows if not (r[1] == 1 and r[2] == 1 and 1 <= r[3] <= 2)]
     assert bad == []
@@ -104,13 +113,16 @@ def test_every_active_grid_has_the_three_staff_roles(first_run):
 
 
 def _state(url):
-    return q(url, """SELECT
+    return q(
+        url,
+        """SELECT
         (SELECT md5(string_agg(id || ':' || community_code || ':' || version || ':' || status, ',' ORDER BY id)) FROM grid_plan),
         (SELECT md5(string_agg(id || ':' || code, ',' ORDER BY id)) FROM grid),
         (SELECT md5(string_agg(id || ':' || coalesce(grid_id, 0), ',' ORDER BY id)) FROM building),
         (SELECT md5(string_agg(id || ':' || grid_id || ':' || role || ':' || name || ':' || phone_masked, ',' ORDER BY id))
            FROM grid_staff),
-        (SELECT count(*) FROM grid_assignment)""")[0]
+        (SELECT count(*) FROM grid_assignment)""",
+    )[0]
 
 
 def test_second_run_changes_nothing(first_run):

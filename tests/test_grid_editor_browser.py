@@ -13,9 +13,9 @@ import hashlib
 import pytest
 import shapely
 from auth_helpers import ensure_user
+from live_server import Recorder, browser, serve, sign_in  # noqa: F401  (fixture)
 from shapely.geometry import shape
 from sqlalchemy import create_engine, pool, text
-from live_server import Recorder, browser, serve, sign_in  # noqa: F401  (fixture)
 
 from gisgov.gridding import plans, service
 from gisgov.gridding.io import load_context, load_plan, save_plan
@@ -58,8 +58,12 @@ def planner(planned):
 
 
 def rows(page) -> dict[str, tuple[int, int]]:
-    return {r["code"]: (int(r["h"]), int(r["p"])) for r in page.locator("#grids tbody tr").evaluate_all(
-        "trs => trs.map(t => ({code: t.dataset.code, h: t.dataset.households, p: t.dataset.people}))")}
+    return {
+        r["code"]: (int(r["h"]), int(r["p"]))
+        for r in page.locator("#grids tbody tr").evaluate_all(
+            "trs => trs.map(t => ({code: t.dataset.code, h: t.dataset.households, p: t.dataset.people}))"
+        )
+    }
 
 
 def click_lonlat(page, lon: float, lat: float) -> None:
@@ -69,7 +73,9 @@ def click_lonlat(page, lon: float, lat: float) -> None:
 
 
 def wait_rev(page, before: str) -> None:
-    page.wait_for_function("r => document.body.dataset.rev !== r && !document.body.dataset.busy", arg=before, timeout=20000)
+    page.wait_for_function(
+        "r => document.body.dataset.rev !== r && !document.body.dataset.busy", arg=before, timeout=20000
+    )
 
 
 def pick_move(page, base: str):
@@ -104,7 +110,9 @@ def test_editor_moves_a_compound_and_undoes(planned, base, browser, planner, tmp
 
     # the table and the map show the API's grids and households
     plan = page.request.get(f"{base}/api/grids/plans/{code}/{version}").json()
-    api = {f["properties"]["code"]: (f["properties"]["households"], f["properties"]["people"]) for f in plan["features"]}
+    api = {
+        f["properties"]["code"]: (f["properties"]["households"], f["properties"]["people"]) for f in plan["features"]
+    }
     shown = rows(page)
     assert shown == api and len(shown) >= 2
     assert page.locator("path.grid-shape").count() == len(api)
@@ -131,7 +139,9 @@ def test_editor_moves_a_compound_and_undoes(planned, base, browser, planner, tmp
     assert moved[dst][0] == api[dst][0] + comp["households"]
     assert moved[src][1] == api[src][1] - comp["people"] and moved[dst][1] == api[dst][1] + comp["people"]
     assert sum(h for h, _ in moved.values()) == total_h
-    assert {c: v for c, v in moved.items() if c not in (src, dst)} == {c: v for c, v in api.items() if c not in (src, dst)}
+    assert {c: v for c, v in moved.items() if c not in (src, dst)} == {
+        c: v for c, v in api.items() if c not in (src, dst)
+    }
     assert int(page.locator("#summary").get_attribute("data-households")) == total_h
     last = page.locator("#last-move").inner_text()
     assert comp["name"] in last and dst[-3:] in last
@@ -173,8 +183,9 @@ def test_editor_moves_a_compound_and_undoes(planned, base, browser, planner, tmp
     csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "gisgov_csrf")
     writes = [(u, h) for u, h in posts if "/api/grids/" in u]
     assert len(writes) >= 5  # open, move, undo, move, save
-    assert all(h.get("x-csrf-token") == csrf and h.get("content-type", "").startswith("application/json")
-               for _, h in writes), writes
+    assert all(
+        h.get("x-csrf-token") == csrf and h.get("content-type", "").startswith("application/json") for _, h in writes
+    ), writes
     # the same write without the token is refused (the cookie alone is not enough)
     sid = page.evaluate("() => gridEditor.state.sid")
     r = page.request.post(f"{base}/api/grids/sessions/{sid}/save", data={}, headers={"Origin": base})
@@ -200,13 +211,14 @@ def test_editor_expired_session_and_activation_conflict(planned, base, browser, 
     page.wait_for_function("() => document.body.dataset.ready === 'ready'", timeout=30000)
     page.wait_for_function("() => document.getElementById('who').dataset.username", timeout=10000)
     start = rows(page)
-    comp, geom, src, dst, target = pick_move(page, base)
+    comp, geom, _src, dst, target = pick_move(page, base)
     inside, at = shapely.point_on_surface(geom), shapely.point_on_surface(target)
 
     sid = page.evaluate("() => gridEditor.state.sid")
     with engine.begin() as conn:
-        conn.execute(text("UPDATE grid_edit_session SET touched = now() - interval '9 hours' WHERE id = :i"),
-                     {"i": sid})
+        conn.execute(
+            text("UPDATE grid_edit_session SET touched = now() - interval '9 hours' WHERE id = :i"), {"i": sid}
+        )
     rev = page.evaluate("() => document.body.dataset.rev")
     click_lonlat(page, inside.x, inside.y)
     click_lonlat(page, at.x, at.y)
@@ -244,8 +256,13 @@ def test_editor_expired_session_and_activation_conflict(planned, base, browser, 
     wait_rev(page, rev)
     saved = int(page.locator("#saved").get_attribute("data-version"))
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT parent_version FROM grid_plan WHERE community_code = :c AND version = :v"),
-                            {"c": code, "v": saved}).scalar() == first
+        assert (
+            conn.execute(
+                text("SELECT parent_version FROM grid_plan WHERE community_code = :c AND version = :v"),
+                {"c": code, "v": saved},
+            ).scalar()
+            == first
+        )
     assert page.locator("#activate").is_visible()
     # meanwhile another plan is activated (from the command line)
     with engine.begin() as conn:
@@ -273,8 +290,12 @@ def test_editor_expired_session_and_activation_conflict(planned, base, browser, 
         wait_rev(page, rev)
     assert page.locator("#activated").get_attribute("data-version") == str(saved)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version FROM grid_plan WHERE community_code = :c AND status = 'active'"),
-                            {"c": code}).scalar() == saved
+        assert (
+            conn.execute(
+                text("SELECT version FROM grid_plan WHERE community_code = :c AND status = 'active'"), {"c": code}
+            ).scalar()
+            == saved
+        )
     # the only failures seen are the answers the page explained (410, 409)
     assert [e for e in rec.errors if "409" not in e and "410" not in e] == [], rec.errors
     assert any("410" in e for e in rec.errors) and any("409" in e for e in rec.errors)

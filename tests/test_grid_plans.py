@@ -35,22 +35,34 @@ def grid_db(db_factory):
     eng = create_engine(url, poolclass=pool.NullPool)
     with eng.begin() as conn:
         block_layout(4, 3, HH, people_per_hh=2.3).load(conn)
-        conn.execute(text("INSERT INTO street (code, name, geom) VALUES (:c, '另一街道', "
-                          "ST_Multi(ST_GeomFromText('POLYGON((117.4 31.9, 117.41 31.9, 117.41 31.91, 117.4 31.91, "
-                          "117.4 31.9))', 4490)))"), {"c": OTHER_STREET})
-        conn.execute(text("INSERT INTO community (code, street_code, name, geom) SELECT :c, code, '另一社区', geom "
-                          "FROM street WHERE code = :s"), {"c": OTHER_COMMUNITY, "s": OTHER_STREET})
+        conn.execute(
+            text(
+                "INSERT INTO street (code, name, geom) VALUES (:c, '另一街道', "
+                "ST_Multi(ST_GeomFromText('POLYGON((117.4 31.9, 117.41 31.9, 117.41 31.91, 117.4 31.91, "
+                "117.4 31.9))', 4490)))"
+            ),
+            {"c": OTHER_STREET},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO community (code, street_code, name, geom) SELECT :c, code, '另一社区', geom "
+                "FROM street WHERE code = :s"
+            ),
+            {"c": OTHER_COMMUNITY, "s": OTHER_STREET},
+        )
     yield url, eng
     eng.dispose()
 
 
 def test_plan_lifecycle(grid_db):
-    url, eng = grid_db
+    _url, eng = grid_db
     with eng.connect() as conn:
         with pytest.raises(NotFound, match="no grids yet"):
             service.check(conn, COMMUNITY)
         f = service.feasibility(conn, COMMUNITY)
-        assert f["feasible"] and f["households"] == int(HH.sum()) and (f["k_min"], f["k_max"]) == (4, 4)  # 3,059 people need 4 grids
+        assert (
+            f["feasible"] and f["households"] == int(HH.sum()) and (f["k_min"], f["k_max"]) == (4, 4)
+        )  # 3,059 people need 4 grids
     with eng.begin() as conn:
         p1 = service.propose_plan(conn, COMMUNITY, save=True, author="测试员", time_limit_s=2.0)
         assert p1["status"] == "ok" and p1["version"] == 1 and p1["report"]["ok"]
@@ -71,8 +83,10 @@ def test_plan_lifecycle(grid_db):
         rep = service.check(conn, COMMUNITY)  # the active plan
         assert rep["ok"] and rep["plan"]["status"] == "active"
         # building.grid_id agrees with the stored assignment
-        bad = conn.execute(text("""SELECT count(*) FROM building b JOIN grid_assignment a ON a.building_id = b.id
-            JOIN grid_plan p ON p.id = a.plan_id AND p.status = 'active' WHERE a.grid_id <> b.grid_id""")).scalar()
+        bad = conn.execute(
+            text("""SELECT count(*) FROM building b JOIN grid_assignment a ON a.building_id = b.id
+            JOIN grid_plan p ON p.id = a.plan_id AND p.status = 'active' WHERE a.grid_id <> b.grid_id""")
+        ).scalar()
         assert bad == 0
     # version 2: a different seed; activation fails mid-way → version 1 stays active, nothing changed
     with eng.begin() as conn:
@@ -117,7 +131,7 @@ def service_list(conn):
 
 
 def test_activation_refuses_a_plan_with_breaks(grid_db):
-    url, eng = grid_db
+    _url, eng = grid_db
     with eng.begin() as conn:
         # store a deliberately bad plan: everything in one grid (1,330 households)
         from gisgov.gridding.io import load_context, save_plan
@@ -126,7 +140,7 @@ def test_activation_refuses_a_plan_with_breaks(grid_db):
         ctx = load_context(conn, COMMUNITY)
         ag = np.zeros(ctx.atoms.n, dtype=np.int64)
         v = save_plan(conn, ctx, PlanInput([f"{COMMUNITY}001"], ag), author="t")
-    with pytest.raises(PlanConflict, match="households_over|above the maximum"):
+    with pytest.raises(PlanConflict, match=r"households_over|above the maximum"):
         with eng.begin() as conn:
             plans.activate(conn, COMMUNITY, v)
     with eng.begin() as conn:
@@ -159,9 +173,13 @@ def audit_rows(url: str, action: str, obj: str | None = None) -> list:
     e = create_engine(url, poolclass=pool.NullPool)
     try:
         with e.connect() as conn:
-            return conn.execute(text("SELECT actor, actor_role, object, result, detail FROM audit_log "
-                                     "WHERE action = :a AND (CAST(:o AS text) IS NULL OR object = :o) ORDER BY id"),
-                                {"a": action, "o": obj}).all()
+            return conn.execute(
+                text(
+                    "SELECT actor, actor_role, object, result, detail FROM audit_log "
+                    "WHERE action = :a AND (CAST(:o AS text) IS NULL OR object = :o) ORDER BY id"
+                ),
+                {"a": action, "o": obj},
+            ).all()
     finally:
         e.dispose()
 
@@ -170,8 +188,9 @@ def active_version(url: str) -> int | None:
     e = create_engine(url, poolclass=pool.NullPool)
     try:
         with e.connect() as conn:
-            return conn.execute(text("SELECT version FROM grid_plan WHERE community_code = :c AND status = 'active'"),
-                                {"c": COMMUNITY}).scalar()
+            return conn.execute(
+                text("SELECT version FROM grid_plan WHERE community_code = :c AND status = 'active'"), {"c": COMMUNITY}
+            ).scalar()
     finally:
         e.dispose()
 
@@ -187,8 +206,9 @@ def test_api_validate_propose_session_map(client, grid_db):
     # as assignments: everything in one grid → over the maximum
     with create_engine(grid_db[0], poolclass=pool.NullPool).connect() as conn:
         bcodes = conn.execute(text("SELECT code FROM building ORDER BY code")).scalars().all()
-    r = client.post("/api/grids/validate", json={"community": COMMUNITY,
-                                                 "assignments": {b: f"{COMMUNITY}001" for b in bcodes}})
+    r = client.post(
+        "/api/grids/validate", json={"community": COMMUNITY, "assignments": dict.fromkeys(bcodes, f"{COMMUNITY}001")}
+    )
     assert r.status_code == 200 and {b["rule"] for b in r.json()["breaks"]} >= {"households_over", "people_over"}
     r = client.post("/api/grids/validate", json={"community": COMMUNITY, "assignments": {"99999999999999999": "x"}})
     assert r.status_code == 422 and "99999999999999999" in r.json()["detail"]
@@ -217,8 +237,11 @@ def test_planner_drafts_but_cannot_activate(client, grid_db):
     url, _ = grid_db
     planner = as_(client, url, "planner", STREET)
     before = active_version(url)
-    r = client.post("/api/grids/propose", headers=planner,
-                    json={"community": COMMUNITY, "time_limit_s": 1.0, "save": True, "author": "someone else"})
+    r = client.post(
+        "/api/grids/propose",
+        headers=planner,
+        json={"community": COMMUNITY, "time_limit_s": 1.0, "save": True, "author": "someone else"},
+    )
     assert r.status_code == 200, r.text
     v = r.json()["version"]
     plans_ = {x["version"]: x for x in client.get(f"/api/grids/plans/{COMMUNITY}", headers=planner).json()}
@@ -261,8 +284,11 @@ def test_street_leader_activates_once_audited(client, grid_db):
     assert active_version(url) == v
     rows = audit_rows(url, "plan_activate", f"{COMMUNITY}/v{v}")
     assert len(rows) == 1  # exactly one row for one activation
-    assert (rows[0].actor, rows[0].actor_role, rows[0].result) == (ensure_user(url, "street_leader", STREET),
-                                                                    "street_leader", "ok")
+    assert (rows[0].actor, rows[0].actor_role, rows[0].result) == (
+        ensure_user(url, "street_leader", STREET),
+        "street_leader",
+        "ok",
+    )
     # activating it again is a conflict: one more row, marked failed (never a second "ok")
     assert client.post(f"/api/grids/plans/{COMMUNITY}/{v}/activate", json={}).status_code == 409
     rows = audit_rows(url, "plan_activate", f"{COMMUNITY}/v{v}")
@@ -276,10 +302,12 @@ def test_viewer_reads_but_cannot_write(client, grid_db):
     assert client.post("/api/grids/validate", headers=viewer, json={"community": COMMUNITY}).status_code == 200
     r = client.post("/api/grids/feasibility", headers=viewer, params={"community": COMMUNITY}, json={})
     assert r.status_code == 200 and r.json()["feasible"]
-    for path, body in (("/api/grids/propose", {"community": COMMUNITY, "time_limit_s": 1.0}),
-                       ("/api/grids/repair", {"community": COMMUNITY}),
-                       ("/api/grids/sessions", {"community": COMMUNITY}),
-                       (f"/api/grids/plans/{COMMUNITY}/1/activate", {})):
+    for path, body in (
+        ("/api/grids/propose", {"community": COMMUNITY, "time_limit_s": 1.0}),
+        ("/api/grids/repair", {"community": COMMUNITY}),
+        ("/api/grids/sessions", {"community": COMMUNITY}),
+        (f"/api/grids/plans/{COMMUNITY}/1/activate", {}),
+    ):
         r = client.post(path, headers=viewer, json=body)
         assert r.status_code == 403, (path, r.text)
 
@@ -289,23 +317,38 @@ def test_other_street_gets_404(client, grid_db):
     v = active_version(url)
     for role in ("viewer", "planner", "street_leader"):
         other = as_(client, url, role, OTHER_STREET)
-        for path in (f"/api/grids/plans/{COMMUNITY}", f"/api/grids/plans/{COMMUNITY}/{v}",
-                     f"/api/grids/plans/{COMMUNITY}/{v}/codes", f"/api/grids/map/{COMMUNITY}",
-                     f"/api/grids/diff/{COMMUNITY}?a=1&b={v}"):
+        for path in (
+            f"/api/grids/plans/{COMMUNITY}",
+            f"/api/grids/plans/{COMMUNITY}/{v}",
+            f"/api/grids/plans/{COMMUNITY}/{v}/codes",
+            f"/api/grids/map/{COMMUNITY}",
+            f"/api/grids/diff/{COMMUNITY}?a=1&b={v}",
+        ):
             r = client.get(path, headers=other)
             assert r.status_code == 404, (role, path, r.status_code)
         assert client.post("/api/grids/validate", headers=other, json={"community": COMMUNITY}).status_code == 404
-        assert client.post("/api/grids/feasibility", headers=other, params={"community": COMMUNITY},
-                           json={}).status_code == 404
+        assert (
+            client.post("/api/grids/feasibility", headers=other, params={"community": COMMUNITY}, json={}).status_code
+            == 404
+        )
         if role != "viewer":
-            assert client.post("/api/grids/propose", headers=other,
-                               json={"community": COMMUNITY, "save": True}).status_code == 404
+            assert (
+                client.post(
+                    "/api/grids/propose", headers=other, json={"community": COMMUNITY, "save": True}
+                ).status_code
+                == 404
+            )
             assert client.post("/api/grids/sessions", headers=other, json={"community": COMMUNITY}).status_code == 404
-    r = client.post(f"/api/grids/plans/{COMMUNITY}/1/activate", headers=as_(client, url, "street_leader", OTHER_STREET),
-                    json={"force": True})
+    r = client.post(
+        f"/api/grids/plans/{COMMUNITY}/1/activate",
+        headers=as_(client, url, "street_leader", OTHER_STREET),
+        json={"force": True},
+    )
     assert r.status_code == 404 and active_version(url) == v
     # a planner of the community itself is in scope
-    assert client.get(f"/api/grids/plans/{COMMUNITY}", headers=as_(client, url, "planner", COMMUNITY)).status_code == 200
+    assert (
+        client.get(f"/api/grids/plans/{COMMUNITY}", headers=as_(client, url, "planner", COMMUNITY)).status_code == 200
+    )
 
 
 def test_edit_sessions_belong_to_their_opener(client, grid_db):
@@ -318,8 +361,12 @@ def test_edit_sessions_belong_to_their_opener(client, grid_db):
     for who in ({}, as_(client, url, "admin", ""), as_(client, url, "planner", COMMUNITY)):
         assert client.get(f"/api/grids/sessions/{sid}", headers=who).status_code == 404
         assert client.get(f"/api/grids/sessions/{sid}/layers", headers=who).status_code == 404
-        assert client.post(f"/api/grids/sessions/{sid}/move", headers=who,
-                           json={"to": grids[0], "compound": f"{COMMUNITY}0001"}).status_code == 404
+        assert (
+            client.post(
+                f"/api/grids/sessions/{sid}/move", headers=who, json={"to": grids[0], "compound": f"{COMMUNITY}0001"}
+            ).status_code
+            == 404
+        )
         assert client.post(f"/api/grids/sessions/{sid}/save", headers=who, json={}).status_code == 404
 
 
@@ -340,7 +387,10 @@ def test_writes_need_json_and_csrf(client, grid_db, app_eng):
         token = page.headers.pop("X-CSRF-Token")
         assert token and page.cookies.get("gisgov_session")
         cases = [
-            dict(headers={"Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"}, content=b""),
+            dict(
+                headers={"Origin": "http://evil.example", "Content-Type": "application/x-www-form-urlencoded"},
+                content=b"",
+            ),
             dict(headers={"Origin": "http://evil.example", "X-CSRF-Token": token}, json={"force": True}),
             dict(headers={"Origin": SETTINGS.origin}, json={"force": True}),  # no X-CSRF-Token
             dict(headers={"Origin": SETTINGS.origin, "X-CSRF-Token": "x" * len(token)}, json={}),
@@ -368,17 +418,41 @@ def test_writes_need_json_and_csrf(client, grid_db, app_eng):
 def test_cli_check_and_codes(grid_db, tmp_path):
     url, _ = grid_db
     env = {**os.environ, "GISGOV_DATABASE_URL": url}
-    r = subprocess.run([sys.executable, "-m", "gisgov.cli.main", "grids", "check", "-c", COMMUNITY, "--json"],
-                       env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "gisgov.cli.main", "grids", "check", "-c", COMMUNITY, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert json.loads(r.stdout)["ok"] is True
     out = tmp_path / "codes.csv"
-    r = subprocess.run([sys.executable, "-m", "gisgov.cli.main", "grids", "codes", "-c", COMMUNITY, "-o", str(out)],
-                       env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "gisgov.cli.main", "grids", "codes", "-c", COMMUNITY, "-o", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert out.read_text(encoding="utf-8-sig").startswith("code,")
-    r = subprocess.run([sys.executable, "-m", "gisgov.cli.main", "grids", "feasibility", "-c", COMMUNITY, "--min", "50", "--max", "100"],
-                       env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gisgov.cli.main",
+            "grids",
+            "feasibility",
+            "-c",
+            COMMUNITY,
+            "--min",
+            "50",
+            "--max",
+            "100",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 3 and "unit_over_max" in r.stdout
 
 
@@ -393,7 +467,11 @@ def test_migration_down_and_up_with_plans(db_factory):
         service.propose_plan(conn, COMMUNITY, save=True, seed=3, method="heuristic")  # a draft
     migrate.downgrade(url, "0001")
     with eng.connect() as conn:
-        cols = conn.execute(text("SELECT column_name FROM information_schema.columns WHERE table_name = 'grid'")).scalars().all()
+        cols = (
+            conn.execute(text("SELECT column_name FROM information_schema.columns WHERE table_name = 'grid'"))
+            .scalars()
+            .all()
+        )
         assert "plan_id" not in cols
         assert conn.execute(text("SELECT to_regclass('grid_plan')")).scalar() is None
         n = conn.execute(text("SELECT count(*) FROM grid")).scalar()

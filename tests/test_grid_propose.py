@@ -80,9 +80,15 @@ def test_large_community_uses_the_heuristic_and_meets_bounds():
 
 
 def test_building_of_900_households_is_explained():
-    spec = Spec(400, 120, compounds=[(10, 10, 110, 110, [(60, 60, 900, 1800)]),
-                                     (150, 10, 250, 110, [(200, 60, 400, 800)]),
-                                     (290, 10, 390, 110, [(340, 60, 350, 700)])])
+    spec = Spec(
+        400,
+        120,
+        compounds=[
+            (10, 10, 110, 110, [(60, 60, 900, 1800)]),
+            (150, 10, 250, 110, [(200, 60, 400, 800)]),
+            (290, 10, 390, 110, [(340, 60, 350, 700)]),
+        ],
+    )
     ctx = spec.context()
     p = propose(ctx)
     assert p.status == "infeasible" and p.plan is None
@@ -96,9 +102,17 @@ def test_building_of_900_households_is_explained():
 
 def test_island_of_250_households_is_explained():
     boundary = shapely.MultiPolygon([shapely.box(0, 0, 400, 120), shapely.box(600, 0, 700, 120)])
-    spec = Spec(700, 120, boundary=boundary, compounds=[
-        (10, 10, 110, 110, [(60, 60, 400, 800)]), (150, 10, 250, 110, [(200, 60, 350, 700)]),
-        (290, 10, 390, 110, [(340, 60, 380, 760)]), (610, 10, 690, 110, [(650, 60, 250, 500)])])
+    spec = Spec(
+        700,
+        120,
+        boundary=boundary,
+        compounds=[
+            (10, 10, 110, 110, [(60, 60, 400, 800)]),
+            (150, 10, 250, 110, [(200, 60, 350, 700)]),
+            (290, 10, 390, 110, [(340, 60, 380, 760)]),
+            (610, 10, 690, 110, [(650, 60, 250, 500)]),
+        ],
+    )
     ctx = spec.context()
     p = propose(ctx)
     assert p.status == "infeasible"
@@ -112,10 +126,18 @@ def test_island_of_250_households_is_explained():
 
 def test_bottleneck_is_explained():
     # a dead-end arm of two small compounds hangs on one compound: together 200+150+250 = 600 > 500
-    spec = Spec(700, 120, compounds=[(10, 10, 110, 110, [(60, 60, 400, 800)]), (120, 10, 220, 110, [(170, 60, 400, 800)]),
-                                     (230, 10, 330, 110, [(280, 60, 250, 500)]), (340, 10, 440, 110, [(390, 60, 200, 400)]),
-                                     (450, 10, 550, 110, [(500, 60, 150, 300)])],
-                boundary=shapely.box(0, 0, 560, 120))
+    spec = Spec(
+        700,
+        120,
+        compounds=[
+            (10, 10, 110, 110, [(60, 60, 400, 800)]),
+            (120, 10, 220, 110, [(170, 60, 400, 800)]),
+            (230, 10, 330, 110, [(280, 60, 250, 500)]),
+            (340, 10, 440, 110, [(390, 60, 200, 400)]),
+            (450, 10, 550, 110, [(500, 60, 150, 300)]),
+        ],
+        boundary=shapely.box(0, 0, 560, 120),
+    )
     ctx = spec.context()
     p = propose(ctx, time_limit_s=2.0)
     assert p.status == "infeasible"
@@ -159,8 +181,14 @@ def test_repair_moves_only_what_it_must():
 
 
 def test_repair_reunites_a_split_compound_and_places_orphans():
-    spec = Spec(500, 140, compounds=[(20 + i * 120, 20, 120 + i * 120, 120,
-                                      [(40 + i * 120, 70, 175, 350), (100 + i * 120, 70, 175, 350)]) for i in range(4)])
+    spec = Spec(
+        500,
+        140,
+        compounds=[
+            (20 + i * 120, 20, 120 + i * 120, 120, [(40 + i * 120, 70, 175, 350), (100 + i * 120, 70, 175, 350)])
+            for i in range(4)
+        ],
+    )
     ctx = spec.context()
     codes = [f"{CODE}00{i}" for i in range(1, 5)]
     ag = np.array([0, 1, 1, 1, 2, 2, 3, -1])  # compound 1 split, last building in no grid

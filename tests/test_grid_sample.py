@@ -13,13 +13,13 @@ from gisgov.gridding import plans, service
 
 
 @pytest.fixture(scope="module")
-def sample_engine(sample_city_url):  # noqa: F811
+def sample_engine(sample_city_url):
     eng = create_engine(sample_city_url, poolclass=pool.NullPool)
     yield eng
     eng.dispose()
 
 
-def test_every_community_gets_an_explanation_or_a_plan(sample_engine, sample_city):  # noqa: F811
+def test_every_community_gets_an_explanation_or_a_plan(sample_engine, sample_city):
     challenged = {c["community_code"]: c for c in sample_city.meta["grid_challenges"]}
     assert len(challenged) == 1 and all(c["reason"] == "stranded" for c in challenged.values())
     with sample_engine.connect() as conn:

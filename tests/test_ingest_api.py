@@ -14,11 +14,22 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from auth_helpers import app_engine, signed_in_client
 from fastapi.testclient import TestClient
+from ingest_helpers import (
+    COMM_A,
+    COMM_B,
+    STREET,
+    bowtie,
+    gdf,
+    load_city,
+    snapshot,
+    write_gbk_communities,
+    write_streets,
+)
 from shapely.geometry import box
 from sqlalchemy import create_engine, pool, text
 
-from auth_helpers import app_engine, signed_in_client
 from gisgov.api.app import create_app
 from gisgov.config import Settings
 from gisgov.ingest import jobs, roster
@@ -26,7 +37,6 @@ from gisgov.ingest.loader import load_file
 from gisgov.ingest.roster import load_roster
 from gisgov.ingest.settings import get_ingest_settings
 from gisgov.security.pii import Vault, id_check_digit
-from ingest_helpers import COMM_A, COMM_B, STREET, bowtie, gdf, load_city, snapshot, write_gbk_communities, write_streets
 
 SETTINGS = Settings(secret_key="api-test-secret-key-123", home=Path(tempfile.mkdtemp(prefix="gisgov-api-test-")))
 VAULT = Vault.from_settings(SETTINGS)
@@ -60,6 +70,7 @@ def limits(monkeypatch):
         for k, v in kw.items():
             monkeypatch.setenv(f"GISGOV_INGEST_{k.upper()}", str(v))
         get_ingest_settings.cache_clear()
+
     yield set_
     monkeypatch.undo()
     get_ingest_settings.cache_clear()
@@ -75,9 +86,13 @@ def _zip_shapefile(shp) -> bytes:
 
 def _audit_rows(eng, action: str, actor: str | None = None) -> list:
     with eng.connect() as c:
-        return c.execute(text("SELECT actor, result, object, detail FROM audit_log WHERE action = :a "
-                              "AND (CAST(:u AS text) IS NULL OR actor = :u) ORDER BY id"),
-                         {"a": action, "u": actor}).all()
+        return c.execute(
+            text(
+                "SELECT actor, result, object, detail FROM audit_log WHERE action = :a "
+                "AND (CAST(:u AS text) IS NULL OR actor = :u) ORDER BY id"
+            ),
+            {"a": action, "u": actor},
+        ).all()
 
 
 def _csv(rows: list[dict]) -> bytes:
@@ -85,6 +100,7 @@ def _csv(rows: list[dict]) -> bytes:
 
 
 # ---------------------------------------------------------------- a small city with people in two communities
+
 
 @pytest.fixture(scope="module")
 def city(db_factory, tmp_path_factory):
@@ -94,19 +110,45 @@ def city(db_factory, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("city")
     load_city(eng, tmp)
     b = tmp / "b.geojson"
-    gdf([{"楼栋编码": f"{COMM_A}00001", "户数": 3, "geometry": box(117.2030, 31.8050, 117.2035, 31.8055)},
-         {"楼栋编码": f"{COMM_A}00002", "户数": 3, "geometry": box(117.2040, 31.8050, 117.2045, 31.8055)},
-         {"楼栋编码": f"{COMM_B}00001", "户数": 3, "geometry": box(117.2251, 31.8101, 117.2259, 31.8107)}]).to_file(b)
+    gdf(
+        [
+            {"楼栋编码": f"{COMM_A}00001", "户数": 3, "geometry": box(117.2030, 31.8050, 117.2035, 31.8055)},
+            {"楼栋编码": f"{COMM_A}00002", "户数": 3, "geometry": box(117.2040, 31.8050, 117.2045, 31.8055)},
+            {"楼栋编码": f"{COMM_B}00001", "户数": 3, "geometry": box(117.2251, 31.8101, 117.2259, 31.8107)},
+        ]
+    ).to_file(b)
     assert load_file(b, "building", engine=eng).status == "loaded"
     rp = tmp / "roster.csv"
-    rp.write_bytes(_csv([
-        {"楼栋编码": f"{COMM_A}00001", "户号": "101", "姓名": "东一", "身份证号": ident(1), "联系电话": "13900001111",
-         "特殊人群": "低保"},
-        {"楼栋编码": f"{COMM_A}00002", "户号": "201", "姓名": "东二", "身份证号": ident(2), "联系电话": "13900002222",
-         "特殊人群": ""},
-        {"楼栋编码": f"{COMM_B}00001", "户号": "101", "姓名": "西一", "身份证号": ident(3), "联系电话": "13700003333",
-         "特殊人群": "残疾"},
-    ]))
+    rp.write_bytes(
+        _csv(
+            [
+                {
+                    "楼栋编码": f"{COMM_A}00001",
+                    "户号": "101",
+                    "姓名": "东一",
+                    "身份证号": ident(1),
+                    "联系电话": "13900001111",
+                    "特殊人群": "低保",
+                },
+                {
+                    "楼栋编码": f"{COMM_A}00002",
+                    "户号": "201",
+                    "姓名": "东二",
+                    "身份证号": ident(2),
+                    "联系电话": "13900002222",
+                    "特殊人群": "",
+                },
+                {
+                    "楼栋编码": f"{COMM_B}00001",
+                    "户号": "101",
+                    "姓名": "西一",
+                    "身份证号": ident(3),
+                    "联系电话": "13700003333",
+                    "特殊人群": "残疾",
+                },
+            ]
+        )
+    )
     assert load_roster(rp, engine=eng, vault=VAULT).status == "loaded"
     yield url, eng
     eng.dispose()
@@ -120,18 +162,23 @@ def as_(url, role, scope=""):
 
 # ---------------------------------------------------------------- behaviour kept from before (as admin)
 
+
 def test_import_sync_reports_and_rejects(api, tmp_path):
     c, eng = api
-    r = c.post("/api/import", data={"level": "street"},
-               files={"file": ("街道.geojson", write_streets(tmp_path).read_bytes(), "application/geo+json")})
+    r = c.post(
+        "/api/import",
+        data={"level": "street"},
+        files={"file": ("街道.geojson", write_streets(tmp_path).read_bytes(), "application/geo+json")},
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "loaded" and body["counts"]["written"] == 1
     job = c.get(body["status_url"]).json()
     assert job["status"] == "loaded" and job["report"]["counts"]["written"] == 1 and job["owner"] == "t_admin_all"
     shp = write_gbk_communities(tmp_path, cpg=False)
-    r = c.post("/api/import", data={"level": "community"},
-               files={"file": ("社区.zip", _zip_shapefile(shp), "application/zip")})
+    r = c.post(
+        "/api/import", data={"level": "community"}, files={"file": ("社区.zip", _zip_shapefile(shp), "application/zip")}
+    )
     assert r.status_code == 200, r.text
     with eng.connect() as cn:
         assert cn.execute(text("SELECT name FROM community ORDER BY code")).scalars().all() == ["东园社区", "西湖社区"]
@@ -144,7 +191,9 @@ def test_import_sync_reports_and_rejects(api, tmp_path):
     rej = [i for i in r.json()["issues"] if i["action"] == "rejected"]
     assert rej[0]["rule"] == "geom_invalid" and rej[0]["record"] == "fid 1" and rej[0]["file"] == "bad.gpkg"
     assert snapshot(eng) == before
-    r = c.post("/api/import", data={"level": "compound", "repair": "true"}, files={"file": ("bad.gpkg", p.read_bytes())})
+    r = c.post(
+        "/api/import", data={"level": "compound", "repair": "true"}, files={"file": ("bad.gpkg", p.read_bytes())}
+    )
     assert r.status_code == 200 and r.json()["n_repaired"] == 1
     assert c.post("/api/import", data={"level": "moon"}, files={"file": ("x.csv", b"a,b\n")}).status_code == 422
     assert c.get("/api/import/00000000-0000-0000-0000-000000000000").status_code == 404
@@ -157,7 +206,9 @@ def test_import_sync_reports_and_rejects(api, tmp_path):
 def test_background_job_with_progress_and_size_limit(api, tmp_path, limits):
     c, eng = api
     limits(sync_limit_mb=0)
-    r = c.post("/api/import", data={"level": "street"}, files={"file": ("s.geojson", write_streets(tmp_path).read_bytes())})
+    r = c.post(
+        "/api/import", data={"level": "street"}, files={"file": ("s.geojson", write_streets(tmp_path).read_bytes())}
+    )
     assert r.status_code == 202 and r.headers["location"] == r.json()["status_url"]
     job = c.get(r.json()["status_url"]).json()
     assert job["status"] == "loaded" and job["stage"] == "write" and job["done"] == job["total"] == 1
@@ -169,18 +220,31 @@ def test_background_job_with_progress_and_size_limit(api, tmp_path, limits):
 
 
 def test_export_endpoints_and_template(api, tmp_path):
-    c, eng = api
+    c, _eng = api
     for level, p in (("street", write_streets(tmp_path)), ("community", write_gbk_communities(tmp_path, cpg=True))):
         files = {"file": (p.name, p.read_bytes())} if level == "street" else {"file": ("c.zip", _zip_shapefile(p))}
         assert c.post("/api/import", data={"level": level}, files=files).status_code == 200
     b = tmp_path / "b.geojson"
     gdf([{"楼栋编码": f"{COMM_A}00001", "户数": 3, "geometry": box(117.2030, 31.8050, 117.2035, 31.8055)}]).to_file(b)
-    assert c.post("/api/import", data={"level": "building"}, files={"file": ("b.geojson", b.read_bytes())}).status_code == 200
+    assert (
+        c.post("/api/import", data={"level": "building"}, files={"file": ("b.geojson", b.read_bytes())}).status_code
+        == 200
+    )
     first = "11010519491231002"
-    roster_df = pd.DataFrame({"楼栋编码": [f"{COMM_A}00001"], "户号": ["1"], "姓名": ["张三"],
-                              "身份证号": [first + id_check_digit(first)], "联系电话": ["13912345678"]})
-    r = c.post("/api/import", data={"level": "resident"},
-               files={"file": ("名册.csv", roster_df.to_csv(index=False).encode("gbk"))})
+    roster_df = pd.DataFrame(
+        {
+            "楼栋编码": [f"{COMM_A}00001"],
+            "户号": ["1"],
+            "姓名": ["张三"],
+            "身份证号": [first + id_check_digit(first)],
+            "联系电话": ["13912345678"],
+        }
+    )
+    r = c.post(
+        "/api/import",
+        data={"level": "resident"},
+        files={"file": ("名册.csv", roster_df.to_csv(index=False).encode("gbk"))},
+    )
     assert r.status_code == 200, r.text
     r = c.get("/api/export", params={"level": "community", "format": "geojson"})
     assert r.status_code == 200
@@ -201,6 +265,7 @@ def test_export_endpoints_and_template(api, tmp_path):
 
 # ---------------------------------------------------------------- sign-in, permissions, ownership
 
+
 def test_anonymous_gets_401(owner):
     url, _ = owner
     eng = app_engine(url)
@@ -214,24 +279,28 @@ def test_anonymous_gets_401(owner):
         eng.dispose()
 
 
-@pytest.mark.parametrize("role, scope", [("viewer", STREET), ("planner", STREET), ("viewer", COMM_A),
-                                         ("street_leader", STREET)])
+@pytest.mark.parametrize(
+    "role, scope", [("viewer", STREET), ("planner", STREET), ("viewer", COMM_A), ("street_leader", STREET)]
+)
 def test_roles_without_import_data_get_403(city, tmp_path, role, scope):
     url, eng = city
     before = snapshot(eng)
     with as_(url, role, scope) as c:
-        r = c.post("/api/import", data={"level": "street"},
-                   files={"file": ("s.geojson", write_streets(tmp_path).read_bytes())})
+        r = c.post(
+            "/api/import", data={"level": "street"}, files={"file": ("s.geojson", write_streets(tmp_path).read_bytes())}
+        )
         assert r.status_code == 403 and "import_data" in r.json()["detail"]
     assert snapshot(eng) == before
 
 
 def test_job_status_only_for_owner_or_admin(city, tmp_path):
-    url, eng = city
+    url, _eng = city
     b = tmp_path / "b.geojson"
     gdf([{"楼栋编码": f"{COMM_A}00009", "geometry": box(117.2050, 31.8050, 117.2055, 31.8055)}]).to_file(b)
     with as_(url, "community_staff", COMM_A) as a:
-        r = a.post("/api/import", data={"level": "building", "dry_run": "true"}, files={"file": ("b.geojson", b.read_bytes())})
+        r = a.post(
+            "/api/import", data={"level": "building", "dry_run": "true"}, files={"file": ("b.geojson", b.read_bytes())}
+        )
         assert r.status_code == 200, r.text
         url_a = r.json()["status_url"]
         assert a.get(url_a).status_code == 200
@@ -243,6 +312,7 @@ def test_job_status_only_for_owner_or_admin(city, tmp_path):
 
 # ---------------------------------------------------------------- export: area, permissions, masking, audit
 
+
 def test_export_restricted_to_area_and_personal_permission(city):
     url, eng = city
     with as_(url, "viewer", COMM_A) as v:
@@ -252,9 +322,13 @@ def test_export_restricted_to_area_and_personal_permission(city):
         assert codes and all(c.startswith(COMM_A) for c in codes)
         r = v.get("/api/export", params={"level": "community", "format": "csv"})
         assert pd.read_csv(io.BytesIO(r.content), dtype=str)["code"].tolist() == [COMM_A]
-        assert v.get("/api/export", params={"level": "building", "format": "csv", "community": COMM_B}).status_code == 404
+        assert (
+            v.get("/api/export", params={"level": "building", "format": "csv", "community": COMM_B}).status_code == 404
+        )
         assert v.get("/api/export", params={"level": "resident", "format": "csv"}).status_code == 403
-        assert v.get("/api/export", params={"level": "resident", "format": "csv", "community": COMM_A}).status_code == 403
+        assert (
+            v.get("/api/export", params={"level": "resident", "format": "csv", "community": COMM_A}).status_code == 403
+        )
     denied = _audit_rows(eng, "export", f"t_viewer_{COMM_A}")
     assert [d.result for d in denied] == ["ok", "ok", "denied", "denied"]
     with as_(url, "planner", STREET) as pl:
@@ -277,7 +351,9 @@ def test_community_staff_resident_export(city):
         assert not ID18.search(body) and not MOBILE.search(body)
         assert set(df["身份证号"]) == {"*" * 18} and "139****1111" in body
         # another community's residents: 404 (not 403), nothing exported
-        assert c.get("/api/export", params={"level": "resident", "format": "csv", "community": COMM_B}).status_code == 404
+        assert (
+            c.get("/api/export", params={"level": "resident", "format": "csv", "community": COMM_B}).status_code == 404
+        )
     rows = _audit_rows(eng, "export", user)[before:]
     assert len(rows) == 2
     ok = [r for r in rows if r.result == "ok"]
@@ -306,13 +382,18 @@ def _wait_export(client, status_url: str, limit_s: float = 120) -> dict:
 
 # ---------------------------------------------------------------- import under the caller's scope
 
+
 def test_community_staff_roster_into_other_community_fails_atomically(city, tmp_path):
     url, eng = city
     user = f"t_community_staff_{COMM_A}"
     before = snapshot(eng)
     n_audit = len(_audit_rows(eng, "import", user))
-    data = _csv([{"楼栋编码": f"{COMM_A}00001", "户号": "102", "姓名": "东三", "身份证号": ident(11)},
-                 {"楼栋编码": f"{COMM_B}00001", "户号": "102", "姓名": "西三", "身份证号": ident(12)}])
+    data = _csv(
+        [
+            {"楼栋编码": f"{COMM_A}00001", "户号": "102", "姓名": "东三", "身份证号": ident(11)},
+            {"楼栋编码": f"{COMM_B}00001", "户号": "102", "姓名": "西三", "身份证号": ident(12)},
+        ]
+    )
     with as_(url, "community_staff", COMM_A) as c:
         r = c.post("/api/import", data={"level": "resident"}, files={"file": ("名册.csv", data)})
         assert r.status_code == 422, r.text
@@ -325,7 +406,9 @@ def test_community_staff_roster_into_other_community_fails_atomically(city, tmp_
         b = tmp_path / "b.geojson"
         gdf([{"楼栋编码": f"{COMM_B}00009", "geometry": box(117.2261, 31.8101, 117.2265, 31.8105)}]).to_file(b)
         r = c.post("/api/import", data={"level": "building"}, files={"file": ("b.geojson", b.read_bytes())})
-        assert r.status_code == 422 and [i["rule"] for i in r.json()["issues"] if i["action"] == "rejected"] == ["out_of_scope"]
+        assert r.status_code == 422 and [i["rule"] for i in r.json()["issues"] if i["action"] == "rejected"] == [
+            "out_of_scope"
+        ]
         r = c.post("/api/import", data={"level": "road"}, files={"file": ("r.geojson", b.read_bytes())})
         assert r.status_code == 403
         # its own community: loads, and the households really are there (written under its scope)
@@ -360,7 +443,7 @@ def test_rls_with_check_is_reported_as_out_of_scope(city, tmp_path, monkeypatch)
 
 
 def test_scoped_engine_sets_scope_in_every_transaction(city):
-    url, eng = city
+    url, _eng = city
     app = app_engine(url)
     try:
         scoped = jobs.scoped_engine(app, COMM_A)
@@ -372,8 +455,12 @@ def test_scoped_engine_sets_scope_in_every_transaction(city):
             assert c.execute(text("SELECT current_setting('gisgov.scope', true)")).scalar() == COMM_A
         assert {"东一", "东二"} <= names and "西一" not in names
         with scoped.begin() as c:
-            assert c.execute(text("SELECT count(*) FROM household WHERE building_code LIKE :b"),
-                             {"b": COMM_B + "%"}).scalar() == 0
+            assert (
+                c.execute(
+                    text("SELECT count(*) FROM household WHERE building_code LIKE :b"), {"b": COMM_B + "%"}
+                ).scalar()
+                == 0
+            )
         with app.connect() as c:  # the app's own engine is untouched: no scope, no rows
             assert c.execute(text("SELECT coalesce(current_setting('gisgov.scope', true), '')")).scalar() == ""
             assert c.execute(text("SELECT count(*) FROM resident")).scalar() == 0

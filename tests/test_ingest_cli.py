@@ -5,15 +5,15 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 import pyrosm
+import pytest
+from ingest_helpers import bowtie, gdf, snapshot, write_gbk_communities, write_streets
 from openpyxl import load_workbook
 from sqlalchemy import create_engine, pool, text
 from typer.testing import CliRunner
 
 from gisgov.cli.main import app
 from gisgov.config import get_settings
-from ingest_helpers import bowtie, gdf, snapshot, write_gbk_communities, write_streets
 
 runner = CliRunner()
 

@@ -20,7 +20,7 @@ def china_points():
 def test_gcj02_forward_matches_an_independent_implementation(china_points):
     lon, lat = china_points
     glon, glat = gcj02.wgs84_to_gcj02(lon[:500], lat[:500])
-    ref = np.array([prcoords.wgs_gcj((la, lo), False) for lo, la in zip(lon[:500], lat[:500])])
+    ref = np.array([prcoords.wgs_gcj((la, lo), False) for lo, la in zip(lon[:500], lat[:500], strict=False)])
     assert gcj02.offset_m(glon, glat, ref[:, 1], ref[:, 0]).max() < 0.01
 
 
@@ -39,7 +39,7 @@ def test_bd09_round_trip_within_a_metre(china_points):
     blon, blat = gcj02.wgs84_to_bd09(lon, lat)
     wlon, wlat = gcj02.bd09_to_wgs84(blon, blat)
     assert gcj02.offset_m(lon, lat, wlon, wlat).max() < 1.0
-    ref = np.array([prcoords.wgs_bd((la, lo), False) for lo, la in zip(lon[:200], lat[:200])])
+    ref = np.array([prcoords.wgs_bd((la, lo), False) for lo, la in zip(lon[:200], lat[:200], strict=False)])
     assert gcj02.offset_m(blon[:200], blat[:200], ref[:, 1], ref[:, 0]).max() < 0.01
 
 
@@ -53,9 +53,17 @@ def test_geometries_from_gcj02_and_4490_axis_order():
     assert abs(same.x - lon) < 1e-6 and abs(same.y - lat) < 1e-6
 
 
-@pytest.mark.parametrize("spec,expected", [("4490", SourceCRS(4490)), ("EPSG:4549", SourceCRS(4549)),
-                                           ("GCJ02", SourceCRS(offset="GCJ-02")), ("bd09", SourceCRS(offset="BD-09")),
-                                           ("wgs84", SourceCRS(4326)), (None, None)])
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("4490", SourceCRS(4490)),
+        ("EPSG:4549", SourceCRS(4549)),
+        ("GCJ02", SourceCRS(offset="GCJ-02")),
+        ("bd09", SourceCRS(offset="BD-09")),
+        ("wgs84", SourceCRS(4326)),
+        (None, None),
+    ],
+)
 def test_parse_crs(spec, expected):
     assert parse_crs(spec) == expected
 

@@ -7,12 +7,21 @@ import json
 import numpy as np
 import pytest
 import shapely
+from ingest_helpers import (
+    COMM_A,
+    COMM_A_BOX,
+    COMM_B,
+    bowtie,
+    gdf,
+    load_city,
+    snapshot,
+    write_gbk_communities,
+    write_streets,
+)
 from shapely.geometry import Point, box
 from sqlalchemy import create_engine, pool, text
 
 from gisgov.ingest.loader import UsageError, load_file
-from ingest_helpers import (COMM_A, COMM_A_BOX, COMM_B, bowtie, gdf, load_city, snapshot,
-                                  write_gbk_communities, write_streets)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +50,7 @@ def test_gbk_shapefile_chinese_names(fresh, tmp_path, cpg):
     assert load_file(write_streets(tmp_path), "street", engine=fresh).status == "loaded"
     shp = write_gbk_communities(tmp_path, cpg=cpg)
     raw = shp.with_suffix(".dbf").read_bytes()
-    assert "东园社区".encode("gbk") in raw and "东园社区".encode("utf-8") not in raw  # really GBK on disk
+    assert "东园社区".encode("gbk") in raw and "东园社区".encode() not in raw  # really GBK on disk
     rep = load_file(shp, "community", engine=fresh)
     assert rep.status == "loaded", [i.line() for i in rep.issues]
     assert any("gb18030" in i.value for i in rep.issues if i.rule == "read")
@@ -52,10 +61,22 @@ def test_gbk_shapefile_chinese_names(fresh, tmp_path, cpg):
 
 def test_geopackage_bowtie_rejected_then_repaired(city, tmp_path):
     p = tmp_path / "小区.gpkg"
-    gdf([
-        {"小区编码": f"{COMM_A}0001", "小区名称": "梧桐苑", "建成年代": "1995年", "geometry": box(117.202, 31.805, 117.206, 31.809)},
-        {"小区编码": f"{COMM_A}0002", "小区名称": "蝴蝶苑", "建成年代": "2003", "geometry": bowtie(117.210, 31.810, 0.004)},
-    ]).to_file(p, driver="GPKG", layer="compound")
+    gdf(
+        [
+            {
+                "小区编码": f"{COMM_A}0001",
+                "小区名称": "梧桐苑",
+                "建成年代": "1995年",
+                "geometry": box(117.202, 31.805, 117.206, 31.809),
+            },
+            {
+                "小区编码": f"{COMM_A}0002",
+                "小区名称": "蝴蝶苑",
+                "建成年代": "2003",
+                "geometry": bowtie(117.210, 31.810, 0.004),
+            },
+        ]
+    ).to_file(p, driver="GPKG", layer="compound")
     before = snapshot(city)
     rep = load_file(p, "compound", engine=city)
     assert rep.status == "rejected"
@@ -69,11 +90,14 @@ def test_geopackage_bowtie_rejected_then_repaired(city, tmp_path):
     assert rep.status == "loaded", [i.line() for i in rep.issues]
     assert [i.rule for i in rep.repaired] == ["geom_invalid"]
     with city.connect() as c:
-        n_parts, valid, year = c.execute(text(
-            "SELECT ST_NumGeometries(geom), ST_IsValid(geom), year_built FROM compound WHERE code = :c"),
-            {"c": f"{COMM_A}0002"}).one()
+        n_parts, valid, year = c.execute(
+            text("SELECT ST_NumGeometries(geom), ST_IsValid(geom), year_built FROM compound WHERE code = :c"),
+            {"c": f"{COMM_A}0002"},
+        ).one()
         assert (n_parts, valid, year) == (2, True, 2003)
-        assert c.execute(text("SELECT year_built FROM compound WHERE code = :c"), {"c": f"{COMM_A}0001"}).scalar() == 1995
+        assert (
+            c.execute(text("SELECT year_built FROM compound WHERE code = :c"), {"c": f"{COMM_A}0001"}).scalar() == 1995
+        )
         c.execute(text("DELETE FROM compound WHERE code LIKE :p"), {"p": f"{COMM_A}000%"})
         c.commit()
 
@@ -82,8 +106,12 @@ def test_geojson_swapped_lonlat(city, tmp_path):
     p = tmp_path / "楼栋.geojson"
     good = box(117.2030, 31.8050, 117.2035, 31.8055)
     swapped = shapely.transform(box(117.2040, 31.8050, 117.2045, 31.8055), lambda xy: xy[:, ::-1])
-    gdf([{"楼栋编码": f"{COMM_A}00001", "层数": "6层", "户数": 24, "geometry": good},
-         {"楼栋编码": f"{COMM_A}00002", "层数": 6, "geometry": swapped}]).to_file(p, driver="GeoJSON")
+    gdf(
+        [
+            {"楼栋编码": f"{COMM_A}00001", "层数": "6层", "户数": 24, "geometry": good},
+            {"楼栋编码": f"{COMM_A}00002", "层数": 6, "geometry": swapped},
+        ]
+    ).to_file(p, driver="GeoJSON")
     before = snapshot(city)
     rep = load_file(p, "building", engine=city)
     assert rep.status == "rejected"
@@ -92,15 +120,19 @@ def test_geojson_swapped_lonlat(city, tmp_path):
     rep = load_file(p, "building", engine=city, repair=True)
     assert rep.status == "loaded", [i.line() for i in rep.issues]
     with city.connect() as c:
-        x, y, hh, est, fl = c.execute(text(
-            "SELECT ST_X(pos), ST_Y(pos), households, households_estimated, floors FROM building WHERE code = :c"),
-            {"c": f"{COMM_A}00002"}).one()
+        x, y, hh, est, fl = c.execute(
+            text("SELECT ST_X(pos), ST_Y(pos), households, households_estimated, floors FROM building WHERE code = :c"),
+            {"c": f"{COMM_A}00002"},
+        ).one()
         assert 117.2040 < x < 117.2045 and 31.8050 < y < 31.8055
         # no household count in the file: estimated from footprint × floors ÷ 95 m², and flagged
-        area = c.execute(text("SELECT gisgov_area_m2(geom) FROM building WHERE code = :c"), {"c": f"{COMM_A}00002"}).scalar()
+        area = c.execute(
+            text("SELECT gisgov_area_m2(geom) FROM building WHERE code = :c"), {"c": f"{COMM_A}00002"}
+        ).scalar()
         assert est is True and fl == 6 and hh == round(area * 6 / 95.0)
-        assert c.execute(text("SELECT households, households_estimated FROM building WHERE code = :c"),
-                         {"c": f"{COMM_A}00001"}).one() == (24, False)
+        assert c.execute(
+            text("SELECT households, households_estimated FROM building WHERE code = :c"), {"c": f"{COMM_A}00001"}
+        ).one() == (24, False)
         c.execute(text("DELETE FROM building WHERE code LIKE :p"), {"p": f"{COMM_A}0000%"})
         c.commit()
 
@@ -117,12 +149,15 @@ def test_gcj02_points_converted_within_a_metre(city, tmp_path):
     p = tmp_path / "设施_高德.csv"
     import pandas as pd
 
-    pd.DataFrame({"设施名称": [f"便民点{i}" for i in range(25)], "类别": "商业服务", "经度": glon, "纬度": glat}).to_csv(
-        p, index=False, encoding="utf-8-sig")
+    pd.DataFrame(
+        {"设施名称": [f"便民点{i}" for i in range(25)], "类别": "商业服务", "经度": glon, "纬度": glat}
+    ).to_csv(p, index=False, encoding="utf-8-sig")
     rep = load_file(p, "facility", engine=city, crs="gcj02")
     assert rep.status == "loaded", [i.line() for i in rep.issues]
     with city.connect() as c:
-        got = c.execute(text("SELECT name, ST_X(geom), ST_Y(geom), community_code FROM facility WHERE name LIKE '便民点%'")).all()
+        got = c.execute(
+            text("SELECT name, ST_X(geom), ST_Y(geom), community_code FROM facility WHERE name LIKE '便民点%'")
+        ).all()
         got = {r[0]: r[1:] for r in got}
         err = [gcj02.offset_m(lon[i], lat[i], got[f"便民点{i}"][0], got[f"便民点{i}"][1]) for i in range(25)]
         assert max(err) < 1.0
@@ -134,21 +169,29 @@ def test_gcj02_points_converted_within_a_metre(city, tmp_path):
 def test_codes_parents_and_region_rules(city, tmp_path):
     p = tmp_path / "小区规则.geojson"
     out_of_comm = box(117.225, 31.805, 117.227, 31.807)  # inside community B, coded under A
-    gdf([
-        {"code": f"{COMM_A}0011", "name": "甲", "geometry": box(117.201, 31.801, 117.202, 31.802)},
-        {"code": f"{COMM_A}0011", "name": "甲重复", "geometry": box(117.203, 31.801, 117.204, 31.802)},
-        {"code": "3401040019990001", "name": "未知社区", "geometry": box(117.205, 31.801, 117.206, 31.802)},
-        {"code": f"{COMM_A}0012", "name": "越界", "geometry": out_of_comm},
-        {"code": "12345", "name": "短码", "geometry": box(117.207, 31.801, 117.208, 31.802)},
-        {"code": f"{COMM_A}0013", "name": "海外", "geometry": box(2.30, 48.80, 2.31, 48.81)},
-        {"code": f"{COMM_A}0014", "name": None, "geometry": box(117.209, 31.801, 117.2095, 31.8015)},
-    ]).to_file(p, driver="GeoJSON")
+    gdf(
+        [
+            {"code": f"{COMM_A}0011", "name": "甲", "geometry": box(117.201, 31.801, 117.202, 31.802)},
+            {"code": f"{COMM_A}0011", "name": "甲重复", "geometry": box(117.203, 31.801, 117.204, 31.802)},
+            {"code": "3401040019990001", "name": "未知社区", "geometry": box(117.205, 31.801, 117.206, 31.802)},
+            {"code": f"{COMM_A}0012", "name": "越界", "geometry": out_of_comm},
+            {"code": "12345", "name": "短码", "geometry": box(117.207, 31.801, 117.208, 31.802)},
+            {"code": f"{COMM_A}0013", "name": "海外", "geometry": box(2.30, 48.80, 2.31, 48.81)},
+            {"code": f"{COMM_A}0014", "name": None, "geometry": box(117.209, 31.801, 117.2095, 31.8015)},
+        ]
+    ).to_file(p, driver="GeoJSON")
     before = snapshot(city)
     rep = load_file(p, "compound", engine=city)
     assert rep.status == "rejected"
     got = {(r.split(" ")[1], rule) for r, rule in rules(rep)}
-    assert got == {("1", "code_duplicate"), ("2", "parent_unknown"), ("3", "outside_parent"), ("4", "code_format"),
-                   ("5", "outside_region"), ("6", "required")}
+    assert got == {
+        ("1", "code_duplicate"),
+        ("2", "parent_unknown"),
+        ("3", "outside_parent"),
+        ("4", "code_format"),
+        ("5", "outside_region"),
+        ("6", "required"),
+    }
     dup = next(i for i in rep.rejected if i.rule == "code_duplicate")
     assert "fid 0" in dup.message and dup.value == f"{COMM_A}0011"
     assert snapshot(city) == before
@@ -156,11 +199,20 @@ def test_codes_parents_and_region_rules(city, tmp_path):
 
 def test_unclosed_ring_and_empty_geometry(city, tmp_path):
     p = tmp_path / "网格.geojson"
-    fc = {"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"网格编码": f"{COMM_A}001", "网格名称": "一网格"},
-         "geometry": {"type": "Polygon", "coordinates": [[[117.20, 31.80], [117.21, 31.80], [117.21, 31.83], [117.20, 31.83]]]}},
-        {"type": "Feature", "properties": {"网格编码": f"{COMM_A}002", "网格名称": "二网格"}, "geometry": None},
-    ]}
+    fc = {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"网格编码": f"{COMM_A}001", "网格名称": "一网格"},
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [[[117.20, 31.80], [117.21, 31.80], [117.21, 31.83], [117.20, 31.83]]],
+                },
+            },
+            {"type": "Feature", "properties": {"网格编码": f"{COMM_A}002", "网格名称": "二网格"}, "geometry": None},
+        ],
+    }
     p.write_text(json.dumps(fc, ensure_ascii=False), encoding="utf-8")
     before = snapshot(city)
     rep = load_file(p, "grid", engine=city)
@@ -185,8 +237,12 @@ def test_dry_run_writes_nothing(city, tmp_path):
 def test_spatial_parent_and_code_assignment(city, tmp_path):
     """A compound without codes lands in the community containing its point-on-surface."""
     p = tmp_path / "无编码小区.geojson"
-    gdf([{"名称": "东边苑", "geometry": box(117.230, 31.820, 117.232, 31.822)},
-         {"名称": "西边苑", "geometry": box(117.205, 31.820, 117.207, 31.822)}]).to_file(p, driver="GeoJSON")
+    gdf(
+        [
+            {"名称": "东边苑", "geometry": box(117.230, 31.820, 117.232, 31.822)},
+            {"名称": "西边苑", "geometry": box(117.205, 31.820, 117.207, 31.822)},
+        ]
+    ).to_file(p, driver="GeoJSON")
     rep = load_file(p, "compound", engine=city)
     assert rep.status == "loaded", [i.line() for i in rep.issues]
     with city.connect() as c:
@@ -205,14 +261,20 @@ def test_projected_cgcs2000_zone(city, tmp_path):
     lon0, lat0 = 117.2150, 31.8150
     x, y = tr.transform(lon0, lat0)
     p = tmp_path / "投影楼栋.gpkg"
-    gdf([{"楼栋编码": f"{COMM_A}00077", "户数": 10, "geometry": box(x - 10, y - 10, x + 10, y + 10)}],
-        crs="EPSG:4548").to_file(p, driver="GPKG")
+    gdf(
+        [{"楼栋编码": f"{COMM_A}00077", "户数": 10, "geometry": box(x - 10, y - 10, x + 10, y + 10)}], crs="EPSG:4548"
+    ).to_file(p, driver="GPKG")
     rep = load_file(p, "building", engine=city)
     assert rep.status == "loaded", [i.line() for i in rep.issues]
     assert any(i.rule == "crs_converted" and i.value == "EPSG:4548" for i in rep.issues)
     with city.connect() as c:
-        cx, cy, area = c.execute(text("SELECT ST_X(ST_Centroid(geom)), ST_Y(ST_Centroid(geom)), gisgov_area_m2(geom) "
-                                      "FROM building WHERE code = :c"), {"c": f"{COMM_A}00077"}).one()
+        cx, cy, area = c.execute(
+            text(
+                "SELECT ST_X(ST_Centroid(geom)), ST_Y(ST_Centroid(geom)), gisgov_area_m2(geom) "
+                "FROM building WHERE code = :c"
+            ),
+            {"c": f"{COMM_A}00077"},
+        ).one()
         assert abs(cx - lon0) < 1e-7 and abs(cy - lat0) < 1e-7 and abs(area - 400) < 0.5
         c.execute(text("DELETE FROM building WHERE code = :c"), {"c": f"{COMM_A}00077"})
         c.commit()
@@ -234,10 +296,16 @@ def test_field_map_override_and_usage_errors(city, tmp_path):
 def test_road_file_split_into_a_network(fresh, tmp_path):
     """Two crossing streets sharing a vertex become 4 edges around one junction; lengths in metres."""
     p = tmp_path / "道路.geojson"
-    lines = [shapely.LineString([(117.20, 31.81), (117.21, 31.81), (117.22, 31.81)]),
-             shapely.LineString([(117.21, 31.80), (117.21, 31.81), (117.21, 31.82)])]
-    gdf([{"name": "长江路", "道路等级": "主干路", "geometry": lines[0]},
-         {"name": "小巷", "highway": "footway", "geometry": lines[1]}]).to_file(p, driver="GeoJSON")
+    lines = [
+        shapely.LineString([(117.20, 31.81), (117.21, 31.81), (117.22, 31.81)]),
+        shapely.LineString([(117.21, 31.80), (117.21, 31.81), (117.21, 31.82)]),
+    ]
+    gdf(
+        [
+            {"name": "长江路", "道路等级": "主干路", "geometry": lines[0]},
+            {"name": "小巷", "highway": "footway", "geometry": lines[1]},
+        ]
+    ).to_file(p, driver="GeoJSON")
     rep = load_file(p, "road", engine=fresh)
     assert rep.status == "loaded", [i.line() for i in rep.issues]
     assert rep.counts["edges"] == 4 and rep.counts["nodes"] == 5
@@ -248,8 +316,12 @@ def test_road_file_split_into_a_network(fresh, tmp_path):
         total = c.execute(text("SELECT sum(length_m) FROM road_edge WHERE name = '长江路'")).scalar()
         ref = c.execute(text("SELECT ST_Length(ST_GeomFromText(:w, 4490)::geography)"), {"w": lines[0].wkt}).scalar()
         assert abs(total - ref) / ref < 0.002
-        deg = c.execute(text("SELECT count(*) FROM road_edge e JOIN road_node n ON n.id IN (e.source, e.target) "
-                             "WHERE ST_Equals(n.geom, ST_SetSRID(ST_MakePoint(117.21, 31.81), 4490))")).scalar()
+        deg = c.execute(
+            text(
+                "SELECT count(*) FROM road_edge e JOIN road_node n ON n.id IN (e.source, e.target) "
+                "WHERE ST_Equals(n.geom, ST_SetSRID(ST_MakePoint(117.21, 31.81), 4490))"
+            )
+        ).scalar()
         assert deg == 4
 
 

@@ -49,7 +49,8 @@ def _has(html: str, text: str) -> bool:
 def _frame(rows, crs=4490):
     return gpd.GeoDataFrame(
         [{"code": c, "name": n, "households": h, "residents": r} for c, n, h, r, _ in rows],
-        geometry=[shapely.box(*b) for *_, b in rows], crs=crs,
+        geometry=[shapely.box(*b) for *_, b in rows],
+        crs=crs,
     )
 
 
@@ -57,8 +58,15 @@ def _frame(rows, crs=4490):
 def frames(catalog):
     return [
         (catalog.get("street"), _frame([("340104001", "示范街道", 45, 10, (117.20, 31.80, 117.24, 31.83))])),
-        (catalog.get("community"), _frame([("340104001001", "东园社区", 5, 10, (117.20, 31.80, 117.22, 31.83)),
-                                            ("340104001002", "西湖社区", 40, 0, (117.22, 31.80, 117.24, 31.83))])),
+        (
+            catalog.get("community"),
+            _frame(
+                [
+                    ("340104001001", "东园社区", 5, 10, (117.20, 31.80, 117.22, 31.83)),
+                    ("340104001002", "西湖社区", 40, 0, (117.22, 31.80, 117.24, 31.83)),
+                ]
+            ),
+        ),
         (catalog.get("grid"), _frame([("340104001001001", None, 5, 10, (117.20, 31.80, 117.21, 31.83))])),
         (catalog.get("compound"), _frame([("3401040010010001", "梧桐苑", 5, 10, (117.202, 31.805, 117.206, 31.809))])),
     ]
@@ -69,8 +77,19 @@ def test_builder_output_has_no_external_url_at_all(frames):
     assert not ANY_URL.search(html), ANY_URL.search(html)
     for ref in ASSET_REF.findall(html):
         assert ref.startswith(assets.VENDOR_URL + "/"), ref
-    for text in ("街道 Street (1)", "社区 Community (2)", "网格 Grid (1)", "小区 Compound (1)", "户数 Households",
-                 "人数 People", "合成示例数据", "东园社区", "图例 Legend", "L.control.scale", "L.control.layers"):
+    for text in (
+        "街道 Street (1)",
+        "社区 Community (2)",
+        "网格 Grid (1)",
+        "小区 Compound (1)",
+        "户数 Households",
+        "人数 People",
+        "合成示例数据",
+        "东园社区",
+        "图例 Legend",
+        "L.control.scale",
+        "L.control.layers",
+    ):
         assert _has(html, text), text
     assert "L.tileLayer" not in html  # no basemap configured
     assert _has(html, "网格 340104001001001")  # unnamed grid falls back to its code
@@ -120,15 +139,23 @@ def test_basemap_from_settings_is_a_tile_layer_not_an_asset(frames):
 
 
 def test_offline_helpers_never_touch_folium_class_lists():
-    before = (list(folium.Map.default_js), list(folium.Map.default_css), list(Draw.default_js),
-              list(MarkerCluster.default_css))
+    before = (
+        list(folium.Map.default_js),
+        list(folium.Map.default_css),
+        list(Draw.default_js),
+        list(MarkerCluster.default_css),
+    )
     m = offline.offline_map()
     offline.draw().add_to(m)
     offline.marker_cluster().add_to(m)
     offline.geoman().add_to(m)
     html = offline.render_html(m)
-    assert (list(folium.Map.default_js), list(folium.Map.default_css), list(Draw.default_js),
-            list(MarkerCluster.default_css)) == before
+    assert (
+        list(folium.Map.default_js),
+        list(folium.Map.default_css),
+        list(Draw.default_js),
+        list(MarkerCluster.default_css),
+    ) == before
     for name in ("draw_js", "markercluster_js", "geoman_js", "leaflet_js", "fontawesome_css"):
         assert assets.asset_url(name) in html
     assert not ANY_URL.search(html)
@@ -152,11 +179,22 @@ def test_map_endpoint_from_postgis(mini_city_url, web_assets):
         html = r.text
         assert not ANY_URL.search(html), ANY_URL.search(html)
         refs = ASSET_REF.findall(html)
-        assert refs and all(ref.startswith(assets.VENDOR_URL + "/") or ref == "/dashboard" for ref in refs)  # assets, or the dashboard link
+        assert refs and all(
+            ref.startswith(assets.VENDOR_URL + "/") or ref == "/dashboard" for ref in refs
+        )  # assets, or the dashboard link
         for ref in refs:
             assert c.get(ref).status_code == 200, ref
-    for text in ("示范街道", "东园社区", "西湖社区", "梧桐苑", "网格 Grid (3)", "小区 Compound (2)", "合成示例数据",
-                 "户数 households 45 · 人数 people 10", "管理员 admin"):
+    for text in (
+        "示范街道",
+        "东园社区",
+        "西湖社区",
+        "梧桐苑",
+        "网格 Grid (3)",
+        "小区 Compound (2)",
+        "合成示例数据",
+        "户数 households 45 · 人数 people 10",
+        "管理员 admin",
+    ):
         assert _has(html, text), text
 
 
@@ -177,8 +215,17 @@ def test_map_shows_only_the_callers_area(mini_city_url, web_assets, role, scope)
     assert r.status_code == 200
     html = r.text
     # its own community, its grids and compound, and the outline of its street
-    for text in ("示范街道", "东园社区", "梧桐苑", "街道 Street (1)", "社区 Community (1)", "网格 Grid (2)",
-                 "小区 Compound (1)", f"范围 scope {scope}", "户数 households 5 · 人数 people"):
+    for text in (
+        "示范街道",
+        "东园社区",
+        "梧桐苑",
+        "街道 Street (1)",
+        "社区 Community (1)",
+        "网格 Grid (2)",
+        "小区 Compound (1)",
+        f"范围 scope {scope}",
+        "户数 households 5 · 人数 people",
+    ):
         assert _has(html, text), text
     for text in ("西湖社区", "碧水湾", "西湖一网格", "340104001002"):  # nothing of the sibling community
         assert not _has(html, text), text
@@ -199,12 +246,14 @@ def test_ensure_assets_runs_npm_once_then_skips(tmp_path):
     log = tmp_path / "npm.log"
     files = " ".join(f'"$prefix/node_modules/{rel}"' for rel in assets.ASSETS.values())
     fake = tmp_path / "npm"
-    fake.write_text(textwrap.dedent(f"""\
+    fake.write_text(
+        textwrap.dedent(f"""\
         #!/bin/sh
         echo "$@" >> "{log}"
         prefix="$3"
         for f in {files}; do mkdir -p "$(dirname "$f")"; : > "$f"; done
-        """))
+        """)
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     assert not assets.assets_current(web)
     assert assets.ensure_assets(web, npm=str(fake)) is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -30,8 +31,14 @@ def make_graph(edges, oneway=None, foot=None):
     """edges: list of (source, target, [(x, y), ...])."""
     geoms = np.array([shapely.LineString(c) for _, _, c in edges], dtype=object)
     return build_graph(
-        np.array([e[0] for e in edges]), np.array([e[1] for e in edges]), shapely.length(geoms), geoms,
-        epsg=EPSG, edge_ids=np.arange(100, 100 + len(edges)), oneway_foot=oneway, foot=foot,
+        np.array([e[0] for e in edges]),
+        np.array([e[1] for e in edges]),
+        shapely.length(geoms),
+        geoms,
+        epsg=EPSG,
+        edge_ids=np.arange(100, 100 + len(edges)),
+        oneway_foot=oneway,
+        foot=foot,
     )
 
 
@@ -59,13 +66,13 @@ def test_line_distance_uses_position_along_edge():
 def test_nearest_of_several_facilities_and_cap():
     g = make_graph(LINE)
     d, src, _ = dist_to(g, [250, 0], [10, 20], [40, 290], [-5, 0])
-    assert d[0] == pytest.approx(5 + 40 + 20)      # the facility at x=0 (leg 20)
+    assert d[0] == pytest.approx(5 + 40 + 20)  # the facility at x=0 (leg 20)
     assert src[0] == 1
-    assert d[1] == pytest.approx(40 + 10)          # x=290 → x=250 on the same edge
+    assert d[1] == pytest.approx(40 + 10)  # x=290 → x=250 on the same edge
     fs = snap_points(g, np.array([0.0]), np.array([20.0]))
     bs = snap_points(g, np.array([290.0]), np.array([0.0]))
     dd, ss = nearest_distances(g, Sources(fs.edge, fs.offset, fs.leg), Access.from_snap(bs), limit=200)
-    assert np.isinf(dd[0]) and ss[0] == -1         # 310 m is beyond a 200 m cap
+    assert np.isinf(dd[0]) and ss[0] == -1  # 310 m is beyond a 200 m cap
 
 
 def test_oneway_foot_edge_is_respected():
@@ -74,7 +81,7 @@ def test_oneway_foot_edge_is_respected():
     g = make_graph(edges, oneway=np.array([False, True, False]))
     d, _, _ = dist_to(g, [250], [10], [40], [-5])
     assert np.isinf(d[0])
-    d, _, _ = dist_to(g, [40], [-5], [250], [10])   # the other way round is fine
+    d, _, _ = dist_to(g, [40], [-5], [250], [10])  # the other way round is fine
     assert d[0] == pytest.approx(225.0)
 
 
@@ -102,17 +109,19 @@ def test_bad_edge_is_named():
 
 # --- same edge --------------------------------------------------------------------------------
 
+
 def test_two_buildings_on_the_same_edge_as_the_facility():
     g = make_graph([(1, 2, [(0, 0), (100, 0)]), (2, 3, [(100, 0), (100, 100)])])
     d, _, bs = dist_to(g, [50], [3], [20, 90], [-4, 2])
     assert list(bs.edge) == [0, 0]
-    assert d[0] == pytest.approx(30 + 4 + 3)   # along the edge, not via a node (would be 77)
+    assert d[0] == pytest.approx(30 + 4 + 3)  # along the edge, not via a node (would be 77)
     assert d[1] == pytest.approx(40 + 2 + 3)
 
 
 def test_same_edge_oneway_direction():
-    g = make_graph([(1, 2, [(0, 0), (100, 0)]), (2, 1, [(100, 0), (100, 50), (0, 50), (0, 0)])],
-                   oneway=np.array([True, True]))
+    g = make_graph(
+        [(1, 2, [(0, 0), (100, 0)]), (2, 1, [(100, 0), (100, 50), (0, 50), (0, 0)])], oneway=np.array([True, True])
+    )
     # facility at x=20 on the first edge, building at x=60 on it: cannot walk back west along the
     # one-way edge; must go round the loop: 40 + 200 + 20
     d, _, _ = dist_to(g, [20], [0], [60], [0])
@@ -122,6 +131,7 @@ def test_same_edge_oneway_direction():
 
 
 # --- a street grid with a river and one bridge ---------------------------------------------------
+
 
 def river_grid():
     """5 × 5 grid, 100 m blocks; a river between y=205 and y=215 crossed only at x=400."""
@@ -157,8 +167,9 @@ def test_snap_does_not_cross_the_river():
 
 # --- components, long snaps, gates -----------------------------------------------------------------
 
+
 def test_disconnected_building_is_reported():
-    g = make_graph(LINE + [(8, 9, [(5000, 5000), (5100, 5000)])])
+    g = make_graph([*LINE, (8, 9, [(5000, 5000), (5100, 5000)])])
     assert g.report["components"] == 2 and g.report["minor_component_edges"] == 1
     comps = g.components_table()
     assert list(comps["nodes"]) == [4, 2] and bool(comps["main"].iloc[0])
@@ -182,17 +193,19 @@ def test_compound_buildings_go_through_gates():
     bs = snap_points(g, bx, by)
     assert bs.edge[0] == 1  # the side street
     gates = pd.DataFrame({"id": [55], "compound_id": [7], "x": [90.0], "y": [10.0], "node_id": [None]})
-    acc, bs2 = building_access(g, bs, bx, by, np.array([7, -1]), gates=gates,
-                               compound_geoms=pd.Series([compound], index=[7]))
+    acc, bs2 = building_access(
+        g, bs, bx, by, np.array([7, -1]), gates=gates, compound_geoms=pd.Series([compound], index=[7])
+    )
     assert bs2.flags[0] & FLAG_GATE and not bs2.flags[1] & FLAG_GATE
     fs = snap_points(g, np.array([190.0]), np.array([0.0]))
     d, _ = nearest_distances(g, Sources(fs.edge, fs.offset, fs.leg), acc)
     inner = np.hypot(85, 50)
-    assert d[0] == pytest.approx(inner + 10 + 100)   # to the gate, its leg to the street, along it
+    assert d[0] == pytest.approx(inner + 10 + 100)  # to the gate, its leg to the street, along it
     assert d[1] == pytest.approx(50 + 40)
 
 
 # --- brute force -----------------------------------------------------------------------------------
+
 
 def _random_network(rng, n=15, step=80.0):
     xs = np.arange(n) * step
@@ -221,8 +234,8 @@ def _brute_force(g, bsnap, fsnap):
         adj.setdefault(a, []).append((b, w))
 
     for e in range(g.n_edges):
-        pts = [(0.0, ("n", int(g.u[e])))] + sorted(stops.get(e, [])) + [(float(g.length[e]), ("n", int(g.v[e])))]
-        for (t0, a), (t1, b) in zip(pts[:-1], pts[1:]):
+        pts = [(0.0, ("n", int(g.u[e]))), *sorted(stops.get(e, [])), (float(g.length[e]), ("n", int(g.v[e])))]
+        for (t0, a), (t1, b) in itertools.pairwise(pts):
             arc(a, b, t1 - t0)
             if not g.oneway[e] or t1 == t0:  # a zero-length step back is no walk against a one-way
                 arc(b, a, t1 - t0)
@@ -253,9 +266,9 @@ def test_brute_force_agrees_on_10000_pairs():
     fs = snap_points(g, f[:, 0], f[:, 1])
     brute = _brute_force(g, bs, fs)
     acc = Access.from_snap(bs)
-    ours = np.column_stack([
-        nearest_distances(g, Sources(fs.edge[[j]], fs.offset[[j]], fs.leg[[j]]), acc)[0] for j in range(len(fs))
-    ])
+    ours = np.column_stack(
+        [nearest_distances(g, Sources(fs.edge[[j]], fs.offset[[j]], fs.leg[[j]]), acc)[0] for j in range(len(fs))]
+    )
     assert ours.shape == (200, 50)
     both = np.isfinite(brute) & np.isfinite(ours)
     assert np.array_equal(np.isfinite(brute), np.isfinite(ours))
@@ -278,7 +291,7 @@ def test_fast_nearest_edge_equals_rtree_nearest():
     x, y = rng.uniform(-300, 1400, 20000), rng.uniform(-300, 1400, 20000)
     s = snap_points(g, x, y)
     pts = shapely.points(x, y)
-    (pi, ei), dist = g.tree.query_nearest(pts, all_matches=False, return_distance=True)
+    (pi, _ei), dist = g.tree.query_nearest(pts, all_matches=False, return_distance=True)
     ref = np.empty(len(x))
     ref[pi] = dist
     assert np.allclose(s.leg, ref, atol=1e-6)
@@ -288,5 +301,5 @@ def test_fast_nearest_edge_equals_rtree_nearest():
     assert shapely.distance(g.geoms[s.edge], shapely.points(s.x, s.y)).max() < 1e-6
     # far points (beyond what the piece test can prove) still get the exact answer via the R-tree
     far = snap_points(g, np.array([50000.0]), np.array([-40000.0]))
-    (_, e1), d1 = g.tree.query_nearest(shapely.points([50000.0], [-40000.0]), return_distance=True)
+    (_, _e1), d1 = g.tree.query_nearest(shapely.points([50000.0], [-40000.0]), return_distance=True)
     assert far.leg[0] == pytest.approx(d1[0])

@@ -28,8 +28,12 @@ def nodes(gridded_city_url):
     eng = create_engine(gridded_city_url, poolclass=pool.NullPool)
     try:
         with eng.connect() as c:
-            comm, version = c.execute(text("SELECT community_code, version FROM grid_plan WHERE status = 'active' "
-                                           "ORDER BY community_code LIMIT 1")).one()
+            comm, version = c.execute(
+                text(
+                    "SELECT community_code, version FROM grid_plan WHERE status = 'active' "
+                    "ORDER BY community_code LIMIT 1"
+                )
+            ).one()
     finally:
         eng.dispose()
     return {"community": comm, "version": version, "street": comm[:9]}
@@ -68,19 +72,37 @@ def test_validation_errors_do_not_echo_input(client):
 def test_huge_ints_reaching_the_database(client, nodes):
     """int path/query values beyond the database's integer types: 4xx, never 500."""
     c = nodes["community"]
-    for url in (f"/api/grids/plans/{c}/{HUGE}", f"/api/grids/plans/{c}/{HUGE}/codes",
-                f"/api/grids/diff/{c}?a={HUGE}&b=1", f"/api/grids/map/{c}?plan={HUGE}",
-                "/api/road/999999999999999999", "/api/resident/999999999999999999"):
+    for url in (
+        f"/api/grids/plans/{c}/{HUGE}",
+        f"/api/grids/plans/{c}/{HUGE}/codes",
+        f"/api/grids/diff/{c}?a={HUGE}&b=1",
+        f"/api/grids/map/{c}?plan={HUGE}",
+        "/api/road/999999999999999999",
+        "/api/resident/999999999999999999",
+    ):
         error_body(client.get(url), (404, 422))
 
 
-@pytest.mark.parametrize("template", [
-    "/api/grids/plans/{x}", "/api/grids/plans/{c}/{x}", "/api/grids/plans/{c}/{x}/codes",
-    "/api/grids/plans/{x}/1/codes", "/api/grids/diff/{x}", "/api/grids/map/{x}", "/api/grids/sessions/{x}",
-    "/api/grids/sessions/{x}/layers", "/api/layers/{x}", "/api/community/{x}", "/api/facility/{x}",
-    "/api/stats/{x}/340104001", "/api/stats/community/{x}", "/api/stats/community/{x}/features",
-    "/api/import/{x}",
-])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "/api/grids/plans/{x}",
+        "/api/grids/plans/{c}/{x}",
+        "/api/grids/plans/{c}/{x}/codes",
+        "/api/grids/plans/{x}/1/codes",
+        "/api/grids/diff/{x}",
+        "/api/grids/map/{x}",
+        "/api/grids/sessions/{x}",
+        "/api/grids/sessions/{x}/layers",
+        "/api/layers/{x}",
+        "/api/community/{x}",
+        "/api/facility/{x}",
+        "/api/stats/{x}/340104001",
+        "/api/stats/community/{x}",
+        "/api/stats/community/{x}/features",
+        "/api/import/{x}",
+    ],
+)
 def test_nul_byte_in_path_parameters(client, nodes, template):
     url = template.format(x="a%00b", c=nodes["community"])
     body = error_body(client.get(url), 422)
@@ -107,6 +129,7 @@ def test_nul_byte_in_a_form_field_and_static_path(client):
 def test_database_refusal_is_422_not_500(gridded_city_url):
     """The safety net: a NUL byte (or an out-of-range number) that reaches PostgreSQL answers 422."""
     with signed_in_client(Settings(), gridded_city_url, role="admin") as c:
+
         def probe(request: Request, kind: str, conn: Connection = DB) -> dict:
             value = request.headers.get("x-value", "")
             if kind == "text":
@@ -128,8 +151,10 @@ def test_routing_errors_have_the_error_body(client):
     assert body["error"] == "NotFound"
     r = client.delete("/api/hierarchy")
     assert error_body(r, 405)["error"] == "MethodNotAllowed" and "GET" in r.headers["allow"]
-    body = error_body(client.post("/api/grids/validate", content=b"\xff\xfe{", headers={"content-type": "application/json"}),
-                      (400, 422))
+    body = error_body(
+        client.post("/api/grids/validate", content=b"\xff\xfe{", headers={"content-type": "application/json"}),
+        (400, 422),
+    )
     assert body["error"] in ("BadRequest", "InvalidInput")
 
 
@@ -155,7 +180,10 @@ def test_schema_documents_every_error_answer():
                     assert ref.endswith("/ValidationErrorBody" if code == "422" else "/ErrorBody"), (method, path, code)
     paths = spec["paths"]
     assert "text/csv" in paths["/api/grids/plans/{community}/{version}/codes"]["get"]["responses"]["200"]["content"]
-    assert "text/html" in paths["/map"]["get"]["responses"]["200"]["content"] and "303" in paths["/map"]["get"]["responses"]
+    assert (
+        "text/html" in paths["/map"]["get"]["responses"]["200"]["content"]
+        and "303" in paths["/map"]["get"]["responses"]
+    )
     layers = {p["name"]: p["schema"] for p in paths["/api/layers/{level}"]["get"]["parameters"]}
     limit = next(s for s in layers["limit"].get("anyOf", [layers["limit"]]) if s.get("type") == "integer")
     assert layers["offset"]["maximum"] == 10_000_000 and limit["maximum"] == Settings().max_page_limit

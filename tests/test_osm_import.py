@@ -6,11 +6,11 @@ from __future__ import annotations
 import osmium
 import pyrosm
 import pytest
+from ingest_helpers import snapshot
 from sqlalchemy import create_engine, pool, text
 
 from gisgov.ingest.network import largest_component_share
-from gisgov.ingest.osm import SYNTH_COMMUNITY, SYNTH_STREET, load_category_rules, match_category, load_osm
-from ingest_helpers import snapshot
+from gisgov.ingest.osm import SYNTH_COMMUNITY, SYNTH_STREET, load_category_rules, load_osm, match_category
 
 PBF = pyrosm.get_data("helsinki_pbf")
 
@@ -84,31 +84,40 @@ def test_network_connected_split_and_measured(helsinki):
         idx = {n: i for i, n in enumerate(nodes)}
         import numpy as np
 
-        share = largest_component_share(len(nodes), np.array([idx[s] for s, _ in edges]), np.array([idx[t] for _, t in edges]))
+        share = largest_component_share(
+            len(nodes), np.array([idx[s] for s, _ in edges]), np.array([idx[t] for _, t in edges])
+        )
         assert share >= 0.9 and abs(share - rep.stats["largest_component_share"]) < 1e-3
         # no node lies inside an edge it is not an end of: every way was cut at every junction
-        hidden = c.execute(text("""
+        hidden = c.execute(
+            text("""
             SELECT count(*) FROM road_node n JOIN road_edge e
               ON ST_Intersects(n.geom, e.geom) AND n.id <> e.source AND n.id <> e.target
-             AND ST_Intersects(n.geom, ST_Points(e.geom))""")).scalar()
+             AND ST_Intersects(n.geom, ST_Points(e.geom))""")
+        ).scalar()
         assert hidden == 0
-        bad_len = c.execute(text("""
+        bad_len = c.execute(
+            text("""
             SELECT count(*) FROM road_edge
-            WHERE abs(length_m - ST_Length(geom::geography)) > 0.005 * ST_Length(geom::geography) + 0.01""")).scalar()
+            WHERE abs(length_m - ST_Length(geom::geography)) > 0.005 * ST_Length(geom::geography) + 0.01""")
+        ).scalar()
         assert bad_len == 0
         classes = dict(c.execute(text("SELECT class, count(*) FROM road_edge GROUP BY class")).all())
         assert {"arterial", "local", "path"} <= set(classes)
-        assert c.execute(text("SELECT count(*) FROM road_edge WHERE NOT foot")).scalar() > 0  # foot=no / access=no kept, flagged
+        assert (
+            c.execute(text("SELECT count(*) FROM road_edge WHERE NOT foot")).scalar() > 0
+        )  # foot=no / access=no kept, flagged
 
 
 def test_synthetic_hierarchy_and_estimates(helsinki):
-    eng, rep = helsinki
+    eng, _rep = helsinki
     with eng.connect() as c:
         assert c.execute(text("SELECT name FROM street WHERE code = :c"), {"c": SYNTH_STREET}).scalar() == "OSM导入区域"
         assert c.execute(text("SELECT count(DISTINCT community_code) FROM building")).scalar() == 1
         assert c.execute(text("SELECT min(community_code) FROM building")).scalar() == SYNTH_COMMUNITY
-        est, levels = c.execute(text(
-            "SELECT count(*) FILTER (WHERE households_estimated), count(floors) FROM building")).one()
+        est, levels = c.execute(
+            text("SELECT count(*) FILTER (WHERE households_estimated), count(floors) FROM building")
+        ).one()
         assert est > 0 and levels > 100
         cats = dict(c.execute(text("SELECT category_code, count(*) FROM facility GROUP BY 1")).all())
         assert {"xuexiao", "weisheng", "tiyu", "shangye", "wenhua"} <= set(cats)

@@ -8,8 +8,17 @@ import stat
 import pytest
 
 from gisgov.config import Settings
-from gisgov.security.pii import (ID_HIDDEN, Vault, _load_key, id_check_digit, id_problem, is_valid_id, mask_id,
-                                 mask_id_for, mask_phone)
+from gisgov.security.pii import (
+    ID_HIDDEN,
+    Vault,
+    _load_key,
+    id_check_digit,
+    id_problem,
+    is_valid_id,
+    mask_id,
+    mask_id_for,
+    mask_phone,
+)
 
 # The standard's worked example: 11010519491231002X.
 EXAMPLE = "11010519491231002X"
@@ -21,11 +30,14 @@ def test_check_digit_of_the_standard_example():
     assert is_valid_id(EXAMPLE.lower())
 
 
-@pytest.mark.parametrize("bad, why", [
-    ("110105194912310021", "校验位"),
-    ("11010519491331002X", "格式"),
-    ("1101051949123100", "18位"),
-])
+@pytest.mark.parametrize(
+    "bad, why",
+    [
+        ("110105194912310021", "校验位"),
+        ("11010519491331002X", "格式"),
+        ("1101051949123100", "18位"),
+    ],
+)
 def test_malformed_ids_explained(bad, why):
     assert why in id_problem(bad)
 
@@ -36,8 +48,8 @@ def test_vault_roundtrip_and_hash_stability():
     assert EXAMPLE.encode() not in p.cipher
     assert v.decrypt(p.cipher) == EXAMPLE
     assert p.hash == v.protect_id(EXAMPLE.lower()).hash  # same person, same hash
-    assert p.cipher != v.protect_id(EXAMPLE).cipher      # random nonce
-    assert Vault(b"j" * 32).digest(EXAMPLE) != p.hash    # keyed
+    assert p.cipher != v.protect_id(EXAMPLE).cipher  # random nonce
+    assert Vault(b"j" * 32).digest(EXAMPLE) != p.hash  # keyed
     assert p.last4 == "002X"
 
 

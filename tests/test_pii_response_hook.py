@@ -28,8 +28,12 @@ def test_installed_hook_raises_on_a_leaking_response():
 
     @app.get("/masked")
     def masked():
-        return {"id_number": LEAK_ID[:6] + "********" + LEAK_ID[-4:], "phone": "138****5678",
-                "household": "340104001001001000011", "lon": 117.13912345678}
+        return {
+            "id_number": LEAK_ID[:6] + "********" + LEAK_ID[-4:],
+            "phone": "138****5678",
+            "household": "340104001001001000011",
+            "lon": 117.13912345678,
+        }
 
     with TestClient(app) as c:
         assert c.get("/masked").status_code == 200
@@ -47,8 +51,9 @@ def test_scan_body_types():
     assert scan_body("text/csv; charset=utf-8", body)
     assert scan_body("text/html", body)
     assert scan_body("image/png", body) == []
-    assert scan_body("text/html", b'<div id="map_a17875213051b"></div><p>\xe7\x94\xb5\xe8\xaf\x9d13912345678</p>') \
-        == [("mobile", "13912345678")]  # inside an element id: not a number; after CJK text: found
+    assert scan_body("text/html", b'<div id="map_a17875213051b"></div><p>\xe7\x94\xb5\xe8\xaf\x9d13912345678</p>') == [
+        ("mobile", "13912345678")
+    ]  # inside an element id: not a number; after CJK text: found
     assert scan_body("application/json", b'{"ex": "11010519491231002X", "tel": "13800138000"}') == []
 
 
@@ -65,10 +70,13 @@ def test_scan_body_reads_xlsx(tmp_path):
 
 
 def test_a_leaking_test_fails_even_if_it_swallows_the_error(pytester):
-    pytester.makeconftest(f"import sys\nsys.path.insert(0, {str(TESTS)!r})\n"
-                          "from pii_response_hook import _pii_scanner, _pii_scanner_installed, "
-                          "pytest_runtest_makereport  # noqa: F401\n")
-    pytester.makepyfile(test_inner=f'''
+    pytester.makeconftest(
+        f"import sys\nsys.path.insert(0, {str(TESTS)!r})\n"
+        "from pii_response_hook import _pii_scanner, _pii_scanner_installed, "
+        "pytest_runtest_makereport  # noqa: F401\n"
+    )
+    pytester.makepyfile(
+        test_inner=f'''
         from fastapi import FastAPI
         from fastapi.testclient import TestClient
 
@@ -104,7 +112,8 @@ def test_a_leaking_test_fails_even_if_it_swallows_the_error(pytester):
         def test_masked_passes():
             with TestClient(app) as c:
                 assert c.get("/fine").status_code == 200
-    ''')
+    '''
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
     result.assert_outcomes(passed=2, failed=2, errors=1)
     out = result.stdout.str()

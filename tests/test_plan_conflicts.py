@@ -52,8 +52,9 @@ def client(db, app_eng):
 
 def active(eng) -> int | None:
     with eng.connect() as conn:
-        return conn.execute(text("SELECT version FROM grid_plan WHERE community_code = :c AND status = 'active'"),
-                            {"c": COMMUNITY}).scalar()
+        return conn.execute(
+            text("SELECT version FROM grid_plan WHERE community_code = :c AND status = 'active'"), {"c": COMMUNITY}
+        ).scalar()
 
 
 def grid_of(eng, building: str):
@@ -123,8 +124,10 @@ def test_sequential_second_activation_is_a_conflict(client, db):
     listing = {p["version"]: p for p in client.get(f"/api/grids/plans/{COMMUNITY}").json()}
     assert listing[v3]["status"] == "draft" and listing[v3]["parent_version"] == v1
     with eng.connect() as conn:
-        rows = conn.execute(text("SELECT result, detail FROM audit_log WHERE action = 'plan_activate' "
-                                 "AND object = :o ORDER BY id"), {"o": f"{COMMUNITY}/v{v3}"}).all()
+        rows = conn.execute(
+            text("SELECT result, detail FROM audit_log WHERE action = 'plan_activate' AND object = :o ORDER BY id"),
+            {"o": f"{COMMUNITY}/v{v3}"},
+        ).all()
     assert [(x.result, x.detail["error"], x.detail["active_version"]) for x in rows] == [("failed", "PlanConflict", v2)]
 
     # after looking, the planner replaces v2 with v3 on purpose
@@ -186,8 +189,9 @@ def test_concurrent_activations_on_two_connections(db):
             tb = threading.Thread(target=run_b)
             tb.start()
             deadline = time.monotonic() + 30
-            while not watch.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                                         "AND NOT granted")).scalar():
+            while not watch.execute(
+                text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            ).scalar():
                 assert time.monotonic() < deadline, "B never waited for the lock"
                 time.sleep(0.02)
             a.commit()

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -32,11 +33,16 @@ N_REQUESTS = 100
 @contextmanager
 def live_app(owner_url: str, settings: Settings):
     """uvicorn in a thread serving the app with an engine sized from ``settings``."""
-    engine = app_engine(owner_url, pool_size=settings.pool_size, max_overflow=settings.pool_overflow,
-                        pool_timeout=settings.pool_timeout_s)
+    engine = app_engine(
+        owner_url,
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_overflow,
+        pool_timeout=settings.pool_timeout_s,
+    )
     app = create_app(settings, engine=engine)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning",
-                                           lifespan="on", backlog=2048))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=settings.port, log_level="warning", lifespan="on", backlog=2048)
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -55,23 +61,32 @@ def live_app(owner_url: str, settings: Settings):
 def _mix(tokens: dict[str, str]) -> list[tuple[str, str]]:
     """(path, role) pairs over read routes of several kinds, signed in as several roles."""
     routes = [
-        ("/api/hierarchy", "admin"), ("/api/layers", "staff"), (f"/api/stats/street/{STREET}", "admin"),
-        (f"/api/street/{STREET}", "admin"), (f"/api/community/{COMM_A}", "staff"), ("/api/auth/me", "staff"),
-        (f"/api/grids/plans/{COMM_A}", "admin"), (f"/api/grid/{GRID_A1}", "staff"), ("/api/stats", "admin"),
+        ("/api/hierarchy", "admin"),
+        ("/api/layers", "staff"),
+        (f"/api/stats/street/{STREET}", "admin"),
+        (f"/api/street/{STREET}", "admin"),
+        (f"/api/community/{COMM_A}", "staff"),
+        ("/api/auth/me", "staff"),
+        (f"/api/grids/plans/{COMM_A}", "admin"),
+        (f"/api/grid/{GRID_A1}", "staff"),
+        ("/api/stats", "admin"),
         ("/api/layers/community", "admin"),
     ]
     return [routes[i % len(routes)] for i in range(N_REQUESTS)]
 
 
 @pytest.fixture(scope="module")
-def accounts(mini_city_url):  # noqa: F811
-    return {"admin": ensure_user(mini_city_url, "admin"),
-            "staff": ensure_user(mini_city_url, "community_staff", COMM_A)}
+def accounts(mini_city_url):
+    return {
+        "admin": ensure_user(mini_city_url, "admin"),
+        "staff": ensure_user(mini_city_url, "community_staff", COMM_A),
+    }
 
 
-def test_100_concurrent_requests_on_a_pool_of_2(mini_city_url, accounts):  # noqa: F811
-    settings = Settings(host="127.0.0.1", port=free_port(), pool_size=1, pool_overflow=1, pool_timeout_s=120,
-                        login_rate_per_minute=1000)
+def test_100_concurrent_requests_on_a_pool_of_2(mini_city_url, accounts):
+    settings = Settings(
+        host="127.0.0.1", port=free_port(), pool_size=1, pool_overflow=1, pool_timeout_s=120, login_rate_per_minute=1000
+    )
     with live_app(mini_city_url, settings) as (base, engine):
         assert engine.pool.size() == 1 and engine.pool._max_overflow == 1
 
@@ -103,13 +118,14 @@ def test_100_concurrent_requests_on_a_pool_of_2(mini_city_url, accounts):  # noq
 
 # -- `gisgov serve --workers 2` ---------------------------------------------------------------------
 
+
 def _children(pid: int) -> list[int]:
     out = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                stat = open(f"/proc/{entry}/stat").read()
-                cmd = open(f"/proc/{entry}/cmdline", "rb").read()
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"resource_tracker" not in cmd:
@@ -131,7 +147,7 @@ def _db_connections(pid: int, db_port: int) -> int:
     except OSError:
         return 0
     n = 0
-    for line in open(f"/proc/{pid}/net/tcp").read().splitlines()[1:]:
+    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
         f = line.split()
         if int(f[2].split(":")[1], 16) == db_port and f[3] == "01" and f[9] in inodes:
             n += 1
@@ -146,10 +162,22 @@ def test_serve_with_two_workers(db_factory, tmp_path):
     user = ensure_user(url, "admin", username="w_admin")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GISGOV_")}
-    env.update({"GISGOV_DATABASE_URL": url, "GISGOV_APP_DATABASE_URL": app_url(url), "GISGOV_HOME": str(tmp_path),
-                "GISGOV_SECRET_KEY": "workers-test-secret-key-001", "GISGOV_LOGIN_RATE_PER_MINUTE": "1000"})
-    proc = subprocess.Popen([sys.executable, "-m", "gisgov.cli.main", "serve", "--workers", "2", "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env.update(
+        {
+            "GISGOV_DATABASE_URL": url,
+            "GISGOV_APP_DATABASE_URL": app_url(url),
+            "GISGOV_HOME": str(tmp_path),
+            "GISGOV_SECRET_KEY": "workers-test-secret-key-001",
+            "GISGOV_LOGIN_RATE_PER_MINUTE": "1000",
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gisgov.cli.main", "serve", "--workers", "2", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -162,16 +190,18 @@ def test_serve_with_two_workers(db_factory, tmp_path):
                 pass
             assert time.monotonic() < deadline, "gisgov serve --workers 2 did not answer"
             time.sleep(0.3)
-        token = httpx.post(f"{base}/api/auth/token", data={"username": user, "password": USER_PASSWORD},
-                           timeout=30).json()["access_token"]
+        token = httpx.post(
+            f"{base}/api/auth/token", data={"username": user, "password": USER_PASSWORD}, timeout=30
+        ).json()["access_token"]
         workers = _children(proc.pid)
         assert len(workers) == 2, workers
         db_port = make_url(url).port
 
         async def burst():
             async with httpx.AsyncClient(base_url=base, timeout=60) as http:  # new connections spread over workers
-                rs = await asyncio.gather(*(http.get("/api/hierarchy", headers={"Authorization": f"Bearer {token}"})
-                                            for _ in range(40)))
+                rs = await asyncio.gather(
+                    *(http.get("/api/hierarchy", headers={"Authorization": f"Bearer {token}"}) for _ in range(40))
+                )
             return [r.status_code for r in rs]
 
         # each worker has one pooled connection from its start-up check; a worker that served a signed-in

@@ -14,12 +14,12 @@ import pandas as pd
 import psycopg
 import pytest
 import shapely
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components, dijkstra
-from scipy.spatial import cKDTree
 from geopandas.testing import assert_geodataframe_equal
 from pandas.testing import assert_frame_equal
 from sample_fixtures import SAMPLE_VAULT
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components, dijkstra
+from scipy.spatial import cKDTree
 
 from gisgov.db.engine import psycopg_conninfo
 from gisgov.sample import generate_city
@@ -29,8 +29,24 @@ from gisgov.sample.layout import REFERENCE_YEAR
 from gisgov.sample.load import DatabaseNotEmpty, load_city
 from gisgov.security.pii import Vault, id_problem
 
-CATEGORIES = {"dangjian", "zongzhi", "minzheng", "gongan", "sifa", "weisheng", "renshe", "chengguan", "canlian",
-              "shichangjianguan", "wenhua", "tiyu", "xinwenmeiti", "xuexiao", "yiyuan", "shangye"}
+CATEGORIES = {
+    "dangjian",
+    "zongzhi",
+    "minzheng",
+    "gongan",
+    "sifa",
+    "weisheng",
+    "renshe",
+    "chengguan",
+    "canlian",
+    "shichangjianguan",
+    "wenhua",
+    "tiyu",
+    "xinwenmeiti",
+    "xuexiao",
+    "yiyuan",
+    "shangye",
+}
 
 
 def q(url: str, sql: str, *params):
@@ -48,6 +64,7 @@ def small_city():
 
 
 # --- generator (pure) -------------------------------------------------------------------------------
+
 
 def test_same_seed_gives_identical_city():
     a, b = generate_city(seed=11, scale=0.1), generate_city(seed=11, scale=0.1)
@@ -105,7 +122,7 @@ def test_grid_challenge_is_planned_and_verified(sample_city):
     assert by_compound.loc[c["compound_code"], "people"] == c["people"]
     for n in c["neighbours"]:
         nb = by_compound.loc[n]
-        assert nb["households"] <= 500 and nb["people"] <= 1000            # whole compounds: not split
+        assert nb["households"] <= 500 and nb["people"] <= 1000  # whole compounds: not split
         assert c["households"] + nb["households"] > 500 or c["people"] + nb["people"] > 1000
     # the generator only reports what holds: a city too small for the plan reports nothing
     assert generate_city(seed=7, scale=0.1).meta["grid_challenges"] == []
@@ -159,7 +176,7 @@ def test_special_groups_at_realistic_rates_and_eligible(sample_city):
     r = sample_city.residents.set_index("resident_no")
     g = sample_city.resident_groups.join(r, on="resident_no")
     share = g["resident_no"].nunique() / len(r)
-    assert 0.045 <= share <= 0.07                 # seed 001: 6,596 of ~118k (5.6%)
+    assert 0.045 <= share <= 0.07  # seed 001: 6,596 of ~118k (5.6%)
     assert len(set(g["group_code"])) == 14
     age = REFERENCE_YEAR - g["birth_year"]
     size = g["household_code"].map(sample_city.households.set_index("code")["size"])
@@ -196,18 +213,31 @@ def test_read_gpkg_rejects_other_files(tmp_path):
 
 # --- loaded full city (session fixture) -----------------------------------------------------------
 
+
 def test_loaded_counts_match(sample_city, sample_city_url):
-    tables = {"streets": "street", "communities": "community", "compounds": "compound", "buildings": "building",
-              "households": "household", "residents": "resident", "resident_groups": "resident_group",
-              "facilities": "facility", "road_nodes": "road_node", "road_edges": "road_edge",
-              "compound_gates": "compound_gate", "barriers": "barrier"}
+    tables = {
+        "streets": "street",
+        "communities": "community",
+        "compounds": "compound",
+        "buildings": "building",
+        "households": "household",
+        "residents": "resident",
+        "resident_groups": "resident_group",
+        "facilities": "facility",
+        "road_nodes": "road_node",
+        "road_edges": "road_edge",
+        "compound_gates": "compound_gate",
+        "barriers": "barrier",
+    }
     for layer, table in tables.items():
         assert q1(sample_city_url, f"SELECT count(*) FROM {table}") == len(getattr(sample_city, layer)), table
-    assert q1(sample_city_url, "SELECT count(*) FROM grid") == 0          # grids are left for the planner
+    assert q1(sample_city_url, "SELECT count(*) FROM grid") == 0  # grids are left for the planner
 
 
 def test_every_building_nests_in_exactly_one_compound_and_community(sample_city_url):
-    bad = q(sample_city_url, """
+    bad = q(
+        sample_city_url,
+        """
         SELECT b.code,
                (SELECT count(*) FROM compound c WHERE ST_Intersects(c.geom, b.pos)),
                (SELECT count(*) FROM community m WHERE ST_Intersects(m.geom, b.pos)),
@@ -218,26 +248,41 @@ def test_every_building_nests_in_exactly_one_compound_and_community(sample_city_
            OR NOT ST_Contains((SELECT c.geom FROM compound c WHERE c.id = b.compound_id), b.geom)
            OR NOT ST_Contains((SELECT m.geom FROM community m WHERE m.code = b.community_code), b.pos)
            OR left((SELECT c.code FROM compound c WHERE c.id = b.compound_id), 12) <> b.community_code
-        LIMIT 5""")
+        LIMIT 5""",
+    )
     assert bad == []
     assert q1(sample_city_url, "SELECT count(*) FROM building WHERE compound_id IS NULL") == 0
-    outside = q1(sample_city_url, """SELECT count(*) FROM compound c JOIN community m ON m.code = c.community_code
-                                     WHERE NOT ST_Contains(m.geom, c.geom)""")
+    outside = q1(
+        sample_city_url,
+        """SELECT count(*) FROM compound c JOIN community m ON m.code = c.community_code
+                                     WHERE NOT ST_Contains(m.geom, c.geom)""",
+    )
     assert outside == 0
 
 
 def test_communities_tile_streets_and_streets_tile_the_city(sample_city_url):
     # no gap: the union of a street's communities is the street; no overlap: areas add up
-    for code, gap, over in q(sample_city_url, """
+    for code, gap, over in q(
+        sample_city_url,
+        """
             SELECT s.code, ST_Area(ST_SymDifference(s.geom, ST_Union(m.geom))),
                    sum(ST_Area(m.geom)) - ST_Area(s.geom)
-            FROM street s JOIN community m ON m.street_code = s.code GROUP BY s.code, s.geom"""):
+            FROM street s JOIN community m ON m.street_code = s.code GROUP BY s.code, s.geom""",
+    ):
         assert gap < 1e-12 and abs(over) < 1e-12, code
-    overlaps = q1(sample_city_url, """SELECT coalesce(sum(ST_Area(ST_Intersection(a.geom, b.geom))), 0)
-                                      FROM community a JOIN community b ON a.id < b.id AND ST_Intersects(a.geom, b.geom)""")
+    overlaps = q1(
+        sample_city_url,
+        """SELECT coalesce(sum(ST_Area(ST_Intersection(a.geom, b.geom))), 0)
+                                      FROM community a JOIN community b ON a.id < b.id AND ST_Intersects(a.geom, b.geom)""",
+    )
     assert overlaps < 1e-12
-    assert q1(sample_city_url, "SELECT ST_Area(ST_Intersection(a.geom, b.geom)) FROM street a, street b "
-                               "WHERE a.code < b.code") < 1e-12
+    assert (
+        q1(
+            sample_city_url,
+            "SELECT ST_Area(ST_Intersection(a.geom, b.geom)) FROM street a, street b WHERE a.code < b.code",
+        )
+        < 1e-12
+    )
 
 
 def test_household_size_and_old_compounds_in_db(sample_city_url):
@@ -246,13 +291,28 @@ def test_household_size_and_old_compounds_in_db(sample_city_url):
     old = q1(sample_city_url, "SELECT avg(is_old::int)::float FROM compound")
     assert 0.57 <= old <= 0.63
     # buildings' household counts match the households loaded; residents sit at their building
-    assert q1(sample_city_url, """SELECT count(*) FROM building b
-                                  WHERE b.households <> (SELECT count(*) FROM household h WHERE h.building_code = b.code)""") == 0
-    assert q1(sample_city_url, """SELECT count(*) FROM resident r JOIN household h ON h.id = r.household_id
-                                  JOIN building b ON b.code = h.building_code WHERE NOT ST_Equals(r.geom, b.pos)""") == 0
+    assert (
+        q1(
+            sample_city_url,
+            """SELECT count(*) FROM building b
+                                  WHERE b.households <> (SELECT count(*) FROM household h WHERE h.building_code = b.code)""",
+        )
+        == 0
+    )
+    assert (
+        q1(
+            sample_city_url,
+            """SELECT count(*) FROM resident r JOIN household h ON h.id = r.household_id
+                                  JOIN building b ON b.code = h.building_code WHERE NOT ST_Equals(r.geom, b.pos)""",
+        )
+        == 0
+    )
     # compounds of >= 200 households mostly have a party organisation (seed 001 rule)
-    share = q1(sample_city_url, "SELECT avg(has_party_org::int)::float FROM compound c "
-                                "WHERE (SELECT sum(households) FROM building b WHERE b.compound_id = c.id) >= 200")
+    share = q1(
+        sample_city_url,
+        "SELECT avg(has_party_org::int)::float FROM compound c "
+        "WHERE (SELECT sum(households) FROM building b WHERE b.compound_id = c.id) >= 200",
+    )
     assert share >= 0.8
 
 
@@ -262,16 +322,27 @@ def test_all_16_facility_categories_present(sample_city_url):
     assert cats == {r[0] for r in q(sample_city_url, "SELECT code FROM facility_category")}
     assert q1(sample_city_url, "SELECT count(*) FROM facility WHERE source NOT LIKE '%synthetic%'") == 0
     # facilities stand in their community, beside a road (within 15 m of a street centreline)
-    assert q1(sample_city_url, """SELECT count(*) FROM facility f JOIN community m ON m.code = f.community_code
-                                  WHERE NOT ST_Contains(m.geom, f.geom)""") == 0
-    far = q1(sample_city_url, """SELECT count(*) FROM facility f WHERE NOT EXISTS (
+    assert (
+        q1(
+            sample_city_url,
+            """SELECT count(*) FROM facility f JOIN community m ON m.code = f.community_code
+                                  WHERE NOT ST_Contains(m.geom, f.geom)""",
+        )
+        == 0
+    )
+    far = q1(
+        sample_city_url,
+        """SELECT count(*) FROM facility f WHERE NOT EXISTS (
                                    SELECT 1 FROM road_edge e WHERE e.class IN ('arterial', 'local')
-                                   AND ST_DWithin(ST_Transform(e.geom, 4548), ST_Transform(f.geom, 4548), 15))""")
+                                   AND ST_DWithin(ST_Transform(e.geom, 4548), ST_Transform(f.geom, 4548), 15))""",
+    )
     assert far == 0
 
 
 def _graph(url):
-    nodes = q(url, "SELECT id, ST_X(ST_Transform(geom, 4548)), ST_Y(ST_Transform(geom, 4548)) FROM road_node ORDER BY id")
+    nodes = q(
+        url, "SELECT id, ST_X(ST_Transform(geom, 4548)), ST_Y(ST_Transform(geom, 4548)) FROM road_node ORDER BY id"
+    )
     ids = np.array([n[0] for n in nodes])
     xy = np.array([(n[1], n[2]) for n in nodes])
     pos = {i: k for k, i in enumerate(ids)}
@@ -284,21 +355,32 @@ def _graph(url):
 
 
 def test_network_is_connected_with_gates_and_two_bridges(sample_city_url):
-    g, xy, pos = _graph(sample_city_url)
+    g, _xy, _pos = _graph(sample_city_url)
     assert connected_components(g, directed=False)[0] == 1
     classes = dict(q(sample_city_url, "SELECT class, count(*) FROM road_edge GROUP BY class"))
     assert {"arterial", "local", "path", "gate", "bridge"} <= set(classes)
     assert classes["bridge"] == 2
     # the river is crossed by the two bridges only
-    crossing = q(sample_city_url, """SELECT e.class, count(*) FROM road_edge e JOIN barrier b ON b.kind = 'river'
-                                     AND ST_Intersects(e.geom, b.geom) GROUP BY e.class""")
+    crossing = q(
+        sample_city_url,
+        """SELECT e.class, count(*) FROM road_edge e JOIN barrier b ON b.kind = 'river'
+                                     AND ST_Intersects(e.geom, b.geom) GROUP BY e.class""",
+    )
     assert crossing == [("bridge", 2)]
     # every compound has 1-2 gates sitting on a network node; lengths are metric
-    per = q(sample_city_url, "SELECT c.code, count(g.id) FROM compound c LEFT JOIN compound_gate g "
-                             "ON g.compound_id = c.id GROUP BY c.code")
+    per = q(
+        sample_city_url,
+        "SELECT c.code, count(g.id) FROM compound c LEFT JOIN compound_gate g ON g.compound_id = c.id GROUP BY c.code",
+    )
     assert all(1 <= n <= 2 for _, n in per)
-    assert q1(sample_city_url, """SELECT count(*) FROM compound_gate g JOIN road_node n ON n.id = g.node_id
-                                  WHERE ST_Distance(ST_Transform(g.geom, 4548), ST_Transform(n.geom, 4548)) > 0.01""") == 0
+    assert (
+        q1(
+            sample_city_url,
+            """SELECT count(*) FROM compound_gate g JOIN road_node n ON n.id = g.node_id
+                                  WHERE ST_Distance(ST_Transform(g.geom, 4548), ST_Transform(n.geom, 4548)) > 0.01""",
+        )
+        == 0
+    )
     assert q1(sample_city_url, "SELECT count(*) FROM compound_gate WHERE node_id IS NULL") == 0
     assert q1(sample_city_url, "SELECT max(abs(length_m - gisgov_length_m(geom))) FROM road_edge") < 0.5
 
@@ -308,15 +390,24 @@ def test_under_served_communities_really_lack_nearby_facilities(sample_city_url)
     under = meta["under_served"]
     assert len(under) >= 2
     assert any(u["reason"] == "river" for u in under)
-    g, xy, pos = _graph(sample_city_url)
+    g, xy, _pos = _graph(sample_city_url)
     tree = cKDTree(xy)
-    fac = q(sample_city_url, "SELECT category_code, community_code, ST_X(ST_Transform(geom, 4548)), "
-                             "ST_Y(ST_Transform(geom, 4548)) FROM facility")
+    fac = q(
+        sample_city_url,
+        "SELECT category_code, community_code, ST_X(ST_Transform(geom, 4548)), "
+        "ST_Y(ST_Transform(geom, 4548)) FROM facility",
+    )
     f = pd.DataFrame(fac, columns=["cat", "community", "x", "y"])
     f["node"] = tree.query(f[["x", "y"]].to_numpy())[1]
     for u in under:
-        b = np.array(q(sample_city_url, "SELECT ST_X(ST_Transform(pos, 4548)), ST_Y(ST_Transform(pos, 4548)) "
-                                        "FROM building WHERE community_code = %s", u["community_code"]))
+        b = np.array(
+            q(
+                sample_city_url,
+                "SELECT ST_X(ST_Transform(pos, 4548)), ST_Y(ST_Transform(pos, 4548)) "
+                "FROM building WHERE community_code = %s",
+                u["community_code"],
+            )
+        )
         assert len(b) > 0
         b_nodes = np.unique(tree.query(b)[1])
         assert set(u["missing"]) & {"weisheng", "tiyu"}, u
@@ -326,10 +417,19 @@ def test_under_served_communities_really_lack_nearby_facilities(sample_city_url)
             d = dijkstra(g, directed=False, indices=src, min_only=True)
             assert d[b_nodes].min() > 1000, (u["name"], cat, d[b_nodes].min())
     # and a well-served community does have health facilities within 1000 m of all its buildings
-    served = q1(sample_city_url, "SELECT code FROM community WHERE code <> ALL(%s) ORDER BY code LIMIT 1",
-                [u["community_code"] for u in under])
-    b = np.array(q(sample_city_url, "SELECT ST_X(ST_Transform(pos, 4548)), ST_Y(ST_Transform(pos, 4548)) "
-                                    "FROM building WHERE community_code = %s", served))
+    served = q1(
+        sample_city_url,
+        "SELECT code FROM community WHERE code <> ALL(%s) ORDER BY code LIMIT 1",
+        [u["community_code"] for u in under],
+    )
+    b = np.array(
+        q(
+            sample_city_url,
+            "SELECT ST_X(ST_Transform(pos, 4548)), ST_Y(ST_Transform(pos, 4548)) "
+            "FROM building WHERE community_code = %s",
+            served,
+        )
+    )
     d = dijkstra(g, directed=False, indices=np.unique(f.loc[f["cat"] == "weisheng", "node"]), min_only=True)
     assert d[np.unique(tree.query(b)[1])].min() < 1000
 
@@ -340,7 +440,7 @@ def test_id_numbers_never_in_clear_in_the_database(sample_city, sample_city_url)
     text = "\n".join(rows)
     hits = [m for m in re.findall(r"\d{17}[\dX]", text) if m in clear]
     assert hits == []
-    assert "333430313034" not in text          # ASCII "340104" as bytea hex
+    assert "333430313034" not in text  # ASCII "340104" as bytea hex
     phones = set(sample_city.residents["phone"].dropna())
     cols = q(sample_city_url, "SELECT name, gender, role, id_last4, phone_masked FROM resident")
     assert not any(c in phones for row in cols for c in row if c)
@@ -360,17 +460,23 @@ def test_meta_says_synthetic(sample_city_url):
     assert "合成" in meta["name"] and "synthetic" in meta["name"]
     assert meta["seed"] == 20241123
     assert q1(sample_city_url, "SELECT value FROM gisgov_meta WHERE key = 'metric_srid'") == 4548
-    assert all("（合成）" in n for (n,) in q(sample_city_url, "SELECT name FROM street UNION ALL SELECT name FROM community"))
+    assert all(
+        "（合成）" in n for (n,) in q(sample_city_url, "SELECT name FROM street UNION ALL SELECT name FROM community")
+    )
     assert q1(sample_city_url, "SELECT name FROM barrier") == "示例河（合成）"
 
 
 # --- load semantics (small city, own databases) -----------------------------------------------------
 
+
 def _snapshot(url):
-    return q(url, """SELECT (SELECT count(*) FROM street), (SELECT count(*) FROM building),
+    return q(
+        url,
+        """SELECT (SELECT count(*) FROM street), (SELECT count(*) FROM building),
                             (SELECT count(*) FROM resident), (SELECT max(id) FROM resident),
                             (SELECT md5(string_agg(code, ',' ORDER BY code)) FROM household),
-                            (SELECT value FROM gisgov_meta WHERE key = 'dataset')""")[0]
+                            (SELECT value FROM gisgov_meta WHERE key = 'dataset')""",
+    )[0]
 
 
 def test_second_load_refused_unless_replace(db_factory, small_city):
@@ -387,7 +493,7 @@ def test_second_load_refused_unless_replace(db_factory, small_city):
     counts = load_city(url, other, replace=True, vault=vault)
     after = _snapshot(url)
     assert counts["resident"] == after[2] == len(other.residents)
-    assert after[3] == len(other.residents)            # identities restarted
+    assert after[3] == len(other.residents)  # identities restarted
     assert after[5]["seed"] == 8 and after[4] != before[4]
 
 
@@ -399,16 +505,32 @@ def test_failed_load_leaves_nothing(db_factory, small_city):
     b.loc[0, "geometry"] = shapely.affinity.translate(b.geometry.iloc[0], xoff=0.5)
     with pytest.raises(psycopg.errors.CheckViolation, match="within_parent"):
         load_city(url, broken, vault=Vault(b"s" * 32))
-    assert q1(url, "SELECT (SELECT count(*) FROM street) + (SELECT count(*) FROM compound) "
-                   "+ (SELECT count(*) FROM household) + (SELECT count(*) FROM road_node)") == 0
+    assert (
+        q1(
+            url,
+            "SELECT (SELECT count(*) FROM street) + (SELECT count(*) FROM compound) "
+            "+ (SELECT count(*) FROM household) + (SELECT count(*) FROM road_node)",
+        )
+        == 0
+    )
     assert q(url, "SELECT 1 FROM gisgov_meta WHERE key = 'dataset'") == []
 
 
 def test_cli_writes_gpkg_loads_and_refuses_a_second_time(db_factory, tmp_path):
     url = db_factory.create()
     env = {**os.environ, "GISGOV_HOME": str(tmp_path), "GISGOV_DATABASE_URL": url}
-    cmd = [sys.executable, "-m", "gisgov.cli.main", "sample", "--scale", "0.05", "--seed", "3",
-           "--out", str(tmp_path / "s.gpkg")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gisgov.cli.main",
+        "sample",
+        "--scale",
+        "0.05",
+        "--seed",
+        "3",
+        "--out",
+        str(tmp_path / "s.gpkg"),
+    ]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "s.gpkg").exists()

@@ -63,11 +63,19 @@ MAX_EXAMPLES = 12  # per operation, per role
 
 # Long-running analyses and the import: their authorization is covered by the matrix
 # (test_authz_matrix.py); they are too slow to fuzz on two cores.
-HEAVY = frozenset({
-    "POST /api/coverage/compute", "POST /api/coverage/site", "GET /api/coverage/areas", "GET /api/coverage/gaps",
-    "GET /coverage/map", "POST /api/grids/propose", "POST /api/grids/repair", "POST /api/grids/feasibility",
-    "POST /api/import",
-})
+HEAVY = frozenset(
+    {
+        "POST /api/coverage/compute",
+        "POST /api/coverage/site",
+        "GET /api/coverage/areas",
+        "GET /api/coverage/gaps",
+        "GET /coverage/map",
+        "POST /api/grids/propose",
+        "POST /api/grids/repair",
+        "POST /api/grids/feasibility",
+        "POST /api/import",
+    }
+)
 
 load_all_checks()
 CHECK_NAMES = CHECKS.get_all_names()
@@ -77,34 +85,35 @@ ALL_CHECKS = CHECKS.get_all()
 # cannot state.
 POSITIVE_422 = {
     "GET /api/layers/{level}": "bbox is free text in the schema; its four numbers must be in lon/lat range "
-                               "with min <= max (parse_bbox)",
+    "with min <= max (parse_bbox)",
     "GET /api/stats": "walking profiles come from the editable service-circle catalog (service_circles.yaml)",
     "GET /api/stats/{level}/{code}": "a code's length depends on the level (street 9, community 12, grid 15, "
-                                     "compound 16 digits); profiles come from the editable catalog",
+    "compound 16 digits); profiles come from the editable catalog",
     "GET /api/stats/{level}/{code}/features": "a code's length depends on the level",
     "GET /api/coverage/summary": "a code's length depends on the level; walking profiles come from the editable "
-                                 "catalog",
+    "catalog",
     "POST /api/coverage/whatif": "service categories come from the editable catalog; lon and lat go together "
-                                 "(one without the other is refused)",
+    "(one without the other is refused)",
     "POST /api/events": "event categories come from the editable event catalog (events/categories.yaml); the "
-                        "point must lie inside a street of the city",
+    "point must lie inside a street of the city",
     "GET /api/events": "category codes come from the editable event catalog (events/categories.yaml); 'to' may "
-                       "not be before 'from'",
+    "not be before 'from'",
     "POST /api/events/{event_id}/transition": "department codes come from the editable event catalog; a note is "
-                                              "required to reject or escalate, a department to dispatch (depends "
-                                              "on the target state)",
+    "required to reject or escalate, a department to dispatch (depends "
+    "on the target state)",
     "GET /api/events/stats": "community and grid are mutually exclusive (give one of them, or neither)",
     "GET /api/special/beyond": "group codes come from the editable special-services configuration "
-                               "(services/special_services.yaml)",
+    "(services/special_services.yaml)",
     "GET /api/special/visits/overdue": "group codes come from the editable special-services configuration "
-                                       "(only groups with a visit rule)",
+    "(only groups with a visit rule)",
     "POST /api/staff/import": "the upload must be an .xlsx workbook with the template's headers (网格编码, 角色, "
-                              "姓名, 手机号); a file's content cannot be stated in the schema",
+    "姓名, 手机号); a file's content cannot be stated in the schema",
 }
 
 # Failures in routes outside this test's fixes: operation -> checks that still fail there (printed, not
 # failing the run). Empty it as they are fixed.
 KNOWN_BROKEN: dict[str, set[str]] = {}
+
 
 def _schema_operations() -> list[str]:
     spec = create_app(Settings()).openapi()
@@ -115,17 +124,28 @@ OPERATIONS = _schema_operations()
 FUZZED = [op for op in OPERATIONS if op not in HEAVY]
 # The same for every caller (no sign-in needed, argon2 per attempt): fuzzed once, not per role.
 ROLE_INDEPENDENT = frozenset({"POST /api/auth/login", "POST /api/auth/token", "GET /health"})
-CASES = [pytest.param(key, role, id=f"{key}|{role}") for key in FUZZED for role in ROLES
-         if key not in ROLE_INDEPENDENT or role == "admin"]
+CASES = [
+    pytest.param(key, role, id=f"{key}|{role}")
+    for key in FUZZED
+    for role in ROLES
+    if key not in ROLE_INDEPENDENT or role == "admin"
+]
 
 
 def test_heavy_exclusions_name_real_operations():
     stale = sorted((HEAVY | set(POSITIVE_422) | set(KNOWN_BROKEN)) - set(OPERATIONS))
     assert not stale, f"exceptions naming operations that no longer exist: {stale}"
     assert len(FUZZED) >= 30, FUZZED
-    assert {"not_a_server_error", "status_code_conformance", "content_type_conformance", "response_schema_conformance",
-            "response_headers_conformance", "negative_data_rejection", "positive_data_acceptance",
-            "ignored_auth"} <= set(CHECK_NAMES), CHECK_NAMES
+    assert {
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "response_headers_conformance",
+        "negative_data_rejection",
+        "positive_data_acceptance",
+        "ignored_auth",
+    } <= set(CHECK_NAMES), CHECK_NAMES
 
 
 def _config() -> SchemathesisConfig:
@@ -133,10 +153,22 @@ def _config() -> SchemathesisConfig:
     Strings are generated without NUL bytes: PostgreSQL text cannot hold one, so every route refuses it
     with 422 (by design, not expressible in the schema); tests/test_no_500.py sends NUL bytes to every
     path parameter, query and body on purpose."""
-    return SchemathesisConfig.from_dict({"generation": {"allow-x00": False}, "operations": [
-        {"include-name": op, "checks": {"positive_data_acceptance": {
-            "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]}}}
-        for op in sorted(POSITIVE_422)]})
+    return SchemathesisConfig.from_dict(
+        {
+            "generation": {"allow-x00": False},
+            "operations": [
+                {
+                    "include-name": op,
+                    "checks": {
+                        "positive_data_acceptance": {
+                            "expected-statuses": [*POSITIVE_DATA_ACCEPTANCE_EXPECTED_STATUSES, "422"]
+                        }
+                    },
+                }
+                for op in sorted(POSITIVE_422)
+            ],
+        }
+    )
 
 
 def _nodes(url: str) -> dict:
@@ -145,9 +177,12 @@ def _nodes(url: str) -> dict:
     try:
         with eng.connect() as c:
             street = c.execute(text("SELECT code FROM street ORDER BY code LIMIT 1")).scalar_one()
-            comm = c.execute(text("SELECT code FROM community WHERE street_code = :s ORDER BY code LIMIT 1"),
-                             {"s": street}).scalar_one()
-            r = c.execute(text("""
+            comm = c.execute(
+                text("SELECT code FROM community WHERE street_code = :s ORDER BY code LIMIT 1"), {"s": street}
+            ).scalar_one()
+            r = (
+                c.execute(
+                    text("""
                 SELECT g.code AS grid, p.version,
                        (SELECT code FROM compound WHERE community_code = :c ORDER BY code LIMIT 1) AS compound,
                        (SELECT code FROM building WHERE community_code = :c ORDER BY code LIMIT 1) AS building,
@@ -156,15 +191,26 @@ def _nodes(url: str) -> dict:
                          JOIN building b ON b.code = h.building_code WHERE b.grid_id = g.id) AS resident,
                        (SELECT min(id) FROM road_edge) AS road
                 FROM grid g JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active'
-                WHERE g.community_code = :c ORDER BY g.code LIMIT 1"""), {"c": comm}).mappings().one()
+                WHERE g.community_code = :c ORDER BY g.code LIMIT 1"""),
+                    {"c": comm},
+                )
+                .mappings()
+                .one()
+            )
     finally:
         eng.dispose()
     return dict(r) | {"street": street, "community": comm, "resident": str(r["resident"]), "road": str(r["road"])}
 
 
 def _scope(role: str, n: dict) -> str:
-    return {"admin": "", "street_leader": n["street"], "planner": n["street"], "community_staff": n["community"],
-            "viewer": n["community"], "grid_worker": n["grid"]}[role]
+    return {
+        "admin": "",
+        "street_leader": n["street"],
+        "planner": n["street"],
+        "community_staff": n["community"],
+        "viewer": n["community"],
+        "grid_worker": n["grid"],
+    }[role]
 
 
 @pytest.fixture(scope="module")
@@ -179,10 +225,19 @@ def fuzz_world(db_factory, sample_city):
     with TestClient(app) as c:
         tokens = {role: bearer_token(c, users[role]) for role in ROLES}
         schema = schemathesis.openapi.from_asgi(
-            "/openapi.json", app, config=_config(), headers={"Authorization": f"Bearer {tokens['admin']}"})
+            "/openapi.json", app, config=_config(), headers={"Authorization": f"Bearer {tokens['admin']}"}
+        )
         failures: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-        yield {"client": c, "schema": schema, "nodes": nodes, "users": users, "tokens": tokens, "failures": failures,
-               "fuzzed": set(), "auth_confirmed": set()}
+        yield {
+            "client": c,
+            "schema": schema,
+            "nodes": nodes,
+            "users": users,
+            "tokens": tokens,
+            "failures": failures,
+            "fuzzed": set(),
+            "auth_confirmed": set(),
+        }
     eng.dispose()
 
 
@@ -204,9 +259,11 @@ def _seeded_path(path: str, n: dict) -> dict | None:
 
 def _seeded_query(key: str, n: dict) -> list[dict]:
     if key == "GET /api/export":
-        return [{"level": lvl, "format": fmt, "community": n["community"]}
-                for lvl in ("community", "grid", "compound", "building", "facility", "resident")
-                for fmt in ("geojson", "csv", "xlsx", "gpkg", "shp")]
+        return [
+            {"level": lvl, "format": fmt, "community": n["community"]}
+            for lvl in ("community", "grid", "compound", "building", "facility", "resident")
+            for fmt in ("geojson", "csv", "xlsx", "gpkg", "shp")
+        ]
     if key == "GET /api/coverage/summary":
         return [{"level": "community", "code": n["community"]}, {"level": "grid", "code": n["grid"]}]
     if key == "GET /api/grids/diff/{community}":
@@ -223,9 +280,11 @@ def _strategy(op, key: str, n: dict):
         parts += [op.as_strategy(generation_mode=GenerationMode.POSITIVE, path_parameters=seeded_path)]
     queries = _seeded_query(key, n)
     if queries:
-        parts += [st.sampled_from(queries).flatmap(
-            lambda q: op.as_strategy(generation_mode=GenerationMode.POSITIVE, query=q,
-                                     path_parameters=seeded_path))]
+        parts += [
+            st.sampled_from(queries).flatmap(
+                lambda q: op.as_strategy(generation_mode=GenerationMode.POSITIVE, query=q, path_parameters=seeded_path)
+            )
+        ]
     return st.one_of(*parts)
 
 
@@ -248,8 +307,15 @@ def test_every_check(fuzz_world, key, role):
     seen: list[int] = []
     found: dict[str, set[str]] = defaultdict(set)  # check -> first lines of its failures
 
-    @settings(max_examples=MAX_EXAMPLES, derandomize=True, deadline=None, database=None,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck), print_blob=False)
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        print_blob=False,
+    )
     @given(case=_strategy(op, key, w["nodes"]))
     def run(case):
         h = headers
@@ -274,7 +340,8 @@ def test_every_check(fuzz_world, key, role):
                 body = "" if case.body is None or type(case.body).__name__ == "NotSet" else f" body={case.body!r:.160}"
                 found[_check_name(f) if isinstance(f, Failure) else type(f).__name__].add(
                     f"{response.status_code} [{mode}] {case.method} {case.formatted_path}"
-                    f"{'?' + str(case.query) if case.query else ''}{body} -> {response.text[:160]!r}: {text[:200]}")
+                    f"{'?' + str(case.query) if case.query else ''}{body} -> {response.text[:160]!r}: {text[:200]}"
+                )
 
     run()
     w["fuzzed"].add(key)
@@ -285,16 +352,23 @@ def test_every_check(fuzz_world, key, role):
     tolerated = {c: v for c, v in found.items() if c in known and c != "not_a_server_error"}
     failing = {c: v for c, v in found.items() if c not in tolerated}
     for check, lines in sorted(tolerated.items()):  # shown in pytest's warnings summary
-        warnings.warn(f"KNOWN_BROKEN {key} as {role}: {check}: {len(lines)} case(s), e.g. {sorted(lines)[0]}",
-                      UserWarning, stacklevel=1)
+        warnings.warn(
+            f"KNOWN_BROKEN {key} as {role}: {check}: {len(lines)} case(s), e.g. {sorted(lines)[0]}",
+            UserWarning,
+            stacklevel=1,
+        )
     assert not failing, f"{key} as {role}:\n" + "\n".join(
-        f"- {check}: {line}" for check, lines in sorted(failing.items()) for line in sorted(lines)[:3])
+        f"- {check}: {line}" for check, lines in sorted(failing.items()) for line in sorted(lines)[:3]
+    )
     assert not [s for s in seen if s >= 500], seen
 
 
 def test_known_broken_still_fail(fuzz_world):
     """Runs after the fuzzing: an operation listed in KNOWN_BROKEN that no longer fails is to be removed."""
-    fixed = {op: sorted(checks - set(fuzz_world["failures"].get(op, {}))) for op, checks in KNOWN_BROKEN.items()
-             if op in fuzz_world["fuzzed"]}
+    fixed = {
+        op: sorted(checks - set(fuzz_world["failures"].get(op, {})))
+        for op, checks in KNOWN_BROKEN.items()
+        if op in fuzz_world["fuzzed"]
+    }
     fixed = {op: checks for op, checks in fixed.items() if checks}
     assert not fixed, f"fixed, remove from KNOWN_BROKEN: {fixed}"

@@ -16,6 +16,7 @@ import pytest
 from auth_helpers import USER_PASSWORD, app_engine, bearer_token, ensure_user, sign_in_cookie
 from fastapi.testclient import TestClient
 from pii_scanner import assert_no_clear_pii, find_clear_pii, looks_like_id
+from security_city import gridded_city_url  # noqa: F401  (fixture)
 from sqlalchemy import create_engine, pool, text
 from starlette.requests import Request
 
@@ -24,7 +25,6 @@ from gisgov.api.links import absolute_url, request_link, route_link
 from gisgov.config import Settings
 from gisgov.gridding import service
 from gisgov.maps.assets import ASSETS, css_references, node_modules
-from security_city import gridded_city_url  # noqa: F401  (fixture)
 
 EVIL = "http://evil.example"
 WEB_DIR = Settings().web_dir
@@ -55,8 +55,10 @@ def client_for(app_eng, **settings):
 @pytest.fixture(scope="module")
 def nodes(owner) -> dict:
     with owner.connect() as c:
-        grid = c.execute(text("""SELECT g.code FROM grid g JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active'
-                                 ORDER BY g.code LIMIT 1""")).scalar_one()
+        grid = c.execute(
+            text("""SELECT g.code FROM grid g JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active'
+                                 ORDER BY g.code LIMIT 1""")
+        ).scalar_one()
     return {"grid": grid, "community": grid[:12], "street": grid[:9]}
 
 
@@ -67,10 +69,15 @@ def _q(owner, sql: str, **params):
 
 # ---- 1. vendored files --------------------------------------------------------------------------
 
+
 def test_vendor_serves_the_assets_and_what_they_load(app_eng):
     root = node_modules(WEB_DIR)
-    loaded = {"leaflet/dist/images/marker-icon.png", "leaflet/dist/images/marker-icon-2x.png",
-              "leaflet/dist/images/marker-shadow.png", "leaflet/dist/images/layers.png"}
+    loaded = {
+        "leaflet/dist/images/marker-icon.png",
+        "leaflet/dist/images/marker-icon-2x.png",
+        "leaflet/dist/images/marker-shadow.png",
+        "leaflet/dist/images/layers.png",
+    }
     for rel in ASSETS.values():
         if rel.endswith(".css"):
             base = rel.rsplit("/", 1)[0]
@@ -91,13 +98,27 @@ def test_vendor_serves_the_assets_and_what_they_load(app_eng):
             assert r.status_code == 200 and r.content == (root / rel).read_bytes(), rel
 
 
-@pytest.mark.parametrize("rel", [
-    "leaflet/package.json", ".package-lock.json", ".gisgov-lock", "leaflet/dist/leaflet-src.js",
-    "leaflet/dist/leaflet.js.map", "swagger-ui-dist/index.html", "swagger-ui-dist/oauth2-redirect.html",
-    "swagger-ui-dist/swagger-ui-bundle.js.map", "swagger-ui-dist/package.json", "jquery/README.md",
-    "bootstrap/dist/css/bootstrap.css", "lodash/lodash.js", "@fortawesome/fontawesome-free/LICENSE.txt",
-    "leaflet/dist/images/../../package.json", "leaflet", "leaflet/dist/images/",
-])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "leaflet/package.json",
+        ".package-lock.json",
+        ".gisgov-lock",
+        "leaflet/dist/leaflet-src.js",
+        "leaflet/dist/leaflet.js.map",
+        "swagger-ui-dist/index.html",
+        "swagger-ui-dist/oauth2-redirect.html",
+        "swagger-ui-dist/swagger-ui-bundle.js.map",
+        "swagger-ui-dist/package.json",
+        "jquery/README.md",
+        "bootstrap/dist/css/bootstrap.css",
+        "lodash/lodash.js",
+        "@fortawesome/fontawesome-free/LICENSE.txt",
+        "leaflet/dist/images/../../package.json",
+        "leaflet",
+        "leaflet/dist/images/",
+    ],
+)
 def test_vendor_refuses_everything_else(app_eng, rel):
     with client_for(app_eng) as (c, _):
         r = c.get(f"/static/vendor/{rel}")
@@ -107,16 +128,32 @@ def test_vendor_refuses_everything_else(app_eng, rel):
 def test_the_refused_files_exist(app_eng):
     """The 404s above come from the allowlist, not from missing files."""
     root = node_modules(WEB_DIR)
-    for rel in ("leaflet/package.json", ".package-lock.json", "leaflet/dist/leaflet-src.js",
-                "swagger-ui-dist/index.html", "jquery/README.md"):
+    for rel in (
+        "leaflet/package.json",
+        ".package-lock.json",
+        "leaflet/dist/leaflet-src.js",
+        "swagger-ui-dist/index.html",
+        "jquery/README.md",
+    ):
         assert (root / rel).is_file(), rel
 
 
 async def _raw_get(app, path: str) -> int:
     """GET with the path exactly as given (an HTTP client would normalise '..' away)."""
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
-             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
-             "headers": [(b"host", b"127.0.0.1:8000")], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1:8000")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+    }
     status = []
 
     async def receive():
@@ -130,17 +167,23 @@ async def _raw_get(app, path: str) -> int:
     return status[0]
 
 
-@pytest.mark.parametrize("path", [
-    "/static/vendor/leaflet/dist/../package.json", "/static/vendor/leaflet/dist/images/../../../.package-lock.json",
-    "/static/vendor/../../pyproject.toml", "/static/vendor/./leaflet/dist/leaflet.js",
-    "/static/vendor/leaflet/dist/images/../leaflet.js",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/vendor/leaflet/dist/../package.json",
+        "/static/vendor/leaflet/dist/images/../../../.package-lock.json",
+        "/static/vendor/../../pyproject.toml",
+        "/static/vendor/./leaflet/dist/leaflet.js",
+        "/static/vendor/leaflet/dist/images/../leaflet.js",
+    ],
+)
 def test_vendor_refuses_dot_segments(app_eng, path):
     app = create_app(Settings(), engine=app_eng)
     assert asyncio.run(_raw_get(app, path)) == 404
 
 
 # ---- 5. security headers, CSRF, CORS --------------------------------------------------------------
+
 
 def _csp(r) -> dict[str, list[str]]:
     out = {}
@@ -160,7 +203,7 @@ def _inline_script_hashes(html: str) -> set[str]:
 
 
 def test_security_headers_on_pages_and_api(gridded_city_url, app_eng, nodes):
-    with client_for(app_eng) as (c, s):
+    with client_for(app_eng) as (c, _s):
         user = ensure_user(gridded_city_url, "community_staff", nodes["community"])
         c.headers["Authorization"] = f"Bearer {bearer_token(c, user)}"
         for path in ("/login", "/map", "/dashboard"):
@@ -189,9 +232,12 @@ def test_security_headers_on_pages_and_api(gridded_city_url, app_eng, nodes):
 def draft(owner, nodes) -> tuple[str, int]:
     """A saved draft plan in a community WITHOUT an active plan (so the test never changes the
     grids other security tests rely on): what a forged cross-site POST would try to activate."""
-    comm = _q(owner, """SELECT c.code FROM community c WHERE c.street_code = :s AND NOT EXISTS (
+    comm = _q(
+        owner,
+        """SELECT c.code FROM community c WHERE c.street_code = :s AND NOT EXISTS (
                           SELECT 1 FROM grid_plan p WHERE p.community_code = c.code) ORDER BY c.code LIMIT 1""",
-              s=nodes["street"])[0][0]
+        s=nodes["street"],
+    )[0][0]
     with owner.begin() as conn:
         out = service.propose_plan(conn, comm, closest=True, time_limit_s=2.0, save=True, author="t_csrf")
     assert "version" in out, out
@@ -199,8 +245,9 @@ def draft(owner, nodes) -> tuple[str, int]:
 
 
 def _plan_state(owner, comm: str):
-    return _q(owner, "SELECT version, status, activated FROM grid_plan WHERE community_code = :c ORDER BY version",
-              c=comm)
+    return _q(
+        owner, "SELECT version, status, activated FROM grid_plan WHERE community_code = :c ORDER BY version", c=comm
+    )
 
 
 def _audit_count(owner, **where) -> int:
@@ -221,13 +268,13 @@ def test_cross_site_form_post_is_refused_and_changes_nothing(gridded_city_url, a
         assert token
         form = {"content-type": "application/x-www-form-urlencoded"}
         attempts = [
-            {"Origin": EVIL, **form},                              # a form on another site
-            {"Origin": EVIL, "X-CSRF-Token": token, **form},       # even with the token
+            {"Origin": EVIL, **form},  # a form on another site
+            {"Origin": EVIL, "X-CSRF-Token": token, **form},  # even with the token
             {"Origin": EVIL, "X-CSRF-Token": token, "content-type": "application/json"},
-            {"Origin": "null", **form},                            # sandboxed/privacy origin
-            {"Referer": EVIL + "/page", **form},                   # no Origin, foreign Referer
-            {**form},                                              # neither Origin nor Referer
-            {"Origin": s.origin, **form},                          # same origin but no CSRF token
+            {"Origin": "null", **form},  # sandboxed/privacy origin
+            {"Referer": EVIL + "/page", **form},  # no Origin, foreign Referer
+            {**form},  # neither Origin nor Referer
+            {"Origin": s.origin, **form},  # same origin but no CSRF token
             {"Origin": s.origin, "X-CSRF-Token": "wrong", "content-type": "application/json"},
         ]
         for headers in attempts:
@@ -237,11 +284,17 @@ def test_cross_site_form_post_is_refused_and_changes_nothing(gridded_city_url, a
             r = c.post(url, content=body, headers=headers)
             assert r.status_code == 403, (headers, r.status_code, r.text)
         # the session itself can write when the request is same-origin with the token (positive control)
-        r = c.post("/api/grids/validate", json={"community": nodes["community"]},
-                   headers={"Origin": s.origin, "X-CSRF-Token": token})
+        r = c.post(
+            "/api/grids/validate",
+            json={"community": nodes["community"]},
+            headers={"Origin": s.origin, "X-CSRF-Token": token},
+        )
         assert r.status_code == 200, r.text
-        r = c.post("/api/grids/validate", json={"community": nodes["community"]},
-                   headers={"Origin": EVIL, "X-CSRF-Token": token})
+        r = c.post(
+            "/api/grids/validate",
+            json={"community": nodes["community"]},
+            headers={"Origin": EVIL, "X-CSRF-Token": token},
+        )
         assert r.status_code == 403
     assert _plan_state(owner, comm) == before
     assert _audit_count(owner, action="plan_activate", object=f"{comm}/v{version}") == audits
@@ -262,8 +315,14 @@ def test_cors_is_closed(gridded_city_url, app_eng, nodes):
         responses = [
             c.get("/health", headers={"Origin": EVIL}),
             c.get("/api/hierarchy", headers={"Origin": EVIL, **auth}),
-            c.options("/api/grids/validate", headers={"Origin": EVIL, "Access-Control-Request-Method": "POST",
-                                                      "Access-Control-Request-Headers": "content-type,x-csrf-token"}),
+            c.options(
+                "/api/grids/validate",
+                headers={
+                    "Origin": EVIL,
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "content-type,x-csrf-token",
+                },
+            ),
             c.options("/api/auth/login", headers={"Origin": EVIL, "Access-Control-Request-Method": "POST"}),
         ]
     for r in responses:
@@ -273,6 +332,7 @@ def test_cors_is_closed(gridded_city_url, app_eng, nodes):
 
 # ---- 2. links from configuration, not the Host header ----------------------------------------------
 
+
 def test_redirects_ignore_a_forged_host(app_eng):
     with client_for(app_eng, public_url="https://gisgov.example.gov.cn") as (c, s):
         for path in ("/map/", "/static/vendor", "/api/hierarchy/"):
@@ -280,7 +340,7 @@ def test_redirects_ignore_a_forged_host(app_eng):
             if r.status_code in (301, 302, 303, 307, 308):
                 loc = r.headers["location"]
                 assert "evil.example" not in loc, (path, loc)
-                assert loc.startswith("/") or loc.startswith(s.origin + "/"), (path, loc)
+                assert loc.startswith(("/", s.origin + "/")), (path, loc)
         r = c.get("/map/", headers={"Host": "evil.example"}, follow_redirects=False)
         assert r.status_code == 307 and r.headers["location"] == "https://gisgov.example.gov.cn/map"
 
@@ -288,10 +348,21 @@ def test_redirects_ignore_a_forged_host(app_eng):
 def test_link_helpers_use_the_configured_origin(app_eng):
     s = Settings(public_url="https://gisgov.example.gov.cn/")
     app = create_app(s, engine=app_eng)
-    scope = {"type": "http", "method": "GET", "scheme": "http", "path": "/api/layers/community", "root_path": "",
-             "query_string": b"limit=5&offset=0&bbox=1,2,3,4", "server": ("evil.example", 80), "app": app,
-             "headers": [(b"host", b"evil.example"), (b"x-forwarded-host", b"evil.example"),
-                         (b"x-forwarded-proto", b"http")]}
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/api/layers/community",
+        "root_path": "",
+        "query_string": b"limit=5&offset=0&bbox=1,2,3,4",
+        "server": ("evil.example", 80),
+        "app": app,
+        "headers": [
+            (b"host", b"evil.example"),
+            (b"x-forwarded-host", b"evil.example"),
+            (b"x-forwarded-proto", b"http"),
+        ],
+    }
     request = Request(scope)
     assert str(request.url).startswith("http://evil.example/")  # what the request itself claims
     assert absolute_url(s, "/api/layers?x=1") == "https://gisgov.example.gov.cn/api/layers?x=1"
@@ -318,12 +389,17 @@ def test_paging_links_ignore_a_forged_host(gridded_city_url, app_eng, nodes):
 
 # ---- sign-in: rate limit, lock-out, cookies, sign-out, expiry --------------------------------------
 
+
 def test_sign_in_rate_limit(gridded_city_url, app_eng, owner, nodes):
     user = ensure_user(gridded_city_url, "viewer", nodes["street"], username="t_ratelimit")
     before = _audit_count(owner, action="login", actor=user, result="denied")
     with client_for(app_eng, login_rate_per_minute=4, login_max_failures=100) as (c, s):
-        codes = [c.post("/api/auth/login", json={"username": user, "password": "wrong-Passw0rd"},
-                        headers={"Origin": s.origin}).status_code for _ in range(4)]
+        codes = [
+            c.post(
+                "/api/auth/login", json={"username": user, "password": "wrong-Passw0rd"}, headers={"Origin": s.origin}
+            ).status_code
+            for _ in range(4)
+        ]
         assert codes == [401] * 4
         # the 5th attempt within the minute is refused whatever it carries, on both sign-in routes
         r = c.post("/api/auth/login", json={"username": user, "password": USER_PASSWORD}, headers={"Origin": s.origin})
@@ -349,8 +425,13 @@ def test_lockout_after_repeated_failures(gridded_city_url, app_eng, owner, nodes
         assert right.json()["detail"] == wrong[0].json()["detail"]  # no hint that the account is locked
         r = c.post("/api/auth/login", json={"username": user, "password": USER_PASSWORD}, headers={"Origin": s.origin})
         assert r.status_code == 401 and "gisgov_session" not in r.headers.get("set-cookie", "")
-    rows = _q(owner, """SELECT result, detail->>'reason' FROM audit_log WHERE id > :b AND action = 'login'
-                        AND actor = :u ORDER BY id""", b=before, u=user)
+    rows = _q(
+        owner,
+        """SELECT result, detail->>'reason' FROM audit_log WHERE id > :b AND action = 'login'
+                        AND actor = :u ORDER BY id""",
+        b=before,
+        u=user,
+    )
     assert [tuple(r) for r in rows] == [("failed", "wrong_password")] * 3 + [("failed", "locked")] * 2
     locked = _q(owner, "SELECT locked_until > now() FROM app_user WHERE username = :u", u=user)[0][0]
     assert locked
@@ -405,8 +486,10 @@ def test_idle_and_expired_sessions_are_refused(gridded_city_url, app_eng, owner,
         digest = hashlib.sha256(c.cookies.get("gisgov_session").encode()).digest()
         assert c.get("/api/auth/me").status_code == 200
         with owner.begin() as conn:
-            conn.execute(text("UPDATE auth_session SET last_seen = now() - interval '31 minutes' WHERE token_hash = :t"),
-                         {"t": digest})
+            conn.execute(
+                text("UPDATE auth_session SET last_seen = now() - interval '31 minutes' WHERE token_hash = :t"),
+                {"t": digest},
+            )
         r = c.get("/api/auth/me")
         assert r.status_code == 401 and r.headers.get("www-authenticate") == "Bearer"
 
@@ -414,8 +497,10 @@ def test_idle_and_expired_sessions_are_refused(gridded_city_url, app_eng, owner,
         auth = {"Authorization": f"Bearer {tok}"}
         assert c.get("/api/auth/me", headers=auth).status_code == 200
         with owner.begin() as conn:
-            conn.execute(text("UPDATE auth_session SET expires = now() - interval '1 second' WHERE token_hash = :t"),
-                         {"t": hashlib.sha256(tok.encode()).digest()})
+            conn.execute(
+                text("UPDATE auth_session SET expires = now() - interval '1 second' WHERE token_hash = :t"),
+                {"t": hashlib.sha256(tok.encode()).digest()},
+            )
         assert c.get("/api/auth/me", headers=auth).status_code == 401
         # a bearer token is not a cookie and a cookie is not a bearer token
         tok2 = bearer_token(c, user)
@@ -425,6 +510,7 @@ def test_idle_and_expired_sessions_are_refused(gridded_city_url, app_eng, owner,
 
 
 # ---- the clear-PII scanner --------------------------------------------------------------------------
+
 
 def test_pii_scanner_finds_clear_ids_and_mobiles(sample_city):
     ids = sample_city.residents["id_number"].astype(str).head(200).tolist()
@@ -441,17 +527,20 @@ def test_pii_scanner_finds_clear_ids_and_mobiles(sample_city):
         assert_no_clear_pii(b'{"phone": "13812345678"}')
 
 
-@pytest.mark.parametrize("text_", [
-    "110101********4514",                      # masked ID
-    "138****5678",                             # masked mobile
-    "110101199003074515",                      # wrong check character
-    "110101199013074512",                      # month 13
-    "340104001001001001001",                   # 21-digit household code
-    "34010400100100100",                       # 17-digit building code
-    "[117.13812345678, 31.15912345678]",       # coordinates' decimals
-    "12812345678 10012345678",                 # not mobile prefixes
-    "213812345678",                            # 12 digits
-])
+@pytest.mark.parametrize(
+    "text_",
+    [
+        "110101********4514",  # masked ID
+        "138****5678",  # masked mobile
+        "110101199003074515",  # wrong check character
+        "110101199013074512",  # month 13
+        "340104001001001001001",  # 21-digit household code
+        "34010400100100100",  # 17-digit building code
+        "[117.13812345678, 31.15912345678]",  # coordinates' decimals
+        "12812345678 10012345678",  # not mobile prefixes
+        "213812345678",  # 12 digits
+    ],
+)
 def test_pii_scanner_ignores_masked_and_other_numbers(text_):
     assert find_clear_pii(text_) == []
 
@@ -474,8 +563,12 @@ def test_personal_responses_hold_no_clear_pii(gridded_city_url, app_eng, nodes):
         r = c.get(f"/api/resident/{rid}")
         assert r.status_code == 200
         assert_no_clear_pii(r.text, where="resident detail")
-        for path in (f"/api/grid/{nodes['grid']}", f"/api/community/{nodes['community']}", "/api/hierarchy",
-                     f"/api/grids/plans/{nodes['community']}"):
+        for path in (
+            f"/api/grid/{nodes['grid']}",
+            f"/api/community/{nodes['community']}",
+            "/api/hierarchy",
+            f"/api/grids/plans/{nodes['community']}",
+        ):
             r = c.get(path)
             assert r.status_code == 200, (path, r.status_code)
             assert_no_clear_pii(r.text, where=path)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import typer
@@ -36,41 +37,56 @@ def city(db_factory, tmp_path_factory):
 
     url = db_factory.create(prefix="gisgov_test_special")
     load_city(url, generate_city(seed=SEED, scale=0.4), vault=Vault(hashlib.sha256(b"special test").digest()))
-    doc = yaml.safe_load(open("layers/service_circles.yaml", encoding="utf-8"))
+    doc = yaml.safe_load(Path("layers/service_circles.yaml").read_text(encoding="utf-8"))
     cfg = rules.load_config()
-    doc["categories"].append({"code": "child_home", "name_zh": "儿童之家", "name_en": "Children's home",
-                              "select": [{"category": s.category, "kinds": list(s.kinds)}
-                                         for s in cfg.need("kunjingertong").services[0].select]})
+    doc["categories"].append(
+        {
+            "code": "child_home",
+            "name_zh": "儿童之家",
+            "name_en": "Children's home",
+            "select": [
+                {"category": s.category, "kinds": list(s.kinds)} for s in cfg.need("kunjingertong").services[0].select
+            ],
+        }
+    )
     cat_path = tmp_path_factory.mktemp("catalog") / "service_circles.yaml"
     cat_path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     eng = create_engine(url, poolclass=pool.NullPool)
     with eng.begin() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', true)"))
-        comm = c.execute(text("""
+        comm = c.execute(
+            text("""
             SELECT b.community_code FROM resident_group rg JOIN resident r ON r.id = rg.resident_id
             JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code
-            WHERE rg.group_code = 'dujulaoren' GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1""")).scalar_one()
+            WHERE rg.group_code = 'dujulaoren' GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1""")
+        ).scalar_one()
         # a children's home at the building of one child in hardship (so some children are within the circle)
-        c.execute(text("""
+        c.execute(
+            text("""
             INSERT INTO facility (code, name, category_code, kind, community_code, source, geom)
             SELECT 'TEST-CHILD-1', '测试儿童之家', 'minzheng', '儿童之家', b.community_code, 'test', b.pos
             FROM resident_group rg JOIN resident r ON r.id = rg.resident_id
             JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code
-            WHERE rg.group_code IN ('kunjingertong', 'liushouertong') ORDER BY r.id LIMIT 1"""))
+            WHERE rg.group_code IN ('kunjingertong', 'liushouertong') ORDER BY r.id LIMIT 1""")
+        )
     with eng.begin() as c:
         gridding.plan_and_activate(c, comm, time_limit_s=2.0)
     svc = CoverageService(catalog_path=cat_path)
     with eng.begin() as c:
         svc.compute(c)
     with eng.connect() as c:
-        grid = c.execute(text("""
+        grid = c.execute(
+            text("""
             SELECT g.code FROM grid_current() g JOIN building b ON b.grid_id = g.id
             JOIN household h ON h.building_code = b.code JOIN resident r ON r.household_id = h.id
             JOIN resident_group rg ON rg.resident_id = r.id
             WHERE g.community_code = :c AND rg.group_code = 'dujulaoren'
-            GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"""), {"c": comm}).scalar_one()
-        other = c.execute(text("SELECT code FROM community WHERE code <> :c ORDER BY code LIMIT 1"),
-                          {"c": comm}).scalar_one()
+            GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1"""),
+            {"c": comm},
+        ).scalar_one()
+        other = c.execute(
+            text("SELECT code FROM community WHERE code <> :c ORDER BY code LIMIT 1"), {"c": comm}
+        ).scalar_one()
     eng.dispose()
     return {"url": url, "svc": svc, "community": comm, "grid": grid, "other": other, "street": comm[:9]}
 
@@ -107,7 +123,8 @@ def brute_force(owner, svc: CoverageService) -> dict:
     pairs = [(n.group, s.code) for n in cfg.needs for s in n.services]
     with owner.connect() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', false)"))
-        rows = c.execute(text("""
+        rows = c.execute(
+            text("""
             WITH need AS (SELECT * FROM unnest(CAST(:g AS text[]), CAST(:s AS text[])) AS t(grp, cat)),
             d AS (SELECT n.grp, a.building_id, min(a.distance_m) AS dist
                   FROM need n JOIN building_access a ON a.category_code = n.cat GROUP BY 1, 2)
@@ -116,7 +133,8 @@ def brute_force(owner, svc: CoverageService) -> dict:
             JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code
             LEFT JOIN grid g ON g.id = b.grid_id
             JOIN d ON d.grp = rg.group_code AND d.building_id = b.id"""),
-            {"g": [g for g, _ in pairs], "s": [s for _, s in pairs]}).all()
+            {"g": [g for g, _ in pairs], "s": [s for _, s in pairs]},
+        ).all()
     out, ties, within = {}, set(), 0
     for r in rows:
         d = None if r.dist is None else float(r.dist)
@@ -181,8 +199,12 @@ def test_grid_worker_sees_only_its_grid(client, owner, city):
         assert r.status_code == 403 and "read_personal" in r.json()["detail"]
     # every named read audited
     with owner.connect() as c:
-        rows = c.execute(text("SELECT actor_role, object FROM audit_log WHERE action = 'read_personal' "
-                              "AND object LIKE 'special_beyond:%'")).all()
+        rows = c.execute(
+            text(
+                "SELECT actor_role, object FROM audit_log WHERE action = 'read_personal' "
+                "AND object LIKE 'special_beyond:%'"
+            )
+        ).all()
     assert ("grid_worker", f"special_beyond:{grid}") in {(r.actor_role, r.object) for r in rows}
 
 
@@ -218,7 +240,7 @@ def test_summary_exact_for_leaders_suppressed_for_viewers(client, owner, city):
     assert v["suppression"]["k"] == 5
     assert all(u["code"].startswith(city["street"]) for u in v["units"])
     seen_label = False
-    for u, g, f, val in _walk_values(v):
+    for u, g, _f, val in _walk_values(v):
         assert not (isinstance(val, int) and 1 <= val <= 4), (u["code"], g)
         seen_label |= isinstance(val, str)
         assert set(g) == {"group", "group_name", "members", "beyond", "overdue", "suppressed"}
@@ -230,14 +252,22 @@ def test_summary_exact_for_leaders_suppressed_for_viewers(client, owner, city):
 
 
 def _add_visit(c, resident_id: int, days_ago: int, status: str = "closed") -> int:
-    eid = c.execute(text("""
+    eid = c.execute(
+        text("""
         INSERT INTO event (geom, category, description, status, reported_at, deadline)
         SELECT b.pos, 'teshu', '特殊人群走访（测试）', :st, now() - make_interval(days => :d),
                now() - make_interval(days => :d) + interval '7 days'
         FROM resident r JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code
-        WHERE r.id = :r RETURNING id"""), {"st": status, "d": days_ago, "r": resident_id}).scalar_one()
-    c.execute(text("INSERT INTO special_visit (event_id, resident_id, visited_at) "
-                   "VALUES (:e, :r, now() - make_interval(days => :d))"), {"e": eid, "r": resident_id, "d": days_ago})
+        WHERE r.id = :r RETURNING id"""),
+        {"st": status, "d": days_ago, "r": resident_id},
+    ).scalar_one()
+    c.execute(
+        text(
+            "INSERT INTO special_visit (event_id, resident_id, visited_at) "
+            "VALUES (:e, :r, now() - make_interval(days => :d))"
+        ),
+        {"e": eid, "r": resident_id, "d": days_ago},
+    )
     return eid
 
 
@@ -245,16 +275,23 @@ def test_overdue_list_on_hand_built_visits(client, owner, city):
     url, comm = city["url"], city["community"]
     with owner.begin() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', true)"))
-        members = c.execute(text("""
+        members = (
+            c.execute(
+                text("""
             SELECT r.id FROM resident_group rg JOIN resident r ON r.id = rg.resident_id
             JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code
-            WHERE rg.group_code = 'dujulaoren' AND b.community_code = :c ORDER BY r.id"""), {"c": comm}).scalars().all()
+            WHERE rg.group_code = 'dujulaoren' AND b.community_code = :c ORDER BY r.id"""),
+                {"c": comm},
+            )
+            .scalars()
+            .all()
+        )
         assert len(members) >= 4
         a, b, cc = members[:3]
-        _add_visit(c, a, 10)                       # visited 10 days ago: fine (rule 30 days)
-        _add_visit(c, b, 45)                       # 45 days ago: 15 days overdue
-        _add_visit(c, cc, 100)                     # 100 days ago …
-        _add_visit(c, cc, 10, status="rejected")   # … a rejected visit event does not count: 70 days overdue
+        _add_visit(c, a, 10)  # visited 10 days ago: fine (rule 30 days)
+        _add_visit(c, b, 45)  # 45 days ago: 15 days overdue
+        _add_visit(c, cc, 100)  # 100 days ago …
+        _add_visit(c, cc, 10, status="rejected")  # … a rejected visit event does not count: 70 days overdue
     cs = as_(client, url, "community_staff", comm)
     r = client.get("/api/special/visits/overdue", headers=cs, params={"group": "dujulaoren", "limit": 5000})
     assert r.status_code == 200, r.text
@@ -267,8 +304,9 @@ def test_overdue_list_on_hand_built_visits(client, owner, city):
     assert order.index(members[3]) < order.index(cc) < order.index(b)  # never visited, then most overdue
     # viewers: 403; another community's staff: 404 for this community
     assert client.get("/api/special/visits/overdue", headers=as_(client, url, "viewer", comm)).status_code == 403
-    r = client.get("/api/special/visits/overdue", headers=as_(client, url, "community_staff", city["other"]),
-                   params={"code": comm})
+    r = client.get(
+        "/api/special/visits/overdue", headers=as_(client, url, "community_staff", city["other"]), params={"code": comm}
+    )
     assert r.status_code == 404
     # the summary counts the same overdue members (exact for community staff)
     s = client.get("/api/special/summary", headers=cs).json()
@@ -290,14 +328,24 @@ def test_record_visit_by_the_grid_worker(client, owner, city):
     assert target not in {i["resident_id"] for i in after["items"]} and after["total"] == before["total"] - 1
     with owner.connect() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', false)"))
-        ev = c.execute(text("SELECT category, reporter_role, description FROM event WHERE id = :e"),
-                       {"e": v["event_id"]}).one()
-        aud = c.execute(text("SELECT result FROM audit_log WHERE action = 'event_report' AND object = :o"),
-                        {"o": f"event:{v['event_id']}"}).scalars().all()
-        outside = c.execute(text("""
+        ev = c.execute(
+            text("SELECT category, reporter_role, description FROM event WHERE id = :e"), {"e": v["event_id"]}
+        ).one()
+        aud = (
+            c.execute(
+                text("SELECT result FROM audit_log WHERE action = 'event_report' AND object = :o"),
+                {"o": f"event:{v['event_id']}"},
+            )
+            .scalars()
+            .all()
+        )
+        outside = c.execute(
+            text("""
             SELECT r.id FROM resident_group rg JOIN resident r ON r.id = rg.resident_id
             JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code
-            WHERE b.community_code <> :c ORDER BY r.id LIMIT 1"""), {"c": city["community"]}).scalar_one()
+            WHERE b.community_code <> :c ORDER BY r.id LIMIT 1"""),
+            {"c": city["community"]},
+        ).scalar_one()
     assert ev.category == "teshu" and ev.reporter_role == "grid_worker" and ev.description.startswith("特殊人群走访")
     assert aud == ["ok"]
     r = client.post("/api/special/visits", headers=gw, json={"resident_id": outside})
@@ -334,8 +382,9 @@ def test_cli_beyond_summary_overdue(client, city, monkeypatch):
     r = run("beyond", "--as", gw, "--json")
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
-    assert {(i["resident_id"], i["group"]) for i in out["items"]} == {(i["resident_id"], i["group"])
-                                                                      for i in api["items"]}
+    assert {(i["resident_id"], i["group"]) for i in out["items"]} == {
+        (i["resident_id"], i["group"]) for i in api["items"]
+    }
     assert run("beyond", "--as", gw).exit_code == 0
     r = run("beyond", "--as", viewer)
     assert r.exit_code == 3
@@ -355,12 +404,15 @@ def test_visit_rows_are_append_only_for_the_app(city, owner):
 
     with owner.begin() as c:
         c.execute(text("SELECT set_config('gisgov.scope', '*', true)"))
-        rid = c.execute(text("""
+        rid = c.execute(
+            text("""
             SELECT r.id FROM resident_group rg JOIN resident r ON r.id = rg.resident_id
             JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code
             WHERE b.community_code = :c AND NOT EXISTS (SELECT 1 FROM resident_group x WHERE x.resident_id = r.id
                                                         AND x.group_code = 'dujulaoren')
-            ORDER BY r.id DESC LIMIT 1"""), {"c": city["community"]}).scalar_one()
+            ORDER BY r.id DESC LIMIT 1"""),
+            {"c": city["community"]},
+        ).scalar_one()
         _add_visit(c, rid, 3)  # not an elderly person living alone: the other tests' expectations stay
     eng = create_engine(app_url(city["url"]), poolclass=pool.NullPool)
     try:

@@ -4,14 +4,14 @@ decisions, name masking."""
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from gisgov.coverage.catalog import load_catalog
 from gisgov.services import rules
 
-NOW = datetime(2026, 12, 1, 8, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -30,24 +30,30 @@ def test_packaged_file_resolves_against_the_catalog(catalog):
     child = cfg.need("liushouertong").services[0]
     assert child.select[0].category == "minzheng" and "儿童之家" in child.select[0].kinds
     assert cfg.visits["dujulaoren"] == 30 and cfg.visit_category == "teshu"
-    rules.check_groups(cfg, {"dujulaoren", "canji", "kunjingertong", "liushouertong", "tekun", "jingshen",
-                             "shequjiaozheng"})
+    rules.check_groups(
+        cfg, {"dujulaoren", "canji", "kunjingertong", "liushouertong", "tekun", "jingshen", "shequjiaozheng"}
+    )
     with pytest.raises(rules.ConfigError, match="group_exists"):
         rules.check_groups(cfg, {"dujulaoren"})
 
 
-@pytest.mark.parametrize("doc, rule", [
-    ({"needs": [{"services": ["canlian"]}]}, "required_field"),
-    ({"needs": [{"group": "canji", "services": []}]}, "services_required"),
-    ({"needs": [{"group": "canji", "services": ["no_such"]}]}, "service_exists"),
-    ({"needs": [{"group": "canji", "services": ["canlian"]}, {"group": "canji", "services": ["canlian"]}]},
-     "unique_group"),
-    ({"needs": [{"group": "canji", "services": [{"code": "x"}]}]}, "required_field"),
-    ({"needs": [{"group": "canji", "services": [3]}]}, "service_shape"),
-    ({"visits": {"canji": 0}}, "visit_days"),
-    ({"visits": {"canji": "30"}}, "visit_days"),
-    ([1, 2], "config_shape"),
-])
+@pytest.mark.parametrize(
+    "doc, rule",
+    [
+        ({"needs": [{"services": ["canlian"]}]}, "required_field"),
+        ({"needs": [{"group": "canji", "services": []}]}, "services_required"),
+        ({"needs": [{"group": "canji", "services": ["no_such"]}]}, "service_exists"),
+        (
+            {"needs": [{"group": "canji", "services": ["canlian"]}, {"group": "canji", "services": ["canlian"]}]},
+            "unique_group",
+        ),
+        ({"needs": [{"group": "canji", "services": [{"code": "x"}]}]}, "required_field"),
+        ({"needs": [{"group": "canji", "services": [3]}]}, "service_shape"),
+        ({"visits": {"canji": 0}}, "visit_days"),
+        ({"visits": {"canji": "30"}}, "visit_days"),
+        ([1, 2], "config_shape"),
+    ],
+)
 def test_config_errors_name_the_rule(catalog, doc, rule):
     with pytest.raises(rules.ConfigError, match=rule):
         rules.parse_config(doc, catalog)
@@ -61,10 +67,12 @@ def test_unknown_circle_or_profile_refused(catalog):
 
 
 def test_beyond_decision():
-    res = [{"id": 1, "building_id": 10, "groups": ["dujulaoren"]},
-           {"id": 2, "building_id": 11, "groups": ["dujulaoren", "canji"]},
-           {"id": 3, "building_id": 12, "groups": ["canji"]},
-           {"id": 4, "building_id": 13, "groups": ["dibao"]}]
+    res = [
+        {"id": 1, "building_id": 10, "groups": ["dujulaoren"]},
+        {"id": 2, "building_id": 11, "groups": ["dujulaoren", "canji"]},
+        {"id": 3, "building_id": 12, "groups": ["canji"]},
+        {"id": 4, "building_id": 13, "groups": ["dibao"]},
+    ]
     dist = {"dujulaoren": {10: 480.0, 11: 480.01}, "canji": {11: math.inf, 12: 12.0}}
     got = rules.beyond(res, dist, 480.0, ["dujulaoren", "canji"])
     assert [(r["id"], r["group"], r["distance_m"]) for r in got] == [(2, "dujulaoren", 480.0), (2, "canji", None)]

@@ -94,6 +94,7 @@ def test_a_statement_past_its_timeout_answers_503_and_the_pool_stays_healthy(own
 
 # -- client goes away ------------------------------------------------------------------------------
 
+
 class LiveServer:
     def __init__(self, owner_url: str, settings: Settings):
         self.port = free_port()
@@ -102,8 +103,9 @@ class LiveServer:
         test_routes(app)
         budgets.install(app)
         self.app = app
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self):
@@ -142,9 +144,13 @@ def sleeping(owner_url: str) -> int:
     eng = create_engine(owner_url, poolclass=pool.NullPool)
     try:
         with eng.connect() as c:
-            return c.execute(text("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                                  "AND query LIKE '%pg_sleep%' AND query LIKE :tag AND pid <> pg_backend_pid()"),
-                             {"tag": f"%{SLEEP_TAG}%"}).scalar()
+            return c.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                    "AND query LIKE '%pg_sleep%' AND query LIKE :tag AND pid <> pg_backend_pid()"
+                ),
+                {"tag": f"%{SLEEP_TAG}%"},
+            ).scalar()
     finally:
         eng.dispose()
 
@@ -164,9 +170,13 @@ def live(owner_url):
         import json as _json
 
         user = ensure_user(owner_url, "admin")
-        status, body = http_call(srv, "POST", "/api/auth/token",
-                                 {"Content-Type": "application/x-www-form-urlencoded"},
-                                 f"username={user}&password=Test-passw0rd".encode())
+        status, body = http_call(
+            srv,
+            "POST",
+            "/api/auth/token",
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            f"username={user}&password=Test-passw0rd".encode(),
+        )
         assert status == 200, body
         srv.token = _json.loads(body)["access_token"]
         yield srv
@@ -182,8 +192,10 @@ def test_client_gone_cancels_its_running_statement(live, owner_url, method):
         raw = (f"GET /api/test/sleep?seconds=30 HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n{auth}\r\n").encode()
     else:
         body = b'{"seconds": 30}'
-        raw = (f"POST /api/test/sleep HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n{auth}"
-               f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+        raw = (
+            f"POST /api/test/sleep HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n{auth}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
     s = live.request(raw)
     try:
         assert wait_for(lambda: sleeping(owner_url) == 1, 10), "the statement never started"
@@ -210,9 +222,13 @@ def test_a_finished_request_is_not_cancelled_and_later_requests_are_untouched(li
 def test_declared_oversize_upload_is_refused_before_the_body_is_sent(live):
     """A 1 GB upload announced with Content-Length (and Expect: 100-continue) is refused at once:
     the client never has to send a byte of it."""
-    s = live.request((f"POST /api/import HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n"
-                      f"Authorization: Bearer {live.token}\r\nContent-Type: multipart/form-data; boundary=x\r\n"
-                      "Expect: 100-continue\r\nContent-Length: 1000000000\r\n\r\n").encode())
+    s = live.request(
+        (
+            f"POST /api/import HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n"
+            f"Authorization: Bearer {live.token}\r\nContent-Type: multipart/form-data; boundary=x\r\n"
+            "Expect: 100-continue\r\nContent-Length: 1000000000\r\n\r\n"
+        ).encode()
+    )
     s.settimeout(10)
     data = b""
     try:
@@ -238,11 +254,18 @@ def test_chunked_upload_over_http_is_cut_off_near_the_limit(live, monkeypatch):
     get_ingest_settings.cache_clear()
     offered = 1024 * 1_000_000
     try:
-        head = (b"--xx\r\nContent-Disposition: form-data; name=\"level\"\r\n\r\nbuilding\r\n--xx\r\n"
-                b"Content-Disposition: form-data; name=\"file\"; filename=\"big.geojson\"\r\n\r\n")
-        s = live.request((f"POST /api/import HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n"
-                          f"Authorization: Bearer {live.token}\r\nContent-Type: multipart/form-data; boundary=xx\r\n"
-                          "Transfer-Encoding: chunked\r\n\r\n").encode() + b"%x\r\n%s\r\n" % (len(head), head))
+        head = (
+            b'--xx\r\nContent-Disposition: form-data; name="level"\r\n\r\nbuilding\r\n--xx\r\n'
+            b'Content-Disposition: form-data; name="file"; filename="big.geojson"\r\n\r\n'
+        )
+        s = live.request(
+            (
+                f"POST /api/import HTTP/1.1\r\nHost: 127.0.0.1:{live.port}\r\n"
+                f"Authorization: Bearer {live.token}\r\nContent-Type: multipart/form-data; boundary=xx\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n"
+            ).encode()
+            + b"%x\r\n%s\r\n" % (len(head), head)
+        )
         s.setblocking(False)
         frame = b"10000\r\n" + b"0" * 0x10000 + b"\r\n"
         pending, sent, answer = b"", 0, b""

@@ -31,16 +31,30 @@ from gisgov.coverage.service import CoverageService
 from gisgov.security.passwords import hash_password
 
 STREET = "340104001"
-COMMUNITY = "340104001001"      # first community of the sample city (望湖)
-PLANNED = "340104001002"        # the community that gets two grids in the planned setting
+COMMUNITY = "340104001001"  # first community of the sample city (望湖)
+PLANNED = "340104001002"  # the community that gets two grids in the planned setting
 COMPOUND = "3401040010010001"
-REF_YEAR = 2024                 # the sample dataset's reference_date 2024-11-23
+REF_YEAR = 2024  # the sample dataset's reference_date 2024-11-23
 ADDITIVE = ("households", "residents", "buildings")
 AGE = ("0-14", "15-59", "60+", "80+", "unknown")
-STAFF = [("网格长", "测试甲"), ("专职网格员", "测试乙"), ("兼职网格员", "测试丙"), ("兼职网格员", "测试丁")], \
-        [("网格长", "测试戊"), ("专职网格员", "测试己"), ("信息员", "测试庚")]
-FORBIDDEN_KEYS = {"id_hash", "id_cipher", "id_last4", "phone_cipher", "phone_masked", "phone", "birth_year",
-                  "gender", "household_code", "door_no", "address", "id_number"}
+STAFF = (
+    [("网格长", "测试甲"), ("专职网格员", "测试乙"), ("兼职网格员", "测试丙"), ("兼职网格员", "测试丁")],
+    [("网格长", "测试戊"), ("专职网格员", "测试己"), ("信息员", "测试庚")],
+)
+FORBIDDEN_KEYS = {
+    "id_hash",
+    "id_cipher",
+    "id_last4",
+    "phone_cipher",
+    "phone_masked",
+    "phone",
+    "birth_year",
+    "gender",
+    "household_code",
+    "door_no",
+    "address",
+    "id_number",
+}
 
 # Buildings of a unit, written independently of the statistics' own fragments.
 WHERE = {
@@ -65,19 +79,29 @@ def naive(conn, level: str, code: str | None, gid: int | None = None) -> dict:
         "80+": one(f"SELECT count(*) {res} AND :y - r.birth_year >= 80"),
         "unknown": one(f"SELECT count(*) {res} AND r.birth_year IS NULL"),
     }
-    groups = dict(conn.execute(text(
-        f"SELECT rg.group_code, count(*) FROM resident_group rg JOIN resident r ON r.id = rg.resident_id "
-        f"JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code "
-        f"WHERE {w} GROUP BY rg.group_code"), p).all())
+    groups = dict(
+        conn.execute(
+            text(
+                f"SELECT rg.group_code, count(*) FROM resident_group rg JOIN resident r ON r.id = rg.resident_id "
+                f"JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code "
+                f"WHERE {w} GROUP BY rg.group_code"
+            ),
+            p,
+        ).all()
+    )
     return {
         "buildings": one("SELECT count(*) FROM building b WHERE {w}"),
-        "households": one("SELECT coalesce(sum(CASE WHEN (SELECT count(*) FROM household h WHERE h.building_code = b.code) > 0 "
-                          "THEN (SELECT count(*) FROM household h WHERE h.building_code = b.code) "
-                          "ELSE coalesce(b.households, 0) END), 0) FROM building b WHERE {w}"),
+        "households": one(
+            "SELECT coalesce(sum(CASE WHEN (SELECT count(*) FROM household h WHERE h.building_code = b.code) > 0 "
+            "THEN (SELECT count(*) FROM household h WHERE h.building_code = b.code) "
+            "ELSE coalesce(b.households, 0) END), 0) FROM building b WHERE {w}"
+        ),
         "residents": one(f"SELECT count(*) {res}"),
         "age": age,
-        "special_people": one("SELECT count(DISTINCT rg.resident_id) FROM resident_group rg JOIN resident r ON r.id = rg.resident_id "
-                              "JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code WHERE {w}"),
+        "special_people": one(
+            "SELECT count(DISTINCT rg.resident_id) FROM resident_group rg JOIN resident r ON r.id = rg.resident_id "
+            "JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code WHERE {w}"
+        ),
         "groups": groups,
     }
 
@@ -92,7 +116,9 @@ def assert_matches(stats: dict, truth: dict) -> None:
 
 def assert_children_sum(doc: dict) -> None:
     """children + rest = unit for every additive count (people, ages, groups; compounds too for areas)."""
-    items = [c["stats"] for c in doc["children"]["items"]] + ([doc["children"]["rest"]] if doc["children"]["rest"] else [])
+    items = [c["stats"] for c in doc["children"]["items"]] + (
+        [doc["children"]["rest"]] if doc["children"]["rest"] else []
+    )
     s = doc["stats"]
     for k in ADDITIVE:
         assert sum(c[k] for c in items) == s[k], k
@@ -116,29 +142,32 @@ def walk(obj, keys: set, strings: set) -> None:
 
 
 @pytest.fixture(scope="module")
-def sample_engine(sample_city_url):  # noqa: F811
+def sample_engine(sample_city_url):
     eng = create_engine(sample_city_url, poolclass=pool.NullPool)
     yield eng
     eng.dispose()
 
 
 @pytest.fixture(scope="module")
-def app_eng(sample_city_url):  # noqa: F811
+def app_eng(sample_city_url):
     eng = app_engine(sample_city_url)
     yield eng
     eng.dispose()
 
 
 @pytest.fixture(scope="module")
-def clients(sample_city_url, app_eng):  # noqa: F811
+def clients(sample_city_url, app_eng):
     """Signed-in clients by (role, scope), made once per module."""
     made: dict = {}
     with ExitStack() as stack:
+
         def get_client(role: str, scope: str = ""):
             if (role, scope) not in made:
                 made[role, scope] = stack.enter_context(
-                    signed_in_client(Settings(), sample_city_url, role=role, scope=scope, engine=app_eng))
+                    signed_in_client(Settings(), sample_city_url, role=role, scope=scope, engine=app_eng)
+                )
             return made[role, scope]
+
         yield get_client
 
 
@@ -155,17 +184,32 @@ def get(client, url: str, **params) -> dict:
 
 # --- the sample city as loaded --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("level,code", [("city", None), ("street", "340104001"), ("street", "340104002"),
-                                        ("community", COMMUNITY), ("compound", COMPOUND)])
+
+@pytest.mark.parametrize(
+    "level,code",
+    [
+        ("city", None),
+        ("street", "340104001"),
+        ("street", "340104002"),
+        ("community", COMMUNITY),
+        ("compound", COMPOUND),
+    ],
+)
 def test_unit_numbers_equal_naive_sql(client, sample_engine, level, code):
     doc = get(client, "/api/stats" if level == "city" else f"/api/stats/{level}/{code}")
     assert doc["level"] == level and doc["code"] == code and doc["reference_year"] == REF_YEAR
     with sample_engine.connect() as conn:
         assert_matches(doc["stats"], naive(conn, level, code))
         if level in ("city", "street", "community"):
-            where = {"city": "TRUE", "street": "left(community_code, 9) = :code", "community": "community_code = :code"}[level]
-            n, old = conn.execute(text(f"SELECT count(*), count(*) FILTER (WHERE year_built < 2000) FROM compound "
-                                       f"WHERE {where}"), {"code": code}).one()
+            where = {
+                "city": "TRUE",
+                "street": "left(community_code, 9) = :code",
+                "community": "community_code = :code",
+            }[level]
+            n, old = conn.execute(
+                text(f"SELECT count(*), count(*) FILTER (WHERE year_built < 2000) FROM compound WHERE {where}"),
+                {"code": code},
+            ).one()
             assert (doc["stats"]["compounds"], doc["stats"]["old_compounds"]) == (n, old)
             assert doc["stats"]["old_compound_share"] == round(old / n, 4)
     s = doc["stats"]
@@ -194,8 +238,10 @@ def test_whole_city_totals_and_special_groups(client, sample_engine):
     assert [r["role"] for r in doc["labels"]["staff_roles"]][:3] == ["网格长", "专职网格员", "兼职网格员"]
 
 
-@pytest.mark.parametrize("url", ["/api/stats", "/api/stats/street/340104001", "/api/stats/street/340104002",
-                                 f"/api/stats/community/{COMMUNITY}"])
+@pytest.mark.parametrize(
+    "url",
+    ["/api/stats", "/api/stats/street/340104001", "/api/stats/street/340104002", f"/api/stats/community/{COMMUNITY}"],
+)
 def test_children_sum_to_the_parent(client, url):
     doc = get(client, url)
     assert doc["children"]["items"] and doc["children"]["rest"] is None
@@ -233,21 +279,24 @@ def test_features_are_the_children_in_wgs84(client):
     assert [f["properties"]["level"] for f in city["features"]] == ["street", "street"]
 
 
-@pytest.mark.parametrize("url,status,words", [
-    ("/api/stats/bogus/340104001", 404, "unknown level"),
-    ("/api/stats/building/34010400100100001", 404, "unknown level"),
-    ("/api/stats/street/12", 422, "9 digits"),
-    ("/api/stats/street/34010400a", 422, "9 digits"),
-    ("/api/stats/community/340104001", 422, "12 digits"),
-    ("/api/stats/grid/3401040010010", 422, "15 digits"),
-    ("/api/stats/street/340104099", 404, "未找到街道"),
-    ("/api/stats/community/340104001099", 404, "community not found"),
-    ("/api/stats/grid/340104001001001", 404, "grid not found"),
-    ("/api/stats/compound/3401040010019999", 404, "compound not found"),
-    ("/api/stats/street/340104099/features", 404, "street not found"),
-    ("/api/stats/compound/12/features", 422, "16 digits"),
-    ("/api/stats?profile=fast", 422, "unknown walking profile"),
-])
+@pytest.mark.parametrize(
+    "url,status,words",
+    [
+        ("/api/stats/bogus/340104001", 404, "unknown level"),
+        ("/api/stats/building/34010400100100001", 404, "unknown level"),
+        ("/api/stats/street/12", 422, "9 digits"),
+        ("/api/stats/street/34010400a", 422, "9 digits"),
+        ("/api/stats/community/340104001", 422, "12 digits"),
+        ("/api/stats/grid/3401040010010", 422, "15 digits"),
+        ("/api/stats/street/340104099", 404, "未找到街道"),
+        ("/api/stats/community/340104001099", 404, "community not found"),
+        ("/api/stats/grid/340104001001001", 404, "grid not found"),
+        ("/api/stats/compound/3401040010019999", 404, "compound not found"),
+        ("/api/stats/street/340104099/features", 404, "street not found"),
+        ("/api/stats/compound/12/features", 422, "16 digits"),
+        ("/api/stats?profile=fast", 422, "unknown walking profile"),
+    ],
+)
 def test_errors(client, url, status, words):
     r = client.get(url)
     assert r.status_code == status, r.text
@@ -257,8 +306,12 @@ def test_errors(client, url, status, words):
 def test_no_personal_data_in_the_json(client, sample_engine):
     keys: set = set()
     strings: set = set()
-    for url in ("/api/stats", f"/api/stats/street/{STREET}", f"/api/stats/community/{COMMUNITY}",
-                f"/api/stats/compound/{COMPOUND}"):
+    for url in (
+        "/api/stats",
+        f"/api/stats/street/{STREET}",
+        f"/api/stats/community/{COMMUNITY}",
+        f"/api/stats/compound/{COMPOUND}",
+    ):
         walk(get(client, url), keys, strings)
     assert not keys & FORBIDDEN_KEYS
     with sample_engine.connect() as conn:
@@ -271,7 +324,7 @@ def test_no_personal_data_in_the_json(client, sample_engine):
 
 # --- scope and small cells -------------------------------------------------------------------------------
 
-SIBLING = "340104001002"        # another community of the same street
+SIBLING = "340104001002"  # another community of the same street
 OTHER_STREET = "340104002"
 SIBLING_COMPOUND = "3401040010020001"
 
@@ -316,7 +369,7 @@ def test_viewer_sees_small_cells_as_strings_and_cannot_recover_them(clients):
         assert doc["suppression"]["k"] == 5 and exact["suppression"] is None
         small = 0
         for col in columns(doc):
-            shown = [(doc["stats"], exact["stats"])] + list(zip(page_blocks(doc), page_blocks(exact), strict=True))
+            shown = [(doc["stats"], exact["stats"]), *list(zip(page_blocks(doc), page_blocks(exact), strict=True))]
             for s, e in shown:
                 v, truth = cell(s, col), cell(e, col)
                 if isinstance(v, int):
@@ -387,8 +440,12 @@ def test_community_account_sees_its_community_whole_and_nothing_beside_it(client
         assert_matches(doc["stats"], naive(conn, "community", COMMUNITY))  # complete, not cut by RLS
     assert_children_sum(doc)
     viewer = clients("viewer", COMMUNITY)
-    for url in (f"/api/stats/community/{SIBLING}", f"/api/stats/community/{SIBLING}/features",
-                f"/api/stats/compound/{SIBLING_COMPOUND}", f"/api/stats/street/{OTHER_STREET}"):
+    for url in (
+        f"/api/stats/community/{SIBLING}",
+        f"/api/stats/community/{SIBLING}/features",
+        f"/api/stats/compound/{SIBLING_COMPOUND}",
+        f"/api/stats/street/{OTHER_STREET}",
+    ):
         r = viewer.get(url)
         assert r.status_code == 404, (url, r.text)
     # worded like an unknown code: nothing to probe
@@ -409,7 +466,7 @@ def test_community_account_sees_its_community_whole_and_nothing_beside_it(client
     assert [f["properties"]["code"] for f in fc["features"] if f["properties"]["role"] == "child"] == [COMMUNITY]
 
 
-def test_stats_need_sign_in(sample_city_url, app_eng):  # noqa: F811
+def test_stats_need_sign_in(sample_city_url, app_eng):
     with TestClient(create_app(Settings(), engine=app_eng)) as anon:
         for url in ("/api/stats", f"/api/stats/street/{STREET}", "/api/stats/features"):
             assert anon.get(url).status_code == 401
@@ -440,19 +497,35 @@ def planned(sample_engine, app_eng):
         try:
             grids = {r.code: r.id for r in conn.execute(text(GRIDS_SQL), {"c": PLANNED})}
             ids = list(grids.values())
-            conn.execute(text("UPDATE building b SET grid_id = g.id FROM grid g WHERE g.id = ANY(:ids) "
-                              "AND b.community_code = :c AND ST_Intersects(g.geom, b.pos)"), {"ids": ids, "c": PLANNED})
-            lone = conn.execute(text("UPDATE building SET grid_id = NULL WHERE id = (SELECT min(id) FROM building "
-                                     "WHERE community_code = :c) RETURNING id"), {"c": PLANNED}).scalar()
+            conn.execute(
+                text(
+                    "UPDATE building b SET grid_id = g.id FROM grid g WHERE g.id = ANY(:ids) "
+                    "AND b.community_code = :c AND ST_Intersects(g.geom, b.pos)"
+                ),
+                {"ids": ids, "c": PLANNED},
+            )
+            lone = conn.execute(
+                text(
+                    "UPDATE building SET grid_id = NULL WHERE id = (SELECT min(id) FROM building "
+                    "WHERE community_code = :c) RETURNING id"
+                ),
+                {"c": PLANNED},
+            ).scalar()
             # a draft plan re-using the first code: never part of the figures or the map
-            conn.execute(text(
-                "WITH p AS (INSERT INTO grid_plan (community_code, version, status) VALUES (:c, 2, 'draft') RETURNING id) "
-                "INSERT INTO grid (code, community_code, plan_id, geom) SELECT :c || '001', :c, p.id, c.geom "
-                "FROM p, community c WHERE c.code = :c"), {"c": PLANNED})
+            conn.execute(
+                text(
+                    "WITH p AS (INSERT INTO grid_plan (community_code, version, status) VALUES (:c, 2, 'draft') RETURNING id) "
+                    "INSERT INTO grid (code, community_code, plan_id, geom) SELECT :c || '001', :c, p.id, c.geom "
+                    "FROM p, community c WHERE c.code = :c"
+                ),
+                {"c": PLANNED},
+            )
             for gid, staff in zip(ids, STAFF, strict=True):
                 for i, (role, name) in enumerate(staff):
-                    conn.execute(text("INSERT INTO grid_staff (grid_id, role, name, phone_masked) VALUES (:g, :r, :n, :p)"),
-                                 {"g": gid, "r": role, "n": name, "p": f"139****{gid % 100:02d}{i:02d}"})
+                    conn.execute(
+                        text("INSERT INTO grid_staff (grid_id, role, name, phone_masked) VALUES (:g, :r, :n, :p)"),
+                        {"g": gid, "r": role, "n": name, "p": f"139****{gid % 100:02d}{i:02d}"},
+                    )
             CoverageService().compute(conn)
             with signed_in_client(Settings(), sample_engine, role="admin", engine=app_eng) as c:
                 c.app.dependency_overrides[db] = lambda: conn
@@ -476,9 +549,14 @@ def test_community_with_grids_has_grid_children_staff_and_rest(planned):
     assert g1["grids"] == g2["grids"] == 1
     assert_children_sum(doc)
     assert ch["rest"]["buildings"] == 1  # the building outside every grid
-    lone_hh = conn.execute(text("SELECT CASE WHEN x.n > 0 THEN x.n ELSE coalesce(b.households, 0) END FROM building b, "
-                                "LATERAL (SELECT count(*) AS n FROM household h WHERE h.building_code = b.code) x "
-                                "WHERE b.id = :b"), {"b": lone}).scalar()
+    lone_hh = conn.execute(
+        text(
+            "SELECT CASE WHEN x.n > 0 THEN x.n ELSE coalesce(b.households, 0) END FROM building b, "
+            "LATERAL (SELECT count(*) AS n FROM household h WHERE h.building_code = b.code) x "
+            "WHERE b.id = :b"
+        ),
+        {"b": lone},
+    ).scalar()
     assert ch["rest"]["households"] == lone_hh > 0
     for c in ch["items"]:
         assert_matches(c["stats"], naive(conn, "grid", None, gid=grids[c["code"]]))
@@ -497,24 +575,37 @@ def test_grid_unit_and_its_compounds(planned):
     assert doc["children"]["level"] == "compound" and doc["children"]["items"]
     assert_children_sum(doc)
     for c in doc["children"]["items"]:
-        outside = conn.execute(text("SELECT count(*) FROM building b JOIN compound cp ON cp.id = b.compound_id "
-                                    "WHERE cp.code = :c AND b.grid_id IS DISTINCT FROM :g"),
-                               {"c": c["code"], "g": grids[code]}).scalar()
+        outside = conn.execute(
+            text(
+                "SELECT count(*) FROM building b JOIN compound cp ON cp.id = b.compound_id "
+                "WHERE cp.code = :c AND b.grid_id IS DISTINCT FROM :g"
+            ),
+            {"c": c["code"], "g": grids[code]},
+        ).scalar()
         assert c["partial"] == (outside > 0)
         assert c["stats"]["staff"] is None and c["stats"]["grids"] == 1
     fc = client.get(f"/api/stats/community/{PLANNED}/features").json()
     assert [f["properties"]["role"] for f in fc["features"]] == ["unit", "child", "child"]
-    draft_area = conn.execute(text("SELECT ST_Area(geom) FROM grid g JOIN grid_plan p ON p.id = g.plan_id "
-                                   "WHERE p.status = 'draft' AND g.community_code = :c"), {"c": PLANNED}).scalar()
+    draft_area = conn.execute(
+        text(
+            "SELECT ST_Area(geom) FROM grid g JOIN grid_plan p ON p.id = g.plan_id "
+            "WHERE p.status = 'draft' AND g.community_code = :c"
+        ),
+        {"c": PLANNED},
+    ).scalar()
     assert all(shape(f["geometry"]).area < draft_area * 0.9 for f in fc["features"][1:])
 
 
 def test_compound_counts_the_grids_of_its_buildings(planned):
-    client, conn, grids, _ = planned
-    rows = conn.execute(text("SELECT cp.code, count(DISTINCT b.grid_id) AS n, min(g.code) AS one, "
-                             "count(*) = count(b.grid_id) AS all_in FROM compound cp JOIN building b ON b.compound_id = cp.id "
-                             "LEFT JOIN grid g ON g.id = b.grid_id WHERE cp.community_code = :c GROUP BY cp.code ORDER BY cp.code"),
-                        {"c": PLANNED}).all()
+    client, conn, _grids, _ = planned
+    rows = conn.execute(
+        text(
+            "SELECT cp.code, count(DISTINCT b.grid_id) AS n, min(g.code) AS one, "
+            "count(*) = count(b.grid_id) AS all_in FROM compound cp JOIN building b ON b.compound_id = cp.id "
+            "LEFT JOIN grid g ON g.id = b.grid_id WHERE cp.community_code = :c GROUP BY cp.code ORDER BY cp.code"
+        ),
+        {"c": PLANNED},
+    ).all()
     assert rows
     for r in rows:
         doc = get(client, f"/api/stats/compound/{r.code}")
@@ -527,17 +618,23 @@ def test_compound_counts_the_grids_of_its_buildings(planned):
 
 def _figures(conn, level: str, profile: str = "standard") -> dict:
     """coverage_figure rows of the coverage module: {(code, kind, item): (households, households_in)}."""
-    rows = conn.execute(text("SELECT code, item_kind, item, households, households_in FROM coverage_figure "
-                             "WHERE level = :l AND profile = :p AND ((item_kind = 'category' AND circle = 'c15') "
-                             "OR (item_kind = 'complete' AND item = 'report16_town' AND circle = 'c15'))"),
-                        {"l": level, "p": profile}).all()
+    rows = conn.execute(
+        text(
+            "SELECT code, item_kind, item, households, households_in FROM coverage_figure "
+            "WHERE level = :l AND profile = :p AND ((item_kind = 'category' AND circle = 'c15') "
+            "OR (item_kind = 'complete' AND item = 'report16_town' AND circle = 'c15'))"
+        ),
+        {"l": level, "p": profile},
+    ).all()
     return {(r.code, r.item_kind, r.item): (round(r.households), round(r.households_in)) for r in rows}
 
 
 def _assert_coverage(stats: dict, code: str, figures: dict) -> None:
     cov = stats["coverage"]
     assert cov is not None
-    assert (cov["complete"]["households"], cov["complete"]["households_in"]) == figures[(code, "complete", "report16_town")]
+    assert (cov["complete"]["households"], cov["complete"]["households_in"]) == figures[
+        (code, "complete", "report16_town")
+    ]
     for cat, v in cov["categories"].items():
         total, inside = figures[(code, "category", cat)]
         assert (stats["households"], v["households_in"]) == (total, inside), (code, cat)
@@ -546,7 +643,7 @@ def _assert_coverage(stats: dict, code: str, figures: dict) -> None:
 
 @pytest.mark.parametrize("profile", ["standard", "elderly"])
 def test_coverage_shares_reproduce_the_coverage_module(planned, profile):
-    client, conn, grids, _ = planned
+    client, conn, _grids, _ = planned
     city = get(client, "/api/stats", profile=profile)
     assert city["coverage"]["available"] is True and city["coverage"]["profile"] == profile
     assert len(city["coverage"]["categories"]) == 16
@@ -584,13 +681,16 @@ def planned_as(planned, sample_engine, app_eng):
     _, conn, _, _ = planned
     made: dict = {}
     with ExitStack() as stack:
+
         def get_client(role: str, scope: str = ""):
             if (role, scope) not in made:
-                c = stack.enter_context(signed_in_client(Settings(), sample_engine, role=role, scope=scope,
-                                                         engine=app_eng))
+                c = stack.enter_context(
+                    signed_in_client(Settings(), sample_engine, role=role, scope=scope, engine=app_eng)
+                )
                 c.app.dependency_overrides[db] = lambda: conn
                 made[role, scope] = c
             return made[role, scope]
+
         yield get_client
 
 
@@ -623,7 +723,7 @@ def test_grid_staff_names_only_for_personal_roles_phones_masked(planned, planned
 def test_viewer_grid_pages_agree_with_the_community_page(planned, planned_as):
     """Grids, the building outside every grid and the parts of compounds in each grid: every page's
     small cells stay unrecoverable and a figure looks the same wherever it appears."""
-    _, _, grids, _ = planned
+    _, _, _grids, _ = planned
     viewer = planned_as("viewer", STREET)
     comm = get(viewer, f"/api/stats/community/{PLANNED}")
     assert comm["children"]["level"] == "grid" and comm["children"]["rest"] is not None
@@ -633,8 +733,9 @@ def test_viewer_grid_pages_agree_with_the_community_page(planned, planned_as):
         for col in columns(doc):
             t = interval(cell(doc["stats"], col), doc["stats"]["residents"])
             parts = page_blocks(doc)
-            for b, (lo, hi) in zip(parts, recover(t, [interval(cell(b, col), b["residents"]) for b in parts]),
-                                   strict=True):
+            for b, (lo, hi) in zip(
+                parts, recover(t, [interval(cell(b, col), b["residents"]) for b in parts]), strict=True
+            ):
                 if cell(b, col) == "<5":
                     assert lo < hi, (g["code"], col)
         for c in doc["children"]["items"]:
@@ -648,9 +749,13 @@ def test_grid_bound_viewer_sees_its_grid_only(planned, sample_engine, app_eng):
     _, conn, grids, _ = planned
     mine, other = sorted(grids)
     with sample_engine.begin() as own:  # committed, so the app can sign it in (the grid exists only in `conn`)
-        own.execute(text("INSERT INTO app_user (username, display_name, role, scope_code, password_hash) "
-                         "VALUES ('t_viewer_grid', 't_viewer_grid', 'viewer', :s, :h) ON CONFLICT (username) DO NOTHING"),
-                    {"s": mine, "h": hash_password(USER_PASSWORD)})
+        own.execute(
+            text(
+                "INSERT INTO app_user (username, display_name, role, scope_code, password_hash) "
+                "VALUES ('t_viewer_grid', 't_viewer_grid', 'viewer', :s, :h) ON CONFLICT (username) DO NOTHING"
+            ),
+            {"s": mine, "h": hash_password(USER_PASSWORD)},
+        )
     with TestClient(create_app(Settings(), engine=app_eng)) as c:
         c.headers["Authorization"] = f"Bearer {bearer_token(c, 't_viewer_grid')}"
         c.app.dependency_overrides[db] = lambda: conn
@@ -665,17 +770,21 @@ def test_grid_bound_viewer_sees_its_grid_only(planned, sample_engine, app_eng):
         assert comm["stats"]["special"] == grid["stats"]["special"]
         assert c.get(f"/api/stats/grid/{other}").status_code == 404
         assert c.get(f"/api/stats/grid/{other}/features").status_code == 404
-        elsewhere = conn.execute(text(
-            "SELECT cp.code FROM compound cp WHERE cp.community_code = :c AND NOT EXISTS (SELECT 1 FROM building b "
-            "WHERE b.compound_id = cp.id AND b.grid_id IS NOT DISTINCT FROM :g) AND EXISTS (SELECT 1 FROM building b "
-            "WHERE b.compound_id = cp.id) ORDER BY cp.code LIMIT 1"), {"c": PLANNED, "g": grids[mine]}).scalar()
+        elsewhere = conn.execute(
+            text(
+                "SELECT cp.code FROM compound cp WHERE cp.community_code = :c AND NOT EXISTS (SELECT 1 FROM building b "
+                "WHERE b.compound_id = cp.id AND b.grid_id IS NOT DISTINCT FROM :g) AND EXISTS (SELECT 1 FROM building b "
+                "WHERE b.compound_id = cp.id) ORDER BY cp.code LIMIT 1"
+            ),
+            {"c": PLANNED, "g": grids[mine]},
+        ).scalar()
         assert elsewhere is not None
         assert c.get(f"/api/stats/compound/{elsewhere}").status_code == 404
         assert c.get(f"/api/stats/community/{COMMUNITY}").status_code == 404
 
 
 def test_staff_names_and_phones_never_leave(planned):
-    client, conn, grids, _ = planned
+    client, conn, _grids, _ = planned
     keys: set = set()
     strings: set = set()
     for url in ("/api/stats", f"/api/stats/community/{PLANNED}"):

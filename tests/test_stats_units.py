@@ -22,7 +22,12 @@ def test_codes_and_children_levels():
         units.check_code("compound", "340104001001001")
     with pytest.raises(NotFound, match="unknown level"):
         units.check_level("resident")
-    assert [units.child_level(lv) for lv in ("city", "street", "grid", "compound")] == ["street", "community", "compound", None]
+    assert [units.child_level(lv) for lv in ("city", "street", "grid", "compound")] == [
+        "street",
+        "community",
+        "compound",
+        None,
+    ]
     assert units.child_level("community", has_grids=True) == "grid"
     assert units.child_level("community", has_grids=False) == "compound"
 
@@ -36,20 +41,51 @@ def test_reference_year_and_city_name():
 
 def test_document_puts_unmatched_buildings_in_rest_and_computes_shares():
     unit = units.Unit("community", "340104001001", "甲社区", has_grids=True)
-    people = {"kind": "people", "buildings": 2, "households": 10, "residents": 20, "age_0_14": 2, "age_15_59": 10,
-              "age_60": 8, "age_80": 1, "age_unknown": 0, "special_people": 3}
-    rows = {
-        "people": [people | {"is_total": True, "ck": None, "buildings": 3, "households": 12, "residents": 25,
-                             "age_15_59": 15},
-                   people | {"is_total": False, "ck": "340104001001001"},
-                   people | {"is_total": False, "ck": None, "buildings": 1, "households": 2, "residents": 5,
-                             "age_0_14": 0, "age_15_59": 5, "age_60": 0, "age_80": 0, "special_people": 0}],
-        "groups": [{"is_total": True, "ck": None, "group_code": "dibao", "members": 3},
-                   {"is_total": False, "ck": "340104001001001", "group_code": "dibao", "members": 3}],
+    people = {
+        "kind": "people",
+        "buildings": 2,
+        "households": 10,
+        "residents": 20,
+        "age_0_14": 2,
+        "age_15_59": 10,
+        "age_60": 8,
+        "age_80": 1,
+        "age_unknown": 0,
+        "special_people": 3,
     }
-    doc = shape.document(unit, [{"code": "340104001001001", "name": "网格001"}], rows,
-                         groups=[{"code": "dibao", "name_zh": "低保", "name_en": "x"}], circles=None, coverage_run=None,
-                         ref_year=2024, dataset={"synthetic": True})
+    rows = {
+        "people": [
+            people | {"is_total": True, "ck": None, "buildings": 3, "households": 12, "residents": 25, "age_15_59": 15},
+            people | {"is_total": False, "ck": "340104001001001"},
+            people
+            | {
+                "is_total": False,
+                "ck": None,
+                "buildings": 1,
+                "households": 2,
+                "residents": 5,
+                "age_0_14": 0,
+                "age_15_59": 5,
+                "age_60": 0,
+                "age_80": 0,
+                "special_people": 0,
+            },
+        ],
+        "groups": [
+            {"is_total": True, "ck": None, "group_code": "dibao", "members": 3},
+            {"is_total": False, "ck": "340104001001001", "group_code": "dibao", "members": 3},
+        ],
+    }
+    doc = shape.document(
+        unit,
+        [{"code": "340104001001001", "name": "网格001"}],
+        rows,
+        groups=[{"code": "dibao", "name_zh": "低保", "name_en": "x"}],
+        circles=None,
+        coverage_run=None,
+        ref_year=2024,
+        dataset={"synthetic": True},
+    )
     assert doc["children"]["rest"]["buildings"] == 1 and doc["children"]["rest"]["households"] == 2
     assert doc["stats"]["elderly_share"] == round(8 / 25, 4)
     assert doc["stats"]["special"]["per_1000"] == 120.0
@@ -61,7 +97,12 @@ def test_document_puts_unmatched_buildings_in_rest_and_computes_shares():
 def test_circle_spec_from_the_catalog():
     cat = load_catalog(REPO_ROOT / "layers" / "service_circles.yaml")
     spec = circle_spec(cat)
-    assert (spec.standard, spec.circle, spec.profile, spec.rule_sets) == ("report16_town", "c15", "standard", ("urban",))
+    assert (spec.standard, spec.circle, spec.profile, spec.rule_sets) == (
+        "report16_town",
+        "c15",
+        "standard",
+        ("urban",),
+    )
     assert len(spec.categories) == 16 and spec.categories[0][1] == "党建"
     assert spec.params()["req_circles"] == ["c15"] * 16
     with pytest.raises(InvalidInput, match="walking profile"):
@@ -69,17 +110,19 @@ def test_circle_spec_from_the_catalog():
 
 
 def test_page_fills_asset_slots_and_escapes_the_config(tmp_path):
-    page = PAGE.render(REPO_ROOT / "web", basemap_url="http://10.0.0.5/t/{z}/{x}/{y}.png",
-                       basemap_attribution="</script><b>x</b>")
+    page = PAGE.render(
+        REPO_ROOT / "web", basemap_url="http://10.0.0.5/t/{z}/{x}/{y}.png", basemap_attribution="</script><b>x</b>"
+    )
     assert "{{" not in page
     assert "/static/vendor/leaflet/dist/leaflet.js" in page and "/static/dashboard/dashboard.js?v=" in page
     assert "</script><b>" not in page and "<\\/script>" in page
     (tmp_path / "dashboard").mkdir()
-    with pytest.raises(PageMissing, match="index.html"):
+    with pytest.raises(PageMissing, match=r"index\.html"):
         PAGE.render(tmp_path, basemap_url=None, basemap_attribution="")
 
 
 # --- the caller's area and small-cell suppression (pure) ------------------------------------------------
+
 
 def test_area_contains_and_overlaps():
     street, comm, grid = units.Area("340104001"), units.Area("340104001001"), units.Area("340104001001002", (7,))
@@ -140,8 +183,11 @@ def test_two_levels_are_protected_together_and_zeros_with_people_are_small():
     # city = A + B, A = a1 + a2 + a3: a1 small; B's parts all shown
     values = {"city": 40, "A": 15, "B": 25, "a1": 0, "a2": 6, "a3": 9, "b1": 12, "b2": 13}
     res = dict.fromkeys(values, 50) | {"city": 100}
-    rel = [suppress.Relation("city", ("A", "B")), suppress.Relation("A", ("a1", "a2", "a3")),
-           suppress.Relation("B", ("b1", "b2"))]
+    rel = [
+        suppress.Relation("city", ("A", "B")),
+        suppress.Relation("A", ("a1", "a2", "a3")),
+        suppress.Relation("B", ("b1", "b2")),
+    ]
     st = suppress.protect(values, res, rel, values, 5)
     assert st["a1"] == "primary" and st["a2"] == "complement"  # the next-smallest, not the larger a3
     assert suppress.exposed(values, res, st, rel, 5) == []
@@ -152,14 +198,42 @@ def test_two_levels_are_protected_together_and_zeros_with_people_are_small():
 
 def test_privacy_universe_is_consistent_across_pages():
     rows = [
-        {"kind": "cell", "community_code": "340104001001", "grid_code": None, "compound_code": "3401040010010001",
-         "group_code": None, "residents": 100, "n": 12},
-        {"kind": "cell", "community_code": "340104001001", "grid_code": None, "compound_code": "3401040010010002",
-         "group_code": None, "residents": 80, "n": 3},
-        {"kind": "cell", "community_code": "340104001002", "grid_code": None, "compound_code": "3401040010020001",
-         "group_code": None, "residents": 90, "n": 20},
-        {"kind": "cell", "community_code": "340104001002", "grid_code": None, "compound_code": None,
-         "group_code": None, "residents": 0, "n": 0},
+        {
+            "kind": "cell",
+            "community_code": "340104001001",
+            "grid_code": None,
+            "compound_code": "3401040010010001",
+            "group_code": None,
+            "residents": 100,
+            "n": 12,
+        },
+        {
+            "kind": "cell",
+            "community_code": "340104001001",
+            "grid_code": None,
+            "compound_code": "3401040010010002",
+            "group_code": None,
+            "residents": 80,
+            "n": 3,
+        },
+        {
+            "kind": "cell",
+            "community_code": "340104001002",
+            "grid_code": None,
+            "compound_code": "3401040010020001",
+            "group_code": None,
+            "residents": 90,
+            "n": 20,
+        },
+        {
+            "kind": "cell",
+            "community_code": "340104001002",
+            "grid_code": None,
+            "compound_code": None,
+            "group_code": None,
+            "residents": 0,
+            "n": 0,
+        },
     ]
     u = privacy.build(rows, [], 5)
     street = units.Unit("street", "340104001", "s")
@@ -169,7 +243,9 @@ def test_privacy_universe_is_consistent_across_pages():
     c_total, c_kids, _ = privacy.page_cells(u, comm, ["3401040010010001", "3401040010010002"])
     assert c_total == kids["340104001001"]  # the same cell on both pages
     assert u.lookup(privacy.PEOPLE, c_kids["3401040010010002"]) == "primary"
-    assert u.lookup(privacy.PEOPLE, c_kids["3401040010010001"]) != "shown" or u.lookup(privacy.PEOPLE, c_total) != "shown"
+    assert (
+        u.lookup(privacy.PEOPLE, c_kids["3401040010010001"]) != "shown" or u.lookup(privacy.PEOPLE, c_total) != "shown"
+    )
     block = {"special": {"people": 3, "per_1000": 37.5, "groups": {}}}
     privacy.apply_block(u, block, c_kids["3401040010010002"])
     assert block["special"] == {"people": "<5", "per_1000": None, "groups": {}}

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pyrosm
 import pytest
+from auth_helpers import signed_in_client
+from ingest_helpers import COMM_A, gdf, snapshot, write_gbk_communities, write_streets
 from shapely.geometry import box
 from sqlalchemy import create_engine, pool, text
 
-from auth_helpers import signed_in_client
 from gisgov.config import Settings
 from gisgov.ingest import uploads
 from gisgov.ingest.readers import read_vector
 from gisgov.ingest.settings import get_ingest_settings
 from gisgov.ingest.uploads import UploadRejected, inspect_zip, safe_filename
-from ingest_helpers import COMM_A, gdf, snapshot, write_gbk_communities, write_streets
 
 SETTINGS = Settings(secret_key="upload-test-secret-key-1", home=Path(tempfile.mkdtemp(prefix="gisgov-upload-test-")))
 PBF = Path(pyrosm.get_data("test_pbf"))
@@ -53,6 +53,7 @@ def limits(monkeypatch):
         for k, v in kw.items():
             monkeypatch.setenv(f"GISGOV_INGEST_{k.upper()}", str(v))
         get_ingest_settings.cache_clear()
+
     yield set_
     monkeypatch.undo()
     get_ingest_settings.cache_clear()
@@ -128,6 +129,7 @@ def _refused(r, status: int, rule: str, name: str) -> dict:
 
 # ---------------------------------------------------------------- zips
 
+
 def test_zip_bomb_refused_before_anything_is_written(admin, bomb, no_extraction):
     c, eng = admin
     calls, tmp = no_extraction
@@ -151,22 +153,38 @@ def test_ratio_members_and_paths(admin, limits, no_extraction):
     calls, tmp = no_extraction
     before = snapshot(eng)
     z = _zeros_zip("a.shp", 40)  # 40 MB of zeros in ~40 kB: ratio ~1000:1
-    _refused(c.post("/api/import", data={"level": "community"}, files={"file": ("ratio.zip", z)}), 413, "zip_ratio",
-             "ratio.zip")
+    _refused(
+        c.post("/api/import", data={"level": "community"}, files={"file": ("ratio.zip", z)}),
+        413,
+        "zip_ratio",
+        "ratio.zip",
+    )
     # a small archive is never refused for its ratio (a DBF of blank padding compresses well)
     assert inspect_zip(_write(tmp / "small.zip", _zeros_zip("a.dbf", 5)), "small.zip")
     limits(max_zip_members=5)
     many = _zip({f"f{i}.txt": b"x" for i in range(6)})
-    _refused(c.post("/api/import", data={"level": "community"}, files={"file": ("many.zip", many)}), 413,
-             "zip_members", "many.zip")
+    _refused(
+        c.post("/api/import", data={"level": "community"}, files={"file": ("many.zip", many)}),
+        413,
+        "zip_members",
+        "many.zip",
+    )
     for member in ("../evil.shp", "/etc/evil.shp", "a/../../evil.shp", "C:/evil.shp", "..\\evil.shp"):
         slip = _zip({member: b"x" * 100})
-        _refused(c.post("/api/import", data={"level": "community"}, files={"file": ("slip.zip", slip)}), 422,
-                 "zip_unsafe_path", "slip.zip")
+        _refused(
+            c.post("/api/import", data={"level": "community"}, files={"file": ("slip.zip", slip)}),
+            422,
+            "zip_unsafe_path",
+            "slip.zip",
+        )
     limits(max_unzipped_mb=0.01)
     big = _zip({"a.geojson": b" " * 20_000})
-    _refused(c.post("/api/import", data={"level": "community"}, files={"file": ("big.zip", big)}), 413,
-             "zip_too_large", "big.zip")
+    _refused(
+        c.post("/api/import", data={"level": "community"}, files={"file": ("big.zip", big)}),
+        413,
+        "zip_too_large",
+        "big.zip",
+    )
     assert calls == [] and snapshot(eng) == before
     assert [p.name for p in tmp.iterdir()] == ["small.zip"]  # every upload folder removed
 
@@ -187,13 +205,20 @@ def test_lying_header_refused(admin, tmp_path, no_extraction):
     b = bytearray(raw)
     real_crc, fake_crc = zlib.crc32(data), zlib.crc32(data[:fake])
     assert b.count(struct.pack("<I", len(data))) == 2 and b.count(struct.pack("<I", real_crc)) == 2
-    b = bytearray(bytes(b).replace(struct.pack("<I", len(data)), struct.pack("<I", fake))
-                  .replace(struct.pack("<I", real_crc), struct.pack("<I", fake_crc)))
+    b = bytearray(
+        bytes(b)
+        .replace(struct.pack("<I", len(data)), struct.pack("<I", fake))
+        .replace(struct.pack("<I", real_crc), struct.pack("<I", fake_crc))
+    )
     with zipfile.ZipFile(io.BytesIO(bytes(b))) as z:
         assert z.infolist()[0].file_size == fake
     before = snapshot(eng)
-    _refused(c.post("/api/import", data={"level": "street"}, files={"file": ("lie.zip", bytes(b))}), 413,
-             "zip_size_mismatch", "lie.zip")
+    _refused(
+        c.post("/api/import", data={"level": "street"}, files={"file": ("lie.zip", bytes(b))}),
+        413,
+        "zip_size_mismatch",
+        "lie.zip",
+    )
     with pytest.raises(UploadRejected) as e:
         read_vector(_write(tmp_path / "lie.zip", bytes(b)))
     assert e.value.rule == "zip_size_mismatch"
@@ -206,8 +231,9 @@ def test_zipped_shapefile_with_gbk_names_imports_in_place(city, tmp_path, no_ext
     shp = write_gbk_communities(tmp_path, cpg=False)  # GBK DBF, no .cpg: sniffed from the DBF inside the zip
     with signed_in_client(SETTINGS, url, role="admin") as c:
         for fname, data, dry in (("社区.zip", _shapefile_zip(shp), True), ("gbk.zip", _gbk_named_zip(shp), False)):
-            r = c.post("/api/import", data={"level": "community", "dry_run": str(dry).lower()},
-                       files={"file": (fname, data)})
+            r = c.post(
+                "/api/import", data={"level": "community", "dry_run": str(dry).lower()}, files={"file": (fname, data)}
+            )
             assert r.status_code == 200, r.text
             rep = r.json()
             assert rep["status"] == ("dry-run" if dry else "loaded") and rep["counts"]["read"] == 2, rep
@@ -221,10 +247,18 @@ def test_zipped_shapefile_with_gbk_names_imports_in_place(city, tmp_path, no_ext
 
 # ---------------------------------------------------------------- broken files: 4xx, never 500
 
+
 def _truncated_gpkg(tmp: Path) -> bytes:
     p = tmp / "t.gpkg"
-    gdf([{"楼栋编码": f"{COMM_A}{i:05d}", "geometry": box(117.203 + i * 1e-4, 31.805, 117.20305 + i * 1e-4, 31.80505)}
-         for i in range(1, 300)]).to_file(p, driver="GPKG")
+    gdf(
+        [
+            {
+                "楼栋编码": f"{COMM_A}{i:05d}",
+                "geometry": box(117.203 + i * 1e-4, 31.805, 117.20305 + i * 1e-4, 31.80505),
+            }
+            for i in range(1, 300)
+        ]
+    ).to_file(p, driver="GPKG")
     data = p.read_bytes()
     return data[: len(data) // 3]
 
@@ -325,7 +359,7 @@ def test_upload_limit_keeps_its_own_check(admin, limits, no_extraction):
     from gisgov.api.routes.ingest import _save_upload
     from gisgov.ingest.uploads import UploadRejected
 
-    c, eng = admin
+    c, _eng = admin
     _, tmp = no_extraction
     limits(max_upload_mb=0.001)
     r = c.post("/api/import", data={"level": "street"}, files={"file": ("s.geojson", b"x" * 5000)})
@@ -352,11 +386,13 @@ def test_openapi_documents_ingest_status_codes(admin):
     c, _ = admin
     spec = c.get("/openapi.json").json()
     paths = spec["paths"]
-    want = {("/api/import", "post"): {"200", "202", "401", "403", "413", "415", "422"},
-            ("/api/import/{job_id}", "get"): {"200", "401", "404"},
-            ("/api/export", "get"): {"200", "202", "401", "403", "404", "422"},
-            ("/api/export/jobs/{job_id}", "get"): {"200", "401", "404"},
-            ("/api/export/jobs/{job_id}/file", "get"): {"200", "401", "404", "409", "410"}}
+    want = {
+        ("/api/import", "post"): {"200", "202", "401", "403", "413", "415", "422"},
+        ("/api/import/{job_id}", "get"): {"200", "401", "404"},
+        ("/api/export", "get"): {"200", "202", "401", "403", "404", "422"},
+        ("/api/export/jobs/{job_id}", "get"): {"200", "401", "404"},
+        ("/api/export/jobs/{job_id}/file", "get"): {"200", "401", "404", "409", "410"},
+    }
     for (path, method), codes in want.items():
         got = paths[path][method]["responses"]
         assert codes <= set(got), (path, set(got))

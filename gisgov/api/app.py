@@ -13,9 +13,9 @@ from sqlalchemy import Engine
 
 from gisgov import __version__
 from gisgov.api import budgets, errors
-from gisgov.config import Settings, get_settings
 from gisgov.api.deps import current_principal
 from gisgov.api.headers import SecurityHeaders
+from gisgov.config import Settings, get_settings
 from gisgov.db.approle import app_database_url, check_app_login
 from gisgov.db.engine import make_engine
 from gisgov.plugins import optional_modules
@@ -59,17 +59,31 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _TEXT = {"schema": {"type": "string"}}
 #: media types of the 200 answer beyond what the route's decorator declares, by operation
 MEDIA_TYPES: dict[str, dict[str, dict]] = {
-    "GET /api/export": {"application/geo+json": {}, "text/csv": _TEXT, XLSX: _BINARY,
-                        "application/geopackage+sqlite3": _BINARY, "application/zip": _BINARY},
+    "GET /api/export": {
+        "application/geo+json": {},
+        "text/csv": _TEXT,
+        XLSX: _BINARY,
+        "application/geopackage+sqlite3": _BINARY,
+        "application/zip": _BINARY,
+    },
     "GET /api/template/residents": {XLSX: _BINARY},
-    "GET /api/export/jobs/{job_id}/file": {"application/geo+json": {}, "text/csv": _TEXT, XLSX: _BINARY,
-                                           "application/geopackage+sqlite3": _BINARY, "application/zip": _BINARY},
+    "GET /api/export/jobs/{job_id}/file": {
+        "application/geo+json": {},
+        "text/csv": _TEXT,
+        XLSX: _BINARY,
+        "application/geopackage+sqlite3": _BINARY,
+        "application/zip": _BINARY,
+    },
     "GET /api/grids/plans/{community}/{version}/codes": {"application/json": {}, "text/csv": _TEXT},
 }
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "令牌 token from POST /api/auth/token"},
-    "session": {"type": "apiKey", "in": "cookie", "name": "gisgov_session",
-                "description": "会话 page session from POST /api/auth/login (writes also need X-CSRF-Token)"},
+    "session": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "gisgov_session",
+        "description": "会话 page session from POST /api/auth/login (writes also need X-CSRF-Token)",
+    },
 }
 
 
@@ -86,9 +100,13 @@ def document(spec: dict) -> dict:
             if path not in PUBLIC_PATHS:
                 op["security"] = [{"bearer": []}, {"session": []}]
                 if method == "get" and not path.startswith("/api"):
-                    op["responses"].setdefault("303", {
-                        "description": "未登录 not signed in: redirect to /login?next=<this page>",
-                        "headers": {"Location": {"required": True, "schema": {"type": "string"}}}})
+                    op["responses"].setdefault(
+                        "303",
+                        {
+                            "description": "未登录 not signed in: redirect to /login?next=<this page>",
+                            "headers": {"Location": {"required": True, "schema": {"type": "string"}}},
+                        },
+                    )
             extra = MEDIA_TYPES.get(f"{method.upper()} {path}")
             if extra:
                 ok = op["responses"].setdefault("200", {"description": "OK"})
@@ -107,8 +125,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     async def lifespan(app: FastAPI):
         own = app.state.engine is None
         if own:
-            app.state.engine = make_engine(app_database_url(settings), pool_size=settings.pool_size,
-                                           max_overflow=settings.pool_overflow, pool_timeout=settings.pool_timeout_s)
+            app.state.engine = make_engine(
+                app_database_url(settings),
+                pool_size=settings.pool_size,
+                max_overflow=settings.pool_overflow,
+                pool_timeout=settings.pool_timeout_s,
+            )
         try:
             check_app_login(app.state.engine)
         except BaseException:

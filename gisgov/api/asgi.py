@@ -32,8 +32,9 @@ def worker_app_url(settings: Settings) -> str:
 def create() -> FastAPI:
     """One worker's app: settings from the environment, its own pool (closed when the worker stops)."""
     s = Settings()
-    engine = make_engine(worker_app_url(s), pool_size=s.pool_size, max_overflow=s.pool_overflow,
-                         pool_timeout=s.pool_timeout_s)
+    engine = make_engine(
+        worker_app_url(s), pool_size=s.pool_size, max_overflow=s.pool_overflow, pool_timeout=s.pool_timeout_s
+    )
     app = create_app(s, engine=engine)
     inner = app.router.lifespan_context
 

@@ -45,18 +45,20 @@ from gisgov.errors import GisgovError
 log = logging.getLogger(__name__)
 
 # Routes whose statements may run long: (method, route path template). Everything else is "ordinary".
-ANALYSIS_ROUTES = frozenset({
-    ("POST", "/api/grids/propose"),
-    ("POST", "/api/grids/repair"),
-    ("POST", "/api/grids/feasibility"),
-    ("POST", "/api/coverage/compute"),
-    ("POST", "/api/coverage/site"),
-    ("POST", "/api/coverage/whatif"),  # a committed what-if recomputes the categories it touches
-    ("GET", "/api/coverage/summary"),  # the first coverage request of a process loads the city model
-    ("GET", "/api/coverage/areas"),
-    ("GET", "/api/coverage/gaps"),
-    ("GET", "/coverage/map"),
-})
+ANALYSIS_ROUTES = frozenset(
+    {
+        ("POST", "/api/grids/propose"),
+        ("POST", "/api/grids/repair"),
+        ("POST", "/api/grids/feasibility"),
+        ("POST", "/api/coverage/compute"),
+        ("POST", "/api/coverage/site"),
+        ("POST", "/api/coverage/whatif"),  # a committed what-if recomputes the categories it touches
+        ("GET", "/api/coverage/summary"),  # the first coverage request of a process loads the city model
+        ("GET", "/api/coverage/areas"),
+        ("GET", "/api/coverage/gaps"),
+        ("GET", "/coverage/map"),
+    }
+)
 # Uploads: limited by the ingest setting, read as a stream (never buffered here).
 UPLOAD_ROUTES = frozenset({("POST", "/api/import"), ("POST", "/api/staff/import")})
 
@@ -72,6 +74,7 @@ class ClientGone(GisgovError):
 
 
 # -- request classes and statement_timeout ---------------------------------------------------------
+
 
 def _route_key(request: Request) -> tuple[str, str]:
     scope = getattr(request, "scope", None) or {}
@@ -108,6 +111,7 @@ def is_statement_cancel(exc: BaseException) -> bool:
 
 
 # -- cancelling the statement of a request whose client left ---------------------------------------
+
 
 class Cancellable:
     """The DBAPI (psycopg) connection of one open request transaction. :meth:`cancel` sends a cancel
@@ -169,6 +173,7 @@ def untrack(request: Request, handle: Cancellable) -> None:
 
 # -- JSON budget -----------------------------------------------------------------------------------
 
+
 class _Constant:
     """What ``json.loads`` made of ``NaN`` / ``Infinity`` / ``-Infinity`` (refused with its path)."""
 
@@ -197,15 +202,21 @@ def _path_str(path) -> str:
 
 def _non_finite(value, path) -> BudgetError:
     shown = value.text if isinstance(value, _Constant) else repr(value)
-    return BudgetError(422, "InvalidInput",
-                       f"非有限数值 non-finite number {shown} at {_path_str(path)}: numbers must be finite (no NaN, "
-                       "Infinity or values beyond ±1.8e308) (rule: finite_number)")
+    return BudgetError(
+        422,
+        "InvalidInput",
+        f"非有限数值 non-finite number {shown} at {_path_str(path)}: numbers must be finite (no NaN, "
+        "Infinity or values beyond ±1.8e308) (rule: finite_number)",
+    )
 
 
 def _too_long(n: int, path, limit: int) -> BudgetError:
-    return BudgetError(422, "InvalidInput",
-                       f"列表过长 list too long at {_path_str(path)}: {n} items, limit {limit} "
-                       "(setting GISGOV_MAX_LIST_ITEMS) (rule: max_list_items)")
+    return BudgetError(
+        422,
+        "InvalidInput",
+        f"列表过长 list too long at {_path_str(path)}: {n} items, limit {limit} "
+        "(setting GISGOV_MAX_LIST_ITEMS) (rule: max_list_items)",
+    )
 
 
 def _positions(coords: list, path, max_items: int) -> int:
@@ -293,9 +304,12 @@ def count_vertices_raw(body: bytes) -> int:
 
 
 def _too_many_vertices(n: int, limit: int) -> BudgetError:
-    return BudgetError(422, "InvalidInput",
-                       f"顶点过多 too many vertices: {n} coordinate positions, limit {limit} "
-                       "(setting GISGOV_MAX_VERTICES) (rule: max_vertices)")
+    return BudgetError(
+        422,
+        "InvalidInput",
+        f"顶点过多 too many vertices: {n} coordinate positions, limit {limit} "
+        "(setting GISGOV_MAX_VERTICES) (rule: max_vertices)",
+    )
 
 
 def parse_json(body: bytes) -> Any:
@@ -306,6 +320,7 @@ def parse_json(body: bytes) -> Any:
 
 # -- the middleware --------------------------------------------------------------------------------
 
+
 class _TooLarge(Exception):
     """Raised into the app from ``receive`` when the body passes its limit."""
 
@@ -313,8 +328,16 @@ class _TooLarge(Exception):
 class _Watch:
     """Per-request state shared by the middleware and the request's transaction."""
 
-    __slots__ = ("gone", "handles", "body_done", "disconnected", "response_started", "response_done",
-                 "too_large", "replaced")
+    __slots__ = (
+        "body_done",
+        "disconnected",
+        "gone",
+        "handles",
+        "replaced",
+        "response_done",
+        "response_started",
+        "too_large",
+    )
 
     def __init__(self) -> None:
         self.gone = False
@@ -343,16 +366,22 @@ def body_limit(scope, settings) -> tuple[int, str]:
 
 def _too_large(limit: int, setting: str, declared: int | None = None) -> BudgetError:
     got = f"declared {declared} bytes" if declared is not None else "more than that was sent"
-    return BudgetError(413, "PayloadTooLarge",
-                       f"请求体过大 request body too large: limit {limit / MB:g} MB ({limit} bytes), {got} "
-                       f"(setting {setting})")
+    return BudgetError(
+        413,
+        "PayloadTooLarge",
+        f"请求体过大 request body too large: limit {limit / MB:g} MB ({limit} bytes), {got} (setting {setting})",
+    )
 
 
 async def _answer(send, err: BudgetError, *, close: bool = False) -> None:
     body = json.dumps({"detail": err.detail, "error": err.error}, ensure_ascii=False).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
-               (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    ]
     if close:  # the rest of the body is not read: the connection cannot carry another request
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": err.status, "headers": headers})
@@ -389,7 +418,10 @@ class RequestBudget:
         if not has_body:  # the (empty) request message, so the disconnect watch can start at once
             queue.append(await receive())
             w.body_done.set()
-        elif is_json(h.get(b"content-type", b"").decode("latin-1")) and (scope["method"], scope["path"]) not in UPLOAD_ROUTES:
+        elif (
+            is_json(h.get(b"content-type", b"").decode("latin-1"))
+            and (scope["method"], scope["path"]) not in UPLOAD_ROUTES
+        ):
             chunks, size = [], 0
             while True:
                 msg = await receive()
@@ -500,15 +532,20 @@ class RequestBudget:
 
 # -- install ---------------------------------------------------------------------------------------
 
+
 def _timeout_response(request: Request) -> JSONResponse:
     t = statement_timeout_s(request) or 0
     setting = "GISGOV_ANALYSIS_TIMEOUT_S" if is_analysis(request) else "GISGOV_STATEMENT_TIMEOUT_S"
     cls = "分析 analysis" if is_analysis(request) else "普通 ordinary"
-    return JSONResponse(status_code=503, content={
-        "detail": f"查询超时 database statement took longer than {t:g} s and was cancelled (statement_timeout of "
-                  f"{cls} requests; setting {setting}, others GISGOV_STATEMENT_TIMEOUT_S / "
-                  "GISGOV_ANALYSIS_TIMEOUT_S): narrow the request or raise the setting",
-        "error": "StatementTimeout"})
+    return JSONResponse(
+        status_code=503,
+        content={
+            "detail": f"查询超时 database statement took longer than {t:g} s and was cancelled (statement_timeout of "
+            f"{cls} requests; setting {setting}, others GISGOV_STATEMENT_TIMEOUT_S / "
+            "GISGOV_ANALYSIS_TIMEOUT_S): narrow the request or raise the setting",
+            "error": "StatementTimeout",
+        },
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -549,5 +586,20 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(QueryCanceled, query_cancelled)
 
 
-__all__ = ["ANALYSIS_ROUTES", "UPLOAD_ROUTES", "BudgetError", "Cancellable", "ClientGone", "RequestBudget", "check_json", "install", "is_analysis", "is_statement_cancel", "parse_json",
-           "statement_timeout_ms", "statement_timeout_s", "track", "untrack"]
+__all__ = [
+    "ANALYSIS_ROUTES",
+    "UPLOAD_ROUTES",
+    "BudgetError",
+    "Cancellable",
+    "ClientGone",
+    "RequestBudget",
+    "check_json",
+    "install",
+    "is_analysis",
+    "is_statement_cancel",
+    "parse_json",
+    "statement_timeout_ms",
+    "statement_timeout_s",
+    "track",
+    "untrack",
+]

@@ -42,8 +42,9 @@ CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _SIDE_LOCK = threading.Lock()
 _SET_SCOPE = text("SELECT set_config('gisgov.scope', :scope, true)")
-_SET_SCOPE_AND_TIMEOUT = text("SELECT set_config('gisgov.scope', :scope, true), "
-                              "set_config('statement_timeout', :timeout, true)")
+_SET_SCOPE_AND_TIMEOUT = text(
+    "SELECT set_config('gisgov.scope', :scope, true), set_config('statement_timeout', :timeout, true)"
+)
 
 
 def _limiters(request: Request) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
@@ -119,8 +120,7 @@ async def optional_principal(request: Request) -> Principal | None:
     p = None
     if cred is not None and len(cred[0]) < 200:
         acquire, _ = _limiters(request)
-        p = await to_thread.run_sync(_resolve, side_engine(request), request.app.state.settings, *cred,
-                                     limiter=acquire)
+        p = await to_thread.run_sync(_resolve, side_engine(request), request.app.state.settings, *cred, limiter=acquire)
     request.state.principal = p
     return p
 
@@ -129,8 +129,11 @@ async def current_principal(request: Request) -> Principal:
     """The signed-in principal; 401 (pages: redirect to /login) without one; CSRF checked on writes."""
     p = await optional_principal(request)
     if p is None:
-        raise NotAuthenticated("请先登录 sign in first" if _credentials(request) is None
-                               else "会话已过期，请重新登录 session expired, sign in again")
+        raise NotAuthenticated(
+            "请先登录 sign in first"
+            if _credentials(request) is None
+            else "会话已过期，请重新登录 session expired, sign in again"
+        )
     _check_csrf(request, p)
     return p
 
@@ -185,8 +188,9 @@ async def transaction(request: Request, scope: str) -> AsyncIterator[Connection]
     slots = _slots(request)
     await _take_slot(request, slots)
     try:
-        conn = await to_thread.run_sync(_open, request.app.state.engine, scope,
-                                        budgets.statement_timeout_ms(request), limiter=acquire)
+        conn = await to_thread.run_sync(
+            _open, request.app.state.engine, scope, budgets.statement_timeout_ms(request), limiter=acquire
+        )
     except BaseException:
         slots.release()
         raise
@@ -284,12 +288,27 @@ def side_engine(request: Request) -> Engine:
     return eng
 
 
-def audit(request: Request, action: str, p: Principal | None, *, object: str | None = None,
-          result: str = "ok", detail: dict | None = None, conn: Connection | None = None) -> None:
+def audit(
+    request: Request,
+    action: str,
+    p: Principal | None,
+    *,
+    object: str | None = None,
+    result: str = "ok",
+    detail: dict | None = None,
+    conn: Connection | None = None,
+) -> None:
     """Append an audit row for this request (call from sync code).
 
     A successful change passes the request's ``conn``: its row then commits with the change, or not at
     all. Refusals and failures (whose transaction rolls back) and reads leave ``conn`` out: the row is
     committed at once in its own transaction, through the side pool."""
-    _audit.record(conn if conn is not None else side_engine(request), action, actor=p, object=object,
-                  result=result, client=client_addr(request), detail=detail)
+    _audit.record(
+        conn if conn is not None else side_engine(request),
+        action,
+        actor=p,
+        object=object,
+        result=result,
+        client=client_addr(request),
+        detail=detail,
+    )

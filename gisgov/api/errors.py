@@ -63,13 +63,27 @@ def error_response(status: int, detail: str, error: str, headers: dict | None = 
     return JSONResponse(status_code=status, content={"detail": detail, "error": error, **extra}, headers=headers)
 
 
-_HTTP_ERRORS = {400: "BadRequest", 401: "NotAuthenticated", 403: "Forbidden", 404: "NotFound",
-                405: "MethodNotAllowed", 406: "NotAcceptable", 409: "Conflict", 410: "Gone",
-                413: "PayloadTooLarge", 415: "UnsupportedMediaType", 422: "InvalidInput", 429: "TooManyRequests",
-                503: "ServiceUnavailable"}
+_HTTP_ERRORS = {
+    400: "BadRequest",
+    401: "NotAuthenticated",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
+    409: "Conflict",
+    410: "Gone",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+    422: "InvalidInput",
+    429: "TooManyRequests",
+    503: "ServiceUnavailable",
+}
 _QUOTED = re.compile(r'"[^"]*"')
-_HTTP_TEXT = {400: "请求体无法解析 the request body could not be read", 404: "未找到 not found",
-              405: "不支持的请求方法 method not allowed"}
+_HTTP_TEXT = {
+    400: "请求体无法解析 the request body could not be read",
+    404: "未找到 not found",
+    405: "不支持的请求方法 method not allowed",
+}
 
 
 def _loc(loc) -> str:
@@ -95,7 +109,9 @@ def check_no_nul(request: Request) -> None:
 def install(app: FastAPI) -> None:
     @app.exception_handler(NotAuthenticated)
     async def _sign_in_first(request: Request, exc: NotAuthenticated):
-        page = request.method == "GET" and not request.url.path.startswith("/api") and request.url.path != "/openapi.json"
+        page = (
+            request.method == "GET" and not request.url.path.startswith("/api") and request.url.path != "/openapi.json"
+        )
         if page:
             nxt = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             return RedirectResponse("/login?next=" + quote(nxt, safe="/"), status_code=303)
@@ -103,8 +119,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PoolTimeout)
     async def _pool_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
-        return error_response(503, "服务繁忙，请稍后重试 server busy (no free database connection), retry shortly",
-                              "DatabaseBusy", headers={"Retry-After": "2"})
+        return error_response(
+            503,
+            "服务繁忙，请稍后重试 server busy (no free database connection), retry shortly",
+            "DatabaseBusy",
+            headers={"Retry-After": "2"},
+        )
 
     @app.exception_handler(GisgovError)
     async def _domain_error(request: Request, exc: GisgovError) -> JSONResponse:
@@ -112,9 +132,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"loc": [x if isinstance(x, int) else str(x) for x in e.get("loc", ())],
-                   "msg": str(e.get("msg", "invalid")), "type": str(e.get("type", "value_error"))}
-                  for e in exc.errors()]
+        errors = [
+            {
+                "loc": [x if isinstance(x, int) else str(x) for x in e.get("loc", ())],
+                "msg": str(e.get("msg", "invalid")),
+                "type": str(e.get("type", "value_error")),
+            }
+            for e in exc.errors()
+        ]
         return error_response(422, validation_detail(errors), "InvalidInput", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)

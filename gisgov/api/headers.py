@@ -47,9 +47,7 @@ def page_csp(html: bytes, basemap_url: str | None) -> str:
     hashes = " ".join(script_hashes(html))
     tiles = _tile_origin(basemap_url)
     return (
-        "default-src 'self'; "
-        f"script-src 'self' {hashes}; ".replace("  ", " ")
-        + "style-src 'self' 'unsafe-inline'; "
+        f"default-src 'self'; script-src 'self' {hashes}; ".replace("  ", " ") + "style-src 'self' 'unsafe-inline'; "
         f"img-src 'self' data: blob:{tiles}; "
         "font-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'self'; "
         "form-action 'self'; frame-ancestors 'none'"

@@ -23,7 +23,6 @@ from fastapi.staticfiles import StaticFiles
 from gisgov.errors import GisgovError
 from gisgov.maps.assets import asset_url
 
-
 COMMON = "common"  # web/common: what every page shares
 COMMON_CSS = "gisgov.css"
 COMMON_JS = "gisgov.js"
@@ -35,7 +34,7 @@ class PageMissing(GisgovError):
 
 @dataclass(frozen=True)
 class LeafletPage:
-    name: str   # folder under the web dir, and the stem of its JS/CSS files
+    name: str  # folder under the web dir, and the stem of its JS/CSS files
     title: str  # shown in errors, e.g. "驾驶舱 dashboard"
 
     @property
@@ -62,8 +61,9 @@ class LeafletPage:
         missing += [f"{COMMON}/{n}" for n in (COMMON_CSS, COMMON_JS) if not (common / n).is_file()]
         if missing:
             raise PageMissing(f"页面文件缺失 {self.title} page files missing in {folder}: {', '.join(missing)}")
-        config = json.dumps({"basemap_url": basemap_url, "basemap_attribution": basemap_attribution},
-                            ensure_ascii=False).replace("</", "<\\/")
+        config = json.dumps(
+            {"basemap_url": basemap_url, "basemap_attribution": basemap_attribution}, ensure_ascii=False
+        ).replace("</", "<\\/")
         slots = {
             "{{leaflet_css}}": asset_url("leaflet_css"),
             "{{leaflet_js}}": asset_url("leaflet_js"),

@@ -41,8 +41,9 @@ def parse_bbox(value: str | None) -> BBox | None:
 MAX_OFFSET = 10_000_000
 
 
-def check_page(limit: int | None, offset: int, *, default: int, maximum: int,
-               max_offset: int = MAX_OFFSET) -> tuple[int, int]:
+def check_page(
+    limit: int | None, offset: int, *, default: int, maximum: int, max_offset: int = MAX_OFFSET
+) -> tuple[int, int]:
     """Validated (limit, offset): limit in 1..maximum (default when None), offset in 0..max_offset."""
     limit = default if limit is None else limit
     if limit < 1 or limit > maximum:
@@ -70,5 +71,7 @@ def strict_query(request: Request) -> None:
         return
     unknown = sorted(set(request.query_params) - _query_names(dependant))
     if unknown:
-        raise InvalidInput(f"未知查询参数 unknown query parameter(s): {', '.join(repr(u) for u in unknown[:5])}; "
-                           f"known: {', '.join(sorted(_query_names(dependant)))}")
+        raise InvalidInput(
+            f"未知查询参数 unknown query parameter(s): {', '.join(repr(u) for u in unknown[:5])}; "
+            f"known: {', '.join(sorted(_query_names(dependant)))}"
+        )

@@ -79,8 +79,10 @@ class Scope:
 ALL = Scope()  # the whole city: pass it explicitly (no query defaults to it)
 
 # The area's polygon: the street or community whose code is the area prefix.
-_AREA = ("(SELECT s.geom FROM street s WHERE s.code = :s_area "
-         "UNION ALL SELECT c.geom FROM community c WHERE c.code = :s_area)")
+_AREA = (
+    "(SELECT s.geom FROM street s WHERE s.code = :s_area "
+    "UNION ALL SELECT c.geom FROM community c WHERE c.code = :s_area)"
+)
 
 
 def _in_area(geom: str) -> str:
@@ -93,8 +95,10 @@ def personal_buildings_sql(scope: Scope) -> str | None:
     if not scope.personal:
         return None
     if len(scope.personal) == 15:
-        return ("h.building_code IN (SELECT b.code FROM building b WHERE b.grid_id IN "
-                "(SELECT g.id FROM grid_current() g WHERE g.code = :s_personal))")
+        return (
+            "h.building_code IN (SELECT b.code FROM building b WHERE b.grid_id IN "
+            "(SELECT g.id FROM grid_current() g WHERE g.code = :s_personal))"
+        )
     return "starts_with(h.building_code, :s_personal)"
 
 
@@ -113,8 +117,9 @@ def scope_conditions(layer: Layer, scope: Scope, alias: str = "t") -> list[str]:
         return [f"(starts_with({code}, :s_area) OR starts_with(:s_area, {code}))"]
     geom = _geom_expr(layer, alias)
     if layer.scope_by == "community_code":
-        return [f"(starts_with({alias}.community_code, :s_area) OR "
-                f"({alias}.community_code IS NULL AND {_in_area(geom)}))"]
+        return [
+            f"(starts_with({alias}.community_code, :s_area) OR ({alias}.community_code IS NULL AND {_in_area(geom)}))"
+        ]
     if layer.scope_by == "area":
         return [_in_area(geom)]
     raise ValueError(f"layer {layer.name}: unknown scope rule {layer.scope_by!r}")
@@ -146,7 +151,7 @@ CURRENT_ROWS = {"grid": "grid_current()"}
 
 def _rel(table: str) -> str:
     """The FROM item of a layer's table: its current rows where the table holds drafts."""
-    return CURRENT_ROWS.get(str(table), None) or _q(table)
+    return CURRENT_ROWS.get(str(table)) or _q(table)
 
 
 def _ref_expr(catalog: Catalog, ref: Ref) -> str:
@@ -155,8 +160,7 @@ def _ref_expr(catalog: Catalog, ref: Ref) -> str:
     if ref.key == "code":
         return f"t.{_q(ref.column)}::text"
     code = _q(target.code_expr_column)
-    return (f"(SELECT x.{code}::text FROM {_rel(target.table)} x "
-            f"WHERE x.{_q(target.id_column)} = t.{_q(ref.column)})")
+    return f"(SELECT x.{code}::text FROM {_rel(target.table)} x WHERE x.{_q(target.id_column)} = t.{_q(ref.column)})"
 
 
 def _geom_expr(layer: Layer, alias: str = "t") -> str:
@@ -198,8 +202,15 @@ def layer_page(
 ) -> Page:
     """Features of ``layer`` in ``scope`` (optionally one ``code``, the children of ``ref``,
     inside ``bbox``)."""
-    params: dict = {"layer": layer.name, "prec": PRECISION, "offset": int(offset), "limit": limit,
-                    "table": layer.table, "geomcol": layer.geometry, **scope.params()}
+    params: dict = {
+        "layer": layer.name,
+        "prec": PRECISION,
+        "offset": int(offset),
+        "limit": limit,
+        "table": layer.table,
+        "geomcol": layer.geometry,
+        **scope.params(),
+    }
     conds = _conditions(layer, bbox=bbox is not None, code=code is not None, ref=ref[0] if ref else None)
     conds += scope_conditions(layer, scope)
     if bbox is not None:
@@ -211,7 +222,8 @@ def layer_page(
     env = (
         "env AS (SELECT ST_Transform(ST_MakeEnvelope(:minx, :miny, :maxx, :maxy, 4326), "
         "Find_SRID(current_schema()::text, :table, :geomcol)) AS g),"
-        if bbox is not None else ""
+        if bbox is not None
+        else ""
     )
     from_env = ", env" if bbox is not None else ""
     where = ("WHERE " + " AND ".join(conds)) if conds else ""
@@ -234,9 +246,11 @@ def layer_page(
         props += ["'households', coalesce(s.households, 0)", "'residents', coalesce(s.residents, 0)"]
     props += [f"'{r.level}_code', p.{_q('_l_' + r.level)}" for r in layer.links]
     props += [f"'{c}', p.{_q('_p_' + c)}" for c in layer.properties]
-    geom_json = (f"ST_AsGeoJSON(ST_Transform(p._geom, {WGS84}), :prec)::json" if geometry else "NULL::json")
-    feature = (f"json_build_object('type', 'Feature', 'id', p._code, 'geometry', {geom_json}, "
-               f"'properties', json_build_object({', '.join(props)}))")
+    geom_json = f"ST_AsGeoJSON(ST_Transform(p._geom, {WGS84}), :prec)::json" if geometry else "NULL::json"
+    feature = (
+        f"json_build_object('type', 'Feature', 'id', p._code, 'geometry', {geom_json}, "
+        f"'properties', json_build_object({', '.join(props)}))"
+    )
 
     stats_ctes, stats_join = "", ""
     if layer.counts:
@@ -254,11 +268,11 @@ stats AS (SELECT bl.fid,
           GROUP BY bl.fid)"""
         stats_join = "LEFT JOIN stats s ON s.fid = p._id"
 
-    matched = (f"(SELECT count(*) FROM {table} t{from_env} {where})" if count else "NULL::bigint")
+    matched = f"(SELECT count(*) FROM {table} t{from_env} {where})" if count else "NULL::bigint"
     sql = f"""
 WITH {env}
 page AS MATERIALIZED (
-    SELECT {', '.join(cols)}
+    SELECT {", ".join(cols)}
     FROM {table} t{from_env}
     {where}
     ORDER BY t.{_q(layer.code_expr_column)}
@@ -311,8 +325,10 @@ def children(
     may see (``visible``), a count, and for direct children (primary parent) the list of their
     code, name and counts (no geometry); counts and lists hold in-scope rows only."""
     id_row = conn.execute(
-        text(f"SELECT t.{_q(layer.id_column)} AS id, t.{_q(layer.code_expr_column)}::text AS code "
-             f"FROM {_rel(layer.table)} t WHERE t.{_q(layer.code_expr_column)} = :code"),
+        text(
+            f"SELECT t.{_q(layer.id_column)} AS id, t.{_q(layer.code_expr_column)}::text AS code "
+            f"FROM {_rel(layer.table)} t WHERE t.{_q(layer.code_expr_column)} = :code"
+        ),
         {"code": int(code) if layer.code_column is None else code},
     ).one()
     out = []
@@ -342,14 +358,22 @@ def hierarchy(conn: Connection, scope: Scope) -> dict:
     stats = conn.execute(text(_sql("hierarchy_stats.sql")), params).all()
     streets = conn.execute(text(f"SELECT code, name FROM street WHERE {_COVERS} ORDER BY code"), params).all()
     communities = conn.execute(
-        text(f"SELECT code, name, street_code FROM community WHERE {_COVERS} ORDER BY code"), params).all()
+        text(f"SELECT code, name, street_code FROM community WHERE {_COVERS} ORDER BY code"), params
+    ).all()
     grids = conn.execute(
-        text(f"SELECT id, code, name, community_code, level FROM grid_current() WHERE {_COVERS} ORDER BY code"),
-        params).all()
+        text(f"SELECT id, code, name, community_code, level FROM grid_current() WHERE {_COVERS} ORDER BY code"), params
+    ).all()
 
     def node(level: str, code: str, name: str | None) -> dict:
-        return {"level": level, "code": code, "name": name, "households": 0, "residents": 0, "buildings": 0,
-                "children": []}
+        return {
+            "level": level,
+            "code": code,
+            "name": name,
+            "households": 0,
+            "residents": 0,
+            "buildings": 0,
+            "children": [],
+        }
 
     s_nodes = {r.code: node("street", r.code, r.name) for r in streets}
     c_nodes = {}
@@ -373,8 +397,11 @@ def hierarchy(conn: Connection, scope: Scope) -> dict:
                 for k, v in add.items():
                     t[k] += v
     total = {k: sum(s[k] for s in s_nodes.values()) for k in ("households", "residents", "buildings")}
-    return {"streets": list(s_nodes.values()), **total,
-            "counts": {"streets": len(s_nodes), "communities": len(c_nodes), "grids": len(g_nodes)}}
+    return {
+        "streets": list(s_nodes.values()),
+        **total,
+        "counts": {"streets": len(s_nodes), "communities": len(c_nodes), "grids": len(g_nodes)},
+    }
 
 
 def health(conn: Connection) -> dict:
@@ -383,8 +410,7 @@ def health(conn: Connection) -> dict:
     has_alembic = conn.execute(text("SELECT to_regclass('alembic_version') IS NOT NULL")).scalar()
     schema = conn.execute(text("SELECT version_num FROM alembic_version")).scalar() if has_alembic else None
     has_meta = conn.execute(text("SELECT to_regclass('gisgov_meta') IS NOT NULL")).scalar()
-    dataset = (conn.execute(text("SELECT value FROM gisgov_meta WHERE key = 'dataset'")).scalar()
-               if has_meta else None)
+    dataset = conn.execute(text("SELECT value FROM gisgov_meta WHERE key = 'dataset'")).scalar() if has_meta else None
     return {"status": "ok", "postgis": postgis, "schema": schema, "dataset": dataset}
 
 

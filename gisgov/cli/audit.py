@@ -26,13 +26,17 @@ def parse_time(value: str | None, option: str) -> datetime | None:
     try:
         t = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise fail(f"{option} 时间格式无效 invalid time {value!r}: use ISO 8601, e.g. 2024-05-01 or "
-                   "2024-05-01T08:30+08:00", EXIT_BAD_INPUT) from None
+        raise fail(
+            f"{option} 时间格式无效 invalid time {value!r}: use ISO 8601, e.g. 2024-05-01 or 2024-05-01T08:30+08:00",
+            EXIT_BAD_INPUT,
+        ) from None
     return t if t.tzinfo else t.astimezone()
 
 
 def audit(
-    since: str = typer.Option(None, "--since", help="起始时间 From (ISO 8601, inclusive), e.g. 2024-05-01T08:00+08:00."),
+    since: str = typer.Option(
+        None, "--since", help="起始时间 From (ISO 8601, inclusive), e.g. 2024-05-01T08:00+08:00."
+    ),
     until: str = typer.Option(None, "--until", help="截止时间 Until (ISO 8601, exclusive)."),
     actor: str = typer.Option(None, "--actor", help="操作人 Only this actor (user name, or cli:<OS user>)."),
     action: str = typer.Option(None, "--action", help="动作 Only this action: " + ", ".join(audit_log.ACTIONS)),
@@ -49,8 +53,13 @@ def audit(
     filters = {"since": since, "until": until, "actor": actor, "action": action, "result": result, "limit": limit}
     with owner_transaction() as conn:
         rows = audit_log.query(conn, since=t0, until=t1, actor=actor, action=action, result=result, limit=limit)
-        audit_log.record(conn, "audit_read", actor=cli_actor(), object="audit_log",
-                         detail={"via": "cli", "rows": len(rows), **{k: v for k, v in filters.items() if v is not None}})
+        audit_log.record(
+            conn,
+            "audit_read",
+            actor=cli_actor(),
+            object="audit_log",
+            detail={"via": "cli", "rows": len(rows), **{k: v for k, v in filters.items() if v is not None}},
+        )
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, default=str, indent=1))
         return

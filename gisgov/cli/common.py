@@ -98,8 +98,10 @@ def acting(username: str):
     eng = make_engine(app_database_url(Settings(), owner_url=database_url()), poolclass=pool.NullPool)
     try:
         with eng.connect() as conn:
-            row = conn.execute(text("SELECT id, username, display_name, role, scope_code, disabled FROM app_user "
-                                    "WHERE username = :u"), {"u": username}).first()
+            row = conn.execute(
+                text("SELECT id, username, display_name, role, scope_code, disabled FROM app_user WHERE username = :u"),
+                {"u": username},
+            ).first()
             conn.rollback()
             if row is None or row.disabled:
                 raise say_fail(f"账号不存在或已停用 no such enabled account: {username}", 1)

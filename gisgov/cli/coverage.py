@@ -15,13 +15,19 @@ from rich.table import Table
 
 from gisgov.errors import GisgovError
 
-app = typer.Typer(help="便民服务圈 Service circles: who reaches each service within 5/10/15/30 minutes on foot.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="便民服务圈 Service circles: who reaches each service within 5/10/15/30 minutes on foot.", no_args_is_help=True
+)
 console = Console()
 
 STAGES = {"graph": "路网 walking graph", "snap": "接入 snapping buildings", "distances": "距离 distances per category"}
-CATALOG_OPT = typer.Option(None, "--catalog", exists=True, dir_okay=False,
-                           help="Service-circle catalog YAML (default: GISGOV_LAYERS_DIR/service_circles.yaml).")
+CATALOG_OPT = typer.Option(
+    None,
+    "--catalog",
+    exists=True,
+    dir_okay=False,
+    help="Service-circle catalog YAML (default: GISGOV_LAYERS_DIR/service_circles.yaml).",
+)
 
 
 def _service(catalog: Path | None):
@@ -59,8 +65,9 @@ def _pct(v) -> str:
 @app.command()
 def compute(
     category: list[str] = typer.Option(None, "--category", "-c", help="Only these service categories (repeatable)."),
-    profile: str = typer.Option(None, "--profile", "-p",
-                                help="Profile shown in the summary (all profiles are always stored)."),
+    profile: str = typer.Option(
+        None, "--profile", "-p", help="Profile shown in the summary (all profiles are always stored)."
+    ),
     catalog: Path = CATALOG_OPT,
     show_problems: int = typer.Option(10, help="List up to this many flagged buildings (long / disconnected snaps)."),
 ) -> None:
@@ -71,24 +78,38 @@ def compute(
         cat = svc.catalog()
         if profile:
             cat.profile(profile)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console) as p, eng.begin() as conn:
+        with (
+            Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as p,
+            eng.begin() as conn,
+        ):
             res = svc.compute(conn, category or None, progress=_Bars(p))
     except GisgovError as exc:
         _fail(exc)
     finally:
         eng.dispose()
     if res.method != "network":
-        console.print("[bold yellow]⚠ 无步行路网：直线距离 × 绕行系数 no walking network: straight line × detour factor "
-                      f"{cat.network.detour_factor} (not a walk)[/]")
-    console.print(f"[green]✓[/] run {res.run_id}: {res.categories} categories × {res.buildings} buildings, "
-                  f"{res.facilities} facilities, {res.rows_written} rows, method={res.method}")
+        console.print(
+            "[bold yellow]⚠ 无步行路网：直线距离 × 绕行系数 no walking network: straight line × detour factor "
+            f"{cat.network.detour_factor} (not a walk)[/]"
+        )
+    console.print(
+        f"[green]✓[/] run {res.run_id}: {res.categories} categories × {res.buildings} buildings, "
+        f"{res.facilities} facilities, {res.rows_written} rows, method={res.method}"
+    )
     secs = ", ".join(f"{k} {v:.2f} s" for k, v in res.seconds.items())
     console.print(f"  耗时 time: {secs}")
     net = res.snap.get("network", {})
     if net:
-        console.print(f"  路网 network: {net['nodes']} nodes, {net['edges']} edges, {net['components']} component(s); "
-                      f"{net.get('minor_component_edges', 0)} edges on disconnected pieces (reported, not dropped)")
+        console.print(
+            f"  路网 network: {net['nodes']} nodes, {net['edges']} edges, {net['components']} component(s); "
+            f"{net.get('minor_component_edges', 0)} edges on disconnected pieces (reported, not dropped)"
+        )
     flags = {k: v for k, v in res.snap.items() if isinstance(v, int) and k not in ("buildings",) and v}
     if flags:
         console.print("  接入标记 snap flags: " + ", ".join(f"{k}={v}" for k, v in flags.items()))
@@ -131,8 +152,10 @@ def report(
     if category:
         rows = [r for r in rows if r["item_kind"] == "complete" or r["item"] in category]
     circles = list(dict.fromkeys(r["circle"] for r in rows if r["item_kind"] == "category"))
-    t = Table(title=f"便民服务圈覆盖 Service-circle coverage — {level} {code} · profile {profile} · "
-                    f"share of {measure} ({'stored' if s['stored'] else 'computed in memory, not stored'})")
+    t = Table(
+        title=f"便民服务圈覆盖 Service-circle coverage — {level} {code} · profile {profile} · "
+        f"share of {measure} ({'stored' if s['stored'] else 'computed in memory, not stored'})"
+    )
     t.add_column("类别 category")
     for c in circles:
         b = next(r["budget_m"] for r in rows if r["circle"] == c)
@@ -140,8 +163,10 @@ def report(
     for item in dict.fromkeys(r["item"] for r in rows if r["item_kind"] == "category"):
         mine = {r["circle"]: r for r in rows if r["item"] == item and r["item_kind"] == "category"}
         first = next(iter(mine.values()))
-        t.add_row(f"{first['name_zh']} {first['name_en']}", *[_pct(mine[c][f"share_{measure}"]) if c in mine else ""
-                                                             for c in circles])
+        t.add_row(
+            f"{first['name_zh']} {first['name_en']}",
+            *[_pct(mine[c][f"share_{measure}"]) if c in mine else "" for c in circles],
+        )
     console.print(t)
     comp = [r for r in rows if r["item_kind"] == "complete"]
     if comp:
@@ -149,8 +174,12 @@ def report(
         for c in ("standard", "tier", f"share of {measure}", "in / total"):
             t2.add_column(c)
         for r in comp:
-            t2.add_row(f"{r['name_zh']} {r['name_en']}", r["circle"], _pct(r[f"share_{measure}"]),
-                       f"{r[measure + '_in']:.0f} / {r[measure]:.0f}")
+            t2.add_row(
+                f"{r['name_zh']} {r['name_en']}",
+                r["circle"],
+                _pct(r[f"share_{measure}"]),
+                f"{r[measure + '_in']:.0f} / {r[measure]:.0f}",
+            )
         console.print(t2)
     if s["special_groups"]:
         t3 = Table(title="特殊人群 Special groups beyond their circle")
@@ -167,14 +196,17 @@ def report(
 def site(
     category: str = typer.Option(..., "--category", "-c", help="Service category to site."),
     k: int = typer.Option(3, "--k", min=1, help="Number of new sites (maximal covering)."),
-    fewest: bool = typer.Option(False, "--fewest", help="Set covering: the fewest sites that cover everyone coverable."),
+    fewest: bool = typer.Option(
+        False, "--fewest", help="Set covering: the fewest sites that cover everyone coverable."
+    ),
     circle: str = typer.Option("c15", help="Circle whose budget defines coverage."),
     profile: str = typer.Option("standard", "--profile", "-p"),
     level: str = typer.Option(None, help="Limit demand and candidates to this level … (street / community / grid)."),
     code: str = typer.Option(None, help="… and code."),
     candidates: str = typer.Option("buildings", help="buildings | nodes"),
-    points: Path = typer.Option(None, exists=True, dir_okay=False,
-                                help="Candidate sites file (GeoJSON/GeoPackage points, e.g. vacant parcels)."),
+    points: Path = typer.Option(
+        None, exists=True, dir_okay=False, help="Candidate sites file (GeoJSON/GeoPackage points, e.g. vacant parcels)."
+    ),
     catalog: Path = CATALOG_OPT,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -189,8 +221,17 @@ def site(
     eng = _engine()
     try:
         with eng.begin() as conn:
-            r = svc.site(conn, category, k=None if fewest else k, circle=circle, profile=profile, level=level,
-                         code=code, candidates=candidates, points=pts)
+            r = svc.site(
+                conn,
+                category,
+                k=None if fewest else k,
+                circle=circle,
+                profile=profile,
+                level=level,
+                code=code,
+                candidates=candidates,
+                points=pts,
+            )
     except GisgovError as exc:
         _fail(exc)
     finally:
@@ -198,18 +239,28 @@ def site(
     if as_json:
         typer.echo(json.dumps(r, ensure_ascii=False, indent=1, default=float))
         return
-    t = Table(title=f"选址建议 Suggested sites — {r['name_zh']} {r['name_en']} · {circle} (≤{r['budget_m']:.0f} m) · "
-                    f"{r['problem'].upper()} · {r['solver']}{' optimal' if r['optimal'] else ''}")
+    t = Table(
+        title=f"选址建议 Suggested sites — {r['name_zh']} {r['name_en']} · {circle} (≤{r['budget_m']:.0f} m) · "
+        f"{r['problem'].upper()} · {r['solver']}{' optimal' if r['optimal'] else ''}"
+    )
     for c in ("#", "candidate", "lon", "lat", "households gained", "buildings gained"):
         t.add_column(c, justify="right")
     for s in r["sites"]:
-        t.add_row(str(s["rank"]), f"{s['kind']} {s['id']}", f"{s['lon']:.6f}", f"{s['lat']:.6f}",
-                  f"{s['households_gained']:.0f}", str(s["buildings_gained"]))
+        t.add_row(
+            str(s["rank"]),
+            f"{s['kind']} {s['id']}",
+            f"{s['lon']:.6f}",
+            f"{s['lat']:.6f}",
+            f"{s['households_gained']:.0f}",
+            str(s["buildings_gained"]),
+        )
     console.print(t)
-    console.print(f"未覆盖 beyond the circle now: {r['demand_buildings']} buildings / {r['demand_households']:.0f} households; "
-                  f"newly covered: {r['covered_buildings']} / {r['covered_households']:.0f}; "
-                  f"unreachable from any candidate: {r['uncoverable_buildings']}; "
-                  f"{r['candidates']} candidates, {r['seconds'].get('total', 0):.2f} s")
+    console.print(
+        f"未覆盖 beyond the circle now: {r['demand_buildings']} buildings / {r['demand_households']:.0f} households; "
+        f"newly covered: {r['covered_buildings']} / {r['covered_households']:.0f}; "
+        f"unreachable from any candidate: {r['uncoverable_buildings']}; "
+        f"{r['candidates']} candidates, {r['seconds'].get('total', 0):.2f} s"
+    )
 
 
 def _lonlat(v: str) -> tuple[float, float]:
@@ -228,7 +279,8 @@ def whatif(
     remove: int = typer.Option(None, help="Remove the facility with this id."),
     move: int = typer.Option(None, help="Move the facility with this id (with --to)."),
     to: str = typer.Option(None, help="New place LON,LAT for --move."),
-    level: str = typer.Option(None), code: str = typer.Option(None),
+    level: str = typer.Option(None),
+    code: str = typer.Option(None),
     commit: bool = typer.Option(False, "--commit", help="Write the edit and update the stored results."),
     kind: str = typer.Option(None, help="facility.kind of an added facility (e.g. 社区卫生服务站)."),
     catalog: Path = CATALOG_OPT,
@@ -260,20 +312,29 @@ def whatif(
         _fail(exc)
     finally:
         eng.dispose()
-    t = Table(title=f"假设 What-if {op} · {r['name_zh']} {r['name_en']} · {r['changed_buildings']} buildings change "
-                    f"({r['compute_ms']:.0f} ms){' · committed' if r['committed'] else ' · not saved'}")
+    t = Table(
+        title=f"假设 What-if {op} · {r['name_zh']} {r['name_en']} · {r['changed_buildings']} buildings change "
+        f"({r['compute_ms']:.0f} ms){' · committed' if r['committed'] else ' · not saved'}"
+    )
     for c in ("profile", "circle", "budget", "households before", "after", "Δ"):
         t.add_column(c, justify="right")
     for f in r["figures"]:
-        t.add_row(f["profile"], f["circle"], f"{f['budget_m']:.0f} m", f"{f['households_before']:.0f}",
-                  f"{f['households_after']:.0f}", f"{f['households_after'] - f['households_before']:+.0f}")
+        t.add_row(
+            f["profile"],
+            f["circle"],
+            f"{f['budget_m']:.0f} m",
+            f"{f['households_before']:.0f}",
+            f"{f['households_after']:.0f}",
+            f"{f['households_after'] - f['households_before']:+.0f}",
+        )
     console.print(t)
 
 
 @app.command("map")
 def map_cmd(
     category: str = typer.Option(..., "--category", "-c"),
-    circle: str = typer.Option("c15"), profile: str = typer.Option("standard", "--profile", "-p"),
+    circle: str = typer.Option("c15"),
+    profile: str = typer.Option("standard", "--profile", "-p"),
     sites: int = typer.Option(3, help="Suggested sites to show (0 = none)."),
     out: Path = typer.Option(Path("coverage_map.html"), help="HTML file to write."),
     catalog: Path = CATALOG_OPT,
@@ -311,9 +372,12 @@ def catalog(catalog: Path = CATALOG_OPT) -> None:
     for c in ("circle", "minutes", *[p.code for p in cat.profiles], "source"):
         t.add_column(c)
     for c in cat.circles:
-        t.add_row(f"{c.code} {c.name_zh}", f"{c.minutes:g}",
-                  *[f"{b[(b.circle == c.code) & (b.profile == p.code)].distance_m.iloc[0]:.0f} m" for p in cat.profiles],
-                  c.source)
+        t.add_row(
+            f"{c.code} {c.name_zh}",
+            f"{c.minutes:g}",
+            *[f"{b[(b.circle == c.code) & (b.profile == p.code)].distance_m.iloc[0]:.0f} m" for p in cat.profiles],
+            c.source,
+        )
     console.print(t)
     t2 = Table(title="要求 Requirement sets (tiers cumulative)")
     for c in ("standard", "applies to", "tier", "categories"):

@@ -11,7 +11,9 @@ from gisgov.db import migrate
 from gisgov.db.engine import database_url, embedded_cluster
 from gisgov.errors import DatabaseUnavailable
 
-app = typer.Typer(help="数据库 Database: start/stop the embedded PostGIS cluster, migrate the schema.", no_args_is_help=True)
+app = typer.Typer(
+    help="数据库 Database: start/stop the embedded PostGIS cluster, migrate the schema.", no_args_is_help=True
+)
 console = Console()
 
 
@@ -70,7 +72,10 @@ def status() -> None:
 @app.command()
 def url(
     show_password: bool = typer.Option(
-        False, "--show-password", help="打印含密码的完整连接串 Print the full URL including the password (keep it secret)."),
+        False,
+        "--show-password",
+        help="打印含密码的完整连接串 Print the full URL including the password (keep it secret).",
+    ),
 ) -> None:
     """连接串 Print the SQLAlchemy URL of the gisgov database (password hidden unless --show-password)."""
     try:

@@ -35,8 +35,9 @@ def demo(
     port: int = typer.Option(None, help="Port (default GISGOV_PORT, 8000)."),
     reload_sample: bool = typer.Option(False, "--reload-sample", help="Regenerate and reload the sample city."),
     serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the web app at the end."),
-    workers: int = typer.Option(None, "--workers", "-w", min=1, max=64,
-                                help="Worker processes (default GISGOV_WORKERS = 1)."),
+    workers: int = typer.Option(
+        None, "--workers", "-w", min=1, max=64, help="Worker processes (default GISGOV_WORKERS = 1)."
+    ),
 ) -> None:
     """演示 Set up the database, load the synthetic sample city, compute analyses and serve the map."""
     s = get_settings()
@@ -94,22 +95,33 @@ def demo_nodes(conn) -> dict[str, tuple[str, str] | None]:
     """(code, name) of the nodes the demo accounts are bound to: the first street, its first community
     that has an active grid plan (else its first community), and the first grid of that plan."""
     street = conn.execute(text("SELECT code, name FROM street ORDER BY code LIMIT 1")).first()
-    nodes: dict[str, tuple[str, str] | None] = {"city": ("", "全市 whole city"), "street": None,
-                                                "community": None, "grid": None}
+    nodes: dict[str, tuple[str, str] | None] = {
+        "city": ("", "全市 whole city"),
+        "street": None,
+        "community": None,
+        "grid": None,
+    }
     if street is None:
         return nodes
     nodes["street"] = (street.code, street.name)
-    community = conn.execute(text(
-        "SELECT c.code, c.name FROM community c WHERE c.street_code = :s "
-        "ORDER BY EXISTS (SELECT 1 FROM grid_plan p WHERE p.community_code = c.code AND p.status = 'active') DESC, "
-        "c.code LIMIT 1"), {"s": street.code}).first()
+    community = conn.execute(
+        text(
+            "SELECT c.code, c.name FROM community c WHERE c.street_code = :s "
+            "ORDER BY EXISTS (SELECT 1 FROM grid_plan p WHERE p.community_code = c.code AND p.status = 'active') DESC, "
+            "c.code LIMIT 1"
+        ),
+        {"s": street.code},
+    ).first()
     if community is None:
         return nodes
     nodes["community"] = (community.code, community.name)
-    grid = conn.execute(text(
-        "SELECT g.code, coalesce(g.name, g.code) AS name FROM grid g JOIN grid_plan p ON p.id = g.plan_id "
-        "WHERE p.community_code = :c AND p.status = 'active' ORDER BY g.code LIMIT 1"),
-        {"c": community.code}).first()
+    grid = conn.execute(
+        text(
+            "SELECT g.code, coalesce(g.name, g.code) AS name FROM grid g JOIN grid_plan p ON p.id = g.plan_id "
+            "WHERE p.community_code = :c AND p.status = 'active' ORDER BY g.code LIMIT 1"
+        ),
+        {"c": community.code},
+    ).first()
     if grid is not None:
         nodes["grid"] = (grid.code, grid.name)
     return nodes
@@ -130,9 +142,13 @@ def ensure_demo_accounts(url: str) -> list[DemoAccount]:
     try:
         with eng.begin() as conn:
             nodes = demo_nodes(conn)
-            existing = {r.username: r for r in conn.execute(text(
-                "SELECT username, role, scope_code, is_demo, disabled FROM app_user WHERE username = ANY(:u)"),
-                {"u": [a[0] for a in DEMO_ACCOUNTS]})}
+            existing = {
+                r.username: r
+                for r in conn.execute(
+                    text("SELECT username, role, scope_code, is_demo, disabled FROM app_user WHERE username = ANY(:u)"),
+                    {"u": [a[0] for a in DEMO_ACCOUNTS]},
+                )
+            }
             out = []
             for username, role, node, password, display in DEMO_ACCOUNTS:
                 row = existing.get(username)
@@ -148,8 +164,13 @@ def ensure_demo_accounts(url: str) -> list[DemoAccount]:
                     row_role, code, is_demo, disabled = Role(row.role), row.scope_code, row.is_demo, row.disabled
                 out.append(DemoAccount(username, password if is_demo else None, row_role, code, "", disabled))
             if made:
-                audit.record(conn, "user_admin", actor=cli_actor(), object="app_user",
-                             detail={"op": "demo_accounts", "created": made})
+                audit.record(
+                    conn,
+                    "user_admin",
+                    actor=cli_actor(),
+                    object="app_user",
+                    detail={"op": "demo_accounts", "created": made},
+                )
             names = scope_names(conn, [a.scope_code for a in out])
             for a in out:
                 a.scope_name = names.get(a.scope_code, a.scope_code)
@@ -176,11 +197,13 @@ def print_demo_accounts(demo_accounts: list[DemoAccount]) -> None:
         scope = f"{a.scope_name} {a.scope_code}".strip() if a.scope_code else a.scope_name
         table.add_row(a.username, pw, f"{ROLE_LABELS[a.role]} {a.role.value}", scope)
     console.print(table)
-    console.print("[yellow]演示账号密码公开：正式使用前请用 `gisgov user passwd` 修改或 `gisgov user disable` 停用，"
-                  "并用 `gisgov user add USERNAME --role admin` 建立自己的管理员。[/]\n"
-                  "[yellow]Demo passwords are public: before real use change them (`gisgov user passwd`) or disable them "
-                  "(`gisgov user disable`), and add your own admin (`gisgov user add USERNAME --role admin`).[/]",
-                  highlight=False)
+    console.print(
+        "[yellow]演示账号密码公开：正式使用前请用 `gisgov user passwd` 修改或 `gisgov user disable` 停用，"
+        "并用 `gisgov user add USERNAME --role admin` 建立自己的管理员。[/]\n"
+        "[yellow]Demo passwords are public: before real use change them (`gisgov user passwd`) or disable them "
+        "(`gisgov user disable`), and add your own admin (`gisgov user add USERNAME --role admin`).[/]",
+        highlight=False,
+    )
 
 
 def _analysis_steps():

@@ -21,12 +21,15 @@ from rich.table import Table
 
 from gisgov.errors import GisgovError
 
-staff_app = typer.Typer(help="网格员 一格三员 Grid staff: list, rule check (网格长 + 专职网格员), caseload, XLSX import.",
-                        no_args_is_help=True)
-compounds_app = typer.Typer(help="小区 Compound rules: breaches, property-mode shares, 老旧小区 ratio; edit attributes.",
-                            no_args_is_help=True)
+staff_app = typer.Typer(
+    help="网格员 一格三员 Grid staff: list, rule check (网格长 + 专职网格员), caseload, XLSX import.",
+    no_args_is_help=True,
+)
+compounds_app = typer.Typer(
+    help="小区 Compound rules: breaches, property-mode shares, 老旧小区 ratio; edit attributes.", no_args_is_help=True
+)
 
-from gisgov.cli.common import AS_HELP, _console, _fail, acting  # noqa: E402,F401
+from gisgov.cli.common import AS_HELP, _console, _fail, acting  # noqa: E402
 
 EXIT_STRICT = 5
 CODE_HELP = "街道/社区/网格编码 street/community/grid code inside the account's area"
@@ -51,11 +54,14 @@ def _echo_json(obj) -> None:
 
 # ---------------------------------------------------------------- staff
 
+
 @staff_app.command("list")
 def staff_list(
     as_user: str = typer.Option(..., "--as", help=AS_HELP),
     code: str = typer.Option(None, help=CODE_HELP),
-    problems: bool = typer.Option(False, "--problems", help="只列有缺口或超负荷的网格 only grids with a gap or overload"),
+    problems: bool = typer.Option(
+        False, "--problems", help="只列有缺口或超负荷的网格 only grids with a gap or overload"
+    ),
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
 ) -> None:
     """列表 Staff per grid: counts by role, caseload; names and masked phones for personal-data roles."""
@@ -72,19 +78,27 @@ def staff_list(
     if as_json:
         _echo_json(out)
         return
-    t = Table(title=f"网格员 staff — {out['area'] or '全市 city'}: {out['summary']['grids']} grids, "
-                    f"{out['summary']['staff']} people, ceiling {out['summary']['ceiling']:g} 户/专职")
+    t = Table(
+        title=f"网格员 staff — {out['area'] or '全市 city'}: {out['summary']['grids']} grids, "
+        f"{out['summary']['staff']} people, ceiling {out['summary']['ceiling']:g} 户/专职"
+    )
     for col in ("网格 grid", "户数 hh", *ROLES, "户/专职 caseload", "问题 problems"):
         t.add_column(col)
     if out["names_shown"]:
         t.add_column("人员 people (masked phones)")
     for g in out["grids"]:
         probs = [*g["gaps"], *(["caseload_over"] if g["caseload_over"] else [])]
-        cells = [g["code"], str(g["households"]), *(str(g["roles"][r]) for r in ROLES),
-                 "—" if g["caseload"] is None else f"{g['caseload']:g}", ", ".join(probs) or "ok"]
+        cells = [
+            g["code"],
+            str(g["households"]),
+            *(str(g["roles"][r]) for r in ROLES),
+            "—" if g["caseload"] is None else f"{g['caseload']:g}",
+            ", ".join(probs) or "ok",
+        ]
         if out["names_shown"]:
-            cells.append(escape("; ".join(f"{x['role']} {x['name']} {x['phone_masked'] or ''}".strip()
-                                          for x in g["people"])))
+            cells.append(
+                escape("; ".join(f"{x['role']} {x['name']} {x['phone_masked'] or ''}".strip() for x in g["people"]))
+            )
         t.add_row(*cells)
     _console().print(t)
 
@@ -93,7 +107,9 @@ def staff_list(
 def staff_check(
     as_user: str = typer.Option(..., "--as", help=AS_HELP),
     code: str = typer.Option(None, help=CODE_HELP),
-    strict: bool = typer.Option(False, "--strict", help=f"有缺口或超负荷时退出码 {EXIT_STRICT} exit {EXIT_STRICT} on any gap/overload"),
+    strict: bool = typer.Option(
+        False, "--strict", help=f"有缺口或超负荷时退出码 {EXIT_STRICT} exit {EXIT_STRICT} on any gap/overload"
+    ),
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
 ) -> None:
     """规则检查 Each grid has a 网格长 and at least one 专职网格员; caseload against GISGOV_STAFF_MAX_CASELOAD."""
@@ -106,16 +122,41 @@ def staff_check(
             raise _fail(exc) from exc
     s = out["summary"]
     if as_json:
-        _echo_json({"area": out["area"], "summary": s,
-                    "grids": [{k: g[k] for k in ("code", "name", "community_code", "households", "full_time",
-                                                 "caseload", "caseload_over", "gaps")} for g in out["grids"]]})
+        _echo_json(
+            {
+                "area": out["area"],
+                "summary": s,
+                "grids": [
+                    {
+                        k: g[k]
+                        for k in (
+                            "code",
+                            "name",
+                            "community_code",
+                            "households",
+                            "full_time",
+                            "caseload",
+                            "caseload_over",
+                            "gaps",
+                        )
+                    }
+                    for g in out["grids"]
+                ],
+            }
+        )
     else:
         c = _console()
-        c.print(f"网格 grids {s['grids']} · 合规 ok {s['grids_ok']} · 缺网格长 no 网格长 {len(s['no_leader'])} · "
-                f"缺专职网格员 no 专职网格员 {len(s['no_full_time'])} · 超负荷 over {s['ceiling']:g} 户/专职 "
-                f"{len(s['caseload_over'])}", highlight=False)
+        c.print(
+            f"网格 grids {s['grids']} · 合规 ok {s['grids_ok']} · 缺网格长 no 网格长 {len(s['no_leader'])} · "
+            f"缺专职网格员 no 专职网格员 {len(s['no_full_time'])} · 超负荷 over {s['ceiling']:g} 户/专职 "
+            f"{len(s['caseload_over'])}",
+            highlight=False,
+        )
         for g in out["grids"]:
-            probs = [*g["gap_labels"], *([f"工作量 caseload {g['caseload']:g} > {s['ceiling']:g}"] if g["caseload_over"] else [])]
+            probs = [
+                *g["gap_labels"],
+                *([f"工作量 caseload {g['caseload']:g} > {s['ceiling']:g}"] if g["caseload_over"] else []),
+            ]
             c.print(f"  {g['code']} {escape(g['name'] or '')}: {'; '.join(probs)}", highlight=False)
     if strict and out["grids"]:
         raise typer.Exit(EXIT_STRICT)
@@ -123,7 +164,9 @@ def staff_check(
 
 @staff_app.command("import")
 def staff_import(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, readable=True, help="XLSX: 网格编码, 角色, 姓名, 手机号"),
+    file: Path = typer.Argument(
+        ..., exists=True, dir_okay=False, readable=True, help="XLSX: 网格编码, 角色, 姓名, 手机号"
+    ),
     as_user: str = typer.Option(..., "--as", help=AS_HELP),
     mode: str = typer.Option("replace", help="replace: the file's grids get exactly its rows; append: add rows"),
     dry_run: bool = typer.Option(False, "--dry-run", help="只检查不写入 check only"),
@@ -138,8 +181,16 @@ def staff_import(
     with acting(as_user) as (conn, p, eng):
         try:
             records = xlsx.read_records(file, file.name)
-            out = store.import_staff(conn, p, Vault.from_settings(), records, mode=mode, dry_run=dry_run,
-                                     ceiling=s.staff_max_caseload, max_rows=s.staff_import_max_rows)
+            out = store.import_staff(
+                conn,
+                p,
+                Vault.from_settings(),
+                records,
+                mode=mode,
+                dry_run=dry_run,
+                ceiling=s.staff_max_caseload,
+                max_rows=s.staff_import_max_rows,
+            )
         except store.ImportRejected as exc:
             _record(eng, "import", p, "grid_staff", {"file": file.name, "errors": len(exc.rows)}, result="failed")
             c = _console()
@@ -147,18 +198,38 @@ def staff_import(
                 c.print(f"  {escape(r['message'])}", highlight=False)
             raise _fail(exc) from exc
         except GisgovError as exc:
-            _record(eng, "import", p, "grid_staff", {"file": file.name, "reason": str(exc)[:300]},
-                    result="denied" if exc.status_code in (403, 404) else "failed")
+            _record(
+                eng,
+                "import",
+                p,
+                "grid_staff",
+                {"file": file.name, "reason": str(exc)[:300]},
+                result="denied" if exc.status_code in (403, 404) else "failed",
+            )
             raise _fail(exc) from exc
         if not dry_run:
-            _record(conn, "import", p, "grid_staff", {"file": file.name, "mode": mode, "rows": out["rows"],
-                                                      "grids": out["grids"], "removed": out["removed"]})
+            _record(
+                conn,
+                "import",
+                p,
+                "grid_staff",
+                {
+                    "file": file.name,
+                    "mode": mode,
+                    "rows": out["rows"],
+                    "grids": out["grids"],
+                    "removed": out["removed"],
+                },
+            )
     if as_json:
         _echo_json(out)
         return
     verb = "检查通过（未写入）checked, nothing written" if dry_run else "已导入 imported"
-    _console().print(f"{verb}: {out['rows']} rows, {out['grids']} grids ({mode}; removed {out['removed']}); "
-                     f"仍有缺口 grids still with a gap: {', '.join(out['gaps_after']) or '—'}", highlight=False)
+    _console().print(
+        f"{verb}: {out['rows']} rows, {out['grids']} grids ({mode}; removed {out['removed']}); "
+        f"仍有缺口 grids still with a gap: {', '.join(out['gaps_after']) or '—'}",
+        highlight=False,
+    )
 
 
 @staff_app.command("template")
@@ -172,11 +243,14 @@ def staff_template(out: Path = typer.Argument(Path("staff-template.xlsx"), help=
 
 # ---------------------------------------------------------------- compounds
 
+
 @compounds_app.command("check")
 def compounds_check(
     as_user: str = typer.Option(..., "--as", help=AS_HELP),
     code: str = typer.Option(None, help="街道/社区编码 street/community code"),
-    strict: bool = typer.Option(False, "--strict", help=f"有违规时退出码 {EXIT_STRICT} exit {EXIT_STRICT} on any breach"),
+    strict: bool = typer.Option(
+        False, "--strict", help=f"有违规时退出码 {EXIT_STRICT} exit {EXIT_STRICT} on any breach"
+    ),
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
 ) -> None:
     """规则检查 Breaches (200+ households: party organisation, service point; pre-2000: property management),
@@ -194,24 +268,44 @@ def compounds_check(
         c = _console()
         t = Table(title=f"小区 compounds — {out['area'] or '全市 city'}")
         rule_cols = list(out["totals"]["breaches"])
-        for col in ("社区 community", "小区 n", "老旧 old", "老旧率 ratio", "物业公司", "业主自治", "社区兜底", "无 none",
-                    *rule_cols):
+        for col in (
+            "社区 community",
+            "小区 n",
+            "老旧 old",
+            "老旧率 ratio",
+            "物业公司",
+            "业主自治",
+            "社区兜底",
+            "无 none",
+            *rule_cols,
+        ):
             t.add_column(col)
         for m in [*out["communities"], {**out["totals"], "code": "合计 total", "name": ""}]:
             ratio = "—" if m["old_ratio"] is None else f"{m['old_ratio']:.1%}"
-            t.add_row(f"{m['code']} {escape(m.get('name') or '')}", str(m["compounds"]), str(m["old"]), ratio,
-                      *(str(v["n"]) for v in m["property_modes"].values()), *(str(v) for v in m["breaches"].values()))
+            t.add_row(
+                f"{m['code']} {escape(m.get('name') or '')}",
+                str(m["compounds"]),
+                str(m["old"]),
+                ratio,
+                *(str(v["n"]) for v in m["property_modes"].values()),
+                *(str(v) for v in m["breaches"].values()),
+            )
         c.print(t)
         for b in out["breaches"]:
-            c.print(f"  {b['code']} {escape(b['name'])} ({b['households']} 户, {b['year_built'] or '—'}): "
-                    f"{escape('; '.join(b['labels']))}", highlight=False)
+            c.print(
+                f"  {b['code']} {escape(b['name'])} ({b['households']} 户, {b['year_built'] or '—'}): "
+                f"{escape('; '.join(b['labels']))}",
+                highlight=False,
+            )
     if strict and out["breaches"]:
         raise typer.Exit(EXIT_STRICT)
 
 
 @compounds_app.command("show")
-def compounds_show(code: str = typer.Argument(..., help="小区编码 16-digit compound code"),
-                   as_user: str = typer.Option(..., "--as", help=AS_HELP)) -> None:
+def compounds_show(
+    code: str = typer.Argument(..., help="小区编码 16-digit compound code"),
+    as_user: str = typer.Option(..., "--as", help=AS_HELP),
+) -> None:
     """查看 One compound's governance attributes, version and breaches."""
     from gisgov.governance import store
 
@@ -242,7 +336,9 @@ def compounds_set(
     if service_point is not None:
         changes["has_service_point"] = service_point
     if property_mode is not None:
-        changes["property_mode"] = None if property_mode.strip().lower() in ("none", "无", "") else property_mode.strip()
+        changes["property_mode"] = (
+            None if property_mode.strip().lower() in ("none", "无", "") else property_mode.strip()
+        )
     if year is not None:
         changes["year_built"] = year
     obj = f"compound:{code}"
@@ -251,8 +347,14 @@ def compounds_set(
             out, diff = store.edit_compound(conn, p, code, version, changes)
         except GisgovError as exc:
             if exc.status_code in (403, 404, 409):
-                _record(eng, "compound_edit", p, obj, {"version": version, "fields": sorted(changes),
-                                                       "reason": str(exc)[:300]}, result="denied")
+                _record(
+                    eng,
+                    "compound_edit",
+                    p,
+                    obj,
+                    {"version": version, "fields": sorted(changes), "reason": str(exc)[:300]},
+                    result="denied",
+                )
             raise _fail(exc) from exc
         if diff:
             _record(conn, "compound_edit", p, obj, {"changes": diff, "version": out["version"]})

@@ -13,8 +13,9 @@ from rich.table import Table
 
 from gisgov.errors import GisgovError
 
-app = typer.Typer(help="网格划分 Grid sizing: check, propose, repair, activate and compare grid plans.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="网格划分 Grid sizing: check, propose, repair, activate and compare grid plans.", no_args_is_help=True
+)
 console = Console()
 
 COMMUNITY = typer.Option(..., "--community", "-c", help="Community code (12 digits).")
@@ -43,8 +44,15 @@ def _grid_table(grids: list[dict], title: str) -> Table:
         t.add_column(c, justify="right" if c[0] not in "网状" else "left")
     colour = {"ok": "green", "under": "yellow", "over": "red"}
     for g in grids:
-        t.add_row(g["code"], str(g["households"]), str(g["people"]), str(g["buildings"]), f"{g['polsby_popper']:.3f}",
-                  f"{g['reock']:.3f}", f"[{colour[g['status']]}]{g['status']}[/]")
+        t.add_row(
+            g["code"],
+            str(g["households"]),
+            str(g["people"]),
+            str(g["buildings"]),
+            f"{g['polsby_popper']:.3f}",
+            f"{g['reock']:.3f}",
+            f"[{colour[g['status']]}]{g['status']}[/]",
+        )
     return t
 
 
@@ -54,8 +62,11 @@ def _print_breaks(breaks: list[dict]) -> None:
 
 
 @app.command()
-def check(community: str = COMMUNITY, plan: int | None = PLAN,
-          as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON (GeoJSON locations).")) -> None:
+def check(
+    community: str = COMMUNITY,
+    plan: int | None = PLAN,
+    as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON (GeoJSON locations)."),
+) -> None:
     """校验 Check a stored plan against the rules: counts, compactness and every rule break with its location."""
     from gisgov.gridding import service
 
@@ -69,17 +80,20 @@ def check(community: str = COMMUNITY, plan: int | None = PLAN,
     else:
         console.print(_grid_table(rep["grids"], f"社区 {community} plan {rep['plan']}"))
         _print_breaks(rep["breaks"])
-        console.print(("[green]符合规则 plan obeys the rules[/]" if rep["ok"] else
-                       f"[red]{rep['breaks_count']} rule break(s)[/]"))
+        console.print(
+            "[green]符合规则 plan obeys the rules[/]" if rep["ok"] else f"[red]{rep['breaks_count']} rule break(s)[/]"
+        )
     raise typer.Exit(0 if rep["ok"] else 3)
 
 
 @app.command()
-def feasibility(community: str = COMMUNITY,
-                min_households: int | None = typer.Option(None, "--min", help="Households per grid, minimum."),
-                max_households: int | None = typer.Option(None, "--max", help="Households per grid, maximum."),
-                max_people: int | None = typer.Option(None, "--max-people", help="People per grid, maximum."),
-                as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def feasibility(
+    community: str = COMMUNITY,
+    min_households: int | None = typer.Option(None, "--min", help="Households per grid, minimum."),
+    max_households: int | None = typer.Option(None, "--max", help="Households per grid, maximum."),
+    max_people: int | None = typer.Option(None, "--max-people", help="People per grid, maximum."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
     """可行性 Say whether any plan can obey the rules, and which units make it impossible."""
     from gisgov.gridding import service
 
@@ -98,20 +112,22 @@ def feasibility(community: str = COMMUNITY,
 
 
 @app.command()
-def propose(community: str | None = typer.Option(None, "--community", "-c", help="Community code (12 digits)."),
-            all_: bool = typer.Option(False, "--all", help="Every community of the database."),
-            min_households: int | None = typer.Option(None, "--min", help="Households per grid, minimum (default 300)."),
-            max_households: int | None = typer.Option(None, "--max", help="Households per grid, maximum (default 500)."),
-            max_people: int | None = typer.Option(None, "--max-people", help="People per grid, maximum (default 1000)."),
-            lock: list[str] = typer.Option([], "--lock", help="Grid code of the active plan to keep as it is (repeatable)."),
-            method: str = typer.Option("auto", help="auto | exact | heuristic"),
-            seed: int = typer.Option(0, help="Random seed (same seed, same plan)."),
-            time_limit: float = typer.Option(10.0, help="Exact solver budget (deterministic seconds)."),
-            closest: bool = typer.Option(False, help="When no plan can obey the rules, draft the closest plan."),
-            save: bool = typer.Option(True, help="Store the proposal as a new draft version."),
-            activate: bool = typer.Option(False, help="Activate the saved proposal when it obeys the rules."),
-            author: str | None = typer.Option(None, help="Author recorded with the plan."),
-            note: str | None = typer.Option(None, help="Note recorded with the plan.")) -> None:
+def propose(
+    community: str | None = typer.Option(None, "--community", "-c", help="Community code (12 digits)."),
+    all_: bool = typer.Option(False, "--all", help="Every community of the database."),
+    min_households: int | None = typer.Option(None, "--min", help="Households per grid, minimum (default 300)."),
+    max_households: int | None = typer.Option(None, "--max", help="Households per grid, maximum (default 500)."),
+    max_people: int | None = typer.Option(None, "--max-people", help="People per grid, maximum (default 1000)."),
+    lock: list[str] = typer.Option([], "--lock", help="Grid code of the active plan to keep as it is (repeatable)."),
+    method: str = typer.Option("auto", help="auto | exact | heuristic"),
+    seed: int = typer.Option(0, help="Random seed (same seed, same plan)."),
+    time_limit: float = typer.Option(10.0, help="Exact solver budget (deterministic seconds)."),
+    closest: bool = typer.Option(False, help="When no plan can obey the rules, draft the closest plan."),
+    save: bool = typer.Option(True, help="Store the proposal as a new draft version."),
+    activate: bool = typer.Option(False, help="Activate the saved proposal when it obeys the rules."),
+    author: str | None = typer.Option(None, help="Author recorded with the plan."),
+    note: str | None = typer.Option(None, help="Note recorded with the plan."),
+) -> None:
     """划分 Draft a plan: feasibility first, then exact (CP-SAT) or heuristic partition, saved as a draft."""
     from gisgov.gridding import plans, service
 
@@ -126,16 +142,32 @@ def propose(community: str | None = typer.Option(None, "--community", "-c", help
     for c in ("社区 community", "grids", "within bounds", "status", "method", "optimal", "s", "version"):
         summary.add_column(c)
     rc = 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=len(codes) == 1) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=len(codes) == 1,
+    ) as bar:
         task = bar.add_task("划分 proposing", total=len(codes))
         for code in codes:
             bar.update(task, description=f"划分 {code}")
             try:
                 with eng.begin() as conn:
-                    out = service.propose_plan(conn, code, rules=_rules(min_households, max_households, max_people),
-                                               lock=lock, method=method, seed=seed, time_limit_s=time_limit,
-                                               closest=closest, save=save, author=author, note=note)
+                    out = service.propose_plan(
+                        conn,
+                        code,
+                        rules=_rules(min_households, max_households, max_people),
+                        lock=lock,
+                        method=method,
+                        seed=seed,
+                        time_limit_s=time_limit,
+                        closest=closest,
+                        save=save,
+                        author=author,
+                        note=note,
+                    )
                     if activate and save and out.get("status") == "ok" and out["report"]["ok"]:
                         plans.activate(conn, code, out["version"])
                         out["activated"] = True
@@ -145,9 +177,16 @@ def propose(community: str | None = typer.Option(None, "--community", "-c", help
                 bar.advance(task)
                 continue
             s = out.get("report", {}).get("summary", {})
-            summary.add_row(code, str(s.get("grids", 0)), f"{s.get('within_bounds', 0)}/{s.get('grids', 0)}",
-                            out["status"], str(out.get("method")), "yes" if out.get("optimal") else "no",
-                            f"{out['seconds']:.1f}", str(out.get("version", "-")) + (" (active)" if out.get("activated") else ""))
+            summary.add_row(
+                code,
+                str(s.get("grids", 0)),
+                f"{s.get('within_bounds', 0)}/{s.get('grids', 0)}",
+                out["status"],
+                str(out.get("method")),
+                "yes" if out.get("optimal") else "no",
+                f"{out['seconds']:.1f}",
+                str(out.get("version", "-")) + (" (active)" if out.get("activated") else ""),
+            )
             if out["status"] != "ok":
                 rc = max(rc, 3)
                 for f in out["findings"]:
@@ -163,10 +202,13 @@ def propose(community: str | None = typer.Option(None, "--community", "-c", help
 
 
 @app.command()
-def repair(community: str = COMMUNITY, plan: int | None = PLAN,
-           save: bool = typer.Option(True, help="Store the repaired plan as a new draft version."),
-           author: str | None = typer.Option(None, help="Author recorded with the plan."),
-           time_limit: float = typer.Option(5.0, help="Exact repair budget (deterministic seconds).")) -> None:
+def repair(
+    community: str = COMMUNITY,
+    plan: int | None = PLAN,
+    save: bool = typer.Option(True, help="Store the repaired plan as a new draft version."),
+    author: str | None = typer.Option(None, help="Author recorded with the plan."),
+    time_limit: float = typer.Option(5.0, help="Exact repair budget (deterministic seconds)."),
+) -> None:
     """修复 Fix a plan's rule breaks moving as few buildings as possible (compounds kept whole)."""
     from gisgov.gridding import service
 
@@ -175,8 +217,10 @@ def repair(community: str = COMMUNITY, plan: int | None = PLAN,
             out = service.repair_plan(conn, community, version=plan, save=save, author=author, time_limit_s=time_limit)
     except GisgovError as exc:
         _fail(exc)
-    console.print(f"breaks {out['breaks_before']} → {out['breaks_after']}, {out['buildings_moved']} building(s) moved "
-                  f"({out['method']}), {out['seconds']} s" + (f", saved as version {out['version']}" if save else ""))
+    console.print(
+        f"breaks {out['breaks_before']} → {out['breaks_after']}, {out['buildings_moved']} building(s) moved "
+        f"({out['method']}), {out['seconds']} s" + (f", saved as version {out['version']}" if save else "")
+    )
     for b in out["moved"][:50]:
         console.print(f"  moved {b}")
     _print_breaks(out["report"]["breaks"])
@@ -184,10 +228,16 @@ def repair(community: str = COMMUNITY, plan: int | None = PLAN,
 
 
 @app.command()
-def activate(community: str = COMMUNITY, plan: int = typer.Option(..., "--plan", "-p", help="Plan version to activate."),
-             force: bool = typer.Option(False, help="Activate even with rule breaks."),
-             rebase: bool = typer.Option(False, help="Activate even though the plan was made from a version that is "
-                                                     "no longer active (after checking `gisgov grids diff`).")) -> None:
+def activate(
+    community: str = COMMUNITY,
+    plan: int = typer.Option(..., "--plan", "-p", help="Plan version to activate."),
+    force: bool = typer.Option(False, help="Activate even with rule breaks."),
+    rebase: bool = typer.Option(
+        False,
+        help="Activate even though the plan was made from a version that is "
+        "no longer active (after checking `gisgov grids diff`).",
+    ),
+) -> None:
     """启用 Activate a plan atomically: renumber codes W→E N→S, archive the old plan, re-point buildings.
 
     A draft made from a version that is no longer the active one is refused (exit 3, what changed is
@@ -203,8 +253,10 @@ def activate(community: str = COMMUNITY, plan: int = typer.Option(..., "--plan",
         raise typer.Exit(3) from None
     except GisgovError as exc:
         _fail(exc)
-    console.print(f"[green]已启用 activated[/] version {out['version']} (previous {out['previous']}), "
-                  f"{out['buildings']} buildings, {out['staff_moved']} staff carried over")
+    console.print(
+        f"[green]已启用 activated[/] version {out['version']} (previous {out['previous']}), "
+        f"{out['buildings']} buildings, {out['staff_moved']} staff carried over"
+    )
     for old, new in out["codes"].items():
         if old != new:
             console.print(f"  {old} → {new}")
@@ -222,15 +274,25 @@ def plans_cmd(community: str = COMMUNITY) -> None:
         t.add_column(c)
     for r in rows:
         parent = r.get("parent_version")
-        t.add_row(str(r["version"]), r["status"], "" if parent is None else str(parent), str(r["grids"]),
-                  str(r["author"] or ""), str(r["created"])[:19],
-                  str(r["method"] or ""), str(r["note"] or ""))
+        t.add_row(
+            str(r["version"]),
+            r["status"],
+            "" if parent is None else str(parent),
+            str(r["grids"]),
+            str(r["author"] or ""),
+            str(r["created"])[:19],
+            str(r["method"] or ""),
+            str(r["note"] or ""),
+        )
     console.print(t)
 
 
 @app.command()
-def diff(community: str = COMMUNITY, a: int = typer.Argument(..., help="Older version."),
-         b: int = typer.Argument(..., help="Newer version.")) -> None:
+def diff(
+    community: str = COMMUNITY,
+    a: int = typer.Argument(..., help="Older version."),
+    b: int = typer.Argument(..., help="Newer version."),
+) -> None:
     """对比 Compare two versions: buildings moved, counts per grid before/after."""
     from gisgov.gridding import plans
 
@@ -245,14 +307,22 @@ def diff(community: str = COMMUNITY, a: int = typer.Argument(..., help="Older ve
         t.add_column(c)
     for g in d["grids"]:
         be, af = g["before"] or {}, g["after"] or {}
-        t.add_row(g["code"], str(be.get("households", "-")), str(af.get("households", "-")),
-                  str(be.get("people", "-")), str(af.get("people", "-")))
+        t.add_row(
+            g["code"],
+            str(be.get("households", "-")),
+            str(af.get("households", "-")),
+            str(be.get("people", "-")),
+            str(af.get("people", "-")),
+        )
     console.print(t)
 
 
 @app.command()
-def codes(community: str = COMMUNITY, plan: int | None = PLAN,
-          out: Path | None = typer.Option(None, "--out", "-o", help="CSV file to write (default: print).")) -> None:
+def codes(
+    community: str = COMMUNITY,
+    plan: int | None = PLAN,
+    out: Path | None = typer.Option(None, "--out", "-o", help="CSV file to write (default: print)."),
+) -> None:
     """编码表 Export the grid code table of a plan (CSV)."""
     from gisgov.gridding import plans
 
@@ -272,8 +342,11 @@ def codes(community: str = COMMUNITY, plan: int | None = PLAN,
 
 
 @app.command("map")
-def map_cmd(community: str = COMMUNITY, plan: int | None = PLAN,
-            out: Path = typer.Option(..., "--out", "-o", help="HTML file to write.")) -> None:
+def map_cmd(
+    community: str = COMMUNITY,
+    plan: int | None = PLAN,
+    out: Path = typer.Option(..., "--out", "-o", help="HTML file to write."),
+) -> None:
     """地图 Write a map of a plan: grids coloured by households against the bounds, rule breaks highlighted."""
     from gisgov.gridding import service
     from gisgov.maps.grid_plan_map import plan_map_html

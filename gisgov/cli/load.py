@@ -18,9 +18,18 @@ from gisgov.ingest.report import EXIT_LOADED, EXIT_REJECTED, EXIT_USAGE, Report
 
 console = Console()
 
-STAGES_ZH = {"read": "读取 read", "validate": "校验 validate", "write": "写入 write", "households": "建户 households",
-             "residents": "居民 residents", "network": "路网 network", "buildings": "楼栋 buildings",
-             "facilities": "设施 facilities", "estimate": "估算 estimate", "export": "导出 export"}
+STAGES_ZH = {
+    "read": "读取 read",
+    "validate": "校验 validate",
+    "write": "写入 write",
+    "households": "建户 households",
+    "residents": "居民 residents",
+    "network": "路网 network",
+    "buildings": "楼栋 buildings",
+    "facilities": "设施 facilities",
+    "estimate": "估算 estimate",
+    "export": "导出 export",
+}
 
 
 class RichProgress:
@@ -37,8 +46,14 @@ class RichProgress:
 
 
 def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 def _engine():
@@ -50,10 +65,14 @@ def _engine():
 
 def print_report(rep: Report, max_lines: int = 50) -> None:
     colour = {"loaded": "green", "dry-run": "cyan", "rejected": "red"}.get(rep.status, "yellow")
-    label = {"loaded": "已导入 loaded", "dry-run": "试运行 dry run (nothing written)",
-             "rejected": "已拒绝 rejected (nothing written)"}.get(rep.status, rep.status)
-    console.print(f"[bold {colour}]{label}[/] {rep.file} → {rep.level}  "
-                  + "  ".join(f"{k}={v}" for k, v in rep.counts.items()))
+    label = {
+        "loaded": "已导入 loaded",
+        "dry-run": "试运行 dry run (nothing written)",
+        "rejected": "已拒绝 rejected (nothing written)",
+    }.get(rep.status, rep.status)
+    console.print(
+        f"[bold {colour}]{label}[/] {rep.file} → {rep.level}  " + "  ".join(f"{k}={v}" for k, v in rep.counts.items())
+    )
     for k, v in rep.stats.items():
         console.print(f"  {escape(f'{k}: {v}')}", soft_wrap=True)
     shown = [i for i in rep.issues if i.action != "info"][:max_lines]
@@ -67,28 +86,42 @@ def print_report(rep: Report, max_lines: int = 50) -> None:
         for i in shown:
             colour = "red" if i.action == "rejected" else "yellow"
             detail = escape(f"{i.file}: {i.record}: [{i.rule}] {i.message} (value: {i.value})")
-            console.print(f"  [{colour}]{i.action}[/] {detail}",
-                          soft_wrap=True, markup=True, highlight=False)
+            console.print(f"  [{colour}]{i.action}[/] {detail}", soft_wrap=True, markup=True, highlight=False)
         rest = len([i for i in rep.issues if i.action != "info"]) - len(shown)
         if rest > 0:
             console.print(f"… {rest} more (see --report-json)")
 
 
 def load(
-    file: Path = typer.Argument(..., help="GeoJSON, GeoPackage, Shapefile (.shp or .zip), FlatGeobuf, CSV, XLSX or .osm.pbf"),
-    level: str = typer.Option(None, "--level", "-l",
-                              help="street|community|grid|compound|building|facility|road|resident"),
+    file: Path = typer.Argument(
+        ..., help="GeoJSON, GeoPackage, Shapefile (.shp or .zip), FlatGeobuf, CSV, XLSX or .osm.pbf"
+    ),
+    level: str = typer.Option(
+        None, "--level", "-l", help="street|community|grid|compound|building|facility|road|resident"
+    ),
     layer: str = typer.Option(None, "--layer", help="Layer of a GeoPackage (or sheet of a workbook)."),
-    crs: str = typer.Option(None, "--crs", help="Source CRS when the file has none or lies: EPSG code "
-                                                "(4490, 4326, 4513–4554 …), gcj02 (AMap/Tencent) or bd09 (Baidu)."),
+    crs: str = typer.Option(
+        None,
+        "--crs",
+        help="Source CRS when the file has none or lies: EPSG code "
+        "(4490, 4326, 4513–4554 …), gcj02 (AMap/Tencent) or bd09 (Baidu).",
+    ),
     map_: list[str] = typer.Option(None, "--map", help="field=column, repeatable (e.g. --map name=小区名)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check everything, write nothing."),
-    repair: bool = typer.Option(False, "--repair", help="Fix what can be fixed (MakeValid, swapped axes, unclosed "
-                                                        "rings, clip to parent) and report each fix."),
-    region: str = typer.Option(None, "--region", help="auto (no region check) or minlon,minlat,maxlon,maxlat; "
-                                                      "default: GISGOV_REGION_BBOX (China)."),
+    repair: bool = typer.Option(
+        False,
+        "--repair",
+        help="Fix what can be fixed (MakeValid, swapped axes, unclosed rings, clip to parent) and report each fix.",
+    ),
+    region: str = typer.Option(
+        None,
+        "--region",
+        help="auto (no region check) or minlon,minlat,maxlon,maxlat; default: GISGOV_REGION_BBOX (China).",
+    ),
     encoding: str = typer.Option(None, "--encoding", help="Force the text encoding (utf-8, gbk, gb18030)."),
-    osm: bool = typer.Option(False, "--osm", help="Import an OpenStreetMap .osm.pbf: walking network, buildings, POIs."),
+    osm: bool = typer.Option(
+        False, "--osm", help="Import an OpenStreetMap .osm.pbf: walking network, buildings, POIs."
+    ),
     no_estimate: bool = typer.Option(False, "--no-estimate", help="Do not estimate missing household counts."),
     report_json: Path = typer.Option(None, "--report-json", help="Write the full report as JSON here."),
 ) -> None:
@@ -102,15 +135,27 @@ def load(
             if osm:
                 from gisgov.ingest.osm import load_osm
 
-                rep = load_osm(file, engine=engine, region=region, dry_run=dry_run,
-                               estimate=not no_estimate, progress=cb)
+                rep = load_osm(
+                    file, engine=engine, region=region, dry_run=dry_run, estimate=not no_estimate, progress=cb
+                )
             else:
                 if not level:
                     console.print("[red]--level is required (or --osm)[/]")
                     raise typer.Exit(EXIT_USAGE)
-                rep = load_file(file, level, engine=engine, layer=layer, crs=crs, mapping=map_ or None, repair=repair,
-                                dry_run=dry_run, region=region, encoding=encoding, estimate=not no_estimate,
-                                progress=cb)
+                rep = load_file(
+                    file,
+                    level,
+                    engine=engine,
+                    layer=layer,
+                    crs=crs,
+                    mapping=map_ or None,
+                    repair=repair,
+                    dry_run=dry_run,
+                    region=region,
+                    encoding=encoding,
+                    estimate=not no_estimate,
+                    progress=cb,
+                )
     except UsageError as exc:
         console.print(f"[red]用法错误 usage error:[/] {exc}")
         raise typer.Exit(EXIT_USAGE) from exc
@@ -123,12 +168,17 @@ def load(
 
 
 def export(
-    level: str = typer.Option(..., "--level", "-l", help="street|community|grid|compound|building|facility|road|resident"),
+    level: str = typer.Option(
+        ..., "--level", "-l", help="street|community|grid|compound|building|facility|road|resident"
+    ),
     fmt: str = typer.Option("gpkg", "--format", "-f", help="gpkg|geojson|shp|csv|xlsx"),
     community: str = typer.Option(None, "--community", help="Only this community (12-digit code)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output file (default: <level>.<format> here)."),
-    allow_pii: bool = typer.Option(False, "--allow-pii", help="Write ID numbers and phones in clear (resident "
-                                                              "exports only; needs the key). Default: masked."),
+    allow_pii: bool = typer.Option(
+        False,
+        "--allow-pii",
+        help="Write ID numbers and phones in clear (resident exports only; needs the key). Default: masked.",
+    ),
 ) -> None:
     """导出 Export one level (ID numbers and phones masked unless --allow-pii)."""
     from gisgov.ingest.export import FORMATS, export_level

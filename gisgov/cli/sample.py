@@ -18,14 +18,19 @@ console = Console()
 
 def sample(
     seed: int = typer.Option(DEFAULT_SEED, help="Random seed: the same seed and scale always give the same city."),
-    scale: float = typer.Option(1.0, min=0.02, max=5.0,
-                                help="Size factor: 1.0 ≈ 12 communities, 200 compounds, 160,000 residents."),
+    scale: float = typer.Option(
+        1.0, min=0.02, max=5.0, help="Size factor: 1.0 ≈ 12 communities, 200 compounds, 160,000 residents."
+    ),
     out: Path = typer.Option(None, help="GeoPackage to write (default GISGOV_HOME/sample_city.gpkg)."),
-    replace: bool = typer.Option(False, "--replace/--no-replace",
-                                 help="Truncate the hierarchy, network and facility tables first if they hold data."),
+    replace: bool = typer.Option(
+        False,
+        "--replace/--no-replace",
+        help="Truncate the hierarchy, network and facility tables first if they hold data.",
+    ),
     load: bool = typer.Option(True, "--load/--no-load", help="Load into the database (--no-load: GeoPackage only)."),
-    from_gpkg: Path = typer.Option(None, "--from-gpkg", exists=True, dir_okay=False,
-                                   help="Load this sample GeoPackage instead of generating one."),
+    from_gpkg: Path = typer.Option(
+        None, "--from-gpkg", exists=True, dir_okay=False, help="Load this sample GeoPackage instead of generating one."
+    ),
 ) -> None:
     """示例城 Generate the synthetic sample city (合成数据, labelled synthetic), write it to a GeoPackage and load it."""
     from gisgov.sample.service import build_and_load
@@ -39,8 +44,9 @@ def sample(
         url = common.database_url(migrated=False)  # loading the sample migrates (one line, exit 3 if down)
         migrate.upgrade(url)
     try:
-        build_and_load(url, seed=seed, scale=scale, out=out, replace=replace, load=load,
-                       from_gpkg=from_gpkg, console=console)
+        build_and_load(
+            url, seed=seed, scale=scale, out=out, replace=replace, load=load, from_gpkg=from_gpkg, console=console
+        )
     except DatabaseNotEmpty as exc:
         console.print(f"[red]已拒绝 refused:[/] {exc}")
         raise typer.Exit(1) from exc

@@ -60,12 +60,26 @@ def run_server(host: str, port: int, settings: Settings | None = None, workers: 
     from gisgov.db.approle import app_database_url
 
     app_database_url(s)  # the app role's login, granted once here rather than by N workers at once
-    os.environ.update({"GISGOV_HOST": host, "GISGOV_PORT": str(port), "GISGOV_DEMO": "true" if s.demo else "false",
-                       "GISGOV_WORKERS": str(workers), "GISGOV_HOME": str(s.home_abs)})
+    os.environ.update(
+        {
+            "GISGOV_HOST": host,
+            "GISGOV_PORT": str(port),
+            "GISGOV_DEMO": "true" if s.demo else "false",
+            "GISGOV_WORKERS": str(workers),
+            "GISGOV_HOME": str(s.home_abs),
+        }
+    )
     per = s.pool_size + s.pool_overflow
     console.print(f"工作进程 workers: {workers} (每个最多 up to {per} + 6 database connections each)")
-    uvicorn.run("gisgov.api.asgi:create", factory=True, host=host, port=port, workers=workers, log_level="info",
-                timeout_keep_alive=KEEP_ALIVE_S)
+    uvicorn.run(
+        "gisgov.api.asgi:create",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
 
 
 def account_problems(url: str) -> list[str]:
@@ -80,8 +94,9 @@ def account_problems(url: str) -> list[str]:
     try:
         with eng.connect() as conn:
             demo = demo_accounts_enabled(conn)
-            admins = conn.execute(text(
-                "SELECT count(*) FROM app_user WHERE role = 'admin' AND NOT disabled AND NOT is_demo")).scalar_one()
+            admins = conn.execute(
+                text("SELECT count(*) FROM app_user WHERE role = 'admin' AND NOT disabled AND NOT is_demo")
+            ).scalar_one()
     finally:
         eng.dispose()
     problems = []
@@ -89,16 +104,24 @@ def account_problems(url: str) -> list[str]:
         problems.append(
             f"存在启用的演示账号（密码公开）enabled demo accounts with public passwords exist: {', '.join(demo)}. "
             "Change their passwords with `gisgov user passwd USERNAME` or disable them with "
-            "`gisgov user disable USERNAME` (or run the demo with `gisgov demo`).")
+            "`gisgov user disable USERNAME` (or run the demo with `gisgov demo`)."
+        )
     if not admins:
         problems.append(
             "没有启用的管理员账号 no enabled admin account: create one with "
-            "`gisgov user add USERNAME --role admin` (then sign in at /login).")
+            "`gisgov user add USERNAME --role admin` (then sign in at /login)."
+        )
     return problems
 
 
-WORKERS_OPT = typer.Option(None, "--workers", "-w", min=1, max=64,
-                           help="Worker processes (default GISGOV_WORKERS = 1); each has its own connection pool.")
+WORKERS_OPT = typer.Option(
+    None,
+    "--workers",
+    "-w",
+    min=1,
+    max=64,
+    help="Worker processes (default GISGOV_WORKERS = 1); each has its own connection pool.",
+)
 
 
 def serve(

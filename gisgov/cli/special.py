@@ -23,8 +23,10 @@ from gisgov.cli.events import _audit_refusal
 from gisgov.errors import GisgovError
 from gisgov.security import audit
 
-app = typer.Typer(help="特殊人群服务 Special-group services: beyond the circle of the needed service, 走访 visits.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="特殊人群服务 Special-group services: beyond the circle of the needed service, 走访 visits.",
+    no_args_is_help=True,
+)
 
 
 def _svc():
@@ -42,7 +44,7 @@ def needs_cmd(as_user: str = typer.Option(..., "--as", help=AS_HELP)) -> None:
     """需求配置 The configured needs, circle, profile, budget and visit rules (JSON)."""
     from gisgov.services import store
 
-    with acting(as_user) as (conn, p, _):
+    with acting(as_user) as (conn, _p, _):
         try:
             svc = _svc()
             _echo(store.config_for(conn, svc).public(svc.catalog()))
@@ -51,11 +53,14 @@ def needs_cmd(as_user: str = typer.Option(..., "--as", help=AS_HELP)) -> None:
 
 
 @app.command("beyond")
-def beyond_cmd(as_user: str = typer.Option(..., "--as", help=AS_HELP),
-               code: str = typer.Option(None, help="街道/社区/网格编码 area inside the account's own"),
-               group: str = typer.Option(None, help="人群 group code (dujulaoren, canji, kunjingertong, …)"),
-               limit: int = typer.Option(500), offset: int = typer.Option(0),
-               as_json: bool = typer.Option(False, "--json", help="JSON output")) -> None:
+def beyond_cmd(
+    as_user: str = typer.Option(..., "--as", help=AS_HELP),
+    code: str = typer.Option(None, help="街道/社区/网格编码 area inside the account's own"),
+    group: str = typer.Option(None, help="人群 group code (dujulaoren, canji, kunjingertong, …)"),
+    limit: int = typer.Option(500),
+    offset: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json", help="JSON output"),
+) -> None:
     """服务圈外 Members living beyond the circle of the service they need most (masked names; audited)."""
     from gisgov.cli.users import cli_actor
     from gisgov.services import store
@@ -66,25 +71,40 @@ def beyond_cmd(as_user: str = typer.Option(..., "--as", help=AS_HELP),
         except GisgovError as exc:
             _audit_refusal(eng, "read_personal", p, "special_beyond", exc, {"code": code})
             raise _fail(exc) from exc
-        audit.record(conn, "read_personal", actor=p, object=f"special_beyond:{out['area'] or 'all'}",
-                     detail={"count": len(out["items"]), "via": cli_actor()})
+        audit.record(
+            conn,
+            "read_personal",
+            actor=p,
+            object=f"special_beyond:{out['area'] or 'all'}",
+            detail={"count": len(out["items"]), "via": cli_actor()},
+        )
     if as_json:
         _echo(out)
         return
-    t = Table(title=f"服务圈外 beyond {out['circle']} ({out['profile']}, {out['budget_m']:.0f} m): {out['total']} "
-                    f"of {out['members']} members")
+    t = Table(
+        title=f"服务圈外 beyond {out['circle']} ({out['profile']}, {out['budget_m']:.0f} m): {out['total']} "
+        f"of {out['members']} members"
+    )
     for col in ("人群 group", "姓名 name", "楼栋 building", "门牌 door", "网格 grid", "距离 m", "最近 nearest"):
         t.add_column(col)
     for r in out["items"]:
-        t.add_row(r["group"], r["name"] or "", r["building"], r["door_no"] or "", r["grid"] or "—",
-                  "—" if r["distance_m"] is None else f"{r['distance_m']:.0f}",
-                  (r["nearest"] or {}).get("name") or "—")
+        t.add_row(
+            r["group"],
+            r["name"] or "",
+            r["building"],
+            r["door_no"] or "",
+            r["grid"] or "—",
+            "—" if r["distance_m"] is None else f"{r['distance_m']:.0f}",
+            (r["nearest"] or {}).get("name") or "—",
+        )
     _console().print(t)
 
 
 @app.command("summary")
-def summary_cmd(as_user: str = typer.Option(..., "--as", help=AS_HELP),
-                as_json: bool = typer.Option(False, "--json", help="JSON output")) -> None:
+def summary_cmd(
+    as_user: str = typer.Option(..., "--as", help=AS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="JSON output"),
+) -> None:
     """汇总 Per community and grid: members, beyond the circle, overdue visits (suppressed for aggregate roles)."""
     from gisgov.config import Settings
     from gisgov.services import store
@@ -102,30 +122,44 @@ def summary_cmd(as_user: str = typer.Option(..., "--as", help=AS_HELP),
         t.add_column(col)
     for u in out["units"]:
         for g in u["groups"]:
-            t.add_row(f"{u['level']} {u['code']}", g["group_name"], str(g["members"]),
-                      "—" if g["beyond"] is None else str(g["beyond"]), "—" if g["overdue"] is None else str(g["overdue"]))
+            t.add_row(
+                f"{u['level']} {u['code']}",
+                g["group_name"],
+                str(g["members"]),
+                "—" if g["beyond"] is None else str(g["beyond"]),
+                "—" if g["overdue"] is None else str(g["overdue"]),
+            )
     _console().print(t)
 
 
 @app.command("overdue")
-def overdue_cmd(as_user: str = typer.Option(..., "--as", help=AS_HELP),
-                code: str = typer.Option(None, help="街道/社区/网格编码 area inside the account's own"),
-                group: str = typer.Option(None, help="人群 group code with a visit rule"),
-                limit: int = typer.Option(500), offset: int = typer.Option(0),
-                as_json: bool = typer.Option(False, "--json", help="JSON output")) -> None:
+def overdue_cmd(
+    as_user: str = typer.Option(..., "--as", help=AS_HELP),
+    code: str = typer.Option(None, help="街道/社区/网格编码 area inside the account's own"),
+    group: str = typer.Option(None, help="人群 group code with a visit rule"),
+    limit: int = typer.Option(500),
+    offset: int = typer.Option(0),
+    as_json: bool = typer.Option(False, "--json", help="JSON output"),
+) -> None:
     """走访超期 Members overdue for a visit (never visited first; masked names; audited)."""
     from gisgov.cli.users import cli_actor
     from gisgov.services import store
 
     with acting(as_user) as (conn, p, eng):
         try:
-            out = store.overdue_list(conn, p, store.config_for(conn, _svc()), code=code, group=group,
-                                     limit=limit, offset=offset)
+            out = store.overdue_list(
+                conn, p, store.config_for(conn, _svc()), code=code, group=group, limit=limit, offset=offset
+            )
         except GisgovError as exc:
             _audit_refusal(eng, "read_personal", p, "special_overdue", exc, {"code": code})
             raise _fail(exc) from exc
-        audit.record(conn, "read_personal", actor=p, object=f"special_overdue:{out['area'] or 'all'}",
-                     detail={"count": len(out["items"]), "via": cli_actor()})
+        audit.record(
+            conn,
+            "read_personal",
+            actor=p,
+            object=f"special_overdue:{out['area'] or 'all'}",
+            detail={"count": len(out["items"]), "via": cli_actor()},
+        )
     if as_json:
         _echo(out)
         return
@@ -133,17 +167,25 @@ def overdue_cmd(as_user: str = typer.Option(..., "--as", help=AS_HELP),
     for col in ("#", "姓名 name", "楼栋 building", "门牌 door", "规则 rule", "上次 last visit", "超期天数 days over"):
         t.add_column(col)
     for r in out["items"]:
-        t.add_row(str(r["resident_id"]), r["name"] or "", r["building"], r["door_no"] or "",
-                  f"{r['rule_group']} {r['interval_days']} d", (r["last_visit"] or "从未 never")[:10],
-                  "—" if r["days_overdue"] is None else str(r["days_overdue"]))
+        t.add_row(
+            str(r["resident_id"]),
+            r["name"] or "",
+            r["building"],
+            r["door_no"] or "",
+            f"{r['rule_group']} {r['interval_days']} d",
+            (r["last_visit"] or "从未 never")[:10],
+            "—" if r["days_overdue"] is None else str(r["days_overdue"]),
+        )
     _console().print(t)
 
 
 @app.command("visit")
-def visit_cmd(resident_id: int = typer.Argument(..., help="居民编号 resident id (from the lists)"),
-              as_user: str = typer.Option(..., "--as", help=AS_HELP),
-              note: str = typer.Option(None, help="走访说明 note (no names or numbers)"),
-              as_json: bool = typer.Option(False, "--json", help="JSON output")) -> None:
+def visit_cmd(
+    resident_id: int = typer.Argument(..., help="居民编号 resident id (from the lists)"),
+    as_user: str = typer.Option(..., "--as", help=AS_HELP),
+    note: str = typer.Option(None, help="走访说明 note (no names or numbers)"),
+    as_json: bool = typer.Option(False, "--json", help="JSON output"),
+) -> None:
     """登记走访 Record a visit: a 特殊人群走访 event at the resident's building (audited event_report)."""
     from gisgov.cli.users import cli_actor
     from gisgov.services import store
@@ -155,13 +197,21 @@ def visit_cmd(resident_id: int = typer.Argument(..., help="居民编号 resident
         except GisgovError as exc:
             _audit_refusal(eng, "event_report", p, f"resident:{resident_id}", exc, {"visit": resident_id})
             raise _fail(exc) from exc
-        audit.record(conn, "event_report", actor=p, object=f"event:{out['event_id']}",
-                     detail={"visit": resident_id, "category": cfg.visit_category, "via": cli_actor()})
+        audit.record(
+            conn,
+            "event_report",
+            actor=p,
+            object=f"event:{out['event_id']}",
+            detail={"visit": resident_id, "category": cfg.visit_category, "via": cli_actor()},
+        )
     if as_json:
         _echo(out)
         return
-    _console().print(f"已登记走访 visit recorded: event #{out['event_id']} · resident {out['resident_id']} · "
-                     f"{out['visited_at'][:16]}", highlight=False)
+    _console().print(
+        f"已登记走访 visit recorded: event #{out['event_id']} · resident {out['resident_id']} · "
+        f"{out['visited_at'][:16]}",
+        highlight=False,
+    )
 
 
 def register(main: typer.Typer) -> None:

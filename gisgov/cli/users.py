@@ -28,8 +28,7 @@ from gisgov.errors import InvalidInput, NotFound
 from gisgov.security import accounts, audit
 from gisgov.security.roles import ROLE_LABELS, Role, check_scope
 
-app = typer.Typer(help="账号 Accounts: add, list, disable, change password or role (audited).",
-                  no_args_is_help=True)
+app = typer.Typer(help="账号 Accounts: add, list, disable, change password or role (audited).", no_args_is_help=True)
 
 EXIT_NOT_FOUND = 1
 EXIT_BAD_INPUT = 2
@@ -37,8 +36,7 @@ EXIT_NO_SCHEMA = 2  # same as every command on an un-migrated database (gisgov.c
 EXIT_DATABASE = 3
 
 ROLE_HELP = "角色 Role: " + ", ".join(f"{r.value} ({ROLE_LABELS[r]})" for r in Role)
-SCOPE_HELP = ("绑定的层级代码 Scope: street (9 digits), community (12) or grid (15) code; "
-              "empty for admin (whole city).")
+SCOPE_HELP = "绑定的层级代码 Scope: street (9 digits), community (12) or grid (15) code; empty for admin (whole city)."
 
 
 def out() -> Console:
@@ -96,8 +94,14 @@ def record_failure(op: str, username: str | None, reason: str) -> None:
     """Audit a rejected change in its own transaction (the change itself was rolled back)."""
     eng = owner_engine()
     try:
-        audit.record(eng, "user_admin", actor=cli_actor(), object=_object(username), result="failed",
-                     detail={"op": op, "reason": reason})
+        audit.record(
+            eng,
+            "user_admin",
+            actor=cli_actor(),
+            object=_object(username),
+            result="failed",
+            detail={"op": op, "reason": reason},
+        )
     except (OperationalError, ProgrammingError):
         pass  # no schema or no database: nothing to audit into, the error was already reported
     finally:
@@ -112,8 +116,10 @@ def parse_role(role: str) -> Role:
     try:
         return Role(role.strip())
     except ValueError:
-        raise fail(f"未知角色 unknown role {role!r}; one of: "
-                   + ", ".join(f"{r.value} ({ROLE_LABELS[r]})" for r in Role), EXIT_BAD_INPUT) from None
+        raise fail(
+            f"未知角色 unknown role {role!r}; one of: " + ", ".join(f"{r.value} ({ROLE_LABELS[r]})" for r in Role),
+            EXIT_BAD_INPUT,
+        ) from None
 
 
 def parse_scope(role: Role, scope: str) -> str:
@@ -130,8 +136,7 @@ def read_password(password_stdin: bool) -> str:
         if not pw:
             raise fail("标准输入没有密码 no password on standard input", EXIT_BAD_INPUT)
         return pw
-    return typer.prompt("新密码 New password", hide_input=True,
-                        confirmation_prompt="再输一次 Repeat the new password")
+    return typer.prompt("新密码 New password", hide_input=True, confirmation_prompt="再输一次 Repeat the new password")
 
 
 def _exists(conn: Connection, username: str) -> bool:
@@ -154,17 +159,22 @@ def scope_names(conn: Connection, codes: list[str]) -> dict[str, str]:
     names = {"": "全市 whole city"}
     codes = [c for c in set(codes) if c]
     if codes:
-        rows = conn.execute(text(
-            "SELECT code, name FROM street WHERE code = ANY(:c) "
-            "UNION ALL SELECT code, name FROM community WHERE code = ANY(:c) "
-            "UNION ALL SELECT * FROM (SELECT DISTINCT ON (g.code) g.code, coalesce(g.name, g.code) FROM grid g "
-            "LEFT JOIN grid_plan p ON p.id = g.plan_id WHERE g.code = ANY(:c) "
-            "ORDER BY g.code, (p.status = 'active') DESC NULLS LAST) AS gg"), {"c": codes}).all()
+        rows = conn.execute(
+            text(
+                "SELECT code, name FROM street WHERE code = ANY(:c) "
+                "UNION ALL SELECT code, name FROM community WHERE code = ANY(:c) "
+                "UNION ALL SELECT * FROM (SELECT DISTINCT ON (g.code) g.code, coalesce(g.name, g.code) FROM grid g "
+                "LEFT JOIN grid_plan p ON p.id = g.plan_id WHERE g.code = ANY(:c) "
+                "ORDER BY g.code, (p.status = 'active') DESC NULLS LAST) AS gg"
+            ),
+            {"c": codes},
+        ).all()
         names.update({r[0]: r[1] for r in rows})
     return names
 
 
 # ---- commands -------------------------------------------------------------------------------------------
+
 
 @app.command("add")
 def add(
@@ -172,7 +182,9 @@ def add(
     role: str = typer.Option(..., "--role", "-r", help=ROLE_HELP),
     scope: str = typer.Option("", "--scope", "-s", help=SCOPE_HELP),
     name: str = typer.Option(None, "--name", "-n", help="显示名 Display name (default: the user name)."),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="从标准输入读一行密码 Read the password from stdin."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="从标准输入读一行密码 Read the password from stdin."
+    ),
 ) -> None:
     """新建账号 Add an account with a role bound to one node of the hierarchy."""
     _check_username(username)
@@ -183,13 +195,19 @@ def add(
         with owner_transaction() as conn:
             accounts.add_user(conn, username, password, r, code, display_name=name)
             where = _scope_name(conn, code)
-            audit.record(conn, "user_admin", actor=cli_actor(), object=_object(username),
-                         detail={"op": "add", "role": r.value, "scope": code})
+            audit.record(
+                conn,
+                "user_admin",
+                actor=cli_actor(),
+                object=_object(username),
+                detail={"op": "add", "role": r.value, "scope": code},
+            )
     except (InvalidInput, NotFound) as exc:
         record_failure("add", username, str(exc))
         raise fail(str(exc), EXIT_BAD_INPUT) from None
-    out().print(f"[green]已创建 added[/] {username}: {r.value} ({ROLE_LABELS[r]}) @ {code or '—'} {where}",
-                highlight=False)
+    out().print(
+        f"[green]已创建 added[/] {username}: {r.value} ({ROLE_LABELS[r]}) @ {code or '—'} {where}", highlight=False
+    )
 
 
 @app.command("list")
@@ -198,11 +216,25 @@ def list_cmd() -> None:
     with owner_transaction() as conn:
         users = accounts.list_users(conn)
         names = scope_names(conn, [u["scope_code"] for u in users])
-        locked = {r[0] for r in conn.execute(text(
-            "SELECT username FROM app_user WHERE locked_until IS NOT NULL AND locked_until > now()"))}
-        audit.record(conn, "user_admin", actor=cli_actor(), object="app_user", detail={"op": "list", "count": len(users)})
+        locked = {
+            r[0]
+            for r in conn.execute(
+                text("SELECT username FROM app_user WHERE locked_until IS NOT NULL AND locked_until > now()")
+            )
+        }
+        audit.record(
+            conn, "user_admin", actor=cli_actor(), object="app_user", detail={"op": "list", "count": len(users)}
+        )
     table = Table(title=f"账号 Accounts ({len(users)})")
-    for col in ("用户 user", "姓名 name", "角色 role", "范围 scope", "停用 disabled", "锁定 locked", "最近登录 last login"):
+    for col in (
+        "用户 user",
+        "姓名 name",
+        "角色 role",
+        "范围 scope",
+        "停用 disabled",
+        "锁定 locked",
+        "最近登录 last login",
+    ):
         table.add_column(col, no_wrap=col.startswith(("用户", "停用", "锁定", "最近")))
     for u in users:
         role = Role(u["role"])
@@ -239,7 +271,9 @@ def disable(
 @app.command("passwd")
 def passwd(
     username: str = typer.Argument(..., help="用户名 User name."),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="从标准输入读一行密码 Read the password from stdin."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="从标准输入读一行密码 Read the password from stdin."
+    ),
 ) -> None:
     """改密码 Set a new password (ends the account's sessions; a demo account stops being one)."""
     with owner_transaction() as conn:
@@ -274,24 +308,36 @@ def role_cmd(
         with owner_transaction() as conn:
             if not _exists(conn, username):
                 raise NotFound(f"无此用户 no user {username}")
-            before = conn.execute(text("SELECT role, scope_code FROM app_user WHERE username = :u"),
-                                  {"u": username}).one()
+            before = conn.execute(
+                text("SELECT role, scope_code FROM app_user WHERE username = :u"), {"u": username}
+            ).one()
             try:
                 accounts.set_role(conn, username, r, code)
             except NotFound as exc:  # the user exists: the scope code names no node
                 raise InvalidInput(str(exc)) from None
             where = _scope_name(conn, code)
-            audit.record(conn, "user_admin", actor=cli_actor(), object=_object(username),
-                         detail={"op": "role", "role": r.value, "scope": code,
-                                 "was": {"role": before.role, "scope": before.scope_code}})
+            audit.record(
+                conn,
+                "user_admin",
+                actor=cli_actor(),
+                object=_object(username),
+                detail={
+                    "op": "role",
+                    "role": r.value,
+                    "scope": code,
+                    "was": {"role": before.role, "scope": before.scope_code},
+                },
+            )
     except NotFound as exc:
         record_failure("role", username, str(exc))
         raise fail(str(exc), EXIT_NOT_FOUND) from None
     except InvalidInput as exc:
         record_failure("role", username, str(exc))
         raise fail(str(exc), EXIT_BAD_INPUT) from None
-    out().print(f"[green]已修改角色 role changed[/] {username}: {r.value} ({ROLE_LABELS[r]}) @ {code or '—'} {where}",
-                highlight=False)
+    out().print(
+        f"[green]已修改角色 role changed[/] {username}: {r.value} ({ROLE_LABELS[r]}) @ {code or '—'} {where}",
+        highlight=False,
+    )
 
 
 def register(root: typer.Typer) -> None:

@@ -49,7 +49,7 @@ def reachable_intervals(model: CoverageModel, s: Sources, nd: NodeDistances, bud
         out[int(e)] = iv
     # sources on an edge: the stretch around each
     ok = s.edge >= 0
-    for e, t, leg in zip(s.edge[ok], s.offset[ok], s.leg[ok]):
+    for e, t, leg in zip(s.edge[ok], s.offset[ok], s.leg[ok], strict=False):
         r = budget - leg
         if r < 0:
             continue
@@ -101,8 +101,15 @@ def _legs(model: CoverageModel, idx: np.ndarray) -> list:
     return list(lines)
 
 
-def service_area(model: CoverageModel, rows: np.ndarray, budget: float, dist: np.ndarray, *,
-                 width: float | None = None, within: np.ndarray | None = None):
+def service_area(
+    model: CoverageModel,
+    rows: np.ndarray,
+    budget: float,
+    dist: np.ndarray,
+    *,
+    width: float | None = None,
+    within: np.ndarray | None = None,
+):
     """Area (metric polygon) from which the nearest facility among ``rows`` is within ``budget``.
 
     ``dist``: the buildings' network distance to those facilities (for legs and holes);
@@ -141,7 +148,7 @@ def _gate_legs(model: CoverageModel, reach: np.ndarray) -> list:
     gate_xy = model.gate_xy.reindex(acc.via[rows]).to_numpy()
     bx, by = b["x"].to_numpy()[acc.owner[rows]], b["y"].to_numpy()[acc.owner[rows]]
     out = []
-    for x0, y0, (gx, gy), p in zip(bx, by, gate_xy, street):
+    for x0, y0, (gx, gy), p in zip(bx, by, gate_xy, street, strict=False):
         out.append(shapely.LineString([(x0, y0), (gx, gy), (p.x, p.y)]))
     return out
 
@@ -170,8 +177,15 @@ def _straight_area(model: CoverageModel, rows, budget, width, beyond):
     return _cut_holes(model, shapely.union_all(discs), beyond)
 
 
-def gap_areas(model: CoverageModel, dist: np.ndarray, budget: float, *, radius: float | None = None,
-              within: np.ndarray | None = None, area=None) -> pd.DataFrame:
+def gap_areas(
+    model: CoverageModel,
+    dist: np.ndarray,
+    budget: float,
+    *,
+    radius: float | None = None,
+    within: np.ndarray | None = None,
+    area=None,
+) -> pd.DataFrame:
     """Uncovered buildings grouped into gap polygons (metric): geometry, buildings, households."""
     radius = model.params.gap_radius_m if radius is None else radius
     sel = np.ones(len(dist), dtype=bool) if within is None else within
@@ -190,7 +204,11 @@ def gap_areas(model: CoverageModel, dist: np.ndarray, budget: float, *, radius: 
         return pd.DataFrame(columns=cols)
     tree = shapely.STRtree(polys)
     pi, gi = tree.query(pts, predicate="intersects")
-    hh = pd.to_numeric(b["households"], errors="coerce").fillna(0).to_numpy(float) if "households" in b else np.zeros(len(b))
+    hh = (
+        pd.to_numeric(b["households"], errors="coerce").fillna(0).to_numpy(float)
+        if "households" in b
+        else np.zeros(len(b))
+    )
     ids = b["id"].to_numpy()
     rows = []
     # a point may touch two neighbouring parts: keep its first
@@ -199,6 +217,12 @@ def gap_areas(model: CoverageModel, dist: np.ndarray, budget: float, *, radius: 
         mine = idx[first.index.to_numpy()[first.to_numpy() == k]]
         if len(mine) == 0:
             continue
-        rows.append({"geometry": poly, "buildings": len(mine), "households": float(hh[mine].sum()),
-                     "building_ids": ids[mine].tolist()})
+        rows.append(
+            {
+                "geometry": poly,
+                "buildings": len(mine),
+                "households": float(hh[mine].sum()),
+                "building_ids": ids[mine].tolist(),
+            }
+        )
     return pd.DataFrame(rows, columns=cols).sort_values("households", ascending=False, ignore_index=True)

@@ -48,8 +48,8 @@ class Profile:
 
 @dataclass(frozen=True)
 class Selector:
-    category: str                   # facility.category_code
-    kinds: tuple[str, ...] = ()     # keywords matched against facility.kind (empty = all)
+    category: str  # facility.category_code
+    kinds: tuple[str, ...] = ()  # keywords matched against facility.kind (empty = all)
 
     def matches(self, category_code: pd.Series, kind: pd.Series) -> np.ndarray:
         m = np.array(category_code == self.category, dtype=bool)
@@ -94,7 +94,7 @@ class Standard:
     code: str
     name_zh: str
     name_en: str
-    applies_to: str                              # urban | rural | all
+    applies_to: str  # urban | rural | all
     tiers: tuple[tuple[str, tuple[str, ...]], ...]  # (circle code, categories) by increasing minutes
     source: str = ""
 
@@ -174,9 +174,17 @@ class Catalog:
     def budgets(self) -> pd.DataFrame:
         """One row per (profile, circle): minutes, distance budget in metres."""
         rows = [
-            dict(profile=p.code, circle=c.code, minutes=c.minutes, distance_m=p.budget_m(c),
-                 speed_mps=p.speed_mps, name_zh=c.name_zh, name_en=c.name_en)
-            for p in self.profiles for c in self.circles
+            dict(
+                profile=p.code,
+                circle=c.code,
+                minutes=c.minutes,
+                distance_m=p.budget_m(c),
+                speed_mps=p.speed_mps,
+                name_zh=c.name_zh,
+                name_en=c.name_en,
+            )
+            for p in self.profiles
+            for c in self.circles
         ]
         return pd.DataFrame(rows)
 
@@ -185,11 +193,21 @@ class Catalog:
         if not categories:
             return self
         cats = tuple(self.category(c) for c in categories)
-        return Catalog(self.circles, self.profiles, cats, self.standards, self.special_groups,
-                       self.distance_cap_m, self.network, self.checksum, self.path)
+        return Catalog(
+            self.circles,
+            self.profiles,
+            cats,
+            self.standards,
+            self.special_groups,
+            self.distance_cap_m,
+            self.network,
+            self.checksum,
+            self.path,
+        )
 
 
 # -- loading ------------------------------------------------------------------------------
+
 
 def default_catalog_path() -> Path:
     from gisgov.config import get_settings
@@ -246,8 +264,9 @@ def parse_catalog(doc: dict, *, checksum: str = "", path: str = "") -> Catalog:
         speed = e.get("speed_mps")
         if speed is not None and not (0.1 <= float(speed) <= 3.0):
             raise CatalogError(f"profile {code!r}: speed_mps {speed} outside 0.1–3.0 m/s (rule: walking_speed)")
-        profiles.append(Profile(code, e.get("name_zh", code), e.get("name_en", code),
-                                None if speed is None else float(speed)))
+        profiles.append(
+            Profile(code, e.get("name_zh", code), e.get("name_en", code), None if speed is None else float(speed))
+        )
     _unique([p.code for p in profiles], "profile")
 
     categories = []
@@ -281,19 +300,27 @@ def parse_catalog(doc: dict, *, checksum: str = "", path: str = "") -> Catalog:
                 raise CatalogError(f"standard {code!r}: tier {circle!r} is not a circle (rule: tier_is_circle)")
             for c in cats:
                 if c not in cat_codes:
-                    raise CatalogError(f"standard {code!r} tier {circle!r}: unknown category {c!r} (rule: category_exists)")
+                    raise CatalogError(
+                        f"standard {code!r} tier {circle!r}: unknown category {c!r} (rule: category_exists)"
+                    )
             tiers.append((circle, tuple(cats)))
         tiers.sort(key=lambda t: circle_codes[t[0]].minutes)
-        standards.append(Standard(code, e.get("name_zh", code), e.get("name_en", code), applies, tuple(tiers),
-                                  e.get("source", "")))
+        standards.append(
+            Standard(code, e.get("name_zh", code), e.get("name_en", code), applies, tuple(tiers), e.get("source", ""))
+        )
     _unique([s.code for s in standards], "standard")
 
     groups = []
     for i, e in enumerate(doc.get("special_groups") or []):
         where = f"special_groups[{i}]"
-        g = SpecialGroupRule(str(_req(e, "group", where)), str(_req(e, "category", where)),
-                             str(_req(e, "circle", where)), str(e.get("profile", profiles[0].code)),
-                             e.get("name_zh", ""), e.get("name_en", ""))
+        g = SpecialGroupRule(
+            str(_req(e, "group", where)),
+            str(_req(e, "category", where)),
+            str(_req(e, "circle", where)),
+            str(e.get("profile", profiles[0].code)),
+            e.get("name_zh", ""),
+            e.get("name_en", ""),
+        )
         if g.category not in cat_codes:
             raise CatalogError(f"{where}: unknown category {g.category!r} (rule: category_exists)")
         if g.circle not in circle_codes:
@@ -310,5 +337,6 @@ def parse_catalog(doc: dict, *, checksum: str = "", path: str = "") -> Catalog:
         raise CatalogError(
             f"distance_cap_m {cap:g} is below the largest circle budget {largest:g} m (rule: cap_covers_circles)"
         )
-    return Catalog(tuple(circles), tuple(profiles), tuple(categories), tuple(standards), tuple(groups),
-                   cap, params, checksum, path)
+    return Catalog(
+        tuple(circles), tuple(profiles), tuple(categories), tuple(standards), tuple(groups), cap, params, checksum, path
+    )

@@ -24,8 +24,20 @@ from gisgov.coverage.model import DistanceTable
 
 LEVELS = ("street", "community", "grid", "compound")
 WEIGHTS = ("buildings", "households", "residents")
-FIGURE_COLUMNS = ["level", "code", "item_kind", "item", "profile", "circle", "buildings", "buildings_in",
-                  "households", "households_in", "residents", "residents_in"]
+FIGURE_COLUMNS = [
+    "level",
+    "code",
+    "item_kind",
+    "item",
+    "profile",
+    "circle",
+    "buildings",
+    "buildings_in",
+    "households",
+    "households_in",
+    "residents",
+    "residents_in",
+]
 
 
 def _units(buildings: pd.DataFrame, levels) -> tuple[np.ndarray, pd.DataFrame]:
@@ -55,8 +67,8 @@ class UnitIndex:
     unit: np.ndarray
     units: pd.DataFrame
     mats: list
-    stacked: sparse.csr_matrix = None   # all levels' matrices on top of each other
-    offsets: dict = None                # level → first row in ``stacked``
+    stacked: sparse.csr_matrix = None  # all levels' matrices on top of each other
+    offsets: dict = None  # level → first row in ``stacked``
 
     @classmethod
     def build(cls, buildings: pd.DataFrame, levels=None) -> UnitIndex:
@@ -137,10 +149,16 @@ class Figures:
             masks = [m[4] for m in self.meta]
             tot = np.stack([self.totals[lvl][mk][rows] for mk in masks], axis=1)  # (n, K, 3)
             vals = np.concatenate([tot, self.inside[lvl][rows].transpose(0, 2, 1)], axis=2)
-            frames.append(_frame(lvl, codes[rows], vals, [m[:4] for m in self.meta],
-                                 ["item_kind", "item", "profile", "circle"],
-                                 ["buildings", "households", "residents", "buildings_in", "households_in",
-                                  "residents_in"]))
+            frames.append(
+                _frame(
+                    lvl,
+                    codes[rows],
+                    vals,
+                    [m[:4] for m in self.meta],
+                    ["item_kind", "item", "profile", "circle"],
+                    ["buildings", "households", "residents", "buildings_in", "households_in", "residents_in"],
+                )
+            )
         if not frames:
             return pd.DataFrame(columns=FIGURE_COLUMNS)
         out = pd.concat(frames, ignore_index=True)[FIGURE_COLUMNS]
@@ -149,9 +167,16 @@ class Figures:
         return out
 
 
-def figure_arrays(buildings: pd.DataFrame, table: DistanceTable, catalog: Catalog, *,
-                  levels=LEVELS, categories: list[str] | None = None,
-                  standards: list[str] | None = None, index: UnitIndex | None = None) -> Figures:
+def figure_arrays(
+    buildings: pd.DataFrame,
+    table: DistanceTable,
+    catalog: Catalog,
+    *,
+    levels=LEVELS,
+    categories: list[str] | None = None,
+    standards: list[str] | None = None,
+    index: UnitIndex | None = None,
+) -> Figures:
     """All figures (see module doc) as arrays. ``categories`` limits the category rows; ``standards``
     the complete-circle rows (default: every standard whose categories are all in the table);
     ``index`` = a prebuilt :class:`UnitIndex` of these buildings (reused across runs)."""
@@ -164,11 +189,15 @@ def figure_arrays(buildings: pd.DataFrame, table: DistanceTable, catalog: Catalo
     nr = len(bvals) + 1
     pairs_all = [(r.profile, r.circle, float(r.distance_m)) for r in budgets.itertuples()]
     ring_of = np.array([int(np.searchsorted(bvals, b)) for _, _, b in pairs_all])
-    rule = (buildings["rule_set"].fillna("urban").to_numpy() if "rule_set" in buildings
-            else np.full(len(buildings), "urban"))
+    rule = (
+        buildings["rule_set"].fillna("urban").to_numpy()
+        if "rule_set" in buildings
+        else np.full(len(buildings), "urban")
+    )
     if standards is None:
-        standards = [std.code for std in catalog.standards
-                     if all(c in table.categories for _, cats in std.tiers for c in cats)]
+        standards = [
+            std.code for std in catalog.standards if all(c in table.categories for _, cats in std.tiers for c in cats)
+        ]
     cats = list(categories or table.categories)
     meta = [("category", c, p, ci, "all") for c in cats for p, ci, _ in pairs_all]
     std_jobs = []
@@ -190,7 +219,7 @@ def figure_arrays(buildings: pd.DataFrame, table: DistanceTable, catalog: Catalo
     for mk in sorted({m[4] for m in meta}):
         sel = np.ones(len(unit), dtype=bool) if mk == "all" else (rule == mk)
         per_unit = np.column_stack([np.bincount(unit[sel], weights=w[sel, k], minlength=nu) for k in range(3)])
-        for lvl, codes, m in mats:
+        for lvl, _codes, m in mats:
             totals[lvl][mk] = np.asarray(m @ per_unit)
 
     P = len(pairs_all)
@@ -203,10 +232,11 @@ def figure_arrays(buildings: pd.DataFrame, table: DistanceTable, catalog: Catalo
         ring = ring_fn(table.dist[:, table.col(code)])
         rings[code] = ring
         key = unit_nr + ring
-        x = np.concatenate([np.bincount(key, weights=wc[k], minlength=nu * nr).reshape(nu, nr) for k in range(3)],
-                           axis=1)                                            # (nu, 3 nr) ring histograms
-        y = np.asarray(big @ x).reshape(n_all, 3, nr).cumsum(axis=2)          # (codes, 3, nr) cumulative
-        inside_all[:, :, k0:k0 + P] = y[:, :, ring_of]
+        x = np.concatenate(
+            [np.bincount(key, weights=wc[k], minlength=nu * nr).reshape(nu, nr) for k in range(3)], axis=1
+        )  # (nu, 3 nr) ring histograms
+        y = np.asarray(big @ x).reshape(n_all, 3, nr).cumsum(axis=2)  # (codes, 3, nr) cumulative
+        inside_all[:, :, k0 : k0 + P] = y[:, :, ring_of]
         k0 += P
     ring_index = {float(b): i for i, b in enumerate(bvals)}
     for std, profile, tier, mk in std_jobs:
@@ -216,11 +246,12 @@ def figure_arrays(buildings: pd.DataFrame, table: DistanceTable, catalog: Catalo
             ok &= r <= ring_index[catalog.budget_m(circle, profile)]
         if mk != "all":
             ok &= rule == mk
-        per_unit = np.column_stack([np.bincount(unit[ok], weights=None if k == 0 else wc[k][ok], minlength=nu)
-                                    for k in range(3)])
+        per_unit = np.column_stack(
+            [np.bincount(unit[ok], weights=None if k == 0 else wc[k][ok], minlength=nu) for k in range(3)]
+        )
         inside_all[:, :, k0] = np.asarray(big @ per_unit)
         k0 += 1
-    inside = {lvl: inside_all[index.offsets[lvl]: index.offsets[lvl] + len(codes)] for lvl, codes, _ in mats}
+    inside = {lvl: inside_all[index.offsets[lvl] : index.offsets[lvl] + len(codes)] for lvl, codes, _ in mats}
     return Figures({lvl: codes for lvl, codes, _ in mats}, inside, totals, meta)
 
 
@@ -238,16 +269,22 @@ def _ring_function(bvals: np.ndarray):
         def ring(d):
             i = np.ceil(np.minimum(d, top))
             return lut[i.astype(np.int32)]
+
         return ring
     return lambda d: np.searchsorted(bvals, d, side="left").astype(dtype)
 
 
-def coverage_figures(buildings: pd.DataFrame, table: DistanceTable, catalog: Catalog, *,
-                     levels=LEVELS, categories: list[str] | None = None,
-                     standards: list[str] | None = None) -> pd.DataFrame:
+def coverage_figures(
+    buildings: pd.DataFrame,
+    table: DistanceTable,
+    catalog: Catalog,
+    *,
+    levels=LEVELS,
+    categories: list[str] | None = None,
+    standards: list[str] | None = None,
+) -> pd.DataFrame:
     """All figures as the long table (see module doc and :func:`figure_arrays`)."""
-    return figure_arrays(buildings, table, catalog, levels=levels, categories=categories,
-                         standards=standards).frame()
+    return figure_arrays(buildings, table, catalog, levels=levels, categories=categories, standards=standards).frame()
 
 
 def complete_mask(table: DistanceTable, catalog: Catalog, standard: str, tier: str, profile: str) -> np.ndarray:
@@ -267,8 +304,9 @@ def with_shares(fig: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def group_figures(buildings: pd.DataFrame, groups: pd.DataFrame | None, table: DistanceTable, catalog: Catalog,
-                  *, levels=LEVELS) -> pd.DataFrame:
+def group_figures(
+    buildings: pd.DataFrame, groups: pd.DataFrame | None, table: DistanceTable, catalog: Catalog, *, levels=LEVELS
+) -> pd.DataFrame:
     """Special groups beyond a circle (catalog ``special_groups``): residents, beyond, per level.
 
     ``groups``: building_id, group_code, residents (count of that group's residents in the building).
@@ -291,13 +329,24 @@ def group_figures(buildings: pd.DataFrame, groups: pd.DataFrame | None, table: D
         n = g["residents"].to_numpy(float)[found]
         d = table.dist[bi, table.col(rule.category)]
         beyond = ~(d <= catalog.budget_m(rule.circle, rule.profile))
-        blocks.append(np.column_stack([np.bincount(unit[bi], weights=n, minlength=len(units)),
-                                       np.bincount(unit[bi], weights=n * beyond, minlength=len(units))]))
+        blocks.append(
+            np.column_stack(
+                [
+                    np.bincount(unit[bi], weights=n, minlength=len(units)),
+                    np.bincount(unit[bi], weights=n * beyond, minlength=len(units)),
+                ]
+            )
+        )
         meta.append((rule.group, rule.category, rule.profile, rule.circle))
     if not blocks:
         return pd.DataFrame(columns=cols)
-    out = _long(_level_matrices(units, levels), np.stack(blocks, axis=1), meta,
-                ["group_code", "category", "profile", "circle"], ["residents", "beyond"])[cols]
+    out = _long(
+        _level_matrices(units, levels),
+        np.stack(blocks, axis=1),
+        meta,
+        ["group_code", "category", "profile", "circle"],
+        ["residents", "beyond"],
+    )[cols]
     out["residents"] = out["residents"].round().astype(np.int64)
     out["beyond"] = out["beyond"].round().astype(np.int64)
     return out

@@ -73,8 +73,8 @@ class DistanceTable:
     """Distance (m) from every building to the nearest facility of each category."""
 
     categories: list[str]
-    dist: np.ndarray          # (n_buildings, n_categories) float32, inf = beyond the cap / unreachable
-    fac: np.ndarray           # (n_buildings, n_categories) int32 facility row, -1 = none
+    dist: np.ndarray  # (n_buildings, n_categories) float32, inf = beyond the cap / unreachable
+    fac: np.ndarray  # (n_buildings, n_categories) int32 facility row, -1 = none
     method: str
     seconds: dict = field(default_factory=dict)
 
@@ -115,8 +115,15 @@ def _metric(gdf, epsg):
 class CoverageModel:
     """Graph + snaps held in memory; answers distance questions for any facility subset."""
 
-    def __init__(self, city: CityData, params: NetworkParams, cap: float, *, epsg: int | None = None,
-                 progress: Progress | None = None):
+    def __init__(
+        self,
+        city: CityData,
+        params: NetworkParams,
+        cap: float,
+        *,
+        epsg: int | None = None,
+        progress: Progress | None = None,
+    ):
         t0 = time.perf_counter()
         self.params, self.cap = params, float(cap)
         b = city.buildings
@@ -155,9 +162,15 @@ class CoverageModel:
             gates = None
             if city.gates is not None and len(city.gates):
                 gm = _metric(city.gates, epsg)
-                gates = pd.DataFrame({"id": gm["id"].to_numpy(np.int64), "compound_id": gm["compound_id"].to_numpy(np.int64),
-                                      "node_id": gm.get("node_id"), "x": gm.geometry.x.to_numpy(),
-                                      "y": gm.geometry.y.to_numpy()})
+                gates = pd.DataFrame(
+                    {
+                        "id": gm["id"].to_numpy(np.int64),
+                        "compound_id": gm["compound_id"].to_numpy(np.int64),
+                        "node_id": gm.get("node_id"),
+                        "x": gm.geometry.x.to_numpy(),
+                        "y": gm.geometry.y.to_numpy(),
+                    }
+                )
             cgeoms = None
             if city.compounds is not None and len(city.compounds):
                 cm = _metric(city.compounds, epsg)
@@ -165,9 +178,10 @@ class CoverageModel:
             comp = pd.to_numeric(self.buildings.get("compound_id"), errors="coerce")
             comp = np.full(len(bx), -1, np.int64) if comp is None else comp.fillna(-1).to_numpy(np.int64)
             if gates is not None:
-                self.gate_xy = pd.Series(list(zip(gates["x"], gates["y"])), index=gates["id"].to_numpy())
-            self.access, self.bsnap = building_access(self.graph, snap, bx, by, comp, gates=gates,
-                                                      compound_geoms=cgeoms, **kw)
+                self.gate_xy = pd.Series(list(zip(gates["x"], gates["y"], strict=False)), index=gates["id"].to_numpy())
+            self.access, self.bsnap = building_access(
+                self.graph, snap, bx, by, comp, gates=gates, compound_geoms=cgeoms, **kw
+            )
         else:
             self.bsnap = Snap.empty(len(bx), FLAG_NO_NETWORK)
             self.access = Access.from_snap(self.bsnap)
@@ -187,16 +201,23 @@ class CoverageModel:
                 df[c] = None
         df["x"], df["y"] = fx, fy
         self.facilities = df
-        self._fac_match = pd.DataFrame({"category_code": df["category_code"].astype("category"),
-                                        "kind": df["kind"].astype("category")})
+        self._fac_match = pd.DataFrame(
+            {"category_code": df["category_code"].astype("category"), "kind": df["kind"].astype("category")}
+        )
         self.fsnap = self._snap(df["x"].to_numpy(float), df["y"].to_numpy(float))
         self.seconds["snap_facilities"] = time.perf_counter() - t
 
     def _snap(self, x: np.ndarray, y: np.ndarray) -> Snap:
         if self.method != NETWORK:
             return Snap.empty(len(x), FLAG_NO_NETWORK)
-        return snap_points(self.graph, x, y, barriers=self.barriers, max_snap_m=self.params.max_snap_m,
-                           reroute_radius_m=self.params.reroute_radius_m)
+        return snap_points(
+            self.graph,
+            x,
+            y,
+            barriers=self.barriers,
+            max_snap_m=self.params.max_snap_m,
+            reroute_radius_m=self.params.reroute_radius_m,
+        )
 
     @property
     def reader(self) -> PointReader:
@@ -226,8 +247,9 @@ class CoverageModel:
             nd = node_distances(self.graph, s, limit=limit)
             d, k = point_distances(self.graph, nd, s, self.reader, limit=limit)
         else:
-            d, k = self.straight_line(self.facilities["x"].to_numpy(float)[rows],
-                                      self.facilities["y"].to_numpy(float)[rows], limit=limit)
+            d, k = self.straight_line(
+                self.facilities["x"].to_numpy(float)[rows], self.facilities["y"].to_numpy(float)[rows], limit=limit
+            )
         fac = np.where(k >= 0, rows[np.maximum(k, 0)], -1)
         return d, fac
 
@@ -240,8 +262,14 @@ class CoverageModel:
         d[beyond] = np.inf
         return d, np.where(beyond, -1, k).astype(np.int64)
 
-    def compute(self, catalog: Catalog, categories: list[str] | None = None,
-                progress: Progress | None = None, *, workers: int = 1) -> DistanceTable:
+    def compute(
+        self,
+        catalog: Catalog,
+        categories: list[str] | None = None,
+        progress: Progress | None = None,
+        *,
+        workers: int = 1,
+    ) -> DistanceTable:
         """Distances for the catalog's categories: one multi-source pass per distinct facility set.
 
         ``workers`` > 1 forks that many processes (POSIX only; for the CLI and the benchmark, not
@@ -293,7 +321,7 @@ class CoverageModel:
                 code = 0
                 try:
                     run(jobs[w::workers], False)
-                except BaseException:  # noqa: BLE001 — reported to the parent by the exit code
+                except BaseException:
                     code = 1
                 os._exit(code)
             pids.append(pid)
@@ -316,8 +344,13 @@ class CoverageModel:
                 dist[:, j], fac[:, j] = dist[:, src], fac[:, src]
         if progress:
             progress("distances", len(jobs), len(jobs))
-        self.last_plan = {"categories": nc, "dijkstra": len(jobs), "unions": len(unions), "empty": len(empty),
-                          "shared": nc - len(distinct)}
+        self.last_plan = {
+            "categories": nc,
+            "dijkstra": len(jobs),
+            "unions": len(unions),
+            "empty": len(empty),
+            "shared": nc - len(distinct),
+        }
         secs = dict(self.seconds, distances=time.perf_counter() - t)
         return DistanceTable([c.code for c in cats], dist, fac, self.method, secs)
 
@@ -354,8 +387,11 @@ class CoverageModel:
         f = self.bsnap.flags
         idx = np.flatnonzero(f & ~np.int32(8))  # every flag but the informative via_gate
         b = self.buildings.iloc[idx]
-        return pd.DataFrame({
-            "building_id": b["id"].to_numpy(), "code": b.get("code", pd.Series([None] * len(b))).to_numpy(),
-            "access_m": np.round(self.bsnap.leg[idx], 1), "flags": [",".join(flag_names(int(v))) for v in f[idx]],
-        })
-
+        return pd.DataFrame(
+            {
+                "building_id": b["id"].to_numpy(),
+                "code": b.get("code", pd.Series([None] * len(b))).to_numpy(),
+                "access_m": np.round(self.bsnap.leg[idx], 1),
+                "flags": [",".join(flag_names(int(v))) for v in f[idx]],
+            }
+        )

@@ -44,6 +44,7 @@ from gisgov.coverage.figures import (
 from gisgov.coverage.model import NETWORK, CityData, CoverageModel, DistanceTable
 from gisgov.errors import InvalidInput, NotFound
 
+
 def _locked(fn):
     """Serialise calls on one service (the model is shared by the API's worker threads)."""
     import functools
@@ -102,7 +103,7 @@ class CoverageService:
         with self._lock:
             sums = store.input_checksums(conn)
             cat = self.catalog()
-            skey = tuple(sums[k] for k in STRUCTURE_KEYS) + (cat.network, cat.distance_cap_m)
+            skey = (*tuple(sums[k] for k in STRUCTURE_KEYS), cat.network, cat.distance_cap_m)
             if self.model is None or skey != self._struct_key:
                 _check_whole_city(conn)
             if self.model is None or skey != self._struct_key:
@@ -139,8 +140,11 @@ class CoverageService:
             if self._table is not None and key == self._table_key:
                 return self._table
             t = None
-            if run and run["catalog_checksum"] == cat.checksum and \
-                    run["inputs_checksum"].get("facilities") == self._fac_key:
+            if (
+                run
+                and run["catalog_checksum"] == cat.checksum
+                and run["inputs_checksum"].get("facilities") == self._fac_key
+            ):
                 t = store.load_table(conn, model, cat.category_codes)
             self.table_stored = t is not None
             if t is None:
@@ -186,8 +190,18 @@ class CoverageService:
         store.finish_run(conn, run_id, {"seconds": secs, "snap": summary})
         self._table_key = None
         comps = model.graph.components_table() if model.graph is not None else pd.DataFrame()
-        return ComputeResult(run_id, model.method, len(model.buildings), len(model.facilities), len(codes), n,
-                             secs, summary, comps, model.problem_buildings())
+        return ComputeResult(
+            run_id,
+            model.method,
+            len(model.buildings),
+            len(model.facilities),
+            len(codes),
+            n,
+            secs,
+            summary,
+            comps,
+            model.problem_buildings(),
+        )
 
     # -- area selection -----------------------------------------------------------------------------------
     def scope_mask(self, scope: str = "") -> np.ndarray:
@@ -241,18 +255,43 @@ class CoverageService:
         rows = []
         for r in f.itertuples(index=False):
             zh, en = names.get(r.item, (r.item, r.item))
-            rows.append({"item_kind": r.item_kind, "item": r.item, "name_zh": zh, "name_en": en,
-                         "profile": r.profile, "circle": r.circle,
-                         "budget_m": cat.budget_m(r.circle, r.profile),
-                         "buildings": int(r.buildings), "buildings_in": int(r.buildings_in),
-                         "households": float(r.households), "households_in": float(r.households_in),
-                         "residents": int(r.residents), "residents_in": int(r.residents_in),
-                         "share_buildings": _num(r.share_buildings), "share_households": _num(r.share_households),
-                         "share_residents": _num(r.share_residents)})
-        groups = [{k: (v.item() if hasattr(v, "item") else v) for k, v in r._asdict().items()}
-                  for r in g.itertuples(index=False)] if len(g) else []
-        return {"level": level, "code": str(code), "method": self._table.method, "stored": self.table_stored,
-                "rows": rows, "special_groups": groups, "network": self.model.snap_summary()}
+            rows.append(
+                {
+                    "item_kind": r.item_kind,
+                    "item": r.item,
+                    "name_zh": zh,
+                    "name_en": en,
+                    "profile": r.profile,
+                    "circle": r.circle,
+                    "budget_m": cat.budget_m(r.circle, r.profile),
+                    "buildings": int(r.buildings),
+                    "buildings_in": int(r.buildings_in),
+                    "households": float(r.households),
+                    "households_in": float(r.households_in),
+                    "residents": int(r.residents),
+                    "residents_in": int(r.residents_in),
+                    "share_buildings": _num(r.share_buildings),
+                    "share_households": _num(r.share_households),
+                    "share_residents": _num(r.share_residents),
+                }
+            )
+        groups = (
+            [
+                {k: (v.item() if hasattr(v, "item") else v) for k, v in r._asdict().items()}
+                for r in g.itertuples(index=False)
+            ]
+            if len(g)
+            else []
+        )
+        return {
+            "level": level,
+            "code": str(code),
+            "method": self._table.method,
+            "stored": self.table_stored,
+            "rows": rows,
+            "special_groups": groups,
+            "network": self.model.snap_summary(),
+        }
 
     def category_arrays(self, conn: Connection, category: str):
         cat = self.catalog()
@@ -262,8 +301,15 @@ class CoverageService:
         return c, self.model.category_rows(c), t.dist[:, j].astype(float), t.fac[:, j].astype(np.int64)
 
     @_locked
-    def service_area(self, conn: Connection, category: str, circle: str, profile: str = "standard",
-                     facility_id: int | None = None, scope: str = "") -> gpd.GeoDataFrame:
+    def service_area(
+        self,
+        conn: Connection,
+        category: str,
+        circle: str,
+        profile: str = "standard",
+        facility_id: int | None = None,
+        scope: str = "",
+    ) -> gpd.GeoDataFrame:
         """The dissolved service area; with ``scope`` clipped to that area and counting its buildings only."""
         cat = self.catalog()
         c, rows, d, _ = self.category_arrays(conn, category)
@@ -278,8 +324,13 @@ class CoverageService:
                 raise NotFound(f"facility {facility_id} is not a {c.code} facility (rule: facility_in_category)")
             d1, _ = m.distances_from_rows(np.array([r]))
             geom = areas_mod.service_area(m, np.array([r]), budget, d1)
-            feats.append({"facility_id": int(facility_id), "buildings_in": int(((d1 <= budget) & inside).sum()),
-                          "geometry": geom})
+            feats.append(
+                {
+                    "facility_id": int(facility_id),
+                    "buildings_in": int(((d1 <= budget) & inside).sum()),
+                    "geometry": geom,
+                }
+            )
         else:
             geom = areas_mod.service_area(m, rows, budget, d)
             feats.append({"facility_id": None, "buildings_in": int(((d <= budget) & inside).sum()), "geometry": geom})
@@ -294,8 +345,16 @@ class CoverageService:
         return gpd.GeoDataFrame(df, geometry=m.geoseries(df["geometry"].to_numpy(), self._srid(conn)))
 
     @_locked
-    def gaps(self, conn: Connection, category: str, circle: str, profile: str = "standard",
-             level: str | None = None, code: str | None = None, scope: str = "") -> gpd.GeoDataFrame:
+    def gaps(
+        self,
+        conn: Connection,
+        category: str,
+        circle: str,
+        profile: str = "standard",
+        level: str | None = None,
+        code: str | None = None,
+        scope: str = "",
+    ) -> gpd.GeoDataFrame:
         """Gap areas formed by the buildings beyond the circle in the area (and in ``scope``)."""
         cat = self.catalog()
         c, rows, d, _ = self.category_arrays(conn, category)
@@ -313,15 +372,22 @@ class CoverageService:
     @_locked
     def buildings_frame(self, conn: Connection, category: str, scope: str = "") -> gpd.GeoDataFrame:
         """Buildings (points) with their distance to the category, for maps (only those in ``scope``)."""
-        c, rows, d, f = self.category_arrays(conn, category)
+        _c, _rows, d, f = self.category_arrays(conn, category)
         m = self.model
         b = m.buildings
         lon, lat = m.to_lonlat(b["x"].to_numpy(), b["y"].to_numpy(), self._srid(conn))
         fid = m.facility_ids(f)
-        out = gpd.GeoDataFrame({"id": b["id"].to_numpy(), "code": b.get("code"), "households": b.get("households"),
-                                "distance_m": np.where(np.isfinite(d), np.round(d, 1), np.nan),
-                                "facility_id": np.where(fid >= 0, fid, -1)},
-                               geometry=gpd.points_from_xy(lon, lat), crs=self._srid(conn))
+        out = gpd.GeoDataFrame(
+            {
+                "id": b["id"].to_numpy(),
+                "code": b.get("code"),
+                "households": b.get("households"),
+                "distance_m": np.where(np.isfinite(d), np.round(d, 1), np.nan),
+                "facility_id": np.where(fid >= 0, fid, -1),
+            },
+            geometry=gpd.points_from_xy(lon, lat),
+            crs=self._srid(conn),
+        )
         return out[self.scope_mask(scope)].reset_index(drop=True) if scope else out
 
     @_locked
@@ -335,12 +401,22 @@ class CoverageService:
 
     # -- siting ------------------------------------------------------------------------------------------------
     @_locked
-    def site(self, conn: Connection, category: str, *, k: int | None = 3, circle: str = "c15",
-             profile: str = "standard", level: str | None = None, code: str | None = None,
-             candidates: str = "buildings", points: list[tuple[float, float]] | None = None,
-             scope: str = "") -> dict:
+    def site(
+        self,
+        conn: Connection,
+        category: str,
+        *,
+        k: int | None = 3,
+        circle: str = "c15",
+        profile: str = "standard",
+        level: str | None = None,
+        code: str | None = None,
+        candidates: str = "buildings",
+        points: list[tuple[float, float]] | None = None,
+        scope: str = "",
+    ) -> dict:
         cat = self.catalog()
-        c, rows, d, _ = self.category_arrays(conn, category)
+        c, _rows, d, _ = self.category_arrays(conn, category)
         budget = cat.budget_m(circle, profile)
         m = self.model
         within = self.within(level, code, scope)
@@ -372,19 +448,48 @@ class CoverageService:
             cx, cy = nx[ok], ny[ok]
             kinds, ids = np.array(["node"] * ok.sum()), g.node_ids[first.index.to_numpy()[ok]]
         else:
-            raise InvalidInput(f"candidates {candidates!r} must be buildings, nodes or a list of points "
-                               "(rule: candidate_source)")
+            raise InvalidInput(
+                f"candidates {candidates!r} must be buildings, nodes or a list of points (rule: candidate_source)"
+            )
         res = siting.site(m, d, budget, demand_mask=within, candidates=(cx, cy), k=k)
         lon, lat = m.to_lonlat(np.asarray(cx)[res.sites], np.asarray(cy)[res.sites], srid)
-        sites = [{"rank": i + 1, "kind": str(kinds[s]), "id": int(ids[s]), "lon": float(lo), "lat": float(la),
-                  "households_gained": float(hg), "buildings_gained": int(bg)}
-                 for i, (s, lo, la, hg, bg) in enumerate(zip(res.sites, lon, lat, res.gain_households, res.gain_buildings))]
-        return {"category": c.code, "name_zh": c.name_zh, "name_en": c.name_en, "circle": circle, "profile": profile,
-                "budget_m": budget, "problem": res.problem, "k": k, "solver": res.method, "optimal": res.optimal,
-                "level": level, "code": code, "candidates": int(len(cx)), "sites": sites,
-                "demand_buildings": res.demand_buildings, "demand_households": res.demand_households,
-                "covered_buildings": res.covered_buildings, "covered_households": res.covered_households,
-                "uncoverable_buildings": res.uncoverable_buildings, "seconds": res.seconds, "method": m.method}
+        sites = [
+            {
+                "rank": i + 1,
+                "kind": str(kinds[s]),
+                "id": int(ids[s]),
+                "lon": float(lo),
+                "lat": float(la),
+                "households_gained": float(hg),
+                "buildings_gained": int(bg),
+            }
+            for i, (s, lo, la, hg, bg) in enumerate(
+                zip(res.sites, lon, lat, res.gain_households, res.gain_buildings, strict=False)
+            )
+        ]
+        return {
+            "category": c.code,
+            "name_zh": c.name_zh,
+            "name_en": c.name_en,
+            "circle": circle,
+            "profile": profile,
+            "budget_m": budget,
+            "problem": res.problem,
+            "k": k,
+            "solver": res.method,
+            "optimal": res.optimal,
+            "level": level,
+            "code": code,
+            "candidates": int(len(cx)),
+            "sites": sites,
+            "demand_buildings": res.demand_buildings,
+            "demand_households": res.demand_households,
+            "covered_buildings": res.covered_buildings,
+            "covered_households": res.covered_households,
+            "uncoverable_buildings": res.uncoverable_buildings,
+            "seconds": res.seconds,
+            "method": m.method,
+        }
 
     # -- what-if ---------------------------------------------------------------------------------------------
     def _facility_row(self, facility_id: int) -> int:
@@ -398,10 +503,22 @@ class CoverageService:
         return store.storage_srid(conn)
 
     @_locked
-    def whatif(self, conn: Connection, category: str, op: str, *, facility_id: int | None = None,
-               lon: float | None = None, lat: float | None = None, commit: bool = False,
-               level: str | None = None, code: str | None = None, name: str | None = None,
-               kind: str | None = None, scope: str = "") -> dict:
+    def whatif(
+        self,
+        conn: Connection,
+        category: str,
+        op: str,
+        *,
+        facility_id: int | None = None,
+        lon: float | None = None,
+        lat: float | None = None,
+        commit: bool = False,
+        level: str | None = None,
+        code: str | None = None,
+        name: str | None = None,
+        kind: str | None = None,
+        scope: str = "",
+    ) -> dict:
         t0 = time.perf_counter()
         cat = self.catalog()
         c, rows, d, f = self.category_arrays(conn, category)
@@ -431,13 +548,32 @@ class CoverageService:
         rows_out = []
         for b in cat.budgets().itertuples():
             bi, ai = (d <= b.distance_m) & within, (w.after <= b.distance_m) & within
-            rows_out.append({"profile": b.profile, "circle": b.circle, "budget_m": float(b.distance_m),
-                             "buildings_before": int(bi.sum()), "buildings_after": int(ai.sum()),
-                             "households_before": float(hh[bi].sum()), "households_after": float(hh[ai].sum())})
-        out = {"op": op, "category": c.code, "name_zh": c.name_zh, "name_en": c.name_en, "facility_id": facility_id,
-               "changed_buildings": int(inside[w.changed].sum()), "changed_in_area": int(within[w.changed].sum()),
-               "compute_ms": round(compute_ms, 2), "figures": rows_out, "committed": False, "method": m.method,
-               "level": level, "code": code}
+            rows_out.append(
+                {
+                    "profile": b.profile,
+                    "circle": b.circle,
+                    "budget_m": float(b.distance_m),
+                    "buildings_before": int(bi.sum()),
+                    "buildings_after": int(ai.sum()),
+                    "households_before": float(hh[bi].sum()),
+                    "households_after": float(hh[ai].sum()),
+                }
+            )
+        out = {
+            "op": op,
+            "category": c.code,
+            "name_zh": c.name_zh,
+            "name_en": c.name_en,
+            "facility_id": facility_id,
+            "changed_buildings": int(inside[w.changed].sum()),
+            "changed_in_area": int(within[w.changed].sum()),
+            "compute_ms": round(compute_ms, 2),
+            "figures": rows_out,
+            "committed": False,
+            "method": m.method,
+            "level": level,
+            "code": code,
+        }
         if commit:
             out.update(self._commit(conn, c, op, facility_id, lon, lat, name, srid, kind))
             out["committed"] = True
@@ -458,9 +594,16 @@ class CoverageService:
             elif not c.facility_mask(pd.DataFrame({"category_code": [sel.category], "kind": [kind]}))[0]:
                 raise InvalidInput(f"kind {kind!r} is not selected by category {c.code!r} (rule: kind_in_category)")
             code = f"WHATIF-{uuid.uuid4().hex[:10]}"
-            facility_id = store.insert_facility(conn, code=code, name=name or f"新增{c.name_zh}",
-                                                category_code=sel.category, kind=kind, lon=float(lon), lat=float(lat),
-                                                srid=srid)
+            facility_id = store.insert_facility(
+                conn,
+                code=code,
+                name=name or f"新增{c.name_zh}",
+                category_code=sel.category,
+                kind=kind,
+                lon=float(lon),
+                lat=float(lat),
+                srid=srid,
+            )
             probe = pd.DataFrame({"category_code": [sel.category], "kind": [kind]})
         else:
             r = self._facility_row(facility_id)
@@ -495,8 +638,12 @@ class CoverageService:
         self._table, self._figs = new_table, None
         self._table_key = (run_id, self._fac_key, cat.checksum)
         self.table_stored = True
-        return {"facility_id": int(facility_id), "run_id": run_id, "categories_updated": affected,
-                "buildings_updated": len(changed)}
+        return {
+            "facility_id": int(facility_id),
+            "run_id": run_id,
+            "categories_updated": affected,
+            "buildings_updated": len(changed),
+        }
 
 
 class ScopedCoverage:
@@ -521,8 +668,10 @@ def _check_whole_city(conn: Connection) -> None:
     """The shared model must not depend on who triggered its load: refuse a narrowed ``gisgov.scope``."""
     scope, bypass = store.scope_setting(conn)
     if scope not in (None, "*") and (scope != "" or not bypass):
-        raise RuntimeError("coverage model loaded under a narrowed gisgov.scope; widen the transaction "
-                           "(gisgov.api.deps.system_scope) first")
+        raise RuntimeError(
+            "coverage model loaded under a narrowed gisgov.scope; widen the transaction "
+            "(gisgov.api.deps.system_scope) first"
+        )
 
 
 def _num(v) -> float | None:
@@ -547,7 +696,9 @@ def demo_step(url: str, console) -> None:
     try:
         with eng.begin() as conn:
             res = default_service().compute(conn)
-        console.print(f"[green]✓[/] 便民服务圈 service circles: {res.categories} categories × {res.buildings} buildings "
-                      f"({res.method}, {res.seconds.get('total', 0):.1f} s, run {res.run_id})")
+        console.print(
+            f"[green]✓[/] 便民服务圈 service circles: {res.categories} categories × {res.buildings} buildings "
+            f"({res.method}, {res.seconds.get('total', 0):.1f} s, run {res.run_id})"
+        )
     finally:
         eng.dispose()

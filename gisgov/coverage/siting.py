@@ -23,41 +23,45 @@ from gisgov.coverage.model import NETWORK, CoverageModel
 from gisgov.errors import InvalidInput
 from gisgov.network import Snap
 
+
 def check_points(points, bbox: tuple[float, float, float, float], max_items: int) -> None:
     """Candidate points a caller gives ([lon, lat] each): at most ``max_items``, each finite and inside
     the region box; 422 naming the first bad point's index and the rule otherwise."""
     from gisgov.coverage.whatif import check_lonlat
 
     if len(points) > max_items:
-        raise InvalidInput(f"候选点过多 too many candidate points: {len(points)}, limit {max_items} "
-                           "(setting GISGOV_MAX_LIST_ITEMS; rule: max_list_items)")
+        raise InvalidInput(
+            f"候选点过多 too many candidate points: {len(points)}, limit {max_items} "
+            "(setting GISGOV_MAX_LIST_ITEMS; rule: max_list_items)"
+        )
     for i, pt in enumerate(points):
         if len(pt) != 2:
             raise InvalidInput(f"候选点 points[{i}] must be [lon, lat] (rule: point_pair)")
         check_lonlat(pt[0], pt[1], bbox, what=f"候选点 candidate points[{i}]")
 
 
-EXACT_LIMIT = 400_000      # non-zeros of the coverage matrix solved exactly
-TIME_LIMIT_S = 8.0         # HiGHS time limit per problem
+EXACT_LIMIT = 400_000  # non-zeros of the coverage matrix solved exactly
+TIME_LIMIT_S = 8.0  # HiGHS time limit per problem
 
 
 @dataclass
 class SitingResult:
-    problem: str                 # mclp | lscp
-    method: str                  # highs | greedy
+    problem: str  # mclp | lscp
+    method: str  # highs | greedy
     optimal: bool
-    sites: np.ndarray            # chosen candidate indices, in order of marginal gain
+    sites: np.ndarray  # chosen candidate indices, in order of marginal gain
     gain_households: np.ndarray  # marginal households gained by each site, in that order
     gain_buildings: np.ndarray
-    demand_households: float     # households beyond the circle before
+    demand_households: float  # households beyond the circle before
     demand_buildings: int
-    covered_households: float    # of those, newly covered by the chosen sites
+    covered_households: float  # of those, newly covered by the chosen sites
     covered_buildings: int
-    uncoverable_buildings: int   # beyond the circle and reached by no candidate
+    uncoverable_buildings: int  # beyond the circle and reached by no candidate
     seconds: dict = field(default_factory=dict)
 
 
 # -- coverage matrix -------------------------------------------------------------------------------
+
 
 def candidate_node_distances(model: CoverageModel, cs: Snap, *, limit: float) -> np.ndarray:
     """(k, N) distance from every node to each candidate separately (inf beyond ``limit``)."""
@@ -130,11 +134,12 @@ def straight_cover_matrix(model: CoverageModel, cx, cy, demand: np.ndarray, budg
 
 # -- solvers -------------------------------------------------------------------------------------------
 
+
 def _aggregate(a: sparse.csr_matrix, w: np.ndarray):
     """Merge demand columns with identical candidate sets: (matrix cand × groups, weights, counts, group of each)."""
     at = a.T.tocsr()
     at.sort_indices()
-    keys = [at.indices[at.indptr[i]: at.indptr[i + 1]].tobytes() for i in range(at.shape[0])]
+    keys = [at.indices[at.indptr[i] : at.indptr[i + 1]].tobytes() for i in range(at.shape[0])]
     grp, uniq = pd.factorize(pd.Series(keys))
     ng = len(uniq)
     gw = np.bincount(grp, weights=w, minlength=ng)
@@ -163,7 +168,7 @@ def _greedy(a: sparse.csc_matrix, w: np.ndarray, k: int | None, *, chosen: list[
             break
         picks.append(j)
         pool[j] = False
-        cols = ar.indices[ar.indptr[j]: ar.indptr[j + 1]]
+        cols = ar.indices[ar.indptr[j] : ar.indptr[j + 1]]
         gains.append(float(w[cols][~covered[cols]].sum()))
         covered[cols] = True
     return picks, gains, covered
@@ -221,7 +226,7 @@ def _highs(a: sparse.csc_matrix, w: np.ndarray, k: int | None, time_limit: float
         body[last] = False
         idx[: xstart[-1]][body], val[: xstart[-1]][body] = ar.indices, -1.0
         idx[last], val[last] = nd, 1.0
-        idx[xstart[-1]:], val[xstart[-1]:] = np.arange(nd), 1.0
+        idx[xstart[-1] :], val[xstart[-1] :] = np.arange(nd), 1.0
         starts = np.concatenate([xstart, xstart[-1] + np.arange(1, nd + 1)])
         lp.sense_ = highspy.ObjSense.kMaximize
         lp.integrality_ = [highspy.HighsVarType.kInteger] * nc + [highspy.HighsVarType.kContinuous] * nd
@@ -251,8 +256,14 @@ def _highs(a: sparse.csc_matrix, w: np.ndarray, k: int | None, time_limit: float
     return chosen, optimal
 
 
-def solve(a: sparse.csr_matrix, w: np.ndarray, *, k: int | None, exact_limit: int = EXACT_LIMIT,
-          time_limit: float = TIME_LIMIT_S) -> tuple[list[int], list[float], str, bool]:
+def solve(
+    a: sparse.csr_matrix,
+    w: np.ndarray,
+    *,
+    k: int | None,
+    exact_limit: int = EXACT_LIMIT,
+    time_limit: float = TIME_LIMIT_S,
+) -> tuple[list[int], list[float], str, bool]:
     """Solve MCLP (``k``) or LSCP (``k=None``) on a cover matrix (candidates × demand)."""
     coverable = np.asarray(a.sum(axis=0)).ravel() > 0
     a = a[:, np.flatnonzero(coverable)]
@@ -261,7 +272,7 @@ def solve(a: sparse.csr_matrix, w: np.ndarray, *, k: int | None, exact_limit: in
         return [], [], "none", True
     ag, gw, _, _ = _aggregate(a.tocsr(), w)
     method, optimal = "greedy", False
-    greedy_pick, _, greedy_cov = _greedy(ag, gw, k)
+    greedy_pick, _, _greedy_cov = _greedy(ag, gw, k)
     chosen = greedy_pick
     if ag.nnz <= exact_limit:
         exact, optimal = _highs(ag, gw, k, time_limit)
@@ -287,9 +298,17 @@ def _cover_weight(a, w, chosen) -> float:
     return float(w[cov].sum())
 
 
-def site(model: CoverageModel, current: np.ndarray, budget: float, *, demand_mask: np.ndarray,
-         candidates: tuple[np.ndarray, np.ndarray], k: int | None, exact_limit: int = EXACT_LIMIT,
-         time_limit: float = TIME_LIMIT_S) -> SitingResult:
+def site(
+    model: CoverageModel,
+    current: np.ndarray,
+    budget: float,
+    *,
+    demand_mask: np.ndarray,
+    candidates: tuple[np.ndarray, np.ndarray],
+    k: int | None,
+    exact_limit: int = EXACT_LIMIT,
+    time_limit: float = TIME_LIMIT_S,
+) -> SitingResult:
     """Choose sites among ``candidates`` (metric x, y arrays) for buildings in ``demand_mask``.
 
     ``current``: each building's distance to the category today; demand = beyond ``budget``.
@@ -299,18 +318,36 @@ def site(model: CoverageModel, current: np.ndarray, budget: float, *, demand_mas
     if k is not None and k < 1:
         raise InvalidInput(f"k = {k}: the number of new sites must be at least 1 (rule: k_positive)")
     b = model.buildings
-    hh = pd.to_numeric(b["households"], errors="coerce").fillna(0).to_numpy(float) if "households" in b \
+    hh = (
+        pd.to_numeric(b["households"], errors="coerce").fillna(0).to_numpy(float)
+        if "households" in b
         else np.ones(len(b))
+    )
     demand = np.flatnonzero(demand_mask & ~(current <= budget))
     cx, cy = (np.asarray(v, dtype=float) for v in candidates)
     secs: dict[str, float] = {}
     if len(demand) == 0 or len(cx) == 0:
-        return SitingResult("mclp" if k else "lscp", "none", True, np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64),
-                            float(hh[demand].sum()), len(demand), 0.0, 0, len(demand), {"total": time.perf_counter() - t0})
+        return SitingResult(
+            "mclp" if k else "lscp",
+            "none",
+            True,
+            np.zeros(0, np.int64),
+            np.zeros(0),
+            np.zeros(0, np.int64),
+            float(hh[demand].sum()),
+            len(demand),
+            0.0,
+            0,
+            len(demand),
+            {"total": time.perf_counter() - t0},
+        )
     # prefilter: a candidate farther than the budget (straight line) from every demand building covers nothing
     tree = cKDTree(np.column_stack([b["x"].to_numpy()[demand], b["y"].to_numpy()[demand]]))
-    near = np.array([len(h) > 0 for h in tree.query_ball_point(np.column_stack([cx, cy]), budget)], dtype=bool) \
-        if len(cx) else np.zeros(0, bool)
+    near = (
+        np.array([len(h) > 0 for h in tree.query_ball_point(np.column_stack([cx, cy]), budget)], dtype=bool)
+        if len(cx)
+        else np.zeros(0, bool)
+    )
     cand = np.flatnonzero(near)
     if model.method == NETWORK:
         cs = model._snap(cx[cand], cy[cand])
@@ -327,12 +364,21 @@ def site(model: CoverageModel, current: np.ndarray, budget: float, *, demand_mas
     ar = a.tocsr()
     gain_b, cov = [], np.zeros(len(demand), dtype=bool)
     for j in picks:
-        cols = ar.indices[ar.indptr[j]: ar.indptr[j + 1]]
+        cols = ar.indices[ar.indptr[j] : ar.indptr[j + 1]]
         gain_b.append(int((~cov[cols]).sum()))
         cov[cols] = True
     secs["total"] = time.perf_counter() - t0
     return SitingResult(
-        "mclp" if k else "lscp", method, optimal, cand[np.asarray(picks, dtype=np.int64)], np.asarray(gains),
-        np.asarray(gain_b, dtype=np.int64), float(hh[demand].sum()), int(len(demand)),
-        float(hh[demand][cov].sum()), int(cov.sum()), int((~coverable).sum()), secs,
+        "mclp" if k else "lscp",
+        method,
+        optimal,
+        cand[np.asarray(picks, dtype=np.int64)],
+        np.asarray(gains),
+        np.asarray(gain_b, dtype=np.int64),
+        float(hh[demand].sum()),
+        int(len(demand)),
+        float(hh[demand][cov].sum()),
+        int(cov.sum()),
+        int((~coverable).sum()),
+        secs,
     )

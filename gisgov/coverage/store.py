@@ -40,7 +40,9 @@ def _gdf(df: pd.DataFrame, srid: int, wkb_col: str = "wkb") -> gpd.GeoDataFrame:
 
 
 def _points(df: pd.DataFrame, srid: int) -> gpd.GeoDataFrame:
-    geoms = shapely.points(df["lon"].to_numpy(float), df["lat"].to_numpy(float)) if len(df) else np.array([], dtype=object)
+    geoms = (
+        shapely.points(df["lon"].to_numpy(float), df["lat"].to_numpy(float)) if len(df) else np.array([], dtype=object)
+    )
     return gpd.GeoDataFrame(df.drop(columns=["lon", "lat"]), geometry=gpd.GeoSeries(geoms, crs=srid), crs=srid)
 
 
@@ -86,18 +88,41 @@ def load_city(conn: Connection, *, footprints: bool = True) -> CityData:
         f = _frame(conn, "SELECT id, ST_AsBinary(geom) AS wkb FROM building ORDER BY id")
         geoms = np.array([None if w is None else shapely.from_wkb(bytes(w)) for w in f["wkb"]], dtype=object)
         fp = gpd.GeoSeries(geoms, crs=srid)
-    edges = _gdf(_frame(conn, "SELECT id, source, target, length_m, foot, oneway_foot, class, "
-                              "ST_AsBinary(geom) AS wkb FROM road_edge ORDER BY id"), srid)
+    edges = _gdf(
+        _frame(
+            conn,
+            "SELECT id, source, target, length_m, foot, oneway_foot, class, "
+            "ST_AsBinary(geom) AS wkb FROM road_edge ORDER BY id",
+        ),
+        srid,
+    )
     nodes = _gdf(_frame(conn, "SELECT id, ST_AsBinary(geom) AS wkb FROM road_node ORDER BY id"), srid)
-    gates = _points(_frame(conn, "SELECT id, compound_id, node_id, ST_X(geom) AS lon, ST_Y(geom) AS lat "
-                                 "FROM compound_gate ORDER BY id"), srid)
+    gates = _points(
+        _frame(
+            conn, "SELECT id, compound_id, node_id, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM compound_gate ORDER BY id"
+        ),
+        srid,
+    )
     compounds = _gdf(_frame(conn, "SELECT id, code, ST_AsBinary(geom) AS wkb FROM compound ORDER BY id"), srid)
-    barriers = _gdf(_frame(conn, "SELECT id, kind, ST_AsBinary(geom) AS wkb FROM barrier "
-                                 "WHERE kind IN ('river', 'water', 'rail', 'wall')"), srid)
+    barriers = _gdf(
+        _frame(
+            conn,
+            "SELECT id, kind, ST_AsBinary(geom) AS wkb FROM barrier WHERE kind IN ('river', 'water', 'rail', 'wall')",
+        ),
+        srid,
+    )
     groups = _frame(conn, GROUPS_SQL)
-    return CityData(buildings=b, facilities=load_facilities(conn, srid), edges=edges if len(edges) else None,
-                    nodes=nodes, gates=gates, compounds=compounds, barriers=barriers, groups=groups,
-                    footprints=fp)
+    return CityData(
+        buildings=b,
+        facilities=load_facilities(conn, srid),
+        edges=edges if len(edges) else None,
+        nodes=nodes,
+        gates=gates,
+        compounds=compounds,
+        barriers=barriers,
+        groups=groups,
+        footprints=fp,
+    )
 
 
 CHECKSUM_SQL = """
@@ -124,8 +149,12 @@ def input_checksums(conn: Connection) -> dict[str, str]:
 
 def scope_setting(conn: Connection) -> tuple[str | None, bool]:
     """The transaction's ``gisgov.scope`` (None if never set) and whether the role bypasses row-level security."""
-    row = conn.execute(text("SELECT current_setting('gisgov.scope', true), "
-                            "(SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)")).one()
+    row = conn.execute(
+        text(
+            "SELECT current_setting('gisgov.scope', true), "
+            "(SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user)"
+        )
+    ).one()
     return row[0], bool(row[1])
 
 
@@ -143,8 +172,12 @@ def point_in_area(conn: Connection, code: str, lon: float, lat: float, srid: int
     table = {9: "street", 12: "community"}.get(len(code))
     if table is None:
         return False
-    return bool(conn.execute(text(f"SELECT ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:x, :y), :s)) FROM {table} "
-                                  "WHERE code = :c"), {"c": code, "x": lon, "y": lat, "s": srid}).scalar())
+    return bool(
+        conn.execute(
+            text(f"SELECT ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:x, :y), :s)) FROM {table} WHERE code = :c"),
+            {"c": code, "x": lon, "y": lat, "s": srid},
+        ).scalar()
+    )
 
 
 def facility_in_area(conn: Connection, code: str, facility_id: int) -> bool:
@@ -152,11 +185,19 @@ def facility_in_area(conn: Connection, code: str, facility_id: int) -> bool:
     table = {9: "street", 12: "community"}.get(len(code))
     if table is None:
         return False
-    return bool(conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM facility f JOIN {table} a ON ST_Intersects(a.geom, f.geom) "
-                                  "WHERE f.id = :f AND a.code = :c)"), {"c": code, "f": facility_id}).scalar())
+    return bool(
+        conn.execute(
+            text(
+                f"SELECT EXISTS (SELECT 1 FROM facility f JOIN {table} a ON ST_Intersects(a.geom, f.geom) "
+                "WHERE f.id = :f AND a.code = :c)"
+            ),
+            {"c": code, "f": facility_id},
+        ).scalar()
+    )
 
 
 # -- outputs -------------------------------------------------------------------------------------------
+
 
 def _copy(conn: Connection, table: str, df: pd.DataFrame) -> None:
     copy_frame(conn.connection.dbapi_connection.cursor(), table, df, chunk=_CHUNK)
@@ -173,33 +214,58 @@ def _pg_array(names: list[str]) -> str:
     return "{" + ",".join(names) + "}"
 
 
-def start_run(conn: Connection, catalog: Catalog, method: str, categories: list[str], checksums: dict,
-              stats: dict | None = None) -> int:
-    return int(conn.execute(text(
-        "INSERT INTO coverage_run (method, catalog_checksum, inputs_checksum, categories, stats) "
-        "VALUES (:m, :c, CAST(:i AS jsonb), :cats, CAST(:s AS jsonb)) RETURNING id"),
-        {"m": method, "c": catalog.checksum, "i": json.dumps(checksums), "cats": categories,
-         "s": json.dumps(stats or {})}).scalar())
+def start_run(
+    conn: Connection, catalog: Catalog, method: str, categories: list[str], checksums: dict, stats: dict | None = None
+) -> int:
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO coverage_run (method, catalog_checksum, inputs_checksum, categories, stats) "
+                "VALUES (:m, :c, CAST(:i AS jsonb), :cats, CAST(:s AS jsonb)) RETURNING id"
+            ),
+            {
+                "m": method,
+                "c": catalog.checksum,
+                "i": json.dumps(checksums),
+                "cats": categories,
+                "s": json.dumps(stats or {}),
+            },
+        ).scalar()
+    )
 
 
 def finish_run(conn: Connection, run_id: int, stats: dict) -> None:
-    conn.execute(text("UPDATE coverage_run SET finished_at = now(), stats = stats || CAST(:s AS jsonb) WHERE id = :id"),
-                 {"s": json.dumps(stats, default=float), "id": run_id})
+    conn.execute(
+        text("UPDATE coverage_run SET finished_at = now(), stats = stats || CAST(:s AS jsonb) WHERE id = :id"),
+        {"s": json.dumps(stats, default=float), "id": run_id},
+    )
 
 
 def latest_run(conn: Connection) -> dict | None:
-    row = conn.execute(text("SELECT * FROM coverage_run WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1")).mappings().first()
+    row = (
+        conn.execute(text("SELECT * FROM coverage_run WHERE finished_at IS NOT NULL ORDER BY id DESC LIMIT 1"))
+        .mappings()
+        .first()
+    )
     return dict(row) if row else None
 
 
 def write_budgets(conn: Connection, catalog: Catalog) -> None:
     conn.execute(text("DELETE FROM coverage_budget"))
     b = catalog.budgets()
-    conn.execute(text("INSERT INTO coverage_budget (profile, circle, minutes, distance_m, speed_mps) "
-                      "VALUES (:profile, :circle, :minutes, :distance_m, :speed_mps)"),
-                 [dict(r._asdict()) for r in b[["profile", "circle", "minutes", "distance_m", "speed_mps"]]
-                  .astype(object).where(b[["profile", "circle", "minutes", "distance_m", "speed_mps"]].notna(), None)
-                  .itertuples(index=False)])
+    conn.execute(
+        text(
+            "INSERT INTO coverage_budget (profile, circle, minutes, distance_m, speed_mps) "
+            "VALUES (:profile, :circle, :minutes, :distance_m, :speed_mps)"
+        ),
+        [
+            dict(r._asdict())
+            for r in b[["profile", "circle", "minutes", "distance_m", "speed_mps"]]
+            .astype(object)
+            .where(b[["profile", "circle", "minutes", "distance_m", "speed_mps"]].notna(), None)
+            .itertuples(index=False)
+        ],
+    )
 
 
 def _hexpoints(model: CoverageModel, x, y, srid: int) -> np.ndarray:
@@ -226,29 +292,45 @@ def write_snaps(conn: Connection, model: CoverageModel, srid: int) -> None:
         first = np.ones(len(r), dtype=bool)
         first[1:] = acc.owner[r][1:] != acc.owner[r][:-1]
         via[acc.owner[r][first]] = acc.via[r][first]
-    df = pd.DataFrame({
-        "building_id": model.buildings["id"].to_numpy(),
-        "edge_id": _nullable(edge_id, edge_id >= 0),
-        "offset_m": np.round(bs.offset, 3), "access_m": np.round(bs.leg, 3),
-        "via_gate_id": _nullable(via, via >= 0),
-        "flags": [_pg_array(flag_names(int(f))) for f in bs.flags],
-        "geom": _hexpoints(model, bs.x, bs.y, srid),
-    })
+    df = pd.DataFrame(
+        {
+            "building_id": model.buildings["id"].to_numpy(),
+            "edge_id": _nullable(edge_id, edge_id >= 0),
+            "offset_m": np.round(bs.offset, 3),
+            "access_m": np.round(bs.leg, 3),
+            "via_gate_id": _nullable(via, via >= 0),
+            "flags": [_pg_array(flag_names(int(f))) for f in bs.flags],
+            "geom": _hexpoints(model, bs.x, bs.y, srid),
+        }
+    )
     _copy(conn, "building_snap", df)
     fs = model.fsnap
     if len(fs):
         fe = np.where(fs.edge >= 0, g.edge_ids[np.maximum(fs.edge, 0)], -1) if g is not None else np.full(len(fs), -1)
-        _copy(conn, "facility_snap", pd.DataFrame({
-            "facility_id": model.facilities["id"].to_numpy(),
-            "edge_id": _nullable(fe, fe >= 0),
-            "offset_m": np.round(fs.offset, 3), "access_m": np.round(fs.leg, 3),
-            "flags": [_pg_array(flag_names(int(f))) for f in fs.flags],
-            "geom": _hexpoints(model, fs.x, fs.y, srid),
-        }))
+        _copy(
+            conn,
+            "facility_snap",
+            pd.DataFrame(
+                {
+                    "facility_id": model.facilities["id"].to_numpy(),
+                    "edge_id": _nullable(fe, fe >= 0),
+                    "offset_m": np.round(fs.offset, 3),
+                    "access_m": np.round(fs.leg, 3),
+                    "flags": [_pg_array(flag_names(int(f))) for f in fs.flags],
+                    "geom": _hexpoints(model, fs.x, fs.y, srid),
+                }
+            ),
+        )
 
 
-def write_access(conn: Connection, model: CoverageModel, table: DistanceTable, run_id: int,
-                 categories: list[str] | None = None, buildings: np.ndarray | None = None) -> int:
+def write_access(
+    conn: Connection,
+    model: CoverageModel,
+    table: DistanceTable,
+    run_id: int,
+    categories: list[str] | None = None,
+    buildings: np.ndarray | None = None,
+) -> int:
     """Replace building_access rows of ``categories`` (default: all in the table).
 
     ``buildings`` (indices) limits the rewrite to those buildings (what-if updates)."""
@@ -258,8 +340,10 @@ def write_access(conn: Connection, model: CoverageModel, table: DistanceTable, r
     if buildings is None:
         conn.execute(text("DELETE FROM building_access WHERE category_code = ANY(:c)"), {"c": cats})
     else:
-        conn.execute(text("DELETE FROM building_access WHERE category_code = ANY(:c) AND building_id = ANY(:b)"),
-                     {"c": cats, "b": [int(i) for i in ids]})
+        conn.execute(
+            text("DELETE FROM building_access WHERE category_code = ANY(:c) AND building_id = ANY(:b)"),
+            {"c": cats, "b": [int(i) for i in ids]},
+        )
     fids = model.facilities["id"].to_numpy()
     frames = []
     for c in cats:
@@ -267,20 +351,27 @@ def write_access(conn: Connection, model: CoverageModel, table: DistanceTable, r
         d = table.dist[bidx, j].astype(float)
         f = table.fac[bidx, j].astype(np.int64)
         fid = np.where(f >= 0, fids[np.maximum(f, 0)] if len(fids) else 0, -1)
-        frames.append(pd.DataFrame({
-            "building_id": ids, "category_code": c,
-            "distance_m": _nullable(np.round(np.where(np.isfinite(d), d, 0), 2), np.isfinite(d), "Float64"),
-            "facility_id": _nullable(fid, fid >= 0),
-            "method": table.method, "run_id": run_id,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "building_id": ids,
+                    "category_code": c,
+                    "distance_m": _nullable(np.round(np.where(np.isfinite(d), d, 0), 2), np.isfinite(d), "Float64"),
+                    "facility_id": _nullable(fid, fid >= 0),
+                    "method": table.method,
+                    "run_id": run_id,
+                }
+            )
+        )
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(df):
         _copy(conn, "building_access", df)
     return len(df)
 
 
-def write_figures(conn: Connection, fig: pd.DataFrame, gfig: pd.DataFrame | None, run_id: int,
-                  items: list[str] | None = None) -> None:
+def write_figures(
+    conn: Connection, fig: pd.DataFrame, gfig: pd.DataFrame | None, run_id: int, items: list[str] | None = None
+) -> None:
     """Replace coverage figures (all, or only those of ``items``: categories / standards)."""
     if items is None:
         conn.execute(text("DELETE FROM coverage_figure"))
@@ -300,8 +391,12 @@ def write_figures(conn: Connection, fig: pd.DataFrame, gfig: pd.DataFrame | None
 
 def load_table(conn: Connection, model: CoverageModel, categories: list[str]) -> DistanceTable | None:
     """The stored distances as a DistanceTable aligned with the model (None if some are missing)."""
-    df = _frame(conn, "SELECT building_id, category_code, distance_m, facility_id, method FROM building_access "
-                      "WHERE category_code = ANY(:c)", {"c": categories})
+    df = _frame(
+        conn,
+        "SELECT building_id, category_code, distance_m, facility_id, method FROM building_access "
+        "WHERE category_code = ANY(:c)",
+        {"c": categories},
+    )
     nb = len(model.buildings)
     if len(df) != nb * len(categories):
         return None
@@ -312,7 +407,9 @@ def load_table(conn: Connection, model: CoverageModel, categories: list[str]) ->
     bi = bpos.reindex(df["building_id"].to_numpy()).to_numpy()
     if np.isnan(bi).any():
         return None
-    cj = pd.Series(np.arange(len(categories)), index=categories).reindex(df["category_code"]).to_numpy().astype(np.int64)
+    cj = (
+        pd.Series(np.arange(len(categories)), index=categories).reindex(df["category_code"]).to_numpy().astype(np.int64)
+    )
     bi = bi.astype(np.int64)
     d = pd.to_numeric(df["distance_m"], errors="coerce").to_numpy(float)
     dist[bi, cj] = np.where(np.isnan(d), np.inf, d)
@@ -328,17 +425,35 @@ def read_figures(conn: Connection, level: str, code: str) -> pd.DataFrame:
 
 # -- facilities (committed what-if edits) ------------------------------------------------------------------
 
-def insert_facility(conn: Connection, *, code: str, name: str, category_code: str, kind: str | None,
-                    lon: float, lat: float, srid: int, source: str = "gisgov coverage what-if") -> int:
-    return int(conn.execute(text(
-        "INSERT INTO facility (code, name, category_code, kind, source, geom) "
-        "VALUES (:code, :name, :cat, :kind, :src, ST_SetSRID(ST_MakePoint(:lon, :lat), :srid)) RETURNING id"),
-        dict(code=code, name=name, cat=category_code, kind=kind, src=source, lon=lon, lat=lat, srid=srid)).scalar())
+
+def insert_facility(
+    conn: Connection,
+    *,
+    code: str,
+    name: str,
+    category_code: str,
+    kind: str | None,
+    lon: float,
+    lat: float,
+    srid: int,
+    source: str = "gisgov coverage what-if",
+) -> int:
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO facility (code, name, category_code, kind, source, geom) "
+                "VALUES (:code, :name, :cat, :kind, :src, ST_SetSRID(ST_MakePoint(:lon, :lat), :srid)) RETURNING id"
+            ),
+            dict(code=code, name=name, cat=category_code, kind=kind, src=source, lon=lon, lat=lat, srid=srid),
+        ).scalar()
+    )
 
 
 def move_facility(conn: Connection, facility_id: int, lon: float, lat: float, srid: int) -> None:
-    conn.execute(text("UPDATE facility SET geom = ST_SetSRID(ST_MakePoint(:lon, :lat), :srid) WHERE id = :id"),
-                 dict(lon=lon, lat=lat, srid=srid, id=facility_id))
+    conn.execute(
+        text("UPDATE facility SET geom = ST_SetSRID(ST_MakePoint(:lon, :lat), :srid) WHERE id = :id"),
+        dict(lon=lon, lat=lat, srid=srid, id=facility_id),
+    )
 
 
 def delete_facility(conn: Connection, facility_id: int) -> None:

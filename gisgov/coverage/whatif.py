@@ -35,22 +35,25 @@ def check_lonlat(lon: float, lat: float, bbox: tuple[float, float, float, float]
     except (TypeError, ValueError, OverflowError):
         raise InvalidInput(f"坐标必须是数值 {what} must be numbers (rule: finite_coordinates)") from None
     if not (math.isfinite(lon) and math.isfinite(lat)):
-        raise InvalidInput(f"坐标必须是有限数 {what} must be finite numbers, got ({lon}, {lat}) "
-                           "(rule: finite_coordinates)")
+        raise InvalidInput(
+            f"坐标必须是有限数 {what} must be finite numbers, got ({lon}, {lat}) (rule: finite_coordinates)"
+        )
     x0, y0, x1, y1 = bbox
     if not (x0 <= lon <= x1 and y0 <= lat <= y1):
-        raise InvalidInput(f"坐标超出区域范围 {what} ({lon:g}, {lat:g}) lies outside the region lon {x0:g}–{x1:g}, "
-                           f"lat {y0:g}–{y1:g} (setting GISGOV_REGION_BBOX; rule: point_in_region)")
+        raise InvalidInput(
+            f"坐标超出区域范围 {what} ({lon:g}, {lat:g}) lies outside the region lon {x0:g}–{x1:g}, "
+            f"lat {y0:g}–{y1:g} (setting GISGOV_REGION_BBOX; rule: point_in_region)"
+        )
 
 
 @dataclass
 class WhatIf:
     op: str
     category: str
-    before: np.ndarray           # distance per building before
-    after: np.ndarray            # after
-    fac_after: np.ndarray        # facility row after (NEW = the added facility)
-    changed: np.ndarray          # building indices whose distance changed
+    before: np.ndarray  # distance per building before
+    after: np.ndarray  # after
+    fac_after: np.ndarray  # facility row after (NEW = the added facility)
+    changed: np.ndarray  # building indices whose distance changed
     new_snap: Snap | None = None
     seconds: dict = field(default_factory=dict)
 
@@ -77,8 +80,9 @@ def add(model: CoverageModel, category: str, dist: np.ndarray, fac: np.ndarray, 
     better = d_new < dist
     after = np.where(better, d_new, dist)
     fac_after = np.where(better, NEW, fac)
-    return WhatIf("add", category, dist, after, fac_after, np.flatnonzero(better), snap,
-                  {"total": time.perf_counter() - t0})
+    return WhatIf(
+        "add", category, dist, after, fac_after, np.flatnonzero(better), snap, {"total": time.perf_counter() - t0}
+    )
 
 
 def _undirected_reach(g: WalkGraph, s: Sources, limit: float) -> np.ndarray:
@@ -88,13 +92,13 @@ def _undirected_reach(g: WalkGraph, s: Sources, limit: float) -> np.ndarray:
     from gisgov.network.graph import with_super_source
 
     e, t, leg = int(s.edge[0]), float(s.offset[0]), float(s.leg[0])
-    m = with_super_source(g.undirected_csr, np.array([g.u[e], g.v[e]]),
-                          np.array([t + leg, g.length[e] - t + leg]))
+    m = with_super_source(g.undirected_csr, np.array([g.u[e], g.v[e]]), np.array([t + leg, g.length[e] - t + leg]))
     return dijkstra(m, directed=True, indices=g.n_nodes, limit=limit)[: g.n_nodes]
 
 
-def remove(model: CoverageModel, category: str, rows: np.ndarray, dist: np.ndarray, fac: np.ndarray,
-           row: int) -> WhatIf:
+def remove(
+    model: CoverageModel, category: str, rows: np.ndarray, dist: np.ndarray, fac: np.ndarray, row: int
+) -> WhatIf:
     """Remove facility ``row`` (a row of ``model.facilities``) from ``category`` (its facility ``rows``)."""
     t0 = time.perf_counter()
     if row not in set(rows.tolist()):
@@ -130,14 +134,23 @@ def remove(model: CoverageModel, category: str, rows: np.ndarray, dist: np.ndarr
     return WhatIf("remove", category, dist, after, fac_after, changed, None, {"total": time.perf_counter() - t0})
 
 
-def move(model: CoverageModel, category: str, rows: np.ndarray, dist: np.ndarray, fac: np.ndarray,
-         row: int, x: float, y: float) -> WhatIf:
+def move(
+    model: CoverageModel,
+    category: str,
+    rows: np.ndarray,
+    dist: np.ndarray,
+    fac: np.ndarray,
+    row: int,
+    x: float,
+    y: float,
+) -> WhatIf:
     t0 = time.perf_counter()
     r = remove(model, category, rows, dist, fac, row)
     a = add(model, category, r.after, r.fac_after, x, y)
     changed = np.flatnonzero(a.after != dist)
-    return WhatIf("move", category, dist, a.after, a.fac_after, changed, a.new_snap,
-                  {"total": time.perf_counter() - t0})
+    return WhatIf(
+        "move", category, dist, a.after, a.fac_after, changed, a.new_snap, {"total": time.perf_counter() - t0}
+    )
 
 
 def _subset_access(acc: Access, owners: np.ndarray) -> Access:

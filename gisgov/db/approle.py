@@ -44,8 +44,11 @@ def grant_login(owner_url: str, role: str, password: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
         if not exists:
             raise UnsafeAppRole(f"数据库角色 {role} 不存在 app role {role} missing: run `gisgov db migrate` first")
-        conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(password)))
+        conn.execute(
+            sql.SQL("ALTER ROLE {} WITH LOGIN NOSUPERUSER NOBYPASSRLS PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)
+            )
+        )
 
 
 def app_url_from_owner(owner_url: str, role: str, password: str) -> str:
@@ -68,13 +71,17 @@ def check_app_login(engine: Engine) -> str:
     """Refuse (UnsafeAppRole) an app connection that is superuser, may bypass RLS or owns tables.
     Returns the role name."""
     with engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT r.rolname, r.rolsuper, r.rolbypassrls, "
-            "(SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid AND c.relnamespace = 'public'::regnamespace) AS owned "
-            "FROM pg_roles r WHERE r.rolname = current_user")).one()
+        row = conn.execute(
+            text(
+                "SELECT r.rolname, r.rolsuper, r.rolbypassrls, "
+                "(SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid AND c.relnamespace = 'public'::regnamespace) AS owned "
+                "FROM pg_roles r WHERE r.rolname = current_user"
+            )
+        ).one()
     if row.rolsuper or row.rolbypassrls or row.owned:
         what = "SUPERUSER" if row.rolsuper else "BYPASSRLS" if row.rolbypassrls else f"owner of {row.owned} relations"
         raise UnsafeAppRole(
             f"拒绝启动 refusing to serve: the app connects as {row.rolname}, which is {what}; row-level security "
-            "would not apply. Use the app role (GISGOV_APP_ROLE) or leave GISGOV_APP_DATABASE_URL unset.")
+            "would not apply. Use the app role (GISGOV_APP_ROLE) or leave GISGOV_APP_DATABASE_URL unset."
+        )
     return row.rolname

@@ -11,6 +11,7 @@ then owns the data and socket folders.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -174,7 +175,9 @@ class EmbeddedCluster:
     def _run(self, args: list[str], check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(self._cmd(args), capture_output=True, text=True, cwd="/")
         if check and proc.returncode != 0:
-            raise DatabaseUnavailable(f"{Path(args[0]).name} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}")
+            raise DatabaseUnavailable(
+                f"{Path(args[0]).name} failed ({proc.returncode}): {proc.stderr.strip() or proc.stdout.strip()}"
+            )
         return proc
 
     def _chown(self, path: Path) -> None:
@@ -261,10 +264,20 @@ class EmbeddedCluster:
         write_private(pwfile, password)
         self._chown(pwfile)
         try:
-            self._run([
-                str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, f"--pwfile={pwfile}",
-                "--auth-local=trust", "--auth-host=scram-sha-256", "--encoding=UTF8", "--locale=C.UTF-8",
-            ])
+            self._run(
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    SUPERUSER,
+                    f"--pwfile={pwfile}",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         with open(self.data_dir / "postgresql.conf", "a") as f:
@@ -303,8 +316,10 @@ class EmbeddedCluster:
         if not left:
             return
         if say:
-            say(f"等待崩溃前的数据库进程退出 waiting for {len(left)} server process(es) of a crashed server to exit "
-                f"(pids {', '.join(map(str, left))}; up to {int(grace + terminate)} s)")
+            say(
+                f"等待崩溃前的数据库进程退出 waiting for {len(left)} server process(es) of a crashed server to exit "
+                f"(pids {', '.join(map(str, left))}; up to {int(grace + terminate)} s)"
+            )
         deadline = time.monotonic() + grace
         while left and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -313,10 +328,8 @@ class EmbeddedCluster:
             if not left:
                 break
             for pid in left:
-                try:
+                with contextlib.suppress(OSError):
                     os.kill(pid, sig)
-                except OSError:
-                    pass
             deadline = time.monotonic() + wait
             while left and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -324,7 +337,8 @@ class EmbeddedCluster:
         if left:
             raise DatabaseUnavailable(
                 f"崩溃前的数据库进程仍在运行 server processes of a crashed server are still running "
-                f"(pids {', '.join(map(str, left))}): stop them, then run `gisgov db up` again")
+                f"(pids {', '.join(map(str, left))}): stop them, then run `gisgov db up` again"
+            )
 
     def start(self, timeout: float = 60, say=None) -> None:
         if self.server_pid():
@@ -337,13 +351,26 @@ class EmbeddedCluster:
         self.log_file.touch(exist_ok=True)
         self._chown(self.log_file)
         size = self.log_file.stat().st_size
-        proc = self._run([
-            str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
-            "-o", f"-p {st['port']} {SERVER_OPTIONS}", "-w", "-t", str(int(timeout)), "start",
-        ], check=False)
+        proc = self._run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                f"-p {st['port']} {SERVER_OPTIONS}",
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ],
+            check=False,
+        )
         if proc.returncode != 0:
-            raise DatabaseUnavailable(f"数据库无法启动 the database server did not start: {self._log_reason(size)} "
-                                      f"(log: {self.log_file})")
+            raise DatabaseUnavailable(
+                f"数据库无法启动 the database server did not start: {self._log_reason(size)} (log: {self.log_file})"
+            )
 
     def _log_reason(self, offset: int) -> str:
         """The first FATAL/PANIC line the server logged since ``offset`` (without its timestamp)."""
@@ -356,7 +383,7 @@ class EmbeddedCluster:
         for line in lines:
             for level in ("FATAL:", "PANIC:"):
                 if level in line:
-                    return line[line.index(level):].strip()
+                    return line[line.index(level) :].strip()
         return "pg_ctl failed, see the log"
 
     def ensure_database(self, db_name: str | None = None) -> None:
@@ -369,7 +396,7 @@ class EmbeddedCluster:
         with psycopg.connect(**conninfo, autocommit=True) as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
             if not exists:
-                conn.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+                conn.execute(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'")
         with psycopg.connect(**{**conninfo, "dbname": name}, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")
 
@@ -385,7 +412,9 @@ class EmbeddedCluster:
         """Stop the server cleanly (fast shutdown). Returns False if it was not running."""
         if not self.server_pid():
             return False
-        self._run([str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(timeout)), "stop"])
+        self._run(
+            [str(self.bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "-t", str(int(timeout)), "stop"]
+        )
         deadline = time.time() + timeout
         while self.server_pid() and time.time() < deadline:
             time.sleep(0.1)

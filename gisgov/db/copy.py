@@ -20,5 +20,5 @@ def copy_frame(cur: psycopg.Cursor, table: str, df: pd.DataFrame, *, chunk: int 
     with cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as cp:
         for start in range(0, len(df), chunk):
             buf = io.StringIO()
-            df.iloc[start:start + chunk].to_csv(buf, index=False, header=False, na_rep="")
+            df.iloc[start : start + chunk].to_csv(buf, index=False, header=False, na_rep="")
             cp.write(buf.getvalue())

@@ -30,7 +30,7 @@ def database_url(settings: Settings | None = None, *, start: bool = False, say=N
 def sqlalchemy_url(url: str) -> str:
     """A libpq-style ``postgresql://`` URL as SQLAlchemy's psycopg 3 URL (others unchanged)."""
     if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url[len("postgresql://"):]
+        return "postgresql+psycopg://" + url[len("postgresql://") :]
     return url
 
 

@@ -26,8 +26,8 @@ def downgrade(url: str, revision: str = "base") -> None:
 
 
 def current(url: str) -> str | None:
-    from sqlalchemy import create_engine, pool
     from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine, pool
 
     eng = create_engine(url, poolclass=pool.NullPool)
     with eng.connect() as conn:
@@ -54,13 +54,16 @@ def schema_problem(url: str) -> str | None:
     if have == want:
         return None
     if have is None:
-        return ("数据库尚未初始化 database not migrated (no gisgov schema yet): "
-                "run `gisgov db migrate` (or `gisgov demo` for the sample city)")
+        return (
+            "数据库尚未初始化 database not migrated (no gisgov schema yet): "
+            "run `gisgov db migrate` (or `gisgov demo` for the sample city)"
+        )
     try:
         known = script.get_revision(have) is not None
     except CommandError:
         known = False
     if not known:
-        return (f"数据库结构比本程序新 database schema {have} is newer than this gisgov (head {want}): "
-                "upgrade gisgov")
-    return f"数据库结构需要升级 database needs upgrade (schema {have}, this gisgov needs {want}): run `gisgov db migrate`"
+        return f"数据库结构比本程序新 database schema {have} is newer than this gisgov (head {want}): upgrade gisgov"
+    return (
+        f"数据库结构需要升级 database needs upgrade (schema {have}, this gisgov needs {want}): run `gisgov db migrate`"
+    )

@@ -81,15 +81,19 @@ class Catalog(BaseModel):
         for c in self.categories:
             if c.code == code:
                 return c
-        raise InvalidInput(f"未知事件类别 unknown event category {code!r}; known: "
-                           + ", ".join(f"{c.code} ({c.zh})" for c in self.categories))
+        raise InvalidInput(
+            f"未知事件类别 unknown event category {code!r}; known: "
+            + ", ".join(f"{c.code} ({c.zh})" for c in self.categories)
+        )
 
     def department(self, code: str) -> Department:
         for d in self.departments:
             if d.code == code:
                 return d
-        raise InvalidInput(f"未知处置部门 unknown department {code!r}; known: "
-                           + ", ".join(f"{d.code} ({d.zh})" for d in self.departments))
+        raise InvalidInput(
+            f"未知处置部门 unknown department {code!r}; known: "
+            + ", ".join(f"{d.code} ({d.zh})" for d in self.departments)
+        )
 
     def label(self, code: str | None) -> str | None:
         """Chinese name of a category or department code (the code itself when unknown)."""
@@ -101,8 +105,10 @@ class Catalog(BaseModel):
         return code
 
     def public(self) -> dict:
-        return {"categories": [c.model_dump() for c in self.categories],
-                "departments": [d.model_dump() for d in self.departments]}
+        return {
+            "categories": [c.model_dump() for c in self.categories],
+            "departments": [d.model_dump() for d in self.departments],
+        }
 
 
 def parse_catalog(text: str, source: str = "catalog") -> Catalog:

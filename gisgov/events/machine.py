@@ -120,8 +120,9 @@ def parse_state(value: str) -> State:
     try:
         return State(value)
     except ValueError:
-        raise InvalidInput(f"未知状态 unknown event state {value!r}; known: "
-                           + ", ".join(state_label(s) for s in State)) from None
+        raise InvalidInput(
+            f"未知状态 unknown event state {value!r}; known: " + ", ".join(state_label(s) for s in State)
+        ) from None
 
 
 def next_states(state: State | str, role: Role | str | None = None) -> list[State]:
@@ -153,17 +154,20 @@ def refusal(role: Role | str, frm: State | str, to: State | str) -> GisgovError 
         allowed = ("；可由 allowed for: " + ", ".join(role_label(r) for r in who)) if who else ""
         return TransitionForbidden(
             f"无权限：{ROLE_LABELS[role]}不能将事件从「{STATE_LABELS[frm]}」转为「{STATE_LABELS[to]}」"
-            f" not allowed: role {role.value} may not move an event from {frm.value} to {to.value}{allowed}")
+            f" not allowed: role {role.value} may not move an event from {frm.value} to {to.value}{allowed}"
+        )
     nxt = next_states(frm, role)
     options = ", ".join(state_label(s) for s in nxt) if nxt else "无 none"
     return TransitionConflict(
         f"状态不符：事件当前为「{STATE_LABELS[frm]}」，{ROLE_LABELS[role]}不能转为「{STATE_LABELS[to]}」"
         f" wrong state: the event is {frm.value}; role {role.value} cannot move it to {to.value} from there"
-        f" (from {frm.value} this role may go to: {options})")
+        f" (from {frm.value} this role may go to: {options})"
+    )
 
 
-def check(role: Role | str, frm: State | str, to: State | str, *, department: str | None = None,
-          note: str | None = None) -> None:
+def check(
+    role: Role | str, frm: State | str, to: State | str, *, department: str | None = None, note: str | None = None
+) -> None:
     """Raise the refusal (403/409), or InvalidInput (422) when the move lacks its department or reason."""
     err = refusal(role, frm, to)
     if err is not None:
@@ -180,4 +184,5 @@ def stale(version_sent: int, version_now: int, state: State | str) -> Transition
     return TransitionConflict(
         f"事件已被他人更新（当前版本 {version_now}，状态「{STATE_LABELS[state]}」），请刷新后重试"
         f" the event changed meanwhile (you sent version {version_sent}, it is now version {version_now},"
-        f" state {state.value}); reload and retry")
+        f" state {state.value}); reload and retry"
+    )

@@ -62,18 +62,24 @@ def clean_photo(data: bytes, name: str, *, max_bytes: int) -> Photo:
     if not data:
         raise PhotoRejected(f"{name}: 文件为空 empty file (rule: photo_empty)")
     if len(data) > max_bytes:
-        raise PhotoRejected(f"{name}: 照片过大 photo larger than {max_bytes / 1e6:.1f} MB "
-                            f"(GISGOV_EVENT_PHOTO_MAX_MB) (rule: photo_too_large)", status_code=413)
+        raise PhotoRejected(
+            f"{name}: 照片过大 photo larger than {max_bytes / 1e6:.1f} MB "
+            f"(GISGOV_EVENT_PHOTO_MAX_MB) (rule: photo_too_large)",
+            status_code=413,
+        )
     media = sniff(data)
     if media is None:
-        raise PhotoRejected(f"{name}: 只接受 JPEG 或 PNG 照片 only JPEG or PNG photos are accepted "
-                            f"(the file's bytes are neither) (rule: photo_type)")
+        raise PhotoRejected(
+            f"{name}: 只接受 JPEG 或 PNG 照片 only JPEG or PNG photos are accepted "
+            f"(the file's bytes are neither) (rule: photo_type)"
+        )
     try:
         with Image.open(io.BytesIO(data)) as probe:
             w, h = probe.size
             if w * h > MAX_PIXELS:
-                raise PhotoRejected(f"{name}: 照片像素过多 {w}×{h} pixels, more than {MAX_PIXELS:,} "
-                                    f"(rule: photo_pixels)")
+                raise PhotoRejected(
+                    f"{name}: 照片像素过多 {w}×{h} pixels, more than {MAX_PIXELS:,} (rule: photo_pixels)"
+                )
             probe.verify()
         with Image.open(io.BytesIO(data)) as im:
             im.load()
@@ -89,7 +95,8 @@ def clean_photo(data: bytes, name: str, *, max_bytes: int) -> Photo:
     except PhotoRejected:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise PhotoRejected(f"{name}: 照片无法读取 the photo cannot be read ({type(exc).__name__}) "
-                            f"(rule: photo_unreadable)") from None
+        raise PhotoRejected(
+            f"{name}: 照片无法读取 the photo cannot be read ({type(exc).__name__}) (rule: photo_unreadable)"
+        ) from None
     clean = out.getvalue()
     return Photo(clean, media, width, height, hashlib.sha256(clean).hexdigest())

@@ -80,37 +80,59 @@ def summarize(rows: list[Row], now: datetime, catalog: Catalog | None = None, *,
     catalog = catalog or load_catalog()
     out = _headline(rows, now)
     cats = Counter(r.category for r in rows)
-    out["by_category"] = [{"category": c, "label": catalog.label(c), "n": n}
-                          for c, n in sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))]
+    out["by_category"] = [
+        {"category": c, "label": catalog.label(c), "n": n}
+        for c, n in sorted(cats.items(), key=lambda kv: (-kv[1], kv[0]))
+    ]
     sts = Counter(r.status for r in rows)
     out["by_status"] = [{"status": s.value, "label": STATE_LABELS[s], "n": sts.get(s.value, 0)} for s in State]
     late = sorted((r for r in rows if r.status not in TERMINAL and r.deadline < now), key=lambda r: (r.deadline, r.id))
-    out["overdue_list"] = [{"id": r.id, "category": r.category, "category_label": catalog.label(r.category),
-                            "status": r.status, "grid": r.grid_code, "community": r.community_code,
-                            "reported_at": r.reported_at.isoformat(), "deadline": r.deadline.isoformat(),
-                            "hours_overdue": round((now - r.deadline).total_seconds() / 3600, 1)}
-                           for r in late[:overdue_limit]]
+    out["overdue_list"] = [
+        {
+            "id": r.id,
+            "category": r.category,
+            "category_label": catalog.label(r.category),
+            "status": r.status,
+            "grid": r.grid_code,
+            "community": r.community_code,
+            "reported_at": r.reported_at.isoformat(),
+            "deadline": r.deadline.isoformat(),
+            "hours_overdue": round((now - r.deadline).total_seconds() / 3600, 1),
+        }
+        for r in late[:overdue_limit]
+    ]
     reported = Counter(_month(r.reported_at) for r in rows)
     closed = Counter(_month(r.closed_at) for r in rows if r.status == "closed" and r.closed_at)
     months = sorted(set(reported) | set(closed))
-    out["trend"] = ([{"month": m, "reported": reported.get(m, 0), "closed": closed.get(m, 0)}
-                     for m in _months(months[0], months[-1])] if months else [])
+    out["trend"] = (
+        [
+            {"month": m, "reported": reported.get(m, 0), "closed": closed.get(m, 0)}
+            for m in _months(months[0], months[-1])
+        ]
+        if months
+        else []
+    )
     by_grid: dict[str | None, list[Row]] = defaultdict(list)
     for r in rows:
         by_grid[r.grid_code].append(r)
-    out["grids"] = [{"grid": g} | _headline(rs, now)
-                    for g, rs in sorted(by_grid.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))]
+    out["grids"] = [
+        {"grid": g} | _headline(rs, now)
+        for g, rs in sorted(by_grid.items(), key=lambda kv: (kv[0] is None, kv[0] or ""))
+    ]
     return out
 
 
 def load(conn: Connection, *, community: str | None = None, grid: str | None = None) -> list[Row]:
-    rows = conn.execute(text("""
+    rows = conn.execute(
+        text("""
         SELECT id, category, status, grid_code, community_code, reported_at, closed_at, deadline, department,
                escalated_to
         FROM event
         WHERE (CAST(:comm AS text) IS NULL OR community_code = :comm)
           AND (CAST(:grid AS text) IS NULL OR grid_code = :grid)
-        ORDER BY id"""), {"comm": community, "grid": grid}).all()
+        ORDER BY id"""),
+        {"comm": community, "grid": grid},
+    ).all()
     return [Row(*r) for r in rows]
 
 
@@ -118,7 +140,8 @@ def now_db(conn: Connection) -> datetime:
     return conn.execute(text("SELECT now()")).scalar_one()
 
 
-def event_stats(conn: Connection, *, community: str | None = None, grid: str | None = None,
-                catalog: Catalog | None = None) -> dict:
+def event_stats(
+    conn: Connection, *, community: str | None = None, grid: str | None = None, catalog: Catalog | None = None
+) -> dict:
     out = summarize(load(conn, community=community, grid=grid), now_db(conn), catalog)
     return {"community": community, "grid": grid} | out

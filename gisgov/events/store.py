@@ -69,38 +69,76 @@ def in_scope(p: Principal, where: dict) -> bool:
     return area.startswith(p.scope_code)
 
 
-def report(conn: Connection, p: Principal, *, lon: float, lat: float, category: str, description: str,
-           catalog: Catalog | None = None) -> dict:
+def report(
+    conn: Connection,
+    p: Principal,
+    *,
+    lon: float,
+    lat: float,
+    category: str,
+    description: str,
+    catalog: Catalog | None = None,
+) -> dict:
     """File a new event (state ``reported``) at a WGS84/CGCS2000 point; returns it with its history."""
     cat = (catalog or load_catalog()).category(category)
     if not machine.can_report(p.role):
         raise machine.TransitionForbidden(
             f"无权限：{p.label}不能上报事件 not allowed: role {p.role.value} may not report events "
-            f"(allowed: {', '.join(machine.role_label(r) for r in sorted(machine.REPORTERS))})")
+            f"(allowed: {', '.join(machine.role_label(r) for r in sorted(machine.REPORTERS))})"
+        )
     desc = _clean(description, "描述 description", MAX_DESCRIPTION, required=True)
     where = place(conn, lon, lat)
     if where is None:
         raise InvalidInput(f"位置不在任何街道内 the point ({lon:.6f}, {lat:.6f}) lies outside every street of the city")
     if not in_scope(p, where):
         area = where.get("grid_code") or where.get("community_code") or where["street_code"]
-        raise Forbidden(f"无权限：该位置（{area}）不在{p.label}的辖区 {p.scope_code or '全市'} 内"
-                        f" not allowed: the point lies in {area}, outside the area of this {p.role.value} account")
-    row = conn.execute(text(f"""
+        raise Forbidden(
+            f"无权限：该位置（{area}）不在{p.label}的辖区 {p.scope_code or '全市'} 内"
+            f" not allowed: the point lies in {area}, outside the area of this {p.role.value} account"
+        )
+    row = conn.execute(
+        text(f"""
         INSERT INTO event (geom, category, description, reporter_id, reporter_role, status, deadline)
         VALUES ({_POINT}, :cat, :desc, :uid, :role, 'reported', now() + make_interval(secs => :sla))
-        RETURNING id"""), {"lon": lon, "lat": lat, "cat": cat.code, "desc": desc, "uid": p.user_id,
-                            "role": p.role.value, "sla": cat.sla_hours * 3600.0}).one()
+        RETURNING id"""),
+        {
+            "lon": lon,
+            "lat": lat,
+            "cat": cat.code,
+            "desc": desc,
+            "uid": p.user_id,
+            "role": p.role.value,
+            "sla": cat.sla_hours * 3600.0,
+        },
+    ).one()
     _history(conn, row.id, p, None, State.reported, None, None)
     return get(conn, p, row.id, catalog=catalog)
 
 
-def _history(conn: Connection, event_id: int, p: Principal, frm: State | None, to: State, note: str | None,
-             department: str | None) -> None:
-    conn.execute(text("""
+def _history(
+    conn: Connection,
+    event_id: int,
+    p: Principal,
+    frm: State | None,
+    to: State,
+    note: str | None,
+    department: str | None,
+) -> None:
+    conn.execute(
+        text("""
         INSERT INTO event_history (event_id, actor_id, actor, actor_role, from_status, to_status, note, department)
         VALUES (:e, :uid, :actor, :role, :frm, :to, :note, :dep)"""),
-                 {"e": event_id, "uid": p.user_id, "actor": p.username, "role": p.role.value,
-                  "frm": frm.value if frm else None, "to": to.value, "note": note, "dep": department})
+        {
+            "e": event_id,
+            "uid": p.user_id,
+            "actor": p.username,
+            "role": p.role.value,
+            "frm": frm.value if frm else None,
+            "to": to.value,
+            "note": note,
+            "dep": department,
+        },
+    )
 
 
 _COLUMNS = """
@@ -112,8 +150,18 @@ _COLUMNS = """
     (e.status NOT IN ('closed', 'rejected') AND e.deadline < now()) AS overdue,
     u.display_name AS reporter, e.reporter_role"""
 _FROM = "FROM event e LEFT JOIN app_user u ON u.id = e.reporter_id"
-_TIMES = ("reported_at", "accepted_at", "dispatched_at", "handled_at", "feedback_at", "closed_at", "rejected_at",
-          "escalated_at", "deadline", "updated_at")
+_TIMES = (
+    "reported_at",
+    "accepted_at",
+    "dispatched_at",
+    "handled_at",
+    "feedback_at",
+    "closed_at",
+    "rejected_at",
+    "escalated_at",
+    "deadline",
+    "updated_at",
+)
 
 
 def _out(row, catalog: Catalog, p: Principal) -> dict:
@@ -130,26 +178,44 @@ def _out(row, catalog: Catalog, p: Principal) -> dict:
     return d
 
 
-def get(conn: Connection, p: Principal, event_id: int, *, catalog: Catalog | None = None,
-        history: bool = True) -> dict:
+def get(conn: Connection, p: Principal, event_id: int, *, catalog: Catalog | None = None, history: bool = True) -> dict:
     catalog = catalog or load_catalog()
     row = conn.execute(text(f"SELECT {_COLUMNS} {_FROM} WHERE e.id = :id"), {"id": event_id}).mappings().first()
     if row is None:
         raise NotFound(f"未找到事件 event not found: {event_id}")
     out = _out(row, catalog, p)
     if history:
-        rows = conn.execute(text("""
+        rows = (
+            conn.execute(
+                text("""
             SELECT h.at, h.actor, h.actor_role, h.from_status, h.to_status, h.note, h.department
-            FROM event_history h WHERE h.event_id = :id ORDER BY h.at, h.id"""), {"id": event_id}).mappings().all()
-        out["history"] = [dict(r) | {"at": r["at"].isoformat(), "department_label": catalog.label(r["department"])}
-                          for r in rows]
+            FROM event_history h WHERE h.event_id = :id ORDER BY h.at, h.id"""),
+                {"id": event_id},
+            )
+            .mappings()
+            .all()
+        )
+        out["history"] = [
+            dict(r) | {"at": r["at"].isoformat(), "department_label": catalog.label(r["department"])} for r in rows
+        ]
     return out
 
 
-def list_events(conn: Connection, p: Principal, *, status: list[str] | None = None, category: str | None = None,
-                grid: str | None = None, community: str | None = None, overdue: bool | None = None,
-                date_from: date | datetime | None = None, date_to: date | datetime | None = None,
-                limit: int = 100, offset: int = 0, catalog: Catalog | None = None) -> dict:
+def list_events(
+    conn: Connection,
+    p: Principal,
+    *,
+    status: list[str] | None = None,
+    category: str | None = None,
+    grid: str | None = None,
+    community: str | None = None,
+    overdue: bool | None = None,
+    date_from: date | datetime | None = None,
+    date_to: date | datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+    catalog: Catalog | None = None,
+) -> dict:
     """Events in scope, newest first, filtered; ``date_to`` is inclusive for a date."""
     catalog = catalog or load_catalog()
     states = [machine.parse_state(s).value for s in status] if status else None
@@ -170,16 +236,40 @@ def list_events(conn: Connection, p: Principal, *, status: list[str] | None = No
                OR (e.status NOT IN ('closed', 'rejected') AND e.deadline < now()) = :overdue)
           AND (CAST(:dfrom AS timestamptz) IS NULL OR e.reported_at >= :dfrom)
           AND (CAST(:dto AS timestamptz) IS NULL OR e.reported_at < :dto)"""
-    params = {"states": states, "cat": category or None, "grid": grid or None, "comm": community or None,
-              "overdue": overdue, "dfrom": date_from, "dto": date_to}
+    params = {
+        "states": states,
+        "cat": category or None,
+        "grid": grid or None,
+        "comm": community or None,
+        "overdue": overdue,
+        "dfrom": date_from,
+        "dto": date_to,
+    }
     total = conn.execute(text(f"SELECT count(*) FROM event e {where}"), params).scalar_one()
-    rows = conn.execute(text(f"SELECT {_COLUMNS} {_FROM} {where} ORDER BY e.reported_at DESC, e.id DESC "
-                             "LIMIT :limit OFFSET :offset"), params | {"limit": limit, "offset": offset}).mappings().all()
+    rows = (
+        conn.execute(
+            text(
+                f"SELECT {_COLUMNS} {_FROM} {where} ORDER BY e.reported_at DESC, e.id DESC LIMIT :limit OFFSET :offset"
+            ),
+            params | {"limit": limit, "offset": offset},
+        )
+        .mappings()
+        .all()
+    )
     return {"total": total, "limit": limit, "offset": offset, "items": [_out(r, catalog, p) for r in rows]}
 
 
-def transition(conn: Connection, p: Principal, event_id: int, to: str, version: int, *, note: str | None = None,
-               department: str | None = None, catalog: Catalog | None = None) -> dict:
+def transition(
+    conn: Connection,
+    p: Principal,
+    event_id: int,
+    to: str,
+    version: int,
+    *,
+    note: str | None = None,
+    department: str | None = None,
+    catalog: Catalog | None = None,
+) -> dict:
     """Move an event to state ``to``; the caller sends the ``version`` it saw. Returns the event and
     ``from`` (the state it left). 404 outside the scope, 403 role, 409 state or stale version, 422 input."""
     catalog = catalog or load_catalog()
@@ -198,7 +288,8 @@ def transition(conn: Connection, p: Principal, event_id: int, to: str, version: 
         raise machine.stale(version, row.version, frm)
     machine.check(p.role, frm, target, department=department, note=note)
     col = machine.STEP_COLUMN[target]
-    done = conn.execute(text(f"""
+    done = conn.execute(
+        text(f"""
         UPDATE event SET status = :to, {col} = now(), updated_at = now(), version = version + 1,
                department = CASE WHEN :to = 'dispatched' THEN :dep ELSE department END,
                escalated_to = CASE WHEN :to = 'escalated_street' THEN 'street'
@@ -206,8 +297,9 @@ def transition(conn: Connection, p: Principal, event_id: int, to: str, version: 
                                         THEN 'community'
                                    ELSE escalated_to END
         WHERE id = :id AND version = :v AND status = :frm
-        RETURNING version"""), {"to": target.value, "dep": department, "id": event_id, "v": version,
-                                  "frm": frm.value}).first()
+        RETURNING version"""),
+        {"to": target.value, "dep": department, "id": event_id, "v": version, "frm": frm.value},
+    ).first()
     if done is None:  # a concurrent transition committed first
         now = conn.execute(text("SELECT status, version FROM event WHERE id = :id"), {"id": event_id}).first()
         raise machine.stale(version, now.version if now else version, now.status if now else frm)
@@ -219,7 +311,9 @@ def open_by_grid(conn: Connection, catalog: Catalog | None = None) -> dict:
     """Open events in scope clustered by grid (events outside every grid: by community), as GeoJSON
     points at the grid's (community's) label point, with counts only."""
     catalog = catalog or load_catalog()
-    rows = conn.execute(text("""
+    rows = (
+        conn.execute(
+            text("""
         WITH o AS (
             SELECT coalesce(e.grid_code, e.community_code, e.street_code) AS code,
                    CASE WHEN e.grid_code IS NOT NULL THEN 'grid' WHEN e.community_code IS NOT NULL THEN 'community'
@@ -242,15 +336,35 @@ def open_by_grid(conn: Connection, catalog: Catalog | None = None) -> dict:
                            ORDER BY x.id LIMIT 1) g ON true
         LEFT JOIN community c ON a.level = 'community' AND c.code = a.code
         LEFT JOIN street s ON a.level = 'street' AND s.code = a.code
-        ORDER BY a.code""")).mappings().all()
+        ORDER BY a.code""")
+        )
+        .mappings()
+        .all()
+    )
     features = []
     for r in rows:
         if r["label"] is None:  # a grid no longer current (plan changed): no label point to show it at
             continue
-        features.append({"type": "Feature", "id": r["code"], "geometry": json.loads(r["label"]),
-                         "properties": {"code": r["code"], "level": r["level"], "name": r["name"],
-                                        "open": r["open"], "overdue": r["overdue"],
-                                        "categories": {k: {"n": v, "label": catalog.label(k)}
-                                                       for k, v in sorted((r["categories"] or {}).items())}}})
-    return {"type": "FeatureCollection", "features": features,
-            "total_open": sum(r["open"] for r in rows), "total_overdue": sum(r["overdue"] for r in rows)}
+        features.append(
+            {
+                "type": "Feature",
+                "id": r["code"],
+                "geometry": json.loads(r["label"]),
+                "properties": {
+                    "code": r["code"],
+                    "level": r["level"],
+                    "name": r["name"],
+                    "open": r["open"],
+                    "overdue": r["overdue"],
+                    "categories": {
+                        k: {"n": v, "label": catalog.label(k)} for k, v in sorted((r["categories"] or {}).items())
+                    },
+                },
+            }
+        )
+    return {
+        "type": "FeatureCollection",
+        "features": features,
+        "total_open": sum(r["open"] for r in rows),
+        "total_overdue": sum(r["overdue"] for r in rows),
+    }

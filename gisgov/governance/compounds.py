@@ -32,8 +32,12 @@ from gisgov.errors import GisgovError
 
 DEFAULT_PATH = Path(__file__).with_name("compound_rules.yaml")
 PROPERTY_MODES = ("物业公司", "业主自治", "社区兜底")
-MODE_EN = {"物业公司": "property company", "业主自治": "owners' self-management", "社区兜底": "community fallback",
-           None: "none"}
+MODE_EN = {
+    "物业公司": "property company",
+    "业主自治": "owners' self-management",
+    "社区兜底": "community fallback",
+    None: "none",
+}
 NO_MODE = "无"  # key of compounds without a property mode in the shares
 RULE_CODES = ("large_no_party_org", "large_no_service_point", "old_no_property")
 
@@ -76,10 +80,14 @@ class CompoundRules(BaseModel):
         return f"{r.zh.format(**fill)} {r.en.format(**fill)}"
 
     def public(self) -> dict:
-        return {"large_households": self.large_households, "old_before_year": self.old_before_year,
-                "managed_modes": list(self.managed_modes),
-                "rules": [{"code": c, "enabled": self.enabled(c), "label": self.label(c)}
-                          for c in RULE_CODES if c in self.rules]}
+        return {
+            "large_households": self.large_households,
+            "old_before_year": self.old_before_year,
+            "managed_modes": list(self.managed_modes),
+            "rules": [
+                {"code": c, "enabled": self.enabled(c), "label": self.label(c)} for c in RULE_CODES if c in self.rules
+            ],
+        }
 
 
 def rules_path() -> Path:
@@ -159,11 +167,20 @@ def check(compounds: Iterable[Compound], rules: CompoundRules) -> dict:
         per[c.community_code].append(c)
         found = breaches_of(c, rules)
         if found:
-            breaches.append({"code": c.code, "name": c.name, "community_code": c.community_code,
-                             "households": c.households, "year_built": c.year_built,
-                             "property_mode": c.property_mode, "has_party_org": c.has_party_org,
-                             "has_service_point": c.has_service_point, "rules": found,
-                             "labels": [rules.label(r) for r in found]})
+            breaches.append(
+                {
+                    "code": c.code,
+                    "name": c.name,
+                    "community_code": c.community_code,
+                    "households": c.households,
+                    "year_built": c.year_built,
+                    "property_mode": c.property_mode,
+                    "has_party_org": c.has_party_org,
+                    "has_service_point": c.has_service_point,
+                    "rules": found,
+                    "labels": [rules.label(r) for r in found],
+                }
+            )
     by_comm = {}
     for b in breaches:
         by_comm.setdefault(b["community_code"], Counter()).update(b["rules"])
@@ -185,10 +202,13 @@ def summarise(code: str, cs: list[Compound], rules: CompoundRules, breach_counts
     old_modes = Counter(c.property_mode if c.property_mode in PROPERTY_MODES else NO_MODE for c in old)
     keys = (*PROPERTY_MODES, NO_MODE)
     return {
-        "code": code, "compounds": n,
+        "code": code,
+        "compounds": n,
         "households": sum(c.households for c in cs),
         "large": sum(1 for c in cs if c.households >= rules.large_households),
-        "old": len(old), "known_year": len(known), "unknown_year": n - len(known),
+        "old": len(old),
+        "known_year": len(known),
+        "unknown_year": n - len(known),
         "old_ratio": _share(len(old), len(known)),
         "property_modes": {k: {"n": modes[k], "share": _share(modes[k], n)} for k in keys},
         "old_property_modes": {k: old_modes[k] for k in keys},

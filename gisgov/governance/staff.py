@@ -18,8 +18,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 ROLES = ("网格长", "专职网格员", "兼职网格员", "网格指导员", "信息员")
-ROLE_EN = {"网格长": "grid leader", "专职网格员": "full-time grid worker", "兼职网格员": "part-time grid worker",
-           "网格指导员": "grid instructor", "信息员": "informant"}
+ROLE_EN = {
+    "网格长": "grid leader",
+    "专职网格员": "full-time grid worker",
+    "兼职网格员": "part-time grid worker",
+    "网格指导员": "grid instructor",
+    "信息员": "informant",
+}
 LEADER, FULL_TIME = "网格长", "专职网格员"
 GAPS = {
     "no_leader": "缺网格长 no grid leader (网格长)",
@@ -36,8 +41,7 @@ _SYNONYMS = {
     "姓名": ("姓名", "名字", "name"),
     "手机号": ("手机号", "手机号码", "手机", "联系电话", "电话", "phone", "mobile"),
 }
-_ROLE_ALIASES = {unicodedata.normalize("NFKC", k).lower().replace(" ", ""): r
-                 for r in ROLES for k in (r, ROLE_EN[r])}
+_ROLE_ALIASES = {unicodedata.normalize("NFKC", k).lower().replace(" ", ""): r for r in ROLES for k in (r, ROLE_EN[r])}
 _MOBILE = re.compile(r"^1[3-9][0-9]{9}$")
 _LANDLINE = re.compile(r"^0[1-9][0-9]{1,2}-?[0-9]{7,8}$")
 _GRID = re.compile(r"^[0-9]{15}$")
@@ -129,11 +133,17 @@ class RowError:
 
     def public(self) -> dict:
         col = f"{self.column} {HEADER_EN.get(self.column, '')}".strip()
-        return {"row": self.row, "column": col, "rule": self.rule,
-                "message": f"第{self.row}行 row {self.row}，{col}：{ROW_RULES[self.rule]} (rule: {self.rule})"}
+        return {
+            "row": self.row,
+            "column": col,
+            "rule": self.rule,
+            "message": f"第{self.row}行 row {self.row}，{col}：{ROW_RULES[self.rule]} (rule: {self.rule})",
+        }
 
 
-def parse_rows(records: list[dict], known_grids: set[str], *, first_row: int = 2) -> tuple[list[StaffRow], list[RowError]]:
+def parse_rows(
+    records: list[dict], known_grids: set[str], *, first_row: int = 2
+) -> tuple[list[StaffRow], list[RowError]]:
     """Check every row of an import (``records``: template header → cell) against the rules; rows
     come back only when there is no error at all (all or nothing is the caller's job)."""
     rows: list[StaffRow] = []
@@ -201,6 +211,14 @@ def assess(grid: dict, roles: Counter, ceiling: float) -> dict:
     gaps = grid_gaps(roles)
     load = caseload(int(grid.get("households") or 0), roles[FULL_TIME])
     over = load is not None and load > ceiling
-    return {**grid, "staff": sum(roles.values()), "roles": {r: roles[r] for r in ROLES},
-            "full_time": roles[FULL_TIME], "caseload": load, "caseload_over": over,
-            "gaps": gaps, "gap_labels": [GAPS[g] for g in gaps], "ok": not gaps and not over}
+    return {
+        **grid,
+        "staff": sum(roles.values()),
+        "roles": {r: roles[r] for r in ROLES},
+        "full_time": roles[FULL_TIME],
+        "caseload": load,
+        "caseload_over": over,
+        "gaps": gaps,
+        "gap_labels": [GAPS[g] for g in gaps],
+        "ok": not gaps and not over,
+    }

@@ -42,6 +42,7 @@ class StaleVersion(PlanConflict):
 
 # ---------------------------------------------------------------- scope helpers
 
+
 @contextmanager
 def widened(conn: Connection):
     """The whole city for the statements inside (aggregates only), then the caller's scope again."""
@@ -66,19 +67,29 @@ def narrow(p: Principal, code: str | None, own: str, what: str) -> str:
 
 def can_edit(p: Principal) -> None:
     if not p.can(EDIT_PERM):
-        raise Forbidden(f"无权限：{p.label}不能维护网格员与小区信息 not allowed: role {p.role.value} may not edit "
-                        "grid staff or compound attributes (管理员 admin, 社区工作者 community_staff may)")
+        raise Forbidden(
+            f"无权限：{p.label}不能维护网格员与小区信息 not allowed: role {p.role.value} may not edit "
+            "grid staff or compound attributes (管理员 admin, 社区工作者 community_staff may)"
+        )
 
 
 # ---------------------------------------------------------------- staff
 
+
 def current_grids(conn: Connection, prefix: str) -> list[dict]:
     """The current grids (active plans) under ``prefix``, with households (roster rows, else the
     building's recorded households)."""
-    rows = conn.execute(text("""
+    rows = (
+        conn.execute(
+            text("""
         SELECT g.id, g.code, g.name, g.community_code, c.name AS community_name
         FROM grid_current() g JOIN community c ON c.code = g.community_code
-        WHERE g.code LIKE :p || '%' ORDER BY g.code"""), {"p": prefix}).mappings().all()
+        WHERE g.code LIKE :p || '%' ORDER BY g.code"""),
+            {"p": prefix},
+        )
+        .mappings()
+        .all()
+    )
     grids = [dict(r) for r in rows]
     if grids:
         hh = dict(conn.execute(text(_HOUSEHOLDS.format(key="grid_id")), {"ids": [g["id"] for g in grids]}).all())
@@ -88,14 +99,21 @@ def current_grids(conn: Connection, prefix: str) -> list[dict]:
 
 
 def _staff_of(conn: Connection, grid_ids: list[int]) -> list[dict]:
-    return [dict(r) for r in conn.execute(text(f"""
+    return [
+        dict(r)
+        for r in conn.execute(
+            text(f"""
         SELECT s.id, s.grid_id, s.role, s.name, s.phone_masked, s.updated_at
         FROM grid_staff s WHERE s.grid_id = ANY (:ids)
-        ORDER BY s.grid_id, array_position({_ROLE_ORDER}, s.role), s.id"""), {"ids": grid_ids}).mappings()]
+        ORDER BY s.grid_id, array_position({_ROLE_ORDER}, s.role), s.id"""),
+            {"ids": grid_ids},
+        ).mappings()
+    ]
 
 
-def staff_overview(conn: Connection, p: Principal, *, code: str | None = None, ceiling: float,
-                   only_problems: bool = False) -> dict:
+def staff_overview(
+    conn: Connection, p: Principal, *, code: str | None = None, ceiling: float, only_problems: bool = False
+) -> dict:
     """Per current grid in the area (``code``: a street/community/grid inside it): counts by role,
     gaps, households, caseload; the people (role, name, masked phone) only for roles with
     ``read_personal``. Totals over the listed grids."""
@@ -109,15 +127,27 @@ def staff_overview(conn: Connection, p: Principal, *, code: str | None = None, c
     out = []
     for g in grids:
         people = by_grid.get(g["id"], [])
-        a = st.assess({k: g[k] for k in ("code", "name", "community_code", "community_name", "households")},
-                      Counter(s["role"] for s in people), ceiling)
+        a = st.assess(
+            {k: g[k] for k in ("code", "name", "community_code", "community_name", "households")},
+            Counter(s["role"] for s in people),
+            ceiling,
+        )
         if personal:
-            a["people"] = [{"id": s["id"], "role": s["role"], "role_en": st.ROLE_EN[s["role"]], "name": s["name"],
-                            "phone_masked": s["phone_masked"]} for s in people]
+            a["people"] = [
+                {
+                    "id": s["id"],
+                    "role": s["role"],
+                    "role_en": st.ROLE_EN[s["role"]],
+                    "name": s["name"],
+                    "phone_masked": s["phone_masked"],
+                }
+                for s in people
+            ]
         out.append(a)
     loads = [a["caseload"] for a in out if a["caseload"] is not None]
     summary = {
-        "grids": len(out), "staff": sum(a["staff"] for a in out),
+        "grids": len(out),
+        "staff": sum(a["staff"] for a in out),
         "grids_ok": sum(1 for a in out if a["ok"]),
         "no_leader": [a["code"] for a in out if "no_leader" in a["gaps"]],
         "no_full_time": [a["code"] for a in out if "no_full_time" in a["gaps"]],
@@ -127,14 +157,23 @@ def staff_overview(conn: Connection, p: Principal, *, code: str | None = None, c
     }
     if only_problems:
         out = [a for a in out if not a["ok"]]
-    return {"area": prefix, "names_shown": personal, "summary": summary, "grids": out,
-            "rules": {"gaps": st.GAPS, "caseload_over": f"每名专职网格员服务户数超过 {ceiling:g} 户 more than "
-                                                         f"{ceiling:g} households per full-time grid worker "
-                                                         "(GISGOV_STAFF_MAX_CASELOAD)"}}
+    return {
+        "area": prefix,
+        "names_shown": personal,
+        "summary": summary,
+        "grids": out,
+        "rules": {
+            "gaps": st.GAPS,
+            "caseload_over": f"每名专职网格员服务户数超过 {ceiling:g} 户 more than "
+            f"{ceiling:g} households per full-time grid worker "
+            "(GISGOV_STAFF_MAX_CASELOAD)",
+        },
+    }
 
 
-def gaps_geojson(conn: Connection, p: Principal, *, code: str | None = None, ceiling: float,
-                 geometry: str = "point") -> dict:
+def gaps_geojson(
+    conn: Connection, p: Principal, *, code: str | None = None, ceiling: float, geometry: str = "point"
+) -> dict:
     """Grids with a gap or an over-ceiling caseload as GeoJSON (WGS84): their label point or polygon.
     Counts and rule codes only (no names)."""
     if geometry not in ("point", "polygon"):
@@ -144,23 +183,47 @@ def gaps_geojson(conn: Connection, p: Principal, *, code: str | None = None, cei
     feats = []
     if bad:
         geo = "ST_PointOnSurface(g.geom)" if geometry == "point" else "g.geom"
-        rows = conn.execute(text(f"""
+        rows = conn.execute(
+            text(f"""
             SELECT g.code, ST_AsGeoJSON(ST_Transform({geo}, 4326), 7) AS gj
-            FROM grid_current() g WHERE g.code = ANY (:codes) ORDER BY g.code"""), {"codes": list(bad)}).all()
+            FROM grid_current() g WHERE g.code = ANY (:codes) ORDER BY g.code"""),
+            {"codes": list(bad)},
+        ).all()
         for code_, gj in rows:
             a = bad[code_]
-            feats.append({"type": "Feature", "id": code_, "geometry": json.loads(gj), "properties": {
-                "code": code_, "name": a["name"], "community_code": a["community_code"], "gaps": a["gaps"],
-                "gap_labels": a["gap_labels"], "caseload": a["caseload"], "caseload_over": a["caseload_over"],
-                "households": a["households"], "full_time": a["full_time"], "roles": a["roles"]}})
+            feats.append(
+                {
+                    "type": "Feature",
+                    "id": code_,
+                    "geometry": json.loads(gj),
+                    "properties": {
+                        "code": code_,
+                        "name": a["name"],
+                        "community_code": a["community_code"],
+                        "gaps": a["gaps"],
+                        "gap_labels": a["gap_labels"],
+                        "caseload": a["caseload"],
+                        "caseload_over": a["caseload_over"],
+                        "households": a["households"],
+                        "full_time": a["full_time"],
+                        "roles": a["roles"],
+                    },
+                }
+            )
     return {"type": "FeatureCollection", "features": feats, "summary": ov["summary"]}
 
 
 def _grid_for_edit(conn: Connection, p: Principal, grid_code: str) -> dict:
     if not grid_code or not p.contains(grid_code) or not grid_code.startswith(p.scope_code):
         raise NotFound(f"未找到网格 grid not found: {grid_code}")
-    row = conn.execute(text("SELECT g.id, g.code, g.community_code FROM grid_current() g WHERE g.code = :c "
-                            "ORDER BY g.id LIMIT 1"), {"c": grid_code}).mappings().first()
+    row = (
+        conn.execute(
+            text("SELECT g.id, g.code, g.community_code FROM grid_current() g WHERE g.code = :c ORDER BY g.id LIMIT 1"),
+            {"c": grid_code},
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         raise NotFound(f"未找到网格（当前方案）no grid of an active plan with code {grid_code}")
     return dict(row)
@@ -191,40 +254,66 @@ def _phone(vault, value: str | None) -> tuple[bytes | None, str | None]:
 
 
 def _staff_out(conn: Connection, staff_id: int) -> dict:
-    row = conn.execute(text("""
+    row = (
+        conn.execute(
+            text("""
         SELECT s.id, g.code AS grid_code, s.role, s.name, s.phone_masked, s.updated_at, s.updated_by
-        FROM grid_staff s JOIN grid g ON g.id = s.grid_id WHERE s.id = :i"""), {"i": staff_id}).mappings().one()
+        FROM grid_staff s JOIN grid g ON g.id = s.grid_id WHERE s.id = :i"""),
+            {"i": staff_id},
+        )
+        .mappings()
+        .one()
+    )
     d = dict(row)
     d["updated_at"] = d["updated_at"].isoformat()
     d["role_en"] = st.ROLE_EN[d["role"]]
     return d
 
 
-def add_staff(conn: Connection, p: Principal, vault, *, grid_code: str, role: str, name: str,
-              phone: str | None) -> dict:
+def add_staff(
+    conn: Connection, p: Principal, vault, *, grid_code: str, role: str, name: str, phone: str | None
+) -> dict:
     can_edit(p)
     g = _grid_for_edit(conn, p, grid_code)
     role, name = _role(role), _name(name)
     cipher, masked = _phone(vault, phone)
-    sid = conn.execute(text("""
+    sid = conn.execute(
+        text("""
         INSERT INTO grid_staff (grid_id, role, name, phone_cipher, phone_masked, updated_at, updated_by)
         VALUES (:g, :r, :n, :c, :m, now(), :u) RETURNING id"""),
-                       {"g": g["id"], "r": role, "n": name, "c": cipher, "m": masked, "u": p.username}).scalar_one()
+        {"g": g["id"], "r": role, "n": name, "c": cipher, "m": masked, "u": p.username},
+    ).scalar_one()
     return _staff_out(conn, sid)
 
 
 def _staff_row(conn: Connection, p: Principal, staff_id: int) -> dict:
-    row = conn.execute(text("""
+    row = (
+        conn.execute(
+            text("""
         SELECT s.id, s.role, g.code AS grid_code FROM grid_staff s JOIN grid g ON g.id = s.grid_id
-        WHERE s.id = :i"""), {"i": staff_id}).mappings().first()
+        WHERE s.id = :i"""),
+            {"i": staff_id},
+        )
+        .mappings()
+        .first()
+    )
     if row is None or not row["grid_code"].startswith(p.scope_code):  # RLS hides the others already
         raise NotFound(f"未找到网格员 staff member not found: {staff_id}")
     return dict(row)
 
 
-def edit_staff(conn: Connection, p: Principal, vault, staff_id: int, *, role: str | None = None,
-               name: str | None = None, phone: str | None = None, clear_phone: bool = False,
-               grid_code: str | None = None) -> tuple[dict, dict]:
+def edit_staff(
+    conn: Connection,
+    p: Principal,
+    vault,
+    staff_id: int,
+    *,
+    role: str | None = None,
+    name: str | None = None,
+    phone: str | None = None,
+    clear_phone: bool = False,
+    grid_code: str | None = None,
+) -> tuple[dict, dict]:
     """Change a staff member; returns (the row, what changed: field → [old, new] without names/phones)."""
     can_edit(p)
     old = _staff_row(conn, p, staff_id)
@@ -252,8 +341,9 @@ def edit_staff(conn: Connection, p: Principal, vault, staff_id: int, *, role: st
         sets.append("phone_cipher = :c, phone_masked = :m")
         changed["phone"] = "changed"
     if sets:
-        conn.execute(text(f"UPDATE grid_staff SET {', '.join(sets)}, updated_at = now(), updated_by = :u "
-                          "WHERE id = :i"), params)
+        conn.execute(
+            text(f"UPDATE grid_staff SET {', '.join(sets)}, updated_at = now(), updated_by = :u WHERE id = :i"), params
+        )
     return _staff_out(conn, staff_id), changed
 
 
@@ -272,8 +362,17 @@ class ImportRejected(InvalidInput):
         self.rows = rows
 
 
-def import_staff(conn: Connection, p: Principal, vault, records: list[dict], *, mode: str = "replace",
-                 dry_run: bool = False, ceiling: float, max_rows: int = 5000) -> dict:
+def import_staff(
+    conn: Connection,
+    p: Principal,
+    vault,
+    records: list[dict],
+    *,
+    mode: str = "replace",
+    dry_run: bool = False,
+    ceiling: float,
+    max_rows: int = 5000,
+) -> dict:
     """Load staff rows (template header → cell) all or nothing. ``replace``: each grid named in the
     file gets exactly the file's people; ``append``: the rows are added. Any row error rejects the
     whole file (:class:`ImportRejected` naming row, column and rule); nothing is written then, nor
@@ -286,13 +385,19 @@ def import_staff(conn: Connection, p: Principal, vault, records: list[dict], *, 
         raise InvalidInput("文件没有数据行 the file has no data rows (template: 网格编码, 角色, 姓名, 手机号)")
     if len(records) > max_rows:
         raise InvalidInput(f"行数过多 {len(records)} rows > {max_rows} (GISGOV_STAFF_IMPORT_MAX_ROWS)")
-    grids = {g["code"]: g for g in conn.execute(text(
-        "SELECT g.id, g.code FROM grid_current() g WHERE g.code LIKE :p || '%'"), {"p": p.scope_code}).mappings()}
+    grids = {
+        g["code"]: g
+        for g in conn.execute(
+            text("SELECT g.id, g.code FROM grid_current() g WHERE g.code LIKE :p || '%'"), {"p": p.scope_code}
+        ).mappings()
+    }
     rows, errors = st.parse_rows(records, set(grids))
     if errors:
-        raise ImportRejected(f"导入被拒绝：{len(errors)} 处错误，未写入任何行 import rejected: {len(errors)} problem(s), "
-                             "nothing was written — " + "; ".join(e.public()["message"] for e in errors[:3]),
-                             [e.public() for e in errors])
+        raise ImportRejected(
+            f"导入被拒绝：{len(errors)} 处错误，未写入任何行 import rejected: {len(errors)} problem(s), "
+            "nothing was written — " + "; ".join(e.public()["message"] for e in errors[:3]),
+            [e.public() for e in errors],
+        )
     touched = sorted({r.grid_code for r in rows})
     ids = [grids[c]["id"] for c in touched]
     protected = [(r, *((None, None) if r.phone is None else vault.protect_phone(r.phone))) for r in rows]
@@ -301,11 +406,15 @@ def import_staff(conn: Connection, p: Principal, vault, records: list[dict], *, 
     try:
         if mode == "replace":
             removed = conn.execute(text("DELETE FROM grid_staff WHERE grid_id = ANY (:ids)"), {"ids": ids}).rowcount
-        conn.execute(text("""
+        conn.execute(
+            text("""
             INSERT INTO grid_staff (grid_id, role, name, phone_cipher, phone_masked, updated_at, updated_by)
             VALUES (:g, :r, :n, :c, :m, now(), :u)"""),
-                     [{"g": grids[r.grid_code]["id"], "r": r.role, "n": r.name, "c": c, "m": m, "u": p.username}
-                      for r, c, m in protected])
+            [
+                {"g": grids[r.grid_code]["id"], "r": r.role, "n": r.name, "c": c, "m": m, "u": p.username}
+                for r, c, m in protected
+            ],
+        )
         after = staff_overview(conn, p, ceiling=ceiling)
     except BaseException:
         sp.rollback()
@@ -317,9 +426,16 @@ def import_staff(conn: Connection, p: Principal, vault, records: list[dict], *, 
     result = [a for a in after["grids"] if a["code"] in set(touched)]
     for a in result:
         a.pop("people", None)
-    return {"mode": mode, "dry_run": dry_run, "rows": len(rows), "grids": len(touched), "removed": removed,
-            "written": 0 if dry_run else len(rows),
-            "grids_after": result, "gaps_after": [a["code"] for a in result if a["gaps"]]}
+    return {
+        "mode": mode,
+        "dry_run": dry_run,
+        "rows": len(rows),
+        "grids": len(touched),
+        "removed": removed,
+        "written": 0 if dry_run else len(rows),
+        "grids_after": result,
+        "gaps_after": [a["code"] for a in result if a["gaps"]],
+    }
 
 
 # ---------------------------------------------------------------- compounds
@@ -329,9 +445,14 @@ _COMPOUND_COLS = """c.id, c.code, c.community_code, c.name, c.year_built, c.prop
 
 
 def compound_list(conn: Connection, prefix: str) -> list[dict]:
-    rows = [dict(r) for r in conn.execute(text(f"""
+    rows = [
+        dict(r)
+        for r in conn.execute(
+            text(f"""
         SELECT {_COMPOUND_COLS} FROM compound c WHERE c.code LIKE :p || '%' ORDER BY c.code"""),
-        {"p": prefix}).mappings()]
+            {"p": prefix},
+        ).mappings()
+    ]
     if rows:
         with widened(conn):  # households are an aggregate: counted over the whole compound
             hh = dict(conn.execute(text(_HOUSEHOLDS.format(key="compound_id")), {"ids": [r["id"] for r in rows]}).all())
@@ -341,34 +462,51 @@ def compound_list(conn: Connection, prefix: str) -> list[dict]:
 
 
 def _compound(r: dict) -> cr.Compound:
-    return cr.Compound(r["code"], r["community_code"], r["name"], r["households"], r["year_built"],
-                       r["property_mode"], bool(r["has_party_org"]), bool(r["has_service_point"]))
+    return cr.Compound(
+        r["code"],
+        r["community_code"],
+        r["name"],
+        r["households"],
+        r["year_built"],
+        r["property_mode"],
+        bool(r["has_party_org"]),
+        bool(r["has_service_point"]),
+    )
 
 
-def compound_check(conn: Connection, p: Principal, *, code: str | None = None,
-                   rules: cr.CompoundRules | None = None) -> dict:
+def compound_check(
+    conn: Connection, p: Principal, *, code: str | None = None, rules: cr.CompoundRules | None = None
+) -> dict:
     """Breaches and per-community figures of the compounds in the area (``code``: a street or
     community inside it)."""
     rules = rules or cr.load_rules()
     prefix = narrow(p, code, p.area_prefix, "街道/社区 street/community")
     out = cr.check([_compound(r) for r in compound_list(conn, prefix)], rules)
-    names = dict(conn.execute(text("SELECT code, name FROM community WHERE code LIKE :p || '%' OR :p LIKE code || '%'"),
-                              {"p": prefix[:12]}).all())
+    names = dict(
+        conn.execute(
+            text("SELECT code, name FROM community WHERE code LIKE :p || '%' OR :p LIKE code || '%'"),
+            {"p": prefix[:12]},
+        ).all()
+    )
     for c in out["communities"]:
         c["name"] = names.get(c["code"])
     return {"area": prefix, **out}
 
 
-def breaches_geojson(conn: Connection, p: Principal, *, code: str | None = None,
-                     rules: cr.CompoundRules | None = None) -> dict:
+def breaches_geojson(
+    conn: Connection, p: Principal, *, code: str | None = None, rules: cr.CompoundRules | None = None
+) -> dict:
     """Compounds breaking a rule, as GeoJSON polygons (WGS84) with their rule codes."""
     chk = compound_check(conn, p, code=code, rules=rules)
     by_code = {b["code"]: b for b in chk["breaches"]}
     feats = []
     if by_code:
-        for code_, gj in conn.execute(text("""
+        for code_, gj in conn.execute(
+            text("""
                 SELECT code, ST_AsGeoJSON(ST_Transform(geom, 4326), 7) FROM compound WHERE code = ANY (:c)
-                ORDER BY code"""), {"c": list(by_code)}):
+                ORDER BY code"""),
+            {"c": list(by_code)},
+        ):
             feats.append({"type": "Feature", "id": code_, "geometry": json.loads(gj), "properties": by_code[code_]})
     return {"type": "FeatureCollection", "features": feats, "totals": chk["totals"]}
 
@@ -393,8 +531,9 @@ def get_compound(conn: Connection, p: Principal, code: str, rules: cr.CompoundRu
 EDITABLE = ("has_party_org", "has_service_point", "property_mode", "year_built")
 
 
-def edit_compound(conn: Connection, p: Principal, code: str, version: int, changes: dict,
-                  rules: cr.CompoundRules | None = None) -> tuple[dict, dict]:
+def edit_compound(
+    conn: Connection, p: Principal, code: str, version: int, changes: dict, rules: cr.CompoundRules | None = None
+) -> tuple[dict, dict]:
     """Change governance attributes of a compound in the caller's own node; ``version`` is the one the
     caller read (stale: 409). ``changes`` keys from :data:`EDITABLE`; ``property_mode`` None clears it.
     Returns (the compound, field → [old, new])."""
@@ -412,20 +551,27 @@ def edit_compound(conn: Connection, p: Principal, code: str, version: int, chang
     for k in ("has_party_org", "has_service_point"):
         if k in changes and not isinstance(changes[k], bool):
             raise InvalidInput(f"{k} 应为 true/false must be a boolean")
-    row = conn.execute(text(f"SELECT {_COMPOUND_COLS} FROM compound c WHERE c.code = :c FOR UPDATE"),
-                       {"c": code}).mappings().first()
+    row = (
+        conn.execute(text(f"SELECT {_COMPOUND_COLS} FROM compound c WHERE c.code = :c FOR UPDATE"), {"c": code})
+        .mappings()
+        .first()
+    )
     if row is None:
         raise NotFound(f"未找到小区 compound not found: {code}")
     if row["version"] != version:
-        raise StaleVersion(f"小区信息已被他人修改 compound {code} changed since you read it (your version {version}, "
-                           f"now {row['version']}): reload and try again")
+        raise StaleVersion(
+            f"小区信息已被他人修改 compound {code} changed since you read it (your version {version}, "
+            f"now {row['version']}): reload and try again"
+        )
     diff = {k: [row[k], v] for k, v in changes.items() if row[k] != v}
     if diff:
         sets = ", ".join(f"{k} = :{k}" for k in diff)
-        done = conn.execute(text(f"""
+        done = conn.execute(
+            text(f"""
             UPDATE compound SET {sets}, version = version + 1, updated_at = now(), updated_by = :u
             WHERE code = :c AND version = :v RETURNING version"""),
-                            {**{k: v[1] for k, v in diff.items()}, "u": p.username, "c": code, "v": version}).first()
+            {**{k: v[1] for k, v in diff.items()}, "u": p.username, "c": code, "v": version},
+        ).first()
         if done is None:  # pragma: no cover - the row lock above makes this unreachable
             raise StaleVersion(f"小区信息已被他人修改 compound {code} changed concurrently")
     return get_compound(conn, p, code, rules), diff

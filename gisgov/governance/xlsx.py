@@ -37,11 +37,17 @@ def template_bytes() -> bytes:
         ("网格编码 grid code", "当前方案的15位网格编码 the 15-digit code of a grid of the active plan, in your area"),
         ("角色 role", " / ".join(st.ROLES)),
         ("姓名 name", f"必填，最多{st.MAX_NAME}字 required, at most {st.MAX_NAME} characters"),
-        ("手机号 phone", "11位手机号或座机（可空），入库加密，只显示脱敏号码 11-digit mobile or landline (may be blank); "
-                      "stored encrypted, shown masked"),
+        (
+            "手机号 phone",
+            "11位手机号或座机（可空），入库加密，只显示脱敏号码 11-digit mobile or landline (may be blank); "
+            "stored encrypted, shown masked",
+        ),
         ("规则 rule", "每个网格须有网格长和至少一名专职网格员 every grid needs a 网格长 and at least one 专职网格员"),
-        ("导入 import", "全部通过才写入；replace 模式以文件内容替换所列网格的人员 all or nothing; mode replace sets the "
-                      "staff of every grid named in the file to the file's rows"),
+        (
+            "导入 import",
+            "全部通过才写入；replace 模式以文件内容替换所列网格的人员 all or nothing; mode replace sets the "
+            "staff of every grid named in the file to the file's rows",
+        ),
     ):
         info.append(list(line))
     info.column_dimensions["A"].width = 18
@@ -57,15 +63,21 @@ def read_records(path: Path, display_name: str) -> list[dict]:
     from gisgov.ingest.readers import ReadError, read_table
 
     if Path(display_name).suffix.lower() not in (".xlsx", ".xlsm"):
-        raise InvalidInput(f"{display_name}: 请上传 XLSX 文件 upload an .xlsx file (the template: GET /api/staff/template)")
+        raise InvalidInput(
+            f"{display_name}: 请上传 XLSX 文件 upload an .xlsx file (the template: GET /api/staff/template)"
+        )
     try:
         df, _, _ = read_table(path, display_name=display_name)
     except ReadError as exc:
         raise InvalidInput(str(exc)) from None
     found, missing = st.map_headers([str(c) for c in df.columns])
     if missing:
-        raise InvalidInput("缺少表头 missing headers: " + ", ".join(f"{h} ({st.HEADER_EN[h]})" for h in missing)
-                           + f"; found: {', '.join(map(str, df.columns)) or '(none)'}")
+        raise InvalidInput(
+            "缺少表头 missing headers: "
+            + ", ".join(f"{h} ({st.HEADER_EN[h]})" for h in missing)
+            + f"; found: {', '.join(map(str, df.columns)) or '(none)'}"
+        )
+
     def cell(v):
         return None if v is None or (isinstance(v, float) and v != v) else v
 

@@ -15,8 +15,12 @@ def reading_order(polygons: list) -> list[int]:
     k = len(polygons)
     if k == 0:
         return []
-    pts = np.array([shapely.get_coordinates(shapely.point_on_surface(p))[0] if not p.is_empty else (np.inf, -np.inf)
-                    for p in polygons])
+    pts = np.array(
+        [
+            shapely.get_coordinates(shapely.point_on_surface(p))[0] if not p.is_empty else (np.inf, -np.inf)
+            for p in polygons
+        ]
+    )
     areas = np.array([p.area for p in polygons])
     typical = float(np.sqrt(np.median(areas[areas > 0]))) if (areas > 0).any() else 1.0
     band = 0.5 * typical

@@ -24,15 +24,15 @@ class CommunityContext:
     name: str
     rules: GridRules
     epsg: int
-    boundary: object            # metric polygon
+    boundary: object  # metric polygon
     atoms: Atoms
     compounds: Compounds
-    graph: Graph                # atom adjacency
-    barriers: np.ndarray        # metric geometries
+    graph: Graph  # atom adjacency
+    barriers: np.ndarray  # metric geometries
     group_codes: list[str]
-    building_index: dict[int, int] = field(default_factory=dict)   # building id -> atom
-    code_index: dict[str, int] = field(default_factory=dict)       # building/compound code -> atom (first)
-    compound_index: dict[str, int] = field(default_factory=dict)   # compound code -> compound idx
+    building_index: dict[int, int] = field(default_factory=dict)  # building id -> atom
+    code_index: dict[str, int] = field(default_factory=dict)  # building/compound code -> atom (first)
+    compound_index: dict[str, int] = field(default_factory=dict)  # compound code -> compound idx
     signature: tuple = ()
     _units: Units | None = None
 
@@ -53,9 +53,18 @@ class CommunityContext:
         return np.flatnonzero(self.atoms.compound == c)
 
 
-def build_context(*, code: str, name: str, boundary_lonlat, buildings: pd.DataFrame, compounds: pd.DataFrame,
-                  barriers_lonlat: list | np.ndarray = (), rules: GridRules, group_codes: list[str] | None = None,
-                  signature: tuple = ()) -> CommunityContext:
+def build_context(
+    *,
+    code: str,
+    name: str,
+    boundary_lonlat,
+    buildings: pd.DataFrame,
+    compounds: pd.DataFrame,
+    barriers_lonlat: list | np.ndarray = (),
+    rules: GridRules,
+    group_codes: list[str] | None = None,
+    signature: tuple = (),
+) -> CommunityContext:
     """Assemble a community for gridding.
 
     ``buildings``: id, code, compound_id (or NA), households, people, lon, lat and one ``g_<group>``
@@ -71,7 +80,11 @@ def build_context(*, code: str, name: str, boundary_lonlat, buildings: pd.DataFr
     boundary = shapely.set_precision(shapely.make_valid(metric(boundary_lonlat)), GRID)
     group_codes = list(group_codes or [])
     comp = compounds.sort_values("id").reset_index(drop=True) if len(compounds) else compounds
-    cgeoms = np.array([shapely.make_valid(metric(g)) for g in comp["geometry"]], dtype=object) if len(comp) else np.array([], dtype=object)
+    cgeoms = (
+        np.array([shapely.make_valid(metric(g)) for g in comp["geometry"]], dtype=object)
+        if len(comp)
+        else np.array([], dtype=object)
+    )
     # clip compounds to the community and make them disjoint (earlier id wins)
     taken = shapely.Polygon()
     for i in range(len(cgeoms)):
@@ -79,9 +92,12 @@ def build_context(*, code: str, name: str, boundary_lonlat, buildings: pd.DataFr
         g = shapely.difference(g, taken, grid_size=GRID) if not taken.is_empty else g
         cgeoms[i] = _poly(g)
         taken = shapely.union(taken, cgeoms[i], grid_size=GRID)
-    compounds_ = Compounds(comp["id"].to_numpy(np.int64) if len(comp) else np.zeros(0, np.int64),
-                           comp["code"].to_numpy(object) if len(comp) else np.zeros(0, object),
-                           comp["name"].to_numpy(object) if len(comp) else np.zeros(0, object), cgeoms)
+    compounds_ = Compounds(
+        comp["id"].to_numpy(np.int64) if len(comp) else np.zeros(0, np.int64),
+        comp["code"].to_numpy(object) if len(comp) else np.zeros(0, object),
+        comp["name"].to_numpy(object) if len(comp) else np.zeros(0, object),
+        cgeoms,
+    )
     cidx = {int(cid): i for i, cid in enumerate(compounds_.id)}
 
     b = buildings.sort_values("code").reset_index(drop=True)
@@ -94,10 +110,12 @@ def build_context(*, code: str, name: str, boundary_lonlat, buildings: pd.DataFr
         pts = shapely.points(np.column_stack([bx[loose], by[loose]]))
         tree = shapely.STRtree(cgeoms)
         li, ci = tree.query(pts, predicate="within")
-        for a, c in zip(li, ci):
+        for a, c in zip(li, ci, strict=False):
             comp_of[loose[a]] = c
-            notes.append(f"building {b['code'][loose[a]]} has no compound but stands inside compound "
-                         f"{compounds_.code[c]}: treated as part of it")
+            notes.append(
+                f"building {b['code'][loose[a]]} has no compound but stands inside compound "
+                f"{compounds_.code[c]}: treated as part of it"
+            )
     gcols = [f"g_{g}" for g in group_codes]
     groups = b[gcols].to_numpy(np.int64) if gcols else np.zeros((len(b), 0), np.int64)
     codes = b["code"].to_numpy(object)
@@ -122,8 +140,9 @@ def build_context(*, code: str, name: str, boundary_lonlat, buildings: pd.DataFr
     tessellate(atoms, compounds_, boundary)
     bars = np.array([metric(g) for g in barriers_lonlat], dtype=object) if len(barriers_lonlat) else np.zeros(0, object)
     graph = adjacency(atoms.cell, atoms.xy, bars, rules)
-    ctx = CommunityContext(code, name, rules, epsg, boundary, atoms, compounds_, graph, bars, group_codes,
-                           signature=signature)
+    ctx = CommunityContext(
+        code, name, rules, epsg, boundary, atoms, compounds_, graph, bars, group_codes, signature=signature
+    )
     ctx.building_index = {int(i): a for a, i in enumerate(atoms.building_id) if i >= 0}
     for a, c in enumerate(atoms.code):
         ctx.code_index.setdefault(str(c), a)

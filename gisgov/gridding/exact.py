@@ -29,7 +29,7 @@ W_DEV = 1_000
 @dataclass
 class ExactResult:
     labels: np.ndarray | None
-    status: str                 # OPTIMAL | FEASIBLE | INFEASIBLE | UNKNOWN | MODEL_INVALID
+    status: str  # OPTIMAL | FEASIBLE | INFEASIBLE | UNKNOWN | MODEL_INVALID
     optimal: bool
     objective: float | None
     bound: float | None
@@ -61,11 +61,24 @@ def _params(time_limit_s: float, workers: int, seed: int) -> cp_model.CpSolver:
     return solver
 
 
-def solve(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridRules, *,
-          k_max: int, k_min: int = 1, hint: np.ndarray | None = None, soft: bool = False,
-          current: np.ndarray | None = None, move_cost: np.ndarray | None = None,
-          candidates: list[list[int]] | None = None, groups: list[list[int]] | None = None,
-          time_limit_s: float = 10.0, workers: int = 2, seed: int = 0) -> ExactResult:
+def solve(
+    graph: Graph,
+    households: np.ndarray,
+    people: np.ndarray,
+    rules: GridRules,
+    *,
+    k_max: int,
+    k_min: int = 1,
+    hint: np.ndarray | None = None,
+    soft: bool = False,
+    current: np.ndarray | None = None,
+    move_cost: np.ndarray | None = None,
+    candidates: list[list[int]] | None = None,
+    groups: list[list[int]] | None = None,
+    time_limit_s: float = 10.0,
+    workers: int = 2,
+    seed: int = 0,
+) -> ExactResult:
     """Solve the partition model.
 
     Propose mode when ``current`` is None (anonymous grids, ``k_min``..``k_max`` of them).
@@ -138,7 +151,7 @@ def solve(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridR
 
     # cut edges
     cut = []
-    for e, (i, j) in enumerate(zip(graph.ei.tolist(), graph.ej.tolist())):
+    for e, (i, j) in enumerate(zip(graph.ei.tolist(), graph.ej.tolist(), strict=False)):
         c = m.new_bool_var(f"c{e}")
         for k in set(x[i]) | set(x[j]):
             xi = x[i].get(k, 0)
@@ -151,7 +164,7 @@ def solve(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridR
 
     # contiguity: parent arcs within a grid, depth strictly decreasing towards the root
     adj: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-    for e, (i, j) in enumerate(zip(graph.ei.tolist(), graph.ej.tolist())):
+    for e, (i, j) in enumerate(zip(graph.ei.tolist(), graph.ej.tolist(), strict=False)):
         adj[i].append((j, e))
         adj[j].append((i, e))
     depth = [m.new_int_var(0, max(0, n - 1), f"d{i}") for i in range(n)]
@@ -182,8 +195,11 @@ def solve(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridR
         m.add(hs + under >= rules.min_households * used[k])
         m.add(hs - over <= rules.max_households * used[k])
         m.add(ps - pover <= rules.max_people * used[k])
-        for v, big, nm in ((under, rules.min_households, "vu"), (over, max(sum(h), 1), "vo"),
-                           (pover, max(sum(p), 1), "vp")):
+        for v, big, nm in (
+            (under, rules.min_households, "vu"),
+            (over, max(sum(h), 1), "vo"),
+            (pover, max(sum(p), 1), "vp"),
+        ):
             b = m.new_bool_var(f"{nm}{k}")
             m.add(v <= big * b)
             viol.append(b)
@@ -206,7 +222,7 @@ def solve(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridR
         m.add(sum(ys) <= 1 + len(ks) * s_)
         splits.append(s_)
     w = _weights(graph)
-    obj = sum(wi * c for wi, c in zip(w, cut))
+    obj = sum(wi * c for wi, c in zip(w, cut, strict=False))
     if soft:
         obj = W_VIOL * sum(viol) + W_DEV * sum(dev) + obj
     if splits:
@@ -221,7 +237,11 @@ def solve(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridR
                 moved.append(mc[i] * (1 - stay) if stay is not None else mc[i])
         if moved:
             big = sum(w) + 1
-            obj = (W_VIOL * sum(viol) + W_DEV * sum(dev) if soft else 0) + big * sum(moved) + sum(wi * c for wi, c in zip(w, cut))
+            obj = (
+                (W_VIOL * sum(viol) + W_DEV * sum(dev) if soft else 0)
+                + big * sum(moved)
+                + sum(wi * c for wi, c in zip(w, cut, strict=False))
+            )
     m.minimize(obj)
 
     if hint is not None:
@@ -232,11 +252,18 @@ def solve(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridR
     name = solver.status_name(status)
     labels = None
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        labels = np.array([next(k for k, v in x[i].items() if solver.boolean_value(v)) for i in range(n)], dtype=np.int64)
-    return ExactResult(labels, name, status == cp_model.OPTIMAL,
-                       solver.objective_value if labels is not None else None,
-                       solver.best_objective_bound if labels is not None else None,
-                       solver.wall_time, solver.deterministic_time if hasattr(solver, "deterministic_time") else 0.0)
+        labels = np.array(
+            [next(k for k, v in x[i].items() if solver.boolean_value(v)) for i in range(n)], dtype=np.int64
+        )
+    return ExactResult(
+        labels,
+        name,
+        status == cp_model.OPTIMAL,
+        solver.objective_value if labels is not None else None,
+        solver.best_objective_bound if labels is not None else None,
+        solver.wall_time,
+        solver.deterministic_time if hasattr(solver, "deterministic_time") else 0.0,
+    )
 
 
 def canonical(labels: np.ndarray) -> np.ndarray:
@@ -254,7 +281,7 @@ def _add_hint(m, graph: Graph, hint: np.ndarray, x, cut, arcs, depth, repair: bo
     for i in range(n):
         for k, v in x[i].items():
             m.add_hint(v, int(lab[i] == k))
-    for e, (i, j) in enumerate(zip(graph.ei.tolist(), graph.ej.tolist())):
+    for e, (i, j) in enumerate(zip(graph.ei.tolist(), graph.ej.tolist(), strict=False)):
         m.add_hint(cut[e], int(lab[i] != lab[j]))
     adj = graph.adj()
     d = [-1] * n

@@ -41,8 +41,10 @@ class Feasibility:
 
     def summary(self) -> str:
         if self.feasible:
-            return (f"可行 feasible so far: {self.households} households, {self.people} people → "
-                    f"{self.k_min}–{self.k_max} grids")
+            return (
+                f"可行 feasible so far: {self.households} households, {self.people} people → "
+                f"{self.k_min}–{self.k_max} grids"
+            )
         return "不可行 infeasible: " + "; ".join(f.message for f in self.findings)
 
 
@@ -76,8 +78,15 @@ def forced_share(h: int, rules: GridRules) -> int:
     return h - best
 
 
-def check(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridRules,
-          *, codes: np.ndarray | None = None, allow_multipart: bool = False) -> Feasibility:
+def check(
+    graph: Graph,
+    households: np.ndarray,
+    people: np.ndarray,
+    rules: GridRules,
+    *,
+    codes: np.ndarray | None = None,
+    allow_multipart: bool = False,
+) -> Feasibility:
     """Run all feasibility checks on a unit graph."""
     h = np.asarray(households, dtype=np.int64)
     p = np.asarray(people, dtype=np.int64)
@@ -87,18 +96,26 @@ def check(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridR
     kmin, kmax = k_range(H, P, rules)
     findings: list[Finding] = []
     if kmin > kmax:
-        findings.append(Finding(
-            "count_range",
-            f"{H} 户 households / {P} 人 people cannot form grids of {rules.min_households}–{rules.max_households} "
-            f"households and ≤ {rules.max_people} people: needs at least {kmin} grids but at most {kmax} fit",
-            list(range(n)), {"households": H, "people": P, "k_min": kmin, "k_max": kmax}))
+        findings.append(
+            Finding(
+                "count_range",
+                f"{H} 户 households / {P} 人 people cannot form grids of {rules.min_households}–{rules.max_households} "
+                f"households and ≤ {rules.max_people} people: needs at least {kmin} grids but at most {kmax} fit",
+                list(range(n)),
+                {"households": H, "people": P, "k_min": kmin, "k_max": kmax},
+            )
+        )
     over = np.flatnonzero((h > rules.max_households) | (p > rules.max_people))
     for u in over:
-        findings.append(Finding(
-            "unit_over_max",
-            f"{name(u)} alone has {h[u]} households / {p[u]} people, above the maximum "
-            f"{rules.max_households} households / {rules.max_people} people of one grid",
-            [int(u)], {"households": int(h[u]), "people": int(p[u])}))
+        findings.append(
+            Finding(
+                "unit_over_max",
+                f"{name(u)} alone has {h[u]} households / {p[u]} people, above the maximum "
+                f"{rules.max_households} households / {rules.max_people} people of one grid",
+                [int(u)],
+                {"households": int(h[u]), "people": int(p[u])},
+            )
+        )
     comp = graph.components() if n else np.zeros(0, dtype=np.int64)
     ncomp = int(comp.max()) + 1 if n else 0
     if not allow_multipart and ncomp > 1:
@@ -110,17 +127,30 @@ def check(graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridR
             sum_min += a
             sum_max += b
             if a > b:
-                findings.append(Finding(
-                    "piece_infeasible",
-                    f"{len(members)} unit(s) ({', '.join(name(u) for u in members[:5])}{' …' if len(members) > 5 else ''}) "
-                    f"form a separate piece (飞地, not adjacent to the rest) of {hc} households / {pc} people: "
-                    + (f"below the minimum {rules.min_households}, so it cannot be a grid and joining another "
-                       f"grid would make that grid non-contiguous" if hc < rules.min_households else
-                       f"it cannot be divided into grids of {rules.min_households}–{rules.max_households}"),
-                    [int(u) for u in members], {"households": hc, "people": pc, "k_min": a, "k_max": b}))
+                findings.append(
+                    Finding(
+                        "piece_infeasible",
+                        f"{len(members)} unit(s) ({', '.join(name(u) for u in members[:5])}{' …' if len(members) > 5 else ''}) "
+                        f"form a separate piece (飞地, not adjacent to the rest) of {hc} households / {pc} people: "
+                        + (
+                            f"below the minimum {rules.min_households}, so it cannot be a grid and joining another "
+                            f"grid would make that grid non-contiguous"
+                            if hc < rules.min_households
+                            else f"it cannot be divided into grids of {rules.min_households}–{rules.max_households}"
+                        ),
+                        [int(u) for u in members],
+                        {"households": hc, "people": pc, "k_min": a, "k_max": b},
+                    )
+                )
         if kmin <= kmax and sum_min > sum_max:
-            findings.append(Finding("count_range", "separate pieces together need more grids than the households allow",
-                                    list(range(n)), {"k_min": sum_min, "k_max": sum_max}))
+            findings.append(
+                Finding(
+                    "count_range",
+                    "separate pieces together need more grids than the households allow",
+                    list(range(n)),
+                    {"k_min": sum_min, "k_max": sum_max},
+                )
+            )
     if not allow_multipart and n:
         findings.extend(_bottlenecks(graph, h, p, rules, name))
         findings.extend(_stranded(graph, h, p, rules, name))
@@ -160,11 +190,15 @@ def _stranded(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, name
                 break
         if not found and steps < budget:
             nbrs = ", ".join(f"{name(v)} ({hl[v]} households / {pl[v]} people)" for v in adj[u][:6]) or "none"
-            out.append(Finding(
-                "stranded",
-                f"{name(u)} has {hl[u]} households / {pl[u]} people, below the minimum {lo}, and cannot join its "
-                f"neighbours without exceeding {hi} households or {hp} people (neighbours: {nbrs})",
-                [u, *adj[u]], {"households": hl[u], "people": pl[u]}))
+            out.append(
+                Finding(
+                    "stranded",
+                    f"{name(u)} has {hl[u]} households / {pl[u]} people, below the minimum {lo}, and cannot join its "
+                    f"neighbours without exceeding {hi} households or {hp} people (neighbours: {nbrs})",
+                    [u, *adj[u]],
+                    {"households": hl[u], "people": pl[u]},
+                )
+            )
     return out
 
 
@@ -247,10 +281,14 @@ def _bottlenecks(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, n
                 if share:
                     forced_units.extend(part if share == ph else [])
                     detail.append(f"{len(part)} unit(s) with {ph} households ({share} must join)")
-            out.append(Finding(
-                "bottleneck",
-                f"{name(v)} is the only link (瓶颈) to pieces too small to stand alone: "
-                f"{'; '.join(detail)}; with {name(v)}'s own {hl[v]} households they need "
-                f"{forced_h} households / {forced_p} people in one grid, above {rules.max_households} / {rules.max_people}",
-                sorted(set(forced_units)), {"cut_unit": v, "forced_households": forced_h, "forced_people": forced_p}))
+            out.append(
+                Finding(
+                    "bottleneck",
+                    f"{name(v)} is the only link (瓶颈) to pieces too small to stand alone: "
+                    f"{'; '.join(detail)}; with {name(v)}'s own {hl[v]} households they need "
+                    f"{forced_h} households / {forced_p} people in one grid, above {rules.max_households} / {rules.max_people}",
+                    sorted(set(forced_units)),
+                    {"cut_unit": v, "forced_households": forced_h, "forced_people": forced_p},
+                )
+            )
     return out

@@ -51,19 +51,19 @@ class Graph:
         return len(self.ei)
 
     def neighbors(self, i: int) -> np.ndarray:
-        return self.nbr[self.indptr[i]:self.indptr[i + 1]]
+        return self.nbr[self.indptr[i] : self.indptr[i + 1]]
 
     def adj(self) -> list[list[int]]:
         if self._adj is None:
             ip, nb = self.indptr.tolist(), self.nbr.tolist()
-            self._adj = [nb[ip[i]:ip[i + 1]] for i in range(self.n)]
+            self._adj = [nb[ip[i] : ip[i + 1]] for i in range(self.n)]
         return self._adj
 
     def adjw(self) -> list[list[float]]:
         if self._adjw is None:
             ip = self.indptr.tolist()
             w = self.weight[self.nbr_edge].tolist()
-            self._adjw = [w[ip[i]:ip[i + 1]] for i in range(self.n)]
+            self._adjw = [w[ip[i] : ip[i + 1]] for i in range(self.n)]
         return self._adjw
 
     def components(self, mask: np.ndarray | None = None) -> np.ndarray:

@@ -82,11 +82,11 @@ def _best_k1(hs: float, ps: float, ks: list[tuple], k_default: int) -> tuple[int
     for k, cap_h, cap_p, need_h in ks:
         s = 1 - hs / cap_h
         t = 1 - ps / cap_p
-        if t < s:  # noqa: PLR1730
+        if t < s:
             s = t
         if need_h:
-            t = 1 - need_h / (hs if hs > 1e-9 else 1e-9)  # noqa: FURB136
-            if t < s:  # noqa: PLR1730
+            t = 1 - need_h / (hs if hs > 1e-9 else 1e-9)
+            if t < s:
                 s = t
         if s > best_s + 1e-12:
             best_s, best_k = s, k
@@ -96,6 +96,7 @@ def _best_k1(hs: float, ps: float, ks: list[tuple], k_default: int) -> tuple[int
 @dataclass(slots=True)
 class _Cut:
     """A candidate cut of a piece: side A = preorder[lo:hi] (one subtree of the spanning tree)."""
+
     neg_slack: float
     preorder: list[int]
     lo: int
@@ -111,20 +112,32 @@ class _Cut:
             ta, tb, ew = self.edges
             lo, hi = self.lo, self.hi
             if isinstance(ew, list):
-                self._cut = float(sum(w for x, y, w in zip(ta, tb, ew) if (lo <= x < hi) != (lo <= y < hi)))
+                self._cut = float(
+                    sum(w for x, y, w in zip(ta, tb, ew, strict=False) if (lo <= x < hi) != (lo <= y < hi))
+                )
             else:
                 self._cut = float(ew[((ta >= lo) & (ta < hi)) != ((tb >= lo) & (tb < hi))].sum())
         return self._cut
 
     def mask(self, n: int) -> np.ndarray:
         m = np.zeros(n, dtype=bool)
-        m[self.preorder[self.lo:self.hi]] = True
+        m[self.preorder[self.lo : self.hi]] = True
         return m
 
 
 class _Splitter:
-    def __init__(self, graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, rng: np.random.Generator,
-                 *, trees_per_split: int = 4, attempts: int = 6, max_trees: int = 4000):
+    def __init__(
+        self,
+        graph: Graph,
+        h: np.ndarray,
+        p: np.ndarray,
+        rules: GridRules,
+        rng: np.random.Generator,
+        *,
+        trees_per_split: int = 4,
+        attempts: int = 6,
+        max_trees: int = 4000,
+    ):
         self.g = graph
         self.h = h.astype(float)
         self.p = p.astype(float)
@@ -161,8 +174,9 @@ class _Splitter:
             best_k = np.where(better, k, best_k)
         return best_k, best_s
 
-    def _tree(self, n: int, a: np.ndarray, b: np.ndarray, al: list[int], bl: list[int],
-              cross: np.ndarray) -> tuple[list[int], list[int]]:
+    def _tree(
+        self, n: int, a: np.ndarray, b: np.ndarray, al: list[int], bl: list[int], cross: np.ndarray
+    ) -> tuple[list[int], list[int]]:
         """A random spanning tree of a piece of ``n`` nodes (local edges ``a``–``b``; barrier-crossing
         edges avoided), as DFS preorder with predecessors."""
         w = self.rng.random(len(a)) + 0.01 + cross
@@ -241,16 +255,22 @@ class _Splitter:
         r = self.r
         res = []
         for ka0, kb0 in orients:
-            ks_a = [(kk, kk * r.max_households, kk * r.max_people, kk * r.min_households)
-                    for kk in (ka0, ka0 - 1, ka0 + 1) if kk >= 1]
-            ks_b = [(kk, kk * r.max_households, kk * r.max_people, kk * r.min_households)
-                    for kk in (kb0, kb0 - 1, kb0 + 1) if kk >= 1]
+            ks_a = [
+                (kk, kk * r.max_households, kk * r.max_people, kk * r.min_households)
+                for kk in (ka0, ka0 - 1, ka0 + 1)
+                if kk >= 1
+            ]
+            ks_b = [
+                (kk, kk * r.max_households, kk * r.max_people, kk * r.min_households)
+                for kk in (kb0, kb0 - 1, kb0 + 1)
+                if kk >= 1
+            ]
             da, db = max(ka0, 1), max(kb0, 1)
             rows = []
             for c in child:
                 ka, sa = _best_k1(hs[c], ps[c], ks_a, da)
                 kb, sb = _best_k1(H - hs[c], P - ps[c], ks_b, db)
-                rows.append((sa if sa < sb else sb, c, ka, kb))  # noqa: FURB136
+                rows.append((sa if sa < sb else sb, c, ka, kb))
             rows.sort(key=lambda t: -t[0])
             res += rows[:6]
         return res
@@ -260,8 +280,15 @@ class _Splitter:
         trees and candidates while the tree budget lasts), else the cut with the most slack."""
         if k <= 1 or len(nodes) == 1:
             r = self.r
-            ok = _best_k1(float(self.h[nodes].sum()), float(self.p[nodes].sum()),
-                          [(1, r.max_households, r.max_people, r.min_households)], 1)[1] >= 0
+            ok = (
+                _best_k1(
+                    float(self.h[nodes].sum()),
+                    float(self.p[nodes].sum()),
+                    [(1, r.max_households, r.max_people, r.min_households)],
+                    1,
+                )[1]
+                >= 0
+            )
             return [nodes], ok
         fallback = None
         attempts = self.attempts * (3 if len(nodes) < 60 else 1)
@@ -315,9 +342,17 @@ def choose_k(h: float, p: float, rules: GridRules) -> int:
     return max(range(a, b + 1), key=lambda k: (slack(k), -k))
 
 
-def recursive_partition(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, *, seed: int = 0,
-                        trees_per_split: int = 2, attempts: int = 2,
-                        max_trees: int | None = None) -> tuple[np.ndarray, dict]:
+def recursive_partition(
+    graph: Graph,
+    h: np.ndarray,
+    p: np.ndarray,
+    rules: GridRules,
+    *,
+    seed: int = 0,
+    trees_per_split: int = 2,
+    attempts: int = 2,
+    max_trees: int | None = None,
+) -> tuple[np.ndarray, dict]:
     """Labels 0..K-1 for every node; each connected component is partitioned separately.
     Returns the labels and info (``soft`` components where the bands could not all be met)."""
     rng = np.random.default_rng(seed)
@@ -325,8 +360,7 @@ def recursive_partition(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridR
     comp = graph.components()
     next_label = 0
     soft_components = []
-    sp = _Splitter(graph, np.asarray(h), np.asarray(p), rules, rng,
-                   trees_per_split=trees_per_split, attempts=attempts)
+    sp = _Splitter(graph, np.asarray(h), np.asarray(p), rules, rng, trees_per_split=trees_per_split, attempts=attempts)
     sp.max_trees = max_trees if max_trees is not None else 40 * graph.n // 5 + 400
     for c in range(int(comp.max()) + 1 if graph.n else 0):
         nodes = np.flatnonzero(comp == c)
@@ -354,10 +388,22 @@ def _pen(hh: int, pp: int, r: GridRules) -> float:
     return W_VIOL * breaks + W_DEV * dev
 
 
-def local_search(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, labels: np.ndarray, *,
-                 seed: int = 0, fixed: np.ndarray | None = None, orig: np.ndarray | None = None,
-                 move_cost: np.ndarray | None = None, max_passes: int = 30, anneal_moves: int | None = None,
-                 allow_empty: bool = False, chain_depth: int = 5) -> tuple[np.ndarray, dict]:
+def local_search(
+    graph: Graph,
+    h: np.ndarray,
+    p: np.ndarray,
+    rules: GridRules,
+    labels: np.ndarray,
+    *,
+    seed: int = 0,
+    fixed: np.ndarray | None = None,
+    orig: np.ndarray | None = None,
+    move_cost: np.ndarray | None = None,
+    max_passes: int = 30,
+    anneal_moves: int | None = None,
+    allow_empty: bool = False,
+    chain_depth: int = 5,
+) -> tuple[np.ndarray, dict]:
     """Improve ``labels`` by single-unit moves between adjacent grids, contiguity kept.
 
     Objective (lexicographic through weights): rule breaks, households/people outside the bands,
@@ -395,7 +441,7 @@ def local_search(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, l
         if og[u] >= 0:
             dpen += mc[u] * ((b != og[u]) - (a != og[u]))
         dcut = 0.0
-        for v, w in zip(adj[u], adjw[u]):
+        for v, w in zip(adj[u], adjw[u], strict=False):
             lv = lab[v]
             if lv == a:
                 dcut += w
@@ -449,7 +495,7 @@ def local_search(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, l
             if kc[0] or not can_leave(u, cur):
                 continue
             apply(u, cur, nb)
-            if ok(nb) or (over(nb) and depth < chain_depth and push(nb, path + [nb], depth + 1)):
+            if ok(nb) or (over(nb) and depth < chain_depth and push(nb, [*path, nb], depth + 1)):
                 return True
             apply(u, nb, cur)
         return False
@@ -473,17 +519,20 @@ def local_search(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, l
                 continue
             apply(v, nb, cur)
             if ok(cur):
-                if ok(nb) or (under(nb) and depth < chain_depth and pull(nb, path + [nb], depth + 1)):
+                if ok(nb) or (under(nb) and depth < chain_depth and pull(nb, [*path, nb], depth + 1)):
                     return True
-            elif depth < chain_depth and pull(cur, path, depth + 1):
-                if ok(nb) or (under(nb) and pull(nb, path + [nb], depth + 1)):
-                    return True
+            elif (
+                depth < chain_depth
+                and pull(cur, path, depth + 1)
+                and (ok(nb) or (under(nb) and pull(nb, [*path, nb], depth + 1)))
+            ):
+                return True
             apply(v, cur, nb)
         return False
 
     def climb() -> int:
         done = 0
-        for done in range(1, max_passes + 1):
+        for done in range(1, max_passes + 1):  # noqa: B007  (the pass count is returned)
             improved = False
             for u in rng.permutation(n).tolist():
                 if fx[u]:
@@ -546,30 +595,34 @@ def local_search(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, l
             # delta() inlined (the hot loop): penalty change first, boundary change only if needed
             hu, pu = hl[u], pl[u]
             ha, pa, hb, pb = H[a] - hu, P[a] - pu, H[b] + hu, P[b] + pu
-            dp = ((0.0 if lo_h <= ha <= hi_h and pa <= hi_p else _pen(ha, pa, r))
-                  + (0.0 if lo_h <= hb <= hi_h and pb <= hi_p else _pen(hb, pb, r)) - PEN[a] - PEN[b])
+            dp = (
+                (0.0 if lo_h <= ha <= hi_h and pa <= hi_p else _pen(ha, pa, r))
+                + (0.0 if lo_h <= hb <= hi_h and pb <= hi_p else _pen(hb, pb, r))
+                - PEN[a]
+                - PEN[b]
+            )
             if og[u] >= 0:
                 dp += mc[u] * ((b != og[u]) - (a != og[u]))
             if dp > 1e-9:
                 continue
             dc = 0.0
-            for v, w in zip(adj[u], adjw[u]):
+            for v, w in zip(adj[u], adjw[u], strict=False):
                 lv = lab[v]
                 if lv == a:
                     dc += w
                 elif lv == b:
                     dc -= w
             temp = t0 * (1 - it / n_anneal) + 1e-9
-            if dp + dc < 0 or coins[it] < math.exp(-dc / temp):
-                if can_leave(u, a):
-                    apply(u, a, b)
-                    since_best.append((u, a))
-                    cur_cut += dc
-                    cur_pen += dp
-                    if (cur_pen, cur_cut) < (best_key[0] - 1e-6, math.inf) or (
-                            abs(cur_pen - best_key[0]) <= 1e-6 and cur_cut < best_key[1] - 1e-9):
-                        best_key = (cur_pen, cur_cut)
-                        since_best.clear()
+            if (dp + dc < 0 or coins[it] < math.exp(-dc / temp)) and can_leave(u, a):
+                apply(u, a, b)
+                since_best.append((u, a))
+                cur_cut += dc
+                cur_pen += dp
+                if (cur_pen, cur_cut) < (best_key[0] - 1e-6, math.inf) or (
+                    abs(cur_pen - best_key[0]) <= 1e-6 and cur_cut < best_key[1] - 1e-9
+                ):
+                    best_key = (cur_pen, cur_cut)
+                    since_best.clear()
         for u, a in reversed(since_best):
             lab[u] = a
     out = np.array(lab, dtype=np.int64)

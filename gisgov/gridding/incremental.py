@@ -13,9 +13,9 @@ import shapely
 from gisgov.errors import InvalidInput
 from gisgov.gridding.context import CommunityContext
 from gisgov.gridding.graph import articulation_points
+from gisgov.gridding.metrics import polsby_popper, reock
 from gisgov.gridding.territory import GRID
 from gisgov.gridding.validate import PlanInput, _polygonal, _status, _wide, grid_polygons, validate
-from gisgov.gridding.metrics import polsby_popper, reock
 
 
 class PlanEditor:
@@ -36,7 +36,7 @@ class PlanEditor:
         # unit key per atom: a compound's atoms share one key, loose buildings their own
         self.key = np.where(a.compound >= 0, a.compound, -1 - np.arange(a.n))
 
-    def copy(self) -> "PlanEditor":
+    def copy(self) -> PlanEditor:
         """An independent editor with the same state (what a move changes is copied; the rest is shared)."""
         c = copy.copy(self)
         c.atom_grid, c.H, c.P, c.polys = self.atom_grid.copy(), self.H.copy(), self.P.copy(), list(self.polys)
@@ -68,12 +68,12 @@ class PlanEditor:
             return []
         keys = self.key[atoms]
         uniq, inv = np.unique(keys, return_inverse=True)
-        local = {int(a): int(u) for a, u in zip(atoms, inv)}
+        local = {int(a): int(u) for a, u in zip(atoms, inv, strict=False)}
         adj: list[set[int]] = [set() for _ in range(len(uniq))]
         gr = ctx.graph
         for a in atoms.tolist():
             ua = local[a]
-            for o in gr.nbr[gr.indptr[a]:gr.indptr[a + 1]].tolist():
+            for o in gr.nbr[gr.indptr[a] : gr.indptr[a + 1]].tolist():
                 uo = local.get(o)
                 if uo is not None and uo != ua:
                     adj[ua].add(uo)
@@ -106,13 +106,18 @@ class PlanEditor:
             parts = [c for c in a_.cell[idx] if c is not None and not c.is_empty]
             self.polys[g] = _polygonal(shapely.union_all(parts, grid_size=GRID)) if parts else shapely.Polygon()
         grids = [self._grid(g) for g in touched]
-        return {"moved": {"building": building, "compound": compound, "to": to_grid, "atoms": int(len(atoms))},
-                "grids": grids, "ms": round((time.perf_counter() - t0) * 1000, 2)}
+        return {
+            "moved": {"building": building, "compound": compound, "to": to_grid, "atoms": int(len(atoms))},
+            "grids": grids,
+            "ms": round((time.perf_counter() - t0) * 1000, 2),
+        }
 
     def _grid(self, g: int) -> dict:
         ctx, r = self.ctx, self.ctx.rules
         poly = self.polys[g]
-        parts = [p for p in shapely.get_parts(poly) if not _wide(p, r.tolerance_m).is_empty] if not poly.is_empty else []
+        parts = (
+            [p for p in shapely.get_parts(poly) if not _wide(p, r.tolerance_m).is_empty] if not poly.is_empty else []
+        )
         breaks = []
         h, p = int(self.H[g]), int(self.P[g])
         if h < r.min_households:
@@ -123,18 +128,34 @@ class PlanEditor:
             breaks.append({"rule": "people_over", "message": f"{p} people > {r.max_people}"})
         if len(parts) > 1 and self.exceptions[g] != "multipart":
             parts.sort(key=lambda x: -x.area)
-            breaks.append({"rule": "island", "message": f"grid in {len(parts)} pieces",
-                           "geometry": shapely.geometry.mapping(ctx.to_lonlat(shapely.union_all(parts[1:])))})
+            breaks.append(
+                {
+                    "rule": "island",
+                    "message": f"grid in {len(parts)} pieces",
+                    "geometry": shapely.geometry.mapping(ctx.to_lonlat(shapely.union_all(parts[1:]))),
+                }
+            )
         atoms = np.flatnonzero(self.atom_grid == g)
         for c in sorted({int(x) for x in ctx.atoms.compound[atoms] if x >= 0}):
             members = ctx.atoms_of_compound(c)
             if (self.atom_grid[members] != g).any():
                 hc = int(ctx.atoms.households[members].sum())
                 if hc <= r.max_households and int(ctx.atoms.people[members].sum()) <= r.max_people:
-                    breaks.append({"rule": "split_compound", "message": f"compound {ctx.compounds.code[c]} is split",
-                                   "compound": str(ctx.compounds.code[c])})
-        return {"code": self.codes[g], "households": h, "people": p, "status": _status(h, p, r),
-                "polsby_popper": round(float(polsby_popper([poly])[0]), 4) if not poly.is_empty else 0.0,
-                "reock": round(float(reock([poly])[0]), 4) if not poly.is_empty else 0.0,
-                "geometry": shapely.geometry.mapping(ctx.to_lonlat(poly)) if not poly.is_empty else None,
-                "breaks": breaks, "cannot_leave": self.stuck_units(g)}
+                    breaks.append(
+                        {
+                            "rule": "split_compound",
+                            "message": f"compound {ctx.compounds.code[c]} is split",
+                            "compound": str(ctx.compounds.code[c]),
+                        }
+                    )
+        return {
+            "code": self.codes[g],
+            "households": h,
+            "people": p,
+            "status": _status(h, p, r),
+            "polsby_popper": round(float(polsby_popper([poly])[0]), 4) if not poly.is_empty else 0.0,
+            "reock": round(float(reock([poly])[0]), 4) if not poly.is_empty else 0.0,
+            "geometry": shapely.geometry.mapping(ctx.to_lonlat(poly)) if not poly.is_empty else None,
+            "breaks": breaks,
+            "cannot_leave": self.stuck_units(g),
+        }

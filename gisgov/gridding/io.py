@@ -38,7 +38,9 @@ def community_rules(conn: Connection, code: str, overrides: dict | None = None) 
 
 
 def _signature(conn: Connection, code: str) -> tuple:
-    return tuple(conn.execute(text("""
+    return tuple(
+        conn.execute(
+            text("""
         SELECT (SELECT md5(ST_AsBinary(geom)) FROM community WHERE code = :c),
                (SELECT count(*) || ':' || coalesce(sum(id), 0) || ':' || coalesce(sum(households), 0) || ':' ||
                        coalesce(sum(compound_id), 0) || ':' || coalesce(md5(string_agg(ST_AsBinary(pos)::text, '' ORDER BY id)), '')
@@ -51,10 +53,15 @@ def _signature(conn: Connection, code: str) -> tuple:
                (SELECT count(*) FROM resident_group rg JOIN resident r ON r.id = rg.resident_id
                   JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code
                  WHERE b.community_code = :c)
-    """), {"c": code}).one())
+    """),
+            {"c": code},
+        ).one()
+    )
 
 
-def load_context(conn: Connection, code: str, *, rules: GridRules | None = None, use_cache: bool = True) -> CommunityContext:
+def load_context(
+    conn: Connection, code: str, *, rules: GridRules | None = None, use_cache: bool = True
+) -> CommunityContext:
     """The community ``code`` ready for gridding (cached while its data are unchanged)."""
     rules = rules or community_rules(conn, code)
     sig = (str(conn.engine.url), code, _signature(conn, code), rules)
@@ -69,7 +76,9 @@ def load_context(conn: Connection, code: str, *, rules: GridRules | None = None,
     name, wkb = row
     boundary = shapely.from_wkb(bytes(wkb))
     groups = [r[0] for r in conn.execute(text("SELECT code FROM special_group ORDER BY sort, code"))]
-    b = pd.DataFrame(conn.execute(text("""
+    b = pd.DataFrame(
+        conn.execute(
+            text("""
         WITH b AS (SELECT id, code, compound_id, households, pos FROM building WHERE community_code = :c),
         hh AS (SELECT h.building_code, count(*) AS n FROM household h JOIN b ON b.code = h.building_code GROUP BY 1),
         rr AS (SELECT h.building_code, count(*) AS n FROM resident r JOIN household h ON h.id = r.household_id
@@ -78,38 +87,69 @@ def load_context(conn: Connection, code: str, *, rules: GridRules | None = None,
                CASE WHEN coalesce(hh.n, 0) > 0 THEN hh.n ELSE coalesce(b.households, 0) END AS households,
                coalesce(rr.n, 0) AS residents, ST_X(b.pos) AS lon, ST_Y(b.pos) AS lat
         FROM b LEFT JOIN hh ON hh.building_code = b.code LEFT JOIN rr ON rr.building_code = b.code
-        ORDER BY b.code"""), {"c": code}).mappings().all(),
-        columns=["id", "code", "compound_id", "households", "residents", "lon", "lat"])
+        ORDER BY b.code"""),
+            {"c": code},
+        )
+        .mappings()
+        .all(),
+        columns=["id", "code", "compound_id", "households", "residents", "lon", "lat"],
+    )
     est = (b["residents"] == 0) & (b["households"] > 0)
     b["people"] = np.where(est, np.round(b["households"] * rules.household_size), b["residents"]).astype(np.int64)
     b["compound_id"] = b["compound_id"].astype("Int64")
     for g in groups:
         b[f"g_{g}"] = 0
     if len(b):
-        gc = conn.execute(text("""
+        gc = conn.execute(
+            text("""
             SELECT bl.id, rg.group_code, count(DISTINCT r.id) FROM resident_group rg
             JOIN resident r ON r.id = rg.resident_id JOIN household h ON h.id = r.household_id
-            JOIN building bl ON bl.code = h.building_code WHERE bl.community_code = :c GROUP BY 1, 2"""), {"c": code}).all()
+            JOIN building bl ON bl.code = h.building_code WHERE bl.community_code = :c GROUP BY 1, 2"""),
+            {"c": code},
+        ).all()
         if gc:
             pos = {int(i): k for k, i in enumerate(b["id"])}
             for bid, gcode, n in gc:
                 b.loc[pos[int(bid)], f"g_{gcode}"] = int(n)
-    comp = pd.DataFrame([(i, c, n, shapely.from_wkb(bytes(g))) for i, c, n, g in conn.execute(text(
-        "SELECT id, code, name, ST_AsBinary(geom) FROM compound WHERE community_code = :c ORDER BY id"), {"c": code})],
-        columns=["id", "code", "name", "geometry"])
-    bars = [shapely.from_wkb(bytes(g)) for (g,) in conn.execute(text("""
+    comp = pd.DataFrame(
+        [
+            (i, c, n, shapely.from_wkb(bytes(g)))
+            for i, c, n, g in conn.execute(
+                text("SELECT id, code, name, ST_AsBinary(geom) FROM compound WHERE community_code = :c ORDER BY id"),
+                {"c": code},
+            )
+        ],
+        columns=["id", "code", "name", "geometry"],
+    )
+    bars = [
+        shapely.from_wkb(bytes(g))
+        for (g,) in conn.execute(
+            text("""
         SELECT ST_AsBinary(ST_Intersection(e.geom, c.geom)) FROM road_edge e, community c
         WHERE c.code = :c AND e.class = ANY(:classes) AND e.geom && c.geom AND ST_Intersects(e.geom, c.geom)
         UNION ALL
         SELECT ST_AsBinary(ST_Intersection(x.geom, c.geom)) FROM barrier x, community c
         WHERE c.code = :c AND x.kind = ANY(:kinds) AND x.geom && c.geom AND ST_Intersects(x.geom, c.geom)"""),
-        {"c": code, "classes": list(rules.barrier_road_classes), "kinds": list(rules.barrier_kinds)})]
+            {"c": code, "classes": list(rules.barrier_road_classes), "kinds": list(rules.barrier_kinds)},
+        )
+    ]
     bars = [g for g in bars if not g.is_empty]
-    ctx = build_context(code=code, name=name, boundary_lonlat=boundary, buildings=b, compounds=comp,
-                        barriers_lonlat=bars, rules=rules, group_codes=groups, signature=sig)
+    ctx = build_context(
+        code=code,
+        name=name,
+        boundary_lonlat=boundary,
+        buildings=b,
+        compounds=comp,
+        barriers_lonlat=bars,
+        rules=rules,
+        group_codes=groups,
+        signature=sig,
+    )
     if est.any():
-        ctx.atoms.notes.append(f"{int(est.sum())} building(s) have households but no resident records: people "
-                               f"estimated at {rules.household_size} per household")
+        ctx.atoms.notes.append(
+            f"{int(est.sum())} building(s) have households but no resident records: people "
+            f"estimated at {rules.household_size} per household"
+        )
     if use_cache:
         with _CACHE_LOCK:
             _CACHE[sig] = ctx
@@ -120,12 +160,20 @@ def load_context(conn: Connection, code: str, *, rules: GridRules | None = None,
 
 # --- plans ---------------------------------------------------------------------------------------
 
+
 def plan_row(conn: Connection, code: str, version: int | None) -> dict | None:
     """The plan ``version`` of community ``code`` (None = the active one)."""
-    q = ("SELECT id, community_code, version, status, author, created, activated, note, method, rules, stats, "
-         "parent_version FROM grid_plan WHERE community_code = :c AND ")
-    row = conn.execute(text(q + ("version = :v" if version is not None else "status = 'active'")),
-                       {"c": code, "v": version}).mappings().one_or_none()
+    q = (
+        "SELECT id, community_code, version, status, author, created, activated, note, method, rules, stats, "
+        "parent_version FROM grid_plan WHERE community_code = :c AND "
+    )
+    row = (
+        conn.execute(
+            text(q + ("version = :v" if version is not None else "status = 'active'")), {"c": code, "v": version}
+        )
+        .mappings()
+        .one_or_none()
+    )
     if row is None and version is not None:
         raise NotFound(f"网格方案 grid plan version {version} of community {code} not found")
     return dict(row) if row else None
@@ -133,8 +181,9 @@ def plan_row(conn: Connection, code: str, version: int | None) -> dict | None:
 
 def active_version(conn: Connection, code: str) -> int | None:
     """The version of community ``code``'s active plan (None when it has none)."""
-    return conn.execute(text("SELECT version FROM grid_plan WHERE community_code = :c AND status = 'active'"),
-                        {"c": code}).scalar()
+    return conn.execute(
+        text("SELECT version FROM grid_plan WHERE community_code = :c AND status = 'active'"), {"c": code}
+    ).scalar()
 
 
 def started_on(conn: Connection, code: str, version: int | None = None) -> int | None:
@@ -149,10 +198,17 @@ def started_on(conn: Connection, code: str, version: int | None = None) -> int |
 
 def list_plans(conn: Connection, code: str) -> list[dict]:
     """Every version of community ``code``; ``parent_version`` is the active version the draft was made from."""
-    rows = conn.execute(text("""
+    rows = (
+        conn.execute(
+            text("""
         SELECT p.version, p.status, p.parent_version, p.author, p.created, p.activated, p.note, p.method, p.stats,
                (SELECT count(*) FROM grid g WHERE g.plan_id = p.id) AS grids
-        FROM grid_plan p WHERE p.community_code = :c ORDER BY p.version"""), {"c": code}).mappings().all()
+        FROM grid_plan p WHERE p.community_code = :c ORDER BY p.version"""),
+            {"c": code},
+        )
+        .mappings()
+        .all()
+    )
     return [dict(r) for r in rows]
 
 
@@ -161,15 +217,24 @@ def load_plan(conn: Connection, ctx: CommunityContext, version: int | None = Non
     plan, or else the community's grids made outside plans (assignments from ``building.grid_id``)."""
     meta = plan_row(conn, ctx.code, version)
     if meta is not None:
-        rows = conn.execute(text("SELECT id, code, name, exception, ST_AsBinary(geom) FROM grid WHERE plan_id = :p "
-                                 "ORDER BY code"), {"p": meta["id"]}).all()
-        assign = conn.execute(text("SELECT building_id, grid_id FROM grid_assignment WHERE plan_id = :p"),
-                              {"p": meta["id"]}).all()
+        rows = conn.execute(
+            text("SELECT id, code, name, exception, ST_AsBinary(geom) FROM grid WHERE plan_id = :p ORDER BY code"),
+            {"p": meta["id"]},
+        ).all()
+        assign = conn.execute(
+            text("SELECT building_id, grid_id FROM grid_assignment WHERE plan_id = :p"), {"p": meta["id"]}
+        ).all()
     else:
-        rows = conn.execute(text("SELECT id, code, name, exception, ST_AsBinary(geom) FROM grid "
-                                 "WHERE community_code = :c AND plan_id IS NULL ORDER BY code"), {"c": ctx.code}).all()
-        assign = conn.execute(text("SELECT id, grid_id FROM building WHERE community_code = :c AND grid_id IS NOT NULL"),
-                              {"c": ctx.code}).all()
+        rows = conn.execute(
+            text(
+                "SELECT id, code, name, exception, ST_AsBinary(geom) FROM grid "
+                "WHERE community_code = :c AND plan_id IS NULL ORDER BY code"
+            ),
+            {"c": ctx.code},
+        ).all()
+        assign = conn.execute(
+            text("SELECT id, grid_id FROM building WHERE community_code = :c AND grid_id IS NOT NULL"), {"c": ctx.code}
+        ).all()
     gid = {int(r[0]): k for k, r in enumerate(rows)}
     ag = np.full(ctx.atoms.n, -1, dtype=np.int64)
     for bid, g in assign:
@@ -187,7 +252,7 @@ def _attach_empty_compounds(ctx: CommunityContext, ag: np.ndarray) -> None:
     g = ctx.graph
     for a in np.flatnonzero((ctx.atoms.building_id < 0) & (ag < 0)):
         best, best_len = -1, 0.0
-        for e in g.nbr_edge[g.indptr[a]:g.indptr[a + 1]]:
+        for e in g.nbr_edge[g.indptr[a] : g.indptr[a + 1]]:
             o = g.ej[e] if g.ei[e] == a else g.ei[e]
             if ag[o] >= 0 and g.length[e] > best_len:
                 best, best_len = ag[o], g.length[e]
@@ -221,9 +286,17 @@ def _multi_wkb(ctx: CommunityContext, poly) -> bytes:
 _NOW = object()  # save_plan's default parent: the active version when the draft is stored
 
 
-def save_plan(conn: Connection, ctx: CommunityContext, plan: PlanInput, *, author: str | None = None,
-              note: str | None = None, method: str | None = None, stats: dict | None = None,
-              parent_version: int | None | object = _NOW) -> int:
+def save_plan(
+    conn: Connection,
+    ctx: CommunityContext,
+    plan: PlanInput,
+    *,
+    author: str | None = None,
+    note: str | None = None,
+    method: str | None = None,
+    stats: dict | None = None,
+    parent_version: int | object | None = _NOW,
+) -> int:
     """Store ``plan`` as a new draft version; returns the version number.
 
     ``parent_version``: the active version the work started from (see :func:`started_on`); callers pass
@@ -232,13 +305,24 @@ def save_plan(conn: Connection, ctx: CommunityContext, plan: PlanInput, *, autho
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('grid_plan:' || :c))"), {"c": ctx.code})
     if parent_version is _NOW:
         parent_version = active_version(conn, ctx.code)
-    version = conn.execute(text("SELECT coalesce(max(version), 0) + 1 FROM grid_plan WHERE community_code = :c"),
-                           {"c": ctx.code}).scalar()
-    pid = conn.execute(text("""
+    version = conn.execute(
+        text("SELECT coalesce(max(version), 0) + 1 FROM grid_plan WHERE community_code = :c"), {"c": ctx.code}
+    ).scalar()
+    pid = conn.execute(
+        text("""
         INSERT INTO grid_plan (community_code, version, status, author, note, method, rules, stats, parent_version)
         VALUES (:c, :v, 'draft', :a, :n, :m, CAST(:r AS jsonb), CAST(:s AS jsonb), :pv) RETURNING id"""),
-        {"c": ctx.code, "v": version, "a": author, "n": note, "m": method, "pv": parent_version,
-         "r": json.dumps(ctx.rules.to_dict()), "s": json.dumps(stats or {}, default=str)}).scalar()
+        {
+            "c": ctx.code,
+            "v": version,
+            "a": author,
+            "n": note,
+            "m": method,
+            "pv": parent_version,
+            "r": json.dumps(ctx.rules.to_dict()),
+            "s": json.dumps(stats or {}, default=str),
+        },
+    ).scalar()
     polys = plan.polygons
     if polys is None:
         from gisgov.gridding.validate import grid_polygons
@@ -248,14 +332,27 @@ def save_plan(conn: Connection, ctx: CommunityContext, plan: PlanInput, *, autho
     for k, code in enumerate(plan.codes):
         if polys[k] is None or polys[k].is_empty:
             raise InvalidInput(f"grid {code} has no area; a stored grid needs a polygon (rule: grid_geometry)")
-        ids.append(conn.execute(text("""
+        ids.append(
+            conn.execute(
+                text("""
             INSERT INTO grid (code, community_code, name, geom, plan_id, exception)
             VALUES (:code, :c, :name, ST_Multi(ST_CollectionExtract(ST_MakeValid(ST_GeomFromWKB(:g, 4490)), 3)), :p, :e)
-            RETURNING id"""), {"code": code, "c": ctx.code, "name": (plan.names or [None] * len(plan.codes))[k],
-                               "g": _multi_wkb(ctx, polys[k]), "p": pid,
-                               "e": (plan.exceptions or [None] * len(plan.codes))[k]}).scalar())
-    rows = [{"p": pid, "b": int(ctx.atoms.building_id[a]), "g": ids[int(plan.atom_grid[a])]}
-            for a in range(ctx.atoms.n) if ctx.atoms.building_id[a] >= 0 and plan.atom_grid[a] >= 0]
+            RETURNING id"""),
+                {
+                    "code": code,
+                    "c": ctx.code,
+                    "name": (plan.names or [None] * len(plan.codes))[k],
+                    "g": _multi_wkb(ctx, polys[k]),
+                    "p": pid,
+                    "e": (plan.exceptions or [None] * len(plan.codes))[k],
+                },
+            ).scalar()
+        )
+    rows = [
+        {"p": pid, "b": int(ctx.atoms.building_id[a]), "g": ids[int(plan.atom_grid[a])]}
+        for a in range(ctx.atoms.n)
+        if ctx.atoms.building_id[a] >= 0 and plan.atom_grid[a] >= 0
+    ]
     if rows:
         conn.execute(text("INSERT INTO grid_assignment (plan_id, building_id, grid_id) VALUES (:p, :b, :g)"), rows)
     return int(version)

@@ -12,7 +12,7 @@ def polsby_popper(geoms) -> np.ndarray:
     a = shapely.area(g)
     p = shapely.length(shapely.boundary(g))
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(p > 0, 4 * np.pi * a / p ** 2, 0.0)
+        return np.where(p > 0, 4 * np.pi * a / p**2, 0.0)
 
 
 def reock(geoms) -> np.ndarray:
@@ -20,4 +20,4 @@ def reock(geoms) -> np.ndarray:
     a = shapely.area(g)
     r = shapely.minimum_bounding_radius(g)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(r > 0, a / (np.pi * r ** 2), 0.0)
+        return np.where(r > 0, a / (np.pi * r**2), 0.0)

@@ -26,8 +26,8 @@ HEURISTIC_RESTARTS = 24
 @dataclass
 class Proposal:
     community: str
-    status: str                    # ok | infeasible | closest
-    method: str | None = None      # exact-cpsat | heuristic
+    status: str  # ok | infeasible | closest
+    method: str | None = None  # exact-cpsat | heuristic
     optimal: bool = False
     solver_status: str | None = None
     gap: float | None = None
@@ -55,14 +55,30 @@ def findings_json(ctx: CommunityContext, units: Units, feas: feasibility.Feasibi
         if len(atoms) and len(atoms) < units.n:
             g = shapely.union_all([c for c in ctx.atoms.cell[atoms] if c is not None and not c.is_empty])
             geom = shapely.geometry.mapping(ctx.to_lonlat(g)) if not g.is_empty else None
-        out.append({"rule": f.rule, "message": f.message, "units": [str(units.code[u]) for u in f.units[:200]],
-                    "geometry": geom, "data": {k: (int(v) if isinstance(v, (np.integer,)) else v) for k, v in f.data.items()}})
+        out.append(
+            {
+                "rule": f.rule,
+                "message": f.message,
+                "units": [str(units.code[u]) for u in f.units[:200]],
+                "geometry": geom,
+                "data": {k: (int(v) if isinstance(v, (np.integer,)) else v) for k, v in f.data.items()},
+            }
+        )
     return out
 
 
-def propose(ctx: CommunityContext, *, rules: GridRules | None = None, locked: dict[str, np.ndarray] | None = None,
-            method: str = "auto", seed: int = 0, time_limit_s: float = 10.0, closest: bool = False,
-            workers: int = 2, exact_max_units: int = EXACT_MAX_UNITS) -> Proposal:
+def propose(
+    ctx: CommunityContext,
+    *,
+    rules: GridRules | None = None,
+    locked: dict[str, np.ndarray] | None = None,
+    method: str = "auto",
+    seed: int = 0,
+    time_limit_s: float = 10.0,
+    closest: bool = False,
+    workers: int = 2,
+    exact_max_units: int = EXACT_MAX_UNITS,
+) -> Proposal:
     """Draft a plan for ``ctx``. ``locked`` maps a kept grid's code to its atoms (kept as they are)."""
     t0 = time.perf_counter()
     if rules is not None and rules != ctx.rules:
@@ -75,8 +91,10 @@ def propose(ctx: CommunityContext, *, rules: GridRules | None = None, locked: di
     units = build_units(ctx.atoms, ctx.compounds, ctx.graph, r, active=active)
     prop = Proposal(ctx.code, "ok", units=units.n)
     if units.split_compounds:
-        prop.notes.append("compounds above the maximum, split along whole buildings: "
-                          + ", ".join(str(ctx.compounds.code[c]) for c in units.split_compounds))
+        prop.notes.append(
+            "compounds above the maximum, split along whole buildings: "
+            + ", ".join(str(ctx.compounds.code[c]) for c in units.split_compounds)
+        )
     prop.notes.extend(ctx.atoms.notes)
     feas = feasibility.check(units.graph, units.households, units.people, r, codes=units.code)
     prop.findings = findings_json(ctx, units, feas)
@@ -88,18 +106,22 @@ def propose(ctx: CommunityContext, *, rules: GridRules | None = None, locked: di
     h, p, g = units.households, units.people, units.graph
     labels, tries = _heuristic(g, h, p, r, seed=seed, restarts=HEURISTIC_RESTARTS if feas.feasible else 1)
     if tries > 1:
-        prop.notes.append(f"heuristic: {tries} seeded restart(s) to find "
-                          + ("a plan within the bounds" if _within(labels, h, p, r) else "its closest plan"))
+        prop.notes.append(
+            f"heuristic: {tries} seeded restart(s) to find "
+            + ("a plan within the bounds" if _within(labels, h, p, r) else "its closest plan")
+        )
     heur_ok = _within(labels, h, p, r)
-    kmin, kmax = feasibility.k_range(int(h.sum()), int(p.sum()), r)
-    use_exact = method == "exact" or (method == "auto" and units.n <= exact_max_units
-                                      and units.n * max(kmax, 1) <= EXACT_MAX_CELLS)
+    _kmin, kmax = feasibility.k_range(int(h.sum()), int(p.sum()), r)
+    use_exact = method == "exact" or (
+        method == "auto" and units.n <= exact_max_units and units.n * max(kmax, 1) <= EXACT_MAX_CELLS
+    )
     prop.method = "heuristic"
     need_closest = not feas.feasible
     if use_exact and units.n and feas.feasible:
         k_hi = max(kmax, int(labels.max()) + 1 if len(labels) else 1)
-        res = exact.solve(g, h, p, r, k_max=k_hi, k_min=1, hint=labels, time_limit_s=time_limit_s,
-                          workers=workers, seed=seed)
+        res = exact.solve(
+            g, h, p, r, k_max=k_hi, k_min=1, hint=labels, time_limit_s=time_limit_s, workers=workers, seed=seed
+        )
         prop.method = "exact-cpsat"
         prop.solver_status = res.status
         prop.optimal = res.optimal
@@ -108,13 +130,27 @@ def propose(ctx: CommunityContext, *, rules: GridRules | None = None, locked: di
             labels = res.labels
         elif res.status == "INFEASIBLE":
             need_closest = True
-            prop.findings.append({"rule": "no_plan", "message": "the exact model proved that no plan meets the household "
-                                  "and people bounds with contiguous grids and whole compounds", "units": [],
-                                  "geometry": None, "data": {}})
+            prop.findings.append(
+                {
+                    "rule": "no_plan",
+                    "message": "the exact model proved that no plan meets the household "
+                    "and people bounds with contiguous grids and whole compounds",
+                    "units": [],
+                    "geometry": None,
+                    "data": {},
+                }
+            )
     elif not heur_ok and feas.feasible:
-        prop.findings.append({"rule": "not_found", "message": "the heuristic found no plan meeting every bound; "
-                              "showing its closest plan (try --method exact or more time)", "units": [],
-                              "geometry": None, "data": {}})
+        prop.findings.append(
+            {
+                "rule": "not_found",
+                "message": "the heuristic found no plan meeting every bound; "
+                "showing its closest plan (try --method exact or more time)",
+                "units": [],
+                "geometry": None,
+                "data": {},
+            }
+        )
     if not need_closest and closest and not _within(labels, h, p, r):
         need_closest = True
     if need_closest:
@@ -122,8 +158,17 @@ def propose(ctx: CommunityContext, *, rules: GridRules | None = None, locked: di
             prop.status = "infeasible"
             prop.seconds = round(time.perf_counter() - t0, 3)
             return prop
-        units, labels, info2 = _closest(ctx, r, active, units, labels, seed=seed, time_limit_s=time_limit_s,
-                                        workers=workers, exact_max_units=exact_max_units)
+        units, labels, info2 = _closest(
+            ctx,
+            r,
+            active,
+            units,
+            labels,
+            seed=seed,
+            time_limit_s=time_limit_s,
+            workers=workers,
+            exact_max_units=exact_max_units,
+        )
         h, p = units.households, units.people
         prop.method = info2["method"]
         prop.solver_status = info2.get("status")
@@ -143,8 +188,9 @@ def propose(ctx: CommunityContext, *, rules: GridRules | None = None, locked: di
     k = k_new + len(locked_codes)
     polys = grid_polygons(ctx, atom_grid, k)
     codes = number(ctx.code, polys)
-    prop.plan = PlanInput(codes, atom_grid, polys, [None] * k,
-                          names=[None] * k_new + [f"locked {c}" for c in locked_codes])
+    prop.plan = PlanInput(
+        codes, atom_grid, polys, [None] * k, names=[None] * k_new + [f"locked {c}" for c in locked_codes]
+    )
     prop.report = validate(ctx, prop.plan)
     if need_closest or prop.status == "closest":
         prop.status = "ok" if prop.report["ok"] else "closest"
@@ -193,18 +239,36 @@ def _closest(ctx, r, active, units, unit_labels, *, seed, time_limit_s, workers,
     hb = heuristic.relabel_dense(hb)
     # or start from the whole-compound plan and move single buildings only where a bound is broken
     # (each move costs, so compounds split only where that fixes a grid)
-    hm, _ = heuristic.local_search(bunits.graph, h, p, r, hint, seed=seed, orig=hint, move_cost=np.ones(bunits.n),
-                                   anneal_moves=0)
+    hm, _ = heuristic.local_search(
+        bunits.graph, h, p, r, hint, seed=seed, orig=hint, move_cost=np.ones(bunits.n), anneal_moves=0
+    )
     glist = list(groups.values())
-    best = min([(_score(hb, h, p, r, glist), hb, "heuristic over buildings (closest)"),
-                (_score(hm, h, p, r, glist), hm, "heuristic, compounds split where needed (closest)"),
-                (_score(hint, h, p, r, glist), hint, "heuristic over compounds (closest)")], key=lambda t: t[0])
+    best = min(
+        [
+            (_score(hb, h, p, r, glist), hb, "heuristic over buildings (closest)"),
+            (_score(hm, h, p, r, glist), hm, "heuristic, compounds split where needed (closest)"),
+            (_score(hint, h, p, r, glist), hint, "heuristic over compounds (closest)"),
+        ],
+        key=lambda t: t[0],
+    )
     info = {"method": best[2], "note": "closest plan: fewest grids outside the bounds, then fewest split compounds"}
     if bunits.n <= 2 * exact_max_units:
         kmin, kmax = feasibility.k_range(int(h.sum()), int(p.sum()), r)
         k_hi = max(kmax, kmin, int(best[1].max()) + 1)
-        res = exact.solve(bunits.graph, h, p, r, k_max=k_hi, k_min=1, hint=best[1], soft=True, groups=glist,
-                          time_limit_s=time_limit_s, workers=workers, seed=seed)
+        res = exact.solve(
+            bunits.graph,
+            h,
+            p,
+            r,
+            k_max=k_hi,
+            k_min=1,
+            hint=best[1],
+            soft=True,
+            groups=glist,
+            time_limit_s=time_limit_s,
+            workers=workers,
+            seed=seed,
+        )
         info["status"] = res.status
         if res.labels is not None and _score(res.labels, h, p, r, glist) <= best[0]:
             best = (_score(res.labels, h, p, r, glist), res.labels, "exact-cpsat (closest)")
@@ -218,9 +282,12 @@ def _score(labels, h, p, r, groups) -> tuple[int, int, float]:
     H = np.bincount(labels, weights=h)
     P = np.bincount(labels, weights=p)
     used = np.bincount(labels) > 0
-    bad = int((((H < r.min_households) | (H > r.max_households) | (P > r.max_people)) & used).sum())
-    dev = float((np.maximum(0, r.min_households - H) + np.maximum(0, H - r.max_households)
-                 + np.maximum(0, P - r.max_people))[used].sum())
+    bad = int((((r.min_households > H) | (r.max_households < H) | (r.max_people < P)) & used).sum())
+    dev = float(
+        (np.maximum(0, r.min_households - H) + np.maximum(0, H - r.max_households) + np.maximum(0, P - r.max_people))[
+            used
+        ].sum()
+    )
     splits = sum(1 for g in groups if len(set(labels[g].tolist())) > 1)
     return bad, splits, dev
 

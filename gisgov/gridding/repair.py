@@ -23,15 +23,22 @@ from gisgov.gridding.units import build_units
 from gisgov.gridding.validate import PlanInput, grid_polygons, validate
 
 
-def repair(ctx: CommunityContext, plan: PlanInput, *, seed: int = 0, time_limit_s: float = 5.0,
-           exact_max_units: int = 250, workers: int = 2) -> dict:
+def repair(
+    ctx: CommunityContext,
+    plan: PlanInput,
+    *,
+    seed: int = 0,
+    time_limit_s: float = 5.0,
+    exact_max_units: int = 250,
+    workers: int = 2,
+) -> dict:
     t0 = time.perf_counter()
     r = ctx.rules
     before = validate(ctx, plan)
     units = build_units(ctx.atoms, ctx.compounds, ctx.graph, r)
     K = len(plan.codes)
     ag = np.asarray(plan.atom_grid, dtype=np.int64)
-    nbuild = np.array([(ctx.atoms.building_id[a] >= 0).sum() for a in units.atoms], dtype=float)
+    np.array([(ctx.atoms.building_id[a] >= 0).sum() for a in units.atoms], dtype=float)
     cur = np.full(units.n, -1, dtype=np.int64)
     move_cost = np.zeros(units.n)
     for u, atoms in enumerate(units.atoms):
@@ -73,7 +80,11 @@ def repair(ctx: CommunityContext, plan: PlanInput, *, seed: int = 0, time_limit_
             border: dict[int, float] = {}
             sp = set(piece)
             for u in piece:
-                for v, e in zip(adj[u], units.graph.nbr_edge[units.graph.indptr[u]:units.graph.indptr[u + 1]].tolist()):
+                for v, e in zip(
+                    adj[u],
+                    units.graph.nbr_edge[units.graph.indptr[u] : units.graph.indptr[u + 1]].tolist(),
+                    strict=False,
+                ):
                     if v not in sp and lab[v] != g:
                         border[int(lab[v])] = border.get(int(lab[v]), 0.0) + float(units.graph.length[e])
             if border:
@@ -82,8 +93,19 @@ def repair(ctx: CommunityContext, plan: PlanInput, *, seed: int = 0, time_limit_
     multipart = {g for g in range(K) if exc[g] == "multipart"}
     if multipart:
         fixed = np.isin(lab, list(multipart))
-    lab, _ = heuristic.local_search(units.graph, h, p, r, lab, seed=seed, fixed=fixed, orig=cur, move_cost=move_cost,
-                                    allow_empty=False, anneal_moves=0)
+    lab, _ = heuristic.local_search(
+        units.graph,
+        h,
+        p,
+        r,
+        lab,
+        seed=seed,
+        fixed=fixed,
+        orig=cur,
+        move_cost=move_cost,
+        allow_empty=False,
+        anneal_moves=0,
+    )
     method = "local-search"
     optimal = False
     if units.n <= exact_max_units and not multipart:
@@ -93,26 +115,50 @@ def repair(ctx: CommunityContext, plan: PlanInput, *, seed: int = 0, time_limit_
             for v in adj[u]:
                 near |= {int(lab[w]) for w in adj[v]}
             cand.append(sorted(x for x in near if x >= 0))
-        res = exact.solve(units.graph, h, p, r, k_max=K, k_min=K, hint=lab, soft=True, current=cur, move_cost=move_cost,
-                          candidates=cand, time_limit_s=time_limit_s, workers=workers, seed=seed)
+        res = exact.solve(
+            units.graph,
+            h,
+            p,
+            r,
+            k_max=K,
+            k_min=K,
+            hint=lab,
+            soft=True,
+            current=cur,
+            move_cost=move_cost,
+            candidates=cand,
+            time_limit_s=time_limit_s,
+            workers=workers,
+            seed=seed,
+        )
         if res.labels is not None:
             new_pen = _penalty(res.labels, h, p, r, K)
             old_pen = _penalty(lab, h, p, r, K)
-            if new_pen < old_pen or (new_pen == old_pen and _moves(res.labels, cur, move_cost) <= _moves(lab, cur, move_cost)):
+            if new_pen < old_pen or (
+                new_pen == old_pen and _moves(res.labels, cur, move_cost) <= _moves(lab, cur, move_cost)
+            ):
                 lab = res.labels
             method = "exact-cpsat"
             optimal = res.optimal
     new_ag = ag.copy()
     for u, atoms in enumerate(units.atoms):
         new_ag[atoms] = lab[u]
-    moved = [str(ctx.atoms.code[a]) for a in range(ctx.atoms.n)
-             if ctx.atoms.building_id[a] >= 0 and new_ag[a] != ag[a]]
+    moved = [str(ctx.atoms.code[a]) for a in range(ctx.atoms.n) if ctx.atoms.building_id[a] >= 0 and new_ag[a] != ag[a]]
     polys = grid_polygons(ctx, new_ag, K)
     new_plan = PlanInput(list(plan.codes), new_ag, polys, list(exc), plan.names)
     after = validate(ctx, new_plan)
-    return {"community": ctx.code, "method": method, "optimal": optimal, "buildings_moved": len(moved),
-            "moved": moved, "breaks_before": before["breaks_count"], "breaks_after": after["breaks_count"],
-            "seconds": round(time.perf_counter() - t0, 3), "plan": new_plan, "report": after}
+    return {
+        "community": ctx.code,
+        "method": method,
+        "optimal": optimal,
+        "buildings_moved": len(moved),
+        "moved": moved,
+        "breaks_before": before["breaks_count"],
+        "breaks_after": after["breaks_count"],
+        "seconds": round(time.perf_counter() - t0, 3),
+        "plan": new_plan,
+        "report": after,
+    }
 
 
 def _penalty(lab, h, p, r, K) -> tuple[int, int]:

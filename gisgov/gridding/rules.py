@@ -43,11 +43,14 @@ class GridRules:
 
     def __post_init__(self) -> None:
         if self.min_households < 0 or self.max_households <= 0:
-            raise InvalidInput(f"grid rules {self.name}: household bounds must be positive "
-                               f"(got {self.min_households}-{self.max_households})")
+            raise InvalidInput(
+                f"grid rules {self.name}: household bounds must be positive "
+                f"(got {self.min_households}-{self.max_households})"
+            )
         if self.min_households > self.max_households:
-            raise InvalidInput(f"grid rules {self.name}: min_households {self.min_households} > "
-                               f"max_households {self.max_households}")
+            raise InvalidInput(
+                f"grid rules {self.name}: min_households {self.min_households} > max_households {self.max_households}"
+            )
         if self.max_people <= 0:
             raise InvalidInput(f"grid rules {self.name}: max_people must be positive (got {self.max_people})")
         if self.tolerance_m < 0:

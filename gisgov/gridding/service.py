@@ -42,7 +42,7 @@ def plan_from_geojson(ctx, fc: dict | None, assignments: dict | None) -> PlanInp
             code = str(props.get("code") or f.get("id") or f"#{i + 1}")
             try:
                 g = shapely.geometry.shape(f["geometry"])
-            except Exception as exc_:  # noqa: BLE001
+            except Exception as exc_:
                 raise InvalidInput(f"grid {code}: unreadable geometry ({exc_})") from exc_
             if g.geom_type not in ("Polygon", "MultiPolygon"):
                 raise InvalidInput(f"grid {code}: geometry must be a (Multi)Polygon, got {g.geom_type}")
@@ -61,8 +61,15 @@ def plan_from_geojson(ctx, fc: dict | None, assignments: dict | None) -> PlanInp
     return PlanInput(codes, ag, polys, exc)
 
 
-def check(conn: Connection, code: str, *, version: int | None = None, grids: dict | None = None,
-          assignments: dict | None = None, rules: dict | None = None) -> dict:
+def check(
+    conn: Connection,
+    code: str,
+    *,
+    version: int | None = None,
+    grids: dict | None = None,
+    assignments: dict | None = None,
+    rules: dict | None = None,
+) -> dict:
     ctx = load_context(conn, code, rules=_rules(conn, code, rules))
     if grids is not None or assignments is not None:
         plan = plan_from_geojson(ctx, grids, assignments)
@@ -80,14 +87,34 @@ def feasibility(conn: Connection, code: str, *, rules: dict | None = None) -> di
     ctx = load_context(conn, code, rules=_rules(conn, code, rules))
     units = build_units(ctx.atoms, ctx.compounds, ctx.graph, ctx.rules)
     f = feas_mod.check(units.graph, units.households, units.people, ctx.rules, codes=units.code)
-    return {"community": code, "feasible": f.feasible, "k_min": f.k_min, "k_max": f.k_max,
-            "households": f.households, "people": f.people, "units": units.n,
-            "findings": findings_json(ctx, units, f), "summary": f.summary(), "rules": ctx.rules.to_dict()}
+    return {
+        "community": code,
+        "feasible": f.feasible,
+        "k_min": f.k_min,
+        "k_max": f.k_max,
+        "households": f.households,
+        "people": f.people,
+        "units": units.n,
+        "findings": findings_json(ctx, units, f),
+        "summary": f.summary(),
+        "rules": ctx.rules.to_dict(),
+    }
 
 
-def propose_plan(conn: Connection, code: str, *, rules: dict | None = None, lock: list[str] | None = None,
-                 method: str = "auto", seed: int = 0, time_limit_s: float = 10.0, closest: bool = False,
-                 save: bool = False, author: str | None = None, note: str | None = None) -> dict:
+def propose_plan(
+    conn: Connection,
+    code: str,
+    *,
+    rules: dict | None = None,
+    lock: list[str] | None = None,
+    method: str = "auto",
+    seed: int = 0,
+    time_limit_s: float = 10.0,
+    closest: bool = False,
+    save: bool = False,
+    author: str | None = None,
+    note: str | None = None,
+) -> dict:
     """Draft a plan; with ``save`` store it as a draft whose parent is the active version read before the
     solver started (an activation during the solve then shows up as a conflict at activation)."""
     ctx = load_context(conn, code, rules=_rules(conn, code, rules))
@@ -105,15 +132,29 @@ def propose_plan(conn: Connection, code: str, *, rules: dict | None = None, lock
         out["geojson"] = plan_geojson(ctx, p.plan, p.report)
         if save:
             out["parent_version"] = parent
-            out["version"] = save_plan(conn, ctx, p.plan, author=author, note=note or f"proposed ({p.method})",
-                                       method=p.method, parent_version=parent,
-                                       stats={"summary": p.report["summary"], "optimal": p.optimal,
-                                              "status": p.status, "seconds": p.seconds})
+            out["version"] = save_plan(
+                conn,
+                ctx,
+                p.plan,
+                author=author,
+                note=note or f"proposed ({p.method})",
+                method=p.method,
+                parent_version=parent,
+                stats={"summary": p.report["summary"], "optimal": p.optimal, "status": p.status, "seconds": p.seconds},
+            )
     return out
 
 
-def repair_plan(conn: Connection, code: str, *, version: int | None = None, save: bool = False,
-                author: str | None = None, time_limit_s: float = 5.0, seed: int = 0) -> dict:
+def repair_plan(
+    conn: Connection,
+    code: str,
+    *,
+    version: int | None = None,
+    save: bool = False,
+    author: str | None = None,
+    time_limit_s: float = 5.0,
+    seed: int = 0,
+) -> dict:
     """Repair plan ``version`` (None = active). A saved repair of a draft keeps the draft's parent; a repair
     of the active (or an archived) plan has the active version read before the solver started as parent."""
     ctx = load_context(conn, code)
@@ -128,10 +169,16 @@ def repair_plan(conn: Connection, code: str, *, version: int | None = None, save
     out["from_version"] = meta["version"] if meta else None
     if save:
         out["parent_version"] = parent
-        out["version"] = save_plan(conn, ctx, res["plan"], author=author, method=f"repair ({res['method']})",
-                                   parent_version=parent,
-                                   note=f"repair of version {out['from_version']}: {res['buildings_moved']} building(s) moved",
-                                   stats={"summary": res["report"]["summary"]})
+        out["version"] = save_plan(
+            conn,
+            ctx,
+            res["plan"],
+            author=author,
+            method=f"repair ({res['method']})",
+            parent_version=parent,
+            note=f"repair of version {out['from_version']}: {res['buildings_moved']} building(s) moved",
+            stats={"summary": res["report"]["summary"]},
+        )
     return out
 
 
@@ -142,8 +189,14 @@ def plan_geojson(ctx, plan: PlanInput, report: dict) -> dict:
     for k, g in enumerate(report["grids"]):
         if polys[k] is None or polys[k].is_empty:
             continue
-        feats.append({"type": "Feature", "id": g["code"], "properties": g,
-                      "geometry": shapely.geometry.mapping(ctx.to_lonlat(polys[k]))})
+        feats.append(
+            {
+                "type": "Feature",
+                "id": g["code"],
+                "properties": g,
+                "geometry": shapely.geometry.mapping(ctx.to_lonlat(polys[k])),
+            }
+        )
     return {"type": "FeatureCollection", "features": feats}
 
 
@@ -165,37 +218,66 @@ def stored_plan_geojson(conn: Connection, code: str, version: int | None) -> dic
 DEMO_TIME_LIMIT_S = 3.0
 DEMO_AUTHOR = "gisgov demo"
 STAFF_NOTE = "网格员为合成数据 grid staff are synthetic (一格三员: 网格长, 专职网格员, 兼职网格员)"
-RULE_ZH = {"stranded": "夹心小区", "no_plan": "无整小区方案", "piece_infeasible": "飞地", "bottleneck": "瓶颈",
-           "unit_over_max": "单元超限", "count_range": "户数不符", "not_found": "未找到方案"}
+RULE_ZH = {
+    "stranded": "夹心小区",
+    "no_plan": "无整小区方案",
+    "piece_infeasible": "飞地",
+    "bottleneck": "瓶颈",
+    "unit_over_max": "单元超限",
+    "count_range": "户数不符",
+    "not_found": "未找到方案",
+}
 
 
 def without_active_plan(conn: Connection) -> list[str]:
     """Communities (codes) that have no active grid plan."""
-    return [r[0] for r in conn.execute(text("""
+    return [
+        r[0]
+        for r in conn.execute(
+            text("""
         SELECT c.code FROM community c WHERE NOT EXISTS (
             SELECT 1 FROM grid_plan p WHERE p.community_code = c.code AND p.status = 'active')
-        ORDER BY c.code"""))]
+        ORDER BY c.code""")
+        )
+    ]
 
 
-def plan_and_activate(conn: Connection, code: str, *, time_limit_s: float = DEMO_TIME_LIMIT_S,
-                      author: str = DEMO_AUTHOR) -> dict:
+def plan_and_activate(
+    conn: Connection, code: str, *, time_limit_s: float = DEMO_TIME_LIMIT_S, author: str = DEMO_AUTHOR
+) -> dict:
     """Propose a plan for ``code`` (the closest plan when none obeys every rule), save it and activate
     it, forcing the activation only for a closest plan. Runs in the caller's transaction."""
     from gisgov.gridding import plans
 
-    out = propose_plan(conn, code, closest=True, time_limit_s=time_limit_s, save=True, author=author,
-                       note="演示自动划分 proposed by the demo")
+    out = propose_plan(
+        conn,
+        code,
+        closest=True,
+        time_limit_s=time_limit_s,
+        save=True,
+        author=author,
+        note="演示自动划分 proposed by the demo",
+    )
     if "version" not in out:
         raise InvalidInput(f"community {code}: no plan could be drafted ({out['status']})")
     forced = out["status"] != "ok"
     act = plans.activate(conn, code, out["version"], force=forced)
     s = out["report"]["summary"]
     reason = next((f for f in out["findings"] if f.get("rule")), None)
-    return {"community": code, "version": out["version"], "status": out["status"], "forced": forced,
-            "grids": s.get("grids", 0), "within_bounds": s.get("within_bounds", 0), "method": out.get("method"),
-            "seconds": out.get("seconds"), "breaks": act["breaks_count"],
-            "split_compounds": sum(1 for b in out["report"]["breaks"] if b["rule"] == "split_compound"),
-            "reason_rule": reason["rule"] if reason else None, "reason": reason["message"] if reason else None}
+    return {
+        "community": code,
+        "version": out["version"],
+        "status": out["status"],
+        "forced": forced,
+        "grids": s.get("grids", 0),
+        "within_bounds": s.get("within_bounds", 0),
+        "method": out.get("method"),
+        "seconds": out.get("seconds"),
+        "breaks": act["breaks_count"],
+        "split_compounds": sum(1 for b in out["report"]["breaks"] if b["rule"] == "split_compound"),
+        "reason_rule": reason["rule"] if reason else None,
+        "reason": reason["message"] if reason else None,
+    }
 
 
 def staff_active_grids(conn: Connection, vault=None, *, seed: int = 0) -> dict:
@@ -204,9 +286,11 @@ def staff_active_grids(conn: Connection, vault=None, *, seed: int = 0) -> dict:
     from gisgov.sample.staff import SOURCE, synthetic_staff
     from gisgov.security.pii import Vault
 
-    grids = conn.execute(text("""
+    grids = conn.execute(
+        text("""
         SELECT g.id, g.code FROM grid g JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active'
-        WHERE NOT EXISTS (SELECT 1 FROM grid_staff s WHERE s.grid_id = g.id) ORDER BY g.code""")).all()
+        WHERE NOT EXISTS (SELECT 1 FROM grid_staff s WHERE s.grid_id = g.id) ORDER BY g.code""")
+    ).all()
     if not grids:
         return {"grids": 0, "staff": 0}
     vault = vault or Vault.from_settings()
@@ -216,11 +300,17 @@ def staff_active_grids(conn: Connection, vault=None, *, seed: int = 0) -> dict:
     for r in staff.itertuples():
         cipher, masked = vault.protect_phone(r.phone)
         rows.append({"g": ids[r.grid_code], "role": r.role, "name": r.name, "c": cipher, "m": masked})
-    conn.execute(text("INSERT INTO grid_staff (grid_id, role, name, phone_cipher, phone_masked) "
-                      "VALUES (:g, :role, :name, :c, :m)"), rows)
-    conn.execute(text("""INSERT INTO gisgov_meta (key, value) VALUES ('grid_staff', CAST(:v AS jsonb))
+    conn.execute(
+        text(
+            "INSERT INTO grid_staff (grid_id, role, name, phone_cipher, phone_masked) VALUES (:g, :role, :name, :c, :m)"
+        ),
+        rows,
+    )
+    conn.execute(
+        text("""INSERT INTO gisgov_meta (key, value) VALUES ('grid_staff', CAST(:v AS jsonb))
                          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"""),
-                 {"v": json.dumps({"synthetic": True, "source": SOURCE, "note": STAFF_NOTE}, ensure_ascii=False)})
+        {"v": json.dumps({"synthetic": True, "source": SOURCE, "note": STAFF_NOTE}, ensure_ascii=False)},
+    )
     return {"grids": len(grids), "staff": len(rows)}
 
 
@@ -244,8 +334,13 @@ def demo_step(url: str, console, *, time_limit_s: float = DEMO_TIME_LIMIT_S, vau
             todo = without_active_plan(conn)
             names = dict(conn.execute(text("SELECT code, name FROM community")).all())
         if todo:
-            with Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                          console=console) as bar:
+            with Progress(
+                TextColumn("{task.description:<34}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=console,
+            ) as bar:
                 task = bar.add_task("网格划分 grid plans", total=len(todo))
                 for code in todo:
                     bar.update(task, description=f"网格划分 grid plans: {code}")
@@ -253,8 +348,17 @@ def demo_step(url: str, console, *, time_limit_s: float = DEMO_TIME_LIMIT_S, vau
                         with eng.begin() as conn:
                             results.append(plan_and_activate(conn, code, time_limit_s=time_limit_s))
                     except GisgovError as exc:
-                        results.append({"community": code, "status": "error", "reason": str(exc), "grids": 0,
-                                        "within_bounds": 0, "forced": False, "reason_rule": "error"})
+                        results.append(
+                            {
+                                "community": code,
+                                "status": "error",
+                                "reason": str(exc),
+                                "grids": 0,
+                                "within_bounds": 0,
+                                "forced": False,
+                                "reason_rule": "error",
+                            }
+                        )
                     bar.advance(task)
                 bar.update(task, description="网格划分 grid plans ✓")
         with eng.begin() as conn:
@@ -271,7 +375,8 @@ def demo_step(url: str, console, *, time_limit_s: float = DEMO_TIME_LIMIT_S, vau
             t.add_column(c)
         for r in results:
             plan = {"ok": "[green]ok[/]", "closest": "[yellow]closest→forced[/]"}.get(
-                r["status"], f"[red]{r['status']}[/]")
+                r["status"], f"[red]{r['status']}[/]"
+            )
             note = ""
             if r["status"] != "ok" and r.get("reason_rule"):
                 note = f"{RULE_ZH.get(r['reason_rule'], '')} {r['reason_rule']}"
@@ -280,15 +385,19 @@ def demo_step(url: str, console, *, time_limit_s: float = DEMO_TIME_LIMIT_S, vau
         console.print(t)
         for r in results:
             if r["status"] != "ok" and r.get("reason"):
-                console.print(f"  [yellow]![/] {r['community']} 无整小区方案 no plan keeps every compound whole: "
-                              f"{r['reason']}. Activated with force: the closest plan, "
-                              f"{r['within_bounds']}/{r['grids']} grids within the bounds, "
-                              f"{r.get('split_compounds', 0)} compound(s) split.")
+                console.print(
+                    f"  [yellow]![/] {r['community']} 无整小区方案 no plan keeps every compound whole: "
+                    f"{r['reason']}. Activated with force: the closest plan, "
+                    f"{r['within_bounds']}/{r['grids']} grids within the bounds, "
+                    f"{r.get('split_compounds', 0)} compound(s) split."
+                )
     forced = [r["community"] for r in results if r.get("forced")]
     errors = [r["community"] for r in results if r["status"] == "error"]
-    console.print(f"[green]✓[/] 网格 grids: {sum(r['grids'] for r in results)} grids in {len(results) - len(errors)} "
-                  f"communities activated, {staffed['staff']} synthetic staff on {staffed['grids']} grids "
-                  f"({seconds:.1f} s)"
-                  + (f"; [yellow]closest plans force-activated (compounds split): {', '.join(forced)}[/]" if forced else "")
-                  + (f"; [red]failed: {', '.join(errors)}[/]" if errors else ""))
+    console.print(
+        f"[green]✓[/] 网格 grids: {sum(r['grids'] for r in results)} grids in {len(results) - len(errors)} "
+        f"communities activated, {staffed['staff']} synthetic staff on {staffed['grids']} grids "
+        f"({seconds:.1f} s)"
+        + (f"; [yellow]closest plans force-activated (compounds split): {', '.join(forced)}[/]" if forced else "")
+        + (f"; [red]failed: {', '.join(errors)}[/]" if errors else "")
+    )
     return results

@@ -113,7 +113,7 @@ def atom_grid_of(ctx: CommunityContext, codes: list[str], state: dict) -> np.nda
     ag = np.full(a.n, -1, dtype=np.int64)
     for key, g in state.items():
         if key.startswith(EMPTY_PREFIX):
-            i = empty.get(key[len(EMPTY_PREFIX):])
+            i = empty.get(key[len(EMPTY_PREFIX) :])
         else:
             i = ctx.code_index.get(key)
             if i is not None and a.building_id[i] < 0:
@@ -142,22 +142,32 @@ def _recall(sid: str, digest: str, ctx: CommunityContext) -> PlanEditor | None:
 
 def purge(conn: Connection, owner_id: int, idle_hours: float) -> int:
     """Delete this account's sessions that expired more than :data:`KEEP_EXPIRED_DAYS` days ago."""
-    return conn.execute(text("""DELETE FROM grid_edit_session WHERE owner_id = :o
+    return conn.execute(
+        text("""DELETE FROM grid_edit_session WHERE owner_id = :o
         AND touched < now() - make_interval(secs => :keep)"""),
-        {"o": owner_id, "keep": idle_hours * 3600 + KEEP_EXPIRED_DAYS * 86400}).rowcount
+        {"o": owner_id, "keep": idle_hours * 3600 + KEEP_EXPIRED_DAYS * 86400},
+    ).rowcount
 
 
-def open_session(conn: Connection, ctx: CommunityContext, plan: PlanInput, *, owner_id: int,
-                 base_version: int | None) -> tuple[str, PlanEditor]:
+def open_session(
+    conn: Connection, ctx: CommunityContext, plan: PlanInput, *, owner_id: int, base_version: int | None
+) -> tuple[str, PlanEditor]:
     """Store a new session on ``plan`` (its editor is cached); returns (id, editor)."""
     ed = PlanEditor(ctx, plan)
-    codes = [c if e is None else {"code": c, "exception": e} for c, e in zip(ed.codes, ed.exceptions)]
-    row = conn.execute(text("""
+    codes = [c if e is None else {"code": c, "exception": e} for c, e in zip(ed.codes, ed.exceptions, strict=False)]
+    row = conn.execute(
+        text("""
         INSERT INTO grid_edit_session (owner_id, community_code, base_version, codes, assignments)
         VALUES (:o, :c, :b, CAST(:codes AS jsonb), CAST(:a AS jsonb))
         RETURNING id, md5(assignments::text)"""),
-        {"o": owner_id, "c": ctx.code, "b": base_version, "codes": json.dumps(codes, ensure_ascii=False),
-         "a": json.dumps(state_of(ctx, ed.codes, ed.atom_grid), ensure_ascii=False)}).one()
+        {
+            "o": owner_id,
+            "c": ctx.code,
+            "b": base_version,
+            "codes": json.dumps(codes, ensure_ascii=False),
+            "a": json.dumps(state_of(ctx, ed.codes, ed.atom_grid), ensure_ascii=False),
+        },
+    ).one()
     sid = str(row[0])
     _remember(sid, row[1], ed)
     return sid, ed
@@ -165,39 +175,71 @@ def open_session(conn: Connection, ctx: CommunityContext, plan: PlanInput, *, ow
 
 def resume(conn: Connection, old: Session) -> str:
     """A new session with the moves, grids and base version of ``old`` (expired or not); ``old`` is closed."""
-    sid = conn.execute(text("""
+    sid = conn.execute(
+        text("""
         INSERT INTO grid_edit_session (owner_id, community_code, base_version, codes, assignments)
         SELECT owner_id, community_code, base_version, codes, assignments FROM grid_edit_session WHERE id = :id
-        RETURNING id"""), {"id": old.id}).scalar()
+        RETURNING id"""),
+        {"id": old.id},
+    ).scalar()
     conn.execute(text("UPDATE grid_edit_session SET closed = now() WHERE id = :id"), {"id": old.id})
     return str(sid)
 
 
-def get(conn: Connection, sid: str, *, owner_id: int, covers: Callable[[str], bool], idle_hours: float,
-        lock: bool = False, live: bool = True) -> Session:
+def get(
+    conn: Connection,
+    sid: str,
+    *,
+    owner_id: int,
+    covers: Callable[[str], bool],
+    idle_hours: float,
+    lock: bool = False,
+    live: bool = True,
+) -> Session:
     """Session ``sid`` of account ``owner_id``. Another account's session, or one whose community is
     outside ``covers``, answers 404 like a missing one; with ``live`` an expired or closed one answers
     410. ``lock`` holds the row (FOR UPDATE) until the transaction ends."""
     key = _uuid(sid)
-    row = conn.execute(text(
-        "SELECT id, owner_id, community_code, base_version, codes, revision, md5(assignments::text) AS digest, "
-        "touched < now() - make_interval(secs => :idle) AS expired, closed IS NOT NULL AS closed "
-        "FROM grid_edit_session WHERE id = :id" + (" FOR UPDATE" if lock else "")),
-        {"id": key, "idle": idle_hours * 3600}).mappings().one_or_none()
+    row = (
+        conn.execute(
+            text(
+                "SELECT id, owner_id, community_code, base_version, codes, revision, md5(assignments::text) AS digest, "
+                "touched < now() - make_interval(secs => :idle) AS expired, closed IS NOT NULL AS closed "
+                "FROM grid_edit_session WHERE id = :id" + (" FOR UPDATE" if lock else "")
+            ),
+            {"id": key, "idle": idle_hours * 3600},
+        )
+        .mappings()
+        .one_or_none()
+    )
     if row is None or row["owner_id"] != owner_id or not covers(row["community_code"]):
         raise NotFound(f"编辑会话不存在 edit session {sid} not found")
     codes, exc = _split_codes(row["codes"])
-    s = Session(key, row["owner_id"], row["community_code"], row["base_version"], codes, exc, row["revision"],
-                row["digest"], bool(row["expired"]), bool(row["closed"]))
+    s = Session(
+        key,
+        row["owner_id"],
+        row["community_code"],
+        row["base_version"],
+        codes,
+        exc,
+        row["revision"],
+        row["digest"],
+        bool(row["expired"]),
+        bool(row["closed"]),
+    )
     if live and s.closed:
-        raise SessionExpired("编辑会话已关闭（已在新的会话中继续），请使用新会话或重新打开编辑器。 "
-                             f"edit session {sid} was closed (continued in a newer session): use that one or open "
-                             "the editor again.")
+        raise SessionExpired(
+            "编辑会话已关闭（已在新的会话中继续），请使用新会话或重新打开编辑器。 "
+            f"edit session {sid} was closed (continued in a newer session): use that one or open "
+            "the editor again."
+        )
     if live and s.expired:
-        raise SessionExpired(f"编辑会话已过期（超过 {idle_hours:g} 小时未使用），请重新打开；"
-                             "用“重新打开”可带回本会话未保存的修改。 "
-                             f"edit session {sid} expired after {idle_hours:g} h without use: open a new one "
-                             f"(POST /api/grids/sessions with {{\"resume\": \"{sid}\"}} carries its moves over).")
+        raise SessionExpired(
+            f"编辑会话已过期（超过 {idle_hours:g} 小时未使用），请重新打开；"
+            "用“重新打开”可带回本会话未保存的修改。 "
+            f"edit session {sid} expired after {idle_hours:g} h without use: open a new one "
+            f'(POST /api/grids/sessions with {{"resume": "{sid}"}} carries its moves over).'
+        )
     return s
 
 
@@ -218,10 +260,12 @@ def editor(conn: Connection, s: Session) -> PlanEditor:
 
 def check_revision(s: Session, revision: int | None) -> None:
     if revision is not None and revision != s.revision:
-        raise SessionChanged(f"编辑会话已在别处修改（当前第 {s.revision} 步，本页为第 {revision} 步），"
-                             "请刷新页面后再操作；已做的修改都已保存在会话中。 "
-                             f"edit session changed elsewhere (revision {s.revision}, this page has {revision}), "
-                             "e.g. in another tab: reload the page; every move made so far is kept in the session.")
+        raise SessionChanged(
+            f"编辑会话已在别处修改（当前第 {s.revision} 步，本页为第 {revision} 步），"
+            "请刷新页面后再操作；已做的修改都已保存在会话中。 "
+            f"edit session changed elsewhere (revision {s.revision}, this page has {revision}), "
+            "e.g. in another tab: reload the page; every move made so far is kept in the session."
+        )
 
 
 def move(conn: Connection, s: Session, to: str, *, building: str | None = None, compound: str | None = None) -> dict:
@@ -233,10 +277,12 @@ def move(conn: Connection, s: Session, to: str, *, building: str | None = None, 
     out = ed.move(to, building=building, compound=compound)
     a = ed.ctx.atoms
     delta = {(str(a.code[i]) if a.building_id[i] >= 0 else EMPTY_PREFIX + str(a.code[i])): to for i in atoms.tolist()}
-    rev, digest = conn.execute(text("""
+    rev, digest = conn.execute(
+        text("""
         UPDATE grid_edit_session SET assignments = assignments || CAST(:d AS jsonb), revision = revision + 1,
                touched = now() WHERE id = :id RETURNING revision, md5(assignments::text)"""),
-        {"id": s.id, "d": json.dumps(delta, ensure_ascii=False)}).one()
+        {"id": s.id, "d": json.dumps(delta, ensure_ascii=False)},
+    ).one()
     _remember(s.id, digest, ed)
     out["revision"] = int(rev)
     return out

@@ -15,15 +15,23 @@ from gisgov.gridding.rules import GridRules
 @dataclass
 class Lattice:
     side: int
-    cells: np.ndarray          # shapely squares
+    cells: np.ndarray  # shapely squares
     households: np.ndarray
     people: np.ndarray
     graph: Graph
     river: object | None = None
 
 
-def lattice(side: int, *, seed: int = 0, cell_m: float = 100.0, hh_low: int = 20, hh_high: int = 119,
-            river: bool = False, rules: GridRules | None = None) -> Lattice:
+def lattice(
+    side: int,
+    *,
+    seed: int = 0,
+    cell_m: float = 100.0,
+    hh_low: int = 20,
+    hh_high: int = 119,
+    river: bool = False,
+    rules: GridRules | None = None,
+) -> Lattice:
     """``side``×``side`` square units; households uniform in [hh_low, hh_high]; people ≈ 2.4 per
     household (rounded, so ~960 people per 400 households: the people bound binds sometimes)."""
     rules = rules or GridRules()

@@ -27,13 +27,13 @@ MAX_SAMPLES_PER_RING = 200
 class Atoms:
     """Buildings (and empty compounds) of one community, with their territory cells."""
 
-    building_id: np.ndarray      # int64, -1 for an empty compound's atom
-    code: np.ndarray             # building code (or compound code for an empty compound)
-    compound: np.ndarray         # index into the compound arrays, -1 = loose building
-    households: np.ndarray       # int64
-    people: np.ndarray           # int64
-    groups: np.ndarray           # (n, G) int64 special-group counts
-    xy: np.ndarray               # (n, 2) seed point (building position)
+    building_id: np.ndarray  # int64, -1 for an empty compound's atom
+    code: np.ndarray  # building code (or compound code for an empty compound)
+    compound: np.ndarray  # index into the compound arrays, -1 = loose building
+    households: np.ndarray  # int64
+    people: np.ndarray  # int64
+    groups: np.ndarray  # (n, G) int64 special-group counts
+    xy: np.ndarray  # (n, 2) seed point (building position)
     cell: np.ndarray = field(default=None)  # shapely geometries (territory)
     notes: list[str] = field(default_factory=list)
 
@@ -47,7 +47,7 @@ class Compounds:
     id: np.ndarray
     code: np.ndarray
     name: np.ndarray
-    geom: np.ndarray             # shapely polygons (metric), clipped to the available area, disjoint
+    geom: np.ndarray  # shapely polygons (metric), clipped to the available area, disjoint
 
 
 def _ring_samples(poly, spacing: float) -> list[np.ndarray]:
@@ -79,7 +79,7 @@ def _voronoi_cells(seeds: np.ndarray, clip, envelope) -> np.ndarray:
         tree = STRtree(cells)
         idx = tree.query(shapely.points(seeds[first]), predicate="intersects")
         cells2 = np.array([shapely.Polygon()] * len(first), dtype=object)
-        for a, b in zip(*idx):
+        for a, b in zip(*idx, strict=False):
             if cells2[a].is_empty:
                 cells2[a] = cells[b]
         cells = cells2
@@ -139,7 +139,7 @@ def tessellate(atoms: Atoms, compounds: Compounds, area) -> Atoms:
             parts_of[members[0]].append(cg)
             continue
         cells = _voronoi_cells(atoms.xy[members], cg, shapely.box(*shapely.buffer(cg, 50).bounds))
-        for a, cell in zip(members, cells):
+        for a, cell in zip(members, cells, strict=False):
             parts_of[a].append(cell)
 
     # 2. outside compounds: Voronoi of loose buildings + compound edge samples
@@ -205,7 +205,7 @@ def _adopt_orphans(orphans: list, parts_of: list[list]) -> None:
             best, best_len = None, 0.0
             for c in cand:
                 L = shapely.length(shapely.intersection(orphan.boundary, polys[c].boundary))
-                if L > best_len:
+                if best_len < L:
                     best, best_len = owners[c], L
             if best is None:
                 left.append(orphan)

@@ -14,11 +14,11 @@ from gisgov.gridding.territory import Atoms, Compounds
 
 @dataclass
 class Units:
-    atoms: list[np.ndarray]      # atom indices of each unit
-    of_atom: np.ndarray          # unit of each atom (-1 = not a unit here, e.g. in a locked grid)
-    kind: np.ndarray             # 'compound' | 'building'
-    code: np.ndarray             # compound code or building code
-    compound: np.ndarray         # compound index or -1
+    atoms: list[np.ndarray]  # atom indices of each unit
+    of_atom: np.ndarray  # unit of each atom (-1 = not a unit here, e.g. in a locked grid)
+    kind: np.ndarray  # 'compound' | 'building'
+    code: np.ndarray  # compound code or building code
+    compound: np.ndarray  # compound index or -1
     households: np.ndarray
     people: np.ndarray
     groups: np.ndarray
@@ -31,8 +31,9 @@ class Units:
         return len(self.atoms)
 
 
-def build_units(atoms: Atoms, compounds: Compounds, atom_graph: Graph, rules: GridRules,
-                *, active: np.ndarray | None = None) -> Units:
+def build_units(
+    atoms: Atoms, compounds: Compounds, atom_graph: Graph, rules: GridRules, *, active: np.ndarray | None = None
+) -> Units:
     """Group ``atoms`` (only those in ``active``) into units and contract the atom graph onto them."""
     act = np.ones(atoms.n, bool) if active is None else np.asarray(active, bool)
     groups: list[list[int]] = []
@@ -74,15 +75,34 @@ def build_units(atoms: Atoms, compounds: Compounds, atom_graph: Graph, rules: Gr
     k = len(groups)
     hh = np.array([atoms.households[g].sum() for g in groups], dtype=np.int64)
     pp = np.array([atoms.people[g].sum() for g in groups], dtype=np.int64)
-    gg = (np.stack([atoms.groups[g].sum(0) for g in groups]) if k else
-          np.zeros((0, atoms.groups.shape[1]), dtype=np.int64))
+    gg = (
+        np.stack([atoms.groups[g].sum(0) for g in groups])
+        if k
+        else np.zeros((0, atoms.groups.shape[1]), dtype=np.int64)
+    )
     xy = np.array([atoms.xy[g].mean(0) for g in groups]) if k else np.zeros((0, 2))
     # contract the atom graph over active atoms
     ok = (of_atom[atom_graph.ei] >= 0) & (of_atom[atom_graph.ej] >= 0)
-    sub = Graph(atoms.n, atom_graph.ei[ok], atom_graph.ej[ok], atom_graph.length[ok],
-                atom_graph.crossing[ok], atom_graph.weight[ok])
+    sub = Graph(
+        atoms.n,
+        atom_graph.ei[ok],
+        atom_graph.ej[ok],
+        atom_graph.length[ok],
+        atom_graph.crossing[ok],
+        atom_graph.weight[ok],
+    )
     safe = np.where(of_atom >= 0, of_atom, 0)
     ug = contract(sub, safe, k) if k else Graph(0, [], [], [], [], [])
-    return Units(groups, of_atom, np.array([kind[u] for u in order], dtype=object),
-                 np.array([code[u] for u in order], dtype=object), np.array([comp[u] for u in order], dtype=np.int64),
-                 hh, pp, gg, xy, ug, sorted(split))
+    return Units(
+        groups,
+        of_atom,
+        np.array([kind[u] for u in order], dtype=object),
+        np.array([code[u] for u in order], dtype=object),
+        np.array([comp[u] for u in order], dtype=np.int64),
+        hh,
+        pp,
+        gg,
+        xy,
+        ug,
+        sorted(split),
+    )

@@ -21,15 +21,27 @@ from gisgov.gridding.context import CommunityContext
 from gisgov.gridding.metrics import polsby_popper, reock
 from gisgov.gridding.territory import GRID
 
-HARD_RULES = ("households_under", "households_over", "people_over", "overlap", "gap", "outside", "island",
-              "donut", "split_compound", "building_no_grid", "assignment_mismatch", "empty_grid")
+HARD_RULES = (
+    "households_under",
+    "households_over",
+    "people_over",
+    "overlap",
+    "gap",
+    "outside",
+    "island",
+    "donut",
+    "split_compound",
+    "building_no_grid",
+    "assignment_mismatch",
+    "empty_grid",
+)
 
 
 @dataclass
 class PlanInput:
     codes: list[str]
-    atom_grid: np.ndarray | None = None      # label per atom (index into codes), -1 = none
-    polygons: list | None = None             # metric polygon per grid; None = derive from atom_grid
+    atom_grid: np.ndarray | None = None  # label per atom (index into codes), -1 = none
+    polygons: list | None = None  # metric polygon per grid; None = derive from atom_grid
     exceptions: list[str | None] | None = None
     names: list[str | None] | None = None
 
@@ -64,7 +76,9 @@ def _wide(geom, tol: float):
     if geom.is_empty:
         return geom
     parts = shapely.get_parts(geom)
-    keep = [p for p in parts if not shapely.buffer(p, -tol / 2).is_empty] if tol > 0 else [p for p in parts if p.area > 0]
+    keep = (
+        [p for p in parts if not shapely.buffer(p, -tol / 2).is_empty] if tol > 0 else [p for p in parts if p.area > 0]
+    )
     return shapely.union_all(keep) if keep else shapely.Polygon()
 
 
@@ -79,7 +93,7 @@ def assign_by_polygons(ctx: CommunityContext, polys: list) -> tuple[np.ndarray, 
     tree = STRtree([polys[i] for i in valid])
     a, g = tree.query(pts, predicate="intersects")
     order = np.lexsort((g, a))
-    for ai, gi in zip(a[order], g[order]):
+    for ai, gi in zip(a[order], g[order], strict=False):
         if out[ai] < 0:
             out[ai] = valid[gi]
         hits[ai] += 1
@@ -99,7 +113,7 @@ def validate(ctx: CommunityContext, plan: PlanInput) -> dict:
         polys = grid_polygons(ctx, ag, k)
     else:
         polys = [_polygonal(shapely.make_valid(p)) if p is not None else shapely.Polygon() for p in plan.polygons]
-        by_poly, hits = assign_by_polygons(ctx, polys)
+        by_poly, _hits = assign_by_polygons(ctx, polys)
         if plan.atom_grid is None:
             ag = by_poly
         else:
@@ -108,10 +122,17 @@ def validate(ctx: CommunityContext, plan: PlanInput) -> dict:
                 # the point may sit on a shared edge: accept within the tolerance
                 if shapely.distance(polys[ag[a]], shapely.Point(ctx.atoms.xy[a])) <= tol:
                     continue
-                breaks.append(_brk(ctx, "assignment_mismatch", plan.codes[ag[a]],
-                                   f"楼栋 building {ctx.atoms.code[a]} is assigned to grid {plan.codes[ag[a]]} but stands "
-                                   f"in grid {plan.codes[by_poly[a]]}", shapely.Point(ctx.atoms.xy[a]),
-                                   building=str(ctx.atoms.code[a])))
+                breaks.append(
+                    _brk(
+                        ctx,
+                        "assignment_mismatch",
+                        plan.codes[ag[a]],
+                        f"楼栋 building {ctx.atoms.code[a]} is assigned to grid {plan.codes[ag[a]]} but stands "
+                        f"in grid {plan.codes[by_poly[a]]}",
+                        shapely.Point(ctx.atoms.xy[a]),
+                        building=str(ctx.atoms.code[a]),
+                    )
+                )
     atoms = ctx.atoms
     # per-grid statistics
     H = np.bincount(ag[ag >= 0], weights=atoms.households[ag >= 0], minlength=k).astype(np.int64)
@@ -134,56 +155,126 @@ def validate(ctx: CommunityContext, plan: PlanInput) -> dict:
             breaks.append(_brk(ctx, "empty_grid", code, f"网格 grid {code} is empty (no land, no buildings)", None))
             continue
         if H[g] < r.min_households:
-            breaks.append(_brk(ctx, "households_under", code, f"grid {code} has {H[g]} households, below the minimum "
-                               f"{r.min_households} (rule: {r.name} {r.min_households}-{r.max_households} 户)", polys[g],
-                               households=int(H[g])))
+            breaks.append(
+                _brk(
+                    ctx,
+                    "households_under",
+                    code,
+                    f"grid {code} has {H[g]} households, below the minimum "
+                    f"{r.min_households} (rule: {r.name} {r.min_households}-{r.max_households} 户)",
+                    polys[g],
+                    households=int(H[g]),
+                )
+            )
         if H[g] > r.max_households:
-            breaks.append(_brk(ctx, "households_over", code, f"grid {code} has {H[g]} households, above the maximum "
-                               f"{r.max_households} (rule: {r.name} {r.min_households}-{r.max_households} 户)", polys[g],
-                               households=int(H[g])))
+            breaks.append(
+                _brk(
+                    ctx,
+                    "households_over",
+                    code,
+                    f"grid {code} has {H[g]} households, above the maximum "
+                    f"{r.max_households} (rule: {r.name} {r.min_households}-{r.max_households} 户)",
+                    polys[g],
+                    households=int(H[g]),
+                )
+            )
         if P[g] > r.max_people:
-            breaks.append(_brk(ctx, "people_over", code, f"grid {code} has {P[g]} people, above the maximum "
-                               f"{r.max_people} (rule: {r.name} ≤{r.max_people} 人)", polys[g], people=int(P[g])))
+            breaks.append(
+                _brk(
+                    ctx,
+                    "people_over",
+                    code,
+                    f"grid {code} has {P[g]} people, above the maximum "
+                    f"{r.max_people} (rule: {r.name} ≤{r.max_people} 人)",
+                    polys[g],
+                    people=int(P[g]),
+                )
+            )
         parts = [p for p in shapely.get_parts(polys[g]) if not _wide(p, tol).is_empty] if not polys[g].is_empty else []
         if len(parts) > 1 and exc[g] != "multipart":
             parts.sort(key=lambda p: -p.area)
-            breaks.append(_brk(ctx, "island", code, f"grid {code} is in {len(parts)} separate pieces (飞地); the smaller "
-                               f"ones are shown (mark the grid as a 'multipart' exception if intended)",
-                               shapely.union_all(parts[1:]), pieces=len(parts)))
+            breaks.append(
+                _brk(
+                    ctx,
+                    "island",
+                    code,
+                    f"grid {code} is in {len(parts)} separate pieces (飞地); the smaller "
+                    f"ones are shown (mark the grid as a 'multipart' exception if intended)",
+                    shapely.union_all(parts[1:]),
+                    pieces=len(parts),
+                )
+            )
     # donuts: a grid inside another grid's hole
     for g in range(k):
         for part in shapely.get_parts(polys[g]) if not polys[g].is_empty else []:
             for ring in part.interiors:
                 hole = shapely.Polygon(ring)
-                inside = [plan.codes[o] for o in range(k) if o != g and not polys[o].is_empty
-                          and not _wide(shapely.intersection(polys[o], hole), tol).is_empty]
+                inside = [
+                    plan.codes[o]
+                    for o in range(k)
+                    if o != g
+                    and not polys[o].is_empty
+                    and not _wide(shapely.intersection(polys[o], hole), tol).is_empty
+                ]
                 if inside:
-                    breaks.append(_brk(ctx, "donut", plan.codes[g], f"grid {plan.codes[g]} surrounds grid(s) "
-                                       f"{', '.join(inside)} (环形网格 donut)", hole, enclosed=inside))
+                    breaks.append(
+                        _brk(
+                            ctx,
+                            "donut",
+                            plan.codes[g],
+                            f"grid {plan.codes[g]} surrounds grid(s) {', '.join(inside)} (环形网格 donut)",
+                            hole,
+                            enclosed=inside,
+                        )
+                    )
     # overlaps
     valid = [i for i in range(k) if not polys[i].is_empty]
     if len(valid) > 1:
         tree = STRtree([polys[i] for i in valid])
         a, b = tree.query([polys[i] for i in valid], predicate="intersects")
-        for i, j in zip(a, b):
+        for i, j in zip(a, b, strict=False):
             if i >= j:
                 continue
             gi, gj = valid[i], valid[j]
             ov = _wide(shapely.intersection(polys[gi], polys[gj]), tol)
             if not ov.is_empty:
-                breaks.append(_brk(ctx, "overlap", plan.codes[gi], f"grids {plan.codes[gi]} and {plan.codes[gj]} overlap "
-                                   f"by {ov.area:.1f} m² (重叠)", ov, other=plan.codes[gj], area_m2=round(ov.area, 2)))
+                breaks.append(
+                    _brk(
+                        ctx,
+                        "overlap",
+                        plan.codes[gi],
+                        f"grids {plan.codes[gi]} and {plan.codes[gj]} overlap by {ov.area:.1f} m² (重叠)",
+                        ov,
+                        other=plan.codes[gj],
+                        area_m2=round(ov.area, 2),
+                    )
+                )
     union = shapely.union_all([polys[i] for i in valid]) if valid else shapely.Polygon()
     gap = _wide(shapely.difference(ctx.boundary, union), tol)
     for part in shapely.get_parts(gap) if not gap.is_empty else []:
-        breaks.append(_brk(ctx, "gap", None, f"{part.area:.1f} m² of the community belongs to no grid (遗漏 gap)",
-                           part, area_m2=round(part.area, 2)))
+        breaks.append(
+            _brk(
+                ctx,
+                "gap",
+                None,
+                f"{part.area:.1f} m² of the community belongs to no grid (遗漏 gap)",
+                part,
+                area_m2=round(part.area, 2),
+            )
+        )
     outside = _wide(shapely.difference(union, ctx.boundary), tol)
     for part in shapely.get_parts(outside) if not outside.is_empty else []:
         owner = [plan.codes[i] for i in valid if polys[i].intersects(part)]
-        breaks.append(_brk(ctx, "outside", owner[0] if owner else None,
-                           f"{part.area:.1f} m² of grid {', '.join(owner)} lies outside community {ctx.code} (越界)",
-                           part, area_m2=round(part.area, 2)))
+        breaks.append(
+            _brk(
+                ctx,
+                "outside",
+                owner[0] if owner else None,
+                f"{part.area:.1f} m² of grid {', '.join(owner)} lies outside community {ctx.code} (越界)",
+                part,
+                area_m2=round(part.area, 2),
+            )
+        )
     # compounds split across grids (allowed only when the compound alone exceeds a maximum)
     for c in range(len(ctx.compounds.code)):
         members = ctx.atoms_of_compound(c)
@@ -193,36 +284,66 @@ def validate(ctx: CommunityContext, plan: PlanInput) -> dict:
         hc, pc = int(atoms.households[members].sum()), int(atoms.people[members].sum())
         if hc > r.max_households or pc > r.max_people:
             continue
-        breaks.append(_brk(ctx, "split_compound", plan.codes[gs[0]],
-                           f"小区 compound {ctx.compounds.code[c]} {ctx.compounds.name[c]} ({hc} households) is split "
-                           f"across grids {', '.join(plan.codes[x] for x in gs)}; keep it whole (it fits in one grid)",
-                           ctx.compounds.geom[c], compound=str(ctx.compounds.code[c]), grids=[plan.codes[x] for x in gs]))
+        breaks.append(
+            _brk(
+                ctx,
+                "split_compound",
+                plan.codes[gs[0]],
+                f"小区 compound {ctx.compounds.code[c]} {ctx.compounds.name[c]} ({hc} households) is split "
+                f"across grids {', '.join(plan.codes[x] for x in gs)}; keep it whole (it fits in one grid)",
+                ctx.compounds.geom[c],
+                compound=str(ctx.compounds.code[c]),
+                grids=[plan.codes[x] for x in gs],
+            )
+        )
     for a in np.flatnonzero((ag < 0) & (atoms.building_id >= 0)):
-        breaks.append(_brk(ctx, "building_no_grid", None, f"楼栋 building {atoms.code[a]} ({atoms.households[a]} "
-                           f"households) is in no grid", shapely.Point(atoms.xy[a]), building=str(atoms.code[a])))
+        breaks.append(
+            _brk(
+                ctx,
+                "building_no_grid",
+                None,
+                f"楼栋 building {atoms.code[a]} ({atoms.households[a]} households) is in no grid",
+                shapely.Point(atoms.xy[a]),
+                building=str(atoms.code[a]),
+            )
+        )
 
     grids = []
     for g in range(k):
-        grids.append({
-            "code": plan.codes[g],
-            "name": (plan.names or [None] * k)[g],
-            "households": int(H[g]), "people": int(P[g]), "buildings": int(nb[g]),
-            "groups": {c: int(G[g, j]) for j, c in enumerate(ctx.group_codes) if G[g, j]},
-            "area_m2": round(float(polys[g].area), 1),
-            "polsby_popper": round(float(pp[g]), 4), "reock": round(float(rk[g]), 4),
-            "barrier_crossings": int(crossings[g]) if k else 0,
-            "exception": exc[g],
-            "status": _status(int(H[g]), int(P[g]), r),
-        })
+        grids.append(
+            {
+                "code": plan.codes[g],
+                "name": (plan.names or [None] * k)[g],
+                "households": int(H[g]),
+                "people": int(P[g]),
+                "buildings": int(nb[g]),
+                "groups": {c: int(G[g, j]) for j, c in enumerate(ctx.group_codes) if G[g, j]},
+                "area_m2": round(float(polys[g].area), 1),
+                "polsby_popper": round(float(pp[g]), 4),
+                "reock": round(float(rk[g]), 4),
+                "barrier_crossings": int(crossings[g]) if k else 0,
+                "exception": exc[g],
+                "status": _status(int(H[g]), int(P[g]), r),
+            }
+        )
     n_break = sum(1 for b in breaks if b["rule"] in HARD_RULES)
     return {
-        "community": ctx.code, "rules": r.to_dict(), "ok": n_break == 0, "breaks_count": n_break,
-        "grids": grids, "breaks": breaks,
-        "summary": {"grids": k, "within_bounds": int(sum(1 for x in grids if x["status"] == "ok")),
-                    "households": int(atoms.households.sum()), "people": int(atoms.people.sum()),
-                    "mean_polsby_popper": round(float(np.mean(pp)), 4) if k else None,
-                    "mean_reock": round(float(np.mean(rk)), 4) if k else None},
-        "_polygons": polys, "_atom_grid": ag,
+        "community": ctx.code,
+        "rules": r.to_dict(),
+        "ok": n_break == 0,
+        "breaks_count": n_break,
+        "grids": grids,
+        "breaks": breaks,
+        "summary": {
+            "grids": k,
+            "within_bounds": int(sum(1 for x in grids if x["status"] == "ok")),
+            "households": int(atoms.households.sum()),
+            "people": int(atoms.people.sum()),
+            "mean_polsby_popper": round(float(np.mean(pp)), 4) if k else None,
+            "mean_reock": round(float(np.mean(rk)), 4) if k else None,
+        },
+        "_polygons": polys,
+        "_atom_grid": ag,
     }
 
 
@@ -235,9 +356,13 @@ def _status(h: int, p: int, r) -> str:
 
 
 def _brk(ctx: CommunityContext, rule: str, grid: str | None, message: str, geom, **data) -> dict:
-    return {"rule": rule, "grid": grid, "message": message,
-            "geometry": shapely.geometry.mapping(ctx.to_lonlat(geom)) if geom is not None and not geom.is_empty else None,
-            "data": data}
+    return {
+        "rule": rule,
+        "grid": grid,
+        "message": message,
+        "geometry": shapely.geometry.mapping(ctx.to_lonlat(geom)) if geom is not None and not geom.is_empty else None,
+        "data": data,
+    }
 
 
 def public(report: dict) -> dict:

@@ -21,8 +21,15 @@ from pyproj import CRS
 from gisgov.crs import transformer
 from gisgov.ingest import gcj02
 
-_CHINA_OFFSETS = {"gcj02": "GCJ-02", "gcj-02": "GCJ-02", "amap": "GCJ-02", "tencent": "GCJ-02",
-                  "bd09": "BD-09", "bd-09": "BD-09", "baidu": "BD-09"}
+_CHINA_OFFSETS = {
+    "gcj02": "GCJ-02",
+    "gcj-02": "GCJ-02",
+    "amap": "GCJ-02",
+    "tencent": "GCJ-02",
+    "bd09": "BD-09",
+    "bd-09": "BD-09",
+    "baidu": "BD-09",
+}
 
 
 @dataclass(frozen=True)

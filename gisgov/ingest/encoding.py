@@ -16,10 +16,23 @@ from typing import BinaryIO
 
 # Names found in .cpg files → Python codec names. GBK/CP936/GB2312 are read as GB18030 (superset).
 _CPG_ALIASES = {
-    "65001": "utf-8", "utf8": "utf-8", "utf-8": "utf-8",
-    "936": "gb18030", "cp936": "gb18030", "gbk": "gb18030", "gb2312": "gb18030", "gb18030": "gb18030",
-    "54936": "gb18030", "ansi 936": "gb18030", "950": "big5", "big5": "big5",
-    "1252": "cp1252", "ansi 1252": "cp1252", "88591": "latin-1", "8859_1": "latin-1", "iso-8859-1": "latin-1",
+    "65001": "utf-8",
+    "utf8": "utf-8",
+    "utf-8": "utf-8",
+    "936": "gb18030",
+    "cp936": "gb18030",
+    "gbk": "gb18030",
+    "gb2312": "gb18030",
+    "gb18030": "gb18030",
+    "54936": "gb18030",
+    "ansi 936": "gb18030",
+    "950": "big5",
+    "big5": "big5",
+    "1252": "cp1252",
+    "ansi 1252": "cp1252",
+    "88591": "latin-1",
+    "8859_1": "latin-1",
+    "iso-8859-1": "latin-1",
 }
 
 
@@ -58,7 +71,7 @@ def text_encoding(data: bytes) -> str:
 def _dbf_string_bytes(dbf: Path | BinaryIO, max_records: int = 2000) -> list[bytes]:
     """String field bytes of the first records; ``dbf`` is a path or a seekable binary file (e.g. a
     member of a zip, read in place)."""
-    with (dbf.open("rb") if isinstance(dbf, Path) else nullcontext(dbf)) as f:
+    with dbf.open("rb") if isinstance(dbf, Path) else nullcontext(dbf) as f:
         head = f.read(32)
         if len(head) < 32:
             return []
@@ -81,7 +94,7 @@ def _dbf_string_bytes(dbf: Path | BinaryIO, max_records: int = 2000) -> list[byt
             rec = f.read(rec_len)
             if len(rec) < rec_len:
                 break
-            out.extend(rec[o:o + n].rstrip(b" \x00") for o, n in fields)
+            out.extend(rec[o : o + n].rstrip(b" \x00") for o, n in fields)
         return [b for b in out if b]
 
 

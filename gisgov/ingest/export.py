@@ -39,17 +39,17 @@ _SQL = {
     "community": "SELECT code, street_code, name, class, kind, rule_set, ST_AsBinary(geom) AS geom FROM community x {where} ORDER BY code",
     # grids in use only (active plans' and grids made outside plans): drafts are exported through the plan routes
     "grid": "SELECT code, community_code, name, level AS grid_level, ST_AsBinary(geom) AS geom FROM grid_current() x {where} "
-            "ORDER BY code",
+    "ORDER BY code",
     "compound": "SELECT code, community_code, name, year_built, property_mode, has_party_org, is_old, ST_AsBinary(geom) AS geom "
-                "FROM compound x {where} ORDER BY code",
+    "FROM compound x {where} ORDER BY code",
     "building": "SELECT x.code, x.community_code, c.code AS compound_code, g.code AS grid_code, x.name, x.address, "
-                "x.floors, x.units, x.households, x.households_estimated, x.year_built, ST_AsBinary(coalesce(x.geom, x.pos)) AS geom "
-                "FROM building x LEFT JOIN compound c ON c.id = x.compound_id LEFT JOIN grid g ON g.id = x.grid_id "
-                "{where} ORDER BY x.code",
+    "x.floors, x.units, x.households, x.households_estimated, x.year_built, ST_AsBinary(coalesce(x.geom, x.pos)) AS geom "
+    "FROM building x LEFT JOIN compound c ON c.id = x.compound_id LEFT JOIN grid g ON g.id = x.grid_id "
+    "{where} ORDER BY x.code",
     "facility": "SELECT x.code, x.name, fc.name_zh AS category, x.kind, x.community_code, x.address, x.source, ST_AsBinary(x.geom) AS geom "
-                "FROM facility x JOIN facility_category fc ON fc.code = x.category_code {where} ORDER BY x.code",
+    "FROM facility x JOIN facility_category fc ON fc.code = x.category_code {where} ORDER BY x.code",
     "road": "SELECT x.id, x.name, x.class AS road_class, x.foot, x.oneway_foot, x.length_m, x.source, x.target, ST_AsBinary(x.geom) AS geom "
-            "FROM road_edge x {where} ORDER BY x.id",
+    "FROM road_edge x {where} ORDER BY x.id",
     "resident": """
         SELECT h.building_code AS "楼栋编码", b.address AS "地址", coalesce(h.door_no, right(h.code, 4)) AS "户号",
                r.name AS "姓名", r.gender AS "性别", r.birth_year AS "出生年份", r.role AS "与户主关系",
@@ -81,17 +81,34 @@ _AREA_FILTER = {
     "building": "starts_with(x.code, :a)",
     "facility": "starts_with(x.community_code, :a)",
     "road": "ST_Intersects(x.geom, (SELECT geom FROM street WHERE code = :a UNION ALL "
-            "SELECT geom FROM community WHERE code = :a LIMIT 1))",
+    "SELECT geom FROM community WHERE code = :a LIMIT 1))",
     "resident": "starts_with(h.building_code, :a)",
 }
 PERSONAL_LEVELS = frozenset({"resident"})
 
 # DBF field names stop at 10 bytes: these short names are aliases the loader knows.
-SHP_NAMES = {"street_code": "jdbm", "community_code": "sqbm", "compound_code": "xqbm", "grid_code": "wgbm",
-             "property_mode": "wyms", "has_party_org": "dzz", "households_estimated": "hh_est",
-             "oneway_foot": "oneway", "楼栋编码": "ldbm", "与户主关系": "role", "出生年份": "birth_year",
-             "特殊人群": "groups", "居住类型": "residence", "身份证号": "sfzh", "联系电话": "lxdh", "户编码": "hbm",
-             "地址": "address", "户号": "door_no", "姓名": "name", "性别": "gender"}
+SHP_NAMES = {
+    "street_code": "jdbm",
+    "community_code": "sqbm",
+    "compound_code": "xqbm",
+    "grid_code": "wgbm",
+    "property_mode": "wyms",
+    "has_party_org": "dzz",
+    "households_estimated": "hh_est",
+    "oneway_foot": "oneway",
+    "楼栋编码": "ldbm",
+    "与户主关系": "role",
+    "出生年份": "birth_year",
+    "特殊人群": "groups",
+    "居住类型": "residence",
+    "身份证号": "sfzh",
+    "联系电话": "lxdh",
+    "户编码": "hbm",
+    "地址": "address",
+    "户号": "door_no",
+    "姓名": "name",
+    "性别": "gender",
+}
 
 
 def _level_sql(level: str, community: str | None, area: str) -> tuple[str, dict]:
@@ -116,8 +133,16 @@ def count_level(engine: Engine, level: str, *, community: str | None = None, are
         return int(conn.execute(text(f"SELECT count(*) FROM ({body}) s"), params).scalar())
 
 
-def query_level(engine: Engine, level: str, *, community: str | None = None, allow_pii: bool = False,
-                vault: Vault | None = None, area: str = "", progress=None) -> tuple[pd.DataFrame, np.ndarray, int]:
+def query_level(
+    engine: Engine,
+    level: str,
+    *,
+    community: str | None = None,
+    allow_pii: bool = False,
+    vault: Vault | None = None,
+    area: str = "",
+    progress=None,
+) -> tuple[pd.DataFrame, np.ndarray, int]:
     """(attribute table, geometries, srid) of one level; ``area``: only features whose code starts
     with this prefix ('' = all; roads: those meeting the street/community outline). ``progress(n)``
     is called with the number of rows read so far (every 5,000)."""
@@ -133,8 +158,11 @@ def query_level(engine: Engine, level: str, *, community: str | None = None, all
                 rows.extend(part)
                 progress(len(rows))
         df = pd.DataFrame(rows, columns=list(res.keys()))
-    geoms = shapely.from_wkb(np.array([None if g is None else bytes(g) for g in df.pop("geom")], dtype=object)) \
-        if len(df) else np.array([], dtype=object)
+    geoms = (
+        shapely.from_wkb(np.array([None if g is None else bytes(g) for g in df.pop("geom")], dtype=object))
+        if len(df)
+        else np.array([], dtype=object)
+    )
     if level == "resident":
         df = _resident_pii(df, allow_pii, vault)
     return df, geoms, srid
@@ -155,8 +183,18 @@ def _resident_pii(df: pd.DataFrame, allow_pii: bool, vault: Vault | None) -> pd.
     return out
 
 
-def export_level(engine: Engine, level: str, fmt: str, out: str | Path, *, community: str | None = None,
-                 allow_pii: bool = False, vault: Vault | None = None, area: str = "", progress=None) -> int:
+def export_level(
+    engine: Engine,
+    level: str,
+    fmt: str,
+    out: str | Path,
+    *,
+    community: str | None = None,
+    allow_pii: bool = False,
+    vault: Vault | None = None,
+    area: str = "",
+    progress=None,
+) -> int:
     """Write one level to ``out``; returns the number of records. Resident files are 0600."""
     from gisgov.ingest.loader import UsageError
 
@@ -164,8 +202,9 @@ def export_level(engine: Engine, level: str, fmt: str, out: str | Path, *, commu
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     if allow_pii and level != "resident":
         allow_pii = False
-    df, geoms, srid = query_level(engine, level, community=community, allow_pii=allow_pii, vault=vault, area=area,
-                                  progress=progress)
+    df, geoms, srid = query_level(
+        engine, level, community=community, allow_pii=allow_pii, vault=vault, area=area, progress=progress
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if level not in PERSONAL_LEVELS:
@@ -185,7 +224,10 @@ def _write(df: pd.DataFrame, geoms: np.ndarray, srid: int, level: str, fmt: str,
     from gisgov.ingest.loader import UsageError
 
     for c in df.columns:  # nullable ints stay ints in every format
-        if df[c].dtype == object and df[c].map(lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)).any():
+        if (
+            df[c].dtype == object
+            and df[c].map(lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, bool)).any()
+        ):
             df[c] = pd.array([None if v is None else int(v) for v in df[c]], dtype="Int64")
     if fmt in ("csv", "xlsx"):
         table = df.copy()
@@ -195,8 +237,10 @@ def _write(df: pd.DataFrame, geoms: np.ndarray, srid: int, level: str, fmt: str,
         else:
             too_long = table["wkt"].map(lambda w: w is not None and len(w) > XLSX_CELL_LIMIT)
             if too_long.any():
-                raise UsageError(f"{int(too_long.sum())} geometries exceed Excel's {XLSX_CELL_LIMIT}-character cell "
-                                 "limit as WKT; export this level as gpkg or csv")
+                raise UsageError(
+                    f"{int(too_long.sum())} geometries exceed Excel's {XLSX_CELL_LIMIT}-character cell "
+                    "limit as WKT; export this level as gpkg or csv"
+                )
             table.to_excel(out, index=False, engine="openpyxl")
         return len(table)
     import geopandas as gpd
@@ -236,7 +280,7 @@ def write_roster_template(out: str | Path) -> Path:
     for cell in ws[1]:
         cell.font = Font(bold=True)
         cell.fill = PatternFill("solid", fgColor="DDEBF7")
-    for col, width in zip("ABCDEFGHIJK", (20, 24, 8, 10, 6, 10, 12, 22, 16, 22, 10)):
+    for col, width in zip("ABCDEFGHIJK", (20, 24, 8, 10, 6, 10, 12, 22, 16, 22, 10), strict=False):
         ws.column_dimensions[col].width = width
         for row in (1, 2):
             ws[f"{col}{row}"].number_format = "@"  # text: codes and ID numbers keep every digit

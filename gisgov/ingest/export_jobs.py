@@ -44,11 +44,22 @@ def exports_dir(home: Path) -> Path:
 
 def create(engine: Engine, owner, level: str, fmt: str, options: dict, total: int) -> str:
     with engine.begin() as c:
-        return str(c.execute(text(
-            "INSERT INTO export_job (owner_id, owner, level, format, options, total) "
-            "VALUES (:oid, :own, :l, :f, CAST(:o AS jsonb), :t) RETURNING id"),
-            {"oid": getattr(owner, "user_id", None), "own": getattr(owner, "username", None), "l": level, "f": fmt,
-             "o": json.dumps(options, ensure_ascii=False), "t": int(total)}).scalar())
+        return str(
+            c.execute(
+                text(
+                    "INSERT INTO export_job (owner_id, owner, level, format, options, total) "
+                    "VALUES (:oid, :own, :l, :f, CAST(:o AS jsonb), :t) RETURNING id"
+                ),
+                {
+                    "oid": getattr(owner, "user_id", None),
+                    "own": getattr(owner, "username", None),
+                    "l": level,
+                    "f": fmt,
+                    "o": json.dumps(options, ensure_ascii=False),
+                    "t": int(total),
+                },
+            ).scalar()
+        )
 
 
 def get(conn: Connection, job_id: str, viewer, *, owner_only: bool = False) -> dict | None:
@@ -58,9 +69,18 @@ def get(conn: Connection, job_id: str, viewer, *, owner_only: bool = False) -> d
         uuid.UUID(job_id)
     except ValueError:
         return None
-    r = conn.execute(text("SELECT id, owner_id, owner, level, format, options, status, done, total, rows, file, error, "
-                          "created, finished, expires, (expires IS NOT NULL AND expires < now()) AS expired "
-                          "FROM export_job WHERE id = :i"), {"i": job_id}).mappings().first()
+    r = (
+        conn.execute(
+            text(
+                "SELECT id, owner_id, owner, level, format, options, status, done, total, rows, file, error, "
+                "created, finished, expires, (expires IS NOT NULL AND expires < now()) AS expired "
+                "FROM export_job WHERE id = :i"
+            ),
+            {"i": job_id},
+        )
+        .mappings()
+        .first()
+    )
     if r is None:
         return None
     d = dict(r)
@@ -83,12 +103,19 @@ def cleanup(engine: Engine, home: Path, stale_hours: float) -> int:
     number of files deleted."""
     base = exports_dir(home)
     with engine.begin() as c:
-        c.execute(text("UPDATE export_job SET status = 'failed', finished = now(), "
-                       "error = '中断（服务器重启？）interrupted (server restarted?)' "
-                       "WHERE status IN ('queued', 'running') AND created < now() - make_interval(secs => :s)"),
-                  {"s": stale_hours * 3600})
-        gone = c.execute(text("UPDATE export_job SET file = NULL WHERE file IS NOT NULL AND expires < now() "
-                              "RETURNING id")).scalars().all()
+        c.execute(
+            text(
+                "UPDATE export_job SET status = 'failed', finished = now(), "
+                "error = '中断（服务器重启？）interrupted (server restarted?)' "
+                "WHERE status IN ('queued', 'running') AND created < now() - make_interval(secs => :s)"
+            ),
+            {"s": stale_hours * 3600},
+        )
+        gone = (
+            c.execute(text("UPDATE export_job SET file = NULL WHERE file IS NOT NULL AND expires < now() RETURNING id"))
+            .scalars()
+            .all()
+        )
     for job_id in gone:
         shutil.rmtree(base / str(job_id), ignore_errors=True)
     return len(gone)
@@ -111,8 +138,19 @@ class _Progress:
             _set(self.engine, self.job_id, done=int(done))
 
 
-def run(engine: Engine, job_id: str, home: Path, level: str, fmt: str, *, community: str | None, area: str,
-        keep_hours: float, workers: int = 2, on_finish=None) -> None:
+def run(
+    engine: Engine,
+    job_id: str,
+    home: Path,
+    level: str,
+    fmt: str,
+    *,
+    community: str | None,
+    area: str,
+    keep_hours: float,
+    workers: int = 2,
+    on_finish=None,
+) -> None:
     """Run one export job to its end (``done`` or ``failed``; never left ``running`` by an error).
     ``on_finish(rows or None, error or None)`` is called last (the audit row)."""
     from gisgov.errors import GisgovError
@@ -127,8 +165,16 @@ def run(engine: Engine, job_id: str, home: Path, level: str, fmt: str, *, commun
             folder.mkdir(mode=0o700)
             name = f"{level}{'_' + community if community else ''}.{FORMATS[fmt]}"
             try:
-                rows = export_level(engine, level, fmt, folder / name, community=community, allow_pii=False, area=area,
-                                    progress=_Progress(engine, job_id))
+                rows = export_level(
+                    engine,
+                    level,
+                    fmt,
+                    folder / name,
+                    community=community,
+                    allow_pii=False,
+                    area=area,
+                    progress=_Progress(engine, job_id),
+                )
                 out = folder / name
                 if fmt == "shp":
                     out = folder / f"{Path(name).stem}.zip"
@@ -142,9 +188,13 @@ def run(engine: Engine, job_id: str, home: Path, level: str, fmt: str, *, commun
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
             with engine.begin() as c:
-                c.execute(text("UPDATE export_job SET status = 'done', done = :n, rows = :n, file = :f, "
-                               "finished = now(), expires = now() + make_interval(secs => :k) WHERE id = :id"),
-                          {"n": rows, "f": out.name, "k": keep_hours * 3600, "id": job_id})
+                c.execute(
+                    text(
+                        "UPDATE export_job SET status = 'done', done = :n, rows = :n, file = :f, "
+                        "finished = now(), expires = now() + make_interval(secs => :k) WHERE id = :id"
+                    ),
+                    {"n": rows, "f": out.name, "k": keep_hours * 3600, "id": job_id},
+                )
     except BaseException as exc:  # recorded for the owner; the server log gets the traceback
         error = str(exc) if isinstance(exc, GisgovError) else f"导出失败 export failed ({type(exc).__name__})"
         if not isinstance(exc, GisgovError):

@@ -11,8 +11,19 @@ import yaml
 from gisgov.config import get_settings
 
 # Canonical fields each level reads (besides geometry); resident rosters have their own list.
-RESIDENT_FIELDS = ("building_code", "address", "door_no", "name", "gender", "birth_year", "role",
-                   "id_number", "phone", "groups", "residence")
+RESIDENT_FIELDS = (
+    "building_code",
+    "address",
+    "door_no",
+    "name",
+    "gender",
+    "birth_year",
+    "role",
+    "id_number",
+    "phone",
+    "groups",
+    "residence",
+)
 
 
 def _norm(s: str) -> str:
@@ -45,8 +56,13 @@ def parse_map(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def resolve(columns: list[str], level: str, fields: tuple[str, ...], overrides: dict[str, str] | None = None,
-            table: dict | None = None) -> dict[str, str]:
+def resolve(
+    columns: list[str],
+    level: str,
+    fields: tuple[str, ...],
+    overrides: dict[str, str] | None = None,
+    table: dict | None = None,
+) -> dict[str, str]:
     """``{canonical field: column}`` for the fields found; ``--map`` overrides win.
 
     Raises ValueError for an override naming an unknown field or a column the file lacks.
@@ -60,7 +76,9 @@ def resolve(columns: list[str], level: str, fields: tuple[str, ...], overrides: 
         if f not in fields:
             raise ValueError(f"--map {f}={col}: unknown field {f!r} for level {level}; fields: {', '.join(fields)}")
         if _norm(col) not in by_norm:
-            raise ValueError(f"--map {f}={col}: the file has no column {col!r}; columns: {', '.join(map(str, columns))}")
+            raise ValueError(
+                f"--map {f}={col}: the file has no column {col!r}; columns: {', '.join(map(str, columns))}"
+            )
         out[f] = by_norm[_norm(col)]
     used = set(out.values())
     for f in fields:

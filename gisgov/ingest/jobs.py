@@ -43,11 +43,21 @@ def scoped_engine(engine: Engine, scope: str) -> Engine:
 def create(engine: Engine, file: str, level: str, options: dict, owner=None) -> str:
     """A queued job; ``owner`` (a Principal) is recorded so only they (or an admin) may read it."""
     with engine.begin() as c:
-        return str(c.execute(text(
-            "INSERT INTO import_job (file, level, options, owner_id, owner) "
-            "VALUES (:f, :l, CAST(:o AS jsonb), :oid, :own) RETURNING id"),
-            {"f": file, "l": level, "o": json.dumps(options), "oid": getattr(owner, "user_id", None),
-             "own": getattr(owner, "username", None)}).scalar())
+        return str(
+            c.execute(
+                text(
+                    "INSERT INTO import_job (file, level, options, owner_id, owner) "
+                    "VALUES (:f, :l, CAST(:o AS jsonb), :oid, :own) RETURNING id"
+                ),
+                {
+                    "f": file,
+                    "l": level,
+                    "o": json.dumps(options),
+                    "oid": getattr(owner, "user_id", None),
+                    "own": getattr(owner, "username", None),
+                },
+            ).scalar()
+        )
 
 
 def get(conn: Connection, job_id: str, owner=None) -> dict | None:
@@ -57,8 +67,17 @@ def get(conn: Connection, job_id: str, owner=None) -> dict | None:
         uuid.UUID(job_id)
     except ValueError:
         return None
-    r = conn.execute(text("SELECT id, file, level, options, status, stage, done, total, report, error, created, "
-                          "finished, owner_id, owner FROM import_job WHERE id = :i"), {"i": job_id}).mappings().first()
+    r = (
+        conn.execute(
+            text(
+                "SELECT id, file, level, options, status, stage, done, total, report, error, created, "
+                "finished, owner_id, owner FROM import_job WHERE id = :i"
+            ),
+            {"i": job_id},
+        )
+        .mappings()
+        .first()
+    )
     if r is None:
         return None
     d = dict(r)
@@ -83,8 +102,10 @@ class JobProgress:
             return
         self._last = now
         with self.engine.begin() as c:
-            c.execute(text("UPDATE import_job SET stage = :s, done = :d, total = :t WHERE id = :i"),
-                      {"s": stage, "d": int(done), "t": int(total), "i": self.job_id})
+            c.execute(
+                text("UPDATE import_job SET stage = :s, done = :d, total = :t WHERE id = :i"),
+                {"s": stage, "d": int(done), "t": int(total), "i": self.job_id},
+            )
 
 
 def set_status(engine: Engine, job_id: str, status: str) -> None:
@@ -105,15 +126,31 @@ def _no_nul(v):
 
 def finish(engine: Engine, job_id: str, report: Report | None = None, error: str | None = None) -> None:
     status = report.status if report is not None else "failed"
-    payload = json.dumps(_no_nul(report.to_dict(MAX_REPORT_ISSUES)), ensure_ascii=False, default=str) if report else None
+    payload = (
+        json.dumps(_no_nul(report.to_dict(MAX_REPORT_ISSUES)), ensure_ascii=False, default=str) if report else None
+    )
     error = _no_nul(error)
     with engine.begin() as c:
-        c.execute(text("UPDATE import_job SET status = :s, report = CAST(:r AS jsonb), error = :e, finished = now() "
-                       "WHERE id = :i"), {"s": status, "r": payload, "e": error, "i": job_id})
+        c.execute(
+            text(
+                "UPDATE import_job SET status = :s, report = CAST(:r AS jsonb), error = :e, finished = now() "
+                "WHERE id = :i"
+            ),
+            {"s": status, "r": payload, "e": error, "i": job_id},
+        )
 
 
-def run(engine: Engine, job_id: str, path: Path, level: str, options: dict, display_name: str, vault=None,
-        cleanup: Path | None = None, area: str = "") -> Report | None:
+def run(
+    engine: Engine,
+    job_id: str,
+    path: Path,
+    level: str,
+    options: dict,
+    display_name: str,
+    vault=None,
+    cleanup: Path | None = None,
+    area: str = "",
+) -> Report | None:
     """Run one load for a job; always records the outcome. Returns the report (None on failure).
 
     ``engine`` should be a :func:`scoped_engine` for imports on behalf of a user; ``area`` is the
@@ -126,15 +163,31 @@ def run(engine: Engine, job_id: str, path: Path, level: str, options: dict, disp
     progress = JobProgress(engine, job_id)
     try:
         if level == "osm":
-            rep = load_osm(path, engine=engine, region=options.get("region") or None,
-                           dry_run=options.get("dry_run", False), progress=progress)
+            rep = load_osm(
+                path,
+                engine=engine,
+                region=options.get("region") or None,
+                dry_run=options.get("dry_run", False),
+                progress=progress,
+            )
             rep.file = display_name
         else:
-            rep = load_file(path, level, engine=engine, layer=options.get("layer"), crs=options.get("crs"),
-                            mapping=options.get("map") or None, repair=options.get("repair", False),
-                            dry_run=options.get("dry_run", False), region=options.get("region") or None,
-                            encoding=options.get("encoding"), progress=progress, display_name=display_name, vault=vault,
-                            area=area)
+            rep = load_file(
+                path,
+                level,
+                engine=engine,
+                layer=options.get("layer"),
+                crs=options.get("crs"),
+                mapping=options.get("map") or None,
+                repair=options.get("repair", False),
+                dry_run=options.get("dry_run", False),
+                region=options.get("region") or None,
+                encoding=options.get("encoding"),
+                progress=progress,
+                display_name=display_name,
+                vault=vault,
+                area=area,
+            )
         finish(engine, job_id, rep)
         return rep
     except GisgovError as exc:

@@ -73,12 +73,15 @@ def _geometries_from_table(raw: RawTable, mapping: dict[str, str]) -> tuple[np.n
         for i in np.flatnonzero(~good):
             problems[int(i)] = ("geom_empty", f"lon={cols[mapping['lon']].iloc[i]}, lat={cols[mapping['lat']].iloc[i]}")
         return geoms, problems
-    raise UsageError(f"{raw.source}: a table needs a geometry: a WKT column (wkt/几何) or lon/lat columns (经度/纬度); "
-                     f"columns: {', '.join(map(str, cols.columns))}")
+    raise UsageError(
+        f"{raw.source}: a table needs a geometry: a WKT column (wkt/几何) or lon/lat columns (经度/纬度); "
+        f"columns: {', '.join(map(str, cols.columns))}"
+    )
 
 
-def prepare(raw: RawTable, level_name: str, *, crs: str | None = None, overrides: list[str] | dict | None = None,
-            report: Report) -> Batch:
+def prepare(
+    raw: RawTable, level_name: str, *, crs: str | None = None, overrides: list[str] | dict | None = None, report: Report
+) -> Batch:
     """Field mapping + geometry + CRS conversion: a Batch in storage lon/lat."""
     level = LEVELS[level_name]
     fields = ("code",) + level.fields + (("wkt", "lon", "lat") if raw.geoms is None else ())
@@ -87,10 +90,17 @@ def prepare(raw: RawTable, level_name: str, *, crs: str | None = None, overrides
         mapping = resolve(list(raw.columns.columns), level.name, fields, ov)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    report.add("(file)", "field_mapping", ", ".join(f"{f}←{c}" for f, c in mapping.items()) or "(none)",
-               "字段对应 field mapping", INFO)
-    attrs = pd.DataFrame({f: raw.columns[c].to_numpy(dtype=object) for f, c in mapping.items()
-                          if f not in ("wkt", "lon", "lat")}, index=range(len(raw.columns)))
+    report.add(
+        "(file)",
+        "field_mapping",
+        ", ".join(f"{f}←{c}" for f, c in mapping.items()) or "(none)",
+        "字段对应 field mapping",
+        INFO,
+    )
+    attrs = pd.DataFrame(
+        {f: raw.columns[c].to_numpy(dtype=object) for f, c in mapping.items() if f not in ("wkt", "lon", "lat")},
+        index=range(len(raw.columns)),
+    )
     problems = dict(raw.problems)
     if raw.geoms is None:
         geoms, p2 = _geometries_from_table(raw, mapping)
@@ -107,23 +117,48 @@ def prepare(raw: RawTable, level_name: str, *, crs: str | None = None, overrides
     if src is None:
         if raw.geoms is None:
             src = SourceCRS(epsg=4490)
-            report.add("(file)", "crs_assumed", "EPSG:4490", "表格未声明坐标系，按 CGCS2000 经纬度读取 table has no CRS: "
-                       "read as EPSG:4490 lon/lat (pass --crs otherwise)", INFO)
+            report.add(
+                "(file)",
+                "crs_assumed",
+                "EPSG:4490",
+                "表格未声明坐标系，按 CGCS2000 经纬度读取 table has no CRS: "
+                "read as EPSG:4490 lon/lat (pass --crs otherwise)",
+                INFO,
+            )
         else:
             raise UsageError(f"{raw.source} has no CRS; pass --crs (4490, 4326, 4513–4554, gcj02, bd09)")
     if not (src.offset is None and src.epsg == settings.srid):
-        report.add("(file)", "crs_converted", src.label, f"坐标已转换 coordinates converted {src.label} → EPSG:{settings.srid}",
-                   INFO)
+        report.add(
+            "(file)",
+            "crs_converted",
+            src.label,
+            f"坐标已转换 coordinates converted {src.label} → EPSG:{settings.srid}",
+            INFO,
+        )
     geoms = to_storage(geoms, src, settings.srid)
     for note in raw.notes:
         report.add("(file)", "read", note, "读取 read", INFO)
     return Batch(level, list(raw.records), attrs, geoms, problems, Path(raw.source).stem)
 
 
-def load_file(path: str | Path, level: str, *, engine: Engine, layer: str | None = None, crs: str | None = None,
-              mapping: list[str] | dict | None = None, repair: bool = False, dry_run: bool = False,
-              region=None, encoding: str | None = None, estimate: bool = True, progress=None,
-              display_name: str | None = None, vault=None, area: str = "") -> Report:
+def load_file(
+    path: str | Path,
+    level: str,
+    *,
+    engine: Engine,
+    layer: str | None = None,
+    crs: str | None = None,
+    mapping: list[str] | dict | None = None,
+    repair: bool = False,
+    dry_run: bool = False,
+    region=None,
+    encoding: str | None = None,
+    estimate: bool = True,
+    progress=None,
+    display_name: str | None = None,
+    vault=None,
+    area: str = "",
+) -> Report:
     """Load ``path`` as ``level``; returns the report (status loaded / rejected / dry-run).
 
     ``area``: code prefix of the hierarchy the caller may change ('' = all). Records whose code (a
@@ -138,8 +173,18 @@ def load_file(path: str | Path, level: str, *, engine: Engine, layer: str | None
     if level == "resident":
         from gisgov.ingest.roster import load_roster
 
-        return load_roster(p, engine=engine, mapping=mapping, dry_run=dry_run, encoding=encoding,
-                           sheet=layer, progress=progress, display_name=display_name, vault=vault, area=area)
+        return load_roster(
+            p,
+            engine=engine,
+            mapping=mapping,
+            dry_run=dry_run,
+            encoding=encoding,
+            sheet=layer,
+            progress=progress,
+            display_name=display_name,
+            vault=vault,
+            area=area,
+        )
     name = display_name or p.name
     report = Report(name, level, dry_run=dry_run)
     box = parse_region(region)
@@ -185,14 +230,25 @@ def _check_area(lv, rows: pd.DataFrame, records: list[str], area: str, report: R
     from gisgov.ingest.rules import msg
 
     if lv.name == "road":
-        report.add("(file)", "out_of_scope", area, msg("out_of_scope", "道路网覆盖全市，仅限全市账号 the road network "
-                                                      "is city-wide: only whole-city accounts load it"))
+        report.add(
+            "(file)",
+            "out_of_scope",
+            area,
+            msg(
+                "out_of_scope",
+                "道路网覆盖全市，仅限全市账号 the road network is city-wide: only whole-city accounts load it",
+            ),
+        )
         return
     col = "community_code" if lv.name == "facility" else "code"
     for i, v in enumerate(rows[col].tolist()):
         if v is None or not str(v).startswith(area):
-            report.add(records[i], "out_of_scope", v, msg("out_of_scope", f"{lv.name} {v or '(无编码 no code)'} "
-                                                          f"不在 not within {area}"))
+            report.add(
+                records[i],
+                "out_of_scope",
+                v,
+                msg("out_of_scope", f"{lv.name} {v or '(无编码 no code)'} 不在 not within {area}"),
+            )
 
 
 def _write(conn, lv, rows: pd.DataFrame, srid: int, report: Report, estimate: bool, progress) -> None:
@@ -209,7 +265,8 @@ def _write(conn, lv, rows: pd.DataFrame, srid: int, report: Report, estimate: bo
             from gisgov.ingest.network import largest_component_share
 
             report.stats["largest_component_share"] = round(
-                largest_component_share(len(net.node_xy), net.source, net.target), 4)
+                largest_component_share(len(net.node_xy), net.source, net.target), 4
+            )
         else:
             report.counts["written"] = store.write_level(conn, lv, rows, srid, progress)
             if lv.name == "building":
@@ -221,7 +278,9 @@ def _write(conn, lv, rows: pd.DataFrame, srid: int, report: Report, estimate: bo
         sp.rollback()
         diag = getattr(exc.orig, "diag", None)
         detail = (diag.message_primary if diag is not None and diag.message_primary else str(exc.orig)).strip()
-        report.add("(database)", "database", type(exc.orig).__name__, f"数据库拒绝 the database refused the load: {detail}")
+        report.add(
+            "(database)", "database", type(exc.orig).__name__, f"数据库拒绝 the database refused the load: {detail}"
+        )
 
 
 def _explode_lines(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

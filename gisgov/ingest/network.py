@@ -15,12 +15,40 @@ import shapely
 
 from gisgov.crs import metric_epsg_for_bounds, transformer
 
-ARTERIAL = {"motorway", "motorway_link", "trunk", "trunk_link", "primary", "primary_link", "secondary",
-            "secondary_link"}
-LOCAL = {"tertiary", "tertiary_link", "residential", "unclassified", "living_street", "service", "road",
-         "track", "busway"}
-PATH = {"footway", "path", "pedestrian", "steps", "cycleway", "bridleway", "corridor", "trail", "elevator",
-        "platform", "crossing"}
+ARTERIAL = {
+    "motorway",
+    "motorway_link",
+    "trunk",
+    "trunk_link",
+    "primary",
+    "primary_link",
+    "secondary",
+    "secondary_link",
+}
+LOCAL = {
+    "tertiary",
+    "tertiary_link",
+    "residential",
+    "unclassified",
+    "living_street",
+    "service",
+    "road",
+    "track",
+    "busway",
+}
+PATH = {
+    "footway",
+    "path",
+    "pedestrian",
+    "steps",
+    "cycleway",
+    "bridleway",
+    "corridor",
+    "trail",
+    "elevator",
+    "platform",
+    "crossing",
+}
 NO_FOOT_HIGHWAY = {"motorway", "motorway_link", "construction", "proposed", "raceway", "bus_guideway", "abandoned"}
 NO_FOOT_VALUES = {"no", "private", "use_sidepath"}
 

@@ -20,6 +20,7 @@ OSM data © OpenStreetMap contributors, ODbL: credit it wherever it is shown.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from functools import lru_cache
@@ -99,10 +100,8 @@ def _tags(row: pd.Series, keys: set[str]) -> dict:
     t = {}
     raw = row.get("tags")
     if isinstance(raw, str) and raw:
-        try:
+        with contextlib.suppress(ValueError):
             t.update(json.loads(raw))
-        except ValueError:
-            pass
     elif isinstance(raw, dict):
         t.update(raw)
     for k in keys:
@@ -151,7 +150,7 @@ def osm_census(path: str | Path, rules=None) -> dict[str, set[tuple[str, int]]]:
 
 
 def _ids(df: pd.DataFrame) -> list[tuple[str, int]]:
-    return [(str(t)[0], int(i)) for t, i in zip(df["osm_type"], df["id"])]
+    return [(str(t)[0], int(i)) for t, i in zip(df["osm_type"], df["id"], strict=False)]
 
 
 # ---------------------------------------------------------------- reading
@@ -173,17 +172,30 @@ def read_osm(path: str | Path, progress=None) -> dict:
         buildings = osm.get_buildings()
         if progress:
             progress("read", 2, 3)
-        pois = osm.get_pois(custom_filter={k: True for k in keys})
+        pois = osm.get_pois(custom_filter=dict.fromkeys(keys, True))
         if progress:
             progress("read", 3, 3)
     empty = pd.DataFrame({"id": [], "osm_type": [], "geometry": []})
-    return {"roads": roads if roads is not None else empty, "buildings": buildings if buildings is not None else empty,
-            "pois": pois if pois is not None else empty, "rules": rules, "keys": keys}
+    return {
+        "roads": roads if roads is not None else empty,
+        "buildings": buildings if buildings is not None else empty,
+        "pois": pois if pois is not None else empty,
+        "rules": rules,
+        "keys": keys,
+    }
 
 
 # ---------------------------------------------------------------- the import
-def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = False, estimate: bool = True,
-             progress=None, census: bool = True) -> Report:
+def load_osm(
+    path: str | Path,
+    *,
+    engine: Engine,
+    region=None,
+    dry_run: bool = False,
+    estimate: bool = True,
+    progress=None,
+    census: bool = True,
+) -> Report:
     from gisgov.ingest.loader import UsageError, parse_region
 
     p = Path(path)
@@ -216,12 +228,14 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
     col = lambda df, c: df[c].to_numpy(dtype=object) if c in df.columns else np.full(len(df), None, dtype=object)  # noqa: E731
     hw, foot, access, name = (col(roads, c) for c in ("highway", "foot", "access", "name"))
     e_way = owner[net.line]
-    edge_attrs = pd.DataFrame({
-        "class": [highway_class(hw[w]) for w in e_way],
-        "name": [_clean(name[w]) for w in e_way],
-        "foot": [foot_allowed(_clean(hw[w]), _clean(foot[w]), _clean(access[w])) for w in e_way],
-        "oneway_foot": False,
-    })
+    edge_attrs = pd.DataFrame(
+        {
+            "class": [highway_class(hw[w]) for w in e_way],
+            "name": [_clean(name[w]) for w in e_way],
+            "foot": [foot_allowed(_clean(hw[w]), _clean(foot[w]), _clean(access[w])) for w in e_way],
+            "oneway_foot": False,
+        }
+    )
     if progress:
         progress("network", 1, 1)
     walk = edge_attrs["foot"].to_numpy(dtype=bool)
@@ -243,10 +257,21 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
         if poly is None or not poly.is_valid:
             fixed = _polygonal_part(shapely.make_valid(g))
             if fixed is None or fixed.is_empty:
-                report.add(rec, "osm_skipped", g.geom_type, "建筑几何无法修复，已跳过 building geometry unusable, skipped", INFO)
+                report.add(
+                    rec,
+                    "osm_skipped",
+                    g.geom_type,
+                    "建筑几何无法修复，已跳过 building geometry unusable, skipped",
+                    INFO,
+                )
                 continue
-            report.add(rec, "geom_invalid", shapely.is_valid_reason(g), "MakeValid 已修复 building footprint made valid",
-                       REPAIRED)
+            report.add(
+                rec,
+                "geom_invalid",
+                shapely.is_valid_reason(g),
+                "MakeValid 已修复 building footprint made valid",
+                REPAIRED,
+            )
             poly = fixed
         b_keep.append(i)
         b_shape.append(poly)
@@ -268,13 +293,23 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
             continue
         g = p_geoms[i]
         if g is None or g.is_empty:
-            report.add(f"{p_ids[i][0]}{p_ids[i][1]}", "osm_skipped", "EMPTY", "设施几何为空，已跳过 POI without geometry", INFO)
+            report.add(
+                f"{p_ids[i][0]}{p_ids[i][1]}", "osm_skipped", "EMPTY", "设施几何为空，已跳过 POI without geometry", INFO
+            )
             continue
         pt = g if g.geom_type == "Point" else shapely.point_on_surface(shapely.make_valid(g))
         cat, kind = m
-        f_rows.append({"code": f"osm:{p_ids[i][0]}{p_ids[i][1]}", "name": _clean(tags.get("name")) or str(kind),
-                       "category_code": cat, "kind": str(kind), "address": _address(tags), "source": OSM_SOURCE,
-                       "pos": pt})
+        f_rows.append(
+            {
+                "code": f"osm:{p_ids[i][0]}{p_ids[i][1]}",
+                "name": _clean(tags.get("name")) or str(kind),
+                "category_code": cat,
+                "kind": str(kind),
+                "address": _address(tags),
+                "source": OSM_SOURCE,
+                "pos": pt,
+            }
+        )
     fac = pd.DataFrame(f_rows, columns=["code", "name", "category_code", "kind", "address", "source", "pos"])
     if progress:
         progress("facilities", 1, 1)
@@ -286,10 +321,16 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
         report.status = "rejected"
         return report
     bounds = tuple(shapely.total_bounds(everything))
-    if box is not None and not (bounds[0] >= box[0] and bounds[1] >= box[1] and bounds[2] <= box[2] and bounds[3] <= box[3]):
-        report.add("(file)", "outside_region", ",".join(f"{b:.4f}" for b in bounds),
-                   f"坐标超出配置区域 extract lies outside the configured region {box}; pass --region auto "
-                   "(or set GISGOV_REGION_BBOX) to import it")
+    if box is not None and not (
+        bounds[0] >= box[0] and bounds[1] >= box[1] and bounds[2] <= box[2] and bounds[3] <= box[3]
+    ):
+        report.add(
+            "(file)",
+            "outside_region",
+            ",".join(f"{b:.4f}" for b in bounds),
+            f"坐标超出配置区域 extract lies outside the configured region {box}; pass --region auto "
+            "(or set GISGOV_REGION_BBOX) to import it",
+        )
         report.status = "rejected"
         return report
 
@@ -299,15 +340,25 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
             c = osm_census(p, rules)
         except Exception as exc:
             return _unreadable(report, p, exc)
-        got_b = set(b_ids[i] for i in b_keep)
+        got_b = {b_ids[i] for i in b_keep}
         for k in sorted(c["buildings"] - set(b_ids)):
-            report.add(f"{k[0]}{k[1]}", "osm_skipped", "building",
-                       "读取器无法构建该建筑几何（多为提取边界截断的关系）the reader could not build this building "
-                       "(usually a relation cut at the extract's edge)", INFO)
+            report.add(
+                f"{k[0]}{k[1]}",
+                "osm_skipped",
+                "building",
+                "读取器无法构建该建筑几何（多为提取边界截断的关系）the reader could not build this building "
+                "(usually a relation cut at the extract's edge)",
+                INFO,
+            )
         got_p = {tuple(x) for x in (fac["code"].str.slice(4).map(lambda s: (s[0], int(s[1:]))) if len(fac) else [])}
         for k in sorted(c["pois"] - got_p):
-            report.add(f"{k[0]}{k[1]}", "osm_skipped", "poi", "读取器未返回该设施 the reader returned no geometry for this POI",
-                       INFO)
+            report.add(
+                f"{k[0]}{k[1]}",
+                "osm_skipped",
+                "poi",
+                "读取器未返回该设施 the reader returned no geometry for this POI",
+                INFO,
+            )
         report.stats["osm_buildings_in_file"] = len(c["buildings"])
         report.stats["osm_pois_in_file"] = len(c["pois"])
         report.stats["osm_highway_ways_in_file"] = len(c["highways"])
@@ -319,8 +370,12 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
             store.lock(conn, "street", "community", "building", "facility")
             existing_fac = {r[0] for r in conn.execute(text("SELECT code FROM facility WHERE code LIKE 'osm:%'"))}
             for code in sorted(set(fac["code"]) & existing_fac):
-                report.add(code, "code_exists", code, "该 OSM 设施已导入 this OSM object was imported before; delete the "
-                           "earlier import first")
+                report.add(
+                    code,
+                    "code_exists",
+                    code,
+                    "该 OSM 设施已导入 this OSM object was imported before; delete the earlier import first",
+                )
             if not report.ok:
                 tx.rollback()
                 report.status = "rejected"
@@ -340,7 +395,7 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
             if estimate and n_b:
                 res = set(get_ingest_settings().osm_residential)
                 kinds = bcols["_kind"].to_numpy(dtype=object)
-                codes = [c for c, k in zip(bcols["code"], kinds) if str(k) in res]
+                codes = [c for c, k in zip(bcols["code"], kinds, strict=False) if str(k) in res]
                 n_est = estimates.apply_estimates(conn, codes, floors_override=_floors_from_height(bcols))
             # facilities
             fac["community_code"] = [c or None for c in f_comm]
@@ -348,13 +403,21 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
             n_f = store.write_level(conn, LEVELS["facility"], fac, srid, progress)
             # network
             n_nodes, n_edges = store.write_network(conn, net, edge_attrs, srid, progress)
-            report.counts.update(highway_ways=int(len(roads)), nodes=n_nodes, edges=n_edges,
-                                 walkable_edges=int(walk.sum()), buildings=n_b, households_estimated=n_est,
-                                 facilities=n_f, written=n_b + n_f + n_edges)
+            report.counts.update(
+                highway_ways=int(len(roads)),
+                nodes=n_nodes,
+                edges=n_edges,
+                walkable_edges=int(walk.sum()),
+                buildings=n_b,
+                households_estimated=n_est,
+                facilities=n_f,
+                written=n_b + n_f + n_edges,
+            )
             report.stats["largest_component_share"] = round(share, 4)
             report.stats["walkable_km"] = round(float(net.length_m[walk].sum()) / 1000, 2)
             report.stats["facilities_by_category"] = (
-                {k: int(v) for k, v in fac["category_code"].value_counts().items()} if len(fac) else {})
+                {k: int(v) for k, v in fac["category_code"].value_counts().items()} if len(fac) else {}
+            )
             report.stats["bounds"] = [round(float(b), 6) for b in bounds]
             settle(tx, report, dry_run=dry_run)
         except BaseException:
@@ -366,8 +429,13 @@ def load_osm(path: str | Path, *, engine: Engine, region=None, dry_run: bool = F
 
 def _unreadable(report: Report, p: Path, exc: Exception) -> Report:
     detail = str(exc).replace(str(p.resolve()), p.name).replace(str(p), p.name)[:300]
-    report.add("(file)", "unreadable", p.name, f"{p.name}: 无法读取的 OSM PBF 文件 not a readable OSM PBF extract "
-                                               f"(rule: unreadable; {type(exc).__name__}: {detail})")
+    report.add(
+        "(file)",
+        "unreadable",
+        p.name,
+        f"{p.name}: 无法读取的 OSM PBF 文件 not a readable OSM PBF extract "
+        f"(rule: unreadable; {type(exc).__name__}: {detail})",
+    )
     report.status = "rejected"
     return report
 
@@ -401,27 +469,48 @@ def _synthetic_area(conn, geoms: np.ndarray, srid: int, report: Report) -> None:
     wkb = shapely.to_wkb(shapely.set_srid(shapely.MultiPolygon([area]), srid), hex=True, include_srid=True)
     exists = conn.execute(text("SELECT 1 FROM street WHERE code = :c"), {"c": SYNTH_STREET}).scalar()
     if exists:
-        conn.execute(text("UPDATE street SET geom = ST_Multi(ST_Union(geom, ST_GeomFromEWKB(decode(:g, 'hex')))) "
-                          "WHERE code = :c"), {"g": wkb, "c": SYNTH_STREET})
-        conn.execute(text("UPDATE community SET geom = ST_Multi(ST_Union(geom, ST_GeomFromEWKB(decode(:g, 'hex')))) "
-                          "WHERE code = :c"), {"g": wkb, "c": SYNTH_COMMUNITY})
+        conn.execute(
+            text(
+                "UPDATE street SET geom = ST_Multi(ST_Union(geom, ST_GeomFromEWKB(decode(:g, 'hex')))) WHERE code = :c"
+            ),
+            {"g": wkb, "c": SYNTH_STREET},
+        )
+        conn.execute(
+            text(
+                "UPDATE community SET geom = ST_Multi(ST_Union(geom, ST_GeomFromEWKB(decode(:g, 'hex')))) "
+                "WHERE code = :c"
+            ),
+            {"g": wkb, "c": SYNTH_COMMUNITY},
+        )
         report.add("(file)", "synthetic_area", SYNTH_COMMUNITY, f"已扩大合成社区 grew the synthetic {SYNTH_NAME}", INFO)
     else:
-        conn.execute(text("INSERT INTO street (code, name, geom) VALUES (:c, :n, ST_GeomFromEWKB(decode(:g, 'hex')))"),
-                     {"c": SYNTH_STREET, "n": SYNTH_NAME, "g": wkb})
-        conn.execute(text("INSERT INTO community (code, street_code, name, kind, geom) "
-                          "VALUES (:c, :s, :n, 'OSM', ST_GeomFromEWKB(decode(:g, 'hex')))"),
-                     {"c": SYNTH_COMMUNITY, "s": SYNTH_STREET, "n": SYNTH_NAME, "g": wkb})
-        report.add("(file)", "synthetic_area", SYNTH_COMMUNITY,
-                   f"已创建合成街道 {SYNTH_STREET} / 社区 {SYNTH_COMMUNITY}「{SYNTH_NAME}」 covering the extract "
-                   "(no community contained its buildings)", INFO)
+        conn.execute(
+            text("INSERT INTO street (code, name, geom) VALUES (:c, :n, ST_GeomFromEWKB(decode(:g, 'hex')))"),
+            {"c": SYNTH_STREET, "n": SYNTH_NAME, "g": wkb},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO community (code, street_code, name, kind, geom) "
+                "VALUES (:c, :s, :n, 'OSM', ST_GeomFromEWKB(decode(:g, 'hex')))"
+            ),
+            {"c": SYNTH_COMMUNITY, "s": SYNTH_STREET, "n": SYNTH_NAME, "g": wkb},
+        )
+        report.add(
+            "(file)",
+            "synthetic_area",
+            SYNTH_COMMUNITY,
+            f"已创建合成街道 {SYNTH_STREET} / 社区 {SYNTH_COMMUNITY}「{SYNTH_NAME}」 covering the extract "
+            "(no community contained its buildings)",
+            INFO,
+        )
 
 
 def _building_rows(conn, bld: pd.DataFrame, shapes: np.ndarray, pos: np.ndarray, comm: np.ndarray) -> pd.DataFrame:
     n = len(shapes)
     top: dict[str, int] = {}
-    for code, in conn.execute(text("SELECT code FROM building WHERE community_code = ANY(:c)"),
-                              {"c": sorted(set(comm))}):
+    for (code,) in conn.execute(
+        text("SELECT code FROM building WHERE community_code = ANY(:c)"), {"c": sorted(set(comm))}
+    ):
         top[code[:12]] = max(top.get(code[:12], 0), int(code[12:]))
     codes = []
     for c in comm:
@@ -431,10 +520,12 @@ def _building_rows(conn, bld: pd.DataFrame, shapes: np.ndarray, pos: np.ndarray,
         codes.append(f"{c}{top[c]:05d}")
     get = lambda c: bld[c].to_numpy(dtype=object) if c in bld.columns else np.full(n, None, dtype=object)  # noqa: E731
     tags = bld["tags"].to_numpy(dtype=object) if "tags" in bld.columns else np.full(n, None, dtype=object)
-    addr = [_address({"addr:city": a, "addr:street": b, "addr:housenumber": c})
-            for a, b, c in zip(get("addr:city"), get("addr:street"), get("addr:housenumber"))]
+    addr = [
+        _address({"addr:city": a, "addr:street": b, "addr:housenumber": c})
+        for a, b, c in zip(get("addr:city"), get("addr:street"), get("addr:housenumber"), strict=False)
+    ]
     levels = []
-    for lv, t in zip(get("building:levels"), tags):
+    for lv, t in zip(get("building:levels"), tags, strict=False):
         x = parse_levels(lv)
         if x is None and isinstance(t, str) and "building:levels" in t:
             try:
@@ -442,18 +533,32 @@ def _building_rows(conn, bld: pd.DataFrame, shapes: np.ndarray, pos: np.ndarray,
             except ValueError:
                 x = None
         levels.append(x)
-    df = pd.DataFrame({
-        "code": codes, "community_code": comm, "compound_id": None, "grid_id": None,
-        "name": [_clean(v) for v in get("name")], "address": addr,
-        "floors": pd.array(levels, dtype="Int64"), "units": None, "households": None,
-        "households_estimated": False, "year_built": None, "geom": shapes, "pos": pos,
-        "_kind": [_clean(v) or "yes" for v in get("building")],
-        "_height": [parse_height(v) for v in get("height")],
-    })
+    df = pd.DataFrame(
+        {
+            "code": codes,
+            "community_code": comm,
+            "compound_id": None,
+            "grid_id": None,
+            "name": [_clean(v) for v in get("name")],
+            "address": addr,
+            "floors": pd.array(levels, dtype="Int64"),
+            "units": None,
+            "households": None,
+            "households_estimated": False,
+            "year_built": None,
+            "geom": shapes,
+            "pos": pos,
+            "_kind": [_clean(v) or "yes" for v in get("building")],
+            "_height": [parse_height(v) for v in get("height")],
+        }
+    )
     return df
 
 
 def _floors_from_height(b: pd.DataFrame) -> dict[str, float]:
     h = get_ingest_settings().storey_height_m
-    return {c: max(1.0, round(v / h)) for c, v, f in zip(b["code"], b["_height"], b["floors"])
-            if v is not None and not pd.isna(v) and pd.isna(f)}
+    return {
+        c: max(1.0, round(v / h))
+        for c, v, f in zip(b["code"], b["_height"], b["floors"], strict=False)
+        if v is not None and not pd.isna(v) and pd.isna(f)
+    }

@@ -69,8 +69,9 @@ def _vsizip(path: Path, member: str) -> str:
     return f"/vsizip/{{{path.resolve()}}}/{member}"
 
 
-def read_vector(path: str | Path, *, layer: str | None = None, encoding: str | None = None,
-                display_name: str | None = None) -> RawTable:
+def read_vector(
+    path: str | Path, *, layer: str | None = None, encoding: str | None = None, display_name: str | None = None
+) -> RawTable:
     """A vector file. A .zip is read in place through GDAL's ``/vsizip/`` (nothing is extracted) once
     the archive passed the upload checks and the members GDAL reads were inflated once in memory
     against their declared sizes (a lying header is refused, rule ``zip_size_mismatch``)."""
@@ -114,12 +115,13 @@ def read_vector(path: str | Path, *, layer: str | None = None, encoding: str | N
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             meta, fids, wkb, field_data = pyogrio.raw.read(
-                source, layer=layer, return_fids=True, force_2d=True, datetime_as_string=True, **kw)
+                source, layer=layer, return_fids=True, force_2d=True, datetime_as_string=True, **kw
+            )
     except Exception as exc:  # GDAL's own message is the useful part
         raise ReadError(f"{name}: cannot read ({_clean_msg(exc, path, source, name)})") from exc
     for w in caught:
         notes.append(f"GDAL: {w.message}")
-    cols = pd.DataFrame({str(n): _as_text(v) for n, v in zip(meta["fields"], field_data)})
+    cols = pd.DataFrame({str(n): _as_text(v) for n, v in zip(meta["fields"], field_data, strict=False)})
     n = len(fids) if fids is not None else len(cols)
     if cols.empty and n:
         cols = pd.DataFrame(index=range(n))
@@ -134,7 +136,7 @@ def read_vector(path: str | Path, *, layer: str | None = None, encoding: str | N
         bad = np.flatnonzero(shapely.is_missing(geoms) & np.array([w is not None for w in arr], dtype=bool))
         if bad.size:
             fixed = shapely.from_wkb(arr[bad], on_invalid="fix")
-            for i, g in zip(bad, fixed):
+            for i, g in zip(bad, fixed, strict=False):
                 problems[int(i)] = ("ring_not_closed", "ring not closed / too few points")
                 geoms[i] = g  # the closed version; used only with --repair
     return RawTable(name, cols, records, geoms, meta.get("crs"), problems, notes)
@@ -150,12 +152,18 @@ def _clean_msg(exc: BaseException, path: Path, source: str, name: str) -> str:
 
 def _as_text(values) -> pd.Series:
     s = pd.Series(values, dtype=object)
-    return s.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else
-                 (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)).strip())
+    return s.map(
+        lambda v: (
+            None
+            if v is None or (isinstance(v, float) and np.isnan(v))
+            else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)).strip()
+        )
+    )
 
 
-def read_table(path: str | Path, *, encoding: str | None = None, sheet: str | None = None,
-               display_name: str | None = None) -> tuple[pd.DataFrame, list[str], list[str]]:
+def read_table(
+    path: str | Path, *, encoding: str | None = None, sheet: str | None = None, display_name: str | None = None
+) -> tuple[pd.DataFrame, list[str], list[str]]:
     """(columns as strings, record labels "row N" as a spreadsheet numbers them, notes)."""
     path = Path(path)
     name = display_name or path.name
@@ -168,8 +176,9 @@ def read_table(path: str | Path, *, encoding: str | None = None, sheet: str | No
         import io
 
         try:
-            df = pd.read_csv(io.BytesIO(data), dtype=str, encoding=enc, keep_default_na=False, na_values=[""],
-                             skipinitialspace=True)
+            df = pd.read_csv(
+                io.BytesIO(data), dtype=str, encoding=enc, keep_default_na=False, na_values=[""], skipinitialspace=True
+            )
         except UnicodeDecodeError as exc:
             raise ReadError(f"{name}: not valid {enc} text ({exc}); pass --encoding") from exc
         except Exception as exc:
@@ -223,8 +232,9 @@ def _cell(v):
     return str(v).strip()
 
 
-def read_any(path: str | Path, *, layer: str | None = None, encoding: str | None = None,
-             display_name: str | None = None) -> RawTable:
+def read_any(
+    path: str | Path, *, layer: str | None = None, encoding: str | None = None, display_name: str | None = None
+) -> RawTable:
     """A vector file, or a table whose geometry is a WKT column or lon/lat columns (resolved later)."""
     p = Path(path)
     suffix = p.suffix.lower()
@@ -233,5 +243,7 @@ def read_any(path: str | Path, *, layer: str | None = None, encoding: str | None
         return RawTable(display_name or p.name, df, records, None, None, {}, notes)
     if suffix in VECTOR_SUFFIXES:
         return read_vector(p, layer=layer, encoding=encoding, display_name=display_name)
-    raise ReadError(f"{display_name or p.name}: unsupported format {suffix or '(none)'}; use GeoJSON, GeoPackage, "
-                    "Shapefile (.shp or .zip), FlatGeobuf, CSV or XLSX")
+    raise ReadError(
+        f"{display_name or p.name}: unsupported format {suffix or '(none)'}; use GeoJSON, GeoPackage, "
+        "Shapefile (.shp or .zip), FlatGeobuf, CSV or XLSX"
+    )

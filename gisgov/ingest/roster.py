@@ -21,17 +21,42 @@ from sqlalchemy.exc import DBAPIError
 from gisgov.ingest import estimates, store
 from gisgov.ingest.fields import RESIDENT_FIELDS, parse_map, resolve
 from gisgov.ingest.readers import ReadError, read_table
-from gisgov.ingest.uploads import UploadRejected
 from gisgov.ingest.report import INFO, REJECTED, Issue, Report, settle
 from gisgov.ingest.rules import msg
+from gisgov.ingest.uploads import UploadRejected
 from gisgov.security.pii import Vault, id_problem, mask_phone
 
-TEMPLATE_HEADERS = ["楼栋编码", "地址", "户号", "姓名", "性别", "出生年份", "与户主关系", "身份证号", "联系电话",
-                    "特殊人群", "居住类型"]
-TEMPLATE_EXAMPLE = ["34010400100100001", "", "0101", "张三", "男", "1956", "户主", "11010519491231002X",
-                    "13800138000", "独居老人;低保", "常住"]
+TEMPLATE_HEADERS = [
+    "楼栋编码",
+    "地址",
+    "户号",
+    "姓名",
+    "性别",
+    "出生年份",
+    "与户主关系",
+    "身份证号",
+    "联系电话",
+    "特殊人群",
+    "居住类型",
+]
+TEMPLATE_EXAMPLE = [
+    "34010400100100001",
+    "",
+    "0101",
+    "张三",
+    "男",
+    "1956",
+    "户主",
+    "11010519491231002X",
+    "13800138000",
+    "独居老人;低保",
+    "常住",
+]
 TEMPLATE_NOTES = [
-    ("楼栋编码", "17位楼栋编码；无编码时填写地址（须与楼栋地址一致） 17-digit building code, or the building's address"),
+    (
+        "楼栋编码",
+        "17位楼栋编码；无编码时填写地址（须与楼栋地址一致） 17-digit building code, or the building's address",
+    ),
     ("户号", "户号/门牌号；不超过4位数字时作为户编码后4位 household (door) number; ≤ 4 digits become the code suffix"),
     ("姓名", "必填 required"),
     ("性别", "男/女；可由身份证号推出 derived from the ID number when empty"),
@@ -39,8 +64,11 @@ TEMPLATE_NOTES = [
     ("与户主关系", "户主/配偶/子女/父母/孙辈/兄弟姐妹/其他"),
     ("身份证号", "18位，校验位按 GB 11643 检查；只存密文、哈希和后四位 checked, stored encrypted + hashed + last 4"),
     ("联系电话", "只存密文和脱敏号码 stored encrypted + masked"),
-    ("特殊人群", "多个用 ; 或 、 分隔，填名称或代码: 特困 低保 低边 残疾 独居老人 留守儿童 社区矫正 刑满释放 吸毒人员 "
-                 "精神障碍 重点信访 失业 优抚对象 困境儿童"),
+    (
+        "特殊人群",
+        "多个用 ; 或 、 分隔，填名称或代码: 特困 低保 低边 残疾 独居老人 留守儿童 社区矫正 刑满释放 吸毒人员 "
+        "精神障碍 重点信访 失业 优抚对象 困境儿童",
+    ),
     ("居住类型", "常住/户籍/流动（默认常住）"),
 ]
 
@@ -49,11 +77,40 @@ _WEIGHTS = np.array((7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2), dtype
 _CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
 _PHONE_RE = r"^\+?[\d\- ]{7,20}$"
 _GENDER = {"男": "男", "女": "女", "m": "男", "f": "女", "male": "男", "female": "女", "1": "男", "2": "女"}
-_ROLE = {"户主": "户主", "本人": "户主", "配偶": "配偶", "妻": "配偶", "妻子": "配偶", "丈夫": "配偶", "夫": "配偶",
-         "子女": "子女", "子": "子女", "女": "子女", "儿子": "子女", "女儿": "子女", "长子": "子女", "长女": "子女",
-         "次子": "子女", "次女": "子女", "父母": "父母", "父亲": "父母", "母亲": "父母", "父": "父母", "母": "父母",
-         "孙辈": "孙辈", "孙子": "孙辈", "孙女": "孙辈", "外孙": "孙辈", "外孙女": "孙辈", "兄弟姐妹": "兄弟姐妹",
-         "兄": "兄弟姐妹", "弟": "兄弟姐妹", "姐": "兄弟姐妹", "妹": "兄弟姐妹", "其他": "其他"}
+_ROLE = {
+    "户主": "户主",
+    "本人": "户主",
+    "配偶": "配偶",
+    "妻": "配偶",
+    "妻子": "配偶",
+    "丈夫": "配偶",
+    "夫": "配偶",
+    "子女": "子女",
+    "子": "子女",
+    "女": "子女",
+    "儿子": "子女",
+    "女儿": "子女",
+    "长子": "子女",
+    "长女": "子女",
+    "次子": "子女",
+    "次女": "子女",
+    "父母": "父母",
+    "父亲": "父母",
+    "母亲": "父母",
+    "父": "父母",
+    "母": "父母",
+    "孙辈": "孙辈",
+    "孙子": "孙辈",
+    "孙女": "孙辈",
+    "外孙": "孙辈",
+    "外孙女": "孙辈",
+    "兄弟姐妹": "兄弟姐妹",
+    "兄": "兄弟姐妹",
+    "弟": "兄弟姐妹",
+    "姐": "兄弟姐妹",
+    "妹": "兄弟姐妹",
+    "其他": "其他",
+}
 _RESIDENCE = {"常住": "常住", "户籍": "户籍", "流动": "流动", "": "常住"}
 _SPLIT = re.compile(r"[;,，；、/|\s]+")
 
@@ -121,7 +178,9 @@ def parse_roster(df: pd.DataFrame, records: list[str], mapping: dict[str, str]) 
         for i, v in enumerate(idn.to_numpy()):
             if v is not None and v not in first:
                 first[v] = i
-        add_many(dup, "id_duplicate", idn.map(_mask_id_value).to_numpy(), lambda i: f"first at {records[first[idn.iloc[i]]]}")
+        add_many(
+            dup, "id_duplicate", idn.map(_mask_id_value).to_numpy(), lambda i: f"first at {records[first[idn.iloc[i]]]}"
+        )
     out["id_number"] = _keep(idn, has_id & valid)
     # gender / birth year (derived from a valid ID when empty)
     g_raw = _s(df, mapping, "gender")
@@ -142,8 +201,12 @@ def parse_roster(df: pd.DataFrame, records: list[str], mapping: dict[str, str]) 
     out["birth_year"] = pd.array([None if pd.isna(v) else int(v) for v in by], dtype="Int64")
     role_raw = _s(df, mapping, "role")
     role = role_raw.map(lambda v: None if v is None else _ROLE.get(str(v).strip()))
-    add_many((role_raw.notna() & role.isna()).to_numpy(), "value_invalid", role_raw.to_numpy(),
-             "与户主关系 role: 户主/配偶/子女/父母/孙辈/兄弟姐妹/其他")
+    add_many(
+        (role_raw.notna() & role.isna()).to_numpy(),
+        "value_invalid",
+        role_raw.to_numpy(),
+        "与户主关系 role: 户主/配偶/子女/父母/孙辈/兄弟姐妹/其他",
+    )
     out["role"] = role
     phone = _s(df, mapping, "phone")
     pbad = phone.notna().to_numpy() & ~phone.fillna("").str.match(_PHONE_RE).to_numpy()
@@ -177,20 +240,23 @@ def _resolve_groups(raw: pd.Series, lookup: dict[str, str], records: list[str]) 
                 continue
             c = lookup.get(tok.lower())
             if c is None:
-                issues.append(Issue(records[i], "group_unknown", tok, msg("group_unknown", "特困/低保/…/困境儿童 or their codes")))
+                issues.append(
+                    Issue(records[i], "group_unknown", tok, msg("group_unknown", "特困/低保/…/困境儿童 or their codes"))
+                )
             elif c not in codes:
                 codes.append(c)
         out[i] = codes or None
     return out, issues
 
 
-def _households(b_codes: np.ndarray, doors: np.ndarray, existing: dict[tuple[str, str], str],
-                top: dict[str, int]) -> tuple[np.ndarray, list[Issue]]:
+def _households(
+    b_codes: np.ndarray, doors: np.ndarray, existing: dict[tuple[str, str], str], top: dict[str, int]
+) -> tuple[np.ndarray, list[Issue]]:
     """Household code per row (building code + 4-digit number)."""
     hh = np.empty(len(b_codes), dtype=object)
     assigned: dict[tuple[str, str], str] = dict(existing)
     # numeric door numbers first (they claim their own number)
-    pairs = list(zip(b_codes, doors))
+    pairs = list(zip(b_codes, doors, strict=False))
     numeric = np.array([d is not None and d.isdigit() and len(d) <= 4 for d in doors])
     for i in np.flatnonzero(numeric):
         b, d = pairs[i]
@@ -213,9 +279,19 @@ def _households(b_codes: np.ndarray, doors: np.ndarray, existing: dict[tuple[str
     return hh, []
 
 
-def load_roster(path: str | Path, *, engine: Engine, mapping=None, dry_run: bool = False, encoding: str | None = None,
-                sheet: str | None = None, progress=None, display_name: str | None = None,
-                vault: Vault | None = None, area: str = "") -> Report:
+def load_roster(
+    path: str | Path,
+    *,
+    engine: Engine,
+    mapping=None,
+    dry_run: bool = False,
+    encoding: str | None = None,
+    sheet: str | None = None,
+    progress=None,
+    display_name: str | None = None,
+    vault: Vault | None = None,
+    area: str = "",
+) -> Report:
     """Load a roster, all or nothing. ``area``: code prefix of the buildings the caller may change
     ('' = all); in addition, when the connection carries a database scope (``gisgov.scope``, set by
     the web app for the signed-in user), rows whose building lies outside it are rejected with rule
@@ -240,10 +316,14 @@ def load_roster(path: str | Path, *, engine: Engine, mapping=None, dry_run: bool
         raise UsageError(str(exc)) from exc
     for note in notes:
         report.add("(file)", "read", note, "读取 read", INFO)
-    report.add("(file)", "field_mapping", ", ".join(f"{f}←{c}" for f, c in fmap.items()), "字段对应 field mapping", INFO)
+    report.add(
+        "(file)", "field_mapping", ", ".join(f"{f}←{c}" for f, c in fmap.items()), "字段对应 field mapping", INFO
+    )
     if "name" not in fmap or ("building_code" not in fmap and "address" not in fmap) or "door_no" not in fmap:
-        raise UsageError(f"{name}: a roster needs 姓名, 户号 and 楼栋编码 (or 地址) columns; found "
-                         f"{', '.join(map(str, df.columns))}. Get the template with `gisgov template residents`.")
+        raise UsageError(
+            f"{name}: a roster needs 姓名, 户号 and 楼栋编码 (or 地址) columns; found "
+            f"{', '.join(map(str, df.columns))}. Get the template with `gisgov template residents`."
+        )
     report.counts["read"] = len(df)
     if progress:
         progress("read", 1, 1)
@@ -265,8 +345,12 @@ def load_roster(path: str | Path, *, engine: Engine, mapping=None, dry_run: bool
                     diag = getattr(exc.orig, "diag", None)
                     detail = diag.message_primary if diag is not None and diag.message_primary else str(exc.orig)
                     if "row-level security" in detail:  # RLS WITH CHECK: a row outside the caller's scope
-                        report.add("(database)", "out_of_scope", type(exc.orig).__name__,
-                                   msg("out_of_scope", f"数据库行级安全拒绝写入 row-level security refused: {detail}"))
+                        report.add(
+                            "(database)",
+                            "out_of_scope",
+                            type(exc.orig).__name__,
+                            msg("out_of_scope", f"数据库行级安全拒绝写入 row-level security refused: {detail}"),
+                        )
                     else:
                         report.add("(database)", "database", type(exc.orig).__name__, msg("database", detail))
             settle(tx, report, dry_run=dry_run)
@@ -282,26 +366,39 @@ def _out_of_scope(conn: Connection, codes: list[str], area: str) -> set[str]:
     (when one is set; the CLI's owner connection has none and is not limited)."""
     scope = conn.execute(text("SELECT coalesce(current_setting('gisgov.scope', true), '')")).scalar()
     check_db = bool(scope) and scope != "*"
-    rows = conn.execute(text(
-        "SELECT b.code, CASE WHEN :db THEN b.code IN (SELECT gisgov_scope_buildings()) ELSE true END "
-        "FROM building b WHERE b.code = ANY(:c)"), {"c": codes, "db": check_db}).all()
+    rows = conn.execute(
+        text(
+            "SELECT b.code, CASE WHEN :db THEN b.code IN (SELECT gisgov_scope_buildings()) ELSE true END "
+            "FROM building b WHERE b.code = ANY(:c)"
+        ),
+        {"c": codes, "db": check_db},
+    ).all()
     return {c for c, inside in rows if not inside or (area and not c.startswith(area))}
 
 
-def _check_against_db(conn: Connection, rows: pd.DataFrame, records: list[str], report: Report, vault: Vault,
-                      area: str = "") -> None:
+def _check_against_db(
+    conn: Connection, rows: pd.DataFrame, records: list[str], report: Report, vault: Vault, area: str = ""
+) -> None:
     # buildings by code or address
     codes = rows["building_code"]
-    known = {r[0] for r in conn.execute(text("SELECT code FROM building WHERE code = ANY(:c)"),
-                                        {"c": codes.dropna().unique().tolist()})}
+    known = {
+        r[0]
+        for r in conn.execute(
+            text("SELECT code FROM building WHERE code = ANY(:c)"), {"c": codes.dropna().unique().tolist()}
+        )
+    }
     bad = codes.notna().to_numpy() & ~codes.isin(known).to_numpy() & ~rows["_bad"].to_numpy()
     for i in np.flatnonzero(bad):
-        report.add(records[i], "building_unknown", codes.iloc[i], msg("building_unknown", f"no building {codes.iloc[i]}"))
+        report.add(
+            records[i], "building_unknown", codes.iloc[i], msg("building_unknown", f"no building {codes.iloc[i]}")
+        )
     need_addr = codes.isna().to_numpy() & rows["address"].notna().to_numpy()
     if need_addr.any():
         addrs = rows["address"][need_addr].unique().tolist()
         found: dict[str, list[str]] = {}
-        for code, addr in conn.execute(text("SELECT code, address FROM building WHERE address = ANY(:a)"), {"a": addrs}):
+        for code, addr in conn.execute(
+            text("SELECT code, address FROM building WHERE address = ANY(:a)"), {"a": addrs}
+        ):
             found.setdefault(addr, []).append(code)
         resolved = np.array(rows["building_code"].tolist(), dtype=object)
         for i in np.flatnonzero(need_addr):
@@ -321,8 +418,12 @@ def _check_against_db(conn: Connection, rows: pd.DataFrame, records: list[str], 
     if outside:
         for i, c in enumerate(resolved_codes.tolist()):
             if c in outside:
-                report.add(records[i], "out_of_scope", c,
-                           msg("out_of_scope", f"楼栋 building {c} 不在本账号范围内 is not in this account's scope"))
+                report.add(
+                    records[i],
+                    "out_of_scope",
+                    c,
+                    msg("out_of_scope", f"楼栋 building {c} 不在本账号范围内 is not in this account's scope"),
+                )
     # special groups
     lookup = {}
     for code, zh, en in conn.execute(text("SELECT code, name_zh, name_en FROM special_group")):
@@ -341,8 +442,12 @@ def _check_against_db(conn: Connection, rows: pd.DataFrame, records: list[str], 
         hs = [bytes(h) for h in hashes[has]]
         taken = set()
         for k in range(0, len(hs), 200000):
-            taken |= {bytes(r[0]) for r in conn.execute(text("SELECT id_hash FROM resident WHERE id_hash = ANY(:h)"),
-                                                        {"h": hs[k:k + 200000]})}
+            taken |= {
+                bytes(r[0])
+                for r in conn.execute(
+                    text("SELECT id_hash FROM resident WHERE id_hash = ANY(:h)"), {"h": hs[k : k + 200000]}
+                )
+            }
         if taken:
             for i in np.flatnonzero(has):
                 if bytes(hashes[i]) in taken:
@@ -356,8 +461,9 @@ def _write(conn: Connection, rows: pd.DataFrame, report: Report, vault: Vault, p
     blist = sorted(set(b_codes))
     existing: dict[tuple[str, str], str] = {}
     top: dict[str, int] = {}
-    for code, b, door in conn.execute(text("SELECT code, building_code, door_no FROM household WHERE building_code = ANY(:b)"),
-                                      {"b": blist}):
+    for code, b, door in conn.execute(
+        text("SELECT code, building_code, door_no FROM household WHERE building_code = ANY(:b)"), {"b": blist}
+    ):
         existing[(b, door or code[-4:])] = code
         top[b] = max(top.get(b, 0), int(code[-4:]))
     hh, _ = _households(b_codes, doors, existing, top)
@@ -391,11 +497,39 @@ def _write(conn: Connection, rows: pd.DataFrame, report: Report, vault: Vault, p
                 pc, pm = enc(clean), mask_phone(clean)
             else:
                 pc = pm = None
-            yield (hh[i], b_codes[i], doors[i], residence[i], names[i], gender[i], by[i], role[i], h, c, l4, pc, pm,
-                   groups[i])
+            yield (
+                hh[i],
+                b_codes[i],
+                doors[i],
+                residence[i],
+                names[i],
+                gender[i],
+                by[i],
+                role[i],
+                h,
+                c,
+                l4,
+                pc,
+                pm,
+                groups[i],
+            )
 
-    cols = ["hh_code", "building_code", "door_no", "residence", "name", "gender", "birth_year", "role", "id_hash",
-            "id_cipher", "id_last4", "phone_cipher", "phone_masked", "groups"]
+    cols = [
+        "hh_code",
+        "building_code",
+        "door_no",
+        "residence",
+        "name",
+        "gender",
+        "birth_year",
+        "role",
+        "id_hash",
+        "id_cipher",
+        "id_last4",
+        "phone_cipher",
+        "phone_masked",
+        "groups",
+    ]
     store.copy_rows(conn, "_roster", cols, gen(), progress, n, every=50000)
     if progress:
         progress("households", 0, 1)

@@ -31,8 +31,20 @@ from gisgov.ingest.settings import IngestSettings, get_ingest_settings
 RATIO_FREE_BYTES = 10_000_000  # archives expanding to less than this are never refused for their ratio
 _CHUNK = 1 << 20
 ZIP_SUFFIXES = {".zip", ".xlsx", ".xlsm"}
-UPLOAD_SUFFIXES = (".geojson", ".json", ".gpkg", ".zip", ".shp", ".fgb", ".csv", ".txt", ".xlsx", ".xlsm",
-                   ".osm.pbf", ".pbf")
+UPLOAD_SUFFIXES = (
+    ".geojson",
+    ".json",
+    ".gpkg",
+    ".zip",
+    ".shp",
+    ".fgb",
+    ".csv",
+    ".txt",
+    ".xlsx",
+    ".xlsm",
+    ".osm.pbf",
+    ".pbf",
+)
 
 RULE_TEXT = {
     "file_empty": "文件为空 the file is empty",
@@ -85,12 +97,17 @@ def check_name(name: str, level: str) -> None:
     suffix = upload_suffix(name)
     if level == "osm":
         if suffix not in (".osm.pbf", ".pbf"):
-            raise UploadRejected(name, "file_type", "OSM 导入需要 .osm.pbf 文件 an OSM import takes an .osm.pbf extract",
-                                 415)
+            raise UploadRejected(
+                name, "file_type", "OSM 导入需要 .osm.pbf 文件 an OSM import takes an .osm.pbf extract", 415
+            )
         return
     if suffix not in UPLOAD_SUFFIXES or suffix in (".osm.pbf", ".pbf"):
-        raise UploadRejected(name, "file_type", "请使用 use GeoJSON, GeoPackage, zipped Shapefile (.zip), FlatGeobuf, "
-                                                "CSV or XLSX (.osm.pbf: level osm)", 415)
+        raise UploadRejected(
+            name,
+            "file_type",
+            "请使用 use GeoJSON, GeoPackage, zipped Shapefile (.zip), FlatGeobuf, CSV or XLSX (.osm.pbf: level osm)",
+            415,
+        )
 
 
 def check_file(path: Path, name: str, settings: IngestSettings | None = None) -> None:
@@ -118,7 +135,7 @@ def _looks_like_pbf(head: bytes) -> bool:
     if len(head) < 8:
         return False
     n = struct.unpack(">I", head[:4])[0]
-    return 0 < n < 64 * 1024 and b"OSMHeader" in head[4:4 + min(n, 60)]
+    return 0 < n < 64 * 1024 and b"OSMHeader" in head[4 : 4 + min(n, 60)]
 
 
 def _unsafe(member: str) -> bool:
@@ -127,8 +144,14 @@ def _unsafe(member: str) -> bool:
     return m.startswith("/") or bool(re.match(r"^[A-Za-z]:", m)) or ".." in parts or "\x00" in m
 
 
-def inspect_zip(path: Path, name: str, settings: IngestSettings | None = None, *, verify: bool = True,
-                members: list[str] | None = None) -> list[zipfile.ZipInfo]:
+def inspect_zip(
+    path: Path,
+    name: str,
+    settings: IngestSettings | None = None,
+    *,
+    verify: bool = True,
+    members: list[str] | None = None,
+) -> list[zipfile.ZipInfo]:
     """Check an archive from its directory (and, with ``verify``, by inflating in memory every member
     named in ``members`` — all when None — against its declared size). Returns the entries."""
     s = settings or get_ingest_settings()
@@ -139,20 +162,26 @@ def inspect_zip(path: Path, name: str, settings: IngestSettings | None = None, *
     with z:
         infos = z.infolist()
     if len(infos) > s.max_zip_members:
-        raise UploadRejected(name, "zip_members", f"{len(infos)} > {s.max_zip_members} "
-                                                  "(GISGOV_INGEST_MAX_ZIP_MEMBERS)", 413)
+        raise UploadRejected(
+            name, "zip_members", f"{len(infos)} > {s.max_zip_members} (GISGOV_INGEST_MAX_ZIP_MEMBERS)", 413
+        )
     for i in infos:
         if _unsafe(i.filename):
             raise UploadRejected(name, "zip_unsafe_path", repr(i.filename)[:120])
     total = sum(i.file_size for i in infos)
     limit = int(s.max_unzipped_mb * 1e6)
     if total > limit:
-        raise UploadRejected(name, "zip_too_large", f"{total / 1e6:,.0f} MB > {s.max_unzipped_mb:g} MB "
-                                                    "(GISGOV_INGEST_MAX_UNZIPPED_MB)", 413)
+        raise UploadRejected(
+            name,
+            "zip_too_large",
+            f"{total / 1e6:,.0f} MB > {s.max_unzipped_mb:g} MB (GISGOV_INGEST_MAX_UNZIPPED_MB)",
+            413,
+        )
     archive = max(path.stat().st_size, 1)
     if total > RATIO_FREE_BYTES and total / archive > s.max_zip_ratio:
-        raise UploadRejected(name, "zip_ratio", f"{total / archive:,.0f}:1 > {s.max_zip_ratio:g}:1 "
-                                                "(GISGOV_INGEST_MAX_ZIP_RATIO)", 413)
+        raise UploadRejected(
+            name, "zip_ratio", f"{total / archive:,.0f}:1 > {s.max_zip_ratio:g}:1 (GISGOV_INGEST_MAX_ZIP_RATIO)", 413
+        )
     for i in infos:
         if i.flag_bits & 0x1:
             raise UploadRejected(name, "zip_encrypted", i.filename[:120])
@@ -194,12 +223,17 @@ def _verify_member(fh, info: zipfile.ZipInfo, name: str, archive_size: int) -> N
             while data and not d.eof:
                 out += len(d.decompress(data, _CHUNK))
                 if out > info.file_size:
-                    raise UploadRejected(name, "zip_size_mismatch", f"{info.filename[:120]}: more than the declared "
-                                                                    f"{info.file_size:,} bytes", 413)
+                    raise UploadRejected(
+                        name,
+                        "zip_size_mismatch",
+                        f"{info.filename[:120]}: more than the declared {info.file_size:,} bytes",
+                        413,
+                    )
                 data = d.unconsumed_tail
         out += len(d.flush())
     except zlib.error as exc:
         raise UploadRejected(name, "zip_invalid", f"{info.filename[:120]}: {exc}") from None
     if not d.eof or out != info.file_size:
-        raise UploadRejected(name, "zip_size_mismatch", f"{info.filename[:120]}: {out:,} bytes, declared "
-                                                        f"{info.file_size:,}")
+        raise UploadRejected(
+            name, "zip_size_mismatch", f"{info.filename[:120]}: {out:,} bytes, declared {info.file_size:,}"
+        )

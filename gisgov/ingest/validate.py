@@ -84,15 +84,39 @@ class Context:
 
 
 # Accepted spellings of enumerated values.
-_BOOL = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False, "y": True, "n": False,
-         "是": True, "否": False, "有": True, "无": False, "t": True, "f": False}
+_BOOL = {
+    "true": True,
+    "false": False,
+    "1": True,
+    "0": False,
+    "yes": True,
+    "no": False,
+    "y": True,
+    "n": False,
+    "是": True,
+    "否": False,
+    "有": True,
+    "无": False,
+    "t": True,
+    "f": False,
+}
 _GRID_LEVEL = {"一级": "一级", "二级": "二级", "三级": "三级", "1": "一级", "2": "二级", "3": "三级"}
 _RULE_SET = {"urban": "urban", "rural": "rural", "城市": "urban", "农村": "rural", "城镇": "urban"}
 _COMMUNITY_CLASS = {"城市社区", "撤村建居", "村"}
 _PROPERTY_MODE = {"物业公司", "业主自治", "社区兜底"}
 _ROAD_CLASS = {"arterial", "local", "path", "gate", "bridge", "other"}
-_ROAD_CLASS_ZH = {"主干路": "arterial", "次干路": "arterial", "干路": "arterial", "支路": "local",
-                  "街巷": "local", "步行道": "path", "人行道": "path", "小路": "path", "桥": "bridge", "门": "gate"}
+_ROAD_CLASS_ZH = {
+    "主干路": "arterial",
+    "次干路": "arterial",
+    "干路": "arterial",
+    "支路": "local",
+    "街巷": "local",
+    "步行道": "path",
+    "人行道": "path",
+    "小路": "path",
+    "桥": "bridge",
+    "门": "gate",
+}
 
 INT_RANGES = {"floors": (0, 300), "units": (0, 1000), "households": (0, 100000), "year_built": (1900, 2100)}
 _INT_RE = re.compile(r"(\d+)")
@@ -136,8 +160,10 @@ def parse_bool(v) -> tuple[bool | None, bool]:
 def _col(df: pd.DataFrame, name: str) -> list:
     if name not in df.columns:
         return [None] * len(df)
-    return [None if (v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "") else str(v).strip()
-            for v in df[name].tolist()]
+    return [
+        None if (v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "") else str(v).strip()
+        for v in df[name].tolist()
+    ]
 
 
 def _polygonal_part(g):
@@ -206,8 +232,13 @@ def check_geometries(batch: Batch, ctx: Context, *, repair: bool) -> tuple[np.nd
             if repair and types[i] in POLYGONAL:
                 fixed = _polygonal_part(shapely.make_valid(geoms[i]))
                 if fixed is not None and fixed.is_valid:
-                    add(i, "geom_invalid", reason,
-                        f"MakeValid → {len(fixed.geoms)} polygon(s), area kept 已用 MakeValid 修复", REPAIRED)
+                    add(
+                        i,
+                        "geom_invalid",
+                        reason,
+                        f"MakeValid → {len(fixed.geoms)} polygon(s), area kept 已用 MakeValid 修复",
+                        REPAIRED,
+                    )
                     geoms[i] = fixed
                     continue
             elif repair and types[i] in LINEAR:
@@ -230,17 +261,27 @@ def check_geometries(batch: Batch, ctx: Context, *, repair: bool) -> tuple[np.nd
                 if swapped[k]:
                     if repair:
                         geoms[i] = shapely.transform(geoms[i], lambda xy: xy[:, ::-1])
-                        add(i, "axis_swapped", f"x={x:.6f}, y={y:.6f}", "swapped back to lon/lat 已交换为经度/纬度",
-                            REPAIRED)
+                        add(
+                            i,
+                            "axis_swapped",
+                            f"x={x:.6f}, y={y:.6f}",
+                            "swapped back to lon/lat 已交换为经度/纬度",
+                            REPAIRED,
+                        )
                     else:
-                        add(i, "axis_swapped", f"x={x:.6f}, y={y:.6f}", "looks like lat/lon; check the CRS or use --repair")
+                        add(
+                            i,
+                            "axis_swapped",
+                            f"x={x:.6f}, y={y:.6f}",
+                            "looks like lat/lon; check the CRS or use --repair",
+                        )
                 else:
                     add(i, "outside_region", f"x={x:.6f}, y={y:.6f}", f"region {ctx.region}")
     return geoms, issues, ok
 
 
 def _label(records: list[str], codes: list) -> list[str]:
-    return [f"{r} (编码 {c})" if c else r for r, c in zip(records, codes)]
+    return [f"{r} (编码 {c})" if c else r for r, c in zip(records, codes, strict=False)]
 
 
 def validate(batch: Batch, ctx: Context, *, repair: bool = False) -> tuple[pd.DataFrame, list[Issue]]:
@@ -266,7 +307,7 @@ def validate(batch: Batch, ctx: Context, *, repair: bool = False) -> tuple[pd.Da
     shape = np.empty(n, dtype=object)
     for i in range(n):
         g = geoms[i]
-        if g is None or g.is_empty or not ok[i] and g.geom_type not in POLYGONAL | PUNCTUAL | LINEAR:
+        if g is None or g.is_empty or (not ok[i] and g.geom_type not in POLYGONAL | PUNCTUAL | LINEAR):
             continue
         t = g.geom_type
         if level.geom == "line":
@@ -316,7 +357,12 @@ def validate(batch: Batch, ctx: Context, *, repair: bool = False) -> tuple[pd.Da
                 if spatial[i] >= 0:
                     pc = ctx.parents.codes[spatial[i]]
                 elif level.name != "facility" and pos[i] is not None:
-                    add(i, "no_parent", f"{pos[i].x:.6f},{pos[i].y:.6f}", f"no {level.parent} contains its point-on-surface")
+                    add(
+                        i,
+                        "no_parent",
+                        f"{pos[i].x:.6f},{pos[i].y:.6f}",
+                        f"no {level.parent} contains its point-on-surface",
+                    )
                     continue
             if pc is None:
                 continue
@@ -333,8 +379,13 @@ def validate(batch: Batch, ctx: Context, *, repair: bool = False) -> tuple[pd.Da
                         share = inter.area / shape[i].area
                         shape[i] = inter
                         pos[i] = shapely.point_on_surface(inter)
-                        add(i, "outside_parent", pc, f"clipped to {level.parent} {pc} ({share:.0%} kept) 已裁剪到上级范围",
-                            REPAIRED)
+                        add(
+                            i,
+                            "outside_parent",
+                            pc,
+                            f"clipped to {level.parent} {pc} ({share:.0%} kept) 已裁剪到上级范围",
+                            REPAIRED,
+                        )
                         continue
                 add(i, "outside_parent", pc, f"its point-on-surface lies outside {level.parent} {pc}")
         # assign codes to records without one: parent code + next sequence
@@ -348,15 +399,24 @@ def validate(batch: Batch, ctx: Context, *, repair: bool = False) -> tuple[pd.Da
             for i in range(n):
                 if codes[i] is None and ok[i] and parent_code[i] is not None:
                     top[parent_code[i]] += 1
-                    if top[parent_code[i]] >= 10 ** width:
+                    if top[parent_code[i]] >= 10**width:
                         add(i, "code_format", parent_code[i], f"no free {width}-digit number left in {parent_code[i]}")
                         continue
                     codes[i] = f"{parent_code[i]}{top[parent_code[i]]:0{width}d}"
                     assigned += 1
             if assigned:
-                issues.append(Issue("(file)", "code_assigned", str(assigned),
-                                    msg("code_assigned", f"{assigned} record(s) without a code numbered "
-                                        f"parent code + {width}-digit sequence"), INFO))
+                issues.append(
+                    Issue(
+                        "(file)",
+                        "code_assigned",
+                        str(assigned),
+                        msg(
+                            "code_assigned",
+                            f"{assigned} record(s) without a code numbered parent code + {width}-digit sequence",
+                        ),
+                        INFO,
+                    )
+                )
     elif level.code_len is not None:
         for i in range(n):
             if codes[i] is None:
@@ -473,7 +533,7 @@ def _attributes(level: Level, attrs: pd.DataFrame, out: pd.DataFrame, ctx: Conte
         out["source"] = _col(attrs, "source")
     if level.name == "road":
         classes = []
-        for i, (rc, hw) in enumerate(zip(_col(attrs, "road_class"), _col(attrs, "highway"))):
+        for i, (rc, hw) in enumerate(zip(_col(attrs, "road_class"), _col(attrs, "highway"), strict=False)):
             c = None
             if rc:
                 c = rc.lower() if rc.lower() in _ROAD_CLASS else _ROAD_CLASS_ZH.get(rc)

@@ -33,13 +33,22 @@ log = logging.getLogger(__name__)
 
 def create(engine: Engine, owner: Principal, kind: str, params: dict) -> str:
     with engine.begin() as c:
-        c.execute(text(f"UPDATE analysis_job SET status = 'failed', finished = now(), "
-                       f"error = '服务器重启，任务中断 the server stopped while the job ran' "
-                       f"WHERE status IN ('queued', 'running') AND created < now() - interval '{STALE_HOURS} hours'"))
-        return str(c.execute(text(
-            "INSERT INTO analysis_job (owner_id, owner, kind, params) VALUES (:oid, :own, :k, CAST(:p AS jsonb)) "
-            "RETURNING id"), {"oid": owner.user_id, "own": owner.username, "k": kind,
-                              "p": json.dumps(params, ensure_ascii=False)}).scalar())
+        c.execute(
+            text(
+                f"UPDATE analysis_job SET status = 'failed', finished = now(), "
+                f"error = '服务器重启，任务中断 the server stopped while the job ran' "
+                f"WHERE status IN ('queued', 'running') AND created < now() - interval '{STALE_HOURS} hours'"
+            )
+        )
+        return str(
+            c.execute(
+                text(
+                    "INSERT INTO analysis_job (owner_id, owner, kind, params) VALUES (:oid, :own, :k, CAST(:p AS jsonb)) "
+                    "RETURNING id"
+                ),
+                {"oid": owner.user_id, "own": owner.username, "k": kind, "p": json.dumps(params, ensure_ascii=False)},
+            ).scalar()
+        )
 
 
 def get(conn: Connection, job_id: str, viewer: Principal) -> dict | None:
@@ -68,21 +77,27 @@ def _set(engine: Engine, job_id: str, *, finished: bool = False, **values) -> No
         c.execute(text(f"UPDATE analysis_job SET {', '.join(sets)} WHERE id = :id"), {"id": job_id, **values})
 
 
-def run(status_engine: Engine, work_engine: Engine, job_id: str, timeout_s: float,
-        work: Callable[[Connection], dict]) -> None:
+def run(
+    status_engine: Engine, work_engine: Engine, job_id: str, timeout_s: float, work: Callable[[Connection], dict]
+) -> None:
     """Run ``work(conn)`` in one transaction of ``work_engine`` (the caller's scope) and record the outcome
     through ``status_engine``; never raises."""
     with _SLOT:
         try:
             with status_engine.begin() as c:
-                c.execute(text("UPDATE analysis_job SET status = 'running', stage = 'solving', started = now() "
-                               "WHERE id = :i"), {"i": job_id})
+                c.execute(
+                    text(
+                        "UPDATE analysis_job SET status = 'running', stage = 'solving', started = now() WHERE id = :i"
+                    ),
+                    {"i": job_id},
+                )
             with work_engine.begin() as conn:
-                conn.execute(text("SELECT set_config('statement_timeout', :t, true)"),
-                             {"t": str(int(timeout_s * 1000))})
+                conn.execute(
+                    text("SELECT set_config('statement_timeout', :t, true)"), {"t": str(int(timeout_s * 1000))}
+                )
                 result = work(conn)
             _set(status_engine, job_id, status="done", stage="done", result=result, finished=True)
-        except Exception as exc:  # noqa: BLE001  (the job records every failure)
+        except Exception as exc:
             log.warning("analysis job %s failed: %s", job_id, exc)
             _set(status_engine, job_id, status="failed", stage="failed", error=str(exc)[:2000], finished=True)
 

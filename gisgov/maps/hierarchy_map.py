@@ -18,8 +18,12 @@ from folium.features import DivIcon, GeoJsonTooltip
 from gisgov.layers import Layer
 from gisgov.maps.offline import add_basemap, add_css, add_html, offline_map
 
-TOOLTIP_FIELDS = (("name", "名称 Name"), ("code", "编码 Code"), ("households", "户数 Households"),
-                  ("residents", "人数 People"))
+TOOLTIP_FIELDS = (
+    ("name", "名称 Name"),
+    ("code", "编码 Code"),
+    ("households", "户数 Households"),
+    ("residents", "人数 People"),
+)
 LABELLED_LEVELS = ("community",)  # levels whose names are written on the map
 CHINA_CENTER = (35.0, 105.0)  # lat, lon: shown when there is no data at all
 OUTLINE_PANE = "gisgov-outlines"
@@ -113,8 +117,9 @@ def build_hierarchy_map(
             name=label,
             style_function=lambda _f, s=style: s,
             highlight_function=lambda _f, s=hover: s,
-            tooltip=GeoJsonTooltip(fields=[c for c, _ in fields], aliases=[a for _, a in fields], sticky=True,
-                                   localize=True),
+            tooltip=GeoJsonTooltip(
+                fields=[c for c, _ in fields], aliases=[a for _, a in fields], sticky=True, localize=True
+            ),
             zoom_on_click=False,
             pane="overlayPane" if lyr.style.fill else f"{OUTLINE_PANE}-{lyr.name}",
             marker=folium.CircleMarker(radius=lyr.style.radius or 4) if lyr.geometry_kind == "point" else None,
@@ -125,8 +130,12 @@ def build_hierarchy_map(
             for name, pt in zip(f["name"], f.geometry.representative_point(), strict=True):
                 folium.Marker(
                     [pt.y, pt.x],
-                    icon=DivIcon(html=f'<div class="gisgov-label">{html.escape(str(name))}</div>',
-                                 icon_size=(160, 18), icon_anchor=(80, 9), class_name="gisgov-label-icon"),
+                    icon=DivIcon(
+                        html=f'<div class="gisgov-label">{html.escape(str(name))}</div>',
+                        icon_size=(160, 18),
+                        icon_anchor=(80, 9),
+                        class_name="gisgov-label-icon",
+                    ),
                     interactive=False,
                 ).add_to(labels)
             labels.add_to(m)
@@ -135,12 +144,18 @@ def build_hierarchy_map(
     if bounds:
         b = np.array(bounds)
         minx, miny, maxx, maxy = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
-        m.fit_bounds([[float(miny), float(minx)], [float(maxy), float(maxx)]],
-                     padding_top_left=(20, 130), padding_bottom_right=(20, 20))
+        m.fit_bounds(
+            [[float(miny), float(minx)], [float(maxy), float(maxx)]],
+            padding_top_left=(20, 130),
+            padding_bottom_right=(20, 20),
+        )
     else:
         m.location, m.options["zoom"] = list(CHINA_CENTER), 4
-        add_html(m, '<div class="gisgov-panel gisgov-empty">暂无数据 No data yet — '
-                    "run <code>gisgov sample</code> or load your own 网格 data</div>")
+        add_html(
+            m,
+            '<div class="gisgov-panel gisgov-empty">暂无数据 No data yet — '
+            "run <code>gisgov sample</code> or load your own 网格 data</div>",
+        )
 
     folium.LayerControl(collapsed=False, position="topright").add_to(m)
 
@@ -151,14 +166,20 @@ def build_hierarchy_map(
             totals.append(f"户数 households {_fmt(f['households'].sum())} · 人数 people {_fmt(f['residents'].sum())}")
     banner = ""
     if dataset and dataset.get("synthetic"):
-        banner = ('<div class="gisgov-banner">⚠ 合成示例数据 Synthetic sample data<br>'
-                  "人口与地址均为虚构 people and addresses are fictitious</div>")
-    add_html(m, f'<div class="gisgov-panel gisgov-title"><b>{html.escape(title)}</b>'
-                + (f"<br><small>数据集 Dataset: {name}</small>" if name else "")
-                + (f"<br><small>{totals[0]}</small>" if totals else "")
-                + (f'<br><small class="gisgov-user">用户 User: {html.escape(user)}</small>' if user else "")
-                + "".join(f'<br><a href="{html.escape(url, quote=True)}">{html.escape(label)} ›</a>' for url, label in links)
-                + banner + "</div>")
+        banner = (
+            '<div class="gisgov-banner">⚠ 合成示例数据 Synthetic sample data<br>'
+            "人口与地址均为虚构 people and addresses are fictitious</div>"
+        )
+    add_html(
+        m,
+        f'<div class="gisgov-panel gisgov-title"><b>{html.escape(title)}</b>'
+        + (f"<br><small>数据集 Dataset: {name}</small>" if name else "")
+        + (f"<br><small>{totals[0]}</small>" if totals else "")
+        + (f'<br><small class="gisgov-user">用户 User: {html.escape(user)}</small>' if user else "")
+        + "".join(f'<br><a href="{html.escape(url, quote=True)}">{html.escape(label)} ›</a>' for url, label in links)
+        + banner
+        + "</div>",
+    )
     legend = "".join(f"<div>{_swatch(lyr)}{lyr.title.zh} {lyr.title.en}</div>" for lyr, _ in prepared)
     add_html(m, f'<div class="gisgov-panel gisgov-legend"><b>图例 Legend</b>{legend}</div>')
     return m

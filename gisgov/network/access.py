@@ -20,12 +20,12 @@ from gisgov.network.snap import FLAG_BARRIER, FLAG_GATE, FLAG_LONG, FLAG_REROUTE
 
 @dataclass
 class Access:
-    owner: np.ndarray    # (m,) owner index (sorted), 0 … n-1
-    edge: np.ndarray     # (m,) internal edge, -1 = none
-    offset: np.ndarray   # (m,) metres from the edge's source
-    leg: np.ndarray      # (m,) metres from the owner to the network point
-    via: np.ndarray      # (m,) gate id used, -1 = direct
-    n: int               # number of owners
+    owner: np.ndarray  # (m,) owner index (sorted), 0 … n-1
+    edge: np.ndarray  # (m,) internal edge, -1 = none
+    offset: np.ndarray  # (m,) metres from the edge's source
+    leg: np.ndarray  # (m,) metres from the owner to the network point
+    via: np.ndarray  # (m,) gate id used, -1 = direct
+    n: int  # number of owners
 
     @property
     def single(self) -> bool:

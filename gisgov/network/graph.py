@@ -29,15 +29,15 @@ class NetworkError(InvalidInput):
 
 @dataclass(eq=False)
 class WalkGraph:
-    epsg: int                  # metric CRS of ``geoms`` and all lengths
-    node_ids: np.ndarray       # (N,) external node ids (road_node.id); index = internal node
-    edge_ids: np.ndarray       # (E,) external edge ids (road_edge.id)
-    u: np.ndarray              # (E,) internal source node
-    v: np.ndarray              # (E,) internal target node
-    length: np.ndarray         # (E,) metres
-    oneway: np.ndarray         # (E,) bool: walkable only u → v
-    geoms: np.ndarray          # (E,) LineStrings in ``epsg``, oriented u → v
-    component: np.ndarray      # (N,) weak component, 0 = largest
+    epsg: int  # metric CRS of ``geoms`` and all lengths
+    node_ids: np.ndarray  # (N,) external node ids (road_node.id); index = internal node
+    edge_ids: np.ndarray  # (E,) external edge ids (road_edge.id)
+    u: np.ndarray  # (E,) internal source node
+    v: np.ndarray  # (E,) internal target node
+    length: np.ndarray  # (E,) metres
+    oneway: np.ndarray  # (E,) bool: walkable only u → v
+    geoms: np.ndarray  # (E,) LineStrings in ``epsg``, oriented u → v
+    component: np.ndarray  # (N,) weak component, 0 = largest
     rev_indptr: np.ndarray
     rev_indices: np.ndarray
     rev_data: np.ndarray
@@ -100,8 +100,15 @@ class WalkGraph:
         nodes = np.bincount(self.component)
         edges = np.bincount(self.edge_component, minlength=len(nodes))
         km = np.bincount(self.edge_component, weights=self.length, minlength=len(nodes)) / 1000.0
-        return pd.DataFrame({"component": np.arange(len(nodes)), "nodes": nodes, "edges": edges,
-                             "length_km": km.round(3), "main": np.arange(len(nodes)) == 0})
+        return pd.DataFrame(
+            {
+                "component": np.arange(len(nodes)),
+                "nodes": nodes,
+                "edges": edges,
+                "length_km": km.round(3),
+                "main": np.arange(len(nodes)) == 0,
+            }
+        )
 
 
 def _with_source(indptr, indices, data, targets, weights) -> sparse.csr_matrix:
@@ -167,8 +174,9 @@ def build_graph(
     bad = ~np.isfinite(length_m) | (length_m < 0)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise NetworkError(f"road_edge {edge_ids[i]}: length_m {length_m[i]} is not a finite non-negative number "
-                           "(rule: edge_length)")
+        raise NetworkError(
+            f"road_edge {edge_ids[i]}: length_m {length_m[i]} is not a finite non-negative number (rule: edge_length)"
+        )
     empty = shapely.is_empty(geoms) | shapely.is_missing(geoms)
     if empty.any():
         i = int(np.flatnonzero(empty)[0])
@@ -183,7 +191,7 @@ def build_graph(
         geoms = _orient(geoms, source, target, *node_xy)
 
     node_ids, inv = np.unique(np.concatenate([source, target]), return_inverse=True)
-    u, v = inv[: len(source)], inv[len(source):]
+    u, v = inv[: len(source)], inv[len(source) :]
     n = len(node_ids)
 
     # Reversed arcs: forward arc a→b (weight L) becomes row b, column a.
@@ -192,8 +200,7 @@ def build_graph(
     fwd_b = np.concatenate([v[~loop], u[~loop & ~oneway]])
     w = np.concatenate([length_m[~loop], length_m[~loop & ~oneway]])
     rev = _csr_min(fwd_b, fwd_a, w, n + 1)
-    report.update(self_loops=int(loop.sum()), oneway_foot=int(oneway.sum()),
-                  parallel_arcs_merged=int(len(w) - rev.nnz))
+    report.update(self_loops=int(loop.sum()), oneway_foot=int(oneway.sum()), parallel_arcs_merged=int(len(w) - rev.nnz))
 
     if n:
         ncomp, labels = connected_components(rev[:n, :n], directed=True, connection="weak")
@@ -206,9 +213,21 @@ def build_graph(
         ncomp = 0
     report.update(nodes=int(n), edges=int(len(u)), components=int(ncomp))
 
-    g = WalkGraph(epsg=epsg, node_ids=node_ids, edge_ids=edge_ids, u=u.astype(np.int64), v=v.astype(np.int64),
-                  length=length_m, oneway=oneway, geoms=geoms, component=component,
-                  rev_indptr=rev.indptr, rev_indices=rev.indices, rev_data=rev.data, report=report)
+    g = WalkGraph(
+        epsg=epsg,
+        node_ids=node_ids,
+        edge_ids=edge_ids,
+        u=u.astype(np.int64),
+        v=v.astype(np.int64),
+        length=length_m,
+        oneway=oneway,
+        geoms=geoms,
+        component=component,
+        rev_indptr=rev.indptr,
+        rev_indices=rev.indices,
+        rev_data=rev.data,
+        report=report,
+    )
     if n:
         comp = g.components_table()
         report["main_component_share"] = float(comp["nodes"].iloc[0] / n)
@@ -273,7 +292,12 @@ def graph_from_edges(
         n = nodes.to_crs(epsg)
         node_xy = (n["id"].to_numpy(dtype=np.int64), n.geometry.x.to_numpy(), n.geometry.y.to_numpy())
     return build_graph(
-        e[source_col].to_numpy(), e[target_col].to_numpy(), length, geoms, epsg=epsg, edge_ids=ids,
+        e[source_col].to_numpy(),
+        e[target_col].to_numpy(),
+        length,
+        geoms,
+        epsg=epsg,
+        edge_ids=ids,
         foot=e["foot"].to_numpy(dtype=bool) if "foot" in e else None,
         oneway_foot=e["oneway_foot"].to_numpy(dtype=bool) if "oneway_foot" in e else None,
         node_xy=node_xy,

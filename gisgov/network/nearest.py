@@ -24,9 +24,9 @@ class PieceIndex:
     y0: np.ndarray
     dx: np.ndarray
     dy: np.ndarray
-    edge: np.ndarray      # edge of each piece
-    along: np.ndarray     # distance along the edge geometry at the piece start (geometry units)
-    half: float           # longest half piece
+    edge: np.ndarray  # edge of each piece
+    along: np.ndarray  # distance along the edge geometry at the piece start (geometry units)
+    half: float  # longest half piece
     tree: cKDTree
 
     @classmethod
@@ -63,8 +63,11 @@ class PieceIndex:
             dmid, cand = dmid[:, None], cand[:, None]
         x0, y0, dx, dy = self.x0[cand], self.y0[cand], self.dx[cand], self.dy[cand]
         ll = dx * dx + dy * dy
-        t = np.clip(np.divide((x[:, None] - x0) * dx + (y[:, None] - y0) * dy, ll, out=np.zeros_like(ll),
-                              where=ll > 0), 0.0, 1.0)
+        t = np.clip(
+            np.divide((x[:, None] - x0) * dx + (y[:, None] - y0) * dy, ll, out=np.zeros_like(ll), where=ll > 0),
+            0.0,
+            1.0,
+        )
         qx, qy = x0 + t * dx, y0 + t * dy
         d = np.hypot(x[:, None] - qx, y[:, None] - qy)
         best = np.argmin(d, axis=1)

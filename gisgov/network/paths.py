@@ -23,7 +23,7 @@ from gisgov.network.graph import WalkGraph
 
 @dataclass
 class Sources:
-    edge: np.ndarray     # internal edge (-1 = off the network: ignored)
+    edge: np.ndarray  # internal edge (-1 = off the network: ignored)
     offset: np.ndarray
     leg: np.ndarray
 
@@ -33,8 +33,8 @@ class Sources:
 
 @dataclass
 class NodeDistances:
-    dist: np.ndarray     # (N,) distance from each node to its nearest source (inf beyond limit)
-    source: np.ndarray   # (N,) index of that source in ``Sources`` (-1 unreachable)
+    dist: np.ndarray  # (N,) distance from each node to its nearest source (inf beyond limit)
+    source: np.ndarray  # (N,) index of that source in ``Sources`` (-1 unreachable)
 
 
 def _super_source_arcs(g: WalkGraph, s: Sources):
@@ -85,13 +85,13 @@ class PointReader:
     """The per-row arrays of an :class:`Access`, computed once and reused for every category."""
 
     acc: Access
-    e: np.ndarray        # edge (0 where off the network)
-    t: np.ndarray        # offset
-    uu: np.ndarray       # source node of the edge
-    vv: np.ndarray       # target node
-    t_back: np.ndarray   # cost to the source node (inf: one-way edge, or off the network)
-    t_fwd: np.ndarray    # cost to the target node (inf off the network)
-    on: np.ndarray       # on the network
+    e: np.ndarray  # edge (0 where off the network)
+    t: np.ndarray  # offset
+    uu: np.ndarray  # source node of the edge
+    vv: np.ndarray  # target node
+    t_back: np.ndarray  # cost to the source node (inf: one-way edge, or off the network)
+    t_fwd: np.ndarray  # cost to the target node (inf off the network)
+    on: np.ndarray  # on the network
     leg: np.ndarray | None = None  # access leg (float32)
 
     @classmethod
@@ -102,14 +102,22 @@ class PointReader:
         if g.n_edges == 0:
             z = np.zeros(len(e), dtype=np.int64)
             inf = np.full(len(e), np.inf)
-            return cls(acc, z, t, z, z, inf.astype(np.float32), inf.astype(np.float32), on,
-                       acc.leg.astype(np.float32))
+            return cls(acc, z, t, z, z, inf.astype(np.float32), inf.astype(np.float32), on, acc.leg.astype(np.float32))
         L = g.length[e]
         back = ~g.oneway[e] | (t <= 0)
         t_back = np.where(on & back, t, np.inf)
         t_fwd = np.where(on, L - t, np.inf)
-        return cls(acc, e, t, g.u[e], g.v[e], t_back.astype(np.float32), t_fwd.astype(np.float32), on,
-                   acc.leg.astype(np.float32))
+        return cls(
+            acc,
+            e,
+            t,
+            g.u[e],
+            g.v[e],
+            t_back.astype(np.float32),
+            t_fwd.astype(np.float32),
+            on,
+            acc.leg.astype(np.float32),
+        )
 
 
 def point_distances(
@@ -188,9 +196,7 @@ def _reduce_owners(owner: np.ndarray, n: int, dist: np.ndarray, src: np.ndarray)
     return out_d, out_s
 
 
-def nearest_distances(
-    g: WalkGraph, s: Sources, acc: Access, *, limit: float = np.inf
-) -> tuple[np.ndarray, np.ndarray]:
+def nearest_distances(g: WalkGraph, s: Sources, acc: Access, *, limit: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
     """Convenience: node pass + point read. Returns (distance, source index) per owner."""
     nd = node_distances(g, s, limit=limit)
     return point_distances(g, nd, s, acc, limit=limit)

@@ -26,7 +26,10 @@ FLAG_NO_NETWORK = 32
 FLAGS = {
     FLAG_LONG: ("long_snap", "接入距离过长 access leg longer than the snap limit"),
     FLAG_BARRIER: ("crosses_barrier", "接入线穿越水系/铁路 access leg crosses water or rail"),
-    FLAG_REROUTED: ("rerouted", "绕开障碍就近接入同侧道路 nearest street was across a barrier; joined the nearest on the same side"),
+    FLAG_REROUTED: (
+        "rerouted",
+        "绕开障碍就近接入同侧道路 nearest street was across a barrier; joined the nearest on the same side",
+    ),
     FLAG_GATE: ("via_gate", "经小区出入口 reaches the network through its compound gates"),
     FLAG_MINOR_COMPONENT: ("minor_component", "位于不连通子路网 on a network piece disconnected from the main network"),
     FLAG_NO_NETWORK: ("no_network", "无路网：直线距离×绕行系数 no walking network: straight line × detour factor"),
@@ -41,12 +44,12 @@ def flag_names(flags: int) -> list[str]:
 class Snap:
     """Where each input point joins the network (arrays aligned with the input points)."""
 
-    edge: np.ndarray     # internal edge index, -1 = no network
-    offset: np.ndarray   # metres from the edge's source node along the edge
-    leg: np.ndarray      # access leg length (m)
-    x: np.ndarray        # snap point (metric CRS)
+    edge: np.ndarray  # internal edge index, -1 = no network
+    offset: np.ndarray  # metres from the edge's source node along the edge
+    leg: np.ndarray  # access leg length (m)
+    x: np.ndarray  # snap point (metric CRS)
     y: np.ndarray
-    flags: np.ndarray    # bit set of FLAG_*
+    flags: np.ndarray  # bit set of FLAG_*
 
     def __len__(self) -> int:
         return len(self.edge)
@@ -54,8 +57,14 @@ class Snap:
     @classmethod
     def empty(cls, n: int, flags: int = FLAG_NO_NETWORK) -> Snap:
         nan = np.full(n, np.nan)
-        return cls(np.full(n, -1, dtype=np.int64), nan.copy(), nan.copy(), nan.copy(), nan.copy(),
-                   np.full(n, flags, dtype=np.int32))
+        return cls(
+            np.full(n, -1, dtype=np.int64),
+            nan.copy(),
+            nan.copy(),
+            nan.copy(),
+            nan.copy(),
+            np.full(n, flags, dtype=np.int32),
+        )
 
     def take(self, idx: np.ndarray) -> Snap:
         return Snap(self.edge[idx], self.offset[idx], self.leg[idx], self.x[idx], self.y[idx], self.flags[idx])

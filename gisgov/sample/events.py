@@ -30,8 +30,11 @@ TEXTS = {
     "sheshi": ["健身器材损坏", "小区道路破损", "公共座椅损坏", "雨水篦子堵塞", "单元门禁损坏"],
 }
 BASE_MIX = {"shirong": 0.28, "maodun": 0.14, "anquan": 0.16, "minsheng": 0.18, "teshu": 0.14, "sheshi": 0.10}
-ACTORS = {"grid_worker": "模拟网格员 synthetic grid worker", "community_staff": "模拟社区工作者 synthetic community staff",
-          "street_leader": "模拟街道领导 synthetic street leader"}
+ACTORS = {
+    "grid_worker": "模拟网格员 synthetic grid worker",
+    "community_staff": "模拟社区工作者 synthetic community staff",
+    "street_leader": "模拟街道领导 synthetic street leader",
+}
 
 
 def _walk(rng: np.random.Generator, cat, t0: datetime, now: datetime) -> tuple[list[tuple], dict]:
@@ -66,8 +69,9 @@ def _walk(rng: np.random.Generator, cat, t0: datetime, now: datetime) -> tuple[l
         in_grid = cat.department == "wangge" or rng.random() < 0.5
         if stall and rng.random() < 0.3:
             return steps, fields
-        if not add("dispatched", h(rng.uniform(0.5, 24)), "community_staff", None,
-                   "wangge" if in_grid else cat.department):
+        if not add(
+            "dispatched", h(rng.uniform(0.5, 24)), "community_staff", None, "wangge" if in_grid else cat.department
+        ):
             return steps, fields
         if rng.random() < 0.07:
             if not add("escalated_community", h(rng.uniform(4, 48)), "grid_worker", "网格内无法解决 beyond the grid"):
@@ -85,8 +89,15 @@ def _walk(rng: np.random.Generator, cat, t0: datetime, now: datetime) -> tuple[l
     return steps, fields
 
 
-def generate_events(conn: Connection, *, seed: int = 20241201, months: int = 12, per_grid_month: float = 2.5,
-                    now: datetime | None = None, catalog: Catalog | None = None) -> dict:
+def generate_events(
+    conn: Connection,
+    *,
+    seed: int = 20241201,
+    months: int = 12,
+    per_grid_month: float = 2.5,
+    now: datetime | None = None,
+    catalog: Catalog | None = None,
+) -> dict:
     """Insert a year of synthetic events into the current grids (owner connection). Returns counts."""
     catalog = catalog or load_catalog()
     conn.execute(text("SELECT set_config('gisgov.scope', '*', true)"))
@@ -102,20 +113,32 @@ def generate_events(conn: Connection, *, seed: int = 20241201, months: int = 12,
         n = int(rng.poisson(per_grid_month * months))
         if n == 0:
             continue
-        pts = conn.execute(text(
-            "SELECT ST_X(ST_Transform(d.geom, 4490)), ST_Y(ST_Transform(d.geom, 4490)) FROM grid_current() g, "
-            "LATERAL ST_Dump(ST_GeneratePoints(g.geom, :n, :seed)) d WHERE g.code = :c"),
-            {"n": n, "seed": seed + gi + 1, "c": code}).all()
+        pts = conn.execute(
+            text(
+                "SELECT ST_X(ST_Transform(d.geom, 4490)), ST_Y(ST_Transform(d.geom, 4490)) FROM grid_current() g, "
+                "LATERAL ST_Dump(ST_GeneratePoints(g.geom, :n, :seed)) d WHERE g.code = :c"
+            ),
+            {"n": n, "seed": seed + gi + 1, "c": code},
+        ).all()
         for lon, lat in pts:
             t0 = start + timedelta(seconds=float(rng.uniform(0, (now - start).total_seconds())))
             m = t0.month - 1
             w = np.array([BASE_MIX.get(c.code, 0.1) * c.season[m] for c in cats])
             cat = cats[int(rng.choice(len(cats), p=w / w.sum()))]
             steps, fields = _walk(rng, cat, t0, now)
-            ev = {"lon": lon, "lat": lat, "category": cat.code,
-                  "description": "【模拟】" + TEXTS.get(cat.code, [cat.zh])[int(rng.integers(0, 5)) % len(TEXTS.get(cat.code, [cat.zh]))],
-                  "status": steps[-1][0], "deadline": t0 + timedelta(hours=cat.sla_hours), "reported_at": t0,
-                  "updated_at": steps[-1][1], "version": len(steps), **fields}
+            ev = {
+                "lon": lon,
+                "lat": lat,
+                "category": cat.code,
+                "description": "【模拟】"
+                + TEXTS.get(cat.code, [cat.zh])[int(rng.integers(0, 5)) % len(TEXTS.get(cat.code, [cat.zh]))],
+                "status": steps[-1][0],
+                "deadline": t0 + timedelta(hours=cat.sla_hours),
+                "reported_at": t0,
+                "updated_at": steps[-1][1],
+                "version": len(steps),
+                **fields,
+            }
             for col in ("accepted", "dispatched", "handled", "feedback", "closed", "rejected"):
                 ev[f"{col}_at"] = next((at for to, at, *_ in reversed(steps) if to == col), None)
             ev["escalated_at"] = next((at for to, at, *_ in reversed(steps) if to.startswith("escalated")), None)
@@ -123,11 +146,18 @@ def generate_events(conn: Connection, *, seed: int = 20241201, months: int = 12,
             history.append(steps)
     if not events:
         return {"created": 0, "skipped": False}
-    ids = conn.execute(text("SELECT nextval(pg_get_serial_sequence('event', 'id')) FROM generate_series(1, :n)"),
-                       {"n": len(events)}).scalars().all()
-    for i, ev in zip(ids, events):
+    ids = (
+        conn.execute(
+            text("SELECT nextval(pg_get_serial_sequence('event', 'id')) FROM generate_series(1, :n)"),
+            {"n": len(events)},
+        )
+        .scalars()
+        .all()
+    )
+    for i, ev in zip(ids, events, strict=False):
         ev["id"] = i
-    conn.execute(text("""
+    conn.execute(
+        text("""
         INSERT INTO event (id, geom, category, description, reporter_role, status, department, escalated_to,
                            reported_at, accepted_at, dispatched_at, handled_at, feedback_at, closed_at, rejected_at,
                            escalated_at, deadline, updated_at, version, synthetic)
@@ -135,24 +165,45 @@ def generate_events(conn: Connection, *, seed: int = 20241201, months: int = 12,
         VALUES (:id, ST_Transform(ST_SetSRID(ST_MakePoint(:lon, :lat), 4490), Find_SRID('public', 'event', 'geom')),
                 :category, :description, 'grid_worker', :status, :department, :escalated_to, :reported_at,
                 :accepted_at, :dispatched_at, :handled_at, :feedback_at, :closed_at, :rejected_at, :escalated_at,
-                :deadline, :updated_at, :version, true)"""), events)
+                :deadline, :updated_at, :version, true)"""),
+        events,
+    )
     rows = []
-    for ev, steps in zip(events, history):
+    for ev, steps in zip(events, history, strict=False):
         prev = None
         for to, at, role, note, dep in steps:
-            rows.append({"e": ev["id"], "at": at, "actor": ACTORS[role], "role": role, "frm": prev, "to": to,
-                         "note": note, "dep": dep})
+            rows.append(
+                {
+                    "e": ev["id"],
+                    "at": at,
+                    "actor": ACTORS[role],
+                    "role": role,
+                    "frm": prev,
+                    "to": to,
+                    "note": note,
+                    "dep": dep,
+                }
+            )
             prev = to
-    conn.execute(text("""
+    conn.execute(
+        text("""
         INSERT INTO event_history (event_id, at, actor, actor_role, from_status, to_status, note, department)
-        VALUES (:e, :at, :actor, :role, :frm, :to, :note, :dep)"""), rows)
+        VALUES (:e, :at, :actor, :role, :frm, :to, :note, :dep)"""),
+        rows,
+    )
     statuses = {}
     for ev in events:
         statuses[ev["status"]] = statuses.get(ev["status"], 0) + 1
     overdue = sum(1 for ev in events if ev["status"] not in ("closed", "rejected") and ev["deadline"] < now)
-    return {"created": len(events), "skipped": False, "grids": len(grids), "history": len(rows),
-            "statuses": statuses, "overdue": overdue,
-            "escalated": sum(1 for ev in events if ev["escalated_to"])}
+    return {
+        "created": len(events),
+        "skipped": False,
+        "grids": len(grids),
+        "history": len(rows),
+        "statuses": statuses,
+        "overdue": overdue,
+        "escalated": sum(1 for ev in events if ev["escalated_to"]),
+    }
 
 
 def demo_step(url: str, console) -> dict:
@@ -168,6 +219,8 @@ def demo_step(url: str, console) -> dict:
     if out["skipped"]:
         console.print("[green]✓[/] 事件 events: synthetic events present")
     else:
-        console.print(f"[green]✓[/] 事件 events: {out['created']} 模拟事件 synthetic events in {out.get('grids', 0)} grids "
-                      f"(overdue {out.get('overdue', 0)}, escalated {out.get('escalated', 0)})")
+        console.print(
+            f"[green]✓[/] 事件 events: {out['created']} 模拟事件 synthetic events in {out.get('grids', 0)} grids "
+            f"(overdue {out.get('overdue', 0)}, escalated {out.get('escalated', 0)})"
+        )
     return out

@@ -21,61 +21,93 @@ from gisgov.sample import names as nm
 from gisgov.sample.layout import RIVER_ROW, CityPlan
 from gisgov.sample.roads import Network
 
-SERVICE_RADIUS_M = 1000.0        # 15-minute walk (GB 50180-2018: 800–1000 m)
+SERVICE_RADIUS_M = 1000.0  # 15-minute walk (GB 50180-2018: 800–1000 m)
 _MARGIN_M = 100.0
-_OFFSET_M = 9.0                  # facilities stand beside the road, not on its centreline
+_OFFSET_M = 9.0  # facilities stand beside the road, not on its centreline
 SOURCE = "gisgov sample（合成 synthetic）"
 
 # (category code, kind, count per unit: int, or (lo, hi) range, or probability < 1)
 COMMUNITY_TIER = [
-    ("dangjian", "党群服务中心", 1), ("dangjian", "党群服务驿站", (1, 2)),
+    ("dangjian", "党群服务中心", 1),
+    ("dangjian", "党群服务驿站", (1, 2)),
     ("zongzhi", "网格服务站", 1),
-    ("minzheng", "居家养老服务站", 1), ("minzheng", "日间照料中心", 0.5),
+    ("minzheng", "居家养老服务站", 1),
+    ("minzheng", "日间照料中心", 0.5),
     ("gongan", "警务室", 1),
     ("sifa", "人民调解室", 1),
     ("weisheng", "社区卫生服务站", 1),
     ("renshe", "就业服务站", 0.6),
-    ("chengguan", "公共厕所", (1, 2)), ("chengguan", "垃圾分类站", 1),
+    ("chengguan", "公共厕所", (1, 2)),
+    ("chengguan", "垃圾分类站", 1),
     ("canlian", "残疾人康复站", 0.5),
     ("shichangjianguan", "食品安全快检室", 0.3),
     ("wenhua", "文化活动室", 1),
     ("tiyu", "健身点", (1, 3)),
     ("xinwenmeiti", "报刊亭", 0.5),
     ("xuexiao", "幼儿园", (1, 2)),
-    ("shangye", "便利店", (2, 5)), ("shangye", "菜市场", 1), ("shangye", "药店", (1, 2)),
+    ("shangye", "便利店", (2, 5)),
+    ("shangye", "菜市场", 1),
+    ("shangye", "药店", (1, 2)),
 ]
 STREET_TIER = [
-    ("dangjian", "街道党群服务中心", 1), ("zongzhi", "综治中心", 1), ("minzheng", "养老院", 1),
-    ("gongan", "派出所", 1), ("sifa", "司法所", 1), ("weisheng", "社区卫生服务中心", 1),
-    ("renshe", "人社服务中心", 1), ("chengguan", "城管执法中队", 1), ("canlian", "残疾人之家", 1),
-    ("shichangjianguan", "市场监管所", 1), ("wenhua", "综合文化站", 1), ("tiyu", "体育公园", 1),
-    ("xuexiao", "小学", "half"), ("xuexiao", "初中", 1), ("shangye", "超市", "half"), ("shangye", "银行网点", "half"),
+    ("dangjian", "街道党群服务中心", 1),
+    ("zongzhi", "综治中心", 1),
+    ("minzheng", "养老院", 1),
+    ("gongan", "派出所", 1),
+    ("sifa", "司法所", 1),
+    ("weisheng", "社区卫生服务中心", 1),
+    ("renshe", "人社服务中心", 1),
+    ("chengguan", "城管执法中队", 1),
+    ("canlian", "残疾人之家", 1),
+    ("shichangjianguan", "市场监管所", 1),
+    ("wenhua", "综合文化站", 1),
+    ("tiyu", "体育公园", 1),
+    ("xuexiao", "小学", "half"),
+    ("xuexiao", "初中", 1),
+    ("shangye", "超市", "half"),
+    ("shangye", "银行网点", "half"),
 ]
 CITY_TIER = [
-    ("yiyuan", "综合医院", "示例城第一人民医院"), ("yiyuan", "综合医院", "示例城第二人民医院"),
-    ("yiyuan", "中医院", "示例城中医院"), ("tiyu", "体育场", "示例城体育中心"),
+    ("yiyuan", "综合医院", "示例城第一人民医院"),
+    ("yiyuan", "综合医院", "示例城第二人民医院"),
+    ("yiyuan", "中医院", "示例城中医院"),
+    ("tiyu", "体育场", "示例城体育中心"),
     ("xinwenmeiti", "融媒体中心", "示例城融媒体中心"),
 ]
 CATEGORY_ZH = {
-    "dangjian": "党建", "zongzhi": "综治", "minzheng": "民政(养老)", "gongan": "公安", "sifa": "司法", "weisheng": "卫生",
-    "renshe": "人社", "chengguan": "城管", "canlian": "残联", "shichangjianguan": "市场监管", "wenhua": "文化",
-    "tiyu": "体育", "xinwenmeiti": "新闻媒体", "xuexiao": "学校", "yiyuan": "医院", "shangye": "商业服务",
+    "dangjian": "党建",
+    "zongzhi": "综治",
+    "minzheng": "民政(养老)",
+    "gongan": "公安",
+    "sifa": "司法",
+    "weisheng": "卫生",
+    "renshe": "人社",
+    "chengguan": "城管",
+    "canlian": "残联",
+    "shichangjianguan": "市场监管",
+    "wenhua": "文化",
+    "tiyu": "体育",
+    "xinwenmeiti": "新闻媒体",
+    "xuexiao": "学校",
+    "yiyuan": "医院",
+    "shangye": "商业服务",
 }
 REASON_TEXT = {
     "river": "隔河，仅两座桥 across the river, reached over two bridges only",
     "oldtown": "老城区，缺少活动场地 dense old town without room for sports and culture",
 }
 MISSING = {
-    "river": ("weisheng", "yiyuan", "tiyu", "minzheng"),     # across the river: no health, sports, elderly care
-    "oldtown": ("tiyu", "wenhua"),                           # dense old town: no sports or culture space
+    "river": ("weisheng", "yiyuan", "tiyu", "minzheng"),  # across the river: no health, sports, elderly care
+    "oldtown": ("tiyu", "wenhua"),  # dense old town: no sports or culture space
 }
 
 
 def graph(net: Network):
     n = len(net.nodes)
     e = net.edges
-    return coo_matrix((e["length_m"].to_numpy(), (e["source"].to_numpy() - 1, e["target"].to_numpy() - 1)),
-                      shape=(n, n)).tocsr()
+    return coo_matrix(
+        (e["length_m"].to_numpy(), (e["source"].to_numpy() - 1, e["target"].to_numpy() - 1)), shape=(n, n)
+    ).tocsr()
 
 
 def nearest_node(net: Network, xy: np.ndarray) -> np.ndarray:
@@ -121,12 +153,18 @@ def place_facilities(rng: np.random.Generator, plan: CityPlan, net: Network) -> 
 
     road = net.edges[net.edges["class"].isin(["arterial", "local"])]
     road_nodes = np.unique(np.concatenate([road["source"], road["target"]])) - 1
-    road_name = pd.concat([road[["source", "name"]].rename(columns={"source": "n"}),
-                           road[["target", "name"]].rename(columns={"target": "n"})]).drop_duplicates("n")
-    road_name = dict(zip(road_name["n"] - 1, road_name["name"]))
+    road_name = pd.concat(
+        [
+            road[["source", "name"]].rename(columns={"source": "n"}),
+            road[["target", "name"]].rename(columns={"target": "n"}),
+        ]
+    ).drop_duplicates("n")
+    road_name = dict(zip(road_name["n"] - 1, road_name["name"], strict=False))
     xy = net.nodes[road_nodes]
-    cand = {c.code: road_nodes[(xy[:, 0] >= c.x0) & (xy[:, 0] <= c.x1) & (xy[:, 1] >= c.y0) & (xy[:, 1] <= c.y1)]
-            for c in com.itertuples()}
+    cand = {
+        c.code: road_nodes[(xy[:, 0] >= c.x0) & (xy[:, 0] <= c.x1) & (xy[:, 1] >= c.y0) & (xy[:, 1] <= c.y1)]
+        for c in com.itertuples()
+    }
     used: dict[str, set[int]] = {c: set() for c in cand}
     rows: list[dict] = []
 
@@ -143,9 +181,17 @@ def place_facilities(rng: np.random.Generator, plan: CityPlan, net: Network) -> 
         x, y = net.nodes[n]
         sx = 1.0 if (c.x0 + c.x1) / 2 >= x else -1.0
         sy = 1.0 if (c.y0 + c.y1) / 2 >= y else -1.0
-        rows.append(dict(name=name, category_code=cat, kind=kind, community_code=host,
-                         address=f"{road_name.get(n, '')}{int(rng.integers(1, 300))}号",
-                         x=round(x + sx * _OFFSET_M, 2), y=round(y + sy * _OFFSET_M, 2)))
+        rows.append(
+            dict(
+                name=name,
+                category_code=cat,
+                kind=kind,
+                community_code=host,
+                address=f"{road_name.get(n, '')}{int(rng.integers(1, 300))}号",
+                x=round(x + sx * _OFFSET_M, 2),
+                y=round(y + sy * _OFFSET_M, 2),
+            )
+        )
         return True
 
     def hosts(pool: pd.DataFrame, cat: str) -> list[str]:
@@ -189,7 +235,7 @@ def place_facilities(rng: np.random.Generator, plan: CityPlan, net: Network) -> 
 
     # 儿童之家 (children's homes, 民政) in about half of the communities, from a random stream of their own
     # so that everything drawn above (and the rest of the sample city after this function) stays as it was
-    rng = np.random.default_rng(CHILD_HOME_SEED)  # noqa: F841  (read by put)
+    rng = np.random.default_rng(CHILD_HOME_SEED)
     for c in com.itertuples():
         if rng.random() < 0.5:
             put("minzheng", "儿童之家", c.code, f"{c.short}儿童之家")
@@ -201,7 +247,7 @@ def place_facilities(rng: np.random.Generator, plan: CityPlan, net: Network) -> 
     return f, verify_under_served(plan, net, f, under, b_node)
 
 
-def _no_place(label: str):          # pragma: no cover - the city always has road nodes
+def _no_place(label: str):  # pragma: no cover - the city always has road nodes
     raise ValueError(f"no place for facility {label} (rule: sample_facilities)")
 
 
@@ -221,9 +267,16 @@ def verify_under_served(plan: CityPlan, net: Network, f: pd.DataFrame, under: di
             if float(d[mine].min()) > SERVICE_RADIUS_M:
                 held.append(cat)
         if held:
-            out.append(dict(community_code=code, name=com.loc[code, "name"], reason=reason,
-                            reason_text=REASON_TEXT[reason], missing=held,
-                            missing_zh=[CATEGORY_ZH[c] for c in held],
-                            rule=f"no facility of these categories within {SERVICE_RADIUS_M:.0f} m walk "
-                                 "of any building of the community"))
+            out.append(
+                dict(
+                    community_code=code,
+                    name=com.loc[code, "name"],
+                    reason=reason,
+                    reason_text=REASON_TEXT[reason],
+                    missing=held,
+                    missing_zh=[CATEGORY_ZH[c] for c in held],
+                    rule=f"no facility of these categories within {SERVICE_RADIUS_M:.0f} m walk "
+                    "of any building of the community",
+                )
+            )
     return out

@@ -27,15 +27,29 @@ from gisgov.sample.people import make_people
 from gisgov.sample.roads import Network, build_network
 
 DEFAULT_SEED = 20241123
-CENTER = (117.25, 31.85)             # lon, lat: near Hefei (合肥); the city is synthetic
+CENTER = (117.25, 31.85)  # lon, lat: near Hefei (合肥); the city is synthetic
 GENERATOR = "gisgov sample"
 GENERATOR_VERSION = 1
 DATASET_NAME = "示例城 Sample City（合成示例 synthetic）"
-NOTE = ("合成数据，非真实人口信息；如有雷同纯属巧合。"
-        "Synthetic data, not real people or places; any likeness is coincidental.")
+NOTE = (
+    "合成数据，非真实人口信息；如有雷同纯属巧合。"
+    "Synthetic data, not real people or places; any likeness is coincidental."
+)
 
-LAYERS = ("streets", "communities", "compounds", "buildings", "households", "residents", "resident_groups",
-          "facilities", "road_nodes", "road_edges", "compound_gates", "barriers")
+LAYERS = (
+    "streets",
+    "communities",
+    "compounds",
+    "buildings",
+    "households",
+    "residents",
+    "resident_groups",
+    "facilities",
+    "road_nodes",
+    "road_edges",
+    "compound_gates",
+    "barriers",
+)
 
 
 @dataclass
@@ -61,8 +75,9 @@ class SampleCity:
         return {name: len(df) for name, df in self.layers().items()}
 
 
-def generate_city(seed: int = DEFAULT_SEED, scale: float = 1.0,
-                  on_stage: Callable[[str], None] | None = None) -> SampleCity:
+def generate_city(
+    seed: int = DEFAULT_SEED, scale: float = 1.0, on_stage: Callable[[str], None] | None = None
+) -> SampleCity:
     """The sample city for a seed; the same seed and scale always give the same city."""
     if not (0.02 <= scale <= 5):
         raise ValueError(f"scale must be between 0.02 and 5 (got {scale}) (rule: sample_scale)")
@@ -71,7 +86,7 @@ def generate_city(seed: int = DEFAULT_SEED, scale: float = 1.0,
     step("layout 布局")
     plan = plan_city(rng, scale)
     net = build_network(plan.lines)
-    if net.components() != 1:                       # pragma: no cover - a layout bug
+    if net.components() != 1:  # pragma: no cover - a layout bug
         raise RuntimeError(f"sample network has {net.components()} components (rule: network_connected)")
     step("people 人口")
     old = plan.compounds.set_index("code")["old"]
@@ -83,8 +98,9 @@ def generate_city(seed: int = DEFAULT_SEED, scale: float = 1.0,
     return _assemble(rng, seed, scale, plan, net, people, fac, under, step)
 
 
-def _assemble(rng, seed, scale, plan: CityPlan, net: Network, people, fac: pd.DataFrame, under,
-              step: Callable[[str], None]) -> SampleCity:
+def _assemble(
+    rng, seed, scale, plan: CityPlan, net: Network, people, fac: pd.DataFrame, under, step: Callable[[str], None]
+) -> SampleCity:
     epsg = metric_epsg(*CENTER)
     e0, n0 = transformer(CGCS2000, epsg).transform(*CENTER)
     ox, oy = e0 - plan.X[-1] / 2, n0 - plan.Y[-1] / 2
@@ -94,6 +110,7 @@ def _assemble(rng, seed, scale, plan: CityPlan, net: Network, people, fac: pd.Da
         def f(c: np.ndarray) -> np.ndarray:
             lon, lat = to_ll.transform(c[:, 0] + ox, c[:, 1] + oy)
             return np.column_stack([lon, lat])
+
         return shapely.transform(geoms, f)
 
     def gdf(df: pd.DataFrame, geoms: np.ndarray) -> gpd.GeoDataFrame:
@@ -107,9 +124,13 @@ def _assemble(rng, seed, scale, plan: CityPlan, net: Network, people, fac: pd.Da
     # streets: rings through every grid vertex on their boundary, so the communities tile them exactly
     st_geoms = []
     for s in plan.streets.itertuples():
-        xs = X[s.col0: s.col1 + 1]
-        ring = ([(x, Y[0]) for x in xs] + [(xs[-1], y) for y in Y[1:]] + [(x, Y[-1]) for x in xs[::-1][1:]]
-                + [(xs[0], y) for y in Y[::-1][1:]])
+        xs = X[s.col0 : s.col1 + 1]
+        ring = (
+            [(x, Y[0]) for x in xs]
+            + [(xs[-1], y) for y in Y[1:]]
+            + [(x, Y[-1]) for x in xs[::-1][1:]]
+            + [(xs[0], y) for y in Y[::-1][1:]]
+        )
         st_geoms.append(shapely.MultiPolygon([shapely.Polygon(ring)]))
     streets = gdf(plan.streets[["code", "name"]], np.array(st_geoms))
 
@@ -135,13 +156,45 @@ def _assemble(rng, seed, scale, plan: CityPlan, net: Network, people, fac: pd.Da
     com_hh = com["code"].map(cp.groupby("community_code")["households"].sum()).fillna(0)
     com["kind"] = np.select(
         [com["class"] == "撤村建居", com_hh > 9000, old_share >= 0.75, old_share <= 0.25],
-        ["有出租无托管商品楼盘型", "超大规模型", "老旧小区型", "纯商品房型"], "混合居住型").astype(object)
+        ["有出租无托管商品楼盘型", "超大规模型", "老旧小区型", "纯商品房型"],
+        "混合居住型",
+    ).astype(object)
     com["rule_set"] = "urban"
     communities = gdf(com[["code", "street_code", "name", "class", "kind", "rule_set"]], rects(com))
-    compounds = gdf(cp[["code", "community_code", "name", "year_built", "is_old", "property_mode", "has_party_org",
-                        "households", "buildings", "building_type"]], rects(cp))
-    buildings = gdf(b[["code", "community_code", "compound_code", "name", "address", "floors", "units", "households",
-                       "year_built", "type_label"]].rename(columns={"type_label": "building_type"}), rects(b))
+    compounds = gdf(
+        cp[
+            [
+                "code",
+                "community_code",
+                "name",
+                "year_built",
+                "is_old",
+                "property_mode",
+                "has_party_org",
+                "households",
+                "buildings",
+                "building_type",
+            ]
+        ],
+        rects(cp),
+    )
+    buildings = gdf(
+        b[
+            [
+                "code",
+                "community_code",
+                "compound_code",
+                "name",
+                "address",
+                "floors",
+                "units",
+                "households",
+                "year_built",
+                "type_label",
+            ]
+        ].rename(columns={"type_label": "building_type"}),
+        rects(b),
+    )
 
     households = hh.reset_index(drop=True)
     residents = people.residents.reset_index(drop=True)
@@ -150,21 +203,40 @@ def _assemble(rng, seed, scale, plan: CityPlan, net: Network, people, fac: pd.Da
     facilities = gdf(fac.drop(columns=["x", "y"]), shapely.points(fac["x"], fac["y"]))
     nodes = gdf(pd.DataFrame({"id": np.arange(1, len(net.nodes) + 1)}), shapely.points(net.nodes))
     e = net.edges
-    edges = gdf(e[["source", "target", "class", "name", "length_m"]],
-                shapely.linestrings(np.stack([e[["x0", "y0"]].to_numpy(), e[["x1", "y1"]].to_numpy()], axis=1)))
+    edges = gdf(
+        e[["source", "target", "class", "name", "length_m"]],
+        shapely.linestrings(np.stack([e[["x0", "y0"]].to_numpy(), e[["x1", "y1"]].to_numpy()], axis=1)),
+    )
     gates = plan.gates.copy()
     gates["node_id"] = net.node_id(gates[["x", "y"]].to_numpy())
     compound_gates = gdf(gates[["compound_code", "node_id", "name"]], shapely.points(gates["x"], gates["y"]))
     bank = layout.RIVER_HALF
     yr = Y[layout.RIVER_ROW]
     xs = np.linspace(X[0] - 300, X[-1] + 300, 12)
-    river = shapely.Polygon(np.concatenate([np.column_stack([xs, np.full(len(xs), yr - bank)]),
-                                            np.column_stack([xs[::-1], np.full(len(xs), yr + bank)])]))
+    river = shapely.Polygon(
+        np.concatenate(
+            [
+                np.column_stack([xs, np.full(len(xs), yr - bank)]),
+                np.column_stack([xs[::-1], np.full(len(xs), yr + bank)]),
+            ]
+        )
+    )
     barriers = gdf(pd.DataFrame({"kind": ["river"], "name": ["示例河（合成）"]}), np.array([river]))
 
-    city = SampleCity(streets=streets, communities=communities, compounds=compounds, buildings=buildings,
-                      households=households, residents=residents, resident_groups=groups, facilities=facilities,
-                      road_nodes=nodes, road_edges=edges, compound_gates=compound_gates, barriers=barriers)
+    city = SampleCity(
+        streets=streets,
+        communities=communities,
+        compounds=compounds,
+        buildings=buildings,
+        households=households,
+        residents=residents,
+        resident_groups=groups,
+        facilities=facilities,
+        road_nodes=nodes,
+        road_edges=edges,
+        compound_gates=compound_gates,
+        barriers=barriers,
+    )
     step("grid check 网格难点核验")
     planned = {r.community_code: r.code for r in cp.itertuples() if r.challenge == "stranded"}
     challenges = verify_grid_challenges(planned, communities, compounds, buildings, households, residents)

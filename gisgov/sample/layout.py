@@ -27,21 +27,21 @@ from gisgov.sample import names as nm
 HALF_WIDTH = {"arterial": 20.0, "local": 10.0, "bank": 12.0}
 SETBACK = 6.0
 RIVER_HALF = 20.0
-BANK_OFFSET = RIVER_HALF + 15.0          # bank road centreline from the river centreline
-RIVER_ROW = 1                            # river along Y[1]: the southern row lies across it
-LANE = 4.0                               # lane between compounds sharing a block
+BANK_OFFSET = RIVER_HALF + 15.0  # bank road centreline from the river centreline
+RIVER_ROW = 1  # river along Y[1]: the southern row lies across it
+LANE = 4.0  # lane between compounds sharing a block
 # Old blocks hold several small compounds (老旧小区, often 60–250 households): (columns, rows, weight).
 # A block is cut so that each old compound stays below SUB_MAX_M2 (~200 households) where it can; the
 # weight-0 cut is only used for that (big new-town blocks).
 OLD_SPLITS = ((2, 1, 0.25), (3, 1, 0.35), (2, 2, 0.30), (3, 2, 0.10), (4, 2, 0.0))
-SUB_MIN_W, SUB_MIN_H = 55.0, 70.0        # smallest compound plot that still takes a walk-up row or two
+SUB_MIN_W, SUB_MIN_H = 55.0, 70.0  # smallest compound plot that still takes a walk-up row or two
 SUB_MAX_M2 = 12000.0
-BLOCK_W, BLOCK_H = (192.0, 225.0), (167.0, 192.0)   # nominal block size incl. half the roads (m)
-NEW_TOWN_BLOCKS = 0.7                    # new-town communities: blocks per side × this (superblocks)
-OLD_TOWN_P = 0.6                         # old-town propensity above which a community has a fine street grid
-OLD_SHARE = 0.6                          # share of compounds built before 2000 (seed 001: 65.9 %)
-BLOCKS = 165.0                           # blocks with compounds at scale 1 (plus one open block per community)
-OCCUPANCY = {True: 0.93, False: 0.88}    # occupied share of dwellings, old / new compounds
+BLOCK_W, BLOCK_H = (192.0, 225.0), (167.0, 192.0)  # nominal block size incl. half the roads (m)
+NEW_TOWN_BLOCKS = 0.7  # new-town communities: blocks per side × this (superblocks)
+OLD_TOWN_P = 0.6  # old-town propensity above which a community has a fine street grid
+OLD_SHARE = 0.6  # share of compounds built before 2000 (seed 001: 65.9 %)
+BLOCKS = 165.0  # blocks with compounds at scale 1 (plus one open block per community)
+OCCUPANCY = {True: 0.93, False: 0.88}  # occupied share of dwellings, old / new compounds
 # The stranded community (deliberately hard to grid): one old compound of each block, one of them
 # just below the 300-household minimum and its neighbours each a grid on their own (expected
 # households, lower bounds: buildings are left out while the rest stays above).
@@ -54,14 +54,58 @@ REFERENCE_YEAR = 2024
 # Building types: floors choices/weights, units choices/weights, unit width, depth (m),
 # dwellings per floor per unit, gap between buildings in a row (m), sunlight spacing factor.
 BUILDING_TYPES = {
-    "walkup": dict(label="多层住宅", floors=(5, 6, 7), fw=(0.25, 0.5, 0.25), units=(1, 2, 3), uw=(0.25, 0.5, 0.25),
-                   unit_w=12.5, depth=11.0, per_floor=2, gx=6.0, k=1.0, gap=(14.0, 24.0)),
-    "garden": dict(label="多层洋房", floors=(6, 7), fw=(0.6, 0.4), units=(1, 2), uw=(0.3, 0.7),
-                   unit_w=15.0, depth=13.0, per_floor=2, gx=12.0, k=1.1, gap=(18.0, 28.0)),
-    "midrise": dict(label="小高层", floors=(11, 12, 15, 18), fw=(0.35, 0.25, 0.2, 0.2), units=(1, 2), uw=(0.35, 0.65),
-                    unit_w=14.0, depth=14.0, per_floor=2, gx=10.0, k=0.9, gap=(26.0, 44.0)),
-    "tower": dict(label="高层", floors=(18, 24, 26, 28, 33), fw=(0.35, 0.2, 0.2, 0.15, 0.1), units=(1,), uw=(1.0,),
-                  unit_w=26.0, depth=20.0, per_floor=3, gx=15.0, k=0.55, gap=(32.0, 48.0)),
+    "walkup": dict(
+        label="多层住宅",
+        floors=(5, 6, 7),
+        fw=(0.25, 0.5, 0.25),
+        units=(1, 2, 3),
+        uw=(0.25, 0.5, 0.25),
+        unit_w=12.5,
+        depth=11.0,
+        per_floor=2,
+        gx=6.0,
+        k=1.0,
+        gap=(14.0, 24.0),
+    ),
+    "garden": dict(
+        label="多层洋房",
+        floors=(6, 7),
+        fw=(0.6, 0.4),
+        units=(1, 2),
+        uw=(0.3, 0.7),
+        unit_w=15.0,
+        depth=13.0,
+        per_floor=2,
+        gx=12.0,
+        k=1.1,
+        gap=(18.0, 28.0),
+    ),
+    "midrise": dict(
+        label="小高层",
+        floors=(11, 12, 15, 18),
+        fw=(0.35, 0.25, 0.2, 0.2),
+        units=(1, 2),
+        uw=(0.35, 0.65),
+        unit_w=14.0,
+        depth=14.0,
+        per_floor=2,
+        gx=10.0,
+        k=0.9,
+        gap=(26.0, 44.0),
+    ),
+    "tower": dict(
+        label="高层",
+        floors=(18, 24, 26, 28, 33),
+        fw=(0.35, 0.2, 0.2, 0.15, 0.1),
+        units=(1,),
+        uw=(1.0,),
+        unit_w=26.0,
+        depth=20.0,
+        per_floor=3,
+        gx=15.0,
+        k=0.55,
+        gap=(32.0, 48.0),
+    ),
 }
 # New estates (商品房): 洋房/小高层/高层 mix; on the old town's small plots only high-rise infill (高层),
 # across the river (resettlement housing 回迁房) no towers.
@@ -70,11 +114,11 @@ NEW_TYPE_WEIGHTS = {"garden": 0.60, "midrise": 0.35, "tower": 0.05}
 
 @dataclass
 class Line:
-    orient: str            # 'h' (east-west) or 'v' (north-south)
-    c: float               # the constant coordinate (y for 'h', x for 'v')
+    orient: str  # 'h' (east-west) or 'v' (north-south)
+    c: float  # the constant coordinate (y for 'h', x for 'v')
     lo: float
     hi: float
-    cls: str               # arterial / local / path / gate / bridge
+    cls: str  # arterial / local / path / gate / bridge
     name: str | None = None
 
 
@@ -84,12 +128,12 @@ class CityPlan:
 
     X: np.ndarray
     Y: np.ndarray
-    streets: pd.DataFrame          # code, name, col0, col1
-    communities: pd.DataFrame      # code, street_code, name, short, col, row, class, x0, y0, x1, y1
-    compounds: pd.DataFrame        # code, community_code, name, x0..y1, old, year_built, btype
-    buildings: pd.DataFrame        # code, community_code, compound_code, name, x0..y1, floors, units, per_floor
+    streets: pd.DataFrame  # code, name, col0, col1
+    communities: pd.DataFrame  # code, street_code, name, short, col, row, class, x0, y0, x1, y1
+    compounds: pd.DataFrame  # code, community_code, name, x0..y1, old, year_built, btype
+    buildings: pd.DataFrame  # code, community_code, compound_code, name, x0..y1, floors, units, per_floor
     lines: list[Line] = field(default_factory=list)
-    gates: pd.DataFrame | None = None     # compound_code, name, x, y
+    gates: pd.DataFrame | None = None  # compound_code, name, x, y
     bridges_x: tuple[float, ...] = ()
     public_blocks: pd.DataFrame | None = None
 
@@ -104,7 +148,7 @@ def grid_shape(scale: float) -> tuple[int, int, float]:
     n = max(4, int(round(12 * scale)))
     ny = max(2, int(round(np.sqrt(n * 0.75))))
     nx = max(2, int(np.ceil(n / ny)))
-    blocks = BLOCKS * scale / (nx * ny) + 1.0                   # +1 public (open) block
+    blocks = BLOCKS * scale / (nx * ny) + 1.0  # +1 public (open) block
     return nx, ny, max(4.0, blocks)
 
 
@@ -173,21 +217,44 @@ def plan_city(rng: np.random.Generator, scale: float = 1.0) -> CityPlan:
         xb = np.concatenate([[com.x0], xs, [com.x1]])
         yb = np.concatenate([[ylo], ys, [yhi]])
         xkind = ["arterial"] + ["local"] * len(xs) + ["arterial"]
-        ykind = (["bank" if com.row == RIVER_ROW else "arterial"] + ["local"] * len(ys)
-                 + ["bank" if com.row == RIVER_ROW - 1 else "arterial"])
-        cells = [(i, j) for j in range(len(yb) - 1)[::-1] for i in range(len(xb) - 1)]   # north→south, west→east
+        ykind = (
+            ["bank" if com.row == RIVER_ROW else "arterial"]
+            + ["local"] * len(ys)
+            + ["bank" if com.row == RIVER_ROW - 1 else "arterial"]
+        )
+        cells = [(i, j) for j in range(len(yb) - 1)[::-1] for i in range(len(xb) - 1)]  # north→south, west→east
         public = cells[rng.integers(len(cells))]
         for i, j in cells:
             cell = (xb[i], yb[j], xb[i + 1], yb[j + 1])
-            inner = (xb[i] + HALF_WIDTH[xkind[i]] + SETBACK, yb[j] + HALF_WIDTH[ykind[j]] + SETBACK,
-                     xb[i + 1] - HALF_WIDTH[xkind[i + 1]] - SETBACK, yb[j + 1] - HALF_WIDTH[ykind[j + 1]] - SETBACK)
+            inner = (
+                xb[i] + HALF_WIDTH[xkind[i]] + SETBACK,
+                yb[j] + HALF_WIDTH[ykind[j]] + SETBACK,
+                xb[i + 1] - HALF_WIDTH[xkind[i + 1]] - SETBACK,
+                yb[j + 1] - HALF_WIDTH[ykind[j + 1]] - SETBACK,
+            )
             if (i, j) == public:
                 public_rows.append(dict(community_code=com.code, x0=inner[0], y0=inner[1], x1=inner[2], y1=inner[3]))
                 continue
-            block_rows.append(dict(community_code=com.code, x0=inner[0], y0=inner[1], x1=inner[2], y1=inner[3],
-                                   road_south=cell[1], road_north=cell[3], south=com.row < RIVER_ROW,
-                                   old_town=com.old_town, bi=i, bj=j, pi=public[0], pj=public[1],
-                                   nbx=len(xb) - 1, nby=len(yb) - 1, stranded=com.code == stranded))
+            block_rows.append(
+                dict(
+                    community_code=com.code,
+                    x0=inner[0],
+                    y0=inner[1],
+                    x1=inner[2],
+                    y1=inner[3],
+                    road_south=cell[1],
+                    road_north=cell[3],
+                    south=com.row < RIVER_ROW,
+                    old_town=com.old_town,
+                    bi=i,
+                    bj=j,
+                    pi=public[0],
+                    pj=public[1],
+                    nbx=len(xb) - 1,
+                    nby=len(yb) - 1,
+                    stranded=com.code == stranded,
+                )
+            )
     compounds = _compounds(rng, pd.DataFrame(block_rows), X[-1], Y[-1])
     compounds = _name_compounds(rng, compounds)
 
@@ -204,9 +271,18 @@ def plan_city(rng: np.random.Generator, scale: float = 1.0) -> CityPlan:
     buildings = pd.DataFrame(bld_rows)
     buildings = _number_buildings(buildings, compounds)
     compounds = compounds.drop(columns=["road_south", "road_north", "gate"])
-    return CityPlan(X=X, Y=Y, streets=streets, communities=communities, compounds=compounds,
-                    buildings=buildings, lines=lines, gates=pd.DataFrame(gate_rows),
-                    bridges_x=bridges_x, public_blocks=pd.DataFrame(public_rows))
+    return CityPlan(
+        X=X,
+        Y=Y,
+        streets=streets,
+        communities=communities,
+        compounds=compounds,
+        buildings=buildings,
+        lines=lines,
+        gates=pd.DataFrame(gate_rows),
+        bridges_x=bridges_x,
+        public_blocks=pd.DataFrame(public_rows),
+    )
 
 
 def propensity(x, y, width: float, height: float, south) -> np.ndarray:
@@ -240,8 +316,11 @@ def _compounds(rng, blocks: pd.DataFrame, width: float, height: float) -> pd.Dat
     cols = np.ones(n, dtype=np.int64)
     rows = np.ones(n, dtype=np.int64)
     for i in range(n):
-        fit = [(c, r, p, (w[i] - (c - 1) * LANE) / c * (h[i] - (r - 1) * LANE) / r) for c, r, p in OLD_SPLITS
-               if (w[i] - (c - 1) * LANE) / c >= SUB_MIN_W and (h[i] - (r - 1) * LANE) / r >= SUB_MIN_H]
+        fit = [
+            (c, r, p, (w[i] - (c - 1) * LANE) / c * (h[i] - (r - 1) * LANE) / r)
+            for c, r, p in OLD_SPLITS
+            if (w[i] - (c - 1) * LANE) / c >= SUB_MIN_W and (h[i] - (r - 1) * LANE) / r >= SUB_MIN_H
+        ]
         if not fit or forced[i]:
             continue
         opts = [o for o in fit if o[3] <= SUB_MAX_M2 and o[2] > 0] or [min(fit, key=lambda o: o[3])]
@@ -282,20 +361,36 @@ def _compounds(rng, blocks: pd.DataFrame, width: float, height: float) -> pd.Dat
     rows_out = []
     for i in range(n):
         r = b.iloc[i]
-        base = dict(community_code=r.community_code, road_south=r.road_south, road_north=r.road_north,
-                    south=bool(r.south), old_town=bool(r.old_town), old=bool(old[i]), target_hh=target[i],
-                    challenge=challenge[i])
+        base = dict(
+            community_code=r.community_code,
+            road_south=r.road_south,
+            road_north=r.road_north,
+            south=bool(r.south),
+            old_town=bool(r.old_town),
+            old=bool(old[i]),
+            target_hh=target[i],
+            challenge=challenge[i],
+        )
         if old[i]:
             c, q = int(cols[i]), int(rows[i])
             sw = (w[i] - (c - 1) * LANE) / c
             sh = (h[i] - (q - 1) * LANE) / q
-            for jq in range(q)[::-1]:                   # north row first, then west → east
+            for jq in range(q)[::-1]:  # north row first, then west → east
                 for ic in range(c):
                     x0 = r.x0 + ic * (sw + LANE)
                     y0 = r.y0 + jq * (sh + LANE)
                     gate = "south" if q == 1 or jq == 0 else "north"
-                    rows_out.append(dict(base, x0=round(x0, 2), y0=round(y0, 2), x1=round(x0 + sw, 2),
-                                         y1=round(y0 + sh, 2), gate=gate, single=(c * q == 1)))
+                    rows_out.append(
+                        dict(
+                            base,
+                            x0=round(x0, 2),
+                            y0=round(y0, 2),
+                            x1=round(x0 + sw, 2),
+                            y1=round(y0 + sh, 2),
+                            gate=gate,
+                            single=(c * q == 1),
+                        )
+                    )
         else:
             rows_out.append(dict(base, x0=r.x0, y0=r.y0, x1=r.x1, y1=r.y1, gate="south", single=True))
     c = pd.DataFrame(rows_out)
@@ -307,8 +402,8 @@ def _compounds(rng, blocks: pd.DataFrame, width: float, height: float) -> pd.Dat
     )
     new_types = list(NEW_TYPE_WEIGHTS)
     btype = _choice(rng, new_types, list(NEW_TYPE_WEIGHTS.values()), size=len(c)).astype(object)
-    btype[c["old_town"].to_numpy(bool)] = "tower"              # old-town plots are small: high-rise infill
-    south = c["south"].to_numpy(bool) & ~o                      # resettlement housing 回迁房: no towers
+    btype[c["old_town"].to_numpy(bool)] = "tower"  # old-town plots are small: high-rise infill
+    south = c["south"].to_numpy(bool) & ~o  # resettlement housing 回迁房: no towers
     btype[south] = np.where(rng.random(int(south.sum())) < 0.5, "midrise", "garden")
     btype[o] = "walkup"
     c["btype"] = btype
@@ -332,25 +427,38 @@ def _hierarchy(rng, nx, ny, X, Y) -> tuple[pd.DataFrame, pd.DataFrame]:
     words = list(nm.COMMUNITY_WORDS)
     rng.shuffle(words)
     split_col = nx // 2
-    streets = pd.DataFrame({
-        "code": [f"{COUNTY}001", f"{COUNTY}002"],
-        "name": ["示例一街道（合成）", "示例二街道（合成）"],
-        "col0": [0, split_col], "col1": [split_col, nx],
-    })
+    streets = pd.DataFrame(
+        {
+            "code": [f"{COUNTY}001", f"{COUNTY}002"],
+            "name": ["示例一街道（合成）", "示例二街道（合成）"],
+            "col0": [0, split_col],
+            "col1": [split_col, nx],
+        }
+    )
     rows = []
     for s in streets.itertuples():
         seq = 0
-        for r in range(ny - 1, -1, -1):            # north → south
-            for c in range(s.col0, s.col1):        # west → east
+        for r in range(ny - 1, -1, -1):  # north → south
+            for c in range(s.col0, s.col1):  # west → east
                 seq += 1
                 w = words[len(rows) % len(words)]
-                if len(rows) >= len(words):                  # big scales: 翠湖二社区 …
+                if len(rows) >= len(words):  # big scales: 翠湖二社区 …
                     w += nm.cn(len(rows) // len(words) + 1)
-                rows.append(dict(
-                    code=f"{s.code}{seq:03d}", street_code=s.code, short=w, name=f"{w}社区（合成）",
-                    col=c, row=r, x0=X[c], y0=Y[r], x1=X[c + 1], y1=Y[r + 1],
-                    **{"class": "撤村建居" if r < RIVER_ROW else "城市社区"},
-                ))
+                rows.append(
+                    dict(
+                        code=f"{s.code}{seq:03d}",
+                        street_code=s.code,
+                        short=w,
+                        name=f"{w}社区（合成）",
+                        col=c,
+                        row=r,
+                        x0=X[c],
+                        y0=Y[r],
+                        x1=X[c + 1],
+                        y1=Y[r + 1],
+                        **{"class": "撤村建居" if r < RIVER_ROW else "城市社区"},
+                    )
+                )
     return streets, pd.DataFrame(rows)
 
 
@@ -359,8 +467,9 @@ def _name_compounds(rng, compounds: pd.DataFrame) -> pd.DataFrame:
     used: Counter[str] = Counter()
     names = []
     for old in compounds["old"]:
-        heads, tails = ((nm.COMPOUND_HEADS_OLD, nm.COMPOUND_TAILS_OLD) if old
-                        else (nm.COMPOUND_HEADS_NEW, nm.COMPOUND_TAILS_NEW))
+        heads, tails = (
+            (nm.COMPOUND_HEADS_OLD, nm.COMPOUND_TAILS_OLD) if old else (nm.COMPOUND_HEADS_NEW, nm.COMPOUND_TAILS_NEW)
+        )
         for _ in range(20):
             base = heads[rng.integers(len(heads))] + tails[rng.integers(len(tails))]
             if base not in used:
@@ -387,8 +496,8 @@ def _layout_compound(rng, cp) -> tuple[list[dict], list[Line], list[dict]]:
     depth = t["depth"]
     half_w = (x1 - x0) / 2 - 6 - 5
     target = getattr(cp, "target_hh", np.nan)
-    sized = target == target                      # a size asked for (NaN: none)
-    if sized:                                     # the building length that fits the most dwellings
+    sized = target == target  # a size asked for (NaN: none)
+    if sized:  # the building length that fits the most dwellings
         units = max(t["units"], key=lambda u: (_per_half(half_w, u, t)[1] * u, -u))
     units, n_half = _per_half(half_w, units, t)
     length = units * t["unit_w"]
@@ -397,8 +506,9 @@ def _layout_compound(rng, cp) -> tuple[list[dict], list[Line], list[dict]]:
     total = n_half * length + (n_half - 1) * t["gx"]
     west0 = x0 + 5 + (half_w - total) / 2
     east0 = xs + 6 + (half_w - total) / 2
-    col_x = np.concatenate([west0 + np.arange(n_half) * (length + t["gx"]),
-                            east0 + np.arange(n_half) * (length + t["gx"])])
+    col_x = np.concatenate(
+        [west0 + np.arange(n_half) * (length + t["gx"]), east0 + np.arange(n_half) * (length + t["gx"])]
+    )
     rows_y = []
     y = y0 + 11
     while y + depth <= y1 - 6:
@@ -408,7 +518,7 @@ def _layout_compound(rng, cp) -> tuple[list[dict], list[Line], list[dict]]:
         raise ValueError(f"compound {cp.code} too shallow for a building (rule: sample_layout)")
     # open space: big compounds leave a slot or two empty (green, parking)
     slots = []
-    for r, by in enumerate(rows_y):
+    for r, _by in enumerate(rows_y):
         keep = np.ones(len(col_x), dtype=bool)
         if len(col_x) * len(rows_y) > 6 and not sized:
             keep &= rng.random(len(col_x)) > 0.08
@@ -417,7 +527,7 @@ def _layout_compound(rng, cp) -> tuple[list[dict], list[Line], list[dict]]:
         for bx in col_x[keep]:
             f = int(np.clip(floors + rng.choice([-1, 0, 0, 0, 1]), 4, 7)) if cp.btype == "walkup" else floors
             slots.append((r, bx, f))
-    if sized:                   # leave slots empty while the rest stays at or above the size asked for
+    if sized:  # leave slots empty while the rest stays at or above the size asked for
         expect = np.array([f * units * t["per_floor"] * OCCUPANCY[bool(cp.old)] for _, _, f in slots])
         keep = np.ones(len(slots), dtype=bool)
         while True:
@@ -426,7 +536,7 @@ def _layout_compound(rng, cp) -> tuple[list[dict], list[Line], list[dict]]:
             if excess <= 0 or len(cand) == 0 or keep.sum() == 1:
                 break
             keep[cand[rng.integers(len(cand))]] = False
-        slots = [s_ for s_, k in zip(slots, keep) if k]
+        slots = [s_ for s_, k in zip(slots, keep, strict=False) if k]
     blds, paths = [], []
     used_rows = sorted({r for r, _, _ in slots})
     for r in used_rows:
@@ -434,17 +544,29 @@ def _layout_compound(rng, cp) -> tuple[list[dict], list[Line], list[dict]]:
         xs_r = np.array([bx for rr, bx, _ in slots if rr == r])
         for rr, bx, f in slots:
             if rr == r:
-                blds.append(dict(x0=round(bx, 2), y0=round(by, 2), x1=round(bx + length, 2), y1=round(by + depth, 2),
-                                 floors=f, units=units, per_floor=t["per_floor"], btype=cp.btype, type_label=t["label"]))
+                blds.append(
+                    dict(
+                        x0=round(bx, 2),
+                        y0=round(by, 2),
+                        x1=round(bx + length, 2),
+                        y1=round(by + depth, 2),
+                        floors=f,
+                        units=units,
+                        per_floor=t["per_floor"],
+                        btype=cp.btype,
+                        type_label=t["label"],
+                    )
+                )
         py = round(by - 5, 2)
         doors = np.round(xs_r + length / 2, 2)
-        paths.append(Line("h", py, float(min(doors.min(), xs)), float(max(doors.max(), xs)), "path",
-                          f"{cp.name}内部道路"))
+        paths.append(
+            Line("h", py, float(min(doors.min(), xs)), float(max(doors.max(), xs)), "path", f"{cp.name}内部道路")
+        )
         # entrance nodes: the row path is split where each building's door faces it
         for dx in doors:
             paths.append(Line("v", float(dx), py, py, "entrance", None))
     first, last = round(rows_y[used_rows[0]] - 5, 2), round(rows_y[used_rows[-1]] - 5, 2)
-    if getattr(cp, "gate", "south") == "north":     # the northern compounds of a block open to the north
+    if getattr(cp, "gate", "south") == "north":  # the northern compounds of a block open to the north
         paths.append(Line("v", xs, first, y1, "path", f"{cp.name}主路"))
         paths.append(Line("v", xs, y1, cp.road_north, "gate", f"{cp.name}北门"))
         return blds, paths, [dict(name=f"{cp.name}北门", x=xs, y=y1)]

@@ -19,7 +19,7 @@ from gisgov.sample import names as nm
 from gisgov.sample.layout import COUNTY, OCCUPANCY, REFERENCE_YEAR
 from gisgov.security.pii import id_check_digit
 
-REFERENCE_DAY = 327                      # 2024-11-23, day of year (0-based) the survey refers to
+REFERENCE_DAY = 327  # 2024-11-23, day of year (0-based) the survey refers to
 SIZE_P = {True: (0.26, 0.32, 0.22, 0.12, 0.06, 0.02), False: (0.21, 0.30, 0.26, 0.13, 0.07, 0.03)}
 RESIDENCE = ("常住", "流动", "户籍")
 RESIDENCE_P = {True: (0.75, 0.20, 0.05), False: (0.85, 0.10, 0.05)}
@@ -42,32 +42,85 @@ TEMPLATES = [
     (4, (28, 52), 0.70, [("配偶", "spouse", "opp"), ("子女", "child", "R"), ("子女", "child", "R")], 0.45, 0.50),
     (4, (30, 52), 0.70, [("配偶", "spouse", "opp"), ("子女", "child", "R"), ("父母", "parent", "F")], 0.40, 0.38),
     (4, (28, 50), 0.70, [("配偶", "spouse", "opp"), ("子女", "child", "R"), ("兄弟姐妹", "sibling", "R")], 0.15, 0.12),
-    (5, (30, 50), 0.70, [("配偶", "spouse", "opp"), ("子女", "child", "R"), ("父母", "parent", "M"),
-                         ("父母", "parent", "F")], 0.55, 0.55),
-    (5, (30, 50), 0.70, [("配偶", "spouse", "opp"), ("子女", "child", "R"), ("子女", "child", "R"),
-                         ("父母", "parent", "F")], 0.30, 0.30),
-    (5, (55, 75), 0.75, [("配偶", "spouse", "opp"), ("子女", "child", "R"), ("其他", "child", "R"),
-                         ("孙辈", "grandchild", "R")], 0.15, 0.15),
-    (6, (32, 50), 0.70, [("配偶", "spouse", "opp"), ("子女", "child", "R"), ("子女", "child", "R"),
-                         ("父母", "parent", "M"), ("父母", "parent", "F")], 0.55, 0.55),
-    (6, (55, 78), 0.75, [("配偶", "spouse", "opp"), ("子女", "child", "R"), ("其他", "child", "R"),
-                         ("孙辈", "grandchild", "R"), ("孙辈", "grandchild", "R")], 0.45, 0.45),
+    (
+        5,
+        (30, 50),
+        0.70,
+        [("配偶", "spouse", "opp"), ("子女", "child", "R"), ("父母", "parent", "M"), ("父母", "parent", "F")],
+        0.55,
+        0.55,
+    ),
+    (
+        5,
+        (30, 50),
+        0.70,
+        [("配偶", "spouse", "opp"), ("子女", "child", "R"), ("子女", "child", "R"), ("父母", "parent", "F")],
+        0.30,
+        0.30,
+    ),
+    (
+        5,
+        (55, 75),
+        0.75,
+        [("配偶", "spouse", "opp"), ("子女", "child", "R"), ("其他", "child", "R"), ("孙辈", "grandchild", "R")],
+        0.15,
+        0.15,
+    ),
+    (
+        6,
+        (32, 50),
+        0.70,
+        [
+            ("配偶", "spouse", "opp"),
+            ("子女", "child", "R"),
+            ("子女", "child", "R"),
+            ("父母", "parent", "M"),
+            ("父母", "parent", "F"),
+        ],
+        0.55,
+        0.55,
+    ),
+    (
+        6,
+        (55, 78),
+        0.75,
+        [
+            ("配偶", "spouse", "opp"),
+            ("子女", "child", "R"),
+            ("其他", "child", "R"),
+            ("孙辈", "grandchild", "R"),
+            ("孙辈", "grandchild", "R"),
+        ],
+        0.45,
+        0.45,
+    ),
 ]
 
 # Special groups (特殊人群): share of all residents, who is eligible, weighting.
 # Together ≈ 6% of records on ≈ 5.6% of people (seed 001: 6,596 of ~118k).
 GROUP_RATES = {
-    "dibao": 0.011, "dibian": 0.005, "tekun": 0.0012, "canji": 0.013, "dujulaoren": 0.010,
-    "liushouertong": 0.0012, "kunjingertong": 0.0008, "shequjiaozheng": 0.0005, "xingmanshifang": 0.0008,
-    "xidu": 0.0005, "jingshen": 0.004, "xinfang": 0.0003, "shiye": 0.008, "youfu": 0.003,
+    "dibao": 0.011,
+    "dibian": 0.005,
+    "tekun": 0.0012,
+    "canji": 0.013,
+    "dujulaoren": 0.010,
+    "liushouertong": 0.0012,
+    "kunjingertong": 0.0008,
+    "shequjiaozheng": 0.0005,
+    "xingmanshifang": 0.0008,
+    "xidu": 0.0005,
+    "jingshen": 0.004,
+    "xinfang": 0.0003,
+    "shiye": 0.008,
+    "youfu": 0.003,
 }
 
 
 @dataclass
 class People:
-    households: pd.DataFrame      # code, building_code, door_no, residence, size
-    residents: pd.DataFrame       # resident_no, household_code, name, gender, birth_year, birth_date, role, id_number, phone
-    groups: pd.DataFrame          # resident_no, group_code
+    households: pd.DataFrame  # code, building_code, door_no, residence, size
+    residents: pd.DataFrame  # resident_no, household_code, name, gender, birth_year, birth_date, role, id_number, phone
+    groups: pd.DataFrame  # resident_no, group_code
 
 
 def make_people(rng: np.random.Generator, buildings: pd.DataFrame) -> People:
@@ -98,13 +151,15 @@ def _households(rng, b: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         m = old[bi] == flag
         size[m] = rng.choice(np.arange(1, 7), size=m.sum(), p=SIZE_P[flag])
         residence[m] = rng.choice(RESIDENCE, size=m.sum(), p=RESIDENCE_P[flag])
-    hh = pd.DataFrame({
-        "code": pd.Series(codes, dtype=object) + pd.Series(seq).map("{:04d}".format),
-        "building_code": codes,
-        "door_no": pd.Series(unit).astype(str) + "单元" + pd.Series(floor * 100 + door).astype(str),
-        "residence": residence,
-        "size": size,
-    })
+    hh = pd.DataFrame(
+        {
+            "code": pd.Series(codes, dtype=object) + pd.Series(seq).map("{:04d}".format),
+            "building_code": codes,
+            "door_no": pd.Series(unit).astype(str) + "单元" + pd.Series(floor * 100 + door).astype(str),
+            "residence": residence,
+            "size": size,
+        }
+    )
     return hh, bi
 
 
@@ -147,13 +202,22 @@ def _residents(rng, hh: pd.DataFrame, old_h: np.ndarray) -> tuple[pd.DataFrame, 
     u = rng.random(n)
     age = np.select(
         [rule == "head", rule == "spouse", rule == "child", rule == "parent", rule == "sibling", rule == "grandchild"],
-        [ha, ha + rng.integers(-5, 4, size=n), ha - 22 - u * np.clip(ha - 22, 0, 14), ha + 22 + u * 10,
-         np.maximum(16, ha + rng.integers(-8, 9, size=n)), ha - 46 - u * np.clip(ha - 46, 0, 20)],
+        [
+            ha,
+            ha + rng.integers(-5, 4, size=n),
+            ha - 22 - u * np.clip(ha - 22, 0, 14),
+            ha + 22 + u * 10,
+            np.maximum(16, ha + rng.integers(-8, 9, size=n)),
+            ha - 46 - u * np.clip(ha - 46, 0, 20),
+        ],
     )
     age = np.clip(np.round(age), 0, 99).astype(np.int64)
     hm = head_male[h_of_r]
-    male = np.select([grule == "head", grule == "opp", grule == "M", grule == "F"],
-                     [hm, ~hm, True, False], default=rng.random(n) < 0.51)
+    male = np.select(
+        [grule == "head", grule == "opp", grule == "M", grule == "F"],
+        [hm, ~hm, True, False],
+        default=rng.random(n) < 0.51,
+    )
 
     birth_year = REFERENCE_YEAR - age
     last_day = np.where(birth_year == REFERENCE_YEAR, REFERENCE_DAY, 365)
@@ -173,17 +237,19 @@ def _residents(rng, hh: pd.DataFrame, old_h: np.ndarray) -> tuple[pd.DataFrame, 
     two = rng.random(n) < 0.75
     name = np.char.add(np.char.add(surname, g1), np.where(two, g2, ""))
 
-    res = pd.DataFrame({
-        "resident_no": np.arange(1, n + 1),
-        "household_code": hh["code"].to_numpy()[h_of_r],
-        "name": name.astype(object),
-        "gender": np.where(male, "男", "女").astype(object),
-        "birth_year": birth_year,
-        "birth_date": ymd.astype(object),
-        "role": role.astype(object),
-        "id_number": _id_numbers(ymd, male).astype(object),
-        "phone": _phones(rng, age),
-    })
+    res = pd.DataFrame(
+        {
+            "resident_no": np.arange(1, n + 1),
+            "household_code": hh["code"].to_numpy()[h_of_r],
+            "name": name.astype(object),
+            "gender": np.where(male, "男", "女").astype(object),
+            "birth_year": birth_year,
+            "birth_date": ymd.astype(object),
+            "role": role.astype(object),
+            "id_number": _id_numbers(ymd, male).astype(object),
+            "phone": _phones(rng, age),
+        }
+    )
     return res, h_of_r
 
 
@@ -192,7 +258,7 @@ def _id_numbers(ymd: np.ndarray, male: np.ndarray) -> np.ndarray:
     digits8 = np.char.replace(ymd.astype(str), "-", "")
     key = pd.DataFrame({"d": digits8, "m": male})
     rank = key.groupby(["d", "m"], sort=False).cumcount().to_numpy()
-    if rank.max() >= 500:                       # pragma: no cover - needs > 500 people per birthday
+    if rank.max() >= 500:  # pragma: no cover - needs > 500 people per birthday
         raise ValueError("too many people share a birth date for 3-digit ID sequences (rule: id_sequence)")
     offset = (digits8.astype(np.int64) * 7919) % 500
     seq = 2 * ((rank * 37 + offset) % 500) + male.astype(np.int64)
@@ -252,7 +318,9 @@ def _special_groups(rng, res: pd.DataFrame, hh: pd.DataFrame, h_of_r: np.ndarray
     out["kunjingertong"] = _pick(rng, n, GROUP_RATES["kunjingertong"], age < 18, np.where(in_dibao, 10.0, 1.0))
     adult = (age >= 18) & (age <= 65)
     out["shequjiaozheng"] = _pick(rng, n, GROUP_RATES["shequjiaozheng"], adult, np.where(male, 6.0, 1.0))
-    out["xingmanshifang"] = _pick(rng, n, GROUP_RATES["xingmanshifang"], (age >= 20) & (age <= 70), np.where(male, 9.0, 1.0))
+    out["xingmanshifang"] = _pick(
+        rng, n, GROUP_RATES["xingmanshifang"], (age >= 20) & (age <= 70), np.where(male, 9.0, 1.0)
+    )
     out["xidu"] = _pick(rng, n, GROUP_RATES["xidu"], (age >= 18) & (age <= 60), np.where(male, 4.0, 1.0))
     out["jingshen"] = _pick(rng, n, GROUP_RATES["jingshen"], age >= 15)
     out["xinfang"] = _pick(rng, n, GROUP_RATES["xinfang"], age >= 30)

@@ -8,6 +8,7 @@ node (a building's door) on the path they sit on.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,8 +23,8 @@ _TOL = 1e-6
 
 @dataclass
 class Network:
-    nodes: np.ndarray          # (N, 2) local metres; node id = row index + 1
-    edges: pd.DataFrame        # source, target, class, name, length_m, x0, y0, x1, y1
+    nodes: np.ndarray  # (N, 2) local metres; node id = row index + 1
+    edges: pd.DataFrame  # source, target, class, name, length_m, x0, y0, x1, y1
 
     def node_id(self, xy: np.ndarray) -> np.ndarray:
         """Ids of the nodes at exactly these points (KeyError if one is not a node)."""
@@ -37,7 +38,7 @@ class Network:
 
 
 def _keys(xy: np.ndarray) -> np.ndarray:
-    return np.round(xy * 100).astype(np.int64)          # centimetre grid
+    return np.round(xy * 100).astype(np.int64)  # centimetre grid
 
 
 def build_network(lines: list[Line]) -> Network:
@@ -45,8 +46,12 @@ def build_network(lines: list[Line]) -> Network:
     v = [ln for ln in lines if ln.orient == "v"]
     hc, hlo, hhi = (np.array([getattr(ln, a) for ln in h]) for a in ("c", "lo", "hi"))
     vc, vlo, vhi = (np.array([getattr(ln, a) for ln in v]) for a in ("c", "lo", "hi"))
-    touch = ((vlo[None, :] - _TOL <= hc[:, None]) & (hc[:, None] <= vhi[None, :] + _TOL)
-             & (hlo[:, None] - _TOL <= vc[None, :]) & (vc[None, :] <= hhi[:, None] + _TOL))
+    touch = (
+        (vlo[None, :] - _TOL <= hc[:, None])
+        & (hc[:, None] <= vhi[None, :] + _TOL)
+        & (hlo[:, None] - _TOL <= vc[None, :])
+        & (vc[None, :] <= hhi[:, None] + _TOL)
+    )
 
     segs: list[tuple[float, float, float, float, str, str | None]] = []
     points: list[np.ndarray] = []
@@ -54,12 +59,12 @@ def build_network(lines: list[Line]) -> Network:
         s = np.unique(np.concatenate([[ln.lo, ln.hi], vc[touch[i]]]))
         points.append(np.column_stack([s, np.full(len(s), ln.c)]))
         if ln.cls != "entrance":
-            segs.extend((a, ln.c, b, ln.c, ln.cls, ln.name) for a, b in zip(s[:-1], s[1:]) if b - a > _TOL)
+            segs.extend((a, ln.c, b, ln.c, ln.cls, ln.name) for a, b in itertools.pairwise(s) if b - a > _TOL)
     for j, ln in enumerate(v):
         s = np.unique(np.concatenate([[ln.lo, ln.hi], hc[touch[:, j]]]))
         points.append(np.column_stack([np.full(len(s), ln.c), s]))
         if ln.cls != "entrance":
-            segs.extend((ln.c, a, ln.c, b, ln.cls, ln.name) for a, b in zip(s[:-1], s[1:]) if b - a > _TOL)
+            segs.extend((ln.c, a, ln.c, b, ln.cls, ln.name) for a, b in itertools.pairwise(s) if b - a > _TOL)
 
     allpts = np.concatenate(points)
     keys, first = np.unique(_keys(allpts), axis=0, return_index=True)

@@ -21,14 +21,32 @@ from gisgov.security.pii import Vault
 GENERATE_STAGES = 5
 LOAD_STAGES = 9
 LAYER_ZH = {
-    "streets": "街道", "communities": "社区", "compounds": "小区", "buildings": "楼栋", "households": "户",
-    "residents": "居民", "resident_groups": "特殊人群", "facilities": "设施", "road_nodes": "路网节点",
-    "road_edges": "路段", "compound_gates": "小区出入口", "barriers": "障碍(河流)",
+    "streets": "街道",
+    "communities": "社区",
+    "compounds": "小区",
+    "buildings": "楼栋",
+    "households": "户",
+    "residents": "居民",
+    "resident_groups": "特殊人群",
+    "facilities": "设施",
+    "road_nodes": "路网节点",
+    "road_edges": "路段",
+    "compound_gates": "小区出入口",
+    "barriers": "障碍(河流)",
 }
 LAYER_TABLE = {
-    "streets": "street", "communities": "community", "compounds": "compound", "buildings": "building",
-    "households": "household", "residents": "resident", "resident_groups": "resident_group", "facilities": "facility",
-    "road_nodes": "road_node", "road_edges": "road_edge", "compound_gates": "compound_gate", "barriers": "barrier",
+    "streets": "street",
+    "communities": "community",
+    "compounds": "compound",
+    "buildings": "building",
+    "households": "household",
+    "residents": "resident",
+    "resident_groups": "resident_group",
+    "facilities": "facility",
+    "road_nodes": "road_node",
+    "road_edges": "road_edge",
+    "compound_gates": "compound_gate",
+    "barriers": "barrier",
 }
 
 
@@ -52,19 +70,30 @@ def refuse_if_not_empty(url: str) -> None:
         listing = ", ".join(f"{t}={n}" for t, n in have.items())
         raise DatabaseNotEmpty(
             f"数据库非空，未加载示例 database is not empty ({listing}); nothing was changed "
-            "(rule: sample_requires_empty_database). Use --replace to truncate and load again.")
+            "(rule: sample_requires_empty_database). Use --replace to truncate and load again."
+        )
 
 
-def build_and_load(url: str | None, *, seed: int = DEFAULT_SEED, scale: float = 1.0, out: Path | None = None,
-                   replace: bool = False, load: bool = True, from_gpkg: Path | None = None,
-                   vault: Vault | None = None, console: Console | None = None) -> SampleResult:
+def build_and_load(
+    url: str | None,
+    *,
+    seed: int = DEFAULT_SEED,
+    scale: float = 1.0,
+    out: Path | None = None,
+    replace: bool = False,
+    load: bool = True,
+    from_gpkg: Path | None = None,
+    vault: Vault | None = None,
+    console: Console | None = None,
+) -> SampleResult:
     """Generate the sample city (or read ``from_gpkg``), write it to ``out``, load it into ``url``."""
     console = console or Console()
     if load and url and not replace:
         refuse_if_not_empty(url)
     seconds: dict[str, float] = {}
-    progress = Progress(TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console)
+    progress = Progress(
+        TextColumn("{task.description:<34}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )
     with progress:
         t0 = time.perf_counter()
         if from_gpkg:
@@ -104,6 +133,7 @@ def _stepper(progress: Progress, task, label: str):
             progress.advance(task)
         state["n"] += 1
         progress.update(task, description=f"{label}: {stage}")
+
     return step
 
 
@@ -117,12 +147,17 @@ def summary_table(result: SampleResult) -> Table:
     for name in LAYERS:
         db = "" if result.db_counts is None else f"{result.db_counts.get(LAYER_TABLE[name], 0):,}"
         t.add_row(name, LAYER_ZH[name], f"{len(getattr(result.city, name)):,}", db)
-    under = "; ".join(f"{u['name']} 缺 missing {'、'.join(u.get('missing_zh', u['missing']))}"
-                      for u in m.get("under_served", []))
-    hard = "; ".join(f"{c['name']} 夹心小区 stranded compound {c['compound_code']} ({c['households']} 户 households)"
-                     for c in m.get("grid_challenges", []))
-    t.caption = (f"file: {result.path}   time: "
-                 + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
-                 + (f"\n服务不足社区 under-served: {under}" if under else "")
-                 + (f"\n网格划分难点 hard to grid: {hard}" if hard else ""))
+    under = "; ".join(
+        f"{u['name']} 缺 missing {'、'.join(u.get('missing_zh', u['missing']))}" for u in m.get("under_served", [])
+    )
+    hard = "; ".join(
+        f"{c['name']} 夹心小区 stranded compound {c['compound_code']} ({c['households']} 户 households)"
+        for c in m.get("grid_challenges", [])
+    )
+    t.caption = (
+        f"file: {result.path}   time: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
+        + (f"\n服务不足社区 under-served: {under}" if under else "")
+        + (f"\n网格划分难点 hard to grid: {hard}" if hard else "")
+    )
     return t

@@ -62,8 +62,15 @@ def record(
         who, role = actor.username, actor.role.value
     else:
         who, role = actor, None
-    params = dict(actor=who, role=role, action=action, object=object, result=result, client=client,
-                  detail=json.dumps(detail, ensure_ascii=False, default=str) if detail else None)
+    params = dict(
+        actor=who,
+        role=role,
+        action=action,
+        object=object,
+        result=result,
+        client=client,
+        detail=json.dumps(detail, ensure_ascii=False, default=str) if detail else None,
+    )
     if isinstance(target, Connection):
         target.execute(_INSERT, params)
     else:
@@ -83,16 +90,20 @@ def query(
     offset: int = 0,
 ) -> list[dict]:
     """Audit rows, newest first, filtered."""
-    rows = conn.execute(
-        text(
-            "SELECT id, at, actor, actor_role, action, object, result, client_addr, detail FROM audit_log "
-            "WHERE (CAST(:since AS timestamptz) IS NULL OR at >= :since) "
-            "AND (CAST(:until AS timestamptz) IS NULL OR at < :until) "
-            "AND (CAST(:actor AS text) IS NULL OR actor = :actor) "
-            "AND (CAST(:action AS text) IS NULL OR action = :action) "
-            "AND (CAST(:result AS text) IS NULL OR result = :result) "
-            "ORDER BY at DESC, id DESC LIMIT :limit OFFSET :offset"
-        ),
-        dict(since=since, until=until, actor=actor, action=action, result=result, limit=limit, offset=offset),
-    ).mappings().all()
+    rows = (
+        conn.execute(
+            text(
+                "SELECT id, at, actor, actor_role, action, object, result, client_addr, detail FROM audit_log "
+                "WHERE (CAST(:since AS timestamptz) IS NULL OR at >= :since) "
+                "AND (CAST(:until AS timestamptz) IS NULL OR at < :until) "
+                "AND (CAST(:actor AS text) IS NULL OR actor = :actor) "
+                "AND (CAST(:action AS text) IS NULL OR action = :action) "
+                "AND (CAST(:result AS text) IS NULL OR result = :result) "
+                "ORDER BY at DESC, id DESC LIMIT :limit OFFSET :offset"
+            ),
+            dict(since=since, until=until, actor=actor, action=action, result=result, limit=limit, offset=offset),
+        )
+        .mappings()
+        .all()
+    )
     return [dict(r) | {"at": r["at"].isoformat()} for r in rows]

@@ -38,8 +38,15 @@ def _dates(years: range) -> list[str]:
     return out
 
 
-def id_candidates(region: str, *, birth_year: int | None = None, birth_date: date | None = None,
-                  gender: str | None = None, visible: str = "", years: tuple[int, int] = DEFAULT_YEARS) -> int:
+def id_candidates(
+    region: str,
+    *,
+    birth_year: int | None = None,
+    birth_date: date | None = None,
+    gender: str | None = None,
+    visible: str = "",
+    years: tuple[int, int] = DEFAULT_YEARS,
+) -> int:
     """Number of valid ID numbers with this 6-digit ``region`` consistent with what is revealed.
 
     ``birth_year`` / ``birth_date``: shown in the output (the date wins when both are given);

@@ -72,10 +72,27 @@ class Perm(StrEnum):
 _ALL = frozenset(Perm)
 PERMISSIONS: dict[Role, frozenset[Perm]] = {
     Role.admin: _ALL,
-    Role.street_leader: frozenset({Perm.read_aggregates, Perm.read_personal, Perm.read_special_groups,
-                                   Perm.export_personal, Perm.edit_plans, Perm.activate_plans, Perm.run_analyses}),
-    Role.community_staff: frozenset({Perm.read_aggregates, Perm.read_personal, Perm.read_special_groups,
-                                     Perm.unmask, Perm.export_personal, Perm.import_data}),
+    Role.street_leader: frozenset(
+        {
+            Perm.read_aggregates,
+            Perm.read_personal,
+            Perm.read_special_groups,
+            Perm.export_personal,
+            Perm.edit_plans,
+            Perm.activate_plans,
+            Perm.run_analyses,
+        }
+    ),
+    Role.community_staff: frozenset(
+        {
+            Perm.read_aggregates,
+            Perm.read_personal,
+            Perm.read_special_groups,
+            Perm.unmask,
+            Perm.export_personal,
+            Perm.import_data,
+        }
+    ),
     Role.grid_worker: frozenset({Perm.read_aggregates, Perm.read_personal, Perm.read_special_groups}),
     Role.planner: frozenset({Perm.read_aggregates, Perm.edit_plans, Perm.run_analyses}),
     Role.viewer: frozenset({Perm.read_aggregates}),
@@ -101,8 +118,10 @@ def check_scope(role: Role | str, scope_code: str) -> str:
     if not _CODE.match(scope_code):
         raise ValueError(f"scope {scope_code!r} is not a street (9), community (12) or grid (15) code")
     if len(scope_code) not in SCOPE_LEVELS[role]:
-        allowed = " / ".join({0: "全市 whole city", 9: "街道 street", 12: "社区 community", 15: "网格 grid"}[n]
-                             for n in SCOPE_LEVELS[role])
+        allowed = " / ".join(
+            {0: "全市 whole city", 9: "街道 street", 12: "社区 community", 15: "网格 grid"}[n]
+            for n in SCOPE_LEVELS[role]
+        )
         raise ValueError(f"role {role.value} ({ROLE_LABELS[role]}) must be bound to: {allowed}")
     return scope_code
 
@@ -162,6 +181,11 @@ class Principal:
         return CATALOG_LEVEL[self.role]
 
     def public(self) -> dict:
-        return {"username": self.username, "display_name": self.display_name, "role": self.role.value,
-                "role_label": self.label, "scope": self.scope_code,
-                "permissions": sorted(p.value for p in PERMISSIONS[self.role])}
+        return {
+            "username": self.username,
+            "display_name": self.display_name,
+            "role": self.role.value,
+            "role_label": self.label,
+            "scope": self.scope_code,
+            "permissions": sorted(p.value for p in PERMISSIONS[self.role]),
+        }

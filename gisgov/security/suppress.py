@@ -68,8 +68,10 @@ def label(value: int, status: str, k: int) -> int | str | None:
 def initial(values: Mapping, residents: Mapping, shown: Iterable, k: int) -> dict:
     """Primary statuses: cells on some page are SHOWN or PRIMARY; the others HIDDEN."""
     on_page = set(shown)
-    return {c: (HIDDEN if c not in on_page else PRIMARY if small(v, residents.get(c, 0), k) else SHOWN)
-            for c, v in values.items()}
+    return {
+        c: (HIDDEN if c not in on_page else PRIMARY if small(v, residents.get(c, 0), k) else SHOWN)
+        for c, v in values.items()
+    }
 
 
 def bounds(status: str, value: int, residents: int, k: int) -> tuple[int, int]:
@@ -112,8 +114,7 @@ def propagate(relations: Sequence[Relation], lo: dict, hi: dict, *, max_rounds: 
     raise RuntimeError("interval propagation did not settle")  # cannot happen: integers only shrink
 
 
-def exposed(values: Mapping, residents: Mapping, status: Mapping, relations: Sequence[Relation],
-            k: int) -> list:
+def exposed(values: Mapping, residents: Mapping, status: Mapping, relations: Sequence[Relation], k: int) -> list:
     """Cells below k (not structural zeros) that an attacker can pin to a single value, by key."""
     lo, hi = {}, {}
     for c, v in values.items():
@@ -162,8 +163,7 @@ def protect(values: Mapping, residents: Mapping, relations: Sequence[Relation], 
 
 def _add_complement(candidates: Iterable, cell, values: Mapping, residents: Mapping, status: dict) -> bool:
     """Suppress the smallest shown, non-structural cell among ``candidates`` (not ``cell``)."""
-    pool = [(values[c], c) for c in candidates
-            if c != cell and status.get(c) == SHOWN and residents.get(c, 0) > 0]
+    pool = [(values[c], c) for c in candidates if c != cell and status.get(c) == SHOWN and residents.get(c, 0) > 0]
     if not pool:
         return False
     status[min(pool)[1]] = COMPLEMENT

@@ -58,8 +58,10 @@ class Config:
         for n in self.needs:
             if n.group == group:
                 return n
-        raise InvalidInput(f"未配置该人群的服务需求 no service need configured for group {group!r}; "
-                           f"configured: {', '.join(n.group for n in self.needs)}")
+        raise InvalidInput(
+            f"未配置该人群的服务需求 no service need configured for group {group!r}; "
+            f"configured: {', '.join(n.group for n in self.needs)}"
+        )
 
     @property
     def groups(self) -> list[str]:
@@ -69,12 +71,29 @@ class Config:
         return catalog.budget_m(self.circle, self.profile)
 
     def public(self, catalog: CoverageCatalog | None = None) -> dict:
-        out = {"circle": self.circle, "profile": self.profile, "visit_category": self.visit_category,
-               "needs": [{"group": n.group, "name_zh": n.name_zh, "name_en": n.name_en,
-                          "services": [{"code": s.code, "name_zh": s.name_zh, "name_en": s.name_en,
-                                        "select": [{"category": x.category, "kinds": list(x.kinds)} for x in s.select]}
-                                       for s in n.services]} for n in self.needs],
-               "visits": [{"group": g, "days": d} for g, d in sorted(self.visits.items())]}
+        out = {
+            "circle": self.circle,
+            "profile": self.profile,
+            "visit_category": self.visit_category,
+            "needs": [
+                {
+                    "group": n.group,
+                    "name_zh": n.name_zh,
+                    "name_en": n.name_en,
+                    "services": [
+                        {
+                            "code": s.code,
+                            "name_zh": s.name_zh,
+                            "name_en": s.name_en,
+                            "select": [{"category": x.category, "kinds": list(x.kinds)} for x in s.select],
+                        }
+                        for s in n.services
+                    ],
+                }
+                for n in self.needs
+            ],
+            "visits": [{"group": g, "days": d} for g, d in sorted(self.visits.items())],
+        }
         if catalog is not None:
             out["budget_m"] = self.budget_m(catalog)
             out["minutes"] = catalog.circle(self.circle).minutes
@@ -160,8 +179,9 @@ def parse_config(doc, catalog: CoverageCatalog | None = None, *, checksum: str =
                 else:
                     c = Category(s, s, s, (Selector(s),))  # unresolved (no catalog): a facility category
             else:
-                raise ConfigError(f"{where} ({g}): a service is a category code or an inline category "
-                                  "(rule: service_shape)")
+                raise ConfigError(
+                    f"{where} ({g}): a service is a category code or an inline category (rule: service_shape)"
+                )
             services.append(c)
         if not services:
             raise ConfigError(f"{where} ({g}): no services listed (rule: services_required)")
@@ -184,13 +204,15 @@ def check_groups(cfg: Config, known: set[str]) -> None:
 
 # -- decisions ------------------------------------------------------------------------------------------
 
+
 def is_beyond(distance_m: float | None, budget_m: float) -> bool:
     """Beyond the circle: no reachable facility within the cap (None / inf / NaN) or farther than the budget."""
     return distance_m is None or not math.isfinite(distance_m) or distance_m > budget_m
 
 
-def beyond(residents: list[dict], distances: dict[str, dict[int, float]], budget_m: float,
-           needs: list[str]) -> list[dict]:
+def beyond(
+    residents: list[dict], distances: dict[str, dict[int, float]], budget_m: float, needs: list[str]
+) -> list[dict]:
     """For each resident row (``id``, ``building_id``, ``groups``) and each of its groups in ``needs``, one
     row ``{resident row…, group, distance_m}`` when the nearest service lies beyond the budget.
     ``distances``: group → building id → metres (missing = unreachable)."""
@@ -201,8 +223,9 @@ def beyond(residents: list[dict], distances: dict[str, dict[int, float]], budget
                 continue
             d = distances.get(g, {}).get(r["building_id"])
             if is_beyond(d, budget_m):
-                out.append({**r, "group": g,
-                            "distance_m": None if d is None or not math.isfinite(d) else round(float(d), 1)})
+                out.append(
+                    {**r, "group": g, "distance_m": None if d is None or not math.isfinite(d) else round(float(d), 1)}
+                )
     return out
 
 
@@ -232,8 +255,7 @@ def overdue(residents: list[dict], visits: dict[str, int], now: datetime) -> lis
             continue
         due = last + timedelta(days=days)
         if due < now:
-            out.append({**r, "days": days, "rule_group": rule_group, "due": due,
-                        "days_overdue": (now - due).days})
+            out.append({**r, "days": days, "rule_group": rule_group, "due": due, "days_overdue": (now - due).days})
     return out
 
 

@@ -15,7 +15,7 @@ the file's circle under its walking profile.
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import Connection, text
@@ -66,8 +66,10 @@ def widen(conn: Connection) -> None:
 
 
 def known_groups(conn: Connection) -> dict[str, tuple[str, str]]:
-    return {r.code: (r.name_zh, r.name_en)
-            for r in conn.execute(text("SELECT code, name_zh, name_en FROM special_group ORDER BY sort, code"))}
+    return {
+        r.code: (r.name_zh, r.name_en)
+        for r in conn.execute(text("SELECT code, name_zh, name_en FROM special_group ORDER BY sort, code"))
+    }
 
 
 def config_for(conn: Connection, svc: CoverageService, path=None) -> Config:
@@ -81,26 +83,33 @@ def _area(conn: Connection, p: Principal, code: str | None) -> tuple[str, str | 
     a code outside it answers 404."""
     own = p.scope_code
     code = (code or "").strip() or own
-    if len(code) not in (0, 9, 12, 15) or not code.isdigit() and code:
+    if len(code) not in (0, 9, 12, 15) or (not code.isdigit() and code):
         raise InvalidInput(f"编码无效 code {code!r} must be a street (9), community (12) or grid (15) code")
     if not code.startswith(own):
         raise NotFound(f"未找到 area not found: {code}")
     if len(code) == 15:
-        ids = conn.execute(text("SELECT g.id FROM grid_current() g WHERE g.code = :c ORDER BY g.id"),
-                           {"c": code}).scalars().all()
+        ids = (
+            conn.execute(text("SELECT g.id FROM grid_current() g WHERE g.code = :c ORDER BY g.id"), {"c": code})
+            .scalars()
+            .all()
+        )
         if not ids:
             raise NotFound(f"未找到网格 grid not found: {code}")
         return code[:12], code, list(ids)
     return code, None, None
 
 
-def members(conn: Connection, p: Principal, cfg: Config, code: str | None = None,
-            groups: list[str] | None = None) -> list[dict]:
+def members(
+    conn: Connection, p: Principal, cfg: Config, code: str | None = None, groups: list[str] | None = None
+) -> list[dict]:
     """Members of the configured groups (needs and visit rules) in the area, under row-level security."""
     want = sorted(set(groups or (set(cfg.groups) | set(cfg.visits))))
     prefix, grid, ids = _area(conn, p, code)
-    rows = conn.execute(text(MEMBERS_SQL), {"groups": want, "prefix": prefix, "grid": grid,
-                                            "grid_ids": ids}).mappings().all()
+    rows = (
+        conn.execute(text(MEMBERS_SQL), {"groups": want, "prefix": prefix, "grid": grid, "grid_ids": ids})
+        .mappings()
+        .all()
+    )
     return [dict(r) for r in rows]
 
 
@@ -128,10 +137,16 @@ def need_distances(conn: Connection, svc: CoverageService, cfg: Config) -> tuple
         for n in cfg.needs:
             rows = np.unique(np.concatenate([model.category_rows(c) for c in n.services] or [np.zeros(0, int)]))
             d, f = model.distances_from_rows(rows.astype(np.int64))
-            dist[n.group] = {int(b): float(x) for b, x in zip(ids, d)}
-            near[n.group] = {int(b): (int(fac["id"].iloc[k]), str(fac["name"].iloc[k]),
-                                      None if fac["kind"].iloc[k] is None else str(fac["kind"].iloc[k]))
-                             for b, k in zip(ids, f) if k >= 0}
+            dist[n.group] = {int(b): float(x) for b, x in zip(ids, d, strict=False)}
+            near[n.group] = {
+                int(b): (
+                    int(fac["id"].iloc[k]),
+                    str(fac["name"].iloc[k]),
+                    None if fac["kind"].iloc[k] is None else str(fac["kind"].iloc[k]),
+                )
+                for b, k in zip(ids, f, strict=False)
+                if k >= 0
+            }
         out = (dist, near, model.method)
         with _dist_lock:
             _dist_cache.clear()
@@ -141,15 +156,26 @@ def need_distances(conn: Connection, svc: CoverageService, cfg: Config) -> tuple
 
 # -- lists for the responsible grid worker ---------------------------------------------------------------
 
+
 def _person(r: dict) -> dict:
     """What a list shows of a resident: masked name, masked ID (no birth year in the same output), the
     stored masked phone, where they live."""
-    return {"resident_id": int(r["id"]), "name": rules.mask_name(r["name"]), "gender": r["gender"],
-            "id_masked": mask_id(r["id_last4"]), "phone_masked": r["phone_masked"],
-            "building": r["building_code"], "building_name": r["building_name"], "door_no": r["door_no"],
-            "compound": r["compound_code"], "compound_name": r["compound_name"],
-            "grid": r["grid_code"], "grid_name": r["grid_name"] if r["grid_code"] else None,
-            "community": r["community_code"], "community_name": r["community_name"]}
+    return {
+        "resident_id": int(r["id"]),
+        "name": rules.mask_name(r["name"]),
+        "gender": r["gender"],
+        "id_masked": mask_id(r["id_last4"]),
+        "phone_masked": r["phone_masked"],
+        "building": r["building_code"],
+        "building_name": r["building_name"],
+        "door_no": r["door_no"],
+        "compound": r["compound_code"],
+        "compound_name": r["compound_name"],
+        "grid": r["grid_code"],
+        "grid_name": r["grid_name"] if r["grid_code"] else None,
+        "community": r["community_code"],
+        "community_name": r["community_name"],
+    }
 
 
 def _page(limit: int, offset: int) -> None:
@@ -161,12 +187,23 @@ def _page(limit: int, offset: int) -> None:
 
 def _check_personal(p: Principal) -> None:
     if not (p.can(Perm.read_personal) and p.can(Perm.read_special_groups)):
-        raise Forbidden(f"无权限 not allowed for role {p.role.value} ({p.label}): needs read_personal, "
-                        "read_special_groups (named special-group members)")
+        raise Forbidden(
+            f"无权限 not allowed for role {p.role.value} ({p.label}): needs read_personal, "
+            "read_special_groups (named special-group members)"
+        )
 
 
-def beyond_list(conn: Connection, svc: CoverageService, p: Principal, *, code: str | None = None,
-                group: str | None = None, limit: int = 500, offset: int = 0, cfg: Config | None = None) -> dict:
+def beyond_list(
+    conn: Connection,
+    svc: CoverageService,
+    p: Principal,
+    *,
+    code: str | None = None,
+    group: str | None = None,
+    limit: int = 500,
+    offset: int = 0,
+    cfg: Config | None = None,
+) -> dict:
     """Residents of the area whose most-needed service lies beyond the circle (named, masked)."""
     _check_personal(p)
     _page(limit, offset)
@@ -178,47 +215,96 @@ def beyond_list(conn: Connection, svc: CoverageService, p: Principal, *, code: s
     hits = rules.beyond(rows, dist, budget, groups)
     names = {n.group: (n.name_zh, n.name_en) for n in cfg.needs}
     items = []
-    for h in hits[offset:offset + limit]:
+    for h in hits[offset : offset + limit]:
         f = near.get(h["group"], {}).get(h["building_id"])
-        items.append({**_person(h), "group": h["group"], "need": names[h["group"]][0],
-                      "distance_m": h["distance_m"], "budget_m": budget,
-                      "nearest": None if f is None else {"facility_id": f[0], "name": f[1], "kind": f[2]}})
-    return {"area": code or p.scope_code, "circle": cfg.circle, "profile": cfg.profile, "budget_m": budget,
-            "method": method, "total": len(hits), "members": sum(1 for r in rows for g in r["groups"] if g in groups),
-            "limit": limit, "offset": offset, "items": items}
+        items.append(
+            {
+                **_person(h),
+                "group": h["group"],
+                "need": names[h["group"]][0],
+                "distance_m": h["distance_m"],
+                "budget_m": budget,
+                "nearest": None if f is None else {"facility_id": f[0], "name": f[1], "kind": f[2]},
+            }
+        )
+    return {
+        "area": code or p.scope_code,
+        "circle": cfg.circle,
+        "profile": cfg.profile,
+        "budget_m": budget,
+        "method": method,
+        "total": len(hits),
+        "members": sum(1 for r in rows for g in r["groups"] if g in groups),
+        "limit": limit,
+        "offset": offset,
+        "items": items,
+    }
 
 
-def overdue_list(conn: Connection, p: Principal, cfg: Config, *, code: str | None = None, group: str | None = None,
-                 now: datetime | None = None, limit: int = 500, offset: int = 0) -> dict:
+def overdue_list(
+    conn: Connection,
+    p: Principal,
+    cfg: Config,
+    *,
+    code: str | None = None,
+    group: str | None = None,
+    now: datetime | None = None,
+    limit: int = 500,
+    offset: int = 0,
+) -> dict:
     """Members of groups with a visit rule whose last visit is older than the rule (or who were never
     visited), most overdue first (never visited first)."""
     _check_personal(p)
     _page(limit, offset)
     if group and group not in cfg.visits:
-        raise InvalidInput(f"该人群无走访频次规则 no visit rule for group {group!r}; rules: {', '.join(sorted(cfg.visits))}")
+        raise InvalidInput(
+            f"该人群无走访频次规则 no visit rule for group {group!r}; rules: {', '.join(sorted(cfg.visits))}"
+        )
     visits = {group: cfg.visits[group]} if group else cfg.visits
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     rows = members(conn, p, cfg, code, sorted(visits))
     hits = rules.overdue(rows, visits, now)
     hits.sort(key=lambda r: (r["due"] is not None, r["due"] or now, r["id"]))
-    items = [{**_person(h), "groups": [g for g in h["groups"] if g in visits], "rule_group": h["rule_group"],
-              "interval_days": h["days"], "last_visit": h["last_visit"].isoformat() if h["last_visit"] else None,
-              "due": h["due"].isoformat() if h["due"] else None, "days_overdue": h["days_overdue"]}
-             for h in hits[offset:offset + limit]]
-    return {"area": code or p.scope_code, "now": now.isoformat(), "total": len(hits), "limit": limit,
-            "offset": offset, "items": items}
+    items = [
+        {
+            **_person(h),
+            "groups": [g for g in h["groups"] if g in visits],
+            "rule_group": h["rule_group"],
+            "interval_days": h["days"],
+            "last_visit": h["last_visit"].isoformat() if h["last_visit"] else None,
+            "due": h["due"].isoformat() if h["due"] else None,
+            "days_overdue": h["days_overdue"],
+        }
+        for h in hits[offset : offset + limit]
+    ]
+    return {
+        "area": code or p.scope_code,
+        "now": now.isoformat(),
+        "total": len(hits),
+        "limit": limit,
+        "offset": offset,
+        "items": items,
+    }
 
 
 # -- aggregates for leaders --------------------------------------------------------------------------------
 
-def summary(conn: Connection, svc: CoverageService, p: Principal, *, k: int, cfg: Config | None = None,
-            now: datetime | None = None) -> dict:
+
+def summary(
+    conn: Connection,
+    svc: CoverageService,
+    p: Principal,
+    *,
+    k: int,
+    cfg: Config | None = None,
+    now: datetime | None = None,
+) -> dict:
     """Per community and grid of the caller's area, per configured group: members, beyond the circle,
     overdue for a visit. Roles without ``read_special_groups`` see them with small cells suppressed, with
     the statistics' statuses for the members (:mod:`gisgov.stats.privacy`) and the beyond / overdue
     counts protected as sub-counts of them."""
     cfg = cfg or config_for(conn, svc)
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     groups = sorted(set(cfg.groups) | set(cfg.visits))
     rows = members(conn, p, cfg, None, groups)  # under the caller's scope
     area = stats_queries.area_of(conn, p.scope_code)
@@ -270,10 +356,14 @@ def summary(conn: Connection, svc: CoverageService, p: Principal, *, k: int, cfg
         gl = []
         for g in groups:
             vals = {f: sum(n for a, n in counts[g][f].items() if pred(a)) for f in ("members", "beyond", "overdue")}
-            row = {"group": g, "group_name": names.get(g, (g, g))[0],
-                   "members": vals["members"],
-                   "beyond": vals["beyond"] if g in cfg.groups else None,
-                   "overdue": vals["overdue"] if g in cfg.visits else None, "suppressed": []}
+            row = {
+                "group": g,
+                "group_name": names.get(g, (g, g))[0],
+                "members": vals["members"],
+                "beyond": vals["beyond"] if g in cfg.groups else None,
+                "overdue": vals["overdue"] if g in cfg.visits else None,
+                "suppressed": [],
+            }
             if u is not None:
                 t_status = u.lookup(g, cell) or suppress.HIDDEN
                 row["members"] = suppress.label(vals["members"], t_status, k)
@@ -288,15 +378,28 @@ def summary(conn: Connection, svc: CoverageService, p: Principal, *, k: int, cfg
                         row["suppressed"].append(f)
             gl.append(row)
         out_units.append({"level": level, "code": ucode, "name": name, "groups": gl})
-    return {"area": p.scope_code, "circle": cfg.circle, "profile": cfg.profile, "budget_m": budget, "method": method,
-            "now": now.isoformat(), "units": out_units,
-            "suppression": None if exact else {
-                "k": k, "below": f"<{k}", "complement": f"≥{k}",
-                "note": f"特殊人群人数少于{k}人显示为“<{k}”，部分数字显示为“≥{k}”以免由合计推算 special-group counts below "
-                        f"{k} are shown as '<{k}', some others as '≥{k}' so totals do not reveal them"}}
+    return {
+        "area": p.scope_code,
+        "circle": cfg.circle,
+        "profile": cfg.profile,
+        "budget_m": budget,
+        "method": method,
+        "now": now.isoformat(),
+        "units": out_units,
+        "suppression": None
+        if exact
+        else {
+            "k": k,
+            "below": f"<{k}",
+            "complement": f"≥{k}",
+            "note": f"特殊人群人数少于{k}人显示为“<{k}”，部分数字显示为“≥{k}”以免由合计推算 special-group counts below "
+            f"{k} are shown as '<{k}', some others as '≥{k}' so totals do not reveal them",
+        },
+    }
 
 
 # -- visits -----------------------------------------------------------------------------------------------
+
 
 def record_visit(conn: Connection, p: Principal, resident_id: int, cfg: Config, *, note: str | None = None) -> dict:
     """Record a 走访 visit: an event of the visit category at the resident's building (reported by the
@@ -308,19 +411,33 @@ def record_visit(conn: Connection, p: Principal, resident_id: int, cfg: Config, 
     note = (note or "").replace("\x00", "").strip()
     if len(note) > MAX_NOTE:
         raise InvalidInput(f"说明过长 note longer than {MAX_NOTE} characters")
-    row = conn.execute(text("""
+    row = conn.execute(
+        text("""
         SELECT r.id, ST_X(ST_Transform(b.pos, 4490)) AS lon, ST_Y(ST_Transform(b.pos, 4490)) AS lat, b.code,
                array_agg(rg.group_code ORDER BY rg.group_code) AS groups
         FROM resident r JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code
         JOIN resident_group rg ON rg.resident_id = r.id
-        WHERE r.id = :id GROUP BY r.id, b.id"""), {"id": resident_id}).first()
+        WHERE r.id = :id GROUP BY r.id, b.id"""),
+        {"id": resident_id},
+    ).first()
     if row is None:
         raise NotFound(f"未找到特殊人群居民 special-group resident not found: {resident_id}")
     desc = "特殊人群走访 special-group visit" + (f"：{note}" if note else "")
     ev = events.report(conn, p, lon=row.lon, lat=row.lat, category=cfg.visit_category, description=desc)
-    at = conn.execute(text("INSERT INTO special_visit (event_id, resident_id, visited_at) "
-                           "SELECT e.id, :r, e.reported_at FROM event e WHERE e.id = :e RETURNING visited_at"),
-                      {"e": ev["id"], "r": resident_id}).scalar_one()
-    return {"event_id": ev["id"], "resident_id": int(resident_id), "building": row.code,
-            "groups": list(row.groups), "visited_at": at.isoformat(), "event_status": ev["status"],
-            "grid": ev["grid_code"], "community": ev["community_code"]}
+    at = conn.execute(
+        text(
+            "INSERT INTO special_visit (event_id, resident_id, visited_at) "
+            "SELECT e.id, :r, e.reported_at FROM event e WHERE e.id = :e RETURNING visited_at"
+        ),
+        {"e": ev["id"], "r": resident_id},
+    ).scalar_one()
+    return {
+        "event_id": ev["id"],
+        "resident_id": int(resident_id),
+        "building": row.code,
+        "groups": list(row.groups),
+        "visited_at": at.isoformat(),
+        "event_status": ev["status"],
+        "grid": ev["grid_code"],
+        "community": ev["community_code"],
+    }

@@ -157,6 +157,7 @@ def apply(u: Universe, unit: Unit, doc: dict) -> dict:
 
 # -- the service-circle summary: beyond counts as sub-counts of the group totals -----------------------
 
+
 def unit_cell(u: Universe, level: str, code: str) -> Key:
     """The cell of one street / community / grid / compound (its buildings inside the area)."""
     return u.cell(_UNIT_PRED[level](str(code)))
@@ -165,8 +166,12 @@ def unit_cell(u: Universe, level: str, code: str) -> Key:
 def unit_cells(u: Universe) -> set[Key]:
     """The cells of every street, community, grid and compound of the area (what coverage pages show)."""
     out: set[Key] = set()
-    for level, dim in (("street", lambda a: a[0][:9]), ("community", lambda a: a[0]),
-                       ("grid", lambda a: a[1]), ("compound", lambda a: a[2])):
+    for level, dim in (
+        ("street", lambda a: a[0][:9]),
+        ("community", lambda a: a[0]),
+        ("grid", lambda a: a[1]),
+        ("compound", lambda a: a[2]),
+    ):
         for code in {dim(a) for a in u.atoms} - {""}:
             out.add(unit_cell(u, level, code))
     return out
@@ -177,8 +182,9 @@ def group_values(u: Universe, group: str) -> dict[Key, int]:
     return {c: sum(u.atoms[a].get(group, 0) for a in c) for c in u.cells}
 
 
-def beyond_statuses(u: Universe, group: str, beyond: dict[str, dict[Atom, int]],
-                    shown: set[Key]) -> dict[str, dict[Key, str]]:
+def beyond_statuses(
+    u: Universe, group: str, beyond: dict[str, dict[Atom, int]], shown: set[Key]
+) -> dict[str, dict[Key, str]]:
     """Status of every cell's ``beyond`` count, for each rule (key → beyond per atom) of one group.
 
     The group's totals keep their statuses (those of the statistics, fixed); per cell
@@ -221,14 +227,16 @@ def beyond_statuses(u: Universe, group: str, beyond: dict[str, dict[Atom, int]],
             free.add(bc)
             relations.append(suppress.Relation(("T", "", c), (bc, wc)))
         for col in ("B", "W"):
-            relations.extend(suppress.Relation((col, r, rel.total), tuple((col, r, p) for p in rel.parts))
-                             for rel in u.relations)
+            relations.extend(
+                suppress.Relation((col, r, rel.total), tuple((col, r, p) for p in rel.parts)) for rel in u.relations
+            )
     status = protect_fixed(values, residents, relations, status, free, k)
     return {r: {c: status[("B", r, c)] for c in u.cells} for r in beyond}
 
 
-def protect_fixed(values: dict, residents: dict, relations: list[suppress.Relation], status: dict,
-                  free: set, k: int) -> dict:
+def protect_fixed(
+    values: dict, residents: dict, relations: list[suppress.Relation], status: dict, free: set, k: int
+) -> dict:
     """Like :func:`gisgov.security.suppress.protect`, from given statuses of which only the ``free``
     cells may change: while a small cell can be pinned, the smallest shown free cell next to it
     becomes a complement (``"≥k"``); when none is left, a suppressed free cell next to it is left out

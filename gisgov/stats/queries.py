@@ -73,16 +73,22 @@ def area_of(conn: Connection, scope_code: str) -> Area:
     """The caller's area for a scope code ('' = whole city); a grid code stands for its current grid(s)."""
     if len(scope_code) != 15:
         return Area(scope_code)
-    ids = conn.execute(text("SELECT g.id FROM grid_current() g WHERE g.code = :c ORDER BY g.id"),
-                       {"c": scope_code}).scalars().all()
+    ids = (
+        conn.execute(text("SELECT g.id FROM grid_current() g WHERE g.code = :c ORDER BY g.id"), {"c": scope_code})
+        .scalars()
+        .all()
+    )
     return Area(scope_code, tuple(ids))
 
 
 def _compound_in_area(conn: Connection, compound_id: int, area: Area) -> tuple[bool, bool]:
     """(overlaps, wholly inside) of a compound and a grid area, by its buildings."""
-    row = conn.execute(text("""
+    row = conn.execute(
+        text("""
         SELECT count(*) FILTER (WHERE b.grid_id = ANY(CAST(:g AS bigint[]))) AS inside, count(*) AS n
-        FROM building b WHERE b.compound_id = :id"""), {"g": list(area.grid_ids), "id": compound_id}).one()
+        FROM building b WHERE b.compound_id = :id"""),
+        {"g": list(area.grid_ids), "id": compound_id},
+    ).one()
     return row.inside > 0, row.inside == row.n
 
 
@@ -110,30 +116,42 @@ def resolve(conn: Connection, level: str, code: str | None, *, city: str = "å…¨å
         path.append({"level": "community", "code": row["community_code"], "name": row["community_name"]})
     if row.get("grid_code"):
         path.append({"level": "grid", "code": row["grid_code"], "name": row["grid_name"]})
-    return Unit(level, row["code"], row["name"], unit_id=row["id"], path=tuple(path),
-                has_grids=bool(row.get("has_grids")), limited=not inside)
+    return Unit(
+        level,
+        row["code"],
+        row["name"],
+        unit_id=row["id"],
+        path=tuple(path),
+        has_grids=bool(row.get("has_grids")),
+        limited=not inside,
+    )
 
 
 # -- children ------------------------------------------------------------------------------------------
 
+
 def _children_sql(unit: Unit, *, geometry: bool, area: Area) -> str | None:
     """Children of the unit inside the caller's area only (never listed with zeros)."""
     child = unit.child
-    geom = (f", ST_AsGeoJSON(ST_Transform(x.geom, 4326), {PRECISION}) AS geom" if geometry else "")
+    geom = f", ST_AsGeoJSON(ST_Transform(x.geom, 4326), {PRECISION}) AS geom" if geometry else ""
     inside = area.child_filter(child)
     if child == "street":
         return f"SELECT x.code, x.name{geom} FROM street x WHERE {inside} ORDER BY x.code"
     if child == "community":
         return f"SELECT x.code, x.name{geom} FROM community x WHERE x.street_code = :code AND {inside} ORDER BY x.code"
     if child == "grid":
-        return (f"SELECT x.code, {GRID_NAME.replace('g.', 'x.')} AS name{geom} FROM grid_current() x "
-                f"WHERE x.community_code = :code AND {inside} ORDER BY x.code")
+        return (
+            f"SELECT x.code, {GRID_NAME.replace('g.', 'x.')} AS name{geom} FROM grid_current() x "
+            f"WHERE x.community_code = :code AND {inside} ORDER BY x.code"
+        )
     if child == "compound" and unit.level == "grid":
         # part of the compound may lie in other grids: its figures here are those of this grid's part
         scope = units.COMPOUND_SCOPE["grid"].replace("cp.", "x.")
-        return (f"SELECT x.code, x.name, EXISTS (SELECT 1 FROM building o WHERE o.compound_id = x.id "
-                f"AND o.grid_id IS DISTINCT FROM :unit_id) AS partial{geom} FROM compound x "
-                f"WHERE {scope} AND {inside} ORDER BY x.code")
+        return (
+            f"SELECT x.code, x.name, EXISTS (SELECT 1 FROM building o WHERE o.compound_id = x.id "
+            f"AND o.grid_id IS DISTINCT FROM :unit_id) AS partial{geom} FROM compound x "
+            f"WHERE {scope} AND {inside} ORDER BY x.code"
+        )
     if child == "compound":
         scope = units.COMPOUND_SCOPE[unit.level].replace("cp.", "x.")
         return f"SELECT x.code, x.name{geom} FROM compound x WHERE {scope} AND {inside} ORDER BY x.code"
@@ -169,8 +187,10 @@ def features(conn: Connection, unit: Unit, area: Area | None = None) -> str:
     area = area or Area()
     child_sql = _children_sql(unit, geometry=True, area=area)
     if child_sql is not None:
-        parts.append(f"SELECT 1 AS ord, 'child' AS role, CAST(:child AS text) AS level, k.code, k.name, k.geom "
-                     f"FROM ({child_sql}) k")
+        parts.append(
+            f"SELECT 1 AS ord, 'child' AS role, CAST(:child AS text) AS level, k.code, k.name, k.geom "
+            f"FROM ({child_sql}) k"
+        )
     if not parts:
         return "[]"
     sql = f"""
@@ -178,36 +198,50 @@ def features(conn: Connection, unit: Unit, area: Area | None = None) -> str:
                    'type', 'Feature', 'id', f.code, 'geometry', f.geom::json,
                    'properties', json_build_object('role', f.role, 'level', f.level, 'code', f.code, 'name', f.name))
                ORDER BY f.ord, f.code), '[]'::json)::text
-        FROM ({' UNION ALL '.join(parts)}) f"""
-    params = unit.params() | area.params() | {"level": unit.level, "ucode": unit.code, "uname": unit.name,
-                                              "child": unit.child}
+        FROM ({" UNION ALL ".join(parts)}) f"""
+    params = (
+        unit.params()
+        | area.params()
+        | {"level": unit.level, "ucode": unit.code, "uname": unit.name, "child": unit.child}
+    )
     return conn.execute(text(sql), params).scalar()
 
 
 # -- aggregates ----------------------------------------------------------------------------------------
 
+
 def special_groups(conn: Connection) -> list[dict]:
-    return [dict(r._mapping) for r in conn.execute(
-        text("SELECT code, name_zh, name_en FROM special_group ORDER BY sort, code"))]
+    return [
+        dict(r._mapping)
+        for r in conn.execute(text("SELECT code, name_zh, name_en FROM special_group ORDER BY sort, code"))
+    ]
 
 
 def coverage_run(conn: Connection, profile: str, circle: str) -> dict | None:
     """The latest finished coverage run when stored distances and the budget of ``profile``/``circle``
     exist, else ``None`` (coverage not computed yet)."""
-    row = conn.execute(text("""
+    row = (
+        conn.execute(
+            text("""
         SELECT r.id, r.finished_at, r.method
         FROM coverage_run r
         WHERE r.finished_at IS NOT NULL
           AND EXISTS (SELECT 1 FROM coverage_budget WHERE profile = :p AND circle = :c)
           AND EXISTS (SELECT 1 FROM building_access)
-        ORDER BY r.finished_at DESC LIMIT 1"""), {"p": profile, "c": circle}).mappings().first()
+        ORDER BY r.finished_at DESC LIMIT 1"""),
+            {"p": profile, "c": circle},
+        )
+        .mappings()
+        .first()
+    )
     if row is None:
         return None
     return {"run_id": row["id"], "finished_at": row["finished_at"].isoformat(), "method": row["method"]}
 
 
-def aggregates(conn: Connection, unit: Unit, *, ref_year: int, circles: CircleSpec | None,
-               area: Area | None = None) -> dict[str, list[dict]]:
+def aggregates(
+    conn: Connection, unit: Unit, *, ref_year: int, circles: CircleSpec | None, area: Area | None = None
+) -> dict[str, list[dict]]:
     """Rows of every topic for the unit and its children (``is_total``, ``ck`` + the topic's columns),
     counting only buildings, compounds and grids inside ``area``."""
     area = area or Area()
@@ -251,10 +285,16 @@ def grid_staff(conn: Connection, unit: Unit) -> list[dict]:
     if unit.level != "grid":
         return []
     order = ", ".join(f"'{r}'" for r, _ in units.STAFF_ROLES)
-    return [dict(r._mapping) for r in conn.execute(text(f"""
+    return [
+        dict(r._mapping)
+        for r in conn.execute(
+            text(f"""
         SELECT s.role, s.name, s.phone_masked
         FROM grid_staff s WHERE s.grid_id = :unit_id
-        ORDER BY array_position(ARRAY[{order}]::text[], s.role), s.id"""), unit.params())]
+        ORDER BY array_position(ARRAY[{order}]::text[], s.role), s.id"""),
+            unit.params(),
+        )
+    ]
 
 
 def today_year() -> int:

@@ -18,9 +18,17 @@ from gisgov.stats.circles import DEFAULT_PROFILE, circle_spec
 LIMITED_NOTE = "仅统计您辖区内的部分 figures cover only the part inside your area"
 
 
-def unit_stats(conn: Connection, level: str, code: str | None, *, catalog: Catalog | None = None,
-               profile: str = DEFAULT_PROFILE, scope: str = "", small_cell_k: int | None = None,
-               staff_names: bool = False) -> dict:
+def unit_stats(
+    conn: Connection,
+    level: str,
+    code: str | None,
+    *,
+    catalog: Catalog | None = None,
+    profile: str = DEFAULT_PROFILE,
+    scope: str = "",
+    small_cell_k: int | None = None,
+    staff_names: bool = False,
+) -> dict:
     """Indicators of one unit (``level='city'`` for the whole city) and of each direct child.
 
     ``catalog`` = the service-circle catalog (coverage figures are left out without it)."""
@@ -32,20 +40,37 @@ def unit_stats(conn: Connection, level: str, code: str | None, *, catalog: Catal
     ref_year = units.reference_year(ds, queries.today_year())
     rows = queries.aggregates(conn, unit, ref_year=ref_year, circles=spec if run else None, area=area)
     groups = queries.special_groups(conn)
-    doc = shape.document(unit, queries.children(conn, unit, area), rows, groups=groups,
-                         circles=spec, coverage_run=run, ref_year=ref_year, dataset=ds)
+    doc = shape.document(
+        unit,
+        queries.children(conn, unit, area),
+        rows,
+        groups=groups,
+        circles=spec,
+        coverage_run=run,
+        ref_year=ref_year,
+        dataset=ds,
+    )
     doc["area"] = {"scope": scope, "limited": unit.limited, "note": LIMITED_NOTE if unit.limited else None}
     doc["suppression"] = None
     if small_cell_k is not None:
         universe = privacy.build(queries.cells(conn, area), [g["code"] for g in groups], small_cell_k)
         privacy.apply(universe, unit, doc)
         doc["suppression"] = {
-            "k": small_cell_k, "below": f"<{small_cell_k}", "complement": f"≥{small_cell_k}",
+            "k": small_cell_k,
+            "below": f"<{small_cell_k}",
+            "complement": f"≥{small_cell_k}",
             "note": f"特殊人群人数少于{small_cell_k}人显示为“<{small_cell_k}”，为防止由合计推算，部分数字显示为"
-                    f"“≥{small_cell_k}” special-group counts below {small_cell_k} are shown as "
-                    f"'<{small_cell_k}'; some others as '≥{small_cell_k}' so totals do not reveal them"}
-    doc["staff_list"] = ([{"role": r["role"], "name": r["name"], "phone_masked": r["phone_masked"]}
-                          for r in queries.grid_staff(conn, unit)] if staff_names and unit.level == "grid" else None)
+            f"“≥{small_cell_k}” special-group counts below {small_cell_k} are shown as "
+            f"'<{small_cell_k}'; some others as '≥{small_cell_k}' so totals do not reveal them",
+        }
+    doc["staff_list"] = (
+        [
+            {"role": r["role"], "name": r["name"], "phone_masked": r["phone_masked"]}
+            for r in queries.grid_staff(conn, unit)
+        ]
+        if staff_names and unit.level == "grid"
+        else None
+    )
     return doc
 
 
@@ -55,6 +80,7 @@ def unit_features(conn: Connection, level: str, code: str | None, *, scope: str 
     ds = queries.dataset(conn)
     area = queries.area_of(conn, scope)
     unit = queries.resolve(conn, level, code, city=units.city_name(ds), area=area)
-    head = queries.dumps({"type": "FeatureCollection", "level": unit.level, "code": unit.code,
-                          "child_level": unit.child})
+    head = queries.dumps(
+        {"type": "FeatureCollection", "level": unit.level, "code": unit.code, "child_level": unit.child}
+    )
     return head[:-1] + ',"features":' + queries.features(conn, unit, area) + "}"

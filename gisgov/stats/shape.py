@@ -23,13 +23,20 @@ def share(part: float | None, whole: float | None) -> float | None:
 
 def empty_stats(group_codes: list[str], circles: CircleSpec | None, *, staff: bool = True) -> dict:
     return {
-        "households": 0, "residents": 0, "buildings": 0,
-        "compounds": 0, "old_compounds": 0, "old_compound_share": None,
-        "age": {k: 0 for k in AGE_BANDS}, "elderly_share": None,
-        "special": {"people": 0, "per_1000": None, "groups": {g: 0 for g in group_codes}},
+        "households": 0,
+        "residents": 0,
+        "buildings": 0,
+        "compounds": 0,
+        "old_compounds": 0,
+        "old_compound_share": None,
+        "age": dict.fromkeys(AGE_BANDS, 0),
+        "elderly_share": None,
+        "special": {"people": 0, "per_1000": None, "groups": dict.fromkeys(group_codes, 0)},
         "grids": 0,
         "staff": {"total": 0, "roles": {r: 0 for r, _ in STAFF_ROLES}} if staff else None,
-        "coverage": None if circles is None else {
+        "coverage": None
+        if circles is None
+        else {
             "households": 0,
             "categories": {c: {"households_in": 0, "share": None} for c, _, _ in circles.categories},
             "complete": {"households": 0, "households_in": 0, "share": None},
@@ -75,8 +82,13 @@ def _add_coverage(s: dict, r: dict) -> None:
 
 
 _BASIS = {"street": "streets", "community": "communities", "grid": "grids", "compound": "compounds"}
-_ADDERS = {"people": _add_people, "groups": _add_group, "compounds": _add_compounds, "grids": _add_grids,
-           "coverage": _add_coverage}
+_ADDERS = {
+    "people": _add_people,
+    "groups": _add_group,
+    "compounds": _add_compounds,
+    "grids": _add_grids,
+    "coverage": _add_coverage,
+}
 # Topics keyed by the building a count comes from: their rows without a child go to ``rest``.
 _BUILDING_TOPICS = ("people", "groups", "coverage")
 
@@ -127,8 +139,16 @@ def document(
                 add(by_code[r["ck"]], r)
             elif topic in _BUILDING_TOPICS:
                 add(rest, r)
-    items = [{"level": child, "code": k["code"], "name": k["name"], "partial": bool(k.get("partial")),
-              "stats": finish(by_code[k["code"]])} for k in kids]
+    items = [
+        {
+            "level": child,
+            "code": k["code"],
+            "name": k["name"],
+            "partial": bool(k.get("partial")),
+            "stats": finish(by_code[k["code"]]),
+        }
+        for k in kids
+    ]
     finish(rest)
     zh, en = LEVEL_LABELS[unit.level]
     return {
@@ -152,6 +172,7 @@ def document(
             "staff_roles": [{"role": r, "name_en": e} for r, e in STAFF_ROLES],
             "age_bands": list(AGE_BANDS),
         },
-        "coverage": None if spec is None else spec.meta() | {"available": coverage_run is not None,
-                                                             "run": coverage_run},
+        "coverage": None
+        if spec is None
+        else spec.meta() | {"available": coverage_run is not None, "run": coverage_run},
     }

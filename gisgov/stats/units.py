@@ -26,12 +26,22 @@ from gisgov.errors import InvalidInput, NotFound
 CITY = "city"
 LEVELS = ("street", "community", "grid", "compound")
 CODE_DIGITS = {"street": 9, "community": 12, "grid": 15, "compound": 16}
-LEVEL_LABELS = {CITY: ("全市", "City"), "street": ("街道", "Street"), "community": ("社区", "Community"),
-                "grid": ("网格", "Grid"), "compound": ("小区", "Compound")}
+LEVEL_LABELS = {
+    CITY: ("全市", "City"),
+    "street": ("街道", "Street"),
+    "community": ("社区", "Community"),
+    "grid": ("网格", "Grid"),
+    "compound": ("小区", "Compound"),
+}
 
 # Staff roles of the schema (grid_staff.role), in the order grids.sql counts them (role_1 … role_5).
-STAFF_ROLES = (("网格长", "Grid chief"), ("专职网格员", "Full-time grid worker"),
-               ("兼职网格员", "Part-time grid worker"), ("网格指导员", "Grid instructor"), ("信息员", "Informant"))
+STAFF_ROLES = (
+    ("网格长", "Grid chief"),
+    ("专职网格员", "Full-time grid worker"),
+    ("兼职网格员", "Part-time grid worker"),
+    ("网格指导员", "Grid instructor"),
+    ("信息员", "Informant"),
+)
 
 _STREET_COMMUNITIES = "(SELECT c.code FROM community c WHERE c.street_code = :code)"
 
@@ -80,16 +90,32 @@ GRID_CHILD_KEY = {
 }
 
 # The caller's area, by code length of the account's node ('' = whole city; 15 = one grid's buildings).
-BUILDING_AREA = {0: "TRUE", 9: "b.community_code LIKE :area_like", 12: "b.community_code LIKE :area_like",
-                 15: "b.grid_id = ANY(CAST(:area_grids AS bigint[]))"}
-COMPOUND_AREA = {0: "TRUE", 9: "cp.community_code LIKE :area_like", 12: "cp.community_code LIKE :area_like",
-                 15: "cp.id IN (SELECT ab.compound_id FROM building ab WHERE ab.grid_id = ANY(CAST(:area_grids AS bigint[])))"}
-GRID_AREA = {0: "TRUE", 9: "g.community_code LIKE :area_like", 12: "g.community_code LIKE :area_like",
-             15: "g.id = ANY(CAST(:area_grids AS bigint[]))"}
+BUILDING_AREA = {
+    0: "TRUE",
+    9: "b.community_code LIKE :area_like",
+    12: "b.community_code LIKE :area_like",
+    15: "b.grid_id = ANY(CAST(:area_grids AS bigint[]))",
+}
+COMPOUND_AREA = {
+    0: "TRUE",
+    9: "cp.community_code LIKE :area_like",
+    12: "cp.community_code LIKE :area_like",
+    15: "cp.id IN (SELECT ab.compound_id FROM building ab WHERE ab.grid_id = ANY(CAST(:area_grids AS bigint[])))",
+}
+GRID_AREA = {
+    0: "TRUE",
+    9: "g.community_code LIKE :area_like",
+    12: "g.community_code LIKE :area_like",
+    15: "g.id = ANY(CAST(:area_grids AS bigint[]))",
+}
 # Children (alias x) inside the area, by child level.
 CHILD_AREA = {
-    "street": {0: "TRUE", 9: "x.code = left(:area_like, 9)", 12: "x.code = left(:area_like, 9)",
-               15: "x.code = left(:area_like, 9)"},
+    "street": {
+        0: "TRUE",
+        9: "x.code = left(:area_like, 9)",
+        12: "x.code = left(:area_like, 9)",
+        15: "x.code = left(:area_like, 9)",
+    },
     "community": {0: "TRUE", 9: "x.code LIKE :area_like", 12: "x.code LIKE :area_like", 15: "x.code LIKE :area_like"},
     "grid": {k: v.replace("g.", "x.") for k, v in GRID_AREA.items()},
     "compound": {k: v.replace("cp.", "x.") for k, v in COMPOUND_AREA.items()},
@@ -105,7 +131,8 @@ class UnknownLevel(NotFound):
 def check_level(level: str) -> str:
     if level not in LEVELS:
         raise UnknownLevel(
-            f"未知层级 unknown level {level!r}: one of {', '.join(LEVELS)} (or /api/stats for the whole city)")
+            f"未知层级 unknown level {level!r}: one of {', '.join(LEVELS)} (or /api/stats for the whole city)"
+        )
     return level
 
 
@@ -121,8 +148,13 @@ def check_code(level: str, code: str) -> str:
 
 def child_level(level: str, *, has_grids: bool = False) -> str | None:
     """The level of a unit's direct children (``None`` for a compound)."""
-    return {CITY: "street", "street": "community", "community": "grid" if has_grids else "compound",
-            "grid": "compound", "compound": None}[level]
+    return {
+        CITY: "street",
+        "street": "community",
+        "community": "grid" if has_grids else "compound",
+        "grid": "compound",
+        "compound": None,
+    }[level]
 
 
 @dataclass(frozen=True)
@@ -208,12 +240,18 @@ class Unit:
             return scope if limit == "TRUE" else f"({scope}) AND ({limit})"
 
         return {
-            "building": {"scope": both(BUILDING_SCOPE[self.level], a["building"]),
-                         "child_key": BUILDING_CHILD_KEY[child]},
-            "compound": {"scope": both(COMPOUND_SCOPE[self.level], a["compound"]),
-                         "child_key": COMPOUND_CHILD_KEY.get(child, "NULL::text")},
-            "grid": {"scope": both(GRID_SCOPE.get(self.level, "FALSE"), a["grid"]),
-                     "child_key": GRID_CHILD_KEY.get(child, "NULL::text")},
+            "building": {
+                "scope": both(BUILDING_SCOPE[self.level], a["building"]),
+                "child_key": BUILDING_CHILD_KEY[child],
+            },
+            "compound": {
+                "scope": both(COMPOUND_SCOPE[self.level], a["compound"]),
+                "child_key": COMPOUND_CHILD_KEY.get(child, "NULL::text"),
+            },
+            "grid": {
+                "scope": both(GRID_SCOPE.get(self.level, "FALSE"), a["grid"]),
+                "child_key": GRID_CHILD_KEY.get(child, "NULL::text"),
+            },
         }
 
 

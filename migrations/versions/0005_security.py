@@ -205,14 +205,16 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {a
 def downgrade() -> None:
     app = _app_role()
     op.execute(
-        f"""
+        """
 DROP POLICY IF EXISTS household_scope ON household;
 DROP POLICY IF EXISTS resident_scope ON resident;
 DROP POLICY IF EXISTS resident_group_scope ON resident_group;
 DROP POLICY IF EXISTS grid_staff_scope ON grid_staff;
 """
-        + "".join(f"ALTER TABLE {t} NO FORCE ROW LEVEL SECURITY; ALTER TABLE {t} DISABLE ROW LEVEL SECURITY;\n"
-                  for t in RLS_TABLES)
+        + "".join(
+            f"ALTER TABLE {t} NO FORCE ROW LEVEL SECURITY; ALTER TABLE {t} DISABLE ROW LEVEL SECURITY;\n"
+            for t in RLS_TABLES
+        )
         + f"""
 CREATE OR REPLACE FUNCTION gisgov_resident_pos() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN

@@ -32,8 +32,17 @@ down_revision = "0007"
 branch_labels = None
 depends_on = None
 
-STATES = ("reported", "accepted", "dispatched", "handled", "feedback", "closed", "rejected",
-          "escalated_community", "escalated_street")
+STATES = (
+    "reported",
+    "accepted",
+    "dispatched",
+    "handled",
+    "feedback",
+    "closed",
+    "rejected",
+    "escalated_community",
+    "escalated_street",
+)
 
 
 def _srid() -> int:

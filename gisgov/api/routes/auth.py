@@ -22,10 +22,10 @@ from pydantic import BaseModel, Field
 from gisgov.api.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
-    side_engine,
     check_same_origin,
     client_addr,
     current_principal,
+    side_engine,
 )
 from gisgov.api.pages import LeafletPage
 from gisgov.errors import GisgovError
@@ -86,8 +86,14 @@ def _sign_in(request: Request, username: str, password: str, kind: str) -> accou
     settings = request.app.state.settings
     client = client_addr(request)
     if not request.app.state.login_limit.hit(client or "?", settings.login_rate_per_minute):
-        audit.record(side_engine(request), "login", actor=username, result="denied", client=client,
-                     detail={"reason": "rate_limited", "kind": kind})
+        audit.record(
+            side_engine(request),
+            "login",
+            actor=username,
+            result="denied",
+            client=client,
+            detail={"reason": "rate_limited", "kind": kind},
+        )
         raise TooManyAttempts("尝试过于频繁，请稍后再试 too many sign-in attempts, wait a minute")
     engine = request.app.state.engine
     with engine.begin() as conn:
@@ -98,8 +104,14 @@ def _sign_in(request: Request, username: str, password: str, kind: str) -> accou
         else:
             failure = None
     if failure is not None:
-        audit.record(side_engine(request), "login", actor=username, result="failed", client=client,
-                     detail={"reason": failure.reason, "kind": kind})
+        audit.record(
+            side_engine(request),
+            "login",
+            actor=username,
+            result="failed",
+            client=client,
+            detail={"reason": failure.reason, "kind": kind},
+        )
         raise failure
     audit.record(side_engine(request), "login", actor=issued.principal, client=client, detail={"kind": kind})
     return issued
@@ -111,26 +123,50 @@ def login_page(request: Request) -> HTMLResponse:
     return HTMLResponse(PAGE.render(s.web_dir, basemap_url=None, basemap_attribution=""))
 
 
-@router.post("/api/auth/login", summary="登录 Sign in (page session cookie)", response_model=SignedIn,
-             responses={401: {"description": "wrong credentials or locked"}, 429: {"description": "rate limited"}})
+@router.post(
+    "/api/auth/login",
+    summary="登录 Sign in (page session cookie)",
+    response_model=SignedIn,
+    responses={401: {"description": "wrong credentials or locked"}, 429: {"description": "rate limited"}},
+)
 async def login(request: Request, body: Credentials) -> JSONResponse:
     check_same_origin(request)
     issued = await to_thread.run_sync(_sign_in, request, body.username, body.password, "cookie")
     settings = request.app.state.settings
     secure = settings.origin.startswith("https://")
     resp = JSONResponse(issued.principal.public())
-    resp.set_cookie(SESSION_COOKIE, issued.token, max_age=issued.max_age_s, httponly=True, samesite="strict",
-                    secure=secure, path="/")
-    resp.set_cookie(CSRF_COOKIE, issued.csrf or "", max_age=issued.max_age_s, httponly=False, samesite="strict",
-                    secure=secure, path="/")
+    resp.set_cookie(
+        SESSION_COOKIE,
+        issued.token,
+        max_age=issued.max_age_s,
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
+    resp.set_cookie(
+        CSRF_COOKIE,
+        issued.csrf or "",
+        max_age=issued.max_age_s,
+        httponly=False,
+        samesite="strict",
+        secure=secure,
+        path="/",
+    )
     return resp
 
 
-@router.post("/api/auth/token", summary="令牌 Bearer token for API clients (OAuth2 password form)",
-             response_model=TokenOut,
-             responses={401: {"description": "wrong credentials or locked"}, 429: {"description": "rate limited"}})
-async def token(request: Request, username: str = Form(..., min_length=1, max_length=64),
-                password: str = Form(..., min_length=1, max_length=256)) -> TokenOut:
+@router.post(
+    "/api/auth/token",
+    summary="令牌 Bearer token for API clients (OAuth2 password form)",
+    response_model=TokenOut,
+    responses={401: {"description": "wrong credentials or locked"}, 429: {"description": "rate limited"}},
+)
+async def token(
+    request: Request,
+    username: str = Form(..., min_length=1, max_length=64),
+    password: str = Form(..., min_length=1, max_length=256),
+) -> TokenOut:
     issued = await to_thread.run_sync(_sign_in, request, username, password, "bearer")
     return TokenOut(access_token=issued.token, expires_in=issued.max_age_s)
 

@@ -43,8 +43,9 @@ def audit_personal_read(request: Request, conn: Connection, p: Principal, *, obj
     """One ``read_personal`` audit row for this request, written on the request's own connection:
     it commits with the read (a read whose transaction fails returned nothing) and never needs a
     second pooled connection while this one is held (no pool exhaustion under load)."""
-    audit_log.record(conn, "read_personal", actor=p, object=object, client=client_addr(request),
-                     detail={"count": count})
+    audit_log.record(
+        conn, "read_personal", actor=p, object=object, client=client_addr(request), detail={"count": count}
+    )
 
 
 @router.get("/health", tags=["system"], summary="健康检查 Health: database, PostGIS, schema, dataset")
@@ -68,10 +69,17 @@ def hierarchy(p: Principal = Depends(current_principal), conn: Connection = DB) 
 @router.get("/api/layers", tags=["layers"], summary="图层目录 Layer catalog visible to the requester")
 def layer_catalog(request: Request, p: Principal = Depends(current_principal)) -> list[dict]:
     return [
-        {"name": lyr.name, "title": lyr.title.model_dump(), "geometry": lyr.geometry_kind,
-         "parent": lyr.parent.level if lyr.parent else None, "style": lyr.style.leaflet(),
-         "min_zoom": lyr.min_zoom, "counts": bool(lyr.counts), "properties": lyr.properties,
-         "href": f"/api/layers/{lyr.name}"}
+        {
+            "name": lyr.name,
+            "title": lyr.title.model_dump(),
+            "geometry": lyr.geometry_kind,
+            "parent": lyr.parent.level if lyr.parent else None,
+            "style": lyr.style.leaflet(),
+            "min_zoom": lyr.min_zoom,
+            "counts": bool(lyr.counts),
+            "properties": lyr.properties,
+            "href": f"/api/layers/{lyr.name}",
+        }
         for lyr in get_catalog(request).visible_for(p)
     ]
 
@@ -83,11 +91,18 @@ def _layer_route(max_limit: int):
     def layer_features(
         request: Request,
         level: str,
-        bbox: str | None = Query(None, description="minx,miny,maxx,maxy in WGS84 lon/lat degrees (minx<=maxx, "
-                                 "miny<=maxy, lon in [-180, 180], lat in [-90, 90])",
-                                 examples=["117.1,31.7,117.3,31.9"]),
-        limit: int | None = Query(None, ge=1, le=max_limit,
-                                  description=f"page size (default GISGOV_PAGE_LIMIT, max GISGOV_MAX_PAGE_LIMIT = {max_limit})"),
+        bbox: str | None = Query(
+            None,
+            description="minx,miny,maxx,maxy in WGS84 lon/lat degrees (minx<=maxx, "
+            "miny<=maxy, lon in [-180, 180], lat in [-90, 90])",
+            examples=["117.1,31.7,117.3,31.9"],
+        ),
+        limit: int | None = Query(
+            None,
+            ge=1,
+            le=max_limit,
+            description=f"page size (default GISGOV_PAGE_LIMIT, max GISGOV_MAX_PAGE_LIMIT = {max_limit})",
+        ),
         offset: int = Query(0, ge=0, le=MAX_OFFSET, description="features to skip"),
         p: Principal = Depends(current_principal),
         conn: Connection = DB,
@@ -103,11 +118,17 @@ def _layer_route(max_limit: int):
             audit_personal_read(request, conn, p, object=f"layer:{layer.name}", count=page.number_returned)
         links = [{"rel": "self", "type": GEOJSON, "href": request_link(request)}]
         if page.number_matched is not None and offset + page.number_returned < page.number_matched:
-            links.append({"rel": "next", "type": GEOJSON,
-                          "href": request_link(request, offset=offset + limit, limit=limit)})
+            links.append(
+                {"rel": "next", "type": GEOJSON, "href": request_link(request, offset=offset + limit, limit=limit)}
+            )
         if offset > 0:
-            links.append({"rel": "prev", "type": GEOJSON,
-                          "href": request_link(request, offset=max(0, offset - limit), limit=limit)})
+            links.append(
+                {
+                    "rel": "prev",
+                    "type": GEOJSON,
+                    "href": request_link(request, offset=max(0, offset - limit), limit=limit),
+                }
+            )
         body = queries.feature_collection_json(page, links=links, extra={"layer": layer.name})
         return Response(content=body, media_type=GEOJSON)
 
@@ -115,11 +136,13 @@ def _layer_route(max_limit: int):
 
 
 def _detail_route(name: str, code_pattern: str):
-    code_param = Path(description=f"the {name}'s code (must match {code_pattern})",
-                      json_schema_extra={"pattern": code_pattern})  # documented; checked by Layer.check_code
+    code_param = Path(
+        description=f"the {name}'s code (must match {code_pattern})", json_schema_extra={"pattern": code_pattern}
+    )  # documented; checked by Layer.check_code
 
-    def feature_detail(request: Request, code: str = code_param, p: Principal = Depends(current_principal),
-                       conn: Connection = DB) -> Response:
+    def feature_detail(
+        request: Request, code: str = code_param, p: Principal = Depends(current_principal), conn: Connection = DB
+    ) -> Response:
         cat = get_catalog(request)
         layer = cat.for_principal(name, p)
         layer.check_code(code)
@@ -151,11 +174,20 @@ def swagger_docs(request: Request) -> HTMLResponse:
 async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     """503 that names no host, port or user (the details go to the server log only)."""
     orig = getattr(exc, "orig", None) or exc
-    _log.warning("database unavailable on %s %s: %s", request.method, request.url.path,
-                 str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__)
-    return JSONResponse(status_code=503, headers={"Retry-After": "5"},
-                        content={"detail": "数据库不可用，请稍后重试 database unavailable, retry shortly",
-                                 "error": "DatabaseUnavailable"})
+    _log.warning(
+        "database unavailable on %s %s: %s",
+        request.method,
+        request.url.path,
+        str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__,
+    )
+    return JSONResponse(
+        status_code=503,
+        headers={"Retry-After": "5"},
+        content={
+            "detail": "数据库不可用，请稍后重试 database unavailable, retry shortly",
+            "error": "DatabaseUnavailable",
+        },
+    )
 
 
 def setup(app: FastAPI) -> None:
@@ -169,9 +201,12 @@ def setup(app: FastAPI) -> None:
         tags=["layers"],
         summary="图层要素 GeoJSON features of one layer (WGS84 lon/lat), bbox filter and paging",
         response_class=Response,
-        responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON FeatureCollection (RFC 7946)"},
-                   403: {"description": "the account may not see this layer"},
-                   404: {"description": "unknown layer"}, 422: {"description": "bad bbox / limit / offset"}},
+        responses={
+            200: {"content": {GEOJSON: {}}, "description": "GeoJSON FeatureCollection (RFC 7946)"},
+            403: {"description": "the account may not see this layer"},
+            404: {"description": "unknown layer"},
+            422: {"description": "bad bbox / limit / offset"},
+        },
     )
     cat = catalog(settings.layers_dir)
     for lyr in cat:
@@ -182,10 +217,12 @@ def setup(app: FastAPI) -> None:
             tags=["layers"],
             summary=f"{lyr.title.zh} {lyr.title.en}: one feature by code, with its children",
             response_class=Response,
-            responses={200: {"content": {GEOJSON: {}}, "description": "GeoJSON Feature + children summary"},
-                       403: {"description": "the account may not see this layer"},
-                       404: {"description": "unknown code, or outside the caller's area"},
-                       422: {"description": "malformed code"}},
+            responses={
+                200: {"content": {GEOJSON: {}}, "description": "GeoJSON Feature + children summary"},
+                403: {"description": "the account may not see this layer"},
+                404: {"description": "unknown code, or outside the caller's area"},
+                422: {"description": "malformed code"},
+            },
         )
     for exc_type in (OperationalError, InterfaceError):
         if exc_type not in app.exception_handlers:

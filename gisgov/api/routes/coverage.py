@@ -27,10 +27,10 @@ from sqlalchemy import Connection
 from gisgov.api.deps import DB, audit, require, system_scope
 from gisgov.api.json_only import json_only
 from gisgov.coverage import store
-from gisgov.coverage.siting import check_points
-from gisgov.coverage.whatif import check_lonlat
 from gisgov.coverage.figures import group_figures
 from gisgov.coverage.service import CoverageService, ScopedCoverage
+from gisgov.coverage.siting import check_points
+from gisgov.coverage.whatif import check_lonlat
 from gisgov.errors import GisgovError, InvalidInput, NotFound
 from gisgov.security import suppress
 from gisgov.security.roles import Perm, Principal
@@ -77,8 +77,9 @@ def _atom_beyond(svc: CoverageService, conn: Connection, area: str) -> tuple[pd.
     return group_figures(frame, groups, t, cat, levels=("atom",)), keys
 
 
-def special_groups_view(conn: Connection, svc: CoverageService, p: Principal, level: str, code: str,
-                        rows: list[dict], k: int) -> list[dict]:
+def special_groups_view(
+    conn: Connection, svc: CoverageService, p: Principal, level: str, code: str, rows: list[dict], k: int
+) -> list[dict]:
     """Special-group figures as a caller may see them. Roles with ``exact_special_groups`` see exact
     counts of units within their own node. Everyone else sees them as the statistics show them:
     the statuses are decided once over the caller's whole area (:mod:`gisgov.stats.privacy`), so a
@@ -116,8 +117,14 @@ def special_groups_view(conn: Connection, svc: CoverageService, p: Principal, le
             rk = "|".join((r["category"], r["profile"], r["circle"]))
             b = sum(beyond[g].get(rk, {}).get(a, 0) for a in cell)
             st = b_status.get(rk, {}).get(cell, suppress.HIDDEN) if cell else suppress.SHOWN
-            out.append({**r, "residents": suppress.label(total, t_status, k), "beyond": suppress.label(b, st, k),
-                        "suppressed": [f for f, s in (("residents", t_status), ("beyond", st)) if s != suppress.SHOWN]})
+            out.append(
+                {
+                    **r,
+                    "residents": suppress.label(total, t_status, k),
+                    "beyond": suppress.label(b, st, k),
+                    "suppressed": [f for f, s in (("residents", t_status), ("beyond", st)) if s != suppress.SHOWN],
+                }
+            )
     return out
 
 
@@ -128,35 +135,61 @@ def coverage_catalog(svc: CoverageService = Depends(service), p: Principal = REA
         "circles": [c.__dict__ for c in cat.circles],
         "profiles": [p.__dict__ for p in cat.profiles],
         "budgets": cat.budgets().astype(object).where(cat.budgets().notna(), None).to_dict("records"),
-        "categories": [{"code": c.code, "name_zh": c.name_zh, "name_en": c.name_en,
-                        "select": [{"category": s.category, "kinds": list(s.kinds)} for s in c.select]}
-                       for c in cat.categories],
-        "standards": [{"code": s.code, "name_zh": s.name_zh, "name_en": s.name_en, "applies_to": s.applies_to,
-                       "tiers": {t: list(cs) for t, cs in s.tiers}, "source": s.source} for s in cat.standards],
+        "categories": [
+            {
+                "code": c.code,
+                "name_zh": c.name_zh,
+                "name_en": c.name_en,
+                "select": [{"category": s.category, "kinds": list(s.kinds)} for s in c.select],
+            }
+            for c in cat.categories
+        ],
+        "standards": [
+            {
+                "code": s.code,
+                "name_zh": s.name_zh,
+                "name_en": s.name_en,
+                "applies_to": s.applies_to,
+                "tiers": {t: list(cs) for t, cs in s.tiers},
+                "source": s.source,
+            }
+            for s in cat.standards
+        ],
         "distance_cap_m": cat.distance_cap_m,
     }
 
 
 @router.get("/api/coverage/summary", summary="覆盖率 Coverage of one street / community / grid / compound")
-def summary(request: Request,
-            level: Literal["street", "community", "grid", "compound"] = Query(..., description="Level of the area."),
-            code: str = Query(..., description="Its code (inside your area)."),
-            profile: str | None = Query(None, description="Walking profile (default: all)."),
-            conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ) -> dict:
+def summary(
+    request: Request,
+    level: Literal["street", "community", "grid", "compound"] = Query(..., description="Level of the area."),
+    code: str = Query(..., description="Its code (inside your area)."),
+    profile: str | None = Query(None, description="Walking profile (default: all)."),
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    p: Principal = READ,
+) -> dict:
     """Share of buildings, households and residents within each circle for every category and
     profile, complete circles per requirement set, special groups beyond their circle."""
     _unit_in_area(p, level, code)
     system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     out = svc.summary(conn, level, code, profile)
-    out["special_groups"] = special_groups_view(conn, svc, p, level, code, out["special_groups"],
-                                                request.app.state.settings.small_cell_k)
+    out["special_groups"] = special_groups_view(
+        conn, svc, p, level, code, out["special_groups"], request.app.state.settings.small_cell_k
+    )
     return out
 
 
 @router.get("/api/coverage/areas", summary="服务圈 Service area of a category (or one facility) as GeoJSON")
-def service_areas(category: str = Query(...), circle: str = Query("c15"), profile: str = Query("standard"),
-                  facility_id: int | None = Query(None, description="One facility instead of the whole category."),
-                  conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ) -> Response:
+def service_areas(
+    category: str = Query(...),
+    circle: str = Query("c15"),
+    profile: str = Query("standard"),
+    facility_id: int | None = Query(None, description="One facility instead of the whole category."),
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    p: Principal = READ,
+) -> Response:
     """Reachable street parts (partial edges included) and access legs within the budget,
     buffered by the catalog's area width and dissolved; buildings beyond the budget are cut out.
     Cut to the caller's area; ``buildings_in`` counts the area's buildings."""
@@ -165,9 +198,16 @@ def service_areas(category: str = Query(...), circle: str = Query("c15"), profil
 
 
 @router.get("/api/coverage/gaps", summary="服务盲区 Gap areas: buildings beyond the circle, grouped")
-def gaps(category: str = Query(...), circle: str = Query("c15"), profile: str = Query("standard"),
-         level: str | None = Query(None), code: str | None = Query(None),
-         conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ) -> Response:
+def gaps(
+    category: str = Query(...),
+    circle: str = Query("c15"),
+    profile: str = Query("standard"),
+    level: str | None = Query(None),
+    code: str | None = Query(None),
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    p: Principal = READ,
+) -> Response:
     _unit_in_area(p, level, code)
     system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     return _geojson(svc.gaps(conn, category, circle, profile, level, code, scope=p.area_prefix))
@@ -178,7 +218,9 @@ INT64_MAX = 2**63 - 1
 
 class SiteRequest(BaseModel):
     category: str = Field(..., max_length=100)
-    k: int | None = Field(3, ge=1, le=1000, description="Number of new sites (maximal covering); null with fewest=true.")
+    k: int | None = Field(
+        3, ge=1, le=1000, description="Number of new sites (maximal covering); null with fewest=true."
+    )
     fewest: bool = Field(False, description="Set covering: fewest sites covering all coverable buildings.")
     circle: str = "c15"
     profile: str = "standard"
@@ -186,20 +228,37 @@ class SiteRequest(BaseModel):
     code: str | None = None
     candidates: Literal["buildings", "nodes"] = "buildings"
     points: list[tuple[float, float]] | None = Field(
-        None, description="Candidate sites [lon, lat] (e.g. vacant parcels): finite, inside GISGOV_REGION_BBOX, "
-                          "at most GISGOV_MAX_LIST_ITEMS points.")
+        None,
+        description="Candidate sites [lon, lat] (e.g. vacant parcels): finite, inside GISGOV_REGION_BBOX, "
+        "at most GISGOV_MAX_LIST_ITEMS points.",
+    )
 
 
 @router.post("/api/coverage/site", summary="选址 Best new sites (MCLP) or fewest sites (LSCP)")
-def site(req: SiteRequest, request: Request, conn: Connection = DB, svc: CoverageService = Depends(service),
-         p: Principal = ANALYSE) -> dict:
+def site(
+    req: SiteRequest,
+    request: Request,
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    p: Principal = ANALYSE,
+) -> dict:
     s = request.app.state.settings
     if req.points:
         check_points(req.points, s.region_bbox, s.max_list_items)
     _unit_in_area(p, req.level, req.code)
     system_scope(conn)  # the shared model is loaded from the whole city whoever asks
-    return svc.site(conn, req.category, k=None if req.fewest else (req.k or 3), circle=req.circle, profile=req.profile,
-                    level=req.level, code=req.code, candidates=req.candidates, points=req.points, scope=p.area_prefix)
+    return svc.site(
+        conn,
+        req.category,
+        k=None if req.fewest else (req.k or 3),
+        circle=req.circle,
+        profile=req.profile,
+        level=req.level,
+        code=req.code,
+        candidates=req.candidates,
+        points=req.points,
+        scope=p.area_prefix,
+    )
 
 
 class WhatIfRequest(BaseModel):
@@ -212,7 +271,9 @@ class WhatIfRequest(BaseModel):
     level: str | None = None
     code: str | None = None
     name: str | None = Field(None, max_length=200, description="Name of an added facility (commit).")
-    kind: str | None = Field(None, max_length=100, description="facility.kind of an added facility, e.g. 社区卫生服务站 (commit).")
+    kind: str | None = Field(
+        None, max_length=100, description="facility.kind of an added facility, e.g. 社区卫生服务站 (commit)."
+    )
 
 
 def _commit_in_area(conn: Connection, p: Principal, req: WhatIfRequest) -> None:
@@ -220,17 +281,29 @@ def _commit_in_area(conn: Connection, p: Principal, req: WhatIfRequest) -> None:
     area = p.area_prefix
     if not area:
         return
-    if req.op in ("move", "remove") and req.facility_id is not None:
-        if not store.facility_in_area(conn, area, req.facility_id):
-            raise NotFound(f"未找到设施 facility {req.facility_id} not found in your area (rule: facility_exists)")
-    if req.op in ("add", "move") and req.lon is not None and req.lat is not None:
-        if not store.point_in_area(conn, area, req.lon, req.lat, store.storage_srid(conn)):
-            raise NotFound("位置不在您的辖区内 the position is outside your area (rule: position_in_area)")
+    if (
+        req.op in ("move", "remove")
+        and req.facility_id is not None
+        and not store.facility_in_area(conn, area, req.facility_id)
+    ):
+        raise NotFound(f"未找到设施 facility {req.facility_id} not found in your area (rule: facility_exists)")
+    if (
+        req.op in ("add", "move")
+        and req.lon is not None
+        and req.lat is not None
+        and not store.point_in_area(conn, area, req.lon, req.lat, store.storage_srid(conn))
+    ):
+        raise NotFound("位置不在您的辖区内 the position is outside your area (rule: position_in_area)")
 
 
 @router.post("/api/coverage/whatif", summary="假设 Add / move / remove one facility and see the change")
-def whatif(req: WhatIfRequest, request: Request, conn: Connection = DB, svc: CoverageService = Depends(service),
-           p: Principal = ANALYSE) -> dict:
+def whatif(
+    req: WhatIfRequest,
+    request: Request,
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    p: Principal = ANALYSE,
+) -> dict:
     if req.lon is not None or req.lat is not None:
         if req.lon is None or req.lat is None:
             raise InvalidInput("lon and lat go together (rule: position_required)")
@@ -240,18 +313,47 @@ def whatif(req: WhatIfRequest, request: Request, conn: Connection = DB, svc: Cov
         _commit_in_area(conn, p, req)
     system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     try:
-        out = svc.whatif(conn, req.category, req.op, facility_id=req.facility_id, lon=req.lon, lat=req.lat,
-                         commit=req.commit, level=req.level, code=req.code, name=req.name, kind=req.kind,
-                         scope=p.area_prefix)
+        out = svc.whatif(
+            conn,
+            req.category,
+            req.op,
+            facility_id=req.facility_id,
+            lon=req.lon,
+            lat=req.lat,
+            commit=req.commit,
+            level=req.level,
+            code=req.code,
+            name=req.name,
+            kind=req.kind,
+            scope=p.area_prefix,
+        )
     except GisgovError as exc:
         if req.commit and not isinstance(exc, NotFound):
-            audit(request, "facility_edit", p, object=f"facility/{req.facility_id}", result="failed",
-                  detail={"op": req.op, "category": req.category, "error": type(exc).__name__})
+            audit(
+                request,
+                "facility_edit",
+                p,
+                object=f"facility/{req.facility_id}",
+                result="failed",
+                detail={"op": req.op, "category": req.category, "error": type(exc).__name__},
+            )
         raise
     if req.commit:
-        audit(request, "facility_edit", p, object=f"facility/{out.get('facility_id')}", conn=conn,
-              detail={"op": req.op, "category": req.category, "run_id": out.get("run_id"),
-                      "categories_updated": out.get("categories_updated"), "lon": req.lon, "lat": req.lat})
+        audit(
+            request,
+            "facility_edit",
+            p,
+            object=f"facility/{out.get('facility_id')}",
+            conn=conn,
+            detail={
+                "op": req.op,
+                "category": req.category,
+                "run_id": out.get("run_id"),
+                "categories_updated": out.get("categories_updated"),
+                "lon": req.lon,
+                "lat": req.lat,
+            },
+        )
     return out
 
 
@@ -260,24 +362,55 @@ class ComputeRequest(BaseModel):
 
 
 @router.post("/api/coverage/compute", summary="计算 Compute and store coverage (all or some categories)")
-def compute(request: Request, body: ComputeRequest | None = None, conn: Connection = DB,
-            svc: CoverageService = Depends(service), p: Principal = ANALYSE) -> dict:
+def compute(
+    request: Request,
+    body: ComputeRequest | None = None,
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    p: Principal = ANALYSE,
+) -> dict:
     categories = body.categories if body else None
     system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     r = svc.compute(conn, categories)
-    audit(request, "analysis", p, object=f"coverage_run/{r.run_id}", conn=conn,
-          detail={"categories": categories or "all", "method": r.method, "rows": r.rows_written})
-    return {"run_id": r.run_id, "method": r.method, "buildings": r.buildings, "facilities": r.facilities,
-            "categories": r.categories, "rows_written": r.rows_written, "seconds": r.seconds, "snap": r.snap,
-            "components": r.components.to_dict("records")}
+    audit(
+        request,
+        "analysis",
+        p,
+        object=f"coverage_run/{r.run_id}",
+        conn=conn,
+        detail={"categories": categories or "all", "method": r.method, "rows": r.rows_written},
+    )
+    return {
+        "run_id": r.run_id,
+        "method": r.method,
+        "buildings": r.buildings,
+        "facilities": r.facilities,
+        "categories": r.categories,
+        "rows_written": r.rows_written,
+        "seconds": r.seconds,
+        "snap": r.snap,
+        "components": r.components.to_dict("records"),
+    }
 
 
-@router.get("/coverage/map", response_class=HTMLResponse, tags=["maps"],
-            summary="服务圈地图 Map of one category: facilities, service area, buildings by distance, gaps, sites")
-def coverage_map(request: Request, category: str = Query(...), circle: str = Query("c15"),
-                 profile: str = Query("standard"), sites: int = Query(3, ge=0, le=20),
-                 level: str | None = Query(None), code: str | None = Query(None),
-                 conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ) -> HTMLResponse:
+@router.get(
+    "/coverage/map",
+    response_class=HTMLResponse,
+    tags=["maps"],
+    summary="服务圈地图 Map of one category: facilities, service area, buildings by distance, gaps, sites",
+)
+def coverage_map(
+    request: Request,
+    category: str = Query(...),
+    circle: str = Query("c15"),
+    profile: str = Query("standard"),
+    sites: int = Query(3, ge=0, le=20),
+    level: str | None = Query(None),
+    code: str | None = Query(None),
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    p: Principal = READ,
+) -> HTMLResponse:
     from gisgov.coverage.mapping import coverage_map_html
     from gisgov.maps.assets import require_assets
 

@@ -31,24 +31,40 @@ router = APIRouter()
 PAGE = LeafletPage("dashboard", "驾驶舱 dashboard")
 
 
-@router.get("/dashboard", response_class=HTMLResponse, tags=["maps"],
-            summary="领导驾驶舱 Leaders' drill-down map: city → street → community → grid → compound")
+@router.get(
+    "/dashboard",
+    response_class=HTMLResponse,
+    tags=["maps"],
+    summary="领导驾驶舱 Leaders' drill-down map: city → street → community → grid → compound",
+)
 def dashboard(request: Request) -> HTMLResponse:
     settings = request.app.state.settings
     require_assets(settings.web_dir)
-    return HTMLResponse(PAGE.render(settings.web_dir, basemap_url=settings.basemap_url,
-                                    basemap_attribution=settings.basemap_attribution))
+    return HTMLResponse(
+        PAGE.render(
+            settings.web_dir, basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution
+        )
+    )
 
 
-@router.get("/api/dashboard/events", tags=["events 事件"],
-            summary="街道事件统计 Event statistics of one street (counts only; same figures as /api/events/stats)")
-def street_event_stats(conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates)),
-                       street: str = Query(..., pattern=r"^[0-9]{9}$", description="街道编码 street code")) -> dict:
+@router.get(
+    "/api/dashboard/events",
+    tags=["events 事件"],
+    summary="街道事件统计 Event statistics of one street (counts only; same figures as /api/events/stats)",
+)
+def street_event_stats(
+    conn: Connection = DB,
+    p: Principal = Depends(require(Perm.read_aggregates)),
+    street: str = Query(..., pattern=r"^[0-9]{9}$", description="街道编码 street code"),
+) -> dict:
     in_scope_or_404(p, street, "街道 street")
-    rows = conn.execute(text("""
+    rows = conn.execute(
+        text("""
         SELECT id, category, status, grid_code, community_code, reported_at, closed_at, deadline, department,
                escalated_to
-        FROM event WHERE street_code = :s ORDER BY id"""), {"s": street}).all()
+        FROM event WHERE street_code = :s ORDER BY id"""),
+        {"s": street},
+    ).all()
     out = event_stats.summarize([event_stats.Row(*r) for r in rows], event_stats.now_db(conn))
     return {"street": street, "community": None, "grid": None} | out
 

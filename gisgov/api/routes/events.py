@@ -41,7 +41,8 @@ class ReportBody(BaseModel):
     lon: float = Field(..., ge=-180, le=180, allow_inf_nan=False, description="经度 longitude (degrees)")
     lat: float = Field(..., ge=-90, le=90, allow_inf_nan=False, description="纬度 latitude (degrees)")
     crs: Literal["wgs84", "cgcs2000", "gcj02"] = Field(
-        "wgs84", description="wgs84 / cgcs2000 (same at this precision; phone GPS) or gcj02 (AMap/Tencent, converted)")
+        "wgs84", description="wgs84 / cgcs2000 (same at this precision; phone GPS) or gcj02 (AMap/Tencent, converted)"
+    )
     category: str = Field(..., max_length=32, description="类别代码 category code (GET /api/events/catalog)")
     description: str = Field(..., min_length=1, max_length=store.MAX_DESCRIPTION)
 
@@ -51,37 +52,55 @@ StateCode = Literal[tuple(s.value for s in machine.State)]  # type: ignore[valid
 
 class TransitionBody(BaseModel):
     to: StateCode = Field(..., description="目标状态 target state (GET /api/events/catalog: states, transitions)")
-    version: int = Field(..., ge=1, le=2**31 - 1, description="版本 the event's version as last read (optimistic concurrency)")
+    version: int = Field(
+        ..., ge=1, le=2**31 - 1, description="版本 the event's version as last read (optimistic concurrency)"
+    )
     note: str | None = Field(None, max_length=store.MAX_NOTE, description="说明 note (required to reject or escalate)")
     department: str | None = Field(None, max_length=32, description="处置部门 department code (required to dispatch)")
 
 
-@router.get("/events", response_class=HTMLResponse, tags=["maps"],
-            summary="事件上报与列表 Event report form (phone), list and map")
+@router.get(
+    "/events",
+    response_class=HTMLResponse,
+    tags=["maps"],
+    summary="事件上报与列表 Event report form (phone), list and map",
+)
 def events_page(request: Request) -> HTMLResponse:
     settings = request.app.state.settings
     require_assets(settings.web_dir)
-    return HTMLResponse(PAGE.render(settings.web_dir, basemap_url=settings.basemap_url,
-                                    basemap_attribution=settings.basemap_attribution))
+    return HTMLResponse(
+        PAGE.render(
+            settings.web_dir, basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution
+        )
+    )
 
 
-@router.get("/api/events/catalog", tags=[TAG], summary="事件类别、部门、状态与流转 Categories, departments, states, transitions")
+@router.get(
+    "/api/events/catalog", tags=[TAG], summary="事件类别、部门、状态与流转 Categories, departments, states, transitions"
+)
 def catalog(p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
     cat = load_catalog()
     return cat.public() | {
-        "states": [{"code": s.value, "label": machine.STATE_LABELS[s], "terminal": s in machine.TERMINAL}
-                   for s in machine.State],
-        "transitions": [{"from": f.value, "to": t.value, "roles": sorted(r.value for r in roles)}
-                        for (f, t), roles in machine.TRANSITIONS.items()],
+        "states": [
+            {"code": s.value, "label": machine.STATE_LABELS[s], "terminal": s in machine.TERMINAL}
+            for s in machine.State
+        ],
+        "transitions": [
+            {"from": f.value, "to": t.value, "roles": sorted(r.value for r in roles)}
+            for (f, t), roles in machine.TRANSITIONS.items()
+        ],
         "reporters": sorted(r.value for r in machine.REPORTERS),
-        "role": p.role.value, "role_label": ROLE_LABELS[p.role], "can_report": machine.can_report(p.role),
+        "role": p.role.value,
+        "role_label": ROLE_LABELS[p.role],
+        "can_report": machine.can_report(p.role),
         "can_list": p.can(Perm.read_personal),
     }
 
 
 @router.post("/api/events", status_code=201, tags=[TAG], summary="上报事件 Report an event at a point")
-def report(body: ReportBody, request: Request, conn: Connection = DB,
-           p: Principal = Depends(current_principal)) -> dict:
+def report(
+    body: ReportBody, request: Request, conn: Connection = DB, p: Principal = Depends(current_principal)
+) -> dict:
     lon, lat = body.lon, body.lat
     if body.crs == "gcj02":
         from gisgov.ingest.gcj02 import gcj02_to_wgs84
@@ -94,8 +113,14 @@ def report(body: ReportBody, request: Request, conn: Connection = DB,
         if exc.status_code == 403:
             audit(request, "event_report", p, result="denied", detail={"reason": str(exc)[:200]})
         raise
-    audit(request, "event_report", p, object=f"event:{ev['id']}", conn=conn,
-          detail={"category": ev["category"], "grid": ev["grid_code"], "community": ev["community_code"]})
+    audit(
+        request,
+        "event_report",
+        p,
+        object=f"event:{ev['id']}",
+        conn=conn,
+        detail={"category": ev["category"], "grid": ev["grid_code"], "community": ev["community_code"]},
+    )
     return ev
 
 
@@ -116,8 +141,19 @@ def list_events(
     states = list(status) if status else None
     if date_from and date_to and date_to < date_from:
         raise InvalidInput(f"日期区间无效 'to' ({date_to}) is before 'from' ({date_from})")
-    return store.list_events(conn, p, status=states, category=category, grid=grid, community=community,
-                             overdue=overdue, date_from=date_from, date_to=date_to, limit=limit, offset=offset)
+    return store.list_events(
+        conn,
+        p,
+        status=states,
+        category=category,
+        grid=grid,
+        community=community,
+        overdue=overdue,
+        date_from=date_from,
+        date_to=date_to,
+        limit=limit,
+        offset=offset,
+    )
 
 
 @router.get("/api/events/stats", tags=[TAG], summary="事件统计 Statistics per grid / community (counts only)")
@@ -140,26 +176,48 @@ def open_events_geojson(conn: Connection = DB, p: Principal = Depends(require(Pe
 
 
 @router.get("/api/events/{event_id}", tags=[TAG], summary="事件详情与流转记录 One event with its history")
-def get_event(event_id: int = Path(..., ge=1, le=2**63 - 1), conn: Connection = DB,
-              p: Principal = Depends(require(Perm.read_personal))) -> dict:
+def get_event(
+    event_id: int = Path(..., ge=1, le=2**63 - 1),
+    conn: Connection = DB,
+    p: Principal = Depends(require(Perm.read_personal)),
+) -> dict:
     return store.get(conn, p, event_id)
 
 
-@router.post("/api/events/{event_id}/transition", tags=[TAG],
-             summary="事件流转 Move an event to the next state (role, scope, version checked)")
-def transition(body: TransitionBody, request: Request, event_id: int = Path(..., ge=1, le=2**63 - 1),
-               conn: Connection = DB, p: Principal = Depends(current_principal)) -> dict:
+@router.post(
+    "/api/events/{event_id}/transition",
+    tags=[TAG],
+    summary="事件流转 Move an event to the next state (role, scope, version checked)",
+)
+def transition(
+    body: TransitionBody,
+    request: Request,
+    event_id: int = Path(..., ge=1, le=2**63 - 1),
+    conn: Connection = DB,
+    p: Principal = Depends(current_principal),
+) -> dict:
     obj = f"event:{event_id}"
     try:
         ev = store.transition(conn, p, event_id, body.to, body.version, note=body.note, department=body.department)
     except GisgovError as exc:
         if exc.status_code in (403, 404, 409):
-            audit(request, "event_transition", p, object=obj, result="denied",
-                  detail={"to": body.to, "version": body.version, "status": exc.status_code,
-                          "reason": str(exc)[:300]})
+            audit(
+                request,
+                "event_transition",
+                p,
+                object=obj,
+                result="denied",
+                detail={"to": body.to, "version": body.version, "status": exc.status_code, "reason": str(exc)[:300]},
+            )
         raise
-    audit(request, "event_transition", p, object=obj, conn=conn,
-          detail={"from": ev["from"], "to": ev["status"], "version": ev["version"], "department": ev["department"]})
+    audit(
+        request,
+        "event_transition",
+        p,
+        object=obj,
+        conn=conn,
+        detail={"from": ev["from"], "to": ev["status"], "version": ev["version"], "department": ev["department"]},
+    )
     return ev
 
 

@@ -31,7 +31,8 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from fastapi import APIRouter, Depends, File, Form, Path as PathParam, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
@@ -64,11 +65,18 @@ def _vault(request: Request):
 
 def _denied(request: Request, action: str, p: Principal, obj: str | None, exc: GisgovError, detail: dict) -> None:
     if exc.status_code in (403, 404, 409):
-        audit(request, action, p, object=obj, result="denied",
-              detail=detail | {"status": exc.status_code, "reason": str(exc)[:300]})
+        audit(
+            request,
+            action,
+            p,
+            object=obj,
+            result="denied",
+            detail=detail | {"status": exc.status_code, "reason": str(exc)[:300]},
+        )
 
 
 # ---------------------------------------------------------------- staff
+
 
 class StaffIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -87,70 +95,129 @@ class StaffPatch(BaseModel):
 
 
 @router.get("/api/staff", tags=[STAFF_TAG], summary="网格员配备与工作量 Staff per grid: gaps, caseload (names by role)")
-def list_staff(request: Request, conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates)),
-               code: str | None = Query(None, pattern=CODE, description="街道/社区/网格编码 street/community/grid code"),
-               problems: bool = Query(False, description="只列有缺口或超负荷的网格 only grids with a gap or over the ceiling")) -> dict:
+def list_staff(
+    request: Request,
+    conn: Connection = DB,
+    p: Principal = Depends(require(Perm.read_aggregates)),
+    code: str | None = Query(None, pattern=CODE, description="街道/社区/网格编码 street/community/grid code"),
+    problems: bool = Query(False, description="只列有缺口或超负荷的网格 only grids with a gap or over the ceiling"),
+) -> dict:
     out = store.staff_overview(conn, p, code=code, ceiling=_ceiling(), only_problems=problems)
     if out["names_shown"]:
-        audit_log.record(conn, "read_personal", actor=p, object=f"grid_staff:{out['area'] or 'all'}",
-                         client=client_addr(request), detail={"count": out["summary"]["staff"]})
+        audit_log.record(
+            conn,
+            "read_personal",
+            actor=p,
+            object=f"grid_staff:{out['area'] or 'all'}",
+            client=client_addr(request),
+            detail={"count": out["summary"]["staff"]},
+        )
     return out
 
 
 @router.get("/api/staff/gaps", tags=[STAFF_TAG], summary="网格员缺口地图 Grids with staff gaps or overload (GeoJSON)")
-def staff_gaps(conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates)),
-               code: str | None = Query(None, pattern=CODE),
-               geometry: Literal["point", "polygon"] = Query("point", description="标注点 label point or polygon")) -> dict:
+def staff_gaps(
+    conn: Connection = DB,
+    p: Principal = Depends(require(Perm.read_aggregates)),
+    code: str | None = Query(None, pattern=CODE),
+    geometry: Literal["point", "polygon"] = Query("point", description="标注点 label point or polygon"),
+) -> dict:
     return store.gaps_geojson(conn, p, code=code, ceiling=_ceiling(), geometry=geometry)
 
 
-@router.get("/api/staff/template", tags=[STAFF_TAG], summary="网格员导入模板 XLSX template (网格编码, 角色, 姓名, 手机号)",
-            response_class=Response, responses={200: {"content": {XLSX_TYPE: {}}}})
+@router.get(
+    "/api/staff/template",
+    tags=[STAFF_TAG],
+    summary="网格员导入模板 XLSX template (网格编码, 角色, 姓名, 手机号)",
+    response_class=Response,
+    responses={200: {"content": {XLSX_TYPE: {}}}},
+)
 def staff_template(p: Principal = Depends(require(Perm.read_aggregates))) -> Response:
-    return Response(xlsx.template_bytes(), media_type=XLSX_TYPE,
-                    headers={"Content-Disposition": "attachment; filename*=UTF-8''staff-template.xlsx"})
+    return Response(
+        xlsx.template_bytes(),
+        media_type=XLSX_TYPE,
+        headers={"Content-Disposition": "attachment; filename*=UTF-8''staff-template.xlsx"},
+    )
 
 
 @router.post("/api/staff", status_code=201, tags=[STAFF_TAG], summary="配备网格员 Assign a staff member to a grid")
-def add_staff(body: StaffIn, request: Request, conn: Connection = DB,
-              p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
+def add_staff(
+    body: StaffIn, request: Request, conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates))
+) -> dict:
     try:
-        row = store.add_staff(conn, p, _vault(request), grid_code=body.grid, role=body.role, name=body.name,
-                              phone=body.phone)
+        row = store.add_staff(
+            conn, p, _vault(request), grid_code=body.grid, role=body.role, name=body.name, phone=body.phone
+        )
     except GisgovError as exc:
         _denied(request, "staff_edit", p, f"grid:{body.grid}", exc, {"op": "add"})
         raise
-    audit(request, "staff_edit", p, object=f"grid_staff:{row['id']}", conn=conn,
-          detail={"op": "add", "grid": row["grid_code"], "role": row["role"]})
+    audit(
+        request,
+        "staff_edit",
+        p,
+        object=f"grid_staff:{row['id']}",
+        conn=conn,
+        detail={"op": "add", "grid": row["grid_code"], "role": row["role"]},
+    )
     return row
 
 
 @router.patch("/api/staff/{staff_id}", tags=[STAFF_TAG], summary="修改网格员 Edit a staff member")
-def edit_staff(body: StaffPatch, request: Request, staff_id: int = PathParam(..., ge=1, le=2**63 - 1),
-               conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
+def edit_staff(
+    body: StaffPatch,
+    request: Request,
+    staff_id: int = PathParam(..., ge=1, le=2**63 - 1),
+    conn: Connection = DB,
+    p: Principal = Depends(require(Perm.read_aggregates)),
+) -> dict:
     obj = f"grid_staff:{staff_id}"
     try:
-        row, changed = store.edit_staff(conn, p, _vault(request), staff_id, role=body.role, name=body.name,
-                                        phone=body.phone or None, clear_phone=body.phone == "", grid_code=body.grid)
+        row, changed = store.edit_staff(
+            conn,
+            p,
+            _vault(request),
+            staff_id,
+            role=body.role,
+            name=body.name,
+            phone=body.phone or None,
+            clear_phone=body.phone == "",
+            grid_code=body.grid,
+        )
     except GisgovError as exc:
         _denied(request, "staff_edit", p, obj, exc, {"op": "edit"})
         raise
-    audit(request, "staff_edit", p, object=obj, conn=conn, detail={"op": "edit", "grid": row["grid_code"],
-                                                                   "changed": changed})
+    audit(
+        request,
+        "staff_edit",
+        p,
+        object=obj,
+        conn=conn,
+        detail={"op": "edit", "grid": row["grid_code"], "changed": changed},
+    )
     return row | {"changed": sorted(changed)}
 
 
 @router.delete("/api/staff/{staff_id}", tags=[STAFF_TAG], summary="移除网格员 Remove a staff member")
-def remove_staff(request: Request, staff_id: int = PathParam(..., ge=1, le=2**63 - 1), conn: Connection = DB,
-                 p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
+def remove_staff(
+    request: Request,
+    staff_id: int = PathParam(..., ge=1, le=2**63 - 1),
+    conn: Connection = DB,
+    p: Principal = Depends(require(Perm.read_aggregates)),
+) -> dict:
     obj = f"grid_staff:{staff_id}"
     try:
         out = store.remove_staff(conn, p, staff_id)
     except GisgovError as exc:
         _denied(request, "staff_edit", p, obj, exc, {"op": "remove"})
         raise
-    audit(request, "staff_edit", p, object=obj, conn=conn,
-          detail={"op": "remove", "grid": out["grid_code"], "role": out["role"]})
+    audit(
+        request,
+        "staff_edit",
+        p,
+        object=obj,
+        conn=conn,
+        detail={"op": "remove", "grid": out["grid_code"], "role": out["role"]},
+    )
     return out
 
 
@@ -169,7 +236,9 @@ def _save(upload: UploadFile) -> tuple[Path, Path]:
             while chunk := upload.file.read(_CHUNK):
                 size += len(chunk)
                 if size > limit:
-                    raise UploadRejected(name, "upload_too_large", f"> {limit / 1e6:g} MB (GISGOV_INGEST_MAX_UPLOAD_MB)", 413)
+                    raise UploadRejected(
+                        name, "upload_too_large", f"> {limit / 1e6:g} MB (GISGOV_INGEST_MAX_UPLOAD_MB)", 413
+                    )
                 f.write(chunk)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -177,37 +246,78 @@ def _save(upload: UploadFile) -> tuple[Path, Path]:
     return tmp, dest
 
 
-@router.post("/api/staff/import", tags=[STAFF_TAG], summary="导入网格员 Import staff from the XLSX template (all or nothing)",
-             responses={422: {"description": "refused: missing headers, or row errors (then ``rows``: row, column, rule)"}})
-def import_staff(request: Request, conn: Connection = DB, p: Principal = Depends(require(Perm.import_data)),
-                 file: UploadFile = File(..., description="XLSX: 网格编码, 角色, 姓名, 手机号"),
-                 mode: Literal["replace", "append"] = Form("replace", description="replace: the file's grids get exactly "
-                                                                                   "the file's rows; append: add"),
-                 dry_run: bool = Form(False, description="只检查不写入 check only")):
+@router.post(
+    "/api/staff/import",
+    tags=[STAFF_TAG],
+    summary="导入网格员 Import staff from the XLSX template (all or nothing)",
+    responses={422: {"description": "refused: missing headers, or row errors (then ``rows``: row, column, rule)"}},
+)
+def import_staff(
+    request: Request,
+    conn: Connection = DB,
+    p: Principal = Depends(require(Perm.import_data)),
+    file: UploadFile = File(..., description="XLSX: 网格编码, 角色, 姓名, 手机号"),
+    mode: Literal["replace", "append"] = Form(
+        "replace", description="replace: the file's grids get exactly the file's rows; append: add"
+    ),
+    dry_run: bool = Form(False, description="只检查不写入 check only"),
+):
     s = get_governance_settings()
     tmp, path = _save(file)
     try:
         records = xlsx.read_records(path, path.name)
-        out = store.import_staff(conn, p, _vault(request), records, mode=mode, dry_run=dry_run,
-                                 ceiling=s.staff_max_caseload, max_rows=s.staff_import_max_rows)
+        out = store.import_staff(
+            conn,
+            p,
+            _vault(request),
+            records,
+            mode=mode,
+            dry_run=dry_run,
+            ceiling=s.staff_max_caseload,
+            max_rows=s.staff_import_max_rows,
+        )
     except store.ImportRejected as exc:
-        audit(request, "import", p, object="grid_staff", result="failed",
-              detail={"file": path.name, "errors": len(exc.rows), "first": exc.rows[0]["rule"]})
+        audit(
+            request,
+            "import",
+            p,
+            object="grid_staff",
+            result="failed",
+            detail={"file": path.name, "errors": len(exc.rows), "first": exc.rows[0]["rule"]},
+        )
         return JSONResponse(status_code=422, content={"detail": str(exc), "error": "ImportRejected", "rows": exc.rows})
     except GisgovError as exc:
-        audit(request, "import", p, object="grid_staff", result="denied" if exc.status_code in (403, 404) else "failed",
-              detail={"file": path.name, "reason": str(exc)[:300]})
+        audit(
+            request,
+            "import",
+            p,
+            object="grid_staff",
+            result="denied" if exc.status_code in (403, 404) else "failed",
+            detail={"file": path.name, "reason": str(exc)[:300]},
+        )
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if not dry_run:
-        audit(request, "import", p, object="grid_staff", conn=conn,
-              detail={"file": path.name, "mode": mode, "rows": out["rows"], "grids": out["grids"],
-                      "removed": out["removed"]})
+        audit(
+            request,
+            "import",
+            p,
+            object="grid_staff",
+            conn=conn,
+            detail={
+                "file": path.name,
+                "mode": mode,
+                "rows": out["rows"],
+                "grids": out["grids"],
+                "removed": out["removed"],
+            },
+        )
     return out
 
 
 # ---------------------------------------------------------------- compounds
+
 
 class CompoundPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -216,7 +326,8 @@ class CompoundPatch(BaseModel):
     has_party_org: bool = Field(None, description="已成立党组织 has a party organisation")  # type: ignore[assignment]
     has_service_point: bool = Field(None, description="已设党群服务点 has a service point")  # type: ignore[assignment]
     property_mode: Literal["物业公司", "业主自治", "社区兜底", ""] | None = Field(
-        None, description="物业模式 property mode; empty string clears it (no property management)")
+        None, description="物业模式 property mode; empty string clears it (no property management)"
+    )
     year_built: int = Field(None, ge=1900, le=2100, description="建成年份 year built")  # type: ignore[assignment]
 
 
@@ -225,30 +336,51 @@ def compound_rules(p: Principal = Depends(require(Perm.read_aggregates))) -> dic
     return load_rules().public()
 
 
-@router.get("/api/compounds/check", tags=[COMPOUND_TAG],
-            summary="小区规则检查 Breaches, property-mode shares and 老旧小区 ratio per community")
-def compound_check(conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates)),
-                   code: str | None = Query(None, pattern=r"^([0-9]{9}|[0-9]{12})$",
-                                            description="街道/社区编码 street/community code")) -> dict:
+@router.get(
+    "/api/compounds/check",
+    tags=[COMPOUND_TAG],
+    summary="小区规则检查 Breaches, property-mode shares and 老旧小区 ratio per community",
+)
+def compound_check(
+    conn: Connection = DB,
+    p: Principal = Depends(require(Perm.read_aggregates)),
+    code: str | None = Query(
+        None, pattern=r"^([0-9]{9}|[0-9]{12})$", description="街道/社区编码 street/community code"
+    ),
+) -> dict:
     return store.compound_check(conn, p, code=code)
 
 
 @router.get("/api/compounds/breaches", tags=[COMPOUND_TAG], summary="违规小区地图 Compounds breaking a rule (GeoJSON)")
-def compound_breaches(conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates)),
-                      code: str | None = Query(None, pattern=r"^([0-9]{9}|[0-9]{12})$")) -> dict:
+def compound_breaches(
+    conn: Connection = DB,
+    p: Principal = Depends(require(Perm.read_aggregates)),
+    code: str | None = Query(None, pattern=r"^([0-9]{9}|[0-9]{12})$"),
+) -> dict:
     return store.breaches_geojson(conn, p, code=code)
 
 
 @router.get("/api/compounds/{code}", tags=[COMPOUND_TAG], summary="小区治理属性 One compound's governance attributes")
-def get_compound(code: str = PathParam(..., pattern=r"^[0-9]{16}$"), conn: Connection = DB,
-                 p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
+def get_compound(
+    code: str = PathParam(..., pattern=r"^[0-9]{16}$"),
+    conn: Connection = DB,
+    p: Principal = Depends(require(Perm.read_aggregates)),
+) -> dict:
     return store.get_compound(conn, p, code)
 
 
-@router.patch("/api/compounds/{code}", tags=[COMPOUND_TAG],
-              summary="修改小区治理属性 Edit party organisation, service point, property mode, year (version checked)")
-def edit_compound(body: CompoundPatch, request: Request, code: str = PathParam(..., pattern=r"^[0-9]{16}$"),
-                  conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
+@router.patch(
+    "/api/compounds/{code}",
+    tags=[COMPOUND_TAG],
+    summary="修改小区治理属性 Edit party organisation, service point, property mode, year (version checked)",
+)
+def edit_compound(
+    body: CompoundPatch,
+    request: Request,
+    code: str = PathParam(..., pattern=r"^[0-9]{16}$"),
+    conn: Connection = DB,
+    p: Principal = Depends(require(Perm.read_aggregates)),
+) -> dict:
     changes = body.model_dump(exclude_unset=True, exclude={"version"})
     if "property_mode" in changes and changes["property_mode"] == "":
         changes["property_mode"] = None
@@ -262,6 +394,5 @@ def edit_compound(body: CompoundPatch, request: Request, code: str = PathParam(.
         _denied(request, "compound_edit", p, obj, exc, {"version": body.version, "fields": sorted(changes)})
         raise
     if diff:
-        audit(request, "compound_edit", p, object=obj, conn=conn,
-              detail={"changes": diff, "version": out["version"]})
+        audit(request, "compound_edit", p, object=obj, conn=conn, detail={"changes": diff, "version": out["version"]})
     return out | {"changed": sorted(diff)}

@@ -26,13 +26,20 @@ router = APIRouter()
 PAGE = LeafletPage("governance", "网格治理 governance")
 
 
-@router.get("/governance", response_class=HTMLResponse, tags=["maps"],
-            summary="网格治理页面 Staff (一格三员), compound rules and special-group services page")
+@router.get(
+    "/governance",
+    response_class=HTMLResponse,
+    tags=["maps"],
+    summary="网格治理页面 Staff (一格三员), compound rules and special-group services page",
+)
 def governance_page(request: Request) -> HTMLResponse:
     settings = request.app.state.settings
     require_assets(settings.web_dir)
-    return HTMLResponse(PAGE.render(settings.web_dir, basemap_url=settings.basemap_url,
-                                    basemap_attribution=settings.basemap_attribution))
+    return HTMLResponse(
+        PAGE.render(
+            settings.web_dir, basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution
+        )
+    )
 
 
 def setup(app: FastAPI) -> None:

@@ -34,13 +34,20 @@ router = APIRouter()
 PAGE = LeafletPage("grid-editor", "网格编辑器 grid editor")
 
 
-@router.get("/grids/editor", response_class=HTMLResponse, tags=["maps"],
-            summary="网格划分编辑器 Grid plan editor: move compounds/buildings between grids, live rule checks")
+@router.get(
+    "/grids/editor",
+    response_class=HTMLResponse,
+    tags=["maps"],
+    summary="网格划分编辑器 Grid plan editor: move compounds/buildings between grids, live rule checks",
+)
 def editor_page(request: Request) -> HTMLResponse:
     settings = request.app.state.settings
     require_assets(settings.web_dir)
-    return HTMLResponse(PAGE.render(settings.web_dir, basemap_url=settings.basemap_url,
-                                    basemap_attribution=settings.basemap_attribution))
+    return HTMLResponse(
+        PAGE.render(
+            settings.web_dir, basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution
+        )
+    )
 
 
 def _geo(ctx, geom) -> dict | None:
@@ -49,10 +56,15 @@ def _geo(ctx, geom) -> dict | None:
     return shapely.geometry.mapping(shapely.set_precision(ctx.to_lonlat(geom), 1e-7))
 
 
-@router.get("/api/grids/sessions/{sid}/layers", tags=["grids 网格划分"], responses=SESSION,
-            summary="编辑图层 An edit session's grids (counts, rule breaks, units that cannot leave), compounds and buildings")
-def session_layers(sid: str, request: Request, conn: Connection = DB,
-                   p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
+@router.get(
+    "/api/grids/sessions/{sid}/layers",
+    tags=["grids 网格划分"],
+    responses=SESSION,
+    summary="编辑图层 An edit session's grids (counts, rule breaks, units that cannot leave), compounds and buildings",
+)
+def session_layers(
+    sid: str, request: Request, conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates))
+) -> dict:
     s = edit_session(conn, request, sid, p)  # 404 unless the caller opened it, 410 once expired
     ed = sessions.editor(conn, s)
     sessions.touch(conn, s)
@@ -62,40 +74,75 @@ def session_layers(sid: str, request: Request, conn: Connection = DB,
     for g in range(len(ed.codes)):
         row = ed._grid(g)
         poly = ed.polys[g]
-        row["label"] = (list(ctx.to_lonlat(shapely.point_on_surface(poly)).coords[0])
-                        if poly is not None and not poly.is_empty else None)
+        row["label"] = (
+            list(ctx.to_lonlat(shapely.point_on_surface(poly)).coords[0])
+            if poly is not None and not poly.is_empty
+            else None
+        )
         grids.append(row)
-    codes = np.array(ed.codes + [None], dtype=object)  # index -1 -> None
+    codes = np.array([*ed.codes, None], dtype=object)  # index -1 -> None
     compounds = []
     for c in range(len(ctx.compounds.code)):
         members = ctx.atoms_of_compound(c)
         in_grids = sorted({codes[int(x)] for x in ed.atom_grid[members] if x >= 0})
-        compounds.append({"type": "Feature", "id": str(ctx.compounds.code[c]), "geometry": _geo(ctx, ctx.compounds.geom[c]),
-                          "properties": {"code": str(ctx.compounds.code[c]), "name": str(ctx.compounds.name[c] or ""),
-                                         "households": int(a.households[members].sum()),
-                                         "people": int(a.people[members].sum()),
-                                         "buildings": int((a.building_id[members] >= 0).sum()),
-                                         "grids": in_grids}})
-    foot = {r[0]: r[1] for r in conn.execute(text(
-        "SELECT code, ST_AsGeoJSON(coalesce(geom, pos), 7) FROM building WHERE community_code = :c"), {"c": ctx.code})}
+        compounds.append(
+            {
+                "type": "Feature",
+                "id": str(ctx.compounds.code[c]),
+                "geometry": _geo(ctx, ctx.compounds.geom[c]),
+                "properties": {
+                    "code": str(ctx.compounds.code[c]),
+                    "name": str(ctx.compounds.name[c] or ""),
+                    "households": int(a.households[members].sum()),
+                    "people": int(a.people[members].sum()),
+                    "buildings": int((a.building_id[members] >= 0).sum()),
+                    "grids": in_grids,
+                },
+            }
+        )
+    foot = {
+        r[0]: r[1]
+        for r in conn.execute(
+            text("SELECT code, ST_AsGeoJSON(coalesce(geom, pos), 7) FROM building WHERE community_code = :c"),
+            {"c": ctx.code},
+        )
+    }
     buildings = []
     for i in np.flatnonzero(a.building_id >= 0).tolist():
         code = str(a.code[i])
         c = int(a.compound[i])
         g = int(ed.atom_grid[i])
-        buildings.append({"type": "Feature", "id": code,
-                          "geometry": json.loads(foot[code]) if foot.get(code) else _geo(ctx, shapely.Point(a.xy[i])),
-                          "properties": {"code": code, "compound": str(ctx.compounds.code[c]) if c >= 0 else None,
-                                         "households": int(a.households[i]), "people": int(a.people[i]),
-                                         "grid": codes[g] if g >= 0 else None}})
+        buildings.append(
+            {
+                "type": "Feature",
+                "id": code,
+                "geometry": json.loads(foot[code]) if foot.get(code) else _geo(ctx, shapely.Point(a.xy[i])),
+                "properties": {
+                    "code": code,
+                    "compound": str(ctx.compounds.code[c]) if c >= 0 else None,
+                    "households": int(a.households[i]),
+                    "people": int(a.people[i]),
+                    "grid": codes[g] if g >= 0 else None,
+                },
+            }
+        )
     r = ctx.rules
-    return {"session": s.id, "revision": s.revision, "base_version": s.base_version,
-            "community": {"code": ctx.code, "name": ctx.name},
-            "rules": {"name": r.name, "min_households": r.min_households, "max_households": r.max_households,
-                      "max_people": r.max_people},
-            "boundary": _geo(ctx, ctx.boundary), "grids": grids,
-            "compounds": {"type": "FeatureCollection", "features": compounds},
-            "buildings": {"type": "FeatureCollection", "features": buildings}}
+    return {
+        "session": s.id,
+        "revision": s.revision,
+        "base_version": s.base_version,
+        "community": {"code": ctx.code, "name": ctx.name},
+        "rules": {
+            "name": r.name,
+            "min_households": r.min_households,
+            "max_households": r.max_households,
+            "max_people": r.max_people,
+        },
+        "boundary": _geo(ctx, ctx.boundary),
+        "grids": grids,
+        "compounds": {"type": "FeatureCollection", "features": compounds},
+        "buildings": {"type": "FeatureCollection", "features": buildings},
+    }
 
 
 def setup(app: FastAPI) -> None:

@@ -54,12 +54,20 @@ ACTIVATE = Depends(require(Perm.activate_plans))
 MAX_LIST_ITEMS = Settings.model_fields["max_list_items"].default
 SOLVER_MAX_S = Settings.model_fields["solver_max_s"].default
 _LIST_NOTE = f" At most GISGOV_MAX_LIST_ITEMS entries (default {MAX_LIST_ITEMS}); more answers 422."
-_CAP_NOTE = (f" Capped at GISGOV_SOLVER_MAX_S (default {SOLVER_MAX_S:g} s); the answer's time_limit_s is the "
-             "time actually allowed.")
-CONFLICT = {409: {"description": "冲突 conflict: the plan was made from a version that is no longer active "
-                                 "(body: detail, error, conflict), or it is already active / breaks rules"}}
-SESSION = {404: {"description": "no such session, or another account's"},
-           410: {"description": "会话已过期 the session expired (idle) or was closed: open a new one"}}
+_CAP_NOTE = (
+    f" Capped at GISGOV_SOLVER_MAX_S (default {SOLVER_MAX_S:g} s); the answer's time_limit_s is the "
+    "time actually allowed."
+)
+CONFLICT = {
+    409: {
+        "description": "冲突 conflict: the plan was made from a version that is no longer active "
+        "(body: detail, error, conflict), or it is already active / breaks rules"
+    }
+}
+SESSION = {
+    404: {"description": "no such session, or another account's"},
+    410: {"description": "会话已过期 the session expired (idle) or was closed: open a new one"},
+}
 
 
 class Rules(BaseModel):
@@ -71,8 +79,12 @@ class Rules(BaseModel):
 
 class ValidateBody(BaseModel):
     community: str
-    plan: int | None = Field(None, description="Stored plan version (when neither grids nor assignments are given; default active).")
-    grids: dict[str, Any] | None = Field(None, description="GeoJSON FeatureCollection of grid polygons (lon/lat), property `code`.")
+    plan: int | None = Field(
+        None, description="Stored plan version (when neither grids nor assignments are given; default active)."
+    )
+    grids: dict[str, Any] | None = Field(
+        None, description="GeoJSON FeatureCollection of grid polygons (lon/lat), property `code`."
+    )
     assignments: dict[str, str | None] | None = Field(None, description="building code → grid code." + _LIST_NOTE)
     rules: Rules | None = None
 
@@ -80,40 +92,52 @@ class ValidateBody(BaseModel):
 class ProposeBody(BaseModel):
     community: str
     rules: Rules | None = None
-    lock: list[str] = Field(default_factory=list, description="Grid codes of the active plan kept as they are."
-                                                          + _LIST_NOTE)
+    lock: list[str] = Field(
+        default_factory=list, description="Grid codes of the active plan kept as they are." + _LIST_NOTE
+    )
     method: Literal["auto", "exact", "heuristic"] = "auto"
     seed: int = 0
     time_limit_s: float = Field(10.0, gt=0, le=600, description="Solver time (s)." + _CAP_NOTE)
     closest: bool = Field(False, description="When no plan obeys the rules, return the closest plan.")
     save: bool = Field(False, description="Store as a new draft version (author: the signed-in account).")
     note: str | None = Field(None, max_length=500)
-    background: bool = Field(False, description="Run as a background job: 202 with the job's URL (GET /api/jobs/{id}); "
-                                                "the result is always saved as a draft.")
+    background: bool = Field(
+        False,
+        description="Run as a background job: 202 with the job's URL (GET /api/jobs/{id}); "
+        "the result is always saved as a draft.",
+    )
 
 
 class RepairBody(BaseModel):
     community: str
     plan: int | None = None
     save: bool = Field(False, description="Store as a new draft version (author: the signed-in account).")
-    background: bool = Field(False, description="Run as a background job (202; GET /api/jobs/{id}); the result "
-                                                "is always saved as a draft.")
+    background: bool = Field(
+        False, description="Run as a background job (202; GET /api/jobs/{id}); the result is always saved as a draft."
+    )
     time_limit_s: float = Field(5.0, gt=0, le=600, description="Solver time (s)." + _CAP_NOTE)
 
 
 class ActivateBody(BaseModel):
     force: bool = Field(False, description="Activate even with rule breaks.")
-    rebase: bool = Field(False, description="Activate even though another version was activated after this plan "
-                                            "was made (answered 409 without it); the plan's parent becomes the "
-                                            "current active version.")
+    rebase: bool = Field(
+        False,
+        description="Activate even though another version was activated after this plan "
+        "was made (answered 409 without it); the plan's parent becomes the "
+        "current active version.",
+    )
 
 
 class SessionBody(BaseModel):
     community: str
     plan: int | None = Field(None, description="Stored plan version to edit (default: the active plan).")
     assignments: dict[str, str | None] | None = Field(None, description="building code → grid code." + _LIST_NOTE)
-    resume: str | None = Field(None, max_length=64, description="Id of an earlier (e.g. expired) session of yours: "
-                                                                "the new session continues its moves; it is closed.")
+    resume: str | None = Field(
+        None,
+        max_length=64,
+        description="Id of an earlier (e.g. expired) session of yours: "
+        "the new session continues its moves; it is closed.",
+    )
 
 
 class MoveBody(BaseModel):
@@ -124,16 +148,22 @@ class MoveBody(BaseModel):
     to: str = Field(..., description="Target grid code.")
     building: str = Field(None, description="Building code to move (or give compound).")  # type: ignore[assignment]
     compound: str = Field(None, description="Compound code to move, all its buildings (or give building).")  # type: ignore[assignment]
-    revision: int | None = Field(None, description="The session revision this client last saw; another stored "
-                                                   "revision (e.g. moves from another tab) answers 409.")
+    revision: int | None = Field(
+        None,
+        description="The session revision this client last saw; another stored "
+        "revision (e.g. moves from another tab) answers 409.",
+    )
 
 
 class SaveBody(BaseModel):
     note: str | None = Field(None, max_length=500, description="Note stored with the draft.")
     revision: int | None = Field(None, description="As for a move: 409 when the session changed elsewhere.")
-    rebase: bool = Field(False, description="Save even though another version was activated since the session was "
-                                            "opened (the draft's parent becomes the active version); without it "
-                                            "such a save answers 409 with what changed and nothing is saved.")
+    rebase: bool = Field(
+        False,
+        description="Save even though another version was activated since the session was "
+        "opened (the draft's parent becomes the active version); without it "
+        "such a save answers 409 with what changed and nothing is saved.",
+    )
 
 
 def _r(rules: Rules | None) -> dict | None:
@@ -184,13 +214,23 @@ def aggregate_view(out: Any, p: Principal) -> Any:
 def validate(body: ValidateBody, request: Request, conn: Connection = DB, p: Principal = READ) -> dict:
     _community(p, body.community)
     _bounded(request, "assignments", body.assignments)
-    return aggregate_view(service.check(conn, body.community, version=body.plan, grids=body.grids,
-                                        assignments=body.assignments, rules=_r(body.rules)), p)
+    return aggregate_view(
+        service.check(
+            conn,
+            body.community,
+            version=body.plan,
+            grids=body.grids,
+            assignments=body.assignments,
+            rules=_r(body.rules),
+        ),
+        p,
+    )
 
 
 @router.post("/feasibility", summary="可行性 Can any plan obey the rules? Which units prevent it?")
-def feasibility(community: str = Query(...), conn: Connection = DB, rules: Rules | None = None,
-                p: Principal = READ) -> dict:
+def feasibility(
+    community: str = Query(...), conn: Connection = DB, rules: Rules | None = None, p: Principal = READ
+) -> dict:
     _community(p, community)
     return aggregate_view(service.feasibility(conn, community, rules=_r(rules)), p)
 
@@ -213,54 +253,96 @@ def _background(request: Request, p: Principal, kind: str, community: str, param
         if out.get("version") is not None:
             from gisgov.security import audit as _audit
 
-            _audit.record(conn, "plan_save", actor=p, object=f"{community}/v{out['version']}",
-                          client=request.client.host if request.client else None,
-                          detail={"via": f"{kind} job", "job": job})
+            _audit.record(
+                conn,
+                "plan_save",
+                actor=p,
+                object=f"{community}/v{out['version']}",
+                client=request.client.host if request.client else None,
+                detail={"via": f"{kind} job", "job": job},
+            )
         return aggregate_view(out, p)
 
     analysis.start(base, scoped_engine(base, p.db_scope), job, request.app.state.settings.analysis_timeout_s, done)
     url = f"/api/jobs/{job}"
-    return JSONResponse(status_code=202, content={"job": job, "status": "queued", "status_url": url},
-                        headers={"Location": url})
+    return JSONResponse(
+        status_code=202, content={"job": job, "status": "queued", "status_url": url}, headers={"Location": url}
+    )
 
 
 JOB_ACCEPTED = {202: {"description": "后台任务 background job started (background: true): poll status_url"}}
 
 
-@router.post("/propose", summary="划分 Draft a plan (exact CP-SAT or heuristic, chosen automatically)",
-             responses=JOB_ACCEPTED)
+@router.post(
+    "/propose", summary="划分 Draft a plan (exact CP-SAT or heuristic, chosen automatically)", responses=JOB_ACCEPTED
+)
 def propose(body: ProposeBody, request: Request, conn: Connection = DB, p: Principal = EDIT):
     _community(p, body.community)
     _bounded(request, "lock", body.lock)
     limit = _time_limit(request, body.time_limit_s)
     if body.background:
+
         def work(c: Connection) -> dict:
-            return _with_limit(service.propose_plan(
-                c, body.community, rules=_r(body.rules), lock=body.lock, method=body.method, seed=body.seed,
-                time_limit_s=limit, closest=body.closest, save=True, author=_author(p), note=body.note),
-                body.time_limit_s, limit)
-        return _background(request, p, "grid_propose", body.community,
-                           {"method": body.method, "time_limit_s": limit}, work)
-    out = service.propose_plan(conn, body.community, rules=_r(body.rules), lock=body.lock, method=body.method,
-                               seed=body.seed, time_limit_s=limit, closest=body.closest, save=body.save,
-                               author=_author(p), note=body.note)
+            return _with_limit(
+                service.propose_plan(
+                    c,
+                    body.community,
+                    rules=_r(body.rules),
+                    lock=body.lock,
+                    method=body.method,
+                    seed=body.seed,
+                    time_limit_s=limit,
+                    closest=body.closest,
+                    save=True,
+                    author=_author(p),
+                    note=body.note,
+                ),
+                body.time_limit_s,
+                limit,
+            )
+
+        return _background(
+            request, p, "grid_propose", body.community, {"method": body.method, "time_limit_s": limit}, work
+        )
+    out = service.propose_plan(
+        conn,
+        body.community,
+        rules=_r(body.rules),
+        lock=body.lock,
+        method=body.method,
+        seed=body.seed,
+        time_limit_s=limit,
+        closest=body.closest,
+        save=body.save,
+        author=_author(p),
+        note=body.note,
+    )
     if body.save:
         _saved(request, conn, p, body.community, out, "propose")
     return aggregate_view(_with_limit(out, body.time_limit_s, limit), p)
 
 
-@router.post("/repair", summary="修复 Fix a plan's rule breaks moving as few buildings as possible",
-             responses=JOB_ACCEPTED)
+@router.post(
+    "/repair", summary="修复 Fix a plan's rule breaks moving as few buildings as possible", responses=JOB_ACCEPTED
+)
 def repair(body: RepairBody, request: Request, conn: Connection = DB, p: Principal = EDIT):
     _community(p, body.community)
     limit = _time_limit(request, body.time_limit_s)
     if body.background:
+
         def work(c: Connection) -> dict:
-            return _with_limit(service.repair_plan(c, body.community, version=body.plan, save=True,
-                                                   author=_author(p), time_limit_s=limit), body.time_limit_s, limit)
+            return _with_limit(
+                service.repair_plan(
+                    c, body.community, version=body.plan, save=True, author=_author(p), time_limit_s=limit
+                ),
+                body.time_limit_s,
+                limit,
+            )
+
         return _background(request, p, "grid_repair", body.community, {"plan": body.plan, "time_limit_s": limit}, work)
-    out = service.repair_plan(conn, body.community, version=body.plan, save=body.save, author=_author(p),
-                              time_limit_s=limit)
+    out = service.repair_plan(
+        conn, body.community, version=body.plan, save=body.save, author=_author(p), time_limit_s=limit
+    )
     if body.save:
         _saved(request, conn, p, body.community, out, "repair")
     return aggregate_view(_with_limit(out, body.time_limit_s, limit), p)
@@ -280,10 +362,14 @@ def get_plan(community: str, version: int, conn: Connection = DB, p: Principal =
     return aggregate_view(service.stored_plan_geojson(conn, community, version), p)
 
 
-@router.post("/plans/{community}/{version}/activate", responses=CONFLICT,
-             summary="启用 Activate a plan (atomic; codes renumbered W→E N→S; 409 if made from a version no longer active)")
-def activate(community: str, version: int, body: ActivateBody, request: Request, conn: Connection = DB,
-             p: Principal = ACTIVATE):
+@router.post(
+    "/plans/{community}/{version}/activate",
+    responses=CONFLICT,
+    summary="启用 Activate a plan (atomic; codes renumbered W→E N→S; 409 if made from a version no longer active)",
+)
+def activate(
+    community: str, version: int, body: ActivateBody, request: Request, conn: Connection = DB, p: Principal = ACTIVATE
+):
     _community(p, community)
     obj = f"{community}/v{version}"
     opts = {"force": body.force, "rebase": body.rebase}
@@ -291,36 +377,65 @@ def activate(community: str, version: int, body: ActivateBody, request: Request,
         out = plans.activate(conn, community, version, force=body.force, rebase=body.rebase)
     except plans.ParentConflict as exc:
         # nothing was written: the transaction only held the community's lock
-        audit(request, "plan_activate", p, object=obj, result="failed",
-              detail={**opts, "error": "PlanConflict", "parent_version": exc.info["parent_version"],
-                      "active_version": exc.info["active_version"]})
-        return JSONResponse(status_code=409, content={"detail": str(exc), "error": "PlanConflict",
-                                                      "conflict": exc.info})
+        audit(
+            request,
+            "plan_activate",
+            p,
+            object=obj,
+            result="failed",
+            detail={
+                **opts,
+                "error": "PlanConflict",
+                "parent_version": exc.info["parent_version"],
+                "active_version": exc.info["active_version"],
+            },
+        )
+        return JSONResponse(
+            status_code=409, content={"detail": str(exc), "error": "PlanConflict", "conflict": exc.info}
+        )
     except GisgovError as exc:
         if not isinstance(exc, NotFound):
-            audit(request, "plan_activate", p, object=obj, result="failed",
-                  detail={**opts, "error": type(exc).__name__})
+            audit(
+                request, "plan_activate", p, object=obj, result="failed", detail={**opts, "error": type(exc).__name__}
+            )
         raise
-    audit(request, "plan_activate", p, object=obj, conn=conn,
-          detail={**opts, "previous": out.get("previous"), "buildings": out.get("buildings"),
-                  "rebased": out.get("rebased")})
+    audit(
+        request,
+        "plan_activate",
+        p,
+        object=obj,
+        conn=conn,
+        detail={
+            **opts,
+            "previous": out.get("previous"),
+            "buildings": out.get("buildings"),
+            "rebased": out.get("rebased"),
+        },
+    )
     return out
 
 
 @router.get("/plans/{community}/{version}/codes", summary="编码表 Code table of a plan (JSON or ?format=csv)")
-def codes(community: str, version: int, format: Literal["json", "csv"] = "json", conn: Connection = DB,
-          p: Principal = READ):
+def codes(
+    community: str, version: int, format: Literal["json", "csv"] = "json", conn: Connection = DB, p: Principal = READ
+):
     _community(p, community)
     rows = plans.code_table(conn, community, version)
     if format == "json":
         return rows
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["code", "name", "level", "households", "buildings", "area_m2", "community",
-                                        "version", "status"], extrasaction="ignore")
+    w = csv.DictWriter(
+        buf,
+        fieldnames=["code", "name", "level", "households", "buildings", "area_m2", "community", "version", "status"],
+        extrasaction="ignore",
+    )
     w.writeheader()
     w.writerows(rows)
-    return Response("\ufeff" + buf.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="grids_{community}_v{version}.csv"'})
+    return Response(
+        "\ufeff" + buf.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="grids_{community}_v{version}.csv"'},
+    )
 
 
 @router.get("/diff/{community}", summary="对比 What changed between two versions")
@@ -341,21 +456,39 @@ def plan_map(community: str, plan: int | None = None, conn: Connection = DB, p: 
 # --- edit sessions: the browser moves buildings/compounds and gets the two grids re-checked -------
 # stored in PostgreSQL (gisgov.gridding.sessions); see the module's docstring
 
-def edit_session(conn: Connection, request: Request, sid: str, p: Principal, *, lock: bool = False,
-                 live: bool = True) -> sessions.Session:
+
+def edit_session(
+    conn: Connection, request: Request, sid: str, p: Principal, *, lock: bool = False, live: bool = True
+) -> sessions.Session:
     """Session ``sid`` if ``p`` opened it and its community is still in p's area (else 404); 410 if it
     expired or was closed (with ``live``)."""
-    return sessions.get(conn, sid, owner_id=p.user_id, covers=p.covers, lock=lock, live=live,
-                        idle_hours=request.app.state.settings.edit_session_idle_hours)
+    return sessions.get(
+        conn,
+        sid,
+        owner_id=p.user_id,
+        covers=p.covers,
+        lock=lock,
+        live=live,
+        idle_hours=request.app.state.settings.edit_session_idle_hours,
+    )
 
 
 def _opened(s_id: str, community: str, ed, base: int | None, revision: int, request: Request) -> dict:
-    return {"session": s_id, "community": community, "grids": list(ed.codes), "revision": revision,
-            "base_version": base, "idle_hours": request.app.state.settings.edit_session_idle_hours}
+    return {
+        "session": s_id,
+        "community": community,
+        "grids": list(ed.codes),
+        "revision": revision,
+        "base_version": base,
+        "idle_hours": request.app.state.settings.edit_session_idle_hours,
+    }
 
 
-@router.post("/sessions", responses=SESSION,
-             summary="编辑 Open an edit session on a plan (for incremental checks), or resume an expired one")
+@router.post(
+    "/sessions",
+    responses=SESSION,
+    summary="编辑 Open an edit session on a plan (for incremental checks), or resume an expired one",
+)
 def open_session(body: SessionBody, request: Request, conn: Connection = DB, p: Principal = EDIT) -> dict:
     from gisgov.gridding.io import active_version, load_context, load_plan, started_on
 
@@ -380,17 +513,31 @@ def open_session(body: SessionBody, request: Request, conn: Connection = DB, p: 
     return _opened(sid, body.community, ed, base, 0, request)
 
 
-@router.post("/sessions/{sid}/move", responses={**SESSION, 409: {"description": "the session changed elsewhere"}},
-             summary="移动 Move a building or compound to another grid; re-check both grids")
+@router.post(
+    "/sessions/{sid}/move",
+    responses={**SESSION, 409: {"description": "the session changed elsewhere"}},
+    summary="移动 Move a building or compound to another grid; re-check both grids",
+)
 def move(sid: str, body: MoveBody, request: Request, conn: Connection = DB, p: Principal = EDIT) -> dict:
     if (body.building is None) == (body.compound is None):
         raise InvalidInput("give exactly one of building or compound")
     s = edit_session(conn, request, sid, p, lock=True)
     sessions.check_revision(s, body.revision)
     out = sessions.move(conn, s, body.to, building=body.building, compound=body.compound)
-    audit(request, "plan_edit", p, object=s.community, conn=conn,
-          detail={"session": s.id, "to": body.to, "building": body.building, "compound": body.compound,
-                  "revision": out["revision"]})
+    audit(
+        request,
+        "plan_edit",
+        p,
+        object=s.community,
+        conn=conn,
+        detail={
+            "session": s.id,
+            "to": body.to,
+            "building": body.building,
+            "compound": body.compound,
+            "revision": out["revision"],
+        },
+    )
     return aggregate_view(out, p)
 
 
@@ -405,9 +552,17 @@ def session_report(sid: str, request: Request, conn: Connection = DB, p: Princip
     return aggregate_view(out, p)
 
 
-@router.post("/sessions/{sid}/save", responses={**SESSION, 409: {"description": "the session changed elsewhere, or another "
-             "version was activated since it was opened (body: detail, error, conflict; nothing saved; confirm with rebase)"}},
-             summary="Save the session's plan as a new draft version (parent: the version the session started from)")
+@router.post(
+    "/sessions/{sid}/save",
+    responses={
+        **SESSION,
+        409: {
+            "description": "the session changed elsewhere, or another "
+            "version was activated since it was opened (body: detail, error, conflict; nothing saved; confirm with rebase)"
+        },
+    },
+    summary="Save the session's plan as a new draft version (parent: the version the session started from)",
+)
 def session_save(sid: str, request: Request, body: SaveBody, conn: Connection = DB, p: Principal = EDIT):
     from gisgov.gridding.io import plan_row, save_plan
 
@@ -421,19 +576,48 @@ def session_save(sid: str, request: Request, body: SaveBody, conn: Connection = 
         if not body.rebase:
             # saving on top of a version that is no longer current: nothing saved, the session (and its
             # moves) stays as it is; the planner looks at what changed and confirms with {"rebase": true}
-            audit(request, "plan_save", p, object=s.community, result="failed",
-                  detail={"via": "session", "session": s.id, "error": "PlanConflict", "parent_version": parent,
-                          "active_version": active})
-            return JSONResponse(status_code=409, content={"detail": plans.conflict_message(info, saving=True),
-                                                          "error": "PlanConflict", "conflict": info})
+            audit(
+                request,
+                "plan_save",
+                p,
+                object=s.community,
+                result="failed",
+                detail={
+                    "via": "session",
+                    "session": s.id,
+                    "error": "PlanConflict",
+                    "parent_version": parent,
+                    "active_version": active,
+                },
+            )
+            return JSONResponse(
+                status_code=409,
+                content={
+                    "detail": plans.conflict_message(info, saving=True),
+                    "error": "PlanConflict",
+                    "conflict": info,
+                },
+            )
         parent = active
     ed = sessions.editor(conn, s)
-    version = save_plan(conn, ed.ctx, ed.plan(), author=_author(p), note=body.note or "edited", method="manual",
-                        parent_version=parent)
+    version = save_plan(
+        conn, ed.ctx, ed.plan(), author=_author(p), note=body.note or "edited", method="manual", parent_version=parent
+    )
     sessions.touch(conn, s)
-    audit(request, "plan_save", p, object=f"{s.community}/v{version}", conn=conn,
-          detail={"via": "session", "session": s.id, "revision": s.revision, "parent_version": parent,
-                  "rebased_from": s.base_version if parent != s.base_version else None})
+    audit(
+        request,
+        "plan_save",
+        p,
+        object=f"{s.community}/v{version}",
+        conn=conn,
+        detail={
+            "via": "session",
+            "session": s.id,
+            "revision": s.revision,
+            "parent_version": parent,
+            "rebased_from": s.base_version if parent != s.base_version else None,
+        },
+    )
     out = {"version": version, "parent_version": parent, "revision": s.revision, "conflict": None}
     if parent != s.base_version:
         out["rebased"] = {"from": s.base_version, "to": parent}

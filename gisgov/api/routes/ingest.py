@@ -35,8 +35,8 @@ from typing import Literal
 from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel
-from starlette.background import BackgroundTask
 from sqlalchemy import Connection
+from starlette.background import BackgroundTask
 
 from gisgov.api.deps import DB, audit, client_addr, current_principal, require
 from gisgov.api.links import route_link
@@ -55,14 +55,20 @@ ExportFormat = Literal[tuple(FORMATS)]  # type: ignore[valid-type]
 
 router = APIRouter(tags=["import/export 导入导出"])
 _CHUNK = 1 << 20
-_MEDIA = {"gpkg": "application/geopackage+sqlite3", "geojson": "application/geo+json", "shp": "application/zip",
-          "csv": "text/csv; charset=utf-8", "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}
+_MEDIA = {
+    "gpkg": "application/geopackage+sqlite3",
+    "geojson": "application/geo+json",
+    "shp": "application/zip",
+    "csv": "text/csv; charset=utf-8",
+    "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
 CITY_WIDE_LEVELS = ("road", "osm")
 
 
 try:  # the app-wide error body, when the error module has one
     from gisgov.api.errors import ErrorBody
 except ImportError:  # pragma: no cover
+
     class ErrorBody(BaseModel):
         """Every refusal: a message (中文 English) naming the file or object and the rule, and the error class."""
 
@@ -110,8 +116,9 @@ def _save_upload(upload: UploadFile, limit_bytes: int, name: str | None = None) 
             while chunk := upload.file.read(_CHUNK):
                 size += len(chunk)
                 if size > limit_bytes:
-                    raise UploadRejected(name, "upload_too_large", f"> {limit_bytes / 1e6:g} MB "
-                                                                   "(GISGOV_INGEST_MAX_UPLOAD_MB)", 413)
+                    raise UploadRejected(
+                        name, "upload_too_large", f"> {limit_bytes / 1e6:g} MB (GISGOV_INGEST_MAX_UPLOAD_MB)", 413
+                    )
                 f.write(chunk)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -123,29 +130,43 @@ def _summary(job_id: str, level: str, name: str, rep) -> tuple[str, dict]:
     d = {"job": job_id, "level": level, "file": name}
     if rep is None:
         return "error", d
-    d.update(status=rep.status, written=rep.counts.get("written"), read=rep.counts.get("read"),
-             rejected=sum(1 for i in rep.issues if i.action == "rejected"))
+    d.update(
+        status=rep.status,
+        written=rep.counts.get("written"),
+        read=rep.counts.get("read"),
+        rejected=sum(1 for i in rep.issues if i.action == "rejected"),
+    )
     return ("ok" if rep.ok else "failed"), d
 
 
-@router.post("/api/import", summary="导入 Upload a file and load it (validated, all or nothing)", responses={
-    200: {"description": "loaded, or dry-run: the report"},
-    202: {"model": JobAccepted, "description": "large file: a background job; poll status_url"},
-    **_AUTH,
-    413: _err("upload larger than GISGOV_INGEST_MAX_UPLOAD_MB, or a zip expanding beyond "
-              "GISGOV_INGEST_MAX_UNZIPPED_MB / GISGOV_INGEST_MAX_ZIP_RATIO / GISGOV_INGEST_MAX_ZIP_MEMBERS"),
-    415: _err("file type not imported (GeoJSON, GeoPackage, zipped Shapefile, FlatGeobuf, CSV, XLSX, .osm.pbf)"),
-    422: _err("refused: bad option, empty or broken file, unsafe zip; or rejected records: then the body also "
-              "carries the report (status, counts, issues)"),
-})
+@router.post(
+    "/api/import",
+    summary="导入 Upload a file and load it (validated, all or nothing)",
+    responses={
+        200: {"description": "loaded, or dry-run: the report"},
+        202: {"model": JobAccepted, "description": "large file: a background job; poll status_url"},
+        **_AUTH,
+        413: _err(
+            "upload larger than GISGOV_INGEST_MAX_UPLOAD_MB, or a zip expanding beyond "
+            "GISGOV_INGEST_MAX_UNZIPPED_MB / GISGOV_INGEST_MAX_ZIP_RATIO / GISGOV_INGEST_MAX_ZIP_MEMBERS"
+        ),
+        415: _err("file type not imported (GeoJSON, GeoPackage, zipped Shapefile, FlatGeobuf, CSV, XLSX, .osm.pbf)"),
+        422: _err(
+            "refused: bad option, empty or broken file, unsafe zip; or rejected records: then the body also "
+            "carries the report (status, counts, issues)"
+        ),
+    },
+)
 def import_file(
     request: Request,
     background: BackgroundTasks,
-    file: UploadFile = File(..., description="GeoJSON, GeoPackage, zipped Shapefile, FlatGeobuf, CSV, XLSX or .osm.pbf"),
+    file: UploadFile = File(
+        ..., description="GeoJSON, GeoPackage, zipped Shapefile, FlatGeobuf, CSV, XLSX or .osm.pbf"
+    ),
     level: str = Form(..., description="street|community|grid|compound|building|facility|road|resident|osm"),
     crs: str | None = Form(None, description="EPSG code, gcj02 or bd09 when the file has no CRS or lies"),
     layer: str | None = Form(None),
-    map: list[str] | None = Form(None, description="field=column, repeatable"),  # noqa: A002
+    map: list[str] | None = Form(None, description="field=column, repeatable"),
     repair: bool = Form(False),
     dry_run: bool = Form(False),
     region: str | None = Form(None, description="auto or minlon,minlat,maxlon,maxlat"),
@@ -156,11 +177,13 @@ def import_file(
     202 with ``{"job": id, "status_url": ...}``; poll it for progress and the report."""
     name = safe_filename(file.filename)
     try:
-        if level not in ALL_LEVELS + ("osm",):
-            raise UsageError(f"unknown level {level!r}; choose one of {', '.join(ALL_LEVELS + ('osm',))}")
+        if level not in (*ALL_LEVELS, "osm"):
+            raise UsageError(f"unknown level {level!r}; choose one of {', '.join((*ALL_LEVELS, 'osm'))}")
         if level in CITY_WIDE_LEVELS and p.scope_code:
-            raise Forbidden(f"无权限 not allowed: {level} 导入覆盖全市，仅限全市账号 imports of the road network / OSM "
-                            f"are city-wide: whole-city accounts only (rule: out_of_scope)")
+            raise Forbidden(
+                f"无权限 not allowed: {level} 导入覆盖全市，仅限全市账号 imports of the road network / OSM "
+                f"are city-wide: whole-city accounts only (rule: out_of_scope)"
+            )
         check_name(name, level)
         s = get_ingest_settings()
         tmp, path, size = _save_upload(file, int(s.max_upload_mb * 1e6), name)
@@ -170,13 +193,27 @@ def import_file(
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     except Exception as exc:
-        audit(request, "import", p, object=name, result="denied" if isinstance(exc, Forbidden) else "failed",
-              detail={"level": level, "file": name, "error": str(getattr(exc, "detail", exc))[:300]})
+        audit(
+            request,
+            "import",
+            p,
+            object=name,
+            result="denied" if isinstance(exc, Forbidden) else "failed",
+            detail={"level": level, "file": name, "error": str(getattr(exc, "detail", exc))[:300]},
+        )
         raise
     base = request.app.state.engine
     engine = jobs.scoped_engine(base, p.db_scope)
-    options = {"crs": crs, "layer": layer, "map": map or [], "repair": repair, "dry_run": dry_run, "region": region,
-               "encoding": encoding, "size": size}
+    options = {
+        "crs": crs,
+        "layer": layer,
+        "map": map or [],
+        "repair": repair,
+        "dry_run": dry_run,
+        "region": region,
+        "encoding": encoding,
+        "size": size,
+    }
     try:
         job_id = jobs.create(engine, path.name, level, options, owner=p)
     except BaseException:
@@ -186,10 +223,14 @@ def import_file(
     status_url = route_link(request, "import_status", job_id=job_id)  # from configuration, not the Host header
     vault = _vault(request)
     if size > s.sync_limit_mb * 1e6:
-        background.add_task(_run_background, base, engine, job_id, path, level, options, path.name, vault, tmp, p,
-                            client_addr(request))
-        return JSONResponse({"job": job_id, "status": "queued", "status_url": status_url}, status_code=202,
-                            headers={"Location": status_url})
+        background.add_task(
+            _run_background, base, engine, job_id, path, level, options, path.name, vault, tmp, p, client_addr(request)
+        )
+        return JSONResponse(
+            {"job": job_id, "status": "queued", "status_url": status_url},
+            status_code=202,
+            headers={"Location": status_url},
+        )
     rep = None
     try:
         rep = jobs.run(engine, job_id, path, level, options, path.name, vault, cleanup=tmp, area=p.area_prefix)
@@ -207,8 +248,11 @@ def _rejected_detail(rep) -> dict:
     bad = rep.rejected
     first = bad[0] if bad else None
     what = f"{first.record}: [{first.rule}] {first.message}"[:300] if first else ""
-    return {"detail": f"导入被拒绝，未写入任何数据 import rejected, nothing written: {rep.file}: {len(bad)} 条问题 "
-                      f"problem(s); 第一条 first: {what}", "error": "ImportRejected"}
+    return {
+        "detail": f"导入被拒绝，未写入任何数据 import rejected, nothing written: {rep.file}: {len(bad)} 条问题 "
+        f"problem(s); 第一条 first: {what}",
+        "error": "ImportRejected",
+    }
 
 
 def _run_background(base, engine, job_id, path, level, options, name, vault, tmp, p: Principal, client) -> None:
@@ -219,12 +263,17 @@ def _run_background(base, engine, job_id, path, level, options, name, vault, tmp
         logging.getLogger("gisgov.import").exception("import job %s failed", job_id)
     finally:
         result, detail = _summary(job_id, level, name, rep)
-        _audit.record(base, "import", actor=p, object=f"import_job:{job_id}", result=result, client=client,
-                      detail=detail)
+        _audit.record(
+            base, "import", actor=p, object=f"import_job:{job_id}", result=result, client=client, detail=detail
+        )
 
 
-@router.get("/api/import/{job_id}", name="import_status", summary="导入进度 Status, progress and report of an import",
-            responses={401: _AUTH[401], 404: _err("no such job, or not yours")})
+@router.get(
+    "/api/import/{job_id}",
+    name="import_status",
+    summary="导入进度 Status, progress and report of an import",
+    responses={401: _AUTH[401], 404: _err("no such job, or not yours")},
+)
 def import_status(job_id: str, conn: Connection = DB, p: Principal = Depends(current_principal)) -> dict:
     job = jobs.get(conn, job_id, owner=p)
     if job is None:
@@ -235,18 +284,25 @@ def import_status(job_id: str, conn: Connection = DB, p: Principal = Depends(cur
 _zip_private = export_jobs.zip_private
 
 
-@router.get("/api/export", summary="导出 Export one level of your area as a file (PII masked)", responses={
-    200: {"description": "the file (GeoJSON, GeoPackage, zipped Shapefile, CSV or XLSX)"},
-    202: {"model": JobAccepted, "description": "heavy export (resident XLSX, or more than GISGOV_EXPORT_SYNC_ROWS "
-                                               "records): a background job; poll status_url"},
-    **_AUTH,
-    404: _err("community outside your area"),
-    422: _err("unknown level/format, bad community code, or the data does not fit the format"),
-})
+@router.get(
+    "/api/export",
+    summary="导出 Export one level of your area as a file (PII masked)",
+    responses={
+        200: {"description": "the file (GeoJSON, GeoPackage, zipped Shapefile, CSV or XLSX)"},
+        202: {
+            "model": JobAccepted,
+            "description": "heavy export (resident XLSX, or more than GISGOV_EXPORT_SYNC_ROWS "
+            "records): a background job; poll status_url",
+        },
+        **_AUTH,
+        404: _err("community outside your area"),
+        422: _err("unknown level/format, bad community code, or the data does not fit the format"),
+    },
+)
 def export(
     request: Request,
     level: ExportLevel = Query(..., description="street|community|grid|compound|building|facility|road|resident"),
-    format: ExportFormat = Query("geojson", description="gpkg|geojson|shp|csv|xlsx"),  # noqa: A002
+    format: ExportFormat = Query("geojson", description="gpkg|geojson|shp|csv|xlsx"),
     community: str | None = Query(None, pattern=r"^[0-9]{12}$", description="12-digit community code"),
     p: Principal = Depends(require(Perm.read_aggregates)),
 ):
@@ -273,25 +329,40 @@ def export(
     tmp = Path(tempfile.mkdtemp(prefix="gisgov-export-"))  # 0700; resident files inside are 0600
     name = f"{level}{'_' + community if community else ''}.{FORMATS[format]}"
     try:
-        n = export_level(engine, level, format, tmp / name, community=community, allow_pii=False,
-                         area=p.area_prefix)
+        n = export_level(engine, level, format, tmp / name, community=community, allow_pii=False, area=p.area_prefix)
         out = tmp / name
         if format == "shp":
             out = tmp / f"{Path(name).stem}.zip"
             _zip_private(out, [f for f in sorted(tmp.glob(f"{Path(name).stem}.*")) if f != out])
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        audit(request, "export", p, object=obj, result="failed" if isinstance(exc, UsageError) else "error",
-              detail={"level": level, "format": format, "error": str(exc)[:300]})
+        audit(
+            request,
+            "export",
+            p,
+            object=obj,
+            result="failed" if isinstance(exc, UsageError) else "error",
+            detail={"level": level, "format": format, "error": str(exc)[:300]},
+        )
         raise
-    audit(request, "export", p, object=obj, detail={"level": level, "format": format, "community": community,
-                                                    "rows": n, "area": p.area_prefix or "*"})
-    return FileResponse(out, media_type=_MEDIA[format], filename=out.name,
-                        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
+    audit(
+        request,
+        "export",
+        p,
+        object=obj,
+        detail={"level": level, "format": format, "community": community, "rows": n, "area": p.area_prefix or "*"},
+    )
+    return FileResponse(
+        out,
+        media_type=_MEDIA[format],
+        filename=out.name,
+        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
+    )
 
 
-def _export_job(request: Request, engine, p: Principal, level: str, fmt: str, community: str | None, obj: str,
-                total: int) -> JSONResponse:
+def _export_job(
+    request: Request, engine, p: Principal, level: str, fmt: str, community: str | None, obj: str, total: int
+) -> JSONResponse:
     s = get_ingest_settings()
     settings = request.app.state.settings
     base = request.app.state.engine
@@ -305,18 +376,53 @@ def _export_job(request: Request, engine, p: Principal, level: str, fmt: str, co
         if error is None:
             _audit.record(base, "export", actor=p, object=obj, client=client, detail={**detail, "rows": rows})
         else:
-            _audit.record(base, "export", actor=p, object=obj, result="error", client=client,
-                          detail={**detail, "error": error[:300]})
+            _audit.record(
+                base,
+                "export",
+                actor=p,
+                object=obj,
+                result="error",
+                client=client,
+                detail={**detail, "error": error[:300]},
+            )
 
-    export_jobs.start(engine, job_id, settings.home_abs, level, fmt, community=community, area=p.area_prefix,
-                      keep_hours=s.export_keep_hours, workers=s.export_workers, on_finish=on_finish)
-    return JSONResponse({"job": job_id, "status": "queued", "status_url": status_url, "total": total},
-                        status_code=202, headers={"Location": status_url})
+    export_jobs.start(
+        engine,
+        job_id,
+        settings.home_abs,
+        level,
+        fmt,
+        community=community,
+        area=p.area_prefix,
+        keep_hours=s.export_keep_hours,
+        workers=s.export_workers,
+        on_finish=on_finish,
+    )
+    return JSONResponse(
+        {"job": job_id, "status": "queued", "status_url": status_url, "total": total},
+        status_code=202,
+        headers={"Location": status_url},
+    )
 
 
 def _job_view(request: Request, job: dict) -> dict:
-    out = {k: job[k] for k in ("id", "owner", "level", "format", "status", "done", "total", "rows", "error", "created",
-                               "finished", "expires")}
+    out = {
+        k: job[k]
+        for k in (
+            "id",
+            "owner",
+            "level",
+            "format",
+            "status",
+            "done",
+            "total",
+            "rows",
+            "error",
+            "created",
+            "finished",
+            "expires",
+        )
+    }
     out["community"] = (job.get("options") or {}).get("community")
     out["file_url"] = None
     if job["status"] == "done":
@@ -326,27 +432,41 @@ def _job_view(request: Request, job: dict) -> dict:
     return out
 
 
-@router.get("/api/export/jobs/{job_id}", name="export_status", summary="导出进度 Status and download link of an export job",
-            responses={401: _AUTH[401], 404: _err("no such job, or not yours")})
-def export_status(request: Request, job_id: str, conn: Connection = DB,
-                  p: Principal = Depends(current_principal)) -> dict:
+@router.get(
+    "/api/export/jobs/{job_id}",
+    name="export_status",
+    summary="导出进度 Status and download link of an export job",
+    responses={401: _AUTH[401], 404: _err("no such job, or not yours")},
+)
+def export_status(
+    request: Request, job_id: str, conn: Connection = DB, p: Principal = Depends(current_principal)
+) -> dict:
     job = export_jobs.get(conn, job_id, p)
     if job is None:
         raise NotFound(f"未找到导出任务 no export job {job_id[:60]!r}")
     return _job_view(request, job)
 
 
-@router.get("/api/export/jobs/{job_id}/file", name="export_file", summary="下载导出文件 Download an export job's file",
-            responses={200: {"description": "the file"}, 401: _AUTH[401],
-                       404: _err("no such job, or not yours (only the owner downloads)"),
-                       409: _err("the export is not finished (or failed)"),
-                       410: _err("the file has expired and was deleted (GISGOV_INGEST_EXPORT_KEEP_HOURS)")})
+@router.get(
+    "/api/export/jobs/{job_id}/file",
+    name="export_file",
+    summary="下载导出文件 Download an export job's file",
+    responses={
+        200: {"description": "the file"},
+        401: _AUTH[401],
+        404: _err("no such job, or not yours (only the owner downloads)"),
+        409: _err("the export is not finished (or failed)"),
+        410: _err("the file has expired and was deleted (GISGOV_INGEST_EXPORT_KEEP_HOURS)"),
+    },
+)
 def export_file(request: Request, job_id: str, conn: Connection = DB, p: Principal = Depends(current_principal)):
     job = export_jobs.get(conn, job_id, p, owner_only=True)
     if job is None:
         raise NotFound(f"未找到导出任务 no export job {job_id[:60]!r}")
     if job["status"] != "done":
-        raise NotReady(f"导出尚未完成 export {job_id} is {job['status']}" + (f": {job['error']}" if job["error"] else ""))
+        raise NotReady(
+            f"导出尚未完成 export {job_id} is {job['status']}" + (f": {job['error']}" if job["error"] else "")
+        )
     path = None if job["expired"] else export_jobs.file_path(request.app.state.settings.home_abs, job)
     if path is None:
         raise Expired(f"导出文件已过期删除，请重新导出 the file of export {job_id} has expired; export again")
@@ -357,5 +477,9 @@ def export_file(request: Request, job_id: str, conn: Connection = DB, p: Princip
 def roster_template():
     tmp = Path(tempfile.mkdtemp(prefix="gisgov-template-"))
     out = write_roster_template(tmp / "居民名册模板.xlsx")
-    return FileResponse(out, media_type=_MEDIA["xlsx"], filename=out.name,
-                        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True))
+    return FileResponse(
+        out,
+        media_type=_MEDIA["xlsx"],
+        filename=out.name,
+        background=BackgroundTask(shutil.rmtree, tmp, ignore_errors=True),
+    )

@@ -16,13 +16,17 @@ router = APIRouter(tags=["grids 网格划分"])
 
 
 @router.get("/api/jobs/{job_id}", summary="后台任务 A background analysis: status and result")
-def get_job(job_id: str = Path(..., max_length=64), conn: Connection = DB,
-            p: Principal = Depends(current_principal)) -> dict:
+def get_job(
+    job_id: str = Path(..., max_length=64), conn: Connection = DB, p: Principal = Depends(current_principal)
+) -> dict:
     job = analysis.get(conn, job_id, p)
     if job is None:
         raise NotFound(f"未找到任务 job not found: {job_id}")
     if job["status"] == "done" and isinstance(job.get("result"), dict) and job["result"].get("version") is not None:
         r = job["result"]
         c = job["params"].get("community")
-        job["links"] = {"plan": f"/api/grids/plans/{c}/{r['version']}", "map": f"/api/grids/map/{c}?plan={r['version']}"}
+        job["links"] = {
+            "plan": f"/api/grids/plans/{c}/{r['version']}",
+            "map": f"/api/grids/map/{c}?plan={r['version']}",
+        }
     return job

@@ -69,8 +69,12 @@ def favicon() -> Response:
     return Response(FAVICON_SVG, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
 
-@router.get("/map", response_class=HTMLResponse, tags=["maps"],
-            summary="网格地图 Map of streets, communities, grids and compounds (offline assets)")
+@router.get(
+    "/map",
+    response_class=HTMLResponse,
+    tags=["maps"],
+    summary="网格地图 Map of streets, communities, grids and compounds (offline assets)",
+)
 def hierarchy_map(request: Request, p: Principal = Depends(current_principal), conn: Connection = DB) -> HTMLResponse:
     settings = request.app.state.settings
     require_assets(settings.web_dir)

@@ -46,8 +46,7 @@ class VisitIn(BaseModel):
 
 
 def _personal_read(request: Request, conn: Connection, p: Principal, obj: str, count: int) -> None:
-    audit_log.record(conn, "read_personal", actor=p, object=obj, client=client_addr(request),
-                     detail={"count": count})
+    audit_log.record(conn, "read_personal", actor=p, object=obj, client=client_addr(request), detail={"count": count})
 
 
 @router.get("/api/special/needs", summary="特殊人群服务需求 Needs, circle, profile, visit rules")
@@ -56,26 +55,39 @@ def needs(conn: Connection = DB, svc: CoverageService = Depends(service), p: Pri
 
 
 @router.get("/api/special/beyond", summary="服务圈外的特殊人群 Members beyond the circle of the service they need")
-def beyond(request: Request, conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = PERSONAL,
-           code: str | None = Query(None, pattern=CODE, description="街道/社区/网格编码 area inside your own"),
-           group: str | None = Query(None, pattern=GROUP, description="人群 group code (default: every configured)"),
-           limit: int = Query(500, ge=1, le=store.MAX_LIST), offset: int = Query(0, ge=0, le=10**9)) -> dict:
+def beyond(
+    request: Request,
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    p: Principal = PERSONAL,
+    code: str | None = Query(None, pattern=CODE, description="街道/社区/网格编码 area inside your own"),
+    group: str | None = Query(None, pattern=GROUP, description="人群 group code (default: every configured)"),
+    limit: int = Query(500, ge=1, le=store.MAX_LIST),
+    offset: int = Query(0, ge=0, le=10**9),
+) -> dict:
     out = store.beyond_list(conn, svc, p, code=code, group=group, limit=limit, offset=offset)
     _personal_read(request, conn, p, f"special_beyond:{out['area'] or 'all'}", len(out["items"]))
     return out
 
 
 @router.get("/api/special/summary", summary="特殊人群服务汇总 Members, beyond the circle, overdue visits per unit")
-def summary(request: Request, conn: Connection = DB, svc: CoverageService = Depends(service),
-            p: Principal = READ) -> dict:
+def summary(
+    request: Request, conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ
+) -> dict:
     return store.summary(conn, svc, p, k=request.app.state.settings.small_cell_k)
 
 
 @router.get("/api/special/visits/overdue", summary="走访超期 Members overdue for a visit")
-def overdue(request: Request, conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = PERSONAL,
-            code: str | None = Query(None, pattern=CODE, description="街道/社区/网格编码 area inside your own"),
-            group: str | None = Query(None, pattern=GROUP, description="人群 group code (default: every rule)"),
-            limit: int = Query(500, ge=1, le=store.MAX_LIST), offset: int = Query(0, ge=0, le=10**9)) -> dict:
+def overdue(
+    request: Request,
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    p: Principal = PERSONAL,
+    code: str | None = Query(None, pattern=CODE, description="街道/社区/网格编码 area inside your own"),
+    group: str | None = Query(None, pattern=GROUP, description="人群 group code (default: every rule)"),
+    limit: int = Query(500, ge=1, le=store.MAX_LIST),
+    offset: int = Query(0, ge=0, le=10**9),
+) -> dict:
     cfg = store.config_for(conn, svc)
     out = store.overdue_list(conn, p, cfg, code=code, group=group, limit=limit, offset=offset)
     _personal_read(request, conn, p, f"special_overdue:{out['area'] or 'all'}", len(out["items"]))
@@ -83,16 +95,33 @@ def overdue(request: Request, conn: Connection = DB, svc: CoverageService = Depe
 
 
 @router.post("/api/special/visits", status_code=201, summary="登记走访 Record a visit (a 特殊人群走访 event)")
-def record_visit(request: Request, body: VisitIn, conn: Connection = DB, svc: CoverageService = Depends(service),
-                 p: Principal = PERSONAL) -> dict:
+def record_visit(
+    request: Request,
+    body: VisitIn,
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    p: Principal = PERSONAL,
+) -> dict:
     cfg = store.config_for(conn, svc)
     try:
         out = store.record_visit(conn, p, body.resident_id, cfg, note=body.note)
     except GisgovError as exc:
         if exc.status_code in (403, 404):
-            audit(request, "event_report", p, object=f"resident:{body.resident_id}", result="denied",
-                  detail={"visit": body.resident_id, "status": exc.status_code, "reason": str(exc)[:300]})
+            audit(
+                request,
+                "event_report",
+                p,
+                object=f"resident:{body.resident_id}",
+                result="denied",
+                detail={"visit": body.resident_id, "status": exc.status_code, "reason": str(exc)[:300]},
+            )
         raise
-    audit(request, "event_report", p, object=f"event:{out['event_id']}", conn=conn,
-          detail={"visit": body.resident_id, "category": cfg.visit_category})
+    audit(
+        request,
+        "event_report",
+        p,
+        object=f"event:{out['event_id']}",
+        conn=conn,
+        detail={"visit": body.resident_id, "category": cfg.visit_category},
+    )
     return out

@@ -33,7 +33,9 @@ from gisgov.stats.units import CITY, LEVEL_LABELS, check_code, check_level
 
 router = APIRouter(tags=["stats"])
 GEOJSON = "application/geo+json"
-_PROFILE = Query(DEFAULT_PROFILE, description="步行方式 walking profile of the service-circle figures (standard | elderly)")
+_PROFILE = Query(
+    DEFAULT_PROFILE, description="步行方式 walking profile of the service-circle figures (standard | elderly)"
+)
 _cache: dict[Path, tuple[float, Catalog]] = {}
 
 
@@ -52,8 +54,11 @@ def circle_catalog(request: Request) -> Catalog | None:
 
 def _options(request: Request, p: Principal) -> dict:
     exact = p.exact_special_groups
-    return {"scope": p.scope_code, "staff_names": p.can(Perm.read_personal),
-            "small_cell_k": None if exact else request.app.state.settings.small_cell_k}
+    return {
+        "scope": p.scope_code,
+        "staff_names": p.can(Perm.read_personal),
+        "small_cell_k": None if exact else request.app.state.settings.small_cell_k,
+    }
 
 
 def _check(p: Principal, level: str, code: str) -> None:
@@ -67,39 +72,61 @@ def _check(p: Principal, level: str, code: str) -> None:
 
 
 @router.get("/api/stats", summary="全市统计 Whole-city indicators and each street's")
-def city_stats(request: Request, profile: str = _PROFILE, p: Principal = Depends(current_principal),
-               conn: Connection = DB) -> dict:
+def city_stats(
+    request: Request, profile: str = _PROFILE, p: Principal = Depends(current_principal), conn: Connection = DB
+) -> dict:
     """户数 households, 人数 residents, 楼栋 buildings, 小区 compounds and 老旧小区率, age bands
     (0–14, 15–59, 60+, 80+), 特殊人群 per group, 网格 grids and 网格员 staff per role, and (when
     computed) the 15-minute circle shares; the same block for every street in ``children`` (only the
     streets of the caller's area)."""
-    return service.unit_stats(conn, CITY, None, catalog=circle_catalog(request), profile=profile,
-                              **_options(request, p))
+    return service.unit_stats(
+        conn, CITY, None, catalog=circle_catalog(request), profile=profile, **_options(request, p)
+    )
 
 
-@router.get("/api/stats/features", summary="全市下级范围 Street polygons (WGS84 GeoJSON)",
-            response_class=Response, responses={200: {"content": {GEOJSON: {}}}})
+@router.get(
+    "/api/stats/features",
+    summary="全市下级范围 Street polygons (WGS84 GeoJSON)",
+    response_class=Response,
+    responses={200: {"content": {GEOJSON: {}}}},
+)
 def city_features(p: Principal = Depends(current_principal), conn: Connection = DB) -> Response:
     return Response(service.unit_features(conn, CITY, None, scope=p.scope_code), media_type=GEOJSON)
 
 
-@router.get("/api/stats/{level}/{code}", summary="单元统计 Indicators of one unit and of each direct child",
-            responses={404: {"description": "unknown level or code, or outside the caller's area"}, 422: {"description": "malformed code"}})
-def unit_stats(request: Request, level: str, code: str, profile: str = _PROFILE,
-               p: Principal = Depends(current_principal), conn: Connection = DB) -> dict:
+@router.get(
+    "/api/stats/{level}/{code}",
+    summary="单元统计 Indicators of one unit and of each direct child",
+    responses={
+        404: {"description": "unknown level or code, or outside the caller's area"},
+        422: {"description": "malformed code"},
+    },
+)
+def unit_stats(
+    request: Request,
+    level: str,
+    code: str,
+    profile: str = _PROFILE,
+    p: Principal = Depends(current_principal),
+    conn: Connection = DB,
+) -> dict:
     """``level``: street | community | grid | compound. Children: street → communities, community →
     its current grids (or its compounds when it has no grids), grid → compounds (the part of each
     compound inside the grid, ``partial``), compound → none. ``children.rest`` sums buildings in no child."""
     check_level(level)
     _check(p, level, code)
-    return service.unit_stats(conn, level, code, catalog=circle_catalog(request), profile=profile,
-                              **_options(request, p))
+    return service.unit_stats(
+        conn, level, code, catalog=circle_catalog(request), profile=profile, **_options(request, p)
+    )
 
 
-@router.get("/api/stats/{level}/{code}/features", summary="单元及下级范围 Unit outline and children polygons",
-            response_class=Response, responses={200: {"content": {GEOJSON: {}}}, 404: {}, 422: {}})
-def unit_features(level: str, code: str, p: Principal = Depends(current_principal),
-                  conn: Connection = DB) -> Response:
+@router.get(
+    "/api/stats/{level}/{code}/features",
+    summary="单元及下级范围 Unit outline and children polygons",
+    response_class=Response,
+    responses={200: {"content": {GEOJSON: {}}}, 404: {}, 422: {}},
+)
+def unit_features(level: str, code: str, p: Principal = Depends(current_principal), conn: Connection = DB) -> Response:
     """GeoJSON FeatureCollection (RFC 7946, WGS84): ``role: unit`` (the outline) and ``role: child``
     features with ``level``, ``code`` and ``name`` (current grids only, never draft plans)."""
     check_level(level)

@@ -58,7 +58,7 @@ want=$(cat pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   say "installing gisgov and its dependencies into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[test,osm]'
+  .venv/bin/python -m pip install -q -e '.[test,osm,dev]'
   echo "$want" > "$stamp"
 fi
 
@@ -80,6 +80,15 @@ case "$MODE" in
   demo)
     exec .venv/bin/gisgov demo "$@" ;;
   test)
+    if [ $# -eq 0 ]; then  # the whole suite: habits first (lint, format, types, the installed wheel)
+      say "lint and format (ruff)"
+      .venv/bin/ruff check . || die "ruff found problems (fix, or run: .venv/bin/ruff check --fix .)"
+      .venv/bin/ruff format --check . >/dev/null || die "code not formatted (run: .venv/bin/ruff format .)"
+      say "types (mypy: strict packages clean, the rest no worse than tools/mypy-baseline.txt)"
+      .venv/bin/python tools/mypy_baseline.py check || die "mypy: new type errors (see above)"
+      say "wheel smoke test (built wheel in a fresh venv, no checkout)"
+      bash tools/wheel_smoke.sh || die "the built wheel does not install or run"
+    fi
     set +e
     .venv/bin/python -m pytest "$@"
     rc=$?

@@ -1,0 +1,1 @@
+"""Pydantic models of the API's answers (one module per router; shared GeoJSON models in :mod:`.geojson`)."""

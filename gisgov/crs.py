@@ -37,9 +37,3 @@ def metric_epsg_for_bounds(bounds: tuple[float, float, float, float]) -> int:
 @lru_cache(maxsize=64)
 def transformer(src: int | str, dst: int | str) -> Transformer:
     return Transformer.from_crs(CRS.from_user_input(src), CRS.from_user_input(dst), always_xy=True)
-
-
-def in_region(lon: np.ndarray, lat: np.ndarray, bbox: tuple[float, float, float, float]) -> np.ndarray:
-    """Boolean mask of points inside a lon/lat box."""
-    minx, miny, maxx, maxy = bbox
-    return (lon >= minx) & (lon <= maxx) & (lat >= miny) & (lat <= maxy)

@@ -139,32 +139,22 @@ def test_basemap_from_settings_is_a_tile_layer_not_an_asset(frames):
 
 
 def test_offline_helpers_never_touch_folium_class_lists():
-    before = (
-        list(folium.Map.default_js),
-        list(folium.Map.default_css),
-        list(Draw.default_js),
-        list(MarkerCluster.default_css),
-    )
+    before = (list(folium.Map.default_js), list(folium.Map.default_css))
     m = offline.offline_map()
-    offline.draw().add_to(m)
-    offline.marker_cluster().add_to(m)
-    offline.geoman().add_to(m)
+    folium.Marker((39.9, 116.4), icon=folium.Icon(prefix="fa", icon="house")).add_to(m)
     html = offline.render_html(m)
-    assert (
-        list(folium.Map.default_js),
-        list(folium.Map.default_css),
-        list(Draw.default_js),
-        list(MarkerCluster.default_css),
-    ) == before
-    for name in ("draw_js", "markercluster_js", "geoman_js", "leaflet_js", "fontawesome_css"):
+    assert (list(folium.Map.default_js), list(folium.Map.default_css)) == before
+    for name in ("leaflet_js", "leaflet_css", "awesome_markers_js", "fontawesome_css"):
         assert assets.asset_url(name) in html
     assert not ANY_URL.search(html)
     assert "https://" in folium.Map.default_js[0][1]  # the class still has folium's own CDN list
 
 
-def test_a_plugin_without_a_local_copy_is_refused():
-    with pytest.raises(offline.NoLocalAsset, match="Fullscreen needs"):
-        offline.localize(Fullscreen())
+@pytest.mark.parametrize("plugin", [Fullscreen, Draw, MarkerCluster], ids=lambda p: p.__name__)
+def test_a_plugin_without_a_local_copy_is_refused(plugin):
+    """No folium plugin is vendored: using one must fail loudly, not fetch it from a CDN."""
+    with pytest.raises(offline.NoLocalAsset, match=f"{plugin.__name__} needs"):
+        offline.localize(plugin())
 
 
 def test_render_html_refuses_cdn_links():

@@ -419,10 +419,6 @@ def load_table(conn: Connection, model: CoverageModel, categories: list[str]) ->
     return DistanceTable(list(categories), dist, fac, method)
 
 
-def read_figures(conn: Connection, level: str, code: str) -> pd.DataFrame:
-    return _frame(conn, "SELECT * FROM coverage_figure WHERE level = :l AND code = :c", {"l": level, "c": code})
-
-
 # -- facilities (committed what-if edits) ------------------------------------------------------------------
 
 

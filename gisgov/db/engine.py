@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from sqlalchemy import Engine, create_engine
 
 from gisgov.config import Settings, get_settings
@@ -36,11 +34,6 @@ def sqlalchemy_url(url: str) -> str:
 
 def make_engine(url: str, **kw) -> Engine:
     return create_engine(url, pool_pre_ping=True, future=True, **kw)
-
-
-@lru_cache
-def get_engine() -> Engine:
-    return make_engine(database_url())
 
 
 def psycopg_conninfo(url: str) -> str:

@@ -2,7 +2,9 @@
 
 folium keeps its CDN links in class attributes (``folium.Map.default_js`` …). :func:`localize`
 gives one *instance* new lists pointing at the vendored copies (the shared class lists are never
-touched), and refuses an asset that has no local copy. :func:`render_html` renders a map and
+touched), and refuses an asset that has no local copy. No folium plugin is vendored today: a plugin
+(``folium.plugins.Draw``, ``MarkerCluster`` …) needs its npm package in ``web/package.json`` and its
+files in :data:`gisgov.maps.assets.ASSETS` / :data:`FOLIUM_TO_LOCAL` first. :func:`render_html` renders a map and
 fails if any ``src``/``href`` still leaves the server.
 
 Icons: folium's glyphicon CSS (Bootstrap 3) is not vendored: use ``folium.Icon(prefix="fa")``
@@ -17,7 +19,6 @@ from typing import TypeVar
 import folium
 from branca.element import Element
 from folium.elements import JSCSSMixin
-from folium.plugins import Draw, GeoMan, MarkerCluster
 
 from gisgov.maps.assets import asset_url
 
@@ -33,13 +34,6 @@ FOLIUM_TO_LOCAL: dict[str, str | None] = {
     "awesome_markers_font_css": "fontawesome_css",
     "awesome_markers_css": "awesome_markers_css",
     "awesome_rotate_css": None,  # only for rotated awesome-marker icons (Icon(angle=…))
-    "leaflet_draw_js": "draw_js",
-    "leaflet_draw_css": "draw_css",
-    "markerclusterjs": "markercluster_js",
-    "markerclustercss": "markercluster_css",
-    "markerclusterdefaultcss": "markercluster_default_css",
-    "leaflet_geoman_js": "geoman_js",
-    "leaflet_geoman_css": "geoman_css",
 }
 
 E = TypeVar("E", bound=JSCSSMixin)
@@ -86,21 +80,6 @@ def add_basemap(m: folium.Map, url: str | None, attribution: str = "", *, name: 
     if url:
         folium.TileLayer(tiles=url, attr=attribution or "basemap", name=name, overlay=False, control=True).add_to(m)
     return m
-
-
-def draw(**kwargs) -> Draw:
-    """``folium.plugins.Draw`` (leaflet-draw) with local assets."""
-    return localize(Draw(**kwargs))
-
-
-def geoman(**kwargs) -> GeoMan:
-    """``folium.plugins.GeoMan`` (@geoman-io/leaflet-geoman-free) with local assets."""
-    return localize(GeoMan(**kwargs))
-
-
-def marker_cluster(**kwargs) -> MarkerCluster:
-    """``folium.plugins.MarkerCluster`` (leaflet.markercluster) with local assets."""
-    return localize(MarkerCluster(**kwargs))
 
 
 def external_asset_urls(html: str) -> list[str]:

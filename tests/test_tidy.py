@@ -1,0 +1,82 @@
+"""Tidy-ups of issue 10: plugin lists fail loudly on a typo, domain constants have one source."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from gisgov import plugins
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    """A throwaway package ``tidyplug`` on sys.path; ``make(name, source)`` adds a module to it."""
+    pkg = tmp_path / "tidyplug"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def make(name: str, source: str) -> str:
+        (pkg / f"{name}.py").write_text(textwrap.dedent(source))
+        return f"tidyplug.{name}"
+
+    yield make
+    for mod in [m for m in sys.modules if m == "tidyplug" or m.startswith("tidyplug.")]:
+        del sys.modules[mod]
+
+
+def test_a_misspelt_module_raises_naming_it(plugin_dir):
+    ok = plugin_dir("good", "VALUE = 1\n")
+    with pytest.raises(plugins.PluginModuleNotFound, match=r"'tidyplug\.goood' not found"):
+        list(plugins.optional_modules([ok, "tidyplug.goood"]))
+
+
+def test_a_misspelt_package_raises_too():
+    with pytest.raises(plugins.PluginModuleNotFound, match=r"gisgov\.clii\.sample"):
+        list(plugins.optional_modules(["gisgov.clii.sample"]))
+
+
+def test_the_real_module_lists_all_exist():
+    from gisgov.api.app import ROUTER_MODULES
+    from gisgov.cli.main import CLI_MODULES
+
+    mods = list(plugins.optional_modules([*ROUTER_MODULES, *CLI_MODULES]))
+    assert [m.__name__ for m in mods] == [*ROUTER_MODULES, *CLI_MODULES]
+
+
+def test_a_module_needing_an_absent_optional_dependency_is_skipped(plugin_dir, monkeypatch, caplog):
+    monkeypatch.setitem(plugins.OPTIONAL_DEPENDENCIES, "tidy_absent_extra_dep", "tidyextra")
+    needs = plugin_dir("needs_extra", "import tidy_absent_extra_dep.sub\n")
+    ok = plugin_dir("fine", "VALUE = 2\n")
+    with caplog.at_level("INFO", logger="gisgov.plugins"):
+        mods = list(plugins.optional_modules([needs, ok]))
+    assert [m.__name__ for m in mods] == [ok]
+    assert "gisgov[tidyextra]" in caplog.text and needs in caplog.text
+
+
+def test_a_module_needing_an_undeclared_missing_dependency_raises(plugin_dir):
+    broken = plugin_dir("broken", "import tidy_not_a_real_dependency\n")
+    with pytest.raises(ModuleNotFoundError) as info:
+        list(plugins.optional_modules([broken]))
+    assert info.value.name == "tidy_not_a_real_dependency"
+    assert not isinstance(info.value, plugins.PluginModuleNotFound)
+
+
+def test_an_import_error_inside_a_module_is_not_hidden(plugin_dir):
+    bad = plugin_dir("bad", "from os import no_such_name\n")
+    with pytest.raises(ImportError, match="no_such_name"):
+        list(plugins.optional_modules([bad]))
+
+
+def test_optional_dependencies_are_the_extras_of_pyproject():
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    for module, extra in plugins.OPTIONAL_DEPENDENCIES.items():
+        assert extra in extras, extra
+        names = [r.split(">")[0].split("=")[0].split("<")[0].split("[")[0].strip().lower() for r in extras[extra]]
+        assert module in names, (module, extra, names)

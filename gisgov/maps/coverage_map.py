@@ -1,0 +1,176 @@
+"""The service-circle map of one category (pure builder + a helper that gathers its layers).
+
+Layers: the dissolved service area, gap areas, buildings coloured by network distance, the
+facilities, and suggested new sites. Assets come from the app (``gisgov.maps.offline``), no CDN.
+The layers are computed by :mod:`gisgov.coverage` (no folium there); this module only draws them.
+"""
+
+from __future__ import annotations
+
+import html
+
+import folium
+import geopandas as gpd
+import numpy as np
+
+from gisgov.crs import WGS84
+from gisgov.maps.offline import add_css, add_html, offline_map, render_html
+
+RING_COLOURS = ["#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027"]
+
+_CSS = """
+.gisgov-panel { position: absolute; z-index: 1000; background: rgba(255,255,255,0.93); border-radius: 6px;
+  box-shadow: 0 1px 5px rgba(0,0,0,0.35); padding: 8px 12px; font-size: 13px; line-height: 1.45; color: #222;
+  font-family: "Microsoft YaHei", "PingFang SC", "Noto Sans CJK SC", sans-serif; }
+.gisgov-title { top: 10px; left: 56px; max-width: 460px; }
+.gisgov-legend { bottom: 28px; right: 10px; }
+.gisgov-legend i { display: inline-block; width: 12px; height: 12px; border-radius: 6px; margin-right: 6px; }
+.gisgov-warn { margin-top: 6px; padding: 4px 8px; background: #fff4d6; border: 1px solid #e0a800; border-radius: 4px; }
+"""
+
+
+def build_coverage_map(
+    *,
+    title: str,
+    area: gpd.GeoDataFrame,
+    gaps: gpd.GeoDataFrame,
+    buildings: gpd.GeoDataFrame,
+    facilities: gpd.GeoDataFrame,
+    sites: list[dict],
+    rings: list[tuple[str, float]],
+    budget_m: float,
+    method: str,
+    note: str = "",
+) -> folium.Map:
+    """``rings``: (label, distance m) in increasing order, used to colour buildings."""
+    m = offline_map(control_scale=True, prefer_canvas=True)
+    add_css(m, _CSS)
+    a = area.to_crs(WGS84)
+    if len(a) and not a.geometry.is_empty.all():
+        folium.GeoJson(
+            a[["category", "circle", "budget_m", "geometry"]].to_json(drop_id=True),
+            name=f"服务圈 Service area (≤{budget_m:.0f} m)",
+            style_function=lambda _f: {"color": "#1a7f37", "weight": 1, "fillColor": "#2ea043", "fillOpacity": 0.25},
+        ).add_to(m)
+    g = gaps.to_crs(WGS84)
+    if len(g):
+        folium.GeoJson(
+            g[["buildings", "households", "geometry"]].to_json(drop_id=True),
+            name=f"服务盲区 Gaps ({len(g)})",
+            style_function=lambda _f: {
+                "color": "#b31d28",
+                "weight": 1.5,
+                "fillColor": "#d73027",
+                "fillOpacity": 0.2,
+                "dashArray": "4 3",
+            },
+            tooltip=folium.GeoJsonTooltip(["buildings", "households"], aliases=["楼栋 buildings", "户数 households"]),
+        ).add_to(m)
+    b = buildings.to_crs(WGS84).copy()
+    d = b["distance_m"].to_numpy(float)
+    edges = np.array([r for _, r in rings])
+    ring = np.searchsorted(edges, np.where(np.isnan(d), np.inf, d), side="left")
+    b["colour"] = [RING_COLOURS[min(i, len(RING_COLOURS) - 1)] for i in np.minimum(ring, len(rings))]
+    b["distance_m"] = np.where(np.isnan(d), None, np.round(d, 0))
+    folium.GeoJson(
+        b[["code", "households", "distance_m", "colour", "geometry"]].to_json(drop_id=True, na="null"),
+        name=f"楼栋 Buildings by distance ({len(b)})",
+        marker=folium.CircleMarker(radius=3, weight=0, fill=True, fill_opacity=0.9),
+        style_function=lambda f: {"fillColor": f["properties"]["colour"], "color": f["properties"]["colour"]},
+        tooltip=folium.GeoJsonTooltip(
+            ["code", "households", "distance_m"], aliases=["楼栋 building", "户数 households", "步行距离 walk (m)"]
+        ),
+    ).add_to(m)
+    fac = facilities.to_crs(WGS84)
+    fg = folium.FeatureGroup(name=f"设施 Facilities ({len(fac)})")
+    for r in fac.itertuples():
+        folium.CircleMarker(
+            [r.geometry.y, r.geometry.x],
+            radius=7,
+            color="#0b3d91",
+            weight=2,
+            fill=True,
+            fill_color="#ffffff",
+            fill_opacity=1,
+            tooltip=html.escape(f"{r.name} · {r.kind or ''} (id {r.id})"),
+        ).add_to(fg)
+    fg.add_to(m)
+    if sites:
+        sg = folium.FeatureGroup(name=f"建议选址 Suggested sites ({len(sites)})")
+        for s in sites:
+            folium.Marker(
+                [s["lat"], s["lon"]],
+                icon=folium.Icon(color="purple", icon="star", prefix="fa"),
+                tooltip=html.escape(
+                    f"#{s['rank']}: +{s['households_gained']:.0f} 户 households, "
+                    f"+{s['buildings_gained']} 楼栋 buildings"
+                ),
+            ).add_to(sg)
+        sg.add_to(m)
+    folium.LayerControl(collapsed=False, position="topright").add_to(m)
+    bounds = b.total_bounds if len(b) else fac.total_bounds
+    if len(b) or len(fac):
+        m.fit_bounds(
+            [[float(bounds[1]), float(bounds[0])], [float(bounds[3]), float(bounds[2])]], padding_top_left=(20, 120)
+        )
+    legend = "".join(
+        f'<div><i style="background:{RING_COLOURS[i]}"></i>≤ {r:.0f} m {html.escape(lbl)}</div>'
+        for i, (lbl, r) in enumerate(rings[: len(RING_COLOURS) - 1])
+    )
+    legend += f'<div><i style="background:{RING_COLOURS[-1]}"></i>更远 / 不可达 beyond / unreachable</div>'
+    add_html(m, f'<div class="gisgov-panel gisgov-legend"><b>步行距离 Walking distance</b>{legend}</div>')
+    warn = (
+        ""
+        if method == "network"
+        else '<div class="gisgov-warn">无路网：直线距离×绕行系数 No walking network: straight line × detour factor</div>'
+    )
+    add_html(
+        m,
+        f'<div class="gisgov-panel gisgov-title"><b>{html.escape(title)}</b><br><small>{html.escape(note)}</small>'
+        f"{warn}</div>",
+    )
+    return m
+
+
+def coverage_map_html(
+    svc,
+    conn,
+    category: str,
+    circle: str = "c15",
+    profile: str = "standard",
+    *,
+    sites: int = 3,
+    level: str | None = None,
+    code: str | None = None,
+) -> str:
+    """Gather the layers from the service and render the page (raises if any asset would leave the server)."""
+    cat = svc.catalog()
+    c = cat.category(category)
+    budget = cat.budget_m(circle, profile)
+    area = svc.service_area(conn, c.code, circle, profile)
+    gaps = svc.gaps(conn, c.code, circle, profile, level, code)
+    bld = svc.buildings_frame(conn, c.code)
+    fac = svc.facilities_frame(conn, c.code)
+    site_rows = []
+    if sites:
+        site_rows = svc.site(conn, c.code, k=sites, circle=circle, profile=profile, level=level, code=code)["sites"]
+    rings = [(f"{x.code}", cat.budget_m(x.code, profile)) for x in cat.circles]
+    reach = bld["distance_m"].to_numpy(float) <= budget
+    note = (
+        f"{cat.circle(circle).name_zh} {cat.circle(circle).name_en} · {cat.profile(profile).name_zh} · "
+        f"≤{budget:.0f} m · 覆盖 covered {reach.mean() * 100:.1f}% of {len(bld)} buildings · "
+        f"服务圈 = reachable street parts + access legs, buffered {svc.model.params.area_width_m:.0f} m"
+    )
+    m = build_coverage_map(
+        title=f"便民服务圈 {c.name_zh} {c.name_en}",
+        area=area,
+        gaps=gaps,
+        buildings=bld,
+        facilities=fac,
+        sites=site_rows,
+        rings=rings,
+        budget_m=budget,
+        method=svc.model.method,
+        note=note,
+    )
+    return render_html(m)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from ortools.sat.python import cp_model
@@ -61,53 +62,66 @@ def _params(time_limit_s: float, workers: int, seed: int) -> cp_model.CpSolver:
     return solver
 
 
-def solve(
-    graph: Graph,
-    households: np.ndarray,
-    people: np.ndarray,
-    rules: GridRules,
-    *,
-    k_max: int,
-    k_min: int = 1,
-    hint: np.ndarray | None = None,
-    soft: bool = False,
-    current: np.ndarray | None = None,
-    move_cost: np.ndarray | None = None,
-    candidates: list[list[int]] | None = None,
-    groups: list[list[int]] | None = None,
-    time_limit_s: float = 10.0,
-    workers: int = 2,
-    seed: int = 0,
-) -> ExactResult:
-    """Solve the partition model.
+class _PartitionModel:
+    """The CP-SAT partition model, built in named steps (in this order: the variables are created
+    in the same order whatever the mode, which keeps a one-worker run reproducible)."""
 
-    Propose mode when ``current`` is None (anonymous grids, ``k_min``..``k_max`` of them).
-    Repair mode when ``current`` gives an existing label per unit (-1 = unassigned): labels 0..k_max-1
-    keep their identity, ``candidates[i]`` restricts the labels unit i may take, and moving unit i off
-    its current label costs ``move_cost[i]`` (buildings moved)."""
-    n = graph.n
-    h = [int(x) for x in households]
-    p = [int(x) for x in people]
-    K = int(k_max)
-    m = cp_model.CpModel()
-    repair = current is not None
-    if candidates is None:
-        candidates = [list(range(min(i + 1, K))) if not repair else list(range(K)) for i in range(n)]
-    x: list[dict[int, cp_model.IntVar]] = [{k: m.new_bool_var(f"x{i}_{k}") for k in candidates[i]} for i in range(n)]
-    for i in range(n):
-        m.add_exactly_one(x[i].values())
-    members: list[list[int]] = [[] for _ in range(K)]
-    for i in range(n):
-        for k in x[i]:
-            members[k].append(i)
-
-    # grid used + roots
-    used = [m.new_bool_var(f"used{k}") for k in range(K)]
-    root_of: list[dict[int, cp_model.LinearExpr]] = [dict() for _ in range(n)]
-    if not repair:
-        # prefix-or m[i][k]: grid k has a unit with index <= i; the root of grid k is its smallest unit
-        prev: list = [0] * K
+    def __init__(
+        self,
+        graph: Graph,
+        households: np.ndarray,
+        people: np.ndarray,
+        rules: GridRules,
+        *,
+        k_max: int,
+        current: np.ndarray | None,
+        candidates: list[list[int]] | None,
+    ) -> None:
+        self.graph = graph
+        self.rules = rules
+        self.n = n = graph.n
+        self.h = [int(x) for x in households]
+        self.p = [int(x) for x in people]
+        self.K = K = int(k_max)
+        self.m = cp_model.CpModel()
+        self.current = current
+        self.repair = repair = current is not None
+        if candidates is None:
+            candidates = [list(range(min(i + 1, K))) if not repair else list(range(K)) for i in range(n)]
+        self.x: list[dict[int, cp_model.IntVar]] = [
+            {k: self.m.new_bool_var(f"x{i}_{k}") for k in candidates[i]} for i in range(n)
+        ]
         for i in range(n):
+            self.m.add_exactly_one(self.x[i].values())
+        self.members: list[list[int]] = [[] for _ in range(K)]
+        for i in range(n):
+            for k in self.x[i]:
+                self.members[k].append(i)
+        self.used: list[cp_model.IntVar] = []
+        self.root_of: list[dict[int, Any]] = [dict() for _ in range(n)]
+        self.cut: list[cp_model.IntVar] = []
+        self.depth: list[cp_model.IntVar] = []
+        self.arcs: dict[tuple[int, int], cp_model.IntVar] = {}
+        self.viol: list[cp_model.IntVar] = []
+        self.dev: list[cp_model.IntVar] = []
+        self.splits: list[cp_model.IntVar] = []
+
+    def add_roots(self, k_min: int) -> None:
+        """Grid used + one root per used grid; at least ``k_min`` grids."""
+        m, K = self.m, self.K
+        self.used = [m.new_bool_var(f"used{k}") for k in range(K)]
+        if not self.repair:
+            self._ordered_roots()
+        else:
+            self._kept_roots()
+        m.add(sum(self.used) >= k_min)
+
+    def _ordered_roots(self) -> None:
+        """Propose mode: the root of a grid is its smallest unit; grids numbered in root order."""
+        m, K, x, used, root_of = self.m, self.K, self.x, self.used, self.root_of
+        # prefix-or m[i][k]: grid k has a unit with index <= i; the root of grid k is its smallest unit
+        prev: list[Any] = [0] * K
+        for i in range(self.n):
             last = list(prev)  # row i-1
             for k in range(K):
                 if k in x[i]:
@@ -135,135 +149,185 @@ def solve(
                 m.add(used[k] == prev[k])
         for k in range(K - 1):
             m.add(used[k] >= used[k + 1])
-    else:
-        for k in range(K):
+
+    def _kept_roots(self) -> None:
+        """Repair mode: grids keep their labels; any member may be the root."""
+        m, x, used = self.m, self.x, self.used
+        for k in range(self.K):
             rs = []
-            for i in members[k]:
+            for i in self.members[k]:
                 r = m.new_bool_var(f"r{i}_{k}")
                 m.add_implication(r, x[i][k])
-                root_of[i][k] = r
+                self.root_of[i][k] = r
                 rs.append(r)
             m.add(sum(rs) == used[k])
-            for i in members[k]:
+            for i in self.members[k]:
                 m.add_implication(x[i][k], used[k])
-    n_used = sum(used)
-    m.add(n_used >= k_min)
 
-    # cut edges
-    cut = []
-    for e, (i, j) in enumerate(zip(graph.ei.tolist(), graph.ej.tolist(), strict=False)):
-        c = m.new_bool_var(f"c{e}")
-        for k in set(x[i]) | set(x[j]):
-            xi = x[i].get(k, 0)
-            xj = x[j].get(k, 0)
-            if isinstance(xi, int) and isinstance(xj, int):
-                continue
-            m.add(c >= xi - xj)
-            m.add(c >= xj - xi)
-        cut.append(c)
+    def add_cuts(self) -> None:
+        """One variable per edge: set when its two units are in different grids."""
+        m, x = self.m, self.x
+        for e, (i, j) in enumerate(zip(self.graph.ei.tolist(), self.graph.ej.tolist(), strict=False)):
+            c = m.new_bool_var(f"c{e}")
+            for k in set(x[i]) | set(x[j]):
+                xi = x[i].get(k, 0)
+                xj = x[j].get(k, 0)
+                if isinstance(xi, int) and isinstance(xj, int):
+                    continue
+                m.add(c >= xi - xj)
+                m.add(c >= xj - xi)
+            self.cut.append(c)
 
-    # contiguity: parent arcs within a grid, depth strictly decreasing towards the root
-    adj: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-    for e, (i, j) in enumerate(zip(graph.ei.tolist(), graph.ej.tolist(), strict=False)):
-        adj[i].append((j, e))
-        adj[j].append((i, e))
-    depth = [m.new_int_var(0, max(0, n - 1), f"d{i}") for i in range(n)]
-    arcs: dict[tuple[int, int], cp_model.IntVar] = {}
-    for i in range(n):
-        out = []
-        for j, e in adj[i]:
-            a = m.new_bool_var(f"a{i}_{j}")
-            arcs[(i, j)] = a
-            m.add_implication(a, cut[e].Not())
-            m.add(depth[i] >= depth[j] + 1).only_enforce_if(a)
-            out.append(a)
-        m.add(sum(out) + sum(root_of[i].values()) == 1)
-
-    # bounds
-    viol, dev = [], []
-    for k in range(K):
-        hs = sum(h[i] * x[i][k] for i in members[k]) if members[k] else 0
-        ps = sum(p[i] * x[i][k] for i in members[k]) if members[k] else 0
-        if not soft:
-            m.add(hs >= rules.min_households * used[k])
-            m.add(hs <= rules.max_households * used[k])
-            m.add(ps <= rules.max_people * used[k])
-            continue
-        under = m.new_int_var(0, rules.min_households, f"under{k}")
-        over = m.new_int_var(0, max(sum(h), 1), f"over{k}")
-        pover = m.new_int_var(0, max(sum(p), 1), f"pover{k}")
-        m.add(hs + under >= rules.min_households * used[k])
-        m.add(hs - over <= rules.max_households * used[k])
-        m.add(ps - pover <= rules.max_people * used[k])
-        for v, big, nm in (
-            (under, rules.min_households, "vu"),
-            (over, max(sum(h), 1), "vo"),
-            (pover, max(sum(p), 1), "vp"),
-        ):
-            b = m.new_bool_var(f"{nm}{k}")
-            m.add(v <= big * b)
-            viol.append(b)
-            dev.append(v)
-
-    # groups kept together softly (compounds when buildings are the units): one break per split group
-    splits = []
-    for gi, grp in enumerate(groups or []):
-        if len(grp) < 2:
-            continue
-        ks = sorted(set().union(*(set(x[i]) for i in grp)))
-        ys = []
-        for k in ks:
-            y = m.new_bool_var(f"y{gi}_{k}")
-            for i in grp:
-                if k in x[i]:
-                    m.add_implication(x[i][k], y)
-            ys.append(y)
-        s_ = m.new_bool_var(f"split{gi}")
-        m.add(sum(ys) <= 1 + len(ks) * s_)
-        splits.append(s_)
-    w = _weights(graph)
-    obj = sum(wi * c for wi, c in zip(w, cut, strict=False))
-    if soft:
-        obj = W_VIOL * sum(viol) + W_DEV * sum(dev) + obj
-    if splits:
-        obj = W_SPLIT * sum(splits) + obj
-    if repair and move_cost is not None:
-        mc = [int(round(c)) for c in move_cost]
-        moved = []
+    def add_contiguity(self) -> None:
+        """Parent arcs within a grid, depth strictly decreasing towards the root."""
+        m, n = self.m, self.n
+        adj: list[list[tuple[int, int]]] = [[] for _ in range(n)]
+        for e, (i, j) in enumerate(zip(self.graph.ei.tolist(), self.graph.ej.tolist(), strict=False)):
+            adj[i].append((j, e))
+            adj[j].append((i, e))
+        self.depth = depth = [m.new_int_var(0, max(0, n - 1), f"d{i}") for i in range(n)]
         for i in range(n):
-            ci = int(current[i])
-            if ci >= 0 and mc[i] > 0:
-                stay = x[i].get(ci)
-                moved.append(mc[i] * (1 - stay) if stay is not None else mc[i])
-        if moved:
-            big = sum(w) + 1
-            obj = (
-                (W_VIOL * sum(viol) + W_DEV * sum(dev) if soft else 0)
-                + big * sum(moved)
-                + sum(wi * c for wi, c in zip(w, cut, strict=False))
+            out = []
+            for j, e in adj[i]:
+                a = m.new_bool_var(f"a{i}_{j}")
+                self.arcs[(i, j)] = a
+                m.add_implication(a, self.cut[e].Not())
+                m.add(depth[i] >= depth[j] + 1).only_enforce_if(a)
+                out.append(a)
+            m.add(sum(out) + sum(self.root_of[i].values()) == 1)
+
+    def add_bounds(self, soft: bool) -> None:
+        """Household and people bounds per used grid: hard, or soft (a break and its excess counted)."""
+        m, x, h, p, rules, used = self.m, self.x, self.h, self.p, self.rules, self.used
+        for k in range(self.K):
+            members = self.members[k]
+            hs = sum(h[i] * x[i][k] for i in members) if members else 0
+            ps = sum(p[i] * x[i][k] for i in members) if members else 0
+            if not soft:
+                m.add(hs >= rules.min_households * used[k])
+                m.add(hs <= rules.max_households * used[k])
+                m.add(ps <= rules.max_people * used[k])
+                continue
+            under = m.new_int_var(0, rules.min_households, f"under{k}")
+            over = m.new_int_var(0, max(sum(h), 1), f"over{k}")
+            pover = m.new_int_var(0, max(sum(p), 1), f"pover{k}")
+            m.add(hs + under >= rules.min_households * used[k])
+            m.add(hs - over <= rules.max_households * used[k])
+            m.add(ps - pover <= rules.max_people * used[k])
+            for v, big, nm in (
+                (under, rules.min_households, "vu"),
+                (over, max(sum(h), 1), "vo"),
+                (pover, max(sum(p), 1), "vp"),
+            ):
+                b = m.new_bool_var(f"{nm}{k}")
+                m.add(v <= big * b)
+                self.viol.append(b)
+                self.dev.append(v)
+
+    def add_groups(self, groups: list[list[int]] | None) -> None:
+        """Groups kept together softly (compounds when buildings are the units): one break per split group."""
+        m, x = self.m, self.x
+        for gi, grp in enumerate(groups or []):
+            if len(grp) < 2:
+                continue
+            ks = sorted(set().union(*(set(x[i]) for i in grp)))
+            ys = []
+            for k in ks:
+                y = m.new_bool_var(f"y{gi}_{k}")
+                for i in grp:
+                    if k in x[i]:
+                        m.add_implication(x[i][k], y)
+                ys.append(y)
+            s_ = m.new_bool_var(f"split{gi}")
+            m.add(sum(ys) <= 1 + len(ks) * s_)
+            self.splits.append(s_)
+
+    def set_objective(self, soft: bool, move_cost: np.ndarray | None) -> None:
+        """Minimise rule breaks and excess (soft), split groups, buildings moved (repair), then the
+        boundary length."""
+        w = _weights(self.graph)
+        viol, dev, x = self.viol, self.dev, self.x
+        obj: Any = sum(wi * c for wi, c in zip(w, self.cut, strict=False))
+        if soft:
+            obj = W_VIOL * sum(viol) + W_DEV * sum(dev) + obj
+        if self.splits:
+            obj = W_SPLIT * sum(self.splits) + obj
+        if self.current is not None and move_cost is not None:
+            current = self.current
+            mc = [int(round(c)) for c in move_cost]
+            moved: list[Any] = []
+            for i in range(self.n):
+                ci = int(current[i])
+                if ci >= 0 and mc[i] > 0:
+                    stay = x[i].get(ci)
+                    moved.append(mc[i] * (1 - stay) if stay is not None else mc[i])
+            if moved:
+                big = sum(w) + 1
+                obj = (
+                    (W_VIOL * sum(viol) + W_DEV * sum(dev) if soft else 0)
+                    + big * sum(moved)
+                    + sum(wi * c for wi, c in zip(w, self.cut, strict=False))
+                )
+        self.m.minimize(obj)
+
+    def add_hint(self, hint: np.ndarray) -> None:
+        _add_hint(self.m, self.graph, hint, self.x, self.cut, self.arcs, self.depth, self.repair)
+
+    def run(self, time_limit_s: float, workers: int, seed: int) -> ExactResult:
+        solver = _params(time_limit_s, workers, seed)
+        status = solver.solve(self.m)
+        name = solver.status_name(status)
+        labels = None
+        if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            x = self.x
+            labels = np.array(
+                [next(k for k, v in x[i].items() if solver.boolean_value(v)) for i in range(self.n)], dtype=np.int64
             )
-    m.minimize(obj)
-
-    if hint is not None:
-        _add_hint(m, graph, hint, x, cut, arcs, depth, repair)
-
-    solver = _params(time_limit_s, workers, seed)
-    status = solver.solve(m)
-    name = solver.status_name(status)
-    labels = None
-    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        labels = np.array(
-            [next(k for k, v in x[i].items() if solver.boolean_value(v)) for i in range(n)], dtype=np.int64
+        return ExactResult(
+            labels,
+            name,
+            status == cp_model.OPTIMAL,
+            solver.objective_value if labels is not None else None,
+            solver.best_objective_bound if labels is not None else None,
+            solver.wall_time,
+            solver.deterministic_time if hasattr(solver, "deterministic_time") else 0.0,
         )
-    return ExactResult(
-        labels,
-        name,
-        status == cp_model.OPTIMAL,
-        solver.objective_value if labels is not None else None,
-        solver.best_objective_bound if labels is not None else None,
-        solver.wall_time,
-        solver.deterministic_time if hasattr(solver, "deterministic_time") else 0.0,
-    )
+
+
+def solve(
+    graph: Graph,
+    households: np.ndarray,
+    people: np.ndarray,
+    rules: GridRules,
+    *,
+    k_max: int,
+    k_min: int = 1,
+    hint: np.ndarray | None = None,
+    soft: bool = False,
+    current: np.ndarray | None = None,
+    move_cost: np.ndarray | None = None,
+    candidates: list[list[int]] | None = None,
+    groups: list[list[int]] | None = None,
+    time_limit_s: float = 10.0,
+    workers: int = 2,
+    seed: int = 0,
+) -> ExactResult:
+    """Solve the partition model.
+
+    Propose mode when ``current`` is None (anonymous grids, ``k_min``..``k_max`` of them).
+    Repair mode when ``current`` gives an existing label per unit (-1 = unassigned): labels 0..k_max-1
+    keep their identity, ``candidates[i]`` restricts the labels unit i may take, and moving unit i off
+    its current label costs ``move_cost[i]`` (buildings moved)."""
+    model = _PartitionModel(graph, households, people, rules, k_max=k_max, current=current, candidates=candidates)
+    model.add_roots(k_min)
+    model.add_cuts()
+    model.add_contiguity()
+    model.add_bounds(soft)
+    model.add_groups(groups)
+    model.set_objective(soft, move_cost)
+    if hint is not None:
+        model.add_hint(hint)
+    return model.run(time_limit_s, workers, seed)
 
 
 def canonical(labels: np.ndarray) -> np.ndarray:

@@ -388,153 +388,118 @@ def _pen(hh: int, pp: int, r: GridRules) -> float:
     return W_VIOL * breaks + W_DEV * dev
 
 
-def local_search(
-    graph: Graph,
-    h: np.ndarray,
-    p: np.ndarray,
-    rules: GridRules,
-    labels: np.ndarray,
-    *,
-    seed: int = 0,
-    fixed: np.ndarray | None = None,
-    orig: np.ndarray | None = None,
-    move_cost: np.ndarray | None = None,
-    max_passes: int = 30,
-    anneal_moves: int | None = None,
-    allow_empty: bool = False,
-    chain_depth: int = 5,
-) -> tuple[np.ndarray, dict]:
-    """Improve ``labels`` by single-unit moves between adjacent grids, contiguity kept.
+class _LocalSearch:
+    """State of one local search: labels, members, totals and penalty per grid, kept current by
+    :meth:`apply`. The steps: :meth:`climb` (hill climbing), :meth:`fix_out_of_bounds` (push/pull
+    chains for grids still out of bounds), :meth:`anneal` (boundary length, feasibility kept)."""
 
-    Objective (lexicographic through weights): rule breaks, households/people outside the bands,
-    buildings moved away from ``orig`` (``move_cost`` per unit), then boundary length (cut weight).
-    Hill climbing in seeded random order, then a short annealing on boundary length that never
-    worsens the first three terms."""
-    rng = np.random.default_rng(seed)
-    n = graph.n
-    lab = [int(x) for x in labels]
-    K = max(lab) + 1 if lab else 0
-    adj, adjw = graph.adj(), graph.adjw()
-    hl, pl = [int(x) for x in h], [int(x) for x in p]
-    fx = [False] * n if fixed is None else [bool(x) for x in fixed]
-    og = [-1] * n if orig is None else [int(x) for x in orig]
-    mc = [0.0] * n if move_cost is None else [float(x) * W_MOVE for x in move_cost]
-    members = [set() for _ in range(K)]
-    H = [0] * K
-    P = [0] * K
-    for u, g in enumerate(lab):
-        members[g].add(u)
-        H[g] += hl[u]
-        P[g] += pl[u]
-    r = rules
-    moves = 0
-    lo_h, hi_h, hi_p = r.min_households, r.max_households, r.max_people
+    def __init__(
+        self,
+        graph: Graph,
+        h: np.ndarray,
+        p: np.ndarray,
+        rules: GridRules,
+        labels: np.ndarray,
+        *,
+        fixed: np.ndarray | None,
+        orig: np.ndarray | None,
+        move_cost: np.ndarray | None,
+        allow_empty: bool,
+        chain_depth: int,
+    ) -> None:
+        n = graph.n
+        self.graph = graph
+        self.n = n
+        self.lab = [int(x) for x in labels]
+        self.K = K = max(self.lab) + 1 if self.lab else 0
+        self.adj, self.adjw = graph.adj(), graph.adjw()
+        self.hl, self.pl = [int(x) for x in h], [int(x) for x in p]
+        self.fx = [False] * n if fixed is None else [bool(x) for x in fixed]
+        self.og = [-1] * n if orig is None else [int(x) for x in orig]
+        self.mc = [0.0] * n if move_cost is None else [float(x) * W_MOVE for x in move_cost]
+        self.members: list[set[int]] = [set() for _ in range(K)]
+        self.H = [0] * K
+        self.P = [0] * K
+        for u, g in enumerate(self.lab):
+            self.members[g].add(u)
+            self.H[g] += self.hl[u]
+            self.P[g] += self.pl[u]
+        self.r = rules
+        self.allow_empty = allow_empty
+        self.chain_depth = chain_depth
+        self.moves = 0
+        self.lo_h, self.hi_h, self.hi_p = rules.min_households, rules.max_households, rules.max_people
+        self.PEN = [self.pen(self.H[g], self.P[g]) for g in range(K)]  # penalty per grid, kept current by apply()
 
-    def pen(hh: int, pp: int) -> float:
-        return 0.0 if lo_h <= hh <= hi_h and pp <= hi_p else _pen(hh, pp, r)
+    # --- grid state -------------------------------------------------------------------------------
 
-    PEN = [pen(H[g], P[g]) for g in range(K)]  # penalty per grid, kept current by apply()
+    def pen(self, hh: int, pp: int) -> float:
+        return 0.0 if self.lo_h <= hh <= self.hi_h and pp <= self.hi_p else _pen(hh, pp, self.r)
 
-    def delta(u: int, a: int, b: int) -> tuple[float, float]:
-        hu, pu = hl[u], pl[u]
-        dpen = pen(H[a] - hu, P[a] - pu) + pen(H[b] + hu, P[b] + pu) - PEN[a] - PEN[b]
+    def delta(self, u: int, a: int, b: int) -> tuple[float, float]:
+        """Change of (penalty, boundary length) if unit ``u`` moves from grid ``a`` to grid ``b``."""
+        H, P, og = self.H, self.P, self.og
+        hu, pu = self.hl[u], self.pl[u]
+        dpen = self.pen(H[a] - hu, P[a] - pu) + self.pen(H[b] + hu, P[b] + pu) - self.PEN[a] - self.PEN[b]
         if og[u] >= 0:
-            dpen += mc[u] * ((b != og[u]) - (a != og[u]))
+            dpen += self.mc[u] * ((b != og[u]) - (a != og[u]))
+        return dpen, self.cut_delta(u, a, b)
+
+    def cut_delta(self, u: int, a: int, b: int) -> float:
+        lab = self.lab
         dcut = 0.0
-        for v, w in zip(adj[u], adjw[u], strict=False):
+        for v, w in zip(self.adj[u], self.adjw[u], strict=False):
             lv = lab[v]
             if lv == a:
                 dcut += w
             elif lv == b:
                 dcut -= w
-        return dpen, dcut
+        return dcut
 
-    def can_leave(u: int, a: int) -> bool:
-        if len(members[a]) == 1:
-            return allow_empty
-        return is_connected(adj, members[a], without=u)
+    def can_leave(self, u: int, a: int) -> bool:
+        if len(self.members[a]) == 1:
+            return self.allow_empty
+        return is_connected(self.adj, self.members[a], without=u)
 
-    def apply(u: int, a: int, b: int) -> None:
-        nonlocal moves
-        members[a].discard(u)
-        members[b].add(u)
-        H[a] -= hl[u]
-        P[a] -= pl[u]
-        H[b] += hl[u]
-        P[b] += pl[u]
-        lab[u] = b
-        PEN[a] = pen(H[a], P[a])
-        PEN[b] = pen(H[b], P[b])
-        moves += 1
+    def apply(self, u: int, a: int, b: int) -> None:
+        H, P = self.H, self.P
+        self.members[a].discard(u)
+        self.members[b].add(u)
+        H[a] -= self.hl[u]
+        P[a] -= self.pl[u]
+        H[b] += self.hl[u]
+        P[b] += self.pl[u]
+        self.lab[u] = b
+        self.PEN[a] = self.pen(H[a], P[a])
+        self.PEN[b] = self.pen(H[b], P[b])
+        self.moves += 1
 
-    def over(g: int) -> bool:
-        return H[g] > r.max_households or P[g] > r.max_people
+    def over(self, g: int) -> bool:
+        return self.H[g] > self.r.max_households or self.P[g] > self.r.max_people
 
-    def under(g: int) -> bool:
-        return 0 < H[g] < r.min_households or (H[g] == 0 and P[g] == 0 and not allow_empty and not members[g])
+    def under(self, g: int) -> bool:
+        H, P = self.H, self.P
+        return 0 < H[g] < self.r.min_households or (
+            H[g] == 0 and P[g] == 0 and not self.allow_empty and not self.members[g]
+        )
 
-    def ok(g: int) -> bool:
-        return not over(g) and not under(g)
+    def ok(self, g: int) -> bool:
+        return not self.over(g) and not self.under(g)
 
-    def fit_key(hh: int, pp: int) -> tuple:
+    def fit_key(self, hh: int, pp: int) -> tuple[bool, int, int]:
+        r = self.r
         bad = max(0, r.min_households - hh) + max(0, hh - r.max_households) + max(0, pp - r.max_people)
         return (bad > 0, bad, abs(hh - r.target_households))
 
-    def push(cur: int, path: list[int], depth: int) -> bool:
-        """``cur`` is over a maximum: move one boundary unit out, then fix the receiver the same way."""
-        cands = []
-        for u in members[cur]:
-            if fx[u]:
-                continue
-            for nb in {lab[v] for v in adj[u]} - {cur}:
-                if nb in path:
-                    continue
-                cands.append((fit_key(H[cur] - hl[u], P[cur] - pl[u]), fit_key(H[nb] + hl[u], P[nb] + pl[u]), u, nb))
-        cands.sort()
-        for kc, _, u, nb in cands[:6]:
-            if kc[0] or not can_leave(u, cur):
-                continue
-            apply(u, cur, nb)
-            if ok(nb) or (over(nb) and depth < chain_depth and push(nb, [*path, nb], depth + 1)):
-                return True
-            apply(u, nb, cur)
-        return False
+    # --- step 1: hill climbing --------------------------------------------------------------------
 
-    def pull(cur: int, path: list[int], depth: int) -> bool:
-        """``cur`` is under the minimum: take one boundary unit in, then fix the giver the same way."""
-        cands = []
-        seen = set()
-        for w in members[cur]:
-            for v in adj[w]:
-                nb = lab[v]
-                if nb == cur or nb in path or fx[v] or v in seen:
-                    continue
-                seen.add(v)
-                cands.append((fit_key(H[cur] + hl[v], P[cur] + pl[v]), fit_key(H[nb] - hl[v], P[nb] - pl[v]), v, nb))
-        cands.sort()
-        for kc, _, v, nb in cands[:6]:
-            if kc[0] and kc[1] >= max(0, r.min_households - H[cur]):
-                continue
-            if not can_leave(v, nb):
-                continue
-            apply(v, nb, cur)
-            if ok(cur):
-                if ok(nb) or (under(nb) and depth < chain_depth and pull(nb, [*path, nb], depth + 1)):
-                    return True
-            elif (
-                depth < chain_depth
-                and pull(cur, path, depth + 1)
-                and (ok(nb) or (under(nb) and pull(nb, [*path, nb], depth + 1)))
-            ):
-                return True
-            apply(v, cur, nb)
-        return False
-
-    def climb() -> int:
+    def climb(self, rng: np.random.Generator, max_passes: int) -> int:
+        """Passes of best single-unit moves in seeded random order until none improves; passes run."""
+        lab, adj, fx = self.lab, self.adj, self.fx
         done = 0
         for done in range(1, max_passes + 1):  # noqa: B007  (the pass count is returned)
             improved = False
-            for u in rng.permutation(n).tolist():
+            for u in rng.permutation(self.n).tolist():
                 if fx[u]:
                     continue
                 a = lab[u]
@@ -543,36 +508,105 @@ def local_search(
                     continue
                 best, best_d = None, -1e-7
                 for b in sorted(nbrs):
-                    dp, dc = delta(u, a, b)
+                    dp, dc = self.delta(u, a, b)
                     d = dp + dc
                     if d < best_d:
                         best, best_d = b, d
-                if best is not None and can_leave(u, a):
-                    apply(u, a, best)
+                if best is not None and self.can_leave(u, a):
+                    self.apply(u, a, best)
                     improved = True
             if not improved:
                 break
         return done
 
-    passes = climb()
-    chains = 0
-    for _round in range(3):
-        bad_grids = [g for g in range(K) if members[g] and not ok(g)]
-        if not bad_grids:
-            break
-        fixed_any = False
-        for g in bad_grids:
-            if ok(g) or not members[g]:
+    # --- step 2: chains for grids still out of bounds ----------------------------------------------
+
+    def push(self, cur: int, path: list[int], depth: int) -> bool:
+        """``cur`` is over a maximum: move one boundary unit out, then fix the receiver the same way."""
+        H, P, hl, pl, lab = self.H, self.P, self.hl, self.pl, self.lab
+        cands = []
+        for u in self.members[cur]:
+            if self.fx[u]:
                 continue
-            if (push if over(g) else pull)(g, [g], 0):
-                chains += 1
-                fixed_any = True
-        if not fixed_any:
-            break
-        passes += climb()
-    # annealing on boundary length, feasibility terms never worsened
-    n_anneal = anneal_moves if anneal_moves is not None else 20 * n
-    if n_anneal and n:
+            for nb in {lab[v] for v in self.adj[u]} - {cur}:
+                if nb in path:
+                    continue
+                cands.append(
+                    (self.fit_key(H[cur] - hl[u], P[cur] - pl[u]), self.fit_key(H[nb] + hl[u], P[nb] + pl[u]), u, nb)
+                )
+        cands.sort()
+        for kc, _, u, nb in cands[:6]:
+            if kc[0] or not self.can_leave(u, cur):
+                continue
+            self.apply(u, cur, nb)
+            if self.ok(nb) or (self.over(nb) and depth < self.chain_depth and self.push(nb, [*path, nb], depth + 1)):
+                return True
+            self.apply(u, nb, cur)
+        return False
+
+    def pull(self, cur: int, path: list[int], depth: int) -> bool:
+        """``cur`` is under the minimum: take one boundary unit in, then fix the giver the same way."""
+        H, P, hl, pl, lab = self.H, self.P, self.hl, self.pl, self.lab
+        chain_depth = self.chain_depth
+        cands = []
+        seen = set()
+        for w in self.members[cur]:
+            for v in self.adj[w]:
+                nb = lab[v]
+                if nb == cur or nb in path or self.fx[v] or v in seen:
+                    continue
+                seen.add(v)
+                cands.append(
+                    (self.fit_key(H[cur] + hl[v], P[cur] + pl[v]), self.fit_key(H[nb] - hl[v], P[nb] - pl[v]), v, nb)
+                )
+        cands.sort()
+        for kc, _, v, nb in cands[:6]:
+            if kc[0] and kc[1] >= max(0, self.r.min_households - H[cur]):
+                continue
+            if not self.can_leave(v, nb):
+                continue
+            self.apply(v, nb, cur)
+            if self.ok(cur):
+                if self.ok(nb) or (self.under(nb) and depth < chain_depth and self.pull(nb, [*path, nb], depth + 1)):
+                    return True
+            elif (
+                depth < chain_depth
+                and self.pull(cur, path, depth + 1)
+                and (self.ok(nb) or (self.under(nb) and self.pull(nb, [*path, nb], depth + 1)))
+            ):
+                return True
+            self.apply(v, cur, nb)
+        return False
+
+    def fix_out_of_bounds(self, rng: np.random.Generator, max_passes: int, rounds: int = 3) -> tuple[int, int]:
+        """Up to ``rounds`` rounds: a push (over) or pull (under) chain for every grid out of bounds,
+        then climbing again. Returns (chains that fixed a grid, climbing passes run)."""
+        chains = passes = 0
+        for _round in range(rounds):
+            bad_grids = [g for g in range(self.K) if self.members[g] and not self.ok(g)]
+            if not bad_grids:
+                break
+            fixed_any = False
+            for g in bad_grids:
+                if self.ok(g) or not self.members[g]:
+                    continue
+                if (self.push if self.over(g) else self.pull)(g, [g], 0):
+                    chains += 1
+                    fixed_any = True
+            if not fixed_any:
+                break
+            passes += self.climb(rng, max_passes)
+        return chains, passes
+
+    # --- step 3: annealing on boundary length ------------------------------------------------------
+
+    def anneal(self, rng: np.random.Generator, n_anneal: int) -> None:
+        """Simulated annealing on boundary length; a move never worsens the feasibility terms; the
+        moves after the best state are undone at the end."""
+        graph, n = self.graph, self.n
+        lab, adj, fx, og, mc = self.lab, self.adj, self.fx, self.og, self.mc
+        H, P, PEN, hl, pl, r = self.H, self.P, self.PEN, self.hl, self.pl, self.r
+        lo_h, hi_h, hi_p = self.lo_h, self.hi_h, self.hi_p
         cur_cut = graph.cut_weight(np.array(lab))
         cur_pen = 0.0
         mean_w = float(graph.weight.mean()) if graph.m else 1.0
@@ -605,16 +639,10 @@ def local_search(
                 dp += mc[u] * ((b != og[u]) - (a != og[u]))
             if dp > 1e-9:
                 continue
-            dc = 0.0
-            for v, w in zip(adj[u], adjw[u], strict=False):
-                lv = lab[v]
-                if lv == a:
-                    dc += w
-                elif lv == b:
-                    dc -= w
+            dc = self.cut_delta(u, a, b)
             temp = t0 * (1 - it / n_anneal) + 1e-9
-            if (dp + dc < 0 or coins[it] < math.exp(-dc / temp)) and can_leave(u, a):
-                apply(u, a, b)
+            if (dp + dc < 0 or coins[it] < math.exp(-dc / temp)) and self.can_leave(u, a):
+                self.apply(u, a, b)
                 since_best.append((u, a))
                 cur_cut += dc
                 cur_pen += dp
@@ -625,8 +653,51 @@ def local_search(
                     since_best.clear()
         for u, a in reversed(since_best):
             lab[u] = a
-    out = np.array(lab, dtype=np.int64)
-    return out, {"passes": passes, "moves": moves, "chains": chains}
+
+
+def local_search(
+    graph: Graph,
+    h: np.ndarray,
+    p: np.ndarray,
+    rules: GridRules,
+    labels: np.ndarray,
+    *,
+    seed: int = 0,
+    fixed: np.ndarray | None = None,
+    orig: np.ndarray | None = None,
+    move_cost: np.ndarray | None = None,
+    max_passes: int = 30,
+    anneal_moves: int | None = None,
+    allow_empty: bool = False,
+    chain_depth: int = 5,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Improve ``labels`` by single-unit moves between adjacent grids, contiguity kept.
+
+    Objective (lexicographic through weights): rule breaks, households/people outside the bands,
+    buildings moved away from ``orig`` (``move_cost`` per unit), then boundary length (cut weight).
+    Hill climbing in seeded random order, then push/pull chains for grids still out of bounds, then a
+    short annealing on boundary length that never worsens the first three terms."""
+    rng = np.random.default_rng(seed)
+    ls = _LocalSearch(
+        graph,
+        h,
+        p,
+        rules,
+        labels,
+        fixed=fixed,
+        orig=orig,
+        move_cost=move_cost,
+        allow_empty=allow_empty,
+        chain_depth=chain_depth,
+    )
+    passes = ls.climb(rng, max_passes)
+    chains, more_passes = ls.fix_out_of_bounds(rng, max_passes)
+    passes += more_passes
+    n_anneal = anneal_moves if anneal_moves is not None else 20 * ls.n
+    if n_anneal and ls.n:
+        ls.anneal(rng, n_anneal)
+    out = np.array(ls.lab, dtype=np.int64)
+    return out, {"passes": passes, "moves": ls.moves, "chains": chains}
 
 
 def relabel_dense(labels: np.ndarray) -> np.ndarray:

@@ -1,6 +1,14 @@
 """Map errors to HTTP responses in one place, every one with the same body (:class:`ErrorBody`)::
 
-    {"detail": "<message 中文 English>", "error": "<ErrorClass>"}
+    {"detail": "<message 中文 English>", "error": "<ErrorClass>", "code": "<machine code>",
+     "message_zh": "<中文>", "message_en": "<English>", "details": {...}}
+
+``detail`` is the whole bilingual message (what the pages show); ``code`` is the ``rule: xxx`` the
+message names, else the error class in snake_case (``not_found``, ``invalid_input``…); ``message_zh`` /
+``message_en`` are the two halves (a generic text of the class when the message lacks one);
+``details`` holds the extra members some errors carry (a 409's ``conflict``, a 422's ``errors``), which
+also stay at the top level for older clients. Bodies built by hand elsewhere get the same members from
+:class:`ErrorModelMiddleware` (the app's outermost layer).
 
 - domain errors (:class:`gisgov.errors.GisgovError` subclasses) answer their ``status_code``;
 - request validation (FastAPI's ``RequestValidationError``) answers 422 ``InvalidInput`` with a readable
@@ -22,45 +30,166 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DataError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gisgov.errors import GisgovError, InvalidInput, NotAuthenticated
+from gisgov.errors import GisgovError, InvalidInput, NotAuthenticated, error_code, split_message
 
 _log = logging.getLogger(__name__)
 
 
-class ErrorBody(BaseModel):
-    """Every error answer of the API (4xx and 503). Some carry more members beside these two (a 409
-    plan conflict: ``conflict``; a 422 from request validation: ``errors``)."""
+#: what a message says when it has no Chinese (or no English) half, by error class
+GENERIC_TEXT: dict[str, tuple[str, str]] = {
+    "BadRequest": ("请求无法解析", "bad request"),
+    "NotAuthenticated": ("未登录", "not signed in"),
+    "Forbidden": ("无权限", "forbidden"),
+    "NotFound": ("未找到", "not found"),
+    "MethodNotAllowed": ("不支持的请求方法", "method not allowed"),
+    "NotAcceptable": ("无法提供所需格式", "not acceptable"),
+    "Conflict": ("冲突", "conflict"),
+    "PlanConflict": ("冲突", "conflict with the current state"),
+    "Gone": ("已过期", "gone"),
+    "PayloadTooLarge": ("请求体过大", "request body too large"),
+    "UnsupportedMediaType": ("不支持的内容类型", "unsupported media type"),
+    "InvalidInput": ("输入无效", "invalid input"),
+    "TooManyRequests": ("尝试过于频繁", "too many requests"),
+    "DatabaseBusy": ("服务繁忙", "server busy"),
+    "DatabaseUnavailable": ("数据库不可用", "database unavailable"),
+    "StatementTimeout": ("查询超时", "statement timeout"),
+    "ServiceUnavailable": ("服务不可用", "service unavailable"),
+    "InternalError": ("内部错误", "internal error"),
+}
+_BY_STATUS = {400: "BadRequest", 401: "NotAuthenticated", 403: "Forbidden", 404: "NotFound", 409: "Conflict"}
+_BY_STATUS |= {410: "Gone", 413: "PayloadTooLarge", 415: "UnsupportedMediaType", 422: "InvalidInput"}
+_BY_STATUS |= {429: "TooManyRequests", 503: "ServiceUnavailable"}
+#: members of the body itself; anything else an error carries also goes under ``details``
+MODEL_KEYS = frozenset({"detail", "error", "code", "message_zh", "message_en", "details"})
 
-    detail: str = Field(description="说明 what went wrong and what to do, in Chinese and English")
+
+def generic_text(error: str, status: int | None = None) -> tuple[str, str]:
+    """The generic (zh, en) of an error class (falling back on the HTTP status's class)."""
+    hit = GENERIC_TEXT.get(error)
+    if hit is None and status is not None:
+        hit = GENERIC_TEXT.get(_BY_STATUS.get(status, ""))
+    if hit is None and status is not None and status >= 500:
+        hit = GENERIC_TEXT["InternalError"] if status == 500 else GENERIC_TEXT["ServiceUnavailable"]
+    return hit or ("请求失败", "request failed")
+
+
+def error_content(
+    status: int,
+    detail: str,
+    error: str,
+    *,
+    zh: str | None = None,
+    en: str | None = None,
+    code: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """The body of an error answer: the model's members, then ``extra`` both under ``details`` and, for
+    compatibility, at the top level."""
+    split_zh, split_en = split_message(detail)
+    gen_zh, gen_en = generic_text(error, status)
+    details = dict(extra.pop("details", None) or {}) | extra
+    return {
+        "detail": detail,
+        "error": error,
+        "code": code or error_code(detail, error),
+        "message_zh": zh or split_zh or gen_zh,
+        "message_en": en or split_en or gen_en,
+        "details": details,
+        **extra,
+    }
+
+
+def complete_body(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    """An error body built by hand (``{"detail", "error", …}``) completed to the model; other members
+    are kept at the top level and copied under ``details``."""
+    if not isinstance(body.get("detail"), str):
+        return body
+    given = body.get("error")
+    error = given if isinstance(given, str) else _HTTP_ERRORS.get(status, "HTTPError")
+    extra = {k: v for k, v in body.items() if k not in MODEL_KEYS}
+    details = body.get("details") if isinstance(body.get("details"), dict) else {}
+    out = error_content(
+        status,
+        body["detail"],
+        error,
+        zh=body.get("message_zh"),
+        en=body.get("message_en"),
+        code=body.get("code"),
+        details=details,
+        **extra,
+    )
+    return out
+
+
+class ErrorBody(BaseModel):
+    """Every error answer of the API (4xx and 503): the whole bilingual message (``detail``), its class,
+    a stable machine code, the message's two halves and the structured details. Members beyond these
+    (a 409 plan conflict's ``conflict``, a 422's ``errors``, a rejected import's report) are also kept
+    at the top level for older clients."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": "未找到 社区 community not found: 110101001001",
+                    "error": "NotFound",
+                    "code": "not_found",
+                    "message_zh": "未找到 社区",
+                    "message_en": "community not found: 110101001001",
+                    "details": {},
+                }
+            ]
+        },
+    )
+
+    detail: str = Field(description="说明（中文 English）what went wrong and what to do, in Chinese and English")
     error: str = Field(description="错误类别 error class, e.g. InvalidInput, NotFound, Forbidden, PlanConflict")
+    code: str = Field(
+        description="机器可读代码 stable machine code: the rule the message names (e.g. area_pair), "
+        "else the class in snake_case (not_found, invalid_input, forbidden …)"
+    )
+    message_zh: str = Field(description="中文说明 the message in Chinese (a generic text of the class if none)")
+    message_en: str = Field(description="英文说明 the message in English (a generic text of the class if none)")
+    details: dict[str, Any] = Field(
+        default_factory=dict,
+        description="附加信息 structured extras, e.g. a 409's conflict, a 422's errors (empty when none)",
+    )
 
 
 class FieldError(BaseModel):
-    loc: list[str | int] = Field(description="where: path / query / body, then the field name (and index)")
-    msg: str
-    type: str
+    loc: list[str | int] = Field(description="位置 where: path / query / body, then the field name (and index)")
+    msg: str = Field(description="问题 what is wrong with it")
+    type: str = Field(description="类别 the kind of problem, e.g. missing, int_parsing")
 
 
 class ValidationErrorBody(ErrorBody):
     """422: a request the schema (or the app's own checks) refuses. ``errors`` is present when the
     request did not match the schema."""
 
-    errors: list[FieldError] | None = Field(None, description="one entry per invalid field (schema validation)")
+    errors: list[FieldError] | None = Field(
+        None, description="每个无效字段一条 one entry per invalid field (schema validation; also under details)"
+    )
 
 
-def error_response(status: int, detail: str, error: str, headers: dict | None = None, **extra) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"detail": detail, "error": error, **extra}, headers=headers)
+def error_response(
+    status: int, detail: str, error: str, headers: Mapping[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse(status_code=status, content=error_content(status, detail, error, **extra), headers=headers)
 
 
 _HTTP_ERRORS = {
@@ -128,7 +257,10 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(GisgovError)
     async def _domain_error(request: Request, exc: GisgovError) -> JSONResponse:
-        return error_response(exc.status_code, str(exc), type(exc).__name__)
+        zh, en = exc.parts()
+        details = getattr(exc, "details", None)
+        extra = {"details": details if isinstance(details, dict) else {"value": details}} if details else {}
+        return error_response(exc.status_code, str(exc), type(exc).__name__, zh=zh, en=en, **extra)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -256,3 +388,53 @@ def document_errors(spec: dict, public_paths: frozenset[str]) -> dict:
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)  # referenced only by HTTPValidationError
     return spec
+
+
+class ErrorModelMiddleware:
+    """Completes every JSON error answer (status ≥ 400) built outside :func:`error_response` (a route's own
+    ``JSONResponse``, a middleware's answer) to :class:`ErrorBody`; bodies already complete pass as they are.
+    Install it as the outermost layer so every answer goes through it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def wrapped(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                given = dict(message.get("headers") or [])
+                ctype = given.get(b"content-type", b"").decode("latin-1")
+                if message["status"] >= 400 and ctype.startswith("application/json"):
+                    start = message  # hold it until the whole body is in
+                    return
+                await send(message)
+                return
+            if message["type"] == "http.response.body" and start is not None:
+                chunks.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                body = _completed(start["status"], b"".join(chunks))
+                headers = [(k, v) for k, v in start.get("headers") or [] if k.lower() != b"content-length"]
+                headers.append((b"content-length", str(len(body)).encode()))
+                await send({**start, "headers": headers})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+            await send(message)
+
+        await self.app(scope, receive, wrapped)
+
+
+def _completed(status: int, raw: bytes) -> bytes:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(body, dict) or not isinstance(body.get("detail"), str) or set(body) >= MODEL_KEYS:
+        return raw
+    return json.dumps(complete_body(status, body), ensure_ascii=False, separators=(",", ":")).encode()

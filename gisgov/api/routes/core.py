@@ -23,6 +23,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 
 from gisgov.api import queries
 from gisgov.api.deps import DB, DB_UNSCOPED, client_addr, current_principal, in_scope_or_404, optional_principal
+from gisgov.api.errors import error_response
 from gisgov.api.links import request_link
 from gisgov.api.params import MAX_OFFSET, check_page, parse_bbox
 from gisgov.layers import Catalog, catalog
@@ -180,13 +181,11 @@ async def _database_down(request: Request, exc: Exception) -> JSONResponse:
         request.url.path,
         str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__,
     )
-    return JSONResponse(
-        status_code=503,
+    return error_response(
+        503,
+        "数据库不可用，请稍后重试 database unavailable, retry shortly",
+        "DatabaseUnavailable",
         headers={"Retry-After": "5"},
-        content={
-            "detail": "数据库不可用，请稍后重试 database unavailable, retry shortly",
-            "error": "DatabaseUnavailable",
-        },
     )
 
 

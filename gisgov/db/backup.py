@@ -31,6 +31,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import psycopg
 
 from gisgov.errors import DatabaseUnavailable, InvalidInput
 
@@ -52,9 +56,9 @@ class Snapshot:
             if a != b:
                 out.append(f"表 table {t}: 行数 rows {a} ≠ {b}")
         for g in sorted(set(self.geometry) | set(other.geometry)):
-            a, b = self.geometry.get(g), other.geometry.get(g)
-            if a != b:
-                out.append(f"几何 geometry {g}: 校验和 checksum {a} ≠ {b}")
+            ga, gb = self.geometry.get(g), other.geometry.get(g)
+            if ga != gb:
+                out.append(f"几何 geometry {g}: 校验和 checksum {ga} ≠ {gb}")
         return out
 
 
@@ -108,11 +112,18 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
 
 
 # ---- reading a database's content (psycopg connections: the dump's snapshot is shared by id) ------------
+def _one(cur: psycopg.Cursor[Any]) -> Any:
+    """The first column of the next row (the query returns one)."""
+    row = cur.fetchone()
+    assert row is not None
+    return row[0]
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def snapshot(cur) -> Snapshot:
+def snapshot(cur: psycopg.Cursor[Any]) -> Snapshot:
     """Rows per table of the public schema and an order-independent checksum per geometry column
     (md5 over the sorted md5s of each row's EWKB), read with the cursor's transaction snapshot."""
     cur.execute(
@@ -123,9 +134,9 @@ def snapshot(cur) -> Snapshot:
     snap = Snapshot()
     for t in names:
         cur.execute(f"SELECT count(*) FROM public.{_ident(t)}")
-        snap.tables[t] = int(cur.fetchone()[0])
+        snap.tables[t] = int(_one(cur))
     cur.execute("SELECT to_regclass('geometry_columns') IS NOT NULL")
-    if not cur.fetchone()[0]:  # no PostGIS here (an empty target): no geometry
+    if not _one(cur):  # no PostGIS here (an empty target): no geometry
         return snap
     cur.execute(
         "SELECT f_table_name, f_geometry_column FROM geometry_columns WHERE f_table_schema = 'public' ORDER BY 1, 2"
@@ -137,19 +148,19 @@ def snapshot(cur) -> Snapshot:
             f"SELECT coalesce(md5(string_agg(h, '' ORDER BY h)), '') FROM "
             f"(SELECT md5(ST_AsEWKB({_ident(col)})) AS h FROM public.{_ident(t)} WHERE {_ident(col)} IS NOT NULL) s"
         )
-        snap.geometry[f"{t}.{col}"] = cur.fetchone()[0]
+        snap.geometry[f"{t}.{col}"] = _one(cur)
     return snap
 
 
-def _versions(cur) -> tuple[str, str | None, str | None]:
+def _versions(cur: psycopg.Cursor[Any]) -> tuple[str, str | None, str | None]:
     cur.execute("SHOW server_version")
-    pg = cur.fetchone()[0]
+    pg = _one(cur)
     cur.execute("SELECT extversion FROM pg_extension WHERE extname = 'postgis'")
     row = cur.fetchone()
     postgis = row[0] if row else None
     cur.execute("SELECT to_regclass('public.alembic_version') IS NOT NULL")
     rev = None
-    if cur.fetchone()[0]:
+    if _one(cur):
         cur.execute("SELECT version_num FROM alembic_version")
         r = cur.fetchone()
         rev = r[0] if r else None
@@ -208,7 +219,7 @@ def backup(
         # one snapshot for the dump and the manifest: what the manifest counts is what the dump holds
         cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         cur.execute("SELECT pg_export_snapshot()")
-        snap_id = cur.fetchone()[0]
+        snap_id = _one(cur)
         pg, postgis, rev = _versions(cur)
         say("计数 counting rows and geometry checksums")
         content = snapshot(cur)
@@ -306,7 +317,7 @@ def restore(
             "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'spatial_ref_sys'"
         )
-        existing = cur.fetchone()[0]
+        existing = _one(cur)
         if existing and not replace:
             raise InvalidInput(
                 f"目标数据库非空 the target database already holds {existing} tables; restore into an empty "

@@ -23,8 +23,11 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,10 +36,10 @@ import yaml
 from sqlalchemy import Engine, text
 
 from gisgov.config import get_settings
-from gisgov.crs import metric_epsg_for_bounds, transformer
+from gisgov.crs import WGS84, metric_epsg_for_bounds, transformer
 from gisgov.ingest import estimates, store
 from gisgov.ingest.levels import LEVELS
-from gisgov.ingest.network import foot_allowed, highway_class, largest_component_share, split_lines
+from gisgov.ingest.network import Network, foot_allowed, highway_class, largest_component_share, split_lines
 from gisgov.ingest.report import INFO, REPAIRED, Report, settle
 from gisgov.ingest.settings import get_ingest_settings
 from gisgov.ingest.validate import Parents, _polygonal_part
@@ -185,41 +188,47 @@ def read_osm(path: str | Path, progress=None) -> dict:
     }
 
 
-# ---------------------------------------------------------------- the import
-def load_osm(
-    path: str | Path,
-    *,
-    engine: Engine,
-    region=None,
-    dry_run: bool = False,
-    estimate: bool = True,
-    progress=None,
-    census: bool = True,
-) -> Report:
-    from gisgov.ingest.loader import UsageError, parse_region
+# ---------------------------------------------------------------- parsing (pure: no database)
+ToSrid = Callable[[Any], np.ndarray]  # lon/lat geometries -> the same in the storage CRS
+Progress = Callable[[str, int, int], Any] | None
+Box = tuple[float, float, float, float]
 
-    p = Path(path)
-    if not p.exists():
-        raise UsageError(f"no such file: {p}")
-    if not p.name.lower().endswith((".pbf", ".osm.pbf")):
-        raise UsageError(f"{p.name}: --osm reads OpenStreetMap .osm.pbf extracts")
-    report = Report(p.name, "osm", dry_run=dry_run)
-    box = parse_region(region)
-    try:
-        data = read_osm(p, progress)
-    except Exception as exc:  # not a PBF, truncated, damaged blocks: the file is refused, never a 500
-        return _unreadable(report, p, exc)
-    roads, bld, pois = data["roads"], data["buildings"], data["pois"]
-    srid = get_settings().srid
-    tr = transformer(4326, srid)
 
-    def to_srid(geoms):
-        geoms = np.asarray(geoms, dtype=object)
-        if srid == 4326:
-            return geoms
-        return shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+@dataclass
+class OsmCity:
+    """What an extract holds, in the storage CRS, ready to write (built by :func:`parse_osm`)."""
 
-    # --- network
+    roads: pd.DataFrame  # pyrosm's highway ways (counted as highway_ways)
+    net: Network  # the ways split at every shared node
+    edge_attrs: pd.DataFrame  # per edge: class, name, foot, oneway_foot
+    walk: np.ndarray  # per edge: walkable
+    share: float  # share of walkable nodes in the largest connected component
+    buildings: pd.DataFrame  # pyrosm rows of the usable buildings
+    b_ids: list[tuple[str, int]]  # ("w"/"r", id) of every building pyrosm returned
+    b_shape: np.ndarray  # usable (valid, polygonal) footprints of ``buildings``
+    b_pos: np.ndarray  # a point on each footprint
+    facilities: pd.DataFrame  # code, name, category_code, kind, address, source, pos
+
+    @property
+    def everything(self) -> np.ndarray:
+        return np.concatenate([self.net.geoms, self.b_shape, self.facilities["pos"].to_numpy(dtype=object)])
+
+
+def _to_srid(srid: int) -> ToSrid:
+    tr = transformer(WGS84, srid)
+
+    def to_srid(geoms: Any) -> np.ndarray:
+        arr: np.ndarray = np.asarray(geoms, dtype=object)
+        if srid == WGS84:
+            return arr
+        out: np.ndarray = shapely.transform(arr, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+        return out
+
+    return to_srid
+
+
+def _parse_network(roads: pd.DataFrame, to_srid: ToSrid) -> tuple[Network, pd.DataFrame, np.ndarray, float]:
+    """Highway ways → edges split at shared nodes, their attributes, walkable mask, connectivity."""
     rgeom = np.asarray(roads.geometry.values, dtype=object) if len(roads) else np.array([], dtype=object)
     parts, owner = shapely.get_parts(rgeom, return_index=True) if len(rgeom) else (rgeom, np.array([], int))
     is_line = shapely.get_type_id(parts) == 1 if len(parts) else np.array([], bool)
@@ -236,15 +245,19 @@ def load_osm(
             "oneway_foot": False,
         }
     )
-    if progress:
-        progress("network", 1, 1)
     walk = edge_attrs["foot"].to_numpy(dtype=bool)
     walk_nodes = np.unique(np.concatenate([net.source[walk], net.target[walk]])) if walk.any() else np.array([], int)
     remap = np.full(len(net.node_xy), -1)
     remap[walk_nodes] = np.arange(len(walk_nodes))
     share = largest_component_share(len(walk_nodes), remap[net.source[walk]], remap[net.target[walk]])
+    return net, edge_attrs, walk, share
 
-    # --- buildings
+
+def _parse_buildings(
+    bld: pd.DataFrame, to_srid: ToSrid, report: Report
+) -> tuple[list[int], list[tuple[str, int]], np.ndarray]:
+    """Usable footprints (made valid when needed; each fix or skip reported): kept row positions,
+    ids of every building read, the footprints."""
     b_geoms = to_srid(bld.geometry.values) if len(bld) else np.array([], dtype=object)
     b_ids = _ids(bld) if len(bld) else []
     b_keep, b_shape = [], []
@@ -275,14 +288,14 @@ def load_osm(
             poly = fixed
         b_keep.append(i)
         b_shape.append(poly)
-    b_shape = np.array(b_shape, dtype=object)
-    b_pos = shapely.point_on_surface(b_shape) if len(b_shape) else np.array([], dtype=object)
-    if progress:
-        progress("buildings", 1, 1)
+    return b_keep, b_ids, np.array(b_shape, dtype=object)
 
-    # --- POIs
+
+def _parse_pois(
+    pois: pd.DataFrame, rules: tuple[dict[str, Any], ...], keys: set[str], to_srid: ToSrid, report: Report
+) -> pd.DataFrame:
+    """POIs matching the category rules → facility rows at their point (or a point on their surface)."""
     f_rows = []
-    rules, keys = data["rules"], data["keys"]
     p_geoms = to_srid(pois.geometry.values) if len(pois) else np.array([], dtype=object)
     p_ids = _ids(pois) if len(pois) else []
     for i in range(len(pois)):
@@ -310,16 +323,45 @@ def load_osm(
                 "pos": pt,
             }
         )
-    fac = pd.DataFrame(f_rows, columns=["code", "name", "category_code", "kind", "address", "source", "pos"])
+    return pd.DataFrame(f_rows, columns=["code", "name", "category_code", "kind", "address", "source", "pos"])
+
+
+def parse_osm(data: dict[str, Any], srid: int, report: Report, progress: Progress = None) -> OsmCity:
+    """The frames :func:`read_osm` returned → an :class:`OsmCity` in ``srid``. Pure: no database;
+    skipped and repaired objects are added to ``report``."""
+    to_srid = _to_srid(srid)
+    roads, bld, pois = data["roads"], data["buildings"], data["pois"]
+    net, edge_attrs, walk, share = _parse_network(roads, to_srid)
+    if progress:
+        progress("network", 1, 1)
+    b_keep, b_ids, b_shape = _parse_buildings(bld, to_srid, report)
+    b_pos = shapely.point_on_surface(b_shape) if len(b_shape) else np.array([], dtype=object)
+    if progress:
+        progress("buildings", 1, 1)
+    fac = _parse_pois(pois, data["rules"], data["keys"], to_srid, report)
     if progress:
         progress("facilities", 1, 1)
+    return OsmCity(
+        roads=roads,
+        net=net,
+        edge_attrs=edge_attrs,
+        walk=walk,
+        share=share,
+        buildings=bld.iloc[b_keep] if len(bld) else bld,
+        b_ids=b_ids,
+        b_shape=b_shape,
+        b_pos=b_pos,
+        facilities=fac,
+    )
 
-    # --- region
-    everything = np.concatenate([net.geoms, b_shape, fac["pos"].to_numpy(dtype=object)])
+
+def check_extent(city: OsmCity, box: Box | None, report: Report) -> Box | None:
+    """Bounds of everything in the extract; None (report rejected) when it is empty or outside ``box``."""
+    everything = city.everything
     if not len(everything):
         report.add("(file)", "geom_empty", "0", "提取范围内没有道路、建筑或设施 nothing to import in this extract")
         report.status = "rejected"
-        return report
+        return None
     bounds = tuple(shapely.total_bounds(everything))
     if box is not None and not (
         bounds[0] >= box[0] and bounds[1] >= box[1] and bounds[2] <= box[2] and bounds[3] <= box[3]
@@ -332,38 +374,50 @@ def load_osm(
             "(or set GISGOV_REGION_BBOX) to import it",
         )
         report.status = "rejected"
-        return report
+        return None
+    return bounds
 
-    # --- census: what the reader could not build is reported
-    if census:
-        try:
-            c = osm_census(p, rules)
-        except Exception as exc:
-            return _unreadable(report, p, exc)
-        got_b = {b_ids[i] for i in b_keep}
-        for k in sorted(c["buildings"] - set(b_ids)):
-            report.add(
-                f"{k[0]}{k[1]}",
-                "osm_skipped",
-                "building",
-                "读取器无法构建该建筑几何（多为提取边界截断的关系）the reader could not build this building "
-                "(usually a relation cut at the extract's edge)",
-                INFO,
-            )
-        got_p = {tuple(x) for x in (fac["code"].str.slice(4).map(lambda s: (s[0], int(s[1:]))) if len(fac) else [])}
-        for k in sorted(c["pois"] - got_p):
-            report.add(
-                f"{k[0]}{k[1]}",
-                "osm_skipped",
-                "poi",
-                "读取器未返回该设施 the reader returned no geometry for this POI",
-                INFO,
-            )
-        report.stats["osm_buildings_in_file"] = len(c["buildings"])
-        report.stats["osm_pois_in_file"] = len(c["pois"])
-        report.stats["osm_highway_ways_in_file"] = len(c["highways"])
-        del got_b
 
+def report_census(report: Report, city: OsmCity, c: dict[str, set[tuple[str, int]]]) -> None:
+    """What the independent census found but the reader could not build is reported (never lost silently)."""
+    for k in sorted(c["buildings"] - set(city.b_ids)):
+        report.add(
+            f"{k[0]}{k[1]}",
+            "osm_skipped",
+            "building",
+            "读取器无法构建该建筑几何（多为提取边界截断的关系）the reader could not build this building "
+            "(usually a relation cut at the extract's edge)",
+            INFO,
+        )
+    fac = city.facilities
+    got_p = {tuple(x) for x in (fac["code"].str.slice(4).map(lambda s: (s[0], int(s[1:]))) if len(fac) else [])}
+    for k in sorted(c["pois"] - got_p):
+        report.add(
+            f"{k[0]}{k[1]}",
+            "osm_skipped",
+            "poi",
+            "读取器未返回该设施 the reader returned no geometry for this POI",
+            INFO,
+        )
+    report.stats["osm_buildings_in_file"] = len(c["buildings"])
+    report.stats["osm_pois_in_file"] = len(c["pois"])
+    report.stats["osm_highway_ways_in_file"] = len(c["highways"])
+
+
+# ---------------------------------------------------------------- writing
+def write_osm(
+    engine: Engine,
+    city: OsmCity,
+    report: Report,
+    *,
+    srid: int,
+    bounds: Box,
+    dry_run: bool = False,
+    estimate: bool = True,
+    progress: Progress = None,
+) -> None:
+    """Write a parsed extract in one transaction (rolled back on a dry run or a rejection)."""
+    fac = city.facilities
     with engine.connect() as conn:
         tx = conn.begin()
         try:
@@ -379,17 +433,17 @@ def load_osm(
             if not report.ok:
                 tx.rollback()
                 report.status = "rejected"
-                return report
+                return
             communities = store._polys(conn, "community")
-            b_comm = _assign_communities(communities, b_pos)
+            b_comm = _assign_communities(communities, city.b_pos)
             f_comm = _assign_communities(communities, fac["pos"].to_numpy(dtype=object))
             if (b_comm == "").any() or (f_comm == "").any():
-                _synthetic_area(conn, everything, srid, report)
+                _synthetic_area(conn, city.everything, srid, report)
                 communities = store._polys(conn, "community")
-                b_comm = _assign_communities(communities, b_pos)
+                b_comm = _assign_communities(communities, city.b_pos)
                 f_comm = _assign_communities(communities, fac["pos"].to_numpy(dtype=object))
             # buildings
-            bcols = _building_rows(conn, bld.iloc[b_keep] if len(bld) else bld, b_shape, b_pos, b_comm)
+            bcols = _building_rows(conn, city.buildings, city.b_shape, city.b_pos, b_comm)
             n_b = store.write_level(conn, LEVELS["building"], bcols, srid, progress)
             n_est = 0
             if estimate and n_b:
@@ -402,19 +456,19 @@ def load_osm(
             fac["geom"] = fac["pos"]
             n_f = store.write_level(conn, LEVELS["facility"], fac, srid, progress)
             # network
-            n_nodes, n_edges = store.write_network(conn, net, edge_attrs, srid, progress)
+            n_nodes, n_edges = store.write_network(conn, city.net, city.edge_attrs, srid, progress)
             report.counts.update(
-                highway_ways=int(len(roads)),
+                highway_ways=int(len(city.roads)),
                 nodes=n_nodes,
                 edges=n_edges,
-                walkable_edges=int(walk.sum()),
+                walkable_edges=int(city.walk.sum()),
                 buildings=n_b,
                 households_estimated=n_est,
                 facilities=n_f,
                 written=n_b + n_f + n_edges,
             )
-            report.stats["largest_component_share"] = round(share, 4)
-            report.stats["walkable_km"] = round(float(net.length_m[walk].sum()) / 1000, 2)
+            report.stats["largest_component_share"] = round(city.share, 4)
+            report.stats["walkable_km"] = round(float(city.net.length_m[city.walk].sum()) / 1000, 2)
             report.stats["facilities_by_category"] = (
                 {k: int(v) for k, v in fac["category_code"].value_counts().items()} if len(fac) else {}
             )
@@ -424,6 +478,48 @@ def load_osm(
             if tx.is_active:
                 tx.rollback()
             raise
+
+
+# ---------------------------------------------------------------- the import
+def load_osm(
+    path: str | Path,
+    *,
+    engine: Engine,
+    region=None,
+    dry_run: bool = False,
+    estimate: bool = True,
+    progress=None,
+    census: bool = True,
+) -> Report:
+    """Import an .osm.pbf extract: read (pyrosm) → parse (:func:`parse_osm`) → check its extent →
+    cross-check with an independent census (pyosmium) → write (:func:`write_osm`)."""
+    from gisgov.ingest.loader import UsageError, parse_region
+
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"文件不存在 no such file: {p}")
+    if not p.name.lower().endswith((".pbf", ".osm.pbf")):
+        raise UsageError(
+            f"{p.name}: --osm 只读取 OpenStreetMap .osm.pbf 提取文件 --osm reads OpenStreetMap .osm.pbf extracts"
+        )
+    report = Report(p.name, "osm", dry_run=dry_run)
+    box = parse_region(region)
+    try:
+        data = read_osm(p, progress)
+    except Exception as exc:  # not a PBF, truncated, damaged blocks: the file is refused, never a 500
+        return _unreadable(report, p, exc)
+    srid = get_settings().srid
+    city = parse_osm(data, srid, report, progress)
+    bounds = check_extent(city, box, report)
+    if bounds is None:
+        return report
+    if census:
+        try:
+            c = osm_census(p, data["rules"])
+        except Exception as exc:
+            return _unreadable(report, p, exc)
+        report_census(report, city, c)
+    write_osm(engine, city, report, srid=srid, bounds=bounds, dry_run=dry_run, estimate=estimate, progress=progress)
     return report
 
 

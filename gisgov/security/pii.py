@@ -25,16 +25,16 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gisgov.config import Settings, get_settings
+from gisgov.domain.idcard import ID_PATTERN, check_digit
 
-_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_CHECK = "10X98765432"
-_ID_RE = re.compile(r"^[1-9]\d{5}(18|19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[\dX]$")
+_ID_RE = re.compile(ID_PATTERN)
 _PHONE_RE = re.compile(r"^\+?[\d\- ]{7,20}$")
 
 
 def id_check_digit(first17: str) -> str:
-    """GB 11643-1999 check character (ISO 7064 MOD 11-2) for the first 17 digits."""
-    return _CHECK[sum(int(c) * w for c, w in zip(first17, _WEIGHTS, strict=True)) % 11]
+    """GB 11643-1999 check character (ISO 7064 MOD 11-2) for the first 17 digits
+    (:func:`gisgov.domain.idcard.check_digit`)."""
+    return check_digit(first17)
 
 
 def id_problem(value: str) -> str | None:

@@ -23,8 +23,9 @@ import calendar
 from collections import Counter
 from datetime import date
 
-WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-CHECK = "10X98765432"
+from gisgov.domain.idcard import CHECK_CHARS as CHECK
+from gisgov.domain.idcard import WEIGHTS
+
 MIN_CANDIDATES = 1000
 DEFAULT_YEARS = (1900, 2025)
 

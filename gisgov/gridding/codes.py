@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import shapely
 
 from gisgov.errors import InvalidInput
 
 
-def reading_order(polygons: list) -> list[int]:
+def reading_order(polygons: list[Any]) -> list[int]:
     """Indices of ``polygons`` (metric) in reading order. A row gathers the grids whose centre lies
     within half a typical grid height below the northernmost remaining one; ties broken by x, then index."""
     k = len(polygons)
@@ -36,7 +38,7 @@ def reading_order(polygons: list) -> list[int]:
     return out
 
 
-def number(community_code: str, polygons: list) -> list[str]:
+def number(community_code: str, polygons: list[Any]) -> list[str]:
     """The code of each polygon (same order as given)."""
     if len(polygons) > 999:
         raise InvalidInput(f"community {community_code}: {len(polygons)} grids exceed the 3-digit sequence (999)")

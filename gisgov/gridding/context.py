@@ -4,11 +4,14 @@ PostGIS loading lives in :mod:`gisgov.gridding.io`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import shapely
+from shapely.geometry.base import BaseGeometry
 
 from gisgov.crs import CGCS2000, metric_epsg_for_bounds, transformer
 from gisgov.errors import InvalidInput
@@ -24,7 +27,7 @@ class CommunityContext:
     name: str
     rules: GridRules
     epsg: int
-    boundary: object  # metric polygon
+    boundary: BaseGeometry  # metric polygon
     atoms: Atoms
     compounds: Compounds
     graph: Graph  # atom adjacency
@@ -33,7 +36,7 @@ class CommunityContext:
     building_index: dict[int, int] = field(default_factory=dict)  # building id -> atom
     code_index: dict[str, int] = field(default_factory=dict)  # building/compound code -> atom (first)
     compound_index: dict[str, int] = field(default_factory=dict)  # compound code -> compound idx
-    signature: tuple = ()
+    signature: tuple[Any, ...] = ()
     _units: Units | None = None
 
     def units(self) -> Units:
@@ -41,11 +44,11 @@ class CommunityContext:
             self._units = build_units(self.atoms, self.compounds, self.graph, self.rules)
         return self._units
 
-    def to_lonlat(self, geoms):
+    def to_lonlat(self, geoms: Any) -> Any:
         t = transformer(self.epsg, CGCS2000)
         return shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
 
-    def to_metric(self, geoms):
+    def to_metric(self, geoms: Any) -> Any:
         t = transformer(CGCS2000, self.epsg)
         return shapely.transform(geoms, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
 
@@ -57,13 +60,13 @@ def build_context(
     *,
     code: str,
     name: str,
-    boundary_lonlat,
+    boundary_lonlat: BaseGeometry | None,
     buildings: pd.DataFrame,
     compounds: pd.DataFrame,
-    barriers_lonlat: list | np.ndarray = (),
+    barriers_lonlat: Sequence[Any] | np.ndarray = (),
     rules: GridRules,
     group_codes: list[str] | None = None,
-    signature: tuple = (),
+    signature: tuple[Any, ...] = (),
 ) -> CommunityContext:
     """Assemble a community for gridding.
 
@@ -74,7 +77,7 @@ def build_context(
     epsg = metric_epsg_for_bounds(boundary_lonlat.bounds)
     t = transformer(CGCS2000, epsg)
 
-    def metric(g):
+    def metric(g: Any) -> Any:
         return shapely.transform(g, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
 
     boundary = shapely.set_precision(shapely.make_valid(metric(boundary_lonlat)), GRID)
@@ -150,7 +153,7 @@ def build_context(
     return ctx
 
 
-def _poly(g):
+def _poly(g: BaseGeometry) -> BaseGeometry:
     if g.is_empty:
         return shapely.Polygon()
     if g.geom_type in ("Polygon", "MultiPolygon"):

@@ -339,7 +339,16 @@ def canonical(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-def _add_hint(m, graph: Graph, hint: np.ndarray, x, cut, arcs, depth, repair: bool) -> None:
+def _add_hint(
+    m: cp_model.CpModel,
+    graph: Graph,
+    hint: np.ndarray,
+    x: list[dict[int, cp_model.IntVar]],
+    cut: list[cp_model.IntVar],
+    arcs: dict[tuple[int, int], cp_model.IntVar],
+    depth: list[cp_model.IntVar],
+    repair: bool,
+) -> None:
     lab = np.asarray(hint) if repair else canonical(np.asarray(hint))
     n = graph.n
     for i in range(n):
@@ -357,11 +366,11 @@ def _add_hint(m, graph: Graph, hint: np.ndarray, x, cut, arcs, depth, repair: bo
         dq = deque([i])
         while dq:
             u = dq.popleft()
-            for v in adj[u]:
-                if d[v] < 0 and lab[v] == lab[u]:
-                    d[v] = d[u] + 1
-                    parent[v] = u
-                    dq.append(v)
+            for w in adj[u]:
+                if d[w] < 0 and lab[w] == lab[u]:
+                    d[w] = d[u] + 1
+                    parent[w] = u
+                    dq.append(w)
     for (i, j), a in arcs.items():
         m.add_hint(a, int(parent[i] == j))
     for i in range(n):

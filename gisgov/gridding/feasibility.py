@@ -13,7 +13,9 @@ Passing them does not prove a plan exists (units are lumpy); the exact solver de
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +28,7 @@ class Finding:
     rule: str
     message: str
     units: list[int] = field(default_factory=list)
-    data: dict = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -91,7 +93,7 @@ def check(
     h = np.asarray(households, dtype=np.int64)
     p = np.asarray(people, dtype=np.int64)
     n = graph.n
-    name = (lambda u: str(codes[u])) if codes is not None else (lambda u: f"unit {u}")
+    name: Callable[[int], str] = (lambda u: str(codes[u])) if codes is not None else (lambda u: f"unit {u}")
     H, P = int(h.sum()), int(p.sum())
     kmin, kmax = k_range(H, P, rules)
     findings: list[Finding] = []
@@ -106,7 +108,7 @@ def check(
             )
         )
     over = np.flatnonzero((h > rules.max_households) | (p > rules.max_people))
-    for u in over:
+    for u in over.tolist():
         findings.append(
             Finding(
                 "unit_over_max",
@@ -157,7 +159,9 @@ def check(
     return Feasibility(not findings, kmin, kmax, H, P, findings, comp)
 
 
-def _stranded(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, name, budget: int = 3000) -> list[Finding]:
+def _stranded(
+    graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, name: Callable[[int], str], budget: int = 3000
+) -> list[Finding]:
     """Units below the minimum that no connected group of units containing them can bring into the
     bounds (every way to grow them overshoots a maximum). Bounded search per unit."""
     adj = graph.adj()
@@ -202,7 +206,9 @@ def _stranded(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, name
     return out
 
 
-def _bottlenecks(graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, name) -> list[Finding]:
+def _bottlenecks(
+    graph: Graph, h: np.ndarray, p: np.ndarray, rules: GridRules, name: Callable[[int], str]
+) -> list[Finding]:
     """Cut vertices whose forced companions overflow one grid. One DFS (iterative) gives, for each
     cut vertex, the household/people totals of the pieces hanging off it."""
     adj = graph.adj()

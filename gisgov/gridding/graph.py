@@ -46,6 +46,11 @@ class Graph:
         self._adj: list[list[int]] | None = None
         self._adjw: list[list[float]] | None = None
 
+    @classmethod
+    def empty(cls, n: int) -> Graph:
+        """``n`` nodes, no edge."""
+        return cls(n, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool), np.zeros(0))
+
     @property
     def m(self) -> int:
         return len(self.ei)
@@ -100,7 +105,7 @@ def contract(g: Graph, group: np.ndarray, k: int) -> Graph:
     keep = gi != gj
     a, b = np.minimum(gi[keep], gj[keep]), np.maximum(gi[keep], gj[keep])
     if len(a) == 0:
-        return Graph(k, [], [], [], [], [])
+        return Graph.empty(k)
     key = a * k + b
     uniq, inv = np.unique(key, return_inverse=True)
     length = np.bincount(inv, weights=g.length[keep], minlength=len(uniq))

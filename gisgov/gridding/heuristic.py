@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -22,6 +23,9 @@ from gisgov.gridding.rules import GridRules
 W_VIOL = 1e12
 W_DEV = 1e8
 W_MOVE = 1e6
+
+
+_Orients = tuple[tuple[int, int], ...]
 
 
 @dataclass
@@ -74,7 +78,7 @@ def _kruskal_dfs(n: int, a: list[int], b: list[int], order_e: list[int]) -> tupl
 SMALL_PIECE = 64
 
 
-def _best_k1(hs: float, ps: float, ks: list[tuple], k_default: int) -> tuple[int, float]:
+def _best_k1(hs: float, ps: float, ks: list[tuple[Any, ...]], k_default: int) -> tuple[int, float]:
     """``_Splitter.best_k`` for one candidate: ``ks`` = (k, k·max households, k·max people,
     k·min households) in preference order. Plain comparisons rather than min()/max() calls: this runs
     tens of thousands of times per partition."""
@@ -103,7 +107,7 @@ class _Cut:
     hi: int
     ka: int
     kb: int
-    edges: tuple  # (preorder rank of each edge end a, of end b, edge weights) of the piece
+    edges: tuple[Any, ...]  # (preorder rank of each edge end a, of end b, edge weights) of the piece
     _cut: float | None = None
 
     def cut(self) -> float:
@@ -152,7 +156,7 @@ class _Splitter:
         self.loc = np.zeros(graph.n, dtype=np.int64)
         self.cross = graph.crossing * 1.0
 
-    def slack(self, hs, ps, k):
+    def slack(self, hs: Any, ps: Any, k: Any) -> Any:
         """Room left on the tightest bound of a piece split into ``k`` grids (< 0 = cannot fit)."""
         r = self.r
         k = np.maximum(k, 1)
@@ -161,7 +165,7 @@ class _Splitter:
             s = np.minimum(s, 1 - k * r.min_households / np.maximum(hs, 1e-9))
         return s
 
-    def best_k(self, hs, ps, k0):
+    def best_k(self, hs: np.ndarray, ps: np.ndarray | float, k0: int) -> tuple[np.ndarray, np.ndarray]:
         """Per candidate: the grid count near ``k0`` (±1) with the most slack, and that slack."""
         best_s = np.full(len(hs), -np.inf)
         best_k = np.full(len(hs), max(k0, 1), dtype=np.int64)
@@ -191,7 +195,8 @@ class _Splitter:
         self.in_s[nodes] = True
         keep = self.in_s[self.g.ei[eidx]] & self.in_s[self.g.ej[eidx]]
         self.in_s[nodes] = False
-        return eidx[keep]
+        kept: np.ndarray = eidx[keep]
+        return kept
 
     def _candidates(self, nodes: np.ndarray, eidx: np.ndarray, k: int, trees: int) -> list[_Cut]:
         """Tree-edge cuts of ``nodes``, best slack first (up to 6 per tree and orientation)."""
@@ -208,7 +213,7 @@ class _Splitter:
         h0, p0 = hn.tolist(), pn.tolist()
         k1, k2 = k // 2, k - k // 2
         orients = ((k1, k2), (k2, k1)) if k1 != k2 else ((k1, k2),)
-        out = []
+        out: list[_Cut] = []
         for _ in range(trees):
             order, pred = self._tree(n, a, b, al, bl, cross)
             if len(order) < n:
@@ -226,7 +231,7 @@ class _Splitter:
                 tin[v] = i
             child = order[1:]
             if small:
-                edges = ([tin[x] for x in al], [tin[x] for x in bl], ew)
+                edges: tuple[Any, ...] = ([tin[x] for x in al], [tin[x] for x in bl], ew)
                 scored = self._score_small(child, hs, ps, H, P, orients)
             else:
                 t = np.array(tin)
@@ -237,7 +242,9 @@ class _Splitter:
         out.sort(key=lambda c: c.neg_slack)
         return out
 
-    def _score_np(self, child, hs, ps, H, P, orients):
+    def _score_np(
+        self, child: list[int], hs: list[float], ps: list[float], H: float, P: float, orients: _Orients
+    ) -> list[tuple[float, int, int, int]]:
         """(slack, subtree root, kA, kB) of the best cuts per orientation, vectorised (large pieces)."""
         ch = np.array(child)
         sh, sp = np.array(hs)[ch], np.array(ps)[ch]
@@ -250,7 +257,9 @@ class _Splitter:
                 res.append((float(score[i]), child[i], int(ka[i]), int(kb[i])))
         return res
 
-    def _score_small(self, child, hs, ps, H, P, orients):
+    def _score_small(
+        self, child: list[int], hs: list[float], ps: list[float], H: float, P: float, orients: _Orients
+    ) -> list[tuple[float, int, int, int]]:
         """Same as ``_score_np`` in plain Python (numpy call overhead dominates on small pieces)."""
         r = self.r
         res = []
@@ -307,7 +316,7 @@ class _Splitter:
             dmin = feasible[0].neg_slack
             near = sorted((c for c in feasible if c.neg_slack <= dmin + 0.03), key=lambda c: (c.cut(), c.neg_slack))
             tries = near[:2] if len(nodes) <= self.backtrack_below else near[:1]
-            first = None
+            first: list[np.ndarray] = []
             for c in tries:
                 in_a = c.mask(len(nodes))
                 ra, oka = self.split(nodes[in_a], c.ka, self.edges_of(nodes[in_a], eidx))
@@ -352,7 +361,7 @@ def recursive_partition(
     trees_per_split: int = 2,
     attempts: int = 2,
     max_trees: int | None = None,
-) -> tuple[np.ndarray, dict]:
+) -> tuple[np.ndarray, dict[str, Any]]:
     """Labels 0..K-1 for every node; each connected component is partitioned separately.
     Returns the labels and info (``soft`` components where the bands could not all be met)."""
     rng = np.random.default_rng(seed)
@@ -486,7 +495,7 @@ class _LocalSearch:
     def ok(self, g: int) -> bool:
         return not self.over(g) and not self.under(g)
 
-    def fit_key(self, hh: int, pp: int) -> tuple[bool, int, int]:
+    def fit_key(self, hh: int, pp: int) -> tuple[bool, int, float]:
         r = self.r
         bad = max(0, r.min_households - hh) + max(0, hh - r.max_households) + max(0, pp - r.max_people)
         return (bad > 0, bad, abs(hh - r.target_households))

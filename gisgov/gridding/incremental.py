@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import time
+from typing import Any
 
 import numpy as np
 import shapely
@@ -45,7 +46,7 @@ class PlanEditor:
     def plan(self) -> PlanInput:
         return PlanInput(self.codes, self.atom_grid.copy(), None, self.exceptions)
 
-    def report(self) -> dict:
+    def report(self) -> dict[str, Any]:
         return validate(self.ctx, self.plan())
 
     def atoms_for(self, *, building: str | None = None, compound: str | None = None) -> np.ndarray:
@@ -84,7 +85,7 @@ class PlanEditor:
             out.append(str(ctx.compounds.code[k]) if k >= 0 else str(ctx.atoms.code[-1 - k]))
         return sorted(out)
 
-    def move(self, to_grid: str, *, building: str | None = None, compound: str | None = None) -> dict:
+    def move(self, to_grid: str, *, building: str | None = None, compound: str | None = None) -> dict[str, Any]:
         """Move a building or a whole compound to ``to_grid``; returns the two grids re-checked."""
         t0 = time.perf_counter()
         if to_grid not in self.index:
@@ -112,13 +113,13 @@ class PlanEditor:
             "ms": round((time.perf_counter() - t0) * 1000, 2),
         }
 
-    def _grid(self, g: int) -> dict:
+    def _grid(self, g: int) -> dict[str, Any]:
         ctx, r = self.ctx, self.ctx.rules
         poly = self.polys[g]
         parts = (
             [p for p in shapely.get_parts(poly) if not _wide(p, r.tolerance_m).is_empty] if not poly.is_empty else []
         )
-        breaks = []
+        breaks: list[dict[str, Any]] = []
         h, p = int(self.H[g]), int(self.P[g])
         if h < r.min_households:
             breaks.append({"rule": "households_under", "message": f"{h} households < {r.min_households}"})

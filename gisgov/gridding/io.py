@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import threading
 from collections import OrderedDict
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
 import shapely
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, text
 
 from gisgov.errors import InvalidInput, NotFound
@@ -17,7 +19,7 @@ from gisgov.gridding.context import CommunityContext, build_context
 from gisgov.gridding.rules import GridRules, rule_sets_from_config
 from gisgov.gridding.validate import PlanInput
 
-_CACHE: OrderedDict = OrderedDict()
+_CACHE: OrderedDict[tuple[Any, ...], CommunityContext] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 CACHE_SIZE = 16
 
@@ -28,7 +30,7 @@ def city_rule_sets(conn: Connection) -> dict[str, GridRules]:
     return rule_sets_from_config(row if isinstance(row, dict) else (json.loads(row) if row else None))
 
 
-def community_rules(conn: Connection, code: str, overrides: dict | None = None) -> GridRules:
+def community_rules(conn: Connection, code: str, overrides: dict[str, Any] | None = None) -> GridRules:
     rs = conn.execute(text("SELECT rule_set FROM community WHERE code = :c"), {"c": code}).scalar()
     if rs is None:
         raise NotFound(f"社区 community {code} not found")
@@ -37,7 +39,7 @@ def community_rules(conn: Connection, code: str, overrides: dict | None = None) 
     return rules.with_overrides(**overrides) if overrides else rules
 
 
-def _signature(conn: Connection, code: str) -> tuple:
+def _signature(conn: Connection, code: str) -> tuple[Any, ...]:
     return tuple(
         conn.execute(
             text("""
@@ -161,7 +163,11 @@ def load_context(
 # --- plans ---------------------------------------------------------------------------------------
 
 
-def plan_row(conn: Connection, code: str, version: int | None) -> dict | None:
+@overload
+def plan_row(conn: Connection, code: str, version: int) -> dict[str, Any]: ...
+@overload
+def plan_row(conn: Connection, code: str, version: int | None) -> dict[str, Any] | None: ...
+def plan_row(conn: Connection, code: str, version: int | None) -> dict[str, Any] | None:
     """The plan ``version`` of community ``code`` (None = the active one)."""
     q = (
         "SELECT id, community_code, version, status, author, created, activated, note, method, rules, stats, "
@@ -181,9 +187,10 @@ def plan_row(conn: Connection, code: str, version: int | None) -> dict | None:
 
 def active_version(conn: Connection, code: str) -> int | None:
     """The version of community ``code``'s active plan (None when it has none)."""
-    return conn.execute(
+    v = conn.execute(
         text("SELECT version FROM grid_plan WHERE community_code = :c AND status = 'active'"), {"c": code}
     ).scalar()
+    return None if v is None else int(v)
 
 
 def started_on(conn: Connection, code: str, version: int | None = None) -> int | None:
@@ -192,11 +199,12 @@ def started_on(conn: Connection, code: str, version: int | None = None) -> int |
     if version is not None:
         row = plan_row(conn, code, version)
         if row["status"] == "draft":
-            return row["parent_version"]
+            parent: int | None = row["parent_version"]
+            return parent
     return active_version(conn, code)
 
 
-def list_plans(conn: Connection, code: str) -> list[dict]:
+def list_plans(conn: Connection, code: str) -> list[dict[str, Any]]:
     """Every version of community ``code``; ``parent_version`` is the active version the draft was made from."""
     rows = (
         conn.execute(
@@ -212,7 +220,9 @@ def list_plans(conn: Connection, code: str) -> list[dict]:
     return [dict(r) for r in rows]
 
 
-def load_plan(conn: Connection, ctx: CommunityContext, version: int | None = None) -> tuple[PlanInput, dict | None]:
+def load_plan(
+    conn: Connection, ctx: CommunityContext, version: int | None = None
+) -> tuple[PlanInput, dict[str, Any] | None]:
     """A stored plan as validator input (metric polygons + assignments). ``version`` None = the active
     plan, or else the community's grids made outside plans (assignments from ``building.grid_id``)."""
     meta = plan_row(conn, ctx.code, version)
@@ -276,11 +286,12 @@ def atom_grid_from_codes(ctx: CommunityContext, codes: list[str], assignments: d
     return ag
 
 
-def _multi_wkb(ctx: CommunityContext, poly) -> bytes:
+def _multi_wkb(ctx: CommunityContext, poly: BaseGeometry) -> bytes:
     g = ctx.to_lonlat(poly)
     if g.geom_type == "Polygon":
         g = shapely.MultiPolygon([g])
-    return shapely.to_wkb(g)
+    wkb: bytes = shapely.to_wkb(g)
+    return wkb
 
 
 _NOW = object()  # save_plan's default parent: the active version when the draft is stored
@@ -294,7 +305,7 @@ def save_plan(
     author: str | None = None,
     note: str | None = None,
     method: str | None = None,
-    stats: dict | None = None,
+    stats: dict[str, Any] | None = None,
     parent_version: int | object | None = _NOW,
 ) -> int:
     """Store ``plan`` as a new draft version; returns the version number.
@@ -302,12 +313,15 @@ def save_plan(
     ``parent_version``: the active version the work started from (see :func:`started_on`); callers pass
     the one they read when the work began, so an activation in between is seen as a conflict later.
     Left out, the active version at the time of saving is recorded."""
+    atom_grid = plan.atom_grid
+    if atom_grid is None:
+        raise ValueError("save_plan: the plan has no atom_grid")
     conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('grid_plan:' || :c))"), {"c": ctx.code})
     if parent_version is _NOW:
         parent_version = active_version(conn, ctx.code)
     version = conn.execute(
         text("SELECT coalesce(max(version), 0) + 1 FROM grid_plan WHERE community_code = :c"), {"c": ctx.code}
-    ).scalar()
+    ).scalar_one()
     pid = conn.execute(
         text("""
         INSERT INTO grid_plan (community_code, version, status, author, note, method, rules, stats, parent_version)
@@ -327,7 +341,7 @@ def save_plan(
     if polys is None:
         from gisgov.gridding.validate import grid_polygons
 
-        polys = grid_polygons(ctx, plan.atom_grid, len(plan.codes))
+        polys = grid_polygons(ctx, atom_grid, len(plan.codes))
     ids = []
     for k, code in enumerate(plan.codes):
         if polys[k] is None or polys[k].is_empty:
@@ -349,9 +363,9 @@ def save_plan(
             ).scalar()
         )
     rows = [
-        {"p": pid, "b": int(ctx.atoms.building_id[a]), "g": ids[int(plan.atom_grid[a])]}
+        {"p": pid, "b": int(ctx.atoms.building_id[a]), "g": ids[int(atom_grid[a])]}
         for a in range(ctx.atoms.n)
-        if ctx.atoms.building_id[a] >= 0 and plan.atom_grid[a] >= 0
+        if ctx.atoms.building_id[a] >= 0 and atom_grid[a] >= 0
     ]
     if rows:
         conn.execute(text("INSERT INTO grid_assignment (plan_id, building_id, grid_id) VALUES (:p, :b, :g)"), rows)

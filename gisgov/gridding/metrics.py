@@ -3,11 +3,13 @@ minimum bounding circle. Both are 1 for a disc and fall towards 0 for stretched 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import shapely
 
 
-def polsby_popper(geoms) -> np.ndarray:
+def polsby_popper(geoms: Any) -> np.ndarray:
     g = np.asarray(geoms, dtype=object)
     a = shapely.area(g)
     p = shapely.length(shapely.boundary(g))
@@ -15,7 +17,7 @@ def polsby_popper(geoms) -> np.ndarray:
         return np.where(p > 0, 4 * np.pi * a / p**2, 0.0)
 
 
-def reock(geoms) -> np.ndarray:
+def reock(geoms: Any) -> np.ndarray:
     g = np.asarray(geoms, dtype=object)
     a = shapely.area(g)
     r = shapely.minimum_bounding_radius(g)

@@ -12,6 +12,7 @@ concurrent activations of drafts with the same parent exactly one succeeds."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Connection, text
 
@@ -25,7 +26,7 @@ class ParentConflict(PlanConflict):
     """The plan was made from a version that is no longer the active one (HTTP 409); ``info`` says what
     changed (JSON-ready)."""
 
-    def __init__(self, message: str, info: dict):
+    def __init__(self, message: str, info: dict[str, Any]):
         super().__init__(message)
         self.info = info
 
@@ -39,7 +40,9 @@ def _activated_by(conn: Connection, code: str, version: int) -> str | None:
     ).scalar()
 
 
-def conflict_info(conn: Connection, code: str, version: int, parent: int | None, current: dict | None) -> dict:
+def conflict_info(
+    conn: Connection, code: str, version: int, parent: int | None, current: dict[str, Any] | None
+) -> dict[str, Any]:
     """What changed since plan ``version`` was made from ``parent``: the active plan now, who activated it
     and when, and how many buildings are in another grid than in ``parent`` (:func:`diff`)."""
     cur = current["version"] if current else None
@@ -56,14 +59,16 @@ def conflict_info(conn: Connection, code: str, version: int, parent: int | None,
     if cur is not None and parent is not None:
         info["buildings_changed"] = diff(conn, code, parent, cur)["buildings_moved"]
         info["diff"] = f"/api/grids/diff/{code}?a={parent}&b={cur}"
-    elif cur is not None:  # no plan was active when the draft was made: every building of the active plan is new
+    elif (
+        cur is not None and current is not None
+    ):  # no plan was active when the draft was made: every building of the active plan is new
         info["buildings_changed"] = conn.execute(
             text("SELECT count(*) FROM grid_assignment WHERE plan_id = :p"), {"p": current["id"]}
         ).scalar()
     return info
 
 
-def conflict_message(info: dict, *, saved: bool = False, saving: bool = False) -> str:
+def conflict_message(info: dict[str, Any], *, saved: bool = False, saving: bool = False) -> str:
     """A planner's reading of :func:`conflict_info` (中文 + English): refusing an activation, or (``saved``)
     warning that a draft just saved will need ``rebase`` to be activated."""
     v, parent, cur = info["version"], info["parent_version"], info["active_version"]
@@ -129,7 +134,7 @@ def activate(
     force: bool = False,
     rebase: bool = False,
     checkpoint: Callable[[str], None] | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Make plan ``version`` the active plan of community ``code``, all or nothing.
 
     Runs inside the caller's transaction; on any error (a rule break without ``force``, a parent that is
@@ -168,8 +173,12 @@ def activate(
         )
     step("validated")
     # deterministic renumbering in reading order (W→E, N→S)
+    if plan.polygons is None:  # load_plan always reads the stored polygons
+        raise ValueError(f"grid plan version {version} of community {code}: no polygons")
     new_codes = number(code, plan.polygons)
-    ids = dict(conn.execute(text("SELECT code, id FROM grid WHERE plan_id = :p"), {"p": meta["id"]}).all())
+    ids: dict[str, int] = dict(
+        conn.execute(text("SELECT code, id FROM grid WHERE plan_id = :p"), {"p": meta["id"]}).all()
+    )
     conn.execute(text("SET CONSTRAINTS grid_plan_code_key DEFERRED"))
     renamed = dict(zip(plan.codes, new_codes, strict=False))
     conn.execute(
@@ -254,7 +263,7 @@ def activate(
     }
 
 
-def code_table(conn: Connection, code: str, version: int | None) -> list[dict]:
+def code_table(conn: Connection, code: str, version: int | None) -> list[dict[str, Any]]:
     """The code table of a plan (网格编码表): code, name, households, people, buildings, area."""
     meta = plan_row(conn, code, version)
     if meta is None:
@@ -277,22 +286,25 @@ def code_table(conn: Connection, code: str, version: int | None) -> list[dict]:
     return [{**dict(r), "community": code, "version": meta["version"], "status": meta["status"]} for r in rows]
 
 
-def diff(conn: Connection, code: str, a: int, b: int) -> dict:
+def diff(conn: Connection, code: str, a: int, b: int) -> dict[str, Any]:
     """What changed from version ``a`` to ``b``: buildings moved (matched by grid code) and the counts
     of every grid code before and after."""
     ctx = load_context(conn, code)
     pa, _ = load_plan(conn, ctx, a)
     pb, _ = load_plan(conn, ctx, b)
     atoms = ctx.atoms
+    aa, ab = pa.atom_grid, pb.atom_grid
+    if aa is None or ab is None:  # load_plan always sets them
+        raise ValueError("plans without atom_grid")
     moved = []
     for i in range(atoms.n):
         if atoms.building_id[i] < 0:
             continue
-        ga = pa.codes[pa.atom_grid[i]] if pa.atom_grid[i] >= 0 else None
-        gb = pb.codes[pb.atom_grid[i]] if pb.atom_grid[i] >= 0 else None
+        ga = pa.codes[aa[i]] if aa[i] >= 0 else None
+        gb = pb.codes[ab[i]] if ab[i] >= 0 else None
         if ga != gb:
             moved.append({"building": str(atoms.code[i]), "from": ga, "to": gb, "households": int(atoms.households[i])})
-    counts: dict[str, dict] = {}
+    counts: dict[str, dict[str, Any]] = {}
     for tag, plan in (("before", pa), ("after", pb)):
         for k, c in enumerate(plan.codes):
             sel = plan.atom_grid == k

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import shapely
@@ -13,6 +14,7 @@ import shapely
 from gisgov.gridding import exact, feasibility, heuristic
 from gisgov.gridding.codes import number
 from gisgov.gridding.context import CommunityContext
+from gisgov.gridding.graph import Graph
 from gisgov.gridding.rules import GridRules
 from gisgov.gridding.units import Units, build_units
 from gisgov.gridding.validate import PlanInput, grid_polygons, validate
@@ -33,12 +35,12 @@ class Proposal:
     gap: float | None = None
     seconds: float = 0.0
     units: int = 0
-    findings: list[dict] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
     plan: PlanInput | None = None
-    report: dict | None = None
+    report: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
-    def public(self) -> dict:
+    def public(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k not in ("plan", "report")}
         if self.report is not None:
             out["report"] = {k: v for k, v in self.report.items() if not k.startswith("_")}
@@ -47,7 +49,7 @@ class Proposal:
         return out
 
 
-def findings_json(ctx: CommunityContext, units: Units, feas: feasibility.Feasibility) -> list[dict]:
+def findings_json(ctx: CommunityContext, units: Units, feas: feasibility.Feasibility) -> list[dict[str, Any]]:
     out = []
     for f in feas.findings:
         atoms = np.concatenate([units.atoms[u] for u in f.units]) if f.units else np.zeros(0, np.int64)
@@ -198,11 +200,15 @@ def propose(
     return prop
 
 
-def _heuristic(g, h, p, r, *, seed: int, restarts: int) -> tuple[np.ndarray, int]:
+def _heuristic(
+    g: Graph, h: np.ndarray, p: np.ndarray, r: GridRules, *, seed: int, restarts: int
+) -> tuple[np.ndarray, int]:
     """Tree bipartition + local search, restarted with the next seeds (seed, seed+1, …) until a plan
     meets every bound or ``restarts`` runs are spent; the best plan (fewest grids out of bounds,
     then the least excess) and the number of runs. Deterministic: counted in runs, not seconds."""
-    best, best_score, runs = None, None, 0
+    best: np.ndarray | None = None
+    best_score: tuple[Any, ...] | None = None
+    runs = 0
     for s in range(seed, seed + max(1, restarts)):
         runs += 1
         lab, _ = heuristic.recursive_partition(g, h, p, r, seed=s)
@@ -213,10 +219,23 @@ def _heuristic(g, h, p, r, *, seed: int, restarts: int) -> tuple[np.ndarray, int
             best, best_score = lab, sc
         if best_score[0] == 0:
             break
+    if best is None:  # unreachable: at least one run
+        raise RuntimeError("no heuristic run")
     return best, runs
 
 
-def _closest(ctx, r, active, units, unit_labels, *, seed, time_limit_s, workers, exact_max_units):
+def _closest(
+    ctx: CommunityContext,
+    r: GridRules,
+    active: np.ndarray,
+    units: Units,
+    unit_labels: np.ndarray,
+    *,
+    seed: int,
+    time_limit_s: float,
+    workers: int,
+    exact_max_units: int,
+) -> tuple[Units, np.ndarray, dict[str, Any]]:
     """Closest plan: fewest bound breaks first, then fewest split compounds, then boundary length.
     Buildings become the units (compounds may split, each split counted); exact when small enough."""
     from dataclasses import replace
@@ -251,7 +270,10 @@ def _closest(ctx, r, active, units, unit_labels, *, seed, time_limit_s, workers,
         ],
         key=lambda t: t[0],
     )
-    info = {"method": best[2], "note": "closest plan: fewest grids outside the bounds, then fewest split compounds"}
+    info: dict[str, Any] = {
+        "method": best[2],
+        "note": "closest plan: fewest grids outside the bounds, then fewest split compounds",
+    }
     if bunits.n <= 2 * exact_max_units:
         kmin, kmax = feasibility.k_range(int(h.sum()), int(p.sum()), r)
         k_hi = max(kmax, kmin, int(best[1].max()) + 1)
@@ -278,7 +300,9 @@ def _closest(ctx, r, active, units, unit_labels, *, seed, time_limit_s, workers,
     return bunits, best[1], info
 
 
-def _score(labels, h, p, r, groups) -> tuple[int, int, float]:
+def _score(
+    labels: np.ndarray, h: np.ndarray, p: np.ndarray, r: GridRules, groups: list[list[int]]
+) -> tuple[int, int, float]:
     H = np.bincount(labels, weights=h)
     P = np.bincount(labels, weights=p)
     used = np.bincount(labels) > 0

@@ -13,12 +13,14 @@ the territories, so overlaps and gaps disappear with the fix.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 
 from gisgov.gridding import exact, heuristic
 from gisgov.gridding.context import CommunityContext
 from gisgov.gridding.graph import pieces
+from gisgov.gridding.rules import GridRules
 from gisgov.gridding.units import build_units
 from gisgov.gridding.validate import PlanInput, grid_polygons, validate
 
@@ -31,7 +33,7 @@ def repair(
     time_limit_s: float = 5.0,
     exact_max_units: int = 250,
     workers: int = 2,
-) -> dict:
+) -> dict[str, Any]:
     t0 = time.perf_counter()
     r = ctx.rules
     before = validate(ctx, plan)
@@ -58,14 +60,14 @@ def repair(
             break
         H = np.bincount(lab[lab >= 0], weights=h[lab >= 0], minlength=K)
         progress = False
-        for u in free:
+        for u in free.tolist():
             opts = {int(lab[v]) for v in adj[u] if lab[v] >= 0}
             if opts:
                 lab[u] = min(opts, key=lambda g: (H[g], g))
                 progress = True
         if not progress:
             break
-    for u in np.flatnonzero(lab < 0):  # isolated and unassigned: nearest grid by unit order
+    for u in np.flatnonzero(lab < 0).tolist():  # isolated and unassigned: nearest grid by unit order
         lab[u] = 0
     # detached pieces: keep each grid's largest piece, hand the others to the neighbour they border most
     exc = plan.exceptions or [None] * K
@@ -161,7 +163,7 @@ def repair(
     }
 
 
-def _penalty(lab, h, p, r, K) -> tuple[int, int]:
+def _penalty(lab: np.ndarray, h: np.ndarray, p: np.ndarray, r: GridRules, K: int) -> tuple[int, int]:
     H = np.bincount(lab, weights=h, minlength=K)
     P = np.bincount(lab, weights=p, minlength=K)
     under = np.maximum(0, r.min_households - H) * (H > 0)
@@ -170,5 +172,5 @@ def _penalty(lab, h, p, r, K) -> tuple[int, int]:
     return int((under > 0).sum() + (over > 0).sum() + (pover > 0).sum()), int(under.sum() + over.sum() + pover.sum())
 
 
-def _moves(lab, cur, cost) -> float:
+def _moves(lab: np.ndarray, cur: np.ndarray, cost: np.ndarray) -> float:
     return float(cost[(cur >= 0) & (lab != cur)].sum())

@@ -68,7 +68,7 @@ class GridRules:
         bad = sorted(set(kw) - known)
         if bad:
             raise InvalidInput(f"unknown grid rule(s) {bad}; known: {sorted(known)}")
-        clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items() if v is not None}
+        clean: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items() if v is not None}
         return replace(self, **clean)
 
     def to_dict(self) -> dict[str, Any]:

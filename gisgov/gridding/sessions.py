@@ -29,6 +29,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, text
@@ -80,8 +81,9 @@ def _uuid(sid: str) -> str:
         raise NotFound(f"编辑会话不存在 edit session {sid!r} not found") from None
 
 
-def _split_codes(raw) -> tuple[list[str], list[str | None]]:
-    codes, exc = [], []
+def _split_codes(raw: Any) -> tuple[list[str], list[str | None]]:
+    codes: list[str] = []
+    exc: list[str | None] = []
     for c in raw or []:
         if isinstance(c, dict):
             codes.append(str(c["code"]))
@@ -104,7 +106,7 @@ def state_of(ctx: CommunityContext, codes: list[str], atom_grid: np.ndarray) -> 
     return out
 
 
-def atom_grid_of(ctx: CommunityContext, codes: list[str], state: dict) -> np.ndarray:
+def atom_grid_of(ctx: CommunityContext, codes: list[str], state: dict[str, Any]) -> np.ndarray:
     """Atom labels from the stored state. Buildings removed from the community since are skipped; new
     ones are in no grid; compounds without buildings not in the state follow their neighbour."""
     a = ctx.atoms
@@ -268,7 +270,9 @@ def check_revision(s: Session, revision: int | None) -> None:
         )
 
 
-def move(conn: Connection, s: Session, to: str, *, building: str | None = None, compound: str | None = None) -> dict:
+def move(
+    conn: Connection, s: Session, to: str, *, building: str | None = None, compound: str | None = None
+) -> dict[str, Any]:
     """Apply one move to the stored session (``s`` must have been read with ``lock=True``)."""
     if (building is None) == (compound is None):
         raise InvalidInput("give exactly one of building or compound")

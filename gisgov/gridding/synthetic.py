@@ -39,8 +39,8 @@ def lattice(
     n = side * side
     hh = rng.integers(hh_low, hh_high + 1, size=n)
     people = np.round(hh * rng.uniform(2.0, 2.8, size=n)).astype(np.int64)
-    ix, iy = np.meshgrid(np.arange(side), np.arange(side), indexing="xy")
-    ix, iy = ix.ravel(), iy.ravel()
+    gx, gy = np.meshgrid(np.arange(side), np.arange(side), indexing="xy")
+    ix, iy = gx.ravel(), gy.ravel()
     cells = shapely.box(ix * cell_m, iy * cell_m, (ix + 1) * cell_m, (iy + 1) * cell_m)
     idx = np.arange(n).reshape(side, side)
     a = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])

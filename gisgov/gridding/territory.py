@@ -10,10 +10,12 @@ land outside compounds (roads, open space) goes to the nearest building or compo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import shapely
 from shapely import STRtree
+from shapely.geometry.base import BaseGeometry
 
 from gisgov.gridding.graph import Graph
 from gisgov.gridding.rules import GridRules
@@ -34,7 +36,9 @@ class Atoms:
     people: np.ndarray  # int64
     groups: np.ndarray  # (n, G) int64 special-group counts
     xy: np.ndarray  # (n, 2) seed point (building position)
-    cell: np.ndarray = field(default=None)  # shapely geometries (territory)
+    cell: np.ndarray = field(
+        default_factory=lambda: np.empty(0, dtype=object)
+    )  # shapely geometries (territory), set by tessellate()
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -50,8 +54,8 @@ class Compounds:
     geom: np.ndarray  # shapely polygons (metric), clipped to the available area, disjoint
 
 
-def _ring_samples(poly, spacing: float) -> list[np.ndarray]:
-    out = []
+def _ring_samples(poly: BaseGeometry, spacing: float) -> list[np.ndarray]:
+    out: list[np.ndarray] = []
     for part in shapely.get_parts(poly):
         for ring in [part.exterior, *part.interiors]:
             n = int(min(MAX_SAMPLES_PER_RING, max(4, ring.length // spacing)))
@@ -60,7 +64,7 @@ def _ring_samples(poly, spacing: float) -> list[np.ndarray]:
     return out
 
 
-def _voronoi_cells(seeds: np.ndarray, clip, envelope) -> np.ndarray:
+def _voronoi_cells(seeds: np.ndarray, clip: BaseGeometry, envelope: BaseGeometry) -> np.ndarray:
     """Voronoi cell of each seed (by input order), intersected with ``clip``. Duplicate seeds: the
     first gets the cell, the others an empty geometry."""
     n = len(seeds)
@@ -107,7 +111,7 @@ def _snap(geoms: np.ndarray) -> np.ndarray:
         return out
 
 
-def _polygonal(g):
+def _polygonal(g: BaseGeometry | None) -> BaseGeometry:
     """Only the polygonal part of a geometry (intersections may leave lines/points)."""
     if g is None or g.is_empty:
         return shapely.Polygon()
@@ -117,14 +121,14 @@ def _polygonal(g):
     return shapely.union_all(parts) if parts else shapely.Polygon()
 
 
-def tessellate(atoms: Atoms, compounds: Compounds, area) -> Atoms:
+def tessellate(atoms: Atoms, compounds: Compounds, area: BaseGeometry) -> Atoms:
     """Fill ``atoms.cell`` so that the cells tile ``area`` (metric polygon). Compounds' polygons must
     already be clipped to ``area`` and disjoint."""
     n = atoms.n
     env = shapely.box(*shapely.buffer(area, 50).bounds)
     comp_union = shapely.union_all(compounds.geom, grid_size=GRID) if len(compounds.geom) else shapely.Polygon()
     rest = _polygonal(shapely.difference(area, comp_union, grid_size=GRID))
-    parts_of: list[list] = [[] for _ in range(n)]
+    parts_of: list[list[Any]] = [[] for _ in range(n)]
 
     # 1. inside each compound: Voronoi of its buildings
     by_comp: dict[int, list[int]] = {}
@@ -163,7 +167,8 @@ def tessellate(atoms: Atoms, compounds: Compounds, area) -> Atoms:
         cells = _voronoi_cells(s, rest, env)
         # a clipped cell may fall apart (the clip is concave): keep the piece at its seed, give the
         # others to the neighbour sharing most boundary with them
-        main, orphans = [], []
+        main: list[tuple[int, BaseGeometry]] = []
+        orphans: list[BaseGeometry] = []
         for k, cell in enumerate(cells):
             cell = _polygonal(cell)
             if cell.is_empty:
@@ -183,13 +188,13 @@ def tessellate(atoms: Atoms, compounds: Compounds, area) -> Atoms:
 
     cells = np.empty(n, dtype=object)
     for a in range(n):
-        ps = [p for p in parts_of[a] if not p.is_empty]
-        cells[a] = _polygonal(shapely.union_all(ps, grid_size=GRID)) if ps else shapely.Polygon()
+        kept = [p for p in parts_of[a] if not p.is_empty]
+        cells[a] = _polygonal(shapely.union_all(kept, grid_size=GRID)) if kept else shapely.Polygon()
     atoms.cell = cells
     return atoms
 
 
-def _adopt_orphans(orphans: list, parts_of: list[list]) -> None:
+def _adopt_orphans(orphans: list[Any], parts_of: list[list[Any]]) -> None:
     pending = list(orphans)
     for _ in range(5):
         if not pending:
@@ -225,7 +230,7 @@ def adjacency(cells: np.ndarray, xy: np.ndarray, barriers: np.ndarray, rules: Gr
     valid = np.array([c is not None and not c.is_empty for c in cells])
     idx = np.flatnonzero(valid)
     if len(idx) < 2:
-        return Graph(n, [], [], [], [], [])
+        return Graph.empty(n)
     tree = STRtree(cells[idx])
     a, b = tree.query(cells[idx], predicate="intersects")
     keep = a < b

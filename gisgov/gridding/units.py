@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -37,10 +38,12 @@ def build_units(
     """Group ``atoms`` (only those in ``active``) into units and contract the atom graph onto them."""
     act = np.ones(atoms.n, bool) if active is None else np.asarray(active, bool)
     groups: list[list[int]] = []
-    kind, code, comp = [], [], []
+    kind: list[str] = []
+    code: list[Any] = []
+    comp: list[int] = []
     split: list[int] = []
     by_comp: dict[int, list[int]] = {}
-    for a in np.flatnonzero(act):
+    for a in np.flatnonzero(act).tolist():
         c = int(atoms.compound[a])
         if c >= 0:
             by_comp.setdefault(c, []).append(int(a))
@@ -68,19 +71,19 @@ def build_units(
                 comp.append(c)
     # deterministic order: west→east then north→south of the first atom
     order = sorted(range(len(groups)), key=lambda u: (atoms.xy[groups[u][0], 0], -atoms.xy[groups[u][0], 1], code[u]))
-    groups = [np.asarray(groups[u], dtype=np.int64) for u in order]
+    unit_atoms = [np.asarray(groups[u], dtype=np.int64) for u in order]
     of_atom = np.full(atoms.n, -1, dtype=np.int64)
-    for u, g in enumerate(groups):
+    for u, g in enumerate(unit_atoms):
         of_atom[g] = u
-    k = len(groups)
-    hh = np.array([atoms.households[g].sum() for g in groups], dtype=np.int64)
-    pp = np.array([atoms.people[g].sum() for g in groups], dtype=np.int64)
+    k = len(unit_atoms)
+    hh = np.array([atoms.households[g].sum() for g in unit_atoms], dtype=np.int64)
+    pp = np.array([atoms.people[g].sum() for g in unit_atoms], dtype=np.int64)
     gg = (
-        np.stack([atoms.groups[g].sum(0) for g in groups])
+        np.stack([atoms.groups[g].sum(0) for g in unit_atoms])
         if k
         else np.zeros((0, atoms.groups.shape[1]), dtype=np.int64)
     )
-    xy = np.array([atoms.xy[g].mean(0) for g in groups]) if k else np.zeros((0, 2))
+    xy = np.array([atoms.xy[g].mean(0) for g in unit_atoms]) if k else np.zeros((0, 2))
     # contract the atom graph over active atoms
     ok = (of_atom[atom_graph.ei] >= 0) & (of_atom[atom_graph.ej] >= 0)
     sub = Graph(
@@ -92,9 +95,9 @@ def build_units(
         atom_graph.weight[ok],
     )
     safe = np.where(of_atom >= 0, of_atom, 0)
-    ug = contract(sub, safe, k) if k else Graph(0, [], [], [], [], [])
+    ug = contract(sub, safe, k) if k else Graph.empty(0)
     return Units(
-        groups,
+        unit_atoms,
         of_atom,
         np.array([kind[u] for u in order], dtype=object),
         np.array([code[u] for u in order], dtype=object),

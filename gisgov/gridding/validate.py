@@ -12,13 +12,16 @@ households, people, special groups, buildings, compactness (Polsby–Popper, Reo
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import shapely
 from shapely import STRtree
+from shapely.geometry.base import BaseGeometry
 
 from gisgov.gridding.context import CommunityContext
 from gisgov.gridding.metrics import polsby_popper, reock
+from gisgov.gridding.rules import GridRules
 from gisgov.gridding.territory import GRID
 
 HARD_RULES = (
@@ -41,14 +44,14 @@ HARD_RULES = (
 class PlanInput:
     codes: list[str]
     atom_grid: np.ndarray | None = None  # label per atom (index into codes), -1 = none
-    polygons: list | None = None  # metric polygon per grid; None = derive from atom_grid
+    polygons: list[Any] | None = None  # metric polygon per grid; None = derive from atom_grid
     exceptions: list[str | None] | None = None
     names: list[str | None] | None = None
 
 
-def grid_polygons(ctx: CommunityContext, atom_grid: np.ndarray, k: int) -> list:
+def grid_polygons(ctx: CommunityContext, atom_grid: np.ndarray, k: int) -> list[Any]:
     """Union of the atoms' territories per grid (coverage union: they share edges exactly)."""
-    out = []
+    out: list[BaseGeometry] = []
     cells = ctx.atoms.cell
     for g in range(k):
         idx = np.flatnonzero(atom_grid == g)
@@ -63,14 +66,14 @@ def grid_polygons(ctx: CommunityContext, atom_grid: np.ndarray, k: int) -> list:
     return out
 
 
-def _polygonal(g):
+def _polygonal(g: BaseGeometry) -> BaseGeometry:
     if g.is_empty or g.geom_type in ("Polygon", "MultiPolygon"):
         return g
     parts = [p for p in shapely.get_parts(g) if p.geom_type in ("Polygon", "MultiPolygon")]
     return shapely.union_all(parts) if parts else shapely.Polygon()
 
 
-def _wide(geom, tol: float):
+def _wide(geom: BaseGeometry, tol: float) -> BaseGeometry:
     """Parts of ``geom`` wider than ``tol`` (thin slivers are digitising noise)."""
     geom = _polygonal(geom)
     if geom.is_empty:
@@ -82,7 +85,7 @@ def _wide(geom, tol: float):
     return shapely.union_all(keep) if keep else shapely.Polygon()
 
 
-def assign_by_polygons(ctx: CommunityContext, polys: list) -> tuple[np.ndarray, np.ndarray]:
+def assign_by_polygons(ctx: CommunityContext, polys: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     """Grid of each atom by its point (first grid when in several) and the count of grids holding it."""
     pts = shapely.points(ctx.atoms.xy)
     out = np.full(ctx.atoms.n, -1, dtype=np.int64)
@@ -100,19 +103,19 @@ def assign_by_polygons(ctx: CommunityContext, polys: list) -> tuple[np.ndarray, 
     return out, hits
 
 
-def validate(ctx: CommunityContext, plan: PlanInput) -> dict:
+def validate(ctx: CommunityContext, plan: PlanInput) -> dict[str, Any]:
     """Full report: per-grid statistics and every rule break (geometry in lon/lat GeoJSON)."""
     r = ctx.rules
     tol = r.tolerance_m
     k = len(plan.codes)
     exc = plan.exceptions or [None] * k
-    breaks: list[dict] = []
+    breaks: list[dict[str, Any]] = []
     derived = plan.polygons is None
     if derived:
         ag = np.asarray(plan.atom_grid, dtype=np.int64)
         polys = grid_polygons(ctx, ag, k)
     else:
-        polys = [_polygonal(shapely.make_valid(p)) if p is not None else shapely.Polygon() for p in plan.polygons]
+        polys = [_polygonal(shapely.make_valid(p)) if p is not None else shapely.Polygon() for p in plan.polygons or []]
         by_poly, _hits = assign_by_polygons(ctx, polys)
         if plan.atom_grid is None:
             ag = by_poly
@@ -347,7 +350,7 @@ def validate(ctx: CommunityContext, plan: PlanInput) -> dict:
     }
 
 
-def _status(h: int, p: int, r) -> str:
+def _status(h: int, p: int, r: GridRules) -> str:
     if h > r.max_households or p > r.max_people:
         return "over"
     if h < r.min_households:
@@ -355,7 +358,9 @@ def _status(h: int, p: int, r) -> str:
     return "ok"
 
 
-def _brk(ctx: CommunityContext, rule: str, grid: str | None, message: str, geom, **data) -> dict:
+def _brk(
+    ctx: CommunityContext, rule: str, grid: str | None, message: str, geom: BaseGeometry | None, **data: Any
+) -> dict[str, Any]:
     return {
         "rule": rule,
         "grid": grid,
@@ -365,6 +370,6 @@ def _brk(ctx: CommunityContext, rule: str, grid: str | None, message: str, geom,
     }
 
 
-def public(report: dict) -> dict:
+def public(report: dict[str, Any]) -> dict[str, Any]:
     """The report without its internal (non-JSON) members."""
     return {k: v for k, v in report.items() if not k.startswith("_")}

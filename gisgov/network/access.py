@@ -9,6 +9,7 @@ own access leg; the distance is the minimum over the rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,10 +42,11 @@ class Access:
         lo = np.searchsorted(self.owner, owners, "left")
         hi = np.searchsorted(self.owner, owners, "right")
         cnt = hi - lo
-        return np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+        rows: np.ndarray = np.repeat(lo, cnt) + (np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt))
+        return rows
 
 
-def snap_gates(graph: WalkGraph, gates: pd.DataFrame, **snap_kw) -> Snap:
+def snap_gates(graph: WalkGraph, gates: pd.DataFrame, **snap_kw: Any) -> Snap:
     """Gates (columns x, y, node_id) on the network: their road_node when linked, else snapped."""
     snap = snap_points(graph, gates["x"].to_numpy(float), gates["y"].to_numpy(float), **snap_kw)
     if "node_id" in gates and len(gates):
@@ -72,7 +74,7 @@ def building_access(
     gates: pd.DataFrame | None = None,
     compound_geoms: pd.Series | None = None,
     max_snap_m: float = 150.0,
-    **snap_kw,
+    **snap_kw: Any,
 ) -> tuple[Access, Snap]:
     """Access rows for buildings; routes compound buildings through their gates (see module doc).
 

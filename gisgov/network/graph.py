@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,9 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from gisgov.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from gisgov.network.nearest import PieceIndex
 
 
 class NetworkError(InvalidInput):
@@ -41,7 +45,7 @@ class WalkGraph:
     rev_indptr: np.ndarray
     rev_indices: np.ndarray
     rev_data: np.ndarray
-    report: dict = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_nodes(self) -> int:
@@ -56,7 +60,7 @@ class WalkGraph:
         return shapely.STRtree(self.geoms)
 
     @cached_property
-    def pieces(self):
+    def pieces(self) -> PieceIndex:
         """Short straight pieces of every edge in a k-d tree (fast exact nearest-edge search)."""
         from gisgov.network.nearest import PieceIndex
 
@@ -111,7 +115,9 @@ class WalkGraph:
         )
 
 
-def _with_source(indptr, indices, data, targets, weights) -> sparse.csr_matrix:
+def _with_source(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, targets: np.ndarray, weights: np.ndarray
+) -> sparse.csr_matrix:
     nnz = int(indptr[-1])
     n = len(indptr) - 1
     indptr = indptr.copy()
@@ -183,7 +189,7 @@ def build_graph(
         raise NetworkError(f"road_edge {edge_ids[i]}: empty geometry (rule: edge_geometry)")
 
     keep = foot
-    report = {"edges_in": int(n_in), "edges_not_foot": int((~foot).sum())}
+    report: dict[str, Any] = {"edges_in": int(n_in), "edges_not_foot": int((~foot).sum())}
     source, target, length_m, geoms = source[keep], target[keep], length_m[keep], geoms[keep]
     edge_ids, oneway = edge_ids[keep], oneway[keep]
 
@@ -236,7 +242,7 @@ def build_graph(
     return g
 
 
-def _orient(geoms, source, target, node_ids, nx, ny) -> np.ndarray:
+def _orient(geoms: np.ndarray, source: Any, target: Any, node_ids: Any, nx: np.ndarray, ny: np.ndarray) -> np.ndarray:
     """Flip geometries whose start lies at the target node rather than the source node."""
     idx = pd.Series(np.arange(len(node_ids)), index=np.asarray(node_ids, dtype=np.int64))
     si = idx.reindex(source).to_numpy()
@@ -258,10 +264,10 @@ def _orient(geoms, source, target, node_ids, nx, ny) -> np.ndarray:
 
 
 def graph_from_edges(
-    edges,
+    edges: Any,
     *,
     epsg: int | None = None,
-    nodes=None,
+    nodes: Any = None,
     source_col: str = "source",
     target_col: str = "target",
     id_col: str | None = "id",

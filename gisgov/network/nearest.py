@@ -55,7 +55,7 @@ class PieceIndex:
         tree = cKDTree(np.column_stack([x0 + px / 2, y0 + py / 2]))
         return cls(x0, y0, px, py, edge[rep], along, half, tree)
 
-    def nearest(self, x: np.ndarray, y: np.ndarray):
+    def nearest(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(edge, distance, raw offset along the geometry, proven-exact mask) per point."""
         k = min(K, len(self.x0))
         dmid, cand = self.tree.query(np.column_stack([x, y]), k=k)

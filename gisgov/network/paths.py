@@ -37,7 +37,7 @@ class NodeDistances:
     source: np.ndarray  # (N,) index of that source in ``Sources`` (-1 unreachable)
 
 
-def _super_source_arcs(g: WalkGraph, s: Sources):
+def _super_source_arcs(g: WalkGraph, s: Sources) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ok = s.edge >= 0
     idx = np.flatnonzero(ok)
     e, t, leg = s.edge[ok], s.offset[ok], s.leg[ok]
@@ -153,7 +153,9 @@ def point_distances(
     return dist, src
 
 
-def _same_edge(g: WalkGraph, s: Sources, e: np.ndarray, t: np.ndarray, on: np.ndarray):
+def _same_edge(
+    g: WalkGraph, s: Sources, e: np.ndarray, t: np.ndarray, on: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rows sharing an edge with a source, the direct along-edge distance to the best such source
     (inf if the one-way direction forbids it) and that source."""
     empty = (np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0, dtype=np.int64))
@@ -184,7 +186,7 @@ def _same_edge(g: WalkGraph, s: Sources, e: np.ndarray, t: np.ndarray, on: np.nd
     return rep_o[first], best, np.where(np.isfinite(best), j_o[first], -1)
 
 
-def _reduce_owners(owner: np.ndarray, n: int, dist: np.ndarray, src: np.ndarray):
+def _reduce_owners(owner: np.ndarray, n: int, dist: np.ndarray, src: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     o = np.lexsort((dist, owner))
     ow, d, s = owner[o], dist[o], src[o]
     first = np.ones(len(ow), dtype=bool)

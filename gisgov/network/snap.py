@@ -10,6 +10,7 @@ are flagged.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import shapely
@@ -70,7 +71,7 @@ class Snap:
         return Snap(self.edge[idx], self.offset[idx], self.leg[idx], self.x[idx], self.y[idx], self.flags[idx])
 
 
-def _locate(graph: WalkGraph, edge: np.ndarray, pts: np.ndarray):
+def _locate(graph: WalkGraph, edge: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     g = graph.geoms[edge]
     raw = shapely.line_locate_point(g, pts)
     sp = shapely.line_interpolate_point(g, raw)
@@ -95,7 +96,7 @@ def snap_points(
     n = len(x)
     if graph.n_edges == 0 or n == 0:
         return Snap.empty(n)
-    pts = shapely.points(x, y)
+    pts = cast(np.ndarray, shapely.points(x, y))  # arrays in, an array of points out
     edge, _, raw, exact = graph.pieces.nearest(x, y)
     edge = edge.astype(np.int64)
     if not exact.all():  # the few the k-d tree cannot prove: R-tree nearest
@@ -130,7 +131,9 @@ def snap_points(
     return Snap(edge, offset, leg, sx, sy, flags)
 
 
-def _reroute(graph: WalkGraph, btree: shapely.STRtree, pt, radius: float):
+def _reroute(
+    graph: WalkGraph, btree: shapely.STRtree, pt: shapely.Point, radius: float
+) -> tuple[int, float, float, float, float] | None:
     """Nearest edge within ``radius`` whose access leg crosses no barrier, or None."""
     cand = graph.tree.query(pt, predicate="dwithin", distance=radius)
     if len(cand) == 0:

@@ -14,6 +14,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Connection, text
 
@@ -80,18 +81,25 @@ def add_user(
     _check_node(conn, scope_code)
     if conn.execute(text("SELECT 1 FROM app_user WHERE username = :u"), {"u": username}).first():
         raise InvalidInput(f"用户名已存在 user {username} already exists")
-    return conn.execute(
-        text(
-            "INSERT INTO app_user (username, display_name, role, scope_code, password_hash, is_demo) "
-            "VALUES (:u, :d, :r, :s, :h, :demo) RETURNING id"
-        ),
-        dict(
-            u=username, d=display_name or username, r=role.value, s=scope_code, h=hash_password(password), demo=is_demo
-        ),
-    ).scalar_one()
+    return int(
+        conn.execute(
+            text(
+                "INSERT INTO app_user (username, display_name, role, scope_code, password_hash, is_demo) "
+                "VALUES (:u, :d, :r, :s, :h, :demo) RETURNING id"
+            ),
+            dict(
+                u=username,
+                d=display_name or username,
+                r=role.value,
+                s=scope_code,
+                h=hash_password(password),
+                demo=is_demo,
+            ),
+        ).scalar_one()
+    )
 
 
-def list_users(conn: Connection) -> list[dict]:
+def list_users(conn: Connection) -> list[dict[str, Any]]:
     rows = (
         conn.execute(
             text(
@@ -109,7 +117,7 @@ def _user_id(conn: Connection, username: str) -> int:
     uid = conn.execute(text("SELECT id FROM app_user WHERE username = :u"), {"u": username}).scalar()
     if uid is None:
         raise NotFound(f"无此用户 no user {username}")
-    return uid
+    return int(uid)
 
 
 def set_disabled(conn: Connection, username: str, disabled: bool = True) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
@@ -53,11 +54,13 @@ def record(
     object: str | None = None,
     result: str = "ok",
     client: str | None = None,
-    detail: dict | None = None,
+    detail: dict[str, Any] | None = None,
 ) -> None:
     """Append one audit row. With an Engine the row is committed in its own transaction."""
     if action not in ACTIONS:
         raise ValueError(f"unknown audit action {action!r}")
+    who: str | None
+    role: str | None
     if isinstance(actor, Principal):
         who, role = actor.username, actor.role.value
     else:
@@ -88,7 +91,7 @@ def query(
     result: str | None = None,
     limit: int = 200,
     offset: int = 0,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """Audit rows, newest first, filtered."""
     rows = (
         conn.execute(

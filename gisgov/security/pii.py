@@ -130,4 +130,4 @@ class Vault:
         p = re.sub(r"[\s\-]", "", phone)
         if not _PHONE_RE.match(phone.strip()):
             raise ValueError(f"电话号码格式错误 phone number malformed: {mask_phone(phone)}")
-        return self.encrypt(p), mask_phone(p)
+        return self.encrypt(p), str(mask_phone(p))  # p matched the phone pattern: never empty, so masked

@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Role(StrEnum):
@@ -180,7 +181,7 @@ class Principal:
     def catalog_level(self) -> str:
         return CATALOG_LEVEL[self.role]
 
-    def public(self) -> dict:
+    def public(self) -> dict[str, Any]:
         return {
             "username": self.username,
             "display_name": self.display_name,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 SHOWN = "shown"
 PRIMARY = "primary"  # below k: "<k"
@@ -65,7 +66,7 @@ def label(value: int, status: str, k: int) -> int | str | None:
     return None
 
 
-def initial(values: Mapping, residents: Mapping, shown: Iterable, k: int) -> dict:
+def initial(values: Mapping[Any, Any], residents: Mapping[Any, Any], shown: Iterable[Any], k: int) -> dict[Any, Any]:
     """Primary statuses: cells on some page are SHOWN or PRIMARY; the others HIDDEN."""
     on_page = set(shown)
     return {
@@ -88,7 +89,9 @@ def bounds(status: str, value: int, residents: int, k: int) -> tuple[int, int]:
     return 0, res
 
 
-def propagate(relations: Sequence[Relation], lo: dict, hi: dict, *, max_rounds: int = 10_000) -> tuple[dict, dict]:
+def propagate(
+    relations: Sequence[Relation], lo: dict[Any, Any], hi: dict[Any, Any], *, max_rounds: int = 10_000
+) -> tuple[dict[Any, Any], dict[Any, Any]]:
     """Tighten every cell's interval with every relation until nothing changes (in place; returned)."""
     for _ in range(max_rounds):
         changed = False
@@ -114,7 +117,13 @@ def propagate(relations: Sequence[Relation], lo: dict, hi: dict, *, max_rounds: 
     raise RuntimeError("interval propagation did not settle")  # cannot happen: integers only shrink
 
 
-def exposed(values: Mapping, residents: Mapping, status: Mapping, relations: Sequence[Relation], k: int) -> list:
+def exposed(
+    values: Mapping[Any, Any],
+    residents: Mapping[Any, Any],
+    status: Mapping[Any, Any],
+    relations: Sequence[Relation],
+    k: int,
+) -> list[Any]:
     """Cells below k (not structural zeros) that an attacker can pin to a single value, by key."""
     lo, hi = {}, {}
     for c, v in values.items():
@@ -123,8 +132,8 @@ def exposed(values: Mapping, residents: Mapping, status: Mapping, relations: Seq
     return sorted(c for c, v in values.items() if small(v, residents.get(c, 0), k) and lo[c] == hi[c])
 
 
-def _neighbours(relations: Sequence[Relation]) -> dict:
-    out: dict = {}
+def _neighbours(relations: Sequence[Relation]) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
     for rel in relations:
         cells = (rel.total, *rel.parts)
         for c in cells:
@@ -132,7 +141,9 @@ def _neighbours(relations: Sequence[Relation]) -> dict:
     return out
 
 
-def protect(values: Mapping, residents: Mapping, relations: Sequence[Relation], shown: Iterable, k: int) -> dict:
+def protect(
+    values: Mapping[Any, Any], residents: Mapping[Any, Any], relations: Sequence[Relation], shown: Iterable[Any], k: int
+) -> dict[Any, Any]:
     """Status of every cell (SHOWN, PRIMARY, COMPLEMENT, HIDDEN) for one column of counts.
 
     ``values``: the true count of every cell (key → int; keys must be orderable); ``residents``: its
@@ -161,7 +172,13 @@ def protect(values: Mapping, residents: Mapping, relations: Sequence[Relation], 
     raise RuntimeError("suppression did not settle")
 
 
-def _add_complement(candidates: Iterable, cell, values: Mapping, residents: Mapping, status: dict) -> bool:
+def _add_complement(
+    candidates: Iterable[Any],
+    cell: Any,
+    values: Mapping[Any, Any],
+    residents: Mapping[Any, Any],
+    status: dict[Any, Any],
+) -> bool:
     """Suppress the smallest shown, non-structural cell among ``candidates`` (not ``cell``)."""
     pool = [(values[c], c) for c in candidates if c != cell and status.get(c) == SHOWN and residents.get(c, 0) > 0]
     if not pool:

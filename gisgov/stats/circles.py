@@ -8,6 +8,7 @@ circle (all 16 within their budget). Walking profile ``standard`` unless asked o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from gisgov.coverage.catalog import Catalog
 from gisgov.errors import InvalidInput
@@ -32,7 +33,7 @@ class CircleSpec:
     requirements: tuple[tuple[str, str], ...]  # (category, circle) pairs of a complete circle
     rule_sets: tuple[str, ...]  # communities the complete circle applies to
 
-    def params(self) -> dict:
+    def params(self) -> dict[str, Any]:
         return {
             "profile": self.profile,
             "circle": self.circle,
@@ -42,7 +43,7 @@ class CircleSpec:
             "rule_sets": list(self.rule_sets),
         }
 
-    def meta(self) -> dict:
+    def meta(self) -> dict[str, Any]:
         return {
             "standard": self.standard,
             "name_zh": self.standard_zh,

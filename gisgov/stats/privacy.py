@@ -23,7 +23,9 @@ and no beyond count can be recovered by differencing units either.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gisgov.security import suppress
 from gisgov.stats.units import CITY, Unit
@@ -31,10 +33,10 @@ from gisgov.stats.units import CITY, Unit
 PEOPLE = "__people__"  # the column of distinct special people
 Atom = tuple[str, str, str]  # (community code, grid code or '', compound code or '')
 Key = tuple[Atom, ...]
-_DIMS = (lambda a: a[0][:9], lambda a: a[0], lambda a: a[1], lambda a: a[2])
+_DIMS: tuple[Callable[[Atom], str], ...] = (lambda a: a[0][:9], lambda a: a[0], lambda a: a[1], lambda a: a[2])
 
 
-def key(atoms) -> Key:
+def key(atoms: Iterable[Atom]) -> Key:
     return tuple(sorted(atoms))
 
 
@@ -43,13 +45,13 @@ class Universe:
     """All cells of the caller's area, with the status of every (cell, column)."""
 
     k: int
-    atoms: dict[Atom, dict] = field(default_factory=dict)  # atom → {"residents", PEOPLE, group codes…}
+    atoms: dict[Atom, dict[str, Any]] = field(default_factory=dict)  # atom → {"residents", PEOPLE, group codes…}
     status: dict[str, dict[Key, str]] = field(default_factory=dict)  # column → cell → status
     cells: list[Key] = field(default_factory=list)  # every cell a page can show (the closure)
     relations: list[suppress.Relation] = field(default_factory=list)  # cell = sum(parts) of every split
     residents: dict[Key, int] = field(default_factory=dict)  # residents of every cell (public)
 
-    def cell(self, pred) -> Key:
+    def cell(self, pred: Callable[[Atom], bool]) -> Key:
         return key(a for a in self.atoms if pred(a))
 
     def lookup(self, column: str, cell: Key) -> str | None:
@@ -58,7 +60,7 @@ class Universe:
         return self.status.get(column, {}).get(cell)
 
 
-def build(rows: list[dict], group_codes: list[str], k: int) -> Universe:
+def build(rows: list[dict[str, Any]], group_codes: list[str], k: int) -> Universe:
     """The universe from the rows of ``cells.sql`` and the statuses of every column."""
     u = Universe(k)
     for r in rows:
@@ -106,7 +108,7 @@ def _closure(atoms: list[Atom]) -> tuple[list[Key], list[suppress.Relation]]:
 
 # -- the cells of one page ---------------------------------------------------------------------------
 
-_UNIT_PRED = {
+_UNIT_PRED: dict[str, Callable[[str | None], Callable[[Atom], bool]]] = {
     CITY: lambda code: lambda a: True,
     "street": lambda code: lambda a: a[0][:9] == code,
     "community": lambda code: lambda a: a[0] == code,
@@ -129,7 +131,7 @@ def page_cells(u: Universe, unit: Unit, child_codes: list[str]) -> tuple[Key, di
     return key(total), kids, key(a for a in total if a not in used)
 
 
-def apply_block(u: Universe, s: dict, cell: Key) -> None:
+def apply_block(u: Universe, s: dict[Any, Any], cell: Key) -> None:
     """Replace the sensitive figures of one indicator block (in place) by what this caller may see."""
     special = s["special"]
     st = u.lookup(PEOPLE, cell)
@@ -143,7 +145,7 @@ def apply_block(u: Universe, s: dict, cell: Key) -> None:
             groups[g] = suppress.label(n, st or suppress.HIDDEN, u.k)
 
 
-def apply(u: Universe, unit: Unit, doc: dict) -> dict:
+def apply(u: Universe, unit: Unit, doc: dict[str, Any]) -> dict[str, Any]:
     """The statistics document with small cells suppressed (in place; returned)."""
     items = doc["children"]["items"]
     total, kids, rest = page_cells(u, unit, [c["code"] for c in items])
@@ -166,12 +168,13 @@ def unit_cell(u: Universe, level: str, code: str) -> Key:
 def unit_cells(u: Universe) -> set[Key]:
     """The cells of every street, community, grid and compound of the area (what coverage pages show)."""
     out: set[Key] = set()
-    for level, dim in (
+    dims: tuple[tuple[str, Callable[[Atom], str]], ...] = (
         ("street", lambda a: a[0][:9]),
         ("community", lambda a: a[0]),
         ("grid", lambda a: a[1]),
         ("compound", lambda a: a[2]),
-    ):
+    )
+    for level, dim in dims:
         for code in {dim(a) for a in u.atoms} - {""}:
             out.add(unit_cell(u, level, code))
     return out
@@ -198,10 +201,10 @@ def beyond_statuses(
     k = u.k
     total = group_values(u, group)
     t_status = u.status.get(group) or dict.fromkeys(u.cells, suppress.SHOWN)
-    values: dict = {}
-    residents: dict = {}
-    status: dict = {}
-    free: set = set()
+    values: dict[Any, Any] = {}
+    residents: dict[Any, Any] = {}
+    status: dict[Any, Any] = {}
+    free: set[Any] = set()
     relations: list[suppress.Relation] = []
     for c in u.cells:
         values[("T", "", c)], residents[("T", "", c)], status[("T", "", c)] = total[c], u.residents[c], t_status[c]
@@ -235,20 +238,25 @@ def beyond_statuses(
 
 
 def protect_fixed(
-    values: dict, residents: dict, relations: list[suppress.Relation], status: dict, free: set, k: int
-) -> dict:
+    values: dict[Any, Any],
+    residents: dict[Any, Any],
+    relations: list[suppress.Relation],
+    status: dict[Any, Any],
+    free: set[Any],
+    k: int,
+) -> dict[Any, Any]:
     """Like :func:`gisgov.security.suppress.protect`, from given statuses of which only the ``free``
     cells may change: while a small cell can be pinned, the smallest shown free cell next to it
     becomes a complement (``"≥k"``); when none is left, a suppressed free cell next to it is left out
     altogether (a range ``0…residents``). Deterministic (ties broken by key)."""
     status = dict(status)
-    near: dict = defaultdict(set)
+    near: dict[Any, Any] = defaultdict(set)
     for rel in relations:
         cells = (rel.total, *rel.parts)
         for c in cells:
             near[c].update(cells)
 
-    def escalate(candidates) -> bool:
+    def escalate(candidates: Iterable[Any]) -> bool:
         live = [c for c in candidates if c in free and residents.get(c, 0) > 0]
         pool = [(values[c], c) for c in live if status[c] == suppress.SHOWN]
         if pool:

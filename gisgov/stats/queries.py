@@ -12,6 +12,7 @@ import datetime as dt
 import json
 from functools import cache
 from importlib import resources
+from typing import Any, cast
 
 from sqlalchemy import Connection, text
 
@@ -29,7 +30,7 @@ def _sql(name: str) -> str:
     return resources.files("gisgov.stats").joinpath("sql", name).read_text(encoding="utf-8")
 
 
-def _run(conn: Connection, name: str, fragments: dict[str, str], params: dict) -> list[dict]:
+def _run(conn: Connection, name: str, fragments: dict[str, str], params: dict[str, Any]) -> list[dict[str, Any]]:
     sql = _sql(name).format(**fragments)
     return [dict(r._mapping) for r in conn.execute(text(sql), params)]
 
@@ -62,7 +63,7 @@ _UNIT_SQL = {
 }
 
 
-def dataset(conn: Connection) -> dict | None:
+def dataset(conn: Connection) -> dict[str, Any] | None:
     value = conn.execute(text("SELECT value FROM gisgov_meta WHERE key = 'dataset'")).scalar()
     if value is None or isinstance(value, dict):
         return value
@@ -158,7 +159,7 @@ def _children_sql(unit: Unit, *, geometry: bool, area: Area) -> str | None:
     return None
 
 
-def children(conn: Connection, unit: Unit, area: Area | None = None) -> list[dict]:
+def children(conn: Connection, unit: Unit, area: Area | None = None) -> list[dict[str, Any]]:
     """The unit's direct children inside ``area``: ``[{code, name}]`` ordered by code (empty for a
     compound); compounds of a grid also carry ``partial`` (some of its buildings lie in other grids)."""
     area = area or Area()
@@ -204,20 +205,20 @@ def features(conn: Connection, unit: Unit, area: Area | None = None) -> str:
         | area.params()
         | {"level": unit.level, "ucode": unit.code, "uname": unit.name, "child": unit.child}
     )
-    return conn.execute(text(sql), params).scalar()
+    return cast(str, conn.execute(text(sql), params).scalar())  # COALESCE(…, '[]'): never NULL
 
 
 # -- aggregates ----------------------------------------------------------------------------------------
 
 
-def special_groups(conn: Connection) -> list[dict]:
+def special_groups(conn: Connection) -> list[dict[str, Any]]:
     return [
         dict(r._mapping)
         for r in conn.execute(text("SELECT code, name_zh, name_en FROM special_group ORDER BY sort, code"))
     ]
 
 
-def coverage_run(conn: Connection, profile: str, circle: str) -> dict | None:
+def coverage_run(conn: Connection, profile: str, circle: str) -> dict[str, Any] | None:
     """The latest finished coverage run when stored distances and the budget of ``profile``/``circle``
     exist, else ``None`` (coverage not computed yet)."""
     row = (
@@ -241,14 +242,14 @@ def coverage_run(conn: Connection, profile: str, circle: str) -> dict | None:
 
 def aggregates(
     conn: Connection, unit: Unit, *, ref_year: int, circles: CircleSpec | None, area: Area | None = None
-) -> dict[str, list[dict]]:
+) -> dict[str, list[dict[str, Any]]]:
     """Rows of every topic for the unit and its children (``is_total``, ``ck`` + the topic's columns),
     counting only buildings, compounds and grids inside ``area``."""
     area = area or Area()
     frag = unit.fragments(area)
     params = unit.params() | area.params()
     child = unit.child
-    out: dict[str, list[dict]] = {}
+    out: dict[str, list[dict[str, Any]]] = {}
     people = _run(conn, "people.sql", frag["building"], params | {"ref_year": ref_year})
     out["people"] = [r for r in people if r["kind"] == "people"]
     out["groups"] = [r for r in people if r["kind"] == "group"]
@@ -259,7 +260,7 @@ def aggregates(
         compounds += _run(conn, "compounds_by_building.sql", frag["building"], params)
     out["compounds"] = compounds
     # grids and staff: current grids of an area or the grid itself; a compound counts the grids of its buildings
-    grids: list[dict] = []
+    grids: list[dict[str, Any]] = []
     if unit.level != "compound":
         grids = _run(conn, "grids.sql", frag["grid"], params)
         if child == "compound":
@@ -273,13 +274,13 @@ def aggregates(
     return out
 
 
-def cells(conn: Connection, area: Area) -> list[dict]:
+def cells(conn: Connection, area: Area) -> list[dict[str, Any]]:
     """The finest cells of the caller's area for small-cell suppression: residents, special people and
     memberships per (community, grid, compound) of the buildings, see ``cells.sql``."""
     return _run(conn, "cells.sql", {"area": area.fragments()["building"]}, area.params())
 
 
-def grid_staff(conn: Connection, unit: Unit) -> list[dict]:
+def grid_staff(conn: Connection, unit: Unit) -> list[dict[str, Any]]:
     """Staff of a grid unit (role, name, masked phone; never the clear phone), for roles that may read
     personal data. Row-level security limits them to the caller's scope as well."""
     if unit.level != "grid":
@@ -301,5 +302,5 @@ def today_year() -> int:
     return dt.date.today().year
 
 
-def dumps(doc: dict) -> str:
+def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))

@@ -9,6 +9,8 @@ outside it answer 404, children outside it are left out (see :class:`gisgov.stat
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection
 
 from gisgov.coverage.catalog import Catalog
@@ -28,7 +30,7 @@ def unit_stats(
     scope: str = "",
     small_cell_k: int | None = None,
     staff_names: bool = False,
-) -> dict:
+) -> dict[str, Any]:
     """Indicators of one unit (``level='city'`` for the whole city) and of each direct child.
 
     ``catalog`` = the service-circle catalog (coverage figures are left out without it)."""

@@ -8,6 +8,8 @@ grid), so that children + rest = unit for every additive count.
 
 from __future__ import annotations
 
+from typing import Any
+
 from gisgov.stats.circles import CircleSpec
 from gisgov.stats.units import LEVEL_LABELS, STAFF_ROLES, Unit
 
@@ -21,7 +23,7 @@ def share(part: float | None, whole: float | None) -> float | None:
     return round(float(part) / float(whole), 4)
 
 
-def empty_stats(group_codes: list[str], circles: CircleSpec | None, *, staff: bool = True) -> dict:
+def empty_stats(group_codes: list[str], circles: CircleSpec | None, *, staff: bool = True) -> dict[str, Any]:
     return {
         "households": 0,
         "residents": 0,
@@ -44,7 +46,7 @@ def empty_stats(group_codes: list[str], circles: CircleSpec | None, *, staff: bo
     }
 
 
-def _add_people(s: dict, r: dict) -> None:
+def _add_people(s: dict[str, Any], r: dict[str, Any]) -> None:
     for k in ("households", "residents", "buildings"):
         s[k] += int(r[k])
     for band, col in _AGE_COLUMNS.items():
@@ -52,17 +54,17 @@ def _add_people(s: dict, r: dict) -> None:
     s["special"]["people"] += int(r["special_people"])
 
 
-def _add_group(s: dict, r: dict) -> None:
+def _add_group(s: dict[str, Any], r: dict[str, Any]) -> None:
     groups = s["special"]["groups"]
     groups[r["group_code"]] = groups.get(r["group_code"], 0) + int(r["members"])
 
 
-def _add_compounds(s: dict, r: dict) -> None:
+def _add_compounds(s: dict[str, Any], r: dict[str, Any]) -> None:
     s["compounds"] += int(r["compounds"])
     s["old_compounds"] += int(r["old_compounds"])
 
 
-def _add_grids(s: dict, r: dict) -> None:
+def _add_grids(s: dict[str, Any], r: dict[str, Any]) -> None:
     s["grids"] += int(r["grids"])
     if "staff" in r and s["staff"] is not None:
         s["staff"]["total"] += int(r["staff"])
@@ -70,7 +72,7 @@ def _add_grids(s: dict, r: dict) -> None:
             s["staff"]["roles"][role] += int(r[f"role_{i}"])
 
 
-def _add_coverage(s: dict, r: dict) -> None:
+def _add_coverage(s: dict[str, Any], r: dict[str, Any]) -> None:
     cov = s["coverage"]
     if cov is None:
         return
@@ -81,7 +83,12 @@ def _add_coverage(s: dict, r: dict) -> None:
         cov["categories"][r["item"]]["households_in"] += int(r["households_in"])
 
 
-_BASIS = {"street": "streets", "community": "communities", "grid": "grids", "compound": "compounds"}
+_BASIS: dict[str | None, str] = {
+    "street": "streets",
+    "community": "communities",
+    "grid": "grids",
+    "compound": "compounds",
+}
 _ADDERS = {
     "people": _add_people,
     "groups": _add_group,
@@ -93,7 +100,7 @@ _ADDERS = {
 _BUILDING_TOPICS = ("people", "groups", "coverage")
 
 
-def finish(s: dict) -> dict:
+def finish(s: dict[str, Any]) -> dict[str, Any]:
     """Fill in the shares of one indicator block (in place) and return it."""
     s["old_compound_share"] = share(s["old_compounds"], s["compounds"])
     s["elderly_share"] = share(s["age"]["60+"], s["residents"])
@@ -109,15 +116,15 @@ def finish(s: dict) -> dict:
 
 def document(
     unit: Unit,
-    kids: list[dict],
-    rows: dict[str, list[dict]],
+    kids: list[dict[str, Any]],
+    rows: dict[str, list[dict[str, Any]]],
     *,
-    groups: list[dict],
+    groups: list[dict[str, Any]],
     circles: CircleSpec | None,
-    coverage_run: dict | None,
+    coverage_run: dict[str, Any] | None,
     ref_year: int,
-    dataset: dict | None,
-) -> dict:
+    dataset: dict[str, Any] | None,
+) -> dict[str, Any]:
     """The JSON document of ``unit``: its indicators, its children's (same block) and the labels."""
     codes = [g["code"] for g in groups]
     child = unit.child

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 from gisgov.errors import InvalidInput, NotFound
 
@@ -136,11 +137,11 @@ def check_level(level: str) -> str:
     return level
 
 
-def check_code(level: str, code: str) -> str:
+def check_code(level: str, code: str | None) -> str:
     """A code of ``level`` has exactly its number of digits (street 9, community 12, grid 15, compound 16)."""
     check_level(level)
     n = CODE_DIGITS[level]
-    if len(code) != n or not _CODE_RE.match(code):
+    if code is None or len(code) != n or not _CODE_RE.match(code):
         zh = LEVEL_LABELS[level][0]
         raise InvalidInput(f"{zh}编码应为{n}位数字 {level} code must be {n} digits, got {code!r}")
     return code
@@ -173,7 +174,7 @@ class Area:
     def size(self) -> int:
         return len(self.code)
 
-    def params(self) -> dict:
+    def params(self) -> dict[str, Any]:
         # a grid area's non-building fragments use its community (left 12)
         return {"area_like": self.code[:12] + "%", "area_grids": list(self.grid_ids)}
 
@@ -219,7 +220,7 @@ class Unit:
     code: str | None
     name: str
     unit_id: int | None = None
-    path: tuple[dict, ...] = field(default_factory=tuple)  # ancestors, city first: {level, code, name}
+    path: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # ancestors, city first: {level, code, name}
     has_grids: bool = False
     limited: bool = False  # figures cover only the part inside the caller's area
 
@@ -227,7 +228,7 @@ class Unit:
     def child(self) -> str | None:
         return child_level(self.level, has_grids=self.has_grids)
 
-    def params(self) -> dict:
+    def params(self) -> dict[str, Any]:
         return {"code": self.code, "unit_id": self.unit_id}
 
     def fragments(self, area: Area | None = None) -> dict[str, dict[str, str]]:
@@ -255,13 +256,13 @@ class Unit:
         }
 
 
-def city_name(dataset: dict | None) -> str:
+def city_name(dataset: dict[str, Any] | None) -> str:
     """Root label of the breadcrumb: the dataset name's first word (``示例城``), else 全市."""
     name = str((dataset or {}).get("name") or "").strip()
     return name.split()[0] if name else "全市"
 
 
-def reference_year(dataset: dict | None, today_year: int) -> int:
+def reference_year(dataset: dict[str, Any] | None, today_year: int) -> int:
     """Year ages are counted at: the dataset's ``reference_date`` (survey date), else this year."""
     ref = str((dataset or {}).get("reference_date") or "")
     m = re.match(r"^(\d{4})", ref)

@@ -1,37 +1,163 @@
-"""Gridding operations on the database, shared by the CLI and the API (JSON-ready results)."""
+"""Gridding operations on the database, shared by the CLI and the API.
+
+Every operation returns a typed result. Answers that are JSON only (``check``, ``feasibility``) are
+TypedDicts. Answers that come with members that are not JSON (the chosen plan, grid polygons in the
+metric CRS) are dataclasses: the JSON answer is :meth:`JsonResult.to_dict`, the other members are fields
+of their own and never part of it. Such a result also reads like the mapping ``to_dict()`` gives
+(``result["version"]``, ``result.get("status")``), so callers that only read the answer need not change.
+Progress is reported through a plain ``progress(done, total)`` callback; output belongs to the caller.
+"""
 
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import numpy as np
 import shapely
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, text
 
-from gisgov.errors import InvalidInput, NotFound
+from gisgov.errors import GisgovError, InvalidInput, NotFound
 from gisgov.gridding import feasibility as feas_mod
+from gisgov.gridding.context import CommunityContext
 from gisgov.gridding.io import atom_grid_from_codes, community_rules, load_context, load_plan, save_plan, started_on
 from gisgov.gridding.propose import findings_json, propose
 from gisgov.gridding.repair import repair
+from gisgov.gridding.rules import GridRules
 from gisgov.gridding.units import build_units
 from gisgov.gridding.validate import PlanInput, public, validate
 
+if TYPE_CHECKING:
+    from gisgov.security.pii import Vault
 
-def _rules(conn: Connection, code: str, overrides: dict | None):
+JsonDict = dict[str, Any]
+#: ``progress(done, total)``: called once before the first item (done = 0) and after each one
+Progress = Callable[[int, int], None]
+
+
+class JsonResult(Mapping[str, Any]):
+    """A result whose JSON answer is :meth:`to_dict`; read-only mapping access reads that answer."""
+
+    def to_dict(self) -> JsonDict:
+        raise NotImplementedError
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+
+@dataclass(frozen=True)
+class ValidatedPlan:
+    """A validator report split in two: its JSON part and the grid polygons (metric CRS, one per grid)."""
+
+    report: JsonDict
+    polygons: list[BaseGeometry | None]
+
+    @classmethod
+    def of(cls, raw: JsonDict) -> ValidatedPlan:
+        return cls(report=public(raw), polygons=list(raw.get("_polygons") or []))
+
+
+def validated(ctx: CommunityContext, plan: PlanInput) -> ValidatedPlan:
+    return ValidatedPlan.of(validate(ctx, plan))
+
+
+class CheckResult(TypedDict):
+    """``check``: the validator's report of a plan (JSON only) and, for a stored plan, its version and status."""
+
+    community: str
+    rules: JsonDict
+    ok: bool
+    breaks_count: int
+    grids: list[JsonDict]
+    breaks: list[JsonDict]
+    summary: JsonDict
+    plan: JsonDict | None
+
+
+class FeasibilityResult(TypedDict):
+    """``feasibility``: whether any plan can obey the rules, the grid-count range, what prevents it."""
+
+    community: str
+    feasible: bool
+    k_min: int
+    k_max: int
+    households: int
+    people: int
+    units: int
+    findings: list[JsonDict]
+    summary: str
+    rules: JsonDict
+
+
+@dataclass(frozen=True)
+class PlanResult(JsonResult):
+    """``propose_plan`` / ``repair_plan``: the answer, the plan drawn (not JSON) and, when saved, its version."""
+
+    body: JsonDict
+    plan: PlanInput | None = None
+    geojson: JsonDict | None = None
+    saved: bool = False
+    version: int | None = None
+    parent_version: int | None = None
+    #: members a caller adds to the answer (``result["activated"] = True`` after activating it)
+    extra: JsonDict = field(default_factory=dict)
+
+    def to_dict(self) -> JsonDict:
+        out = dict(self.body)
+        if self.geojson is not None:
+            out["geojson"] = self.geojson
+        if self.saved:
+            out["parent_version"] = self.parent_version
+            out["version"] = self.version
+        return out | self.extra
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.extra[key] = value
+
+
+@dataclass(frozen=True)
+class StoredPlan(JsonResult):
+    """``stored_plan_geojson``: a stored plan as GeoJSON with its row, rule breaks and summary."""
+
+    geojson: JsonDict
+    plan: JsonDict
+    breaks: list[JsonDict]
+    summary: JsonDict
+
+    def to_dict(self) -> JsonDict:
+        return {**self.geojson, "plan": self.plan, "breaks": self.breaks, "summary": self.summary}
+
+
+def _reproject(transform: object, geom: BaseGeometry) -> BaseGeometry:
+    """``ctx.to_metric`` / ``ctx.to_lonlat`` applied to one geometry (typed here)."""
+    return cast(Callable[[BaseGeometry], BaseGeometry], transform)(geom)
+
+
+def _rules(conn: Connection, code: str, overrides: Mapping[str, Any] | None) -> GridRules:
     clean = {k: v for k, v in (overrides or {}).items() if v is not None}
     return community_rules(conn, code, clean or None)
 
 
 def communities(conn: Connection) -> list[str]:
-    return [r[0] for r in conn.execute(text("SELECT code FROM community ORDER BY code"))]
+    return [str(r[0]) for r in conn.execute(text("SELECT code FROM community ORDER BY code"))]
 
 
-def plan_from_geojson(ctx, fc: dict | None, assignments: dict | None) -> PlanInput:
+def plan_from_geojson(ctx: CommunityContext, fc: Any, assignments: Mapping[str, str | None] | None) -> PlanInput:
     """Validator input from a GeoJSON FeatureCollection of grid polygons (property ``code``) and/or a
     building-code → grid-code mapping."""
     codes: list[str] = []
-    polys = None
-    exc: list = []
+    polys: list[BaseGeometry] | None = None
+    exc: list[str | None] = []
     if fc is not None:
         feats = fc.get("features") if isinstance(fc, dict) else None
         if not isinstance(feats, list):
@@ -47,13 +173,13 @@ def plan_from_geojson(ctx, fc: dict | None, assignments: dict | None) -> PlanInp
             if g.geom_type not in ("Polygon", "MultiPolygon"):
                 raise InvalidInput(f"grid {code}: geometry must be a (Multi)Polygon, got {g.geom_type}")
             codes.append(code)
-            polys.append(ctx.to_metric(g))
+            polys.append(_reproject(ctx.to_metric, g))
             exc.append(props.get("exception"))
     if assignments is not None:
         if not codes:
             codes = sorted({str(v) for v in assignments.values() if v is not None})
             exc = [None] * len(codes)
-        ag = atom_grid_from_codes(ctx, codes, assignments)
+        ag = atom_grid_from_codes(ctx, codes, dict(assignments))  # type: ignore[arg-type]
     else:
         ag = None
     if polys is None and ag is None:
@@ -66,24 +192,32 @@ def check(
     code: str,
     *,
     version: int | None = None,
-    grids: dict | None = None,
-    assignments: dict | None = None,
-    rules: dict | None = None,
-) -> dict:
+    grids: JsonDict | None = None,
+    assignments: Mapping[str, str | None] | None = None,
+    rules: Mapping[str, Any] | None = None,
+) -> CheckResult:
     ctx = load_context(conn, code, rules=_rules(conn, code, rules))
+    meta: JsonDict | None = None
     if grids is not None or assignments is not None:
         plan = plan_from_geojson(ctx, grids, assignments)
-        meta = None
     else:
         plan, meta = load_plan(conn, ctx, version)
         if not plan.codes:
             raise NotFound(f"community {code} has no grids yet (no active plan): run `gisgov grids propose`")
-    rep = public(validate(ctx, plan))
-    rep["plan"] = {"version": meta["version"], "status": meta["status"]} if meta else None
-    return rep
+    report = validated(ctx, plan).report
+    return {
+        "community": report["community"],
+        "rules": report["rules"],
+        "ok": report["ok"],
+        "breaks_count": report["breaks_count"],
+        "grids": report["grids"],
+        "breaks": report["breaks"],
+        "summary": report["summary"],
+        "plan": {"version": meta["version"], "status": meta["status"]} if meta else None,
+    }
 
 
-def feasibility(conn: Connection, code: str, *, rules: dict | None = None) -> dict:
+def feasibility(conn: Connection, code: str, *, rules: Mapping[str, Any] | None = None) -> FeasibilityResult:
     ctx = load_context(conn, code, rules=_rules(conn, code, rules))
     units = build_units(ctx.atoms, ctx.compounds, ctx.graph, ctx.rules)
     f = feas_mod.check(units.graph, units.households, units.people, ctx.rules, codes=units.code)
@@ -105,7 +239,7 @@ def propose_plan(
     conn: Connection,
     code: str,
     *,
-    rules: dict | None = None,
+    rules: Mapping[str, Any] | None = None,
     lock: list[str] | None = None,
     method: str = "auto",
     seed: int = 0,
@@ -114,35 +248,35 @@ def propose_plan(
     save: bool = False,
     author: str | None = None,
     note: str | None = None,
-) -> dict:
+) -> PlanResult:
     """Draft a plan; with ``save`` store it as a draft whose parent is the active version read before the
     solver started (an activation during the solve then shows up as a conflict at activation)."""
     ctx = load_context(conn, code, rules=_rules(conn, code, rules))
     parent = started_on(conn, code)
-    locked = {}
+    locked: dict[str, np.ndarray] = {}
     if lock:
         active, _ = load_plan(conn, ctx, None)
         for g in lock:
-            if g not in active.codes:
+            if g not in active.codes or active.atom_grid is None:
                 raise InvalidInput(f"cannot lock grid {g}: not a grid of community {code}'s active plan")
             locked[g] = np.flatnonzero(active.atom_grid == active.codes.index(g))
     p = propose(ctx, locked=locked, method=method, seed=seed, time_limit_s=time_limit_s, closest=closest)
-    out = p.public()
-    if p.plan is not None:
-        out["geojson"] = plan_geojson(ctx, p.plan, p.report)
-        if save:
-            out["parent_version"] = parent
-            out["version"] = save_plan(
-                conn,
-                ctx,
-                p.plan,
-                author=author,
-                note=note or f"proposed ({p.method})",
-                method=p.method,
-                parent_version=parent,
-                stats={"summary": p.report["summary"], "optimal": p.optimal, "status": p.status, "seconds": p.seconds},
-            )
-    return out
+    if p.plan is None or p.report is None:
+        return PlanResult(body=p.public())
+    geojson = plan_geojson(ctx, ValidatedPlan.of(p.report))
+    if not save:
+        return PlanResult(body=p.public(), plan=p.plan, geojson=geojson)
+    version = save_plan(
+        conn,
+        ctx,
+        p.plan,
+        author=author,
+        note=note or f"proposed ({p.method})",
+        method=p.method,
+        parent_version=parent,
+        stats={"summary": p.report["summary"], "optimal": p.optimal, "status": p.status, "seconds": p.seconds},
+    )
+    return PlanResult(body=p.public(), plan=p.plan, geojson=geojson, saved=True, version=version, parent_version=parent)
 
 
 def repair_plan(
@@ -154,7 +288,7 @@ def repair_plan(
     author: str | None = None,
     time_limit_s: float = 5.0,
     seed: int = 0,
-) -> dict:
+) -> PlanResult:
     """Repair plan ``version`` (None = active). A saved repair of a draft keeps the draft's parent; a repair
     of the active (or an archived) plan has the active version read before the solver started as parent."""
     ctx = load_context(conn, code)
@@ -163,52 +297,56 @@ def repair_plan(
     if not plan.codes:
         raise NotFound(f"community {code} has no grids to repair")
     res = repair(ctx, plan, seed=seed, time_limit_s=time_limit_s)
-    out = {k: v for k, v in res.items() if k not in ("plan", "report")}
-    out["report"] = public(res["report"])
-    out["geojson"] = plan_geojson(ctx, res["plan"], res["report"])
-    out["from_version"] = meta["version"] if meta else None
-    if save:
-        out["parent_version"] = parent
-        out["version"] = save_plan(
-            conn,
-            ctx,
-            res["plan"],
-            author=author,
-            method=f"repair ({res['method']})",
-            parent_version=parent,
-            note=f"repair of version {out['from_version']}: {res['buildings_moved']} building(s) moved",
-            stats={"summary": res["report"]["summary"]},
-        )
-    return out
+    checked = ValidatedPlan.of(res["report"])
+    body: JsonDict = {k: v for k, v in res.items() if k not in ("plan", "report")}
+    body["report"] = checked.report
+    from_version = meta["version"] if meta else None
+    geojson = plan_geojson(ctx, checked)
+    body["from_version"] = from_version
+    if not save:
+        return PlanResult(body=body, plan=res["plan"], geojson=geojson)
+    saved = save_plan(
+        conn,
+        ctx,
+        res["plan"],
+        author=author,
+        method=f"repair ({res['method']})",
+        parent_version=parent,
+        note=f"repair of version {from_version}: {res['buildings_moved']} building(s) moved",
+        stats={"summary": checked.report["summary"]},
+    )
+    return PlanResult(body=body, plan=res["plan"], geojson=geojson, saved=True, version=saved, parent_version=parent)
 
 
-def plan_geojson(ctx, plan: PlanInput, report: dict) -> dict:
+def plan_geojson(ctx: CommunityContext, checked: ValidatedPlan) -> JsonDict:
     """Grids as a GeoJSON FeatureCollection (lon/lat) with their statistics."""
-    polys = report["_polygons"]
+    polys = checked.polygons
     feats = []
-    for k, g in enumerate(report["grids"]):
-        if polys[k] is None or polys[k].is_empty:
+    for k, g in enumerate(checked.report["grids"]):
+        poly = polys[k] if k < len(polys) else None
+        if poly is None or poly.is_empty:
             continue
         feats.append(
             {
                 "type": "Feature",
                 "id": g["code"],
                 "properties": g,
-                "geometry": shapely.geometry.mapping(ctx.to_lonlat(polys[k])),
+                "geometry": shapely.geometry.mapping(_reproject(ctx.to_lonlat, poly)),
             }
         )
     return {"type": "FeatureCollection", "features": feats}
 
 
-def stored_plan_geojson(conn: Connection, code: str, version: int | None) -> dict:
+def stored_plan_geojson(conn: Connection, code: str, version: int | None) -> StoredPlan:
     ctx = load_context(conn, code)
     plan, meta = load_plan(conn, ctx, version)
-    rep = validate(ctx, plan)
-    fc = plan_geojson(ctx, plan, rep)
-    fc["plan"] = {k: (str(v) if k in ("created", "activated") and v else v) for k, v in (meta or {}).items()}
-    fc["breaks"] = rep["breaks"]
-    fc["summary"] = rep["summary"]
-    return fc
+    checked = validated(ctx, plan)
+    return StoredPlan(
+        geojson=plan_geojson(ctx, checked),
+        plan={k: (str(v) if k in ("created", "activated") and v else v) for k, v in (meta or {}).items()},
+        breaks=checked.report["breaks"],
+        summary=checked.report["summary"],
+    )
 
 
 # --- the `gisgov demo` step ---------------------------------------------------------------------
@@ -232,7 +370,7 @@ RULE_ZH = {
 def without_active_plan(conn: Connection) -> list[str]:
     """Communities (codes) that have no active grid plan."""
     return [
-        r[0]
+        str(r[0])
         for r in conn.execute(
             text("""
         SELECT c.code FROM community c WHERE NOT EXISTS (
@@ -242,9 +380,70 @@ def without_active_plan(conn: Connection) -> list[str]:
     ]
 
 
+@dataclass(frozen=True)
+class DemoPlanOutcome(JsonResult):
+    """One community's plan in the demo: proposed, saved and activated (forced for a closest plan), or
+    ``status == "error"`` with the reason."""
+
+    community: str
+    status: str
+    grids: int = 0
+    within_bounds: int = 0
+    forced: bool = False
+    version: int | None = None
+    method: str | None = None
+    seconds: float | None = None
+    breaks: int = 0
+    split_compounds: int = 0
+    reason_rule: str | None = None
+    reason: str | None = None
+
+    def to_dict(self) -> JsonDict:
+        return {
+            "community": self.community,
+            "version": self.version,
+            "status": self.status,
+            "forced": self.forced,
+            "grids": self.grids,
+            "within_bounds": self.within_bounds,
+            "method": self.method,
+            "seconds": self.seconds,
+            "breaks": self.breaks,
+            "split_compounds": self.split_compounds,
+            "reason_rule": self.reason_rule,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class StaffedGrids(JsonResult):
+    """Grids that were given synthetic staff, and how many people."""
+
+    grids: int
+    staff: int
+
+    def to_dict(self) -> JsonDict:
+        return {"grids": self.grids, "staff": self.staff}
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    """The demo's grid step: one outcome per community that had no active plan, the staffing, community
+    names (code → name) and the seconds it took."""
+
+    results: list[DemoPlanOutcome]
+    staffed: StaffedGrids
+    names: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def todo(self) -> int:
+        return len(self.results)
+
+
 def plan_and_activate(
     conn: Connection, code: str, *, time_limit_s: float = DEMO_TIME_LIMIT_S, author: str = DEMO_AUTHOR
-) -> dict:
+) -> DemoPlanOutcome:
     """Propose a plan for ``code`` (the closest plan when none obeys every rule), save it and activate
     it, forcing the activation only for a closest plan. Runs in the caller's transaction."""
     from gisgov.gridding import plans
@@ -258,29 +457,31 @@ def plan_and_activate(
         author=author,
         note="演示自动划分 proposed by the demo",
     )
-    if "version" not in out:
-        raise InvalidInput(f"community {code}: no plan could be drafted ({out['status']})")
-    forced = out["status"] != "ok"
-    act = plans.activate(conn, code, out["version"], force=forced)
-    s = out["report"]["summary"]
-    reason = next((f for f in out["findings"] if f.get("rule")), None)
-    return {
-        "community": code,
-        "version": out["version"],
-        "status": out["status"],
-        "forced": forced,
-        "grids": s.get("grids", 0),
-        "within_bounds": s.get("within_bounds", 0),
-        "method": out.get("method"),
-        "seconds": out.get("seconds"),
-        "breaks": act["breaks_count"],
-        "split_compounds": sum(1 for b in out["report"]["breaks"] if b["rule"] == "split_compound"),
-        "reason_rule": reason["rule"] if reason else None,
-        "reason": reason["message"] if reason else None,
-    }
+    if out.version is None:
+        raise InvalidInput(f"community {code}: no plan could be drafted ({out.body['status']})")
+    status = str(out.body["status"])
+    forced = status != "ok"
+    act = plans.activate(conn, code, out.version, force=forced)
+    report = out.body["report"]
+    s = report["summary"]
+    reason = next((f for f in out.body["findings"] if f.get("rule")), None)
+    return DemoPlanOutcome(
+        community=code,
+        version=out.version,
+        status=status,
+        forced=forced,
+        grids=int(s.get("grids", 0)),
+        within_bounds=int(s.get("within_bounds", 0)),
+        method=out.body.get("method"),
+        seconds=out.body.get("seconds"),
+        breaks=int(act["breaks_count"]),
+        split_compounds=sum(1 for b in report["breaks"] if b["rule"] == "split_compound"),
+        reason_rule=reason["rule"] if reason else None,
+        reason=reason["message"] if reason else None,
+    )
 
 
-def staff_active_grids(conn: Connection, vault=None, *, seed: int = 0) -> dict:
+def staff_active_grids(conn: Connection, vault: Vault | None = None, *, seed: int = 0) -> StaffedGrids:
     """Give every active grid without staff synthetic staff (一格三员: 网格长, 专职网格员, 1–2
     兼职网格员); phones stored as ciphertext + masked form only. Returns counts of grids and people."""
     from gisgov.sample.staff import SOURCE, synthetic_staff
@@ -292,13 +493,13 @@ def staff_active_grids(conn: Connection, vault=None, *, seed: int = 0) -> dict:
         WHERE NOT EXISTS (SELECT 1 FROM grid_staff s WHERE s.grid_id = g.id) ORDER BY g.code""")
     ).all()
     if not grids:
-        return {"grids": 0, "staff": 0}
+        return StaffedGrids(grids=0, staff=0)
     vault = vault or Vault.from_settings()
     ids = {code: gid for gid, code in grids}
     staff = synthetic_staff([code for _, code in grids], seed=seed)
     rows = []
     for r in staff.itertuples():
-        cipher, masked = vault.protect_phone(r.phone)
+        cipher, masked = vault.protect_phone(str(r.phone))
         rows.append({"g": ids[r.grid_code], "role": r.role, "name": r.name, "c": cipher, "m": masked})
     conn.execute(
         text(
@@ -311,93 +512,51 @@ def staff_active_grids(conn: Connection, vault=None, *, seed: int = 0) -> dict:
                          ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"""),
         {"v": json.dumps({"synthetic": True, "source": SOURCE, "note": STAFF_NOTE}, ensure_ascii=False)},
     )
-    return {"grids": len(grids), "staff": len(rows)}
+    return StaffedGrids(grids=len(grids), staff=len(rows))
 
 
-def demo_step(url: str, console, *, time_limit_s: float = DEMO_TIME_LIMIT_S, vault=None) -> list[dict]:
-    """`gisgov demo` step: every community without an active grid plan gets one (proposed; the
-    closest plan, force-activated, where no plan obeys every rule), then every active grid without
-    staff gets synthetic staff. Idempotent: a second run finds nothing to do."""
-    import time
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    from rich.table import Table
-
+def plan_communities(
+    url: str,
+    *,
+    time_limit_s: float = DEMO_TIME_LIMIT_S,
+    vault: Vault | None = None,
+    progress: Progress | None = None,
+) -> DemoOutcome:
+    """The demo's grid step, without output: every community without an active grid plan gets one
+    (proposed; the closest plan, force-activated, where no plan obeys every rule), each in its own
+    transaction, then every active grid without staff gets synthetic staff. Idempotent: a second run
+    finds nothing to do. ``progress(done, total)`` is called before the first community and after each."""
     from gisgov.db.engine import make_engine
-    from gisgov.errors import GisgovError
 
     eng = make_engine(url)
-    results: list[dict] = []
+    results: list[DemoPlanOutcome] = []
     t0 = time.perf_counter()
     try:
         with eng.connect() as conn:
             todo = without_active_plan(conn)
-            names = dict(conn.execute(text("SELECT code, name FROM community")).all())
-        if todo:
-            with Progress(
-                TextColumn("{task.description:<34}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as bar:
-                task = bar.add_task("网格划分 grid plans", total=len(todo))
-                for code in todo:
-                    bar.update(task, description=f"网格划分 grid plans: {code}")
-                    try:
-                        with eng.begin() as conn:
-                            results.append(plan_and_activate(conn, code, time_limit_s=time_limit_s))
-                    except GisgovError as exc:
-                        results.append(
-                            {
-                                "community": code,
-                                "status": "error",
-                                "reason": str(exc),
-                                "grids": 0,
-                                "within_bounds": 0,
-                                "forced": False,
-                                "reason_rule": "error",
-                            }
-                        )
-                    bar.advance(task)
-                bar.update(task, description="网格划分 grid plans ✓")
+            names = {str(c): str(n or "") for c, n in conn.execute(text("SELECT code, name FROM community")).all()}
+        if todo and progress is not None:
+            progress(0, len(todo))
+        for done, code in enumerate(todo, start=1):
+            try:
+                with eng.begin() as conn:
+                    results.append(plan_and_activate(conn, code, time_limit_s=time_limit_s))
+            except GisgovError as exc:
+                results.append(DemoPlanOutcome(community=code, status="error", reason=str(exc), reason_rule="error"))
+            if progress is not None:
+                progress(done, len(todo))
         with eng.begin() as conn:
             staffed = staff_active_grids(conn, vault)
     finally:
         eng.dispose()
-    seconds = time.perf_counter() - t0
-    if not todo and not staffed["grids"]:
-        console.print("[green]✓[/] 网格 grids: every community already has an active plan and staffed grids")
-        return results
-    if results:
-        t = Table(title="网格方案 grid plans · 示例城（合成 synthetic）")
-        for c in ("社区 community", "网格 grids", "符合 within", "方案 plan", "说明 note"):
-            t.add_column(c)
-        for r in results:
-            plan = {"ok": "[green]ok[/]", "closest": "[yellow]closest→forced[/]"}.get(
-                r["status"], f"[red]{r['status']}[/]"
-            )
-            note = ""
-            if r["status"] != "ok" and r.get("reason_rule"):
-                note = f"{RULE_ZH.get(r['reason_rule'], '')} {r['reason_rule']}"
-            name = names.get(r["community"], "").replace("（合成）", "")
-            t.add_row(f"{name} {r['community']}", str(r["grids"]), f"{r['within_bounds']}/{r['grids']}", plan, note)
-        console.print(t)
-        for r in results:
-            if r["status"] != "ok" and r.get("reason"):
-                console.print(
-                    f"  [yellow]![/] {r['community']} 无整小区方案 no plan keeps every compound whole: "
-                    f"{r['reason']}. Activated with force: the closest plan, "
-                    f"{r['within_bounds']}/{r['grids']} grids within the bounds, "
-                    f"{r.get('split_compounds', 0)} compound(s) split."
-                )
-    forced = [r["community"] for r in results if r.get("forced")]
-    errors = [r["community"] for r in results if r["status"] == "error"]
-    console.print(
-        f"[green]✓[/] 网格 grids: {sum(r['grids'] for r in results)} grids in {len(results) - len(errors)} "
-        f"communities activated, {staffed['staff']} synthetic staff on {staffed['grids']} grids "
-        f"({seconds:.1f} s)"
-        + (f"; [yellow]closest plans force-activated (compounds split): {', '.join(forced)}[/]" if forced else "")
-        + (f"; [red]failed: {', '.join(errors)}[/]" if errors else "")
-    )
-    return results
+    return DemoOutcome(results=results, staffed=staffed, names=names, seconds=time.perf_counter() - t0)
+
+
+def demo_step(
+    url: str, console: Any, *, time_limit_s: float = DEMO_TIME_LIMIT_S, vault: Vault | None = None
+) -> list[DemoPlanOutcome]:
+    """`gisgov demo` step (found by module name): :func:`plan_communities` shown on ``console`` by the
+    CLI's renderer (:func:`gisgov.cli.grid_demo.demo_step`); nothing is printed from here."""
+    from gisgov.cli.grid_demo import demo_step as shown
+
+    return shown(url, console, time_limit_s=time_limit_s, vault=vault)

@@ -15,12 +15,12 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from gisgov.api.deps import DB, client_addr, require
 from gisgov.api.pages import LeafletPage
 from gisgov.api.params import strict_query
+from gisgov.api.schemas.admin import AuditPage, UserRow
 from gisgov.errors import InvalidInput
 from gisgov.security import accounts
 from gisgov.security import audit as audit_log
@@ -33,39 +33,6 @@ MAX_PAGE = 500
 Result = Literal["ok", "denied", "failed", "error"]
 
 
-class AuditRow(BaseModel):
-    id: int
-    at: str
-    actor: str | None
-    actor_role: str | None
-    action: str
-    action_label: str
-    object: str | None
-    result: str
-    client_addr: str | None
-    detail: dict | list | None
-
-
-class AuditPage(BaseModel):
-    items: list[AuditRow]
-    limit: int
-    offset: int
-    next_offset: int | None
-
-
-class UserRow(BaseModel):
-    username: str
-    display_name: str
-    role: str
-    role_label: str
-    scope: str
-    disabled: bool
-    is_demo: bool
-    locked: bool
-    last_login: datetime | None
-    created: datetime
-
-
 def _action_options() -> str:
     return "\n".join(
         f'<option value="{html.escape(k)}">{html.escape(v)}</option>' for k, v in audit_log.ACTIONS.items()
@@ -76,6 +43,7 @@ def _action_options() -> str:
     "/admin/audit",
     response_class=HTMLResponse,
     summary="审计日志页面 Audit log page (admin): filter by time, actor, action, result",
+    responses={200: {"description": "页面 the HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 def audit_page(request: Request, p: Principal = Depends(require(Perm.read_audit))) -> HTMLResponse:
     settings = request.app.state.settings

@@ -20,6 +20,8 @@ from fastapi.responses import Response
 from sqlalchemy import Connection, text
 
 from gisgov.api.deps import DB, audit, current_principal, require
+from gisgov.api.schemas.answer import KEEP_SHAPE
+from gisgov.api.schemas.events import Photo
 from gisgov.errors import Forbidden, InvalidInput, NotFound
 from gisgov.events import machine, photos
 from gisgov.security.roles import Perm, Principal
@@ -64,6 +66,8 @@ def _row(r) -> dict:
 @router.post(
     "/api/events/{event_id}/photos",
     status_code=201,
+    response_model=Photo,
+    **KEEP_SHAPE,
     summary="上传事件照片 Attach a photo to an event (JPEG/PNG; metadata incl. GPS removed)",
 )
 def add_photo(
@@ -136,7 +140,12 @@ def add_photo(
     return _row(row) | {"duplicate": False}
 
 
-@router.get("/api/events/{event_id}/photos", summary="事件照片列表 Photos of an event")
+@router.get(
+    "/api/events/{event_id}/photos",
+    response_model=list[Photo],
+    **KEEP_SHAPE,
+    summary="事件照片列表 Photos of an event",
+)
 def list_photos(
     event_id: int = EVENT_ID, conn: Connection = DB, p: Principal = Depends(require(Perm.read_personal))
 ) -> list[dict]:
@@ -148,12 +157,14 @@ def list_photos(
 @router.get(
     "/api/events/photos/{photo_id}",
     summary="事件照片 One photo (the image)",
+    response_class=Response,
     responses={
         200: {
+            "description": "照片 the image (JPEG or PNG, metadata removed)",
             "content": {
                 "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
                 "image/png": {"schema": {"type": "string", "format": "binary"}},
-            }
+            },
         }
     },
 )

@@ -26,6 +26,8 @@ from sqlalchemy import Connection
 
 from gisgov.api.deps import DB, audit, current_principal, in_scope_or_404, require
 from gisgov.api.pages import LeafletPage
+from gisgov.api.schemas import events as schemas
+from gisgov.api.schemas.answer import KEEP_SHAPE
 from gisgov.errors import GisgovError, InvalidInput
 from gisgov.events import machine, stats, store
 from gisgov.events.catalog import load_catalog
@@ -64,6 +66,7 @@ class TransitionBody(BaseModel):
     response_class=HTMLResponse,
     tags=["maps"],
     summary="事件上报与列表 Event report form (phone), list and map",
+    responses={200: {"description": "页面 the HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 def events_page(request: Request) -> HTMLResponse:
     settings = request.app.state.settings
@@ -76,7 +79,11 @@ def events_page(request: Request) -> HTMLResponse:
 
 
 @router.get(
-    "/api/events/catalog", tags=[TAG], summary="事件类别、部门、状态与流转 Categories, departments, states, transitions"
+    "/api/events/catalog",
+    response_model=schemas.EventCatalog,
+    **KEEP_SHAPE,
+    tags=[TAG],
+    summary="事件类别、部门、状态与流转 Categories, departments, states, transitions",
 )
 def catalog(p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
     cat = load_catalog()
@@ -97,7 +104,14 @@ def catalog(p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
     }
 
 
-@router.post("/api/events", status_code=201, tags=[TAG], summary="上报事件 Report an event at a point")
+@router.post(
+    "/api/events",
+    status_code=201,
+    response_model=schemas.Event,
+    **KEEP_SHAPE,
+    tags=[TAG],
+    summary="上报事件 Report an event at a point",
+)
 def report(
     body: ReportBody, request: Request, conn: Connection = DB, p: Principal = Depends(current_principal)
 ) -> dict:
@@ -124,7 +138,13 @@ def report(
     return ev
 
 
-@router.get("/api/events", tags=[TAG], summary="事件列表 Events in scope (filters, paging)")
+@router.get(
+    "/api/events",
+    response_model=schemas.EventPage,
+    **KEEP_SHAPE,
+    tags=[TAG],
+    summary="事件列表 Events in scope (filters, paging)",
+)
 def list_events(
     conn: Connection = DB,
     p: Principal = Depends(require(Perm.read_personal)),
@@ -156,7 +176,13 @@ def list_events(
     )
 
 
-@router.get("/api/events/stats", tags=[TAG], summary="事件统计 Statistics per grid / community (counts only)")
+@router.get(
+    "/api/events/stats",
+    response_model=schemas.EventStats,
+    **KEEP_SHAPE,
+    tags=[TAG],
+    summary="事件统计 Statistics per grid / community (counts only)",
+)
 def event_stats(
     conn: Connection = DB,
     p: Principal = Depends(require(Perm.read_aggregates)),
@@ -170,12 +196,24 @@ def event_stats(
     return stats.event_stats(conn, community=community, grid=grid)
 
 
-@router.get("/api/events/geojson", tags=[TAG], summary="未结事件按网格聚合 Open events clustered by grid (GeoJSON)")
+@router.get(
+    "/api/events/geojson",
+    response_model=schemas.OpenEvents,
+    **KEEP_SHAPE,
+    tags=[TAG],
+    summary="未结事件按网格聚合 Open events clustered by grid (GeoJSON)",
+)
 def open_events_geojson(conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
     return store.open_by_grid(conn)
 
 
-@router.get("/api/events/{event_id}", tags=[TAG], summary="事件详情与流转记录 One event with its history")
+@router.get(
+    "/api/events/{event_id}",
+    response_model=schemas.Event,
+    **KEEP_SHAPE,
+    tags=[TAG],
+    summary="事件详情与流转记录 One event with its history",
+)
 def get_event(
     event_id: int = Path(..., ge=1, le=2**63 - 1),
     conn: Connection = DB,
@@ -186,6 +224,8 @@ def get_event(
 
 @router.post(
     "/api/events/{event_id}/transition",
+    response_model=schemas.Event,
+    **KEEP_SHAPE,
     tags=[TAG],
     summary="事件流转 Move an event to the next state (role, scope, version checked)",
 )

@@ -38,6 +38,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
 from gisgov.api.deps import DB, audit, client_addr, require
+from gisgov.api.schemas import governance as schemas
+from gisgov.api.schemas.answer import KEEP_SHAPE
 from gisgov.errors import GisgovError, InvalidInput
 from gisgov.governance import store, xlsx
 from gisgov.governance.compounds import load_rules
@@ -94,7 +96,13 @@ class StaffPatch(BaseModel):
     phone: str | None = Field(None, max_length=20, description="新手机号 new phone; empty string removes it")
 
 
-@router.get("/api/staff", tags=[STAFF_TAG], summary="网格员配备与工作量 Staff per grid: gaps, caseload (names by role)")
+@router.get(
+    "/api/staff",
+    response_model=schemas.StaffOverview,
+    **KEEP_SHAPE,
+    tags=[STAFF_TAG],
+    summary="网格员配备与工作量 Staff per grid: gaps, caseload (names by role)",
+)
 def list_staff(
     request: Request,
     conn: Connection = DB,
@@ -115,7 +123,13 @@ def list_staff(
     return out
 
 
-@router.get("/api/staff/gaps", tags=[STAFF_TAG], summary="网格员缺口地图 Grids with staff gaps or overload (GeoJSON)")
+@router.get(
+    "/api/staff/gaps",
+    response_model=schemas.StaffGaps,
+    **KEEP_SHAPE,
+    tags=[STAFF_TAG],
+    summary="网格员缺口地图 Grids with staff gaps or overload (GeoJSON)",
+)
 def staff_gaps(
     conn: Connection = DB,
     p: Principal = Depends(require(Perm.read_aggregates)),
@@ -130,7 +144,12 @@ def staff_gaps(
     tags=[STAFF_TAG],
     summary="网格员导入模板 XLSX template (网格编码, 角色, 姓名, 手机号)",
     response_class=Response,
-    responses={200: {"content": {XLSX_TYPE: {}}}},
+    responses={
+        200: {
+            "description": "导入模板 the XLSX template",
+            "content": {XLSX_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
 )
 def staff_template(p: Principal = Depends(require(Perm.read_aggregates))) -> Response:
     return Response(
@@ -140,7 +159,14 @@ def staff_template(p: Principal = Depends(require(Perm.read_aggregates))) -> Res
     )
 
 
-@router.post("/api/staff", status_code=201, tags=[STAFF_TAG], summary="配备网格员 Assign a staff member to a grid")
+@router.post(
+    "/api/staff",
+    status_code=201,
+    response_model=schemas.StaffMember,
+    **KEEP_SHAPE,
+    tags=[STAFF_TAG],
+    summary="配备网格员 Assign a staff member to a grid",
+)
 def add_staff(
     body: StaffIn, request: Request, conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates))
 ) -> dict:
@@ -162,7 +188,13 @@ def add_staff(
     return row
 
 
-@router.patch("/api/staff/{staff_id}", tags=[STAFF_TAG], summary="修改网格员 Edit a staff member")
+@router.patch(
+    "/api/staff/{staff_id}",
+    response_model=schemas.StaffMember,
+    **KEEP_SHAPE,
+    tags=[STAFF_TAG],
+    summary="修改网格员 Edit a staff member",
+)
 def edit_staff(
     body: StaffPatch,
     request: Request,
@@ -197,7 +229,13 @@ def edit_staff(
     return row | {"changed": sorted(changed)}
 
 
-@router.delete("/api/staff/{staff_id}", tags=[STAFF_TAG], summary="移除网格员 Remove a staff member")
+@router.delete(
+    "/api/staff/{staff_id}",
+    response_model=schemas.StaffRemoved,
+    **KEEP_SHAPE,
+    tags=[STAFF_TAG],
+    summary="移除网格员 Remove a staff member",
+)
 def remove_staff(
     request: Request,
     staff_id: int = PathParam(..., ge=1, le=2**63 - 1),
@@ -248,6 +286,8 @@ def _save(upload: UploadFile) -> tuple[Path, Path]:
 
 @router.post(
     "/api/staff/import",
+    response_model=schemas.StaffImport,
+    **KEEP_SHAPE,
     tags=[STAFF_TAG],
     summary="导入网格员 Import staff from the XLSX template (all or nothing)",
     responses={422: {"description": "refused: missing headers, or row errors (then ``rows``: row, column, rule)"}},
@@ -331,13 +371,21 @@ class CompoundPatch(BaseModel):
     year_built: int = Field(None, ge=1900, le=2100, description="建成年份 year built")  # type: ignore[assignment]
 
 
-@router.get("/api/compounds/rules", tags=[COMPOUND_TAG], summary="小区治理规则 The configured compound rules")
+@router.get(
+    "/api/compounds/rules",
+    response_model=schemas.CompoundRulesAnswer,
+    **KEEP_SHAPE,
+    tags=[COMPOUND_TAG],
+    summary="小区治理规则 The configured compound rules",
+)
 def compound_rules(p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
     return load_rules().public()
 
 
 @router.get(
     "/api/compounds/check",
+    response_model=schemas.CompoundCheck,
+    **KEEP_SHAPE,
     tags=[COMPOUND_TAG],
     summary="小区规则检查 Breaches, property-mode shares and 老旧小区 ratio per community",
 )
@@ -351,7 +399,13 @@ def compound_check(
     return store.compound_check(conn, p, code=code)
 
 
-@router.get("/api/compounds/breaches", tags=[COMPOUND_TAG], summary="违规小区地图 Compounds breaking a rule (GeoJSON)")
+@router.get(
+    "/api/compounds/breaches",
+    response_model=schemas.CompoundBreaches,
+    **KEEP_SHAPE,
+    tags=[COMPOUND_TAG],
+    summary="违规小区地图 Compounds breaking a rule (GeoJSON)",
+)
 def compound_breaches(
     conn: Connection = DB,
     p: Principal = Depends(require(Perm.read_aggregates)),
@@ -360,7 +414,13 @@ def compound_breaches(
     return store.breaches_geojson(conn, p, code=code)
 
 
-@router.get("/api/compounds/{code}", tags=[COMPOUND_TAG], summary="小区治理属性 One compound's governance attributes")
+@router.get(
+    "/api/compounds/{code}",
+    response_model=schemas.Compound,
+    **KEEP_SHAPE,
+    tags=[COMPOUND_TAG],
+    summary="小区治理属性 One compound's governance attributes",
+)
 def get_compound(
     code: str = PathParam(..., pattern=r"^[0-9]{16}$"),
     conn: Connection = DB,
@@ -371,6 +431,8 @@ def get_compound(
 
 @router.patch(
     "/api/compounds/{code}",
+    response_model=schemas.Compound,
+    **KEEP_SHAPE,
     tags=[COMPOUND_TAG],
     summary="修改小区治理属性 Edit party organisation, service point, property mode, year (version checked)",
 )

@@ -31,6 +31,7 @@ PAGE = LeafletPage("governance", "网格治理 governance")
     response_class=HTMLResponse,
     tags=["maps"],
     summary="网格治理页面 Staff (一格三员), compound rules and special-group services page",
+    responses={200: {"description": "页面 the HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 def governance_page(request: Request) -> HTMLResponse:
     settings = request.app.state.settings

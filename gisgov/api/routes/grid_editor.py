@@ -26,6 +26,8 @@ from sqlalchemy import Connection, text
 from gisgov.api.deps import DB, require
 from gisgov.api.pages import LeafletPage
 from gisgov.api.routes.grids import SESSION, edit_session
+from gisgov.api.schemas.answer import KEEP_SHAPE
+from gisgov.api.schemas.grids import SessionLayers
 from gisgov.gridding import sessions
 from gisgov.maps.assets import require_assets
 from gisgov.security.roles import Perm, Principal
@@ -39,6 +41,7 @@ PAGE = LeafletPage("grid-editor", "网格编辑器 grid editor")
     response_class=HTMLResponse,
     tags=["maps"],
     summary="网格划分编辑器 Grid plan editor: move compounds/buildings between grids, live rule checks",
+    responses={200: {"description": "页面 the HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 def editor_page(request: Request) -> HTMLResponse:
     settings = request.app.state.settings
@@ -58,6 +61,8 @@ def _geo(ctx, geom) -> dict | None:
 
 @router.get(
     "/api/grids/sessions/{sid}/layers",
+    response_model=SessionLayers,
+    **KEEP_SHAPE,
     tags=["grids 网格划分"],
     responses=SESSION,
     summary="编辑图层 An edit session's grids (counts, rule breaks, units that cannot leave), compounds and buildings",

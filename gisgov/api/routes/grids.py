@@ -39,6 +39,8 @@ from sqlalchemy import Connection
 
 from gisgov.api.deps import DB, audit, in_scope_or_404, require
 from gisgov.api.json_only import json_only
+from gisgov.api.schemas import grids as schemas
+from gisgov.api.schemas.answer import KEEP_SHAPE, JobAccepted
 from gisgov.config import Settings
 from gisgov.errors import GisgovError, InvalidInput, NotFound
 from gisgov.gridding import plans, service, sessions
@@ -210,7 +212,12 @@ def aggregate_view(out: Any, p: Principal) -> Any:
     return out
 
 
-@router.post("/validate", summary="校验 Check a plan (stored or not): counts, compactness, every rule break located")
+@router.post(
+    "/validate",
+    response_model=schemas.CheckAnswer,
+    **KEEP_SHAPE,
+    summary="校验 Check a plan (stored or not): counts, compactness, every rule break located",
+)
 def validate(body: ValidateBody, request: Request, conn: Connection = DB, p: Principal = READ) -> dict:
     _community(p, body.community)
     _bounded(request, "assignments", body.assignments)
@@ -227,7 +234,12 @@ def validate(body: ValidateBody, request: Request, conn: Connection = DB, p: Pri
     )
 
 
-@router.post("/feasibility", summary="可行性 Can any plan obey the rules? Which units prevent it?")
+@router.post(
+    "/feasibility",
+    response_model=schemas.FeasibilityAnswer,
+    **KEEP_SHAPE,
+    summary="可行性 Can any plan obey the rules? Which units prevent it?",
+)
 def feasibility(
     community: str = Query(...), conn: Connection = DB, rules: Rules | None = None, p: Principal = READ
 ) -> dict:
@@ -270,11 +282,17 @@ def _background(request: Request, p: Principal, kind: str, community: str, param
     )
 
 
-JOB_ACCEPTED = {202: {"description": "后台任务 background job started (background: true): poll status_url"}}
+JOB_ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {"model": JobAccepted, "description": "后台任务 background job started (background: true): poll status_url"}
+}
 
 
 @router.post(
-    "/propose", summary="划分 Draft a plan (exact CP-SAT or heuristic, chosen automatically)", responses=JOB_ACCEPTED
+    "/propose",
+    response_model=schemas.ProposeAnswer,
+    **KEEP_SHAPE,
+    summary="划分 Draft a plan (exact CP-SAT or heuristic, chosen automatically)",
+    responses=JOB_ACCEPTED,
 )
 def propose(body: ProposeBody, request: Request, conn: Connection = DB, p: Principal = EDIT):
     _community(p, body.community)
@@ -296,7 +314,7 @@ def propose(body: ProposeBody, request: Request, conn: Connection = DB, p: Princ
                     save=True,
                     author=_author(p),
                     note=body.note,
-                ),
+                ).to_dict(),
                 body.time_limit_s,
                 limit,
             )
@@ -316,14 +334,18 @@ def propose(body: ProposeBody, request: Request, conn: Connection = DB, p: Princ
         save=body.save,
         author=_author(p),
         note=body.note,
-    )
+    ).to_dict()
     if body.save:
         _saved(request, conn, p, body.community, out, "propose")
     return aggregate_view(_with_limit(out, body.time_limit_s, limit), p)
 
 
 @router.post(
-    "/repair", summary="修复 Fix a plan's rule breaks moving as few buildings as possible", responses=JOB_ACCEPTED
+    "/repair",
+    response_model=schemas.RepairAnswer,
+    **KEEP_SHAPE,
+    summary="修复 Fix a plan's rule breaks moving as few buildings as possible",
+    responses=JOB_ACCEPTED,
 )
 def repair(body: RepairBody, request: Request, conn: Connection = DB, p: Principal = EDIT):
     _community(p, body.community)
@@ -334,7 +356,7 @@ def repair(body: RepairBody, request: Request, conn: Connection = DB, p: Princip
             return _with_limit(
                 service.repair_plan(
                     c, body.community, version=body.plan, save=True, author=_author(p), time_limit_s=limit
-                ),
+                ).to_dict(),
                 body.time_limit_s,
                 limit,
             )
@@ -342,13 +364,18 @@ def repair(body: RepairBody, request: Request, conn: Connection = DB, p: Princip
         return _background(request, p, "grid_repair", body.community, {"plan": body.plan, "time_limit_s": limit}, work)
     out = service.repair_plan(
         conn, body.community, version=body.plan, save=body.save, author=_author(p), time_limit_s=limit
-    )
+    ).to_dict()
     if body.save:
         _saved(request, conn, p, body.community, out, "repair")
     return aggregate_view(_with_limit(out, body.time_limit_s, limit), p)
 
 
-@router.get("/plans/{community}", summary="版本 Plan versions of a community (with parent_version)")
+@router.get(
+    "/plans/{community}",
+    response_model=list[schemas.PlanVersion],
+    **KEEP_SHAPE,
+    summary="版本 Plan versions of a community (with parent_version)",
+)
 def list_plans(community: str, conn: Connection = DB, p: Principal = READ) -> list[dict]:
     from gisgov.gridding.io import list_plans as lp
 
@@ -356,14 +383,21 @@ def list_plans(community: str, conn: Connection = DB, p: Principal = READ) -> li
     return aggregate_view(lp(conn, community), p)
 
 
-@router.get("/plans/{community}/{version}", summary="A plan as GeoJSON with statistics and rule breaks")
+@router.get(
+    "/plans/{community}/{version}",
+    response_model=schemas.StoredPlanAnswer,
+    **KEEP_SHAPE,
+    summary="方案 A plan as GeoJSON with statistics and rule breaks",
+)
 def get_plan(community: str, version: int, conn: Connection = DB, p: Principal = READ) -> dict:
     _community(p, community)
-    return aggregate_view(service.stored_plan_geojson(conn, community, version), p)
+    return aggregate_view(service.stored_plan_geojson(conn, community, version).to_dict(), p)
 
 
 @router.post(
     "/plans/{community}/{version}/activate",
+    response_model=schemas.ActivateAnswer,
+    **KEEP_SHAPE,
     responses=CONFLICT,
     summary="启用 Activate a plan (atomic; codes renumbered W→E N→S; 409 if made from a version no longer active)",
 )
@@ -415,7 +449,18 @@ def activate(
     return out
 
 
-@router.get("/plans/{community}/{version}/codes", summary="编码表 Code table of a plan (JSON or ?format=csv)")
+@router.get(
+    "/plans/{community}/{version}/codes",
+    response_model=list[schemas.CodeRow],
+    **KEEP_SHAPE,
+    summary="编码表 Code table of a plan (JSON or ?format=csv)",
+    responses={
+        200: {
+            "description": "编码表 the code table: JSON rows, or with ?format=csv a UTF-8 CSV file (with BOM)",
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def codes(
     community: str, version: int, format: Literal["json", "csv"] = "json", conn: Connection = DB, p: Principal = READ
 ):
@@ -438,18 +483,28 @@ def codes(
     )
 
 
-@router.get("/diff/{community}", summary="对比 What changed between two versions")
+@router.get(
+    "/diff/{community}",
+    response_model=schemas.DiffAnswer,
+    **KEEP_SHAPE,
+    summary="对比 What changed between two versions",
+)
 def diff(community: str, a: int = Query(...), b: int = Query(...), conn: Connection = DB, p: Principal = READ) -> dict:
     _community(p, community)
     return aggregate_view(plans.diff(conn, community, a, b), p)
 
 
-@router.get("/map/{community}", response_class=HTMLResponse, summary="地图 Map of a plan (default: active)")
+@router.get(
+    "/map/{community}",
+    response_class=HTMLResponse,
+    summary="地图 Map of a plan (default: active)",
+    responses={200: {"description": "地图页面 an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
+)
 def plan_map(community: str, plan: int | None = None, conn: Connection = DB, p: Principal = READ) -> HTMLResponse:
     from gisgov.maps.grid_plan_map import plan_map_html
 
     _community(p, community)
-    fc = aggregate_view(service.stored_plan_geojson(conn, community, plan), p)
+    fc = aggregate_view(service.stored_plan_geojson(conn, community, plan).to_dict(), p)
     return HTMLResponse(plan_map_html(fc, service._rules(conn, community, None), title=f"社区 {community} 网格方案"))
 
 
@@ -486,6 +541,8 @@ def _opened(s_id: str, community: str, ed, base: int | None, revision: int, requ
 
 @router.post(
     "/sessions",
+    response_model=schemas.SessionOpened,
+    **KEEP_SHAPE,
     responses=SESSION,
     summary="编辑 Open an edit session on a plan (for incremental checks), or resume an expired one",
 )
@@ -515,6 +572,8 @@ def open_session(body: SessionBody, request: Request, conn: Connection = DB, p: 
 
 @router.post(
     "/sessions/{sid}/move",
+    response_model=schemas.MoveAnswer,
+    **KEEP_SHAPE,
     responses={**SESSION, 409: {"description": "the session changed elsewhere"}},
     summary="移动 Move a building or compound to another grid; re-check both grids",
 )
@@ -541,7 +600,13 @@ def move(sid: str, body: MoveBody, request: Request, conn: Connection = DB, p: P
     return aggregate_view(out, p)
 
 
-@router.get("/sessions/{sid}", responses=SESSION, summary="The session's plan fully validated")
+@router.get(
+    "/sessions/{sid}",
+    response_model=schemas.SessionReport,
+    **KEEP_SHAPE,
+    responses=SESSION,
+    summary="会话校验 The session's plan fully validated",
+)
 def session_report(sid: str, request: Request, conn: Connection = DB, p: Principal = READ) -> dict:
     from gisgov.gridding.validate import public
 
@@ -554,6 +619,8 @@ def session_report(sid: str, request: Request, conn: Connection = DB, p: Princip
 
 @router.post(
     "/sessions/{sid}/save",
+    response_model=schemas.SessionSaved,
+    **KEEP_SHAPE,
     responses={
         **SESSION,
         409: {

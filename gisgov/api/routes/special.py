@@ -26,6 +26,8 @@ from sqlalchemy import Connection
 
 from gisgov.api.deps import DB, audit, client_addr, require
 from gisgov.api.routes.coverage import service
+from gisgov.api.schemas import special as schemas
+from gisgov.api.schemas.answer import KEEP_SHAPE
 from gisgov.coverage.service import CoverageService
 from gisgov.errors import GisgovError
 from gisgov.security import audit as audit_log
@@ -49,12 +51,22 @@ def _personal_read(request: Request, conn: Connection, p: Principal, obj: str, c
     audit_log.record(conn, "read_personal", actor=p, object=obj, client=client_addr(request), detail={"count": count})
 
 
-@router.get("/api/special/needs", summary="特殊人群服务需求 Needs, circle, profile, visit rules")
+@router.get(
+    "/api/special/needs",
+    response_model=schemas.SpecialNeeds,
+    **KEEP_SHAPE,
+    summary="特殊人群服务需求 Needs, circle, profile, visit rules",
+)
 def needs(conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ) -> dict:
     return store.config_for(conn, svc).public(svc.catalog())
 
 
-@router.get("/api/special/beyond", summary="服务圈外的特殊人群 Members beyond the circle of the service they need")
+@router.get(
+    "/api/special/beyond",
+    response_model=schemas.BeyondList,
+    **KEEP_SHAPE,
+    summary="服务圈外的特殊人群 Members beyond the circle of the service they need",
+)
 def beyond(
     request: Request,
     conn: Connection = DB,
@@ -70,14 +82,24 @@ def beyond(
     return out
 
 
-@router.get("/api/special/summary", summary="特殊人群服务汇总 Members, beyond the circle, overdue visits per unit")
+@router.get(
+    "/api/special/summary",
+    response_model=schemas.SpecialSummary,
+    **KEEP_SHAPE,
+    summary="特殊人群服务汇总 Members, beyond the circle, overdue visits per unit",
+)
 def summary(
     request: Request, conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ
 ) -> dict:
     return store.summary(conn, svc, p, k=request.app.state.settings.small_cell_k)
 
 
-@router.get("/api/special/visits/overdue", summary="走访超期 Members overdue for a visit")
+@router.get(
+    "/api/special/visits/overdue",
+    response_model=schemas.OverdueList,
+    **KEEP_SHAPE,
+    summary="走访超期 Members overdue for a visit",
+)
 def overdue(
     request: Request,
     conn: Connection = DB,
@@ -94,7 +116,13 @@ def overdue(
     return out
 
 
-@router.post("/api/special/visits", status_code=201, summary="登记走访 Record a visit (a 特殊人群走访 event)")
+@router.post(
+    "/api/special/visits",
+    status_code=201,
+    response_model=schemas.VisitRecorded,
+    **KEEP_SHAPE,
+    summary="登记走访 Record a visit (a 特殊人群走访 event)",
+)
 def record_visit(
     request: Request,
     body: VisitIn,

@@ -140,3 +140,42 @@ def test_agrees_with_python_stdnum():
 
     for first in ("11010519491231002", "44030419900101123", "51010820000229001", "65010219841130555"):
         assert ric.calc_check_digit(first + "0") == idcard.check_digit(first)  # stdnum wants all 18
+
+
+# -- grid staff roles: one list ----------------------------------------------------------------------------------
+
+
+def test_staff_roles_match_the_schema_and_the_counting_sql():
+    import re
+
+    from gisgov.domain.staff import ROLE_EN, ROLES
+
+    mig = (ROOT / "migrations" / "versions" / "0001_foundation.py").read_text(encoding="utf-8")
+    check = re.search(r"role\s+text NOT NULL CHECK \(role IN \(([^)]*)\)\)", mig)
+    assert check is not None
+    assert tuple(re.findall(r"'([^']+)'", check.group(1))) == ROLES
+    sql = (ROOT / "gisgov" / "stats" / "sql" / "grids.sql").read_text(encoding="utf-8")
+    counted = dict(re.findall(r"s\.role = '([^']+)'\)::bigint AS role_(\d)", sql))
+    assert [r for r, _ in sorted(counted.items(), key=lambda kv: kv[1])] == list(ROLES)
+    assert set(ROLE_EN) == set(ROLES) and all(v == v.lower() for v in ROLE_EN.values())
+
+
+# modules that still carry their own English staff-role names, waiting for their owner to switch
+STAFF_NAMES_PENDING = {"gisgov.stats.units", "gisgov.sample.staff"}
+
+
+def test_staff_role_names_agree_everywhere():
+    import importlib
+
+    from gisgov.domain.staff import ROLE_EN
+    from gisgov.governance import staff
+
+    assert staff.ROLE_EN is ROLE_EN and tuple(ROLE_EN) == staff.ROLES
+    others = {"gisgov.stats.units": "STAFF_ROLES", "gisgov.sample.staff": "ROLE_EN"}
+    disagree = set()
+    for name, attr in others.items():
+        value = getattr(importlib.import_module(name), attr)
+        pairs = dict(value) if not isinstance(value, dict) else value
+        if any(ROLE_EN.get(zh) != en for zh, en in pairs.items()):
+            disagree.add(name)
+    assert disagree <= STAFF_NAMES_PENDING

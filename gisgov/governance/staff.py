@@ -17,15 +17,8 @@ import unicodedata
 from collections import Counter
 from dataclasses import dataclass, field
 
-ROLES = ("网格长", "专职网格员", "兼职网格员", "网格指导员", "信息员")
-ROLE_EN = {
-    "网格长": "grid leader",
-    "专职网格员": "full-time grid worker",
-    "兼职网格员": "part-time grid worker",
-    "网格指导员": "grid instructor",
-    "信息员": "informant",
-}
-LEADER, FULL_TIME = "网格长", "专职网格员"
+from gisgov.domain.staff import FULL_TIME, LEADER, ROLE_EN, ROLES
+
 GAPS = {
     "no_leader": "缺网格长 no grid leader (网格长)",
     "no_full_time": "缺专职网格员 no full-time grid worker (专职网格员)",
@@ -49,7 +42,7 @@ _GRID = re.compile(r"^[0-9]{15}$")
 ROW_RULES = {
     "grid_code_format": "网格编码应为15位数字 grid code must be 15 digits",
     "grid_unknown": "网格不存在或不在您的辖区 no current grid with this code in your area",
-    "role_unknown": "角色无效 unknown role (网格长/专职网格员/兼职网格员/网格指导员/信息员)",
+    "role_unknown": f"角色无效 unknown role ({'/'.join(ROLES)})",
     "name_required": "姓名不能为空 name is required",
     "name_too_long": f"姓名过长 name longer than {MAX_NAME} characters",
     "phone_format": "手机号格式错误 phone must be an 11-digit mobile (1[3-9]…) or a landline (0xx-xxxxxxx)",

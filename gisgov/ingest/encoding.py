@@ -98,16 +98,46 @@ def _dbf_string_bytes(dbf: Path | BinaryIO, max_records: int = 2000) -> list[byt
         return [b for b in out if b]
 
 
+class EncodingMismatch(ValueError):
+    """The ``.cpg`` names an encoding the DBF's text is not written in."""
+
+
+def check_cpg(label: str, codec: str, chunks: list[bytes]) -> None:
+    """Raise :class:`EncodingMismatch` when the DBF text contradicts its ``.cpg``: not decodable in the
+    named encoding, or named GBK/GB18030 while every string is valid UTF-8 with Chinese in it (read as
+    GBK it would silently become mojibake)."""
+    if not chunks:
+        return
+    try:
+        for c in chunks:
+            c.decode(codec)
+    except (UnicodeDecodeError, LookupError):
+        other = sniff_bytes(chunks)
+        raise EncodingMismatch(
+            f".cpg 声明的编码与属性表不符 the .cpg file says {label!r} but the DBF text is not {codec} "
+            f"(it reads as {other}); fix the .cpg or pass --encoding {other}"
+        ) from None
+    if codec == "gb18030" and sniff_bytes(chunks) == "utf-8" and any(max(c) >= 0x80 for c in chunks):
+        raise EncodingMismatch(
+            f".cpg 声明的编码与属性表不符 the .cpg file says {label!r} but the DBF text is UTF-8; "
+            "fix the .cpg or pass --encoding utf-8"
+        )
+
+
 def shapefile_encoding(shp: str | Path) -> tuple[str, str]:
-    """(codec, how) for a Shapefile's DBF: from its ``.cpg`` or sniffed from the bytes."""
+    """(codec, how) for a Shapefile's DBF: from its ``.cpg`` (checked against the DBF's text, raising
+    :class:`EncodingMismatch` when it lies) or sniffed from the bytes."""
     shp = Path(shp)
+    dbf = next((p for p in (shp.with_suffix(".dbf"), shp.with_suffix(".DBF")) if p.exists()), None)
     for ext in (".cpg", ".CPG"):
         cpg = shp.with_suffix(ext)
         if cpg.exists():
             label = cpg.read_bytes().decode("ascii", "replace").strip()
             if label:
-                return normalize_codec(label), f".cpg says {label}"
-    dbf = next((p for p in (shp.with_suffix(".dbf"), shp.with_suffix(".DBF")) if p.exists()), None)
+                codec = normalize_codec(label)
+                if dbf is not None:
+                    check_cpg(label, codec, _dbf_string_bytes(dbf))
+                return codec, f".cpg says {label}"
     if dbf is None:
         return "utf-8", "no .dbf"
     chunks = _dbf_string_bytes(dbf)
@@ -126,7 +156,12 @@ def zip_shapefile_encoding(z: zipfile.ZipFile, shp_member: str) -> tuple[str, st
         with z.open(cpg) as f:
             label = f.read(64).decode("ascii", "replace").strip()
         if label:
-            return normalize_codec(label), f".cpg says {label}"
+            codec = normalize_codec(label)
+            dbf_member = names.get(stem.lower() + ".dbf")
+            if dbf_member is not None:
+                with z.open(dbf_member) as f:
+                    check_cpg(label, codec, _dbf_string_bytes(f))
+            return codec, f".cpg says {label}"
     dbf = names.get(stem.lower() + ".dbf")
     if dbf is None:
         return "utf-8", "no .dbf"

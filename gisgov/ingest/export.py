@@ -158,8 +158,9 @@ def query_level(
                 rows.extend(part)
                 progress(len(rows))
         df = pd.DataFrame(rows, columns=list(res.keys()))
+    wkb = df.pop("geom")  # an empty level too: no 'geom' attribute column beside the geometry
     geoms = (
-        shapely.from_wkb(np.array([None if g is None else bytes(g) for g in df.pop("geom")], dtype=object))
+        shapely.from_wkb(np.array([None if g is None else bytes(g) for g in wkb], dtype=object))
         if len(df)
         else np.array([], dtype=object)
     )
@@ -207,13 +208,14 @@ def export_level(
     )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    if level not in PERSONAL_LEVELS:
-        return _write(df, geoms, srid, level, fmt, out)
+    # Written in a private staging folder next to the target and moved into place only when complete:
+    # a failed export leaves no partial file (and personal data is never readable by others).
     stage = Path(tempfile.mkdtemp(prefix=".gisgov-export-", dir=out.parent))  # 0700
     try:
         n = _write(df, geoms, srid, level, fmt, stage / out.name)
         for f in sorted(stage.iterdir()):
-            os.chmod(f, 0o600)
+            if level in PERSONAL_LEVELS:
+                os.chmod(f, 0o600)
             os.replace(f, out.parent / f.name)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
@@ -280,10 +282,17 @@ def write_roster_template(out: str | Path) -> Path:
     for cell in ws[1]:
         cell.font = Font(bold=True)
         cell.fill = PatternFill("solid", fgColor="DDEBF7")
-    for col, width in zip("ABCDEFGHIJK", (20, 24, 8, 10, 6, 10, 12, 22, 16, 22, 10), strict=False):
-        ws.column_dimensions[col].width = width
+    text_cols = {TEMPLATE_HEADERS.index(h) for h in ("楼栋编码", "户号", "身份证号", "联系电话")}
+    for j, width in enumerate((20, 24, 8, 10, 6, 10, 12, 22, 16, 22, 10)):
+        col = "ABCDEFGHIJK"[j]
+        dim = ws.column_dimensions[col]
+        dim.width = width
+        if j in text_cols:
+            # the whole column is text (Excel applies a column's format to every cell typed into it):
+            # codes, door numbers, ID numbers and phones keep every digit and their leading zeros
+            dim.number_format = "@"
         for row in (1, 2):
-            ws[f"{col}{row}"].number_format = "@"  # text: codes and ID numbers keep every digit
+            ws[f"{col}{row}"].number_format = "@"
     notes = wb.create_sheet("填写说明")
     notes.append(["列 column", "说明 notes"])
     for k, v in TEMPLATE_NOTES:

@@ -101,6 +101,17 @@ def prepare(
         {f: raw.columns[c].to_numpy(dtype=object) for f, c in mapping.items() if f not in ("wkt", "lon", "lat")},
         index=range(len(raw.columns)),
     )
+    for f, c in mapping.items():
+        if (f == "code" or f.endswith("_code")) and raw.inexact.get(c):
+            for i, value in sorted(raw.inexact[c].items()):
+                report.add(
+                    raw.records[i],
+                    "code_inexact",
+                    value,
+                    f"编码以浮点数存储，末位已丢失 the code in column {c} is stored as a floating-point number and "
+                    "cannot be represented exactly (its last digits are lost); store codes as text (a character "
+                    "field) and export again",
+                )
     problems = dict(raw.problems)
     if raw.geoms is None:
         geoms, p2 = _geometries_from_table(raw, mapping)
@@ -194,6 +205,21 @@ def load_file(
         raw = read_any(p, layer=layer, encoding=encoding, display_name=name)
     except (ReadError, UploadRejected) as exc:
         report.add("(file)", getattr(exc, "rule", "unreadable"), p.suffix, str(exc))
+        report.status = "rejected"
+        return report
+    except Exception as exc:  # a reader failing in a way not foreseen: a report, never a traceback
+        report.add(
+            "(file)",
+            "unreadable",
+            p.suffix,
+            f"{name}: 无法读取 cannot read ({type(exc).__name__}: {str(exc).replace(str(p), name)})"[:600],
+        )
+        report.status = "rejected"
+        return report
+    if len(raw.records) == 0:
+        report.add(
+            "(file)", "file_empty", p.suffix, f"{name}: 文件没有任何记录 the file holds no records; nothing to load"
+        )
         report.status = "rejected"
         return report
     batch = prepare(raw, level, crs=crs, overrides=mapping, report=report)

@@ -8,9 +8,12 @@ validator, not dropped.
 
 from __future__ import annotations
 
+import re
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -35,6 +38,9 @@ class RawTable:
     crs: str | None = None  # the file's CRS as WKT / "EPSG:x", None when unknown
     problems: dict[int, tuple[str, str]] = field(default_factory=dict)  # row → (rule, detail)
     notes: list[str] = field(default_factory=list)
+    # column → {row: the value as the file holds it} for numbers that cannot be read back exactly
+    # (a 17-digit code stored as a floating-point number); a code column with such a row is refused.
+    inexact: dict[str, dict[int, str]] = field(default_factory=dict)
 
 
 class ReadError(ValueError):
@@ -92,14 +98,22 @@ def read_vector(
         source, suffix = _vsizip(path, member), Path(member).suffix.lower()
         if suffix == ".shp" and not encoding:
             with zipfile.ZipFile(path) as z:
-                enc, how = zip_shapefile_encoding(z, member)
+                try:
+                    enc, how = zip_shapefile_encoding(z, member)
+                except ValueError as exc:
+                    raise ReadError(f"{name}: {exc}") from exc
             kw["encoding"] = enc
             notes.append(f"DBF encoding {enc} ({how})")
+    if suffix == ".shp" and source == str(path):
+        _check_shapefile_parts(path, name)
     if suffix == ".shp" and "encoding" not in kw:
         if encoding:
             enc, how = normalize_codec(encoding), "given with --encoding"
         else:
-            enc, how = shapefile_encoding(source)
+            try:
+                enc, how = shapefile_encoding(source)
+            except ValueError as exc:  # a lying .cpg, an unknown label
+                raise ReadError(f"{name}: {exc}") from exc
         kw["encoding"] = enc
         notes.append(f"DBF encoding {enc} ({how})")
     elif encoding:
@@ -108,7 +122,7 @@ def read_vector(
         try:
             layers = list_layers(source) if suffix == ".gpkg" else []
         except Exception as exc:
-            raise ReadError(f"{name}: cannot read ({_clean_msg(exc, path, source, name)})") from exc
+            raise ReadError(_read_failure(exc, path, source, name, suffix)) from exc
         if len(layers) > 1:
             raise ReadError(f"{name} has {len(layers)} layers ({', '.join(layers)}); choose one with --layer")
     try:
@@ -117,11 +131,31 @@ def read_vector(
             meta, fids, wkb, field_data = pyogrio.raw.read(
                 source, layer=layer, return_fids=True, force_2d=True, datetime_as_string=True, **kw
             )
+    except UnicodeDecodeError as exc:
+        how = notes[-1] if notes else ""
+        raise ReadError(
+            f"{name}: 文字编码不符 the text is not valid {kw.get('encoding', 'utf-8')} ({how}); "
+            "the .cpg file may be wrong: pass --encoding gbk (or utf-8, gb18030, big5)"
+        ) from exc
     except Exception as exc:  # GDAL's own message is the useful part
-        raise ReadError(f"{name}: cannot read ({_clean_msg(exc, path, source, name)})") from exc
+        raise ReadError(_read_failure(exc, path, source, name, suffix)) from exc
     for w in caught:
         notes.append(f"GDAL: {w.message}")
-    cols = pd.DataFrame({str(n): _as_text(v) for n, v in zip(meta["fields"], field_data, strict=False)})
+    names = [str(n) for n in meta["fields"]]
+    inexact: dict[str, dict[int, str]] = {}
+    texts: dict[str, pd.Series] = {}
+    exact_dbf = _dbf_numbers(path, source, suffix, names, field_data) if suffix == ".shp" else {}
+    for col, v in zip(names, field_data, strict=False):
+        if col in exact_dbf:
+            raw_text = exact_dbf[col]
+            sel = np.asarray(fids if fids is not None else np.arange(len(v)), dtype=np.int64)
+            vals = [raw_text[int(f)] if 0 <= int(f) < len(raw_text) else None for f in sel]
+            texts[col], lost = _dbf_text(vals)
+        else:
+            texts[col], lost = _as_text(v)
+        if lost:
+            inexact[col] = lost
+    cols = pd.DataFrame(texts)
     n = len(fids) if fids is not None else len(cols)
     if cols.empty and n:
         cols = pd.DataFrame(index=range(n))
@@ -139,7 +173,130 @@ def read_vector(
             for i, g in zip(bad, fixed, strict=False):
                 problems[int(i)] = ("ring_not_closed", "ring not closed / too few points")
                 geoms[i] = g  # the closed version; used only with --repair
-    return RawTable(name, cols, records, geoms, meta.get("crs"), problems, notes)
+    if n == 0:
+        raise ReadError(f"{name}: 文件中没有任何要素 the file holds no features (empty layer); nothing to load")
+    return RawTable(name, cols, records, geoms, meta.get("crs"), problems, notes, inexact)
+
+
+def _read_failure(exc: BaseException, path: Path, source: str, name: str, suffix: str) -> str:
+    m = _clean_msg(exc, path, source, name)
+    low = m.lower()
+    if suffix == ".gpkg" and ("malformed" in low or "not a database" in low or "not recognized" in low):
+        return (
+            f"{name}: GeoPackage 文件已损坏或不完整（可能上传或复制时被截断） the GeoPackage is damaged or "
+            f"incomplete (truncated while copying or uploading?); export it again ({m[:200]})"
+        )
+    if "not recognized as being in a supported file format" in low:
+        return f"{name}: 无法识别的文件内容 the content is not a readable {suffix or 'vector'} file ({m[:200]})"
+    return f"{name}: cannot read ({m})"
+
+
+def _check_shapefile_parts(shp: Path, name: str) -> None:
+    """A Shapefile is .shp + .shx + .dbf: say once and clearly which part is missing or empty."""
+    if not shp.exists() or shp.stat().st_size <= 100:
+        raise ReadError(f"{name}: .shp 文件为空 the .shp file is empty (no features); nothing to load")
+    missing = [ext for ext in (".shx", ".dbf") if not any(shp.with_suffix(e).exists() for e in (ext, ext.upper()))]
+    if ".dbf" in missing:
+        raise ReadError(
+            f"{name}: 缺少属性表 {shp.stem}.dbf the attribute table {shp.stem}.dbf is missing; a Shapefile needs "
+            f"{shp.stem}.shp, .shx and .dbf (and .prj, .cpg) side by side, or all of them in one .zip"
+        )
+
+
+# Largest integer a float64 holds exactly: beyond it neighbouring integers share one float.
+_EXACT = 2**53
+_DBF_NUM = re.compile(r"^[+-]?(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$")
+
+
+def _dbf_numbers(
+    path: Path, source: str, suffix: str, names: list[str], field_data: list[Any]
+) -> dict[str, list[str | None]]:
+    """The text of the DBF's numeric (N/F) fields that GDAL read as floating-point numbers, per record
+    number, read from the .dbf itself: a 17-digit code in a numeric field keeps every digit."""
+    floats = {c for c, v in zip(names, field_data, strict=False) if np.asarray(v).dtype.kind == "f"}
+    if not floats:
+        return {}
+    try:
+        if source.startswith("/vsizip/"):
+            import zipfile
+
+            zpath, member = str(path), source.split("}/", 1)[1]
+            with zipfile.ZipFile(zpath) as z:
+                lookup = {m.lower(): m for m in z.namelist()}
+                dbf = lookup.get(member.rsplit(".", 1)[0].lower() + ".dbf")
+                if dbf is None:
+                    return {}
+                with z.open(dbf) as f:
+                    return read_dbf_numbers(f, floats)
+        dbf_path = next((p for p in (path.with_suffix(".dbf"), path.with_suffix(".DBF")) if p.exists()), None)
+        if dbf_path is None:
+            return {}
+        with dbf_path.open("rb") as f:
+            return read_dbf_numbers(f, floats)
+    except (OSError, ValueError, struct.error):
+        return {}
+
+
+def read_dbf_numbers(f: BinaryIO, wanted: set[str]) -> dict[str, list[str | None]]:
+    """{field: text per record} of the numeric fields named in ``wanted`` (names compared as GDAL
+    reports them: ASCII, trailing NULs dropped)."""
+    head = f.read(32)
+    n_rec, header_len, rec_len = struct.unpack("<IHH", head[4:12])
+    fields: list[tuple[str, int, int]] = []
+    offset = 1
+    while True:
+        d = f.read(32)
+        if not d or d[0] == 0x0D or len(d) < 32:
+            break
+        fname = d[:11].split(b"\x00", 1)[0].decode("latin-1").strip()
+        ftype, flen = chr(d[11]), d[16]
+        if ftype in "NF" and fname in wanted:
+            fields.append((fname, offset, flen))
+        offset += flen
+    if not fields:
+        return {}
+    f.seek(header_len)
+    out: dict[str, list[str | None]] = {fn: [] for fn, _, _ in fields}
+    for _ in range(n_rec):
+        rec = f.read(rec_len)
+        if len(rec) < rec_len:
+            break
+        for fn, o, ln in fields:
+            t = rec[o : o + ln].decode("latin-1").strip().strip("\x00")
+            out[fn].append(t or None)
+    return out
+
+
+def _dbf_text(values: list[str | None]) -> tuple[pd.Series, dict[int, str]]:
+    """Numbers as the DBF writes them → exact text (``34010400100179003.000`` → ``34010400100179003``),
+    with the rows whose text cannot stand for an exact integer code (``3.40104001001790E+16``)."""
+    out: list[str | None] = []
+    bad: dict[int, str] = {}
+    for i, t in enumerate(values):
+        t = t.strip() if t is not None else None
+        if not t or set(t) <= {"*"}:
+            out.append(None)
+            continue
+        m = _DBF_NUM.match(t)
+        if not m or not (m.group(1) or m.group(2)):
+            out.append(t)
+            continue
+        whole, frac, exp = m.group(1) or "", (m.group(2) or "").rstrip("0"), m.group(3)
+        sign = "-" if t.startswith("-") else ""
+        if exp is not None:
+            digits = (whole + frac).lstrip("0")
+            e = int(exp) - len(frac)
+            if e >= 0 and digits:
+                value = digits + "0" * e
+                out.append(sign + value)
+                if len(value) > 15 and e > 0:  # trailing digits were never stored: the code is lost
+                    bad[i] = t
+            else:
+                out.append(str(float(t)))
+            continue
+        whole = whole.lstrip("0") or "0"
+        out.append(sign + (f"{whole}.{frac}" if frac else whole))
+    return pd.Series(out, dtype=object), bad
 
 
 def _clean_msg(exc: BaseException, path: Path, source: str, name: str) -> str:
@@ -150,15 +307,22 @@ def _clean_msg(exc: BaseException, path: Path, source: str, name: str) -> str:
     return m[:500]
 
 
-def _as_text(values) -> pd.Series:
+def _as_text(values: Any) -> tuple[pd.Series, dict[int, str]]:
+    """Values as text, with the rows holding a floating-point number too large to be an exact
+    integer (≥ 2**53: a 16–17-digit code stored as a float has already lost its last digits)."""
     s = pd.Series(values, dtype=object)
-    return s.map(
-        lambda v: (
-            None
-            if v is None or (isinstance(v, float) and np.isnan(v))
-            else (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)).strip()
-        )
-    )
+    bad: dict[int, str] = {}
+
+    def one(i: int, v: Any) -> str | None:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return None
+        if isinstance(v, float) and v.is_integer():
+            if abs(v) >= _EXACT:
+                bad[i] = repr(v)
+            return str(int(v))
+        return str(v).strip()
+
+    return pd.Series([one(i, v) for i, v in enumerate(s.tolist())], dtype=object), bad
 
 
 def read_table(
@@ -169,6 +333,8 @@ def read_table(
     name = display_name or path.name
     notes: list[str] = []
     suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise ReadError(f"{name}: 文件为空（0 字节） the file is empty (0 bytes); nothing to load")
     if suffix in (".csv", ".txt"):
         data = path.read_bytes()
         enc = normalize_codec(encoding) if encoding else text_encoding(data)
@@ -192,6 +358,60 @@ def read_table(
     df = df.replace({"": None})
     records = [f"row {i + 2}" for i in range(len(df))]  # header is row 1
     return df.reset_index(drop=True), records, notes
+
+
+def read_rows(
+    path: str | Path, *, encoding: str | None = None, sheet: str | None = None, display_name: str | None = None
+) -> tuple[list[tuple[int, list[Any]]], list[str]]:
+    """Every row of a CSV or an XLSX sheet as (spreadsheet row number, cells as the file holds them: text,
+    or for XLSX also int/float/datetime, so that a number Excel made of an ID can be told apart), and notes.
+    Nothing is taken as the header: rosters find theirs (title rows, two-row headers)."""
+    path = Path(path)
+    name = display_name or path.name
+    notes: list[str] = []
+    suffix = path.suffix.lower()
+    if path.stat().st_size == 0:
+        raise ReadError(f"{name}: 文件为空（0 字节） the file is empty (0 bytes); nothing to load")
+    if suffix in (".csv", ".txt"):
+        import csv
+        import io
+
+        data = path.read_bytes()
+        enc = normalize_codec(encoding) if encoding else text_encoding(data)
+        notes.append(f"CSV encoding {enc}" + ("" if encoding else " (detected)"))
+        try:
+            textdata = data.decode(enc)
+        except UnicodeDecodeError as exc:
+            raise ReadError(f"{name}: not valid {enc} text ({exc}); pass --encoding") from exc
+        try:
+            rows = [[c if c.strip() else None for c in r] for r in csv.reader(io.StringIO(textdata))]
+        except csv.Error as exc:
+            raise ReadError(f"{name}: cannot read CSV ({exc})") from exc
+        return list(enumerate(rows, start=1)), notes
+    if suffix not in (".xlsx", ".xlsm"):
+        raise ReadError(f"{name}: unsupported table format {suffix}; use .csv or .xlsx")
+    from openpyxl import load_workbook
+
+    from gisgov.ingest.uploads import inspect_zip
+
+    inspect_zip(path, name, verify=False)
+    try:
+        wb = load_workbook(path, read_only=True, data_only=True)
+    except Exception as exc:
+        raise ReadError(f"{name}: cannot open workbook ({_clean_msg(exc, path, str(path), name)})") from exc
+    try:
+        ws = wb[sheet] if sheet else wb.worksheets[0]
+        out = [
+            (i, [None if (isinstance(v, str) and not v.strip()) else v for v in r])
+            for i, r in enumerate(ws.iter_rows(values_only=True), start=1)
+        ]
+    except KeyError as exc:
+        raise ReadError(f"{name}: no sheet {sheet!r}") from exc
+    except Exception as exc:
+        raise ReadError(f"{name}: cannot read workbook ({_clean_msg(exc, path, str(path), name)})") from exc
+    finally:
+        wb.close()
+    return out, notes
 
 
 def _read_xlsx(path: Path, sheet: str | None, name: str) -> pd.DataFrame:

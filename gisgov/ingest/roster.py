@@ -11,6 +11,7 @@ door numbers such as ``2单元301`` are numbered after the building's highest nu
 from __future__ import annotations
 
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,12 @@ from sqlalchemy.exc import DBAPIError
 
 from gisgov.ingest import estimates, store
 from gisgov.ingest.fields import RESIDENT_FIELDS, parse_map, resolve
-from gisgov.ingest.readers import ReadError, read_table
+from gisgov.ingest.idnumber import id_problem, normalize_id
+from gisgov.ingest.readers import ReadError, read_rows
 from gisgov.ingest.report import INFO, REJECTED, Issue, Report, settle
 from gisgov.ingest.rules import msg
 from gisgov.ingest.uploads import UploadRejected
-from gisgov.security.pii import Vault, id_problem, mask_phone
+from gisgov.security.pii import Vault, mask_phone
 
 TEMPLATE_HEADERS = [
     "楼栋编码",
@@ -123,6 +125,8 @@ def ids_valid(ids: pd.Series) -> np.ndarray:
         b = np.frombuffer("".join(s[ok]).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
         sums = ((b[:, :17].astype(np.int64) - 48) * _WEIGHTS).sum(axis=1) % 11
         ok[np.flatnonzero(ok)] = _CHECK[sums] == b[:, 17]
+    for i in np.flatnonzero(ok):  # birth date and region code (few distinct regions: cached)
+        ok[i] = id_problem(s.iloc[i]) is None
     return ok
 
 
@@ -138,6 +142,162 @@ def _s(df: pd.DataFrame, mapping: dict, f: str) -> pd.Series:
     if f not in mapping:
         return pd.Series([None] * len(df), dtype=object)
     return _keep(df[mapping[f]], np.ones(len(df), dtype=bool))
+
+
+# A row that sums up the table (合计/总计 …) or signs it off (填表人 …): skipped with a note.
+_TOTAL = re.compile(r"^(合计|总计|小计|共计|总数|累计|total|sum|subtotal)", re.IGNORECASE)
+_FOOTER = re.compile(r"^(填表人|制表人|审核人|填报人|负责人|统计人|填表日期|制表日期|备注|说明|注[:：])")
+_EXCEL_NUMBER = re.compile(r"^\d(\.\d+)?E\+?\d+$", re.IGNORECASE)
+_HEADER_SCAN = 30
+
+
+def _header_text(v) -> str:
+    return "" if v is None else re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(v)))
+
+
+def _cell_text(v: object) -> str | None:
+    """A cell as text. A number Excel holds as a float of 15+ digits is written the way Excel shows it
+    (``3.40104199001011E+17``): its last digits are gone and the roster check says so."""
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return str(v)
+    if isinstance(v, float):
+        if abs(v) >= 1e15:
+            return f"{v:.15G}"
+        return str(int(v)) if v.is_integer() else repr(v)
+    if hasattr(v, "year") and hasattr(v, "month"):  # a date cell: keep the date part
+        return str(v)[:10]
+    t = str(v).strip()
+    return t or None
+
+
+def _score(names: list[str], overrides: dict[str, str]) -> int:
+    try:
+        return len(resolve(names, "resident", RESIDENT_FIELDS, overrides))
+    except ValueError:
+        return len(resolve(names, "resident", RESIDENT_FIELDS))
+
+
+def find_header(
+    rows: list[tuple[int, list[object]]], header_row: int | None = None, overrides: dict[str, str] | None = None
+) -> tuple[list[str], int, str]:
+    """(column names, index in ``rows`` of the first data row, how the header was found).
+
+    The header is the row (or pair of rows: a merged group title above the column names) among the first
+    30 whose cells name the most roster fields; ``header_row`` (1-based, as the spreadsheet numbers rows)
+    fixes it. Titles above it (居民花名册, 填报单位 …) are ignored."""
+    ov = overrides or {}
+    by_number = {n: k for k, (n, _) in enumerate(rows)}
+    width = max((len(c) for _, c in rows[: _HEADER_SCAN + 2]), default=0)
+
+    def cells(k: int) -> list[str]:
+        c = rows[k][1] if 0 <= k < len(rows) else []
+        return [_header_text(v) for v in c] + [""] * (width - len(c))
+
+    def combo(k: int) -> list[str]:
+        upper, lower = cells(k), cells(k + 1)
+        return [lo or up for up, lo in zip(upper, lower, strict=True)]
+
+    if header_row is not None:
+        if header_row not in by_number:
+            raise ValueError(f"--header-row {header_row}: the sheet has no row {header_row}")
+        k = by_number[header_row]
+        single, two = _score(cells(k), ov), _score(combo(k), ov) if k + 1 < len(rows) else -1
+        if two > single:
+            return combo(k), k + 2, f"header rows {header_row}–{header_row + 1} (given)"
+        return cells(k), k + 1, f"header row {header_row} (given)"
+    best = (0, 0, 0)  # (score, -k, rows used)
+    for k in range(min(len(rows), _HEADER_SCAN)):
+        s1 = _score(cells(k), ov)
+        s2 = _score(combo(k), ov) if k + 1 < len(rows) else -1
+        cand = (s1, -k, 1) if s1 >= s2 else (s2, -k, 2)
+        if cand[0] > best[0]:
+            best = cand
+    score, neg_k, used = best
+    k = -neg_k
+    if score < 2:  # nothing looks like a roster header: the first row, as before
+        return cells(0), 1, "header row 1"
+    names = cells(k) if used == 1 else combo(k)
+    n0 = rows[k][0]
+    how = f"header row {n0}" if used == 1 else f"header rows {n0}–{n0 + 1} (merged)"
+    return names, k + used, how + " (detected)"
+
+
+def roster_table(
+    rows: list[tuple[int, list[object]]], *, header_row: int | None = None, overrides: dict[str, str] | None = None
+) -> tuple[pd.DataFrame, list[str], list[Issue], str]:
+    """(columns as text, record labels "row N", notes on skipped rows, how the header was found) of a
+    roster sheet: rows above the header are titles; blank rows and total/sign-off rows are skipped."""
+    names, start, how = find_header(rows, header_row, overrides)
+    keep = [j for j, h in enumerate(names) if h]
+    cols: list[str] = []
+    for j in keep:  # unique column names (a two-row header can repeat a sub-title)
+        base, n = names[j], 2
+        name = base
+        while name in cols:
+            name, n = f"{base}_{n}", n + 1
+        cols.append(name)
+    data: list[list[str | None]] = []
+    records: list[str] = []
+    blank: list[int] = []
+    notes: list[Issue] = []
+    for rowno, cells in rows[start:]:
+        vals = [_cell_text(cells[j]) if j < len(cells) else None for j in keep]
+        if all(v is None for v in vals):
+            blank.append(rowno)
+            continue
+        first = [re.sub(r"\s+", "", unicodedata.normalize("NFKC", v)) for v in vals if v is not None][:3]
+        if any(_TOTAL.match(v) for v in first) or (len(first) <= 2 and _FOOTER.match(first[0])):
+            notes.append(
+                Issue(
+                    f"row {rowno}",
+                    "row_skipped",
+                    " ".join(first)[:40],
+                    "已跳过合计/签名行 skipped a total or sign-off row (not a resident)",
+                    INFO,
+                )
+            )
+            continue
+        data.append(vals)
+        records.append(f"row {rowno}")
+    last = int(records[-1].split()[1]) if records else 0
+    inner = [b for b in blank if b < last]
+    if inner:
+        shown = ", ".join(map(str, inner[:10])) + (" …" if len(inner) > 10 else "")
+        notes.append(
+            Issue("(file)", "row_skipped", shown, f"已跳过 {len(inner)} 个空行 skipped {len(inner)} blank rows", INFO)
+        )
+    return pd.DataFrame(data, columns=cols, dtype=object), records, notes, how
+
+
+def _nfkc(v: object) -> str | None:
+    if v is None:
+        return None
+    t = unicodedata.normalize("NFKC", str(v)).strip()
+    return t or None
+
+
+def _nfkc_col(s: pd.Series) -> pd.Series:
+    """NFKC of every value (full-width digits and letters → ASCII), None kept as None."""
+    return pd.Series([_nfkc(v) for v in s.tolist()], dtype=object)
+
+
+def _id_message(raw: str, clean: str) -> str:
+    """What is wrong with an ID number, with Excel's number conversion named when it is the cause."""
+    if _EXCEL_NUMBER.match(raw.strip()):
+        return (
+            f"身份证号被 Excel 当成数字保存（{raw.strip()}），只保留了15位有效数字，后几位已丢失 the ID number was "
+            "turned into a number by Excel: only 15 significant digits are kept, the last digits are lost (an X "
+            "check character cannot be kept either); format the column as text (文本) and enter the numbers again"
+        )
+    why = id_problem(clean) or ""
+    if len(clean) == 18 and clean.endswith("000") and "校验位" in why:
+        why += (
+            "；末三位为000，可能被 Excel 当成数字截断 ends in 000: probably cut by Excel as a number; format the "
+            "column as text (文本) and enter the number again"
+        )
+    return why
 
 
 def parse_roster(df: pd.DataFrame, records: list[str], mapping: dict[str, str]) -> tuple[pd.DataFrame, list[Issue]]:
@@ -156,22 +316,28 @@ def parse_roster(df: pd.DataFrame, records: list[str], mapping: dict[str, str]) 
     name = _s(df, mapping, "name")
     add_many(name.isna().to_numpy(), "required", None, "姓名 name")
     out["name"] = name
-    out["building_code"] = _s(df, mapping, "building_code")
+    out["building_code"] = _nfkc_col(_s(df, mapping, "building_code"))
     out["address"] = _s(df, mapping, "address")
     nob = out["building_code"].isna().to_numpy() & out["address"].isna().to_numpy()
     add_many(nob, "required", None, "楼栋编码或地址 building code or address")
     bc = out["building_code"]
     badfmt = bc.notna().to_numpy() & ~bc.fillna("").str.fullmatch(r"\d{17}").to_numpy()
     add_many(badfmt, "building_unknown", bc.to_numpy(), "building code has 17 digits")
-    door = _s(df, mapping, "door_no")
+    door = _nfkc_col(_s(df, mapping, "door_no"))
     add_many(door.isna().to_numpy(), "door_no", door.to_numpy(), "户号 household number required")
     out["door_no"] = door
     # ID numbers
-    idn = _s(df, mapping, "id_number").map(lambda v: None if v is None else str(v).strip().upper().replace(" ", ""))
+    id_raw = _s(df, mapping, "id_number")
+    idn = pd.Series([None if v is None else (normalize_id(v) or None) for v in id_raw.tolist()], dtype=object)
     has_id = idn.notna().to_numpy()
     valid = ids_valid(idn)
     wrong = has_id & ~valid
-    add_many(wrong, "id_number", idn.map(lambda v: _mask_id_value(v)).to_numpy(), lambda i: id_problem(idn.iloc[i]))
+    add_many(
+        wrong,
+        "id_number",
+        idn.map(lambda v: _mask_id_value(v)).to_numpy(),
+        lambda i: _id_message(str(id_raw.iloc[i]), idn.iloc[i]),
+    )
     dup = has_id & valid & idn.duplicated(keep="first").to_numpy()
     if dup.any():
         first = {}
@@ -183,7 +349,7 @@ def parse_roster(df: pd.DataFrame, records: list[str], mapping: dict[str, str]) 
         )
     out["id_number"] = _keep(idn, has_id & valid)
     # gender / birth year (derived from a valid ID when empty)
-    g_raw = _s(df, mapping, "gender")
+    g_raw = _nfkc_col(_s(df, mapping, "gender"))
     gender = g_raw.map(lambda v: None if v is None else _GENDER.get(str(v).strip().lower()))
     add_many((g_raw.notna() & gender.isna()).to_numpy(), "value_invalid", g_raw.to_numpy(), "性别 gender: 男/女")
     from_id = out["id_number"].notna()
@@ -192,14 +358,14 @@ def parse_roster(df: pd.DataFrame, records: list[str], mapping: dict[str, str]) 
     use = (gender.isna() & from_id).to_numpy()
     gender[use] = derived_g[use]
     out["gender"] = gender
-    by_raw = _s(df, mapping, "birth_year")
+    by_raw = _nfkc_col(_s(df, mapping, "birth_year"))
     by = pd.to_numeric(by_raw.map(lambda v: None if v is None else str(v)[:4]), errors="coerce")
     by_bad = (by_raw.notna() & (by.isna() | (by < 1880) | (by > 2100))).to_numpy()
     add_many(by_bad, "value_invalid", by_raw.to_numpy(), "出生年份 birth year 1880–2100")
     derived_by = pd.to_numeric(out["id_number"].map(lambda v: None if v is None else v[6:10]), errors="coerce")
     by = by.where(by.notna(), derived_by)
     out["birth_year"] = pd.array([None if pd.isna(v) else int(v) for v in by], dtype="Int64")
-    role_raw = _s(df, mapping, "role")
+    role_raw = _nfkc_col(_s(df, mapping, "role"))
     role = role_raw.map(lambda v: None if v is None else _ROLE.get(str(v).strip()))
     add_many(
         (role_raw.notna() & role.isna()).to_numpy(),
@@ -208,11 +374,11 @@ def parse_roster(df: pd.DataFrame, records: list[str], mapping: dict[str, str]) 
         "与户主关系 role: 户主/配偶/子女/父母/孙辈/兄弟姐妹/其他",
     )
     out["role"] = role
-    phone = _s(df, mapping, "phone")
+    phone = _nfkc_col(_s(df, mapping, "phone"))
     pbad = phone.notna().to_numpy() & ~phone.fillna("").str.match(_PHONE_RE).to_numpy()
     add_many(pbad, "phone", phone.map(mask_phone).to_numpy(), "7–20 digits")
     out["phone"] = _keep(phone, ~pbad)
-    res_raw = _s(df, mapping, "residence")
+    res_raw = _nfkc_col(_s(df, mapping, "residence"))
     res = res_raw.map(lambda v: _RESIDENCE.get("" if v is None else str(v).strip()))
     add_many(res.isna().to_numpy(), "value_invalid", res_raw.to_numpy(), "居住类型 residence: 常住/户籍/流动")
     out["residence"] = res.fillna("常住")
@@ -291,8 +457,10 @@ def load_roster(
     display_name: str | None = None,
     vault: Vault | None = None,
     area: str = "",
+    header_row: int | None = None,
 ) -> Report:
-    """Load a roster, all or nothing. ``area``: code prefix of the buildings the caller may change
+    """Load a roster, all or nothing. ``header_row``: the spreadsheet row (1-based) holding the column
+    names; by default it is found among the first 30 rows (title rows above it, a merged two-row header). ``area``: code prefix of the buildings the caller may change
     ('' = all); in addition, when the connection carries a database scope (``gisgov.scope``, set by
     the web app for the signed-in user), rows whose building lies outside it are rejected with rule
     ``out_of_scope`` before anything is written (row-level security would refuse them anyway)."""
@@ -301,21 +469,30 @@ def load_roster(
     report = Report(name, "resident", dry_run=dry_run)
     if progress:
         progress("read", 0, 1)
+    from gisgov.ingest.loader import UsageError
+
     try:
-        df, records, notes = read_table(p, encoding=encoding, sheet=sheet, display_name=name)
+        cells, notes = read_rows(p, encoding=encoding, sheet=sheet, display_name=name)
     except (ReadError, UploadRejected) as exc:
         report.add("(file)", getattr(exc, "rule", "unreadable"), p.suffix, str(exc))
         report.status = "rejected"
         return report
-    from gisgov.ingest.loader import UsageError
-
     try:
         ov = mapping if isinstance(mapping, dict) else parse_map(mapping)
+        df, records, skipped, how = roster_table(cells, header_row=header_row, overrides=ov)
         fmap = resolve(list(df.columns), "resident", RESIDENT_FIELDS, ov)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     for note in notes:
         report.add("(file)", "read", note, "读取 read", INFO)
+    report.add("(file)", "header", how, "表头 header", INFO)
+    report.extend(skipped)
+    if not len(df):
+        report.add(
+            "(file)", "file_empty", how, f"{name}: 名册没有居民行 the roster has no resident rows; nothing to load"
+        )
+        report.status = "rejected"
+        return report
     report.add(
         "(file)", "field_mapping", ", ".join(f"{f}←{c}" for f, c in fmap.items()), "字段对应 field mapping", INFO
     )
@@ -533,20 +710,25 @@ def _write(conn: Connection, rows: pd.DataFrame, report: Report, vault: Vault, p
     store.copy_rows(conn, "_roster", cols, gen(), progress, n, every=50000)
     if progress:
         progress("households", 0, 1)
+    # a household's 居住类型 is its head's (户主), else its first row's
     new_hh = conn.exec_driver_sql("""
         INSERT INTO household (code, building_code, door_no, residence)
         SELECT DISTINCT ON (hh_code) hh_code, building_code, door_no, residence FROM _roster r
         WHERE NOT EXISTS (SELECT 1 FROM household h WHERE h.code = r.hh_code)
-        ORDER BY hh_code, rid""").rowcount
+        ORDER BY hh_code, (role IS DISTINCT FROM '户主'), rid""").rowcount
+    per_person = _resident_has_residence(conn)
+    if not per_person:
+        _report_mixed_residence(rows, hh, report)
     if progress:
         progress("households", 1, 1)
         progress("residents", 0, 1)
-    n_res = conn.exec_driver_sql("""
+    extra_col, extra_val = (", residence", ", r.residence") if per_person else ("", "")
+    n_res = conn.exec_driver_sql(f"""
         INSERT INTO resident (id, household_id, name, gender, birth_year, role, id_hash, id_cipher, id_last4,
-                              phone_cipher, phone_masked, geom)
+                              phone_cipher, phone_masked, geom{extra_col})
         OVERRIDING SYSTEM VALUE
         SELECT r.rid, h.id, r.name, r.gender, r.birth_year, r.role, r.id_hash, r.id_cipher, r.id_last4,
-               r.phone_cipher, r.phone_masked, b.pos
+               r.phone_cipher, r.phone_masked, b.pos{extra_val}
         FROM _roster r JOIN household h ON h.code = r.hh_code JOIN building b ON b.code = r.building_code""").rowcount
     n_grp = conn.exec_driver_sql("""
         INSERT INTO resident_group (resident_id, group_code)
@@ -555,3 +737,35 @@ def _write(conn: Connection, rows: pd.DataFrame, report: Report, vault: Vault, p
         progress("residents", 1, 1)
     updated = estimates.roster_wins(conn, blist)
     report.counts.update(written=n_res, households_created=new_hh, group_tags=n_grp, buildings_counted=updated)
+
+
+def _resident_has_residence(conn: Connection) -> bool:
+    """Whether the schema keeps 居住类型 per person (a ``resident.residence`` column)."""
+    return bool(
+        conn.execute(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.columns "
+                "WHERE table_name = 'resident' AND column_name = 'residence' AND table_schema = current_schema())"
+            )
+        ).scalar()
+    )
+
+
+def _report_mixed_residence(rows: pd.DataFrame, hh: np.ndarray, report: Report) -> None:
+    """While 居住类型 is stored per household only: name every household whose rows disagree and the
+    value kept (the head's), so no person's value is dropped without a word."""
+    frame = pd.DataFrame({"hh": hh, "res": rows["residence"].to_numpy(), "role": rows["role"].to_numpy()})
+    for code, g in frame.groupby("hh", sort=True):
+        values = sorted(set(g["res"]))
+        if len(values) < 2:
+            continue
+        head = g[g["role"] == "户主"]
+        kept = (head if len(head) else g)["res"].iloc[0]
+        report.add(
+            f"户 household {code}",
+            "residence_per_household",
+            "/".join(values),
+            f"居住类型按户保存，本户取户主的「{kept}」 the residence type is stored per household: this household's "
+            f"rows give {'/'.join(values)}; kept {kept} (the head's) for the household",
+            INFO,
+        )

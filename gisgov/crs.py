@@ -14,6 +14,11 @@ from pyproj import CRS, Transformer
 CGCS2000 = 4490
 WGS84 = 4326
 
+# Decimal places of lon/lat in GeoJSON answers: 1e-7° ≈ 1.1 cm (latitude; less in longitude), the
+# same 1 cm grid the gridding overlays snap to, so a boundary sent to a page and back stays exact
+# to the centimetre (6 places ≈ 11 cm would open slivers between neighbouring grids).
+GEOJSON_PRECISION = 7
+
 
 def metric_epsg(lon: float, lat: float) -> int:
     """EPSG code of a projected metric CRS for a place.

@@ -179,3 +179,60 @@ def test_staff_role_names_agree_everywhere():
         if any(ROLE_EN.get(zh) != en for zh, en in pairs.items()):
             disagree.add(name)
     assert disagree <= STAFF_NAMES_PENDING
+
+
+# -- CRS and GeoJSON precision: one constant each -----------------------------------------------------------------
+
+# files outside this change's reach that still spell them out (their owners switch to gisgov.crs)
+CRS_LITERALS_PENDING = {
+    "gisgov/api/routes/coverage.py",
+    "gisgov/api/routes/maps.py",
+    "gisgov/network/graph.py",
+    "gisgov/api/queries.py",
+    "gisgov/stats/queries.py",
+    "gisgov/api/routes/grid_editor.py",
+}
+
+
+def _python_sources():
+    for path in sorted((ROOT / "gisgov").rglob("*.py")):
+        yield path.relative_to(ROOT).as_posix(), path.read_text(encoding="utf-8")
+
+
+def test_wgs84_is_spelt_once_outside_sql():
+    import re
+
+    code_use = re.compile(r"(to_crs\(|transformer\(|epsg=|crs=|== |WGS84 = )4326\b")
+    found = {rel for rel, src in _python_sources() if code_use.search(src)}
+    assert found - CRS_LITERALS_PENDING == {"gisgov/crs.py"}
+
+
+def _asgeojson_literal_precision(src: str) -> bool:
+    """True if some ``ST_AsGeoJSON(…, <digits>)`` call spells its precision out."""
+    import re
+
+    for m in re.finditer(r"ST_AsGeoJSON\(", src):
+        depth, i = 1, m.end()
+        while i < len(src) and depth:
+            depth += {"(": 1, ")": -1}.get(src[i], 0)
+            i += 1
+        args = src[m.end() : i - 1]
+        if re.search(r",\s*\d+\s*$", args):
+            return True
+    return False
+
+
+def test_geojson_precision_is_one_constant():
+    import re
+
+    from gisgov.crs import GEOJSON_PRECISION
+
+    assert GEOJSON_PRECISION == 7
+    assert _asgeojson_literal_precision("ST_AsGeoJSON(ST_Transform(ST_PointOnSurface(coalesce(a, b)), 4326), 6) AS x")
+    assert not _asgeojson_literal_precision("ST_AsGeoJSON(ST_Transform(geom, 4326), :prec)")
+    found = {
+        rel
+        for rel, src in _python_sources()
+        if _asgeojson_literal_precision(src) or re.search(r"^\w*PRECISION = \d", src, re.M)
+    }
+    assert found - CRS_LITERALS_PENDING == {"gisgov/crs.py"}

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, text
 
 from gisgov.coverage.catalog import Catalog
 from gisgov.coverage.model import CityData, CoverageModel, DistanceTable
+from gisgov.crs import CGCS2000
 from gisgov.db.copy import copy_frame
 from gisgov.network import flag_names
 
@@ -26,7 +27,7 @@ _CHUNK = 50_000
 
 def storage_srid(conn: Connection) -> int:
     v = conn.execute(text(SRID_SQL)).scalar()
-    return int(v) if v else 4490
+    return int(v) if v else CGCS2000
 
 
 def _frame(conn: Connection, sql: str, params: dict | None = None) -> pd.DataFrame:

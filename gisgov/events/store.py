@@ -17,6 +17,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Connection, text
 
+from gisgov.crs import GEOJSON_PRECISION
 from gisgov.errors import Forbidden, InvalidInput, NotFound
 from gisgov.events import machine
 from gisgov.events.catalog import Catalog, load_catalog
@@ -168,7 +169,7 @@ def _out(row, catalog: Catalog, p: Principal) -> dict:
     d = dict(row)
     for k in _TIMES:
         d[k] = d[k].isoformat() if d[k] is not None else None
-    d["lon"], d["lat"] = round(d["lon"], 7), round(d["lat"], 7)
+    d["lon"], d["lat"] = round(d["lon"], GEOJSON_PRECISION), round(d["lat"], GEOJSON_PRECISION)
     d["category_label"] = catalog.label(d["category"])
     d["department_label"] = catalog.label(d["department"])
     d["status_label"] = machine.STATE_LABELS[State(d["status"])]
@@ -330,13 +331,14 @@ def open_by_grid(conn: Connection, catalog: Catalog | None = None) -> dict:
         )
         SELECT a.code, a.level, a.open, a.overdue, a.categories,
                coalesce(g.name, c.name, s.name) AS name,
-               ST_AsGeoJSON(ST_Transform(ST_PointOnSurface(coalesce(g.geom, c.geom, s.geom)), 4326), 7) AS label
+               ST_AsGeoJSON(ST_Transform(ST_PointOnSurface(coalesce(g.geom, c.geom, s.geom)), 4326), :prec) AS label
         FROM agg a
         LEFT JOIN LATERAL (SELECT x.name, x.geom FROM grid_current() x WHERE a.level = 'grid' AND x.code = a.code
                            ORDER BY x.id LIMIT 1) g ON true
         LEFT JOIN community c ON a.level = 'community' AND c.code = a.code
         LEFT JOIN street s ON a.level = 'street' AND s.code = a.code
-        ORDER BY a.code""")
+        ORDER BY a.code"""),
+            {"prec": GEOJSON_PRECISION},
         )
         .mappings()
         .all()

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, text
 
+from gisgov.crs import GEOJSON_PRECISION
 from gisgov.errors import Forbidden, InvalidInput, NotFound, PlanConflict
 from gisgov.governance import compounds as cr
 from gisgov.governance import staff as st
@@ -185,9 +186,9 @@ def gaps_geojson(
         geo = "ST_PointOnSurface(g.geom)" if geometry == "point" else "g.geom"
         rows = conn.execute(
             text(f"""
-            SELECT g.code, ST_AsGeoJSON(ST_Transform({geo}, 4326), 7) AS gj
+            SELECT g.code, ST_AsGeoJSON(ST_Transform({geo}, 4326), :prec) AS gj
             FROM grid_current() g WHERE g.code = ANY (:codes) ORDER BY g.code"""),
-            {"codes": list(bad)},
+            {"codes": list(bad), "prec": GEOJSON_PRECISION},
         ).all()
         for code_, gj in rows:
             a = bad[code_]
@@ -503,9 +504,9 @@ def breaches_geojson(
     if by_code:
         for code_, gj in conn.execute(
             text("""
-                SELECT code, ST_AsGeoJSON(ST_Transform(geom, 4326), 7) FROM compound WHERE code = ANY (:c)
+                SELECT code, ST_AsGeoJSON(ST_Transform(geom, 4326), :prec) FROM compound WHERE code = ANY (:c)
                 ORDER BY code"""),
-            {"c": list(by_code)},
+            {"c": list(by_code), "prec": GEOJSON_PRECISION},
         ):
             feats.append({"type": "Feature", "id": code_, "geometry": json.loads(gj), "properties": by_code[code_]})
     return {"type": "FeatureCollection", "features": feats, "totals": chk["totals"]}

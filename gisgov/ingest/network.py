@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from gisgov.crs import metric_epsg_for_bounds, transformer
+from gisgov.crs import WGS84, metric_epsg_for_bounds, transformer
 
 ARTERIAL = {
     "motorway",
@@ -145,7 +145,7 @@ def lengths_m(geoms: np.ndarray) -> np.ndarray:
     if not len(geoms):
         return np.array([], dtype=float)
     epsg = metric_epsg_for_bounds(tuple(shapely.total_bounds(geoms)))
-    tr = transformer(4326, epsg)
+    tr = transformer(WGS84, epsg)
     projected = shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
     return shapely.length(projected)
 

@@ -15,6 +15,7 @@ import geopandas as gpd
 import numpy as np
 from folium.features import DivIcon, GeoJsonTooltip
 
+from gisgov.crs import WGS84
 from gisgov.layers import Layer
 from gisgov.maps.offline import add_basemap, add_css, add_html, offline_map
 
@@ -50,7 +51,7 @@ body .leaflet-container { background: %(bg)s; font-family: "Microsoft YaHei", "P
 def _to_wgs84(frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     if frame.crs is None:
         raise ValueError("map layer frame has no CRS; set it (e.g. EPSG:4326 or EPSG:4490) before mapping")
-    return frame if frame.crs.to_epsg() == 4326 else frame.to_crs(4326)
+    return frame if frame.crs.to_epsg() == WGS84 else frame.to_crs(WGS84)
 
 
 def _prepare(layer: Layer, frame: gpd.GeoDataFrame) -> gpd.GeoDataFrame:

@@ -119,43 +119,4 @@ def test_write_private_is_0600_under_a_permissive_umask(tmp_path):
     assert not (tmp_path / "h" / "pg-state.tmp").exists()
 
 
-def _command_paths():
-    import typer
-
-    from gisgov.cli.main import app
-
-    def walk(cmd, prefix):
-        yield prefix
-        if getattr(cmd, "commands", None):
-            for name, sub in cmd.commands.items():
-                yield from walk(sub, [*prefix, name])
-
-    return list(walk(typer.main.get_command(app), []))
-
-
-def test_every_command_has_help(home):
-    from typer.testing import CliRunner
-
-    from gisgov.cli.main import app
-
-    paths = _command_paths()
-    assert ["db", "up"] in paths and len(paths) >= 7
-    for required in (
-        ["user", "add"],
-        ["user", "list"],
-        ["user", "disable"],
-        ["user", "passwd"],
-        ["user", "role"],
-        ["audit"],
-        ["db", "url"],
-        ["serve"],
-        ["demo"],
-    ):
-        assert required in paths, required
-    runner = CliRunner()
-    for path in paths:  # in-process: one interpreter start per command would take minutes
-        r = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"})
-        assert r.exit_code == 0 and "Usage" in r.output, (path, r.output)
-    assert "--show-password" in runner.invoke(app, ["db", "url", "--help"], env={"COLUMNS": "200"}).output
-    real = _gisgov(home, "user", "add", "--help")  # and once through the real command line
-    assert real.returncode == 0 and "--password-stdin" in real.stdout and "--scope" in real.stdout
+# `--help` of every command: tests/test_cli_fast.py

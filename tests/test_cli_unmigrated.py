@@ -1,5 +1,5 @@
 """Every CLI command on a database that is up but not migrated (or migrated to an older revision):
-one line saying what to run, exit 2, no traceback; the commands whose job it is migrate instead."""
+one line saying what to run, exit 3, no traceback; the commands whose job it is migrate instead."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def _commands(tmp_path) -> list[list[str]]:
 
 def _assert_one_line(results, commands, expected: str) -> None:
     for (rc, so, se), cmd in zip(results, commands, strict=False):
-        assert rc == 2, (cmd, rc, so, se)
+        assert rc == 3, (cmd, rc, so, se)
         assert "Traceback" not in so + se, (cmd, se)
         lines = [ln for ln in se.splitlines() if ln.strip()]
         assert len(lines) == 1 and expected in lines[0] and "`gisgov db migrate`" in lines[0], (cmd, se)

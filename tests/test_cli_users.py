@@ -208,14 +208,14 @@ def test_disable_then_sign_in_fails_and_enable_again(gisgov, owner):
     assert ops == [("add", "ok"), ("disable", "ok"), ("enable", "ok")]
 
 
-def test_unknown_user_exits_1(gisgov, owner):
+def test_unknown_user_exits_4(gisgov, owner):
     for args in (
         ["disable", "nobody"],
         ["passwd", "nobody", "--password-stdin"],
         ["role", "nobody", "--role", "viewer", "--scope", STREET],
     ):
         r = gisgov("user", *args, input=PW + "\n")
-        assert r.exit_code == 1, (args, r.output)
+        assert r.exit_code == 4, (args, r.output)
         assert "no user nobody" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert {r["detail"]["op"] for r in _audit_rows(owner, "nobody")} == {"disable", "passwd", "role"}
     assert all(r["result"] == "failed" for r in _audit_rows(owner, "nobody"))

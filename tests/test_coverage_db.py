@@ -149,7 +149,7 @@ def test_cli_report_site_whatif_help(cli_env, ceng):
     assert r.exit_code == 0, r.output
     assert "卫生 Health" in r.output and "c15 (≤1000 m)" in r.output and "Complete circles" in r.output
     r = runner.invoke(app, ["coverage", "report", "--level", "community", "--code", "999999999999"])
-    assert r.exit_code == 1 and "has no buildings" in r.output
+    assert r.exit_code == 4 and "has no buildings" in r.output
     r = runner.invoke(app, ["coverage", "site", "--category", "weisheng", "--k", "2", "--circle", "c10", "--json"])
     assert r.exit_code == 0, r.output
     import json

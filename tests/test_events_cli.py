@@ -125,7 +125,7 @@ def test_cli_report_transition_list_stats(city, generated, monkeypatch):
     assert ev["grid_code"] == GRID_A1 and ev["status"] == "reported"
     eid = str(ev["id"])
     r = invoke(["transition", eid, "--as", gw, "--to", "accepted", "--version", "1"], city, monkeypatch)
-    assert r.exit_code == 3 and "网格员" in r.output and "grid_worker" in r.output, r.output
+    assert r.exit_code == 1 and "网格员" in r.output and "grid_worker" in r.output, r.output
     r = invoke(["transition", eid, "--as", cs, "--to", "accepted", "--version", "1", "--json"], city, monkeypatch)
     assert r.exit_code == 0 and json.loads(r.output)["version"] == 2, r.output
     r = invoke(
@@ -133,15 +133,15 @@ def test_cli_report_transition_list_stats(city, generated, monkeypatch):
         city,
         monkeypatch,
     )
-    assert r.exit_code == 4 and "version" in r.output, r.output
+    assert r.exit_code == 1 and "version" in r.output, r.output
     r = invoke(["transition", "999999", "--as", cs, "--to", "accepted", "--version", "1"], city, monkeypatch)
-    assert r.exit_code == 1
+    assert r.exit_code == 4
     r = invoke(["list", "--as", cs, "--status", "accepted", "--json"], city, monkeypatch)
     assert r.exit_code == 0 and ev["id"] in [e["id"] for e in json.loads(r.output)["items"]], r.output
     r = invoke(["list", "--as", cs, "--overdue"], city, monkeypatch)
     assert r.exit_code == 0 and "事件 events" in r.output
     r = invoke(["list", "--as", viewer], city, monkeypatch)
-    assert r.exit_code == 3
+    assert r.exit_code == 1
     r = invoke(["stats", "--as", viewer, "--grid", GRID_A1, "--json"], city, monkeypatch)
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
@@ -165,7 +165,7 @@ def test_cli_report_transition_list_stats(city, generated, monkeypatch):
         city,
         monkeypatch,
     )
-    assert r.exit_code == 1
+    assert r.exit_code == 4
     eng = create_engine(city, poolclass=pool.NullPool)
     try:
         with eng.connect() as c:

@@ -71,7 +71,7 @@ def test_staff_check_list_import(city, monkeypatch, tmp_path):
         (GRID_A1, ["no_full_time"]),
         (GRID_A2, ["no_leader", "no_full_time"]),
     ]
-    assert invoke(["staff", "check", "--as", cs, "--strict"], city, monkeypatch).exit_code == 5
+    assert invoke(["staff", "check", "--as", cs, "--strict"], city, monkeypatch).exit_code == 1
     r = invoke(["staff", "list", "--as", viewer], city, monkeypatch)
     assert r.exit_code == 0 and "甲（测试）" not in r.output and GRID_A1 in r.output
     r = invoke(["staff", "list", "--as", cs], city, monkeypatch)
@@ -87,7 +87,7 @@ def test_staff_check_list_import(city, monkeypatch, tmp_path):
     ws.append([GRID_A2, "专职网格员", "丁（测试）", "137"])
     wb.save(tpl)
     r = invoke(["staff", "import", str(tpl), "--as", cs, "--mode", "append"], city, monkeypatch)
-    assert r.exit_code == 2 and "第4行" in r.output and "phone_format" in r.output, r.output
+    assert r.exit_code == 1 and "第4行" in r.output and "phone_format" in r.output, r.output
     ws.delete_rows(4)
     ws.append([GRID_A2, "专职网格员", "丁（测试）", "13700000004"])
     wb.save(tpl)
@@ -97,7 +97,7 @@ def test_staff_check_list_import(city, monkeypatch, tmp_path):
     r = invoke(["staff", "check", "--as", cs, "--strict"], city, monkeypatch)
     assert r.exit_code == 0, r.output
     r = invoke(["staff", "import", str(tpl), "--as", viewer], city, monkeypatch)
-    assert r.exit_code == 3
+    assert r.exit_code == 1
 
 
 def test_compounds_check_and_set(city, monkeypatch):
@@ -112,11 +112,11 @@ def test_compounds_check_and_set(city, monkeypatch):
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["breaches"] == ["old_no_property"]
     r = invoke(["compounds", "check", "--as", cs, "--strict"], city, monkeypatch)
-    assert r.exit_code == 5 and COMPOUND_A in r.output
+    assert r.exit_code == 1 and COMPOUND_A in r.output
     r = invoke(["compounds", "set", COMPOUND_A, "--as", cs, "--version", "1", "--party-org"], city, monkeypatch)
-    assert r.exit_code == 4
-    r = invoke(["compounds", "set", COMPOUND_B, "--as", cs, "--version", "1", "--party-org"], city, monkeypatch)
     assert r.exit_code == 1
+    r = invoke(["compounds", "set", COMPOUND_B, "--as", cs, "--version", "1", "--party-org"], city, monkeypatch)
+    assert r.exit_code == 4
     eng = create_engine(city, poolclass=pool.NullPool)
     with eng.connect() as c:
         rows = c.execute(text("SELECT result, detail FROM audit_log WHERE action = 'compound_edit' ORDER BY id")).all()

@@ -453,7 +453,7 @@ def test_cli_check_and_codes(grid_db, tmp_path):
         capture_output=True,
         text=True,
     )
-    assert r.returncode == 3 and "unit_over_max" in r.stdout
+    assert r.returncode == 1 and "unit_over_max" in r.stdout
 
 
 def test_migration_down_and_up_with_plans(db_factory):

@@ -248,7 +248,7 @@ def test_cli_activate_refuses_a_stale_draft_until_rebase(db, monkeypatch):
 
     get_settings.cache_clear()
     r = CliRunner().invoke(cli, ["grids", "activate", "-c", COMMUNITY, "--plan", str(stale), "--force"])
-    assert r.exit_code == 3, r.output
+    assert r.exit_code == 1, r.output
     assert "PlanConflict" in r.output and "--rebase" in r.output and f"version {fresh}" in r.output
     assert active(eng) == fresh
     r = CliRunner().invoke(cli, ["grids", "plans", "-c", COMMUNITY])

@@ -10,11 +10,9 @@ import json
 from datetime import datetime
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from gisgov.cli.users import EXIT_BAD_INPUT, cli_actor, fail, out, owner_transaction
-from gisgov.security import audit as audit_log
+from gisgov.cli.common import EXIT_USAGE, console, fail
+from gisgov.cli.users import cli_actor, owner_transaction
 
 RESULTS = ("ok", "denied", "failed", "error")
 
@@ -28,7 +26,7 @@ def parse_time(value: str | None, option: str) -> datetime | None:
     except ValueError:
         raise fail(
             f"{option} 时间格式无效 invalid time {value!r}: use ISO 8601, e.g. 2024-05-01 or 2024-05-01T08:30+08:00",
-            EXIT_BAD_INPUT,
+            EXIT_USAGE,
         ) from None
     return t if t.tzinfo else t.astimezone()
 
@@ -39,17 +37,23 @@ def audit(
     ),
     until: str = typer.Option(None, "--until", help="截止时间 Until (ISO 8601, exclusive)."),
     actor: str = typer.Option(None, "--actor", help="操作人 Only this actor (user name, or cli:<OS user>)."),
-    action: str = typer.Option(None, "--action", help="动作 Only this action: " + ", ".join(audit_log.ACTIONS)),
+    action: str = typer.Option(
+        None,
+        "--action",
+        help="动作 Only this action, e.g. login, export, import, plan_activate, user_admin (an unknown one lists all).",
+    ),
     result: str = typer.Option(None, "--result", help="结果 Only this result: " + ", ".join(RESULTS)),
     limit: int = typer.Option(50, "--limit", min=1, max=10000, help="最多条数 At most this many rows (newest first)."),
     as_json: bool = typer.Option(False, "--json", help="输出 JSON (one array) instead of a table."),
 ) -> None:
     """审计日志 Query the audit log: who did what, when, to which object, with what result."""
+    from gisgov.security import audit as audit_log
+
     t0, t1 = parse_time(since, "--since"), parse_time(until, "--until")
     if action is not None and action not in audit_log.ACTIONS:
-        raise fail(f"未知动作 unknown action {action!r}; one of: {', '.join(audit_log.ACTIONS)}", EXIT_BAD_INPUT)
+        raise fail(f"未知动作 unknown action {action!r}; one of: {', '.join(audit_log.ACTIONS)}", EXIT_USAGE)
     if result is not None and result not in RESULTS:
-        raise fail(f"未知结果 unknown result {result!r}; one of: {', '.join(RESULTS)}", EXIT_BAD_INPUT)
+        raise fail(f"未知结果 unknown result {result!r}; one of: {', '.join(RESULTS)}", EXIT_USAGE)
     filters = {"since": since, "until": until, "actor": actor, "action": action, "result": result, "limit": limit}
     with owner_transaction() as conn:
         rows = audit_log.query(conn, since=t0, until=t1, actor=actor, action=action, result=result, limit=limit)
@@ -63,6 +67,9 @@ def audit(
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, default=str, indent=1))
         return
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(title=f"审计日志 Audit log ({len(rows)}, 最新在前 newest first)")
     table.add_column("时间 time", no_wrap=True)
     table.add_column("操作人 actor", overflow="fold")
@@ -83,7 +90,7 @@ def audit(
             escape(r["client_addr"] or ""),
             escape(json.dumps(r["detail"], ensure_ascii=False)) if r["detail"] else "",
         )
-    out().print(table)
+    console().print(table)
 
 
 def register(root: typer.Typer) -> None:

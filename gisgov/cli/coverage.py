@@ -1,6 +1,7 @@
 """`gisgov coverage …`: service circles 便民服务圈 — compute, report, gaps, siting, what-if, map.
 
-Exit codes: 0 done, 1 refused / not found, 2 usage error or database not migrated, 3 database unavailable.
+Exit codes (:mod:`gisgov.cli.common`): 0 done, 1 refused, 2 usage error, 3 database unavailable or not
+migrated, 4 not found (no such area, category or facility).
 """
 
 from __future__ import annotations
@@ -9,16 +10,13 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from gisgov.cli import common
+from gisgov.cli.common import EXIT_USAGE, error, fail
 from gisgov.errors import GisgovError
 
-app = typer.Typer(
-    help="便民服务圈 Service circles: who reaches each service within 5/10/15/30 minutes on foot.", no_args_is_help=True
-)
-console = Console()
+app = common.group("便民服务圈 Service circles: who reaches each service within 5/10/15/30 minutes on foot.")
+console = common.LazyConsole()
 
 STAGES = {"graph": "路网 walking graph", "snap": "接入 snapping buildings", "distances": "距离 distances per category"}
 CATALOG_OPT = typer.Option(
@@ -36,28 +34,6 @@ def _service(catalog: Path | None):
     return CoverageService(catalog)
 
 
-def _engine():
-    """The migrated gisgov database (one line and exit 3 if unreachable, 2 if not migrated)."""
-    from gisgov.cli import common
-
-    return common.engine()
-
-
-def _fail(exc: GisgovError) -> None:
-    console.print(f"[red]{type(exc).__name__}:[/] {exc}")
-    raise typer.Exit(2 if exc.status_code == 422 else 1) from exc
-
-
-class _Bars:
-    def __init__(self, p: Progress):
-        self.p, self.tasks = p, {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage not in self.tasks:
-            self.tasks[stage] = self.p.add_task(STAGES.get(stage, stage), total=max(total, 1))
-        self.p.update(self.tasks[stage], completed=done, total=max(total, 1))
-
-
 def _pct(v) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
@@ -72,25 +48,18 @@ def compute(
     show_problems: int = typer.Option(10, help="List up to this many flagged buildings (long / disconnected snaps)."),
 ) -> None:
     """计算 Compute distances building → nearest facility of every category and store them with the figures."""
+    from rich.table import Table
+
     svc = _service(catalog)
-    eng = _engine()
+    eng = common.engine()
     try:
         cat = svc.catalog()
         if profile:
             cat.profile(profile)
-        with (
-            Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=console,
-            ) as p,
-            eng.begin() as conn,
-        ):
-            res = svc.compute(conn, category or None, progress=_Bars(p))
+        with common.progress(console.get()) as p, eng.begin() as conn:
+            res = svc.compute(conn, category or None, progress=common.StageBars(p, STAGES))
     except GisgovError as exc:
-        _fail(exc)
+        raise error(exc) from None
     finally:
         eng.dispose()
     if res.method != "network":
@@ -134,15 +103,16 @@ def report(
 ) -> None:
     """报告 Coverage of one area: share within each circle per category, complete circles, special groups."""
     if measure not in ("buildings", "households", "residents"):
-        console.print(f"[red]measure {measure!r} must be buildings, households or residents[/]")
-        raise typer.Exit(2)
+        raise fail(f"measure {measure!r} must be buildings, households or residents", EXIT_USAGE)
+    from rich.table import Table
+
     svc = _service(catalog)
-    eng = _engine()
+    eng = common.engine()
     try:
         with eng.begin() as conn:
             s = svc.summary(conn, level, code, profile)
     except GisgovError as exc:
-        _fail(exc)
+        raise error(exc) from None
     finally:
         eng.dispose()
     if as_json:
@@ -217,8 +187,10 @@ def site(
 
         g = gpd.read_file(points).to_crs(4490)
         pts = [(p.x, p.y) for p in g.geometry.representative_point()]
+    from rich.table import Table
+
     svc = _service(catalog)
-    eng = _engine()
+    eng = common.engine()
     try:
         with eng.begin() as conn:
             r = svc.site(
@@ -233,7 +205,7 @@ def site(
                 points=pts,
             )
     except GisgovError as exc:
-        _fail(exc)
+        raise error(exc) from None
     finally:
         eng.dispose()
     if as_json:
@@ -267,8 +239,7 @@ def _lonlat(v: str) -> tuple[float, float]:
     try:
         lon, lat = (float(x) for x in v.split(","))
     except ValueError:
-        console.print(f"[red]{v!r} is not LON,LAT[/]")
-        raise typer.Exit(2) from None
+        raise fail(f"{v!r} is not LON,LAT", EXIT_USAGE) from None
     return lon, lat
 
 
@@ -289,27 +260,27 @@ def whatif(
     given = {"add": add, "remove": remove, "move": move}
     ops = [o for o, v in given.items() if v is not None]
     if len(ops) != 1:
-        console.print("[red]give exactly one of --add, --remove, --move[/]")
-        raise typer.Exit(2)
+        raise fail("give exactly one of --add, --remove, --move", EXIT_USAGE)
     op = ops[0]
     kw = {}
     if op == "add":
         kw["lon"], kw["lat"] = _lonlat(add)
     elif op == "move":
         if not to:
-            console.print("[red]--move needs --to LON,LAT[/]")
-            raise typer.Exit(2)
+            raise fail("--move needs --to LON,LAT", EXIT_USAGE)
         kw["facility_id"] = move
         kw["lon"], kw["lat"] = _lonlat(to)
     else:
         kw["facility_id"] = remove
+    from rich.table import Table
+
     svc = _service(catalog)
-    eng = _engine()
+    eng = common.engine()
     try:
         with eng.begin() as conn:
             r = svc.whatif(conn, category, op, commit=commit, level=level, code=code, kind=kind, **kw)
     except GisgovError as exc:
-        _fail(exc)
+        raise error(exc) from None
     finally:
         eng.dispose()
     t = Table(
@@ -347,12 +318,12 @@ def map_cmd(
     from gisgov.coverage.mapping import coverage_map_html
 
     svc = _service(catalog)
-    eng = _engine()
+    eng = common.engine()
     try:
         with eng.begin() as conn:
             html = coverage_map_html(svc, conn, category, circle, profile, sites=sites)
     except GisgovError as exc:
-        _fail(exc)
+        raise error(exc) from None
     finally:
         eng.dispose()
     out.write_text(html, encoding="utf-8")
@@ -362,11 +333,13 @@ def map_cmd(
 @app.command()
 def catalog(catalog: Path = CATALOG_OPT) -> None:
     """目录 Show the circles, profiles, categories and which tier requires which (from the catalog YAML)."""
+    from rich.table import Table
+
     svc = _service(catalog)
     try:
         cat = svc.catalog()
     except GisgovError as exc:
-        _fail(exc)
+        raise error(exc) from None
     b = cat.budgets()
     t = Table(title=f"生活圈 Circles ({cat.path})")
     for c in ("circle", "minutes", *[p.code for p in cat.profiles], "source"):

@@ -1,29 +1,31 @@
-"""`gisgov db …`: the database (embedded private cluster or the user's own PostGIS)."""
+"""`gisgov db …`: the database (embedded private cluster or the user's own PostGIS).
+
+Exit codes (:mod:`gisgov.cli.common`): 0 done, 3 the database is not running / cannot be reached.
+"""
 
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 
 from gisgov.cli import common
-from gisgov.config import get_settings
-from gisgov.db import migrate
-from gisgov.db.engine import database_url, embedded_cluster
-from gisgov.errors import DatabaseUnavailable
 
-app = typer.Typer(
-    help="数据库 Database: start/stop the embedded PostGIS cluster, migrate the schema.", no_args_is_help=True
-)
-console = Console()
+app = common.group("数据库 Database: start/stop the embedded PostGIS cluster, migrate the schema.")
+console = common.LazyConsole()
 
 
 def _external() -> bool:
+    from gisgov.config import get_settings
+
     return bool(get_settings().database_url)
 
 
 @app.command()
 def up() -> None:
     """启动 Start the embedded cluster (idempotent) and create the database with PostGIS."""
+    from gisgov.db import migrate
+    from gisgov.db.engine import database_url, embedded_cluster
+    from gisgov.errors import DatabaseUnavailable
+
     if _external():
         console.print(f"[cyan]使用外部数据库 Using GISGOV_DATABASE_URL[/]: {_redact(database_url())}")
         return
@@ -45,6 +47,8 @@ def up() -> None:
 @app.command()
 def down() -> None:
     """停止 Stop the embedded cluster cleanly."""
+    from gisgov.db.engine import embedded_cluster
+
     if _external():
         console.print("[yellow]GISGOV_DATABASE_URL is set: gisgov does not manage that server.[/]")
         return
@@ -54,7 +58,9 @@ def down() -> None:
 
 @app.command()
 def status() -> None:
-    """状态 Show whether the database is running and where."""
+    """状态 Show whether the database is running and where (exit 3 when it is not running)."""
+    from gisgov.db.engine import database_url, embedded_cluster
+
     if _external():
         console.print(f"external: {_redact(database_url())}")
         return
@@ -63,10 +69,10 @@ def status() -> None:
         console.print(f"[green]运行中 running[/] pid={st.pid} port={st.port} data={st.data_dir}")
     elif st.initialized:
         console.print(f"[yellow]已停止 stopped[/] data={st.data_dir}")
-        raise typer.Exit(3)
+        raise typer.Exit(common.EXIT_DATABASE)
     else:
         console.print(f"未初始化 not initialised (run `gisgov db up`) data={st.data_dir}")
-        raise typer.Exit(3)
+        raise typer.Exit(common.EXIT_DATABASE)
 
 
 @app.command()
@@ -78,17 +84,21 @@ def url(
     ),
 ) -> None:
     """连接串 Print the SQLAlchemy URL of the gisgov database (password hidden unless --show-password)."""
+    from gisgov.db.engine import database_url
+    from gisgov.errors import DatabaseUnavailable
+
     try:
         u = database_url()
     except DatabaseUnavailable as exc:
-        console.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from exc
+        raise common.fail(f"数据库不可用 database unavailable: {exc}", common.EXIT_DATABASE) from None
     typer.echo(u if show_password else _redact(u))
 
 
 @app.command("migrate")
 def migrate_cmd(revision: str = typer.Argument("head", help="Target revision (head, base, or an id).")) -> None:
     """迁移 Upgrade (or downgrade to `base`) the schema through Alembic."""
+    from gisgov.db import migrate
+
     u = common.database_url(migrated=False)
     if revision == "base" or revision.startswith("-"):
         migrate.downgrade(u, revision)

@@ -7,21 +7,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy import text
 
 from gisgov.cli import common
-from gisgov.config import get_settings
-from gisgov.db import migrate
-from gisgov.db.engine import make_engine
-from gisgov.plugins import optional_modules
 from gisgov.security.roles import ROLE_LABELS, Role
 
-console = Console()
+console = common.LazyConsole()
 
 
 def _dataset(url: str) -> dict | None:
+    from sqlalchemy import text
+
+    from gisgov.db.engine import make_engine
+
     eng = make_engine(url)
     try:
         with eng.connect() as c:
@@ -40,6 +37,9 @@ def demo(
     ),
 ) -> None:
     """演示 Set up the database, load the synthetic sample city, compute analyses and serve the map."""
+    from gisgov.config import get_settings
+    from gisgov.db import migrate
+
     s = get_settings()
     console.rule("[bold]gisgov 基层网格化治理[/]")
     url = common.database_url(migrated=False)  # one line, no traceback, if the server cannot start
@@ -51,13 +51,13 @@ def demo(
     if ds is None or reload_sample:
         from gisgov.sample.service import build_and_load
 
-        build_and_load(url, replace=True, console=console)
+        build_and_load(url, replace=True, console=console.get())
         ds = _dataset(url)
     else:
         console.print(f"[green]✓[/] 已加载 dataset present: {ds.get('name')} (synthetic={ds.get('synthetic')})")
 
     for step in _analysis_steps():
-        step(url, console)
+        step(url, console.get())
 
     accounts = ensure_demo_accounts(url)
     print_demo_accounts(accounts)
@@ -94,6 +94,8 @@ class DemoAccount:
 def demo_nodes(conn) -> dict[str, tuple[str, str] | None]:
     """(code, name) of the nodes the demo accounts are bound to: the first street, its first community
     that has an active grid plan (else its first community), and the first grid of that plan."""
+    from sqlalchemy import text
+
     street = conn.execute(text("SELECT code, name FROM street ORDER BY code LIMIT 1")).first()
     nodes: dict[str, tuple[str, str] | None] = {
         "city": ("", "全市 whole city"),
@@ -131,9 +133,10 @@ def ensure_demo_accounts(url: str) -> list[DemoAccount]:
     """Create the demo accounts that do not exist yet (once: existing ones are left as they are, even
     if disabled or re-passworded). Returns every demo account present, with its password while it is
     still a demo account."""
-    from sqlalchemy import pool
+    from sqlalchemy import pool, text
 
     from gisgov.cli.users import cli_actor, scope_names
+    from gisgov.db.engine import make_engine
     from gisgov.security import accounts as acc
     from gisgov.security import audit
 
@@ -182,6 +185,8 @@ def ensure_demo_accounts(url: str) -> list[DemoAccount]:
 
 
 def print_demo_accounts(demo_accounts: list[DemoAccount]) -> None:
+    from rich.table import Table
+
     table = Table(title="演示账号 Demo accounts (密码公开，仅供演示 public passwords, demo only)")
     table.add_column("用户 user", no_wrap=True)
     table.add_column("密码 password", no_wrap=True)
@@ -209,6 +214,8 @@ def print_demo_accounts(demo_accounts: list[DemoAccount]) -> None:
 def _analysis_steps():
     """Analyses the demo computes, each ``demo_step(url, console)`` in a capability's service module.
     Grids first, so coverage figures are also computed per grid; events and staff/compound samples need grids."""
+    from gisgov.plugins import optional_modules
+
     names = ("gisgov.gridding.service", "gisgov.coverage.service", "gisgov.sample.events", "gisgov.sample.governance")
     return [m.demo_step for m in optional_modules(names) if hasattr(m, "demo_step")]
 

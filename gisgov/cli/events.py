@@ -5,35 +5,31 @@ scope which events exist (the commands connect as the app role, so row-level sec
 as in the web app). Reports and transitions are audited with that account as the actor and
 ``via: cli:<OS user>`` in the detail; refusals too.
 
-Exit codes: 0 done, 1 not found (event or account), 2 bad input (422), 3 refused for the role (403),
-4 conflict: wrong state or stale version (409).
+Exit codes (:mod:`gisgov.cli.common`): 0 done, 1 refused for the role (403) or conflict: wrong state or
+stale version (409), 2 bad input (422), 3 database unavailable, 4 not found (event or account).
 """
 
 from __future__ import annotations
 
 import json
 from datetime import date
+from typing import TYPE_CHECKING
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
+from gisgov.cli import common
+from gisgov.cli.common import AS_HELP, _console, _fail, acting
 from gisgov.errors import GisgovError
-from gisgov.events import stats as ev_stats
-from gisgov.events import store
-from gisgov.security import audit
-from gisgov.security.roles import Principal
 
-app = typer.Typer(
-    help="事件 Events: report, list, move through the loop 上报→受理→派遣→处置→反馈→办结, statistics.",
-    no_args_is_help=True,
-)
+if TYPE_CHECKING:
+    from gisgov.security.roles import Principal
 
-from gisgov.cli.common import AS_HELP, _console, _fail, acting  # noqa: E402  (shared with other --as commands)
+app = common.group("事件 Events: report, list, move through the loop 上报→受理→派遣→处置→反馈→办结, statistics.")
 
 
 def _audit_refusal(eng, action: str, p: Principal, obj: str | None, exc: GisgovError, detail: dict) -> None:
     from gisgov.cli.users import cli_actor
+    from gisgov.security import audit
 
     if exc.status_code in (403, 404, 409):
         audit.record(
@@ -50,6 +46,8 @@ def _print_event(ev: dict, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(ev, ensure_ascii=False, indent=1))
         return
+    from rich.markup import escape
+
     c = _console()
     c.print(
         f"事件 event #{ev['id']}  [bold]{ev['status_label']}[/] ({ev['status']})  版本 version {ev['version']}",
@@ -82,6 +80,8 @@ def report_cmd(
 ) -> None:
     """上报 Report an event at a point (grid, community and street found from the point)."""
     from gisgov.cli.users import cli_actor
+    from gisgov.events import store
+    from gisgov.security import audit
 
     with acting(as_user) as (conn, p, eng):
         try:
@@ -116,6 +116,8 @@ def transition_cmd(
 ) -> None:
     """流转 Move an event to its next state (role, scope and version checked; audited)."""
     from gisgov.cli.users import cli_actor
+    from gisgov.events import store
+    from gisgov.security import audit
 
     obj = f"event:{event_id}"
     with acting(as_user) as (conn, p, eng):
@@ -141,6 +143,8 @@ def show_cmd(
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
 ) -> None:
     """查看 One event with its history."""
+    from gisgov.events import store
+
     with acting(as_user) as (conn, p, _):
         try:
             ev = store.get(conn, p, event_id)
@@ -164,7 +168,10 @@ def list_cmd(
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
 ) -> None:
     """列表 Events in the account's scope, newest first."""
+    from rich.table import Table
+
     from gisgov.errors import InvalidInput
+    from gisgov.events import store
     from gisgov.security.roles import Perm
 
     with acting(as_user) as (conn, p, _):
@@ -223,6 +230,10 @@ def stats_cmd(
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
 ) -> None:
     """统计 Counts by category, share closed within the grid, median time to close, overdue, monthly trend."""
+    from rich.table import Table
+
+    from gisgov.events import stats as ev_stats
+
     with acting(as_user) as (conn, _p, _):
         s = ev_stats.event_stats(conn, community=community, grid=grid)
     if as_json:

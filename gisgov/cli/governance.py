@@ -6,8 +6,9 @@ and see (names of staff only for roles that read personal data; edits and import
 security applies exactly as in the web app. Imports and edits are audited with that account as the
 actor and ``via: cli:<OS user>`` in the detail; refusals too.
 
-Exit codes: 0 done, 1 not found (object or account), 2 bad input / rejected import (422),
-3 refused for the role (403), 4 stale version (409), 5 ``check --strict`` found a gap or breach.
+Exit codes (:mod:`gisgov.cli.common`): 0 done, 1 rejected import, refused for the role (403), stale version
+(409) or ``check --strict`` found a gap or breach, 2 bad input (422), 3 database unavailable, 4 not found
+(object or account).
 """
 
 from __future__ import annotations
@@ -16,22 +17,15 @@ import json
 from pathlib import Path
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
+from gisgov.cli import common
+from gisgov.cli.common import AS_HELP, EXIT_REJECTED, _console, _fail, acting, escape, fail
 from gisgov.errors import GisgovError
 
-staff_app = typer.Typer(
-    help="网格员 一格三员 Grid staff: list, rule check (网格长 + 专职网格员), caseload, XLSX import.",
-    no_args_is_help=True,
-)
-compounds_app = typer.Typer(
-    help="小区 Compound rules: breaches, property-mode shares, 老旧小区 ratio; edit attributes.", no_args_is_help=True
-)
+staff_app = common.group("网格员 一格三员 Grid staff: list, rule check (网格长 + 专职网格员), caseload, XLSX import.")
+compounds_app = common.group("小区 Compound rules: breaches, property-mode shares, 老旧小区 ratio; edit attributes.")
 
-from gisgov.cli.common import AS_HELP, _console, _fail, acting  # noqa: E402
-
-EXIT_STRICT = 5
+EXIT_STRICT = EXIT_REJECTED  # `check --strict` found a gap, an overload or a breach
 CODE_HELP = "街道/社区/网格编码 street/community/grid code inside the account's area"
 
 
@@ -65,6 +59,8 @@ def staff_list(
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
 ) -> None:
     """列表 Staff per grid: counts by role, caseload; names and masked phones for personal-data roles."""
+    from rich.table import Table
+
     from gisgov.governance import store
     from gisgov.governance.staff import ROLES
 
@@ -196,7 +192,7 @@ def staff_import(
             c = _console()
             for r in exc.rows:
                 c.print(f"  {escape(r['message'])}", highlight=False)
-            raise _fail(exc) from exc
+            raise fail(exc, EXIT_REJECTED) from exc  # a rejected import: nothing written
         except GisgovError as exc:
             _record(
                 eng,
@@ -255,6 +251,8 @@ def compounds_check(
 ) -> None:
     """规则检查 Breaches (200+ households: party organisation, service point; pre-2000: property management),
     property-mode shares and the 老旧小区 ratio per community."""
+    from rich.table import Table
+
     from gisgov.governance import store
 
     with acting(as_user) as (conn, p, _):

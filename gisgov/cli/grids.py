@@ -1,44 +1,46 @@
-"""`gisgov grids …`: check, propose, repair, activate and compare grid plans (网格划分)."""
+"""`gisgov grids …`: check, propose, repair, activate and compare grid plans (网格划分).
+
+Exit codes (:mod:`gisgov.cli.common`): 0 done (the plan obeys the rules), 1 rule breaks / infeasible /
+activation refused, 2 usage, 3 database unavailable or not migrated, 4 no such community or plan.
+"""
 
 from __future__ import annotations
 
-import csv
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
+from gisgov.cli import common
+from gisgov.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, error, fail
 from gisgov.errors import GisgovError
 
-app = typer.Typer(
-    help="网格划分 Grid sizing: check, propose, repair, activate and compare grid plans.", no_args_is_help=True
-)
-console = Console()
+if TYPE_CHECKING:
+    from rich.table import Table
+
+app = common.group("网格划分 Grid sizing: check, propose, repair, activate and compare grid plans.")
+console = common.LazyConsole()
 
 COMMUNITY = typer.Option(..., "--community", "-c", help="Community code (12 digits).")
 PLAN = typer.Option(None, "--plan", "-p", help="Plan version (default: the active plan).")
 
 
-def _engine():
-    """The migrated gisgov database (one line and exit 3 if unreachable, 2 if not migrated)."""
-    from gisgov.cli import common
-
-    return common.engine()
-
-
-def _rules(min_h, max_h, max_p) -> dict:
+def _rules(min_h: int | None, max_h: int | None, max_p: int | None) -> dict[str, int | None]:
     return {"min_households": min_h, "max_households": max_h, "max_people": max_p}
 
 
-def _fail(exc: Exception) -> None:
-    console.print(f"[red]{type(exc).__name__}[/]: {exc}")
-    raise typer.Exit(2 if isinstance(exc, GisgovError) else 1)
+def _plain(result: Any) -> dict[str, Any]:
+    """A service result as a plain dict (results are typed objects with ``to_dict()`` or dicts)."""
+    if hasattr(result, "to_dict"):
+        return dict(result.to_dict())
+    return dict(result) if isinstance(result, Mapping) else result
 
 
-def _grid_table(grids: list[dict], title: str) -> Table:
+def _grid_table(grids: list[dict[str, Any]], title: str) -> Table:
+    from rich.table import Table
+
     t = Table(title=title)
     for c in ("网格 code", "户 households", "人 people", "楼栋 buildings", "Polsby–Popper", "Reock", "状态 status"):
         t.add_column(c, justify="right" if c[0] not in "网状" else "left")
@@ -56,7 +58,7 @@ def _grid_table(grids: list[dict], title: str) -> Table:
     return t
 
 
-def _print_breaks(breaks: list[dict]) -> None:
+def _print_breaks(breaks: list[dict[str, Any]]) -> None:
     for b in breaks:
         console.print(f"  [red]✗[/] [bold]{b['rule']}[/] {b['message']}")
 
@@ -71,10 +73,10 @@ def check(
     from gisgov.gridding import service
 
     try:
-        with _engine().connect() as conn:
-            rep = service.check(conn, community, version=plan)
+        with common.engine().connect() as conn:
+            rep = _plain(service.check(conn, community, version=plan))
     except GisgovError as exc:
-        _fail(exc)
+        raise error(exc) from None
     if as_json:
         typer.echo(json.dumps(rep, ensure_ascii=False, default=str))
     else:
@@ -83,7 +85,7 @@ def check(
         console.print(
             "[green]符合规则 plan obeys the rules[/]" if rep["ok"] else f"[red]{rep['breaks_count']} rule break(s)[/]"
         )
-    raise typer.Exit(0 if rep["ok"] else 3)
+    raise typer.Exit(EXIT_OK if rep["ok"] else EXIT_REJECTED)
 
 
 @app.command()
@@ -98,17 +100,17 @@ def feasibility(
     from gisgov.gridding import service
 
     try:
-        with _engine().connect() as conn:
-            rep = service.feasibility(conn, community, rules=_rules(min_households, max_households, max_people))
+        with common.engine().connect() as conn:
+            rep = _plain(service.feasibility(conn, community, rules=_rules(min_households, max_households, max_people)))
     except GisgovError as exc:
-        _fail(exc)
+        raise error(exc) from None
     if as_json:
         typer.echo(json.dumps(rep, ensure_ascii=False, default=str))
     else:
         console.print(rep["summary"])
         for f in rep["findings"]:
             console.print(f"  [red]✗[/] [bold]{f['rule']}[/] {f['message']}")
-    raise typer.Exit(0 if rep["feasible"] else 3)
+    raise typer.Exit(EXIT_OK if rep["feasible"] else EXIT_REJECTED)
 
 
 @app.command()
@@ -129,51 +131,50 @@ def propose(
     note: str | None = typer.Option(None, help="Note recorded with the plan."),
 ) -> None:
     """划分 Draft a plan: feasibility first, then exact (CP-SAT) or heuristic partition, saved as a draft."""
+    from rich.table import Table
+
     from gisgov.gridding import plans, service
 
     if method not in ("auto", "exact", "heuristic"):
-        _fail(ValueError(f"--method must be auto, exact or heuristic (got {method})"))
-    eng = _engine()
+        raise fail(f"--method must be auto, exact or heuristic (got {method})", EXIT_USAGE)
+    if not all_ and not community:
+        raise fail("give --community CODE or --all", EXIT_USAGE)
+    eng = common.engine()
     with eng.connect() as conn:
-        codes = service.communities(conn) if all_ else [community]
-    if not codes or codes == [None]:
-        _fail(ValueError("give --community CODE or --all"))
+        codes = service.communities(conn) if all_ else [str(community)]
+    if not codes:
+        raise fail("数据库中没有社区 no communities in the database", EXIT_REJECTED)
     summary = Table(title="网格方案 proposals")
     for c in ("社区 community", "grids", "within bounds", "status", "method", "optimal", "s", "version"):
         summary.add_column(c)
-    rc = 0
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=len(codes) == 1,
-    ) as bar:
+    rc = EXIT_OK
+    with common.progress(console.get(), transient=len(codes) == 1) as bar:
         task = bar.add_task("划分 proposing", total=len(codes))
         for code in codes:
             bar.update(task, description=f"划分 {code}")
             try:
                 with eng.begin() as conn:
-                    out = service.propose_plan(
-                        conn,
-                        code,
-                        rules=_rules(min_households, max_households, max_people),
-                        lock=lock,
-                        method=method,
-                        seed=seed,
-                        time_limit_s=time_limit,
-                        closest=closest,
-                        save=save,
-                        author=author,
-                        note=note,
+                    out = _plain(
+                        service.propose_plan(
+                            conn,
+                            code,
+                            rules=_rules(min_households, max_households, max_people),
+                            lock=lock,
+                            method=method,
+                            seed=seed,
+                            time_limit_s=time_limit,
+                            closest=closest,
+                            save=save,
+                            author=author,
+                            note=note,
+                        )
                     )
                     if activate and save and out.get("status") == "ok" and out["report"]["ok"]:
                         plans.activate(conn, code, out["version"])
                         out["activated"] = True
             except GisgovError as exc:
-                console.print(f"[red]{code}: {exc}[/]")
-                rc = 2
+                common.say(f"错误 error: {code}: {exc}")
+                rc = rc or common.exit_code_for(exc)
                 bar.advance(task)
                 continue
             s = out.get("report", {}).get("summary", {})
@@ -188,7 +189,7 @@ def propose(
                 str(out.get("version", "-")) + (" (active)" if out.get("activated") else ""),
             )
             if out["status"] != "ok":
-                rc = max(rc, 3)
+                rc = rc or EXIT_REJECTED
                 for f in out["findings"]:
                     console.print(f"  [red]✗[/] {code} [bold]{f['rule']}[/] {f['message']}")
             if len(codes) == 1 and "report" in out:
@@ -213,10 +214,12 @@ def repair(
     from gisgov.gridding import service
 
     try:
-        with _engine().begin() as conn:
-            out = service.repair_plan(conn, community, version=plan, save=save, author=author, time_limit_s=time_limit)
+        with common.engine().begin() as conn:
+            out = _plain(
+                service.repair_plan(conn, community, version=plan, save=save, author=author, time_limit_s=time_limit)
+            )
     except GisgovError as exc:
-        _fail(exc)
+        raise error(exc) from None
     console.print(
         f"breaks {out['breaks_before']} → {out['breaks_after']}, {out['buildings_moved']} building(s) moved "
         f"({out['method']}), {out['seconds']} s" + (f", saved as version {out['version']}" if save else "")
@@ -224,7 +227,7 @@ def repair(
     for b in out["moved"][:50]:
         console.print(f"  moved {b}")
     _print_breaks(out["report"]["breaks"])
-    raise typer.Exit(0 if out["report"]["ok"] else 3)
+    raise typer.Exit(EXIT_OK if out["report"]["ok"] else EXIT_REJECTED)
 
 
 @app.command()
@@ -240,19 +243,18 @@ def activate(
 ) -> None:
     """启用 Activate a plan atomically: renumber codes W→E N→S, archive the old plan, re-point buildings.
 
-    A draft made from a version that is no longer the active one is refused (exit 3, what changed is
+    A draft made from a version that is no longer the active one is refused (exit 1, what changed is
     printed) unless --rebase is given."""
     from gisgov.gridding import plans
 
     try:
-        with _engine().begin() as conn:
-            out = plans.activate(conn, community, plan, force=force, rebase=rebase)
+        with common.engine().begin() as conn:
+            out = _plain(plans.activate(conn, community, plan, force=force, rebase=rebase))
     except plans.ParentConflict as exc:
-        console.print(f"[red]PlanConflict[/]: {exc}")
         console.print(f"命令行确认覆盖 on the command line: gisgov grids activate {community} --plan {plan} --rebase")
-        raise typer.Exit(3) from None
+        raise fail(f"PlanConflict: {exc}", EXIT_REJECTED) from None
     except GisgovError as exc:
-        _fail(exc)
+        raise error(exc) from None
     console.print(
         f"[green]已启用 activated[/] version {out['version']} (previous {out['previous']}), "
         f"{out['buildings']} buildings, {out['staff_moved']} staff carried over"
@@ -265,9 +267,11 @@ def activate(
 @app.command("plans")
 def plans_cmd(community: str = COMMUNITY) -> None:
     """版本 List the plan versions of a community (history)."""
+    from rich.table import Table
+
     from gisgov.gridding.io import list_plans
 
-    with _engine().connect() as conn:
+    with common.engine().connect() as conn:
         rows = list_plans(conn, community)
     t = Table(title=f"社区 {community} 网格方案 plans")
     for c in ("version", "status", "parent", "grids", "author", "created", "method", "note"):
@@ -294,13 +298,15 @@ def diff(
     b: int = typer.Argument(..., help="Newer version."),
 ) -> None:
     """对比 Compare two versions: buildings moved, counts per grid before/after."""
+    from rich.table import Table
+
     from gisgov.gridding import plans
 
     try:
-        with _engine().connect() as conn:
-            d = plans.diff(conn, community, a, b)
+        with common.engine().connect() as conn:
+            d = _plain(plans.diff(conn, community, a, b))
     except GisgovError as exc:
-        _fail(exc)
+        raise error(exc) from None
     console.print(f"{d['buildings_moved']} building(s) moved from version {a} to {b}")
     t = Table()
     for c in ("grid", "households before", "after", "people before", "after"):
@@ -323,22 +329,20 @@ def codes(
     plan: int | None = PLAN,
     out: Path | None = typer.Option(None, "--out", "-o", help="CSV file to write (default: print)."),
 ) -> None:
-    """编码表 Export the grid code table of a plan (CSV)."""
+    """编码表 Export the grid code table of a plan (CSV, the same file as the web app's download)."""
     from gisgov.gridding import plans
+    from gisgov.gridding.code_table import code_table_csv
 
     try:
-        with _engine().connect() as conn:
+        with common.engine().connect() as conn:
             rows = plans.code_table(conn, community, plan)
     except GisgovError as exc:
-        _fail(exc)
-    cols = ["code", "name", "level", "households", "buildings", "area_m2", "community", "version", "status"]
-    fh = out.open("w", newline="", encoding="utf-8-sig") if out else None
-    w = csv.DictWriter(fh or typer.get_text_stream("stdout"), fieldnames=cols, extrasaction="ignore")
-    w.writeheader()
-    w.writerows(rows)
-    if fh:
-        fh.close()
-        console.print(f"wrote {len(rows)} grids to {out}")
+        raise error(exc) from None
+    if out is None:
+        typer.echo(code_table_csv(rows, bom=False), nl=False)
+        return
+    out.write_bytes(code_table_csv(rows).encode("utf-8"))
+    console.print(f"wrote {len(rows)} grids to {out}")
 
 
 @app.command("map")
@@ -347,17 +351,16 @@ def map_cmd(
     plan: int | None = PLAN,
     out: Path = typer.Option(..., "--out", "-o", help="HTML file to write."),
 ) -> None:
-    """地图 Write a map of a plan: grids coloured by households against the bounds, rule breaks highlighted."""
-    from gisgov.gridding import service
-    from gisgov.maps.grid_plan_map import plan_map_html
+    """地图 Write a map of a plan: grids coloured by households against the bounds, rule breaks highlighted
+    (the same page as the web app's /grids/map/{community})."""
+    from gisgov.maps.plan_page import plan_map_page
 
     try:
-        with _engine().connect() as conn:
-            fc = service.stored_plan_geojson(conn, community, plan)
-            rules = service._rules(conn, community, None)
+        with common.engine().connect() as conn:
+            page = plan_map_page(conn, community, plan)
     except GisgovError as exc:
-        _fail(exc)
-    out.write_text(plan_map_html(fc, rules), encoding="utf-8")
+        raise error(exc) from None
+    out.write_text(page, encoding="utf-8")
     console.print(f"wrote {out}")
 
 

@@ -1,22 +1,25 @@
 """`gisgov load`, `gisgov export`, `gisgov template`: real data in and out.
 
-Exit codes: 0 loaded (or a clean dry run), 1 rejected (nothing written), 2 usage error or database not
-migrated (run `gisgov db migrate`), 3 database unavailable.
+Exit codes (:mod:`gisgov.cli.common`): 0 loaded (or a clean dry run), 1 rejected (nothing written),
+2 usage error, 3 database unavailable or not migrated (run `gisgov db migrate`).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from gisgov.ingest.report import EXIT_LOADED, EXIT_REJECTED, EXIT_USAGE, Report
+from gisgov.cli import common
+from gisgov.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, escape, fail
+from gisgov.errors import GisgovError
 
-console = Console()
+if TYPE_CHECKING:
+    from gisgov.ingest.report import Report
+
+console = common.LazyConsole()
 
 STAGES_ZH = {
     "read": "读取 read",
@@ -30,37 +33,6 @@ STAGES_ZH = {
     "estimate": "估算 estimate",
     "export": "导出 export",
 }
-
-
-class RichProgress:
-    """Adapter: core functions call ``progress(stage, done, total)``; this draws rich bars."""
-
-    def __init__(self, progress: Progress):
-        self.p = progress
-        self.tasks: dict[str, int] = {}
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage not in self.tasks:
-            self.tasks[stage] = self.p.add_task(STAGES_ZH.get(stage, stage), total=max(total, 1))
-        self.p.update(self.tasks[stage], completed=done, total=max(total, 1))
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-
-
-def _engine():
-    """The migrated gisgov database (one line and exit 3 if unreachable, 2 if not migrated)."""
-    from gisgov.cli import common
-
-    return common.engine()
 
 
 def print_report(rep: Report, max_lines: int = 50) -> None:
@@ -128,10 +100,10 @@ def load(
     """导入 Load a file into the database: validated, all or nothing (exit 0 loaded, 1 rejected, 2 usage)."""
     from gisgov.ingest.loader import UsageError, load_file
 
-    engine = _engine()
+    engine = common.engine()
     try:
-        with _progress() as p:
-            cb = RichProgress(p)
+        with common.progress(console.get()) as p:
+            cb = common.StageBars(p, STAGES_ZH)
             if osm:
                 from gisgov.ingest.osm import load_osm
 
@@ -140,8 +112,7 @@ def load(
                 )
             else:
                 if not level:
-                    console.print("[red]--level is required (or --osm)[/]")
-                    raise typer.Exit(EXIT_USAGE)
+                    raise fail("--level is required (or --osm)", EXIT_USAGE)
                 rep = load_file(
                     file,
                     level,
@@ -157,14 +128,15 @@ def load(
                     progress=cb,
                 )
     except UsageError as exc:
-        console.print(f"[red]用法错误 usage error:[/] {exc}")
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise fail(f"用法错误 usage error: {exc}", EXIT_USAGE) from None
+    except GisgovError as exc:
+        raise common.error(exc) from None
     finally:
         engine.dispose()
     print_report(rep)
     if report_json:
         report_json.write_text(json.dumps(rep.to_dict(), ensure_ascii=False, indent=2), encoding="utf-8")
-    raise typer.Exit(EXIT_LOADED if rep.ok else EXIT_REJECTED)
+    raise typer.Exit(EXIT_OK if rep.ok else EXIT_REJECTED)
 
 
 def export(
@@ -185,15 +157,15 @@ def export(
     from gisgov.ingest.loader import UsageError
 
     if fmt not in FORMATS:
-        console.print(f"[red]--format must be one of {', '.join(FORMATS)}[/]")
-        raise typer.Exit(EXIT_USAGE)
+        raise fail(f"--format must be one of {', '.join(FORMATS)}", EXIT_USAGE)
     out = out or Path(f"{level}.{FORMATS[fmt]}")
-    engine = _engine()
+    engine = common.engine()
     try:
         n = export_level(engine, level, fmt, out, community=community, allow_pii=allow_pii)
     except UsageError as exc:
-        console.print(f"[red]用法错误 usage error:[/] {exc}")
-        raise typer.Exit(EXIT_USAGE) from exc
+        raise fail(f"用法错误 usage error: {exc}", EXIT_USAGE) from None
+    except GisgovError as exc:
+        raise common.error(exc) from None
     finally:
         engine.dispose()
     console.print(f"[green]已导出 exported[/] {n} {level} → {out}")
@@ -207,8 +179,7 @@ def template(
     from gisgov.ingest.export import write_roster_template
 
     if kind not in ("residents", "resident"):
-        console.print("[red]only `residents` has a template[/]")
-        raise typer.Exit(EXIT_USAGE)
+        raise fail("only `residents` has a template", EXIT_USAGE)
     out = out or Path("居民名册模板.xlsx")
     write_roster_template(out)
     console.print(f"[green]模板已生成 template written[/] → {out}")

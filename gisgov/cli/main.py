@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import typer
-
-from gisgov.cli import db
+from gisgov.cli import common, db
 from gisgov.plugins import optional_modules
 
-app = typer.Typer(
-    help="gisgov: 基层网格化治理 GIS 平台 (grassroots grid-governance GIS on PostGIS).",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-)
+app = common.group("gisgov: 基层网格化治理 GIS 平台 (grassroots grid-governance GIS on PostGIS).")
 app.add_typer(db.app, name="db")
 
 

@@ -1,6 +1,7 @@
 """`gisgov sample`: write the synthetic sample city (示例城, 合成数据) to a GeoPackage and load it.
 
-Exit codes: 0 done, 1 refused (database not empty, nothing changed), 2 usage error, 3 database unavailable.
+Exit codes (:mod:`gisgov.cli.common`): 0 done, 1 refused (database not empty, nothing changed), 2 usage error,
+3 database unavailable.
 """
 
 from __future__ import annotations
@@ -8,16 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 
-from gisgov.sample.generate import DEFAULT_SEED
-from gisgov.sample.load import DatabaseNotEmpty
+from gisgov.cli import common
 
-console = Console()
+console = common.LazyConsole()
 
 
 def sample(
-    seed: int = typer.Option(DEFAULT_SEED, help="Random seed: the same seed and scale always give the same city."),
+    seed: int | None = typer.Option(
+        None,
+        help="Random seed: the same seed and scale always give the same city (default: the sample's fixed seed).",
+    ),
     scale: float = typer.Option(
         1.0, min=0.02, max=5.0, help="Size factor: 1.0 ≈ 12 communities, 200 compounds, 160,000 residents."
     ),
@@ -33,23 +35,31 @@ def sample(
     ),
 ) -> None:
     """示例城 Generate the synthetic sample city (合成数据, labelled synthetic), write it to a GeoPackage and load it."""
+    from gisgov.sample.generate import DEFAULT_SEED
+    from gisgov.sample.load import DatabaseNotEmpty
     from gisgov.sample.service import build_and_load
 
     console.print("[bold yellow]⚠ 合成示例数据 synthetic sample data[/] — 非真实人口 not real people or places")
     url = None
     if load:
-        from gisgov.cli import common
         from gisgov.db import migrate
 
         url = common.database_url(migrated=False)  # loading the sample migrates (one line, exit 3 if down)
         migrate.upgrade(url)
     try:
         build_and_load(
-            url, seed=seed, scale=scale, out=out, replace=replace, load=load, from_gpkg=from_gpkg, console=console
+            url,
+            seed=DEFAULT_SEED if seed is None else seed,
+            scale=scale,
+            out=out,
+            replace=replace,
+            load=load,
+            from_gpkg=from_gpkg,
+            console=console.get(),
         )
     except DatabaseNotEmpty as exc:
         console.print(f"[red]已拒绝 refused:[/] {exc}")
-        raise typer.Exit(1) from exc
+        raise typer.Exit(common.EXIT_REJECTED) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
-from rich.console import Console
 
-from gisgov.config import Settings, get_settings
+from gisgov.cli import common
 
-console = Console()
+if TYPE_CHECKING:
+    from gisgov.config import Settings
+
+console = common.LazyConsole()
 
 
 def prepare() -> str:
     """Database up, schema migrated, front-end assets installed. Returns the database URL."""
-    from gisgov.cli import common
+    from gisgov.config import get_settings
     from gisgov.db import migrate
     from gisgov.maps.assets import ensure_assets
 
@@ -38,6 +42,7 @@ def run_server(host: str, port: int, settings: Settings | None = None, workers: 
     import uvicorn
 
     from gisgov.api.app import create_app
+    from gisgov.config import get_settings
     from gisgov.maps.assets import ensure_assets
 
     s = settings or get_settings()
@@ -130,14 +135,16 @@ def serve(
     workers: int = WORKERS_OPT,
 ) -> None:
     """服务 Serve the web app: database up, schema migrated, assets checked, then the map and API.
-    Refuses to start while demo accounts are enabled or no admin account exists."""
+    Refuses to start while demo accounts are enabled or no admin account exists (exit 1)."""
+    from gisgov.config import get_settings
+
     s = get_settings()
     url = prepare()
     problems = account_problems(url)
     if problems:
         for p in problems:
             console.print(f"[red]拒绝启动 refusing to serve:[/] {p}", highlight=False)
-        raise typer.Exit(1)
+        raise typer.Exit(common.EXIT_REJECTED)
     run_server(host or s.host, port or s.port, s.model_copy(update={"demo": False}), workers=workers)
 
 
@@ -145,6 +152,7 @@ def assets(
     check: bool = typer.Option(False, "--check", help="Only report whether the assets are current (exit 1 if not)."),
 ) -> None:
     """前端资源 Install the vendored JS/CSS (npm ci from web/package-lock.json); idempotent."""
+    from gisgov.config import get_settings
     from gisgov.maps.assets import assets_current, ensure_assets, missing_assets, node_modules
 
     web = get_settings().web_dir

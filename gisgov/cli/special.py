@@ -8,7 +8,8 @@ audited ``read_personal``, visits ``event_report``, with ``via: cli:<OS user>``.
 The coverage catalog is the service-circle catalog (``GISGOV_LAYERS_DIR``); distances come from the
 coverage engine's walking graph, built in this process.
 
-Exit codes: 0 done, 1 not found, 2 bad input, 3 refused for the role, 4 conflict.
+Exit codes (:mod:`gisgov.cli.common`): 0 done, 1 refused for the role or conflict, 2 bad input,
+3 database unavailable, 4 not found.
 """
 
 from __future__ import annotations
@@ -16,17 +17,13 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.table import Table
 
+from gisgov.cli import common
 from gisgov.cli.common import AS_HELP, _console, _fail, acting
 from gisgov.cli.events import _audit_refusal
 from gisgov.errors import GisgovError
-from gisgov.security import audit
 
-app = typer.Typer(
-    help="特殊人群服务 Special-group services: beyond the circle of the needed service, 走访 visits.",
-    no_args_is_help=True,
-)
+app = common.group("特殊人群服务 Special-group services: beyond the circle of the needed service, 走访 visits.")
 
 
 def _svc():
@@ -62,7 +59,10 @@ def beyond_cmd(
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
 ) -> None:
     """服务圈外 Members living beyond the circle of the service they need most (masked names; audited)."""
+    from rich.table import Table
+
     from gisgov.cli.users import cli_actor
+    from gisgov.security import audit
     from gisgov.services import store
 
     with acting(as_user) as (conn, p, eng):
@@ -106,6 +106,8 @@ def summary_cmd(
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
 ) -> None:
     """汇总 Per community and grid: members, beyond the circle, overdue visits (suppressed for aggregate roles)."""
+    from rich.table import Table
+
     from gisgov.config import Settings
     from gisgov.services import store
 
@@ -142,7 +144,10 @@ def overdue_cmd(
     as_json: bool = typer.Option(False, "--json", help="JSON output"),
 ) -> None:
     """走访超期 Members overdue for a visit (never visited first; masked names; audited)."""
+    from rich.table import Table
+
     from gisgov.cli.users import cli_actor
+    from gisgov.security import audit
     from gisgov.services import store
 
     with acting(as_user) as (conn, p, eng):
@@ -188,6 +193,7 @@ def visit_cmd(
 ) -> None:
     """登记走访 Record a visit: a 特殊人群走访 event at the resident's building (audited event_report)."""
     from gisgov.cli.users import cli_actor
+    from gisgov.security import audit
     from gisgov.services import store
 
     with acting(as_user) as (conn, p, eng):

@@ -6,8 +6,8 @@ in the same transaction as the change; a change the database rejects is audited 
 Passwords are read hidden (asked twice) or from standard input (``--password-stdin``); they are
 never printed, logged or audited.
 
-Exit codes: 0 done, 1 no such user, 2 bad input (role, scope, password, duplicate name) or database not
-migrated (run `gisgov db migrate`), 3 database unavailable.
+Exit codes (:mod:`gisgov.cli.common`): 0 done, 1 rejected, 2 bad input (role, scope, password, duplicate name),
+3 database unavailable or not migrated (run `gisgov db migrate`), 4 no such user.
 """
 
 from __future__ import annotations
@@ -16,46 +16,25 @@ import getpass
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from sqlalchemy import Connection, Engine, pool, text
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from gisgov.cli import common
+from gisgov.cli.common import EXIT_DATABASE, EXIT_NOT_FOUND, EXIT_USAGE, fail
+from gisgov.cli.common import console as out
 from gisgov.errors import InvalidInput, NotFound
-from gisgov.security import accounts, audit
 from gisgov.security.roles import ROLE_LABELS, Role, check_scope
 
-app = typer.Typer(help="账号 Accounts: add, list, disable, change password or role (audited).", no_args_is_help=True)
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
 
-EXIT_NOT_FOUND = 1
-EXIT_BAD_INPUT = 2
-EXIT_NO_SCHEMA = 2  # same as every command on an un-migrated database (gisgov.cli.common)
-EXIT_DATABASE = 3
+app = common.group("账号 Accounts: add, list, disable, change password or role (audited).")
+
+EXIT_BAD_INPUT = EXIT_USAGE
 
 ROLE_HELP = "角色 Role: " + ", ".join(f"{r.value} ({ROLE_LABELS[r]})" for r in Role)
 SCOPE_HELP = "绑定的层级代码 Scope: street (9 digits), community (12) or grid (15) code; empty for admin (whole city)."
-
-
-def out() -> Console:
-    """Console for results: the terminal's width, or wide (not 80) when written to a pipe or file."""
-    import os
-
-    if "COLUMNS" not in os.environ and not sys.stdout.isatty():
-        return Console(width=200)
-    return Console()
-
-
-def err() -> Console:
-    return Console(stderr=True)
-
-
-def fail(message: str, code: int) -> typer.Exit:
-    """Print a one-line error on stderr; return the Exit to raise."""
-    err().print(f"[red]错误 error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def cli_actor() -> str:
@@ -69,7 +48,7 @@ def cli_actor() -> str:
 
 def owner_engine() -> Engine:
     """An engine on the gisgov database as its owner (embedded cluster brought up if needed)."""
-    from gisgov.cli import common
+    from sqlalchemy import pool
 
     return common.engine(poolclass=pool.NullPool)
 
@@ -77,12 +56,15 @@ def owner_engine() -> Engine:
 @contextmanager
 def owner_transaction() -> Iterator[Connection]:
     """One transaction as the owner; a database without the accounts schema is a clear error."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
     eng = owner_engine()
     try:
         try:
             with eng.begin() as conn:
                 if conn.execute(text("SELECT to_regclass('app_user') IS NOT NULL")).scalar() is not True:
-                    raise fail("数据库尚无账号表 no account tables yet: run `gisgov db migrate` first", EXIT_NO_SCHEMA)
+                    raise fail("数据库尚无账号表 no account tables yet: run `gisgov db migrate` first", EXIT_DATABASE)
                 yield conn
         except OperationalError as exc:
             raise fail(f"无法连接数据库 cannot reach the database: {exc.orig}", EXIT_DATABASE) from exc
@@ -92,6 +74,10 @@ def owner_transaction() -> Iterator[Connection]:
 
 def record_failure(op: str, username: str | None, reason: str) -> None:
     """Audit a rejected change in its own transaction (the change itself was rolled back)."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from gisgov.security import audit
+
     eng = owner_engine()
     try:
         audit.record(
@@ -140,6 +126,8 @@ def read_password(password_stdin: bool) -> str:
 
 
 def _exists(conn: Connection, username: str) -> bool:
+    from sqlalchemy import text
+
     return conn.execute(text("SELECT 1 FROM app_user WHERE username = :u"), {"u": username}).first() is not None
 
 
@@ -156,6 +144,8 @@ def _scope_name(conn: Connection, code: str) -> str:
 
 def scope_names(conn: Connection, codes: list[str]) -> dict[str, str]:
     """Names of hierarchy nodes by code ('' = 全市 whole city); grids of the active plan first."""
+    from sqlalchemy import text
+
     names = {"": "全市 whole city"}
     codes = [c for c in set(codes) if c]
     if codes:
@@ -187,6 +177,8 @@ def add(
     ),
 ) -> None:
     """新建账号 Add an account with a role bound to one node of the hierarchy."""
+    from gisgov.security import accounts, audit
+
     _check_username(username)
     r = parse_role(role)
     code = parse_scope(r, scope)
@@ -213,6 +205,12 @@ def add(
 @app.command("list")
 def list_cmd() -> None:
     """账号列表 List accounts: role, scope, disabled, locked, last sign-in (no password hashes)."""
+    from rich.markup import escape
+    from rich.table import Table
+    from sqlalchemy import text
+
+    from gisgov.security import accounts, audit
+
     with owner_transaction() as conn:
         users = accounts.list_users(conn)
         names = scope_names(conn, [u["scope_code"] for u in users])
@@ -257,6 +255,8 @@ def disable(
     enable: bool = typer.Option(False, "--enable", help="重新启用 Enable the account again instead."),
 ) -> None:
     """停用账号 Disable an account (its sessions end at once); --enable turns it back on."""
+    from gisgov.security import accounts, audit
+
     op = "enable" if enable else "disable"
     try:
         with owner_transaction() as conn:
@@ -276,6 +276,8 @@ def passwd(
     ),
 ) -> None:
     """改密码 Set a new password (ends the account's sessions; a demo account stops being one)."""
+    from gisgov.security import accounts, audit
+
     with owner_transaction() as conn:
         found = _exists(conn, username)
     if not found:
@@ -302,6 +304,10 @@ def role_cmd(
     scope: str = typer.Option("", "--scope", "-s", help=SCOPE_HELP),
 ) -> None:
     """改角色 Change an account's role and scope (its sessions end at once)."""
+    from sqlalchemy import text
+
+    from gisgov.security import accounts, audit
+
     r = parse_role(role)
     code = parse_scope(r, scope)
     try:

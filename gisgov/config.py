@@ -11,6 +11,11 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gisgov import resources
+
+# The folder holding the gisgov package: the git checkout when run from one (tests and tools use it
+# for repository files). The data files gisgov itself needs are found by :mod:`gisgov.resources`,
+# which also works from an installed wheel.
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,8 +45,18 @@ class Settings(BaseSettings):
         description="XYZ tile URL template for the basemap; unset = no basemap (works offline).",
     )
     basemap_attribution: str = Field(default="", description="Attribution shown with the basemap.")
-    web_dir: Path = Field(default=REPO_ROOT / "web", description="Folder of the browser pages and vendored assets.")
-    layers_dir: Path = Field(default=REPO_ROOT / "layers", description="Folder of the declarative layer catalog.")
+    web_dir: Path = Field(
+        default_factory=resources.web_dir,
+        description="Folder of the browser pages and vendored assets; unset = the ones shipped with gisgov.",
+    )
+    layers_dir: Path = Field(
+        default_factory=resources.layers_dir,
+        description="Folder of the declarative layer catalog; unset = the one shipped with gisgov.",
+    )
+    migrations_dir: Path = Field(
+        default_factory=resources.migrations_dir,
+        description="Alembic migrations folder (env.py, versions/); unset = the one shipped with gisgov.",
+    )
     secret_key: str | None = Field(
         default=None,
         description="Key protecting ID numbers and phones (hash + encryption); unset = generated once into GISGOV_HOME/secret.key.",

@@ -1,16 +1,24 @@
-"""Run the Alembic migrations programmatically."""
+"""Run the Alembic migrations programmatically.
+
+The scripts come from ``GISGOV_MIGRATIONS_DIR`` (default: the ones shipped with gisgov, see
+:mod:`gisgov.resources`), so migrations run the same from a git checkout and from an installed wheel.
+"""
 
 from __future__ import annotations
 
 from alembic import command
 from alembic.config import Config
 
-from gisgov.config import REPO_ROOT, get_settings
+from gisgov import resources
+from gisgov.config import get_settings
 
 
 def alembic_config(url: str, srid: int | None = None) -> Config:
-    cfg = Config(str(REPO_ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(REPO_ROOT / "migrations"))
+    """The Alembic configuration: the shipped ``alembic.ini`` (logging only, when present), the script
+    folder from the settings, and the URL, SRID and app role handed to ``migrations/env.py``."""
+    ini = resources.alembic_ini()
+    cfg = Config(str(ini)) if ini.is_file() else Config()
+    cfg.set_main_option("script_location", str(get_settings().migrations_dir))
     cfg.attributes["url"] = url
     cfg.attributes["srid"] = srid or get_settings().srid
     cfg.attributes["app_role"] = get_settings().app_role
@@ -38,7 +46,11 @@ def head() -> str:
     """The newest revision this gisgov knows (the migrations' head)."""
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory.from_config(alembic_config("postgresql+psycopg://")).get_current_head()
+    cfg = alembic_config("postgresql+psycopg://")
+    found = ScriptDirectory.from_config(cfg).get_current_head()
+    if found is None:
+        raise RuntimeError(f"no migrations in {cfg.get_main_option('script_location')}")
+    return found
 
 
 def schema_problem(url: str) -> str | None:

@@ -219,12 +219,14 @@ class Catalog:
         names = [lyr.name for lyr in layers]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
-            raise InvalidInput(f"layer catalog {source}: duplicate layer names {dup}")
+            raise InvalidInput(f"图层名称重复 layer catalog {source}: duplicate layer names {dup}")
         self.layers: dict[str, Layer] = {lyr.name: lyr for lyr in sorted(layers, key=lambda x: (x.order, x.name))}
         for lyr in self.layers.values():
             for ref in lyr.refs:
                 if ref.level not in self.layers:
-                    raise InvalidInput(f"layer catalog {source}: layer {lyr.name} refers to unknown layer {ref.level}")
+                    raise InvalidInput(
+                        f"引用了不存在的图层 layer catalog {source}: layer {lyr.name} refers to unknown layer {ref.level}"
+                    )
 
     def __iter__(self):
         return iter(self.layers.values())
@@ -284,13 +286,13 @@ def parse_layer_file(path: Path) -> Layer:
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"layer file {path}: not valid YAML: {exc}") from exc
+        raise InvalidInput(f"图层文件无法解析 layer file {path}: not valid YAML: {exc}") from exc
     if not isinstance(raw, dict) or "layer" not in raw:
-        raise InvalidInput(f"layer file {path}: expected a mapping with a 'layer:' key")
+        raise InvalidInput(f"图层文件缺少顶层键 layer file {path}: expected a mapping with a 'layer:' key")
     try:
         return Layer.model_validate(raw["layer"])
     except ValidationError as exc:
-        raise InvalidInput(f"layer file {path}: {exc}") from exc
+        raise InvalidInput(f"图层文件内容有误 layer file {path}: {exc}") from exc
 
 
 PATTERN = "layer-*.yaml"
@@ -300,10 +302,10 @@ def load_catalog(folder: Path) -> Catalog:
     """Parse every ``layer-*.yaml`` in ``folder`` (the folder's other catalogs are not map layers)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise InvalidInput(f"layer catalog folder not found: {folder} (setting GISGOV_LAYERS_DIR)")
+        raise InvalidInput(f"图层目录不存在 layer catalog folder not found: {folder} (setting GISGOV_LAYERS_DIR)")
     layers = [parse_layer_file(path) for path in sorted(folder.glob(PATTERN))]
     if not layers:
-        raise InvalidInput(f"layer catalog {folder} holds no layer files")
+        raise InvalidInput(f"图层目录中没有图层文件 layer catalog {folder} holds no layer files")
     return Catalog(layers, folder)
 
 

@@ -105,7 +105,7 @@ class Standard:
             out += [(c, circle) for c in cats]
             if circle == tier:
                 return out
-        raise CatalogError(f"standard {self.code!r} has no tier {tier!r} (rule: tier_exists)")
+        raise CatalogError(f"标准没有该层级 standard {self.code!r} has no tier {tier!r} (rule: tier_exists)")
 
 
 @dataclass(frozen=True)
@@ -144,25 +144,25 @@ class Catalog:
         for c in self.circles:
             if c.code == code:
                 return c
-        raise CatalogError(f"unknown circle {code!r}; known: {', '.join(c.code for c in self.circles)}")
+        raise CatalogError(f"未知服务圈 unknown circle {code!r}; known: {', '.join(c.code for c in self.circles)}")
 
     def profile(self, code: str) -> Profile:
         for p in self.profiles:
             if p.code == code:
                 return p
-        raise CatalogError(f"unknown profile {code!r}; known: {', '.join(p.code for p in self.profiles)}")
+        raise CatalogError(f"未知步行人群 unknown profile {code!r}; known: {', '.join(p.code for p in self.profiles)}")
 
     def category(self, code: str) -> Category:
         for c in self.categories:
             if c.code == code:
                 return c
-        raise CatalogError(f"unknown service category {code!r}; known: {', '.join(self.category_codes)}")
+        raise CatalogError(f"未知服务类别 unknown service category {code!r}; known: {', '.join(self.category_codes)}")
 
     def standard(self, code: str) -> Standard:
         for s in self.standards:
             if s.code == code:
                 return s
-        raise CatalogError(f"unknown standard {code!r}; known: {', '.join(s.code for s in self.standards)}")
+        raise CatalogError(f"未知标准 unknown standard {code!r}; known: {', '.join(s.code for s in self.standards)}")
 
     @property
     def category_codes(self) -> list[str]:
@@ -219,18 +219,18 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     """Read and validate the catalog YAML (default: ``<layers_dir>/service_circles.yaml``)."""
     p = Path(path) if path else default_catalog_path()
     if not p.exists():
-        raise CatalogError(f"service-circle catalog {p} not found (rule: catalog_exists)")
+        raise CatalogError(f"服务圈目录文件不存在 service-circle catalog {p} not found (rule: catalog_exists)")
     raw = p.read_bytes()
     try:
         doc = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise CatalogError(f"{p}: not valid YAML: {exc}") from exc
+        raise CatalogError(f"服务圈目录无法解析 {p}: not valid YAML: {exc}") from exc
     return parse_catalog(doc, checksum=hashlib.sha256(raw).hexdigest()[:16], path=str(p))
 
 
 def _req(entry: dict, key: str, where: str):
     if not isinstance(entry, dict) or key not in entry or entry[key] in (None, ""):
-        raise CatalogError(f"{where}: missing {key!r} (rule: required_field)")
+        raise CatalogError(f"缺少必填项 {where}: missing {key!r} (rule: required_field)")
     return entry[key]
 
 
@@ -238,23 +238,27 @@ def _unique(codes: list[str], what: str) -> None:
     seen: set[str] = set()
     for c in codes:
         if c in seen:
-            raise CatalogError(f"{what} {c!r} defined twice (rule: unique_code)")
+            raise CatalogError(f"代码重复定义 {what} {c!r} defined twice (rule: unique_code)")
         seen.add(c)
 
 
 def parse_catalog(doc: dict, *, checksum: str = "", path: str = "") -> Catalog:
     if not isinstance(doc, dict):
-        raise CatalogError("catalog must be a mapping with circles, profiles, categories (rule: catalog_shape)")
+        raise CatalogError(
+            "服务圈目录格式错误 catalog must be a mapping with circles, profiles, categories (rule: catalog_shape)"
+        )
     circles = []
     for i, e in enumerate(doc.get("circles") or []):
         code = _req(e, "code", f"circles[{i}]")
         where = f"circle {code!r}"
         minutes, dist = float(_req(e, "minutes", where)), float(_req(e, "distance_m", where))
         if minutes <= 0 or dist <= 0:
-            raise CatalogError(f"{where}: minutes and distance_m must be positive (rule: positive_budget)")
+            raise CatalogError(
+                f"时间和距离须为正数 {where}: minutes and distance_m must be positive (rule: positive_budget)"
+            )
         circles.append(Circle(code, minutes, dist, e.get("name_zh", code), e.get("name_en", code), e.get("source", "")))
     if not circles:
-        raise CatalogError("catalog defines no circles (rule: circles_required)")
+        raise CatalogError("目录中没有服务圈 catalog defines no circles (rule: circles_required)")
     circles.sort(key=lambda c: c.minutes)
     _unique([c.code for c in circles], "circle")
 
@@ -263,7 +267,9 @@ def parse_catalog(doc: dict, *, checksum: str = "", path: str = "") -> Catalog:
         code = _req(e, "code", f"profiles[{i}]")
         speed = e.get("speed_mps")
         if speed is not None and not (0.1 <= float(speed) <= 3.0):
-            raise CatalogError(f"profile {code!r}: speed_mps {speed} outside 0.1–3.0 m/s (rule: walking_speed)")
+            raise CatalogError(
+                f"步行速度超出范围 profile {code!r}: speed_mps {speed} outside 0.1–3.0 m/s (rule: walking_speed)"
+            )
         profiles.append(
             Profile(code, e.get("name_zh", code), e.get("name_en", code), None if speed is None else float(speed))
         )
@@ -282,7 +288,7 @@ def parse_catalog(doc: dict, *, checksum: str = "", path: str = "") -> Catalog:
             selectors.append(Selector(str(fc), tuple(str(k) for k in kinds)))
         categories.append(Category(code, e.get("name_zh", code), e.get("name_en", code), tuple(selectors)))
     if not categories:
-        raise CatalogError("catalog defines no service categories (rule: categories_required)")
+        raise CatalogError("目录中没有服务类别 catalog defines no service categories (rule: categories_required)")
     _unique([c.code for c in categories], "category")
     cat_codes = {c.code for c in categories}
     circle_codes = {c.code: c for c in circles}
@@ -293,15 +299,19 @@ def parse_catalog(doc: dict, *, checksum: str = "", path: str = "") -> Catalog:
         code = _req(e, "code", f"standards[{i}]")
         applies = e.get("applies_to", "all")
         if applies not in ("urban", "rural", "all"):
-            raise CatalogError(f"standard {code!r}: applies_to {applies!r} is not urban/rural/all (rule: applies_to)")
+            raise CatalogError(
+                f"适用范围无效 standard {code!r}: applies_to {applies!r} is not urban/rural/all (rule: applies_to)"
+            )
         tiers = []
         for circle, cats in (_req(e, "tiers", f"standard {code!r}") or {}).items():
             if circle not in circle_codes:
-                raise CatalogError(f"standard {code!r}: tier {circle!r} is not a circle (rule: tier_is_circle)")
+                raise CatalogError(
+                    f"标准层级不是服务圈 standard {code!r}: tier {circle!r} is not a circle (rule: tier_is_circle)"
+                )
             for c in cats:
                 if c not in cat_codes:
                     raise CatalogError(
-                        f"standard {code!r} tier {circle!r}: unknown category {c!r} (rule: category_exists)"
+                        f"未知服务类别 standard {code!r} tier {circle!r}: unknown category {c!r} (rule: category_exists)"
                     )
             tiers.append((circle, tuple(cats)))
         tiers.sort(key=lambda t: circle_codes[t[0]].minutes)
@@ -322,11 +332,11 @@ def parse_catalog(doc: dict, *, checksum: str = "", path: str = "") -> Catalog:
             e.get("name_en", ""),
         )
         if g.category not in cat_codes:
-            raise CatalogError(f"{where}: unknown category {g.category!r} (rule: category_exists)")
+            raise CatalogError(f"未知服务类别 {where}: unknown category {g.category!r} (rule: category_exists)")
         if g.circle not in circle_codes:
-            raise CatalogError(f"{where}: unknown circle {g.circle!r} (rule: tier_is_circle)")
+            raise CatalogError(f"未知服务圈 {where}: unknown circle {g.circle!r} (rule: tier_is_circle)")
         if g.profile not in profile_codes:
-            raise CatalogError(f"{where}: unknown profile {g.profile!r} (rule: profile_exists)")
+            raise CatalogError(f"未知步行人群 {where}: unknown profile {g.profile!r} (rule: profile_exists)")
         groups.append(g)
 
     net = doc.get("network") or {}
@@ -335,7 +345,7 @@ def parse_catalog(doc: dict, *, checksum: str = "", path: str = "") -> Catalog:
     largest = max(p.budget_m(c) for p in profiles for c in circles)
     if cap < largest:
         raise CatalogError(
-            f"distance_cap_m {cap:g} is below the largest circle budget {largest:g} m (rule: cap_covers_circles)"
+            f"距离上限小于最大服务圈 distance_cap_m {cap:g} is below the largest circle budget {largest:g} m (rule: cap_covers_circles)"
         )
     return Catalog(
         tuple(circles), tuple(profiles), tuple(categories), tuple(standards), tuple(groups), cap, params, checksum, path

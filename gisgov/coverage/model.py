@@ -18,7 +18,7 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from gisgov.coverage.catalog import Catalog, Category, NetworkParams
-from gisgov.crs import metric_epsg_for_bounds
+from gisgov.crs import CGCS2000, WGS84, metric_epsg_for_bounds
 from gisgov.errors import InvalidInput
 from gisgov.network import (
     FLAG_NO_NETWORK,
@@ -82,7 +82,9 @@ class DistanceTable:
         try:
             return self.categories.index(code)
         except ValueError:
-            raise InvalidInput(f"category {code!r} was not computed; computed: {', '.join(self.categories)}") from None
+            raise InvalidInput(
+                f"该类别未计算 category {code!r} was not computed; computed: {', '.join(self.categories)}"
+            ) from None
 
     def replace(self, code: str, dist: np.ndarray, fac: np.ndarray) -> DistanceTable:
         """A copy with one category's column replaced (the others are shared, not copied)."""
@@ -108,7 +110,7 @@ def _metric(gdf, epsg):
     if gdf is None or len(gdf) == 0:
         return gdf
     if gdf.crs is None:
-        raise InvalidInput("input layer has no CRS (rule: crs_required)")
+        raise InvalidInput("输入图层缺少坐标系 input layer has no CRS (rule: crs_required)")
     return gdf.to_crs(epsg)
 
 
@@ -128,12 +130,12 @@ class CoverageModel:
         self.params, self.cap = params, float(cap)
         b = city.buildings
         if len(b) == 0:
-            raise InvalidInput("no buildings to compute coverage for (rule: buildings_required)")
+            raise InvalidInput("没有可计算覆盖的楼栋 no buildings to compute coverage for (rule: buildings_required)")
         if city.graph is not None:
             epsg = city.graph.epsg
         if epsg is None:
             ref = city.edges if city.edges is not None and len(city.edges) else b
-            epsg = metric_epsg_for_bounds(tuple(ref.to_crs(4326).total_bounds))
+            epsg = metric_epsg_for_bounds(tuple(ref.to_crs(WGS84).total_bounds))
         self.epsg = epsg
         self.buildings, bx, by = _attributes_xy(b, epsg)
         self.buildings["x"], self.buildings["y"] = bx, by
@@ -362,12 +364,12 @@ class CoverageModel:
         out[ok] = ids[rows[ok]]
         return out
 
-    def to_lonlat(self, x: np.ndarray, y: np.ndarray, srid: int = 4490) -> tuple[np.ndarray, np.ndarray]:
+    def to_lonlat(self, x: np.ndarray, y: np.ndarray, srid: int = CGCS2000) -> tuple[np.ndarray, np.ndarray]:
         from gisgov.crs import transformer
 
         return transformer(self.epsg, srid).transform(x, y)
 
-    def geoseries(self, geoms, srid: int = 4490) -> gpd.GeoSeries:
+    def geoseries(self, geoms, srid: int = CGCS2000) -> gpd.GeoSeries:
         return gpd.GeoSeries(geoms, crs=self.epsg).to_crs(srid)
 
     def snap_summary(self) -> dict:

@@ -316,7 +316,9 @@ def site(
     """
     t0 = time.perf_counter()
     if k is not None and k < 1:
-        raise InvalidInput(f"k = {k}: the number of new sites must be at least 1 (rule: k_positive)")
+        raise InvalidInput(
+            f"新增选址数量须为正数 k = {k}: the number of new sites must be at least 1 (rule: k_positive)"
+        )
     b = model.buildings
     hh = (
         pd.to_numeric(b["households"], errors="coerce").fillna(0).to_numpy(float)

@@ -72,7 +72,9 @@ def add(model: CoverageModel, category: str, dist: np.ndarray, fac: np.ndarray, 
     if model.method == NETWORK:
         snap = model._snap(np.array([x]), np.array([y]))
         if snap.edge[0] < 0:
-            raise InvalidInput(f"({x:.1f}, {y:.1f}) cannot be placed on the walking network (rule: on_network)")
+            raise InvalidInput(
+                f"该位置无法接入步行路网 ({x:.1f}, {y:.1f}) cannot be placed on the walking network (rule: on_network)"
+            )
     else:
         snap = Snap.empty(1)
         snap.x[:], snap.y[:] = x, y
@@ -102,7 +104,9 @@ def remove(
     """Remove facility ``row`` (a row of ``model.facilities``) from ``category`` (its facility ``rows``)."""
     t0 = time.perf_counter()
     if row not in set(rows.tolist()):
-        raise NotFound(f"facility row {row} is not a facility of category {category!r} (rule: facility_in_category)")
+        raise NotFound(
+            f"设施不属于该类别 facility row {row} is not a facility of category {category!r} (rule: facility_in_category)"
+        )
     affected = np.flatnonzero(fac == row)
     remaining = rows[rows != row]
     after, fac_after = dist.copy(), fac.copy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 from gisgov.errors import InvalidInput
@@ -69,7 +70,8 @@ def read_records(path: Path, display_name: str) -> list[dict]:
     try:
         df, _, _ = read_table(path, display_name=display_name)
     except ReadError as exc:
-        raise InvalidInput(str(exc)) from None
+        msg = str(exc)  # the reader's message is bilingual for most causes, not all
+        raise InvalidInput(msg if re.search(r"[\u4e00-\u9fff]", msg) else f"无法读取文件 {msg}") from None
     found, missing = st.map_headers([str(c) for c in df.columns])
     if missing:
         raise InvalidInput(

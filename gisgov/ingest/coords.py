@@ -18,7 +18,7 @@ import numpy as np
 import shapely
 from pyproj import CRS
 
-from gisgov.crs import transformer
+from gisgov.crs import CGCS2000, WGS84, transformer
 from gisgov.ingest import gcj02
 
 _CHINA_OFFSETS = {
@@ -58,13 +58,13 @@ def parse_crs(spec: str | int | None) -> SourceCRS | None:
     if s in _CHINA_OFFSETS:
         return SourceCRS(offset=_CHINA_OFFSETS[s])
     if s in ("wgs84", "wgs-84"):
-        return SourceCRS(epsg=4326)
+        return SourceCRS(epsg=WGS84)
     if s in ("cgcs2000",):
-        return SourceCRS(epsg=4490)
+        return SourceCRS(epsg=CGCS2000)
     if s.startswith("epsg:"):
         s = s[5:]
     if not s.isdigit():
-        raise ValueError(f"unknown CRS {spec!r}: give an EPSG code (4490, 4326, 4513–4554 …), gcj02 or bd09")
+        raise ValueError(f"未知坐标系 unknown CRS {spec!r}: give an EPSG code (4490, 4326, 4513–4554 …), gcj02 or bd09")
     return _epsg(int(s))
 
 
@@ -72,7 +72,7 @@ def _epsg(code: int) -> SourceCRS:
     try:
         CRS.from_epsg(code)
     except Exception:
-        raise ValueError(f"unknown CRS EPSG:{code}") from None
+        raise ValueError(f"未知坐标系 unknown CRS EPSG:{code}") from None
     return SourceCRS(epsg=code)
 
 
@@ -83,7 +83,7 @@ def crs_from_file(crs) -> SourceCRS | None:
     c = CRS.from_user_input(crs)
     code = c.to_epsg(min_confidence=70)
     if code is None:
-        raise ValueError(f"the file's CRS has no EPSG code ({c.name}); pass --crs EPSG")
+        raise ValueError(f"文件坐标系无法识别 the file's CRS has no EPSG code ({c.name}); pass --crs EPSG")
     return SourceCRS(epsg=code)
 
 
@@ -94,7 +94,7 @@ def _xy_fn(src: SourceCRS, srid: int):
         first = gcj02.bd09_to_wgs84
     else:
         first = None
-    mid = 4326 if first is not None else src.epsg
+    mid = WGS84 if first is not None else src.epsg
     tr = None if mid == srid else transformer(mid, srid)
 
     def fn(xy: np.ndarray) -> np.ndarray:

@@ -499,9 +499,7 @@ def load_osm(
     if not p.exists():
         raise UsageError(f"文件不存在 no such file: {p}")
     if not p.name.lower().endswith((".pbf", ".osm.pbf")):
-        raise UsageError(
-            f"{p.name}: --osm 只读取 OpenStreetMap .osm.pbf 提取文件 --osm reads OpenStreetMap .osm.pbf extracts"
-        )
+        raise UsageError(f"{p.name}: 只读取开放街道地图提取文件 --osm reads OpenStreetMap .osm.pbf extracts")
     report = Report(p.name, "osm", dry_run=dry_run)
     box = parse_region(region)
     try:
@@ -612,7 +610,7 @@ def _building_rows(conn, bld: pd.DataFrame, shapes: np.ndarray, pos: np.ndarray,
     for c in comm:
         top[c] = top.get(c, 0) + 1
         if top[c] > 99999:
-            raise ValueError(f"community {c}: more than 99,999 buildings")
+            raise ValueError(f"社区楼栋数超出编码容量 community {c}: more than 99,999 buildings")
         codes.append(f"{c}{top[c]:05d}")
     get = lambda c: bld[c].to_numpy(dtype=object) if c in bld.columns else np.full(n, None, dtype=object)  # noqa: E731
     tags = bld["tags"].to_numpy(dtype=object) if "tags" in bld.columns else np.full(n, None, dtype=object)

@@ -168,10 +168,12 @@ def ensure_assets(web_dir: Path, *, npm: str | None = None) -> bool:
         text=True,
     )
     if proc.returncode != 0:
-        raise AssetsMissing(f"npm ci failed ({proc.returncode}) in {web_dir}: {proc.stderr.strip()[-2000:]}")
+        raise AssetsMissing(
+            f"前端资源安装失败 npm ci failed ({proc.returncode}) in {web_dir}: {proc.stderr.strip()[-2000:]}"
+        )
     gone = missing_assets(web_dir)
     if gone:
-        raise AssetsMissing(f"npm ci finished but assets are missing: {', '.join(gone)}")
+        raise AssetsMissing(f"前端资源安装后仍缺文件 npm ci finished but assets are missing: {', '.join(gone)}")
     (node_modules(web_dir) / STAMP).write_text(lock_digest(web_dir) + "\n")
     return True
 

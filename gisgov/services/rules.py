@@ -112,7 +112,7 @@ def load_config(path: str | Path | None = None, catalog: CoverageCatalog | None 
     coverage ``catalog`` the services, circle and profile are resolved and checked against it."""
     p = Path(path) if path else config_path()
     if not p.exists():
-        raise ConfigError(f"special-services file {p} not found (rule: config_exists)")
+        raise ConfigError(f"特殊人群服务配置文件不存在 special-services file {p} not found (rule: config_exists)")
     key = (str(p), p.stat().st_mtime_ns, catalog.checksum if catalog is not None else None, id(catalog))
     if key in _cache:
         return _cache[key]
@@ -120,7 +120,7 @@ def load_config(path: str | Path | None = None, catalog: CoverageCatalog | None 
     try:
         doc = yaml.safe_load(raw)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from exc
+        raise ConfigError(f"配置文件无法解析 {p}: not valid YAML: {exc}") from exc
     cfg = parse_config(doc, catalog, checksum=hashlib.sha256(raw).hexdigest()[:16])
     _cache.clear()
     _cache[key] = cfg
@@ -130,14 +130,18 @@ def load_config(path: str | Path | None = None, catalog: CoverageCatalog | None 
 def _inline(e: dict, where: str) -> Category:
     code = e.get("code")
     if not isinstance(code, str) or not code:
-        raise ConfigError(f"{where}: an inline service needs a code (rule: required_field)")
+        raise ConfigError(f"内联服务缺少代码 {where}: an inline service needs a code (rule: required_field)")
     sel = e.get("select")
     if not isinstance(sel, list) or not sel:
-        raise ConfigError(f"{where} {code!r}: select must list facility categories (rule: required_field)")
+        raise ConfigError(
+            f"须列出设施类别 {where} {code!r}: select must list facility categories (rule: required_field)"
+        )
     out = []
     for s in sel:
         if not isinstance(s, dict) or not s.get("category"):
-            raise ConfigError(f"{where} {code!r}: each select entry needs a category (rule: required_field)")
+            raise ConfigError(
+                f"每个选择条目须有类别 {where} {code!r}: each select entry needs a category (rule: required_field)"
+            )
         kinds = s.get("kinds") or []
         kinds = [kinds] if isinstance(kinds, str) else kinds
         out.append(Selector(str(s["category"]), tuple(str(k) for k in kinds)))
@@ -146,7 +150,9 @@ def _inline(e: dict, where: str) -> Category:
 
 def parse_config(doc, catalog: CoverageCatalog | None = None, *, checksum: str = "") -> Config:
     if not isinstance(doc, dict):
-        raise ConfigError("special-services file must be a mapping with needs and visits (rule: config_shape)")
+        raise ConfigError(
+            "配置文件格式错误 special-services file must be a mapping with needs and visits (rule: config_shape)"
+        )
     circle, profile = str(doc.get("circle") or "c10"), str(doc.get("profile") or "elderly")
     if catalog is not None:
         catalog.circle(circle), catalog.profile(profile)  # raise naming the known ones
@@ -156,17 +162,19 @@ def parse_config(doc, catalog: CoverageCatalog | None = None, *, checksum: str =
     for i, e in enumerate(doc.get("needs") or []):
         where = f"needs[{i}]"
         if not isinstance(e, dict) or not e.get("group"):
-            raise ConfigError(f"{where}: missing 'group' (rule: required_field)")
+            raise ConfigError(f"缺少人群分组 {where}: missing 'group' (rule: required_field)")
         g = str(e["group"])
         if g in seen:
-            raise ConfigError(f"group {g!r} has two needs (rule: unique_group)")
+            raise ConfigError(f"人群重复定义 group {g!r} has two needs (rule: unique_group)")
         seen.add(g)
         services = []
         for s in e.get("services") or []:
             if isinstance(s, dict):
                 c = _inline(s, f"{where} ({g})")
                 if c.code in inline and inline[c.code] != c:
-                    raise ConfigError(f"service {c.code!r} defined twice differently (rule: unique_code)")
+                    raise ConfigError(
+                        f"服务重复且定义不同 service {c.code!r} defined twice differently (rule: unique_code)"
+                    )
                 inline[c.code] = c
             elif isinstance(s, str):
                 if s in inline:
@@ -175,21 +183,23 @@ def parse_config(doc, catalog: CoverageCatalog | None = None, *, checksum: str =
                     try:
                         c = catalog.category(s)
                     except InvalidInput as exc:
-                        raise ConfigError(f"{where} ({g}): {exc} (rule: service_exists)") from None
+                        raise ConfigError(f"服务不存在 {where} ({g}): {exc} (rule: service_exists)") from None
                 else:
                     c = Category(s, s, s, (Selector(s),))  # unresolved (no catalog): a facility category
             else:
                 raise ConfigError(
-                    f"{where} ({g}): a service is a category code or an inline category (rule: service_shape)"
+                    f"服务应为类别代码或内联类别 {where} ({g}): a service is a category code or an inline category (rule: service_shape)"
                 )
             services.append(c)
         if not services:
-            raise ConfigError(f"{where} ({g}): no services listed (rule: services_required)")
+            raise ConfigError(f"未列出服务 {where} ({g}): no services listed (rule: services_required)")
         needs.append(Need(g, str(e.get("name_zh", g)), str(e.get("name_en", g)), tuple(services)))
     visits: dict[str, int] = {}
     for g, d in (doc.get("visits") or {}).items():
         if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= MAX_DAYS:
-            raise ConfigError(f"visits.{g}: days must be a whole number 1–{MAX_DAYS} (rule: visit_days)")
+            raise ConfigError(
+                f"走访天数应为范围内的整数 visits.{g}: days must be a whole number 1–{MAX_DAYS} (rule: visit_days)"
+            )
         visits[str(g)] = int(d)
     vc = str(doc.get("visit_category") or "teshu")
     return Config(circle, profile, vc, tuple(needs), visits, checksum)
@@ -199,7 +209,9 @@ def check_groups(cfg: Config, known: set[str]) -> None:
     """Every group named in the file must be a special_group code."""
     for g in [*cfg.groups, *cfg.visits]:
         if g not in known:
-            raise ConfigError(f"unknown special group {g!r}; known: {', '.join(sorted(known))} (rule: group_exists)")
+            raise ConfigError(
+                f"未知特殊人群 unknown special group {g!r}; known: {', '.join(sorted(known))} (rule: group_exists)"
+            )
 
 
 # -- decisions ------------------------------------------------------------------------------------------

@@ -447,15 +447,11 @@ class _LocalSearch:
 
     def delta(self, u: int, a: int, b: int) -> tuple[float, float]:
         """Change of (penalty, boundary length) if unit ``u`` moves from grid ``a`` to grid ``b``."""
-        H, P, og = self.H, self.P, self.og
+        H, P, og, lab, pen = self.H, self.P, self.og, self.lab, self.pen
         hu, pu = self.hl[u], self.pl[u]
-        dpen = self.pen(H[a] - hu, P[a] - pu) + self.pen(H[b] + hu, P[b] + pu) - self.PEN[a] - self.PEN[b]
+        dpen = pen(H[a] - hu, P[a] - pu) + pen(H[b] + hu, P[b] + pu) - self.PEN[a] - self.PEN[b]
         if og[u] >= 0:
             dpen += self.mc[u] * ((b != og[u]) - (a != og[u]))
-        return dpen, self.cut_delta(u, a, b)
-
-    def cut_delta(self, u: int, a: int, b: int) -> float:
-        lab = self.lab
         dcut = 0.0
         for v, w in zip(self.adj[u], self.adjw[u], strict=False):
             lv = lab[v]
@@ -463,7 +459,7 @@ class _LocalSearch:
                 dcut += w
             elif lv == b:
                 dcut -= w
-        return dcut
+        return dpen, dcut
 
     def can_leave(self, u: int, a: int) -> bool:
         if len(self.members[a]) == 1:
@@ -505,6 +501,7 @@ class _LocalSearch:
     def climb(self, rng: np.random.Generator, max_passes: int) -> int:
         """Passes of best single-unit moves in seeded random order until none improves; passes run."""
         lab, adj, fx = self.lab, self.adj, self.fx
+        delta, can_leave, apply = self.delta, self.can_leave, self.apply
         done = 0
         for done in range(1, max_passes + 1):  # noqa: B007  (the pass count is returned)
             improved = False
@@ -517,12 +514,12 @@ class _LocalSearch:
                     continue
                 best, best_d = None, -1e-7
                 for b in sorted(nbrs):
-                    dp, dc = self.delta(u, a, b)
+                    dp, dc = delta(u, a, b)
                     d = dp + dc
                     if d < best_d:
                         best, best_d = b, d
-                if best is not None and self.can_leave(u, a):
-                    self.apply(u, a, best)
+                if best is not None and can_leave(u, a):
+                    apply(u, a, best)
                     improved = True
             if not improved:
                 break
@@ -616,6 +613,7 @@ class _LocalSearch:
         lab, adj, fx, og, mc = self.lab, self.adj, self.fx, self.og, self.mc
         H, P, PEN, hl, pl, r = self.H, self.P, self.PEN, self.hl, self.pl, self.r
         lo_h, hi_h, hi_p = self.lo_h, self.hi_h, self.hi_p
+        adjw, can_leave, apply = self.adjw, self.can_leave, self.apply
         cur_cut = graph.cut_weight(np.array(lab))
         cur_pen = 0.0
         mean_w = float(graph.weight.mean()) if graph.m else 1.0
@@ -648,10 +646,16 @@ class _LocalSearch:
                 dp += mc[u] * ((b != og[u]) - (a != og[u]))
             if dp > 1e-9:
                 continue
-            dc = self.cut_delta(u, a, b)
+            dc = 0.0
+            for v, w in zip(adj[u], adjw[u], strict=False):
+                lv = lab[v]
+                if lv == a:
+                    dc += w
+                elif lv == b:
+                    dc -= w
             temp = t0 * (1 - it / n_anneal) + 1e-9
-            if (dp + dc < 0 or coins[it] < math.exp(-dc / temp)) and self.can_leave(u, a):
-                self.apply(u, a, b)
+            if (dp + dc < 0 or coins[it] < math.exp(-dc / temp)) and can_leave(u, a):
+                apply(u, a, b)
                 since_best.append((u, a))
                 cur_cut += dc
                 cur_pen += dp

@@ -240,16 +240,6 @@ class Catalog:
         except KeyError:
             raise UnknownLayer(f"未知图层 unknown layer {name!r} (known: {', '.join(self.layers)})") from None
 
-    def for_role(self, name: str, role: str) -> Layer:
-        """The layer, or :class:`LayerForbidden` (403) when ``role`` may not see it."""
-        lyr = self.get(name)
-        if not lyr.visible_to(role):
-            raise LayerForbidden(
-                f"无权查看 layer {name} requires role {lyr.min_role} ({ROLE_LABELS[lyr.min_role]}) or above; "
-                f"current role: {role} ({ROLE_LABELS.get(role, '?')})"
-            )
-        return lyr
-
     def for_principal(self, name: str, p: Principal) -> Layer:
         """The layer, or :class:`LayerForbidden` (403) when the account may not see it."""
         lyr = self.get(name)

@@ -76,10 +76,6 @@ class Category:
     def label(self) -> str:
         return f"{self.name_zh} {self.name_en}"
 
-    def selector_key(self) -> tuple:
-        """Categories with equal keys select the same facilities (computed once)."""
-        return tuple(sorted((s.category, tuple(sorted(w.lower() for w in s.kinds))) for s in self.select))
-
     def facility_mask(self, facilities: pd.DataFrame) -> np.ndarray:
         """Rows of ``facilities`` (columns ``category_code``, ``kind``) this category counts."""
         m = np.zeros(len(facilities), dtype=bool)

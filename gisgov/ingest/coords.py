@@ -114,8 +114,3 @@ def to_storage(geoms: np.ndarray, src: SourceCRS, srid: int) -> np.ndarray:
     if src.offset is None and src.epsg == srid:
         return geoms
     return shapely.transform(geoms, _xy_fn(src, srid))
-
-
-def points_to_storage(x: np.ndarray, y: np.ndarray, src: SourceCRS, srid: int) -> tuple[np.ndarray, np.ndarray]:
-    xy = _xy_fn(src, srid)(np.column_stack([np.asarray(x, float), np.asarray(y, float)]))
-    return xy[:, 0], xy[:, 1]

@@ -89,10 +89,3 @@ LEVELS: dict[str, Level] = {
 LOAD_ORDER = ("street", "community", "grid", "compound", "building", "facility", "road")
 SPATIAL_LEVELS = tuple(LEVELS)
 ALL_LEVELS = (*SPATIAL_LEVELS, "resident")
-
-
-def get_level(name: str) -> Level:
-    try:
-        return LEVELS[name]
-    except KeyError:
-        raise KeyError(f"unknown level {name!r}; choose one of {', '.join(ALL_LEVELS)}") from None

@@ -224,3 +224,19 @@ def test_residence_is_kept_per_person_or_the_collapse_is_reported(town, tmp_path
     else:
         [note] = [i for i in rep.issues if i.rule == "residence_per_household"]
         assert f"{B2}0305" in note.record and "户籍" in note.message and "流动" in note.value
+
+
+def test_header_row_through_load_file(town, tmp_path, vault):
+    p = tmp_path / "名册.xlsx"
+    wb = Workbook()
+    ws = wb.active
+    ws.append(["东园社区居民花名册"])
+    ws.append(["楼栋编码", "户号", "姓名", "身份证号"])
+    ws.append([B1, "101", "张三", ID1])
+    wb.save(p)
+    rep = load_file(p, "resident", engine=town, vault=vault, dry_run=True, header_row=2)
+    assert rep.status == "dry-run" and rep.counts["written"] == 1, [i.line() for i in rep.issues]
+    with pytest.raises(UsageError, match="header-row"):
+        load_file(p, "street", engine=town, header_row=2)
+    with pytest.raises(UsageError, match="header-row"):
+        load_file(p, "resident", engine=town, vault=vault, header_row=0)

@@ -169,8 +169,12 @@ def load_file(
     display_name: str | None = None,
     vault=None,
     area: str = "",
+    header_row: int | None = None,
 ) -> Report:
     """Load ``path`` as ``level``; returns the report (status loaded / rejected / dry-run).
+
+    ``header_row``: for resident rosters, the spreadsheet row (1-based) holding the column names
+    (default: found among the first 30 rows, see :func:`gisgov.ingest.roster.find_header`).
 
     ``area``: code prefix of the hierarchy the caller may change ('' = all). Records whose code (a
     facility's community code) lies outside it are rejected (rule ``out_of_scope``); road networks
@@ -178,6 +182,8 @@ def load_file(
     of the connection (row-level security), see :func:`gisgov.ingest.roster.load_roster`."""
     if level not in ALL_LEVELS:
         raise UsageError(f"unknown level {level!r}; choose one of {', '.join(ALL_LEVELS)}")
+    if header_row is not None and header_row < 1:
+        raise UsageError(f"--header-row expects a row number ≥ 1, got {header_row}")
     p = Path(path)
     if not p.exists():
         raise UsageError(f"no such file: {p}")
@@ -195,7 +201,10 @@ def load_file(
             display_name=display_name,
             vault=vault,
             area=area,
+            header_row=header_row,
         )
+    if header_row not in (None, 1):
+        raise UsageError("--header-row applies to resident rosters (--level resident) only")
     name = display_name or p.name
     report = Report(name, level, dry_run=dry_run)
     box = parse_region(region)

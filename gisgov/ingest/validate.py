@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -437,16 +438,183 @@ def validate(batch: Batch, ctx: Context, *, repair: bool = False) -> tuple[pd.Da
     return out, issues
 
 
-def _attributes(level: Level, attrs: pd.DataFrame, out: pd.DataFrame, ctx: Context, add, ok, pos) -> None:
-    n = len(out)
+@dataclass
+class _Attrs:
+    """What one attribute check reads and writes: the mapped columns, the output rows, the context."""
+
+    level: Level
+    attrs: pd.DataFrame
+    out: pd.DataFrame
+    ctx: Context
+    add: Callable[..., None]
+    ok: np.ndarray
+    pos: np.ndarray
+
+    def col(self, f: str) -> list:
+        return _col(self.attrs, f)
+
+
+AttrCheck = Callable[[_Attrs], None]
+
+
+def _copy(field_: str) -> AttrCheck:
+    """Copy a free-text field as it is."""
+
+    def check(a: _Attrs) -> None:
+        a.out[field_] = a.col(field_)
+
+    return check
+
+
+def _one_of(field_: str, allowed: set[str], label: str) -> AttrCheck:
+    """An optional field whose value must be one of ``allowed`` (message: ``label`` + the choices)."""
+
+    def check(a: _Attrs) -> None:
+        vals = a.col(field_)
+        for i, v in enumerate(vals):
+            if v is not None and v not in allowed:
+                a.add(i, "value_invalid", v, f"{label}{'/'.join(sorted(allowed))}")
+        a.out[field_] = vals
+
+    return check
+
+
+def _mapped(field_: str, table: dict[str, str], default: str, detail: str, out_col: str, lower: bool) -> AttrCheck:
+    """A field read through a table of accepted spellings; empty = ``default``."""
+
+    def check(a: _Attrs) -> None:
+        vals = []
+        for i, v in enumerate(a.col(field_)):
+            r = table.get(v.lower() if v else default) if lower else (table.get(v) if v else default)
+            if r is None:
+                a.add(i, "value_invalid", v, detail)
+            vals.append(r or default)
+        a.out[out_col] = vals
+
+    return check
+
+
+def _flag(field_: str, detail: str, default: bool) -> AttrCheck:
+    """A yes/no field (是/否, true/false, 1/0); empty = ``default``."""
+
+    def check(a: _Attrs) -> None:
+        vals = []
+        for i, v in enumerate(a.col(field_)):
+            b, good = parse_bool(v)
+            if not good:
+                a.add(i, "value_invalid", v, detail)
+            vals.append(default if b is None else b)
+        a.out[field_] = vals
+
+    return check
+
+
+def _households_estimated(a: _Attrs) -> None:
+    est = []
+    for i, v in enumerate(a.col("households_estimated")):
+        b, good = parse_bool(v)
+        if not good:
+            a.add(i, "value_invalid", v, "households_estimated: true/false")
+        est.append(bool(b) and a.out.at[i, "households"] is not pd.NA)
+    a.out["households_estimated"] = est
+
+
+def _compound_and_grid(a: _Attrs) -> None:
+    """A building's compound and grid: the code given (checked against its community and position) or the
+    one containing its point-on-surface."""
+    n = len(a.out)
+    for kind, table, col in (("compound", a.ctx.compounds, "compound_id"), ("grid", a.ctx.grids, "grid_id")):
+        given = a.col(f"{kind}_code")
+        spatial = table.containing(a.pos)
+        ids: list[int | None] = []
+        for i in range(n):
+            cc = a.out.at[i, "community_code"]
+            k = None
+            if given[i] is not None:
+                k = table.index(given[i])
+                if k is None or table.community[k] != cc:
+                    a.add(i, f"{kind}_unknown", given[i], f"no {kind} {given[i]} in community {cc}")
+                    ids.append(None)
+                    continue
+                if a.pos[i] is not None and a.ok[i] and not shapely.intersects(table.geoms[k], a.pos[i]):
+                    a.add(i, "outside_parent", given[i], f"its point-on-surface lies outside {kind} {given[i]}")
+            elif spatial[i] >= 0 and table.community[spatial[i]] == cc:
+                k = spatial[i]
+            ids.append(None if k is None else int(table.ids[k]))
+        a.out[col] = pd.array(ids, dtype="Int64")
+
+
+def _facility_category(a: _Attrs) -> None:
+    cats = []
+    for i, v in enumerate(a.col("category")):
+        c = a.ctx.categories.get(v.lower()) if v else None
+        if c is None and a.ok[i]:
+            a.add(i, "category_unknown", v, "one of the 16 categories (党建, 综治 … 商业服务) or its code")
+        cats.append(c)
+    a.out["category_code"] = cats
+
+
+def _road_class(a: _Attrs) -> None:
+    classes = []
+    for i, (rc, hw) in enumerate(zip(a.col("road_class"), a.col("highway"), strict=False)):
+        c = None
+        if rc:
+            c = rc.lower() if rc.lower() in _ROAD_CLASS else _ROAD_CLASS_ZH.get(rc)
+            if c is None:
+                a.add(i, "value_invalid", rc, f"road class: {'/'.join(sorted(_ROAD_CLASS))}")
+        elif hw:
+            from gisgov.ingest.network import highway_class
+
+            c = highway_class(hw)
+        classes.append(c or "local")
+    a.out["class"] = classes
+
+
+# Levels whose records need a name.
+_NAME_REQUIRED = frozenset({"street", "community", "compound", "facility"})
+# Whole-number fields, checked on every level that has them (ranges in INT_RANGES).
+_INT_FIELDS = ("floors", "units", "households", "year_built")
+# The level's own attribute checks, in order (each reads mapped columns, writes output columns).
+_LEVEL_CHECKS: dict[str, tuple[AttrCheck, ...]] = {
+    "community": (
+        _one_of("class", _COMMUNITY_CLASS, "class: one of "),
+        _copy("kind"),
+        _mapped("rule_set", _RULE_SET, "urban", "rule_set: urban/rural", "rule_set", lower=True),
+    ),
+    "grid": (_mapped("grid_level", _GRID_LEVEL, "三级", "grid level: 一级/二级/三级", "level", lower=False),),
+    "compound": (
+        _one_of("property_mode", _PROPERTY_MODE, "property mode: "),
+        _flag("has_party_org", "has_party_org: 是/否", False),
+    ),
+    "building": (_copy("address"), _households_estimated, _compound_and_grid),
+    "facility": (_facility_category, _copy("kind"), _copy("address"), _copy("source")),
+    "road": (
+        _road_class,
+        _flag("foot", "foot: true/false", True),
+        _flag("oneway_foot", "oneway_foot: true/false", False),
+    ),
+}
+
+
+def _attributes(
+    level: Level,
+    attrs: pd.DataFrame,
+    out: pd.DataFrame,
+    ctx: Context,
+    add: Callable[..., None],
+    ok: np.ndarray,
+    pos: np.ndarray,
+) -> None:
+    """Attribute rules: name required where the level needs one, whole numbers in range, then the
+    level's own checks from :data:`_LEVEL_CHECKS`."""
     name = _col(attrs, "name")
-    if level.name in ("street", "community", "compound", "facility"):
+    if level.name in _NAME_REQUIRED:
         for i in np.flatnonzero(ok):
             if name[i] is None:
                 add(i, "required", None, "name 名称")
     if "name" in level.fields:
         out["name"] = name
-    for f in ("floors", "units", "households", "year_built"):
+    for f in _INT_FIELDS:
         if f not in level.fields:
             continue
         vals = []
@@ -457,99 +625,6 @@ def _attributes(level: Level, attrs: pd.DataFrame, out: pd.DataFrame, ctx: Conte
                 add(i, "value_invalid", v, f"{f}: a whole number {lo}–{hi}")
             vals.append(x)
         out[f] = pd.array(vals, dtype="Int64")
-    if level.name == "community":
-        cls = _col(attrs, "class")
-        for i, v in enumerate(cls):
-            if v is not None and v not in _COMMUNITY_CLASS:
-                add(i, "value_invalid", v, f"class: one of {'/'.join(sorted(_COMMUNITY_CLASS))}")
-        out["class"] = cls
-        out["kind"] = _col(attrs, "kind")
-        rs = []
-        for i, v in enumerate(_col(attrs, "rule_set")):
-            r = _RULE_SET.get(v.lower() if v else "urban")
-            if r is None:
-                add(i, "value_invalid", v, "rule_set: urban/rural")
-            rs.append(r or "urban")
-        out["rule_set"] = rs
-    if level.name == "grid":
-        gl = []
-        for i, v in enumerate(_col(attrs, "grid_level")):
-            r = _GRID_LEVEL.get(v) if v else "三级"
-            if r is None:
-                add(i, "value_invalid", v, "grid level: 一级/二级/三级")
-            gl.append(r or "三级")
-        out["level"] = gl
-    if level.name == "compound":
-        pm = _col(attrs, "property_mode")
-        for i, v in enumerate(pm):
-            if v is not None and v not in _PROPERTY_MODE:
-                add(i, "value_invalid", v, f"property mode: {'/'.join(sorted(_PROPERTY_MODE))}")
-        out["property_mode"] = pm
-        po = []
-        for i, v in enumerate(_col(attrs, "has_party_org")):
-            b, good = parse_bool(v)
-            if not good:
-                add(i, "value_invalid", v, "has_party_org: 是/否")
-            po.append(bool(b))
-        out["has_party_org"] = po
-    if level.name == "building":
-        out["address"] = _col(attrs, "address")
-        est = []
-        for i, v in enumerate(_col(attrs, "households_estimated")):
-            b, good = parse_bool(v)
-            if not good:
-                add(i, "value_invalid", v, "households_estimated: true/false")
-            est.append(bool(b) and out.at[i, "households"] is not pd.NA)
-        out["households_estimated"] = est
-        for kind, table, col in (("compound", ctx.compounds, "compound_id"), ("grid", ctx.grids, "grid_id")):
-            given = _col(attrs, f"{kind}_code")
-            spatial = table.containing(pos)
-            ids: list[int | None] = []
-            for i in range(n):
-                cc = out.at[i, "community_code"]
-                k = None
-                if given[i] is not None:
-                    k = table.index(given[i])
-                    if k is None or table.community[k] != cc:
-                        add(i, f"{kind}_unknown", given[i], f"no {kind} {given[i]} in community {cc}")
-                        ids.append(None)
-                        continue
-                    if pos[i] is not None and ok[i] and not shapely.intersects(table.geoms[k], pos[i]):
-                        add(i, "outside_parent", given[i], f"its point-on-surface lies outside {kind} {given[i]}")
-                elif spatial[i] >= 0 and table.community[spatial[i]] == cc:
-                    k = spatial[i]
-                ids.append(None if k is None else int(table.ids[k]))
-            out[col] = pd.array(ids, dtype="Int64")
-    if level.name == "facility":
-        cats = []
-        for i, v in enumerate(_col(attrs, "category")):
-            c = ctx.categories.get(v.lower()) if v else None
-            if c is None and ok[i]:
-                add(i, "category_unknown", v, "one of the 16 categories (党建, 综治 … 商业服务) or its code")
-            cats.append(c)
-        out["category_code"] = cats
-        out["kind"] = _col(attrs, "kind")
-        out["address"] = _col(attrs, "address")
-        out["source"] = _col(attrs, "source")
-    if level.name == "road":
-        classes = []
-        for i, (rc, hw) in enumerate(zip(_col(attrs, "road_class"), _col(attrs, "highway"), strict=False)):
-            c = None
-            if rc:
-                c = rc.lower() if rc.lower() in _ROAD_CLASS else _ROAD_CLASS_ZH.get(rc)
-                if c is None:
-                    add(i, "value_invalid", rc, f"road class: {'/'.join(sorted(_ROAD_CLASS))}")
-            elif hw:
-                from gisgov.ingest.network import highway_class
-
-                c = highway_class(hw)
-            classes.append(c or "local")
-        out["class"] = classes
-        for f, default in (("foot", True), ("oneway_foot", False)):
-            vals = []
-            for i, v in enumerate(_col(attrs, f)):
-                b, good = parse_bool(v)
-                if not good:
-                    add(i, "value_invalid", v, f"{f}: true/false")
-                vals.append(default if b is None else b)
-            out[f] = vals
+    a = _Attrs(level, attrs, out, ctx, add, ok, pos)
+    for check in _LEVEL_CHECKS.get(level.name, ()):
+        check(a)

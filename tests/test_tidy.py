@@ -311,3 +311,27 @@ def test_bilingual_messages_split_into_clean_halves():
     zh, en = split_message(str(info.value))
     assert zh and not any(c.isascii() and c.isalpha() for c in zh), zh
     assert en and "rule:" in en and not _CJK.search(en), en
+
+
+# -- rendering stays out of the computation packages ----------------------------------------------------------------
+
+
+def test_coverage_package_does_not_import_folium():
+    import subprocess
+
+    code = (
+        "import importlib, pkgutil, sys, gisgov.coverage as c\n"
+        "for m in pkgutil.iter_modules(c.__path__): importlib.import_module('gisgov.coverage.' + m.name)\n"
+        "print('folium' in sys.modules, 'gisgov.coverage.service' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["False", "True"], out.stdout + out.stderr
+    for path in (ROOT / "gisgov" / "coverage").rglob("*.py"):
+        assert "folium" not in path.read_text(encoding="utf-8"), path.name
+
+
+def test_the_coverage_map_lives_with_the_other_maps():
+    from gisgov.maps import coverage_map
+
+    assert callable(coverage_map.build_coverage_map) and callable(coverage_map.coverage_map_html)
+    assert not (ROOT / "gisgov" / "coverage" / "mapping.py").exists()

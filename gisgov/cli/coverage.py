@@ -315,7 +315,7 @@ def map_cmd(
     The page loads Leaflet from the app's /static/vendor; open it through `gisgov serve`
     (/coverage/map?category=…) or put it next to the vendored assets.
     """
-    from gisgov.coverage.mapping import coverage_map_html
+    from gisgov.maps.coverage_map import coverage_map_html
 
     svc = _service(catalog)
     eng = common.engine()

@@ -411,7 +411,7 @@ def coverage_map(
     svc: CoverageService = Depends(service),
     p: Principal = READ,
 ) -> HTMLResponse:
-    from gisgov.coverage.mapping import coverage_map_html
+    from gisgov.maps.coverage_map import coverage_map_html
     from gisgov.maps.assets import require_assets
 
     require_assets(request.app.state.settings.web_dir)

@@ -99,6 +99,26 @@ def test_17_digit_codes_in_a_dbf_numeric_field_keep_every_digit(city, tmp_path):
     assert codes == [(B1, "1号楼"), (B2, "2号楼"), (B3, "3号楼")]
 
 
+def test_17_digit_codes_in_a_zipped_shapefile_keep_every_digit(city, tmp_path):
+    import zipfile
+
+    numeric_code_shapefile(tmp_path / "楼栋.shp", [B1, B2])
+    z = tmp_path / "楼栋.zip"
+    with zipfile.ZipFile(z, "w", zipfile.ZIP_DEFLATED) as zf:
+        for part in tmp_path.glob("楼栋.*"):
+            if part.suffix != ".zip":
+                zf.write(part, f"data/{part.name}")
+    rep = load_file(z, "building", engine=city, dry_run=True)
+    assert rep.status == "dry-run", [i.line() for i in rep.issues]
+    assert not [i for i in rep.issues if i.rule == "code_duplicate"]
+    rep = load_file(z, "building", engine=city)
+    with city.connect() as c:
+        codes = [r[0] for r in c.execute(text("SELECT code FROM building ORDER BY code"))]
+        c.execute(text("DELETE FROM building"))
+        c.commit()
+    assert codes == [B1, B2]
+
+
 def test_code_that_the_dbf_holds_only_rounded_is_refused_naming_record_and_rule(city, tmp_path):
     shp = numeric_code_shapefile(tmp_path / "楼栋.shp", [B1, "3.40104001001000E+16"])
     before = snapshot(city)

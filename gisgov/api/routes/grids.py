@@ -28,8 +28,6 @@ per grid are left out for roles that may not read special groups (planners, view
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -465,21 +463,15 @@ def codes(
     community: str, version: int, format: Literal["json", "csv"] = "json", conn: Connection = DB, p: Principal = READ
 ):
     _community(p, community)
+    from gisgov.gridding.code_table import code_table_csv, code_table_filename
+
     rows = plans.code_table(conn, community, version)
     if format == "json":
         return rows
-    buf = io.StringIO()
-    w = csv.DictWriter(
-        buf,
-        fieldnames=["code", "name", "level", "households", "buildings", "area_m2", "community", "version", "status"],
-        extrasaction="ignore",
-    )
-    w.writeheader()
-    w.writerows(rows)
     return Response(
-        "\ufeff" + buf.getvalue(),
+        code_table_csv(rows),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="grids_{community}_v{version}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="{code_table_filename(community, version)}"'},
     )
 
 
@@ -501,11 +493,10 @@ def diff(community: str, a: int = Query(...), b: int = Query(...), conn: Connect
     responses={200: {"description": "地图页面 an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 def plan_map(community: str, plan: int | None = None, conn: Connection = DB, p: Principal = READ) -> HTMLResponse:
-    from gisgov.maps.grid_plan_map import plan_map_html
+    from gisgov.maps.plan_page import plan_map_page
 
     _community(p, community)
-    fc = aggregate_view(service.stored_plan_geojson(conn, community, plan).to_dict(), p)
-    return HTMLResponse(plan_map_html(fc, service._rules(conn, community, None), title=f"社区 {community} 网格方案"))
+    return HTMLResponse(plan_map_page(conn, community, plan, view=lambda fc: aggregate_view(fc, p)))
 
 
 # --- edit sessions: the browser moves buildings/compounds and gets the two grids re-checked -------

@@ -71,7 +71,7 @@ class GridStats(Answer):
     polsby_popper: float | None = Field(None, description="紧凑度 Polsby–Popper compactness (0–1)")
     reock: float | None = Field(None, description="紧凑度 Reock compactness (0–1)")
     barrier_crossings: int | None = Field(None, description="跨越障碍次数 crossings of barriers (rivers, rail, roads)")
-    exception: str | None = Field(None, description="例外说明 recorded exception to the bounds")
+    exception: Any = Field(None, description="例外说明 recorded exception to the bounds (as given), or null")
     status: str = Field(description="状态 ok / under / over (households or people against the bounds)")
 
 
@@ -287,7 +287,7 @@ class ActivateAnswer(Answer):
             "version": 4,
             "previous": 3,
             "parent_version": 3,
-            "rebased": False,
+            "rebased": None,
             "codes": {"110101001001002": "110101001001001"},
             "buildings": 120,
             "staff_moved": 9,
@@ -301,7 +301,9 @@ class ActivateAnswer(Answer):
     version: int = Field(description="启用的版本 version activated")
     previous: int | None = Field(None, description="此前启用的版本 previously active version")
     parent_version: int | None = Field(None, description="起始版本 the plan's parent version")
-    rebased: bool | None = Field(None, description="是否改基 activated with rebase")
+    rebased: dict[str, Any] | None = Field(
+        None, description="改基 with rebase: the parent version replaced (from) and the active version it became (to)"
+    )
     codes: dict[str, Any] = Field(description="编码重排 grid codes renumbered (draft code → active code)")
     buildings: int | None = Field(None, description="楼栋数 buildings assigned")
     staff_moved: int | None = Field(None, description="网格员迁移 staff carried over")

@@ -104,14 +104,14 @@ def test_every_help_imports_nothing_heavy():
 
 def test_gisgov_help_within_a_second():
     best = float("inf")
-    for _ in range(3):
+    for _ in range(5):  # best of 5: another process on the machine can slow any single run
         t0 = time.perf_counter()
         r = subprocess.run(
             [sys.executable, "-m", "gisgov.cli.main", "--help"], env=_env(), capture_output=True, text=True, timeout=60
         )
         best = min(best, time.perf_counter() - t0)
         assert r.returncode == 0 and "Usage" in r.stdout, r.stderr
-    assert best < 1.0, f"gisgov --help took {best:.2f} s (best of 3)"
+    assert best < 1.0, f"gisgov --help took {best:.2f} s (best of 5)"
 
 
 def test_every_command_has_help():
@@ -147,3 +147,34 @@ def test_every_command_has_help():
         timeout=60,
     )
     assert real.returncode == 0 and "--password-stdin" in real.stdout and "--scope" in real.stdout
+
+
+_RUN = """
+import json, sys
+from gisgov.cli.main import app
+try:
+    app(sys.argv[1:], prog_name="gisgov")
+except SystemExit as exc:
+    rc = exc.code
+print(json.dumps({"rc": rc, "modules": sorted(sys.modules)}))
+"""
+
+# what a command needs to ask for the database (and nothing more before it has answered)
+DATABASE_CHECK = {"sqlalchemy", "alembic", "psycopg"}
+
+
+def test_commands_ask_for_the_database_before_loading_their_libraries(tmp_path):
+    """`gisgov coverage report` on an unreachable database says so at once (exit 3), without first
+    spending seconds importing geopandas, SciPy or OR-Tools."""
+    env = {**_env(), "GISGOV_DATABASE_URL": "postgresql+psycopg://nobody:nothing@127.0.0.1:9/none"}
+    for args in (
+        ["coverage", "report", "--code", "340104001"],
+        ["load", str(tmp_path / "streets.geojson"), "--level", "street"],
+        ["grids", "check", "-c", "340104001001"],
+        ["grids", "map", "-c", "340104001001", "-o", str(tmp_path / "m.html")],
+    ):
+        r = subprocess.run([sys.executable, "-c", _RUN, *args], env=env, capture_output=True, text=True, timeout=120)
+        out = json.loads(r.stdout.strip().splitlines()[-1])
+        assert out["rc"] == 3 and "cannot reach the database" in r.stderr, (args, r.stderr)
+        heavy = sorted({m.split(".")[0] for m in out["modules"]} & (HEAVY - DATABASE_CHECK))
+        assert heavy == [], (args, heavy)

@@ -14,8 +14,11 @@ Exit codes, the same for every command (documented in the README, tested in test
 
 Each failure is ONE line on stderr and an exit code, never a traceback.
 
-This module is imported by every command module when ``gisgov --help`` runs: it imports nothing but
-typer; database, settings and rich are imported inside the functions that need them.
+Keep the command line fast: ``gisgov --help`` imports every command module, so a command module
+imports nothing heavy at its top (no geopandas, pandas, shapely, numpy, SQLAlchemy, folium, OR-Tools,
+SciPy, openpyxl, rich.progress …: tests/test_cli_fast.py checks). A command imports what it needs
+inside its function, after ``engine()`` / ``database_url()``, so an unreachable database is said at
+once rather than after seconds of imports. This module itself imports nothing but typer.
 """
 
 from __future__ import annotations

@@ -50,9 +50,9 @@ def compute(
     """计算 Compute distances building → nearest facility of every category and store them with the figures."""
     from rich.table import Table
 
-    svc = _service(catalog)
     eng = common.engine()
     try:
+        svc = _service(catalog)
         cat = svc.catalog()
         if profile:
             cat.profile(profile)
@@ -106,9 +106,9 @@ def report(
         raise fail(f"measure {measure!r} must be buildings, households or residents", EXIT_USAGE)
     from rich.table import Table
 
-    svc = _service(catalog)
     eng = common.engine()
     try:
+        svc = _service(catalog)
         with eng.begin() as conn:
             s = svc.summary(conn, level, code, profile)
     except GisgovError as exc:
@@ -189,9 +189,9 @@ def site(
         pts = [(p.x, p.y) for p in g.geometry.representative_point()]
     from rich.table import Table
 
-    svc = _service(catalog)
     eng = common.engine()
     try:
+        svc = _service(catalog)
         with eng.begin() as conn:
             r = svc.site(
                 conn,
@@ -274,9 +274,9 @@ def whatif(
         kw["facility_id"] = remove
     from rich.table import Table
 
-    svc = _service(catalog)
     eng = common.engine()
     try:
+        svc = _service(catalog)
         with eng.begin() as conn:
             r = svc.whatif(conn, category, op, commit=commit, level=level, code=code, kind=kind, **kw)
     except GisgovError as exc:
@@ -317,9 +317,9 @@ def map_cmd(
     """
     from gisgov.maps.coverage_map import coverage_map_html
 
-    svc = _service(catalog)
     eng = common.engine()
     try:
+        svc = _service(catalog)
         with eng.begin() as conn:
             html = coverage_map_html(svc, conn, category, circle, profile, sites=sites)
     except GisgovError as exc:

@@ -70,10 +70,11 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON (GeoJSON locations)."),
 ) -> None:
     """校验 Check a stored plan against the rules: counts, compactness and every rule break with its location."""
+    eng = common.engine()
     from gisgov.gridding import service
 
     try:
-        with common.engine().connect() as conn:
+        with eng.connect() as conn:
             rep = _plain(service.check(conn, community, version=plan))
     except GisgovError as exc:
         raise error(exc) from None
@@ -97,10 +98,11 @@ def feasibility(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """可行性 Say whether any plan can obey the rules, and which units make it impossible."""
+    eng = common.engine()
     from gisgov.gridding import service
 
     try:
-        with common.engine().connect() as conn:
+        with eng.connect() as conn:
             rep = _plain(service.feasibility(conn, community, rules=_rules(min_households, max_households, max_people)))
     except GisgovError as exc:
         raise error(exc) from None
@@ -131,15 +133,15 @@ def propose(
     note: str | None = typer.Option(None, help="Note recorded with the plan."),
 ) -> None:
     """划分 Draft a plan: feasibility first, then exact (CP-SAT) or heuristic partition, saved as a draft."""
-    from rich.table import Table
-
-    from gisgov.gridding import plans, service
-
     if method not in ("auto", "exact", "heuristic"):
         raise fail(f"--method must be auto, exact or heuristic (got {method})", EXIT_USAGE)
     if not all_ and not community:
         raise fail("give --community CODE or --all", EXIT_USAGE)
     eng = common.engine()
+    from rich.table import Table
+
+    from gisgov.gridding import plans, service
+
     with eng.connect() as conn:
         codes = service.communities(conn) if all_ else [str(community)]
     if not codes:
@@ -211,10 +213,11 @@ def repair(
     time_limit: float = typer.Option(5.0, help="Exact repair budget (deterministic seconds)."),
 ) -> None:
     """修复 Fix a plan's rule breaks moving as few buildings as possible (compounds kept whole)."""
+    eng = common.engine()
     from gisgov.gridding import service
 
     try:
-        with common.engine().begin() as conn:
+        with eng.begin() as conn:
             out = _plain(
                 service.repair_plan(conn, community, version=plan, save=save, author=author, time_limit_s=time_limit)
             )
@@ -245,10 +248,11 @@ def activate(
 
     A draft made from a version that is no longer the active one is refused (exit 1, what changed is
     printed) unless --rebase is given."""
+    eng = common.engine()
     from gisgov.gridding import plans
 
     try:
-        with common.engine().begin() as conn:
+        with eng.begin() as conn:
             out = _plain(plans.activate(conn, community, plan, force=force, rebase=rebase))
     except plans.ParentConflict as exc:
         console.print(f"命令行确认覆盖 on the command line: gisgov grids activate {community} --plan {plan} --rebase")
@@ -269,9 +273,10 @@ def plans_cmd(community: str = COMMUNITY) -> None:
     """版本 List the plan versions of a community (history)."""
     from rich.table import Table
 
+    eng = common.engine()
     from gisgov.gridding.io import list_plans
 
-    with common.engine().connect() as conn:
+    with eng.connect() as conn:
         rows = list_plans(conn, community)
     t = Table(title=f"社区 {community} 网格方案 plans")
     for c in ("version", "status", "parent", "grids", "author", "created", "method", "note"):
@@ -300,10 +305,11 @@ def diff(
     """对比 Compare two versions: buildings moved, counts per grid before/after."""
     from rich.table import Table
 
+    eng = common.engine()
     from gisgov.gridding import plans
 
     try:
-        with common.engine().connect() as conn:
+        with eng.connect() as conn:
             d = _plain(plans.diff(conn, community, a, b))
     except GisgovError as exc:
         raise error(exc) from None
@@ -330,11 +336,12 @@ def codes(
     out: Path | None = typer.Option(None, "--out", "-o", help="CSV file to write (default: print)."),
 ) -> None:
     """编码表 Export the grid code table of a plan (CSV, the same file as the web app's download)."""
+    eng = common.engine()
     from gisgov.gridding import plans
     from gisgov.gridding.code_table import code_table_csv
 
     try:
-        with common.engine().connect() as conn:
+        with eng.connect() as conn:
             rows = plans.code_table(conn, community, plan)
     except GisgovError as exc:
         raise error(exc) from None
@@ -353,10 +360,11 @@ def map_cmd(
 ) -> None:
     """地图 Write a map of a plan: grids coloured by households against the bounds, rule breaks highlighted
     (the same page as the web app's /grids/map/{community})."""
+    eng = common.engine()
     from gisgov.maps.plan_page import plan_map_page
 
     try:
-        with common.engine().connect() as conn:
+        with eng.connect() as conn:
             page = plan_map_page(conn, community, plan)
     except GisgovError as exc:
         raise error(exc) from None

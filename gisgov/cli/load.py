@@ -14,7 +14,7 @@ import typer
 
 from gisgov.cli import common
 from gisgov.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, escape, fail
-from gisgov.errors import GisgovError
+from gisgov.errors import GisgovError, InvalidInput
 
 if TYPE_CHECKING:
     from gisgov.ingest.report import Report
@@ -98,10 +98,10 @@ def load(
     report_json: Path = typer.Option(None, "--report-json", help="Write the full report as JSON here."),
 ) -> None:
     """导入 Load a file into the database: validated, all or nothing (exit 0 loaded, 1 rejected, 2 usage)."""
-    from gisgov.ingest.loader import UsageError, load_file
-
     engine = common.engine()
     try:
+        from gisgov.ingest.loader import load_file
+
         with common.progress(console.get()) as p:
             cb = common.StageBars(p, STAGES_ZH)
             if osm:
@@ -127,7 +127,7 @@ def load(
                     estimate=not no_estimate,
                     progress=cb,
                 )
-    except UsageError as exc:
+    except InvalidInput as exc:  # the loader's UsageError among them
         raise fail(f"用法错误 usage error: {exc}", EXIT_USAGE) from None
     except GisgovError as exc:
         raise common.error(exc) from None
@@ -154,7 +154,6 @@ def export(
 ) -> None:
     """导出 Export one level (ID numbers and phones masked unless --allow-pii)."""
     from gisgov.ingest.export import FORMATS, export_level
-    from gisgov.ingest.loader import UsageError
 
     if fmt not in FORMATS:
         raise fail(f"--format must be one of {', '.join(FORMATS)}", EXIT_USAGE)
@@ -162,7 +161,7 @@ def export(
     engine = common.engine()
     try:
         n = export_level(engine, level, fmt, out, community=community, allow_pii=allow_pii)
-    except UsageError as exc:
+    except InvalidInput as exc:  # the loader's UsageError among them
         raise fail(f"用法错误 usage error: {exc}", EXIT_USAGE) from None
     except GisgovError as exc:
         raise common.error(exc) from None

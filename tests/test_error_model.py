@@ -249,3 +249,13 @@ def test_real_answers(viewer):
     assert body["errors"][0]["loc"] == ["query", "code"]
     body = check(TestClient(viewer.app).get("/api/auth/me"), 401)
     assert body["code"] == "not_authenticated" and body["error"] == "NotAuthenticated"
+
+
+def test_extra_members_named_like_parameters():
+    from gisgov.api.errors import complete_body, error_content
+
+    body = complete_body(422, {"detail": "导入被拒绝 rejected", "error": "ImportRejected", "status": "rejected"})
+    assert body["status"] == "rejected" and body["details"] == {"status": "rejected"}
+    assert body["code"] == "import_rejected"
+    body = error_content(409, "冲突 conflict", "PlanConflict", extra={"detail": "x", "conflict": 1})
+    assert body["detail"] == "冲突 conflict" and body["conflict"] == 1

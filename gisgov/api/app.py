@@ -1,4 +1,5 @@
-"""The FastAPI application: engine in the lifespan (on ``app.state``), routers, static assets.
+"""The FastAPI application: long-lived state made in the lifespan and held on ``app.state`` (the engine,
+the coverage service with its model cache), routers, static assets.
 
 Every route goes through sign-in (:func:`gate`) except the few in :data:`PUBLIC_PATHS`; the engine
 connects as the app role (never the owner) and the app refuses to start if that role could bypass
@@ -57,10 +58,11 @@ async def gate(request: Request) -> None:
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 _TEXT = {"schema": {"type": "string"}}
+_GEOJSON = {"schema": {"$ref": "#/components/schemas/FeatureCollection"}}
 #: media types of the 200 answer beyond what the route's decorator declares, by operation
 MEDIA_TYPES: dict[str, dict[str, dict]] = {
     "GET /api/export": {
-        "application/geo+json": {},
+        "application/geo+json": _GEOJSON,
         "text/csv": _TEXT,
         XLSX: _BINARY,
         "application/geopackage+sqlite3": _BINARY,
@@ -68,7 +70,7 @@ MEDIA_TYPES: dict[str, dict[str, dict]] = {
     },
     "GET /api/template/residents": {XLSX: _BINARY},
     "GET /api/export/jobs/{job_id}/file": {
-        "application/geo+json": {},
+        "application/geo+json": _GEOJSON,
         "text/csv": _TEXT,
         XLSX: _BINARY,
         "application/geopackage+sqlite3": _BINARY,
@@ -107,6 +109,11 @@ def document(spec: dict) -> dict:
                             "headers": {"Location": {"required": True, "schema": {"type": "string"}}},
                         },
                     )
+            for answer in op["responses"].values():
+                for media in (answer.get("content") or {}).values():
+                    schema = media.get("schema") or {}
+                    if "$ref" in schema and schema.get("type") == "string":
+                        schema.pop("type")  # FastAPI's text placeholder beside a documented model (GeoJSON)
             extra = MEDIA_TYPES.get(f"{method.upper()} {path}")
             if extra:
                 ok = op["responses"].setdefault("200", {"description": "OK"})
@@ -137,6 +144,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             if own:
                 app.state.engine.dispose()
             raise
+        if getattr(app.state, "coverage", None) is None:
+            from gisgov.coverage.service import CoverageService
+
+            app.state.coverage = CoverageService()  # the walking model, built on its first use
         try:
             yield
         finally:

@@ -91,25 +91,28 @@ def error_content(
     status: int,
     detail: str,
     error: str,
+    /,
     *,
     zh: str | None = None,
     en: str | None = None,
     code: str | None = None,
-    **extra: Any,
+    details: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    **more: Any,
 ) -> dict[str, Any]:
-    """The body of an error answer: the model's members, then ``extra`` both under ``details`` and, for
-    compatibility, at the top level."""
+    """The body of an error answer: the model's members, then the extra members (``extra`` and keyword
+    arguments) both under ``details`` and, for compatibility, at the top level."""
     split_zh, split_en = split_message(detail)
     gen_zh, gen_en = generic_text(error, status)
-    details = dict(extra.pop("details", None) or {}) | extra
+    rest = {k: v for k, v in {**(extra or {}), **more}.items() if k not in MODEL_KEYS}
     return {
+        **rest,
         "detail": detail,
         "error": error,
         "code": code or error_code(detail, error),
         "message_zh": zh or split_zh or gen_zh,
         "message_en": en or split_en or gen_en,
-        "details": details,
-        **extra,
+        "details": {**(details or {}), **rest},
     }
 
 
@@ -120,19 +123,17 @@ def complete_body(status: int, body: dict[str, Any]) -> dict[str, Any]:
         return body
     given = body.get("error")
     error = given if isinstance(given, str) else _HTTP_ERRORS.get(status, "HTTPError")
-    extra = {k: v for k, v in body.items() if k not in MODEL_KEYS}
-    details = body.get("details") if isinstance(body.get("details"), dict) else {}
-    out = error_content(
+    details = body.get("details")
+    return error_content(
         status,
         body["detail"],
         error,
-        zh=body.get("message_zh"),
-        en=body.get("message_en"),
-        code=body.get("code"),
-        details=details,
-        **extra,
+        zh=body.get("message_zh") if isinstance(body.get("message_zh"), str) else None,
+        en=body.get("message_en") if isinstance(body.get("message_en"), str) else None,
+        code=body.get("code") if isinstance(body.get("code"), str) else None,
+        details=details if isinstance(details, dict) else None,
+        extra=body,
     )
-    return out
 
 
 class ErrorBody(BaseModel):
@@ -189,7 +190,12 @@ class ValidationErrorBody(ErrorBody):
 def error_response(
     status: int, detail: str, error: str, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
-    return JSONResponse(status_code=status, content=error_content(status, detail, error, **extra), headers=headers)
+    """An error answer; ``extra`` members (``details=`` a dict, or others such as ``errors=``) as in
+    :func:`error_content`."""
+    details = extra.pop("details", None)
+    zh, en, code = extra.pop("zh", None), extra.pop("en", None), extra.pop("code", None)
+    content = error_content(status, detail, error, zh=zh, en=en, code=code, details=details, extra=extra)
+    return JSONResponse(status_code=status, content=content, headers=headers)
 
 
 _HTTP_ERRORS = {

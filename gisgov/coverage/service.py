@@ -20,6 +20,8 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,12 +43,84 @@ from gisgov.coverage.figures import (
     group_figures,
     with_shares,
 )
-from gisgov.coverage.model import NETWORK, CityData, CoverageModel, DistanceTable
+from gisgov.coverage.model import NETWORK, CoverageModel, DistanceTable
 from gisgov.errors import InvalidInput, NotFound
 
 
+class SharedLock:
+    """A reentrant read/write lock. ``with lock:`` holds it alone (cache fills, recomputes, edits: they
+    wait for the readers to finish); ``with lock.shared():`` lets any number of readers in at once.
+    A thread that holds it (shared or alone) re-enters freely; a shared hold cannot be upgraded
+    (:class:`CoverageService` fills its caches before it starts reading). Writers go first: a reader
+    arriving while a writer waits lets it in."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer: int | None = None
+        self._depth = 0
+        self._waiting = 0
+        self._local = threading.local()
+
+    def holds(self) -> bool:
+        """This thread holds the lock, shared or alone."""
+        return self._writer == threading.get_ident() or getattr(self._local, "reads", 0) > 0
+
+    def reading(self) -> bool:
+        """This thread holds the lock shared only (caches must not be refilled now)."""
+        return self._writer != threading.get_ident() and getattr(self._local, "reads", 0) > 0
+
+    def __enter__(self) -> SharedLock:
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer == me:
+                self._depth += 1
+                return self
+            if getattr(self._local, "reads", 0):
+                raise RuntimeError("a shared hold cannot be upgraded: fill the caches before reading")
+            self._waiting += 1
+            try:
+                while self._writer is not None or self._readers:
+                    self._cond.wait()
+            finally:
+                self._waiting -= 1
+            self._writer, self._depth = me, 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._writer = None
+                self._cond.notify_all()
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        reads = getattr(self._local, "reads", 0)
+        if reads or self._writer == threading.get_ident():  # nested, or inside this thread's own hold
+            self._local.reads = reads + 1
+            try:
+                yield
+            finally:
+                self._local.reads -= 1
+            return
+        with self._cond:
+            while self._writer is not None or self._waiting:
+                self._cond.wait()
+            self._readers += 1
+        self._local.reads = 1
+        try:
+            yield
+        finally:
+            self._local.reads = 0
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+
 def _locked(fn):
-    """Serialise calls on one service (the model is shared by the API's worker threads)."""
+    """Hold the service alone (computes and edits change the shared model)."""
     import functools
 
     @functools.wraps(fn)
@@ -55,6 +129,22 @@ def _locked(fn):
             return fn(self, *a, **kw)
 
     return wrapper
+
+
+def _reads(figures: bool = False):
+    """A read of the shared model: caches are filled first (the service held alone, briefly when they
+    are current), then the read runs with the lock shared, so reads run concurrently."""
+    import functools
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(self, conn, *a, **kw):
+            with self.reading(conn, figures=figures):
+                return fn(self, conn, *a, **kw)
+
+        return wrapper
+
+    return deco
 
 
 STRUCTURE_KEYS = ("edges", "buildings", "gates", "barriers", "households", "residents", "groups")
@@ -77,7 +167,7 @@ class ComputeResult:
 class CoverageService:
     def __init__(self, catalog_path: str | Path | None = None):
         self.catalog_path = Path(catalog_path) if catalog_path else None
-        self._lock = threading.RLock()
+        self._lock = SharedLock()
         self._catalog: Catalog | None = None
         self._catalog_stamp = None
         self.model: CoverageModel | None = None
@@ -91,15 +181,38 @@ class CoverageService:
         self.builds = 0  # how many times the graph was built (tests check it is reused)
 
     # -- catalog and model ------------------------------------------------------------------------
+    def _catalog_stamp_now(self) -> tuple[Path, tuple | None]:
+        path = Path(self.catalog_path or default_catalog_path())
+        return path, ((str(path), os.stat(path).st_mtime_ns) if path.exists() else None)
+
     def catalog(self) -> Catalog:
-        path = self.catalog_path or default_catalog_path()
-        stamp = (str(path), os.stat(path).st_mtime_ns) if Path(path).exists() else None
+        path, stamp = self._catalog_stamp_now()
         if self._catalog is None or stamp != self._catalog_stamp:
+            if self._lock.reading():  # changed since the read began: read it, keep the cached one
+                return load_catalog(path)
             self._catalog = load_catalog(path)
             self._catalog_stamp = stamp
         return self._catalog
 
+    def _current(self, conn: Connection, figures: bool) -> bool:
+        """The caches a read needs match the database and the catalog (nothing is changed here)."""
+        if self.model is None or self._table is None or self._catalog is None:
+            return False
+        if self._catalog_stamp_now()[1] != self._catalog_stamp:
+            return False
+        cat = self._catalog
+        sums = store.input_checksums(conn)
+        skey = (*tuple(sums[k] for k in STRUCTURE_KEYS), cat.network, cat.distance_cap_m)
+        if skey != self._struct_key or sums["facilities"] != self._fac_key:
+            return False
+        run = store.latest_run(conn)
+        if (run["id"] if run else None, self._fac_key, cat.checksum) != self._table_key:
+            return False
+        return not figures or (self._figs is not None and self._figs[0] is self._table)
+
     def ensure_model(self, conn: Connection, progress=None) -> CoverageModel:
+        if self._lock.reading() and self.model is not None:
+            return self.model  # filled before the read began (see reading())
         with self._lock:
             sums = store.input_checksums(conn)
             cat = self.catalog()
@@ -122,16 +235,10 @@ class CoverageService:
             self._sums = sums
             return self.model
 
-    def build_model(self, city: CityData) -> CoverageModel:
-        """Use a model built from GeoDataFrames (e.g. an OSM file) instead of PostGIS."""
-        cat = self.catalog()
-        self.model = CoverageModel(city, cat.network, cat.distance_cap_m)
-        self.groups = city.groups
-        self.builds += 1
-        return self.model
-
     def table(self, conn: Connection) -> DistanceTable:
         """Distances for every catalog category: stored ones when current, else computed in memory."""
+        if self._lock.reading() and self._table is not None:
+            return self._table  # filled before the read began (see reading())
         with self._lock:
             model = self.ensure_model(conn)
             cat = self.catalog()
@@ -152,17 +259,44 @@ class CoverageService:
             self._table, self._table_key, self._figs = t, key, None
             return t
 
-    @_locked
     def figures(self, conn: Connection) -> tuple[Figures, pd.DataFrame]:
         """Figures of the current distances (arrays; long rows on demand) and the special groups."""
-        t = self.table(conn)
-        if self._figs is None or self._figs[0] is not t:
-            cat = self.catalog()
-            b = self.model.buildings
-            if getattr(self, "_units_for", None) is not self.model:
-                self._units, self._units_for = UnitIndex.build(b), self.model
-            self._figs = (t, figure_arrays(b, t, cat, index=self._units), group_figures(b, self.groups, t, cat))
-        return self._figs[1], self._figs[2]
+        if self._lock.reading():
+            t = self.table(conn)
+            if self._figs is not None and self._figs[0] is t:
+                return self._figs[1], self._figs[2]
+            return self._figures_of(t)[1:]  # an edit replaced the table since the fill: computed, not kept
+        with self._lock:
+            t = self.table(conn)
+            if self._figs is None or self._figs[0] is not t:
+                if getattr(self, "_units_for", None) is not self.model:
+                    self._units, self._units_for = UnitIndex.build(self.model.buildings), self.model
+                self._figs = self._figures_of(t)
+            return self._figs[1], self._figs[2]
+
+    def _figures_of(self, t: DistanceTable) -> tuple:
+        cat = self.catalog()
+        b = self.model.buildings
+        index = self._units if getattr(self, "_units_for", None) is self.model else UnitIndex.build(b)
+        return (t, figure_arrays(b, t, cat, index=index), group_figures(b, self.groups, t, cat))
+
+    @contextmanager
+    def reading(self, conn: Connection, *, figures: bool = False) -> Iterator[CoverageService]:
+        """A consistent read of the shared model. Holding the service shared, it checks that the caches the
+        read needs (model, distances and, with ``figures``, the figures) are current; only when they are
+        not does it hold the service alone to fill them. The body then runs with the service shared:
+        reads overlap, and only fills, computes and edits wait for each other."""
+        with ExitStack() as stack:
+            outermost = not self._lock.holds()
+            stack.enter_context(self._lock.shared())
+            if outermost and not self._current(conn, figures):
+                stack.close()
+                with self._lock:  # double-checked: the first filler does the work, the others find it done
+                    self.table(conn)
+                    if figures:
+                        self.figures(conn)
+                stack.enter_context(self._lock.shared())
+            yield self
 
     # -- compute and store ------------------------------------------------------------------------------
     @_locked
@@ -236,7 +370,7 @@ class CoverageService:
         return shapely.transform(g, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
 
     # -- reading ------------------------------------------------------------------------------------------
-    @_locked
+    @_reads(figures=True)
     def summary(self, conn: Connection, level: str, code: str, profile: str | None = None) -> dict:
         cat = self.catalog()
         fig, gfig = self.figures(conn)
@@ -300,7 +434,7 @@ class CoverageService:
         j = t.col(c.code)
         return c, self.model.category_rows(c), t.dist[:, j].astype(float), t.fac[:, j].astype(np.int64)
 
-    @_locked
+    @_reads()
     def service_area(
         self,
         conn: Connection,
@@ -344,7 +478,7 @@ class CoverageService:
         df["width_m"], df["method"] = m.params.area_width_m, m.method
         return gpd.GeoDataFrame(df, geometry=m.geoseries(df["geometry"].to_numpy(), self._srid(conn)))
 
-    @_locked
+    @_reads()
     def gaps(
         self,
         conn: Connection,
@@ -369,7 +503,7 @@ class CoverageService:
         geoms = g["geometry"].to_numpy() if len(g) else np.array([], dtype=object)
         return gpd.GeoDataFrame(g.drop(columns=["geometry"]), geometry=self.model.geoseries(geoms, self._srid(conn)))
 
-    @_locked
+    @_reads()
     def buildings_frame(self, conn: Connection, category: str, scope: str = "") -> gpd.GeoDataFrame:
         """Buildings (points) with their distance to the category, for maps (only those in ``scope``)."""
         _c, _rows, d, f = self.category_arrays(conn, category)
@@ -390,7 +524,7 @@ class CoverageService:
         )
         return out[self.scope_mask(scope)].reset_index(drop=True) if scope else out
 
-    @_locked
+    @_reads()
     def facilities_frame(self, conn: Connection, category: str | None = None) -> gpd.GeoDataFrame:
         m = self.model
         f = m.facilities
@@ -400,7 +534,7 @@ class CoverageService:
         return gpd.GeoDataFrame(out, geometry=gpd.points_from_xy(lon, lat), crs=self._srid(conn))
 
     # -- siting ------------------------------------------------------------------------------------------------
-    @_locked
+    @_reads()
     def site(
         self,
         conn: Connection,
@@ -678,14 +812,10 @@ def _num(v) -> float | None:
     return None if v is None or (isinstance(v, float) and np.isnan(v)) else float(v)
 
 
-_default: CoverageService | None = None
-
-
 def default_service() -> CoverageService:
-    global _default
-    if _default is None:
-        _default = CoverageService()
-    return _default
+    """A new service for one command line run (the web app keeps its own on ``app.state.coverage``,
+    made in the app's lifespan); nothing is shared through this module."""
+    return CoverageService()
 
 
 def demo_step(url: str, console) -> None:

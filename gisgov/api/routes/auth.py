@@ -28,6 +28,7 @@ from gisgov.api.deps import (
     side_engine,
 )
 from gisgov.api.pages import LeafletPage
+from gisgov.api.schemas.auth import SignedIn, SignedOut, TokenOut
 from gisgov.errors import GisgovError
 from gisgov.security import accounts, audit
 from gisgov.security.roles import Principal
@@ -63,23 +64,8 @@ class _RateLimit:
 
 
 class Credentials(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
-    password: str = Field(min_length=1, max_length=256)
-
-
-class SignedIn(BaseModel):
-    username: str
-    display_name: str
-    role: str
-    role_label: str
-    scope: str
-    permissions: list[str]
-
-
-class TokenOut(BaseModel):
-    access_token: str
-    token_type: str = "bearer"
-    expires_in: int
+    username: str = Field(min_length=1, max_length=64, description="用户名 user name")
+    password: str = Field(min_length=1, max_length=256, description="密码 password")
 
 
 def _sign_in(request: Request, username: str, password: str, kind: str) -> accounts.Issued:
@@ -178,7 +164,7 @@ def _sign_out(request: Request, p: Principal) -> None:
     audit.record(side_engine(request), "logout", actor=p, client=client_addr(request))
 
 
-@router.post("/api/auth/logout", summary="退出 Sign out (ends this session or token)")
+@router.post("/api/auth/logout", summary="退出 Sign out (ends this session or token)", response_model=SignedOut)
 async def logout(request: Request, p: Principal = Depends(current_principal)) -> JSONResponse:
     await to_thread.run_sync(_sign_out, request, p)
     resp = JSONResponse({"signed_out": True})

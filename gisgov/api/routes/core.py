@@ -26,6 +26,8 @@ from gisgov.api.deps import DB, DB_UNSCOPED, client_addr, current_principal, in_
 from gisgov.api.errors import error_response
 from gisgov.api.links import request_link
 from gisgov.api.params import MAX_OFFSET, check_page, parse_bbox
+from gisgov.api.schemas.core import FeatureDetail, Health, Hierarchy, LayerInfo, LayerPage
+from gisgov.api.schemas.geojson import GeoJSONResponse, geojson_ok
 from gisgov.layers import Catalog, catalog
 from gisgov.maps.assets import asset_url
 from gisgov.security import audit as audit_log
@@ -49,7 +51,13 @@ def audit_personal_read(request: Request, conn: Connection, p: Principal, *, obj
     )
 
 
-@router.get("/health", tags=["system"], summary="健康检查 Health: database, PostGIS, schema, dataset")
+@router.get(
+    "/health",
+    tags=["system"],
+    summary="健康检查 Health: database, PostGIS, schema, dataset",
+    response_model=Health,
+    response_model_exclude_unset=True,
+)
 def health(conn: Connection = DB_UNSCOPED, p: Principal | None = Depends(optional_principal)) -> dict:
     """``{"status": "ok", "postgis": "3.3.2", "schema": "<alembic revision>"}``, plus ``"dataset"`` (its
     label, counts and notes) for a signed-in caller only; 503 when the database cannot be reached."""
@@ -59,7 +67,13 @@ def health(conn: Connection = DB_UNSCOPED, p: Principal | None = Depends(optiona
     return out
 
 
-@router.get("/api/hierarchy", tags=["hierarchy"], summary="层级树 Street → community → grid tree with counts")
+@router.get(
+    "/api/hierarchy",
+    tags=["hierarchy"],
+    summary="层级树 Street → community → grid tree with counts",
+    response_model=Hierarchy,
+    response_model_exclude_unset=True,
+)
 def hierarchy(p: Principal = Depends(current_principal), conn: Connection = DB) -> dict:
     """The streets, communities and grids of the caller's area (and the street above a community),
     each node with ``households`` (户数), ``residents`` (人数) and ``buildings`` (楼栋数) counted
@@ -67,7 +81,13 @@ def hierarchy(p: Principal = Depends(current_principal), conn: Connection = DB) 
     return queries.hierarchy(conn, queries.Scope.of(p))
 
 
-@router.get("/api/layers", tags=["layers"], summary="图层目录 Layer catalog visible to the requester")
+@router.get(
+    "/api/layers",
+    tags=["layers"],
+    summary="图层目录 Layer catalog visible to the requester",
+    response_model=list[LayerInfo],
+    response_model_exclude_unset=True,
+)
 def layer_catalog(request: Request, p: Principal = Depends(current_principal)) -> list[dict]:
     return [
         {
@@ -199,9 +219,9 @@ def setup(app: FastAPI) -> None:
         methods=["GET"],
         tags=["layers"],
         summary="图层要素 GeoJSON features of one layer (WGS84 lon/lat), bbox filter and paging",
-        response_class=Response,
+        response_class=GeoJSONResponse,
         responses={
-            200: {"content": {GEOJSON: {}}, "description": "GeoJSON FeatureCollection (RFC 7946)"},
+            **geojson_ok(LayerPage, "GeoJSON FeatureCollection (RFC 7946), paged"),
             403: {"description": "the account may not see this layer"},
             404: {"description": "unknown layer"},
             422: {"description": "bad bbox / limit / offset"},
@@ -215,9 +235,9 @@ def setup(app: FastAPI) -> None:
             methods=["GET"],
             tags=["layers"],
             summary=f"{lyr.title.zh} {lyr.title.en}: one feature by code, with its children",
-            response_class=Response,
+            response_class=GeoJSONResponse,
             responses={
-                200: {"content": {GEOJSON: {}}, "description": "GeoJSON Feature + children summary"},
+                **geojson_ok(FeatureDetail, "GeoJSON Feature + children summary"),
                 403: {"description": "the account may not see this layer"},
                 404: {"description": "unknown code, or outside the caller's area"},
                 422: {"description": "malformed code"},

@@ -1,8 +1,9 @@
 """Service circles 便民服务圈: summary, service areas, gaps, siting, what-if, the map page.
 
 The walking graph lives in memory on ``app.state.coverage`` (a
-:class:`gisgov.coverage.service.CoverageService`), built on the first request and rebuilt only
-when road_edge / building / gate data change. All database work goes through ``db``.
+:class:`gisgov.coverage.service.CoverageService` made in the app's lifespan), built on the first request
+and rebuilt only when road_edge / building / gate data change. Reads (summary, areas, gaps, sites, the
+map) run concurrently; filling the caches, computing and committed edits hold the service alone. All database work goes through ``db``.
 
 Access: reading (catalog, summary, areas, gaps, map) needs ``read_aggregates``; siting, what-if and
 compute need ``run_analyses`` (a committed what-if is audited ``facility_edit``, compute ``analysis``).
@@ -16,16 +17,19 @@ the caller's area, :mod:`gisgov.stats.privacy`). No route returns a per-person r
 
 from __future__ import annotations
 
+import threading
 from typing import Literal
 
 import pandas as pd
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
 from gisgov.api.deps import DB, audit, require, system_scope
 from gisgov.api.json_only import json_only
+from gisgov.api.schemas.coverage import ComputeOut, CoverageCatalog, CoverageSummary, SiteResult, WhatIfResult
+from gisgov.api.schemas.geojson import FeatureCollection, GeoJSONResponse, geojson_ok
 from gisgov.coverage import store
 from gisgov.coverage.figures import group_figures
 from gisgov.coverage.service import CoverageService, ScopedCoverage
@@ -43,15 +47,23 @@ READ = Depends(require(Perm.read_aggregates))
 ANALYSE = Depends(require(Perm.run_analyses))
 
 
+_made = threading.Lock()
+
+
 def service(request: Request) -> CoverageService:
+    """The app's coverage service, made in its lifespan (``app.state.coverage``); an app used without its
+    lifespan (a test client outside ``with``) gets one made here, once."""
     svc = getattr(request.app.state, "coverage", None)
     if svc is None:
-        svc = request.app.state.coverage = CoverageService()
+        with _made:
+            svc = getattr(request.app.state, "coverage", None)
+            if svc is None:
+                svc = request.app.state.coverage = CoverageService()
     return svc
 
 
 def _geojson(gdf) -> Response:
-    return Response(gdf.to_crs(4326).to_json(drop_id=True, na="null"), media_type=GEOJSON)
+    return GeoJSONResponse(gdf.to_crs(4326).to_json(drop_id=True, na="null"))
 
 
 def _unit_in_area(p: Principal, level: str | None, code: str | None) -> None:
@@ -66,7 +78,7 @@ def _atom_beyond(svc: CoverageService, conn: Connection, area: str) -> tuple[pd.
     """Each catalog rule's members and beyond counts per finest cell (community, grid, compound) of
     the buildings in ``area``: long frame (atom key, group_code, category, profile, circle,
     residents, beyond) and atom key → (community, grid, compound)."""
-    with svc._lock:  # one consistent snapshot of the shared model
+    with svc.reading(conn):  # one consistent snapshot of the shared model, read alongside other readers
         t, cat = svc.table(conn), svc.catalog()
         b, groups = svc.model.buildings, svc.groups
         b = b[svc.scope_mask(area)]
@@ -128,7 +140,12 @@ def special_groups_view(
     return out
 
 
-@router.get("/api/coverage/catalog", summary="生活圈目录 Circles, profiles, categories, requirement sets")
+@router.get(
+    "/api/coverage/catalog",
+    summary="生活圈目录 Circles, profiles, categories, requirement sets",
+    response_model=CoverageCatalog,
+    response_model_exclude_unset=True,
+)
 def coverage_catalog(svc: CoverageService = Depends(service), p: Principal = READ) -> dict:
     cat = svc.catalog()
     return {
@@ -159,7 +176,12 @@ def coverage_catalog(svc: CoverageService = Depends(service), p: Principal = REA
     }
 
 
-@router.get("/api/coverage/summary", summary="覆盖率 Coverage of one street / community / grid / compound")
+@router.get(
+    "/api/coverage/summary",
+    summary="覆盖率 Coverage of one street / community / grid / compound",
+    response_model=CoverageSummary,
+    response_model_exclude_unset=True,
+)
 def summary(
     request: Request,
     level: Literal["street", "community", "grid", "compound"] = Query(..., description="Level of the area."),
@@ -180,7 +202,12 @@ def summary(
     return out
 
 
-@router.get("/api/coverage/areas", summary="服务圈 Service area of a category (or one facility) as GeoJSON")
+@router.get(
+    "/api/coverage/areas",
+    summary="服务圈 Service area of a category (or one facility) as GeoJSON",
+    response_class=GeoJSONResponse,
+    responses=geojson_ok(FeatureCollection, "服务圈 GeoJSON service areas (WGS84)"),
+)
 def service_areas(
     category: str = Query(...),
     circle: str = Query("c15"),
@@ -197,7 +224,12 @@ def service_areas(
     return _geojson(svc.service_area(conn, category, circle, profile, facility_id, scope=p.area_prefix))
 
 
-@router.get("/api/coverage/gaps", summary="服务盲区 Gap areas: buildings beyond the circle, grouped")
+@router.get(
+    "/api/coverage/gaps",
+    summary="服务盲区 Gap areas: buildings beyond the circle, grouped",
+    response_class=GeoJSONResponse,
+    responses=geojson_ok(FeatureCollection, "服务盲区 GeoJSON gap areas (WGS84)"),
+)
 def gaps(
     category: str = Query(...),
     circle: str = Query("c15"),
@@ -234,7 +266,12 @@ class SiteRequest(BaseModel):
     )
 
 
-@router.post("/api/coverage/site", summary="选址 Best new sites (MCLP) or fewest sites (LSCP)")
+@router.post(
+    "/api/coverage/site",
+    summary="选址 Best new sites (MCLP) or fewest sites (LSCP)",
+    response_model=SiteResult,
+    response_model_exclude_unset=True,
+)
 def site(
     req: SiteRequest,
     request: Request,
@@ -296,7 +333,12 @@ def _commit_in_area(conn: Connection, p: Principal, req: WhatIfRequest) -> None:
         raise NotFound("位置不在您的辖区内 the position is outside your area (rule: position_in_area)")
 
 
-@router.post("/api/coverage/whatif", summary="假设 Add / move / remove one facility and see the change")
+@router.post(
+    "/api/coverage/whatif",
+    summary="假设 Add / move / remove one facility and see the change",
+    response_model=WhatIfResult,
+    response_model_exclude_unset=True,
+)
 def whatif(
     req: WhatIfRequest,
     request: Request,
@@ -361,7 +403,12 @@ class ComputeRequest(BaseModel):
     categories: list[str] | None = Field(None, description="Service categories to compute (default: all).")
 
 
-@router.post("/api/coverage/compute", summary="计算 Compute and store coverage (all or some categories)")
+@router.post(
+    "/api/coverage/compute",
+    summary="计算 Compute and store coverage (all or some categories)",
+    response_model=ComputeOut,
+    response_model_exclude_unset=True,
+)
 def compute(
     request: Request,
     body: ComputeRequest | None = None,
@@ -411,8 +458,8 @@ def coverage_map(
     svc: CoverageService = Depends(service),
     p: Principal = READ,
 ) -> HTMLResponse:
-    from gisgov.maps.coverage_map import coverage_map_html
     from gisgov.maps.assets import require_assets
+    from gisgov.maps.coverage_map import coverage_map_html
 
     require_assets(request.app.state.settings.web_dir)
     _unit_in_area(p, level, code)
@@ -421,8 +468,3 @@ def coverage_map(
     system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     view = ScopedCoverage(svc, p.area_prefix) if p.area_prefix else svc
     return HTMLResponse(coverage_map_html(view, conn, category, circle, profile, sites=sites, level=level, code=code))
-
-
-def setup(app: FastAPI) -> None:
-    """The in-memory coverage service (graph built lazily on the first request)."""
-    app.state.coverage = CoverageService()

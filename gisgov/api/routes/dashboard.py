@@ -23,6 +23,7 @@ from sqlalchemy import Connection, text
 
 from gisgov.api.deps import DB, in_scope_or_404, require
 from gisgov.api.pages import LeafletPage
+from gisgov.api.schemas.dashboard import StreetEventStats
 from gisgov.events import stats as event_stats
 from gisgov.maps.assets import require_assets
 from gisgov.security.roles import Perm, Principal
@@ -51,6 +52,8 @@ def dashboard(request: Request) -> HTMLResponse:
     "/api/dashboard/events",
     tags=["events 事件"],
     summary="街道事件统计 Event statistics of one street (counts only; same figures as /api/events/stats)",
+    response_model=StreetEventStats,
+    response_model_exclude_unset=True,
 )
 def street_event_stats(
     conn: Connection = DB,

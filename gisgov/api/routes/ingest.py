@@ -34,12 +34,13 @@ from typing import Literal
 
 from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse
-from pydantic import BaseModel
 from sqlalchemy import Connection
 from starlette.background import BackgroundTask
 
 from gisgov.api.deps import DB, audit, client_addr, current_principal, require
+from gisgov.api.errors import ErrorBody
 from gisgov.api.links import route_link
+from gisgov.api.schemas.ingest import ExportJob, ImportJob, ImportReport, JobAccepted
 from gisgov.errors import Forbidden, GisgovError, NotFound
 from gisgov.ingest import export_jobs, jobs
 from gisgov.ingest.export import FORMATS, PERSONAL_LEVELS, count_level, export_level, write_roster_template
@@ -63,23 +64,6 @@ _MEDIA = {
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
 CITY_WIDE_LEVELS = ("road", "osm")
-
-
-try:  # the app-wide error body, when the error module has one
-    from gisgov.api.errors import ErrorBody
-except ImportError:  # pragma: no cover
-
-    class ErrorBody(BaseModel):
-        """Every refusal: a message (中文 English) naming the file or object and the rule, and the error class."""
-
-        detail: str
-        error: str
-
-
-class JobAccepted(BaseModel):
-    job: str
-    status: str
-    status_url: str
 
 
 class NotReady(GisgovError):
@@ -142,6 +126,7 @@ def _summary(job_id: str, level: str, name: str, rep) -> tuple[str, dict]:
 @router.post(
     "/api/import",
     summary="导入 Upload a file and load it (validated, all or nothing)",
+    response_model=ImportReport,
     responses={
         200: {"description": "loaded, or dry-run: the report"},
         202: {"model": JobAccepted, "description": "large file: a background job; poll status_url"},
@@ -272,6 +257,8 @@ def _run_background(base, engine, job_id, path, level, options, name, vault, tmp
     "/api/import/{job_id}",
     name="import_status",
     summary="导入进度 Status, progress and report of an import",
+    response_model=ImportJob,
+    response_model_exclude_unset=True,
     responses={401: _AUTH[401], 404: _err("no such job, or not yours")},
 )
 def import_status(job_id: str, conn: Connection = DB, p: Principal = Depends(current_principal)) -> dict:
@@ -436,6 +423,8 @@ def _job_view(request: Request, job: dict) -> dict:
     "/api/export/jobs/{job_id}",
     name="export_status",
     summary="导出进度 Status and download link of an export job",
+    response_model=ExportJob,
+    response_model_exclude_unset=True,
     responses={401: _AUTH[401], 404: _err("no such job, or not yours")},
 )
 def export_status(

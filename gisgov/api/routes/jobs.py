@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path
 from sqlalchemy import Connection
 
 from gisgov.api.deps import DB, current_principal
+from gisgov.api.schemas.jobs import AnalysisJob
 from gisgov.errors import NotFound
 from gisgov.jobs import analysis
 from gisgov.security.roles import Principal
@@ -15,7 +16,12 @@ from gisgov.security.roles import Principal
 router = APIRouter(tags=["grids 网格划分"])
 
 
-@router.get("/api/jobs/{job_id}", summary="后台任务 A background analysis: status and result")
+@router.get(
+    "/api/jobs/{job_id}",
+    summary="后台任务 A background analysis: status and result",
+    response_model=AnalysisJob,
+    response_model_exclude_unset=True,
+)
 def get_job(
     job_id: str = Path(..., max_length=64), conn: Connection = DB, p: Principal = Depends(current_principal)
 ) -> dict:

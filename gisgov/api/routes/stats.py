@@ -24,6 +24,8 @@ from fastapi.responses import Response
 from sqlalchemy import Connection
 
 from gisgov.api.deps import DB, current_principal, in_scope_or_404
+from gisgov.api.schemas.geojson import GeoJSONResponse, geojson_ok
+from gisgov.api.schemas.stats import UnitFeatures, UnitStats
 from gisgov.coverage.catalog import CATALOG_FILE, Catalog, load_catalog
 from gisgov.errors import NotFound
 from gisgov.security.roles import Perm, Principal
@@ -71,7 +73,12 @@ def _check(p: Principal, level: str, code: str) -> None:
         raise NotFound(f"未找到{zh} {en.lower()} not found: {level} {code}") from None
 
 
-@router.get("/api/stats", summary="全市统计 Whole-city indicators and each street's")
+@router.get(
+    "/api/stats",
+    summary="全市统计 Whole-city indicators and each street's",
+    response_model=UnitStats,
+    response_model_exclude_unset=True,
+)
 def city_stats(
     request: Request, profile: str = _PROFILE, p: Principal = Depends(current_principal), conn: Connection = DB
 ) -> dict:
@@ -87,8 +94,8 @@ def city_stats(
 @router.get(
     "/api/stats/features",
     summary="全市下级范围 Street polygons (WGS84 GeoJSON)",
-    response_class=Response,
-    responses={200: {"content": {GEOJSON: {}}}},
+    response_class=GeoJSONResponse,
+    responses=geojson_ok(UnitFeatures, "街道范围 GeoJSON street polygons"),
 )
 def city_features(p: Principal = Depends(current_principal), conn: Connection = DB) -> Response:
     return Response(service.unit_features(conn, CITY, None, scope=p.scope_code), media_type=GEOJSON)
@@ -97,6 +104,8 @@ def city_features(p: Principal = Depends(current_principal), conn: Connection = 
 @router.get(
     "/api/stats/{level}/{code}",
     summary="单元统计 Indicators of one unit and of each direct child",
+    response_model=UnitStats,
+    response_model_exclude_unset=True,
     responses={
         404: {"description": "unknown level or code, or outside the caller's area"},
         422: {"description": "malformed code"},
@@ -123,8 +132,8 @@ def unit_stats(
 @router.get(
     "/api/stats/{level}/{code}/features",
     summary="单元及下级范围 Unit outline and children polygons",
-    response_class=Response,
-    responses={200: {"content": {GEOJSON: {}}}, 404: {}, 422: {}},
+    response_class=GeoJSONResponse,
+    responses={**geojson_ok(UnitFeatures, "单元及下级 GeoJSON outline and children"), 404: {}, 422: {}},
 )
 def unit_features(level: str, code: str, p: Principal = Depends(current_principal), conn: Connection = DB) -> Response:
     """GeoJSON FeatureCollection (RFC 7946, WGS84): ``role: unit`` (the outline) and ``role: child``

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, Literal, TypeVar
 
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
@@ -65,3 +66,18 @@ class Page(BaseModel, Generic[T]):
     total: int | None = Field(None, description="总数（未知时为空）total number of items, when known")
     limit: int | None = Field(None, description="每页条数 page size asked for")
     offset: int | None = Field(None, description="起始位置 index of the first item of this page")
+
+
+GEOJSON = "application/geo+json"
+
+
+class GeoJSONResponse(Response):
+    """A GeoJSON text answer (``application/geo+json``)."""
+
+    media_type = GEOJSON
+
+
+def geojson_ok(model: type[BaseModel] = FeatureCollection, description: str = "GeoJSON (RFC 7946, WGS84)") -> dict:
+    """``responses`` entry documenting a GeoJSON 200 answer with ``model`` (use with
+    ``response_class=GeoJSONResponse``)."""
+    return {200: {"model": model, "description": description}}

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from gisgov.cli import common
 from gisgov.cli.common import EXIT_USAGE, error, fail
 from gisgov.errors import GisgovError
+
+if TYPE_CHECKING:
+    from gisgov.coverage.service import CoverageService
 
 app = common.group("便民服务圈 Service circles: who reaches each service within 5/10/15/30 minutes on foot.")
 console = common.LazyConsole()
@@ -28,13 +32,13 @@ CATALOG_OPT = typer.Option(
 )
 
 
-def _service(catalog: Path | None):
+def _service(catalog: Path | None) -> CoverageService:
     from gisgov.coverage.service import CoverageService
 
     return CoverageService(catalog)
 
 
-def _pct(v) -> str:
+def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
 
@@ -342,8 +346,8 @@ def catalog(catalog: Path = CATALOG_OPT) -> None:
         raise error(exc) from None
     b = cat.budgets()
     t = Table(title=f"生活圈 Circles ({cat.path})")
-    for c in ("circle", "minutes", *[p.code for p in cat.profiles], "source"):
-        t.add_column(c)
+    for col in ("circle", "minutes", *[p.code for p in cat.profiles], "source"):
+        t.add_column(col)
     for c in cat.circles:
         t.add_row(
             f"{c.code} {c.name_zh}",
@@ -353,8 +357,8 @@ def catalog(catalog: Path = CATALOG_OPT) -> None:
         )
     console.print(t)
     t2 = Table(title="要求 Requirement sets (tiers cumulative)")
-    for c in ("standard", "applies to", "tier", "categories"):
-        t2.add_column(c)
+    for col in ("standard", "applies to", "tier", "categories"):
+        t2.add_column(col)
     for s in cat.standards:
         for tier, cats in s.tiers:
             t2.add_row(f"{s.code} {s.name_zh}", s.applies_to, tier, ", ".join(cats))

@@ -37,11 +37,12 @@ def up() -> None:
         raise common.fail(str(exc), common.EXIT_DATABASE) from None
     state = "已在运行 already running" if was_running else "已启动 started"
     console.print(f"[green]{state}[/] pid={st.pid} port={st.port} data={st.data_dir}")
-    problem = migrate.schema_problem(st.url)
+    url = st.url or cluster.url()
+    problem = migrate.schema_problem(url)
     if problem:  # a hint, not an error: `db up` only starts the server
         common.say(f"提示 note: {problem}")
     # Never the password: `gisgov db url --show-password` prints the full URL on request.
-    typer.echo(_redact(st.url))
+    typer.echo(_redact(url))
 
 
 @app.command()

@@ -4,17 +4,23 @@ served in demo mode with its sign-in URL printed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from gisgov.cli import common
 from gisgov.security.roles import ROLE_LABELS, Role
 
+if TYPE_CHECKING:
+    from rich.console import Console
+    from sqlalchemy import Connection
+
 console = common.LazyConsole()
 
 
-def _dataset(url: str) -> dict | None:
+def _dataset(url: str) -> dict[str, Any] | None:
     from sqlalchemy import text
 
     from gisgov.db.engine import make_engine
@@ -91,7 +97,7 @@ class DemoAccount:
     disabled: bool
 
 
-def demo_nodes(conn) -> dict[str, tuple[str, str] | None]:
+def demo_nodes(conn: Connection) -> dict[str, tuple[str, str] | None]:
     """(code, name) of the nodes the demo accounts are bound to: the first street, its first community
     that has an active grid plan (else its first community), and the first grid of that plan."""
     from sqlalchemy import text
@@ -211,7 +217,7 @@ def print_demo_accounts(demo_accounts: list[DemoAccount]) -> None:
     )
 
 
-def _analysis_steps():
+def _analysis_steps() -> list[Callable[[str, Console], object]]:
     """Analyses the demo computes, each ``demo_step(url, console)`` in a capability's service module.
     Grids first, so coverage figures are also computed per grid; events and staff/compound samples need grids."""
     from gisgov.plugins import optional_modules

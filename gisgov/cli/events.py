@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -22,12 +22,16 @@ from gisgov.cli.common import AS_HELP, _console, _fail, acting
 from gisgov.errors import GisgovError
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from gisgov.security.roles import Principal
 
 app = common.group("事件 Events: report, list, move through the loop 上报→受理→派遣→处置→反馈→办结, statistics.")
 
 
-def _audit_refusal(eng, action: str, p: Principal, obj: str | None, exc: GisgovError, detail: dict) -> None:
+def _audit_refusal(
+    eng: Engine, action: str, p: Principal, obj: str | None, exc: GisgovError, detail: dict[str, Any]
+) -> None:
     from gisgov.cli.users import cli_actor
     from gisgov.security import audit
 
@@ -42,7 +46,7 @@ def _audit_refusal(eng, action: str, p: Principal, obj: str | None, exc: GisgovE
         )
 
 
-def _print_event(ev: dict, as_json: bool) -> None:
+def _print_event(ev: dict[str, Any], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(ev, ensure_ascii=False, indent=1))
         return

@@ -15,12 +15,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from gisgov.cli import common
 from gisgov.cli.common import AS_HELP, EXIT_REJECTED, _console, _fail, acting, escape, fail
 from gisgov.errors import GisgovError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection, Engine
+
+    from gisgov.security.roles import Principal
 
 staff_app = common.group("网格员 一格三员 Grid staff: list, rule check (网格长 + 专职网格员), caseload, XLSX import.")
 compounds_app = common.group("小区 Compound rules: breaches, property-mode shares, 老旧小区 ratio; edit attributes.")
@@ -29,7 +35,14 @@ EXIT_STRICT = EXIT_REJECTED  # `check --strict` found a gap, an overload or a br
 CODE_HELP = "街道/社区/网格编码 street/community/grid code inside the account's area"
 
 
-def _record(target, action: str, p, obj: str | None, detail: dict, result: str = "ok") -> None:
+def _record(
+    target: Engine | Connection,
+    action: str,
+    p: Principal,
+    obj: str | None,
+    detail: dict[str, Any],
+    result: str = "ok",
+) -> None:
     from gisgov.cli.users import cli_actor
     from gisgov.security import audit
 
@@ -42,7 +55,7 @@ def _ceiling() -> float:
     return get_governance_settings().staff_max_caseload
 
 
-def _echo_json(obj) -> None:
+def _echo_json(obj: object) -> None:
     typer.echo(json.dumps(obj, ensure_ascii=False, indent=1, default=str))
 
 
@@ -61,8 +74,8 @@ def staff_list(
     """列表 Staff per grid: counts by role, caseload; names and masked phones for personal-data roles."""
     from rich.table import Table
 
+    from gisgov.domain.staff import ROLES
     from gisgov.governance import store
-    from gisgov.governance.staff import ROLES
 
     with acting(as_user) as (conn, p, _):
         try:
@@ -328,7 +341,7 @@ def compounds_set(
     """修改 Edit a compound's governance attributes (version checked; audited)."""
     from gisgov.governance import store
 
-    changes: dict = {}
+    changes: dict[str, Any] = {}
     if party_org is not None:
         changes["has_party_org"] = party_org
     if service_point is not None:

@@ -15,6 +15,7 @@ Exit codes (:mod:`gisgov.cli.common`): 0 done, 1 refused for the role or conflic
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -23,16 +24,19 @@ from gisgov.cli.common import AS_HELP, _console, _fail, acting
 from gisgov.cli.events import _audit_refusal
 from gisgov.errors import GisgovError
 
+if TYPE_CHECKING:
+    from gisgov.coverage.service import CoverageService
+
 app = common.group("特殊人群服务 Special-group services: beyond the circle of the needed service, 走访 visits.")
 
 
-def _svc():
+def _svc() -> CoverageService:
     from gisgov.coverage.service import default_service
 
     return default_service()
 
 
-def _echo(obj) -> None:
+def _echo(obj: object) -> None:
     typer.echo(json.dumps(obj, ensure_ascii=False, indent=1, default=str))
 
 

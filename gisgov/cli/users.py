@@ -122,7 +122,9 @@ def read_password(password_stdin: bool) -> str:
         if not pw:
             raise fail("标准输入没有密码 no password on standard input", EXIT_BAD_INPUT)
         return pw
-    return typer.prompt("新密码 New password", hide_input=True, confirmation_prompt="再输一次 Repeat the new password")
+    return str(
+        typer.prompt("新密码 New password", hide_input=True, confirmation_prompt="再输一次 Repeat the new password")
+    )
 
 
 def _exists(conn: Connection, username: str) -> bool:

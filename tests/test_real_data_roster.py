@@ -11,8 +11,8 @@ from openpyxl import Workbook, load_workbook
 from shapely.geometry import box
 from sqlalchemy import create_engine, pool, text
 
+from gisgov.domain.idnumber import id_problem
 from gisgov.ingest.export import write_roster_template
-from gisgov.ingest.idnumber import id_problem
 from gisgov.ingest.loader import UsageError, load_file
 from gisgov.ingest.roster import load_roster
 from gisgov.security.pii import Vault, id_check_digit

@@ -91,6 +91,13 @@ def load(
         help="auto (no region check) or minlon,minlat,maxlon,maxlat; default: GISGOV_REGION_BBOX (China).",
     ),
     encoding: str = typer.Option(None, "--encoding", help="Force the text encoding (utf-8, gbk, gb18030)."),
+    header_row: int = typer.Option(
+        None,
+        "--header-row",
+        min=1,
+        help="居民名册表头行 Resident rosters: the spreadsheet row (1-based) holding the column names; "
+        "default: detected among the first 30 rows (title rows, two-row merged headers).",
+    ),
     osm: bool = typer.Option(
         False, "--osm", help="Import an OpenStreetMap .osm.pbf: walking network, buildings, POIs."
     ),
@@ -126,6 +133,7 @@ def load(
                     encoding=encoding,
                     estimate=not no_estimate,
                     progress=cb,
+                    header_row=header_row,
                 )
     except InvalidInput as exc:  # the loader's UsageError among them
         raise fail(f"用法错误 usage error: {exc}", EXIT_USAGE) from None

@@ -46,6 +46,8 @@ def run_server(host: str, port: int, settings: Settings | None = None, workers: 
     from gisgov.maps.assets import ensure_assets
 
     s = settings or get_settings()
+    # the port and host served are the ones the same-site check and printed links must use
+    s = s.model_copy(update={"host": host, "port": port})
     workers = workers or s.workers
     ensure_assets(s.web_dir)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host

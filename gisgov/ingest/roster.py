@@ -19,9 +19,10 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
+from gisgov.domain.idcard import ID_PATTERN, check_digits_ok
+from gisgov.domain.idnumber import id_problem, normalize_id
 from gisgov.ingest import estimates, store
 from gisgov.ingest.fields import RESIDENT_FIELDS, parse_map, resolve
-from gisgov.ingest.idnumber import id_problem, normalize_id
 from gisgov.ingest.readers import ReadError, read_rows
 from gisgov.ingest.report import INFO, REJECTED, Issue, Report, settle
 from gisgov.ingest.rules import msg
@@ -74,9 +75,6 @@ TEMPLATE_NOTES = [
     ("居住类型", "常住/户籍/流动（默认常住）"),
 ]
 
-_ID_RE = r"^[1-9]\d{5}(18|19|20)\d{2}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])\d{3}[\dX]$"
-_WEIGHTS = np.array((7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2), dtype=np.int64)
-_CHECK = np.frombuffer(b"10X98765432", dtype=np.uint8)
 _PHONE_RE = r"^\+?[\d\- ]{7,20}$"
 _GENDER = {"男": "男", "女": "女", "m": "男", "f": "女", "male": "男", "female": "女", "1": "男", "2": "女"}
 _ROLE = {
@@ -120,11 +118,9 @@ _SPLIT = re.compile(r"[;,，；、/|\s]+")
 def ids_valid(ids: pd.Series) -> np.ndarray:
     """Vectorised GB 11643 check (format + check digit) of upper-cased 18-character strings."""
     s = ids.fillna("").astype(str)
-    ok = s.str.len().eq(18).to_numpy() & s.str.match(_ID_RE).fillna(False).to_numpy()
+    ok = s.str.len().eq(18).to_numpy() & s.str.match(ID_PATTERN).fillna(False).to_numpy()
     if ok.any():
-        b = np.frombuffer("".join(s[ok]).encode("ascii"), dtype=np.uint8).reshape(-1, 18)
-        sums = ((b[:, :17].astype(np.int64) - 48) * _WEIGHTS).sum(axis=1) % 11
-        ok[np.flatnonzero(ok)] = _CHECK[sums] == b[:, 17]
+        ok[np.flatnonzero(ok)] = check_digits_ok(s[ok].tolist())
     for i in np.flatnonzero(ok):  # birth date and region code (few distinct regions: cached)
         ok[i] = id_problem(s.iloc[i]) is None
     return ok

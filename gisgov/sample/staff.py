@@ -14,10 +14,11 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from gisgov.domain.staff import ROLE_EN as _ROLE_EN
 from gisgov.sample import names as nm
 
 ROLES = ("网格长", "专职网格员", "兼职网格员")
-ROLE_EN = {"网格长": "grid leader", "专职网格员": "full-time grid worker", "兼职网格员": "part-time grid worker"}
+ROLE_EN = {r: _ROLE_EN[r] for r in ROLES}
 LABEL = "（合成）"
 SOURCE = "gisgov demo（合成 synthetic）"
 

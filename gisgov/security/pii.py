@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gisgov.config import Settings, get_settings
-from gisgov.domain.idcard import ID_PATTERN, check_digit
+from gisgov.domain.idcard import check_digit
+from gisgov.domain.idnumber import id_problem as _domain_id_problem
 
-_ID_RE = re.compile(ID_PATTERN)
 _PHONE_RE = re.compile(r"^\+?[\d\- ]{7,20}$")
 
 
@@ -38,15 +38,9 @@ def id_check_digit(first17: str) -> str:
 
 
 def id_problem(value: str) -> str | None:
-    """Why an ID number is malformed (Chinese + English), or None when valid."""
-    v = (value or "").strip().upper()
-    if len(v) != 18:
-        return f"身份证号应为18位 ID number must have 18 characters (got {len(v)})"
-    if not _ID_RE.match(v):
-        return "身份证号格式错误 ID number malformed (region/birth date/sequence)"
-    if id_check_digit(v[:17]) != v[17]:
-        return f"身份证号校验位错误 ID number check digit wrong (expected {id_check_digit(v[:17])}, got {v[17]})"
-    return None
+    """Why an ID number is not valid (Chinese + English), or None when valid: the one check rosters use
+    too (:func:`gisgov.domain.idnumber.id_problem`: check character, real birth date, known region)."""
+    return _domain_id_problem((value or "").strip())
 
 
 def is_valid_id(value: str) -> bool:

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from gisgov.domain.staff import STAFF_ROLES as _STAFF_ROLES
 from gisgov.errors import InvalidInput, NotFound
 
 CITY = "city"
@@ -36,13 +37,7 @@ LEVEL_LABELS = {
 }
 
 # Staff roles of the schema (grid_staff.role), in the order grids.sql counts them (role_1 … role_5).
-STAFF_ROLES = (
-    ("网格长", "Grid chief"),
-    ("专职网格员", "Full-time grid worker"),
-    ("兼职网格员", "Part-time grid worker"),
-    ("网格指导员", "Grid instructor"),
-    ("信息员", "Informant"),
-)
+STAFF_ROLES = _STAFF_ROLES
 
 _STREET_COMMUNITIES = "(SELECT c.code FROM community c WHERE c.street_code = :code)"
 

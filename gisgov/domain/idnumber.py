@@ -45,17 +45,17 @@ def id_problem(value: str | None, *, today: _dt.date | None = None) -> str | Non
     if not v[:17].isdigit() or not (v[17].isdigit() or v[17] == "X"):
         return "身份证号应为17位数字加校验位（数字或X） ID number: 17 digits and a check character (digit or X)"
     try:
-        expected = ric.calc_check_digit(v)
-    except (ValueError, ValidationError):
-        return "身份证号格式错误 ID number malformed"
-    if expected != v[17]:
-        return f"身份证号校验位错误 ID number check digit wrong (expected {expected}, got {v[17]})"
-    try:
         born = _dt.date(int(v[6:10]), int(v[10:12]), int(v[12:14]))
     except ValueError:
         return f"身份证号中的出生日期不存在 the birth date in the ID number does not exist ({v[6:14]})"
     if born.year < 1880 or born > (today or _dt.date.today()):
         return f"身份证号中的出生日期不合理 the birth date in the ID number is impossible ({v[6:14]})"
+    try:
+        expected = ric.calc_check_digit(v)
+    except (ValueError, ValidationError):
+        return "身份证号格式错误 ID number malformed"
+    if expected != v[17]:
+        return f"身份证号校验位错误 ID number check digit wrong (expected {expected}, got {v[17]})"
     return region_problem(v[:6])
 
 

@@ -193,7 +193,7 @@ def test_template_id_and_phone_columns_are_text_for_every_row(town, tmp_path, va
         assert ws.column_dimensions[col].number_format == "@", h  # the column, not only rows 1–2
 
 
-def test_residence_is_kept_per_person_or_the_collapse_is_reported(town, tmp_path, vault):
+def test_residence_is_kept_per_person(town, tmp_path, vault):
     p = tmp_path / "名册.xlsx"
     wb = Workbook()
     ws = wb.active
@@ -204,26 +204,12 @@ def test_residence_is_kept_per_person_or_the_collapse_is_reported(town, tmp_path
     rep = load_roster(p, engine=town, vault=vault)
     assert rep.status == "loaded", [i.line() for i in rep.issues]
     with town.connect() as c:
-        has_col = c.execute(
-            text(
-                "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'resident' "
-                "AND column_name = 'residence')"
-            )
-        ).scalar()
         hh_res = c.execute(text("SELECT residence FROM household WHERE code = :c"), {"c": f"{B2}0305"}).scalar()
-        per = (
-            dict(c.execute(text("SELECT name, residence FROM resident WHERE name IN ('租客甲', '户主乙')")).all())
-            if has_col
-            else None
-        )
+        per = dict(c.execute(text("SELECT name, residence FROM resident WHERE name IN ('租客甲', '户主乙')")).all())
         c.execute(text("DELETE FROM household WHERE code = :c"), {"c": f"{B2}0305"})
         c.commit()
     assert hh_res == "户籍"  # the head's, not the first row's
-    if has_col:
-        assert per == {"租客甲": "流动", "户主乙": "户籍"}
-    else:
-        [note] = [i for i in rep.issues if i.rule == "residence_per_household"]
-        assert f"{B2}0305" in note.record and "户籍" in note.message and "流动" in note.value
+    assert per == {"租客甲": "流动", "户主乙": "户籍"}
 
 
 def test_header_row_through_load_file(town, tmp_path, vault):

@@ -56,7 +56,7 @@ _SQL = {
                r.id_last4, r.id_cipher, r.phone_cipher, r.phone_masked,
                (SELECT string_agg(sg.name_zh, ';' ORDER BY sg.sort) FROM resident_group rg
                 JOIN special_group sg ON sg.code = rg.group_code WHERE rg.resident_id = r.id) AS "特殊人群",
-               h.residence AS "居住类型", h.code AS "户编码", ST_AsBinary(r.geom) AS geom
+               coalesce(r.residence, h.residence) AS "居住类型", h.code AS "户编码", ST_AsBinary(r.geom) AS geom
         FROM resident r JOIN household h ON h.id = r.household_id JOIN building b ON b.code = h.building_code
         {where} ORDER BY h.code, r.id""",
 }

@@ -712,19 +712,16 @@ def _write(conn: Connection, rows: pd.DataFrame, report: Report, vault: Vault, p
         SELECT DISTINCT ON (hh_code) hh_code, building_code, door_no, residence FROM _roster r
         WHERE NOT EXISTS (SELECT 1 FROM household h WHERE h.code = r.hh_code)
         ORDER BY hh_code, (role IS DISTINCT FROM '户主'), rid""").rowcount
-    per_person = _resident_has_residence(conn)
-    if not per_person:
-        _report_mixed_residence(rows, hh, report)
     if progress:
         progress("households", 1, 1)
         progress("residents", 0, 1)
-    extra_col, extra_val = (", residence", ", r.residence") if per_person else ("", "")
-    n_res = conn.exec_driver_sql(f"""
+    # every person keeps their own 居住类型 (migration 0013), the household its head's
+    n_res = conn.exec_driver_sql("""
         INSERT INTO resident (id, household_id, name, gender, birth_year, role, id_hash, id_cipher, id_last4,
-                              phone_cipher, phone_masked, geom{extra_col})
+                              phone_cipher, phone_masked, geom, residence)
         OVERRIDING SYSTEM VALUE
         SELECT r.rid, h.id, r.name, r.gender, r.birth_year, r.role, r.id_hash, r.id_cipher, r.id_last4,
-               r.phone_cipher, r.phone_masked, b.pos{extra_val}
+               r.phone_cipher, r.phone_masked, b.pos, r.residence
         FROM _roster r JOIN household h ON h.code = r.hh_code JOIN building b ON b.code = r.building_code""").rowcount
     n_grp = conn.exec_driver_sql("""
         INSERT INTO resident_group (resident_id, group_code)
@@ -733,35 +730,3 @@ def _write(conn: Connection, rows: pd.DataFrame, report: Report, vault: Vault, p
         progress("residents", 1, 1)
     updated = estimates.roster_wins(conn, blist)
     report.counts.update(written=n_res, households_created=new_hh, group_tags=n_grp, buildings_counted=updated)
-
-
-def _resident_has_residence(conn: Connection) -> bool:
-    """Whether the schema keeps 居住类型 per person (a ``resident.residence`` column)."""
-    return bool(
-        conn.execute(
-            text(
-                "SELECT EXISTS (SELECT 1 FROM information_schema.columns "
-                "WHERE table_name = 'resident' AND column_name = 'residence' AND table_schema = current_schema())"
-            )
-        ).scalar()
-    )
-
-
-def _report_mixed_residence(rows: pd.DataFrame, hh: np.ndarray, report: Report) -> None:
-    """While 居住类型 is stored per household only: name every household whose rows disagree and the
-    value kept (the head's), so no person's value is dropped without a word."""
-    frame = pd.DataFrame({"hh": hh, "res": rows["residence"].to_numpy(), "role": rows["role"].to_numpy()})
-    for code, g in frame.groupby("hh", sort=True):
-        values = sorted(set(g["res"]))
-        if len(values) < 2:
-            continue
-        head = g[g["role"] == "户主"]
-        kept = (head if len(head) else g)["res"].iloc[0]
-        report.add(
-            f"户 household {code}",
-            "residence_per_household",
-            "/".join(values),
-            f"居住类型按户保存，本户取户主的「{kept}」 the residence type is stored per household: this household's "
-            f"rows give {'/'.join(values)}; kept {kept} (the head's) for the household",
-            INFO,
-        )

@@ -141,3 +141,26 @@ def test_snapshot_differences_name_table_and_column():
     assert any("building" in x and "10" in x and "9" in x for x in d)
     assert any("grid.geom" in x for x in d)
     assert a.differences(a) == []
+
+
+def test_cli_backup_then_restore(sample_city_url, fresh_cluster, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from gisgov.cli.main import app
+    from gisgov.config import get_settings
+
+    monkeypatch.setenv("GISGOV_DATABASE_URL", sample_city_url)
+    monkeypatch.setenv("GISGOV_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    runner = CliRunner()
+    r = runner.invoke(app, ["db", "backup", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert "secret.key" in r.output and "fingerprint" in r.output
+    [dump] = (tmp_path / "b").glob("*.dump")
+    target = _new_db(fresh_cluster, "viacli")
+    r = runner.invoke(app, ["db", "restore", str(dump), "--into", target])
+    assert r.exit_code == 0, r.output
+    assert "restored and verified" in r.output
+    # the same dump again into the now non-empty target: refused, exit 2 (bad input), one line
+    r = runner.invoke(app, ["db", "restore", str(dump), "--into", target])
+    assert r.exit_code == 2 and "restore_target_empty" in r.output

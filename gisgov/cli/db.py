@@ -5,6 +5,8 @@ Exit codes (:mod:`gisgov.cli.common`): 0 done, 3 the database is not running / c
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from gisgov.cli import common
@@ -113,3 +115,85 @@ def _redact(u: str) -> str:
     from sqlalchemy.engine import make_url
 
     return make_url(u).render_as_string(hide_password=True)
+
+
+def _key_fingerprint() -> str:
+    """A fingerprint of the personal-data key (an HMAC of a fixed text: says nothing about the key)."""
+    from gisgov.security.pii import Vault
+
+    return Vault.from_settings().digest("gisgov backup key fingerprint").hex()[:16]
+
+
+@app.command()
+def backup(
+    out: Path = typer.Option(None, "--out", help="备份目录 Folder for the backup (default: GISGOV_HOME/backups)."),
+) -> None:
+    """备份 Back up the database: a pg_dump (custom format) and its manifest (checksums, row counts).
+
+    The key of residents' ID numbers and phones is NOT in the backup: keep GISGOV_HOME/secret.key (or
+    GISGOV_SECRET_KEY) in a separate safe place; a restore needs it."""
+    from gisgov.config import get_settings
+    from gisgov.db import backup as bk
+    from gisgov.db.cluster import find_bindir
+    from gisgov.errors import GisgovError
+
+    settings = get_settings()
+    url = common.database_url()
+    folder = out or settings.home_abs / "backups"
+    try:
+        dump, manifest = bk.backup(
+            url, folder, bindir=find_bindir(settings.pg_bindir), key_fingerprint=_key_fingerprint(), say=common.say
+        )
+    except GisgovError as exc:
+        raise common.error(exc) from None
+    rows = sum(manifest.tables.values())
+    console.print(f"[green]已备份 backed up[/] {dump}  ({manifest.dump_bytes / 1e6:.1f} MB)")
+    console.print(
+        f"清单 manifest {bk.manifest_path(dump).name}: {len(manifest.tables)} 表 tables, {rows} 行 rows, "
+        f"{len(manifest.geometry)} 几何列 geometry columns, SHA-256 {manifest.dump_sha256[:16]}…"
+    )
+    console.print(
+        "[yellow]密钥不在备份中 the personal-data key is not in the backup:[/] keep secret.key "
+        f"(fingerprint {manifest.key_fingerprint}) apart from it"
+    )
+
+
+@app.command()
+def restore(
+    dump: Path = typer.Argument(..., help="备份文件 The .dump file (its .json manifest beside it)."),
+    into: str = typer.Option(
+        None, "--into", help="目标数据库 Target database URL (default: the gisgov database, which must be empty)."
+    ),
+    replace: bool = typer.Option(False, "--replace", help="清空目标 Drop what the target holds first."),
+    ignore_key: bool = typer.Option(
+        False, "--ignore-key", help="密钥不符也恢复 Restore although the key differs (ciphertexts unreadable)."
+    ),
+) -> None:
+    """恢复 Restore a backup into an empty database, all or nothing, then verify row counts and geometry
+    checksums against its manifest."""
+    from gisgov.config import get_settings
+    from gisgov.db import backup as bk
+    from gisgov.db.cluster import find_bindir
+    from gisgov.errors import GisgovError
+
+    settings = get_settings()
+    target = into or common.database_url(migrated=False)
+    try:
+        rep = bk.restore(
+            dump,
+            target,
+            bindir=find_bindir(settings.pg_bindir),
+            key_fingerprint=_key_fingerprint(),
+            app_role=settings.app_role,
+            replace=replace,
+            ignore_key=ignore_key,
+            say=common.say,
+        )
+    except GisgovError as exc:
+        raise common.error(exc) from None
+    console.print(
+        f"[green]已恢复并核对 restored and verified[/] {rep.tables} 表 tables, {rep.rows} 行 rows, "
+        f"{rep.geometry_columns} 几何列 geometry columns into {rep.target}"
+    )
+    if rep.created_roles:
+        console.print(f"创建角色 created role(s): {', '.join(rep.created_roles)}")

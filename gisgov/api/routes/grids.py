@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
@@ -58,6 +58,9 @@ _CAP_NOTE = (
     f" Capped at GISGOV_SOLVER_MAX_S (default {SOLVER_MAX_S:g} s); the answer's time_limit_s is the "
     "time actually allowed."
 )
+#: plan versions are 32-bit in the database; a larger number names no plan (422, never echoed in a 404)
+MAX_VERSION = 2**31 - 1
+VERSION = Path(..., ge=1, le=MAX_VERSION, description="方案版本 plan version")
 CONFLICT = {
     409: {
         "description": "冲突 conflict: the plan was made from a version that is no longer active "
@@ -80,7 +83,10 @@ class Rules(BaseModel):
 class ValidateBody(BaseModel):
     community: str
     plan: int | None = Field(
-        None, description="Stored plan version (when neither grids nor assignments are given; default active)."
+        None,
+        ge=1,
+        le=MAX_VERSION,
+        description="Stored plan version (when neither grids nor assignments are given; default active).",
     )
     grids: dict[str, Any] | None = Field(
         None, description="GeoJSON FeatureCollection of grid polygons (lon/lat), property `code`."
@@ -110,7 +116,9 @@ class ProposeBody(BaseModel):
 
 class RepairBody(BaseModel):
     community: str
-    plan: int | None = None
+    plan: int | None = Field(
+        None, ge=1, le=MAX_VERSION, description="方案版本 plan version (default: the active plan)."
+    )
     save: bool = Field(False, description="Store as a new draft version (author: the signed-in account).")
     background: bool = Field(
         False, description="Run as a background job (202; GET /api/jobs/{id}); the result is always saved as a draft."
@@ -130,7 +138,9 @@ class ActivateBody(BaseModel):
 
 class SessionBody(BaseModel):
     community: str
-    plan: int | None = Field(None, description="Stored plan version to edit (default: the active plan).")
+    plan: int | None = Field(
+        None, ge=1, le=MAX_VERSION, description="Stored plan version to edit (default: the active plan)."
+    )
     assignments: dict[str, str | None] | None = Field(None, description="building code → grid code." + _LIST_NOTE)
     resume: str | None = Field(
         None,
@@ -387,7 +397,7 @@ def list_plans(community: str, conn: Connection = DB, p: Principal = READ) -> li
     **KEEP_SHAPE,
     summary="方案 A plan as GeoJSON with statistics and rule breaks",
 )
-def get_plan(community: str, version: int, conn: Connection = DB, p: Principal = READ) -> dict:
+def get_plan(community: str, version: int = VERSION, conn: Connection = DB, p: Principal = READ) -> dict:
     _community(p, community)
     return aggregate_view(service.stored_plan_geojson(conn, community, version).to_dict(), p)
 
@@ -400,7 +410,12 @@ def get_plan(community: str, version: int, conn: Connection = DB, p: Principal =
     summary="启用 Activate a plan (atomic; codes renumbered W→E N→S; 409 if made from a version no longer active)",
 )
 def activate(
-    community: str, version: int, body: ActivateBody, request: Request, conn: Connection = DB, p: Principal = ACTIVATE
+    community: str,
+    body: ActivateBody,
+    request: Request,
+    version: int = VERSION,
+    conn: Connection = DB,
+    p: Principal = ACTIVATE,
 ):
     _community(p, community)
     obj = f"{community}/v{version}"
@@ -460,7 +475,11 @@ def activate(
     },
 )
 def codes(
-    community: str, version: int, format: Literal["json", "csv"] = "json", conn: Connection = DB, p: Principal = READ
+    community: str,
+    version: int = VERSION,
+    format: Literal["json", "csv"] = "json",
+    conn: Connection = DB,
+    p: Principal = READ,
 ):
     _community(p, community)
     from gisgov.gridding.code_table import code_table_csv, code_table_filename
@@ -481,7 +500,13 @@ def codes(
     **KEEP_SHAPE,
     summary="对比 What changed between two versions",
 )
-def diff(community: str, a: int = Query(...), b: int = Query(...), conn: Connection = DB, p: Principal = READ) -> dict:
+def diff(
+    community: str,
+    a: int = Query(..., ge=1, le=MAX_VERSION, description="原版本 version a"),
+    b: int = Query(..., ge=1, le=MAX_VERSION, description="新版本 version b"),
+    conn: Connection = DB,
+    p: Principal = READ,
+) -> dict:
     _community(p, community)
     return aggregate_view(plans.diff(conn, community, a, b), p)
 
@@ -492,7 +517,12 @@ def diff(community: str, a: int = Query(...), b: int = Query(...), conn: Connect
     summary="地图 Map of a plan (default: active)",
     responses={200: {"description": "地图页面 an HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
 )
-def plan_map(community: str, plan: int | None = None, conn: Connection = DB, p: Principal = READ) -> HTMLResponse:
+def plan_map(
+    community: str,
+    plan: int | None = Query(None, ge=1, le=MAX_VERSION, description="方案版本 plan version (default: active)"),
+    conn: Connection = DB,
+    p: Principal = READ,
+) -> HTMLResponse:
     from gisgov.maps.plan_page import plan_map_page
 
     _community(p, community)

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from gisgov.cli import common
 from gisgov.gridding import service
 
 if TYPE_CHECKING:
@@ -22,14 +22,7 @@ def demo_step(
     url: str, console: Console, *, time_limit_s: float = service.DEMO_TIME_LIMIT_S, vault: Vault | None = None
 ) -> list[service.DemoPlanOutcome]:
     """Draw and activate a plan for every community without one, staff the grids, and report on ``console``."""
-    with Progress(
-        TextColumn("{task.description:<34}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as bar:
+    with common.progress(console) as bar:
         task = None
 
         def progress(done: int, total: int) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import create_engine, pool, text
 
 from gisgov.gridding import service
 from gisgov.sample.load import load_city
+from gisgov.sample.staff import staff_active_grids
 
 
 @pytest.fixture(scope="session")
@@ -43,7 +44,7 @@ def build_gridded_city(db_factory, sample_city, prefix: str) -> str:
             with eng.begin() as c:
                 service.plan_and_activate(c, code, time_limit_s=2.0)
         with eng.begin() as c:
-            service.staff_active_grids(c, SAMPLE_VAULT)
+            staff_active_grids(c, SAMPLE_VAULT)
     finally:
         eng.dispose()
     return url

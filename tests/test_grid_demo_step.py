@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from rich.console import Console
 
+from gisgov.cli import grid_demo
 from gisgov.db.engine import psycopg_conninfo
-from gisgov.gridding import service
 from gisgov.sample import generate_city
 from gisgov.sample.load import load_city
 from gisgov.security.pii import Vault
@@ -37,7 +37,7 @@ def first_run(db_factory, city):
     url = db_factory.create(prefix="gisgov_test_griddemo")
     load_city(url, city, vault=VAULT)
     console = Console(record=True, width=240)
-    results = service.demo_step(url, console, time_limit_s=2.0, vault=VAULT)
+    results = grid_demo.demo_step(url, console, time_limit_s=2.0, vault=VAULT)
     return url, results, console.export_text()
 
 
@@ -129,7 +129,7 @@ def test_second_run_changes_nothing(first_run):
     url, _, _ = first_run
     before = _state(url)
     console = Console(record=True, width=240)
-    again = service.demo_step(url, console, time_limit_s=2.0, vault=VAULT)
+    again = grid_demo.demo_step(url, console, time_limit_s=2.0, vault=VAULT)
     assert again == []
     assert _state(url) == before
     assert "already" in console.export_text()

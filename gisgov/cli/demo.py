@@ -222,7 +222,7 @@ def _analysis_steps() -> list[Callable[[str, Console], object]]:
     Grids first, so coverage figures are also computed per grid; events and staff/compound samples need grids."""
     from gisgov.plugins import optional_modules
 
-    names = ("gisgov.gridding.service", "gisgov.coverage.service", "gisgov.sample.events", "gisgov.sample.governance")
+    names = ("gisgov.cli.grid_demo", "gisgov.coverage.service", "gisgov.sample.events", "gisgov.sample.governance")
     return [m.demo_step for m in optional_modules(names) if hasattr(m, "demo_step")]
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from gisgov.cli import common
 from gisgov.gridding import service
+from gisgov.sample.staff import staff_active_grids
 
 if TYPE_CHECKING:
     from gisgov.security.pii import Vault
@@ -31,7 +32,9 @@ def demo_step(
                 task = bar.add_task("网格划分 grid plans", total=total)
             bar.update(task, completed=done, description="网格划分 grid plans" + (" ✓" if done == total else ""))
 
-        out = service.plan_communities(url, time_limit_s=time_limit_s, vault=vault, progress=progress)
+        out = service.plan_communities(
+            url, time_limit_s=time_limit_s, staff=lambda conn: staff_active_grids(conn, vault), progress=progress
+        )
     show(console, out)
     return out.results
 

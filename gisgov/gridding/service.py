@@ -10,11 +10,10 @@ Progress is reported through a plain ``progress(done, total)`` callback; output 
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import Any, TypedDict, cast
 
 import numpy as np
 import shapely
@@ -30,9 +29,6 @@ from gisgov.gridding.repair import repair
 from gisgov.gridding.rules import GridRules
 from gisgov.gridding.units import build_units
 from gisgov.gridding.validate import PlanInput, public, validate
-
-if TYPE_CHECKING:
-    from gisgov.security.pii import Vault
 
 JsonDict = dict[str, Any]
 #: ``progress(done, total)``: called once before the first item (done = 0) and after each one
@@ -355,7 +351,6 @@ def stored_plan_geojson(conn: Connection, code: str, version: int | None) -> Sto
 #: stay within about a minute on two cores
 DEMO_TIME_LIMIT_S = 3.0
 DEMO_AUTHOR = "gisgov demo"
-STAFF_NOTE = "网格员为合成数据 grid staff are synthetic (一格三员: 网格长, 专职网格员, 兼职网格员)"
 RULE_ZH = {
     "stranded": "夹心小区",
     "no_plan": "无整小区方案",
@@ -481,50 +476,16 @@ def plan_and_activate(
     )
 
 
-def staff_active_grids(conn: Connection, vault: Vault | None = None, *, seed: int = 0) -> StaffedGrids:
-    """Give every active grid without staff synthetic staff (一格三员: 网格长, 专职网格员, 1–2
-    兼职网格员); phones stored as ciphertext + masked form only. Returns counts of grids and people."""
-    from gisgov.sample.staff import SOURCE, synthetic_staff
-    from gisgov.security.pii import Vault
-
-    grids = conn.execute(
-        text("""
-        SELECT g.id, g.code FROM grid g JOIN grid_plan p ON p.id = g.plan_id AND p.status = 'active'
-        WHERE NOT EXISTS (SELECT 1 FROM grid_staff s WHERE s.grid_id = g.id) ORDER BY g.code""")
-    ).all()
-    if not grids:
-        return StaffedGrids(grids=0, staff=0)
-    vault = vault or Vault.from_settings()
-    ids = {code: gid for gid, code in grids}
-    staff = synthetic_staff([code for _, code in grids], seed=seed)
-    rows = []
-    for r in staff.itertuples():
-        cipher, masked = vault.protect_phone(str(r.phone))
-        rows.append({"g": ids[r.grid_code], "role": r.role, "name": r.name, "c": cipher, "m": masked})
-    conn.execute(
-        text(
-            "INSERT INTO grid_staff (grid_id, role, name, phone_cipher, phone_masked) VALUES (:g, :role, :name, :c, :m)"
-        ),
-        rows,
-    )
-    conn.execute(
-        text("""INSERT INTO gisgov_meta (key, value) VALUES ('grid_staff', CAST(:v AS jsonb))
-                         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"""),
-        {"v": json.dumps({"synthetic": True, "source": SOURCE, "note": STAFF_NOTE}, ensure_ascii=False)},
-    )
-    return StaffedGrids(grids=len(grids), staff=len(rows))
-
-
 def plan_communities(
     url: str,
     *,
     time_limit_s: float = DEMO_TIME_LIMIT_S,
-    vault: Vault | None = None,
+    staff: Callable[[Connection], StaffedGrids] | None = None,
     progress: Progress | None = None,
 ) -> DemoOutcome:
     """The demo's grid step, without output: every community without an active grid plan gets one
     (proposed; the closest plan, force-activated, where no plan obeys every rule), each in its own
-    transaction, then every active grid without staff gets synthetic staff. Idempotent: a second run
+    transaction, then ``staff(conn)`` (e.g. the sample city's synthetic staffing) in one more. Idempotent: a second run
     finds nothing to do. ``progress(done, total)`` is called before the first community and after each."""
     from gisgov.db.engine import make_engine
 
@@ -545,18 +506,10 @@ def plan_communities(
                 results.append(DemoPlanOutcome(community=code, status="error", reason=str(exc), reason_rule="error"))
             if progress is not None:
                 progress(done, len(todo))
-        with eng.begin() as conn:
-            staffed = staff_active_grids(conn, vault)
+        staffed = StaffedGrids(grids=0, staff=0)
+        if staff is not None:
+            with eng.begin() as conn:
+                staffed = staff(conn)
     finally:
         eng.dispose()
     return DemoOutcome(results=results, staffed=staffed, names=names, seconds=time.perf_counter() - t0)
-
-
-def demo_step(
-    url: str, console: Any, *, time_limit_s: float = DEMO_TIME_LIMIT_S, vault: Vault | None = None
-) -> list[DemoPlanOutcome]:
-    """`gisgov demo` step (found by module name): :func:`plan_communities` shown on ``console`` by the
-    CLI's renderer (:func:`gisgov.cli.grid_demo.demo_step`); nothing is printed from here."""
-    from gisgov.cli.grid_demo import demo_step as shown
-
-    return shown(url, console, time_limit_s=time_limit_s, vault=vault)

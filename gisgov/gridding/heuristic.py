@@ -361,9 +361,11 @@ def recursive_partition(
     trees_per_split: int = 2,
     attempts: int = 2,
     max_trees: int | None = None,
+    k: int | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Labels 0..K-1 for every node; each connected component is partitioned separately.
-    Returns the labels and info (``soft`` components where the bands could not all be met)."""
+    Returns the labels and info (``soft`` components where the bands could not all be met).
+    ``k`` forces the grid count of a graph of one component (None: :func:`choose_k` per component)."""
     rng = np.random.default_rng(seed)
     labels = np.full(graph.n, -1, dtype=np.int64)
     comp = graph.components()
@@ -371,10 +373,12 @@ def recursive_partition(
     soft_components = []
     sp = _Splitter(graph, np.asarray(h), np.asarray(p), rules, rng, trees_per_split=trees_per_split, attempts=attempts)
     sp.max_trees = max_trees if max_trees is not None else 40 * graph.n // 5 + 400
-    for c in range(int(comp.max()) + 1 if graph.n else 0):
+    ncomp = int(comp.max()) + 1 if graph.n else 0
+    for c in range(ncomp):
         nodes = np.flatnonzero(comp == c)
         H, P = float(h[nodes].sum()), float(p[nodes].sum())
-        parts, ok = sp.split(nodes, choose_k(H, P, rules), sp.edges_of(nodes, np.arange(graph.m)))
+        kc = max(1, min(int(k), len(nodes))) if k is not None and ncomp == 1 else choose_k(H, P, rules)
+        parts, ok = sp.split(nodes, kc, sp.edges_of(nodes, np.arange(graph.m)))
         if not ok:
             soft_components.append(c)
         for part in parts:

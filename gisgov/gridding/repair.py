@@ -6,7 +6,11 @@ the territories, so overlaps and gaps disappear with the fix.
    grid holding most of its buildings (a split compound is thereby reunited);
 2. unassigned units join the adjacent grid with the fewest households; detached pieces of a grid
    (islands, unless marked as exceptions) join the neighbouring grid they border most;
-3. local search (and on small communities the CP-SAT repair model) minimises, in this order:
+3. when the number of grids cannot satisfy the bounds (k outside ⌈H/max⌉, ⌈P/max people⌉ … ⌊H/min⌋:
+   e.g. 7 grids for 7,581 people at ≤ 1,000 people each), the count is changed with the fewest moves:
+   the largest grid is split in two (a new code) or the adjacent pair with the fewest households is
+   merged (the smaller grid's code retired), one grid at a time, and the answer says so;
+4. local search (and on small communities the CP-SAT repair model) minimises, in this order:
    rule breaks, households outside the bounds, buildings moved, boundary length.
 """
 
@@ -19,7 +23,8 @@ import numpy as np
 
 from gisgov.gridding import exact, heuristic
 from gisgov.gridding.context import CommunityContext
-from gisgov.gridding.graph import pieces
+from gisgov.gridding.feasibility import k_range
+from gisgov.gridding.graph import Graph, pieces
 from gisgov.gridding.rules import GridRules
 from gisgov.gridding.units import build_units
 from gisgov.gridding.validate import PlanInput, grid_polygons, validate
@@ -70,7 +75,7 @@ def repair(
     for u in np.flatnonzero(lab < 0).tolist():  # isolated and unassigned: nearest grid by unit order
         lab[u] = 0
     # detached pieces: keep each grid's largest piece, hand the others to the neighbour they border most
-    exc = plan.exceptions or [None] * K
+    exc: list[str | None] = list(plan.exceptions) if plan.exceptions else [None] * K
     for g in range(K):
         if exc[g] == "multipart":
             continue
@@ -91,6 +96,15 @@ def repair(
                         border[int(lab[v])] = border.get(int(lab[v]), 0.0) + float(units.graph.length[e])
             if border:
                 lab[piece] = max(border, key=lambda k: (border[k], -k))
+    codes = list(plan.codes)
+    names: list[str | None] = list(plan.names) if plan.names is not None else [None] * K
+    exc = list(exc)
+    lab, change = _fit_count(ctx, units.graph, h, p, r, lab, codes, exc, names, move_cost, seed=seed)
+    K = len(codes)
+    if change["added"] or change["removed"]:
+        cur_fit = lab.copy()  # the count change is forced: further moves are counted from here
+    else:
+        cur_fit = cur
     fixed = np.zeros(units.n, bool)
     multipart = {g for g in range(K) if exc[g] == "multipart"}
     if multipart:
@@ -103,7 +117,7 @@ def repair(
         lab,
         seed=seed,
         fixed=fixed,
-        orig=cur,
+        orig=cur_fit,
         move_cost=move_cost,
         allow_empty=False,
         anneal_moves=0,
@@ -113,7 +127,7 @@ def repair(
     if units.n <= exact_max_units and not multipart:
         cand = []
         for u in range(units.n):
-            near = {int(lab[u]), int(cur[u])} | {int(lab[v]) for v in adj[u]}
+            near = {int(lab[u]), int(cur_fit[u])} | {int(lab[v]) for v in adj[u]}
             for v in adj[u]:
                 near |= {int(lab[w]) for w in adj[v]}
             cand.append(sorted(x for x in near if x >= 0))
@@ -126,7 +140,7 @@ def repair(
             k_min=K,
             hint=lab,
             soft=True,
-            current=cur,
+            current=cur_fit,
             move_cost=move_cost,
             candidates=cand,
             time_limit_s=time_limit_s,
@@ -137,7 +151,7 @@ def repair(
             new_pen = _penalty(res.labels, h, p, r, K)
             old_pen = _penalty(lab, h, p, r, K)
             if new_pen < old_pen or (
-                new_pen == old_pen and _moves(res.labels, cur, move_cost) <= _moves(lab, cur, move_cost)
+                new_pen == old_pen and _moves(res.labels, cur_fit, move_cost) <= _moves(lab, cur_fit, move_cost)
             ):
                 lab = res.labels
             method = "exact-cpsat"
@@ -145,11 +159,21 @@ def repair(
     new_ag = ag.copy()
     for u, atoms in enumerate(units.atoms):
         new_ag[atoms] = lab[u]
-    moved = [str(ctx.atoms.code[a]) for a in range(ctx.atoms.n) if ctx.atoms.building_id[a] >= 0 and new_ag[a] != ag[a]]
+    old_code = [plan.codes[g] if g >= 0 else None for g in ag.tolist()]
+    moved = [
+        str(ctx.atoms.code[a])
+        for a in range(ctx.atoms.n)
+        if ctx.atoms.building_id[a] >= 0 and (codes[new_ag[a]] if new_ag[a] >= 0 else None) != old_code[a]
+    ]
     polys = grid_polygons(ctx, new_ag, K)
-    new_plan = PlanInput(list(plan.codes), new_ag, polys, list(exc), plan.names)
+    new_plan = PlanInput(codes, new_ag, polys, exc, names if plan.names is not None else None)
     after = validate(ctx, new_plan)
     return {
+        "grids_before": len(plan.codes),
+        "grids_after": K,
+        "grids_added": change["added"],
+        "grids_removed": change["removed"],
+        "notes": change["notes"],
         "community": ctx.code,
         "method": method,
         "optimal": optimal,
@@ -161,6 +185,108 @@ def repair(
         "plan": new_plan,
         "report": after,
     }
+
+
+def _next_code(community: str, codes: list[str]) -> str:
+    """A code not in ``codes``: the community code and the next free 3-digit sequence number
+    (activation renumbers codes in reading order anyway)."""
+    taken = set(codes)
+    seqs = [int(c[len(community) :]) for c in codes if c.startswith(community) and c[len(community) :].isdigit()]
+    n = max(seqs, default=len(codes)) + 1
+    while f"{community}{n:03d}" in taken:
+        n += 1
+    return f"{community}{n:03d}"
+
+
+def _fit_count(
+    ctx: CommunityContext,
+    g: Graph,
+    h: np.ndarray,
+    p: np.ndarray,
+    r: GridRules,
+    lab: np.ndarray,
+    codes: list[str],
+    exc: list[str | None],
+    names: list[str | None],
+    move_cost: np.ndarray,
+    *,
+    seed: int,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """Change the number of grids when it cannot satisfy the bounds: split the largest grid (a new
+    code; the part holding more buildings keeps the old one) while there are too few, merge the
+    adjacent pair with the fewest households (the grid with fewer buildings joins the other, its code
+    retired) while there are too many. ``codes``, ``exc`` and ``names`` are updated in place; grids
+    marked as multipart exceptions are left alone. Returns the labels and what changed."""
+    lab = np.asarray(lab, dtype=np.int64).copy()
+    K0 = len(codes)
+    kmin, kmax = k_range(int(h.sum()), int(p.sum()), r)
+    lo, hi = min(kmin, kmax), max(kmin, kmax)
+    target = min(max(K0, lo), hi) if K0 else K0
+    added: list[str] = []
+    removed: list[str] = []
+    while len(codes) < target:
+        K = len(codes)
+        H = np.bincount(lab, weights=h, minlength=K)
+        P = np.bincount(lab, weights=p, minlength=K)
+        order = sorted(range(K), key=lambda x: (-H[x], -P[x], x))
+        done = False
+        for x in order:
+            nodes = np.flatnonzero(lab == x)
+            if exc[x] == "multipart" or len(nodes) < 2:
+                continue
+            sub, _ = g.subgraph(nodes)
+            part, _ = heuristic.recursive_partition(sub, h[nodes], p[nodes], r, seed=seed, k=2)
+            if part.max() < 1:
+                continue
+            side = part >= 1
+            # the side holding more buildings keeps the code: fewer buildings change grid
+            if move_cost[nodes[side]].sum() > move_cost[nodes[~side]].sum():
+                side = ~side
+            lab[nodes[side]] = K
+            code = _next_code(ctx.code, codes)
+            codes.append(code)
+            exc.append(None)
+            names.append(None)
+            added.append(code)
+            done = True
+            break
+        if not done:
+            break
+    while len(codes) > target:
+        K = len(codes)
+        H = np.bincount(lab, weights=h, minlength=K)
+        a_, b_ = lab[g.ei], lab[g.ej]
+        pairs = {
+            (int(min(x, y)), int(max(x, y)))
+            for x, y in zip(a_.tolist(), b_.tolist(), strict=False)
+            if x != y and exc[x] != "multipart" and exc[y] != "multipart"
+        }
+        if not pairs:
+            break
+        x, y = min(pairs, key=lambda t: (H[t[0]] + H[t[1]], t))
+        bx = move_cost[lab == x].sum()
+        by = move_cost[lab == y].sum()
+        keep, drop = (x, y) if bx >= by else (y, x)
+        lab[lab == drop] = keep
+        lab[lab > drop] -= 1
+        removed.append(codes.pop(drop))
+        exc.pop(drop)
+        names.pop(drop)
+    notes: list[str] = []
+    if added or removed:
+        H_, P_ = int(h.sum()), int(p.sum())
+        why = (
+            f"{H_} 户 households / {P_} 人 people need "
+            + (f"{kmin}–{kmax}" if kmin <= kmax else f"at least {kmin} and at most {kmax}")
+            + f" grids of {r.min_households}–{r.max_households} households and ≤ {r.max_people} people"
+        )
+        change = (
+            f"网格数调整 grid count changed {K0} → {len(codes)} ({why}): "
+            + (f"added {', '.join(added)} (the largest grid split in two)" if added else "")
+            + (f"removed {', '.join(removed)} (merged into its neighbour)" if removed else "")
+        )
+        notes.append(change)
+    return lab, {"added": added, "removed": removed, "notes": notes}
 
 
 def _penalty(lab: np.ndarray, h: np.ndarray, p: np.ndarray, r: GridRules, K: int) -> tuple[int, int]:

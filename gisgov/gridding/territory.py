@@ -40,6 +40,8 @@ class Atoms:
         default_factory=lambda: np.empty(0, dtype=object)
     )  # shapely geometries (territory), set by tessellate()
     notes: list[str] = field(default_factory=list)
+    #: per atom: people = households × household size (no resident records); empty = not known
+    people_estimated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def n(self) -> int:

@@ -26,6 +26,8 @@ class Units:
     xy: np.ndarray
     graph: Graph
     split_compounds: list[int] = field(default_factory=list)
+    #: per unit: some of its people are estimated (households × household size)
+    people_estimated: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
 
     @property
     def n(self) -> int:
@@ -84,6 +86,12 @@ def build_units(
         else np.zeros((0, atoms.groups.shape[1]), dtype=np.int64)
     )
     xy = np.array([atoms.xy[g].mean(0) for g in unit_atoms]) if k else np.zeros((0, 2))
+    est_atom = np.asarray(atoms.people_estimated, dtype=bool)
+    est = (
+        np.array([bool(est_atom[g].any()) for g in unit_atoms], dtype=bool)
+        if len(est_atom) == atoms.n
+        else np.zeros(k, dtype=bool)
+    )
     # contract the atom graph over active atoms
     ok = (of_atom[atom_graph.ei] >= 0) & (of_atom[atom_graph.ej] >= 0)
     sub = Graph(
@@ -108,4 +116,5 @@ def build_units(
         xy,
         ug,
         sorted(split),
+        est,
     )

@@ -9,6 +9,8 @@ without a shared vertex (bridges, tunnels) stay unconnected, as they should.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import shapely
@@ -51,6 +53,7 @@ PATH = {
 }
 NO_FOOT_HIGHWAY = {"motorway", "motorway_link", "construction", "proposed", "raceway", "bus_guideway", "abandoned"}
 NO_FOOT_VALUES = {"no", "private", "use_sidepath"}
+FOOT_YES_VALUES = ("yes", "designated", "permissive", "official", "destination")
 
 
 def highway_class(highway: str | None) -> str:
@@ -65,16 +68,101 @@ def highway_class(highway: str | None) -> str:
     return "other"
 
 
-def foot_allowed(highway: str | None, foot: str | None = None, access: str | None = None) -> bool:
-    """Walking allowed: not a motorway (or similar), not ``foot=no``, not ``access=no`` unless foot says yes."""
-    h = (highway or "").strip().lower()
-    f = (foot or "").strip().lower()
-    a = (access or "").strip().lower()
-    if f in ("yes", "designated", "permissive", "official", "destination"):
-        return h not in ("motorway", "motorway_link") or f in ("yes", "designated")
-    if f in NO_FOOT_VALUES or h in NO_FOOT_HIGHWAY:
-        return False
-    return a not in ("no", "private")
+@dataclass(frozen=True)
+class WalkProfile:
+    """Which OSM ways the walking network uses (``layers/walk_profile.yaml``; see that file for the
+    reasons of the default). A way is walkable when:
+
+    1. its ``foot`` tag is in ``foot_yes`` (and, for a ``never`` highway, in ``foot_yes_on_never``);
+    2. otherwise not when ``foot`` is in ``foot_no``, its ``highway`` is in ``never``, it carries
+       ``motorroad=yes`` (机动车专用道) while ``motorroad_walkable`` is false, or its ``highway`` is in
+       ``needs_foot_tag`` (walkable only when tagged so, e.g. cycleways);
+    3. otherwise when its ``access`` is not in ``access_no``.
+    """
+
+    name: str = "default"
+    foot_yes: frozenset[str] = frozenset(FOOT_YES_VALUES)
+    foot_yes_on_never: frozenset[str] = frozenset({"yes", "designated"})
+    foot_no: frozenset[str] = frozenset(NO_FOOT_VALUES)
+    access_no: frozenset[str] = frozenset({"no", "private"})
+    never: frozenset[str] = frozenset(NO_FOOT_HIGHWAY)
+    needs_foot_tag: frozenset[str] = frozenset({"cycleway"})
+    motorroad_walkable: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], name: str | None = None) -> WalkProfile:
+        known = {f for f in cls.__dataclass_fields__ if f != "name"}
+        unknown = set(d) - known - {"name"}
+        if unknown:
+            raise ValueError(f"walk profile: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+        kw: dict[str, Any] = {"name": str(d.get("name") or name or "custom")}
+        for k in known:
+            if k not in d:
+                continue
+            v = d[k]
+            if k == "motorroad_walkable":
+                if not isinstance(v, bool):
+                    raise ValueError(f"walk profile: {k} must be true or false, got {v!r}")
+                kw[k] = v
+            else:
+                if not isinstance(v, list):
+                    raise ValueError(f"walk profile: {k} must be a list of tag values, got {v!r}")
+                # YAML 1.1 reads unquoted yes/no as booleans: take them back as the OSM values
+                kw[k] = frozenset(("yes" if x else "no") if isinstance(x, bool) else str(x).strip().lower() for x in v)
+        return cls(**kw)
+
+    def decide(
+        self, highway: str | None, foot: str | None = None, access: str | None = None, motorroad: str | None = None
+    ) -> tuple[bool, str]:
+        """(walkable, reason): reason is one of ``foot_tag``, ``foot_no``, ``never``, ``motorroad``,
+        ``no_foot_tag``, ``access_no``, ``default``."""
+        h = (highway or "").strip().lower()
+        f = (foot or "").strip().lower()
+        a = (access or "").strip().lower()
+        if f in self.foot_yes:
+            if h in self.never and f not in self.foot_yes_on_never:
+                return False, "never"
+            return True, "foot_tag"
+        if f in self.foot_no:
+            return False, "foot_no"
+        if h in self.never:
+            return False, "never"
+        if not self.motorroad_walkable and (motorroad or "").strip().lower() == "yes":
+            return False, "motorroad"
+        if h in self.needs_foot_tag:
+            return False, "no_foot_tag"
+        if a in self.access_no:
+            return False, "access_no"
+        return True, "default"
+
+
+DEFAULT_WALK_PROFILE = "walk_profile.yaml"
+
+
+def load_walk_profile(path: str | Path | None = None) -> WalkProfile:
+    """The walking profile in ``path`` (YAML), or ``layers/walk_profile.yaml``."""
+    import yaml
+
+    from gisgov.config import get_settings
+
+    p = Path(path) if path else get_settings().layers_dir / DEFAULT_WALK_PROFILE
+    with open(p, encoding="utf-8") as fh:
+        d = yaml.safe_load(fh) or {}
+    if not isinstance(d, dict):
+        raise ValueError(f"{p.name}: a walk profile is a mapping of keys to lists")
+    return WalkProfile.from_dict(d, name=p.stem)
+
+
+def foot_allowed(
+    highway: str | None,
+    foot: str | None = None,
+    access: str | None = None,
+    motorroad: str | None = None,
+    profile: WalkProfile | None = None,
+) -> bool:
+    """Walking allowed under ``profile`` (default: :class:`WalkProfile`'s built-in rules, the same
+    as ``layers/walk_profile.yaml``)."""
+    return (profile or WalkProfile()).decide(highway, foot, access, motorroad)[0]
 
 
 @dataclass

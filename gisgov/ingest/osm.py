@@ -24,25 +24,35 @@ import contextlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import shapely
 import yaml
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from gisgov.config import get_settings
 from gisgov.crs import WGS84, metric_epsg_for_bounds, transformer
 from gisgov.ingest import estimates, store
 from gisgov.ingest.levels import LEVELS
-from gisgov.ingest.network import Network, foot_allowed, highway_class, largest_component_share, split_lines
+from gisgov.ingest.network import (
+    Network,
+    WalkProfile,
+    highway_class,
+    largest_component_share,
+    load_walk_profile,
+    split_lines,
+)
 from gisgov.ingest.report import INFO, REPAIRED, Report, settle
 from gisgov.ingest.settings import get_ingest_settings
 from gisgov.ingest.validate import Parents, _polygonal_part
+
+_poly_part: Callable[[Any], Any] = _polygonal_part  # the polygonal part of a geometry, or None
 
 SYNTH_STREET = "999999001"
 SYNTH_COMMUNITY = "999999001001"
@@ -156,8 +166,114 @@ def _ids(df: pd.DataFrame) -> list[tuple[str, int]]:
     return [(str(t)[0], int(i)) for t, i in zip(df["osm_type"], df["id"], strict=False)]
 
 
+# ---------------------------------------------------------------- land use, barriers, building tags (pyosmium)
+#: railway=* values imported as barriers when at grade (not tunnel, bridge, underground or layer < 0)
+RAIL_BARRIERS = frozenset({"rail", "light_rail", "subway", "narrow_gauge", "monorail", "funicular"})
+#: highway=* values imported as barriers when the walking profile closes them (motorway always; trunk
+#: with motorroad=yes / foot=no) and they are at grade
+ROAD_BARRIERS = frozenset({"motorway", "motorway_link", "trunk", "trunk_link"})
+WATERWAY_BARRIERS = frozenset({"river", "canal"})
+#: barrier.kind per source (the table allows river, water, rail, wall, other; the coverage snapping
+#: reads river, water, rail and wall)
+BARRIER_KIND = {"rail": "rail", "road": "other", "river": "river", "water": "water"}
+#: amenity=* areas treated as land use of their kind for household estimates
+AMENITY_LANDUSE = {
+    "school": "education",
+    "university": "education",
+    "college": "education",
+    "kindergarten": "education",
+    "hospital": "institutional",
+    "prison": "institutional",
+}
+BUILDING_TAG_KEYS = ("building", "name", "building:levels", "height", *estimates.NON_RESIDENTIAL_KEYS)
+
+
+def _at_grade(tags: dict) -> bool:
+    if tags.get("tunnel", "no") != "no" or tags.get("bridge", "no") != "no" or tags.get("covered", "no") == "yes":
+        return False
+    if tags.get("location") in ("underground", "overground"):
+        return False
+    try:
+        return float(str(tags.get("layer", "0")).split(";")[0]) >= 0
+    except ValueError:
+        return True
+
+
+def read_osm_extras(path: str | Path) -> dict[str, pd.DataFrame]:
+    """Land use areas, barrier candidates and every building's tags, read with pyosmium (one pass,
+    node locations kept, areas assembled from closed ways and multipolygons)."""
+    import osmium
+
+    wkb = osmium.geom.WKBFactory()
+
+    class Extras(osmium.SimpleHandler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.landuse: list[dict[str, Any]] = []
+            self.barriers: list[dict[str, Any]] = []
+            self.building_tags: dict[tuple[str, int], dict[str, Any]] = {}
+
+        def way(self, w) -> None:
+            t = w.tags
+            if "building" in t and t["building"] != "no":
+                self.building_tags[("w", w.id)] = {k: t[k] for k in BUILDING_TAG_KEYS if k in t}
+            src = None
+            if t.get("railway") in RAIL_BARRIERS:
+                src = "rail"
+            elif t.get("highway") in ROAD_BARRIERS:
+                src = "road"
+            elif t.get("waterway") in WATERWAY_BARRIERS:
+                src = "river"
+            if src is None:
+                return
+            tags = dict(t)
+            if not _at_grade(tags):
+                return
+            try:
+                g = wkb.create_linestring(w)
+            except Exception:  # missing node locations (way cut at the extract's edge)
+                return
+            self.barriers.append({"source": src, "tags": tags, "id": w.id, "wkb": g})
+
+        def relation(self, r) -> None:
+            t = r.tags
+            if t.get("type") == "multipolygon" and "building" in t and t["building"] != "no":
+                self.building_tags[("r", r.id)] = {k: t[k] for k in BUILDING_TAG_KEYS if k in t}
+
+        def area(self, a) -> None:
+            t = a.tags
+            lu = t.get("landuse") or AMENITY_LANDUSE.get(t.get("amenity", ""))
+            water = t.get("natural") == "water" or t.get("waterway") == "riverbank"
+            if not lu and not water:
+                return
+            try:
+                g = wkb.create_multipolygon(a)
+            except Exception:
+                return
+            oid = ("w" if a.from_way() else "r", a.orig_id())
+            if lu:
+                self.landuse.append({"landuse": lu, "name": t.get("name"), "osm": f"{oid[0]}{oid[1]}", "wkb": g})
+            if water and _at_grade(dict(t)):
+                self.barriers.append({"source": "water", "tags": dict(t), "id": oid[1], "wkb": g})
+
+    h = Extras()
+    h.apply_file(str(path), locations=True)
+
+    def frame(rows: list[dict[str, Any]], cols: list[str]) -> pd.DataFrame:
+        df = pd.DataFrame(rows, columns=[*cols, "wkb"])
+        df["geometry"] = shapely.from_wkb(df.pop("wkb").to_numpy(dtype=object)) if len(df) else []
+        return df
+
+    bt = pd.DataFrame({"key": list(h.building_tags), "tags": list(h.building_tags.values())})
+    return {
+        "landuse": frame(h.landuse, ["landuse", "name", "osm"]),
+        "barriers": frame(h.barriers, ["source", "tags", "id"]),
+        "building_tags": bt,
+    }
+
+
 # ---------------------------------------------------------------- reading
-def read_osm(path: str | Path, progress=None) -> dict:
+def read_osm(path: str | Path, progress: Progress = None) -> dict[str, Any]:
     import warnings
 
     import pyrosm
@@ -185,6 +301,7 @@ def read_osm(path: str | Path, progress=None) -> dict:
         "pois": pois if pois is not None else empty,
         "rules": rules,
         "keys": keys,
+        **read_osm_extras(path),
     }
 
 
@@ -208,10 +325,26 @@ class OsmCity:
     b_shape: np.ndarray  # usable (valid, polygonal) footprints of ``buildings``
     b_pos: np.ndarray  # a point on each footprint
     facilities: pd.DataFrame  # code, name, category_code, kind, address, source, pos
+    profile: WalkProfile = field(default_factory=WalkProfile)  # the walking rules applied
+    ways: dict[str, dict[str, int]] = field(default_factory=dict)  # per highway value: used / skipped
+    b_tags: list[dict[str, Any]] = field(default_factory=list)  # per kept building: its OSM tags
+    b_landuse: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))  # land use it lies in
+    b_area_m2: np.ndarray = field(default_factory=lambda: np.array([], dtype=float))
+    b_residential: np.ndarray = field(default_factory=lambda: np.array([], dtype=bool))  # gets households
+    b_excluded: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))  # why not ('' = does)
+    compounds: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["name", "osm", "geom", "area_m2"]))
+    barriers: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["kind", "name", "source", "geom"]))
 
     @property
     def everything(self) -> np.ndarray:
-        return np.concatenate([self.net.geoms, self.b_shape, self.facilities["pos"].to_numpy(dtype=object)])
+        return np.concatenate(
+            [
+                self.net.geoms,
+                self.b_shape,
+                self.facilities["pos"].to_numpy(dtype=object),
+                self.compounds["geom"].to_numpy(dtype=object),
+            ]
+        )
 
 
 def _to_srid(srid: int) -> ToSrid:
@@ -227,21 +360,34 @@ def _to_srid(srid: int) -> ToSrid:
     return to_srid
 
 
-def _parse_network(roads: pd.DataFrame, to_srid: ToSrid) -> tuple[Network, pd.DataFrame, np.ndarray, float]:
-    """Highway ways → edges split at shared nodes, their attributes, walkable mask, connectivity."""
+def _parse_network(
+    roads: pd.DataFrame, to_srid: ToSrid, profile: WalkProfile
+) -> tuple[Network, pd.DataFrame, np.ndarray, float, dict[str, dict[str, int]]]:
+    """Highway ways → edges split at shared nodes, their attributes, walkable mask, connectivity,
+    and per ``highway`` value the ways used / skipped (by reason) under ``profile``."""
     rgeom = np.asarray(roads.geometry.values, dtype=object) if len(roads) else np.array([], dtype=object)
     parts, owner = shapely.get_parts(rgeom, return_index=True) if len(rgeom) else (rgeom, np.array([], int))
     is_line = shapely.get_type_id(parts) == 1 if len(parts) else np.array([], bool)
     parts, owner = parts[is_line], owner[is_line]
     net = split_lines(to_srid(parts))
     col = lambda df, c: df[c].to_numpy(dtype=object) if c in df.columns else np.full(len(df), None, dtype=object)  # noqa: E731
-    hw, foot, access, name = (col(roads, c) for c in ("highway", "foot", "access", "name"))
+    hw, foot, access, name, motorroad = (col(roads, c) for c in ("highway", "foot", "access", "name", "motorroad"))
+    decisions = [
+        profile.decide(_clean(hw[w]), _clean(foot[w]), _clean(access[w]), _clean(motorroad[w]))
+        for w in range(len(roads))
+    ]
+    ways: dict[str, dict[str, int]] = {}
+    for w, (ok, why) in enumerate(decisions):
+        d = ways.setdefault(str(_clean(hw[w]) or "(none)"), {"used": 0, "skipped": 0})
+        d["used" if ok else "skipped"] += 1
+        if not ok:
+            d[f"skipped_{why}"] = d.get(f"skipped_{why}", 0) + 1
     e_way = owner[net.line]
     edge_attrs = pd.DataFrame(
         {
             "class": [highway_class(hw[w]) for w in e_way],
             "name": [_clean(name[w]) for w in e_way],
-            "foot": [foot_allowed(_clean(hw[w]), _clean(foot[w]), _clean(access[w])) for w in e_way],
+            "foot": [decisions[w][0] for w in e_way],
             "oneway_foot": False,
         }
     )
@@ -250,7 +396,7 @@ def _parse_network(roads: pd.DataFrame, to_srid: ToSrid) -> tuple[Network, pd.Da
     remap = np.full(len(net.node_xy), -1)
     remap[walk_nodes] = np.arange(len(walk_nodes))
     share = largest_component_share(len(walk_nodes), remap[net.source[walk]], remap[net.target[walk]])
-    return net, edge_attrs, walk, share
+    return net, edge_attrs, walk, share, dict(sorted(ways.items()))
 
 
 def _parse_buildings(
@@ -326,16 +472,180 @@ def _parse_pois(
     return pd.DataFrame(f_rows, columns=["code", "name", "category_code", "kind", "address", "source", "pos"])
 
 
-def parse_osm(data: dict[str, Any], srid: int, report: Report, progress: Progress = None) -> OsmCity:
+COMPOUND_MAX_M2 = 1_000_000.0  # a named residential area larger than 1 km² is a district, not a 小区
+COMPOUND_MIN_M2 = 500.0
+
+
+def _areas_m2(geoms: np.ndarray, srid: int) -> np.ndarray:
+    """Areas (m²) of storage-CRS polygons, measured in the metric CRS of their extent."""
+    geoms = np.asarray(geoms, dtype=object)
+    if not len(geoms):
+        return np.array([], dtype=float)
+    epsg = metric_epsg_for_bounds(tuple(shapely.total_bounds(geoms)))
+    tr = transformer(srid, epsg)
+    out: np.ndarray = shapely.area(
+        shapely.transform(geoms, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+    )
+    return out
+
+
+def _valid_polygons(geoms: np.ndarray) -> np.ndarray:
+    out = np.empty(len(geoms), dtype=object)
+    for i, g in enumerate(geoms):
+        if g is None or g.is_empty:
+            continue
+        poly = _poly_part(g if g.is_valid else shapely.make_valid(g))
+        out[i] = None if poly is None or poly.is_empty else poly
+    return out
+
+
+def _parse_landuse(lu: pd.DataFrame | None, to_srid: ToSrid, srid: int) -> pd.DataFrame:
+    """Land use polygons in the storage CRS (``landuse``, ``name``, ``osm``, ``geom``, ``area_m2``)."""
+    if lu is None or not len(lu):
+        return pd.DataFrame(columns=["landuse", "name", "osm", "geom", "area_m2"])
+    geoms = _valid_polygons(to_srid(lu["geometry"].to_numpy(dtype=object)))
+    out = pd.DataFrame(
+        {"landuse": lu["landuse"].to_numpy(), "name": [_clean(v) for v in lu["name"]], "osm": lu["osm"], "geom": geoms}
+    )
+    out = out[out["geom"].notna()].reset_index(drop=True)
+    out["area_m2"] = _areas_m2(out["geom"].to_numpy(dtype=object), srid)
+    return out
+
+
+def _landuse_at(landuse: pd.DataFrame, points: np.ndarray) -> np.ndarray:
+    """The land use of the smallest land use polygon containing each point (None: none)."""
+    out = np.full(len(points), None, dtype=object)
+    if not len(landuse) or not len(points):
+        return out
+    tree = shapely.STRtree(landuse["geom"].to_numpy(dtype=object))
+    pi, li = tree.query(np.asarray(points, dtype=object), predicate="within")
+    if not len(pi):
+        return out
+    area = landuse["area_m2"].to_numpy(dtype=float)[li]
+    order = np.lexsort((area, pi))
+    pi, li = pi[order], li[order]
+    first = np.ones(len(pi), dtype=bool)
+    first[1:] = pi[1:] != pi[:-1]
+    out[pi[first]] = landuse["landuse"].to_numpy(dtype=object)[li[first]]
+    return out
+
+
+def _parse_compounds(landuse: pd.DataFrame, report: Report) -> pd.DataFrame:
+    """Named ``landuse=residential`` areas → compounds (小区): smallest first; one overlapping a
+    compound already taken, or too large / too small for a compound, is reported and skipped."""
+    cols = ["name", "osm", "geom", "area_m2"]
+    if not len(landuse):
+        return pd.DataFrame(columns=cols)
+    cand = landuse[(landuse["landuse"] == "residential") & landuse["name"].notna()].sort_values("area_m2")
+    taken: list[Any] = []
+    rows = []
+    for r in (SimpleNamespace(**{str(k): v for k, v in d.items()}) for d in cand.to_dict("records")):
+        if not COMPOUND_MIN_M2 <= r.area_m2 <= COMPOUND_MAX_M2:
+            report.add(
+                r.osm,
+                "osm_compound_skipped",
+                f"{r.area_m2:.0f} m²",
+                f"住宅用地「{r.name}」面积不像小区，未作为小区导入 named residential land use is not "
+                f"compound-sized ({COMPOUND_MIN_M2:.0f}–{COMPOUND_MAX_M2:.0f} m²): not imported as a compound",
+                INFO,
+            )
+            continue
+        hit = [t for t in taken if shapely.intersection(t, r.geom).area > 0.01 * min(t.area, r.geom.area)]
+        if hit:
+            report.add(
+                r.osm,
+                "osm_compound_skipped",
+                str(r.name),
+                f"住宅用地「{r.name}」与已导入小区重叠 overlaps a smaller compound already taken: not imported",
+                INFO,
+            )
+            continue
+        taken.append(r.geom)
+        rows.append({"name": r.name, "osm": r.osm, "geom": r.geom, "area_m2": r.area_m2})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _parse_barriers(barriers: pd.DataFrame | None, to_srid: ToSrid, profile: WalkProfile) -> pd.DataFrame:
+    """Railways, closed roads (motorway; trunk closed to walking) and water → barrier rows."""
+    cols = ["kind", "name", "source", "geom"]
+    if barriers is None or not len(barriers):
+        return pd.DataFrame(columns=cols)
+    rows = []
+    geoms = to_srid(barriers["geometry"].to_numpy(dtype=object))
+    for src, tags, g in zip(barriers["source"], barriers["tags"], geoms, strict=False):
+        if g is None or g.is_empty:
+            continue
+        if src == "road":
+            ok, _ = profile.decide(tags.get("highway"), tags.get("foot"), tags.get("access"), tags.get("motorroad"))
+            if ok:  # a trunk people may walk along is not a barrier
+                continue
+        if src == "water":
+            g = _poly_part(g if g.is_valid else shapely.make_valid(g))
+            if g is None or g.is_empty:
+                continue
+        label = tags.get("name") or tags.get("ref") or tags.get("railway") or tags.get("highway")
+        rows.append(
+            {
+                "kind": BARRIER_KIND[src],
+                "name": _clean(label),
+                "source": tags.get("railway") or tags.get("highway") or tags.get("waterway") or "water",
+                "geom": g,
+            }
+        )
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _building_tags(bld: pd.DataFrame, tag_frame: pd.DataFrame | None) -> list[dict[str, Any]]:
+    """Each building's OSM tags: pyosmium's full read when given, else pyrosm's columns."""
+    known: dict[tuple[str, int], dict[str, Any]] = {}
+    if tag_frame is not None and len(tag_frame):
+        known = dict(zip(tag_frame["key"], tag_frame["tags"], strict=False))
+    out = []
+    for k, (_, row) in zip(_ids(bld) if len(bld) else [], bld.iterrows(), strict=False):
+        t = known.get(k)
+        out.append(dict(t) if t is not None else _tags(row, set(BUILDING_TAG_KEYS)))
+    return out
+
+
+def parse_osm(
+    data: dict[str, Any],
+    srid: int,
+    report: Report,
+    progress: Progress = None,
+    *,
+    walk_profile: WalkProfile | None = None,
+    residential_tags: tuple[str, ...] | list[str] = (),
+    all_buildings_residential: bool = False,
+) -> OsmCity:
     """The frames :func:`read_osm` returned → an :class:`OsmCity` in ``srid``. Pure: no database;
-    skipped and repaired objects are added to ``report``."""
+    skipped and repaired objects are added to ``report``.
+
+    ``walk_profile``: the walking rules (default ``layers/walk_profile.yaml``). ``residential_tags``:
+    ``building=*`` values whose buildings always get household estimates (the user's override);
+    ``all_buildings_residential``: estimate households on every building (no exclusion)."""
+    profile = walk_profile or load_walk_profile()
     to_srid = _to_srid(srid)
     roads, bld, pois = data["roads"], data["buildings"], data["pois"]
-    net, edge_attrs, walk, share = _parse_network(roads, to_srid)
+    net, edge_attrs, walk, share, ways = _parse_network(roads, to_srid, profile)
     if progress:
         progress("network", 1, 1)
     b_keep, b_ids, b_shape = _parse_buildings(bld, to_srid, report)
     b_pos = shapely.point_on_surface(b_shape) if len(b_shape) else np.array([], dtype=object)
+    kept = bld.iloc[b_keep] if len(bld) else bld
+    landuse = _parse_landuse(data.get("landuse"), to_srid, srid)
+    b_tags = _building_tags(kept, data.get("building_tags"))
+    b_landuse = _landuse_at(landuse, b_pos)
+    b_area = _areas_m2(b_shape, srid)
+    b_res, b_why = estimates.residential_mask(
+        [_clean(t.get("building")) for t in b_tags],
+        [_clean(t.get("name")) for t in b_tags],
+        b_area,
+        b_landuse,
+        b_tags,
+        residential_kinds=get_ingest_settings().osm_residential,
+        residential_tags=residential_tags,
+        all_residential=all_buildings_residential,
+    )
     if progress:
         progress("buildings", 1, 1)
     fac = _parse_pois(pois, data["rules"], data["keys"], to_srid, report)
@@ -347,11 +657,20 @@ def parse_osm(data: dict[str, Any], srid: int, report: Report, progress: Progres
         edge_attrs=edge_attrs,
         walk=walk,
         share=share,
-        buildings=bld.iloc[b_keep] if len(bld) else bld,
+        buildings=kept,
         b_ids=b_ids,
         b_shape=b_shape,
         b_pos=b_pos,
         facilities=fac,
+        profile=profile,
+        ways=ways,
+        b_tags=b_tags,
+        b_landuse=b_landuse,
+        b_area_m2=b_area,
+        b_residential=b_res,
+        b_excluded=b_why,
+        compounds=_parse_compounds(landuse, report),
+        barriers=_parse_barriers(data.get("barriers"), to_srid, profile),
     )
 
 
@@ -415,13 +734,17 @@ def write_osm(
     dry_run: bool = False,
     estimate: bool = True,
     progress: Progress = None,
+    communities: Any = None,
 ) -> None:
-    """Write a parsed extract in one transaction (rolled back on a dry run or a rejection)."""
+    """Write a parsed extract in one transaction (rolled back on a dry run or a rejection).
+
+    ``communities``: a prepared community batch (:func:`prepare_communities`) written first, in the
+    same transaction, so that buildings, compounds and facilities hang on them."""
     fac = city.facilities
     with engine.connect() as conn:
         tx = conn.begin()
         try:
-            store.lock(conn, "street", "community", "building", "facility")
+            store.lock(conn, "street", "community", "compound", "building", "facility", "barrier")
             existing_fac = {r[0] for r in conn.execute(text("SELECT code FROM facility WHERE code LIKE 'osm:%'"))}
             for code in sorted(set(fac["code"]) & existing_fac):
                 report.add(
@@ -430,33 +753,39 @@ def write_osm(
                     code,
                     "该 OSM 设施已导入 this OSM object was imported before; delete the earlier import first",
                 )
+            if communities is not None and report.ok:
+                report.counts["communities"] = _write_communities(conn, communities, srid, report)
             if not report.ok:
                 tx.rollback()
                 report.status = "rejected"
                 return
-            communities = store._polys(conn, "community")
-            b_comm = _assign_communities(communities, city.b_pos)
-            f_comm = _assign_communities(communities, fac["pos"].to_numpy(dtype=object))
-            if (b_comm == "").any() or (f_comm == "").any():
+            communities_ = store._polys(conn, "community")
+            c_pos = shapely.point_on_surface(city.compounds["geom"].to_numpy(dtype=object))
+            b_comm = _assign_communities(communities_, city.b_pos)
+            f_comm = _assign_communities(communities_, fac["pos"].to_numpy(dtype=object))
+            k_comm = _assign_communities(communities_, c_pos)
+            if (b_comm == "").any() or (f_comm == "").any() or (k_comm == "").any():
                 _synthetic_area(conn, city.everything, srid, report)
-                communities = store._polys(conn, "community")
-                b_comm = _assign_communities(communities, city.b_pos)
-                f_comm = _assign_communities(communities, fac["pos"].to_numpy(dtype=object))
-            # buildings
+                communities_ = store._polys(conn, "community")
+                b_comm = _assign_communities(communities_, city.b_pos)
+                f_comm = _assign_communities(communities_, fac["pos"].to_numpy(dtype=object))
+                k_comm = _assign_communities(communities_, c_pos)
+            # compounds (小区) from named residential land use, then the buildings inside them
+            n_k, k_ids, k_geoms = _write_compounds(conn, city.compounds, k_comm, communities_, srid)
             bcols = _building_rows(conn, city.buildings, city.b_shape, city.b_pos, b_comm)
+            bcols["compound_id"] = pd.array(_compound_of(city.b_pos, b_comm, k_ids, k_geoms, k_comm), dtype="Int64")
             n_b = store.write_level(conn, LEVELS["building"], bcols, srid, progress)
             n_est = 0
             if estimate and n_b:
-                res = set(get_ingest_settings().osm_residential)
-                kinds = bcols["_kind"].to_numpy(dtype=object)
-                codes = [c for c, k in zip(bcols["code"], kinds, strict=False) if str(k) in res]
-                n_est = estimates.apply_estimates(conn, codes, floors_override=_floors_from_height(bcols))
+                codes = [c for c, r in zip(bcols["code"], city.b_residential, strict=False) if r]
+                n_est = estimates.apply_estimates(conn, codes)
             # facilities
             fac["community_code"] = [c or None for c in f_comm]
             fac["geom"] = fac["pos"]
             n_f = store.write_level(conn, LEVELS["facility"], fac, srid, progress)
-            # network
+            # network and barriers
             n_nodes, n_edges = store.write_network(conn, city.net, city.edge_attrs, srid, progress)
+            n_bar = _write_barriers(conn, city.barriers, srid)
             report.counts.update(
                 highway_ways=int(len(city.roads)),
                 nodes=n_nodes,
@@ -465,13 +794,11 @@ def write_osm(
                 buildings=n_b,
                 households_estimated=n_est,
                 facilities=n_f,
-                written=n_b + n_f + n_edges,
+                compounds=n_k,
+                barriers=n_bar,
+                written=n_b + n_f + n_edges + n_k + n_bar,
             )
-            report.stats["largest_component_share"] = round(city.share, 4)
-            report.stats["walkable_km"] = round(float(city.net.length_m[city.walk].sum()) / 1000, 2)
-            report.stats["facilities_by_category"] = (
-                {k: int(v) for k, v in fac["category_code"].value_counts().items()} if len(fac) else {}
-            )
+            _report_city(report, city, bcols, estimate)
             report.stats["bounds"] = [round(float(b), 6) for b in bounds]
             settle(tx, report, dry_run=dry_run)
         except BaseException:
@@ -480,19 +807,71 @@ def write_osm(
             raise
 
 
+def _report_city(report: Report, city: OsmCity, bcols: pd.DataFrame, estimate: bool) -> None:
+    """Walking profile and way counts, exclusions from household estimates, floors, barriers."""
+    fac = city.facilities
+    report.stats["largest_component_share"] = round(city.share, 4)
+    report.stats["walkable_km"] = round(float(city.net.length_m[city.walk].sum()) / 1000, 2)
+    report.stats["walk_profile"] = city.profile.name
+    report.stats["walk_ways"] = city.ways
+    report.stats["facilities_by_category"] = (
+        {k: int(v) for k, v in fac["category_code"].value_counts().items()} if len(fac) else {}
+    )
+    floors = bcols["floors"]
+    report.stats["floors_from"] = {
+        "building_levels": int(bcols["_floors_from"].eq("levels").sum()),
+        "height": int(bcols["_floors_from"].eq("height").sum()),
+        "unknown": int(floors.isna().sum()),
+    }
+    report.stats["barriers_by_kind"] = (
+        {str(k): int(v) for k, v in city.barriers["source"].value_counts().items()} if len(city.barriers) else {}
+    )
+    why = pd.Series(city.b_excluded, dtype=object)
+    excluded = {str(k): int(v) for k, v in why[why != ""].value_counts().items()}
+    report.stats["households_excluded"] = excluded
+    if not estimate:
+        return
+    for reason, n in sorted(excluded.items()):
+        examples = [
+            f"{c}{'「' + str(nm) + '」' if nm else ''}"
+            for c, nm, w in zip(bcols["code"], bcols["name"], city.b_excluded, strict=False)
+            if w == reason
+        ][:5]
+        report.add(
+            "(file)",
+            "households_excluded",
+            f"{reason}: {n}",
+            f"{n} 栋建筑未估算户数 buildings got no household estimate: "
+            f"{estimates.EXCLUDE_REASONS[reason]} (e.g. {', '.join(examples)}); "
+            "override with --residential-tags or --all-buildings-residential",
+            INFO,
+        )
+
+
 # ---------------------------------------------------------------- the import
 def load_osm(
     path: str | Path,
     *,
     engine: Engine,
-    region=None,
+    region: Any = None,
     dry_run: bool = False,
     estimate: bool = True,
-    progress=None,
+    progress: Progress = None,
     census: bool = True,
+    walk_profile: str | Path | None = None,
+    residential_tags: tuple[str, ...] | list[str] | str = (),
+    all_buildings_residential: bool = False,
+    communities: str | Path | None = None,
+    communities_crs: str | None = None,
 ) -> Report:
     """Import an .osm.pbf extract: read (pyrosm) → parse (:func:`parse_osm`) → check its extent →
-    cross-check with an independent census (pyosmium) → write (:func:`write_osm`)."""
+    cross-check with an independent census (pyosmium) → write (:func:`write_osm`).
+
+    ``walk_profile``: a walking-profile YAML (default ``layers/walk_profile.yaml``).
+    ``residential_tags``: ``building=*`` values always treated as dwellings (list or comma-separated).
+    ``all_buildings_residential``: estimate households on every building, excluding none.
+    ``communities``: a polygon file of communities (社区) written first in the same transaction;
+    buildings, compounds and facilities then hang on them (``communities_crs`` when the file has none)."""
     from gisgov.ingest.loader import UsageError, parse_region
 
     p = Path(path)
@@ -506,8 +885,27 @@ def load_osm(
         data = read_osm(p, progress)
     except Exception as exc:  # not a PBF, truncated, damaged blocks: the file is refused, never a 500
         return _unreadable(report, p, exc)
+    try:
+        profile = load_walk_profile(walk_profile)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"步行规则文件无效 --walk-profile: {exc}") from exc
+    if isinstance(residential_tags, str):
+        residential_tags = [t for t in (x.strip() for x in residential_tags.split(",")) if t]
+    comm_batch = None
+    if communities is not None:
+        comm_batch = prepare_communities(communities, report, crs=communities_crs)
+        if comm_batch is None:
+            return report
     srid = get_settings().srid
-    city = parse_osm(data, srid, report, progress)
+    city = parse_osm(
+        data,
+        srid,
+        report,
+        progress,
+        walk_profile=profile,
+        residential_tags=tuple(residential_tags),
+        all_buildings_residential=all_buildings_residential,
+    )
     bounds = check_extent(city, box, report)
     if bounds is None:
         return report
@@ -517,7 +915,17 @@ def load_osm(
         except Exception as exc:
             return _unreadable(report, p, exc)
         report_census(report, city, c)
-    write_osm(engine, city, report, srid=srid, bounds=bounds, dry_run=dry_run, estimate=estimate, progress=progress)
+    write_osm(
+        engine,
+        city,
+        report,
+        srid=srid,
+        bounds=bounds,
+        dry_run=dry_run,
+        estimate=estimate,
+        progress=progress,
+        communities=comm_batch,
+    )
     return report
 
 
@@ -534,14 +942,14 @@ def _unreadable(report: Report, p: Path, exc: Exception) -> Report:
     return report
 
 
-def _clean(v):
+def _clean(v: Any) -> str | None:
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return None
     s = str(v).strip()
     return s or None
 
 
-def _address(tags: dict) -> str | None:
+def _address(tags: dict[str, Any]) -> str | None:
     parts = [_clean(tags.get(k)) for k in ("addr:city", "addr:street", "addr:housenumber")]
     s = " ".join(p for p in parts if p)
     return s or None
@@ -553,7 +961,7 @@ def _assign_communities(communities: Parents, points: np.ndarray) -> np.ndarray:
     return out
 
 
-def _synthetic_area(conn, geoms: np.ndarray, srid: int, report: Report) -> None:
+def _synthetic_area(conn: Connection, geoms: np.ndarray, srid: int, report: Report) -> None:
     """Create (or grow) the synthetic street/community covering the extract."""
     hull = shapely.convex_hull(shapely.union_all(shapely.envelope(geoms)))
     epsg = metric_epsg_for_bounds(tuple(shapely.bounds(hull)))
@@ -599,7 +1007,9 @@ def _synthetic_area(conn, geoms: np.ndarray, srid: int, report: Report) -> None:
         )
 
 
-def _building_rows(conn, bld: pd.DataFrame, shapes: np.ndarray, pos: np.ndarray, comm: np.ndarray) -> pd.DataFrame:
+def _building_rows(
+    conn: Connection, bld: pd.DataFrame, shapes: np.ndarray, pos: np.ndarray, comm: np.ndarray
+) -> pd.DataFrame:
     n = len(shapes)
     top: dict[str, int] = {}
     for (code,) in conn.execute(
@@ -618,15 +1028,23 @@ def _building_rows(conn, bld: pd.DataFrame, shapes: np.ndarray, pos: np.ndarray,
         _address({"addr:city": a, "addr:street": b, "addr:housenumber": c})
         for a, b, c in zip(get("addr:city"), get("addr:street"), get("addr:housenumber"), strict=False)
     ]
-    levels = []
-    for lv, t in zip(get("building:levels"), tags, strict=False):
+    storey = get_ingest_settings().storey_height_m
+    levels: list[int | None] = []
+    source: list[str] = []
+    for lv, t, h in zip(get("building:levels"), tags, get("height"), strict=False):
         x = parse_levels(lv)
         if x is None and isinstance(t, str) and "building:levels" in t:
             try:
                 x = parse_levels(json.loads(t).get("building:levels"))
             except ValueError:
                 x = None
+        src = "levels" if x is not None else ""
+        if x is None:
+            m = parse_height(h)
+            if m is not None and 0 < m < 1000:
+                x, src = max(1, int(round(m / storey))), "height"
         levels.append(x)
+        source.append(src)
     df = pd.DataFrame(
         {
             "code": codes,
@@ -643,16 +1061,139 @@ def _building_rows(conn, bld: pd.DataFrame, shapes: np.ndarray, pos: np.ndarray,
             "geom": shapes,
             "pos": pos,
             "_kind": [_clean(v) or "yes" for v in get("building")],
-            "_height": [parse_height(v) for v in get("height")],
+            "_floors_from": source,
         }
     )
     return df
 
 
-def _floors_from_height(b: pd.DataFrame) -> dict[str, float]:
-    h = get_ingest_settings().storey_height_m
-    return {
-        c: max(1.0, round(v / h))
-        for c, v, f in zip(b["code"], b["_height"], b["floors"], strict=False)
-        if v is not None and not pd.isna(v) and pd.isna(f)
+def _write_compounds(
+    conn: Connection, compounds: pd.DataFrame, comm: np.ndarray, communities: Parents, srid: int
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """Compounds clipped to the community holding their point-on-surface, coded community code +
+    4-digit sequence (continuing the community's existing numbers); returns (count, ids, geometries)."""
+    if not len(compounds):
+        return 0, np.array([], dtype=np.int64), np.array([], dtype=object)
+    top: dict[str, int] = {}
+    for (code,) in conn.execute(
+        text("SELECT code FROM compound WHERE community_code = ANY(:c)"), {"c": sorted(set(comm))}
+    ):
+        top[code[:12]] = max(top.get(code[:12], 0), int(code[12:]))
+    codes, geoms = [], []
+    for g, c in zip(compounds["geom"], comm, strict=False):
+        k = communities.index(c)
+        clipped = _poly_part(shapely.intersection(g, communities.geoms[k])) if k is not None else None
+        top[c] = top.get(c, 0) + 1
+        if top[c] > 9999:
+            raise ValueError(f"社区小区数超出编码容量 community {c}: more than 9,999 compounds")
+        codes.append(f"{c}{top[c]:04d}")
+        clipped = clipped if clipped is not None and not clipped.is_empty else g
+        geoms.append(clipped if clipped.geom_type == "MultiPolygon" else shapely.MultiPolygon([clipped]))
+    rows = pd.DataFrame(
+        {
+            "code": codes,
+            "community_code": comm,
+            "name": compounds["name"].to_numpy(dtype=object),
+            "year_built": None,
+            "property_mode": None,
+            "has_party_org": False,
+            "geom": geoms,
+        }
+    )
+    n = store.write_level(conn, LEVELS["compound"], rows, srid)
+    ids: dict[str, int] = {
+        str(k): int(v)
+        for k, v in conn.execute(text("SELECT code, id FROM compound WHERE code = ANY(:c)"), {"c": codes}).all()
     }
+    return n, np.array([ids[c] for c in codes], dtype=np.int64), np.array(geoms, dtype=object)
+
+
+def _compound_of(
+    pos: np.ndarray, b_comm: np.ndarray, k_ids: np.ndarray, k_geoms: np.ndarray, k_comm: np.ndarray
+) -> list[int | None]:
+    """The compound containing each building's point (same community), else None."""
+    out: list[int | None] = [None] * len(pos)
+    if not len(k_ids) or not len(pos):
+        return out
+    bi, ki = shapely.STRtree(k_geoms).query(np.asarray(pos, dtype=object), predicate="within")
+    for b, k in zip(bi, ki, strict=False):
+        if out[b] is None and k_comm[k] == b_comm[b]:
+            out[b] = int(k_ids[k])
+    return out
+
+
+def _write_barriers(conn: Connection, barriers: pd.DataFrame, srid: int) -> int:
+    if not len(barriers):
+        return 0
+    hexes = store.ewkb(barriers["geom"], srid)
+    rows = zip(barriers["kind"], barriers["name"].map(_clean), hexes, strict=False)
+    return store.copy_rows(conn, "barrier", ["kind", "name", "geom"], rows)
+
+
+# ---------------------------------------------------------------- user-supplied communities
+def prepare_communities(path: str | Path, report: Report, *, crs: str | None = None) -> Any:
+    """Read a polygon file of communities (社区: 12-digit code, name …; the usual field aliases) for
+    :func:`load_osm`: a prepared batch, validated and written inside the OSM import's transaction."""
+    from gisgov.ingest.loader import UsageError, prepare
+    from gisgov.ingest.readers import ReadError, read_any
+
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"社区文件不存在 no such communities file: {p}")
+    try:
+        raw = read_any(p)
+    except ReadError as exc:
+        report.add(p.name, getattr(exc, "rule", "unreadable"), p.suffix, str(exc))
+        report.status = "rejected"
+        return None
+    if not len(raw.records):
+        report.add(
+            p.name, "file_empty", p.suffix, f"{p.name}: 社区文件没有任何记录 the communities file holds no records"
+        )
+        report.status = "rejected"
+        return None
+    sub = Report(p.name, "community", dry_run=report.dry_run)
+    batch = prepare(raw, "community", crs=crs, report=sub)
+    report.issues.extend(sub.issues)  # each names the communities file
+    return batch
+
+
+def _write_communities(conn: Connection, batch: Any, srid: int, report: Report) -> int:
+    """Validate the communities against the database (codes, streets) and write them. A street that
+    does not exist yet is created from its communities (code = the communities' first 9 digits)."""
+    from gisgov.ingest.validate import validate
+
+    lv = LEVELS["community"]
+    codes = [str(c) for c in batch.attrs["code"].tolist() if c is not None] if "code" in batch.attrs else []
+    have = {r[0] for r in conn.execute(text("SELECT code FROM street"))}
+    for street in sorted({c[:9] for c in codes if len(c) == 12 and c.isdigit()} - have):
+        parts = [
+            g
+            for c, g in zip(batch.attrs["code"], batch.geoms, strict=False)
+            if str(c).startswith(street) and g is not None
+        ]
+        shape = _poly_part(shapely.make_valid(shapely.union_all(parts)))
+        if shape is None:
+            continue
+        shape = shape.buffer(0)
+        shape = shape if shape.geom_type == "MultiPolygon" else shapely.MultiPolygon([shape])
+        wkb = shapely.to_wkb(shapely.set_srid(shape, srid), hex=True, include_srid=True)
+        conn.execute(
+            text("INSERT INTO street (code, name, geom) VALUES (:c, :n, ST_GeomFromEWKB(decode(:g, 'hex')))"),
+            {"c": street, "n": f"街道{street}", "g": wkb},
+        )
+        report.add(
+            "(communities)",
+            "street_created",
+            street,
+            f"已由社区边界生成街道 {street} street {street} created from its communities' outline (rename it later)",
+            INFO,
+        )
+    ctx = store.load_context(conn, lv, None)
+    rows, issues = validate(batch, ctx)
+    for i in issues:
+        i.file = f"{batch.source} (communities)"
+    report.extend(issues)
+    if not report.ok:
+        return 0
+    return store.write_level(conn, lv, rows[rows["_ok"]], srid)

@@ -111,7 +111,8 @@ def test_sequential_second_activation_is_a_conflict(client, db):
     r = client.post(f"/api/grids/plans/{COMMUNITY}/{v3}/activate", json={"force": True})
     assert r.status_code == 409, r.text
     body = r.json()
-    assert body["error"] == "PlanConflict" and set(body) == {"detail", "error", "conflict"}
+    assert body["error"] == "PlanConflict" and {"detail", "error", "conflict", "code", "details"} <= set(body)
+    assert body["details"]["conflict"] == body["conflict"]
     c = body["conflict"]
     assert (c["version"], c["parent_version"], c["active_version"]) == (v3, v1, v2)
     assert c["activated_by"] == ensure_user(url, "street_leader", STREET) and c["activated"]

@@ -228,11 +228,11 @@ HOUSES = {  # building → a point inside it
     "north_of_rail": (320, 480),
 }
 NOT_HOUSES = {
+    "factory": (500, 80),
     "shed": (151.5, 151.5),
     "school_by_name": (130, 115),
     "school": (325, 120),
     "supermarket_by_name": (240, 165),
-    "factory": (500, 80),
     "yes_in_industrial": (650, 70),
     "warehouse": (730, 140),
     "mall": (480, 265),

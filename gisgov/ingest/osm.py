@@ -600,10 +600,10 @@ def _building_tags(bld: pd.DataFrame, tag_frame: pd.DataFrame | None) -> list[di
     known: dict[tuple[str, int], dict[str, Any]] = {}
     if tag_frame is not None and len(tag_frame):
         known = dict(zip(tag_frame["key"], tag_frame["tags"], strict=False))
-    out = []
-    for k, (_, row) in zip(_ids(bld) if len(bld) else [], bld.iterrows(), strict=False):
+    out: list[dict[str, Any]] = []
+    for i, k in enumerate(_ids(bld) if len(bld) else []):
         t = known.get(k)
-        out.append(dict(t) if t is not None else _tags(row, set(BUILDING_TAG_KEYS)))
+        out.append(dict(t) if t is not None else _tags(bld.iloc[i], set(BUILDING_TAG_KEYS)))
     return out
 
 

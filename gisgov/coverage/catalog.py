@@ -121,6 +121,8 @@ class NetworkParams:
     detour_factor: float = 1.3
     area_width_m: float = 25.0
     gap_radius_m: float = 60.0
+    fragment_extra_m: float = 25.0  # a point joins the main network rather than a fragment up to this much farther
+    max_access_m: float = 300.0  # a what-if / candidate site farther than this from a walkable edge is off the network
 
 
 @dataclass(frozen=True)

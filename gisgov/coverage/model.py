@@ -159,7 +159,12 @@ class CoverageModel:
         t1 = time.perf_counter()
         bx, by = self.buildings["x"].to_numpy(), self.buildings["y"].to_numpy()
         if self.method == NETWORK:
-            kw = dict(barriers=self.barriers, max_snap_m=params.max_snap_m, reroute_radius_m=params.reroute_radius_m)
+            kw = dict(
+                barriers=self.barriers,
+                max_snap_m=params.max_snap_m,
+                reroute_radius_m=params.reroute_radius_m,
+                fragment_extra_m=params.fragment_extra_m,
+            )
             snap = snap_points(self.graph, bx, by, **kw)
             gates = None
             if city.gates is not None and len(city.gates):
@@ -219,6 +224,7 @@ class CoverageModel:
             barriers=self.barriers,
             max_snap_m=self.params.max_snap_m,
             reroute_radius_m=self.params.reroute_radius_m,
+            fragment_extra_m=self.params.fragment_extra_m,
         )
 
     @property
@@ -387,7 +393,9 @@ class CoverageModel:
         from gisgov.network import flag_names
 
         f = self.bsnap.flags
-        idx = np.flatnonzero(f & ~np.int32(8))  # every flag but the informative via_gate
+        from gisgov.network.snap import FLAG_GATE, FLAG_MAIN_PREFERRED
+
+        idx = np.flatnonzero(f & ~np.int32(FLAG_GATE | FLAG_MAIN_PREFERRED))  # every flag but the informative ones
         b = self.buildings.iloc[idx]
         return pd.DataFrame(
             {

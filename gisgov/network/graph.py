@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from gisgov.network.nearest import PieceIndex
 
 
+FRAGMENTS_LISTED = 20  # the longest disconnected pieces listed in the graph report
+
+
 class NetworkError(InvalidInput):
     """The edge data cannot make a walking graph (the message names the edge and the rule)."""
 
@@ -239,6 +242,14 @@ def build_graph(
         report["main_component_share"] = float(comp["nodes"].iloc[0] / n)
         report["minor_components"] = int(len(comp) - 1)
         report["minor_component_edges"] = int(comp["edges"].iloc[1:].sum())
+        report["minor_component_km"] = round(float(comp["length_km"].iloc[1:].sum()), 3)
+        km = comp["length_km"].to_numpy(dtype=np.float64)
+        report["main_component_km"] = float(km[0])
+        n_edges = comp["edges"].to_numpy(dtype=np.int64)
+        order = 1 + np.argsort(-km[1:], kind="stable")[:FRAGMENTS_LISTED]
+        report["fragments"] = [
+            {"component": int(i), "edges": int(n_edges[i]), "length_m": round(float(km[i]) * 1000, 1)} for i in order
+        ]
     return g
 
 

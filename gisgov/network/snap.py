@@ -5,6 +5,11 @@ node (``offset``, in the units of ``length_m``) and the straight access leg to i
 barrier (river, water, rail, wall) are moved to the nearest edge on the same side when one lies
 within ``reroute_radius_m``; otherwise they are kept and flagged. Legs longer than ``max_snap_m``
 are flagged.
+
+A point whose nearest edge lies on a small piece disconnected from the main network (an isolated
+path, a courtyard way) joins the nearest edge of the main network instead when that is at most
+``fragment_extra_m`` farther (flag ``main_preferred``); otherwise it stays on the piece and is
+flagged ``minor_component``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ FLAG_REROUTED = 4
 FLAG_GATE = 8
 FLAG_MINOR_COMPONENT = 16
 FLAG_NO_NETWORK = 32
+FLAG_MAIN_PREFERRED = 64
+
+FRAGMENT_EXTRA_M = 25.0  # default of ``fragment_extra_m``
 
 FLAGS = {
     FLAG_LONG: ("long_snap", "接入距离过长 access leg longer than the snap limit"),
@@ -34,6 +42,11 @@ FLAGS = {
     FLAG_GATE: ("via_gate", "经小区出入口 reaches the network through its compound gates"),
     FLAG_MINOR_COMPONENT: ("minor_component", "位于不连通子路网 on a network piece disconnected from the main network"),
     FLAG_NO_NETWORK: ("no_network", "无路网：直线距离×绕行系数 no walking network: straight line × detour factor"),
+    FLAG_MAIN_PREFERRED: (
+        "main_preferred",
+        "最近路段属孤立小路网，改接稍远的主路网 nearest edge was on a disconnected piece; joined the main network, "
+        "a little farther",
+    ),
 }
 
 
@@ -89,6 +102,7 @@ def snap_points(
     barriers: np.ndarray | None = None,
     max_snap_m: float = 150.0,
     reroute_radius_m: float = 300.0,
+    fragment_extra_m: float = FRAGMENT_EXTRA_M,
 ) -> Snap:
     """Snap points (metric CRS of ``graph``) to their nearest edge; see the module doc."""
     x = np.asarray(x, dtype=float)
@@ -112,6 +126,8 @@ def snap_points(
     offset = np.clip(raw * scale, 0.0, graph.length[edge])
     leg = np.hypot(x - sx, y - sy)
     flags = np.zeros(n, dtype=np.int32)
+    if fragment_extra_m >= 0:
+        _prefer_main(graph, pts, edge, offset, sx, sy, leg, flags, fragment_extra_m)
 
     if barriers is not None and len(barriers):
         btree = shapely.STRtree(np.asarray(barriers, dtype=object))
@@ -129,6 +145,44 @@ def snap_points(
     flags[leg > max_snap_m] |= FLAG_LONG
     flags[graph.edge_component[edge] != 0] |= FLAG_MINOR_COMPONENT
     return Snap(edge, offset, leg, sx, sy, flags)
+
+
+def _prefer_main(
+    graph: WalkGraph,
+    pts: np.ndarray,
+    edge: np.ndarray,
+    offset: np.ndarray,
+    sx: np.ndarray,
+    sy: np.ndarray,
+    leg: np.ndarray,
+    flags: np.ndarray,
+    extra: float,
+) -> None:
+    """Move (in place) points whose nearest edge is on a minor component to the nearest edge of the
+    main component (0) when that one is at most ``extra`` metres farther."""
+    minor = np.flatnonzero(graph.edge_component[edge] != 0)
+    if len(minor) == 0 or not (graph.edge_component == 0).any():
+        return
+    pi, ei = graph.tree.query(pts[minor], predicate="dwithin", distance=leg[minor] + extra)
+    main = graph.edge_component[ei] == 0
+    pi, ei = pi[main], ei[main]
+    if len(pi) == 0:
+        return
+    d = shapely.distance(graph.geoms[ei], pts[minor[pi]])
+    order = np.lexsort((d, pi))
+    pi, ei, d = pi[order], ei[order], d[order]
+    first = np.ones(len(pi), dtype=bool)
+    first[1:] = pi[1:] != pi[:-1]
+    idx, best = minor[pi[first]], ei[first].astype(np.int64)
+    ok = d[first] <= leg[idx] + extra
+    idx, best = idx[ok], best[ok]
+    if len(idx) == 0:
+        return
+    off, x1, y1 = _locate(graph, best, pts[idx])
+    edge[idx], offset[idx], sx[idx], sy[idx] = best, off, x1, y1
+    px, py = shapely.get_x(pts[idx]), shapely.get_y(pts[idx])
+    leg[idx] = np.hypot(px - x1, py - y1)
+    flags[idx] |= FLAG_MAIN_PREFERRED
 
 
 def _reroute(

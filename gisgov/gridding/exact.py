@@ -7,7 +7,9 @@ Two modes share the model:
   (the root), so optimality can be proven on small communities;
 - *repair*: grids keep their identity (labels of an existing plan), moving a building costs.
 Bounds can be hard or *soft* (closest plan: fewest rule breaks, then the least excess).
-Budget in deterministic seconds; reproducible with one worker (the default two run in parallel).
+Reproducible when a seed is given (the default): one worker, budget in deterministic seconds
+(``max_deterministic_time``), the wall clock only a safety net that the result reports if it ever
+stops the search. ``seed=None`` runs the parallel portfolio (≤ 2 workers), which differs run to run.
 """
 
 from __future__ import annotations
@@ -36,6 +38,11 @@ class ExactResult:
     bound: float | None
     wall_s: float
     deterministic_s: float
+    #: how the solver ran: "deterministic (1 worker, seed S, D deterministic s)" or "parallel (…)"
+    mode: str = ""
+    #: the same inputs and seed give the same answer (False in parallel mode, or when the wall-clock
+    #: safety net stopped a deterministic run)
+    reproducible: bool = False
 
     @property
     def gap(self) -> float | None:
@@ -49,17 +56,24 @@ def _weights(graph: Graph) -> list[int]:
     return [max(1, int(round(w))) for w in graph.weight.tolist()]
 
 
-def _params(time_limit_s: float, workers: int, seed: int) -> cp_model.CpSolver:
+def _params(time_limit_s: float, workers: int, seed: int | None) -> tuple[cp_model.CpSolver, str]:
+    """Solver parameters and a description of the mode.
+
+    With a seed: one worker and a deterministic-time budget, so a run is reproducible bit for bit
+    (two workers in parallel share solutions at moments that depend on the machine's load, and a
+    wall-clock cap stops them at different points: two seed-0 runs differed in 42 buildings).
+    Without a seed: a parallel portfolio of ≤ 2 workers (the machines are shared)."""
     solver = cp_model.CpSolver()
     prm = solver.parameters
     prm.max_deterministic_time = float(time_limit_s)
-    prm.max_time_in_seconds = float(time_limit_s) * 4 + 5  # safety net only
-    # a parallel portfolio (≤ 2 workers: the machines are shared). It uses the heuristic's hint far
-    # better than the interleaved (deterministic) mode, which often returned nothing; with
-    # workers=1 a run is reproducible bit for bit.
+    # a safety net only: a deterministic run it stops is reported as not reproducible
+    prm.max_time_in_seconds = float(time_limit_s) * 4 + 5
+    if seed is not None:
+        prm.num_workers = 1
+        prm.random_seed = int(seed)
+        return solver, f"deterministic (1 worker, seed {seed}, {float(time_limit_s):g} deterministic s)"
     prm.num_workers = max(1, min(2, workers))
-    prm.random_seed = seed
-    return solver
+    return solver, f"parallel ({prm.num_workers} worker(s), not reproducible)"
 
 
 class _PartitionModel:
@@ -273,9 +287,15 @@ class _PartitionModel:
     def add_hint(self, hint: np.ndarray) -> None:
         _add_hint(self.m, self.graph, hint, self.x, self.cut, self.arcs, self.depth, self.repair)
 
-    def run(self, time_limit_s: float, workers: int, seed: int) -> ExactResult:
-        solver = _params(time_limit_s, workers, seed)
+    def run(self, time_limit_s: float, workers: int, seed: int | None) -> ExactResult:
+        solver, mode = _params(time_limit_s, workers, seed)
         status = solver.solve(self.m)
+        wall_cut = solver.wall_time >= solver.parameters.max_time_in_seconds * 0.99
+        reproducible = seed is not None and not (
+            wall_cut and status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE, cp_model.MODEL_INVALID)
+        )
+        if seed is not None and not reproducible:
+            mode += "; stopped by the wall-clock safety net, so not reproducible"
         name = solver.status_name(status)
         labels = None
         if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -291,6 +311,8 @@ class _PartitionModel:
             solver.best_objective_bound if labels is not None else None,
             solver.wall_time,
             solver.deterministic_time if hasattr(solver, "deterministic_time") else 0.0,
+            mode,
+            reproducible,
         )
 
 
@@ -310,14 +332,18 @@ def solve(
     groups: list[list[int]] | None = None,
     time_limit_s: float = 10.0,
     workers: int = 2,
-    seed: int = 0,
+    seed: int | None = 0,
 ) -> ExactResult:
     """Solve the partition model.
 
     Propose mode when ``current`` is None (anonymous grids, ``k_min``..``k_max`` of them).
     Repair mode when ``current`` gives an existing label per unit (-1 = unassigned): labels 0..k_max-1
     keep their identity, ``candidates[i]`` restricts the labels unit i may take, and moving unit i off
-    its current label costs ``move_cost[i]`` (buildings moved)."""
+    its current label costs ``move_cost[i]`` (buildings moved).
+
+    With a ``seed`` (the default 0) the run is deterministic (one worker, deterministic time: see
+    ``ExactResult.mode``/``reproducible``) and ``workers`` is not used; ``seed=None`` runs ``workers``
+    (≤ 2) in parallel."""
     model = _PartitionModel(graph, households, people, rules, k_max=k_max, current=current, candidates=candidates)
     model.add_roots(k_min)
     model.add_cuts()

@@ -32,6 +32,12 @@ from gisgov.ingest.levels import ALL_LEVELS
 from gisgov.security.pii import ID_HIDDEN, Vault
 
 FORMATS = {"gpkg": "gpkg", "geojson": "geojson", "shp": "shp", "csv": "csv", "xlsx": "xlsx"}
+# Text encodings of Shapefile exports: GBK by default (desktop GIS in China reads a DBF as GBK), UTF-8 on
+# request. The .cpg written beside the DBF names it, and the DBF header's language driver byte says GBK
+# (0x4D, code page 936) for tools that ignore .cpg files.
+SHP_ENCODINGS = {"gbk": "GBK", "cp936": "GBK", "utf-8": "UTF-8", "utf8": "UTF-8"}
+DEFAULT_SHP_ENCODING = "gbk"
+_LDID = {"GBK": 0x4D, "UTF-8": 0x00}
 XLSX_CELL_LIMIT = 32767
 
 _SQL = {
@@ -195,12 +201,17 @@ def export_level(
     vault: Vault | None = None,
     area: str = "",
     progress=None,
+    encoding: str = DEFAULT_SHP_ENCODING,
 ) -> int:
-    """Write one level to ``out``; returns the number of records. Resident files are 0600."""
+    """Write one level to ``out``; returns the number of records. Resident files are 0600.
+
+    ``encoding``: text encoding of a Shapefile's DBF, ``gbk`` (default) or ``utf-8``; written in a ``.cpg``
+    beside it. Other formats are UTF-8 whatever it says (CSV with a BOM, as Excel expects)."""
     from gisgov.ingest.loader import UsageError
 
     if fmt not in FORMATS:
         raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    shp_enc = shp_encoding(encoding)
     if allow_pii and level != "resident":
         allow_pii = False
     df, geoms, srid = query_level(
@@ -212,7 +223,7 @@ def export_level(
     # a failed export leaves no partial file (and personal data is never readable by others).
     stage = Path(tempfile.mkdtemp(prefix=".gisgov-export-", dir=out.parent))  # 0700
     try:
-        n = _write(df, geoms, srid, level, fmt, stage / out.name)
+        n = _write(df, geoms, srid, level, fmt, stage / out.name, encoding=shp_enc)
         for f in sorted(stage.iterdir()):
             if level in PERSONAL_LEVELS:
                 os.chmod(f, 0o600)
@@ -222,7 +233,42 @@ def export_level(
     return n
 
 
-def _write(df: pd.DataFrame, geoms: np.ndarray, srid: int, level: str, fmt: str, out: Path) -> int:
+def shp_encoding(encoding: str | None) -> str:
+    """GDAL's name (``GBK`` / ``UTF-8``) for a Shapefile export encoding option; UsageError otherwise."""
+    from gisgov.ingest.loader import UsageError
+
+    key = (encoding or DEFAULT_SHP_ENCODING).strip().lower()
+    if key not in SHP_ENCODINGS:
+        raise UsageError(f"不支持的编码 unsupported Shapefile encoding {encoding!r}; choose gbk (default) or utf-8")
+    return SHP_ENCODINGS[key]
+
+
+def _check_encodable(df: pd.DataFrame, encoding: str) -> None:
+    """Every text value must be writable in ``encoding``: GDAL would write a blank field instead."""
+    from gisgov.ingest.loader import UsageError
+
+    if encoding == "UTF-8":
+        return
+    for c in df.columns:
+        if df[c].dtype.kind in "biufcmM":  # numbers and dates: nothing to encode
+            continue
+        for i, v in enumerate(df[c].tolist()):
+            if not isinstance(v, str):
+                continue
+            try:
+                v.encode("gbk")
+            except UnicodeEncodeError as exc:
+                code = df["code"].iloc[i] if "code" in df.columns else f"row {i + 1}"
+                raise UsageError(
+                    f"字符无法用 GBK 编码 {c} of {code} holds {v[exc.start : exc.end]!r}, which GBK cannot write "
+                    f"(in {v!r}); export with --encoding utf-8 (rule: shp_not_encodable)"
+                ) from None
+
+
+def _write(
+    df: pd.DataFrame, geoms: np.ndarray, srid: int, level: str, fmt: str, out: Path, *, encoding: str = "GBK"
+) -> int:
+    """Write one level's table and geometries to ``out``; ``encoding`` (GDAL's name) is a Shapefile's."""
     from gisgov.ingest.loader import UsageError
 
     for c in df.columns:  # nullable ints stay ints in every format
@@ -254,12 +300,24 @@ def _write(df: pd.DataFrame, geoms: np.ndarray, srid: int, level: str, fmt: str,
         gdf = gdf.rename(columns=SHP_NAMES)
         if out.suffix.lower() != ".shp":
             out = out.with_suffix(".shp")
-        pyogrio.write_dataframe(gdf, out, driver="ESRI Shapefile", encoding="UTF-8")
+        _check_encodable(gdf.drop(columns="geometry"), encoding)
+        pyogrio.write_dataframe(gdf, out, driver="ESRI Shapefile", encoding=encoding)
+        _mark_dbf(out, encoding)
     elif fmt == "gpkg":
         pyogrio.write_dataframe(gdf, out, driver="GPKG", layer=level)
     else:
         pyogrio.write_dataframe(gdf, out, driver="GeoJSON", layer_options={"COORDINATE_PRECISION": 12})
     return len(gdf)
+
+
+def _mark_dbf(shp: Path, encoding: str) -> None:
+    """Name the encoding in the .cpg (GDAL writes one; made sure of here) and in the DBF's language
+    driver byte (header offset 29)."""
+    shp.with_suffix(".cpg").write_text(encoding, encoding="ascii")
+    dbf = shp.with_suffix(".dbf")
+    with dbf.open("r+b") as f:
+        f.seek(29)
+        f.write(bytes([_LDID[encoding]]))
 
 
 def write_roster_template(out: str | Path) -> Path:

@@ -44,7 +44,16 @@ class RawTable:
 
 
 class ReadError(ValueError):
-    """The file cannot be read at all (format, layer, encoding)."""
+    """The file cannot be read at all (format, layer, encoding); ``rule`` names the reason in reports."""
+
+    def __init__(self, message: str, rule: str = "unreadable") -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+def _encoding_error(name: str, exc: ValueError) -> ReadError:
+    """A ReadError for an encoding that cannot be told or a lying .cpg, keeping the rule it names."""
+    return ReadError(f"{name}: {exc}", getattr(exc, "rule", "unreadable"))
 
 
 def list_layers(path: str | Path) -> list[str]:
@@ -101,7 +110,7 @@ def read_vector(
                 try:
                     enc, how = zip_shapefile_encoding(z, member)
                 except ValueError as exc:
-                    raise ReadError(f"{name}: {exc}") from exc
+                    raise _encoding_error(name, exc) from exc
             kw["encoding"] = enc
             notes.append(f"DBF encoding {enc} ({how})")
     if suffix == ".shp" and source == str(path):
@@ -112,8 +121,8 @@ def read_vector(
         else:
             try:
                 enc, how = shapefile_encoding(source)
-            except ValueError as exc:  # a lying .cpg, an unknown label
-                raise ReadError(f"{name}: {exc}") from exc
+            except ValueError as exc:  # a lying .cpg, an unknown label, an encoding that cannot be told
+                raise _encoding_error(name, exc) from exc
         kw["encoding"] = enc
         notes.append(f"DBF encoding {enc} ({how})")
     elif encoding:
@@ -329,6 +338,15 @@ def read_table(
     path: str | Path, *, encoding: str | None = None, sheet: str | None = None, display_name: str | None = None
 ) -> tuple[pd.DataFrame, list[str], list[str]]:
     """(columns as strings, record labels "row N" as a spreadsheet numbers them, notes)."""
+    df, records, notes, _ = _read_table(path, encoding=encoding, sheet=sheet, display_name=display_name)
+    return df, records, notes
+
+
+def _read_table(
+    path: str | Path, *, encoding: str | None = None, sheet: str | None = None, display_name: str | None = None
+) -> tuple[pd.DataFrame, list[str], list[str], dict[str, dict[int, str]]]:
+    """:func:`read_table` and the numbers that cannot stand for an exact code (see :func:`_cell`)."""
+    inexact: dict[str, dict[int, str]] = {}
     path = Path(path)
     name = display_name or path.name
     notes: list[str] = []
@@ -337,7 +355,7 @@ def read_table(
         raise ReadError(f"{name}: 文件为空（0 字节） the file is empty (0 bytes); nothing to load")
     if suffix in (".csv", ".txt"):
         data = path.read_bytes()
-        enc = normalize_codec(encoding) if encoding else text_encoding(data)
+        enc = _csv_encoding(data, encoding, name)
         notes.append(f"CSV encoding {enc}" + ("" if encoding else " (detected)"))
         import io
 
@@ -350,14 +368,24 @@ def read_table(
         except Exception as exc:
             raise ReadError(f"{name}: cannot read CSV ({_clean_msg(exc, path, str(path), name)})") from exc
     elif suffix in (".xlsx", ".xlsm"):
-        df = _read_xlsx(path, sheet, name)
+        df, inexact, xlsx_notes = _read_xlsx(path, sheet, name)
+        notes.extend(xlsx_notes)
     else:
         raise ReadError(f"{name}: unsupported table format {suffix}; use .csv or .xlsx")
     df.columns = [str(c).strip() for c in df.columns]
     df = df.map(lambda v: v.strip() if isinstance(v, str) else v) if len(df) else df
     df = df.replace({"": None})
     records = [f"row {i + 2}" for i in range(len(df))]  # header is row 1
-    return df.reset_index(drop=True), records, notes
+    return df.reset_index(drop=True), records, notes, inexact
+
+
+def _csv_encoding(data: bytes, encoding: str | None, name: str) -> str:
+    """The codec given with ``--encoding``, else the one detected (refused, rule ``encoding_unsure``,
+    when the text reads plausibly in more than one)."""
+    try:
+        return normalize_codec(encoding) if encoding else text_encoding(data)
+    except ValueError as exc:
+        raise _encoding_error(name, exc) from exc
 
 
 def read_rows(
@@ -377,7 +405,7 @@ def read_rows(
         import io
 
         data = path.read_bytes()
-        enc = normalize_codec(encoding) if encoding else text_encoding(data)
+        enc = _csv_encoding(data, encoding, name)
         notes.append(f"CSV encoding {enc}" + ("" if encoding else " (detected)"))
         try:
             textdata = data.decode(enc)
@@ -414,7 +442,9 @@ def read_rows(
     return out, notes
 
 
-def _read_xlsx(path: Path, sheet: str | None, name: str) -> pd.DataFrame:
+def _read_xlsx(path: Path, sheet: str | None, name: str) -> tuple[pd.DataFrame, dict[str, dict[int, str]], list[str]]:
+    """(the sheet's columns as text, {column: {row: value}} of numbers that cannot stand for an exact
+    code, notes on columns whose whole numbers should have been text)."""
     from openpyxl import load_workbook
 
     from gisgov.ingest.uploads import inspect_zip
@@ -429,10 +459,24 @@ def _read_xlsx(path: Path, sheet: str | None, name: str) -> pd.DataFrame:
         rows = ws.iter_rows(values_only=True)
         header = next(rows, None)
         if header is None:
-            return pd.DataFrame()
+            return pd.DataFrame(), {}, []
         header = [("" if h is None else str(h)).strip() for h in header]
         keep = [i for i, h in enumerate(header) if h]
-        data = [[_cell(r[i]) if i < len(r) else None for i in keep] for r in rows]
+        cols = [header[i] for i in keep]
+        inexact: dict[str, dict[int, str]] = {}
+        numbered: dict[str, list[str]] = {}  # column → whole numbers read exactly that look like codes
+        data = []
+        for r_i, r in enumerate(rows):
+            out = []
+            for c, i in zip(cols, keep, strict=True):
+                v = r[i] if i < len(r) else None
+                text, kind = _cell(v)
+                if kind == "inexact":
+                    inexact.setdefault(c, {})[r_i] = _number_repr(v)
+                elif kind == "whole":
+                    numbered.setdefault(c, []).append(text or "")
+                out.append(text)
+            data.append(out)
     except KeyError as exc:
         raise ReadError(f"{name}: no sheet {sheet!r}") from exc
     except Exception as exc:  # a damaged workbook (truncated member, broken XML)
@@ -441,15 +485,43 @@ def _read_xlsx(path: Path, sheet: str | None, name: str) -> pd.DataFrame:
         wb.close()
     while data and all(v is None for v in data[-1]):
         data.pop()
-    return pd.DataFrame(data, columns=[header[i] for i in keep], dtype=object)
+    notes = [
+        f"列 {c} 的 {len(vals)} 个编码存为数字 column {c}: {len(vals)} cells are numbers, not text (read exactly as "
+        f"whole numbers, e.g. {vals[0]}); a code column should be formatted as text (@) in Excel, which keeps "
+        "only 15 significant digits of a number"
+        for c, vals in numbered.items()
+        if c not in inexact
+    ]
+    return pd.DataFrame(data, columns=cols, dtype=object), inexact, notes
 
 
-def _cell(v):
+# A spreadsheet number of 16 or more digits is not an exact code: Excel keeps 15 significant digits (it
+# turns 34010400100179003 into 34010400100179000 as it is typed) and a float64 holds whole numbers
+# exactly only below 2**53 (about 9.007e15).
+_SHEET_EXACT = 10**15
+# Whole numbers of at least this many digits are taken for codes stored as numbers (noted): floors,
+# households and years are smaller.
+_CODE_LIKE = 10**5
+
+
+def _cell(v: Any) -> tuple[str | None, str]:
+    """(the cell as text, kind): kind ``inexact`` for a whole number of 16+ digits (it cannot be an exact
+    code), ``whole`` for a whole number that looks like a code (≥ 6 digits) stored as a number, else ``""``."""
     if v is None:
-        return None
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v).strip()
+        return None, ""
+    if isinstance(v, bool):
+        return str(v), ""
+    if isinstance(v, (int, float)) and not (isinstance(v, float) and not v.is_integer()):
+        n = int(v)
+        if abs(n) >= _SHEET_EXACT:
+            return str(n), "inexact"
+        return str(n), "whole" if abs(n) >= _CODE_LIKE else ""
+    return str(v).strip(), ""
+
+
+def _number_repr(v: Any) -> str:
+    """How a spreadsheet number reads (``3.4010400100179e+16``), for the report."""
+    return repr(float(v)) if isinstance(v, float) else f"{v} (number)"
 
 
 def read_any(
@@ -459,8 +531,8 @@ def read_any(
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in TABLE_SUFFIXES:
-        df, records, notes = read_table(p, encoding=encoding, sheet=layer, display_name=display_name)
-        return RawTable(display_name or p.name, df, records, None, None, {}, notes)
+        df, records, notes, inexact = _read_table(p, encoding=encoding, sheet=layer, display_name=display_name)
+        return RawTable(display_name or p.name, df, records, None, None, {}, notes, inexact)
     if suffix in VECTOR_SUFFIXES:
         return read_vector(p, layer=layer, encoding=encoding, display_name=display_name)
     raise ReadError(

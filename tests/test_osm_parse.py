@@ -25,7 +25,7 @@ def test_parse_without_a_database(data, srid):
     city = parse_osm(data, srid, report)
     assert len(city.roads) == 2469
     assert len(city.net.geoms) == len(city.edge_attrs) == len(city.walk) == 4689
-    assert int(city.walk.sum()) == 4569 and 0.9 < city.share <= 1
+    assert int(city.walk.sum()) == 4567 and 0.9 < city.share <= 1
     assert len(city.buildings) == len(city.b_shape) == len(city.b_pos) == 483
     assert shapely.is_valid(city.b_shape).all()
     assert len(city.facilities) == 601 and city.facilities["code"].str.match(r"^osm:[nwr]\d+$").all()

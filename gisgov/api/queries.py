@@ -42,12 +42,12 @@ from importlib import resources
 
 from sqlalchemy import Connection, text
 
+from gisgov.crs import GEOJSON_PRECISION, WGS84
 from gisgov.errors import NotFound
 from gisgov.layers import Catalog, Layer, Ref
 from gisgov.security.roles import Principal
 
-WGS84 = 4326
-PRECISION = 6  # decimal degrees in GeoJSON: 1e-6° ≈ 0.1 m
+PRECISION = GEOJSON_PRECISION  # decimal degrees in GeoJSON (gisgov.crs: 7 ≈ 1 cm)
 
 # How the buildings under one feature of a layer are found (p = the page of features).
 _ROLLUP_JOIN = {

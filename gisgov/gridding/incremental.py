@@ -106,14 +106,14 @@ class PlanEditor:
             idx = np.flatnonzero(self.atom_grid == g)
             parts = [c for c in a_.cell[idx] if c is not None and not c.is_empty]
             self.polys[g] = _polygonal(shapely.union_all(parts, grid_size=GRID)) if parts else shapely.Polygon()
-        grids = [self._grid(g) for g in touched]
+        grids = [self.grid_row(g) for g in touched]
         return {
             "moved": {"building": building, "compound": compound, "to": to_grid, "atoms": int(len(atoms))},
             "grids": grids,
             "ms": round((time.perf_counter() - t0) * 1000, 2),
         }
 
-    def _grid(self, g: int) -> dict[str, Any]:
+    def grid_row(self, g: int) -> dict[str, Any]:
         ctx, r = self.ctx, self.ctx.rules
         poly = self.polys[g]
         parts = (

@@ -16,13 +16,14 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, text
 
+from gisgov.crs import GEOJSON_PRECISION, WGS84
 from gisgov.errors import NotFound
 from gisgov.stats import units
 from gisgov.stats.circles import CircleSpec
 from gisgov.stats.units import CITY, Area, Unit
 
 GRID_NAME = "coalesce(g.name, '网格' || right(g.code, 3))"
-PRECISION = 6  # GeoJSON decimals (≈ 0.1 m)
+PRECISION = GEOJSON_PRECISION  # GeoJSON decimals (gisgov.crs: 7 ≈ 1 cm)
 
 
 @cache
@@ -134,7 +135,7 @@ def resolve(conn: Connection, level: str, code: str | None, *, city: str = "全�
 def _children_sql(unit: Unit, *, geometry: bool, area: Area) -> str | None:
     """Children of the unit inside the caller's area only (never listed with zeros)."""
     child = unit.child
-    geom = f", ST_AsGeoJSON(ST_Transform(x.geom, 4326), {PRECISION}) AS geom" if geometry else ""
+    geom = f", ST_AsGeoJSON(ST_Transform(x.geom, {WGS84}), {PRECISION}) AS geom" if geometry else ""
     inside = area.child_filter(child)
     if child == "street":
         return f"SELECT x.code, x.name{geom} FROM street x WHERE {inside} ORDER BY x.code"
@@ -183,7 +184,7 @@ def features(conn: Connection, unit: Unit, area: Area | None = None) -> str:
         parts.append(f"""
             SELECT 0 AS ord, 'unit' AS role, CAST(:level AS text) AS level, CAST(:ucode AS text) AS code,
                    CAST(:uname AS text) AS name,
-                   ST_AsGeoJSON(ST_Transform(u.geom, 4326), {PRECISION}) AS geom
+                   ST_AsGeoJSON(ST_Transform(u.geom, {WGS84}), {PRECISION}) AS geom
             FROM ({_UNIT_GEOM_SQL[unit.level]}) u""")
     area = area or Area()
     child_sql = _children_sql(unit, geometry=True, area=area)

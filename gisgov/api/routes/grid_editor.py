@@ -77,7 +77,7 @@ def session_layers(
     a = ctx.atoms
     grids = []
     for g in range(len(ed.codes)):
-        row = ed._grid(g)
+        row = ed.grid_row(g)
         poly = ed.polys[g]
         row["label"] = (
             list(ctx.to_lonlat(shapely.point_on_surface(poly)).coords[0])

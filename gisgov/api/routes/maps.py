@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from gisgov.api import queries
 from gisgov.api.deps import DB, current_principal
 from gisgov.api.routes.core import get_catalog
+from gisgov.crs import WGS84
 from gisgov.layers import Catalog, Layer
 from gisgov.maps.assets import VENDOR_URL, node_modules, require_assets, vendor_allowlist
 from gisgov.maps.hierarchy_map import build_hierarchy_map
@@ -43,8 +44,8 @@ def frame_from_geojson(features_json: str) -> gpd.GeoDataFrame:
     """GeoDataFrame (EPSG:4326) from a JSON list of GeoJSON features (empty list → empty frame)."""
     features = json.loads(features_json)
     if not features:
-        return gpd.GeoDataFrame({"code": [], "name": []}, geometry=gpd.GeoSeries([], crs=4326), crs=4326)
-    return gpd.GeoDataFrame.from_features(features, crs=4326)
+        return gpd.GeoDataFrame({"code": [], "name": []}, geometry=gpd.GeoSeries([], crs=WGS84), crs=WGS84)
+    return gpd.GeoDataFrame.from_features(features, crs=WGS84)
 
 
 def read_map_layers(conn: Connection, cat: Catalog, p: Principal) -> list[tuple[Layer, gpd.GeoDataFrame]]:

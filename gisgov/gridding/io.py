@@ -98,6 +98,7 @@ def load_context(
     )
     est = (b["residents"] == 0) & (b["households"] > 0)
     b["people"] = np.where(est, np.round(b["households"] * rules.household_size), b["residents"]).astype(np.int64)
+    b["people_estimated"] = est.to_numpy(bool)
     b["compound_id"] = b["compound_id"].astype("Int64")
     for g in groups:
         b[f"g_{g}"] = 0

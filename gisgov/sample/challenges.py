@@ -102,4 +102,11 @@ def _check(community, compounds, buildings, people: pd.Series):
         rules=URBAN,
     )
     units = build_units(ctx.atoms, ctx.compounds, ctx.graph, ctx.rules)
-    return units, feasibility.check(units.graph, units.households, units.people, ctx.rules, codes=units.code)
+    return units, feasibility.check(
+        units.graph,
+        units.households,
+        units.people,
+        ctx.rules,
+        codes=units.code,
+        people_estimated=units.people_estimated,
+    )

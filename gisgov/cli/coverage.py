@@ -38,6 +38,9 @@ def _service(catalog: Path | None) -> CoverageService:
     return CoverageService(catalog)
 
 
+NO_FACILITY = "无此类设施数据 no facility in the data"
+
+
 def _pct(v: float | None) -> str:
     return "–" if v is None else f"{100 * v:.1f}%"
 
@@ -83,6 +86,14 @@ def compute(
             f"  路网 network: {net['nodes']} nodes, {net['edges']} edges, {net['components']} component(s); "
             f"{net.get('minor_component_edges', 0)} edges on disconnected pieces (reported, not dropped)"
         )
+        frags = net.get("fragments") or []
+        if frags:
+            longest = ", ".join(f"{f['length_m']:.0f} m" for f in frags[:5])
+            console.print(
+                f"  孤立小路网 fragments: {net.get('minor_components', len(frags))}, "
+                f"{net.get('minor_component_km', 0):.2f} km in all (longest: {longest}); buildings within "
+                f"{cat.network.fragment_extra_m:.0f} m more of the main network join it (main_preferred)"
+            )
     flags = {k: v for k, v in res.snap.items() if isinstance(v, int) and k not in ("buildings",) and v}
     if flags:
         console.print("  接入标记 snap flags: " + ", ".join(f"{k}={v}" for k, v in flags.items()))
@@ -137,21 +148,33 @@ def report(
     for item in dict.fromkeys(r["item"] for r in rows if r["item_kind"] == "category"):
         mine = {r["circle"]: r for r in rows if r["item"] == item and r["item_kind"] == "category"}
         first = next(iter(mine.values()))
+        if first.get("no_facility"):
+            t.add_row(f"{first['name_zh']} {first['name_en']}", *[NO_FACILITY] * len(circles))
+            continue
         t.add_row(
             f"{first['name_zh']} {first['name_en']}",
             *[_pct(mine[c][f"share_{measure}"]) if c in mine else "" for c in circles],
         )
     console.print(t)
+    none = [r for r in rows if r["item_kind"] == "category" and r.get("no_facility")]
+    if none:
+        names = ", ".join(dict.fromkeys(f"{r['name_zh']} {r['name_en']}" for r in none))
+        console.print(
+            f"[yellow]⚠ {NO_FACILITY}: {names} — 覆盖率为缺数据而非服务缺口 their 0 % is missing data, not a gap[/]"
+        )
     comp = [r for r in rows if r["item_kind"] == "complete"]
     if comp:
         t2 = Table(title="完整生活圈 Complete circles (every required category within reach; tiers cumulative)")
         for c in ("standard", "tier", f"share of {measure}", "in / total"):
             t2.add_column(c)
         for r in comp:
+            share = _pct(r[f"share_{measure}"])
+            if r.get("no_facility"):
+                share += f" ({NO_FACILITY}: {', '.join(r.get('no_facility_categories') or [])})"
             t2.add_row(
                 f"{r['name_zh']} {r['name_en']}",
                 r["circle"],
-                _pct(r[f"share_{measure}"]),
+                share,
                 f"{r[measure + '_in']:.0f} / {r[measure]:.0f}",
             )
         console.print(t2)
@@ -237,6 +260,8 @@ def site(
         f"unreachable from any candidate: {r['uncoverable_buildings']}; "
         f"{r['candidates']} candidates, {r['seconds'].get('total', 0):.2f} s"
     )
+    for w in r.get("warnings") or []:
+        console.print(f"[yellow]⚠ {common.escape(w)}[/]")
 
 
 def _lonlat(v: str) -> tuple[float, float]:
@@ -303,6 +328,10 @@ def whatif(
             f"{f['households_after'] - f['households_before']:+.0f}",
         )
     console.print(t)
+    if r.get("access_m") is not None:
+        console.print(f"  接入距离 access leg to the walking network: {r['access_m']:.0f} m")
+    for w in r.get("warnings") or []:
+        console.print(f"[yellow]⚠ {common.escape(w)}[/]")
 
 
 @app.command("map")

@@ -21,6 +21,8 @@ dissolved, minus the service area when given), each with its building and househ
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import shapely
@@ -97,6 +99,7 @@ def _edge_distance(model: CoverageModel, s: Sources, nd: NodeDistances, e: np.nd
     """Walking distance to the nearest source from the point at offset ``t`` of edge ``e`` (metres;
     inf beyond the node distances' limit), as :func:`gisgov.network.point_distances` reads it."""
     g = model.graph
+    assert g is not None  # network method
     L = g.length[e]
     d_u = np.where(~g.oneway[e] | (t <= 0), t + nd.dist[g.u[e]], np.inf)
     d = np.minimum(d_u, L - t + nd.dist[g.v[e]])
@@ -111,7 +114,7 @@ def _edge_distance(model: CoverageModel, s: Sources, nd: NodeDistances, e: np.nd
             tt = t[mine]
             direct = np.where((st[k] >= tt) | ~g.oneway[se[k]], np.abs(st[k] - tt) + sl[k], np.inf)
             d[mine] = np.minimum(d[mine], direct)
-    return d
+    return np.asarray(d, dtype=np.float64)
 
 
 def _street_pieces(model: CoverageModel, s: Sources, nd: NodeDistances, budget: float, width: float):
@@ -120,6 +123,7 @@ def _street_pieces(model: CoverageModel, s: Sources, nd: NodeDistances, budget: 
     it never exceeds (d(a) + d(b) + (b − a)) / 2; a piece is buffered by the budget left at that bound
     (at most ``width``), so a point within the buffer is reachable within the budget."""
     g = model.graph
+    assert g is not None  # network method
     full, partial = reachable_intervals(model, s, nd, budget)
     cand = np.unique(np.concatenate([full.astype(np.int64), np.fromiter(partial, dtype=np.int64, count=len(partial))]))
     empty = np.zeros(0, dtype=object)
@@ -194,18 +198,19 @@ def service_area(
     if model.access is not None and (model.access.via >= 0).any():
         gl, gr = _gate_legs(model, reach, s, nd)
         leg_lines, leg_r = leg_lines + gl, leg_r + gr
-    leg_lines = np.asarray(leg_lines, dtype=object)
-    leg_r = np.minimum(width, np.maximum(LEG_MIN_M, budget - np.asarray(leg_r, dtype=float)))
-    polys, lines = [], []
+    legs = np.asarray(leg_lines, dtype=object)
+    legs_r = np.minimum(width, np.maximum(LEG_MIN_M, budget - np.asarray(leg_r, dtype=float)))
+    polys: list[np.ndarray] = []
+    lines: list[np.ndarray] = []
     if len(core):
         polys.append(shapely.buffer(core, width))
         lines.append(core)
     if len(pieces):
         polys.append(shapely.buffer(pieces, piece_r))
         lines.append(pieces)
-    if len(leg_lines):
-        polys.append(shapely.buffer(leg_lines, leg_r))
-        lines.append(leg_lines)
+    if len(legs):
+        polys.append(shapely.buffer(legs, legs_r))
+        lines.append(legs)
     if not polys:
         return shapely.Polygon()
     poly, line = np.concatenate(polys), np.concatenate(lines)
@@ -214,7 +219,7 @@ def service_area(
     return _cut_holes(model, area, beyond)
 
 
-def _legs_with(model: CoverageModel, reach: np.ndarray, dist: np.ndarray) -> tuple[list, list]:
+def _legs_with(model: CoverageModel, reach: np.ndarray, dist: np.ndarray) -> tuple[list[Any], list[float]]:
     """Direct access legs of the reachable buildings and each one's building distance."""
     idx = reach[(model.bsnap.flags[reach] & FLAG_GATE) == 0]
     lines = _legs(model, idx)
@@ -244,7 +249,7 @@ def _not_across_barriers(model: CoverageModel, poly: np.ndarray, line: np.ndarra
     return out
 
 
-def _gate_legs(model: CoverageModel, reach: np.ndarray, s: Sources, nd: NodeDistances) -> tuple[list, list]:
+def _gate_legs(model: CoverageModel, reach: np.ndarray, s: Sources, nd: NodeDistances) -> tuple[list[Any], list[float]]:
     """Building → gate → street paths of the reachable gated buildings and each path's distance."""
     acc = model.access
     rows = acc.rows_of(reach)
@@ -252,6 +257,7 @@ def _gate_legs(model: CoverageModel, reach: np.ndarray, s: Sources, nd: NodeDist
     if len(rows) == 0:
         return [], []
     g = model.graph
+    assert g is not None  # network method
     b = model.buildings
     e, t = acc.edge[rows], acc.offset[rows]
     scale = np.divide(g.geom_length[e], g.length[e], out=np.zeros(len(e)), where=g.length[e] > 0)
@@ -281,7 +287,7 @@ def _cut_holes(model: CoverageModel, area, beyond: np.ndarray):
     return shapely.difference(area, shapely.union_all(holes[hit]))
 
 
-def _straight_area(model: CoverageModel, rows, budget, width, beyond):
+def _straight_area(model: CoverageModel, rows: np.ndarray, budget: float, width: float, beyond: np.ndarray) -> Any:
     """No network: discs of budget / detour factor around the facilities (labelled straight-line)."""
     f = model.facilities
     r = budget / model.params.detour_factor

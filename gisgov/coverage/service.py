@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -386,9 +387,20 @@ class CoverageService:
         g = gfig[(gfig.level == level) & (gfig.code == str(code))] if len(gfig) else gfig
         names = {c.code: (c.name_zh, c.name_en) for c in cat.categories}
         names.update({s.code: (s.name_zh, s.name_en) for s in cat.standards})
+        counts = self.facility_counts()
+        missing = {
+            s.code: sorted({c for _, cats in s.tiers for c in cats if counts.get(c, 0) == 0}) for s in cat.standards
+        }
         rows = []
         for r in f.itertuples(index=False):
             zh, en = names.get(r.item, (r.item, r.item))
+            item, circle = str(r.item), str(r.circle)
+            extra: dict[str, Any]
+            if r.item_kind == "category":
+                extra = {"facilities": counts.get(item, 0), "no_facility": counts.get(item, 0) == 0}
+            else:
+                gone = [c for c, _ in cat.standard(item).requirements(circle) if c in missing.get(item, [])]
+                extra = {"no_facility": bool(gone), "no_facility_categories": sorted(set(gone))}
             rows.append(
                 {
                     "item_kind": r.item_kind,
@@ -407,6 +419,7 @@ class CoverageService:
                     "share_buildings": _num(r.share_buildings),
                     "share_households": _num(r.share_households),
                     "share_residents": _num(r.share_residents),
+                    **extra,
                 }
             )
         groups = (
@@ -426,6 +439,19 @@ class CoverageService:
             "special_groups": groups,
             "network": self.model.snap_summary(),
         }
+
+    def facility_counts(self) -> dict[str, int]:
+        """Facilities of each catalog category in the loaded data (0 = "no facility of this category in
+        the data", 无此类设施数据: its 0 % is missing data, not a gap)."""
+        cat, m = self.catalog(), self.model
+        assert m is not None  # a read fills it first
+        return {c.code: int(len(m.category_rows(c))) for c in cat.categories}
+
+    def facility_counts_stored(self, conn: Connection) -> dict[str, int]:
+        """:meth:`facility_counts` from the facility table (no walking graph loaded): for the catalog."""
+        f = store.load_facilities(conn)
+        probe = pd.DataFrame({"category_code": f["category_code"], "kind": f["kind"]}).reset_index(drop=True)
+        return {c.code: int(c.facility_mask(probe).sum()) for c in self.catalog().categories}
 
     def category_arrays(self, conn: Connection, category: str):
         cat = self.catalog()
@@ -553,15 +579,34 @@ class CoverageService:
         c, _rows, d, _ = self.category_arrays(conn, category)
         budget = cat.budget_m(circle, profile)
         m = self.model
+        assert m is not None  # filled by category_arrays
         within = self.within(level, code, scope)
         srid = self._srid(conn)
+        warnings: list[str] = []
+        dropped = 0
         if points:
-            from gisgov.crs import transformer
-
-            lon = np.array([p[0] for p in points], dtype=float)
-            lat = np.array([p[1] for p in points], dtype=float)
-            cx, cy = transformer(srid, m.epsg).transform(lon, lat)
-            kinds, ids = np.array(["point"] * len(lon)), np.arange(len(lon))
+            xy = [
+                whatif.position(m, p[0], p[1], srid, what=f"候选点 candidate points[{i}]") for i, p in enumerate(points)
+            ]
+            cx, cy = np.array([p[0] for p in xy], dtype=float), np.array([p[1] for p in xy], dtype=float)
+            kinds, ids = np.array(["point"] * len(cx)), np.arange(len(cx))
+            if m.method == NETWORK:
+                legs = m._snap(cx, cy).leg
+                off = np.flatnonzero(~(legs <= m.params.max_access_m))
+                if len(off) == len(cx):
+                    raise InvalidInput(
+                        f"候选点均不在步行路网上 every candidate point is off the walking network (nearest walkable "
+                        f"street more than {m.params.max_access_m:.0f} m away, setting network.max_access_m) "
+                        "(rule: off_network)"
+                    )
+                if len(off):
+                    keep = np.setdiff1d(np.arange(len(cx)), off)
+                    cx, cy, kinds, ids = cx[keep], cy[keep], kinds[keep], ids[keep]
+                    dropped = len(off)
+                    warnings.append(
+                        f"{len(off)} 个候选点不在步行路网上，未参与选址 {len(off)} candidate point(s) off the walking "
+                        f"network left out: points[{', '.join(str(int(i)) for i in off[:10])}] (rule: off_network)"
+                    )
         elif candidates == "buildings":
             idx = np.flatnonzero(within)
             cx, cy = m.buildings["x"].to_numpy()[idx], m.buildings["y"].to_numpy()[idx]
@@ -574,6 +619,7 @@ class CoverageService:
             x0, x1 = b["x"].min() - pad, b["x"].max() + pad
             y0, y1 = b["y"].min() - pad, b["y"].max() + pad
             g = m.graph
+            assert g is not None
             ends = shapely.get_point(g.geoms, 0)
             ex, ey = shapely.get_x(ends), shapely.get_y(ends)
             first = pd.Series(np.arange(g.n_edges)).groupby(g.u).first()
@@ -621,6 +667,8 @@ class CoverageService:
             "covered_buildings": res.covered_buildings,
             "covered_households": res.covered_households,
             "uncoverable_buildings": res.uncoverable_buildings,
+            "off_network_candidates": res.off_network + dropped,
+            "warnings": warnings,
             "seconds": res.seconds,
             "method": m.method,
         }
@@ -657,14 +705,13 @@ class CoverageService:
         cat = self.catalog()
         c, rows, d, f = self.category_arrays(conn, category)
         m = self.model
+        assert m is not None  # filled by category_arrays
         srid = self._srid(conn)
         xy = None
         if op in ("add", "move"):
             if lon is None or lat is None:
                 raise InvalidInput(f"what-if {op} needs lon and lat (rule: position_required)")
-            from gisgov.crs import transformer
-
-            xy = transformer(srid, m.epsg).transform(float(lon), float(lat))
+            xy = whatif.position(m, lon, lat, srid)
         if op in ("move", "remove") and facility_id is None:
             raise InvalidInput(f"what-if {op} needs facility_id (rule: facility_required)")
         if op == "add":
@@ -707,6 +754,8 @@ class CoverageService:
             "method": m.method,
             "level": level,
             "code": code,
+            "access_m": None if w.new_snap is None or m.method != NETWORK else round(float(w.new_snap.leg[0]), 1),
+            "warnings": w.warnings,
         }
         if commit:
             out.update(self._commit(conn, c, op, facility_id, lon, lat, name, srid, kind))
@@ -720,6 +769,7 @@ class CoverageService:
         """Write the edit, then recompute every service category that selects the facility (only those)."""
         cat = self.catalog()
         m = self.model
+        assert m is not None
         table = self.table(conn)
         sel = c.select[0]
         if op == "add":

@@ -58,6 +58,7 @@ class SitingResult:
     covered_buildings: int
     uncoverable_buildings: int  # beyond the circle and reached by no candidate
     seconds: dict = field(default_factory=dict)
+    off_network: int = 0  # candidates left out: farther than network.max_access_m from a walkable street
 
 
 # -- coverage matrix -------------------------------------------------------------------------------
@@ -351,9 +352,11 @@ def site(
         else np.zeros(0, bool)
     )
     cand = np.flatnonzero(near)
+    off_network = 0
     if model.method == NETWORK:
         cs = model._snap(cx[cand], cy[cand])
-        ok = cs.edge >= 0
+        ok = (cs.edge >= 0) & (cs.leg <= model.params.max_access_m)  # off the network: not a walk
+        off_network = int((~ok).sum())
         cand, cs = cand[ok], cs.take(np.flatnonzero(ok))
         a = cover_matrix(model, cs, demand, budget)
     else:
@@ -383,4 +386,5 @@ def site(
         int(cov.sum()),
         int((~coverable).sum()),
         secs,
+        off_network,
     )

@@ -46,6 +46,100 @@ def check_lonlat(lon: float, lat: float, bbox: tuple[float, float, float, float]
         )
 
 
+def city_extent(model: CoverageModel) -> tuple[float, float, float, float]:
+    """Bounds (metric) of the city's buildings and walking network."""
+    b = model.buildings
+    x0, y0 = float(np.nanmin(b["x"])), float(np.nanmin(b["y"]))
+    x1, y1 = float(np.nanmax(b["x"])), float(np.nanmax(b["y"]))
+    if model.graph is not None and model.graph.n_edges:
+        import shapely
+
+        gx0, gy0, gx1, gy1 = shapely.total_bounds(model.graph.geoms)
+        x0, y0, x1, y1 = min(x0, gx0), min(y0, gy0), max(x1, gx1), max(y1, gy1)
+    return x0, y0, x1, y1
+
+
+def _outside(ext: tuple[float, float, float, float], x: float, y: float) -> float:
+    """How far (m) the point lies outside the box (0 inside; inf when not finite)."""
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return math.inf
+    x0, y0, x1, y1 = ext
+    return math.hypot(max(x0 - x, 0.0, x - x1), max(y0 - y, 0.0, y - y1))
+
+
+def position(
+    model: CoverageModel, lon: float, lat: float, srid: int, *, what: str = "位置 position"
+) -> tuple[float, float]:
+    """Metric (x, y) of a position a caller gives in the storage CRS (lon/lat degrees), refused unless it
+    is a finite lon/lat pair (rule: lonlat_range), not swapped (rule: lonlat_swapped) and within the
+    distance cap of the city's buildings and streets (rule: point_near_city): farther out, a facility
+    could change nothing, and "0 buildings change" would be a wrong answer."""
+    from gisgov.crs import transformer
+
+    try:
+        lon, lat = float(lon), float(lat)
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInput(f"坐标必须是数值 {what}: lon/lat must be numbers (rule: finite_coordinates)") from None
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        raise InvalidInput(
+            f"坐标必须是有限数 {what}: lon/lat must be finite numbers, got ({lon}, {lat}) (rule: finite_coordinates)"
+        )
+    tr = transformer(srid, model.epsg)
+    ext = city_extent(model)
+    margin = model.cap
+
+    def near(a: float, b: float) -> bool:
+        if not (-180.0 <= a <= 180.0 and -90.0 <= b <= 90.0):
+            return False
+        x, y = (float(v) for v in tr.transform(a, b))
+        return _outside(ext, x, y) <= margin
+
+    if near(lon, lat):
+        x, y = (float(v) for v in tr.transform(lon, lat))
+        return x, y
+    if near(lat, lon):
+        raise InvalidInput(
+            f"经纬度顺序颠倒 {what} ({lon:g}, {lat:g}) looks like latitude, longitude: give the longitude first "
+            f"({lat:g}, {lon:g}) (rule: lonlat_swapped)"
+        )
+    if not (-180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+        raise InvalidInput(
+            f"经纬度超出范围 {what} ({lon:g}, {lat:g}) is not a longitude, latitude in degrees "
+            "(lon −180…180, lat −90…90; projected metres are not accepted) (rule: lonlat_range)"
+        )
+    off = _outside(ext, *(float(v) for v in tr.transform(lon, lat)))
+    far = "far" if not math.isfinite(off) else f"{off / 1000:.1f} km"
+    raise InvalidInput(
+        f"位置远离本市数据范围 {what} ({lon:g}, {lat:g}) lies {far} outside the city's buildings and streets "
+        f"(allowed: the distance cap, {margin:.0f} m) (rule: point_near_city)"
+    )
+
+
+def access_check(model: CoverageModel, snap: Snap, *, what: str = "位置 position") -> list[str]:
+    """Refuse a facility off the walking network (access leg over ``network.max_access_m``: the straight
+    line would be counted as a walk; rule: off_network); warnings for a long leg or one across water."""
+    from gisgov.network.snap import FLAG_BARRIER, FLAG_LONG
+
+    if model.method != NETWORK:
+        return []
+    leg = float(snap.leg[0])
+    cap = model.params.max_access_m
+    if snap.edge[0] < 0 or not leg <= cap:
+        raise InvalidInput(
+            f"位置不在步行路网上 {what} is off the walking network: the nearest walkable street is {leg:.0f} m away, "
+            f"more than {cap:.0f} m (setting network.max_access_m); map the path to it first (rule: off_network)"
+        )
+    out = []
+    if snap.flags[0] & FLAG_LONG:
+        out.append(
+            f"接入距离较长 access leg {leg:.0f} m is longer than {model.params.max_snap_m:.0f} m: counted as walked "
+            "in a straight line (rule: long_access)"
+        )
+    if snap.flags[0] & FLAG_BARRIER:
+        out.append("接入线穿越水系或铁路 the access leg crosses water or rail (rule: crosses_barrier)")
+    return out
+
+
 @dataclass
 class WhatIf:
     op: str
@@ -56,6 +150,7 @@ class WhatIf:
     changed: np.ndarray  # building indices whose distance changed
     new_snap: Snap | None = None
     seconds: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # bilingual, each naming its rule
 
 
 def _single(model: CoverageModel, snap: Snap, limit: float):
@@ -71,11 +166,9 @@ def add(model: CoverageModel, category: str, dist: np.ndarray, fac: np.ndarray, 
     t0 = time.perf_counter()
     if model.method == NETWORK:
         snap = model._snap(np.array([x]), np.array([y]))
-        if snap.edge[0] < 0:
-            raise InvalidInput(
-                f"该位置无法接入步行路网 ({x:.1f}, {y:.1f}) cannot be placed on the walking network (rule: on_network)"
-            )
+        warnings = access_check(model, snap)
     else:
+        warnings = []
         snap = Snap.empty(1)
         snap.x[:], snap.y[:] = x, y
     d_new = _single(model, snap, model.cap)
@@ -83,7 +176,15 @@ def add(model: CoverageModel, category: str, dist: np.ndarray, fac: np.ndarray, 
     after = np.where(better, d_new, dist)
     fac_after = np.where(better, NEW, fac)
     return WhatIf(
-        "add", category, dist, after, fac_after, np.flatnonzero(better), snap, {"total": time.perf_counter() - t0}
+        "add",
+        category,
+        dist,
+        after,
+        fac_after,
+        np.flatnonzero(better),
+        snap,
+        {"total": time.perf_counter() - t0},
+        warnings,
     )
 
 
@@ -153,7 +254,15 @@ def move(
     a = add(model, category, r.after, r.fac_after, x, y)
     changed = np.flatnonzero(a.after != dist)
     return WhatIf(
-        "move", category, dist, a.after, a.fac_after, changed, a.new_snap, {"total": time.perf_counter() - t0}
+        "move",
+        category,
+        dist,
+        a.after,
+        a.fac_after,
+        changed,
+        a.new_snap,
+        {"total": time.perf_counter() - t0},
+        a.warnings,
     )
 
 

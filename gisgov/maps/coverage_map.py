@@ -17,6 +17,8 @@ from gisgov.crs import WGS84
 from gisgov.maps.offline import add_css, add_html, offline_map, render_html
 
 RING_COLOURS = ["#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027"]
+NO_FACILITY_COLOUR = "#9aa0a6"
+NO_FACILITY_TEXT = "无此类设施数据 no facility of this category in the data"
 
 _CSS = """
 .gisgov-panel { position: absolute; z-index: 1000; background: rgba(255,255,255,0.93); border-radius: 6px;
@@ -41,8 +43,11 @@ def build_coverage_map(
     budget_m: float,
     method: str,
     note: str = "",
+    no_facility: bool = False,
 ) -> folium.Map:
-    """``rings``: (label, distance m) in increasing order, used to colour buildings."""
+    """``rings``: (label, distance m) in increasing order, used to colour buildings. ``no_facility``: the
+    data hold no facility of the category — buildings are grey and the page says so (missing data,
+    not a gap)."""
     m = offline_map(control_scale=True, prefer_canvas=True)
     add_css(m, _CSS)
     a = area.to_crs(WGS84)
@@ -72,6 +77,9 @@ def build_coverage_map(
     ring = np.searchsorted(edges, np.where(np.isnan(d), np.inf, d), side="left")
     b["colour"] = [RING_COLOURS[min(i, len(RING_COLOURS) - 1)] for i in np.minimum(ring, len(rings))]
     b["distance_m"] = np.where(np.isnan(d), None, np.round(d, 0))
+    if no_facility:
+        b["colour"] = NO_FACILITY_COLOUR
+        b["distance_m"] = NO_FACILITY_TEXT
     folium.GeoJson(
         b[["code", "households", "distance_m", "colour", "geometry"]].to_json(drop_id=True, na="null"),
         name=f"楼栋 Buildings by distance ({len(b)})",
@@ -118,12 +126,19 @@ def build_coverage_map(
         for i, (lbl, r) in enumerate(rings[: len(RING_COLOURS) - 1])
     )
     legend += f'<div><i style="background:{RING_COLOURS[-1]}"></i>更远 / 不可达 beyond / unreachable</div>'
+    if no_facility:
+        legend = f'<div class="gisgov-nofac"><i style="background:{NO_FACILITY_COLOUR}"></i>{NO_FACILITY_TEXT}</div>'
     add_html(m, f'<div class="gisgov-panel gisgov-legend"><b>步行距离 Walking distance</b>{legend}</div>')
     warn = (
         ""
         if method == "network"
         else '<div class="gisgov-warn">无路网：直线距离×绕行系数 No walking network: straight line × detour factor</div>'
     )
+    if no_facility:
+        warn += (
+            f'<div class="gisgov-warn gisgov-nofac">{NO_FACILITY_TEXT}: 覆盖率为缺数据而非服务缺口 '
+            "the 0 % coverage is missing data, not a gap</div>"
+        )
     add_html(
         m,
         f'<div class="gisgov-panel gisgov-title"><b>{html.escape(title)}</b><br><small>{html.escape(note)}</small>'
@@ -172,5 +187,6 @@ def coverage_map_html(
         budget_m=budget,
         method=svc.model.method,
         note=note,
+        no_facility=len(fac) == 0,
     )
     return render_html(m)

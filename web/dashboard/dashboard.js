@@ -1,6 +1,7 @@
 /* 领导驾驶舱 leaders' drill-down map: city → street → community → grid → compound.
  * Plain Leaflet (vendored, served by the app). Data: /api/stats[/{level}/{code}] (+ /features), /health,
- * /api/layers/building (context footprints at grid/compound level), /api/auth/me (who is signed in).
+ * /api/layers/building (context footprints at grid/compound level), /api/auth/me (who is signed in),
+ * /api/coverage/catalog (which service categories have no facility in the data: shown as such, not as 0 %).
  * Aggregates only; for roles without personal-data access small special-group counts arrive as strings
  * ("<5", and "≥5" where a total would give them away) and are shown as they are. A grid's staff list
  * (name, masked phone) arrives only for roles that may see it. Requests, the user badge and sign-out go
@@ -62,9 +63,11 @@
     var cov = state.doc && state.doc.coverage;
     if (cov) {
       cov.categories.forEach(function (c) {
-        list.push({ key: "cov:" + c.code, zh: c.name_zh + " · 15分钟覆盖率", en: c.name_en, palette: "rdylgn", share: true,
-          coverage: true, group: true, fmt: function (x) { return pct(x, 0); },
-          get: function (s) { return s.coverage ? s.coverage.categories[c.code].share : null; } });
+        var none = !!c.no_facility;
+        list.push({ key: "cov:" + c.code, zh: c.name_zh + (none ? " · " + NO_FACILITY_ZH : " · 15分钟覆盖率"),
+          en: c.name_en + (none ? " (" + NO_FACILITY_EN + ")" : ""), palette: "rdylgn", share: true,
+          coverage: true, group: true, fmt: function (x) { return none ? NO_FACILITY_ZH : pct(x, 0); },
+          get: function (s) { return !none && s.coverage ? s.coverage.categories[c.code].share : null; } });
       });
     }
     return list;
@@ -114,10 +117,13 @@
     var base = r.level === "city" ? "/api/stats" : "/api/stats/" + r.level + "/" + r.code;
     document.body.classList.add("busy");
     delete document.body.dataset.ready;
-    Promise.all([getJSON(base), getJSON(base + "/features")]).then(function (res) {
+    // the coverage catalog says which categories have no facility in the data (无此类设施数据)
+    var catalog = getJSON("/api/coverage/catalog").catch(function () { return null; });
+    Promise.all([getJSON(base), getJSON(base + "/features"), catalog]).then(function (res) {
       if (token !== state.token) return;
       state.doc = res[0];
       state.fc = res[1];
+      markNoFacility(state.doc, res[2]);
       hideNotice();
       render();
       document.body.dataset.ready = r.level + (r.code ? "/" + r.code : "");
@@ -127,6 +133,15 @@
       showNotice("无法加载 Could not load: " + err.message, true);
       document.body.dataset.ready = "error";
     }).then(function () { document.body.classList.remove("busy"); });
+  }
+
+  // A category without any facility in the data shows "no facility" instead of a 0 % that reads as a gap.
+  var NO_FACILITY_ZH = "无此类设施数据", NO_FACILITY_EN = "no facility in the data";
+  function markNoFacility(doc, catalog) {
+    if (!doc || !doc.coverage || !doc.coverage.categories) return;
+    var none = {};
+    ((catalog && catalog.categories) || []).forEach(function (c) { if (c.no_facility) none[c.code] = true; });
+    doc.coverage.categories.forEach(function (c) { c.no_facility = !!(c.no_facility || none[c.code]); });
   }
 
   // -- rendering: side panels ----------------------------------------------------------------------
@@ -295,14 +310,19 @@
       ringColour + '" data-label="' + pct(c.share, 0) + '"></div><div class="txt">' +
       "<b>完整" + esc(meta.circle_zh) + "</b><br>16类服务均在 " + meta.minutes + " 分钟步行内的户<br>" + num(c.households_in) + " / " +
       num(c.households) + " 户 households · " + esc(meta.profile_zh) + "</div></div>";
-    var rows = meta.categories.map(function (k) {
+    var rows = meta.categories.filter(function (k) { return !k.no_facility; }).map(function (k) {
       var v = s.coverage.categories[k.code];
       return { code: k.code, name: k.name_zh, title: k.name_zh + " " + k.name_en + ": " + num(v.households_in) + " 户",
         value: v.share };
     });
+    var none = meta.categories.filter(function (k) { return k.no_facility; });
+    var noneHtml = none.length ? '<div class="muted-note no-facility" data-codes="' +
+      esc(none.map(function (k) { return k.code; }).join(",")) + '">' + NO_FACILITY_ZH + " " + NO_FACILITY_EN + "（" +
+      none.map(function (k) { return esc(k.name_zh); }).join("、") +
+      "）：覆盖率为缺数据而非服务缺口 missing data, not a gap</div>" : "";
     el.innerHTML = head + '<div class="bars two-col">' + bars(rows, 1, function (x) { return pct(x, 0); }, function (r) {
       return strong(colour(r.value, [0, 0.2, 0.4, 0.6, 0.8, 1], { palette: "rdylgn" }));
-    }) + "</div>";
+    }) + "</div>" + noneHtml;
   }
 
   function renderSelect() {

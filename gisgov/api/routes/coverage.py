@@ -146,8 +146,12 @@ def special_groups_view(
     response_model=CoverageCatalog,
     response_model_exclude_unset=True,
 )
-def coverage_catalog(svc: CoverageService = Depends(service), p: Principal = READ) -> dict:
+def coverage_catalog(conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ) -> dict:
+    """The catalog; each category says how many facilities of it the data hold (``no_facility``: none, so
+    its coverage is missing data — 无此类设施数据 — not a gap)."""
     cat = svc.catalog()
+    system_scope(conn)  # "in the data" means the whole city's facility table
+    counts = svc.facility_counts_stored(conn)
     return {
         "circles": [c.__dict__ for c in cat.circles],
         "profiles": [p.__dict__ for p in cat.profiles],
@@ -158,6 +162,8 @@ def coverage_catalog(svc: CoverageService = Depends(service), p: Principal = REA
                 "name_zh": c.name_zh,
                 "name_en": c.name_en,
                 "select": [{"category": s.category, "kinds": list(s.kinds)} for s in c.select],
+                "facilities": counts.get(c.code, 0),
+                "no_facility": counts.get(c.code, 0) == 0,
             }
             for c in cat.categories
         ],

@@ -51,6 +51,17 @@ class CoverageRow(Answer):
     share_buildings: float | None = Field(description="楼栋覆盖率 share of buildings within (0–1)")
     share_households: float | None = Field(description="户数覆盖率 share of households within (0–1)")
     share_residents: float | None = Field(description="人数覆盖率 share of residents within (0–1)")
+    facilities: int | None = Field(
+        None, description="设施数 facilities of this category in the data (whole city; category rows only)"
+    )
+    no_facility: bool = Field(
+        False,
+        description="无此类设施数据 no facility of this category in the data: the 0 % is missing data, not a gap "
+        "(a complete-circle row: one of its categories has none)",
+    )
+    no_facility_categories: list[str] | None = Field(
+        None, description="无设施数据的类别 required categories with no facility in the data (complete rows)"
+    )
 
 
 class CoverageSummary(Answer):
@@ -139,6 +150,10 @@ class SiteResult(Answer):
     covered_buildings: Any = Field(description="覆盖楼栋 buildings covered with the sites")
     covered_households: Any = Field(description="覆盖户数 households covered with the sites")
     uncoverable_buildings: Any = Field(description="无法覆盖楼栋 buildings no site can cover")
+    off_network_candidates: int = Field(
+        0, description="路网外候选点 candidates left out: farther than network.max_access_m from a walkable street"
+    )
+    warnings: list[str] = Field(default_factory=list, description="提示 bilingual warnings, each naming its rule")
     seconds: Any = Field(description="耗时（秒）time taken")
     method: str = Field(description="距离算法 network or euclidean")
 
@@ -191,6 +206,13 @@ class WhatIfResult(Answer):
     level: str | None = Field(description="层级 level of the unit asked for")
     code: str | None = Field(description="编码 code of the unit asked for")
     total_ms: float = Field(description="总耗时（毫秒）total time")
+    access_m: float | None = Field(
+        None, description="接入距离（米）straight leg from the new position to the walking network (add / move)"
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="提示 bilingual warnings (long access leg, leg across water), each naming its rule",
+    )
     run_id: int | None = Field(None, description="计算批次 the coverage run written (commit only)")
     categories_updated: list[str] | None = Field(None, description="更新的类别 categories recomputed (commit only)")
     buildings_updated: int | None = Field(

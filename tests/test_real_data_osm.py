@@ -270,6 +270,17 @@ def test_access_leg_across_the_railway_is_flagged(loaded):
     assert "crosses_barrier" not in flags[south]
 
 
+def test_motorways_count_as_barriers_for_access_legs(loaded):
+    """Motorways and roads closed to walkers are stored as kind 'other'; the walking model reads them."""
+    from gisgov.coverage import store
+
+    eng, _ = loaded
+    with eng.connect() as conn:
+        city = store.load_city(conn)
+    kinds = sorted(city.barriers["kind"])
+    assert kinds.count("other") == 3 and "rail" in kinds
+
+
 # ---------------------------------------------------------------- item 15: walking profile
 def _way_walk(city, town: Town) -> dict[str, bool]:
     """Walkable flag per way key of the town (every edge of a way shares it)."""

@@ -108,7 +108,7 @@ def load_city(conn: Connection, *, footprints: bool = True) -> CityData:
     barriers = _gdf(
         _frame(
             conn,
-            "SELECT id, kind, ST_AsBinary(geom) AS wkb FROM barrier WHERE kind IN ('river', 'water', 'rail', 'wall')",
+            "SELECT id, kind, ST_AsBinary(geom) AS wkb FROM barrier WHERE kind IN ('river', 'water', 'rail', 'wall', 'other')",
         ),
         srid,
     )

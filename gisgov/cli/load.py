@@ -83,7 +83,16 @@ def load(
     repair: bool = typer.Option(
         False,
         "--repair",
-        help="Fix what can be fixed (MakeValid, swapped axes, unclosed rings, clip to parent) and report each fix.",
+        help="Fix what can be fixed (MakeValid, swapped axes, unclosed rings, clip to parent, trim overlaps "
+        "with same-level records; with --update, move buildings to the compound/grid now containing them) "
+        "and report each fix.",
+    ),
+    update: bool = typer.Option(
+        False,
+        "--update",
+        help="更新 Records whose code is already in the database replace it (geometry and the attributes the "
+        "file maps; the previous version is kept in the history and the change audited), all or nothing; "
+        "children left outside an updated boundary reject the update. Default: such codes are rejected.",
     ),
     region: str = typer.Option(
         None,
@@ -107,11 +116,16 @@ def load(
     """导入 Load a file into the database: validated, all or nothing (exit 0 loaded, 1 rejected, 2 usage)."""
     engine = common.engine()
     try:
+        from gisgov.cli.users import cli_actor
         from gisgov.ingest.loader import load_file
 
         with common.progress(console.get()) as p:
             cb = common.StageBars(p, STAGES_ZH)
             if osm:
+                if update:
+                    raise fail(
+                        "--update applies to --level street|community|grid|compound|building|facility", EXIT_USAGE
+                    )
                 from gisgov.ingest.osm import load_osm
 
                 rep = load_osm(
@@ -134,6 +148,8 @@ def load(
                     estimate=not no_estimate,
                     progress=cb,
                     header_row=header_row,
+                    update=update,
+                    actor=cli_actor(),
                 )
     except InvalidInput as exc:  # the loader's UsageError among them
         raise fail(f"用法错误 usage error: {exc}", EXIT_USAGE) from None

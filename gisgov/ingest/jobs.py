@@ -150,11 +150,15 @@ def run(
     vault=None,
     cleanup: Path | None = None,
     area: str = "",
+    actor=None,
 ) -> Report | None:
     """Run one load for a job; always records the outcome. Returns the report (None on failure).
 
     ``engine`` should be a :func:`scoped_engine` for imports on behalf of a user; ``area`` is the
-    code prefix the user may write (records outside it are rejected, rule ``out_of_scope``)."""
+    code prefix the user may write (records outside it are rejected, rule ``out_of_scope``). ``options``
+    as stored with the job: crs, layer, map, repair, dry_run, region, encoding, update (replace records
+    whose code exists, versioned), header_row (rosters). ``actor`` (a Principal) is named in the audit
+    rows of updated records."""
     from gisgov.errors import GisgovError
     from gisgov.ingest.loader import load_file
     from gisgov.ingest.osm import load_osm
@@ -187,6 +191,9 @@ def run(
                 display_name=display_name,
                 vault=vault,
                 area=area,
+                header_row=options.get("header_row"),
+                update=bool(options.get("update", False)),
+                actor=actor,
             )
         finish(engine, job_id, rep)
         return rep

@@ -6,12 +6,14 @@ The whole load runs in one transaction. When any record is rejected nothing is w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from gisgov.config import get_settings
@@ -19,12 +21,12 @@ from gisgov.errors import InvalidInput
 from gisgov.ingest import estimates, store
 from gisgov.ingest.coords import SourceCRS, crs_from_file, parse_crs, to_storage
 from gisgov.ingest.fields import parse_map, resolve
-from gisgov.ingest.levels import ALL_LEVELS, LEVELS
+from gisgov.ingest.levels import ALL_LEVELS, LEVELS, Level
 from gisgov.ingest.readers import RawTable, ReadError, read_any
-from gisgov.ingest.report import INFO, Report, settle
+from gisgov.ingest.report import INFO, REPAIRED, Report, settle
 from gisgov.ingest.settings import get_ingest_settings
 from gisgov.ingest.uploads import UploadRejected
-from gisgov.ingest.validate import Batch, validate
+from gisgov.ingest.validate import Batch, _label, validate
 
 
 class UsageError(InvalidInput):
@@ -170,6 +172,8 @@ def load_file(
     vault=None,
     area: str = "",
     header_row: int | None = None,
+    update: bool = False,
+    actor=None,
 ) -> Report:
     """Load ``path`` as ``level``; returns the report (status loaded / rejected / dry-run).
 
@@ -179,9 +183,23 @@ def load_file(
     ``area``: code prefix of the hierarchy the caller may change ('' = all). Records whose code (a
     facility's community code) lies outside it are rejected (rule ``out_of_scope``); road networks
     are city-wide and need ``area == ''``. Resident rosters are checked against the database scope
-    of the connection (row-level security), see :func:`gisgov.ingest.roster.load_roster`."""
+    of the connection (row-level security), see :func:`gisgov.ingest.roster.load_roster`.
+
+    ``update``: records whose code is already in the database replace it (geometry and the attributes
+    the file maps; the rest keep their values) instead of being rejected (``code_exists``); the previous
+    state goes to ``feature_history`` and each change is audited (``actor``: a Principal or a name),
+    in the load's single transaction. Children of an updated record (a street's communities, a
+    community's grids/compounds/buildings/facilities, a compound's or grid's buildings) whose position
+    falls outside it are rejected (rule ``child_outside``): nothing changes. With ``repair``, buildings
+    are moved to the compound / grid now containing them (or to none) and each move is reported;
+    children bound by their code cannot be moved by an import and stay rejected.
+
+    Same-level records may not overlap (rule ``sibling_overlap``; with ``repair`` the newer record is
+    trimmed) and gaps inside a parent are noted (``parent_gap``), see :mod:`gisgov.ingest.siblings`."""
     if level not in ALL_LEVELS:
         raise UsageError(f"unknown level {level!r}; choose one of {', '.join(ALL_LEVELS)}")
+    if update and level not in store.UPDATABLE:
+        raise UsageError(f"--update applies to {', '.join(store.UPDATABLE)}, not {level}")
     if header_row is not None and header_row < 1:
         raise UsageError(f"--header-row expects a row number ≥ 1, got {header_row}")
     p = Path(path)
@@ -242,16 +260,21 @@ def load_file(
             store.lock(conn, lv.table)
             ctx = store.load_context(conn, lv, box)
             ctx.clip_share = get_ingest_settings().clip_share
+            ctx.update = update
             if progress:
                 progress("validate", 0, len(batch.records))
             rows, issues = validate(batch, ctx, repair=repair)
             report.extend(issues)
+            _check_siblings(lv, batch, ctx, rows, report, repair)
             if area:
                 _check_area(lv, rows, batch.records, area, report)
             if progress:
                 progress("validate", len(batch.records), len(batch.records))
             if report.ok:
-                _write(conn, lv, rows, ctx.srid, report, estimate, progress)
+                upd = None
+                if update:
+                    upd = _Update(ctx.existing_codes, list(batch.attrs.columns), actor, name, repair)
+                _write(conn, lv, rows, ctx.srid, report, estimate, progress, upd)
             settle(tx, report, dry_run=dry_run)
         except BaseException:
             if tx.is_active:
@@ -286,7 +309,111 @@ def _check_area(lv, rows: pd.DataFrame, records: list[str], area: str, report: R
             )
 
 
-def _write(conn, lv, rows: pd.DataFrame, srid: int, report: Report, estimate: bool, progress) -> None:
+def _check_siblings(lv, batch: Batch, ctx, rows: pd.DataFrame, report: Report, repair: bool) -> None:
+    """不重不漏: overlaps with same-level records (file and database), gaps inside the parents."""
+    from gisgov.ingest.siblings import check_gaps, check_overlaps
+
+    if lv.name not in store.SIBLING_SOURCES:
+        return
+    ok = rows["_ok"].to_numpy(dtype=bool).copy()
+    records = _label(batch.records, rows["code"].tolist())
+    report.extend(check_overlaps(lv.name, records, rows, ok, ctx.siblings, repair=repair))
+    if report.ok and ok.all():  # gaps of what would be written (a rejected load writes nothing)
+        report.extend(check_gaps(lv.name, rows, ok, ctx.parents, ctx.siblings))
+    rows["_ok"] = ok
+
+
+@dataclass
+class _Update:
+    """What ``--update`` needs when writing: codes already stored, the fields the file maps, who, which file."""
+
+    existing: set[str]
+    mapped: list[str]
+    actor: object
+    source: str
+    repair: bool
+
+
+def _apply_updates(
+    conn: Connection, lv: Level, rows: pd.DataFrame, srid: int, report: Report, estimate: bool, upd: _Update
+) -> None:
+    from gisgov.ingest.rules import msg
+
+    columns = store.update_columns(lv, upd.mapped)
+    changed, unchanged, missing = store.update_level(
+        conn, lv, rows.reset_index(drop=True), srid, columns, actor=upd.actor, source=upd.source
+    )
+    for code in missing:
+        report.add(
+            code,
+            "code_exists",
+            code,
+            msg("code_exists", f"{code} belongs only to a draft or archived plan; an import updates current records"),
+        )
+    report.counts["updated"] = len(changed)
+    report.counts["unchanged"] = len(unchanged)
+    for e in changed:
+        report.add(
+            f"{lv.name} {e['code']}",
+            "updated",
+            f"v{e['version']}",
+            msg("updated", f"changed {', '.join(e['changed'])}; previous version kept as history #{e['history_id']}"),
+            INFO,
+        )
+    moved = [e for e in changed if e["geometry_changed"]]
+    if lv.name == "building" and estimate and moved:
+        if "households" not in upd.mapped:  # an estimate made for the old footprint is made again
+            conn.execute(
+                text("UPDATE building SET households = NULL WHERE households_estimated AND code = ANY(:c)"),
+                {"c": [e["code"] for e in moved]},
+            )
+        report.counts["households_estimated"] = report.counts.get("households_estimated", 0) + (
+            estimates.apply_estimates(conn, [e["code"] for e in changed])
+        )
+    outside = store.children_outside(conn, lv, [e["id"] for e in moved])
+    by_col: dict[str, list[tuple[str, str, str, str]]] = {}
+    for child, code, pcode, where in outside:
+        col = store.REASSIGNABLE.get((lv.name, child))
+        if upd.repair and col:
+            by_col.setdefault(col, []).append((child, code, pcode, where))
+            continue
+        hint = (
+            "use --repair to move it to the one now containing it"
+            if col
+            else f"correct the {child} first (its code ties it to this {lv.name})"
+        )
+        report.add(
+            f"{lv.name} {pcode}",
+            "child_outside",
+            code,
+            msg("child_outside", f"{child} {code} would lie outside {lv.name} {pcode} (at {where}); {hint}"),
+        )
+    for col, items in by_col.items():
+        new = dict(store.reassign_buildings(conn, col, [c for _, c, _, _ in items]))
+        for child, code, pcode, where in items:
+            report.add(
+                f"{lv.name} {pcode}",
+                "child_outside",
+                code,
+                msg(
+                    "child_outside",
+                    f"{child} {code} (at {where}) moved from {lv.name} {pcode} to "
+                    f"{new.get(code) or '(none 无)'} 已改挂到所在的{lv.zh}",
+                ),
+                REPAIRED,
+            )
+
+
+def _write(
+    conn: Connection,
+    lv: Level,
+    rows: pd.DataFrame,
+    srid: int,
+    report: Report,
+    estimate: bool,
+    progress: Any,
+    upd: _Update | None = None,
+) -> None:
     sp = conn.begin_nested()
     try:
         if lv.name == "road":
@@ -303,6 +430,10 @@ def _write(conn, lv, rows: pd.DataFrame, srid: int, report: Report, estimate: bo
                 largest_component_share(len(net.node_xy), net.source, net.target), 4
             )
         else:
+            if upd is not None:
+                is_upd = rows["code"].isin(upd.existing).to_numpy()
+                _apply_updates(conn, lv, rows[is_upd], srid, report, estimate, upd)
+                rows = rows[~is_upd].reset_index(drop=True)
             report.counts["written"] = store.write_level(conn, lv, rows, srid, progress)
             if lv.name == "building":
                 report.counts["households_given"] = int(rows["households"].notna().sum())

@@ -11,6 +11,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -82,6 +83,8 @@ class Context:
     grids: Parents = field(default_factory=Parents.empty)
     categories: dict[str, str] = field(default_factory=dict)  # lower-case code/name_zh/alias → code
     clip_share: float = 0.5  # --repair clips a child to its parent when at least this share lies inside
+    update: bool = False  # --update: a code already in the database is replaced (versioned), not rejected
+    siblings: Parents = field(default_factory=Parents.empty)  # same-level records (community = parent code)
 
 
 # Accepted spellings of enumerated values.
@@ -167,7 +170,7 @@ def _col(df: pd.DataFrame, name: str) -> list:
     ]
 
 
-def _polygonal_part(g):
+def _polygonal_part(g: Any) -> Any:
     """The polygonal part of a (made-valid) geometry as a MultiPolygon, or None."""
     if g is None or g.is_empty:
         return None
@@ -183,6 +186,9 @@ def _polygonal_part(g):
                 polys.extend(part.geoms)
         return shapely.MultiPolygon(polys) if polys else None
     return None
+
+
+polygonal_part = _polygonal_part
 
 
 def _in_box(bounds: np.ndarray, box) -> np.ndarray:
@@ -336,8 +342,14 @@ def validate(batch: Batch, ctx: Context, *, repair: bool = False) -> tuple[pd.Da
                 add(i, "code_duplicate", c, f"first at {batch.records[first[c]]}")
             else:
                 first[c] = i
-            if c in ctx.existing_codes:
-                add(i, "code_exists", c, "loading never overwrites; delete it first or give a new code")
+            if c in ctx.existing_codes and not ctx.update:
+                add(
+                    i,
+                    "code_exists",
+                    c,
+                    "loading never overwrites; use --update to replace it (the previous version is kept) "
+                    "or give a new code",
+                )
 
     # parents
     parent_code: list[str | None] = [None] * n

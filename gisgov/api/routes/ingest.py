@@ -156,6 +156,14 @@ def import_file(
     dry_run: bool = Form(False),
     region: str | None = Form(None, description="auto or minlon,minlat,maxlon,maxlat"),
     encoding: str | None = Form(None),
+    update: bool = Form(
+        False,
+        description="更新 records whose code already exists replace it (versioned, audited, all or nothing); "
+        "otherwise such codes are rejected (rule code_exists)",
+    ),
+    header_row: int | None = Form(
+        None, ge=1, description="居民名册表头行 rosters: the spreadsheet row (1-based) holding the column names"
+    ),
     p: Principal = Depends(require(Perm.import_data)),
 ):
     """Small files: the report in the response (200 loaded or dry-run, 422 rejected). Large files:
@@ -164,6 +172,8 @@ def import_file(
     try:
         if level not in (*ALL_LEVELS, "osm"):
             raise UsageError(f"unknown level {level!r}; choose one of {', '.join((*ALL_LEVELS, 'osm'))}")
+        if update and level in ("road", "resident", "osm"):
+            raise UsageError(f"update applies to street, community, grid, compound, building and facility, not {level}")
         if level in CITY_WIDE_LEVELS and p.scope_code:
             raise Forbidden(
                 f"无权限 not allowed: {level} 导入覆盖全市，仅限全市账号 imports of the road network / OSM "
@@ -197,6 +207,8 @@ def import_file(
         "dry_run": dry_run,
         "region": region,
         "encoding": encoding,
+        "update": update,
+        "header_row": header_row,
         "size": size,
     }
     try:
@@ -218,7 +230,7 @@ def import_file(
         )
     rep = None
     try:
-        rep = jobs.run(engine, job_id, path, level, options, path.name, vault, cleanup=tmp, area=p.area_prefix)
+        rep = jobs.run(engine, job_id, path, level, options, path.name, vault, cleanup=tmp, area=p.area_prefix, actor=p)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         result, detail = _summary(job_id, level, path.name, rep)
@@ -243,7 +255,7 @@ def _rejected_detail(rep) -> dict:
 def _run_background(base, engine, job_id, path, level, options, name, vault, tmp, p: Principal, client) -> None:
     rep = None
     try:
-        rep = jobs.run(engine, job_id, path, level, options, name, vault, cleanup=tmp, area=p.area_prefix)
+        rep = jobs.run(engine, job_id, path, level, options, name, vault, cleanup=tmp, area=p.area_prefix, actor=p)
     except Exception:  # already recorded in import_job.error (status failed)
         logging.getLogger("gisgov.import").exception("import job %s failed", job_id)
     finally:

@@ -18,10 +18,23 @@ from gisgov.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, error, fail
 from gisgov.errors import GisgovError
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
 app = common.group("网格划分 Grid sizing: check, propose, repair, activate and compare grid plans.")
-console = common.LazyConsole()
+
+
+class _WideConsole(common.LazyConsole):
+    """The results console: the terminal's width, or wide (200 columns) when written to a pipe or a file,
+    so that tables never cut grid and community codes (``common.console()``)."""
+
+    def get(self) -> Console:
+        if self._console is None:
+            self._console = common.console()
+        return self._console
+
+
+console = _WideConsole()
 
 COMMUNITY = typer.Option(..., "--community", "-c", help="Community code (12 digits).")
 PLAN = typer.Option(None, "--plan", "-p", help="Plan version (default: the active plan).")
@@ -43,7 +56,10 @@ def _grid_table(grids: list[dict[str, Any]], title: str) -> Table:
 
     t = Table(title=title)
     for c in ("网格 code", "户 households", "人 people", "楼栋 buildings", "Polsby–Popper", "Reock", "状态 status"):
-        t.add_column(c, justify="right" if c[0] not in "网状" else "left")
+        if c[0] == "网":  # codes whole on every width: never wrapped, folded or cut with "…"
+            t.add_column(c, no_wrap=True, min_width=max([len(str(g["code"])) for g in grids] + [len(c)]))
+        else:
+            t.add_column(c, justify="right" if c[0] != "状" else "left")
     colour = {"ok": "green", "under": "yellow", "over": "red"}
     for g in grids:
         t.add_row(
@@ -60,7 +76,7 @@ def _grid_table(grids: list[dict[str, Any]], title: str) -> Table:
 
 def _print_breaks(breaks: list[dict[str, Any]]) -> None:
     for b in breaks:
-        console.print(f"  [red]✗[/] [bold]{b['rule']}[/] {b['message']}")
+        console.print(f"  [red]✗[/] [bold]{b['rule']}[/] {common.escape(b['message'])}")
 
 
 @app.command()
@@ -115,6 +131,24 @@ def feasibility(
     raise typer.Exit(EXIT_OK if rep["feasible"] else EXIT_REJECTED)
 
 
+def _not_activated(out: dict[str, Any], save: bool) -> str | None:
+    """Why ``--activate`` did not activate a proposal (None: it may be activated)."""
+    if not save:
+        return "未启用 not activated: --no-save keeps the proposal out of the database"
+    if out.get("version") is None:
+        return f"未启用 not activated: no plan was drafted (status {out.get('status')})"
+    report = out.get("report") or {}
+    if out.get("status") != "ok" or not report.get("ok"):
+        rules = sorted({b["rule"] for b in report.get("breaks", [])})
+        return (
+            f"未启用 not activated: version {out['version']} is {out.get('status')} with "
+            f"{report.get('breaks_count', 0)} rule break(s) ({', '.join(rules) or 'none listed'}); "
+            f"repair it (gisgov grids repair -c {out.get('community')} --plan {out['version']}) or force "
+            f"(gisgov grids activate -c {out.get('community')} --plan {out['version']} --force)"
+        )
+    return None
+
+
 @app.command()
 def propose(
     community: str | None = typer.Option(None, "--community", "-c", help="Community code (12 digits)."),
@@ -131,13 +165,23 @@ def propose(
     activate: bool = typer.Option(False, help="Activate the saved proposal when it obeys the rules."),
     author: str | None = typer.Option(None, help="Author recorded with the plan."),
     note: str | None = typer.Option(None, help="Note recorded with the plan."),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        help="Print the answer as JSON (the API's answer: status, findings, report, GeoJSON); "
+        "with --all a JSON array, one answer per community.",
+    ),
 ) -> None:
-    """划分 Draft a plan: feasibility first, then exact (CP-SAT) or heuristic partition, saved as a draft."""
+    """划分 Draft a plan: feasibility first, then exact (CP-SAT) or heuristic partition, saved as a draft.
+
+    The draft is checked by the full validator: a plan with any rule break is not "ok" (exit 1) and
+    --activate says why it did not activate it."""
     if method not in ("auto", "exact", "heuristic"):
         raise fail(f"--method must be auto, exact or heuristic (got {method})", EXIT_USAGE)
     if not all_ and not community:
         raise fail("give --community CODE or --all", EXIT_USAGE)
     eng = common.engine()
+    from rich.console import Console
     from rich.table import Table
 
     from gisgov.gridding import plans, service
@@ -148,9 +192,15 @@ def propose(
         raise fail("数据库中没有社区 no communities in the database", EXIT_REJECTED)
     summary = Table(title="网格方案 proposals")
     for c in ("社区 community", "grids", "within bounds", "status", "method", "optimal", "s", "version"):
-        summary.add_column(c)
+        if c.startswith("社区"):
+            summary.add_column(c, no_wrap=True, min_width=max(len(x) for x in codes))
+        else:
+            summary.add_column(c)
+    answers: list[dict[str, Any]] = []
     rc = EXIT_OK
-    with common.progress(console.get(), transient=len(codes) == 1) as bar:
+    # with --json the progress bar goes to stderr: stdout holds the JSON only
+    bar_console = Console(stderr=True) if as_json else console.get()
+    with common.progress(bar_console, transient=len(codes) == 1 or as_json) as bar:
         task = bar.add_task("划分 proposing", total=len(codes))
         for code in codes:
             bar.update(task, description=f"划分 {code}")
@@ -171,13 +221,25 @@ def propose(
                             note=note,
                         )
                     )
-                    if activate and save and out.get("status") == "ok" and out["report"]["ok"]:
-                        plans.activate(conn, code, out["version"])
-                        out["activated"] = True
+                    if activate:
+                        why = _not_activated(out, save)
+                        if why is None:
+                            plans.activate(conn, code, out["version"])
+                        out["activated"] = why is None
+                        if why is not None:
+                            out["not_activated"] = why
             except GisgovError as exc:
                 common.say(f"错误 error: {code}: {exc}")
                 rc = rc or common.exit_code_for(exc)
+                if as_json:
+                    answers.append({"community": code, "status": "error", "error": str(exc)})
                 bar.advance(task)
+                continue
+            if out["status"] != "ok":
+                rc = rc or EXIT_REJECTED
+            bar.advance(task)
+            if as_json:
+                answers.append(out)
                 continue
             s = out.get("report", {}).get("summary", {})
             summary.add_row(
@@ -191,16 +253,19 @@ def propose(
                 str(out.get("version", "-")) + (" (active)" if out.get("activated") else ""),
             )
             if out["status"] != "ok":
-                rc = rc or EXIT_REJECTED
                 for f in out["findings"]:
-                    console.print(f"  [red]✗[/] {code} [bold]{f['rule']}[/] {f['message']}")
+                    console.print(f"  [red]✗[/] {code} [bold]{f['rule']}[/] {common.escape(f['message'])}")
             if len(codes) == 1 and "report" in out:
                 console.print(_grid_table(out["report"]["grids"], f"社区 {code}"))
                 _print_breaks(out["report"]["breaks"])
             for n in out.get("notes", []):
-                console.print(f"  [dim]{code}: {n}[/]")
-            bar.advance(task)
-    console.print(summary)
+                console.print(f"  [dim]{code}: {common.escape(n)}[/]")
+            if out.get("not_activated"):
+                console.print(f"  [yellow]{code}: {common.escape(out['not_activated'])}[/]")
+    if as_json:
+        typer.echo(json.dumps(answers if all_ else answers[0], ensure_ascii=False, default=str))
+    else:
+        console.print(summary)
     raise typer.Exit(rc)
 
 

@@ -67,3 +67,25 @@ def test_messages_are_bilingual_with_a_chinese_half_free_of_latin_letters():
         zh, en = text[:first_latin], text[first_latin:]
         assert sum("\u4e00" <= c <= "\u9fff" for c in zh) >= 10, text  # a whole Chinese sentence first
         assert not any("\u4e00" <= c <= "\u9fff" for c in en.replace("(rule", "")), text
+
+
+def test_feasibility_answer_says_when_people_are_estimated(db_factory):
+    """End to end: a community whose buildings have households but no resident records gets the note
+    (load_context marks them, build_context carries the flag, service.feasibility reports it)."""
+    from mini_city import COMM_A, load_mini_city
+    from sqlalchemy import create_engine, pool, text
+
+    from gisgov.gridding import service
+
+    url = db_factory.create(prefix="gisgov_test_feas_est")
+    load_mini_city(url)
+    eng = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with eng.begin() as conn:
+            conn.execute(text("DELETE FROM resident"))
+            conn.execute(text("UPDATE building SET households = 40 WHERE households IS NULL OR households = 0"))
+            out = service.feasibility(conn, COMM_A)
+    finally:
+        eng.dispose()
+    assert any("estimated" in n for n in out["notes"]), out["notes"]
+    assert out["unchecked"] == []

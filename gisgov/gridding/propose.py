@@ -38,6 +38,8 @@ class Proposal:
     method: str | None = None  # exact-cpsat | heuristic
     optimal: bool = False
     solver_status: str | None = None
+    #: how the exact solver ran: deterministic (seeded: one worker, deterministic-time budget) or parallel
+    solver_mode: str | None = None
     gap: float | None = None
     seconds: float = 0.0
     units: int = 0
@@ -104,7 +106,9 @@ def propose(
             + ", ".join(str(ctx.compounds.code[c]) for c in units.split_compounds)
         )
     prop.notes.extend(ctx.atoms.notes)
-    feas = feasibility.check(units.graph, units.households, units.people, r, codes=units.code)
+    feas = feasibility.check(
+        units.graph, units.households, units.people, r, codes=units.code, people_estimated=units.people_estimated
+    )
     prop.findings = findings_json(ctx, units, feas)
     if not feas.feasible and not closest:
         prop.status = "infeasible"
@@ -132,6 +136,7 @@ def propose(
         )
         prop.method = "exact-cpsat"
         prop.solver_status = res.status
+        prop.solver_mode = res.mode or None
         prop.optimal = res.optimal
         prop.gap = None if res.gap is None else round(res.gap, 4)
         if res.labels is not None:
@@ -180,6 +185,7 @@ def propose(
         h, p = units.households, units.people
         prop.method = info2["method"]
         prop.solver_status = info2.get("status")
+        prop.solver_mode = info2.get("mode") or None
         prop.optimal = info2.get("optimal", False)
         prop.notes.append(info2["note"])
     labels = heuristic.relabel_dense(labels) if units.n else labels
@@ -330,6 +336,7 @@ def _closest(
             seed=seed,
         )
         info["status"] = res.status
+        info["mode"] = res.mode
         if res.labels is not None and _score(res.labels, h, p, r, glist) <= best[0]:
             best = (_score(res.labels, h, p, r, glist), res.labels, "exact-cpsat (closest)")
             info["optimal"] = res.optimal

@@ -124,6 +124,7 @@ def repair(
     )
     method = "local-search"
     optimal = False
+    solver_mode: str | None = None
     if units.n <= exact_max_units and not multipart:
         cand = []
         for u in range(units.n):
@@ -156,6 +157,7 @@ def repair(
                 lab = res.labels
             method = "exact-cpsat"
             optimal = res.optimal
+            solver_mode = res.mode or None
     new_ag = ag.copy()
     for u, atoms in enumerate(units.atoms):
         new_ag[atoms] = lab[u]
@@ -176,6 +178,7 @@ def repair(
         "notes": change["notes"],
         "community": ctx.code,
         "method": method,
+        "solver_mode": solver_mode,
         "optimal": optimal,
         "buildings_moved": len(moved),
         "moved": moved,

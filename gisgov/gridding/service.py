@@ -92,6 +92,8 @@ class FeasibilityResult(TypedDict):
     units: int
     findings: list[JsonDict]
     summary: str
+    notes: list[str]
+    unchecked: list[str]
     rules: JsonDict
 
 
@@ -216,7 +218,14 @@ def check(
 def feasibility(conn: Connection, code: str, *, rules: Mapping[str, Any] | None = None) -> FeasibilityResult:
     ctx = load_context(conn, code, rules=_rules(conn, code, rules))
     units = build_units(ctx.atoms, ctx.compounds, ctx.graph, ctx.rules)
-    f = feas_mod.check(units.graph, units.households, units.people, ctx.rules, codes=units.code)
+    f = feas_mod.check(
+        units.graph,
+        units.households,
+        units.people,
+        ctx.rules,
+        codes=units.code,
+        people_estimated=units.people_estimated,
+    )
     return {
         "community": code,
         "feasible": f.feasible,
@@ -227,6 +236,8 @@ def feasibility(conn: Connection, code: str, *, rules: Mapping[str, Any] | None 
         "units": units.n,
         "findings": findings_json(ctx, units, f),
         "summary": f.summary(),
+        "notes": list(f.notes),
+        "unchecked": [str(units.code[u]) for u in f.unchecked],
         "rules": ctx.rules.to_dict(),
     }
 

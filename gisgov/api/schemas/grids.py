@@ -159,6 +159,14 @@ class FeasibilityAnswer(Answer):
     units: int = Field(description="划分单元数 units (compounds and loose buildings)")
     findings: list[Finding] = Field(description="发现 what prevents a plan")
     summary: str = Field(description="结论 one-line verdict (中文 English)")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="说明 notes, e.g. people estimated as households × household size and the grid capacity it implies",
+    )
+    unchecked: list[str] = Field(
+        default_factory=list,
+        description="未判定单元 units the bounded search could not decide (neither stranded nor fine)",
+    )
     rules: dict[str, Any] = Field(description="适用规则 the rules applied")
 
 
@@ -198,7 +206,13 @@ class ProposeAnswer(_Budget):
     )
 
     community: str = Field(description="社区编码 community code")
-    status: str = Field(description="结果 ok / closest (closest plan) / infeasible")
+    status: str = Field(
+        description="结果 ok / closest (closest plan) / infeasible / rule_breaks (the validator found a break in "
+        "the draft; see findings)"
+    )
+    solver_mode: str | None = Field(
+        None, description="求解方式 how the exact solver ran: deterministic (seeded, repeatable) or parallel"
+    )
     method: str | None = Field(None, description="方法 exact-cpsat or heuristic")
     optimal: bool = Field(False, description="是否最优 proven optimal")
     solver_status: str | None = Field(None, description="求解器状态 solver status")
@@ -219,7 +233,12 @@ class RepairAnswer(_Budget):
             "method": "exact",
             "optimal": True,
             "buildings_moved": 2,
-            "moved": [{"building": "1101010010010001", "from": "110101001001002", "to": "110101001001001"}],
+            "moved": ["11010100100100001"],
+            "grids_before": 2,
+            "grids_after": 2,
+            "grids_added": [],
+            "grids_removed": [],
+            "notes": [],
             "breaks_before": 1,
             "breaks_after": 0,
             "seconds": 0.7,
@@ -233,7 +252,17 @@ class RepairAnswer(_Budget):
     method: str | None = Field(None, description="方法 method used")
     optimal: bool | None = Field(None, description="是否最优 proven optimal")
     buildings_moved: int = Field(description="移动楼栋数 buildings moved")
-    moved: list[dict[str, Any]] = Field(description="移动的楼栋 the moves (building, from, to)")
+    moved: list[str] = Field(description="移动的楼栋 codes of the buildings moved")
+    grids_before: int | None = Field(None, description="修复前网格数 grids before")
+    grids_after: int | None = Field(
+        None, description="修复后网格数 grids after (changed when the count cannot meet the bounds)"
+    )
+    grids_added: list[str] = Field(default_factory=list, description="新增网格 grids added (a grid split in two)")
+    grids_removed: list[str] = Field(
+        default_factory=list, description="撤销网格 grids removed (merged into a neighbour)"
+    )
+    solver_mode: str | None = Field(None, description="求解方式 deterministic (seeded) or parallel")
+    notes: list[str] = Field(default_factory=list, description="说明 notes (中文 English)")
     breaks_before: int = Field(description="修复前违规数 hard breaks before")
     breaks_after: int = Field(description="修复后违规数 hard breaks after")
     seconds: float = Field(description="用时（秒）seconds spent")

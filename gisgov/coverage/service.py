@@ -352,7 +352,7 @@ class CoverageService:
         if not level and not code:
             return inside
         if level not in LEVELS:
-            raise InvalidInput(f"level {level!r} is not one of {', '.join(LEVELS)} (rule: level_known)")
+            raise InvalidInput(f"未知层级 level {level!r} is not one of {', '.join(LEVELS)} (rule: level_known)")
         m = (b[level].astype("string") == str(code)).fillna(False).to_numpy(dtype=bool) & inside
         if not m.any():
             raise NotFound(f"{level} {code!r} has no buildings (rule: area_has_buildings)")
@@ -376,7 +376,7 @@ class CoverageService:
         cat = self.catalog()
         fig, gfig = self.figures(conn)
         if level not in LEVELS:
-            raise InvalidInput(f"level {level!r} is not one of {', '.join(LEVELS)} (rule: level_known)")
+            raise InvalidInput(f"未知层级 level {level!r} is not one of {', '.join(LEVELS)} (rule: level_known)")
         f = fig.frame(level, str(code))
         if f.empty:
             raise NotFound(f"{level} {code!r} has no buildings or no coverage figures (rule: area_has_buildings)")
@@ -613,7 +613,7 @@ class CoverageService:
             kinds, ids = np.array(["building"] * len(idx)), m.buildings["id"].to_numpy()[idx]
         elif candidates == "nodes":
             if m.method != NETWORK:
-                raise InvalidInput("candidates=nodes needs a walking network (rule: network_required)")
+                raise InvalidInput("缺少步行路网 candidates=nodes needs a walking network (rule: network_required)")
             b = m.buildings[within]
             pad = budget
             x0, x1 = b["x"].min() - pad, b["x"].max() + pad
@@ -629,7 +629,7 @@ class CoverageService:
             kinds, ids = np.array(["node"] * ok.sum()), g.node_ids[first.index.to_numpy()[ok]]
         else:
             raise InvalidInput(
-                f"candidates {candidates!r} must be buildings, nodes or a list of points (rule: candidate_source)"
+                f"候选点来源无效 candidates {candidates!r} must be buildings, nodes or a list of points (rule: candidate_source)"
             )
         res = siting.site(m, d, budget, demand_mask=within, candidates=(cx, cy), k=k)
         lon, lat = m.to_lonlat(np.asarray(cx)[res.sites], np.asarray(cy)[res.sites], srid)
@@ -710,10 +710,10 @@ class CoverageService:
         xy = None
         if op in ("add", "move"):
             if lon is None or lat is None:
-                raise InvalidInput(f"what-if {op} needs lon and lat (rule: position_required)")
+                raise InvalidInput(f"缺少经纬度 what-if {op} needs lon and lat (rule: position_required)")
             xy = whatif.position(m, lon, lat, srid)
         if op in ("move", "remove") and facility_id is None:
-            raise InvalidInput(f"what-if {op} needs facility_id (rule: facility_required)")
+            raise InvalidInput(f"缺少设施编号 what-if {op} needs facility_id (rule: facility_required)")
         if op == "add":
             w = whatif.add(m, c.code, d, f, *xy)
         elif op == "remove":
@@ -721,7 +721,7 @@ class CoverageService:
         elif op == "move":
             w = whatif.move(m, c.code, rows, d, f, self._facility_row(facility_id), *xy)
         else:
-            raise InvalidInput(f"what-if op {op!r} must be add, move or remove (rule: whatif_op)")
+            raise InvalidInput(f"模拟操作无效 what-if op {op!r} must be add, move or remove (rule: whatif_op)")
         compute_ms = w.seconds["total"] * 1000
         within = self.within(level, code, scope)
         inside = self.scope_mask(scope)
@@ -776,7 +776,9 @@ class CoverageService:
             if kind is None:  # the category's first Chinese kind keyword, if it names one
                 kind = next((k for k in sel.kinds if any("\u4e00" <= ch <= "\u9fff" for ch in k)), None)
             elif not c.facility_mask(pd.DataFrame({"category_code": [sel.category], "kind": [kind]}))[0]:
-                raise InvalidInput(f"kind {kind!r} is not selected by category {c.code!r} (rule: kind_in_category)")
+                raise InvalidInput(
+                    f"设施类型不属于该类别 kind {kind!r} is not selected by category {c.code!r} (rule: kind_in_category)"
+                )
             code = f"WHATIF-{uuid.uuid4().hex[:10]}"
             facility_id = store.insert_facility(
                 conn,

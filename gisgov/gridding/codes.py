@@ -41,7 +41,9 @@ def reading_order(polygons: list[Any]) -> list[int]:
 def number(community_code: str, polygons: list[Any]) -> list[str]:
     """The code of each polygon (same order as given)."""
     if len(polygons) > 999:
-        raise InvalidInput(f"community {community_code}: {len(polygons)} grids exceed the 3-digit sequence (999)")
+        raise InvalidInput(
+            f"网格数超过三位序号上限 community {community_code}: {len(polygons)} grids exceed the 3-digit sequence (999)"
+        )
     codes = [""] * len(polygons)
     for seq, i in enumerate(reading_order(polygons), 1):
         codes[i] = f"{community_code}{seq:03d}"

@@ -73,7 +73,7 @@ def build_context(
     ``buildings``: id, code, compound_id (or NA), households, people, lon, lat and one ``g_<group>``
     column per special group. ``compounds``: id, code, name, geometry (lon/lat shapely)."""
     if boundary_lonlat is None or boundary_lonlat.is_empty:
-        raise InvalidInput(f"community {code} has no boundary polygon (rule: community_geometry)")
+        raise InvalidInput(f"社区没有边界 community {code} has no boundary polygon (rule: community_geometry)")
     epsg = metric_epsg_for_bounds(boundary_lonlat.bounds)
     t = transformer(CGCS2000, epsg)
 
@@ -141,7 +141,9 @@ def build_context(
         xy = np.concatenate([xy, ep])
     atoms = Atoms(ids, codes, comp_of, hh, pp, groups, xy, notes=notes, people_estimated=est)
     if atoms.n == 0:
-        raise InvalidInput(f"community {code} has no buildings and no compounds: nothing to divide into grids")
+        raise InvalidInput(
+            f"社区没有楼栋也没有小区，无可划分 community {code} has no buildings and no compounds: nothing to divide into grids"
+        )
     tessellate(atoms, compounds_, boundary)
     bars = np.array([metric(g) for g in barriers_lonlat], dtype=object) if len(barriers_lonlat) else np.zeros(0, object)
     graph = adjacency(atoms.cell, atoms.xy, bars, rules)

@@ -89,7 +89,7 @@ class PlanEditor:
         """Move a building or a whole compound to ``to_grid``; returns the two grids re-checked."""
         t0 = time.perf_counter()
         if to_grid not in self.index:
-            raise InvalidInput(f"unknown grid {to_grid}")
+            raise InvalidInput(f"未知网格 unknown grid {to_grid}")
         atoms = self.atoms_for(building=building, compound=compound)
         b = self.index[to_grid]
         touched = sorted({int(x) for x in self.atom_grid[atoms] if x >= 0} | {b})

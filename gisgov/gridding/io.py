@@ -281,7 +281,7 @@ def atom_grid_from_codes(ctx: CommunityContext, codes: list[str], assignments: d
         if g is None:
             continue
         if str(g) not in idx:
-            raise InvalidInput(f"building {b} is assigned to unknown grid {g}")
+            raise InvalidInput(f"楼栋分配到未知网格 building {b} is assigned to unknown grid {g}")
         ag[a] = idx[str(g)]
     _attach_empty_compounds(ctx, ag)
     return ag
@@ -346,7 +346,9 @@ def save_plan(
     ids = []
     for k, code in enumerate(plan.codes):
         if polys[k] is None or polys[k].is_empty:
-            raise InvalidInput(f"grid {code} has no area; a stored grid needs a polygon (rule: grid_geometry)")
+            raise InvalidInput(
+                f"网格没有面积 grid {code} has no area; a stored grid needs a polygon (rule: grid_geometry)"
+            )
         ids.append(
             conn.execute(
                 text("""

@@ -44,19 +44,25 @@ class GridRules:
     def __post_init__(self) -> None:
         if self.min_households < 0 or self.max_households <= 0:
             raise InvalidInput(
-                f"grid rules {self.name}: household bounds must be positive "
+                f"网格规则无效：户数上下限须为正数 grid rules {self.name}: household bounds must be positive "
                 f"(got {self.min_households}-{self.max_households})"
             )
         if self.min_households > self.max_households:
             raise InvalidInput(
-                f"grid rules {self.name}: min_households {self.min_households} > max_households {self.max_households}"
+                f"网格规则无效：户数下限大于上限 grid rules {self.name}: min_households {self.min_households} > max_households {self.max_households}"
             )
         if self.max_people <= 0:
-            raise InvalidInput(f"grid rules {self.name}: max_people must be positive (got {self.max_people})")
+            raise InvalidInput(
+                f"网格规则无效：人数上限须为正数 grid rules {self.name}: max_people must be positive (got {self.max_people})"
+            )
         if self.tolerance_m < 0:
-            raise InvalidInput(f"grid rules {self.name}: tolerance_m must be >= 0 (got {self.tolerance_m})")
+            raise InvalidInput(
+                f"网格规则无效：容差不能为负 grid rules {self.name}: tolerance_m must be >= 0 (got {self.tolerance_m})"
+            )
         if not 0 <= self.barrier_weight <= 1:
-            raise InvalidInput(f"grid rules {self.name}: barrier_weight must be in [0, 1] (got {self.barrier_weight})")
+            raise InvalidInput(
+                f"网格规则无效：障碍权重须在零到一之间 grid rules {self.name}: barrier_weight must be in [0, 1] (got {self.barrier_weight})"
+            )
 
     @property
     def target_households(self) -> float:
@@ -67,7 +73,7 @@ class GridRules:
         known = {f.name for f in fields(self)}
         bad = sorted(set(kw) - known)
         if bad:
-            raise InvalidInput(f"unknown grid rule(s) {bad}; known: {sorted(known)}")
+            raise InvalidInput(f"未知网格规则 unknown grid rule(s) {bad}; known: {sorted(known)}")
         clean: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items() if v is not None}
         return replace(self, **clean)
 
@@ -85,7 +91,9 @@ def rule_sets_from_config(config: dict[str, Any] | None) -> dict[str, GridRules]
     out = dict(DEFAULT_RULE_SETS)
     for name, values in (config or {}).items():
         if not isinstance(values, dict):
-            raise InvalidInput(f"grid rule set {name!r} must be a mapping, got {type(values).__name__}")
+            raise InvalidInput(
+                f"网格规则集须为映射 grid rule set {name!r} must be a mapping, got {type(values).__name__}"
+            )
         base = out.get(name, replace(URBAN, name=name))
         out[name] = base.with_overrides(**{k: v for k, v in values.items() if k != "name"})
     return out

@@ -159,7 +159,7 @@ def plan_from_geojson(ctx: CommunityContext, fc: Any, assignments: Mapping[str, 
     if fc is not None:
         feats = fc.get("features") if isinstance(fc, dict) else None
         if not isinstance(feats, list):
-            raise InvalidInput("grids must be a GeoJSON FeatureCollection")
+            raise InvalidInput("网格须为要素集合 grids must be a GeoJSON FeatureCollection")
         polys = []
         for i, f in enumerate(feats):
             props = f.get("properties") or {}
@@ -167,9 +167,9 @@ def plan_from_geojson(ctx: CommunityContext, fc: Any, assignments: Mapping[str, 
             try:
                 g = shapely.geometry.shape(f["geometry"])
             except Exception as exc_:
-                raise InvalidInput(f"grid {code}: unreadable geometry ({exc_})") from exc_
+                raise InvalidInput(f"网格几何无法读取 grid {code}: unreadable geometry ({exc_})") from exc_
             if g.geom_type not in ("Polygon", "MultiPolygon"):
-                raise InvalidInput(f"grid {code}: geometry must be a (Multi)Polygon, got {g.geom_type}")
+                raise InvalidInput(f"网格几何须为面 grid {code}: geometry must be a (Multi)Polygon, got {g.geom_type}")
             codes.append(code)
             polys.append(_reproject(ctx.to_metric, g))
             exc.append(props.get("exception"))
@@ -181,7 +181,9 @@ def plan_from_geojson(ctx: CommunityContext, fc: Any, assignments: Mapping[str, 
     else:
         ag = None
     if polys is None and ag is None:
-        raise InvalidInput("give grids (GeoJSON polygons), assignments (building → grid), or a stored plan version")
+        raise InvalidInput(
+            "缺少网格方案 give grids (GeoJSON polygons), assignments (building → grid), or a stored plan version"
+        )
     return PlanInput(codes, ag, polys, exc)
 
 
@@ -265,7 +267,7 @@ def propose_plan(
         active, _ = load_plan(conn, ctx, None)
         for g in lock:
             if g not in active.codes or active.atom_grid is None:
-                raise InvalidInput(f"cannot lock grid {g}: not a grid of community {code}'s active plan")
+                raise InvalidInput(f"无法锁定网格 cannot lock grid {g}: not a grid of community {code}'s active plan")
             locked[g] = np.flatnonzero(active.atom_grid == active.codes.index(g))
     p = propose(ctx, locked=locked, method=method, seed=seed, time_limit_s=time_limit_s, closest=closest)
     if p.plan is None or p.report is None:
@@ -464,7 +466,7 @@ def plan_and_activate(
         note="演示自动划分 proposed by the demo",
     )
     if out.version is None:
-        raise InvalidInput(f"community {code}: no plan could be drafted ({out.body['status']})")
+        raise InvalidInput(f"无法起草方案 community {code}: no plan could be drafted ({out.body['status']})")
     status = str(out.body["status"])
     forced = status != "ok"
     act = plans.activate(conn, code, out.version, force=forced)

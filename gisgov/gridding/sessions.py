@@ -275,7 +275,7 @@ def move(
 ) -> dict[str, Any]:
     """Apply one move to the stored session (``s`` must have been read with ``lock=True``)."""
     if (building is None) == (compound is None):
-        raise InvalidInput("give exactly one of building or compound")
+        raise InvalidInput("楼栋与小区只能给出其一 give exactly one of building or compound")
     ed = editor(conn, s).copy()  # cached editors are never changed in place
     atoms = ed.atoms_for(building=building, compound=compound)
     out = ed.move(to, building=building, compound=compound)

@@ -360,7 +360,8 @@ def to_storage(geoms: np.ndarray, src: SourceCRS, srid: int) -> np.ndarray:
     if src.is_geographic:
         hint = projected_hint(geoms)
         if hint is not None:
-            raise ProjectedWithoutCRS(f"{hint} (read as {src.label})")
+            message = f"{hint} (read as {src.label})"  # the hint is "中文 English" already
+            raise ProjectedWithoutCRS(message)
     if src.offset is None and src.definition is None and src.epsg == srid:
         return geoms
     out = shapely.transform(geoms, _xy_fn(src, srid))

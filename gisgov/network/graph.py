@@ -175,7 +175,7 @@ def build_graph(
     geoms = np.asarray(geoms, dtype=object)
     n_in = len(source)
     if not (len(target) == len(length_m) == len(geoms) == n_in):
-        raise NetworkError("edge arrays differ in length (rule: aligned_edge_arrays)")
+        raise NetworkError("路段数组长度不一致 edge arrays differ in length (rule: aligned_edge_arrays)")
     edge_ids = np.arange(n_in, dtype=np.int64) if edge_ids is None else np.asarray(edge_ids, dtype=np.int64)
     foot = np.ones(n_in, dtype=bool) if foot is None else np.asarray(foot, dtype=bool)
     oneway = np.zeros(n_in, dtype=bool) if oneway_foot is None else np.asarray(oneway_foot, dtype=bool)
@@ -184,12 +184,12 @@ def build_graph(
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise NetworkError(
-            f"road_edge {edge_ids[i]}: length_m {length_m[i]} is not a finite non-negative number (rule: edge_length)"
+            f"路段长度无效 road_edge {edge_ids[i]}: length_m {length_m[i]} is not a finite non-negative number (rule: edge_length)"
         )
     empty = shapely.is_empty(geoms) | shapely.is_missing(geoms)
     if empty.any():
         i = int(np.flatnonzero(empty)[0])
-        raise NetworkError(f"road_edge {edge_ids[i]}: empty geometry (rule: edge_geometry)")
+        raise NetworkError(f"路段几何为空 road_edge {edge_ids[i]}: empty geometry (rule: edge_geometry)")
 
     keep = foot
     report: dict[str, Any] = {"edges_in": int(n_in), "edges_not_foot": int((~foot).sum())}
@@ -293,7 +293,7 @@ def graph_from_edges(
     from gisgov.crs import metric_epsg_for_bounds
 
     if edges.crs is None:
-        raise NetworkError("edges have no CRS (rule: crs_required)")
+        raise NetworkError("路段缺少坐标系 edges have no CRS (rule: crs_required)")
     if epsg is None:
         epsg = metric_epsg_for_bounds(tuple(edges.to_crs(4326).total_bounds))
     e = edges.to_crs(epsg)
@@ -301,7 +301,9 @@ def graph_from_edges(
     multi = shapely.get_type_id(geoms) != 1
     if multi.any():
         i = int(np.flatnonzero(multi)[0])
-        raise NetworkError(f"edge {e.index[i]}: geometry is not a single LineString (rule: edge_linestring)")
+        raise NetworkError(
+            f"路段几何须为单条线 edge {e.index[i]}: geometry is not a single LineString (rule: edge_linestring)"
+        )
     length = e["length_m"].to_numpy(dtype=float) if "length_m" in e else shapely.length(geoms)
     ids = e[id_col].to_numpy() if id_col and id_col in e else np.arange(len(e))
     node_xy = None

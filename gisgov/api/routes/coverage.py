@@ -69,7 +69,7 @@ def _geojson(gdf) -> Response:
 def _unit_in_area(p: Principal, level: str | None, code: str | None) -> None:
     """A unit asked for must lie inside the caller's area (ancestors excluded): 404 otherwise."""
     if (level is None) != (code is None):
-        raise InvalidInput("level and code go together (rule: area_pair)")
+        raise InvalidInput("层级与编码须同时给出 level and code go together (rule: area_pair)")
     if code is not None and not p.contains(str(code)):
         raise NotFound(f"未找到 {level} not found: {code} (rule: area_has_buildings)")
 
@@ -354,7 +354,7 @@ def whatif(
 ) -> dict:
     if req.lon is not None or req.lat is not None:
         if req.lon is None or req.lat is None:
-            raise InvalidInput("lon and lat go together (rule: position_required)")
+            raise InvalidInput("经度与纬度须同时给出 lon and lat go together (rule: position_required)")
         check_lonlat(req.lon, req.lat, request.app.state.settings.region_bbox, what="位置 position lon/lat")
     _unit_in_area(p, req.level, req.code)
     if req.commit:

@@ -576,7 +576,9 @@ def open_session(body: SessionBody, request: Request, conn: Connection = DB, p: 
     if body.resume is not None:
         old = edit_session(conn, request, body.resume, p, lock=True, live=False)
         if old.community != body.community:
-            raise InvalidInput(f"session {body.resume} is of community {old.community}, not {body.community}")
+            raise InvalidInput(
+                f"编辑会话不属于该社区 session {body.resume} is of community {old.community}, not {body.community}"
+            )
         new = edit_session(conn, request, sessions.resume(conn, old), p)
         ed = sessions.editor(conn, new)
         return {**_opened(new.id, body.community, ed, new.base_version, new.revision, request), "resumed": old.id}
@@ -600,7 +602,7 @@ def open_session(body: SessionBody, request: Request, conn: Connection = DB, p: 
 )
 def move(sid: str, body: MoveBody, request: Request, conn: Connection = DB, p: Principal = EDIT) -> dict:
     if (body.building is None) == (body.compound is None):
-        raise InvalidInput("give exactly one of building or compound")
+        raise InvalidInput("楼栋与小区只能给出其一 give exactly one of building or compound")
     s = edit_session(conn, request, sid, p, lock=True)
     sessions.check_revision(s, body.revision)
     out = sessions.move(conn, s, body.to, building=body.building, compound=body.compound)

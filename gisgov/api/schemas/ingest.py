@@ -46,7 +46,9 @@ class ImportReport(Answer):
     level: str = Field(description="层级 what was imported")
     status: str = Field(description="状态 loaded | dry_run | rejected")
     dry_run: bool = Field(description="试运行 checked only, nothing written")
-    counts: dict[str, Any] = Field(description="计数 records read, written, repaired …")
+    counts: dict[str, Any] = Field(
+        description="计数 records read, written (new), updated and unchanged (with update), households estimated …"
+    )
     stats: dict[str, Any] = Field(description="统计 per-level figures of the load")
     n_rejected: int = Field(description="拒绝条数 records rejected")
     n_repaired: int = Field(description="修复条数 records repaired")

@@ -6,7 +6,10 @@ Two modes share the model:
 - *propose*: grids are anonymous; symmetry broken by numbering grids in order of their smallest unit
   (the root), so optimality can be proven on small communities;
 - *repair*: grids keep their identity (labels of an existing plan), moving a building costs.
-Bounds can be hard or *soft* (closest plan: fewest rule breaks, then the least excess).
+Bounds can be hard or *soft* (closest plan: fewest rule breaks, then the least excess). With
+``lexicographic=True`` the soft objective is strictly ordered as the closest plan is defined
+(``gisgov.gridding.propose.Closeness``): a rule break (a bound broken by a grid, or a group split)
+outweighs any excess, a unit of excess outweighs the whole boundary length (see :func:`lex_weights`).
 Reproducible when a seed is given (the default): one worker, budget in deterministic seconds
 (``max_deterministic_time``), the wall clock only a safety net that the result reports if it ever
 stops the search. ``seed=None`` runs the parallel portfolio (≤ 2 workers), which differs run to run.
@@ -27,6 +30,18 @@ from gisgov.gridding.rules import GridRules
 W_VIOL = 100_000_000
 W_SPLIT = 1_000_000
 W_DEV = 1_000
+
+
+def lex_weights(
+    graph: Graph, households: np.ndarray, people: np.ndarray, rules: GridRules, k_max: int
+) -> tuple[int, int]:
+    """Weights (per break, per unit of excess) that make the soft objective strictly lexicographic:
+    breaks, then excess, then boundary. A unit of excess costs more than every boundary edge cut at
+    once; a break more than the largest possible excess (``k_max`` grids each at most the minimum
+    under, every household over, every person over) plus the whole boundary."""
+    w_dev = sum(_weights(graph)) + 1
+    max_dev = int(k_max) * int(rules.min_households) + int(np.sum(households)) + int(np.sum(people))
+    return w_dev * (max_dev + 1), w_dev
 
 
 @dataclass
@@ -256,12 +271,17 @@ class _PartitionModel:
             m.add(sum(ys) <= 1 + len(ks) * s_)
             self.splits.append(s_)
 
-    def set_objective(self, soft: bool, move_cost: np.ndarray | None) -> None:
+    def set_objective(self, soft: bool, move_cost: np.ndarray | None, lexicographic: bool = False) -> None:
         """Minimise rule breaks and excess (soft), split groups, buildings moved (repair), then the
-        boundary length."""
+        boundary length. ``lexicographic`` (propose mode, soft): breaks (bounds and split groups alike),
+        then excess, then boundary, with weights from :func:`lex_weights`."""
         w = _weights(self.graph)
         viol, dev, x = self.viol, self.dev, self.x
         obj: Any = sum(wi * c for wi, c in zip(w, self.cut, strict=False))
+        if lexicographic:
+            w_break, w_dev = lex_weights(self.graph, np.array(self.h), np.array(self.p), self.rules, self.K)
+            self.m.minimize(w_break * (sum(viol) + sum(self.splits)) + w_dev * sum(dev) + obj)
+            return
         if soft:
             obj = W_VIOL * sum(viol) + W_DEV * sum(dev) + obj
         if self.splits:
@@ -333,6 +353,7 @@ def solve(
     time_limit_s: float = 10.0,
     workers: int = 2,
     seed: int | None = 0,
+    lexicographic: bool = False,
 ) -> ExactResult:
     """Solve the partition model.
 
@@ -343,14 +364,18 @@ def solve(
 
     With a ``seed`` (the default 0) the run is deterministic (one worker, deterministic time: see
     ``ExactResult.mode``/``reproducible``) and ``workers`` is not used; ``seed=None`` runs ``workers``
-    (≤ 2) in parallel."""
+    (≤ 2) in parallel. ``lexicographic`` (with ``soft``, propose mode): the closest-plan objective
+    (breaks, bounds and split ``groups`` counted alike, then excess, then boundary; see
+    :func:`lex_weights`)."""
+    if lexicographic and (not soft or current is not None):
+        raise ValueError("lexicographic applies to the soft propose model only")
     model = _PartitionModel(graph, households, people, rules, k_max=k_max, current=current, candidates=candidates)
     model.add_roots(k_min)
     model.add_cuts()
     model.add_contiguity()
     model.add_bounds(soft)
     model.add_groups(groups)
-    model.set_objective(soft, move_cost)
+    model.set_objective(soft, move_cost, lexicographic)
     if hint is not None:
         model.add_hint(hint)
     return model.run(time_limit_s, workers, seed)

@@ -1,6 +1,20 @@
 """Automatic partition (自动划分): feasibility first, then an exact CP-SAT model on small
 communities or the tree-bipartition heuristic on large ones (chosen automatically, reported), grid
-polygons from the units' territories (so they tile the community), codes W→E N→S."""
+polygons from the units' territories (so they tile the community), codes W→E N→S.
+
+When no plan obeys every rule, ``closest=True`` draws the *closest* plan: the smallest
+:class:`Closeness`, compared in this order (issue 11 item 19):
+
+1. breaks as the validator counts them: each bound a grid breaks (households under the minimum,
+   households over the maximum, people over the maximum) and each compound split across grids although
+   it fits in one grid count one each, all alike;
+2. total excess: households below the minimum + households above the maximum + people above the
+   maximum, summed over grids;
+3. total boundary length between grids.
+
+The search (buildings as units): heuristics at one grid and at the grid counts around the allowed
+range, greedy merges/splits of grids, and the exact model with a strictly lexicographic objective
+(every grid count 1..n on communities of at most ``SMALL_CLOSEST`` buildings, proven optimal there)."""
 
 from __future__ import annotations
 

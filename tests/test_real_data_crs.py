@@ -177,3 +177,14 @@ def test_projected_hint(xy, expect):
         assert hint is None
     else:
         assert hint is not None and expect in hint and "projected metres" in hint and "crs_projected_metres" in hint
+
+
+def test_shapefile_in_metres_without_prj_names_the_zone(city, tmp_path):
+    x, y = transformer(4490, 4527).transform(117.2151, 31.8151)
+    p = tmp_path / "楼栋.shp"
+    gdf([{"LDBM": f"{COMM_A}00080", "geometry": box(x - 5, y - 5, x + 5, y + 5)}], crs=None).to_file(
+        p, driver="ESRI Shapefile", encoding="UTF-8"
+    )
+    p.with_suffix(".prj").unlink(missing_ok=True)
+    with pytest.raises(UsageError, match="EPSG:4527"):
+        load_file(p, "building", engine=city)

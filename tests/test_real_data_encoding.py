@@ -292,3 +292,42 @@ def test_point_layer_export_in_gbk(tmp_path):
     out = tmp_path / "facility.shp"
     _write(df, np.array([Point(117.21, 31.81)], dtype=object), 4490, "facility", "shp", out)
     assert read_vector(out).columns["name"].tolist() == ["社区卫生服务站"]
+
+
+def test_cli_and_api_export_encoding(city, tmp_path, monkeypatch):
+    """`gisgov export --format shp --encoding utf-8` and `GET /api/export?format=shp&encoding=utf-8`."""
+    import io
+    import zipfile
+
+    from typer.testing import CliRunner
+
+    from gisgov.cli.main import app
+    from gisgov.config import get_settings
+
+    url = city.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("GISGOV_DATABASE_URL", url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    for enc, cpg in (("gbk", "GBK"), ("utf-8", "UTF-8")):
+        out = tmp_path / enc / "community.shp"
+        out.parent.mkdir()
+        r = runner.invoke(
+            app, ["export", "--level", "community", "--format", "shp", "--out", str(out), "--encoding", enc]
+        )
+        assert r.exit_code == 0, r.output
+        assert out.with_suffix(".cpg").read_text().strip().upper() == cpg
+    r = runner.invoke(app, ["export", "--level", "community", "--format", "shp", "--encoding", "big5"])
+    assert r.exit_code == 2
+
+    from auth_helpers import signed_in_client
+
+    with signed_in_client(get_settings(), url, role="admin") as client:
+        resp = client.get("/api/export", params={"level": "community", "format": "shp", "encoding": "utf-8"})
+        assert resp.status_code == 200, resp.text
+        z = zipfile.ZipFile(io.BytesIO(resp.content))
+        [cpg_name] = [n for n in z.namelist() if n.endswith(".cpg")]
+        assert z.read(cpg_name).decode().strip().upper() == "UTF-8"
+        assert (
+            client.get("/api/export", params={"level": "community", "format": "shp", "encoding": "latin1"}).status_code
+            == 422
+        )

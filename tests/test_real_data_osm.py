@@ -424,3 +424,28 @@ def test_bad_communities_file_writes_nothing(town, db_factory, tmp_path):
         assert c.execute(text("SELECT count(*) FROM building")).scalar() == 0
         assert c.execute(text("SELECT count(*) FROM community")).scalar() == 0
     eng.dispose()
+
+
+def test_cli_passes_the_osm_options(town, db_factory, monkeypatch):
+    """`gisgov load … --osm` with the OSM options: every building estimated, a custom walk profile path
+    refused with a clear usage error when missing."""
+    from typer.testing import CliRunner
+
+    from gisgov.cli.main import app
+    from gisgov.config import get_settings
+
+    url = db_factory.create(prefix="gisgov_test_osm_cli")
+    monkeypatch.setenv("GISGOV_DATABASE_URL", url)
+    get_settings.cache_clear()
+    runner = CliRunner()
+    r = runner.invoke(app, ["load", str(town[1]), "--osm", "--region", "auto", "--walk-profile", "/nonexistent.yaml"])
+    assert r.exit_code == 2, r.output
+    r = runner.invoke(app, ["load", str(town[1]), "--osm", "--region", "auto", "--all-buildings-residential"])
+    assert r.exit_code == 0, r.output
+    eng = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with eng.connect() as conn:
+            factory = _building_at(conn, 500, 80)
+    finally:
+        eng.dispose()
+    assert factory["households"] and factory["households"] > 0  # estimated, as asked

@@ -76,7 +76,9 @@ def load(
         None,
         "--crs",
         help="Source CRS when the file has none or lies: EPSG code "
-        "(4490, 4326, 4513–4554 …), gcj02 (AMap/Tencent) or bd09 (Baidu).",
+        "(4490, 4326, 4513–4554 …), gcj02 (AMap/Tencent) or bd09 (Baidu). Xi'an 80 / Beijing 54 need their "
+        'datum parameters: "EPSG:2385 +towgs84=dx,dy,dz,rx,ry,rz,ds", a PROJ string/WKT with TOWGS84, or '
+        '"+proj=pipeline …" ending in CGCS2000 degrees.',
     ),
     map_: list[str] = typer.Option(None, "--map", help="field=column, repeatable (e.g. --map name=小区名)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check everything, write nothing."),
@@ -99,7 +101,27 @@ def load(
         "--region",
         help="auto (no region check) or minlon,minlat,maxlon,maxlat; default: GISGOV_REGION_BBOX (China).",
     ),
-    encoding: str = typer.Option(None, "--encoding", help="Force the text encoding (utf-8, gbk, gb18030)."),
+    encoding: str = typer.Option(
+        None,
+        "--encoding",
+        help="Force the text encoding (utf-8, gbk, gb18030, big5, cp1252); needed when detection is unsure.",
+    ),
+    walk_profile: Path = typer.Option(
+        None, "--walk-profile", help="OSM: walking rules YAML (default layers/walk_profile.yaml)."
+    ),
+    residential_tags: str = typer.Option(
+        None,
+        "--residential-tags",
+        help="OSM: building=* values always treated as dwellings, comma-separated (e.g. school,dormitory).",
+    ),
+    all_buildings_residential: bool = typer.Option(
+        False, "--all-buildings-residential", help="OSM: estimate households on every building, excluding none."
+    ),
+    communities: Path = typer.Option(
+        None,
+        "--communities",
+        help="OSM: your community polygons (any supported format; codes and names), loaded in the same import.",
+    ),
     header_row: int = typer.Option(
         None,
         "--header-row",
@@ -129,7 +151,17 @@ def load(
                 from gisgov.ingest.osm import load_osm
 
                 rep = load_osm(
-                    file, engine=engine, region=region, dry_run=dry_run, estimate=not no_estimate, progress=cb
+                    file,
+                    engine=engine,
+                    region=region,
+                    dry_run=dry_run,
+                    estimate=not no_estimate,
+                    progress=cb,
+                    walk_profile=walk_profile,
+                    residential_tags=residential_tags or (),
+                    all_buildings_residential=all_buildings_residential,
+                    communities=communities,
+                    communities_crs=crs,
                 )
             else:
                 if not level:
@@ -170,6 +202,12 @@ def export(
     fmt: str = typer.Option("gpkg", "--format", "-f", help="gpkg|geojson|shp|csv|xlsx"),
     community: str = typer.Option(None, "--community", help="Only this community (12-digit code)."),
     out: Path = typer.Option(None, "--out", "-o", help="Output file (default: <level>.<format> here)."),
+    shp_encoding: str = typer.Option(
+        "gbk",
+        "--encoding",
+        help="Shapefile 文字编码 text encoding of a Shapefile export: gbk (default; desktop GIS in China reads DBFs "
+        "as GBK) or utf-8; named in the .cpg written beside the .dbf. Other formats are always UTF-8.",
+    ),
     allow_pii: bool = typer.Option(
         False,
         "--allow-pii",
@@ -184,7 +222,7 @@ def export(
     out = out or Path(f"{level}.{FORMATS[fmt]}")
     engine = common.engine()
     try:
-        n = export_level(engine, level, fmt, out, community=community, allow_pii=allow_pii)
+        n = export_level(engine, level, fmt, out, community=community, allow_pii=allow_pii, encoding=shp_encoding)
     except InvalidInput as exc:  # the loader's UsageError among them
         raise fail(f"用法错误 usage error: {exc}", EXIT_USAGE) from None
     except GisgovError as exc:

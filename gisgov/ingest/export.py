@@ -121,11 +121,11 @@ def _level_sql(level: str, community: str | None, area: str) -> tuple[str, dict]
     from gisgov.ingest.loader import UsageError
 
     if level not in ALL_LEVELS:
-        raise UsageError(f"unknown level {level!r}; choose one of {', '.join(ALL_LEVELS)}")
+        raise UsageError(f"未知层级 unknown level {level!r}; choose one of {', '.join(ALL_LEVELS)}")
     if community is not None and not (len(community) == 12 and community.isdigit()):
-        raise UsageError(f"--community expects a 12-digit community code, got {community!r}")
+        raise UsageError(f"社区编码须为十二位数字 --community expects a 12-digit community code, got {community!r}")
     if area and not area.isdigit():
-        raise UsageError(f"area must be a code prefix, got {area!r}")
+        raise UsageError(f"范围须为编码前缀 area must be a code prefix, got {area!r}")
     conds = ([_COMMUNITY_FILTER[level]] if community else []) + ([_AREA_FILTER[level]] if area else [])
     where = ("WHERE " + " AND ".join(conds)) if conds else ""
     return _SQL[level].format(where=where), {k: v for k, v in (("c", community), ("a", area)) if v}
@@ -210,7 +210,7 @@ def export_level(
     from gisgov.ingest.loader import UsageError
 
     if fmt not in FORMATS:
-        raise UsageError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise UsageError(f"未知格式 unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     shp_enc = shp_encoding(encoding)
     if allow_pii and level != "resident":
         allow_pii = False
@@ -286,7 +286,7 @@ def _write(
             too_long = table["wkt"].map(lambda w: w is not None and len(w) > XLSX_CELL_LIMIT)
             if too_long.any():
                 raise UsageError(
-                    f"{int(too_long.sum())} geometries exceed Excel's {XLSX_CELL_LIMIT}-character cell "
+                    f"几何过长，超过电子表格单元格上限 {int(too_long.sum())} geometries exceed Excel's {XLSX_CELL_LIMIT}-character cell "
                     "limit as WKT; export this level as gpkg or csv"
                 )
             table.to_excel(out, index=False, engine="openpyxl")
@@ -296,7 +296,9 @@ def _write(
     gdf = gpd.GeoDataFrame(df, geometry=list(geoms) if len(geoms) else [], crs=f"EPSG:{srid}")
     if fmt == "shp":
         if len(gdf) and len(set(gdf.geom_type.dropna())) > 1:
-            raise UsageError(f"{level}: mixed geometry types cannot go into one Shapefile; use gpkg")
+            raise UsageError(
+                f"几何类型混杂，无法写入同一个形状文件 {level}: mixed geometry types cannot go into one Shapefile; use gpkg"
+            )
         gdf = gdf.rename(columns=SHP_NAMES)
         if out.suffix.lower() != ".shp":
             out = out.with_suffix(".shp")

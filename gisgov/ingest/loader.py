@@ -47,7 +47,7 @@ def parse_region(region) -> tuple[float, float, float, float] | None:
     except ValueError:
         box = ()
     if len(box) != 4 or box[0] >= box[2] or box[1] >= box[3]:
-        raise UsageError(f"--region expects auto or minlon,minlat,maxlon,maxlat, got {region!r}")
+        raise UsageError(f"范围参数无效 --region expects auto or minlon,minlat,maxlon,maxlat, got {region!r}")
     return box
 
 
@@ -139,7 +139,13 @@ def prepare(
                 INFO,
             )
         else:
-            raise UsageError(f"{raw.source} has no CRS; pass --crs (4490, 4326, 4513–4554, gcj02, bd09)")
+            from gisgov.ingest.coords import projected_hint
+
+            hint = projected_hint(raw.geoms)
+            raise UsageError(
+                f"文件未声明坐标系 {raw.source} has no CRS (no .prj); "
+                + (hint or "pass --crs (4490, 4326, 4513–4554, gcj02, bd09)")
+            )
     if not (src.offset is None and src.epsg == settings.srid):
         report.add(
             "(file)",
@@ -197,14 +203,14 @@ def load_file(
     Same-level records may not overlap (rule ``sibling_overlap``; with ``repair`` the newer record is
     trimmed) and gaps inside a parent are noted (``parent_gap``), see :mod:`gisgov.ingest.siblings`."""
     if level not in ALL_LEVELS:
-        raise UsageError(f"unknown level {level!r}; choose one of {', '.join(ALL_LEVELS)}")
+        raise UsageError(f"未知层级 unknown level {level!r}; choose one of {', '.join(ALL_LEVELS)}")
     if update and level not in store.UPDATABLE:
-        raise UsageError(f"--update applies to {', '.join(store.UPDATABLE)}, not {level}")
+        raise UsageError(f"该层级不能更新 --update applies to {', '.join(store.UPDATABLE)}, not {level}")
     if header_row is not None and header_row < 1:
-        raise UsageError(f"--header-row expects a row number ≥ 1, got {header_row}")
+        raise UsageError(f"表头行号须不小于一 --header-row expects a row number ≥ 1, got {header_row}")
     p = Path(path)
     if not p.exists():
-        raise UsageError(f"no such file: {p}")
+        raise UsageError(f"文件不存在 no such file: {p}")
     if level == "resident":
         from gisgov.ingest.roster import load_roster
 
@@ -222,7 +228,7 @@ def load_file(
             header_row=header_row,
         )
     if header_row not in (None, 1):
-        raise UsageError("--header-row applies to resident rosters (--level resident) only")
+        raise UsageError("表头行号只适用于居民名册 --header-row applies to resident rosters (--level resident) only")
     name = display_name or p.name
     report = Report(name, level, dry_run=dry_run)
     box = parse_region(region)

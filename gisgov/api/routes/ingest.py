@@ -171,9 +171,11 @@ def import_file(
     name = safe_filename(file.filename)
     try:
         if level not in (*ALL_LEVELS, "osm"):
-            raise UsageError(f"unknown level {level!r}; choose one of {', '.join((*ALL_LEVELS, 'osm'))}")
+            raise UsageError(f"未知层级 unknown level {level!r}; choose one of {', '.join((*ALL_LEVELS, 'osm'))}")
         if update and level in ("road", "resident", "osm"):
-            raise UsageError(f"update applies to street, community, grid, compound, building and facility, not {level}")
+            raise UsageError(
+                f"该层级不能更新 update applies to street, community, grid, compound, building and facility, not {level}"
+            )
         if level in CITY_WIDE_LEVELS and p.scope_code:
             raise Forbidden(
                 f"无权限 not allowed: {level} 导入覆盖全市，仅限全市账号 imports of the road network / OSM "
@@ -303,14 +305,17 @@ def export(
     level: ExportLevel = Query(..., description="street|community|grid|compound|building|facility|road|resident"),
     format: ExportFormat = Query("geojson", description="gpkg|geojson|shp|csv|xlsx"),
     community: str | None = Query(None, pattern=r"^[0-9]{12}$", description="12-digit community code"),
+    encoding: Literal["gbk", "utf-8"] = Query(
+        "gbk", description="Shapefile 文字编码 text encoding (shp only): gbk (default) or utf-8; named in the .cpg"
+    ),
     p: Principal = Depends(require(Perm.read_aggregates)),
 ):
     if format not in FORMATS:
-        raise UsageError(f"unknown format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise UsageError(f"未知格式 unknown format {format!r}; choose one of {', '.join(FORMATS)}")
     if level not in ALL_LEVELS:
-        raise UsageError(f"unknown level {level!r}; choose one of {', '.join(ALL_LEVELS)}")
+        raise UsageError(f"未知层级 unknown level {level!r}; choose one of {', '.join(ALL_LEVELS)}")
     if community is not None and not (len(community) == 12 and community.isdigit()):
-        raise UsageError(f"community expects a 12-digit community code, got {community!r}")
+        raise UsageError(f"社区编码须为十二位数字 community expects a 12-digit community code, got {community!r}")
     personal = level in PERSONAL_LEVELS
     obj = f"{level}{':' + community if community else ''}"
     if personal and not p.can(Perm.export_personal):
@@ -328,7 +333,16 @@ def export(
     tmp = Path(tempfile.mkdtemp(prefix="gisgov-export-"))  # 0700; resident files inside are 0600
     name = f"{level}{'_' + community if community else ''}.{FORMATS[format]}"
     try:
-        n = export_level(engine, level, format, tmp / name, community=community, allow_pii=False, area=p.area_prefix)
+        n = export_level(
+            engine,
+            level,
+            format,
+            tmp / name,
+            community=community,
+            allow_pii=False,
+            area=p.area_prefix,
+            encoding=encoding,
+        )
         out = tmp / name
         if format == "shp":
             out = tmp / f"{Path(name).stem}.zip"

@@ -213,6 +213,11 @@ class ProposeAnswer(_Budget):
     solver_mode: str | None = Field(
         None, description="求解方式 how the exact solver ran: deterministic (seeded, repeatable) or parallel"
     )
+    closeness: dict[str, Any] | None = Field(
+        None,
+        description="接近程度 a closest plan's measure: breaks (the validator's count), excess (households/people "
+        "beyond the bounds), boundary_m",
+    )
     method: str | None = Field(None, description="方法 exact-cpsat or heuristic")
     optimal: bool = Field(False, description="是否最优 proven optimal")
     solver_status: str | None = Field(None, description="求解器状态 solver status")

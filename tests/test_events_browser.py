@@ -41,6 +41,8 @@ def test_phone_form_files_an_event_that_shows_in_list_and_map(city, base, browse
     rec = Recorder(page)
     sign_in(page, base, "/events", worker)
     page.wait_for_function("() => document.body.dataset.ready === '1'", timeout=20000)
+    # the grid outlines fit the view when they arrive: wait for them, or they move the map under the tap
+    page.wait_for_function("() => document.body.dataset.grids === '1'", timeout=20000)
     page.select_option("#category", "anquan")
     page.fill("#description", "楼道堆放杂物 stairwell blocked by clutter")
     assert page.locator("#submit").is_disabled()  # no place yet

@@ -62,6 +62,10 @@
     updateSubmit();
   }
   map.on("click", function (e) { setPosition(e.latlng.lat, e.latlng.lng, "地图点选 tapped"); });
+  // once the worker has touched the map, the grid outlines arriving later must not move it
+  ["mousedown", "touchstart", "wheel"].forEach(function (t) {
+    $("map").addEventListener(t, function () { S.userMoved = true; }, { passive: true });
+  });
 
   $("locate").addEventListener("click", function () {
     if (!navigator.geolocation) { say("report-msg", "此设备无法定位，请在地图上点选 no location on this device: tap the map", true); return; }
@@ -80,8 +84,9 @@
     return gisgov.api("/api/layers/grid?limit=2000").then(function (fc) {
       gridLayer.addData(fc);
       var b = gridLayer.getBounds();
-      if (b.isValid()) map.fitBounds(b, { padding: [10, 10] });
-    }).catch(function () { /* no grid layer for this account: the map stays on its default view */ });
+      if (b.isValid() && !S.pos && !S.userMoved) map.fitBounds(b, { padding: [10, 10] });
+    }).catch(function () { /* no grid layer for this account: the map stays on its default view */ })
+      .then(function () { document.body.dataset.grids = "1"; });
   }
 
   // ---- report form ------------------------------------------------------------------------------

@@ -597,7 +597,7 @@
       S.order.forEach(function (c) { drawGrid(S.grids[c], S.grids[c].label); });
       $("code-prefix").textContent = "编码 code " + d.community.code + "…";
       drawUnits(d);
-      map.fitBounds((boundaryLayer || L.featureGroup(Object.values(gridLayers))).getBounds(), { padding: [16, 16] });
+      map.fitBounds((boundaryLayer || L.featureGroup(Object.values(gridLayers))).getBounds(), { padding: [16, 16], animate: false });
       legend();
       notice(null);
       renderAll();

@@ -14,7 +14,6 @@ import pkgutil
 import pytest
 from auth_helpers import signed_in_client
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from fastapi.testclient import TestClient
 from security_city import gridded_city_url  # noqa: F401  (fixture)
 from sqlalchemy import create_engine, pool, text
@@ -24,7 +23,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 import gisgov
 from gisgov import errors as domain
 from gisgov.api import errors
-from gisgov.api.errors import ErrorBody, ErrorModelMiddleware, ValidationErrorBody
+from gisgov.api.errors import ErrorBody, ValidationErrorBody, error_response
 from gisgov.config import Settings
 from gisgov.errors import GisgovError, error_code, split_message
 
@@ -158,13 +157,12 @@ def small():
 
     @app.get("/byhand")
     def _byhand():
-        return JSONResponse({"detail": "冲突 conflict", "error": "PlanConflict", "conflict": {"v": 2}}, 409)
+        return error_response(409, "冲突 conflict", "PlanConflict", conflict={"v": 2})
 
     @app.get("/bug")
     def _bug():
         raise RuntimeError("boom")
 
-    app.add_middleware(ErrorModelMiddleware)
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
@@ -252,9 +250,9 @@ def test_real_answers(viewer):
 
 
 def test_extra_members_named_like_parameters():
-    from gisgov.api.errors import complete_body, error_content
+    from gisgov.api.errors import error_content
 
-    body = complete_body(422, {"detail": "导入被拒绝 rejected", "error": "ImportRejected", "status": "rejected"})
+    body = error_content(422, "导入被拒绝 rejected", "ImportRejected", extra={"status": "rejected"})
     assert body["status"] == "rejected" and body["details"] == {"status": "rejected"}
     assert body["code"] == "import_rejected"
     body = error_content(409, "冲突 conflict", "PlanConflict", extra={"detail": "x", "conflict": 1})

@@ -193,6 +193,4 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # last: the request budgets (body size, JSON shape, statement timeout, client gone) wrap everything,
     # and their database handler chains to the ones the routers installed
     budgets.install(app)
-    # outermost: every JSON error answer, whoever built it, leaves with the error model's members
-    app.add_middleware(errors.ErrorModelMiddleware)
     return app

@@ -39,6 +39,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
+from gisgov.api.errors import error_content, error_response
 from gisgov.api.json_only import is_json
 from gisgov.errors import GisgovError
 
@@ -374,7 +375,7 @@ def _too_large(limit: int, setting: str, declared: int | None = None) -> BudgetE
 
 
 async def _answer(send, err: BudgetError, *, close: bool = False) -> None:
-    body = json.dumps({"detail": err.detail, "error": err.error}, ensure_ascii=False).encode()
+    body = json.dumps(error_content(err.status, err.detail, err.error), ensure_ascii=False).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -537,14 +538,12 @@ def _timeout_response(request: Request) -> JSONResponse:
     t = statement_timeout_s(request) or 0
     setting = "GISGOV_ANALYSIS_TIMEOUT_S" if is_analysis(request) else "GISGOV_STATEMENT_TIMEOUT_S"
     cls = "分析 analysis" if is_analysis(request) else "普通 ordinary"
-    return JSONResponse(
-        status_code=503,
-        content={
-            "detail": f"查询超时 database statement took longer than {t:g} s and was cancelled (statement_timeout of "
-            f"{cls} requests; setting {setting}, others GISGOV_STATEMENT_TIMEOUT_S / "
-            "GISGOV_ANALYSIS_TIMEOUT_S): narrow the request or raise the setting",
-            "error": "StatementTimeout",
-        },
+    return error_response(
+        503,
+        f"查询超时 database statement took longer than {t:g} s and was cancelled (statement_timeout of "
+        f"{cls} requests; setting {setting}, others GISGOV_STATEMENT_TIMEOUT_S / "
+        "GISGOV_ANALYSIS_TIMEOUT_S): narrow the request or raise the setting",
+        "StatementTimeout",
     )
 
 

@@ -7,8 +7,9 @@
 message names, else the error class in snake_case (``not_found``, ``invalid_input``…); ``message_zh`` /
 ``message_en`` are the two halves (a generic text of the class when the message lacks one);
 ``details`` holds the extra members some errors carry (a 409's ``conflict``, a 422's ``errors``), which
-also stay at the top level for older clients. Bodies built by hand elsewhere get the same members from
-:class:`ErrorModelMiddleware` (the app's outermost layer).
+also stay at the top level for older clients. Code that answers an error itself (a pure ASGI
+middleware, a route returning a 409 with its conflict) builds the body with :func:`error_content` /
+:func:`error_response`.
 
 - domain errors (:class:`gisgov.errors.GisgovError` subclasses) answer their ``status_code``;
 - request validation (FastAPI's ``RequestValidationError``) answers 422 ``InvalidInput`` with a readable
@@ -42,7 +43,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DataError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gisgov.errors import GisgovError, InvalidInput, NotAuthenticated, error_code, split_message
 
@@ -114,26 +114,6 @@ def error_content(
         "message_en": en or split_en or gen_en,
         "details": {**(details or {}), **rest},
     }
-
-
-def complete_body(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    """An error body built by hand (``{"detail", "error", …}``) completed to the model; other members
-    are kept at the top level and copied under ``details``."""
-    if not isinstance(body.get("detail"), str):
-        return body
-    given = body.get("error")
-    error = given if isinstance(given, str) else _HTTP_ERRORS.get(status, "HTTPError")
-    details = body.get("details")
-    return error_content(
-        status,
-        body["detail"],
-        error,
-        zh=body.get("message_zh") if isinstance(body.get("message_zh"), str) else None,
-        en=body.get("message_en") if isinstance(body.get("message_en"), str) else None,
-        code=body.get("code") if isinstance(body.get("code"), str) else None,
-        details=details if isinstance(details, dict) else None,
-        extra=body,
-    )
 
 
 class ErrorBody(BaseModel):
@@ -394,53 +374,3 @@ def document_errors(spec: dict, public_paths: frozenset[str]) -> dict:
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)  # referenced only by HTTPValidationError
     return spec
-
-
-class ErrorModelMiddleware:
-    """Completes every JSON error answer (status ≥ 400) built outside :func:`error_response` (a route's own
-    ``JSONResponse``, a middleware's answer) to :class:`ErrorBody`; bodies already complete pass as they are.
-    Install it as the outermost layer so every answer goes through it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start: Message | None = None
-        chunks: list[bytes] = []
-
-        async def wrapped(message: Message) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start":
-                given = dict(message.get("headers") or [])
-                ctype = given.get(b"content-type", b"").decode("latin-1")
-                if message["status"] >= 400 and ctype.startswith("application/json"):
-                    start = message  # hold it until the whole body is in
-                    return
-                await send(message)
-                return
-            if message["type"] == "http.response.body" and start is not None:
-                chunks.append(message.get("body", b""))
-                if message.get("more_body", False):
-                    return
-                body = _completed(start["status"], b"".join(chunks))
-                headers = [(k, v) for k, v in start.get("headers") or [] if k.lower() != b"content-length"]
-                headers.append((b"content-length", str(len(body)).encode()))
-                await send({**start, "headers": headers})
-                await send({"type": "http.response.body", "body": body, "more_body": False})
-                return
-            await send(message)
-
-        await self.app(scope, receive, wrapped)
-
-
-def _completed(status: int, raw: bytes) -> bytes:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return raw
-    if not isinstance(body, dict) or not isinstance(body.get("detail"), str) or set(body) >= MODEL_KEYS:
-        return raw
-    return json.dumps(complete_body(status, body), ensure_ascii=False, separators=(",", ":")).encode()

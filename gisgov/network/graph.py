@@ -290,12 +290,12 @@ def graph_from_edges(
     ``nodes`` (GeoDataFrame with ``id``) orients geometries. The metric CRS is
     :func:`gisgov.crs.metric_epsg_for_bounds` of the data unless given.
     """
-    from gisgov.crs import metric_epsg_for_bounds
+    from gisgov.crs import WGS84, metric_epsg_for_bounds
 
     if edges.crs is None:
         raise NetworkError("路段缺少坐标系 edges have no CRS (rule: crs_required)")
     if epsg is None:
-        epsg = metric_epsg_for_bounds(tuple(edges.to_crs(4326).total_bounds))
+        epsg = metric_epsg_for_bounds(tuple(edges.to_crs(WGS84).total_bounds))
     e = edges.to_crs(epsg)
     geoms = shapely.line_merge(e.geometry.values)  # MultiLineStrings from some sources
     multi = shapely.get_type_id(geoms) != 1

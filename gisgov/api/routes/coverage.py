@@ -35,6 +35,7 @@ from gisgov.coverage.figures import group_figures
 from gisgov.coverage.service import CoverageService, ScopedCoverage
 from gisgov.coverage.siting import check_points
 from gisgov.coverage.whatif import check_lonlat
+from gisgov.crs import WGS84
 from gisgov.errors import GisgovError, InvalidInput, NotFound
 from gisgov.security import suppress
 from gisgov.security.roles import Perm, Principal
@@ -63,7 +64,7 @@ def service(request: Request) -> CoverageService:
 
 
 def _geojson(gdf) -> Response:
-    return GeoJSONResponse(gdf.to_crs(4326).to_json(drop_id=True, na="null"))
+    return GeoJSONResponse(gdf.to_crs(WGS84).to_json(drop_id=True, na="null"))
 
 
 def _unit_in_area(p: Principal, level: str | None, code: str | None) -> None:

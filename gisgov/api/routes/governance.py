@@ -33,11 +33,12 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from fastapi import Path as PathParam
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
 from gisgov.api.deps import DB, audit, client_addr, require
+from gisgov.api.errors import error_response
 from gisgov.api.schemas import governance as schemas
 from gisgov.api.schemas.answer import KEEP_SHAPE
 from gisgov.errors import GisgovError, InvalidInput
@@ -325,7 +326,7 @@ def import_staff(
             result="failed",
             detail={"file": path.name, "errors": len(exc.rows), "first": exc.rows[0]["rule"]},
         )
-        return JSONResponse(status_code=422, content={"detail": str(exc), "error": "ImportRejected", "rows": exc.rows})
+        return error_response(422, str(exc), "ImportRejected", rows=exc.rows)
     except GisgovError as exc:
         audit(
             request,

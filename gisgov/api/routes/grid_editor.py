@@ -28,6 +28,7 @@ from gisgov.api.pages import LeafletPage
 from gisgov.api.routes.grids import SESSION, edit_session
 from gisgov.api.schemas.answer import KEEP_SHAPE
 from gisgov.api.schemas.grids import SessionLayers
+from gisgov.crs import GEOJSON_PRECISION
 from gisgov.gridding import sessions
 from gisgov.maps.assets import require_assets
 from gisgov.security.roles import Perm, Principal
@@ -56,7 +57,7 @@ def editor_page(request: Request) -> HTMLResponse:
 def _geo(ctx, geom) -> dict | None:
     if geom is None or geom.is_empty:
         return None
-    return shapely.geometry.mapping(shapely.set_precision(ctx.to_lonlat(geom), 1e-7))
+    return shapely.geometry.mapping(shapely.set_precision(ctx.to_lonlat(geom), 10.0**-GEOJSON_PRECISION))
 
 
 @router.get(
@@ -108,8 +109,8 @@ def session_layers(
     foot = {
         r[0]: r[1]
         for r in conn.execute(
-            text("SELECT code, ST_AsGeoJSON(coalesce(geom, pos), 7) FROM building WHERE community_code = :c"),
-            {"c": ctx.code},
+            text("SELECT code, ST_AsGeoJSON(coalesce(geom, pos), :prec) FROM building WHERE community_code = :c"),
+            {"c": ctx.code, "prec": GEOJSON_PRECISION},
         )
     }
     buildings = []

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
 from gisgov.api.deps import DB, audit, in_scope_or_404, require
+from gisgov.api.errors import error_response
 from gisgov.api.json_only import json_only
 from gisgov.api.schemas import grids as schemas
 from gisgov.api.schemas.answer import KEEP_SHAPE, JobAccepted
@@ -437,9 +438,7 @@ def activate(
                 "active_version": exc.info["active_version"],
             },
         )
-        return JSONResponse(
-            status_code=409, content={"detail": str(exc), "error": "PlanConflict", "conflict": exc.info}
-        )
+        return error_response(409, str(exc), "PlanConflict", conflict=exc.info)
     except GisgovError as exc:
         if not isinstance(exc, NotFound):
             audit(
@@ -680,14 +679,7 @@ def session_save(sid: str, request: Request, body: SaveBody, conn: Connection = 
                     "active_version": active,
                 },
             )
-            return JSONResponse(
-                status_code=409,
-                content={
-                    "detail": plans.conflict_message(info, saving=True),
-                    "error": "PlanConflict",
-                    "conflict": info,
-                },
-            )
+            return error_response(409, plans.conflict_message(info, saving=True), "PlanConflict", conflict=info)
         parent = active
     ed = sessions.editor(conn, s)
     version = save_plan(

@@ -38,7 +38,7 @@ from sqlalchemy import Connection
 from starlette.background import BackgroundTask
 
 from gisgov.api.deps import DB, audit, client_addr, current_principal, require
-from gisgov.api.errors import ErrorBody
+from gisgov.api.errors import ErrorBody, error_content
 from gisgov.api.links import route_link
 from gisgov.api.schemas.ingest import ExportJob, ImportJob, ImportReport, JobAccepted
 from gisgov.errors import Forbidden, GisgovError, NotFound
@@ -238,20 +238,19 @@ def import_file(
         result, detail = _summary(job_id, level, path.name, rep)
         audit(request, "import", p, object=f"import_job:{job_id}", result=result, detail=detail)
     body = {"job": job_id, "status_url": status_url, **rep.to_dict(jobs.MAX_REPORT_ISSUES)}
-    if not rep.ok:
-        body.update(_rejected_detail(rep))
-    return JSONResponse(body, status_code=200 if rep.ok else 422)
+    if rep.ok:
+        return JSONResponse(body)
+    return JSONResponse(error_content(422, _rejected_detail(rep), "ImportRejected", extra=body), status_code=422)
 
 
-def _rejected_detail(rep) -> dict:
+def _rejected_detail(rep) -> str:
     bad = rep.rejected
     first = bad[0] if bad else None
     what = f"{first.record}: [{first.rule}] {first.message}"[:300] if first else ""
-    return {
-        "detail": f"导入被拒绝，未写入任何数据 import rejected, nothing written: {rep.file}: {len(bad)} 条问题 "
-        f"problem(s); 第一条 first: {what}",
-        "error": "ImportRejected",
-    }
+    return (
+        f"导入被拒绝，未写入任何数据 import rejected, nothing written: {rep.file}: {len(bad)} 条问题 "
+        f"problem(s); 第一条 first: {what}"
+    )
 
 
 def _run_background(base, engine, job_id, path, level, options, name, vault, tmp, p: Principal, client) -> None:

@@ -251,25 +251,25 @@ def test_cli_exit_codes(street, tmp_path, monkeypatch):
 
 
 def test_tolerance_is_a_setting(street, tmp_path, monkeypatch):
-    from gisgov.ingest.siblings import get_sibling_settings
+    from gisgov.ingest.settings import get_ingest_settings
 
     p = tmp_path / "社区.geojson"
     gdf([*three_communities(), comm(NE, "北湖社区", overshooting_ne())]).to_file(p, driver="GeoJSON")
     monkeypatch.setenv("GISGOV_INGEST_OVERLAP_SHARE", "0.005")  # 0.5 %: the 0.2–0.4 % overlaps pass
-    get_sibling_settings.cache_clear()
+    get_ingest_settings.cache_clear()
     try:
         rep = load_file(p, "community", engine=street, dry_run=True)
         assert rep.status == "dry-run" and not issues(rep, "sibling_overlap")
         monkeypatch.setenv("GISGOV_INGEST_OVERLAP_M2", "20000")  # both bounds apply: any overlap above 2 ha …
         monkeypatch.setenv("GISGOV_INGEST_OVERLAP_SHARE", "0")
-        get_sibling_settings.cache_clear()
+        get_ingest_settings.cache_clear()
         rep = load_file(p, "community", engine=street, dry_run=True)
         assert rep.status == "dry-run" and not issues(rep, "sibling_overlap")  # … and none is
         monkeypatch.setenv("GISGOV_INGEST_OVERLAP_M2", "10000")
-        get_sibling_settings.cache_clear()
+        get_ingest_settings.cache_clear()
         rep = load_file(p, "community", engine=street, dry_run=True)
         assert {m2(i.value) > 10000 for i in issues(rep, "sibling_overlap", "rejected")} == {True}
         assert len(issues(rep, "sibling_overlap")) == 2  # 11,406 and 10,008 m²; the 6,402 m² corner passes
     finally:
         monkeypatch.undo()
-        get_sibling_settings.cache_clear()
+        get_ingest_settings.cache_clear()

@@ -77,6 +77,26 @@ class IngestSettings(BaseSettings):
         ),
         description="OSM building=* values whose households are estimated (others stay unknown).",
     )
+    # overlap and gap checks between siblings at import (gisgov.ingest.siblings)
+    overlap_m2: float = Field(
+        default=1.0, ge=0, description="Overlaps between siblings up to this area (m²) are tolerated."
+    )
+    overlap_share: float = Field(
+        default=0.001,
+        ge=0,
+        le=1,
+        description="Overlaps up to this share of the smaller sibling's area are tolerated (0.001 = 0.1 %).",
+    )
+    gap_m2: float = Field(
+        default=1.0, ge=0, description="Gaps inside a parent (uncovered by its children) above this area are reported."
+    )
+    gap_share: float = Field(
+        default=0.001,
+        ge=0,
+        le=1,
+        description="A gap above this share of its parent's area is reported on its own line; smaller ones "
+        "(slivers along hand-drawn edges) are summed up in one line per parent.",
+    )
 
 
 @lru_cache

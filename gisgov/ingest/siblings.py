@@ -24,20 +24,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import shapely
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from pyproj import Transformer
 from shapely import STRtree
 
 from gisgov.ingest.levels import LEVELS
 from gisgov.ingest.report import INFO, REPAIRED, Issue
 from gisgov.ingest.rules import msg
+from gisgov.ingest.settings import IngestSettings, get_ingest_settings
 from gisgov.ingest.validate import Parents, polygonal_part
 
 # Levels whose records may not overlap: level → how siblings are grouped (None: the whole level).
@@ -50,37 +48,6 @@ OVERLAP_GROUP: dict[str, str | None] = {
 # Levels whose records should cover their parent (level → parent code column).
 GAP_PARENT: dict[str, str] = {"community": "street_code", "grid": "community_code"}
 MAX_GAPS_PER_PARENT = 20
-
-
-class SiblingSettings(BaseSettings):
-    """Tolerances of the overlap and gap checks (``GISGOV_INGEST_*``)."""
-
-    model_config = SettingsConfigDict(env_prefix="GISGOV_INGEST_", extra="ignore")
-
-    overlap_m2: float = Field(
-        default=1.0, ge=0, description="Overlaps between siblings up to this area (m²) are tolerated."
-    )
-    overlap_share: float = Field(
-        default=0.001,
-        ge=0,
-        le=1,
-        description="Overlaps up to this share of the smaller sibling's area are tolerated (0.001 = 0.1 %).",
-    )
-    gap_m2: float = Field(
-        default=1.0, ge=0, description="Gaps inside a parent (uncovered by its children) above this area are reported."
-    )
-    gap_share: float = Field(
-        default=0.001,
-        ge=0,
-        le=1,
-        description="A gap above this share of its parent's area is reported on its own line; smaller ones "
-        "(slivers along hand-drawn edges) are summed up in one line per parent.",
-    )
-
-
-@lru_cache
-def get_sibling_settings() -> SiblingSettings:
-    return SiblingSettings()
 
 
 @dataclass
@@ -125,7 +92,7 @@ def check_overlaps(
     existing: Parents,
     *,
     repair: bool,
-    settings: SiblingSettings | None = None,
+    settings: IngestSettings | None = None,
 ) -> list[Issue]:
     """Overlap rule on ``rows`` (columns code, geom, pos and the parent code column); trims ``rows.geom`` /
     ``rows.pos`` in place under ``repair``; clears ``ok`` of rejected records. ``existing``: the level's
@@ -133,7 +100,7 @@ def check_overlaps(
     update replaces them) are left out."""
     if level not in OVERLAP_GROUP:
         return []
-    s = settings or get_sibling_settings()
+    s = settings or get_ingest_settings()
     group_col = OVERLAP_GROUP[level]
     n = len(rows)
     geoms = rows["geom"].to_numpy(dtype=object).copy()
@@ -228,12 +195,12 @@ def check_gaps(
     parents: Parents,
     existing: Parents,
     *,
-    settings: SiblingSettings | None = None,
+    settings: IngestSettings | None = None,
 ) -> list[Issue]:
     """Notes (rule ``parent_gap``) for the uncovered parts of each parent the rows fall in."""
     if level not in GAP_PARENT:
         return []
-    s = settings or get_sibling_settings()
+    s = settings or get_ingest_settings()
     col = GAP_PARENT[level]
     children: dict[Any, list[Any]] = defaultdict(list)
     mine: set[Any] = set()

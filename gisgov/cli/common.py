@@ -125,9 +125,12 @@ class LazyConsole:
     def get(self) -> Console:
         """The rich Console itself (to hand to code that draws on it)."""
         if self._console is None:
-            from rich.console import Console
+            if self._kw:
+                from rich.console import Console
 
-            self._console = Console(**self._kw)
+                self._console = Console(**self._kw)
+            else:  # results: never cut codes when piped (see console())
+                self._console = console()
         return self._console
 
     def __getattr__(self, name: str) -> Any:
@@ -199,15 +202,6 @@ def engine(**kw: Any) -> Engine:
 # --- commands that act as an account (`--as USER`): its role and scope apply, as in the web app -----
 
 AS_HELP = "以该账号身份 act as this account (its role and scope apply)"
-
-
-def _console() -> Console:
-    return console()
-
-
-def _fail(exc: BaseException) -> typer.Exit:
-    """A domain error as one line and its exit code (:func:`exit_code_for`)."""
-    return error(exc)
 
 
 @contextmanager

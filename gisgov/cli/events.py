@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from gisgov.cli import common
-from gisgov.cli.common import AS_HELP, _console, _fail, acting
+from gisgov.cli.common import AS_HELP, acting
 from gisgov.errors import GisgovError
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ def _print_event(ev: dict[str, Any], as_json: bool) -> None:
         return
     from rich.markup import escape
 
-    c = _console()
+    c = common.console()
     c.print(
         f"事件 event #{ev['id']}  [bold]{ev['status_label']}[/] ({ev['status']})  版本 version {ev['version']}",
         highlight=False,
@@ -92,7 +92,7 @@ def report_cmd(
             ev = store.report(conn, p, lon=lon, lat=lat, category=category, description=description)
         except GisgovError as exc:
             _audit_refusal(eng, "event_report", p, None, exc, {"category": category})
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
         audit.record(
             conn,
             "event_report",
@@ -129,7 +129,7 @@ def transition_cmd(
             ev = store.transition(conn, p, event_id, to, version, note=note, department=department)
         except GisgovError as exc:
             _audit_refusal(eng, "event_transition", p, obj, exc, {"to": to, "version": version})
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
         audit.record(
             conn,
             "event_transition",
@@ -153,7 +153,7 @@ def show_cmd(
         try:
             ev = store.get(conn, p, event_id)
         except GisgovError as exc:
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
     _print_event(ev, as_json)
 
 
@@ -206,7 +206,7 @@ def list_cmd(
                 offset=offset,
             )
         except GisgovError as exc:
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
     if as_json:
         typer.echo(json.dumps(res, ensure_ascii=False, indent=1))
         return
@@ -223,7 +223,7 @@ def list_cmd(
             e["deadline"][:16],
             str(e["version"]),
         )
-    _console().print(t)
+    common.console().print(t)
 
 
 @app.command("stats")
@@ -243,7 +243,7 @@ def stats_cmd(
     if as_json:
         typer.echo(json.dumps(s, ensure_ascii=False, indent=1))
         return
-    c = _console()
+    c = common.console()
     share = "—" if s["share_closed_in_grid"] is None else f"{s['share_closed_in_grid']:.1%}"
     med = "—" if s["median_hours_to_close"] is None else f"{s['median_hours_to_close']:.1f} h"
     c.print(

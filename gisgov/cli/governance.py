@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from gisgov.cli import common
-from gisgov.cli.common import AS_HELP, EXIT_REJECTED, _console, _fail, acting, escape, fail
+from gisgov.cli.common import AS_HELP, EXIT_REJECTED, acting, escape, fail
 from gisgov.errors import GisgovError
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def staff_list(
         try:
             out = store.staff_overview(conn, p, code=code, ceiling=_ceiling(), only_problems=problems)
         except GisgovError as exc:
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
         if out["names_shown"]:
             _record(conn, "read_personal", p, f"grid_staff:{out['area'] or 'all'}", {"count": out["summary"]["staff"]})
     if as_json:
@@ -109,7 +109,7 @@ def staff_list(
                 escape("; ".join(f"{x['role']} {x['name']} {x['phone_masked'] or ''}".strip() for x in g["people"]))
             )
         t.add_row(*cells)
-    _console().print(t)
+    common.console().print(t)
 
 
 @staff_app.command("check")
@@ -128,7 +128,7 @@ def staff_check(
         try:
             out = store.staff_overview(conn, p, code=code, ceiling=_ceiling(), only_problems=True)
         except GisgovError as exc:
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
     s = out["summary"]
     if as_json:
         _echo_json(
@@ -154,7 +154,7 @@ def staff_check(
             }
         )
     else:
-        c = _console()
+        c = common.console()
         c.print(
             f"网格 grids {s['grids']} · 合规 ok {s['grids_ok']} · 缺网格长 no 网格长 {len(s['no_leader'])} · "
             f"缺专职网格员 no 专职网格员 {len(s['no_full_time'])} · 超负荷 over {s['ceiling']:g} 户/专职 "
@@ -202,7 +202,7 @@ def staff_import(
             )
         except store.ImportRejected as exc:
             _record(eng, "import", p, "grid_staff", {"file": file.name, "errors": len(exc.rows)}, result="failed")
-            c = _console()
+            c = common.console()
             for r in exc.rows:
                 c.print(f"  {escape(r['message'])}", highlight=False)
             raise fail(exc, EXIT_REJECTED) from exc  # a rejected import: nothing written
@@ -215,7 +215,7 @@ def staff_import(
                 {"file": file.name, "reason": str(exc)[:300]},
                 result="denied" if exc.status_code in (403, 404) else "failed",
             )
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
         if not dry_run:
             _record(
                 conn,
@@ -234,7 +234,7 @@ def staff_import(
         _echo_json(out)
         return
     verb = "检查通过（未写入）checked, nothing written" if dry_run else "已导入 imported"
-    _console().print(
+    common.console().print(
         f"{verb}: {out['rows']} rows, {out['grids']} grids ({mode}; removed {out['removed']}); "
         f"仍有缺口 grids still with a gap: {', '.join(out['gaps_after']) or '—'}",
         highlight=False,
@@ -272,11 +272,11 @@ def compounds_check(
         try:
             out = store.compound_check(conn, p, code=code)
         except GisgovError as exc:
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
     if as_json:
         _echo_json(out)
     else:
-        c = _console()
+        c = common.console()
         t = Table(title=f"小区 compounds — {out['area'] or '全市 city'}")
         rule_cols = list(out["totals"]["breaches"])
         for col in (
@@ -324,7 +324,7 @@ def compounds_show(
         try:
             out = store.get_compound(conn, p, code)
         except GisgovError as exc:
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
     _echo_json(out)
 
 
@@ -366,7 +366,7 @@ def compounds_set(
                     {"version": version, "fields": sorted(changes), "reason": str(exc)[:300]},
                     result="denied",
                 )
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
         if diff:
             _record(conn, "compound_edit", p, obj, {"changes": diff, "version": out["version"]})
     _echo_json(out | {"changed": sorted(diff)})

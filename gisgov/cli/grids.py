@@ -18,23 +18,12 @@ from gisgov.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, error, fail
 from gisgov.errors import GisgovError
 
 if TYPE_CHECKING:
-    from rich.console import Console
     from rich.table import Table
 
 app = common.group("网格划分 Grid sizing: check, propose, repair, activate and compare grid plans.")
 
 
-class _WideConsole(common.LazyConsole):
-    """The results console: the terminal's width, or wide (200 columns) when written to a pipe or a file,
-    so that tables never cut grid and community codes (``common.console()``)."""
-
-    def get(self) -> Console:
-        if self._console is None:
-            self._console = common.console()
-        return self._console
-
-
-console = _WideConsole()
+console = common.LazyConsole()  # wide when piped: tables never cut grid and community codes
 
 COMMUNITY = typer.Option(..., "--community", "-c", help="Community code (12 digits).")
 PLAN = typer.Option(None, "--plan", "-p", help="Plan version (default: the active plan).")

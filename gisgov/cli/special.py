@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from gisgov.cli import common
-from gisgov.cli.common import AS_HELP, _console, _fail, acting
+from gisgov.cli.common import AS_HELP, acting
 from gisgov.cli.events import _audit_refusal
 from gisgov.errors import GisgovError
 
@@ -50,7 +50,7 @@ def needs_cmd(as_user: str = typer.Option(..., "--as", help=AS_HELP)) -> None:
             svc = _svc()
             _echo(store.config_for(conn, svc).public(svc.catalog()))
         except GisgovError as exc:
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
 
 
 @app.command("beyond")
@@ -74,7 +74,7 @@ def beyond_cmd(
             out = store.beyond_list(conn, _svc(), p, code=code, group=group, limit=limit, offset=offset)
         except GisgovError as exc:
             _audit_refusal(eng, "read_personal", p, "special_beyond", exc, {"code": code})
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
         audit.record(
             conn,
             "read_personal",
@@ -101,7 +101,7 @@ def beyond_cmd(
             "—" if r["distance_m"] is None else f"{r['distance_m']:.0f}",
             (r["nearest"] or {}).get("name") or "—",
         )
-    _console().print(t)
+    common.console().print(t)
 
 
 @app.command("summary")
@@ -119,7 +119,7 @@ def summary_cmd(
         try:
             out = store.summary(conn, _svc(), p, k=Settings().small_cell_k)
         except GisgovError as exc:
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
     if as_json:
         _echo(out)
         return
@@ -135,7 +135,7 @@ def summary_cmd(
                 "—" if g["beyond"] is None else str(g["beyond"]),
                 "—" if g["overdue"] is None else str(g["overdue"]),
             )
-    _console().print(t)
+    common.console().print(t)
 
 
 @app.command("overdue")
@@ -161,7 +161,7 @@ def overdue_cmd(
             )
         except GisgovError as exc:
             _audit_refusal(eng, "read_personal", p, "special_overdue", exc, {"code": code})
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
         audit.record(
             conn,
             "read_personal",
@@ -185,7 +185,7 @@ def overdue_cmd(
             (r["last_visit"] or "从未 never")[:10],
             "—" if r["days_overdue"] is None else str(r["days_overdue"]),
         )
-    _console().print(t)
+    common.console().print(t)
 
 
 @app.command("visit")
@@ -206,7 +206,7 @@ def visit_cmd(
             out = store.record_visit(conn, p, resident_id, cfg, note=note)
         except GisgovError as exc:
             _audit_refusal(eng, "event_report", p, f"resident:{resident_id}", exc, {"visit": resident_id})
-            raise _fail(exc) from exc
+            raise common.error(exc) from exc
         audit.record(
             conn,
             "event_report",
@@ -217,7 +217,7 @@ def visit_cmd(
     if as_json:
         _echo(out)
         return
-    _console().print(
+    common.console().print(
         f"已登记走访 visit recorded: event #{out['event_id']} · resident {out['resident_id']} · "
         f"{out['visited_at'][:16]}",
         highlight=False,

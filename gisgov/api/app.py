@@ -39,6 +39,8 @@ ROUTER_MODULES = [
     "gisgov.api.routes.governance",
     "gisgov.api.routes.governance_page",
     "gisgov.api.routes.special",
+    "gisgov.api.routes.tiles",
+    "gisgov.api.routes.coverage_page",
 ]
 
 

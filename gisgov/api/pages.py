@@ -5,7 +5,10 @@ under /static/vendor), ``{{common_css}}`` (the shared page chrome, ``web/common/
 ``{{common_js}}`` (the shared page code, ``web/common/gisgov.js``: CSRF token, fetch wrapper, user badge,
 sign-out; a page loads it before its own script),
 ``{{page_css}}``/``{{page_js}}`` (the page's own files under /static/<name>, with
-a content hash for cache busting) and ``{{config}}`` (a small JSON object: the basemap). Nothing links
+a content hash for cache busting) and ``{{config}}`` (a small JSON object: the basemap). A page that
+loads more than its one script/stylesheet names them with ``{{page:<file>}}`` (another file of its own
+folder), ``{{common:<file>}}`` (a file of ``web/common``) and ``{{vendor:<asset name>}}`` (a vendored
+asset of :data:`gisgov.maps.assets.ASSETS`), each replaced by its versioned URL. Nothing links
 outside the app.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +25,13 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from gisgov.errors import GisgovError
-from gisgov.maps.assets import asset_url
+from gisgov.maps.assets import ASSETS, asset_url
 
 COMMON = "common"  # web/common: what every page shares
 COMMON_CSS = "gisgov.css"
 COMMON_JS = "gisgov.js"
+# {{page:file}}, {{common:file}}, {{vendor:asset}}: more files of the page's folder, of web/common, vendored assets
+_NAMED_SLOT = re.compile(r"\{\{(page|common|vendor):([A-Za-z0-9_][A-Za-z0-9_.-]*)\}\}")
 
 
 class PageMissing(GisgovError):
@@ -75,6 +81,19 @@ class LeafletPage:
         page = (folder / "index.html").read_text(encoding="utf-8")
         for slot, url in slots.items():
             page = page.replace(slot, html.escape(url, quote=True))
+
+        def named(m: re.Match[str]) -> str:
+            kind, name = m.group(1), m.group(2)
+            if kind == "vendor":
+                if name not in ASSETS:
+                    raise PageMissing(f"页面引用了未知资源 {self.title} page names an unknown asset: {name}")
+                return html.escape(asset_url(name), quote=True)
+            where = folder if kind == "page" else common
+            if not (where / name).is_file():
+                raise PageMissing(f"页面文件缺失 {self.title} page files missing in {where}: {name}")
+            return html.escape(self._versioned(where, name), quote=True)
+
+        page = _NAMED_SLOT.sub(named, page)
         return page.replace("{{config}}", config)
 
     def mount(self, app: FastAPI) -> None:

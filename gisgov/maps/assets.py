@@ -38,6 +38,10 @@ ASSETS: dict[str, str] = {
     "swagger_js": "swagger-ui-dist/swagger-ui-bundle.js",
     "swagger_css": "swagger-ui-dist/swagger-ui.css",
     "swagger_favicon": "swagger-ui-dist/favicon-32x32.png",
+    "geoman_js": "@geoman-io/leaflet-geoman-free/dist/leaflet-geoman.min.js",
+    "geoman_css": "@geoman-io/leaflet-geoman-free/dist/leaflet-geoman.css",
+    "vectorgrid_js": "leaflet.vectorgrid/dist/Leaflet.VectorGrid.bundled.min.js",
+    "html_to_image_js": "html-to-image/dist/html-to-image.js",
 }
 
 

@@ -41,6 +41,7 @@ ROUTER_MODULES = [
     "gisgov.api.routes.special",
     "gisgov.api.routes.tiles",
     "gisgov.api.routes.coverage_page",
+    "gisgov.api.routes.context",
 ]
 
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gisgov import resources
@@ -40,9 +41,22 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `gisgov serve` binds to.")
     port: int = Field(default=8000, description="Port `gisgov serve` binds to.")
+    basemap: Literal["none", "tianditu", "amap", "tencent", "custom"] | None = Field(
+        default=None,
+        description="Basemap preset: none, tianditu (needs GISGOV_BASEMAP_TOKEN), amap / tencent (GCJ-02 tiles: "
+        "the pages shift the data), custom (GISGOV_BASEMAP_URL, e.g. a local tile server); unset = custom when "
+        "GISGOV_BASEMAP_URL is set, else none (works offline).",
+    )
+    basemap_token: str | None = Field(default=None, description="Tianditu key (tk) for GISGOV_BASEMAP=tianditu.")
     basemap_url: str | None = Field(
         default=None,
-        description="XYZ tile URL template for the basemap; unset = no basemap (works offline).",
+        description="XYZ tile URL template for the basemap ({z}/{x}/{y}; {s} with GISGOV_BASEMAP_SUBDOMAINS); "
+        "with a preset it is filled in from the preset; unset = no basemap (works offline).",
+    )
+    basemap_subdomains: str = Field(default="abc", description="Values of {s} in a custom GISGOV_BASEMAP_URL.")
+    basemap_crs: Literal["wgs84", "gcj02"] = Field(
+        default="wgs84",
+        description="Datum of a custom basemap's tiles: wgs84 (also CGCS2000) or gcj02 (the pages shift the data).",
     )
     basemap_attribution: str = Field(default="", description="Attribution shown with the basemap.")
     web_dir: Path = Field(
@@ -152,6 +166,24 @@ class Settings(BaseSettings):
             raise ValueError("GISGOV_SECRET_KEY must be at least 16 characters and not a placeholder")
         return v
 
+    @model_validator(mode="after")
+    def _resolve_basemap(self) -> Settings:
+        """Fill basemap_url / basemap_attribution from the preset (pages and folium maps read those two)."""
+        kind = self.basemap or ("custom" if self.basemap_url else "none")
+        if kind == "none":
+            self.basemap_url = None
+        elif kind == "custom":
+            if not self.basemap_url:
+                raise ValueError("GISGOV_BASEMAP=custom needs GISGOV_BASEMAP_URL (an XYZ tile URL template)")
+        else:
+            if kind == "tianditu" and not self.basemap_token:
+                raise ValueError("GISGOV_BASEMAP=tianditu needs GISGOV_BASEMAP_TOKEN (the Tianditu key, tk)")
+            first = basemap_layers(kind, self.basemap_token)[0]
+            self.basemap_url = _first_host(first["url"], first["subdomains"])
+            self.basemap_attribution = self.basemap_attribution or BASEMAP_PRESETS[kind]["attribution"]
+        self.basemap = kind
+        return self
+
     @property
     def origin(self) -> str:
         """The origin users reach the app at (scheme://host:port), from configuration only."""
@@ -163,6 +195,104 @@ class Settings(BaseSettings):
     @property
     def home_abs(self) -> Path:
         return self.home.expanduser().resolve()
+
+
+# ---- basemap presets ------------------------------------------------------------------------------------
+_TIANDITU = (
+    "https://t{s}.tianditu.gov.cn/%(layer)s_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0&LAYER=%(layer)s"
+    "&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={z}&TILEROW={y}&TILECOL={x}&tk=%(token)s"
+)
+#: kind -> datum of the tiles, attribution, layers (url template, subdomains, max zoom); the first layer is the base
+BASEMAP_PRESETS: dict[str, dict[str, Any]] = {
+    "tianditu": {
+        "crs": "wgs84",  # CGCS2000: within centimetres of WGS84 at map scale, no shift
+        "attribution": "天地图 Tianditu",
+        "layers": [("vec", "01234567", 18), ("cva", "01234567", 18)],
+    },
+    "amap": {
+        "crs": "gcj02",
+        "attribution": "高德地图 AMap",
+        "layers": [
+            (
+                "https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
+                "1234",
+                18,
+            )
+        ],
+    },
+    "tencent": {
+        "crs": "gcj02",
+        "attribution": "腾讯地图 Tencent Maps",
+        "layers": [("https://rt{s}.map.gtimg.com/realtimerender?z={z}&x={x}&y={-y}&type=vector&style=0", "0123", 18)],
+    },
+}
+
+
+def _first_host(url: str, subdomains: str) -> str:
+    return url.replace("{s}", subdomains[0]) if subdomains else url
+
+
+def basemap_layers(kind: str, token: str | None = None) -> list[dict[str, Any]]:
+    """The tile layers of a preset: ``[{url, subdomains, max_zoom, overlay}]`` (the first is the base)."""
+    out = []
+    for i, (url, subdomains, max_zoom) in enumerate(BASEMAP_PRESETS[kind]["layers"]):
+        if kind == "tianditu":
+            url = _TIANDITU % {"layer": url, "token": token or ""}
+        out.append({"url": url, "subdomains": subdomains, "max_zoom": max_zoom, "overlay": i > 0})
+    return out
+
+
+def basemap_config(settings: Settings) -> dict[str, Any]:
+    """What a page needs to draw the basemap: ``kind``, ``crs`` (wgs84 | gcj02), ``attribution``, ``layers``
+    (``[{url, subdomains, max_zoom, overlay}]``; empty for none) and ``hosts`` (the tile hosts, for the CSP)."""
+    kind = settings.basemap or ("custom" if settings.basemap_url else "none")
+    if kind == "none" or (kind == "custom" and not settings.basemap_url):
+        return {"kind": "none", "crs": "wgs84", "attribution": "", "layers": [], "hosts": []}
+    if kind == "custom":
+        url = settings.basemap_url or ""
+        layers = [{"url": url, "subdomains": settings.basemap_subdomains, "max_zoom": 20, "overlay": False}]
+        crs = settings.basemap_crs
+    else:
+        layers = basemap_layers(kind, settings.basemap_token)
+        crs = BASEMAP_PRESETS[kind]["crs"]
+    hosts: list[str] = []
+    for layer in layers:
+        for h in tile_hosts(layer["url"], layer["subdomains"]):
+            if h not in hosts:
+                hosts.append(h)
+    return {"kind": kind, "crs": crs, "attribution": settings.basemap_attribution, "layers": layers, "hosts": hosts}
+
+
+def tile_hosts(url: str | None, subdomains: str = "abc") -> list[str]:
+    """``scheme://host`` of every tile server ``url`` names ({s} expanded over ``subdomains``); [] for a
+    relative or empty URL (tiles served by the app itself)."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return []
+    out = []
+    for s in subdomains if "{s}" in url else [""]:
+        p = urlsplit(url.replace("{s}", s))
+        if p.scheme in ("http", "https") and p.netloc:
+            origin = f"{p.scheme}://{p.netloc}"
+            if origin not in out:
+                out.append(origin)
+    return out
+
+
+def preset_hosts(url: str | None) -> list[str] | None:
+    """The hosts of the preset whose first host ``url`` is (``t0.tianditu.gov.cn`` -> t0..t7), else None."""
+    if not url:
+        return None
+    for kind in BASEMAP_PRESETS:
+        for layer in basemap_layers(kind, "x"):
+            first = tile_hosts(_first_host(layer["url"], layer["subdomains"]))
+            if first and tile_hosts(url) == first:
+                hosts: list[str] = []
+                for lyr in basemap_layers(kind, "x"):
+                    hosts += [h for h in tile_hosts(lyr["url"], lyr["subdomains"]) if h not in hosts]
+                return hosts
+    return None
 
 
 @lru_cache

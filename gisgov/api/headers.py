@@ -4,7 +4,8 @@
 - HTML pages get a Content-Security-Policy that allows scripts only from the app itself plus the
   exact inline scripts of that page (their SHA-256 hashes, computed from the body here, so folium's
   generated map code runs and nothing injected does); no ``unsafe-inline`` / ``unsafe-eval`` for
-  scripts; ``frame-ancestors 'none'``; images from the app, data: URIs and the configured basemap.
+  scripts; ``frame-ancestors 'none'``; images from the app, data: URIs and the configured basemap's tile hosts (exactly
+  those of the preset: :func:`gisgov.config.basemap_config`).
 - Everything else gets ``default-src 'none'; frame-ancestors 'none'``.
 - ``/api`` responses are ``Cache-Control: no-store`` (they may hold personal data).
 - An absolute ``Location`` pointing at the request's own ``Host`` (e.g. the router's trailing-slash
@@ -19,6 +20,8 @@ import hashlib
 import re
 from urllib.parse import urlsplit
 
+from gisgov.config import preset_hosts
+
 _INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc\s*=)[^>]*>(.*?)</script>", re.S | re.I)
 
 
@@ -32,8 +35,13 @@ def script_hashes(html: bytes) -> list[str]:
 
 
 def _tile_origin(url: str | None) -> str:
+    """The basemap's tile hosts for img-src: exactly a preset's hosts (Tianditu t0..t7, AMap webrd01..04,
+    Tencent rt0..3) when ``url`` is a preset's, else the URL's host ({s}: the host's siblings)."""
     if not url:
         return ""
+    preset = preset_hosts(url)
+    if preset:
+        return "".join(" " + h for h in preset)
     p = urlsplit(url.replace("{s}", "a"))
     if not p.scheme or not p.netloc:
         return ""

@@ -20,6 +20,12 @@ Scope (``scope_by``): how the rows of a layer are limited to the caller's area (
 ``community_code`` (the row's community; rows without one by position), ``area`` (geometry
 intersects the area's polygon), ``household`` (personal rows, by their household's building) or
 ``all`` (public infrastructure every signed-in account sees whole, e.g. the walking network).
+
+Vector tiles (``tiles:``, optional): a layer with this section is served as Mapbox vector tiles at
+``/tiles/{layer}/{z}/{x}/{y}.pbf`` (see :mod:`gisgov.tiles`); a layer without it is not. Each feature
+carries ``code`` and ``name``, ``households``/``residents`` for a layer with ``counts``, the code of
+each level in ``links`` (a property named after the level, e.g. ``grid`` on buildings) and the
+``fields`` picked from the layer's own ``properties``. Personal layers are never tiled.
 """
 
 from __future__ import annotations
@@ -108,6 +114,29 @@ class Style(BaseModel):
         return d
 
 
+class Tiles(BaseModel):
+    """How a layer is served as vector tiles (every key has a default: ``tiles: {}`` is enough)."""
+
+    model_config = ConfigDict(extra="forbid")
+    fields: list[Ident] = Field(default_factory=list, description="extra properties, from the layer's properties")
+    links: list[Ident] = Field(default_factory=list, description="levels whose code is a property (building: grid)")
+    counts: bool = Field(default=True, description="households/residents, for a layer with counts")
+    min_zoom: int | None = Field(
+        default=None, ge=0, le=22, description="below it tiles are empty (default: the layer's)"
+    )
+    max_zoom: int = Field(default=22, ge=0, le=22, description="above it tiles are empty")
+    simplify: float = Field(default=0.5, ge=0, le=16, description="simplification tolerance in screen pixels (0: none)")
+    buffer: int = Field(default=64, ge=0, le=1024, description="pixels of the 4096 extent drawn beyond the tile edge")
+    extent: int = Field(default=4096, ge=256, le=8192)
+    max_features: int = Field(default=5000, ge=1, le=100_000, description="features per tile at most (by code)")
+
+    @model_validator(mode="after")
+    def _zooms(self) -> Tiles:
+        if self.min_zoom is not None and self.min_zoom > self.max_zoom:
+            raise ValueError(f"tiles.min_zoom {self.min_zoom} is above tiles.max_zoom {self.max_zoom}")
+        return self
+
+
 class Layer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -133,6 +162,7 @@ class Layer(BaseModel):
     on_map: bool = False
     order: int = 100
     description: str = ""
+    tiles: Tiles | None = None
 
     @field_validator("code_pattern")
     @classmethod
@@ -177,7 +207,25 @@ class Layer(BaseModel):
             raise ValueError(f"personal layer {self.name} must be scoped by household (rule: personal_layer)")
         if self.personal and self.name_column is not None:
             raise ValueError(f"personal layer {self.name} may not show names (rule: personal_layer)")
+        if self.tiles is not None:
+            if self.personal:
+                raise ValueError(f"personal layer {self.name} may not be served as tiles (rule: personal_layer)")
+            extra = sorted(set(self.tiles.fields) - set(self.properties))
+            if extra:
+                raise ValueError(f"layer {self.name}: tiles.fields {extra} are not among its properties")
+            levels = {r.level for r in self.refs}
+            unknown = sorted(set(self.tiles.links) - levels)
+            if unknown:
+                raise ValueError(f"layer {self.name}: tiles.links {unknown} are not levels it refers to")
+            clash = sorted(set(self.tiles.links) & set(self.tiles.fields))
+            if clash:
+                raise ValueError(f"layer {self.name}: tiles.links and tiles.fields share names {clash}")
         return self
+
+    @property
+    def tile_min_zoom(self) -> int:
+        """Smallest zoom with features in this layer's tiles."""
+        return self.min_zoom if self.tiles is None or self.tiles.min_zoom is None else self.tiles.min_zoom
 
     @property
     def refs(self) -> list[Ref]:

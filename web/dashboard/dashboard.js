@@ -34,24 +34,25 @@
   function permille(x) { return x == null ? "—" : Number(x).toFixed(1) + "‰"; }
 
   // -- indicators for the choropleth ------------------------------------------------------------
+  // ColorBrewer sequential schemes (colour-blind safe; light = low, dark = high); no red/green pairs
   var PALETTES = {
-    blues: ["#c6dbef", "#9ecae1", "#6baed6", "#3182bd", "#08519c"],
-    purples: ["#dadaeb", "#bcbddc", "#9e9ac8", "#756bb1", "#54278f"],
-    oranges: ["#fdd0a2", "#fdae6b", "#fd8d3c", "#e6550d", "#a63603"],
-    rdylgn: ["#d6604d", "#f4a582", "#f2e3a0", "#a6d495", "#3f9b5f"]
+    blues: ["#eff3ff", "#bdd7e7", "#6baed6", "#3182bd", "#08519c"],
+    purples: ["#f2f0f7", "#cbc9e2", "#9e9ac8", "#756bb1", "#54278f"],
+    oranges: ["#feedde", "#fdbe85", "#fd8d3c", "#e6550d", "#a63603"],
+    ylgnbu: ["#ffffcc", "#a1dab4", "#41b6c4", "#2c7fb8", "#253494"]
   };
   var NO_DATA = "#d5dbe3";
   var BASE_INDICATORS = [
-    { key: "households", zh: "户数", en: "Households", palette: "blues", fmt: whole, count: true,
+    { key: "households", zh: "户数", en: "Households", palette: "blues", fmt: whole, count: true, unit: "户 households",
       get: function (s) { return s.households; } },
-    { key: "residents", zh: "人数", en: "People", palette: "blues", fmt: whole, count: true,
+    { key: "residents", zh: "人数", en: "People", palette: "blues", fmt: whole, count: true, unit: "人 people",
       get: function (s) { return s.residents; } },
-    { key: "special", zh: "特殊人群密度", en: "Special groups per 1,000 people", palette: "purples", fmt: permille,
+    { key: "special", zh: "特殊人群密度", en: "Special groups per 1,000 people", palette: "purples", fmt: permille, unit: "‰ 每千人 per 1,000 people",
       get: function (s) { return s.special.per_1000; } },
-    { key: "complete", zh: "15分钟圈覆盖率（完整）", en: "Complete 15-min circle", palette: "rdylgn", share: true,
-      coverage: true, fmt: function (x) { return pct(x, 0); },
+    { key: "complete", zh: "15分钟圈覆盖率（完整）", en: "Complete 15-min circle", palette: "ylgnbu", share: true,
+      coverage: true, unit: "% 户 of households", fmt: function (x) { return pct(x, 0); },
       get: function (s) { return s.coverage ? s.coverage.complete.share : null; } },
-    { key: "elderly", zh: "老年人口占比", en: "Aged 60+ share", palette: "oranges", fmt: function (x) { return pct(x, 1); },
+    { key: "elderly", zh: "老年人口占比", en: "Aged 60+ share", palette: "oranges", unit: "% 人 of people", fmt: function (x) { return pct(x, 1); },
       get: function (s) { return s.elderly_share; } }
   ];
 
@@ -65,8 +66,8 @@
       cov.categories.forEach(function (c) {
         var none = !!c.no_facility;
         list.push({ key: "cov:" + c.code, zh: c.name_zh + (none ? " · " + NO_FACILITY_ZH : " · 15分钟覆盖率"),
-          en: c.name_en + (none ? " (" + NO_FACILITY_EN + ")" : ""), palette: "rdylgn", share: true,
-          coverage: true, group: true, fmt: function (x) { return none ? NO_FACILITY_ZH : pct(x, 0); },
+          en: c.name_en + (none ? " (" + NO_FACILITY_EN + ")" : ""), palette: "ylgnbu", share: true,
+          coverage: true, group: true, unit: "% 户 of households", fmt: function (x) { return none ? NO_FACILITY_ZH : pct(x, 0); },
           get: function (s) { return !none && s.coverage ? s.coverage.categories[c.code].share : null; } });
       });
     }
@@ -78,26 +79,46 @@
     return list[0];
   }
 
-  function classify(values, ind) {
-    if (ind.share) return [0, 0.2, 0.4, 0.6, 0.8, 1];
-    var v = values.filter(function (x) { return x != null && isFinite(x); });
+  // Quantile classes (5, fewer when values repeat): breaks b0 ≤ b1 < … < bk, class i holds b_i < v ≤ b_{i+1}
+  // (the first class also holds b0). Returns null without any value.
+  function quantile(sorted, q) {
+    var pos = (sorted.length - 1) * q, lo = Math.floor(pos), hi = Math.ceil(pos);
+    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+  }
+  function classify(values) {
+    var v = values.filter(function (x) { return x != null && typeof x === "number" && isFinite(x); });
     if (!v.length) return null;
-    var lo = Math.min.apply(null, v), hi = Math.max.apply(null, v);
-    if (lo === hi) return [lo, hi];
+    v.sort(function (a, b) { return a - b; });
+    var out = [v[0]];
+    for (var i = 1; i <= 5; i++) {
+      var b = i === 5 ? v[v.length - 1] : quantile(v, i / 5);
+      if (b > out[out.length - 1] + 1e-9) out.push(b);
+    }
+    if (out.length === 1) out.push(v[0]);  // every value equal: one class
+    return out;
+  }
+  function classOf(v, brk) {
+    if (v == null || typeof v !== "number" || brk == null) return -1;
+    for (var i = 1; i < brk.length; i++) if (v <= brk[i] + 1e-9) return i - 1;
+    return brk.length - 2;
+  }
+  // k classes take k colours spread over the 5-step scheme (lightest to darkest)
+  function classColours(ind, brk) {
+    var pal = PALETTES[ind.palette];
+    var k = brk ? brk.length - 1 : 0;
+    if (k <= 1) return [pal[3]];
     var out = [];
-    for (var i = 0; i <= 5; i++) out.push(lo + (hi - lo) * i / 5);
+    for (var i = 0; i < k; i++) out.push(pal[Math.round(i * (pal.length - 1) / (k - 1))]);
     return out;
   }
   function colour(v, brk, ind) {
-    if (v == null || brk == null) return NO_DATA;
-    var pal = PALETTES[ind.palette];
-    if (brk.length === 2) return pal[3];
-    for (var i = 1; i < brk.length; i++) if (v <= brk[i] + 1e-12) return pal[i - 1];
-    return pal[pal.length - 1];
+    var c = classOf(v, brk);
+    return c < 0 ? NO_DATA : classColours(ind, brk)[c];
   }
 
   // bars and rings on white need a darker middle class than map fills
-  function strong(c) { return c === PALETTES.rdylgn[2] ? "#d9b84a" : c; }
+  var SHARE_STEPS = [0, 0.2, 0.4, 0.6, 0.8, 1];
+  function strong(c) { return c === PALETTES.ylgnbu[0] ? "#c9c25a" : c === PALETTES.ylgnbu[1] ? "#6cc08b" : c; }
 
   // -- data ---------------------------------------------------------------------------------------
   // GET as JSON; a 401 goes to /login?next=<this page> (gisgov.api)
@@ -119,10 +140,13 @@
     delete document.body.dataset.ready;
     // the coverage catalog says which categories have no facility in the data (无此类设施数据)
     var catalog = getJSON("/api/coverage/catalog").catch(function () { return null; });
-    Promise.all([getJSON(base), getJSON(base + "/features"), catalog]).then(function (res) {
+    // open events per grid for the comparison table (and the overlay); a role without them: no column
+    var events = fetchQuiet("/api/events/geojson");
+    Promise.all([getJSON(base), getJSON(base + "/features"), catalog, events]).then(function (res) {
       if (token !== state.token) return;
       state.doc = res[0];
       state.fc = res[1];
+      state.eventsGeo = res[3];
       markNoFacility(state.doc, res[2]);
       hideNotice();
       render();
@@ -164,6 +188,7 @@
     renderSelect();
     renderMap();
     renderTable();
+    renderPrintHead(d);
     document.title = d.name + " · 领导驾驶舱 Leaders' dashboard";
   }
 
@@ -305,7 +330,7 @@
       return;
     }
     var c = s.coverage.complete;
-    var ringColour = strong(colour(c.share, [0, 0.2, 0.4, 0.6, 0.8, 1], { palette: "rdylgn" }));
+    var ringColour = strong(colour(c.share, SHARE_STEPS, { palette: "ylgnbu" }));
     var head = '<div class="cov-head"><div class="ring" style="--p:' + (c.share == null ? 0 : c.share * 100) + ";--ring:" +
       ringColour + '" data-label="' + pct(c.share, 0) + '"></div><div class="txt">' +
       "<b>完整" + esc(meta.circle_zh) + "</b><br>16类服务均在 " + meta.minutes + " 分钟步行内的户<br>" + num(c.households_in) + " / " +
@@ -321,7 +346,7 @@
       none.map(function (k) { return esc(k.name_zh); }).join("、") +
       "）：覆盖率为缺数据而非服务缺口 missing data, not a gap</div>" : "";
     el.innerHTML = head + '<div class="bars two-col">' + bars(rows, 1, function (x) { return pct(x, 0); }, function (r) {
-      return strong(colour(r.value, [0, 0.2, 0.4, 0.6, 0.8, 1], { palette: "rdylgn" }));
+      return strong(colour(r.value, SHARE_STEPS, { palette: "ylgnbu" }));
     }) + "</div>" + noneHtml;
   }
 
@@ -376,7 +401,7 @@
     var units = state.fc.features.filter(function (f) { return f.properties.role === "unit"; });
     var kids = state.fc.features.filter(function (f) { return f.properties.role === "child"; });
     var ind = indicator();
-    state.breaks = classify(d.children.items.map(function (c) { return ind.get(c.stats); }), ind);
+    state.breaks = classify(d.children.items.map(function (c) { return ind.get(c.stats); }));
 
     if (units.length) {
       state.layers.unit = L.geoJSON(units, { interactive: false, style: function () {
@@ -408,7 +433,8 @@
 
   function refit() {
     if (state.fit && state.fit.isValid()) {
-      state.map.fitBounds(state.fit, { paddingTopLeft: [40, 70], paddingBottomRight: [40, 40], animate: false });
+      var pad = state.printing ? [[12, 12], [12, 12]] : [[40, 70], [40, 40]];
+      state.map.fitBounds(state.fit, { paddingTopLeft: pad[0], paddingBottomRight: pad[1], animate: false });
     }
   }
 
@@ -426,27 +452,41 @@
     }).catch(function () { /* footprints are context only */ });
   }
 
+  // Quantile legend: what is coloured (indicator, unit, children level), each class's range and count (data-count);
+  // the breaks are on the legend as data-breaks (JSON) for checks and the print.
   function renderLegend() {
     var ind = indicator();
     var el = $("legend");
     var d = state.doc;
     if (!d.children.items.length) {
+      el.removeAttribute("data-breaks");
       el.innerHTML = "<b>" + esc(d.level_label.zh) + "为最底层</b>" + esc(d.level_label.en) + " is the lowest level";
       return;
     }
     var brk = state.breaks;
+    var cols = classColours(ind, brk);
+    var counts = brk ? cols.map(function () { return 0; }) : [];
+    var none = 0;
+    d.children.items.forEach(function (c) {
+      var k = classOf(ind.get(c.stats), brk);
+      if (k < 0) none += 1; else counts[k] += 1;
+    });
     var rows = [];
-    if (brk && brk.length === 2) {
-      rows.push('<div><i style="background:' + PALETTES[ind.palette][3] + '"></i>' + ind.fmt(brk[0]) + "</div>");
-    } else if (brk) {
-      for (var i = 0; i < 5; i++) {
-        rows.push('<div><i style="background:' + PALETTES[ind.palette][i] + '"></i>' + ind.fmt(brk[i]) + " – " + ind.fmt(brk[i + 1]) + "</div>");
+    if (brk) {
+      for (var i = 0; i < cols.length; i++) {
+        var range = brk.length === 2 && brk[0] === brk[1] ? ind.fmt(brk[0])
+          : (i === 0 ? ind.fmt(brk[0]) : "&gt; " + ind.fmt(brk[i])) + " – " + ind.fmt(brk[i + 1]);
+        rows.push('<div class="cls" data-class="' + i + '" data-count="' + counts[i] + '"><i style="background:' + cols[i] + '"></i>' +
+          '<span class="rng">' + range + '</span><em>' + counts[i] + "</em></div>");
       }
     }
-    var anyNull = d.children.items.some(function (c) { return ind.get(c.stats) == null; });
-    if (anyNull || !brk) rows.push('<div><i style="background:' + NO_DATA + '"></i>无数据 no data</div>');
-    el.innerHTML = "<b>" + esc(ind.zh) + '<br><span style="font-weight:400;color:#6b7a8c">' + esc(ind.en) + " · " +
-      esc(d.children.level_label.zh) + "</span></b>" + rows.reverse().join("");
+    if (none || !brk) rows.push('<div class="cls nodata" data-class="none" data-count="' + none + '"><i style="background:' + NO_DATA +
+      '"></i><span class="rng">无数据 no data</span><em>' + none + "</em></div>");
+    var what = esc(d.children.level_label.zh) + " " + esc(PLURAL[d.children.level_label.en] || d.children.level_label.en);
+    el.dataset.breaks = JSON.stringify(brk || []);
+    el.dataset.features = String(d.children.items.length);
+    el.innerHTML = "<b>" + esc(ind.zh) + '</b><div class="legend-sub">' + esc(ind.en) + " · " + esc(ind.unit || "") + "</div>" +
+      '<div class="legend-sub">按' + what + "着色 · 分位数5级 quantiles · 个数 count</div>" + rows.reverse().join("");
   }
 
   function hot(code, on) {
@@ -475,60 +515,122 @@
     box.hidden = false;
   }
 
-  // -- children table ---------------------------------------------------------------------------------
+  // -- comparison table of the children (对比表) ---------------------------------------------------------
+  // One row per child: households, people, special groups (as the API gives them: "<5" for roles that see them
+  // suppressed), grid staff, the complete 15-minute circle share, open events (/api/events/geojson counted by code
+  // prefix); sortable by any column (click or Enter/Space on the header button; aria-sort), a row drills down.
+  function openEvents(code) {
+    var fc = state.eventsGeo;
+    if (!fc || failed(fc)) return null;
+    var n = 0;
+    fc.features.forEach(function (f) { if (f.properties.code && f.properties.code.indexOf(code) === 0) n += f.properties.open; });
+    return n;
+  }
+  function tableColumns(d) {
+    var ch = d.children, ind = indicator();
+    var cols = [
+      { key: "name", zh: "名称", en: "Name", get: function (c) { return c.name; } },
+      { key: "households", zh: "户数", en: "Households", get: function (c) { return c.stats.households; }, fmt: num },
+      { key: "residents", zh: "人数", en: "People", get: function (c) { return c.stats.residents; }, fmt: num }
+    ];
+    if (ch.items.some(function (c) { return c.stats.special && c.stats.special.people != null; })) {
+      cols.push({ key: "special", zh: "特殊人群", en: "Special groups", get: function (c) { return c.stats.special.people; }, fmt: num });
+    }
+    if (ch.items.some(function (c) { return !!c.stats.staff; })) {
+      cols.push({ key: "staff", zh: "网格员", en: "Grid staff", get: function (c) { return c.stats.staff ? c.stats.staff.total : null; },
+        fmt: num });
+    }
+    if (d.coverage) {
+      var tip = d.coverage.available ? "" : "未计算 not computed";
+      cols.push({ key: "coverage", zh: "15分钟覆盖", en: "15-min coverage", tip: tip,
+        title: "所需各类服务均在15分钟步行内的户占比 share of households with every required service within 15 minutes",
+        get: function (c) { return c.stats.coverage ? c.stats.coverage.complete.share : null; },
+        fmt: function (x) { return pct(x, 0); }, csv: function (x) { return x == null ? "" : (x * 100).toFixed(1); } });
+    }
+    if (state.eventsGeo && !failed(state.eventsGeo) && ch.level !== "compound") {
+      cols.push({ key: "events", zh: "未结事件", en: "Open events", get: function (c) { return openEvents(c.code); }, fmt: num });
+    }
+    if (!ind.count && ind.key !== "complete") {
+      cols.push({ key: "ind", zh: ind.zh.replace(/（.*）|·.*$/, "").trim(), en: ind.en, get: function (c) { return ind.get(c.stats); },
+        fmt: ind.fmt });
+    }
+    return cols;
+  }
+  // sort key: numbers as they are; a suppressed count ("<5", "≥5") and no value go last
+  function cmp(x, y, dir) {
+    var bx = x == null || masked(x), by = y == null || masked(y);
+    if (bx || by) return bx && by ? 0 : bx ? 1 : -1;
+    if (typeof x === "string") return x.localeCompare(y, "zh-CN") * dir;
+    return (x < y ? -1 : x > y ? 1 : 0) * dir;
+  }
+  function sortedItems(d, cols) {
+    var sort = state.sort || { key: "code", dir: 1 };
+    var col = cols.filter(function (c) { return c.key === sort.key; })[0];
+    return d.children.items.slice().sort(function (a, b) {
+      if (!col || sort.key === "code") return a.code < b.code ? -1 : 1;
+      return cmp(col.get(a), col.get(b), sort.dir) || (a.code < b.code ? -1 : 1);
+    });
+  }
   function renderTable() {
     var d = state.doc;
     var ch = d.children;
     var ind = indicator();
-    $("children-title").innerHTML = ch.level ? "下级" + esc(ch.level_label.zh) + " <span>" + esc(ch.level_label.en) + " · " +
-      ch.items.length + "</span>" : "下级单位 <span>Children</span>";
+    $("children-title").innerHTML = ch.level ? "对比 · 下级" + esc(ch.level_label.zh) + " <span>Compare " +
+      esc(PLURAL[ch.level_label.en] || ch.level_label.en) + " · " + ch.items.length + "</span>" : "下级单位 <span>Children</span>";
     var table = $("children");
+    $("btn-csv").disabled = !ch.items.length;
     if (!ch.items.length) {
       table.innerHTML = '<tbody><tr><td class="empty">无下级单位 no children</td></tr></tbody>';
       $("rest").hidden = true;
       return;
     }
-    var cols = [
-      { key: "name", label: "名称 Name", get: function (c) { return c.name; } },
-      { key: "households", label: "户数", get: function (c) { return c.stats.households; }, fmt: num },
-      { key: "residents", label: "人数", get: function (c) { return c.stats.residents; }, fmt: num }
-    ];
-    if (!ind.count) {
-      cols.push({ key: "ind", label: ind.zh.replace(/（.*）|·.*$/, "").trim(), get: function (c) { return ind.get(c.stats); },
-        fmt: ind.fmt });
-    }
+    var cols = tableColumns(d);
     var sort = state.sort || { key: "code", dir: 1 };
-    var items = ch.items.slice().sort(function (a, b) {
-      if (sort.key === "code") return a.code < b.code ? -1 : 1;
-      var col = cols.filter(function (c) { return c.key === sort.key; })[0];
-      var x = col.get(a), y = col.get(b);
-      if (x == null) return 1;
-      if (y == null) return -1;
-      return (x < y ? -1 : x > y ? 1 : 0) * sort.dir;
-    });
+    if (sort.key !== "code" && !cols.some(function (c) { return c.key === sort.key; })) sort = state.sort = { key: "code", dir: 1 };
+    var items = sortedItems(d, cols);
     var head = "<thead><tr>" + cols.map(function (c) {
-      return '<th data-key="' + c.key + '" class="' + (sort.key === c.key ? "sorted" : "") + '">' + esc(c.label) +
-        (sort.key === c.key ? (sort.dir > 0 ? " ▲" : " ▼") : "") + "</th>";
+      var on = sort.key === c.key || (c.key === "name" && sort.key === "code");
+      var aria = on ? (sort.dir > 0 ? "ascending" : "descending") : "none";
+      return '<th scope="col" data-key="' + c.key + '" aria-sort="' + aria + '" class="' + (on ? "sorted" : "") + '"' +
+        (c.title ? ' title="' + esc(c.title) + '"' : "") + '><button type="button" class="sort">' + esc(c.zh) +
+        '<small>' + esc(c.en) + "</small>" + '<i aria-hidden="true">' + (on ? (sort.dir > 0 ? "▲" : "▼") : "⇅") + "</i></button></th>";
     }).join("") + "</tr></thead>";
     var body = "<tbody>" + items.map(function (c) {
       var sw = colour(ind.get(c.stats), state.breaks, ind);
-      return '<tr data-code="' + esc(c.code) + '" data-level="' + esc(c.level) + '"><td title="' + esc(c.name + " " + c.code) + '">' +
-        '<span class="sw" style="background:' + sw + '"></span>' + esc(c.name) + (c.partial ? '<span class="part">部分</span>' : "") +
-        "</td>" + cols.slice(1).map(function (k) { return "<td>" + k.fmt(k.get(c)) + "</td>"; }).join("") + "</tr>";
+      return '<tr tabindex="0" data-code="' + esc(c.code) + '" data-level="' + esc(c.level) + '"><th scope="row" title="' +
+        esc(c.name + " " + c.code) + '"><span class="sw" style="background:' + sw + '"></span>' + esc(c.name) +
+        (c.partial ? '<span class="part">部分</span>' : "") + "</th>" + cols.slice(1).map(function (k) {
+          var v = k.get(c);
+          return '<td data-col="' + k.key + '" data-value="' + (v == null ? "" : esc(v)) + '"' +
+            (k.tip && v == null ? ' title="' + esc(k.tip) + '"' : "") + ">" + k.fmt(v) + "</td>";
+        }).join("") + "</tr>";
     }).join("") + "</tbody>";
-    table.innerHTML = head + body;
-    Array.prototype.forEach.call(table.querySelectorAll("th"), function (th) {
-      th.addEventListener("click", function () {
-        var k = th.dataset.key;
-        state.sort = { key: k, dir: sort.key === k ? -sort.dir : (k === "name" ? 1 : -1) };
-        if (k === "name") state.sort.key = "code";
+    var s = d.stats;
+    var foot = '<tfoot><tr><th scope="row">合计 Total</th>' + cols.slice(1).map(function (k) {
+      var v = k.get({ code: d.code || "", stats: s });
+      return '<td data-col="' + k.key + '">' + k.fmt(v) + "</td>";
+    }).join("") + "</tr></tfoot>";
+    table.innerHTML = head + body + foot;
+    table.dataset.sort = sort.key + ":" + (sort.dir > 0 ? "asc" : "desc");
+    Array.prototype.forEach.call(table.querySelectorAll("thead button.sort"), function (btn) {
+      btn.addEventListener("click", function () {
+        var k = btn.parentNode.dataset.key;
+        var cur = state.sort || { key: "code", dir: 1 };
+        var same = cur.key === k || (k === "name" && cur.key === "code");
+        state.sort = { key: k === "name" ? "code" : k, dir: same ? -cur.dir : (k === "name" ? 1 : -1) };
+        if (k === "name") state.sort = { key: "name", dir: same ? -cur.dir : 1 };
         renderTable();
+        var again = table.querySelector('thead th[data-key="' + k + '"] button');
+        if (again) again.focus();
       });
     });
     Array.prototype.forEach.call(table.querySelectorAll("tbody tr"), function (tr) {
       tr.addEventListener("mouseenter", function () { hot(tr.dataset.code, true); });
       tr.addEventListener("mouseleave", function () { hot(tr.dataset.code, false); });
       tr.addEventListener("click", function () { go(tr.dataset.level, tr.dataset.code); });
+      tr.addEventListener("keydown", function (e) {
+        if (e.key === "Enter" || e.key === " ") { e.preventDefault(); go(tr.dataset.level, tr.dataset.code); }
+      });
     });
     var rest = ch.rest;
     if (rest) {
@@ -539,6 +641,47 @@
       $("rest").hidden = true;
     }
   }
+
+  // CSV of the table as shown (its order), UTF-8 with a BOM so that Excel reads the Chinese
+  function csvCell(v) {
+    var t = v == null ? "" : String(v);
+    return /[",\n\r]/.test(t) ? '"' + t.replace(/"/g, '""') + '"' : t;
+  }
+  function tableCsv() {
+    var d = state.doc;
+    var cols = tableColumns(d);
+    var lines = [["编码 code"].concat(cols.map(function (c) { return c.zh + " " + c.en; })).map(csvCell).join(",")];
+    sortedItems(d, cols).forEach(function (c) {
+      lines.push([c.code].concat(cols.map(function (k) {
+        var v = k.get(c);
+        return k.csv ? k.csv(v) : v;
+      })).map(csvCell).join(","));
+    });
+    return "\ufeff" + lines.join("\r\n") + "\r\n";
+  }
+  function today() {
+    var t = new Date();
+    var p2 = function (n) { return (n < 10 ? "0" : "") + n; };
+    return t.getFullYear() + "-" + p2(t.getMonth() + 1) + "-" + p2(t.getDate());
+  }
+  function fileStem() {
+    var d = state.doc;
+    return (d.name || "unit") + "-" + d.level_label.zh + "-" + today();
+  }
+  function download(href, name) {
+    var a = document.createElement("a");
+    a.href = href;
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  }
+  $("btn-csv").addEventListener("click", function () {
+    if (!state.doc) return;
+    var url = URL.createObjectURL(new Blob([tableCsv()], { type: "text/csv;charset=utf-8" }));
+    download(url, fileStem() + "-对比表.csv");
+    setTimeout(function () { URL.revokeObjectURL(url); }, 4000);
+  });
 
   // -- leaders' indicators (events, rule breaches) and their map overlays ----------------------------------
   // Sources: /api/events/stats (?community=|grid=; a street: /api/dashboard/events?street=), /api/staff/gaps,
@@ -817,13 +960,14 @@
   function drawOverlay(k, token) {
     var ind = state.ind;
     if (ind.layers[k]) { state.map.removeLayer(ind.layers[k]); ind.layers[k] = null; }
-    var src = k === "events" ? (ind.data.eventsGeo ? Promise.resolve(ind.data.eventsGeo) : fetchQuiet("/api/events/geojson"))
+    var src = k === "events" ? (state.eventsGeo && !failed(state.eventsGeo) ? Promise.resolve(state.eventsGeo)
+      : fetchQuiet("/api/events/geojson"))
       : Promise.resolve(ind.data[k]);
     return src.then(function (fc) {
       if (token !== state.token || !fc || failed(fc) || !$("ov-" + k).checked) return;
       var layer;
       if (k === "events") {
-        ind.data.eventsGeo = fc;
+        state.eventsGeo = fc;
         var feats = fc.features.filter(function (f) { return inUnit(f.properties.code); });
         layer = L.geoJSON(feats, { pointToLayer: function (f, ll) {
           var p = f.properties, size = Math.round(22 + 5 * Math.sqrt(p.open));
@@ -871,6 +1015,101 @@
     toggleOverlay(a.id === "events-map" ? "events" : a.dataset.overlay, true);
   });
 
+  // -- views for leaders: print layout, PNG export, big-screen mode --------------------------------------------
+  function renderPrintHead(d) {
+    var t = new Date();
+    var zhDate = t.getFullYear() + "年" + (t.getMonth() + 1) + "月" + t.getDate() + "日";
+    var lvl = d.level_label.zh + " " + d.level_label.en;
+    $("print-title").textContent = d.name;
+    $("print-level").textContent = lvl + (d.code ? " · " + d.code : "");
+    $("print-date").textContent = "制图日期 " + zhDate + " · " + today();
+    $("print-source").textContent = $("dataset").textContent ? "· " + $("dataset").textContent : "";
+    var ind = indicator();
+    $("map-title").innerHTML = "<b>" + esc(d.name) + "</b> <span>" + esc(lvl) + "</span><br><small>" + esc(ind.zh) + " " +
+      esc(ind.en) + " · " + today() + "</small>";
+  }
+
+  // The print stylesheet (print.css, A4 landscape, one page) resizes the map: Leaflet is told so and refits
+  // the unit; body[data-print] says the layout is ready. Browsers fire beforeprint; page.emulateMedia the
+  // media-query change.
+  function relayout() {
+    if (!state.map) return;
+    state.map.invalidateSize({ animate: false });
+    refit();
+  }
+  function enterPrint() {
+    state.printing = true;
+    if (state.doc) renderPrintHead(state.doc);
+    relayout();
+    document.body.dataset.print = "ready";
+  }
+  function leavePrint() {
+    if (!state.printing) return;
+    state.printing = false;
+    delete document.body.dataset.print;
+    relayout();
+  }
+  var printQuery = window.matchMedia ? window.matchMedia("print") : null;
+  if (printQuery) {
+    var onPrint = function (e) { if (e.matches) enterPrint(); else leavePrint(); };
+    if (printQuery.addEventListener) printQuery.addEventListener("change", onPrint); else printQuery.addListener(onPrint);
+  }
+  window.addEventListener("beforeprint", enterPrint);
+  window.addEventListener("afterprint", leavePrint);
+  $("btn-print").addEventListener("click", function () { window.print(); });
+
+  // PNG of the map with its title, legend, scale bar and north arrow (html-to-image, drawn in the page)
+  var SKIP_IN_PNG = ["map-toolbar", "hoverbox", "overlays", "notice", "leaflet-control-zoom"];
+  function keepInPng(n) {
+    if (!n.classList) return true;
+    for (var i = 0; i < SKIP_IN_PNG.length; i++) if (n.classList.contains(SKIP_IN_PNG[i])) return false;
+    return true;
+  }
+  $("btn-png").addEventListener("click", function () {
+    if (!state.doc || !window.htmlToImage) return;
+    var btn = $("btn-png");
+    btn.disabled = true;
+    delete document.body.dataset.png;
+    renderPrintHead(state.doc);
+    document.body.classList.add("exporting");
+    var node = document.querySelector(".mapwrap");
+    var bg = getComputedStyle($("map")).backgroundColor;
+    window.htmlToImage.toPng(node, { backgroundColor: bg, pixelRatio: 1, filter: keepInPng }).then(function (url) {
+      state.png = url;
+      document.body.dataset.png = String(url.length);
+      download(url, fileStem() + "-地图.png");
+    }).catch(function (err) {
+      document.body.dataset.png = "error";
+      showNotice("导出图片失败 PNG export failed: " + (err && err.message ? err.message : err), true);
+    }).then(function () {
+      document.body.classList.remove("exporting");
+      btn.disabled = false;
+    });
+  });
+
+  // 大屏 big-screen mode (?mode=bigscreen): dark theme, large type; full screen when the browser allows it
+  function setBig(on, fromUser) {
+    document.body.classList.toggle("bigscreen", on);
+    document.body.dataset.mode = on ? "bigscreen" : "normal";
+    $("btn-big").setAttribute("aria-pressed", on ? "true" : "false");
+    var params = new URLSearchParams(location.search);
+    if (on) params.set("mode", "bigscreen"); else params.delete("mode");
+    var q = params.toString();
+    history.replaceState(history.state, "", location.pathname + (q ? "?" + q : "") + location.hash);
+    if (fromUser) {
+      var el = document.documentElement;
+      if (on && document.fullscreenEnabled && !document.fullscreenElement && el.requestFullscreen) {
+        el.requestFullscreen().catch(function () { /* not allowed here: the theme alone */ });
+      } else if (!on && document.fullscreenElement && document.exitFullscreen) {
+        document.exitFullscreen().catch(function () { /* already left */ });
+      }
+    }
+    setTimeout(relayout, 50);
+  }
+  $("btn-big").addEventListener("click", function () { setBig(!document.body.classList.contains("bigscreen"), true); });
+  document.addEventListener("fullscreenchange", function () { setTimeout(relayout, 50); });
+  setBig(new URLSearchParams(location.search).get("mode") === "bigscreen", false);
+
   // -- notices ----------------------------------------------------------------------------------------
   function showNotice(msg, error) {
     var n = $("notice");
@@ -888,10 +1127,11 @@
     state.indicator = e.target.value;
     if (!state.doc) return;
     var ind = indicator();
-    state.breaks = classify(state.doc.children.items.map(function (c) { return ind.get(c.stats); }), ind);
+    state.breaks = classify(state.doc.children.items.map(function (c) { return ind.get(c.stats); }));
     if (state.layers.children) state.layers.children.eachLayer(function (l) { l.setStyle(childStyle(l.feature.properties.code, false)); });
     renderLegend();
     renderTable();
+    renderPrintHead(state.doc);
   });
   window.addEventListener("hashchange", load);
   var resizing = null;

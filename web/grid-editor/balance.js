@@ -155,17 +155,22 @@
       (p > max ? "<span class='gb-more' aria-hidden='true'>»</span>" : "") + "</span>";
   }
 
+  // two rows: ▲/✓/▼, the households bar, the households and their deviation from the band's centre;
+  // the people bar and the people (the cell replaces the table's two number columns)
   function cell(row, rules) {
     var r = rulesOf(rules), st = status(row, r), dev = deviation(row, r), s = STATUS[st];
     var h = num(row && row.households), p = num(row && row.people);
     var title = s.zh + " " + s.en + " · " + fmt.format(h) + " 户 households (" + r.min_households + "–" +
-      r.max_households + ") · " + fmt.format(p) + " 人 people (≤ " + fmt.format(r.max_people) + ")";
+      r.max_households + ", 中心 centre " + dev.centre + ": " + signed(dev.value) + ", " + signed(dev.pct) + "%) · " +
+      fmt.format(p) + " 人 people (≤ " + fmt.format(r.max_people) + ")";
     return "<span class='gb-cell gb-" + st + "' data-status='" + st + "' data-deviation='" + dev.value +
-      "' title='" + esc(title) + "'>" +
-      "<span class='gb-icon' aria-hidden='true'>" + s.icon + "</span>" +
-      "<span class='gb-bars'>" + hhBar(h, r, dev) + ppBar(p, r) + "</span>" +
+      "' data-households='" + h + "' data-people='" + p + "' title='" + esc(title) + "'>" +
+      "<span class='gb-icon' aria-hidden='true'>" + s.icon + "</span>" + hhBar(h, r, dev) +
+      "<span class='gb-num'>" + fmt.format(h) + " <small>户</small></span>" +
       "<span class='gb-dev'><b>" + signed(dev.value) + "</b> <small>" + signed(dev.pct) + "%</small></span>" +
-      "<span class='gb-sr'>" + s.zh + " " + s.en + "</span></span>";
+      "<span class='gb-sr'>" + s.zh + " " + s.en + "</span>" + ppBar(p, r) +
+      "<span class='gb-num gb-pnum" + (p > r.max_people ? " gb-bad" : "") + "'>" + fmt.format(p) + " <small>人</small></span>" +
+      "</span>";
   }
 
   function legend(rules) {
@@ -192,8 +197,7 @@
       var c = color(rows.indexOf(row), row.code);
       return "<li data-code='" + esc(row.code) + "'><span class='gb-swatch' style='background:" + c +
         "' aria-hidden='true'></span><b class='gb-code' title='" + esc(row.code) + "'>" +
-        esc(String(row.code).slice(-3)) + "</b><span class='gb-nums'>" + fmt.format(num(row.households)) +
-        " 户 · " + fmt.format(num(row.people)) + " 人</span>" + cell(row, r) + "</li>";
+        esc(String(row.code).slice(-3)) + "</b>" + cell(row, r) + "</li>";
     }).join("") + "</ol>";
   }
 

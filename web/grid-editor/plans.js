@@ -18,7 +18,8 @@
 
   var STATUS_ZH = { draft: "草稿", active: "启用", archived: "归档" };
   var STATUS_EN = { draft: "draft", active: "active", archived: "archived" };
-  var MOVED_COLOR = "#D55E00";
+  // moved buildings: white with the editor's black outline, apart from every grid fill and the grey buildings
+  var MOVED_COLOR = "#ffffff";
   var fmt = new Intl.NumberFormat("zh-CN");
   var panel = document.getElementById("plans-panel");
   if (!panel) return;
@@ -66,13 +67,14 @@
     return a ? a.version : null;
   }
   function can(perm) { return !!(P.me && (P.me.permissions || []).indexOf(perm) >= 0); }
+  // share of grids within the bounds: the list's within_bounds (a share, 0–1), else the count stored in stats
   function withinShare(p) {
-    var n = p.grids || 0, w = p.within_bounds;
-    if (w == null && p.stats && p.stats.summary) w = p.stats.summary.within_bounds;
-    if (w == null || !n) return null;
-    w = Number(w);
-    // a count of grids (a whole number), or a share between 0 and 1
-    var share = Number.isInteger(w) ? w / n : w;
+    var n = p.grids || 0;
+    if (!n) return null;
+    var share = null;
+    if (p.within_bounds != null) share = Number(p.within_bounds);
+    else if (p.stats && p.stats.summary && p.stats.summary.within_bounds != null) share = Number(p.stats.summary.within_bounds) / n;
+    if (share == null || !isFinite(share)) return null;
     return { count: Math.round(share * n), share: share };
   }
   function setBusy(on) {
@@ -206,9 +208,10 @@
       return true;
     }, function (e) {
       setBusy(false);
-      // a refusal without an error: the planner kept their unsaved edits
-      message(e && e.message ? "打开失败 Could not open: " + errorText(e) : "未打开：有未保存的修改 <span>not opened: unsaved edits kept</span>",
-        e && e.message ? "error" : "");
+      // the planner chose to keep their unsaved edits: not an error
+      var kept = !e || !e.message || /取消|cancel/i.test(e.message);
+      message(kept ? "未打开第 " + v + " 版：保留未保存的修改 <span>not opened: your unsaved edits are kept</span>"
+        : "打开失败 Could not open: " + errorText(e), kept ? "" : "error");
       render();
       return false;
     });
@@ -220,7 +223,11 @@
     clearHighlight();
     if (ge && typeof ge.highlight === "function") {
       var n = ge.highlight(codes, { color: MOVED_COLOR, className: "plan-moved" });
-      return typeof n === "number" ? n : (n && n.length != null ? n.length : codes.length);
+      if (typeof n === "number") return n;
+      if (n && n.length != null) return n.length;
+      // the editor says how many of the codes it found on the map
+      var said = document.body.dataset.highlighted;
+      return said != null && said !== "" ? Number(said) : codes.length;
     }
     // an editor without highlight(): outline the buildings' own layers in a layer of this panel
     var s = ge && ge.state && typeof ge.state !== "function" ? ge.state : null;
@@ -234,7 +241,7 @@
         interactive: false,
         pointToLayer: function (f, ll) { return window.L.circleMarker(ll, { radius: 5 }); },
         style: function () {
-          return { color: MOVED_COLOR, weight: 2.5, fillColor: MOVED_COLOR, fillOpacity: 0.8, className: "plan-moved" };
+          return { color: "#000000", weight: 2.2, fillColor: MOVED_COLOR, fillOpacity: 1, className: "plan-moved" };
         }
       }).addTo(group);
     });
@@ -285,7 +292,7 @@
     return api("GET", "/api/grids/diff/" + encodeURIComponent(community()) + "?a=" + a + "&b=" + b).then(function (d) {
       P.compare = d;
       box.hidden = false;
-      box.innerHTML = diffTable(d) + "<div class='diff-foot'><span class='legend-moved'><i></i>地图上已标出移动的楼栋 " +
+      box.innerHTML = diffTable(d) + "<div class='diff-foot'><span class='legend-moved'><i></i>地图上白色为移动的楼栋 " +
         "<span>moved buildings marked on the map</span></span>" +
         "<button type='button' id='plans-diff-clear'>清除对比 <span>Clear</span></button></div>";
       el("plans-diff-clear").addEventListener("click", function () {

@@ -128,7 +128,7 @@
   function deviation(row, rules) {
     var r = rulesOf(rules), centre = (r.min_households + r.max_households) / 2;
     var v = Math.round(num(row && row.households) - centre);
-    return { value: v, pct: centre ? Math.round((v / centre) * 100) : 0, centre: centre };
+    return { value: v, pct: centre ? (v < 0 ? -1 : 1) * Math.round((Math.abs(v) / centre) * 100) : 0, centre: centre };
   }
   function signed(n) { return (n > 0 ? "+" : n < 0 ? "−" : "±") + fmt.format(Math.abs(n)); }
   function pos(v, max) { return Math.max(0, Math.min(100, (v / max) * 100)).toFixed(1) + "%"; }

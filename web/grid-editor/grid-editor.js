@@ -1219,6 +1219,10 @@
     if (S.changes > 0) { e.preventDefault(); e.returnValue = ""; return ""; }
   });
   window.gridEditor = { map: map, state: state, open: open, highlight: highlight, clearHighlight: clearHighlight,
-    setTool: setTool, setCurrent: setCurrent };
+    setTool: setTool, setCurrent: setCurrent,
+    // the outline being reshaped, [[lon, lat], …] (outer ring, not closed), or null
+    reshaping: function () {
+      return S.shape ? S.shape.getLatLngs()[0].map(function (ll) { return [ll.lng, ll.lat]; }) : null;
+    } };
   start();
 })();

@@ -78,7 +78,13 @@ class InvalidGeometry(InvalidInput):
     status_code = 422
 
 
-class PlanConflict(GisgovError):
+class Conflict(GisgovError):
+    """The request clashes with the current state of what it names (HTTP 409)."""
+
+    status_code = 409
+
+
+class PlanConflict(Conflict):
     status_code = 409
 
 

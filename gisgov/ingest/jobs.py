@@ -7,11 +7,18 @@ An import over HTTP runs with the caller's database scope: :func:`scoped_engine`
 (sharing the app's pool) on which EVERY transaction starts with
 ``SELECT set_config('gisgov.scope', :v, true)``, so row-level security applies to the load, its
 COPY statements (same connection, same transaction) and its progress writes alike.
+
+A job's process holds its lease (:mod:`gisgov.jobs.lease`) from :func:`create` to :func:`finish`. A job
+found ``queued``/``running`` with nobody holding it — its server was killed or stopped mid-import — is
+marked failed when read (:func:`get`); the import's own transaction died with that process, so nothing of
+it was written. A background import keeps its upload in ``GISGOV_HOME/imports/<job>/`` while it runs, so
+such a job can be run again (``POST /api/import/{job}/retry``: ``retryable`` in the status).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -19,9 +26,16 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, event, text
 
 from gisgov.ingest.report import Report
+from gisgov.jobs import lease
 from gisgov.security.roles import Role
 
 MAX_REPORT_ISSUES = 1000
+#: what a job whose process went away says
+WORKER_GONE = (
+    "导入进程已中断（服务器被停止或进程被终止），未写入任何数据；可重试 "
+    "the import's process stopped (server stopped or killed) before it finished: nothing was written; "
+    "it can be retried"
+)
 
 
 SCOPE_OPTION = "gisgov_scope"
@@ -40,8 +54,71 @@ def scoped_engine(engine: Engine, scope: str) -> Engine:
     return eng
 
 
+def imports_dir(home: Path) -> Path:
+    """``GISGOV_HOME/imports`` (0700): uploads of background imports, one folder per job."""
+    d = Path(home) / "imports"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d
+
+
+def keep_upload(home: Path, job_id: str, folder: Path) -> Path:
+    """Move an upload's private folder to ``imports/<job_id>`` (where a retry finds it); the new folder."""
+    dest = imports_dir(home) / str(job_id)
+    shutil.move(str(folder), dest)
+    return dest
+
+
+#: a failed job's kept upload (for a retry) is deleted this long after the job ended
+KEEP_FAILED_HOURS = 24
+
+
+def cleanup_uploads(engine: Engine, home: Path) -> int:
+    """Delete kept uploads of jobs that ended more than :data:`KEEP_FAILED_HOURS` ago (or are unknown).
+    Folders of queued or running jobs stay. Returns the number of folders deleted."""
+    base = imports_dir(home)
+    names = [d.name for d in base.iterdir() if d.is_dir()]
+    if not names:
+        return 0
+    ids = []
+    for n in names:
+        try:
+            ids.append(str(uuid.UUID(n)))
+        except ValueError:
+            continue
+    with engine.begin() as c:
+        keep = {
+            str(r[0])
+            for r in c.execute(
+                text(
+                    "SELECT id FROM import_job WHERE id = ANY (CAST(:ids AS uuid[])) AND (status IN ('queued', 'running') "
+                    "OR finished IS NULL OR finished > now() - make_interval(secs => :k))"
+                ),
+                {"ids": ids, "k": KEEP_FAILED_HOURS * 3600},
+            )
+        }
+    gone = 0
+    for n in ids:
+        if n not in keep:
+            shutil.rmtree(base / n, ignore_errors=True)
+            gone += 1
+    return gone
+
+
+def kept_upload(home: Path, job: dict) -> Path | None:
+    """The kept upload of a job, if it is still there."""
+    p = imports_dir(home) / str(job["id"]) / str(job["file"])
+    return p if p.is_file() else None
+
+
 def create(engine: Engine, file: str, level: str, options: dict, owner=None) -> str:
-    """A queued job; ``owner`` (a Principal) is recorded so only they (or an admin) may read it."""
+    """A queued job; ``owner`` (a Principal) is recorded so only they (or an admin) may read it. This
+    process holds the job's lease until :func:`finish`."""
+    job_id = _insert(engine, file, level, options, owner)
+    lease.take(engine, "import", job_id)
+    return job_id
+
+
+def _insert(engine: Engine, file: str, level: str, options: dict, owner) -> str:
     with engine.begin() as c:
         return str(
             c.execute(
@@ -84,6 +161,32 @@ def get(conn: Connection, job_id: str, owner=None) -> dict | None:
     owner_id = d.pop("owner_id")
     if owner is not None and owner.role != Role.admin and owner_id != owner.user_id:
         return None
+    if d["status"] in ("queued", "running") and lease.orphaned(conn, "import", job_id):
+        # its process is gone (and its transaction with it): say so now instead of "running" forever,
+        # and write the audit row the dead process could not
+        reaped = (
+            conn.execute(
+                text(
+                    "UPDATE import_job SET status = 'failed', error = :e, finished = now() "
+                    "WHERE id = :i AND status IN ('queued', 'running') RETURNING status, error, finished"
+                ),
+                {"e": WORKER_GONE, "i": job_id},
+            )
+            .mappings()
+            .first()
+        )
+        if reaped is not None:
+            d.update(reaped)
+            from gisgov.security import audit
+
+            audit.record(
+                conn,
+                "import",
+                actor=d.get("owner"),
+                object=f"import_job:{d['id']}",
+                result="error",
+                detail={"job": str(d["id"]), "level": d["level"], "file": d["file"], "error": "worker stopped"},
+            )
     d["id"] = str(d["id"])
     for k in ("created", "finished"):
         d[k] = d[k].isoformat() if d[k] else None
@@ -130,14 +233,17 @@ def finish(engine: Engine, job_id: str, report: Report | None = None, error: str
         json.dumps(_no_nul(report.to_dict(MAX_REPORT_ISSUES)), ensure_ascii=False, default=str) if report else None
     )
     error = _no_nul(error)
-    with engine.begin() as c:
-        c.execute(
-            text(
-                "UPDATE import_job SET status = :s, report = CAST(:r AS jsonb), error = :e, finished = now() "
-                "WHERE id = :i"
-            ),
-            {"s": status, "r": payload, "e": error, "i": job_id},
-        )
+    try:
+        with engine.begin() as c:
+            c.execute(
+                text(
+                    "UPDATE import_job SET status = :s, report = CAST(:r AS jsonb), error = :e, finished = now() "
+                    "WHERE id = :i"
+                ),
+                {"s": status, "r": payload, "e": error, "i": job_id},
+            )
+    finally:
+        lease.release("import", job_id)
 
 
 def run(

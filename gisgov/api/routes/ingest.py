@@ -41,7 +41,7 @@ from gisgov.api.deps import DB, audit, client_addr, current_principal, require
 from gisgov.api.errors import ErrorBody, error_content
 from gisgov.api.links import route_link
 from gisgov.api.schemas.ingest import ExportJob, ImportJob, ImportReport, JobAccepted
-from gisgov.errors import Forbidden, GisgovError, NotFound
+from gisgov.errors import Conflict, Forbidden, GisgovError, NotFound
 from gisgov.ingest import export_jobs, jobs
 from gisgov.ingest.export import FORMATS, PERSONAL_LEVELS, count_level, export_level, write_roster_template
 from gisgov.ingest.levels import ALL_LEVELS
@@ -214,13 +214,23 @@ def import_file(
         "size": size,
     }
     try:
+        jobs.cleanup_uploads(base, request.app.state.settings.home_abs)
         job_id = jobs.create(engine, path.name, level, options, owner=p)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         audit(request, "import", p, object=name, result="error", detail={"level": level, "file": name})
         raise
     status_url = route_link(request, "import_status", job_id=job_id)  # from configuration, not the Host header
-    vault = _vault(request)
+    try:
+        vault = _vault(request)
+        if size > s.sync_limit_mb * 1e6:
+            # the upload waits in GISGOV_HOME/imports/<job> (not /tmp) so a job whose process dies can be retried
+            tmp = jobs.keep_upload(request.app.state.settings.home_abs, job_id, tmp)
+            path = tmp / path.name
+    except BaseException as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        jobs.finish(engine, job_id, error=f"导入失败 import failed ({type(exc).__name__})")
+        raise
     if size > s.sync_limit_mb * 1e6:
         background.add_task(
             _run_background, base, engine, job_id, path, level, options, path.name, vault, tmp, p, client_addr(request)
@@ -274,11 +284,78 @@ def _run_background(base, engine, job_id, path, level, options, name, vault, tmp
     response_model_exclude_unset=True,
     responses={401: _AUTH[401], 404: _err("no such job, or not yours")},
 )
-def import_status(job_id: str, conn: Connection = DB, p: Principal = Depends(current_principal)) -> dict:
+def import_status(
+    job_id: str, request: Request, conn: Connection = DB, p: Principal = Depends(current_principal)
+) -> dict:
     job = jobs.get(conn, job_id, owner=p)
     if job is None:
         raise NotFound(f"未找到导入任务 no import job {job_id[:60]!r}")
+    job["retryable"] = (
+        job["status"] == "failed" and jobs.kept_upload(request.app.state.settings.home_abs, job) is not None
+    )
     return job
+
+
+@router.post(
+    "/api/import/{job_id}/retry",
+    summary="重试导入 Run a failed background import again (its process stopped before it finished)",
+    response_model=JobAccepted,
+    status_code=202,
+    responses={
+        **_AUTH,
+        404: _err("no such job, or not yours"),
+        409: _err("the job is not failed, or its upload is gone (only imports whose process stopped keep it)"),
+    },
+)
+def import_retry(
+    job_id: str,
+    request: Request,
+    background: BackgroundTasks,
+    conn: Connection = DB,
+    p: Principal = Depends(require(Perm.import_data)),
+) -> JSONResponse:
+    """A new job with the same file and options; the old job stays failed (its status names the new one
+    in the audit log)."""
+    job = jobs.get(conn, job_id, owner=p)
+    if job is None:
+        raise NotFound(f"未找到导入任务 no import job {job_id[:60]!r}")
+    home = request.app.state.settings.home_abs
+    kept = jobs.kept_upload(home, job) if job["status"] == "failed" else None
+    if kept is None:
+        raise Conflict(
+            f"该导入不能重试：状态为 {job['status']}，或上传文件已不在 import {job_id} cannot be retried: it is "
+            f"{job['status']}, or its upload is gone (only background imports whose process stopped keep it; "
+            "upload the file again)"
+        )
+    base = request.app.state.engine
+    engine = jobs.scoped_engine(base, p.db_scope)
+    options = dict(job["options"] or {})
+    new_id = jobs.create(engine, kept.name, job["level"], options, owner=p)
+    try:
+        folder = jobs.keep_upload(home, new_id, kept.parent)
+        vault = _vault(request)
+    except BaseException as exc:
+        jobs.finish(engine, new_id, error=f"导入失败 import failed ({type(exc).__name__})")
+        raise
+    audit(request, "import_retry", p, object=f"import_job:{job_id}", conn=conn, detail={"retry": new_id})
+    status_url = route_link(request, "import_status", job_id=new_id)
+    background.add_task(
+        _run_background,
+        base,
+        engine,
+        new_id,
+        folder / kept.name,
+        job["level"],
+        options,
+        kept.name,
+        vault,
+        folder,
+        p,
+        client_addr(request),
+    )
+    return JSONResponse(
+        {"job": new_id, "status": "queued", "status_url": status_url}, status_code=202, headers={"Location": status_url}
+    )
 
 
 _zip_private = export_jobs.zip_private

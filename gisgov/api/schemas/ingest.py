@@ -87,6 +87,10 @@ class ImportJob(Answer):
     total: int | None = Field(description="总数 records in all")
     report: Any = Field(description="报告 the import report when finished")
     error: str | None = Field(description="错误 why it failed")
+    retryable: bool | None = Field(
+        None,
+        description="可重试 a background import whose process stopped keeps its upload: POST /api/import/{job}/retry",
+    )
     created: str | None = Field(description="创建时间 when it was queued (ISO 8601)")
     finished: str | None = Field(description="完成时间 when it ended")
     owner: str | None = Field(description="发起人 the account that started it")

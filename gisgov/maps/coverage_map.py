@@ -14,7 +14,7 @@ import geopandas as gpd
 import numpy as np
 
 from gisgov.crs import WGS84
-from gisgov.maps.offline import add_css, add_html, offline_map, render_html
+from gisgov.maps.offline import add_context, add_css, add_html, finish_page, offline_map, render_html
 
 RING_COLOURS = ["#1a9850", "#91cf60", "#fee08b", "#fc8d59", "#d73027"]
 NO_FACILITY_COLOUR = "#9aa0a6"
@@ -44,12 +44,16 @@ def build_coverage_map(
     method: str,
     note: str = "",
     no_facility: bool = False,
+    context: dict | None = None,
+    basemap: dict | None = None,
 ) -> folium.Map:
     """``rings``: (label, distance m) in increasing order, used to colour buildings. ``no_facility``: the
     data hold no facility of the category — buildings are grey and the page says so (missing data,
     not a gap)."""
     m = offline_map(control_scale=True, prefer_canvas=True)
     add_css(m, _CSS)
+    add_context(m, context)  # roads and water under the layers (the facilities are this map's own)
+    finish_page(m, f"{title} — gisgov", basemap)
     a = area.to_crs(WGS84)
     if len(a) and not a.geometry.is_empty.all():
         folium.GeoJson(
@@ -176,8 +180,15 @@ def coverage_map_html(
         f"≤{budget:.0f} m · 覆盖 covered {reach.mean() * 100:.1f}% of {len(bld)} buildings · "
         f"服务圈 = reachable street parts + access legs, buffered {svc.model.params.area_width_m:.0f} m"
     )
+    from gisgov.api.routes.context import context_for_bounds
+    from gisgov.config import basemap_config, get_settings
+
+    frame = bld if len(bld) else fac
+    context = context_for_bounds(conn, frame.to_crs(WGS84).total_bounds) if len(frame) else None
     m = build_coverage_map(
         title=f"便民服务圈 {c.name_zh} {c.name_en}",
+        context=context,
+        basemap=basemap_config(get_settings()),
         area=area,
         gaps=gaps,
         buildings=bld,

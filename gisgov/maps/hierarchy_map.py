@@ -17,7 +17,7 @@ from folium.features import DivIcon, GeoJsonTooltip
 
 from gisgov.crs import WGS84
 from gisgov.layers import Layer
-from gisgov.maps.offline import add_basemap, add_css, add_html, offline_map
+from gisgov.maps.offline import add_basemap, add_context, add_css, add_html, finish_page, offline_map
 
 TOOLTIP_FIELDS = (
     ("name", "名称 Name"),
@@ -88,15 +88,21 @@ def build_hierarchy_map(
     title: str = "网格化管理地图 Grid governance map",
     links: Sequence[tuple[str, str]] = (),
     user: str | None = None,
+    context: dict | None = None,
+    basemap: dict | None = None,
 ) -> folium.Map:
     """An offline folium map of the given layers, styled per level, with tooltips, a layer
     control, a scale bar, a legend, a banner for synthetic data, fitted to the data.
     ``links``: (same-server URL, label) pairs shown in the title panel (e.g. the dashboard);
-    ``user``: who is signed in and their scope, shown in the title panel (escaped)."""
+    ``user``: who is signed in and their scope, shown in the title panel (escaped); ``context``: roads, water
+    and facilities drawn under the layers (:func:`gisgov.api.routes.context.context_for_bounds`);
+    ``basemap``: :func:`gisgov.config.basemap_config` (GCJ-02 tiles shift the map's CRS)."""
     prepared = [(lyr, _prepare(lyr, fr)) for lyr, fr in layers]
     m = offline_map(control_scale=True, prefer_canvas=False, zoom_snap=0.25)
     add_css(m, _CSS % {"bg": "#e8ecef" if not basemap_url else "#ddd"})
     add_basemap(m, basemap_url, basemap_attribution)
+    add_context(m, context)
+    finish_page(m, title, basemap)
 
     # Outline-only levels (street, community) get panes above the filled areas, the higher level
     # on top, so borders stay visible whatever layers are toggled; the panes ignore the pointer

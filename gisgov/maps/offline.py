@@ -82,6 +82,88 @@ def add_basemap(m: folium.Map, url: str | None, attribution: str = "", *, name: 
     return m
 
 
+CONTEXT_PANE = "gisgovContext"
+# muted styles of the geographic context (the Leaflet pages draw the same, web/common/gisgov.js)
+ROAD_WIDTH = {"arterial": (7, 4.5), "local": (4, 2.5), "bridge": (4, 2.5), "other": (3, 1.8), "path": (0, 1.2)}
+WATER_STYLE = {"color": "#8fb8d6", "weight": 1, "fillColor": "#b7d7ee", "fillOpacity": 0.85}
+
+
+def _road_style(feature: dict, casing: bool) -> dict:
+    cls = (feature.get("properties") or {}).get("class") or "other"
+    width = ROAD_WIDTH.get(cls, ROAD_WIDTH["other"])
+    if casing:
+        return {"color": "#a3acb7", "weight": width[0], "opacity": 0.9 if width[0] else 0, "lineCap": "round"}
+    colour = "#9aa3ad" if cls == "path" else "#ffffff"
+    return {"color": colour, "weight": width[1], "lineCap": "round", "lineJoin": "round"}
+
+
+def add_context(m: folium.Map, context: dict | None) -> folium.Map:
+    """Draw the geographic context (``/api/context``'s answer: roads, water, facilities) under everything
+    else: a pane below the overlays that takes no clicks; 水系 Water and 道路 Roads shown, 设施 Facilities
+    (when present) in the layer control, off until switched on."""
+    if not context:
+        return m
+    folium.map.CustomPane(CONTEXT_PANE, z_index=250, pointer_events=False).add_to(m)
+    water = context.get("water") or {}
+    if water.get("features"):
+        folium.GeoJson(
+            water, name="水系 Water", style_function=lambda _f: WATER_STYLE, pane=CONTEXT_PANE, interactive=False
+        ).add_to(m)
+    roads = context.get("roads") or {}
+    if roads.get("features"):
+        group = folium.FeatureGroup(name="道路 Roads", show=True)
+        for casing in (True, False):
+            folium.GeoJson(
+                roads,
+                style_function=lambda f, c=casing: _road_style(f, c),
+                pane=CONTEXT_PANE,
+                interactive=False,
+                control=False,
+            ).add_to(group)
+        group.add_to(m)
+    facilities = context.get("facilities") or {}
+    if facilities.get("features"):
+        folium.GeoJson(
+            facilities,
+            name=f"设施 Facilities ({len(facilities['features'])})",
+            show=False,
+            marker=folium.CircleMarker(radius=4, color="#ffffff", weight=1, fill_color="#7b1fa2", fill_opacity=0.9),
+            tooltip=folium.GeoJsonTooltip(fields=["name", "category"], aliases=["名称 Name", "类别 Category"]),
+            zoom_on_click=False,
+        ).add_to(m)
+    return m
+
+
+def finish_page(m: folium.Map, title: str, basemap: dict | None = None) -> folium.Map:
+    """The page chrome every folium map shares: ``<title>``; Leaflet's attribution without the flag (plain
+    "Leaflet"); for GCJ-02 tiles (``basemap["crs"] == "gcj02"``, :func:`gisgov.config.basemap_config`) the
+    map's CRS shifts the WGS84 data onto the tiles: the projection of the Leaflet pages (the ``<gcj02>`` part
+    of ``web/common/gisgov.js``) replaces ``L.CRS.EPSG3857``, which folium names in the map's options. One
+    inline script (the CSP hashes it), run after Leaflet loads and before the map is made."""
+    m.get_root().title = title
+    body = (
+        'L.Map.addInitHook(function () { if (this.attributionControl) this.attributionControl.setPrefix("Leaflet"); });'
+    )
+    if basemap and basemap.get("crs") == "gcj02":
+        body += gcj02_js() + "L.CRS.EPSG3857 = gcjCrs(L);"
+    add_html(m, f'<script>(function () {{ "use strict"; if (!window.L) return; {body} }})();</script>')
+    return m
+
+
+_GCJ02_PART = re.compile(r"// <gcj02>[^\n]*\n(.*?)// </gcj02>", re.S)
+
+
+def gcj02_js() -> str:
+    """The WGS84 <-> GCJ-02 functions and ``gcjCrs(L)`` of ``web/common/gisgov.js`` (one source for both)."""
+    from gisgov import resources
+
+    text = (resources.web_dir() / "common" / "gisgov.js").read_text(encoding="utf-8")
+    m = _GCJ02_PART.search(text)
+    if m is None:
+        raise RuntimeError("web/common/gisgov.js has no <gcj02> part")
+    return m.group(1)
+
+
 def external_asset_urls(html: str) -> list[str]:
     """Every ``src=``/``href=`` in ``html`` that points off the serving host."""
     return [m.group(1) for m in _EXTERNAL_ASSET.finditer(html)]

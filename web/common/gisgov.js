@@ -23,7 +23,8 @@
  *     clickable): water, roads (arterials thicker; /api/context for the view, simplified by zoom) and
  *     facilities (off until switched on in the layer control "地理要素 Context"). The map's container
  *     gets data-context="ready" and data-context-roads / -water / -facilities counts after each load.
- *     A map made with {gisgovContext: false} gets none of this but the attribution.
+ *     A map made with {gisgovContext: false} gets none of this but the attribution. (folium maps do not load
+ *     this file: their builders draw basemap and context, and inline the <gcj02> part below.)
  *   gisgov.crs.wgs2gcj([lng, lat]) / gcj2wgs([lng, lat]) / GCJ02 (the L.CRS)
  *   gisgov.basemap  the basemap in use: {kind, crs, attribution, layers: [{url, subdomains, max_zoom, overlay}]}
  * No inline scripts (CSP), no framework, nothing loaded from elsewhere. */
@@ -156,6 +157,7 @@
 
   // ---- maps: datum, basemap, attribution, geographic context -------------------------------------------
 
+  // <gcj02> (folium maps inline this part: gisgov.maps.offline.finish_page)
   // WGS84 -> GCJ-02 (the published offset of Chinese web maps; none outside China) and the inverse by
   // fixed-point iteration (converges to < 1e-9 degrees in a few steps)
   var PI = Math.PI, GCJ_A = 6378245.0, GCJ_EE = 0.00669342162296594323;
@@ -191,6 +193,24 @@
     }
     return w;
   }
+  function gcjCrs(L) {
+    var SM = L.Projection.SphericalMercator;
+    var projection = {
+      R: SM.R,
+      MAX_LATITUDE: SM.MAX_LATITUDE,
+      bounds: SM.bounds,
+      project: function (latlng) {
+        var g = wgs2gcj([latlng.lng, latlng.lat]);
+        return SM.project(L.latLng(g[1], g[0]));
+      },
+      unproject: function (point) {
+        var g = SM.unproject(point), w = gcj2wgs([g.lng, g.lat]);
+        return L.latLng(w[1], w[0]);
+      }
+    };
+    return L.extend({}, L.CRS.EPSG3857, { code: "GCJ02:3857", projection: projection });
+  }
+  // </gcj02>
   window.gisgov.crs = { wgs2gcj: wgs2gcj, gcj2wgs: gcj2wgs, GCJ02: null };
 
   function readConfig() {
@@ -227,24 +247,6 @@
   var LEAFLET_PREFIX = '<a href="https://leafletjs.com" title="Leaflet, a JavaScript library for interactive maps">Leaflet</a>';
   var MAX_SPAN = 2.0;  // degrees a side, as /api/context accepts
   var MIN_CONTEXT_ZOOM = 10;
-
-  function gcjCrs(L) {
-    var SM = L.Projection.SphericalMercator;
-    var projection = {
-      R: SM.R,
-      MAX_LATITUDE: SM.MAX_LATITUDE,
-      bounds: SM.bounds,
-      project: function (latlng) {
-        var g = wgs2gcj([latlng.lng, latlng.lat]);
-        return SM.project(L.latLng(g[1], g[0]));
-      },
-      unproject: function (point) {
-        var g = SM.unproject(point), w = gcj2wgs([g.lng, g.lat]);
-        return L.latLng(w[1], w[0]);
-      }
-    };
-    return L.extend({}, L.CRS.EPSG3857, { code: "GCJ02:3857", projection: projection });
-  }
 
   function addBasemap(map) {
     var ours = [];

@@ -142,12 +142,14 @@ def read_context(
     box: tuple[float, float, float, float],
     zoom: int,
     *,
-    srid: int,
-    facility_scope: list[str] | None,
-    scope: queries.Scope,
+    srid: int | None = None,
+    facility_scope: list[str] | None = None,
+    scope: queries.Scope = queries.ALL,
 ) -> dict:
     """The context layers in ``box`` (see the module doc); ``facility_scope`` = SQL conditions on facility
-    row ``t`` (None: no facilities)."""
+    row ``t`` (None: no facilities); ``srid`` of the stored geometry (None: read from the database)."""
+    if srid is None:
+        srid = int(conn.execute(text("SELECT Find_SRID(current_schema()::varchar, 'road_edge', 'geom')")).scalar_one())
     x0, y0, x1, y1 = box
     tol = 0.5 * 360.0 / (256 * 2**zoom)  # half a pixel, in degrees (storage is lon/lat)
     base = {"x0": x0, "y0": y0, "x1": x1, "y1": y1, "srid": srid, "tol": tol, "prec": GEOJSON_PRECISION}
@@ -174,6 +176,46 @@ def read_context(
     }
 
 
+def zoom_for(box: tuple[float, float, float, float], pixels: int = 1100) -> int:
+    """The zoom at which ``box`` about fills ``pixels`` (a static map's view), between 10 and 17."""
+    span = max(box[2] - box[0], box[3] - box[1], 1e-6)
+    return max(10, min(17, int(math.floor(math.log2(pixels * 360.0 / (256 * span))))))
+
+
+def context_for_bounds(
+    conn: Connection,
+    bounds,
+    *,
+    srid: int | None = None,
+    facility_scope: list[str] | None = None,
+    scope: queries.Scope = queries.ALL,
+) -> dict | None:
+    """The context of a static (folium) map showing ``bounds`` (minlon, minlat, maxlon, maxlat, e.g. a
+    GeoDataFrame's total_bounds): the box padded by a tenth and cut to :data:`MAX_SPAN` around its centre,
+    the zoom it fills. None when the bounds are empty or not finite."""
+    try:
+        x0, y0, x1, y1 = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)) or x1 < x0 or y1 < y0:
+        return None
+    px, py = max((x1 - x0) * 0.1, 0.002), max((y1 - y0) * 0.1, 0.002)
+    cx, cy, h = (x0 + x1) / 2, (y0 + y1) / 2, MAX_SPAN / 2 - 1e-6
+    box = (
+        max(x0 - px, cx - h, -180.0),
+        max(y0 - py, cy - h, -85.0),
+        min(x1 + px, cx + h, 180.0),
+        min(y1 + py, cy + h, 85.0),
+    )
+    return read_context(conn, box, zoom_for((x0, y0, x1, y1)), srid=srid, facility_scope=facility_scope, scope=scope)
+
+
+def facility_scope_for(request: Request, p: Principal) -> list[str] | None:
+    """SQL conditions on facility row ``t`` for ``p`` (the catalog's facility layer), None if not visible."""
+    facility = next((lyr for lyr in get_catalog(request).visible_for(p) if lyr.table == "facility"), None)
+    return queries.scope_conditions(facility, queries.Scope.of(p), "t") if facility is not None else None
+
+
 @router.get(
     "/api/context",
     tags=_TAG,
@@ -194,12 +236,9 @@ def context_layers(
     conn: Connection = DB,
 ) -> dict:
     box = context_bbox(bbox)
-    cat = get_catalog(request)
-    scope = queries.Scope.of(p)
-    facility = next((lyr for lyr in cat.visible_for(p) if lyr.table == "facility"), None)
-    fac_scope = queries.scope_conditions(facility, scope, "t") if facility is not None else None
     srid = request.app.state.settings.srid
-    return read_context(conn, box, zoom, srid=srid, facility_scope=fac_scope, scope=scope)
+    fac_scope = facility_scope_for(request, p)
+    return read_context(conn, box, zoom, srid=srid, facility_scope=fac_scope, scope=queries.Scope.of(p))
 
 
 @router.get(

@@ -4,7 +4,8 @@ files the pages use: :func:`gisgov.maps.assets.vendor_allowlist`; anything else 
 The map is built at request time for the signed-in account: the catalog's ``on_map`` layers it
 may see are read from PostGIS through the ``db`` dependency (the same SQL and the same scope as
 /api/layers: the caller's area, plus the outline of the street above a community) into
-GeoDataFrames, then handed to the pure builder :func:`gisgov.maps.hierarchy_map.build_hierarchy_map`.
+GeoDataFrames, then handed to the pure builder :func:`gisgov.maps.hierarchy_map.build_hierarchy_map`
+with the geographic context of their extent (roads, water, facilities in the caller's area: /api/context).
 Without a session /map redirects to /login.
 """
 
@@ -22,7 +23,9 @@ from starlette.exceptions import HTTPException
 
 from gisgov.api import queries
 from gisgov.api.deps import DB, current_principal
+from gisgov.api.routes.context import context_for_bounds, facility_scope_for
 from gisgov.api.routes.core import get_catalog
+from gisgov.config import basemap_config
 from gisgov.crs import WGS84
 from gisgov.layers import Catalog, Layer
 from gisgov.maps.assets import VENDOR_URL, node_modules, require_assets, vendor_allowlist
@@ -80,6 +83,20 @@ def hierarchy_map(request: Request, p: Principal = Depends(current_principal), c
     settings = request.app.state.settings
     require_assets(settings.web_dir)
     layers = read_map_layers(conn, get_catalog(request), p)
+    frames = [f for _, f in layers if not f.empty]
+    bounds = frames and [
+        min(f.total_bounds[0] for f in frames),
+        min(f.total_bounds[1] for f in frames),
+        max(f.total_bounds[2] for f in frames),
+        max(f.total_bounds[3] for f in frames),
+    ]
+    context = (
+        context_for_bounds(
+            conn, bounds, srid=settings.srid, facility_scope=facility_scope_for(request, p), scope=queries.Scope.of(p)
+        )
+        if bounds
+        else None
+    )
     m = build_hierarchy_map(
         layers,
         dataset=queries.dataset_info(conn),
@@ -87,6 +104,8 @@ def hierarchy_map(request: Request, p: Principal = Depends(current_principal), c
         basemap_attribution=settings.basemap_attribution,
         links=[("/dashboard", "领导驾驶舱 Leaders' dashboard")],
         user=f"{p.display_name}（{p.label} {p.role.value}）· 范围 scope {p.scope_code or '全市 whole city'}",
+        context=context,
+        basemap=basemap_config(settings),
     )
     return HTMLResponse(render_html(m))
 

@@ -16,7 +16,16 @@ from gisgov.gridding.context import CommunityContext
 from gisgov.gridding.graph import articulation_points
 from gisgov.gridding.metrics import polsby_popper, reock
 from gisgov.gridding.territory import GRID
-from gisgov.gridding.validate import PlanInput, _polygonal, _status, _wide, grid_polygons, validate
+from gisgov.gridding.validate import (
+    PlanInput,
+    _polygonal,
+    _status,
+    _wide,
+    outline_tolerance,
+    raw_grid_polygons,
+    simplify_outlines,
+    validate,
+)
 
 
 class PlanEditor:
@@ -33,7 +42,11 @@ class PlanEditor:
         sel = self.atom_grid >= 0
         self.H = np.bincount(self.atom_grid[sel], weights=a.households[sel], minlength=k).astype(np.int64)
         self.P = np.bincount(self.atom_grid[sel], weights=a.people[sel], minlength=k).astype(np.int64)
-        self.polys = grid_polygons(ctx, self.atom_grid, k)
+        #: raw outlines (unions of territory cells) and the displayed/saved ones (coverage-simplified)
+        self.raw = raw_grid_polygons(ctx, self.atom_grid, k)
+        self.polys = simplify_outlines(self.raw, outline_tolerance(ctx), ctx.atoms.xy, self.atom_grid)
+        #: grid codes whose displayed outline changed in the last :meth:`rebuild` beyond the grids rebuilt
+        self.outline_changed: set[str] = set()
         # unit key per atom: a compound's atoms share one key, loose buildings their own
         self.key = np.where(a.compound >= 0, a.compound, -1 - np.arange(a.n))
 
@@ -41,6 +54,8 @@ class PlanEditor:
         """An independent editor with the same state (what a move changes is copied; the rest is shared)."""
         c = copy.copy(self)
         c.atom_grid, c.H, c.P, c.polys = self.atom_grid.copy(), self.H.copy(), self.P.copy(), list(self.polys)
+        c.raw, c.outline_changed = list(self.raw), set()
+        c.codes, c.exceptions, c.index = list(self.codes), list(self.exceptions), dict(self.index)
         return c
 
     def plan(self) -> PlanInput:
@@ -102,16 +117,96 @@ class PlanEditor:
         self.atom_grid[atoms] = b
         self.H[b] += int(a_.households[atoms].sum())
         self.P[b] += int(a_.people[atoms].sum())
-        for g in touched:
-            idx = np.flatnonzero(self.atom_grid == g)
-            parts = [c for c in a_.cell[idx] if c is not None and not c.is_empty]
-            self.polys[g] = _polygonal(shapely.union_all(parts, grid_size=GRID)) if parts else shapely.Polygon()
+        self.rebuild(touched)
+        touched += [self.index[c] for c in sorted(self.outline_changed)]
         grids = [self.grid_row(g) for g in touched]
         return {
             "moved": {"building": building, "compound": compound, "to": to_grid, "atoms": int(len(atoms))},
             "grids": grids,
             "ms": round((time.perf_counter() - t0) * 1000, 2),
         }
+
+    def outline(self, g: int) -> Any:
+        """Grid ``g``'s raw outline (union of its units' territory cells)."""
+        return self.raw[g]
+
+    def rebuild(self, grids: list[int] | set[int]) -> None:
+        """Rebuild the outlines of ``grids`` from their atoms' territory cells (coverage union), then
+        simplify the whole coverage again (shared edges identical on both sides); grids whose displayed
+        outline changed beyond ``grids`` are listed in :attr:`outline_changed` (by code)."""
+        cells = self.ctx.atoms.cell
+        for g in grids:
+            idx = np.flatnonzero(self.atom_grid == g)
+            parts = [c for c in cells[idx] if c is not None and not c.is_empty]
+            self.raw[g] = _polygonal(shapely.union_all(parts, grid_size=GRID)) if parts else shapely.Polygon()
+        old = self.polys
+        self.polys = simplify_outlines(self.raw, outline_tolerance(self.ctx), self.ctx.atoms.xy, self.atom_grid)
+        self.outline_changed = {
+            self.codes[g]
+            for g in range(len(self.codes))
+            if g not in grids and not shapely.equals_exact(old[g], self.polys[g], 0.0)
+        }
+
+    def reorder(self, codes: list[str]) -> None:
+        """Put the grids in the order ``codes`` (the same set of codes as now)."""
+        if sorted(codes) != sorted(self.codes):
+            raise InvalidInput("网格编码不一致 reorder needs the same grid codes")
+        perm = np.array([self.index[c] for c in codes], dtype=np.int64)  # new position -> old index
+        inv = np.empty(len(perm), dtype=np.int64)
+        inv[perm] = np.arange(len(perm))
+        self.codes = list(codes)
+        self.exceptions = [self.exceptions[g] for g in perm.tolist()]
+        self.H, self.P = self.H[perm], self.P[perm]
+        self.polys = [self.polys[g] for g in perm.tolist()]
+        self.raw = [self.raw[g] for g in perm.tolist()]
+        sel = self.atom_grid >= 0
+        self.atom_grid[sel] = inv[self.atom_grid[sel]]
+        self.index = {c: k for k, c in enumerate(self.codes)}
+
+    def assign(self, atoms: np.ndarray, g: int, *, rebuild: bool = True) -> set[int]:
+        """Put ``atoms`` into grid index ``g`` (-1 = no grid), keeping H/P up to date; returns the grid
+        indices touched (old grids and ``g``). Outlines are rebuilt unless ``rebuild`` is False."""
+        atoms = np.asarray(atoms, dtype=np.int64)
+        a_ = self.ctx.atoms
+        old = self.atom_grid[atoms]
+        moving = atoms[old != g]
+        touched = {int(x) for x in self.atom_grid[moving] if x >= 0}
+        if len(moving) == 0:
+            return set()
+        sel = self.atom_grid[moving] >= 0
+        np.subtract.at(self.H, self.atom_grid[moving][sel], a_.households[moving][sel])
+        np.subtract.at(self.P, self.atom_grid[moving][sel], a_.people[moving][sel])
+        self.atom_grid[moving] = g
+        if g >= 0:
+            self.H[g] += int(a_.households[moving].sum())
+            self.P[g] += int(a_.people[moving].sum())
+            touched.add(g)
+        if rebuild:
+            self.rebuild(touched)
+        return touched
+
+    def add_grid(self, code: str, exception: str | None = None) -> int:
+        """Append an empty grid ``code``; returns its index."""
+        if code in self.index:
+            raise InvalidInput(f"网格编码重复 grid {code} exists already")
+        self.codes.append(code)
+        self.exceptions.append(exception)
+        self.index[code] = len(self.codes) - 1
+        self.H = np.append(self.H, 0).astype(np.int64)
+        self.P = np.append(self.P, 0).astype(np.int64)
+        self.polys.append(shapely.Polygon())
+        self.raw.append(shapely.Polygon())
+        return len(self.codes) - 1
+
+    def remove_grid(self, g: int) -> None:
+        """Remove grid index ``g``, which must hold no atom; later indices shift down by one."""
+        if (self.atom_grid == g).any():
+            raise InvalidInput(f"网格非空 grid {self.codes[g]} still holds units")
+        del self.codes[g], self.exceptions[g], self.polys[g], self.raw[g]
+        self.H = np.delete(self.H, g)
+        self.P = np.delete(self.P, g)
+        self.atom_grid[self.atom_grid > g] -= 1
+        self.index = {c: k for k, c in enumerate(self.codes)}
 
     def grid_row(self, g: int) -> dict[str, Any]:
         ctx, r = self.ctx, self.ctx.rules

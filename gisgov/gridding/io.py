@@ -295,6 +295,26 @@ def _multi_wkb(ctx: CommunityContext, poly: BaseGeometry) -> bytes:
     return wkb
 
 
+def _outlines(ctx: CommunityContext, plan: PlanInput, atom_grid: np.ndarray) -> list[Any]:
+    """The outlines stored for ``plan``: derived from the assignment (no polygons given, or polygons that
+    are the assignment's unions of territory cells, as proposals and repairs make them), they are stored
+    simplified along shared edges (no saw-teeth; :func:`~gisgov.gridding.validate.simplify_outlines`);
+    polygons drawn elsewhere (uploaded GeoJSON) are stored as given."""
+    from gisgov.gridding.validate import outline_tolerance, raw_grid_polygons, simplify_outlines
+
+    k = len(plan.codes)
+    raw = raw_grid_polygons(ctx, atom_grid, k)
+    given = plan.polygons
+    if given is not None:
+        same = len(given) == k and all(
+            (g is None or g.is_empty) == r.is_empty and (r.is_empty or shapely.symmetric_difference(g, r).area < 0.01)
+            for g, r in zip(given, raw, strict=False)
+        )
+        if not same:
+            return list(given)
+    return simplify_outlines(raw, outline_tolerance(ctx), ctx.atoms.xy, atom_grid)
+
+
 _NOW = object()  # save_plan's default parent: the active version when the draft is stored
 
 
@@ -338,11 +358,7 @@ def save_plan(
             "s": json.dumps(stats or {}, default=str),
         },
     ).scalar()
-    polys = plan.polygons
-    if polys is None:
-        from gisgov.gridding.validate import grid_polygons
-
-        polys = grid_polygons(ctx, atom_grid, len(plan.codes))
+    polys = _outlines(ctx, plan, atom_grid)
     ids = []
     for k, code in enumerate(plan.codes):
         if polys[k] is None or polys[k].is_empty:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from gisgov.errors import GisgovError, InvalidInput, NotFound, PlanConflict
 from gisgov.gridding.context import CommunityContext
 from gisgov.gridding.incremental import PlanEditor
 from gisgov.gridding.io import _attach_empty_compounds, load_context
+from gisgov.gridding.shapes import EditRefused, atoms_inside, edit_geometry, give_to_neighbours, next_code, split_sides
 from gisgov.gridding.validate import PlanInput
 
 #: expired sessions stay this long (for ``resume``) before they are deleted
@@ -45,6 +47,10 @@ KEEP_EXPIRED_DAYS = 7
 #: per-process cache of rebuilt editors
 CACHE_SIZE = 32
 EMPTY_PREFIX = "compound:"
+
+#: what the editor cache is keyed by: the stored grid codes and assignments (codes change with
+#: draw/split/merge/delete, which may leave the assignments' text as it was)
+DIGEST = "md5(codes::text || assignments::text)"
 
 _CACHE: OrderedDict[tuple[str, str], PlanEditor] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
@@ -158,10 +164,13 @@ def open_session(
     ed = PlanEditor(ctx, plan)
     codes = [c if e is None else {"code": c, "exception": e} for c, e in zip(ed.codes, ed.exceptions, strict=False)]
     row = conn.execute(
-        text("""
+        text(
+            """
         INSERT INTO grid_edit_session (owner_id, community_code, base_version, codes, assignments)
         VALUES (:o, :c, :b, CAST(:codes AS jsonb), CAST(:a AS jsonb))
-        RETURNING id, md5(assignments::text)"""),
+        RETURNING id, """
+            + DIGEST
+        ),
         {
             "o": owner_id,
             "c": ctx.code,
@@ -205,7 +214,8 @@ def get(
     row = (
         conn.execute(
             text(
-                "SELECT id, owner_id, community_code, base_version, codes, revision, md5(assignments::text) AS digest, "
+                "SELECT id, owner_id, community_code, base_version, codes, revision, "
+                f"{DIGEST} AS digest, "
                 "touched < now() - make_interval(secs => :idle) AS expired, closed IS NOT NULL AS closed "
                 "FROM grid_edit_session WHERE id = :id" + (" FOR UPDATE" if lock else "")
             ),
@@ -282,11 +292,275 @@ def move(
     a = ed.ctx.atoms
     delta = {(str(a.code[i]) if a.building_id[i] >= 0 else EMPTY_PREFIX + str(a.code[i])): to for i in atoms.tolist()}
     rev, digest = conn.execute(
-        text("""
+        text(
+            """
         UPDATE grid_edit_session SET assignments = assignments || CAST(:d AS jsonb), revision = revision + 1,
-               touched = now() WHERE id = :id RETURNING revision, md5(assignments::text)"""),
+               touched = now() WHERE id = :id RETURNING revision, """
+            + DIGEST
+        ),
         {"id": s.id, "d": json.dumps(delta, ensure_ascii=False)},
     ).one()
     _remember(s.id, digest, ed)
     out["revision"] = int(rev)
     return out
+
+
+# --- boundary editing: draw, reshape, split, merge, delete, paint (assign) and restore (undo/redo) ----
+
+#: the operations of :func:`edit`
+OPS = ("assign", "draw", "reshape", "split", "merge", "delete", "restore")
+
+
+def _key(ctx: CommunityContext, i: int) -> str:
+    a = ctx.atoms
+    return str(a.code[i]) if a.building_id[i] >= 0 else EMPTY_PREFIX + str(a.code[i])
+
+
+def _stored_codes(codes: list[str], exceptions: list[str | None]) -> list[Any]:
+    return [c if e is None else {"code": c, "exception": e} for c, e in zip(codes, exceptions, strict=False)]
+
+
+def _grid_index(ed: PlanEditor, code: str | None, what: str) -> int:
+    if code is None:
+        raise EditRefused(f"缺少网格编码 this edit needs `{what}`: a grid code of the session (rule: edit_grid)")
+    g = ed.index.get(str(code))
+    if g is None:
+        raise EditRefused(f"未知网格 unknown grid {code} in this session (rule: edit_grid)")
+    return g
+
+
+def _geometry(ctx: CommunityContext, geom: dict[str, Any] | None, kind: str) -> Any:
+    from shapely import bounds
+
+    lon0, lat0, lon1, lat1 = (float(v) for v in bounds(ctx.to_lonlat(ctx.boundary)))
+    return edit_geometry(
+        geom, kind, to_metric=ctx.to_metric, bounds_lonlat=(lon0, lat0, lon1, lat1), boundary=ctx.boundary
+    )
+
+
+def _give_away(ed: PlanEditor, leaving: np.ndarray, g: int) -> None:
+    """Atoms ``leaving`` grid ``g`` go to neighbours (longest shared border, else nearest grid)."""
+    gr = ed.ctx.graph
+    to = give_to_neighbours(
+        leaving,
+        ed.atom_grid,
+        indptr=gr.indptr,
+        nbr=gr.nbr,
+        nbr_edge=gr.nbr_edge,
+        length=gr.length,
+        xy=ed.ctx.atoms.xy,
+        exclude=g,
+    )
+    for t in np.unique(to).tolist():
+        ed.assign(leaving[to == t], int(t), rebuild=False)
+
+
+def _atoms_of_units(ed: PlanEditor, buildings: list[str] | None, compounds: list[str] | None) -> np.ndarray:
+    parts = [ed.atoms_for(building=b) for b in buildings or []]
+    parts += [ed.atoms_for(compound=c) for c in compounds or []]
+    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _restore(ed: PlanEditor, state: dict[str, Any]) -> None:
+    """Set the editor's grid codes (order, exceptions) and the given assignments (a patch)."""
+    ctx = ed.ctx
+    raw_codes = state.get("codes")
+    raw_assign = state.get("assignments") or {}
+    if not isinstance(raw_codes, list) or not isinstance(raw_assign, dict):
+        raise EditRefused(
+            '恢复数据格式错误 restore needs state {"codes": [...], "assignments": {...}} (rule: edit_restore)'
+        )
+    try:
+        codes, exc = _split_codes(raw_codes)
+    except (KeyError, TypeError):
+        raise EditRefused(
+            "恢复数据格式错误 state.codes: grid codes or {code, exception} (rule: edit_restore)"
+        ) from None
+    if len(set(codes)) != len(codes) or any(not c or len(c) > 64 for c in codes):
+        raise EditRefused("网格编码重复或无效 state.codes: codes must be unique, 1–64 characters (rule: edit_restore)")
+    for c, e in zip(codes, exc, strict=False):
+        if c not in ed.index:
+            ed.add_grid(c, e)
+    empty = {str(ctx.atoms.code[i]): i for i in np.flatnonzero(ctx.atoms.building_id < 0).tolist()}
+    wanted = set(codes)
+    targets: dict[int, list[int]] = {}
+    for key, g in raw_assign.items():
+        if key.startswith(EMPTY_PREFIX):
+            i = empty.get(key[len(EMPTY_PREFIX) :])
+        else:
+            i = ctx.code_index.get(key)
+            i = i if i is not None and ctx.atoms.building_id[i] >= 0 else None
+        if i is None:
+            raise EditRefused(f"楼栋不在本社区 unit {key} is not in community {ctx.code} (rule: edit_restore)")
+        if g is not None and (not isinstance(g, str) or g not in wanted):
+            raise EditRefused(
+                f"恢复到未知网格 unit {key} restored into grid {g!r}, not in state.codes (rule: edit_restore)"
+            )
+        targets.setdefault(ed.index[g] if g is not None else -1, []).append(i)
+    for t, atoms in targets.items():
+        ed.assign(np.array(atoms, dtype=np.int64), t, rebuild=False)
+    for c in [c for c in ed.codes if c not in wanted]:
+        g = ed.index[c]
+        n = int(((ed.atom_grid == g) & (ctx.atoms.building_id >= 0)).sum())
+        if n:
+            raise EditRefused(
+                f"恢复后网格 {c} 仍有 {n} 栋楼 restore would remove grid {c}, which still holds {n} buildings "
+                "(rule: edit_restore)"
+            )
+        rest = np.flatnonzero(ed.atom_grid == g)
+        if len(rest):
+            _give_away(ed, rest, g)
+        ed.remove_grid(g)
+    ed.reorder(codes)
+    ed.exceptions = list(exc)
+
+
+def edit(
+    conn: Connection,
+    s: Session,
+    op: str,
+    *,
+    grid: str | None = None,
+    other: str | None = None,
+    buildings: list[str] | None = None,
+    compounds: list[str] | None = None,
+    geometry: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Apply one boundary edit to the stored session (``s`` read with ``lock=True``); see
+    :mod:`gisgov.gridding.shapes` for how a shape selects units. Grid outlines are rebuilt from the
+    units' territory cells, so edges follow compound edges, roads and the community boundary and
+    neighbours stay free of gaps and overlaps. The answer's ``undo`` is a ``restore`` body that
+    reverses the edit exactly; codes and assignments are written in one UPDATE (revision + 1)."""
+    t0 = time.perf_counter()
+    if op not in OPS:
+        raise EditRefused(f"未知操作 unknown edit op {op!r}: one of {', '.join(OPS)} (rule: edit_op)")
+    base = editor(conn, s)
+    ed = base.copy()  # cached editors are never changed in place
+    ctx = ed.ctx
+    a = ctx.atoms
+    before_codes = _stored_codes(base.codes, base.exceptions)
+    if op == "assign":
+        g = _grid_index(ed, grid, "grid")
+        atoms = _atoms_of_units(ed, buildings, compounds)
+        if geometry is not None:
+            atoms = np.union1d(atoms, atoms_inside(a.xy, _geometry(ctx, geometry, "Polygon")))
+        if len(atoms) == 0:
+            raise EditRefused(
+                "没有选中任何楼栋或小区 nothing selected: give buildings, compounds or a lasso polygon holding "
+                "units (rule: edit_select)"
+            )
+        ed.assign(atoms, g, rebuild=False)
+    elif op == "draw":
+        inside = atoms_inside(a.xy, _geometry(ctx, geometry, "Polygon"))
+        if len(inside) == 0:
+            raise EditRefused(
+                "所画多边形内没有楼栋或小区 the polygon holds no building or compound: a new grid needs units "
+                "(a unit is inside when its point is) (rule: edit_select)"
+            )
+        g = ed.add_grid(next_code(ctx.code, ed.codes))
+        ed.assign(inside, g, rebuild=False)
+    elif op == "reshape":
+        g = _grid_index(ed, grid, "grid")
+        inside = atoms_inside(a.xy, _geometry(ctx, geometry, "Polygon"))
+        if len(inside) == 0:
+            raise EditRefused(
+                f"新边界内没有楼栋或小区 the new outline of grid {grid} holds no unit: delete the grid instead "
+                "(rule: edit_select)"
+            )
+        leaving = np.setdiff1d(np.flatnonzero(ed.atom_grid == g), inside)
+        ed.assign(inside, g, rebuild=False)
+        _give_away(ed, leaving, g)
+    elif op == "split":
+        g = _grid_index(ed, grid, "grid")
+        line = _geometry(ctx, geometry, "LineString")
+        mine = np.flatnonzero(ed.atom_grid == g)
+        sides = split_sides(ed.outline(g), line, a.xy[mine])
+        if len(sides) < 2:
+            raise EditRefused(
+                f"分割线没有把网格 {grid} 分成两块以上有楼栋的部分 the line does not cut grid {grid} into two or more "
+                "pieces holding units: draw it across the grid, from outside to outside (rule: split_line)"
+            )
+        sides.sort(key=lambda x: (-int(a.households[mine[x]].sum()), -len(x)))
+        for side in sides[1:]:
+            ng = ed.add_grid(next_code(ctx.code, ed.codes))
+            ed.assign(mine[side], ng, rebuild=False)
+    elif op == "merge":
+        g = _grid_index(ed, grid, "grid")
+        o = _grid_index(ed, other, "other")
+        if g == o:
+            raise EditRefused(f"不能与自身合并 grid {grid} cannot be merged with itself (rule: merge_neighbours)")
+        gr = ctx.graph
+        gi, gj = ed.atom_grid[gr.ei], ed.atom_grid[gr.ej]
+        if not (((gi == g) & (gj == o)) | ((gi == o) & (gj == g))).any():
+            raise EditRefused(
+                f"网格 {grid} 与 {other} 不相邻，不能合并 grids {grid} and {other} are not neighbours (they share no "
+                "border between units) (rule: merge_neighbours)"
+            )
+        ed.assign(np.flatnonzero(ed.atom_grid == o), g, rebuild=False)
+        ed.remove_grid(o)
+    elif op == "delete":
+        g = _grid_index(ed, grid, "grid")
+        mine = np.flatnonzero(ed.atom_grid == g)
+        nb = int((a.building_id[mine] >= 0).sum())
+        if nb or int(ed.H[g]):
+            raise EditRefused(
+                f"网格非空，不能删除：还有 {nb} 栋楼、{int(ed.H[g])} 户 grid {grid} is not empty: move its {nb} "
+                f"buildings ({int(ed.H[g])} households) to other grids first (rule: delete_empty)"
+            )
+        if len(mine):  # land of compounds without buildings goes to the neighbours
+            _give_away(ed, mine, g)
+        ed.remove_grid(g)
+    else:
+        _restore(ed, state or {})
+    # what changed, by code (indices shift when grids are added or removed)
+    old_c = np.array([*base.codes, None], dtype=object)[base.atom_grid]
+    new_c = np.array([*ed.codes, None], dtype=object)[ed.atom_grid]
+    changed = np.flatnonzero(old_c != new_c)
+    added = [c for c in ed.codes if c not in base.index]
+    removed = [c for c in base.codes if c not in ed.index]
+    touched = {c for c in old_c[changed].tolist() + new_c[changed].tolist() if c is not None} | set(added)
+    touched |= {c for c in ed.codes if c in base.index and base.exceptions[base.index[c]] != ed.exceptions[ed.index[c]]}
+    ed.rebuild({ed.index[c] for c in touched if c in ed.index})
+    delta = {_key(ctx, i): new_c[i] for i in changed.tolist()}
+    rev, digest = conn.execute(
+        text(
+            """
+        UPDATE grid_edit_session SET codes = CAST(:codes AS jsonb), assignments = assignments || CAST(:d AS jsonb),
+               revision = revision + 1, touched = now() WHERE id = :id RETURNING revision, """
+            + DIGEST
+        ),
+        {
+            "id": s.id,
+            "codes": json.dumps(_stored_codes(ed.codes, ed.exceptions), ensure_ascii=False),
+            "d": json.dumps(delta, ensure_ascii=False),
+        },
+    ).one()
+    _remember(s.id, digest, ed)
+    moved_b = changed[a.building_id[changed] >= 0]
+    split = []
+    for c in sorted({int(x) for x in a.compound[changed] if x >= 0}):
+        if len({int(x) for x in ed.atom_grid[ctx.atoms_of_compound(c)]}) > 1:
+            split.append(str(ctx.compounds.code[c]))
+    rows = [ed.grid_row(ed.index[c]) for c in ed.codes if c in touched or c in ed.outline_changed]
+    return {
+        "op": op,
+        "grids": rows,
+        "added": added,
+        "removed": removed,
+        "codes": list(ed.codes),
+        "moved": {
+            "buildings": int(len(moved_b)),
+            "households": int(a.households[changed].sum()),
+            "people": int(a.people[changed].sum()),
+        },
+        "changed": {str(a.code[i]): new_c[i] for i in moved_b.tolist()},
+        "split_compounds": split,
+        "undo": {
+            "op": "restore",
+            "revision": int(rev),
+            "state": {"codes": before_codes, "assignments": {_key(ctx, i): old_c[i] for i in changed.tolist()}},
+        },
+        "revision": int(rev),
+        "ms": round((time.perf_counter() - t0) * 1000, 2),
+    }

@@ -49,8 +49,59 @@ class PlanInput:
     names: list[str | None] | None = None
 
 
-def grid_polygons(ctx: CommunityContext, atom_grid: np.ndarray, k: int) -> list[Any]:
-    """Union of the atoms' territories per grid (coverage union: they share edges exactly)."""
+#: default tolerance (m) of the grid outlines' coverage simplification (rules may set ``outline_simplify_m``)
+OUTLINE_SIMPLIFY_M = 5.0
+
+
+def outline_tolerance(ctx: CommunityContext) -> float:
+    """The outline simplification tolerance (m) of ``ctx``'s rules (0 = none)."""
+    return float(getattr(ctx.rules, "outline_simplify_m", OUTLINE_SIMPLIFY_M))
+
+
+def simplify_outlines(polys: list[Any], tol: float, xy: np.ndarray, atom_grid: np.ndarray) -> list[Any]:
+    """Grid outlines without saw-teeth: the raw outlines (unions of territory cells) simplified as one
+    coverage, so an edge two grids share is simplified once and identically on both sides (no gap, no
+    overlap) and the community boundary is kept as it is.
+
+    Guarantee kept: every unit's point (``xy``, grid ``atom_grid``) stays inside its grid's outline. When
+    a point would fall outside, the whole coverage is simplified again with half the tolerance, down to
+    the raw outlines (never a grid simplified on its own: that would open gaps along its edges)."""
+    if tol <= 0 or not polys or not hasattr(shapely, "coverage_simplify"):
+        return list(polys)
+    arr = np.array([p if p is not None else shapely.Polygon() for p in polys], dtype=object)
+    live = np.flatnonzero(~shapely.is_empty(arr))
+    if len(live) == 0:
+        return list(polys)
+    sel = atom_grid >= 0
+    pts_g, px, py = atom_grid[sel], xy[sel, 0], xy[sel, 1]
+    t = tol
+    while t >= 0.25:
+        try:
+            simple = shapely.coverage_simplify(arr[live], t, simplify_boundary=False)
+        except shapely.errors.GEOSException:  # not a valid coverage: keep the raw outlines
+            return list(polys)
+        out = arr.copy()
+        out[live] = simple
+        ok = np.ones(len(pts_g), dtype=bool)
+        for g in np.unique(pts_g).tolist():
+            m = pts_g == g
+            ok[m] = shapely.intersects_xy(out[g], px[m], py[m])
+        if ok.all() and all(o.is_valid and not o.is_empty for o in out[live]):
+            return [_polygonal(o) for o in out.tolist()]
+        t /= 2
+    return list(polys)
+
+
+def grid_polygons(ctx: CommunityContext, atom_grid: np.ndarray, k: int, *, simplify: bool = False) -> list[Any]:
+    """Union of the atoms' territories per grid (coverage union: they share edges exactly); with
+    ``simplify`` simplified along shared edges by :func:`simplify_outlines` (what is shown and saved;
+    checks, proposals and their numbering use the raw unions)."""
+    raw = raw_grid_polygons(ctx, atom_grid, k)
+    return simplify_outlines(raw, outline_tolerance(ctx), ctx.atoms.xy, atom_grid) if simplify else raw
+
+
+def raw_grid_polygons(ctx: CommunityContext, atom_grid: np.ndarray, k: int) -> list[Any]:
+    """Union of the atoms' territories per grid, unsimplified."""
     out: list[BaseGeometry] = []
     cells = ctx.atoms.cell
     for g in range(k):

@@ -166,6 +166,40 @@ class MoveBody(BaseModel):
     )
 
 
+class EditBody(BaseModel):
+    """One boundary edit of an edit session (what each ``op`` reads is listed per field)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    op: Literal["assign", "draw", "reshape", "split", "merge", "delete", "restore"] = Field(
+        ...,
+        description="assign: paint/lasso units into `grid`; draw: a new grid from a polygon; reshape: `grid`'s new "
+        "outline; split: cut `grid` along a line; merge: `other` into `grid`; delete: an empty `grid`; restore: "
+        "undo/redo (`state`).",
+    )
+    revision: int | None = Field(None, description="As for a move: another stored revision answers 409.")
+    grid: str | None = Field(
+        None,
+        max_length=64,
+        description="assign: target grid; reshape/split: the grid; merge: the grid kept; delete: the grid removed.",
+    )
+    other: str | None = Field(None, max_length=64, description="merge: the grid absorbed into `grid` (then removed).")
+    buildings: list[str] | None = Field(None, description="assign: building codes to move." + _LIST_NOTE)
+    compounds: list[str] | None = Field(
+        None, description="assign: compound codes to move (all their buildings)." + _LIST_NOTE
+    )
+    geometry: dict[str, Any] | None = Field(
+        None,
+        description="GeoJSON geometry, WGS84 [lon, lat]: a Polygon (draw, reshape, assign lasso) or a LineString "
+        "(split). A unit is inside when its point is; outlines are rebuilt from the units' territory cells.",
+    )
+    state: dict[str, Any] | None = Field(
+        None,
+        description='restore: {"codes": [grid codes in order], "assignments": {building code or "compound:<code>": '
+        "grid code or null}} (the `undo` of an earlier answer).",
+    )
+
+
 class SaveBody(BaseModel):
     note: str | None = Field(None, max_length=500, description="Note stored with the draft.")
     revision: int | None = Field(None, description="As for a move: 409 when the session changed elsewhere.")
@@ -620,6 +654,65 @@ def move(sid: str, body: MoveBody, request: Request, conn: Connection = DB, p: P
         },
     )
     return aggregate_view(out, p)
+
+
+EDIT_RESPONSES: dict[int | str, dict[str, Any]] = {k: v for k, v in SESSION.items()}  # noqa: C416
+EDIT_RESPONSES[400] = {"description": "编辑被拒绝 the edit is refused (a rule named in the message)"}
+EDIT_RESPONSES[409] = {"description": "the session changed elsewhere"}
+
+
+@router.post(
+    "/sessions/{sid}/edit",
+    response_model=schemas.EditAnswer,
+    **KEEP_SHAPE,
+    responses=EDIT_RESPONSES,
+    summary="编辑边界 Draw, reshape, split, merge, delete or paint grids; undo/redo with restore",
+)
+def edit(sid: str, body: EditBody, request: Request, conn: Connection = DB, p: Principal = EDIT) -> dict[str, Any]:
+    from gisgov.gridding.shapes import vertex_count
+
+    _bounded(request, "buildings", body.buildings)
+    _bounded(request, "compounds", body.compounds)
+    if body.state is not None:
+        for part in ("codes", "assignments"):
+            items = body.state.get(part)
+            _bounded(request, f"state.{part}", items if isinstance(items, list | dict) else None)
+    limit = request.app.state.settings.max_vertices
+    n = vertex_count(body.geometry)
+    if n > limit:
+        raise InvalidInput(f"顶点过多 geometry: {n} vertices, at most {limit} (GISGOV_MAX_VERTICES)")
+    s = edit_session(conn, request, sid, p, lock=True)
+    sessions.check_revision(s, body.revision)
+    out = sessions.edit(
+        conn,
+        s,
+        body.op,
+        grid=body.grid,
+        other=body.other,
+        buildings=body.buildings,
+        compounds=body.compounds,
+        geometry=body.geometry,
+        state=body.state,
+    )
+    audit(
+        request,
+        "plan_edit",
+        p,
+        object=s.community,
+        conn=conn,
+        detail={
+            "session": s.id,
+            "op": body.op,
+            "grid": body.grid,
+            "other": body.other,
+            "added": out["added"],
+            "removed": out["removed"],
+            "moved": out["moved"],
+            "revision": out["revision"],
+        },
+    )
+    answer: dict[str, Any] = aggregate_view(out, p)
+    return answer
 
 
 @router.get(

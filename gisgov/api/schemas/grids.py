@@ -302,6 +302,12 @@ class PlanVersion(Answer):
     method: str | None = Field(None, description="方法 method")
     stats: dict[str, Any] | None = Field(None, description="统计 statistics stored with the version")
     grids: int = Field(description="网格数 grids")
+    within_bounds: float | None = Field(
+        None, description="达标比例 share (0–1) of grids within both bounds (households and people), or null"
+    )
+    households_range: list[int] | None = Field(
+        None, description="户数范围 [fewest, most] households of one grid, or null"
+    )
 
 
 class StoredPlanAnswer(FeatureCollection):
@@ -489,3 +495,57 @@ class SessionLayers(Answer):
     grids: list[dict[str, Any]] = Field(description="网格 grids: figures, polygon, label point, breaks")
     compounds: FeatureCollection = Field(description="小区 compounds (counts, grids they lie in)")
     buildings: FeatureCollection = Field(description="楼栋 buildings (counts, grid)")
+
+
+class EditAnswer(Answer):
+    """编辑结果 a boundary edit (draw, reshape, split, merge, delete, paint, restore) and the grids it touched."""
+
+    model_config = examples(
+        {
+            "op": "draw",
+            "grids": [_GRID | {"geometry": _GEOM, "breaks": [], "cannot_leave": []}],
+            "added": ["110101001001004"],
+            "removed": [],
+            "codes": ["110101001001001", "110101001001002", "110101001001003", "110101001001004"],
+            "moved": {"buildings": 3, "households": 96, "people": 210},
+            "changed": {"1101010010010001": "110101001001004"},
+            "split_compounds": [],
+            "undo": {
+                "op": "restore",
+                "revision": 6,
+                "state": {
+                    "codes": ["110101001001001", "110101001001002", "110101001001003"],
+                    "assignments": {"1101010010010001": "110101001001002"},
+                },
+            },
+            "revision": 6,
+            "ms": 41.5,
+        }
+    )
+
+    op: str = Field(description="操作 the edit done")
+    grids: list[dict[str, Any]] = Field(
+        description="重新校验的网格 every grid touched (same rows as a move: code, households, people, status, "
+        "polsby_popper, reock, geometry, breaks, cannot_leave)"
+    )
+    added: list[str] = Field(description="新增网格 grid codes added")
+    removed: list[str] = Field(description="删除网格 grid codes removed")
+    codes: list[str] = Field(description="全部网格编码 every grid code of the session, in order, after the edit")
+    moved: dict[str, int] = Field(description="移动 buildings, households and people that changed grid")
+    changed: dict[str, str | None] = Field(description="改变的楼栋 building code → its new grid (only those changed)")
+    split_compounds: list[str] = Field(description="被分割的小区 compounds whose buildings now lie in several grids")
+    undo: dict[str, Any] = Field(
+        description="撤销 a body for this endpoint (op restore) that reverses the edit exactly"
+    )
+    revision: int = Field(description="新修订号 the session's new revision")
+    ms: float | None = Field(None, description="用时（毫秒）server milliseconds")
+
+
+class PlanDeleted(Answer):
+    """已删除草稿 a draft version was deleted."""
+
+    model_config = examples({"community": "110101001001", "version": 5, "deleted": True})
+
+    community: str = Field(description="社区编码 community code")
+    version: int = Field(description="删除的版本 version deleted")
+    deleted: bool = Field(description="已删除 true")

@@ -154,7 +154,7 @@ def test_dashboard_small_screen_and_bad_link(base, browser, users, tmp_path):
     wait_ready(page, "city")
     page.goto(f"{base}/dashboard#/street/{STREET}")
     wait_ready(page, f"street/{STREET}")
-    for sel in ("#map", ".kpi[data-kpi='households']", "#children", "#legend", ".map-toolbar"):
+    for sel in ("#map", ".kpi[data-kpi='households']", "#children-wrap", "#legend", ".map-toolbar"):
         box = page.locator(sel).bounding_box()
         assert box and box["width"] > 0 and box["x"] + box["width"] <= 1366, sel
     map_box = page.locator("#map").bounding_box()

@@ -62,7 +62,7 @@ def open_page(browser, base, viewport, path="/dashboard"):
 
 
 def wait_ready(page, key: str) -> None:
-    page.wait_for_function("k => document.body.dataset.ready === k", arg=key, timeout=30000)
+    page.wait_for_function("k => document.body.dataset.ready === k", arg=key, timeout=60000)
 
 
 def click_polygon(page, code: str) -> None:

@@ -218,7 +218,130 @@ def list_plans(conn: Connection, code: str) -> list[dict[str, Any]]:
         .mappings()
         .all()
     )
-    return [dict(r) for r in rows]
+    out = [dict(r) for r in rows]
+    figures = _version_figures(conn, code)
+    for r in out:
+        f = figures.get(int(r["version"]), {})
+        summary = (r.get("stats") or {}).get("summary") or {}
+        if summary.get("grids") and summary.get("within_bounds") is not None:
+            r["within_bounds"] = round(float(summary["within_bounds"]) / float(summary["grids"]), 4)
+        else:
+            r["within_bounds"] = f.get("within_bounds")
+        r["households_range"] = f.get("households_range")
+    return out
+
+
+def _version_figures(conn: Connection, code: str) -> dict[int, dict[str, Any]]:
+    """Per version of community ``code``: the share of grids within both bounds (households and people, the
+    community's rules) and the [fewest, most] households of one grid, from the stored assignments."""
+    from gisgov.errors import GisgovError
+    from gisgov.gridding.validate import _status
+
+    try:
+        ctx = load_context(conn, code)
+    except GisgovError:
+        return {}
+    rows = conn.execute(
+        text("""
+        SELECT p.version, g.id, a.building_id FROM grid_plan p JOIN grid g ON g.plan_id = p.id
+        LEFT JOIN grid_assignment a ON a.grid_id = g.id WHERE p.community_code = :c"""),
+        {"c": code},
+    ).all()
+    per: dict[int, dict[int, list[int]]] = {}
+    for v, gid, bid in rows:
+        hp = per.setdefault(int(v), {}).setdefault(int(gid), [0, 0])
+        a = ctx.building_index.get(int(bid)) if bid is not None else None
+        if a is not None:
+            hp[0] += int(ctx.atoms.households[a])
+            hp[1] += int(ctx.atoms.people[a])
+    out: dict[int, dict[str, Any]] = {}
+    for v, grids in per.items():
+        hh = [h for h, _ in grids.values()]
+        ok = sum(1 for h, p in grids.values() if _status(h, p, ctx.rules) == "ok")
+        out[v] = {"within_bounds": round(ok / len(grids), 4), "households_range": [min(hh), max(hh)]}
+    return out
+
+
+def delete_draft(conn: Connection, code: str, version: int) -> None:
+    """Delete the draft ``version`` of community ``code`` (its grids and assignments go with it). The active
+    version and archived ones are refused (:class:`~gisgov.errors.PlanConflict`, HTTP 409)."""
+    from gisgov.errors import PlanConflict
+
+    conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('grid_plan:' || :c))"), {"c": code})
+    row = plan_row(conn, code, version)
+    if row["status"] != "draft":
+        zh = "启用中的方案" if row["status"] == "active" else "已归档的方案"
+        raise PlanConflict(
+            f"只能删除草稿：第 {version} 版是{zh}，不能删除 only drafts can be deleted: version {version} of "
+            f"community {code} is {row['status']} (rule: delete_draft_only)"
+        )
+    conn.execute(text("DELETE FROM grid_plan WHERE id = :p"), {"p": row["id"]})
+
+
+#: export formats of a plan: GDAL driver, file suffix, media type
+EXPORT_FORMATS = {
+    "gpkg": ("GPKG", "gpkg", "application/geopackage+sqlite3"),
+    "shp": ("ESRI Shapefile", "zip", "application/zip"),
+}
+
+
+def export_filename(code: str, version: int, fmt: str) -> str:
+    return f"grids_{code}_v{version}.{EXPORT_FORMATS[fmt][1]}"
+
+
+def export_plan(conn: Connection, code: str, version: int, fmt: str) -> bytes:
+    """Plan ``version``'s grids (code, name, households, people, status; polygons in EPSG:4490) as a
+    GeoPackage, or a zipped Shapefile (UTF-8 text, with a ``.cpg`` saying so)."""
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    import geopandas as gpd
+
+    from gisgov.gridding.validate import _status
+
+    ctx = load_context(conn, code)
+    meta = plan_row(conn, code, version)
+    grids = conn.execute(
+        text("SELECT id, code, name, ST_AsBinary(geom) FROM grid WHERE plan_id = :p ORDER BY code"), {"p": meta["id"]}
+    ).all()
+    hp = {int(g[0]): [0, 0] for g in grids}
+    for bid, gid in conn.execute(
+        text("SELECT building_id, grid_id FROM grid_assignment WHERE plan_id = :p"), {"p": meta["id"]}
+    ):
+        a = ctx.building_index.get(int(bid))
+        if a is not None and int(gid) in hp:
+            hp[int(gid)][0] += int(ctx.atoms.households[a])
+            hp[int(gid)][1] += int(ctx.atoms.people[a])
+    frame = gpd.GeoDataFrame(
+        {
+            "code": [str(g[1]) for g in grids],
+            "name": [str(g[2]) if g[2] is not None else "" for g in grids],
+            "households": [hp[int(g[0])][0] for g in grids],
+            "people": [hp[int(g[0])][1] for g in grids],
+            "status": [_status(*hp[int(g[0])], ctx.rules) for g in grids],
+        },
+        geometry=[shapely.from_wkb(bytes(g[3])) for g in grids],
+        crs="EPSG:4490",
+    )
+    driver = EXPORT_FORMATS[fmt][0]
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / f"grids_{code}_v{version}"
+        if fmt == "gpkg":
+            path = base.with_suffix(".gpkg")
+            frame.to_file(path, driver=driver, layer="grids", engine="pyogrio")
+            return path.read_bytes()
+        path = base.with_suffix(".shp")
+        frame.to_file(path, driver=driver, engine="pyogrio", encoding="UTF-8")
+        cpg = base.with_suffix(".cpg")
+        if not cpg.exists():
+            cpg.write_text("UTF-8")
+        zpath = Path(tmp) / "out.zip"
+        with zipfile.ZipFile(zpath, "w", zipfile.ZIP_DEFLATED) as z:
+            for f in sorted(Path(tmp).iterdir()):
+                if f.stem == base.stem:
+                    z.write(f, f.name)
+        return zpath.read_bytes()
 
 
 def load_plan(

@@ -437,6 +437,64 @@ def get_plan(community: str, version: int = VERSION, conn: Connection = DB, p: P
     return aggregate_view(service.stored_plan_geojson(conn, community, version).to_dict(), p)
 
 
+@router.delete(
+    "/plans/{community}/{version}",
+    response_model=schemas.PlanDeleted,
+    **KEEP_SHAPE,
+    responses={409: {"description": "不是草稿 the version is active or archived: only drafts can be deleted"}},
+    summary="删除草稿 Delete a draft version (the active and archived versions stay: 409)",
+)
+def delete_plan(
+    community: str, request: Request, version: int = VERSION, conn: Connection = DB, p: Principal = EDIT
+) -> dict[str, Any]:
+    from gisgov.gridding.io import delete_draft
+
+    _community(p, community)
+    obj = f"{community}/v{version}"
+    try:
+        delete_draft(conn, community, version)
+    except GisgovError as exc:
+        if not isinstance(exc, NotFound):
+            audit(request, "plan_delete", p, object=obj, result="failed", detail={"error": type(exc).__name__})
+        raise
+    audit(request, "plan_delete", p, object=obj, conn=conn)
+    return {"community": community, "version": version, "deleted": True}
+
+
+@router.get(
+    "/plans/{community}/{version}/export",
+    response_class=Response,
+    summary="导出方案 A plan's grids as a GeoPackage or a zipped Shapefile (EPSG:4490, UTF-8)",
+    responses={
+        200: {
+            "description": "方案文件 the plan's grids (code, name, households, people, status): a GeoPackage, or a "
+            "zip holding a Shapefile (.shp, .shx, .dbf, .prj, .cpg = UTF-8)",
+            "content": {
+                "application/geopackage+sqlite3": {"schema": {"type": "string", "format": "binary"}},
+                "application/zip": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
+def export_plan(
+    community: str,
+    version: int = VERSION,
+    format: Literal["gpkg", "shp"] = Query("gpkg", description="gpkg (GeoPackage) or shp (zipped Shapefile)"),
+    conn: Connection = DB,
+    p: Principal = READ,
+) -> Response:
+    from gisgov.gridding.io import EXPORT_FORMATS, export_filename
+    from gisgov.gridding.io import export_plan as export
+
+    _community(p, community)
+    data = export(conn, community, version, format)
+    return Response(
+        data,
+        media_type=EXPORT_FORMATS[format][2],
+        headers={"Content-Disposition": f'attachment; filename="{export_filename(community, version, format)}"'},
+    )
+
+
 @router.post(
     "/plans/{community}/{version}/activate",
     response_model=schemas.ActivateAnswer,

@@ -347,6 +347,7 @@ def test_refusals(db, client, app_eng):
     s.edit({"op": "assign", "grid": a, "bogus": 1}, 422)
     s.edit({"op": "restore", "state": {"codes": 5}}, 400)
     s.edit({"op": "restore", "state": {"codes": [a], "assignments": {"x": a}}}, 400)
+    s.edit({"op": "restore", "state": {"codes": [{"code": a, "exception": {"x": 1}}], "assignments": {}}}, 400)
     # another account's session is not found
     other = TestClient(create_app(SETTINGS, engine=app_eng))
     other.__enter__()

@@ -319,7 +319,7 @@ def export_plan(conn: Connection, code: str, version: int, fmt: str) -> bytes:
             "name": [str(g[2]) if g[2] is not None else "" for g in grids],
             "households": [hp[int(g[0])][0] for g in grids],
             "people": [hp[int(g[0])][1] for g in grids],
-            "status": [_status(*hp[int(g[0])], ctx.rules) for g in grids],
+            "status": [_status(hp[int(g[0])][0], hp[int(g[0])][1], ctx.rules) for g in grids],
         },
         geometry=[shapely.from_wkb(bytes(g[3])) for g in grids],
         crs="EPSG:4490",

@@ -376,6 +376,11 @@ def _restore(ed: PlanEditor, state: dict[str, Any]) -> None:
         raise EditRefused(
             "恢复数据格式错误 state.codes: grid codes or {code, exception} (rule: edit_restore)"
         ) from None
+    kinds = set(ctx.rules.exception_kinds)
+    if any(e is not None and (not isinstance(e, str) or e not in kinds) for e in exc):
+        raise EditRefused(
+            f"例外类型无效 state.codes: a grid exception is one of {', '.join(sorted(kinds))} or null (rule: edit_restore)"
+        )
     if len(set(codes)) != len(codes) or any(not c or len(c) > 64 for c in codes):
         raise EditRefused("网格编码重复或无效 state.codes: codes must be unique, 1–64 characters (rule: edit_restore)")
     for c, e in zip(codes, exc, strict=False):

@@ -158,7 +158,10 @@ def split_sides(outline: BaseGeometry, line: BaseGeometry, xy: np.ndarray) -> li
     pieces: list[BaseGeometry] = []
     uncut: list[BaseGeometry] = []
     for part in shapely.get_parts(outline):
-        got = list(shapely.get_parts(split(part, line))) if part.intersects(line) else [part]
+        try:
+            got = list(shapely.get_parts(split(part, line))) if part.intersects(line) else [part]
+        except (shapely.errors.GEOSException, ValueError):
+            got = [part]
         got = [p for p in got if p.geom_type == "Polygon" and p.area > 0]
         if len(got) > 1:
             pieces.extend(got)

@@ -22,12 +22,18 @@ middleware, a route returning a 409 with its conflict) builds the body with :fun
 - no free pooled connection in time answers 503 ``DatabaseBusy`` with ``Retry-After``;
 - anything else is a bug: 500 ``InternalError`` without a traceback (the traceback goes to the log).
 
+A browser asking for a page (``GET``/``HEAD`` with ``Accept: text/html``, a path outside ``/api``, ``/tiles``
+and ``/static``) gets the same status as an HTML page in the app's style instead (:func:`error_page`: the
+message in Chinese and English, links to 驾驶舱 /dashboard and 登录 /login, no script); ``/api/*`` and every
+other client keep the JSON body above.
+
 :func:`check_no_nul` refuses a NUL byte in any path or query parameter before a route runs (PostgreSQL
 text cannot hold one), naming the parameter.
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import re
@@ -38,7 +44,7 @@ from urllib.parse import quote
 import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import DataError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -221,6 +227,91 @@ def check_no_nul(request: Request) -> None:
                 raise InvalidInput(f"参数含空字符 NUL byte in {where} parameter {shown!r} (text cannot hold 0x00)")
 
 
+# ---- error pages for browsers -------------------------------------------------------------------------------
+
+#: what the page's heading says, by status (the message of the error follows it)
+PAGE_HEADINGS: dict[int, tuple[str, str]] = {
+    400: ("请求有误", "Bad request"),
+    403: ("无权访问", "Forbidden"),
+    404: ("页面不存在", "Page not found"),
+    405: ("不支持的请求方法", "Method not allowed"),
+    409: ("冲突", "Conflict"),
+    410: ("已过期", "Gone"),
+    422: ("参数无效", "Invalid input"),
+    429: ("尝试过于频繁", "Too many requests"),
+    500: ("服务器内部错误", "Internal server error"),
+    503: ("服务暂不可用", "Service unavailable"),
+}
+PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+_NOT_PAGES = ("/api/", "/api", "/tiles/", "/static/", "/openapi.json")
+
+_PAGE_CSS = """
+:root { --ink: #1d2a3a; --muted: #4f5d6e; --bg: #eef2f6; --panel: #ffffff; --accent: #1f5fbf; --navy: #13294b; }
+* { box-sizing: border-box; }
+html, body { margin: 0; min-height: 100%; background: var(--bg); color: var(--ink);
+  font-family: "Microsoft YaHei", "PingFang SC", "Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Micro Hei",
+  "Helvetica Neue", Arial, sans-serif; }
+header { display: flex; align-items: center; gap: 12px; height: 52px; padding: 0 18px; color: #fff;
+  background: linear-gradient(90deg, #102544, #1b3a66); }
+header b { font-size: 18px; font-weight: 600; letter-spacing: .05em; }
+header small { color: #dbe6f5; }
+main { max-width: 620px; margin: 64px auto; padding: 28px 32px; background: var(--panel); border-radius: 10px;
+  box-shadow: 0 1px 6px rgba(0, 0, 0, .12); }
+.status { font-size: 44px; font-weight: 700; color: var(--accent); margin: 0; }
+h1 { font-size: 22px; margin: 6px 0 2px; }
+h1 small { display: block; font-size: 14px; font-weight: 400; color: var(--muted); margin-top: 4px; }
+p { line-height: 1.6; }
+.en { color: var(--muted); }
+nav { display: flex; gap: 12px; margin-top: 22px; flex-wrap: wrap; }
+nav a { display: inline-block; padding: 7px 16px; border-radius: 5px; text-decoration: none; font-size: 14px;
+  border: 1px solid var(--accent); color: var(--accent); }
+nav a.primary { background: var(--accent); color: #fff; }
+"""
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking for a page: GET/HEAD, Accept names text/html, the path is not an API, tile or asset."""
+    if request.method not in ("GET", "HEAD"):
+        return False
+    path = request.url.path
+    if path == "/api" or path.startswith(_NOT_PAGES):
+        return False
+    return "text/html" in request.headers.get("accept", "").lower()
+
+
+def error_page(status: int, zh: str, en: str) -> str:
+    """The HTML error page: status, heading and message in Chinese and English, links back, no script."""
+    head_zh, head_en = PAGE_HEADINGS.get(status) or generic_text(_BY_STATUS.get(status, ""), status)
+    e = html.escape
+    body_zh = "" if zh.strip() == head_zh else f"<p>{e(zh)}</p>"
+    body_en = "" if en.strip().lower() == head_en.lower() else f'<p class="en">{e(en)}</p>'
+    return (
+        '<!doctype html>\n<html lang="zh-CN">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{status} {e(head_zh)} {e(head_en)} — gisgov</title>\n"
+        '<link rel="icon" href="/favicon.ico">\n'
+        f"<style>{_PAGE_CSS}</style>\n</head>\n<body>\n"
+        "<header><b>基层网格化治理</b><small>gisgov grid governance</small></header>\n"
+        f'<main role="main">\n<p class="status">{status}</p>\n'
+        f"<h1>{e(head_zh)}<small>{e(head_en)}</small></h1>\n{body_zh}{body_en}\n"
+        '<nav><a class="primary" href="/dashboard">返回驾驶舱 Back to the dashboard</a>'
+        '<a href="/login">登录 Sign in</a></nav>\n</main>\n</body>\n</html>\n'
+    )
+
+
+def answer(request: Request, response: JSONResponse) -> Response:
+    """``response`` (an error body of :func:`error_content`), or the same error as an HTML page when a
+    browser asked for a page (:func:`wants_page`). Headers (Retry-After …) are kept."""
+    if response.status_code == 401 or not wants_page(request):
+        return response
+    body = json.loads(bytes(response.body))
+    headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "content-type")}
+    # the page has no script; a 500 answered outside the security-headers middleware still carries these
+    headers |= {"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY"}
+    page = error_page(response.status_code, str(body.get("message_zh", "")), str(body.get("message_en", "")))
+    return HTMLResponse(page, status_code=response.status_code, headers=headers)
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(NotAuthenticated)
     async def _sign_in_first(request: Request, exc: NotAuthenticated):
@@ -233,23 +324,26 @@ def install(app: FastAPI) -> None:
         return error_response(401, str(exc), "NotAuthenticated", headers={"WWW-Authenticate": "Bearer"})
 
     @app.exception_handler(PoolTimeout)
-    async def _pool_busy(request: Request, exc: PoolTimeout) -> JSONResponse:
-        return error_response(
-            503,
-            "服务繁忙，请稍后重试 server busy (no free database connection), retry shortly",
-            "DatabaseBusy",
-            headers={"Retry-After": "2"},
+    async def _pool_busy(request: Request, exc: PoolTimeout) -> Response:
+        return answer(
+            request,
+            error_response(
+                503,
+                "服务繁忙，请稍后重试 server busy (no free database connection), retry shortly",
+                "DatabaseBusy",
+                headers={"Retry-After": "2"},
+            ),
         )
 
     @app.exception_handler(GisgovError)
-    async def _domain_error(request: Request, exc: GisgovError) -> JSONResponse:
+    async def _domain_error(request: Request, exc: GisgovError) -> Response:
         zh, en = exc.parts()
         details = getattr(exc, "details", None)
         extra = {"details": details if isinstance(details, dict) else {"value": details}} if details else {}
-        return error_response(exc.status_code, str(exc), type(exc).__name__, zh=zh, en=en, **extra)
+        return answer(request, error_response(exc.status_code, str(exc), type(exc).__name__, zh=zh, en=en, **extra))
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> Response:
         errors = [
             {
                 "loc": [x if isinstance(x, int) else str(x) for x in e.get("loc", ())],
@@ -258,19 +352,19 @@ def install(app: FastAPI) -> None:
             }
             for e in exc.errors()
         ]
-        return error_response(422, validation_detail(errors), "InvalidInput", errors=errors)
+        return answer(request, error_response(422, validation_detail(errors), "InvalidInput", errors=errors))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         status = exc.status_code
         text = exc.detail if isinstance(exc.detail, str) else None
         if text is None or text in ("Not Found", "Method Not Allowed", "There was an error parsing the body"):
             text = _HTTP_TEXT.get(status, text or f"HTTP {status}")
-        return error_response(status, text, _HTTP_ERRORS.get(status, "HTTPError"), headers=exc.headers)
+        return answer(request, error_response(status, text, _HTTP_ERRORS.get(status, "HTTPError"), headers=exc.headers))
 
     @app.exception_handler(DataError)
     @app.exception_handler(psycopg.DataError)
-    async def _data_refused(request: Request, exc: Exception) -> JSONResponse:
+    async def _data_refused(request: Request, exc: Exception) -> Response:
         orig = getattr(exc, "orig", None) or exc
         first = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
         _log.info("value refused by the database on %s %s: %s", request.method, request.url.path, first)
@@ -281,12 +375,12 @@ def install(app: FastAPI) -> None:
             msg = f"数值超出范围 a number is out of range: {reason}"
         else:
             msg = f"参数值无效 invalid value: {reason}"
-        return error_response(422, msg, "InvalidInput")
+        return answer(request, error_response(422, msg, "InvalidInput"))
 
     @app.exception_handler(Exception)
-    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+    async def _bug(request: Request, exc: Exception) -> Response:
         _log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        return error_response(500, "内部错误 internal error (logged on the server)", "InternalError")
+        return answer(request, error_response(500, "内部错误 internal error (logged on the server)", "InternalError"))
 
 
 # ---- the error answers in the OpenAPI schema ------------------------------------------------------

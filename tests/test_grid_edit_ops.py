@@ -24,7 +24,7 @@ from gisgov.gridding.shapes import (
     next_code,
     split_sides,
 )
-from gisgov.gridding.validate import raw_grid_polygons, simplify_outlines
+from gisgov.gridding.validate import OUTLINE_SIMPLIFY_M, raw_grid_polygons, simplify_outlines
 from tests.grid_city import COMMUNITY, GK, STREET, X0, Y0, block_layout, lonlat
 
 SETTINGS = Settings(login_rate_per_minute=1000)
@@ -432,7 +432,7 @@ def test_outlines_without_saw_teeth():
     x0, y0 = ctx.boundary.bounds[:2]
     ag = np.minimum((xy[:, 0] - x0 + 30 * np.sin((xy[:, 1] - y0) / 40)) // (spec.width / 4), 3).astype(np.int64)
     raw = raw_grid_polygons(ctx, ag, 4)
-    simple = simplify_outlines(raw, 5.0, xy, ag)
+    simple = simplify_outlines(raw, OUTLINE_SIMPLIFY_M, xy, ag)
     n_raw = sum(shapely.get_num_coordinates(p) for p in raw)
     n_simple = sum(shapely.get_num_coordinates(p) for p in simple)
     assert n_simple < n_raw * 0.9, (n_raw, n_simple)

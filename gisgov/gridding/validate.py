@@ -49,8 +49,11 @@ class PlanInput:
     names: list[str | None] | None = None
 
 
-#: default tolerance (m) of the grid outlines' coverage simplification (rules may set ``outline_simplify_m``)
-OUTLINE_SIMPLIFY_M = 5.0
+#: default tolerance (m) of the grid outlines' coverage simplification (rules may set ``outline_simplify_m``).
+#: The saw-teeth are the Voronoi edges of compound-edge samples along the streets: ≈ 4 m deep every ≈ 15 m
+#: on the sample city. Visvalingam–Whyatt with 8 m (triangles under 64 m²) removes them and keeps the
+#: steps of real compound edges (10 m and more); 5 m left most teeth, 12 m cut compound corners.
+OUTLINE_SIMPLIFY_M = 8.0
 
 
 def outline_tolerance(ctx: CommunityContext) -> float:

@@ -188,7 +188,8 @@ def run(factory: DatabaseFactory, args) -> None:
         "",
         f"Run: `python bench/editor_bench.py --repeats {args.repeats}` on {dt.date.today()} "
         f"({platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"shapely {shapely.__version__} / GEOS {shapely.geos_version_string}).",
+        f"shapely {shapely.__version__} / GEOS {shapely.geos_version_string}); load average at the end "
+        f"{os.getloadavg()[0]:.1f} (the machine may be shared: the server `ms` is the steadier figure).",
         "",
         f"Community: {households:,} households, {buildings} buildings in {len(spec.compounds)} compounds "
         f"and {len(spec.loose)} loose buildings; {len(codes)} grids in the active plan (setup {setup_s:.1f} s). "

@@ -26,6 +26,7 @@
  *     A map made with {gisgovContext: false} gets none of this but the attribution. (folium maps do not load
  *     this file: their builders draw basemap and context, and inline the <gcj02> part below.)
  *   gisgov.crs.wgs2gcj([lng, lat]) / gcj2wgs([lng, lat]) / GCJ02 (the L.CRS)
+ *   gisgov.maps     every Leaflet map made on the page (for tests and the console)
  *   gisgov.basemap  the basemap in use: {kind, crs, attribution, layers: [{url, subdomains, max_zoom, overlay}]}
  * No inline scripts (CSP), no framework, nothing loaded from elsewhere. */
 (function (window, document) {
@@ -361,8 +362,10 @@
   if (L && L.Map && L.Map.addInitHook) {
     window.gisgov.crs.GCJ02 = gcjCrs(L);
     if (BASEMAP.crs === "gcj02") L.Map.mergeOptions({ crs: window.gisgov.crs.GCJ02 });
+    window.gisgov.maps = [];
     L.Map.addInitHook(function () {
       var map = this;
+      window.gisgov.maps.push(map);
       if (map.attributionControl) map.attributionControl.setPrefix(LEAFLET_PREFIX);
       if (map.options.gisgovContext === false || map.options.crs === L.CRS.Simple) return;
       addBasemap(map);

@@ -17,20 +17,31 @@ the caller's area, :mod:`gisgov.stats.privacy`). No route returns a per-person r
 
 from __future__ import annotations
 
+import json
 import threading
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from gisgov.api.deps import DB, audit, require, system_scope
 from gisgov.api.json_only import json_only
-from gisgov.api.schemas.coverage import ComputeOut, CoverageCatalog, CoverageSummary, SiteResult, WhatIfResult
+from gisgov.api.schemas.coverage import (
+    CommunityFigures,
+    ComputeOut,
+    CoverageCatalog,
+    CoverageSummary,
+    SiteResult,
+    WhatIfResult,
+)
 from gisgov.api.schemas.geojson import FeatureCollection, GeoJSONResponse, geojson_ok
+from gisgov.config import Settings
+from gisgov.coverage import cache as coverage_cache
 from gisgov.coverage import store
+from gisgov.coverage.cache import CoverageCache, Entry
 from gisgov.coverage.figures import group_figures
 from gisgov.coverage.service import CoverageService, ScopedCoverage
 from gisgov.coverage.siting import check_points
@@ -209,6 +220,55 @@ def summary(
     return out
 
 
+def new_cache(settings: Settings) -> CoverageCache:
+    """A cache of service areas and gaps (:mod:`gisgov.coverage.cache`), kept in files under
+    ``<GISGOV_HOME>/cache/coverage`` when the home folder exists (so a restarted server reads them)."""
+    home = settings.home_abs
+    return CoverageCache(home / "cache" / "coverage" if home.is_dir() else None)
+
+
+def page_cache(request: Request) -> CoverageCache:
+    """The app's cache of service areas and gaps (made in :func:`setup`, or here for an app without it)."""
+    c = getattr(request.app.state, "coverage_cache", None)
+    if c is None:
+        with _made:
+            c = getattr(request.app.state, "coverage_cache", None)
+            if c is None:
+                c = request.app.state.coverage_cache = new_cache(request.app.state.settings)
+    return c
+
+
+def setup(app: FastAPI) -> None:
+    """Make the app's coverage cache (``app.state.coverage_cache``)."""
+    app.state.coverage_cache = new_cache(app.state.settings)
+
+
+CACHE = Depends(page_cache)
+TOLERANCE = Query(
+    0.0,
+    ge=0,
+    le=50,
+    description="显示简化（米）simplify the geometry for display by this many metres (0: exact, as computed)",
+)
+
+
+def _entry(
+    conn: Connection, svc: CoverageService, cache: CoverageCache, category: str, circle: str, profile: str
+) -> Entry:
+    """The cached entry of (category, circle, profile) for the current computation run (the transaction
+    must see the whole city: ``system_scope`` first)."""
+    cat = svc.catalog()
+    code = cat.category(category).code
+    cat.budget_m(circle, profile)  # unknown circle / profile: 400 before any work
+    key = (coverage_cache.run_key(conn, cat.checksum), code, circle, profile)
+    cache.last_key = key[0]
+    return cache.entry(key, lambda: coverage_cache.build_entry(svc, conn, key))
+
+
+def _clip(conn: Connection, cache: CoverageCache, e: Entry, scope: str) -> Any:
+    return cache.answer((e.key[0], "clip", scope), lambda: (coverage_cache.scope_polygon(conn, e, scope),))[0]
+
+
 @router.get(
     "/api/coverage/areas",
     summary="服务圈 Service area of a category (or one facility) as GeoJSON",
@@ -220,15 +280,27 @@ def service_areas(
     circle: str = Query("c15"),
     profile: str = Query("standard"),
     facility_id: int | None = Query(None, description="One facility instead of the whole category."),
+    tolerance_m: float = TOLERANCE,
     conn: Connection = DB,
     svc: CoverageService = Depends(service),
+    cache: CoverageCache = CACHE,
     p: Principal = READ,
 ) -> Response:
     """Reachable street parts (partial edges included) and access legs within the budget,
     buffered by the catalog's area width and dissolved; buildings beyond the budget are cut out.
-    Cut to the caller's area; ``buildings_in`` counts the area's buildings."""
+    Cut to the caller's area; ``buildings_in`` counts the area's buildings. The whole category's area
+    is cached per computation run (:mod:`gisgov.coverage.cache`); one facility's is computed."""
     system_scope(conn)  # the shared model is loaded from the whole city whoever asks
-    return _geojson(svc.service_area(conn, category, circle, profile, facility_id, scope=p.area_prefix))
+    scope = p.area_prefix
+    if facility_id is not None:
+        return _geojson(svc.service_area(conn, category, circle, profile, facility_id, scope=scope))
+    e = _entry(conn, svc, cache, category, circle, profile)
+    clip = _clip(conn, cache, e, scope)
+    body = cache.answer(
+        (e.key, "areas", scope, tolerance_m),
+        lambda: coverage_cache.geojson_text(coverage_cache.area_frame(e, clip, scope, tolerance_m), tolerance_m),
+    )
+    return GeoJSONResponse(body)
 
 
 @router.get(
@@ -243,13 +315,149 @@ def gaps(
     profile: str = Query("standard"),
     level: str | None = Query(None),
     code: str | None = Query(None),
+    tolerance_m: float = TOLERANCE,
     conn: Connection = DB,
     svc: CoverageService = Depends(service),
+    cache: CoverageCache = CACHE,
     p: Principal = READ,
 ) -> Response:
+    """Gap areas of the caller's area (or of one street / community in it: cached per computation run;
+    a grid or compound: computed)."""
     _unit_in_area(p, level, code)
     system_scope(conn)  # the shared model is loaded from the whole city whoever asks
-    return _geojson(svc.gaps(conn, category, circle, profile, level, code, scope=p.area_prefix))
+    scope = p.area_prefix
+    if level not in (None, "street", "community"):
+        return _geojson(svc.gaps(conn, category, circle, profile, level, code, scope=scope))
+    e = _entry(conn, svc, cache, category, circle, profile)
+    within = e.scope_mask(scope)
+    if level is not None:
+        within = within & (e.community == code if level == "community" else e.scope_mask(str(code)))
+        if not within.any():
+            raise NotFound(f"{level} {code!r} has no buildings (rule: area_has_buildings)")
+    clip = _clip(conn, cache, e, scope)
+    body = cache.answer(
+        (e.key, "gaps", scope, level, code, tolerance_m),
+        lambda: coverage_cache.geojson_text(
+            coverage_cache.gaps_frame(e, clip, scope, within, tolerance_m), tolerance_m
+        ),
+    )
+    return GeoJSONResponse(body)
+
+
+BUILDINGS_SQL = """
+SELECT b.id, ST_AsGeoJSON(ST_Transform(coalesce(b.geom, b.pos), 4326), 6) AS g
+FROM building b WHERE b.community_code LIKE :scope || '%' ORDER BY b.id
+"""
+
+
+@router.get(
+    "/api/coverage/buildings",
+    summary="按步行距离的楼栋 Buildings of your area by walking distance class (within / near / beyond)",
+    response_class=GeoJSONResponse,
+    responses=geojson_ok(FeatureCollection, "楼栋 GeoJSON buildings with their distance class (WGS84)"),
+)
+def buildings_by_distance(
+    category: str = Query(...),
+    circle: str = Query("c15"),
+    profile: str = Query("standard"),
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    cache: CoverageCache = CACHE,
+    p: Principal = READ,
+) -> Response:
+    """Each building of the caller's area (footprint, or point without one) with ``cls``: ``within`` the
+    circle's walking distance, ``near`` (up to 1.5 × that distance) or ``beyond`` (farther or unreachable)
+    and ``distance_m`` (rounded). Cached per computation run."""
+    system_scope(conn)
+    scope = p.area_prefix
+    e = _entry(conn, svc, cache, category, circle, profile)
+
+    def make() -> str:
+        classes = coverage_cache.building_classes(e, scope)
+        feats = []
+        for bid, g in conn.execute(text(BUILDINGS_SQL), {"scope": scope}).all():
+            cls = classes.get(int(bid))
+            if cls is None or g is None:
+                continue
+            c, d = cls
+            props = {"id": int(bid), "cls": coverage_cache.DISTANCE_CLASSES[c], "distance_m": d}
+            feats.append(f'{{"type":"Feature","properties":{json.dumps(props)},"geometry":{g}}}')
+        return '{"type":"FeatureCollection","features":[' + ",".join(feats) + "]}"
+
+    return GeoJSONResponse(cache.answer((e.key, "buildings", scope), make))
+
+
+@router.get(
+    "/api/coverage/facilities",
+    summary="类别设施 Facilities of a category that can serve your area (points)",
+    response_class=GeoJSONResponse,
+    responses=geojson_ok(FeatureCollection, "设施 GeoJSON facilities (WGS84)"),
+)
+def category_facilities(
+    category: str = Query(...),
+    circle: str = Query("c15"),
+    profile: str = Query("standard"),
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    cache: CoverageCache = CACHE,
+    p: Principal = READ,
+) -> Response:
+    """The category's facilities inside the caller's area widened by the circle's walking distance
+    (all of them for a city-wide account): id, name, kind. Cached per computation run."""
+    system_scope(conn)
+    scope = p.area_prefix
+    e = _entry(conn, svc, cache, category, circle, profile)
+    clip = _clip(conn, cache, e, scope)
+    body = cache.answer(
+        (e.key, "facilities", scope),
+        lambda: coverage_cache.geojson_text(coverage_cache.facilities_frame(e, clip), 0.0),
+    )
+    return GeoJSONResponse(body)
+
+
+NAMES_SQL = """
+SELECT c.code, c.name, s.name FROM community c LEFT JOIN street s ON s.code = c.street_code
+WHERE c.code LIKE :scope || '%'
+"""
+
+
+@router.get(
+    "/api/coverage/communities",
+    summary="各社区覆盖 Coverage per community of your area for one category, circle and profile",
+    response_model=CommunityFigures,
+    response_model_exclude_unset=True,
+)
+def community_figures(
+    category: str = Query(...),
+    circle: str = Query("c15"),
+    profile: str = Query("standard"),
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    cache: CoverageCache = CACHE,
+    p: Principal = READ,
+) -> dict[str, Any]:
+    """Per community of the caller's area: buildings, households and residents within the circle (and
+    households beyond), the covered shares and the number of gap areas. Aggregates only; cached per
+    computation run."""
+    system_scope(conn)
+    scope = p.area_prefix
+    e = _entry(conn, svc, cache, category, circle, profile)
+
+    def make() -> list[dict[str, Any]]:
+        names = {str(c): (n or str(c), sn or "") for c, n, sn in conn.execute(text(NAMES_SQL), {"scope": scope})}
+        return coverage_cache.community_rows(e, scope, names)
+
+    rows = cache.answer((e.key, "communities", scope), make)
+    return {
+        "category": e.category,
+        "name_zh": e.name_zh,
+        "name_en": e.name_en,
+        "circle": circle,
+        "profile": profile,
+        "budget_m": e.budget_m,
+        "method": e.method,
+        "rows": rows,
+    }
 
 
 INT64_MAX = 2**63 - 1
@@ -284,25 +492,63 @@ def site(
     request: Request,
     conn: Connection = DB,
     svc: CoverageService = Depends(service),
+    cache: CoverageCache = CACHE,
     p: Principal = ANALYSE,
-) -> dict:
+) -> dict[str, Any]:
     s = request.app.state.settings
     if req.points:
         check_points(req.points, s.region_bbox, s.max_list_items)
     _unit_in_area(p, req.level, req.code)
     system_scope(conn)  # the shared model is loaded from the whole city whoever asks
-    return svc.site(
-        conn,
+
+    def make() -> dict[str, Any]:
+        out: dict[str, Any] = svc.site(
+            conn,
+            req.category,
+            k=None if req.fewest else (req.k or 3),
+            circle=req.circle,
+            profile=req.profile,
+            level=req.level,
+            code=req.code,
+            candidates=req.candidates,
+            points=req.points,
+            scope=p.area_prefix,
+        )
+        _name_sites(conn, out["sites"])
+        return out
+
+    if req.points:
+        return make()  # the caller's own candidates: computed every time
+    cat = svc.catalog()
+    key = (
+        coverage_cache.run_key(conn, cat.checksum),
+        "site",
         req.category,
-        k=None if req.fewest else (req.k or 3),
-        circle=req.circle,
-        profile=req.profile,
-        level=req.level,
-        code=req.code,
-        candidates=req.candidates,
-        points=req.points,
-        scope=p.area_prefix,
+        req.circle,
+        req.profile,
+        p.area_prefix,
+        req.level,
+        req.code,
+        None if req.fewest else (req.k or 3),
+        req.candidates,
     )
+    answer: dict[str, Any] = cache.answer(key, make, persist=True)
+    return answer
+
+
+SITE_COMMUNITY_SQL = """
+SELECT c.code, c.name FROM community c
+WHERE ST_Intersects(c.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), :srid)) ORDER BY c.code LIMIT 1
+"""
+
+
+def _name_sites(conn: Connection, sites: list[dict[str, Any]]) -> None:
+    """Each suggested site gets the code and name of the community it falls in (None outside every one);
+    the sites' lon/lat are in the storage CRS (CGCS2000 ≈ WGS84)."""
+    srid = store.storage_srid(conn)
+    for s in sites:
+        row = conn.execute(text(SITE_COMMUNITY_SQL), {"lon": s["lon"], "lat": s["lat"], "srid": srid}).first()
+        s["community"], s["community_name"] = (str(row[0]), str(row[1])) if row else (None, None)
 
 
 class WhatIfRequest(BaseModel):

@@ -100,6 +100,8 @@ class Site(Answer):
     lat: float = Field(description="纬度 latitude (WGS84)")
     households_gained: float = Field(description="新增覆盖户数 households newly covered")
     buildings_gained: int = Field(description="新增覆盖楼栋 buildings newly covered")
+    community: str | None = Field(None, description="所在社区编码 code of the community the site falls in")
+    community_name: str | None = Field(None, description="所在社区 name of the community the site falls in")
 
 
 class SiteResult(Answer):
@@ -218,6 +220,50 @@ class WhatIfResult(Answer):
     buildings_updated: int | None = Field(
         None, description="更新楼栋 buildings whose stored distance changed (commit; null for area-bound callers)"
     )
+
+
+class CommunityFigure(Answer):
+    """一个社区的覆盖 coverage of one community for one category, circle and profile."""
+
+    code: str = Field(description="社区编码 community code")
+    name: str = Field(description="社区名称 community name")
+    street_name: str = Field(description="街道名称 street name")
+    buildings: int = Field(description="楼栋数 buildings")
+    buildings_in: int = Field(description="圈内楼栋 buildings within the circle")
+    households: float = Field(description="户数 households")
+    households_in: float = Field(description="圈内户数 households within the circle")
+    households_beyond: float = Field(description="圈外户数 households beyond the circle")
+    residents: int = Field(description="人数 residents")
+    residents_in: int = Field(description="圈内人数 residents within the circle")
+    share_households: float | None = Field(description="户数覆盖率 share of households within (0–1)")
+    share_residents: float | None = Field(description="人数覆盖率 share of residents within (0–1)")
+    gaps: int = Field(description="盲区数 gap areas holding buildings of the community")
+
+
+class CommunityFigures(Answer):
+    """各社区覆盖 coverage per community of the caller's area."""
+
+    model_config = example(
+        {
+            "category": "weisheng",
+            "name_zh": "卫生服务",
+            "name_en": "health",
+            "circle": "c15",
+            "profile": "standard",
+            "budget_m": 1000,
+            "method": "network",
+            "rows": [],
+        }
+    )
+
+    category: str = Field(description="服务类别 service category")
+    name_zh: str | None = Field(description="中文名 category name in Chinese")
+    name_en: str | None = Field(description="英文名 category name in English")
+    circle: str = Field(description="生活圈 circle")
+    profile: str = Field(description="步行方式 walking profile")
+    budget_m: float = Field(description="距离预算（米）walking distance of the circle")
+    method: str = Field(description="距离算法 network or euclidean")
+    rows: list[CommunityFigure] = Field(description="各社区 one row per community, by code")
 
 
 class ComputeOut(Answer):

@@ -84,6 +84,12 @@ class Conflict(GisgovError):
     status_code = 409
 
 
+class StorageFull(GisgovError):
+    """The server's disk (or the file size limit) is full: nothing was written (HTTP 507)."""
+
+    status_code = 507
+
+
 class PlanConflict(Conflict):
     status_code = 409
 

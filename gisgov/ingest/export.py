@@ -28,6 +28,8 @@ import pyogrio
 import shapely
 from sqlalchemy import Engine, text
 
+from gisgov.errors import StorageFull
+from gisgov.ingest.diskspace import DISK_FULL, storage_full
 from gisgov.ingest.levels import ALL_LEVELS
 from gisgov.security.pii import ID_HIDDEN, Vault
 
@@ -228,9 +230,24 @@ def export_level(
             if level in PERSONAL_LEVELS:
                 os.chmod(f, 0o600)
             os.replace(f, out.parent / f.name)
+    except Exception as exc:
+        # GDAL / SQLite say "cannot write": look at the staging folder before it goes
+        if not isinstance(exc, StorageFull) and storage_full(exc, stage, need=_binary_size(df, geoms)):
+            raise StorageFull(DISK_FULL) from exc
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return n
+
+
+def _binary_size(df: pd.DataFrame, geoms) -> int:
+    """About the smallest file the rows make (their geometry as WKB plus their values in memory): any
+    format takes at least this much."""
+    try:
+        wkb = int(sum(len(b) for b in shapely.to_wkb(np.asarray(geoms)) if b is not None))
+    except Exception:
+        wkb = 0
+    return wkb + int(df.memory_usage(index=False, deep=True).sum())
 
 
 def shp_encoding(encoding: str | None) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, text
 
+from gisgov.ingest.diskspace import DISK_FULL, storage_full
 from gisgov.security.roles import Role
 
 _SLOTS: dict[int, threading.BoundedSemaphore] = {}
@@ -153,7 +154,7 @@ def run(
 ) -> None:
     """Run one export job to its end (``done`` or ``failed``; never left ``running`` by an error).
     ``on_finish(rows or None, error or None)`` is called last (the audit row)."""
-    from gisgov.errors import GisgovError
+    from gisgov.errors import GisgovError, StorageFull
     from gisgov.ingest.export import FORMATS, export_level
 
     rows, error = None, None
@@ -184,8 +185,11 @@ def run(
                         f.unlink()
                 for f in folder.iterdir():
                     os.chmod(f, 0o600)
-            except BaseException:
+            except BaseException as exc:
+                full = storage_full(exc, folder)
                 shutil.rmtree(folder, ignore_errors=True)
+                if full and not isinstance(exc, StorageFull):
+                    raise StorageFull(DISK_FULL) from exc
                 raise
             with engine.begin() as c:
                 c.execute(
@@ -196,15 +200,21 @@ def run(
                     {"n": rows, "f": out.name, "k": keep_hours * 3600, "id": job_id},
                 )
     except BaseException as exc:  # recorded for the owner; the server log gets the traceback
-        error = str(exc) if isinstance(exc, GisgovError) else f"导出失败 export failed ({type(exc).__name__})"
-        if not isinstance(exc, GisgovError):
+        full = isinstance(exc, StorageFull) or storage_full(exc)
+        if full:
+            error = DISK_FULL
+            logging.getLogger("gisgov.export").warning("export job %s: disk full (%s)", job_id, exc)
+        elif isinstance(exc, GisgovError):
+            error = str(exc)
+        else:
+            error = f"导出失败 export failed ({type(exc).__name__})"
             logging.getLogger("gisgov.export").exception("export job %s failed", job_id)
         try:
             _set(engine, job_id, status="failed", error=error[:1000])
             with engine.begin() as c:
                 c.execute(text("UPDATE export_job SET finished = now() WHERE id = :id"), {"id": job_id})
         finally:
-            if not isinstance(exc, Exception):
+            if not isinstance(exc, Exception) and not full:
                 raise
     finally:
         if on_finish is not None:

@@ -41,7 +41,7 @@ from gisgov.api.deps import DB, audit, client_addr, current_principal, require
 from gisgov.api.errors import ErrorBody, error_content
 from gisgov.api.links import route_link
 from gisgov.api.schemas.ingest import ExportJob, ImportJob, ImportReport, JobAccepted
-from gisgov.errors import Conflict, Forbidden, GisgovError, NotFound
+from gisgov.errors import Conflict, Forbidden, GisgovError, NotFound, StorageFull
 from gisgov.ingest import export_jobs, jobs
 from gisgov.ingest.export import FORMATS, PERSONAL_LEVELS, count_level, export_level, write_roster_template
 from gisgov.ingest.levels import ALL_LEVELS
@@ -374,6 +374,7 @@ _zip_private = export_jobs.zip_private
         **_AUTH,
         404: _err("community outside your area"),
         422: _err("unknown level/format, bad community code, or the data does not fit the format"),
+        507: _err("磁盘空间不足 disk full on the server: nothing was written (StorageFull)"),
     },
 )
 def export(
@@ -424,6 +425,7 @@ def export(
             out = tmp / f"{Path(name).stem}.zip"
             _zip_private(out, [f for f in sorted(tmp.glob(f"{Path(name).stem}.*")) if f != out])
     except BaseException as exc:
+        full = isinstance(exc, StorageFull) or export_jobs.storage_full(exc, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         audit(
             request,
@@ -431,8 +433,10 @@ def export(
             p,
             object=obj,
             result="failed" if isinstance(exc, UsageError) else "error",
-            detail={"level": level, "format": format, "error": str(exc)[:300]},
+            detail={"level": level, "format": format, "error": "disk full" if full else str(exc)[:300]},
         )
+        if full and not isinstance(exc, StorageFull):
+            raise StorageFull(export_jobs.DISK_FULL) from exc
         raise
     audit(
         request,

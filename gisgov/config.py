@@ -257,7 +257,7 @@ def basemap_config(settings: Settings) -> dict[str, Any]:
         crs = BASEMAP_PRESETS[kind]["crs"]
     hosts: list[str] = []
     for layer in layers:
-        for h in tile_hosts(layer["url"], layer["subdomains"]):
+        for h in tile_hosts(str(layer["url"]), str(layer["subdomains"])):
             if h not in hosts:
                 hosts.append(h)
     return {"kind": kind, "crs": crs, "attribution": settings.basemap_attribution, "layers": layers, "hosts": hosts}

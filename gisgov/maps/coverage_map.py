@@ -8,6 +8,7 @@ The layers are computed by :mod:`gisgov.coverage` (no folium there); this module
 from __future__ import annotations
 
 import html
+from typing import Any
 
 import folium
 import geopandas as gpd
@@ -44,8 +45,8 @@ def build_coverage_map(
     method: str,
     note: str = "",
     no_facility: bool = False,
-    context: dict | None = None,
-    basemap: dict | None = None,
+    context: dict[str, Any] | None = None,
+    basemap: dict[str, Any] | None = None,
 ) -> folium.Map:
     """``rings``: (label, distance m) in increasing order, used to colour buildings. ``no_facility``: the
     data hold no facility of the category — buildings are grey and the page says so (missing data,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
+from typing import Any
 
 import folium
 import geopandas as gpd
@@ -88,8 +89,8 @@ def build_hierarchy_map(
     title: str = "网格化管理地图 Grid governance map",
     links: Sequence[tuple[str, str]] = (),
     user: str | None = None,
-    context: dict | None = None,
-    basemap: dict | None = None,
+    context: dict[str, Any] | None = None,
+    basemap: dict[str, Any] | None = None,
 ) -> folium.Map:
     """An offline folium map of the given layers, styled per level, with tooltips, a layer
     control, a scale bar, a legend, a banner for synthetic data, fitted to the data.

@@ -14,7 +14,7 @@ Icons: folium's glyphicon CSS (Bootstrap 3) is not vendored: use ``folium.Icon(p
 from __future__ import annotations
 
 import re
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import folium
 from branca.element import Element
@@ -88,7 +88,7 @@ ROAD_WIDTH = {"arterial": (7, 4.5), "local": (4, 2.5), "bridge": (4, 2.5), "othe
 WATER_STYLE = {"color": "#8fb8d6", "weight": 1, "fillColor": "#b7d7ee", "fillOpacity": 0.85}
 
 
-def _road_style(feature: dict, casing: bool) -> dict:
+def _road_style(feature: dict[str, Any], casing: bool) -> dict[str, Any]:
     cls = (feature.get("properties") or {}).get("class") or "other"
     width = ROAD_WIDTH.get(cls, ROAD_WIDTH["other"])
     if casing:
@@ -97,7 +97,7 @@ def _road_style(feature: dict, casing: bool) -> dict:
     return {"color": colour, "weight": width[1], "lineCap": "round", "lineJoin": "round"}
 
 
-def add_context(m: folium.Map, context: dict | None) -> folium.Map:
+def add_context(m: folium.Map, context: dict[str, Any] | None) -> folium.Map:
     """Draw the geographic context (``/api/context``'s answer: roads, water, facilities) under everything
     else: a pane below the overlays that takes no clicks; 水系 Water and 道路 Roads shown, 设施 Facilities
     (when present) in the layer control, off until switched on."""
@@ -134,13 +134,13 @@ def add_context(m: folium.Map, context: dict | None) -> folium.Map:
     return m
 
 
-def finish_page(m: folium.Map, title: str, basemap: dict | None = None) -> folium.Map:
+def finish_page(m: folium.Map, title: str, basemap: dict[str, Any] | None = None) -> folium.Map:
     """The page chrome every folium map shares: ``<title>``; Leaflet's attribution without the flag (plain
     "Leaflet"); for GCJ-02 tiles (``basemap["crs"] == "gcj02"``, :func:`gisgov.config.basemap_config`) the
     map's CRS shifts the WGS84 data onto the tiles: the projection of the Leaflet pages (the ``<gcj02>`` part
     of ``web/common/gisgov.js``) replaces ``L.CRS.EPSG3857``, which folium names in the map's options. One
     inline script (the CSP hashes it), run after Leaflet loads and before the map is made."""
-    m.get_root().title = title
+    m.get_root().title = title  # type: ignore[attr-defined]  # a branca Figure
     body = (
         'L.Map.addInitHook(function () { if (this.attributionControl) this.attributionControl.setPrefix("Leaflet"); });'
     )

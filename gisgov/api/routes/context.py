@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Sequence
+from enum import Enum
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Connection, text
@@ -36,7 +39,7 @@ MAX_SPAN = 2.0  # degrees, each axis: a city district at zoom 10; the pages neve
 LOCAL_FROM_ZOOM = 14  # below: arterials only
 PATHS_FROM_ZOOM = 16  # footpaths from here on; compound gate links never (they belong to the walking network)
 CAPS = {"roads": 4000, "water": 300, "facilities": 1500}  # source rows read per layer
-_TAG = ["context 地理底图"]
+_TAG: list[str | Enum] = ["context 地理底图"]
 
 
 class InvalidBbox(GisgovError):
@@ -67,7 +70,7 @@ def context_bbox(value: str) -> tuple[float, float, float, float]:
     return x0, y0, x1, y1
 
 
-def _collection(rows) -> tuple[dict, int]:
+def _collection(rows: Iterable[Any]) -> tuple[dict[str, Any], int]:
     features = []
     n = 0
     for row in rows:
@@ -145,7 +148,7 @@ def read_context(
     srid: int | None = None,
     facility_scope: list[str] | None = None,
     scope: queries.Scope = queries.ALL,
-) -> dict:
+) -> dict[str, Any]:
     """The context layers in ``box`` (see the module doc); ``facility_scope`` = SQL conditions on facility
     row ``t`` (None: no facilities); ``srid`` of the stored geometry (None: read from the database)."""
     if srid is None:
@@ -184,12 +187,12 @@ def zoom_for(box: tuple[float, float, float, float], pixels: int = 1100) -> int:
 
 def context_for_bounds(
     conn: Connection,
-    bounds,
+    bounds: Sequence[float] | Any,
     *,
     srid: int | None = None,
     facility_scope: list[str] | None = None,
     scope: queries.Scope = queries.ALL,
-) -> dict | None:
+) -> dict[str, Any] | None:
     """The context of a static (folium) map showing ``bounds`` (minlon, minlat, maxlon, maxlat, e.g. a
     GeoDataFrame's total_bounds): the box padded by a tenth and cut to :data:`MAX_SPAN` around its centre,
     the zoom it fills. None when the bounds are empty or not finite."""
@@ -234,7 +237,7 @@ def context_layers(
     zoom: int = Query(15, ge=0, le=22, description=f"map zoom: simplification, and local roads from {LOCAL_FROM_ZOOM}"),
     p: Principal = Depends(current_principal),
     conn: Connection = DB,
-) -> dict:
+) -> dict[str, Any]:
     box = context_bbox(bbox)
     srid = request.app.state.settings.srid
     fac_scope = facility_scope_for(request, p)
@@ -247,5 +250,5 @@ def context_layers(
     summary="底图配置 The configured basemap (kind, datum of the tiles, tile layers, attribution)",
     response_model=BasemapConfig,
 )
-def basemap(request: Request, p: Principal = Depends(current_principal)) -> dict:
+def basemap(request: Request, p: Principal = Depends(current_principal)) -> dict[str, Any]:
     return basemap_config(request.app.state.settings)

@@ -39,7 +39,6 @@ from gisgov.coverage.figures import (
     LEVELS,
     Figures,
     UnitIndex,
-    coverage_figures,
     figure_arrays,
     group_figures,
     with_shares,
@@ -180,6 +179,7 @@ class CoverageService:
         self.table_stored = False
         self._figs: tuple | None = None
         self.builds = 0  # how many times the graph was built (tests check it is reused)
+        self.build_seconds: dict[str, float] = {}  # the last build: reading PostGIS, graph + snaps
 
     # -- catalog and model ------------------------------------------------------------------------
     def _catalog_stamp_now(self) -> tuple[Path, tuple | None]:
@@ -221,10 +221,13 @@ class CoverageService:
             if self.model is None or skey != self._struct_key:
                 _check_whole_city(conn)
             if self.model is None or skey != self._struct_key:
+                t0 = time.perf_counter()
                 city = store.load_city(conn)
+                t1 = time.perf_counter()
                 if len(city.buildings) == 0:
                     raise NotFound("no buildings in the database: load a city first (gisgov sample / gisgov load)")
                 self.model = CoverageModel(city, cat.network, cat.distance_cap_m, progress=progress)
+                self.build_seconds = {"load_city": t1 - t0, "model": time.perf_counter() - t1}
                 self.groups = city.groups
                 self.builds += 1
                 self._struct_key, self._fac_key = skey, sums["facilities"]
@@ -304,26 +307,48 @@ class CoverageService:
     def compute(self, conn: Connection, categories: list[str] | None = None, progress=None) -> ComputeResult:
         t0 = time.perf_counter()
         cat = self.catalog()
+        built = self.builds
         model = self.ensure_model(conn, progress=progress)
+        steps = dict(self.build_seconds) if self.builds != built else {}
         codes = [cat.category(c).code for c in categories] if categories else cat.category_codes
         table = model.compute(cat, codes, progress=progress)
+
+        def step(name: str, t: float) -> float:
+            now = time.perf_counter()
+            steps[name] = now - t
+            return now
+
+        t = time.perf_counter()
         srid = store.storage_srid(conn)
         run_id = store.start_run(conn, cat, model.method, codes, self._sums)
         store.write_budgets(conn, cat)
         store.write_snaps(conn, model, srid)
+        t = step("write_snaps", t)
         n = store.write_access(conn, model, table, run_id)
+        t = step("write_access", t)
         full = table if categories is None else (store.load_table(conn, model, cat.category_codes) or table)
+        b = model.buildings
+        if getattr(self, "_units_for", None) is not model:
+            self._units, self._units_for = UnitIndex.build(b), model
+        figs = None
         if categories is None or full is not table:
-            b = model.buildings
-            store.write_figures(conn, coverage_figures(b, full, cat), group_figures(b, self.groups, full, cat), run_id)
+            figs = figure_arrays(b, full, cat, index=self._units)
+            gfig = group_figures(b, self.groups, full, cat)
+            t = step("figures", t)
+            store.write_figures(conn, figs, gfig, run_id)
         else:
-            b = model.buildings
-            fig = coverage_figures(b, table, cat, categories=codes, standards=[])
+            fig = figure_arrays(b, table, cat, categories=codes, standards=[], index=self._units)
+            t = step("figures", t)
             store.write_figures(conn, fig, None, run_id, items=codes)
-        secs = dict(table.seconds, total=time.perf_counter() - t0)
+        t = step("write_figures", t)
+        secs = dict(table.seconds, **steps, total=time.perf_counter() - t0)
         summary = model.snap_summary()
         store.finish_run(conn, run_id, {"seconds": secs, "snap": summary})
         self._table_key = None
+        if figs is not None and full.categories == cat.category_codes:
+            # what the first read would rebuild: kept, keyed by this run (valid once it commits)
+            self._table, self._table_key, self._figs = full, (run_id, self._fac_key, cat.checksum), (full, figs, gfig)
+            self.table_stored = True
         comps = model.graph.components_table() if model.graph is not None else pd.DataFrame()
         return ComputeResult(
             run_id,
@@ -816,7 +841,7 @@ class CoverageService:
         n = store.write_access(conn, m, new_table, run_id, affected)
         stds = [s.code for s in cat.standards if any(k in cats for _, cats in s.tiers for k in affected)]
         b = m.buildings
-        fig = coverage_figures(b, new_table, cat, categories=affected, standards=stds)
+        fig = figure_arrays(b, new_table, cat, categories=affected, standards=stds)
         gfig = group_figures(b, self.groups, new_table, cat)
         gfig = gfig[gfig["category"].isin(affected)] if len(gfig) else gfig
         store.write_figures(conn, fig, gfig, run_id, items=affected + stds)

@@ -16,9 +16,10 @@ import shapely
 from sqlalchemy import Connection, text
 
 from gisgov.coverage.catalog import Catalog
+from gisgov.coverage.figures import Figures
 from gisgov.coverage.model import CityData, CoverageModel, DistanceTable
 from gisgov.crs import CGCS2000
-from gisgov.db.copy import copy_frame
+from gisgov.db.copy import binary_record, binary_rows, copy_binary, copy_frame, read_binary, row_dtype
 from gisgov.network import flag_names
 
 SRID_SQL = "SELECT (value #>> '{}')::int FROM gisgov_meta WHERE key = 'srid'"
@@ -31,12 +32,28 @@ def storage_srid(conn: Connection) -> int:
 
 
 def _frame(conn: Connection, sql: str, params: dict | None = None) -> pd.DataFrame:
+    """A query's rows as a DataFrame, built from the driver's plain tuples (not SQLAlchemy ``Row`` objects,
+    which pandas probes one by one)."""
     res = conn.execute(text(sql), params or {})
-    return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+    cols = list(res.keys())
+    cur = getattr(res, "cursor", None)
+    rows = cur.fetchall() if cur is not None else [tuple(r) for r in res.fetchall()]
+    res.close()
+    if not rows:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
+    return pd.DataFrame.from_records(rows, columns=cols, coerce_float=False)
+
+
+def _wkb(values) -> np.ndarray:
+    """Vectorised WKB decoding (None stays None)."""
+    arr = np.asarray(values, dtype=object)
+    if len(arr) == 0:
+        return np.array([], dtype=object)
+    return shapely.from_wkb(arr)
 
 
 def _gdf(df: pd.DataFrame, srid: int, wkb_col: str = "wkb") -> gpd.GeoDataFrame:
-    geoms = shapely.from_wkb(df[wkb_col].map(bytes).to_numpy()) if len(df) else np.array([], dtype=object)
+    geoms = _wkb(df[wkb_col].to_numpy()) if len(df) else np.array([], dtype=object)
     return gpd.GeoDataFrame(df.drop(columns=[wkb_col]), geometry=gpd.GeoSeries(geoms, crs=srid), crs=srid)
 
 
@@ -87,8 +104,7 @@ def load_city(conn: Connection, *, footprints: bool = True) -> CityData:
     fp = None
     if footprints:
         f = _frame(conn, "SELECT id, ST_AsBinary(geom) AS wkb FROM building ORDER BY id")
-        geoms = np.array([None if w is None else shapely.from_wkb(bytes(w)) for w in f["wkb"]], dtype=object)
-        fp = gpd.GeoSeries(geoms, crs=srid)
+        fp = gpd.GeoSeries(_wkb(f["wkb"].to_numpy()), crs=srid)
     edges = _gdf(
         _frame(
             conn,
@@ -278,6 +294,52 @@ def _hexpoints(model: CoverageModel, x, y, srid: int) -> np.ndarray:
     return out
 
 
+_SNAP_STAGE = (
+    "CREATE TEMP TABLE IF NOT EXISTS _snap_stage (id bigint, edge_id bigint, offset_m double precision, "
+    "access_m double precision, via bigint, flags integer, lon double precision, lat double precision) "
+    "ON COMMIT DELETE ROWS"
+)
+
+
+def _write_snap_rows(conn: Connection, model: CoverageModel, table: str, key: str, cols: dict, srid: int) -> None:
+    """Snaps through a fixed-width binary COPY into a staging table, then one INSERT … SELECT (geometry and
+    flag names made in SQL: no Python object per row)."""
+    cur = _cursor(conn)
+    cur.execute(_SNAP_STAGE)
+    cur.execute("DELETE FROM _snap_stage")
+    x, y = np.asarray(cols["x"], dtype=np.float64), np.asarray(cols["y"], dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    lon = np.full(len(x), np.nan)
+    lat = np.full(len(x), np.nan)
+    if ok.any():
+        lon[ok], lat[ok] = model.to_lonlat(x[ok], y[ok], srid)
+    flags = np.asarray(cols["flags"], dtype=np.int64).astype(np.int32)
+    body = binary_rows(
+        [
+            ("int8", np.asarray(cols["id"], dtype=np.int64)),
+            ("int8", np.asarray(cols["edge_id"], dtype=np.int64)),
+            ("float8", np.round(np.asarray(cols["offset"], dtype=np.float64), 3)),
+            ("float8", np.round(np.asarray(cols["leg"], dtype=np.float64), 3)),
+            ("int8", np.asarray(cols.get("via", np.full(len(x), -1)), dtype=np.int64)),
+            ("int4", flags),
+            ("float8", lon),
+            ("float8", lat),
+        ]
+    )
+    copy_binary(cur, "_snap_stage", ["id", "edge_id", "offset_m", "access_m", "via", "flags", "lon", "lat"], body)
+    bits = sorted({int(f) for f in np.unique(flags)})
+    names = [_pg_array(flag_names(b)) for b in bits]
+    via_col, via_val = (", via_gate_id", ", nullif(s.via, -1)") if "via" in cols else ("", "")
+    cur.execute(
+        f"INSERT INTO {table} ({key}, edge_id, offset_m, access_m{via_col}, flags, geom) "
+        "SELECT s.id, nullif(s.edge_id, -1), nullif(s.offset_m, 'NaN'), nullif(s.access_m, 'NaN')"
+        f"{via_val}, f.names::text[], "
+        "CASE WHEN s.lon = 'NaN' THEN NULL ELSE ST_SetSRID(ST_MakePoint(s.lon, s.lat), %s) END "
+        "FROM _snap_stage s JOIN unnest(%s::int[], %s::text[]) AS f(bits, names) ON f.bits = s.flags",
+        (int(srid), bits, names),
+    )
+
+
 def write_snaps(conn: Connection, model: CoverageModel, srid: int) -> None:
     conn.execute(text("DELETE FROM building_snap"))
     conn.execute(text("DELETE FROM facility_snap"))
@@ -293,35 +355,107 @@ def write_snaps(conn: Connection, model: CoverageModel, srid: int) -> None:
         first = np.ones(len(r), dtype=bool)
         first[1:] = acc.owner[r][1:] != acc.owner[r][:-1]
         via[acc.owner[r][first]] = acc.via[r][first]
-    df = pd.DataFrame(
-        {
-            "building_id": model.buildings["id"].to_numpy(),
-            "edge_id": _nullable(edge_id, edge_id >= 0),
-            "offset_m": np.round(bs.offset, 3),
-            "access_m": np.round(bs.leg, 3),
-            "via_gate_id": _nullable(via, via >= 0),
-            "flags": [_pg_array(flag_names(int(f))) for f in bs.flags],
-            "geom": _hexpoints(model, bs.x, bs.y, srid),
-        }
+    _write_snap_rows(
+        conn,
+        model,
+        "building_snap",
+        "building_id",
+        dict(
+            id=model.buildings["id"].to_numpy(),
+            edge_id=edge_id,
+            offset=bs.offset,
+            leg=bs.leg,
+            via=via,
+            flags=bs.flags,
+            x=bs.x,
+            y=bs.y,
+        ),
+        srid,
     )
-    _copy(conn, "building_snap", df)
     fs = model.fsnap
     if len(fs):
         fe = np.where(fs.edge >= 0, g.edge_ids[np.maximum(fs.edge, 0)], -1) if g is not None else np.full(len(fs), -1)
-        _copy(
+        _write_snap_rows(
             conn,
+            model,
             "facility_snap",
-            pd.DataFrame(
-                {
-                    "facility_id": model.facilities["id"].to_numpy(),
-                    "edge_id": _nullable(fe, fe >= 0),
-                    "offset_m": np.round(fs.offset, 3),
-                    "access_m": np.round(fs.leg, 3),
-                    "flags": [_pg_array(flag_names(int(f))) for f in fs.flags],
-                    "geom": _hexpoints(model, fs.x, fs.y, srid),
-                }
+            "facility_id",
+            dict(
+                id=model.facilities["id"].to_numpy(),
+                edge_id=fe,
+                offset=fs.offset,
+                leg=fs.leg,
+                flags=fs.flags,
+                x=fs.x,
+                y=fs.y,
             ),
+            srid,
         )
+
+
+# Distances are stored one row per building (building_access_packed: real[] / integer[] by slot, the slots in
+# coverage_access_slot); ``building_access`` is a view with the old columns. 'Infinity' = no facility within
+# reach, 'NaN' = not computed for that building, facility -1 = none.
+_NOT_COMPUTED = np.float32(np.nan)
+
+
+def _cursor(conn: Connection):
+    return conn.connection.dbapi_connection.cursor()
+
+
+def access_slots(conn: Connection) -> list[str]:
+    """The categories stored in building_access_packed, in slot order."""
+    return [r[0] for r in conn.execute(text("SELECT category_code FROM coverage_access_slot ORDER BY slot"))]
+
+
+def _read_packed(conn: Connection, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """(building ids, distances (n, k) float32, facility ids (n, k) int32, rows of another width)."""
+    n_all = int(conn.execute(text("SELECT count(*) FROM building_access_packed")).scalar())
+    if k == 0 or n_all == 0:
+        return np.zeros(0, np.int64), np.zeros((0, k), np.float32), np.zeros((0, k), np.int32), n_all
+    dtype = row_dtype([("int8", 0), ("float4", k), ("int4", k)])
+    rec = read_binary(
+        _cursor(conn),
+        "SELECT building_id, distance_m, facility_id FROM building_access_packed "
+        f"WHERE cardinality(distance_m) = {int(k)} AND cardinality(facility_id) = {int(k)}",
+        dtype,
+    )
+    ids = rec["v0"].astype(np.int64)
+    dist = rec["e1"]["v"].astype(np.float32)
+    fac = rec["e2"]["v"].astype(np.int32)
+    return ids, dist, fac, n_all - len(rec)
+
+
+def _write_packed(conn: Connection, ids: np.ndarray, dist: np.ndarray, fac: np.ndarray, *, update: bool) -> None:
+    cur = _cursor(conn)
+    names = ["building_id", "distance_m", "facility_id"]
+    step = 200_000
+    parts = [
+        binary_rows([("int8", ids[s : s + step]), ("float4", dist[s : s + step]), ("int4", fac[s : s + step])])
+        for s in range(0, len(ids), step)
+    ]
+    if not update:
+        copy_binary(cur, "building_access_packed", names, parts)
+        return
+    cur.execute("CREATE TEMP TABLE IF NOT EXISTS _access_update (LIKE building_access_packed) ON COMMIT DELETE ROWS")
+    cur.execute("DELETE FROM _access_update")
+    copy_binary(cur, "_access_update", names, parts)
+    cur.execute(
+        "UPDATE building_access_packed p SET distance_m = u.distance_m, facility_id = u.facility_id "
+        "FROM _access_update u WHERE p.building_id = u.building_id"
+    )
+
+
+def _table_columns(model: CoverageModel, table: DistanceTable, c: str, bidx: np.ndarray):
+    j = table.col(c)
+    d = table.dist[bidx, j].astype(np.float64)
+    d = np.where(np.isfinite(d), np.round(d, 2), np.inf).astype(np.float32)
+    f = table.fac[bidx, j].astype(np.int64)
+    fids = model.facilities["id"].to_numpy().astype(np.int64)
+    fid = np.where(f >= 0, fids[np.maximum(f, 0)] if len(fids) else -1, -1)
+    if len(fid) and fid.max(initial=0) >= 2**31:
+        raise ValueError("facility ids beyond 2**31 cannot be stored in building_access_packed")
+    return d, fid.astype(np.int32)
 
 
 def write_access(
@@ -332,58 +466,146 @@ def write_access(
     categories: list[str] | None = None,
     buildings: np.ndarray | None = None,
 ) -> int:
-    """Replace building_access rows of ``categories`` (default: all in the table).
+    """Store the distances of ``categories`` (default: all in the table); returns the building × category
+    values written (what the old one-row-per-pair table would have held).
 
-    ``buildings`` (indices) limits the rewrite to those buildings (what-if updates)."""
-    cats = categories or table.categories
+    ``buildings`` (indices) limits the rewrite to those buildings (what-if updates). Categories already
+    stored and not named keep their values; a write that names every stored category replaces the rows,
+    otherwise only the buildings whose values changed are updated."""
+    cats = list(categories or table.categories)
     bidx = np.arange(len(model.buildings)) if buildings is None else np.asarray(buildings, dtype=np.int64)
-    ids = model.buildings["id"].to_numpy()[bidx]
-    if buildings is None:
-        conn.execute(text("DELETE FROM building_access WHERE category_code = ANY(:c)"), {"c": cats})
+    ids = model.buildings["id"].to_numpy().astype(np.int64)
+    nb = len(ids)
+    stored = access_slots(conn)
+    if buildings is None and set(stored) <= set(cats):
+        slots = cats
+        dist = np.empty((nb, len(slots)), dtype=np.float32)
+        fac = np.empty((nb, len(slots)), dtype=np.int32)
+        for j, c in enumerate(slots):
+            dist[:, j], fac[:, j] = _table_columns(model, table, c, bidx)
+        conn.execute(text("DELETE FROM building_access_packed"))
+        conn.execute(text("DELETE FROM coverage_access_slot"))
+        _write_packed(conn, ids, dist, fac, update=False)
+        changed_rows = nb
     else:
-        conn.execute(
-            text("DELETE FROM building_access WHERE category_code = ANY(:c) AND building_id = ANY(:b)"),
-            {"c": cats, "b": [int(i) for i in ids]},
-        )
-    fids = model.facilities["id"].to_numpy()
-    frames = []
-    for c in cats:
-        j = table.col(c)
-        d = table.dist[bidx, j].astype(float)
-        f = table.fac[bidx, j].astype(np.int64)
-        fid = np.where(f >= 0, fids[np.maximum(f, 0)] if len(fids) else 0, -1)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "building_id": ids,
-                    "category_code": c,
-                    "distance_m": _nullable(np.round(np.where(np.isfinite(d), d, 0), 2), np.isfinite(d), "Float64"),
-                    "facility_id": _nullable(fid, fid >= 0),
-                    "method": table.method,
-                    "run_id": run_id,
-                }
+        slots = stored + [c for c in cats if c not in stored]
+        sids, sdist, sfac, other = _read_packed(conn, len(stored))
+        pos = pd.Series(np.arange(nb), index=ids).reindex(sids).to_numpy()
+        keep = ~np.isnan(pos)
+        dist = np.full((nb, len(slots)), _NOT_COMPUTED, dtype=np.float32)
+        fac = np.full((nb, len(slots)), -1, dtype=np.int32)
+        p = pos[keep].astype(np.int64)
+        dist[p, : len(stored)] = sdist[keep]
+        fac[p, : len(stored)] = sfac[keep]
+        before_d, before_f = dist.copy(), fac.copy()
+        for c in cats:
+            j = slots.index(c)
+            dist[bidx, j], fac[bidx, j] = _table_columns(model, table, c, bidx)
+        complete = other == 0 and len(slots) == len(stored) and keep.all() and len(sids) == nb
+        if complete:
+            same_d = (dist == before_d) | (np.isnan(dist) & np.isnan(before_d))
+            rows = np.flatnonzero(~(same_d.all(axis=1) & (fac == before_f).all(axis=1)))
+            _write_packed(conn, ids[rows], dist[rows], fac[rows], update=True)
+            changed_rows = len(rows)
+        else:
+            conn.execute(text("DELETE FROM building_access_packed"))
+            _write_packed(conn, ids, dist, fac, update=False)
+            changed_rows = nb
+        conn.execute(text("DELETE FROM coverage_access_slot WHERE category_code = ANY(:c)"), {"c": cats})
+    cur = _cursor(conn)
+    for j, c in enumerate(slots):
+        if c in cats:
+            cur.execute(
+                "INSERT INTO coverage_access_slot (slot, category_code, method, run_id) VALUES (%s, %s, %s, %s)",
+                (j + 1, c, table.method, run_id),
             )
-        )
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if len(df):
-        _copy(conn, "building_access", df)
-    return len(df)
+    del changed_rows
+    return len(bidx) * len(cats)
 
 
 def write_figures(
-    conn: Connection, fig: pd.DataFrame, gfig: pd.DataFrame | None, run_id: int, items: list[str] | None = None
+    conn: Connection, fig: Figures, gfig: pd.DataFrame | None, run_id: int, items: list[str] | None = None
 ) -> None:
-    """Replace coverage figures (all, or only those of ``items``: categories / standards)."""
+    """Replace coverage figures (all, or only those of ``items``: categories / standards).
+
+    ``fig`` = the arrays of :func:`~gisgov.coverage.figures.figure_arrays`: one row per level × item with
+    the counts by code (coverage_figure_item), the totals per level × mask (coverage_figure_total) and the
+    codes per level (coverage_figure_level); ``coverage_figure`` is a view with the old long rows."""
+    cur = _cursor(conn)
     if items is None:
-        conn.execute(text("DELETE FROM coverage_figure"))
+        conn.execute(text("DELETE FROM coverage_figure_level"))
         conn.execute(text("DELETE FROM coverage_group_figure"))
     else:
-        conn.execute(text("DELETE FROM coverage_figure WHERE item = ANY(:i)"), {"i": items})
         conn.execute(text("DELETE FROM coverage_group_figure WHERE category = ANY(:i)"), {"i": items})
-    if len(fig):
-        f = fig.copy()
-        f["run_id"] = run_id
-        _copy(conn, "coverage_figure", f)
+    stored = {r[0]: list(r[1]) for r in conn.execute(text("SELECT level, codes FROM coverage_figure_level"))}
+    level_rows, total_rows, item_rows = [], [], []
+    for lvl, codes in fig.codes.items():
+        codes_l = [str(c) for c in codes]
+        if stored.get(lvl) != codes_l:
+            if lvl in stored:  # another set of codes: the level's stored items no longer line up
+                conn.execute(text("DELETE FROM coverage_figure_level WHERE level = :l"), {"l": lvl})
+            level_rows.append(binary_record([lvl, np.asarray(codes_l, dtype=object)]))
+        else:
+            conn.execute(text("DELETE FROM coverage_figure_total WHERE level = :l"), {"l": lvl})
+            if items is not None:
+                conn.execute(
+                    text("DELETE FROM coverage_figure_item WHERE level = :l AND item = ANY(:i)"),
+                    {"l": lvl, "i": items},
+                )
+        for mk, tot in fig.totals[lvl].items():
+            t = np.asarray(tot, dtype=np.float64).reshape(len(codes), 3)
+            total_rows.append(
+                binary_record(
+                    [
+                        lvl,
+                        mk,
+                        np.round(t[:, 0]).astype(np.int32),
+                        t[:, 1].astype(np.float32),
+                        np.round(t[:, 2]).astype(np.int32),
+                    ]
+                )
+            )
+        ins = fig.inside[lvl]
+        for k, (kind, item, profile, circle, mk) in enumerate(fig.meta):
+            v = ins[:, :, k]
+            item_rows.append(
+                binary_record(
+                    [
+                        lvl,
+                        kind,
+                        item,
+                        profile,
+                        circle,
+                        mk,
+                        np.round(v[:, 0]).astype(np.int32),
+                        v[:, 1].astype(np.float32),
+                        np.round(v[:, 2]).astype(np.int32),
+                        int(run_id),
+                    ]
+                )
+            )
+    if level_rows:
+        copy_binary(cur, "coverage_figure_level", ["level", "codes"], level_rows)
+    if total_rows:
+        copy_binary(cur, "coverage_figure_total", ["level", "mask", "buildings", "households", "residents"], total_rows)
+    if item_rows:
+        copy_binary(
+            cur,
+            "coverage_figure_item",
+            [
+                "level",
+                "item_kind",
+                "item",
+                "profile",
+                "circle",
+                "mask",
+                "buildings_in",
+                "households_in",
+                "residents_in",
+                "run_id",
+            ],
+            item_rows,
+        )
     if gfig is not None and len(gfig):
         g = gfig.copy()
         g["run_id"] = run_id
@@ -392,32 +614,33 @@ def write_figures(
 
 def load_table(conn: Connection, model: CoverageModel, categories: list[str]) -> DistanceTable | None:
     """The stored distances as a DistanceTable aligned with the model (None if some are missing)."""
-    df = _frame(
-        conn,
-        "SELECT building_id, category_code, distance_m, facility_id, method FROM building_access "
-        "WHERE category_code = ANY(:c)",
-        {"c": categories},
-    )
-    nb = len(model.buildings)
-    if len(df) != nb * len(categories):
+    slots = access_slots(conn)
+    if any(c not in slots for c in categories):
         return None
-    bpos = pd.Series(np.arange(nb), index=model.buildings["id"].to_numpy())
-    fpos = pd.Series(np.arange(len(model.facilities)), index=model.facilities["id"].to_numpy())
+    ids, sdist, sfac, other = _read_packed(conn, len(slots))
+    nb = len(model.buildings)
+    if other or len(ids) != nb:
+        return None
+    bpos = pd.Series(np.arange(nb), index=model.buildings["id"].to_numpy()).reindex(ids).to_numpy()
+    if np.isnan(bpos).any():
+        return None
+    bi = bpos.astype(np.int64)
+    cols = [slots.index(c) for c in categories]
+    sd = sdist[:, cols]
+    if np.isnan(sd).any():
+        return None
     dist = np.full((nb, len(categories)), np.inf, dtype=np.float32, order="F")
     fac = np.full((nb, len(categories)), -1, dtype=np.int32, order="F")
-    bi = bpos.reindex(df["building_id"].to_numpy()).to_numpy()
-    if np.isnan(bi).any():
-        return None
-    cj = (
-        pd.Series(np.arange(len(categories)), index=categories).reindex(df["category_code"]).to_numpy().astype(np.int64)
-    )
-    bi = bi.astype(np.int64)
-    d = pd.to_numeric(df["distance_m"], errors="coerce").to_numpy(float)
-    dist[bi, cj] = np.where(np.isnan(d), np.inf, d)
-    fr = fpos.reindex(pd.to_numeric(df["facility_id"], errors="coerce").to_numpy()).to_numpy()
-    fac[bi, cj] = np.where(np.isnan(fr), -1, fr).astype(np.int32)
-    method = str(df["method"].iloc[0]) if len(df) else model.method
-    return DistanceTable(list(categories), dist, fac, method)
+    dist[bi] = sd
+    fpos = pd.Series(np.arange(len(model.facilities)), index=model.facilities["id"].to_numpy())
+    sf = sfac[:, cols].astype(np.int64)
+    fr = fpos.reindex(sf.ravel()).to_numpy().reshape(sf.shape)
+    fac[bi] = np.where(np.isnan(fr), -1, fr).astype(np.int32)
+    method = conn.execute(
+        text("SELECT method FROM coverage_access_slot WHERE category_code = ANY(:c) ORDER BY slot LIMIT 1"),
+        {"c": list(categories)},
+    ).scalar()
+    return DistanceTable(list(categories), dist, fac, str(method or model.method))
 
 
 # -- facilities (committed what-if edits) ------------------------------------------------------------------

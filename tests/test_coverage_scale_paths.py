@@ -1,0 +1,242 @@
+"""The fast coverage read/write paths (issue 14) give exactly what the old ones gave.
+
+A small realistic city (the sample generator) is computed at revision 0014 with reference copies of the
+old functions (one row per building × category, the long figure table as CSV COPY, per-row reads); the
+0015 migration must carry those rows over unchanged (views with the same columns), the new compute must
+write the same distances and figures, the downgrade must give the old tables back, and the new reads
+(tuples, vectorised WKB, packed distances) must equal the old reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+from sqlalchemy import create_engine, pool, text
+
+from gisgov.coverage import store
+from gisgov.coverage.figures import coverage_figures, group_figures
+from gisgov.coverage.service import CoverageService
+from gisgov.db import migrate
+from gisgov.db.copy import copy_frame
+
+SEED = 20241123
+ACCESS = (
+    "SELECT building_id, category_code, distance_m, facility_id, method FROM building_access "
+    "ORDER BY building_id, category_code"
+)
+FIGURES = (
+    "SELECT level, code, item_kind, item, profile, circle, buildings, buildings_in, households, households_in, "
+    "residents, residents_in FROM coverage_figure ORDER BY level, code, item_kind, item, profile, circle"
+)
+
+
+# -- reference copies of the old paths (before issue 14) ---------------------------------------------------
+
+
+def old_frame(conn, sql, params=None):
+    res = conn.execute(text(sql), params or {})
+    return pd.DataFrame(res.fetchall(), columns=list(res.keys()))
+
+
+def old_write_access(conn, model, table, run_id):
+    fids = model.facilities["id"].to_numpy()
+    ids = model.buildings["id"].to_numpy()
+    conn.execute(text("DELETE FROM building_access"))
+    frames = []
+    for c in table.categories:
+        j = table.col(c)
+        d = table.dist[:, j].astype(float)
+        f = table.fac[:, j].astype(np.int64)
+        fid = np.where(f >= 0, fids[np.maximum(f, 0)], -1)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "building_id": ids,
+                    "category_code": c,
+                    "distance_m": pd.Series(np.round(np.where(np.isfinite(d), d, 0), 2))
+                    .astype("Float64")
+                    .where(pd.Series(np.isfinite(d))),
+                    "facility_id": pd.Series(np.where(fid >= 0, fid, 0)).astype("Int64").where(pd.Series(fid >= 0)),
+                    "method": table.method,
+                    "run_id": run_id,
+                }
+            )
+        )
+    copy_frame(conn.connection.dbapi_connection.cursor(), "building_access", pd.concat(frames, ignore_index=True))
+
+
+def old_write_figures(conn, fig, gfig, run_id):
+    conn.execute(text("DELETE FROM coverage_figure"))
+    conn.execute(text("DELETE FROM coverage_group_figure"))
+    cur = conn.connection.dbapi_connection.cursor()
+    copy_frame(cur, "coverage_figure", fig.assign(run_id=run_id))
+    if len(gfig):
+        copy_frame(cur, "coverage_group_figure", gfig.assign(run_id=run_id))
+
+
+def old_compute(conn):
+    """Distances and figures written the old way (the schema of 0014)."""
+    svc = CoverageService()
+    cat = svc.catalog()
+    model = svc.ensure_model(conn)
+    table = model.compute(cat)
+    run_id = store.start_run(conn, cat, model.method, cat.category_codes, svc._sums)
+    store.write_budgets(conn, cat)
+    old_write_access(conn, model, table, run_id)
+    b = model.buildings
+    old_write_figures(conn, coverage_figures(b, table, cat), group_figures(b, svc.groups, table, cat), run_id)
+    store.finish_run(conn, run_id, {})
+    return model, table
+
+
+def rows(conn, sql):
+    return [tuple(r) for r in conn.execute(text(sql))]
+
+
+@pytest.fixture(scope="module")
+def old_city(db_factory):
+    """A sample city at revision 0014 with coverage written by the old path, and the rows it wrote."""
+    from gisgov.sample import generate_city
+    from gisgov.sample.load import load_city
+    from gisgov.security.pii import Vault
+
+    url = db_factory.create(prefix="gisgov_test_scale", migrated=False)
+    migrate.upgrade(url, "0014")
+    load_city(url, generate_city(seed=SEED, scale=0.25), vault=Vault(hashlib.sha256(b"scale test").digest()))
+    eng = create_engine(url, poolclass=pool.NullPool)
+    with eng.begin() as c:
+        model, table = old_compute(c)
+    with eng.connect() as c:
+        access, figures = rows(c, ACCESS), rows(c, FIGURES)
+    eng.dispose()
+    assert len(access) == len(model.buildings) * len(table.categories) and len(figures) > 1000
+    return url, access, figures
+
+
+def test_migration_carries_old_rows_then_new_compute_writes_the_same(old_city):
+    url, access, figures = old_city
+    migrate.upgrade(url)
+    eng = create_engine(url, poolclass=pool.NullPool)
+    try:
+        with eng.connect() as c:
+            assert c.execute(text("SELECT count(*) FROM building_access_packed")).scalar() > 0
+            assert rows(c, ACCESS) == access  # the view over the packed rows = the old table
+            assert rows(c, FIGURES) == figures
+        with eng.begin() as c:
+            res = CoverageService().compute(c)  # the new path: packed binary COPY, figure arrays
+        with eng.connect() as c:
+            assert rows(c, ACCESS) == access
+            assert rows(c, FIGURES) == figures
+            # one packed row per building, none per building × category
+            assert c.execute(text("SELECT count(*) FROM building_access_packed")).scalar() == res.buildings
+            assert c.execute(text("SELECT count(DISTINCT run_id) FROM building_access")).scalar() == 1
+        # down again: the old tables with the same rows
+        migrate.downgrade(url, "0014")
+        with eng.connect() as c:
+            kinds = dict(
+                c.execute(
+                    text(
+                        "SELECT relname, relkind FROM pg_class WHERE relname IN ('building_access', 'coverage_figure')"
+                    )
+                ).all()
+            )
+            assert kinds == {"building_access": "r", "coverage_figure": "r"}
+            assert rows(c, ACCESS) == access
+            assert rows(c, FIGURES) == figures
+        migrate.upgrade(url)
+        with eng.connect() as c:
+            assert rows(c, ACCESS) == access and rows(c, FIGURES) == figures
+    finally:
+        eng.dispose()
+
+
+@pytest.fixture(scope="module")
+def new_city(old_city):
+    url = old_city[0]
+    migrate.upgrade(url)
+    return url
+
+
+def test_reads_equal_the_old_reads(new_city):
+    eng = create_engine(new_city, poolclass=pool.NullPool)
+    try:
+        with eng.connect() as c:
+            for sql in (store.BUILDINGS_SQL, store.GROUPS_SQL, store.FACILITIES_SQL):
+                new, old = store._frame(c, sql), old_frame(c, sql)
+                pd.testing.assert_frame_equal(new, old, check_dtype=False)
+            city = store.load_city(c)
+            f = old_frame(c, "SELECT id, ST_AsBinary(geom) AS wkb FROM building ORDER BY id")
+            old_fp = [None if w is None else shapely.from_wkb(bytes(w)) for w in f["wkb"]]
+            assert len(city.footprints) == len(old_fp) > 0
+            assert all(
+                (a is None and b is None) or shapely.equals_exact(a, b, 0)
+                for a, b in zip(city.footprints, old_fp, strict=True)
+            )
+            e = old_frame(c, "SELECT id, ST_AsBinary(geom) AS wkb FROM road_edge ORDER BY id")
+            assert list(city.edges["id"]) == list(e["id"])
+            assert all(
+                shapely.equals_exact(a, shapely.from_wkb(bytes(w)), 0)
+                for a, w in zip(city.edges.geometry, e["wkb"], strict=True)
+            )
+    finally:
+        eng.dispose()
+
+
+def test_stored_table_reads_back_exactly_and_partial_writes_keep_the_rest(new_city):
+    eng = create_engine(new_city, poolclass=pool.NullPool)
+    svc = CoverageService()
+    try:
+        with eng.begin() as c:
+            svc.compute(c)
+            cat = svc.catalog()
+            model = svc.model
+            fresh = model.compute(cat)
+            back = store.load_table(c, model, cat.category_codes)
+            assert back is not None
+            want = np.where(np.isfinite(fresh.dist), np.round(fresh.dist.astype(float), 2), np.inf).astype(np.float32)
+            assert np.array_equal(back.dist, want)
+            assert np.array_equal(back.fac, fresh.fac)
+            before = rows(c, ACCESS)
+            # a one-category rewrite with a changed column: only that column changes
+            j = fresh.col("weisheng")
+            changed = fresh.replace(
+                "weisheng", np.where(fresh.dist[:, j] < 300, 1.0, fresh.dist[:, j]), fresh.fac[:, j]
+            )
+            run = store.start_run(c, cat, model.method, ["weisheng"], {})
+            store.write_access(c, model, changed, run, ["weisheng"])
+            after = rows(c, ACCESS)
+            assert [r for r in after if r[1] != "weisheng"] == [r for r in before if r[1] != "weisheng"]
+            near = {r[0] for r in before if r[1] == "weisheng" and r[2] is not None and r[2] < 300}
+            assert near and all(r[2] == 1.0 for r in after if r[1] == "weisheng" and r[0] in near)
+            runs = dict(c.execute(text("SELECT category_code, max(run_id) FROM building_access GROUP BY 1")).all())
+            assert runs["weisheng"] == run and runs["wenhua"] < run
+            c.rollback()
+    finally:
+        eng.dispose()
+
+
+def test_deleted_buildings_lose_their_snaps_and_distances(new_city):
+    eng = create_engine(new_city, poolclass=pool.NullPool)
+    try:
+        with eng.begin() as c:
+            CoverageService().compute(c)
+        with eng.begin() as c:
+            bid = c.execute(
+                text(
+                    "SELECT b.id FROM building b WHERE NOT EXISTS (SELECT 1 FROM household h "
+                    "WHERE h.building_code = b.code) ORDER BY id LIMIT 1"
+                )
+            ).scalar()
+            if bid is None:  # every building has households: remove one with its people
+                bid = c.execute(text("SELECT min(id) FROM building")).scalar()
+            c.execute(text("DELETE FROM building WHERE id = :b"), {"b": bid})
+            for t in ("building_snap", "building_access_packed"):
+                assert c.execute(text(f"SELECT count(*) FROM {t} WHERE building_id = :b"), {"b": bid}).scalar() == 0
+            assert c.execute(text("SELECT count(*) FROM building_snap")).scalar() > 0
+            c.rollback()
+    finally:
+        eng.dispose()

@@ -94,6 +94,7 @@ def test_context_on_every_map_offline(browser, offline, city, admin, tmp_path):
     # the folium map: roads and water in its context pane, no flag either
     page.goto(offline + "/map")
     page.wait_for_selector(".leaflet-gisgovContext-pane path")
+    page.screenshot(path=str(tmp_path / "map.png"))
     n = page.evaluate("() => document.querySelectorAll('.leaflet-gisgovContext-pane path').length")
     assert n > 2
     assert page.evaluate("() => document.querySelectorAll('.leaflet-control-attribution svg').length") == 0

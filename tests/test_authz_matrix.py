@@ -198,6 +198,10 @@ OPS: dict[str, Op] = {
         ok=frozenset({200, 422}),
     ),
     "GET /api/import/{job_id}": Op(None, q("/api/import/" + str(uuid.uuid4())), scoped=False, ok=frozenset({404})),
+    "POST /api/import/{job_id}/retry": Op(
+        Perm.import_data, body(f"/api/import/{uuid.uuid4()}/retry", {}), scoped=False, ok=frozenset({404})
+    ),
+    "GET /tiles/{layer}/{z}/{x}/{y}.pbf": Op(R, q("/tiles/building/0/0/0.pbf"), scoped=False),
     "GET /api/export": Op(R, q("/api/export", level="compound", format="geojson", community="{community}")),
     "GET /api/template/residents": Op(None, q("/api/template/residents"), scoped=False),
     "GET /api/coverage/catalog": Op(R, q("/api/coverage/catalog"), scoped=False),

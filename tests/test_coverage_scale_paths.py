@@ -240,3 +240,46 @@ def test_deleted_buildings_lose_their_snaps_and_distances(new_city):
             c.rollback()
     finally:
         eng.dispose()
+
+
+def test_persisted_model_is_reused_and_invalidated_when_an_input_changes(new_city, tmp_path):
+    eng = create_engine(new_city, poolclass=pool.NullPool)
+    try:
+        with eng.connect() as c:
+            first = CoverageService(model_dir=tmp_path)
+            built = first.ensure_model(c)
+            assert first.model_loads == 0 and len(list(tmp_path.glob("*.pickle"))) == 1
+            # a new service (a restart): the model comes from the file, the same as the one built
+            again = CoverageService(model_dir=tmp_path)
+            kept = again.ensure_model(c)
+            assert again.model_loads == 1
+            assert kept is not built and kept.epsg == built.epsg
+            assert np.array_equal(kept.bsnap.edge, built.bsnap.edge) and np.array_equal(kept.bsnap.leg, built.bsnap.leg)
+            cat = again.catalog()
+            assert np.array_equal(kept.compute(cat).dist, built.compute(cat).dist)
+        with eng.begin() as c:
+            # an input changes (a building's household estimate): the persisted model no longer applies
+            c.execute(
+                text(
+                    "UPDATE building SET households = coalesce(households, 0) + 1 WHERE id = (SELECT min(id) FROM building)"
+                )
+            )
+            third = CoverageService(model_dir=tmp_path)
+            third.ensure_model(c)
+            assert third.model_loads == 0 and third.builds == 1
+            # a changed facility table alone: the persisted structure is reused, the facilities re-read
+            c.execute(text("UPDATE facility SET name = name || ' x' WHERE id = (SELECT min(id) FROM facility)"))
+            c.execute(
+                text(
+                    "UPDATE facility SET geom = ST_Translate(geom, 0.0005, 0) WHERE id = (SELECT min(id) FROM facility)"
+                )
+            )
+            fourth = CoverageService(model_dir=tmp_path)
+            m4 = fourth.ensure_model(c)
+            assert fourth.model_loads == 1
+            fx = c.execute(text("SELECT ST_X(geom) FROM facility WHERE id = (SELECT min(id) FROM facility)")).scalar()
+            lon, _ = m4.to_lonlat(m4.facilities["x"].to_numpy()[:1], m4.facilities["y"].to_numpy()[:1])
+            assert abs(float(lon[0]) - fx) < 1e-7
+            c.rollback()
+    finally:
+        eng.dispose()

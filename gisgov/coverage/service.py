@@ -16,6 +16,7 @@ caller gets back is limited to its area with the ``scope`` arguments (a code pre
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -164,9 +165,30 @@ class ComputeResult:
     problems: pd.DataFrame
 
 
+MODEL_FORMAT = 1  # bump when CoverageModel / WalkGraph change shape: older persisted models are then ignored
+
+
+def _default_model_dir() -> Path | None:
+    try:
+        from gisgov.config import get_settings
+
+        return get_settings().home_abs / "cache" / "coverage-model"
+    except Exception:  # no settings (bare library use): nothing persisted
+        return None
+
+
 class CoverageService:
-    def __init__(self, catalog_path: str | Path | None = None):
+    """``model_dir``: where the built model (graph, snaps, buildings) is persisted, keyed by the input
+    fingerprints, so that the first request after a start reads it instead of rebuilding it (default:
+    GISGOV_HOME/cache/coverage-model; ``False`` = never persisted). The files are pickles written and read
+    by this service only: the folder must be writable by the service's user alone (like secret.key)."""
+
+    def __init__(self, catalog_path: str | Path | None = None, *, model_dir: str | Path | bool | None = None):
         self.catalog_path = Path(catalog_path) if catalog_path else None
+        self.model_dir: Path | None = (
+            None if model_dir is False else _default_model_dir() if model_dir in (None, True) else Path(model_dir)
+        )
+        self.model_loads = 0  # how many times the model came from the persisted file
         self._lock = SharedLock()
         self._catalog: Catalog | None = None
         self._catalog_stamp = None
@@ -222,13 +244,28 @@ class CoverageService:
                 _check_whole_city(conn)
             if self.model is None or skey != self._struct_key:
                 t0 = time.perf_counter()
-                city = store.load_city(conn)
-                t1 = time.perf_counter()
-                if len(city.buildings) == 0:
-                    raise NotFound("no buildings in the database: load a city first (gisgov sample / gisgov load)")
-                self.model = CoverageModel(city, cat.network, cat.distance_cap_m, progress=progress)
-                self.build_seconds = {"load_city": t1 - t0, "model": time.perf_counter() - t1}
-                self.groups = city.groups
+                pkey = self._persist_key(conn, skey)
+                kept = self._read_model(pkey)
+                if kept is not None:
+                    self.model, self.groups, fac_key = kept
+                    self.model_loads += 1
+                    self.build_seconds = {"read_model": time.perf_counter() - t0}
+                    if fac_key != sums["facilities"]:
+                        self.model.set_facilities(store.load_facilities(conn))
+                else:
+                    city = store.load_city(conn)
+                    t1 = time.perf_counter()
+                    if len(city.buildings) == 0:
+                        raise NotFound("no buildings in the database: load a city first (gisgov sample / gisgov load)")
+                    self.model = CoverageModel(city, cat.network, cat.distance_cap_m, progress=progress)
+                    self.groups = city.groups
+                    t2 = time.perf_counter()
+                    self._write_model(pkey, sums["facilities"])
+                    self.build_seconds = {
+                        "load_city": t1 - t0,
+                        "model": t2 - t1,
+                        "persist_model": time.perf_counter() - t2,
+                    }
                 self.builds += 1
                 self._struct_key, self._fac_key = skey, sums["facilities"]
                 self._table_key = None
@@ -238,6 +275,63 @@ class CoverageService:
                 self._table_key = None
             self._sums = sums
             return self.model
+
+    # -- the persisted model ---------------------------------------------------------------------------
+    def _persist_key(self, conn: Connection, skey: tuple) -> str:
+        import hashlib
+
+        from sqlalchemy import text
+
+        where = conn.execute(text("SELECT current_database(), inet_server_port()")).one()
+        raw = repr((MODEL_FORMAT, tuple(where), skey))
+        return hashlib.sha256(raw.encode()).hexdigest()
+
+    def _model_path(self, key: str) -> Path | None:
+        return None if self.model_dir is None else self.model_dir / f"{key[:32]}.pickle"
+
+    def _read_model(self, key: str):
+        """(model, groups, facilities fingerprint) persisted for these inputs, or None."""
+        import pickle
+
+        path = self._model_path(key)
+        if path is None or not path.exists():
+            return None
+        try:
+            with open(path, "rb") as f:
+                state = pickle.load(f)
+        except Exception:  # unreadable or from another version: rebuilt and overwritten
+            return None
+        if not isinstance(state, dict) or state.get("key") != key or state.get("format") != MODEL_FORMAT:
+            return None
+        return state["model"], state["groups"], state["facilities"]
+
+    def _write_model(self, key: str, fac_key: str) -> None:
+        """Persist the model just built (caches dropped: rebuilt on first use); old files are removed."""
+        import copy
+        import pickle
+
+        path = self._model_path(key)
+        if path is None or self.model is None:
+            return
+        m = copy.copy(self.model)
+        m.__dict__.pop("_reader", None)
+        if m.graph is not None:
+            g = copy.copy(m.graph)
+            for name in [k for k in g.__dict__ if isinstance(getattr(type(g), k, None), functools.cached_property)]:
+                g.__dict__.pop(name)
+            m.graph = g
+        state = {"format": MODEL_FORMAT, "key": key, "facilities": fac_key, "model": m, "groups": self.groups}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                pickle.dump(state, f, protocol=5)
+            os.replace(tmp, path)
+            for old in path.parent.glob("*.pickle"):
+                if old != path and old.stat().st_mtime < path.stat().st_mtime - 1:
+                    old.unlink(missing_ok=True)
+        except OSError:  # a read-only or full disk: the model is only kept in memory
+            return
 
     def table(self, conn: Connection) -> DistanceTable:
         """Distances for every catalog category: stored ones when current, else computed in memory."""

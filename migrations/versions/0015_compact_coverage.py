@@ -230,10 +230,8 @@ CREATE TABLE building_access (
     PRIMARY KEY (building_id, category_code)
 );
 INSERT INTO building_access (building_id, category_code, distance_m, facility_id, method, run_id)
-SELECT r.building_id, r.category_code, r.distance_m,
-       CASE WHEN EXISTS (SELECT 1 FROM facility f WHERE f.id = r.facility_id) THEN r.facility_id END,
-       r.method, r.run_id
-FROM building_access_rows r;
+SELECT r.building_id, r.category_code, r.distance_m, f.id, r.method, r.run_id
+FROM building_access_rows r LEFT JOIN facility f ON f.id = r.facility_id;
 CREATE VIEW building_access_profile AS
 SELECT a.building_id, a.category_code, b.profile, b.circle, a.distance_m,
        a.distance_m IS NOT NULL AND a.distance_m <= b.distance_m AS within,

@@ -116,10 +116,9 @@ def test_export_reads_back(db, planner, tmp_path, fmt):
 
 def test_delete_draft_only(db, planner, app_eng):
     v_active, v_draft = db[2], db[3]
-    json_headers = {"Content-Type": "application/json"}
-    r = planner.delete(f"/api/grids/plans/{COMMUNITY}/{v_active}", headers=json_headers)
+    r = planner.request("DELETE", f"/api/grids/plans/{COMMUNITY}/{v_active}", json={})
     assert r.status_code == 409 and "只能删除草稿" in r.json()["detail"], r.text
-    assert planner.delete(f"/api/grids/plans/{COMMUNITY}/999", headers=json_headers).status_code == 404
+    assert planner.request("DELETE", f"/api/grids/plans/{COMMUNITY}/999", json={}).status_code == 404
     # outside the caller's area: not found; a viewer may not delete
     with db[1].begin() as conn:
         conn.execute(
@@ -131,12 +130,12 @@ def test_delete_draft_only(db, planner, app_eng):
     other = client_for(app_eng, ensure_user(db[0], "planner", "340104002"))
     viewer = client_for(app_eng, ensure_user(db[0], "viewer", STREET))
     try:
-        assert other.delete(f"/api/grids/plans/{COMMUNITY}/{v_draft}", headers=json_headers).status_code == 404
-        assert viewer.delete(f"/api/grids/plans/{COMMUNITY}/{v_draft}", headers=json_headers).status_code == 403
+        assert other.request("DELETE", f"/api/grids/plans/{COMMUNITY}/{v_draft}", json={}).status_code == 404
+        assert viewer.request("DELETE", f"/api/grids/plans/{COMMUNITY}/{v_draft}", json={}).status_code == 403
     finally:
         other.__exit__(None, None, None)
         viewer.__exit__(None, None, None)
-    r = planner.delete(f"/api/grids/plans/{COMMUNITY}/{v_draft}", headers=json_headers)
+    r = planner.request("DELETE", f"/api/grids/plans/{COMMUNITY}/{v_draft}", json={})
     assert r.status_code == 200, r.text
     assert r.json() == {"community": COMMUNITY, "version": v_draft, "deleted": True}
     assert v_draft not in {x["version"] for x in planner.get(f"/api/grids/plans/{COMMUNITY}").json()}

@@ -200,6 +200,14 @@ class EditBody(BaseModel):
     )
 
 
+class DeleteBody(BaseModel):
+    """The body of a draft's deletion (writes take JSON bodies: send ``{}``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(None, max_length=500, description="Why (kept in the audit log).")
+
+
 class SaveBody(BaseModel):
     note: str | None = Field(None, max_length=500, description="Note stored with the draft.")
     revision: int | None = Field(None, description="As for a move: 409 when the session changed elsewhere.")
@@ -445,7 +453,12 @@ def get_plan(community: str, version: int = VERSION, conn: Connection = DB, p: P
     summary="删除草稿 Delete a draft version (the active and archived versions stay: 409)",
 )
 def delete_plan(
-    community: str, request: Request, version: int = VERSION, conn: Connection = DB, p: Principal = EDIT
+    community: str,
+    body: DeleteBody,
+    request: Request,
+    version: int = VERSION,
+    conn: Connection = DB,
+    p: Principal = EDIT,
 ) -> dict[str, Any]:
     from gisgov.gridding.io import delete_draft
 
@@ -457,7 +470,7 @@ def delete_plan(
         if not isinstance(exc, NotFound):
             audit(request, "plan_delete", p, object=obj, result="failed", detail={"error": type(exc).__name__})
         raise
-    audit(request, "plan_delete", p, object=obj, conn=conn)
+    audit(request, "plan_delete", p, object=obj, conn=conn, detail={"note": body.note} if body.note else None)
     return {"community": community, "version": version, "deleted": True}
 
 

@@ -178,6 +178,13 @@ def test_draw_a_new_grid_and_undo(db, client):
     s.check_coverage(TOTAL)
     s.undo(out, before)
     s.check_coverage(TOTAL)
+    # a polygon over one of a compound's two buildings: the compound is reported split, not forced whole
+    x0, y0, _, _, blds = SPEC.compounds[3]
+    half = shapely.box(x0 + 5, y0 + 5, x0 + 35, y0 + 75)
+    out = s.edit({"op": "draw", "geometry": gj(half)})
+    assert out["split_compounds"] == [f"{COMMUNITY}0004"] and out["moved"]["buildings"] == 1
+    assert out["moved"]["households"] == blds[0][2]
+    s.undo(out, before)
     # nothing inside: refused, naming the rule
     r = s.edit({"op": "draw", "geometry": gj(shapely.box(1, 1, 10, 10))}, 400)
     assert "edit_select" in r["detail"]

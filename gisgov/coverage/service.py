@@ -186,7 +186,11 @@ class CoverageService:
     def __init__(self, catalog_path: str | Path | None = None, *, model_dir: str | Path | bool | None = None):
         self.catalog_path = Path(catalog_path) if catalog_path else None
         self.model_dir: Path | None = (
-            None if model_dir is False else _default_model_dir() if model_dir in (None, True) else Path(model_dir)
+            None
+            if model_dir is False
+            else _default_model_dir()
+            if model_dir is None or model_dir is True
+            else Path(model_dir)
         )
         self.model_loads = 0  # how many times the model came from the persisted file
         self._lock = SharedLock()
@@ -197,7 +201,7 @@ class CoverageService:
         self._struct_key = None
         self._fac_key = None
         self._table: DistanceTable | None = None
-        self._table_key = None
+        self._table_key: tuple[Any, ...] | None = None
         self.table_stored = False
         self._figs: tuple | None = None
         self.builds = 0  # how many times the graph was built (tests check it is reused)
@@ -277,7 +281,7 @@ class CoverageService:
             return self.model
 
     # -- the persisted model ---------------------------------------------------------------------------
-    def _persist_key(self, conn: Connection, skey: tuple) -> str:
+    def _persist_key(self, conn: Connection, skey: tuple[Any, ...]) -> str:
         import hashlib
 
         from sqlalchemy import text
@@ -289,7 +293,7 @@ class CoverageService:
     def _model_path(self, key: str) -> Path | None:
         return None if self.model_dir is None else self.model_dir / f"{key[:32]}.pickle"
 
-    def _read_model(self, key: str):
+    def _read_model(self, key: str) -> tuple[Any, Any, Any] | None:
         """(model, groups, facilities fingerprint) persisted for these inputs, or None."""
         import pickle
 

@@ -8,6 +8,7 @@ transaction); bulk writes use COPY on that same connection.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -285,15 +286,6 @@ def write_budgets(conn: Connection, catalog: Catalog) -> None:
     )
 
 
-def _hexpoints(model: CoverageModel, x, y, srid: int) -> np.ndarray:
-    ok = np.isfinite(x)
-    out = np.full(len(x), None, dtype=object)
-    if ok.any():
-        lon, lat = model.to_lonlat(np.asarray(x)[ok], np.asarray(y)[ok], srid)
-        out[ok] = shapely.to_wkb(shapely.set_srid(shapely.points(lon, lat), srid), hex=True, include_srid=True)
-    return out
-
-
 _SNAP_STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS _snap_stage (id bigint, edge_id bigint, offset_m double precision, "
     "access_m double precision, via bigint, flags integer, lon double precision, lat double precision) "
@@ -301,7 +293,9 @@ _SNAP_STAGE = (
 )
 
 
-def _write_snap_rows(conn: Connection, model: CoverageModel, table: str, key: str, cols: dict, srid: int) -> None:
+def _write_snap_rows(
+    conn: Connection, model: CoverageModel, table: str, key: str, cols: dict[str, Any], srid: int
+) -> None:
     """Snaps through a fixed-width binary COPY into a staging table, then one INSERT … SELECT (geometry and
     flag names made in SQL: no Python object per row)."""
     cur = _cursor(conn)
@@ -399,8 +393,10 @@ def write_snaps(conn: Connection, model: CoverageModel, srid: int) -> None:
 _NOT_COMPUTED = np.float32(np.nan)
 
 
-def _cursor(conn: Connection):
-    return conn.connection.dbapi_connection.cursor()
+def _cursor(conn: Connection) -> Any:
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    return dbapi.cursor()
 
 
 def access_slots(conn: Connection) -> list[str]:
@@ -410,7 +406,7 @@ def access_slots(conn: Connection) -> list[str]:
 
 def _read_packed(conn: Connection, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """(building ids, distances (n, k) float32, facility ids (n, k) int32, rows of another width)."""
-    n_all = int(conn.execute(text("SELECT count(*) FROM building_access_packed")).scalar())
+    n_all = int(conn.execute(text("SELECT count(*) FROM building_access_packed")).scalar() or 0)
     if k == 0 or n_all == 0:
         return np.zeros(0, np.int64), np.zeros((0, k), np.float32), np.zeros((0, k), np.int32), n_all
     dtype = row_dtype([("int8", 0), ("float4", k), ("int4", k)])
@@ -446,7 +442,9 @@ def _write_packed(conn: Connection, ids: np.ndarray, dist: np.ndarray, fac: np.n
     )
 
 
-def _table_columns(model: CoverageModel, table: DistanceTable, c: str, bidx: np.ndarray):
+def _table_columns(
+    model: CoverageModel, table: DistanceTable, c: str, bidx: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     j = table.col(c)
     d = table.dist[bidx, j].astype(np.float64)
     d = np.where(np.isfinite(d), np.round(d, 2), np.inf).astype(np.float32)

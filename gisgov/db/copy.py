@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,7 +47,7 @@ def copy_frame(cur: psycopg.Cursor, table: str, df: pd.DataFrame, *, chunk: int 
 def row_dtype(columns: list[tuple[str, int]]) -> np.dtype:
     """The numpy record of one binary COPY row: ``columns`` = (type, width) pairs, width 0 = a scalar,
     width K = a one-dimensional array of K elements (no NULLs)."""
-    fields: list = [("nf", ">i2")]
+    fields: list[Any] = [("nf", ">i2")]
     for i, (kind, width) in enumerate(columns):
         dt = TYPES[kind][1]
         fields.append((f"l{i}", ">i4"))
@@ -78,7 +79,7 @@ def binary_rows(columns: list[tuple[str, np.ndarray]]) -> bytes:
     return rec.tobytes()
 
 
-def binary_field(value) -> bytes:
+def binary_field(value: Any) -> bytes:
     """One field of a binary COPY row, length included: None, str (text), int (bigint), or a 1-D numpy
     array of a :data:`TYPES` dtype / of str (text[])."""
     if value is None:
@@ -104,7 +105,7 @@ def binary_field(value) -> bytes:
     return struct.pack(">i", len(head) + len(body)) + head + body
 
 
-def binary_record(fields: list) -> bytes:
+def binary_record(fields: list[Any]) -> bytes:
     """One binary COPY row of variable-width fields (see :func:`binary_field`)."""
     return struct.pack(">h", len(fields)) + b"".join(binary_field(f) for f in fields)
 

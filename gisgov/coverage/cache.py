@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,7 +171,9 @@ class Entry:
 class CoverageCache:
     """In-process LRU of :class:`Entry` (and of finished GeoJSON texts), optionally backed by a folder."""
 
-    def __init__(self, folder: Path | None = None, *, entries: int = 32, answers: int = 256) -> None:
+    def __init__(
+        self, folder: Path | None = None, *, entries: int = 32, answers: int = 256, key_ttl_s: float = 2.0
+    ) -> None:
         self.folder = Path(folder) if folder else None
         self._entries: OrderedDict[Key, Entry] = OrderedDict()
         self._answers: OrderedDict[AnswerKey, Any] = OrderedDict()
@@ -180,6 +183,27 @@ class CoverageCache:
         self.computations = 0  # entries computed from the model (tests count them)
         self.file_reads = 0  # entries read from the folder
         self.last_key: str | None = None
+        self.key_ttl_s = key_ttl_s
+        self._run_lock = threading.Lock()
+        self._run_memo: tuple[str, float, str] | None = None
+
+    # -- the run key -----------------------------------------------------------------------------------------
+    def run_key(self, conn: Connection, catalog_checksum: str) -> str:
+        """:func:`run_key`, asked of the database at most once per ``key_ttl_s`` (concurrent requests share one
+        query; a compute or a committed edit in this process calls :meth:`forget_run`, other processes' runs
+        are seen within ``key_ttl_s``)."""
+        with self._run_lock:
+            memo = self._run_memo
+            if memo is not None and memo[0] == catalog_checksum and time.monotonic() - memo[1] < self.key_ttl_s:
+                return memo[2]
+            k = run_key(conn, catalog_checksum)
+            self._run_memo = (catalog_checksum, time.monotonic(), k)
+            self.last_key = k
+            return k
+
+    def forget_run(self) -> None:
+        with self._run_lock:
+            self._run_memo = None
 
     # -- LRU helpers -----------------------------------------------------------------------------------------
     def _get(self, lru: OrderedDict[Any, Any], key: AnswerKey) -> Any:

@@ -41,7 +41,7 @@ from gisgov.api.schemas.geojson import FeatureCollection, GeoJSONResponse, geojs
 from gisgov.config import Settings
 from gisgov.coverage import cache as coverage_cache
 from gisgov.coverage import store
-from gisgov.coverage.cache import CoverageCache, Entry
+from gisgov.coverage.cache import CoverageCache, Entry, Key
 from gisgov.coverage.figures import group_figures
 from gisgov.coverage.service import CoverageService, ScopedCoverage
 from gisgov.coverage.siting import check_points
@@ -252,16 +252,17 @@ TOLERANCE = Query(
 )
 
 
-def _entry(
-    conn: Connection, svc: CoverageService, cache: CoverageCache, category: str, circle: str, profile: str
-) -> Entry:
-    """The cached entry of (category, circle, profile) for the current computation run (the transaction
-    must see the whole city: ``system_scope`` first)."""
+def _key(conn: Connection, svc: CoverageService, cache: CoverageCache, category: str, circle: str, profile: str) -> Key:
+    """(run key, category, circle, profile) of the current computation run (the transaction must see the
+    whole city: ``system_scope`` first); unknown names answer 4xx before any work."""
     cat = svc.catalog()
     code = cat.category(category).code
-    cat.budget_m(circle, profile)  # unknown circle / profile: 400 before any work
-    key = (coverage_cache.run_key(conn, cat.checksum), code, circle, profile)
-    cache.last_key = key[0]
+    cat.budget_m(circle, profile)
+    return (cache.run_key(conn, cat.checksum), code, circle, profile)
+
+
+def _entry(conn: Connection, svc: CoverageService, cache: CoverageCache, key: Key) -> Entry:
+    """The cached entry of ``key`` (computed from the walking model on first use)."""
     return cache.entry(key, lambda: coverage_cache.build_entry(svc, conn, key))
 
 
@@ -294,13 +295,14 @@ def service_areas(
     scope = p.area_prefix
     if facility_id is not None:
         return _geojson(svc.service_area(conn, category, circle, profile, facility_id, scope=scope))
-    e = _entry(conn, svc, cache, category, circle, profile)
-    clip = _clip(conn, cache, e, scope)
-    body = cache.answer(
-        (e.key, "areas", scope, tolerance_m),
-        lambda: coverage_cache.geojson_text(coverage_cache.area_frame(e, clip, scope, tolerance_m), tolerance_m),
-    )
-    return GeoJSONResponse(body)
+    key = _key(conn, svc, cache, category, circle, profile)
+
+    def make() -> str:
+        e = _entry(conn, svc, cache, key)
+        frame = coverage_cache.area_frame(e, _clip(conn, cache, e, scope), scope, tolerance_m)
+        return coverage_cache.geojson_text(frame, tolerance_m)
+
+    return GeoJSONResponse(cache.answer((*key, "areas", scope, tolerance_m), make, persist=True))
 
 
 @router.get(
@@ -328,20 +330,19 @@ def gaps(
     scope = p.area_prefix
     if level not in (None, "street", "community"):
         return _geojson(svc.gaps(conn, category, circle, profile, level, code, scope=scope))
-    e = _entry(conn, svc, cache, category, circle, profile)
-    within = e.scope_mask(scope)
-    if level is not None:
-        within = within & (e.community == code if level == "community" else e.scope_mask(str(code)))
-        if not within.any():
-            raise NotFound(f"{level} {code!r} has no buildings (rule: area_has_buildings)")
-    clip = _clip(conn, cache, e, scope)
-    body = cache.answer(
-        (e.key, "gaps", scope, level, code, tolerance_m),
-        lambda: coverage_cache.geojson_text(
-            coverage_cache.gaps_frame(e, clip, scope, within, tolerance_m), tolerance_m
-        ),
-    )
-    return GeoJSONResponse(body)
+    key = _key(conn, svc, cache, category, circle, profile)
+
+    def make() -> str:
+        e = _entry(conn, svc, cache, key)
+        within = e.scope_mask(scope)
+        if level is not None:
+            within = within & (e.community == code if level == "community" else e.scope_mask(str(code)))
+            if not within.any():
+                raise NotFound(f"{level} {code!r} has no buildings (rule: area_has_buildings)")
+        frame = coverage_cache.gaps_frame(e, _clip(conn, cache, e, scope), scope, within, tolerance_m)
+        return coverage_cache.geojson_text(frame, tolerance_m)
+
+    return GeoJSONResponse(cache.answer((*key, "gaps", scope, level, code, tolerance_m), make, persist=True))
 
 
 BUILDINGS_SQL = """
@@ -370,10 +371,10 @@ def buildings_by_distance(
     and ``distance_m`` (rounded). Cached per computation run."""
     system_scope(conn)
     scope = p.area_prefix
-    e = _entry(conn, svc, cache, category, circle, profile)
+    key = _key(conn, svc, cache, category, circle, profile)
 
     def make() -> str:
-        classes = coverage_cache.building_classes(e, scope)
+        classes = coverage_cache.building_classes(_entry(conn, svc, cache, key), scope)
         feats = []
         for bid, g in conn.execute(text(BUILDINGS_SQL), {"scope": scope}).all():
             cls = classes.get(int(bid))
@@ -384,7 +385,7 @@ def buildings_by_distance(
             feats.append(f'{{"type":"Feature","properties":{json.dumps(props)},"geometry":{g}}}')
         return '{"type":"FeatureCollection","features":[' + ",".join(feats) + "]}"
 
-    return GeoJSONResponse(cache.answer((e.key, "buildings", scope), make))
+    return GeoJSONResponse(cache.answer((*key, "buildings", scope), make, persist=True))
 
 
 @router.get(
@@ -406,13 +407,13 @@ def category_facilities(
     (all of them for a city-wide account): id, name, kind. Cached per computation run."""
     system_scope(conn)
     scope = p.area_prefix
-    e = _entry(conn, svc, cache, category, circle, profile)
-    clip = _clip(conn, cache, e, scope)
-    body = cache.answer(
-        (e.key, "facilities", scope),
-        lambda: coverage_cache.geojson_text(coverage_cache.facilities_frame(e, clip), 0.0),
-    )
-    return GeoJSONResponse(body)
+    key = _key(conn, svc, cache, category, circle, profile)
+
+    def make() -> str:
+        e = _entry(conn, svc, cache, key)
+        return coverage_cache.geojson_text(coverage_cache.facilities_frame(e, _clip(conn, cache, e, scope)), 0.0)
+
+    return GeoJSONResponse(cache.answer((*key, "facilities", scope), make, persist=True))
 
 
 NAMES_SQL = """
@@ -441,23 +442,24 @@ def community_figures(
     computation run."""
     system_scope(conn)
     scope = p.area_prefix
-    e = _entry(conn, svc, cache, category, circle, profile)
+    key = _key(conn, svc, cache, category, circle, profile)
 
-    def make() -> list[dict[str, Any]]:
+    def make() -> dict[str, Any]:
+        e = _entry(conn, svc, cache, key)
         names = {str(c): (n or str(c), sn or "") for c, n, sn in conn.execute(text(NAMES_SQL), {"scope": scope})}
-        return coverage_cache.community_rows(e, scope, names)
+        return {
+            "category": e.category,
+            "name_zh": e.name_zh,
+            "name_en": e.name_en,
+            "circle": circle,
+            "profile": profile,
+            "budget_m": e.budget_m,
+            "method": e.method,
+            "rows": coverage_cache.community_rows(e, scope, names),
+        }
 
-    rows = cache.answer((e.key, "communities", scope), make)
-    return {
-        "category": e.category,
-        "name_zh": e.name_zh,
-        "name_en": e.name_en,
-        "circle": circle,
-        "profile": profile,
-        "budget_m": e.budget_m,
-        "method": e.method,
-        "rows": rows,
-    }
+    out: dict[str, Any] = cache.answer((*key, "communities", scope), make, persist=True)
+    return out
 
 
 INT64_MAX = 2**63 - 1
@@ -519,13 +521,9 @@ def site(
 
     if req.points:
         return make()  # the caller's own candidates: computed every time
-    cat = svc.catalog()
     key = (
-        coverage_cache.run_key(conn, cat.checksum),
+        *_key(conn, svc, cache, req.category, req.circle, req.profile),
         "site",
-        req.category,
-        req.circle,
-        req.profile,
         p.area_prefix,
         req.level,
         req.code,
@@ -634,6 +632,7 @@ def whatif(
             )
         raise
     if req.commit:
+        page_cache(request).forget_run()  # a committed edit stores a new run
         audit(
             request,
             "facility_edit",
@@ -672,6 +671,7 @@ def compute(
     categories = body.categories if body else None
     system_scope(conn)  # the shared model is loaded from the whole city whoever asks
     r = svc.compute(conn, categories)
+    page_cache(request).forget_run()  # the next answers are of the new run
     audit(
         request,
         "analysis",

@@ -143,13 +143,14 @@ def load_city(conn: Connection, *, footprints: bool = True) -> CityData:
     )
 
 
+# sums of coordinates and lengths in numeric: exact, so the same whatever order (parallel) workers add them in
 CHECKSUM_SQL = """
 SELECT
-  (SELECT concat_ws(':', count(*), sum(id), sum(source), sum(target), round(sum(length_m)::numeric, 3),
+  (SELECT concat_ws(':', count(*), sum(id), sum(source), sum(target), round(sum(length_m::numeric), 3),
                     sum(foot::int), sum(oneway_foot::int)) FROM road_edge) AS edges,
-  (SELECT concat_ws(':', count(*), sum(id), round(sum(ST_X(pos))::numeric, 6), round(sum(ST_Y(pos))::numeric, 6),
+  (SELECT concat_ws(':', count(*), sum(id), round(sum(ST_X(pos)::numeric), 6), round(sum(ST_Y(pos)::numeric), 6),
                     sum(coalesce(compound_id, 0)), sum(coalesce(households, 0))) FROM building) AS buildings,
-  (SELECT concat_ws(':', count(*), sum(id), sum(compound_id), round(sum(ST_X(geom))::numeric, 6)) FROM compound_gate) AS gates,
+  (SELECT concat_ws(':', count(*), sum(id), sum(compound_id), round(sum(ST_X(geom)::numeric), 6)) FROM compound_gate) AS gates,
   (SELECT concat_ws(':', count(*), sum(id)) FROM barrier) AS barriers,
   (SELECT md5(coalesce(string_agg(concat_ws(',', id, category_code, kind, ST_AsText(geom)), ';' ORDER BY id), ''))
      FROM facility) AS facilities,

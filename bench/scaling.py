@@ -147,6 +147,8 @@ def render(results: list[dict]) -> None:
         "",
         "![scaling](scaling.png)",
         "",
+        *[f"- {r['buildings']:,} buildings: {r['note']}" for r in results if r.get("note")],
+        "",
         "Measured at: " + ", ".join(f"{r['buildings']:,} → {r.get('measured_at', '?')}" for r in results),
         "",
     ]

@@ -62,13 +62,17 @@ def open_page(browser, base, viewport, path="/dashboard"):
 
 
 def wait_ready(page, key: str) -> None:
-    page.wait_for_function("k => document.body.dataset.ready === k", arg=key, timeout=60000)
+    try:
+        page.wait_for_function("k => document.body.dataset.ready === k", arg=key, timeout=60000)
+    except Exception as exc:
+        got = page.evaluate("() => [document.body.dataset.ready, location.href]")
+        raise AssertionError(f"page not ready at {key!r}: ready={got[0]!r} url={got[1]}") from exc
 
 
 def click_polygon(page, code: str) -> None:
-    """A real mouse click inside the child's polygon (a point of its box that hits the polygon itself)."""
-    point = page.evaluate(
-        """code => {
+    """A real mouse click inside the child's polygon (a point of its box that hits the polygon itself), once the
+    map has stopped moving (after a resize the page re-fits the view: the same point twice, 250 ms apart)."""
+    find = """code => {
           const el = document.querySelector('path.child-' + code);
           const b = el.getBoundingClientRect();
           for (const fx of [0.5, 0.35, 0.65, 0.25, 0.75]) for (const fy of [0.5, 0.35, 0.65, 0.25, 0.75]) {
@@ -76,11 +80,18 @@ def click_polygon(page, code: str) -> None:
             if (document.elementFromPoint(x, y) === el) return [x, y];
           }
           return null;
-        }""",
-        code,
-    )
+        }"""
+    point, before = page.evaluate(find, code), None
+    for _ in range(40):
+        if point and point == before:
+            break
+        page.wait_for_timeout(250)
+        before, point = point, page.evaluate(find, code)
     assert point, f"no clickable point in {code}"
+    scrolled = page.evaluate("() => window.scrollY")
     page.mouse.move(*point)
+    # hovering a polygon highlights its table row without scrolling the page under the pointer
+    assert page.evaluate("() => window.scrollY") == scrolled
     page.mouse.click(*point)
 
 
@@ -267,3 +278,35 @@ def test_tablet_small_screen_and_big_screen(base, browser, city, tmp_path):
     assert page.evaluate(CONTRAST, TEXT) == []
     assert rec.off_host() == [] and rec.errors == [], rec.errors
     page.context.close()
+
+
+def test_building_footprints_come_as_vector_tiles(base, browser, city):
+    """At a grid, the footprints are vector tiles (/tiles/building), not a GeoJSON download, and the grid's own
+    buildings (drawn dark) are exactly the active plan's buildings of that grid."""
+    eng = create_engine(owner_url_of(city["url"]), poolclass=pool.NullPool)
+    with eng.connect() as c:
+        grid = c.execute(
+            text("SELECT min(code) FROM grid_current() WHERE community_code = :c"), {"c": city["community"]}
+        ).scalar_one()
+        want = set(
+            c.execute(
+                text("SELECT b.code FROM building b JOIN grid_current() g ON g.id = b.grid_id WHERE g.code = :g"),
+                {"g": grid},
+            ).scalars()
+        )
+    eng.dispose()
+    page, rec = open_page(browser, base, {"width": 1366, "height": 768}, path=f"/dashboard#/grid/{grid}")
+    wait_ready(page, f"grid/{grid}")
+    page.wait_for_function(
+        "() => document.body.dataset.buildings && JSON.parse(document.body.dataset.buildings).mine.length > 0",
+        timeout=60000,
+    )
+    got = json.loads(page.evaluate("() => document.body.dataset.buildings"))
+    assert got["drawn"] >= len(got["mine"])
+    assert want and set(got["mine"]) <= want, sorted(set(got["mine"]) - want)[:5]
+    # the view holds the whole grid, so every building of it is drawn
+    assert set(got["mine"]) == want, (len(got["mine"]), len(want))
+    tiles = [u for u in rec.requests if "/tiles/building/" in u]
+    assert tiles and not [u for u in rec.requests if "/api/layers/building" in u]
+    assert rec.off_host() == [] and not rec.errors, rec.errors[:5]
+    page.close()

@@ -13,6 +13,7 @@
  *                  canvas renderer of Leaflet.VectorGrid 1.3 does not deliver clicks); opts.pane; opts.zIndex
  *   Added to the returned layer:
  *     .setParams(params)           new query parameters (e.g. another category), tiles redrawn
+ *     .redraw()                    tiles fetched and drawn again (e.g. after the style function's inputs changed)
  *     .highlight(code, style)      restyle one feature by its code; .unhighlight(code)
  *   Feature properties: code, name, households, residents (counts layers), grid (buildings), the layer's
  *   tile fields; coverage: code, grid, distance_m, budget_m, within. An empty tile is an empty 200 body.
@@ -58,6 +59,15 @@
         opts.onClick(e.layer.properties, e);
       });
     }
+    // Leaflet 1.9's GridLayer.redraw() takes the map's zoom without rounding it: on a map with zoomSnap < 1
+    // it asks for tiles at z = 18.5 (answered 400). Redraw through _setView, which rounds as panning does.
+    vg.redraw = function () {
+      if (!vg._map) return vg;
+      vg._removeAllTiles();
+      vg._tileZoom = undefined;
+      vg._setView(vg._map.getCenter(), vg._map.getZoom());
+      return vg;
+    };
     vg.setParams = function (params) {
       opts.params = params;
       vg.setUrl(url(layer, params), false);

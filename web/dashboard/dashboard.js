@@ -1,6 +1,6 @@
 /* 领导驾驶舱 leaders' drill-down map: city → street → community → grid → compound.
  * Plain Leaflet (vendored, served by the app). Data: /api/stats[/{level}/{code}] (+ /features), /health,
- * /api/layers/building (context footprints at grid/compound level), /api/auth/me (who is signed in),
+ * /tiles/building (vector tiles: footprints from zoom 15, the unit's own drawn dark), /api/auth/me (who is signed in),
  * /api/coverage/catalog (which service categories have no facility in the data: shown as such, not as 0 %).
  * Aggregates only; for roles without personal-data access small special-group counts arrive as strings
  * ("<5", and "≥5" where a total would give them away) and are shown as they are. A grid's staff list
@@ -376,6 +376,25 @@
       map.attributionControl.addAttribution("无底图 no basemap (offline)");
     }
     L.control.scale({ imperial: false, position: "bottomleft" }).addTo(map);
+    map.createPane("buildings").style.zIndex = 420;  // footprints above the children's fill, below the indicators
+    map.getPane("buildings").style.pointerEvents = "none";
+    if (gisgov.tiles && L.vectorGrid) {
+      state.buildingTiles = gisgov.tiles(map, "building", { minZoom: 15, pane: "buildings", style: buildingStyle });
+      // what the tiles drew, for the page's checks: footprints in view and the codes of the unit's own
+      state.buildingTiles.on("load", function () {
+        var seen = {}, mine = {};
+        Object.keys(state.buildingTiles._vectorTiles || {}).forEach(function (k) {
+          var feats = state.buildingTiles._vectorTiles[k]._features || {};
+          Object.keys(feats).forEach(function (id) {
+            var f = feats[id].feature || feats[id];
+            var p = (f && f.properties) || {};
+            seen[id] = 1;
+            if (buildingStyle(p).weight > 0.6) mine[id] = 1;
+          });
+        });
+        document.body.dataset.buildings = JSON.stringify({ drawn: Object.keys(seen).length, mine: Object.keys(mine).sort() });
+      });
+    }
     map.createPane("indicators").style.zIndex = 450;  // overlays above the children, below labels and markers
     map.createPane("indicators-top").style.zIndex = 640;
     map.setView([31.85, 117.25], 12);
@@ -428,7 +447,7 @@
     state.fit = fit;
     refit();
     renderLegend();
-    if (d.level === "grid" || d.level === "compound") loadBuildings(d, fit);
+    restyleBuildings();
   }
 
   function refit() {
@@ -438,18 +457,18 @@
     }
   }
 
-  function loadBuildings(d, bounds) {
-    if (!bounds.isValid()) return;
-    var token = state.token;
-    var bbox = [bounds.getWest(), bounds.getSouth(), bounds.getEast(), bounds.getNorth()].map(function (x) { return x.toFixed(6); });
-    getJSON("/api/layers/building?limit=5000&bbox=" + bbox.join(",")).then(function (fc) {
-      if (token !== state.token) return;
-      var key = d.level === "grid" ? "grid_code" : "compound_code";
-      var mine = fc.features.filter(function (f) { return f.properties[key] === d.code; });
-      state.layers.buildings = L.geoJSON(mine, { interactive: false, style: function () {
-        return { color: "#4a5565", weight: 0.7, fillColor: "#6f7b8c", fillOpacity: 0.55 };
-      }, pointToLayer: function (f, ll) { return L.circleMarker(ll, { radius: 3 }); } }).addTo(state.map);
-    }).catch(function () { /* footprints are context only */ });
+  // Building footprints from vector tiles (/tiles/building, the caller's area only) from zoom 15: the buildings
+  // of the grid or compound in view are drawn dark, the others light. Context only (no clicks).
+  function buildingStyle(p) {
+    var d = state.doc;
+    var mine = d && ((d.level === "grid" && p.grid === d.code) || (d.level === "compound" && p.compound === d.code));
+    return mine
+      ? { weight: 0.8, color: "#37404d", fill: true, fillColor: "#5b6677", fillOpacity: 0.7, radius: 3 }
+      : { weight: 0.5, color: "#8a94a3", fill: true, fillColor: "#b8c0cc", fillOpacity: 0.45, radius: 2 };
+  }
+
+  function restyleBuildings() {
+    if (state.buildingTiles) state.buildingTiles.redraw();
   }
 
   // Quantile legend: what is coloured (indicator, unit, children level), each class's range and count (data-count);
@@ -489,6 +508,18 @@
       '<div class="legend-sub">按' + what + "着色 · 分位数5级 quantiles · 个数 count</div>" + rows.reverse().join("");
   }
 
+  // Bring a table row into view inside the table's own scroll box only: scrollIntoView would also scroll the
+  // page (on a tablet the table is below the map), moving the map away under the pointer that hovers it.
+  function revealRow(row) {
+    var wrap = $("children-wrap");
+    if (!wrap || wrap.scrollHeight <= wrap.clientHeight) return;
+    var head = wrap.querySelector("thead");
+    var top = row.offsetTop - (head ? head.offsetHeight : 0);
+    var bottom = row.offsetTop + row.offsetHeight;
+    if (top < wrap.scrollTop) wrap.scrollTop = top;
+    else if (bottom > wrap.scrollTop + wrap.clientHeight) wrap.scrollTop = bottom - wrap.clientHeight;
+  }
+
   function hot(code, on) {
     var layers = state.layers.children;
     if (layers) layers.eachLayer(function (l) {
@@ -500,7 +531,7 @@
     var row = document.querySelector('#children tr[data-code="' + code + '"]');
     if (row) {
       row.classList.toggle("hot", on);
-      if (on && !row.matches(":hover")) row.scrollIntoView({ block: "nearest" });
+      if (on && !row.matches(":hover")) revealRow(row);
     }
     var box = $("hoverbox");
     if (!on) { box.hidden = true; return; }

@@ -283,3 +283,36 @@ def test_persisted_model_is_reused_and_invalidated_when_an_input_changes(new_cit
             c.rollback()
     finally:
         eng.dispose()
+
+
+def test_writes_through_the_building_access_view(new_city):
+    eng = create_engine(new_city, poolclass=pool.NullPool)
+    try:
+        with eng.begin() as c:
+            CoverageService().compute(c)
+        with eng.begin() as c:
+            b = c.execute(text("SELECT min(id) FROM building")).scalar()
+            one = "SELECT distance_m, facility_id FROM building_access WHERE building_id = :b AND category_code = :c"
+            c.execute(
+                text(
+                    "INSERT INTO building_access (building_id, category_code, distance_m) VALUES (:b, 'wenhua', 412.4)"
+                ),
+                {"b": b},
+            )
+            assert tuple(c.execute(text(one), {"b": b, "c": "wenhua"}).one()) == (pytest.approx(412.4), None)
+            c.execute(
+                text("UPDATE building_access SET distance_m = 7 WHERE building_id = :b AND category_code = 'wenhua'"),
+                {"b": b},
+            )
+            assert c.execute(text(one), {"b": b, "c": "wenhua"}).one()[0] == 7
+            # a category not stored before: a new slot, read as missing for the other buildings
+            c.execute(
+                text("INSERT INTO building_access (building_id, category_code, distance_m) VALUES (:b, 'x_new', 5)"),
+                {"b": b},
+            )
+            assert c.execute(text("SELECT count(*) FROM building_access WHERE category_code = 'x_new'")).scalar() == 1
+            c.execute(text("DELETE FROM building_access WHERE building_id = :b AND category_code = 'wenhua'"), {"b": b})
+            assert c.execute(text(one), {"b": b, "c": "wenhua"}).first() is None
+            c.rollback()
+    finally:
+        eng.dispose()

@@ -51,6 +51,36 @@ SELECT p.building_id, s.category_code,
 FROM building_access_packed p CROSS JOIN coverage_access_slot s
 WHERE p.distance_m[s.slot] <> 'NaN'::real;
 
+-- writes through the view (ad-hoc fixes, tests): INSERT sets one building × category (an upsert: the view has
+-- no unique constraint, so ON CONFLICT is not available), UPDATE changes it, DELETE makes it missing again
+CREATE FUNCTION gisgov_building_access_write() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE s integer;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        SELECT slot INTO s FROM coverage_access_slot WHERE category_code = OLD.category_code;
+        UPDATE building_access_packed SET distance_m[s] = 'NaN', facility_id[s] = -1
+        WHERE building_id = OLD.building_id AND s IS NOT NULL;
+        RETURN OLD;
+    END IF;
+    SELECT slot INTO s FROM coverage_access_slot WHERE category_code = NEW.category_code;
+    IF s IS NULL THEN
+        INSERT INTO coverage_access_slot (slot, category_code, method, run_id)
+        SELECT coalesce(max(slot), 0) + 1, NEW.category_code, coalesce(NEW.method, 'network'), NEW.run_id
+        FROM coverage_access_slot
+        RETURNING slot INTO s;
+    END IF;
+    INSERT INTO building_access_packed (building_id, distance_m, facility_id)
+    SELECT NEW.building_id, array_fill('NaN'::real, ARRAY[k]), array_fill(-1, ARRAY[k])
+    FROM (SELECT max(slot) AS k FROM coverage_access_slot) m
+    ON CONFLICT (building_id) DO NOTHING;
+    UPDATE building_access_packed
+    SET distance_m[s] = coalesce(NEW.distance_m, 'Infinity'::real), facility_id[s] = coalesce(NEW.facility_id, -1)
+    WHERE building_id = NEW.building_id;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER building_access_write INSTEAD OF INSERT OR UPDATE OR DELETE ON building_access
+    FOR EACH ROW EXECUTE FUNCTION gisgov_building_access_write();
+
 CREATE VIEW building_access_profile AS
 SELECT a.building_id, a.category_code, b.profile, b.circle, a.distance_m,
        a.distance_m IS NOT NULL AND a.distance_m <= b.distance_m AS within,
@@ -219,6 +249,7 @@ DROP VIEW building_access;
 DROP VIEW coverage_figure;
 DROP TABLE coverage_figure_item, coverage_figure_total, coverage_figure_level, building_access_packed,
     coverage_access_slot;
+DROP FUNCTION IF EXISTS gisgov_building_access_write();
 
 CREATE TABLE building_access (
     building_id    bigint NOT NULL REFERENCES building(id) ON DELETE CASCADE,

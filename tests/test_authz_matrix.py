@@ -258,6 +258,31 @@ OPS: dict[str, Op] = {
         Perm.activate_plans, body("/api/grids/plans/{community}/{version}/activate", {}), ok=frozenset({200, 409})
     ),
     "GET /api/grids/plans/{community}/{version}/codes": Op(R, q("/api/grids/plans/{community}/{version}/codes")),
+    "GET /api/grids/plans/{community}/{version}/export": Op(
+        R, q("/api/grids/plans/{community}/{version}/export", format="gpkg")
+    ),
+    # {version} is the active plan: refused (409), nothing deleted
+    "DELETE /api/grids/plans/{community}/{version}": Op(
+        Perm.edit_plans, body("/api/grids/plans/{community}/{version}", {}), ok=frozenset({409})
+    ),
+    "POST /api/grids/sessions/{sid}/edit": Op(
+        Perm.edit_plans,
+        body("/api/grids/sessions/nosuchsession/edit", {"op": "delete", "grid": "{grid}"}),
+        scoped=False,
+        ok=frozenset({404}),
+    ),
+    "GET /api/context": Op(None, q("/api/context", bbox="117.2,31.8,117.3,31.9", zoom=15), scoped=False),
+    "GET /api/context/basemap": Op(None, q("/api/context/basemap"), scoped=False),
+    "GET /coverage": Op(R, q("/coverage"), scoped=False),
+    "GET /api/coverage/buildings": Op(
+        R, q("/api/coverage/buildings", category="weisheng", circle="c15"), scoped=False, heavy=True
+    ),
+    "GET /api/coverage/facilities": Op(
+        R, q("/api/coverage/facilities", category="weisheng", circle="c15"), scoped=False, heavy=True
+    ),
+    "GET /api/coverage/communities": Op(
+        R, q("/api/coverage/communities", category="weisheng", circle="c15"), scoped=False, heavy=True
+    ),
     "GET /api/grids/diff/{community}": Op(R, q("/api/grids/diff/{community}", a="{version}", b="{version}")),
     "GET /api/grids/map/{community}": Op(R, q("/api/grids/map/{community}")),
     "POST /api/grids/sessions": Op(Perm.edit_plans, body("/api/grids/sessions", {"community": "{community}"})),
@@ -503,7 +528,14 @@ def test_every_operation_has_an_entry(world):
     client, _, tokens = world
     schema = client.get("/openapi.json", headers={"Authorization": f"Bearer {tokens['admin']}"}).json()
     ops = {f"{m.upper()} {p}" for p, item in schema["paths"].items() for m in item}
-    pages = {"GET /map", "GET /dashboard", "GET /grids/editor", "GET /admin/audit", "GET /coverage/map"}
+    pages = {
+        "GET /map",
+        "GET /dashboard",
+        "GET /grids/editor",
+        "GET /admin/audit",
+        "GET /coverage/map",
+        "GET /coverage",
+    }
     missing = sorted(ops - set(OPS))
     assert not missing, f"operations without an authorization rule: {missing}"
     stale = sorted(set(OPS) - ops - pages)

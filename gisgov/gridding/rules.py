@@ -40,6 +40,9 @@ class GridRules:
     keep_compounds_whole: bool = True
     #: grid exceptions a planner may mark (grid.exception): allowed kinds
     exception_kinds: tuple[str, ...] = field(default=("multipart",))
+    #: grid outlines shown and saved are simplified as one coverage with this tolerance (metres): removes the
+    #: saw-teeth territories make along streets (~4 m deep), keeps compound corners
+    outline_simplify_m: float = 8.0
 
     def __post_init__(self) -> None:
         if self.min_households < 0 or self.max_households <= 0:

@@ -53,12 +53,12 @@ class PlanInput:
 #: The saw-teeth are the Voronoi edges of compound-edge samples along the streets: ≈ 4 m deep every ≈ 15 m
 #: on the sample city. Visvalingam–Whyatt with 8 m (triangles under 64 m²) removes them and keeps the
 #: steps of real compound edges (10 m and more); 5 m left most teeth, 12 m cut compound corners.
-OUTLINE_SIMPLIFY_M = 8.0
+OUTLINE_SIMPLIFY_M: float = GridRules.outline_simplify_m
 
 
 def outline_tolerance(ctx: CommunityContext) -> float:
     """The outline simplification tolerance (m) of ``ctx``'s rules (0 = none)."""
-    return float(getattr(ctx.rules, "outline_simplify_m", OUTLINE_SIMPLIFY_M))
+    return float(ctx.rules.outline_simplify_m)
 
 
 def simplify_outlines(polys: list[Any], tol: float, xy: np.ndarray, atom_grid: np.ndarray) -> list[Any]:

@@ -35,7 +35,8 @@ def storage_full(exc: BaseException | None, folder: Path | None = None, need: in
     rolls its failed transaction back, which frees the space again before anyone can look."""
     if exc is None:
         return False
-    seen, e = 0, exc
+    seen = 0
+    e: BaseException | None = exc
     while e is not None and seen < 10:
         if isinstance(e, OSError) and e.errno in FULL_ERRNOS:
             return True

@@ -240,7 +240,7 @@ def export_level(
     return n
 
 
-def _binary_size(df: pd.DataFrame, geoms) -> int:
+def _binary_size(df: pd.DataFrame, geoms: np.ndarray) -> int:
     """About the smallest file the rows make (their geometry as WKB plus their values in memory): any
     format takes at least this much."""
     try:

@@ -22,6 +22,7 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, event, text
 
@@ -104,13 +105,13 @@ def cleanup_uploads(engine: Engine, home: Path) -> int:
     return gone
 
 
-def kept_upload(home: Path, job: dict) -> Path | None:
+def kept_upload(home: Path, job: dict[str, Any]) -> Path | None:
     """The kept upload of a job, if it is still there."""
     p = imports_dir(home) / str(job["id"]) / str(job["file"])
     return p if p.is_file() else None
 
 
-def create(engine: Engine, file: str, level: str, options: dict, owner=None) -> str:
+def create(engine: Engine, file: str, level: str, options: dict[str, Any], owner: Any = None) -> str:
     """A queued job; ``owner`` (a Principal) is recorded so only they (or an admin) may read it. This
     process holds the job's lease until :func:`finish`."""
     job_id = _insert(engine, file, level, options, owner)
@@ -118,7 +119,7 @@ def create(engine: Engine, file: str, level: str, options: dict, owner=None) -> 
     return job_id
 
 
-def _insert(engine: Engine, file: str, level: str, options: dict, owner) -> str:
+def _insert(engine: Engine, file: str, level: str, options: dict[str, Any], owner: Any) -> str:
     with engine.begin() as c:
         return str(
             c.execute(
@@ -137,7 +138,7 @@ def _insert(engine: Engine, file: str, level: str, options: dict, owner) -> str:
         )
 
 
-def get(conn: Connection, job_id: str, owner=None) -> dict | None:
+def get(conn: Connection, job_id: str, owner: Any = None) -> dict[str, Any] | None:
     """The job, or None when there is none — or when ``owner`` (a Principal, unless admin) did not
     start it (answered 404 like a missing job, so job ids cannot be probed)."""
     try:
@@ -216,7 +217,7 @@ def set_status(engine: Engine, job_id: str, status: str) -> None:
         c.execute(text("UPDATE import_job SET status = :s WHERE id = :i"), {"s": status, "i": job_id})
 
 
-def _no_nul(v):
+def _no_nul(v: Any) -> Any:
     """PostgreSQL text and jsonb cannot hold NUL characters (a garbage upload's values may)."""
     if isinstance(v, str):
         return v.replace("\x00", "")

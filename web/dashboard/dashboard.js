@@ -13,7 +13,6 @@
 (function () {
   "use strict";
 
-  var CONFIG = JSON.parse(document.getElementById("gisgov-config").textContent || "{}");
   var $ = function (id) { return document.getElementById(id); };
 
   // -- formatting -------------------------------------------------------------------------------
@@ -369,12 +368,7 @@
   // -- map ------------------------------------------------------------------------------------------
   function initMap() {
     var map = L.map("map", { zoomSnap: 0.25, zoomControl: true, attributionControl: true, minZoom: 3 });
-    map.attributionControl.setPrefix(false);
-    if (CONFIG.basemap_url) {
-      L.tileLayer(CONFIG.basemap_url, { attribution: CONFIG.basemap_attribution || "", maxZoom: 19 }).addTo(map);
-    } else {
-      map.attributionControl.addAttribution("无底图 no basemap (offline)");
-    }
+    // the basemap (or the offline note) and the attribution prefix come from gisgov.js for every map
     L.control.scale({ imperial: false, position: "bottomleft" }).addTo(map);
     map.createPane("buildings").style.zIndex = 420;  // footprints above the children's fill, below the indicators
     map.getPane("buildings").style.pointerEvents = "none";

@@ -6,7 +6,6 @@
 (function () {
   "use strict";
 
-  var CONFIG = JSON.parse(document.getElementById("gisgov-config").textContent || "{}");
   var $ = function (id) { return document.getElementById(id); };
   var S = { catalog: null, pos: null, marker: null, offset: 0, limit: 20, clusters: null };
 
@@ -46,11 +45,6 @@
 
   // ---- map ----------------------------------------------------------------------------------------
   var map = L.map("map", { zoomControl: true, attributionControl: true }).setView([31.8, 117.2], 13);
-  if (CONFIG.basemap_url) {
-    L.tileLayer(CONFIG.basemap_url, { attribution: CONFIG.basemap_attribution || "", maxZoom: 20 }).addTo(map);
-  } else {
-    map.attributionControl.addAttribution("无底图 no basemap (offline)");
-  }
   var gridLayer = L.geoJSON(null, { style: { color: "#2e7d32", weight: 1.2, fillOpacity: 0.06 }, interactive: false }).addTo(map);
   var clusterLayer = L.layerGroup().addTo(map);
 

@@ -17,7 +17,6 @@
 (function () {
   "use strict";
 
-  var CONFIG = JSON.parse(document.getElementById("gisgov-config").textContent || "{}");
   // Okabe–Ito, then Paul Tol's light and muted qualitative colours: distinguishable with colour-blindness
   var PALETTE = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#77AADD",
     "#EE8866", "#EEDD88", "#FFAABB", "#99DDFF", "#44BB99", "#BBCC33", "#AAAA00", "#882255", "#117733", "#999933"];
@@ -60,11 +59,6 @@
 
   // ---- map -------------------------------------------------------------------------------------
   var map = L.map("map", { zoomControl: true, zoomSnap: 0.25, attributionControl: true, boxZoom: false });
-  if (CONFIG.basemap_url) {
-    L.tileLayer(CONFIG.basemap_url, { attribution: CONFIG.basemap_attribution || "", maxZoom: 20 }).addTo(map);
-  } else {
-    map.attributionControl.addAttribution("无底图 no basemap (offline)");
-  }
   [["grids", 410], ["units", 440], ["buildings", 450], ["edit", 460], ["labels", 620]].forEach(function (p) {
     map.createPane(p[0]).style.zIndex = p[1];
   });
@@ -75,6 +69,15 @@
   if (map.pm) {
     map.pm.setGlobalOptions({ snappable: true, snapDistance: 14, allowSelfIntersection: false });
     if (map.pm.setLang) map.pm.setLang("zh");
+  }
+
+  // neighbouring grids get different colours (balance.js colours by adjacency and keeps a grid's colour
+  // from one call to the next); without balance.js the palette goes by order
+  function assignColours() {
+    var gb = window.gridBalance;
+    if (gb && typeof gb.assign === "function") {
+      try { gb.assign(S.order.map(function (c) { return S.grids[c]; })); } catch (e) { /* order colours */ }
+    }
   }
 
   function gridColor(code) {
@@ -196,6 +199,7 @@
     Object.keys(S.grids).forEach(function (c) { removeGrid(c); });
     S.order = d.grids.map(function (g) { return g.code; });
     d.grids.forEach(function (g) { S.grids[g.code] = g; });
+    assignColours();
     S.order.forEach(function (c) { drawGrid(S.grids[c], S.grids[c].label); });
     declutter();
   }
@@ -726,6 +730,7 @@
     });
     Object.keys(S.grids).forEach(function (c) { if (S.order.indexOf(c) < 0) removeGrid(c); });
     S.order = S.order.filter(function (c) { return !!S.grids[c]; });
+    assignColours();
     (res.grids || []).forEach(function (g) { drawGrid(S.grids[g.code]); });
     if (S.mergeFrom && !S.grids[S.mergeFrom]) S.mergeFrom = null;
     restyleGrids();
@@ -1049,6 +1054,8 @@
     el.innerHTML = html || "";
   }
 
+  document.addEventListener("gridplans:activated", function () { loadPlanInfo(); });
+
   function loadPlanInfo() {
     return api("GET", "/api/grids/plans/" + encodeURIComponent(communityCode)).then(function (plans) {
       var active = (plans || []).filter(function (p) { return p.status === "active"; })[0];
@@ -1128,6 +1135,7 @@
         boundaryLayer = L.geoJSON(d.boundary, { interactive: false, pmIgnore: true,
           style: { color: "#13294b", weight: 2.5, fill: false, pane: "labels" } }).addTo(map);
       }
+      assignColours();
       S.order.forEach(function (c) { drawGrid(S.grids[c], S.grids[c].label); });
       $("code-prefix").textContent = "编码 code " + d.community.code + "…";
       drawUnits(d);

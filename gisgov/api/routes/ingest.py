@@ -43,6 +43,7 @@ from gisgov.api.links import route_link
 from gisgov.api.schemas.ingest import ExportJob, ImportJob, ImportReport, JobAccepted
 from gisgov.errors import Conflict, Forbidden, GisgovError, NotFound, StorageFull
 from gisgov.ingest import export_jobs, jobs
+from gisgov.ingest.diskspace import DISK_FULL, storage_full
 from gisgov.ingest.export import FORMATS, PERSONAL_LEVELS, count_level, export_level, write_roster_template
 from gisgov.ingest.levels import ALL_LEVELS
 from gisgov.ingest.loader import UsageError
@@ -302,7 +303,8 @@ def import_status(
     response_model=JobAccepted,
     status_code=202,
     responses={
-        **_AUTH,
+        401: _AUTH[401],
+        403: _AUTH[403],
         404: _err("no such job, or not yours"),
         409: _err("the job is not failed, or its upload is gone (only imports whose process stopped keep it)"),
     },
@@ -425,7 +427,7 @@ def export(
             out = tmp / f"{Path(name).stem}.zip"
             _zip_private(out, [f for f in sorted(tmp.glob(f"{Path(name).stem}.*")) if f != out])
     except BaseException as exc:
-        full = isinstance(exc, StorageFull) or export_jobs.storage_full(exc, tmp)
+        full = isinstance(exc, StorageFull) or storage_full(exc, tmp)
         shutil.rmtree(tmp, ignore_errors=True)
         audit(
             request,
@@ -436,7 +438,7 @@ def export(
             detail={"level": level, "format": format, "error": "disk full" if full else str(exc)[:300]},
         )
         if full and not isinstance(exc, StorageFull):
-            raise StorageFull(export_jobs.DISK_FULL) from exc
+            raise StorageFull(DISK_FULL) from exc
         raise
     audit(
         request,

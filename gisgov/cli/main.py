@@ -21,6 +21,7 @@ CLI_MODULES = [
     "gisgov.cli.events",
     "gisgov.cli.governance",
     "gisgov.cli.special",
+    "gisgov.cli.rollup",
 ]
 
 

@@ -84,6 +84,12 @@ class Settings(BaseSettings):
         default=None,
         description="URL the web app connects with (as the app role); unset = derived from the owner URL, password kept in GISGOV_HOME/app-db.key.",
     )
+    read_database_url: str | None = Field(
+        default=None,
+        description="URL of a streaming read replica (hot standby) of the database; GET requests of read-only routes "
+        "run there (the app signs in as its own app role), writes and read-your-writes stay on the primary, reads fall "
+        "back to the primary while the replica is down; unset = everything on the primary.",
+    )
     public_url: str | None = Field(
         default=None,
         description="Origin users reach the app at (links, CSRF origin check); unset = http://<host>:<port>.",

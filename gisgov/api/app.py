@@ -15,11 +15,12 @@ from starlette.middleware.gzip import GZipMiddleware
 
 from gisgov import __version__
 from gisgov.api import budgets, errors
-from gisgov.api.deps import current_principal
+from gisgov.api.deps import ReadReplica, current_principal
 from gisgov.api.headers import SecurityHeaders
 from gisgov.config import Settings, get_settings
 from gisgov.db.approle import app_database_url, check_app_login
 from gisgov.db.engine import make_engine
+from gisgov.db.replica import replica_app_url
 from gisgov.plugins import optional_modules
 
 # Router modules; a capability adds its module here. Each exposes `router`.
@@ -134,6 +135,31 @@ def document(spec: dict) -> dict:
     return spec
 
 
+def _read_replica(settings: Settings, engine: Engine) -> ReadReplica:
+    """The read replica of ``GISGOV_READ_DATABASE_URL``: the app role's login (the main engine's user and
+    password) on the replica's host, port and database, with the main engine's pool settings. Its login
+    is checked now as the primary's is (an unsafe one refuses to start); a replica that cannot be reached
+    now is checked on first contact, and reads go to the primary meanwhile."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    read_engine = make_engine(
+        replica_app_url(settings.read_database_url or "", engine.url.render_as_string(hide_password=False)),
+        pool_size=settings.pool_size,
+        max_overflow=settings.pool_overflow,
+        pool_timeout=settings.pool_timeout_s,
+        connect_args={"connect_timeout": 5},
+    )
+    replica = ReadReplica(read_engine)
+    try:
+        replica.check()
+    except (OperationalError, InterfaceError) as exc:
+        replica.failed(exc)
+    except BaseException:
+        read_engine.dispose()
+        raise
+    return replica
+
+
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -153,6 +179,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             if own:
                 app.state.engine.dispose()
             raise
+        if settings.read_database_url and getattr(app.state, "read_replica", None) is None:
+            app.state.read_replica = _read_replica(settings, app.state.engine)
         if getattr(app.state, "coverage", None) is None:
             from gisgov.coverage.service import CoverageService
 
@@ -160,6 +188,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         try:
             yield
         finally:
+            replica = getattr(app.state, "read_replica", None)
+            if replica is not None:
+                replica.engine.dispose()
+                app.state.read_replica = None
             side_engine = getattr(app.state, "side_engine", None)
             if side_engine is not None:
                 side_engine.dispose()

@@ -9,6 +9,12 @@ others (``finish`` limiter), never in the route threadpool: a request waiting fo
 never keep a finished request from giving its connection back (the sync-dependency deadlock, FastAPI
 issue #3205). Waiting longer than the pool timeout answers 503.
 
+Read replica (``GISGOV_READ_DATABASE_URL``, optional): GET/HEAD requests of read-only routes take their
+transaction from the replica's pool instead, as a ``READ ONLY`` transaction; writes, GET routes that write
+and read-your-writes stay on the primary (:func:`primary_reason` holds the rules). A replica that cannot be
+reached sends reads back to the primary for :data:`REPLICA_RETRY_S` seconds (logged), never an error.
+Without a read URL nothing of this runs.
+
 Sign-in: a bearer token (``Authorization: Bearer …``, API clients) or the session cookie (pages).
 Cookie-authenticated writes (POST/PUT/PATCH/DELETE) need a same-origin ``Origin`` (or ``Referer``)
 and the session's CSRF token in ``X-CSRF-Token``; bearer requests carry no ambient credential and
@@ -18,7 +24,9 @@ need neither.
 from __future__ import annotations
 
 import hmac
+import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -27,11 +35,12 @@ import anyio
 from anyio import to_thread
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine, text
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gisgov.api import budgets
 from gisgov.db.engine import make_engine
-from gisgov.errors import Forbidden, NotAuthenticated, NotFound
+from gisgov.errors import DatabaseUnavailable, Forbidden, NotAuthenticated, NotFound
 from gisgov.security import accounts
 from gisgov.security import audit as _audit
 from gisgov.security.roles import Perm, Principal
@@ -45,6 +54,12 @@ _SET_SCOPE = text("SELECT set_config('gisgov.scope', :scope, true)")
 _SET_SCOPE_AND_TIMEOUT = text(
     "SELECT set_config('gisgov.scope', :scope, true), set_config('statement_timeout', :timeout, true)"
 )
+# A read transaction: READ ONLY first (allowed at any point of a transaction, and on a standby), then the scope
+_SET_READ_ONLY_SCOPE_AND_TIMEOUT = text(
+    "SELECT set_config('transaction_read_only', 'on', true), set_config('gisgov.scope', :scope, true), "
+    "set_config('statement_timeout', :timeout, true)"
+)
+_log = logging.getLogger(__name__)
 
 
 def _limiters(request: Request) -> tuple[anyio.CapacityLimiter, anyio.CapacityLimiter]:
@@ -151,11 +166,18 @@ def require(*perms: Perm):
     return dep
 
 
-def _open(engine: Engine, scope: str, timeout_ms: int | None = None) -> Connection:
+def _open(engine: Engine, scope: str, timeout_ms: int | None = None, read_only: bool = False) -> Connection:
     conn = engine.connect()
     try:
         conn.begin()
-        if timeout_ms is None:
+        if read_only:
+            timeout = (
+                str(int(timeout_ms))
+                if timeout_ms is not None
+                else str(conn.exec_driver_sql("SHOW statement_timeout").scalar())
+            )
+            conn.execute(_SET_READ_ONLY_SCOPE_AND_TIMEOUT, {"scope": scope, "timeout": timeout})
+        elif timeout_ms is None:
             conn.execute(_SET_SCOPE, {"scope": scope})
         else:
             conn.execute(_SET_SCOPE_AND_TIMEOUT, {"scope": scope, "timeout": str(int(timeout_ms))})
@@ -185,20 +207,37 @@ async def transaction(request: Request, scope: str) -> AsyncIterator[Connection]
     analyses ``GISGOV_ANALYSIS_TIMEOUT_S``, others ``GISGOV_STATEMENT_TIMEOUT_S``); its connection is
     registered so that a statement still running when the client disconnects is cancelled."""
     acquire, finish = _limiters(request)
-    slots = _slots(request)
-    await _take_slot(request, slots)
-    try:
-        conn = await to_thread.run_sync(
-            _open, request.app.state.engine, scope, budgets.statement_timeout_ms(request), limiter=acquire
-        )
-    except BaseException:
-        slots.release()
-        raise
+    timeout_ms = budgets.statement_timeout_ms(request)
+    replica = replica_for(request)
+    conn: Connection | None = None
+    on_replica = False
+    if replica is not None:
+        slots = replica.slots()
+        await _take_slot(request, slots)
+        try:
+            conn = await to_thread.run_sync(_open_on_replica, replica, scope, timeout_ms, limiter=acquire)
+        except BaseException:
+            slots.release()
+            raise
+        if conn is None:  # unreachable: this read runs on the primary (still read-only)
+            slots.release()
+        else:
+            on_replica = True
+    if conn is None:
+        slots = _slots(request)
+        await _take_slot(request, slots)
+        try:
+            conn = await to_thread.run_sync(
+                _open, request.app.state.engine, scope, timeout_ms, replica is not None, limiter=acquire
+            )
+        except BaseException:
+            slots.release()
+            raise
     handle = None
     try:
         handle = budgets.track(request, conn.connection.dbapi_connection)
         yield conn
-    except BaseException:
+    except BaseException as error:
         # Shielded: a cancelled request (client gone) must still give its connection back to the pool;
         # unshielded, to_thread.run_sync would raise the cancellation before running _finish.
         with anyio.CancelScope(shield=True):
@@ -208,6 +247,11 @@ async def transaction(request: Request, scope: str) -> AsyncIterator[Connection]
                     budgets.untrack(request, handle)
             finally:
                 slots.release()
+        if on_replica and replica is not None and isinstance(error, (OperationalError, InterfaceError)):
+            replica.failed(error)  # lost mid-request (answered 503 as on the primary): next reads go there
+        violation = _read_only_violation(request, error)
+        if violation is not None:
+            raise violation from error
         raise
     with anyio.CancelScope(shield=True):
         try:
@@ -215,6 +259,228 @@ async def transaction(request: Request, scope: str) -> AsyncIterator[Connection]
             budgets.untrack(request, handle)
         finally:
             slots.release()
+    if request.method not in SAFE_METHODS:
+        _pin_after_write(request)
+
+
+# ---- read replica ---------------------------------------------------------------------------------------
+
+#: Seconds a signed-in account's reads stay on the primary after it wrote (read-your-writes: the replica may
+#: lag a few milliseconds behind, and a page reloads its list right after a save). Per worker process.
+READ_YOUR_WRITES_S = 5.0
+#: Seconds reads stay on the primary after the replica could not be reached, before it is tried again.
+REPLICA_RETRY_S = 5.0
+
+#: GET/HEAD routes (route path templates) whose transaction runs on the primary, and why. Every other GET of
+#: a route using :data:`DB` / :data:`DB_UNSCOPED` runs on the replica when one is configured. A route that
+#: writes in a GET and is missing here fails its read-only transaction once (503 ReplicaWrite, logged as an
+#: error naming the route), and runs on the primary from then on in that process: add it here.
+PRIMARY_READS: dict[str, str] = {
+    "/health": "reports the primary itself (the replica beside it)",
+    "/api/import/{job_id}": "reaps orphaned import jobs (UPDATE import_job); read-your-writes of a new job",
+    "/api/export": "large exports start a background job (INSERT), every export is audited on the request",
+    "/api/export/jobs/{job_id}": "read-your-writes of a job just started",
+    "/api/export/jobs/{job_id}/file": "read-your-writes of a job just finished",
+    "/api/jobs/{job_id}": "read-your-writes of an analysis job just started",
+    "/api/grids/sessions/{sid}": "editor session: touches last use (UPDATE), read-your-writes of the edits",
+    "/api/grids/sessions/{sid}/layers": "editor session: touches last use (UPDATE), read-your-writes",
+    "/grids/editor": "the editor page opens on the session it just wrote",
+    "/api/audit": "the read of the audit log is itself audited on the request's connection",
+    "/api/users": "the read of the accounts is audited on the request's connection",
+    "/api/staff": "the read of staff contacts is audited on the request's connection",
+    "/api/special/beyond": "personal read audited on the request's connection",
+    "/api/special/visits/overdue": "personal read audited on the request's connection",
+}
+#: Routes that write only for personal layers (``read_personal`` audit row on the request's connection):
+#: ``/api/layers/{level}`` and the ``/api/<layer>/{code}`` detail routes.
+_LAYER_LIST = "/api/layers/{level}"
+
+
+class ReplicaWrite(DatabaseUnavailable):
+    """A read routed to the replica tried to write (SQLSTATE 25006). The route now uses the primary."""
+
+
+class ReadReplica:
+    """The read replica's engine and what the app knows about it: when it last failed (reads go to the
+    primary for :data:`REPLICA_RETRY_S` after a failure), whether its login was checked
+    (:func:`gisgov.db.approle.check_app_login`: done at start, or on first contact when the replica was
+    down then), routes found writing at run time, and accounts that just wrote (read-your-writes)."""
+
+    def __init__(self, engine: Engine, *, checked: bool = False):
+        self.engine = engine
+        self.checked = checked
+        self.disabled: str | None = None  # why the replica is never used (an unsafe login)
+        self.down_until = 0.0
+        self.down_reason: str | None = None
+        self.learned: set[str] = set()
+        self.pins: dict[int, float] = {}
+        self._lock = threading.Lock()
+        self._slots: anyio.Semaphore | None = None
+
+    def slots(self) -> anyio.Semaphore:
+        """One slot per connection the replica's pool can give (as :func:`_slots` for the primary)."""
+        if self._slots is None:
+            pool = self.engine.pool
+            size = getattr(pool, "size", None)
+            n = size() + max(int(getattr(pool, "_max_overflow", 0)), 0) if callable(size) else 1000
+            self._slots = anyio.Semaphore(max(n, 1))
+        return self._slots
+
+    def usable(self) -> bool:
+        return self.disabled is None and time.monotonic() >= self.down_until
+
+    def failed(self, exc: BaseException) -> None:
+        with self._lock:
+            first = self.down_reason is None
+            self.down_until = time.monotonic() + REPLICA_RETRY_S
+            self.down_reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        if first:
+            _log.warning(
+                "只读副本不可用，读请求改由主库处理 read replica unreachable, reads go to the primary "
+                "(retried every %g s): %s",
+                REPLICA_RETRY_S,
+                self.down_reason,
+            )
+
+    def answered(self) -> None:
+        if self.down_reason is not None:
+            with self._lock:
+                was, self.down_reason = self.down_reason, None
+            if was is not None:
+                _log.warning("只读副本已恢复 read replica answers again; reads go to it")
+
+    def check(self) -> None:
+        """Refuse (for good: reads stay on the primary) a replica login that could bypass row-level security."""
+        from gisgov.db.approle import UnsafeAppRole, check_app_login
+
+        try:
+            check_app_login(self.engine)
+        except UnsafeAppRole as exc:
+            self.disabled = str(exc)
+            _log.error("只读副本登录不安全，不使用 read replica NOT used: %s", exc)
+            raise
+        self.checked = True
+
+    def pin(self, user_id: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self.pins) > 10_000:
+                self.pins = {u: t for u, t in self.pins.items() if t > now}
+            self.pins[user_id] = now + READ_YOUR_WRITES_S
+
+    def pinned(self, user_id: int) -> bool:
+        until = self.pins.get(user_id)
+        return until is not None and until > time.monotonic()
+
+
+def primary_reason(request: Request) -> str | None:
+    """Why this request's transaction runs on the primary although a read replica is configured; None =
+    it runs on the replica. In order: every method but GET/HEAD; the routes of :data:`PRIMARY_READS`; the
+    personal layers' list and detail routes (audited reads); routes found writing at run time; an account
+    that wrote in the last :data:`READ_YOUR_WRITES_S` seconds."""
+    if request.method not in ("GET", "HEAD"):
+        return "writes"
+    route = getattr(request.scope.get("route"), "path", None)
+    if route is None:
+        return "unknown route"
+    why = PRIMARY_READS.get(route)
+    if why is not None:
+        return why
+    if _personal_layer(request, route):
+        return "personal layer read (audited on the request's connection)"
+    replica: ReadReplica | None = getattr(request.app.state, "read_replica", None)
+    if replica is not None:
+        if route in replica.learned:
+            return "found writing at run time"
+        p = getattr(request.state, "principal", None)
+        if p is not None and replica.pinned(p.user_id):
+            return "read-your-writes after this account's write"
+    return None
+
+
+def _personal_layer(request: Request, route: str) -> bool:
+    from gisgov.layers import catalog
+
+    if route == _LAYER_LIST:
+        name = str(request.path_params.get("level", ""))
+    elif route.startswith("/api/") and route.endswith("/{code}") and route.count("/") == 3:
+        name = route.split("/")[2]
+    else:
+        return False
+    try:
+        cat = catalog(request.app.state.settings.layers_dir)
+        return name not in cat or cat.get(name).personal  # unknown (answers 404 anyway): primary
+    except Exception:
+        return True
+
+
+def replica_for(request: Request) -> ReadReplica | None:
+    """The read replica this request's transaction should use, or None (no replica configured, or
+    :func:`primary_reason` says primary)."""
+    replica: ReadReplica | None = getattr(request.app.state, "read_replica", None)
+    if replica is None or primary_reason(request) is not None:
+        return None
+    return replica
+
+
+def _open_on_replica(replica: ReadReplica, scope: str, timeout_ms: int | None) -> Connection | None:
+    """A read-only scoped transaction on the replica, or None when it cannot be reached (reads then go to
+    the primary; logged once per outage)."""
+    if not replica.usable():
+        return None
+    try:
+        if not replica.checked:
+            replica.check()
+        conn = _open(replica.engine, scope, timeout_ms, read_only=True)
+    except (OperationalError, InterfaceError, PoolTimeout, OSError) as exc:
+        replica.failed(exc)
+        return None
+    except Exception:
+        if replica.disabled is None:
+            _log.exception("只读副本出错 read replica failed; this read goes to the primary")
+        return None
+    replica.answered()
+    return conn
+
+
+def _read_only_violation(request: Request, error: BaseException) -> ReplicaWrite | None:
+    """The error a read-routed GET answers when its route wrote (SQLSTATE 25006 in a read-only transaction,
+    on the replica or on the primary while the replica is down); None for any other error."""
+    replica: ReadReplica | None = getattr(request.app.state, "read_replica", None)
+    if replica is None or request.method not in ("GET", "HEAD"):
+        return None
+    exc: BaseException | None = error
+    for _ in range(8):
+        if exc is None:
+            return None
+        if (
+            getattr(exc, "sqlstate", None) == "25006"
+            or getattr(getattr(exc, "orig", None), "sqlstate", None) == "25006"
+        ):
+            break
+        exc = exc.__cause__ or exc.__context__
+    else:
+        return None
+    if exc is None:
+        return None
+    route = getattr(request.scope.get("route"), "path", None) or request.url.path
+    replica.learned.add(route)
+    _log.error(
+        "GET %s wrote in a read-only transaction: it runs on the primary from now on; add it to "
+        "gisgov.api.deps.PRIMARY_READS",
+        route,
+    )
+    return ReplicaWrite(
+        f"此只读请求尝试写入，已改由主库处理，请重试 this read request tried to write: the route {route} now runs "
+        "on the primary, retry"
+    )
+
+
+def _pin_after_write(request: Request) -> None:
+    replica: ReadReplica | None = getattr(request.app.state, "read_replica", None)
+    p = getattr(request.state, "principal", None)
+    if replica is not None and p is not None:
+        replica.pin(p.user_id)
 
 
 def _slots(request: Request) -> anyio.Semaphore:

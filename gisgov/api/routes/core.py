@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -22,7 +23,15 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from gisgov.api import queries
-from gisgov.api.deps import DB, DB_UNSCOPED, client_addr, current_principal, in_scope_or_404, optional_principal
+from gisgov.api.deps import (
+    DB,
+    DB_UNSCOPED,
+    ReadReplica,
+    client_addr,
+    current_principal,
+    in_scope_or_404,
+    optional_principal,
+)
 from gisgov.api.errors import error_response
 from gisgov.api.links import request_link
 from gisgov.api.params import MAX_OFFSET, check_page, parse_bbox
@@ -58,12 +67,38 @@ def audit_personal_read(request: Request, conn: Connection, p: Principal, *, obj
     response_model=Health,
     response_model_exclude_unset=True,
 )
-def health(conn: Connection = DB_UNSCOPED, p: Principal | None = Depends(optional_principal)) -> dict:
+def health(request: Request, conn: Connection = DB_UNSCOPED, p: Principal | None = Depends(optional_principal)) -> dict:
     """``{"status": "ok", "postgis": "3.3.2", "schema": "<alembic revision>"}``, plus ``"dataset"`` (its
-    label, counts and notes) for a signed-in caller only; 503 when the database cannot be reached."""
+    label, counts and notes) for a signed-in caller only, and ``"replica"`` when a read replica is configured
+    (:func:`replica_health`); 503 when the database cannot be reached."""
     out = queries.health(conn)
     if p is None:
         out.pop("dataset", None)
+    replica = getattr(request.app.state, "read_replica", None)
+    if replica is not None:
+        out["replica"] = replica_health(conn, replica)
+    return out
+
+
+def replica_health(conn: Connection, replica: ReadReplica) -> dict[str, Any]:
+    """The read replica beside the primary: ``{"status": "ok", "in_recovery": true, "lag_bytes": n}`` (WAL the
+    replica has not replayed yet), or ``{"status": "unreachable"}`` (reads then go to the primary)."""
+    from sqlalchemy import text
+
+    from gisgov.db.replica import lsn_int
+
+    if replica.disabled is not None:
+        return {"status": "disabled"}
+    try:
+        with replica.engine.connect() as rc:
+            row = rc.execute(text("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text")).one()
+    except (OperationalError, InterfaceError):
+        return {"status": "unreachable"}
+    in_recovery, replayed = bool(row[0]), lsn_int(row[1])
+    out: dict[str, Any] = {"status": "ok", "in_recovery": in_recovery}
+    if in_recovery and replayed is not None:
+        primary = lsn_int(conn.execute(text("SELECT pg_current_wal_lsn()::text")).scalar())
+        out["lag_bytes"] = max((primary or 0) - replayed, 0)
     return out
 
 

@@ -1,9 +1,16 @@
 """Vector tiles: ``GET /tiles/{layer}/{z}/{x}/{y}.pbf`` (Mapbox Vector Tile, made by PostGIS ``ST_AsMVT``).
 
 Which layers are tiled, with which properties and zooms: the ``tiles:`` section of the layer catalog
-(:class:`gisgov.layers.Tiles`); the SQL: :mod:`gisgov.tiles.sql`. Each tile is read on the request's
-own scoped connection (the ``DB`` dependency: row-level security applies) and holds the caller's area
-only, like ``/api/layers/{level}``. The MVT layer inside the tile has the catalog layer's name.
+(:class:`gisgov.layers.Tiles`); the SQL: :mod:`gisgov.tiles.sql`. A tile is drawn in a scoped transaction
+of the caller (:func:`gisgov.api.deps.transaction`: row-level security applies) and holds the caller's
+area only, like ``/api/layers/{level}``. The MVT layer inside the tile has the catalog layer's name.
+
+Drawn tiles are kept in this process's tile cache (:mod:`gisgov.tiles.cache`), keyed by the layer, the
+tile, the query, the caller's area and the DATA VERSION (``tile_version.n``, moved at the commit of any
+write to a table drawn in tiles, migration 0017). Each request reads that number first (one short
+statement on the side pool); a cached tile of the same key and number is replayed with no scoped
+transaction and no tile SQL, and so is a 304 for its ETag. Checks that need no data (the layer, the
+role, the plan permission and area) run before the cache is looked at.
 
 Answers:
 
@@ -16,7 +23,7 @@ Answers:
   outside the caller's area or that does not exist;
 - 403 for ``?plan=`` without the permission to edit plans; 422 for malformed query parameters.
 
-``Cache-Control: private, max-age=60`` and an ``ETag`` (hash of the layer, the tile, the query and the
+``Cache-Control: private, max-age=60`` and an ``ETag`` (hash of the key, the data version and the
 bytes), so a page panning back and forth re-uses its tiles; ``If-None-Match`` answers 304.
 Tiles that reach the layer's ``max_features`` carry ``X-Tile-Capped: 1``.
 
@@ -31,19 +38,21 @@ profile's distance for the circle) and ``within``.
 
 from __future__ import annotations
 
-import hashlib
 import re
+import threading
 
-from fastapi import APIRouter, Depends, Query, Request
+from anyio import to_thread
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import Response
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Engine, text
 
 from gisgov.api import queries
-from gisgov.api.deps import DB, in_scope_or_404, require
+from gisgov.api.deps import in_scope_or_404, require, side_engine, transaction
 from gisgov.errors import Forbidden, InvalidInput, NotFound
 from gisgov.layers import Catalog, Layer, catalog
 from gisgov.security.roles import Perm, Principal
-from gisgov.tiles import COVERAGE, CoverageAsk, PlanRows, parse_tile, tile_bytes
+from gisgov.tiles import COVERAGE, CoverageAsk, PlanRows, Tile, parse_tile, tile_bytes
+from gisgov.tiles.cache import Entry, TileCache, TileKey, data_version
 
 router = APIRouter(tags=["tiles"])
 
@@ -51,6 +60,7 @@ MVT = "application/vnd.mapbox-vector-tile"
 CACHE = "private, max-age=60"
 MAX_VERSION = 2**31 - 1
 _NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_CACHE_LOCK = threading.Lock()
 
 
 def _not_found(name: str) -> NotFound:
@@ -68,7 +78,8 @@ def tiled_layer(cat: Catalog, name: str, p: Principal) -> Layer:
     return layer
 
 
-def _plan(conn: Connection, p: Principal, layer: Layer, plan: int | None, community: str | None) -> PlanRows | None:
+def _plan_ask(p: Principal, layer: Layer, plan: int | None, community: str | None) -> tuple[int, str] | None:
+    """The checks of ``?plan=&community=`` that need no database (done before the cache is looked at)."""
     if plan is None and community is None:
         return None
     if layer.table != "grid":
@@ -80,6 +91,13 @@ def _plan(conn: Connection, p: Principal, layer: Layer, plan: int | None, commun
             f"无权查看草稿方案 not allowed for role {p.role.value} ({p.label}): drawing a stored plan needs edit_plans"
         )
     in_scope_or_404(p, community, "社区 community")
+    return plan, community
+
+
+def _plan(conn: Connection, ask: tuple[int, str] | None) -> PlanRows | None:
+    if ask is None:
+        return None
+    plan, community = ask
     plan_id = conn.execute(
         text("SELECT id FROM grid_plan WHERE community_code = :c AND version = :v"), {"c": community, "v": plan}
     ).scalar()
@@ -88,9 +106,8 @@ def _plan(conn: Connection, p: Principal, layer: Layer, plan: int | None, commun
     return PlanRows(int(plan_id))
 
 
-def _coverage(conn: Connection, category: str | None, profile: str, circle: str | None) -> CoverageAsk:
-    if category is None:
-        raise InvalidInput("请选择服务类别 the coverage layer needs ?category=")
+def _coverage(conn: Connection, ask: CoverageAsk) -> CoverageAsk:
+    category, profile, circle = ask.category, ask.profile, ask.circle
     row = conn.execute(
         text(
             "SELECT EXISTS (SELECT 1 FROM facility_category WHERE code = :c) AS cat, "
@@ -105,7 +122,47 @@ def _coverage(conn: Connection, category: str | None, profile: str, circle: str 
         raise InvalidInput(f"未知人群口径 unknown profile {profile!r}")
     if circle is not None and not row.circ:
         raise InvalidInput(f"未知服务圈 unknown circle {circle!r} for profile {profile!r}")
-    return CoverageAsk(category=category, profile=profile, circle=circle)
+    return ask
+
+
+def tile_cache(app: FastAPI) -> TileCache:
+    """This process's tile cache (made on first use, held on ``app.state``)."""
+    st = app.state
+    cache = getattr(st, "tile_cache", None)
+    if cache is None:
+        with _CACHE_LOCK:
+            cache = getattr(st, "tile_cache", None)
+            if cache is None:
+                cache = st.tile_cache = TileCache()
+    return cache
+
+
+def _read_version(engine: Engine) -> int:
+    with engine.connect() as c:
+        return data_version(c)
+
+
+def _render(
+    conn: Connection,
+    cat: Catalog,
+    lyr: Layer,
+    name: str,
+    t: Tile,
+    scope: queries.Scope,
+    plan_ask: tuple[int, str] | None,
+    cov_ask: CoverageAsk | None,
+) -> tuple[int, bytes, bool]:
+    """In the request's scoped transaction: the data version FIRST, then the checks and the tile (so
+    the tile's data is at least as new as the version it is cached under)."""
+    version = data_version(conn)
+    cov = _coverage(conn, cov_ask) if cov_ask is not None else None
+    rows = _plan(conn, plan_ask)
+    cfg = lyr.tiles
+    assert cfg is not None
+    body, capped = b"", False
+    if lyr.tile_min_zoom <= t.z <= cfg.max_zoom:
+        body, capped = tile_bytes(conn, cat, lyr, t, scope, name=name, plan=rows, coverage=cov)
+    return version, body, capped
 
 
 @router.get(
@@ -122,7 +179,7 @@ def _coverage(conn: Connection, category: str | None, profile: str, circle: str 
         404: {"description": "无此切片图层 unknown layer, no tiles, or not visible to the account"},
     },
 )
-def tile(
+async def tile(
     request: Request,
     layer: str,
     z: str,
@@ -138,30 +195,39 @@ def tile(
     profile: str = Query("standard", pattern=r"^[a-z_]{1,32}$", description="人群口径 coverage: standard / elderly"),
     circle: str | None = Query(None, pattern=r"^[a-z0-9_]{1,32}$", description="服务圈 coverage: c5 / c10 / c15 / c30"),
     p: Principal = Depends(require(Perm.read_aggregates)),
-    conn: Connection = DB,
 ) -> Response:
     t = parse_tile(z, x, y)
-    cat = catalog(request.app.state.settings.layers_dir)
+    settings = request.app.state.settings
+    cat = catalog(settings.layers_dir)
     lyr = tiled_layer(cat, layer, p)
-    cfg = lyr.tiles
-    assert cfg is not None
-    cov = None
+    cov_ask = None
     if layer == COVERAGE and lyr.name != COVERAGE:
         if plan is not None or community is not None:
             raise InvalidInput("覆盖图层不接受方案参数 plan= and community= apply to the grid layer only")
-        cov = _coverage(conn, category, profile, circle)
-    rows = _plan(conn, p, lyr, plan, community)
-    body, capped = b"", False
-    if lyr.tile_min_zoom <= t.z <= cfg.max_zoom:
-        body, capped = tile_bytes(conn, cat, lyr, t, queries.Scope.of(p), name=layer, plan=rows, coverage=cov)
-    tag = hashlib.blake2b(digest_size=12)
-    for part in (layer, str(t), str(request.url.query), p.area_prefix):
-        tag.update(part.encode() + b"\0")
-    tag.update(body)
-    etag = f'W/"{tag.hexdigest()}"'
-    headers = {"Cache-Control": CACHE, "ETag": etag, "Vary": "Cookie, Authorization"}
-    if capped:
+        if category is None:
+            raise InvalidInput("请选择服务类别 the coverage layer needs ?category=")
+        cov_ask = CoverageAsk(category=category, profile=profile, circle=circle)
+    plan_ask = _plan_ask(p, lyr, plan, community)
+    scope = queries.Scope.of(p)
+    params = (
+        ("plan", "" if plan_ask is None else f"{plan_ask[0]}@{plan_ask[1]}"),
+        ("coverage", "" if cov_ask is None else f"{cov_ask.category}/{cov_ask.profile}/{cov_ask.circle or ''}"),
+    )
+    key = TileKey(layer, t.z, t.x, t.y, params, scope.area, scope.personal, p.db_scope, str(settings.layers_dir))
+    cache = tile_cache(request.app)
+    # one short statement on the side pool: the committed data version (no scoped transaction for a hit)
+    version = await to_thread.run_sync(_read_version, side_engine(request))
+    entry = cache.get(key, version)
+    if entry is None:
+        async with transaction(request, p.db_scope) as conn:
+            version, body, capped = await to_thread.run_sync(
+                _render, conn, cat, lyr, layer, t, scope, plan_ask, cov_ask
+            )
+        entry = Entry(version, body, capped, key.etag(version, body))
+        cache.put(key, entry)
+    headers = {"Cache-Control": CACHE, "ETag": entry.etag, "Vary": "Cookie, Authorization"}
+    if entry.capped:
         headers["X-Tile-Capped"] = "1"
-    if etag in request.headers.get("if-none-match", ""):
+    if entry.etag in request.headers.get("if-none-match", ""):
         return Response(status_code=304, headers=headers)
-    return Response(content=body, media_type=MVT, headers=headers)
+    return Response(content=entry.body, media_type=MVT, headers=headers)

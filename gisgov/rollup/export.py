@@ -18,8 +18,9 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from gisgov.coverage.catalog import Catalog
+from gisgov.errors import InvalidInput
 from gisgov.rollup import figures
-from gisgov.stats import queries, service, units
+from gisgov.stats import privacy, queries, service, units
 
 SIMPLIFY_M = 10.0  # outline simplification tolerance (metres)
 OUTLINE_DIGITS = 6  # ≈ 0.1 m
@@ -58,12 +59,21 @@ def build(
     ds = queries.dataset(conn) or {}
     code = str(city_code or ds.get("county_code") or ds.get("city_code") or "")
     if not code:
-        raise figures.InvalidInput(
+        raise InvalidInput(
             "未给出城市代码 no city code: the dataset records none, pass --city-code (rule: rollup_city_code)"
         )
     city_name = units.city_name(ds)
-    opts: dict[str, Any] = {"catalog": catalog, "small_cell_k": small_cell_k}
-    top = service.unit_stats(conn, "city", None, **opts)
+    # the suppression universe once for the whole city (as every statistics page of an aggregate-only
+    # role sees it: the same statuses as service.unit_stats(small_cell_k=k), without rebuilding it per page)
+    area = units.Area()
+    universe = privacy.build(queries.cells(conn, area), [g["code"] for g in queries.special_groups(conn)], small_cell_k)
+
+    def page(level: str, unit_code: str | None) -> dict[str, Any]:
+        doc = service.unit_stats(conn, level, unit_code, catalog=catalog)
+        privacy.apply(universe, queries.resolve(conn, level, unit_code, city=city_name, area=area), doc)
+        return doc
+
+    top = page("city", None)
     outlines = _outlines(conn, simplify_m)
     out_units: list[dict[str, Any]] = [
         {
@@ -75,18 +85,18 @@ def build(
         }
     ]
     for street in top["children"]["items"]:
-        doc = service.unit_stats(conn, "street", street["code"], **opts)
+        street_page = page("street", street["code"])
         out_units.append(
             {
                 "level": "street",
                 "code": street["code"],
                 "name": street["name"],
                 "parent_code": code,
-                "figures": figures.flatten(doc["stats"]),
+                "figures": figures.flatten(street_page["stats"]),
                 "outline": outlines.get(("street", street["code"])),
             }
         )
-        for com in doc["children"]["items"]:
+        for com in street_page["children"]["items"]:
             out_units.append(
                 {
                     "level": "community",

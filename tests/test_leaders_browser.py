@@ -114,6 +114,8 @@ def check_legend(page, n_features: int) -> None:
     counts = legend.locator(".cls").evaluate_all("els => els.map(e => +e.dataset.count)")
     assert sum(counts) == n_features == int(legend.get_attribute("data-features"))
     assert len(counts) <= 6  # at most 5 quantile classes (+ no data)
+    classes = legend.locator(".cls[data-class]").evaluate_all("els => els.map(e => +e.dataset.count)")
+    assert classes and all(c > 0 for c in classes), classes  # no empty class (a grid of 2 compounds: 2 classes)
 
 
 # the share of visible text below 4.5:1 against the nearest opaque background (walking up the tree)
@@ -200,7 +202,10 @@ def test_leader_drills_compares_sorts_and_exports(base, browser, city, tmp_path)
     grid = comm["children"]["items"][-1]["code"]
     click_polygon(page, grid)
     wait_ready(page, f"grid/{grid}")
-    assert page.locator("#unit-name").inner_text() == page.request.get(f"{base}/api/stats/grid/{grid}").json()["name"]
+    grid_doc = page.request.get(f"{base}/api/stats/grid/{grid}").json()
+    assert page.locator("#unit-name").inner_text() == grid_doc["name"]
+    if grid_doc["children"]["items"]:  # a grid's compounds: few children, as many classes as distinct values
+        check_legend(page, len(grid_doc["children"]["items"]))
 
     # PNG of the current view (map + legend + title)
     with page.expect_download() as dl:

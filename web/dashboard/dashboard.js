@@ -78,19 +78,18 @@
     return list[0];
   }
 
-  // Quantile classes (5, fewer when values repeat): breaks b0 ≤ b1 < … < bk, class i holds b_i < v ≤ b_{i+1}
-  // (the first class also holds b0). Returns null without any value.
-  function quantile(sorted, q) {
-    var pos = (sorted.length - 1) * q, lo = Math.floor(pos), hi = Math.ceil(pos);
-    return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
-  }
+  // Quantile classes (5, fewer when there are fewer distinct values): breaks b0 ≤ b1 < … < bk are data values
+  // (nearest rank), class i holds b_i < v ≤ b_{i+1} (the first class also holds b0), so no class is empty.
+  // Returns null without any value.
   function classify(values) {
     var v = values.filter(function (x) { return x != null && typeof x === "number" && isFinite(x); });
     if (!v.length) return null;
     v.sort(function (a, b) { return a - b; });
+    var distinct = v.filter(function (x, i) { return i === 0 || x > v[i - 1] + 1e-9; }).length;
+    var k = Math.min(5, distinct);
     var out = [v[0]];
-    for (var i = 1; i <= 5; i++) {
-      var b = i === 5 ? v[v.length - 1] : quantile(v, i / 5);
+    for (var i = 1; i <= k; i++) {
+      var b = v[Math.max(0, Math.ceil((i / k) * v.length) - 1)];
       if (b > out[out.length - 1] + 1e-9) out.push(b);
     }
     if (out.length === 1) out.push(v[0]);  // every value equal: one class
@@ -499,7 +498,7 @@
     el.dataset.breaks = JSON.stringify(brk || []);
     el.dataset.features = String(d.children.items.length);
     el.innerHTML = "<b>" + esc(ind.zh) + '</b><div class="legend-sub">' + esc(ind.en) + " · " + esc(ind.unit || "") + "</div>" +
-      '<div class="legend-sub">按' + what + "着色 · 分位数5级 quantiles · 个数 count</div>" + rows.reverse().join("");
+      '<div class="legend-sub">按' + what + "着色 · 分位数分级 quantile classes · 个数 count</div>" + rows.reverse().join("");
   }
 
   // Bring a table row into view inside the table's own scroll box only: scrollIntoView would also scroll the

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -120,7 +120,7 @@ def compute(
         console.print(t)
 
 
-def _compute_dask(eng, cat, workers: int, scheduler: str | None):
+def _compute_dask(eng: Any, cat: Any, workers: int, scheduler: str | None) -> Any:
     """The Dask path: a LocalCluster of ``workers`` processes, or the scheduler at ``scheduler``."""
     from gisgov.coverage import dask_batch
 
@@ -128,7 +128,7 @@ def _compute_dask(eng, cat, workers: int, scheduler: str | None):
     if scheduler:
         from dask.distributed import Client
 
-        client = Client(scheduler)
+        client = Client(scheduler)  # type: ignore[no-untyped-call]
         where = f"scheduler {scheduler}"
     else:
         client, cluster = dask_batch.local_client(workers=workers)
@@ -138,7 +138,7 @@ def _compute_dask(eng, cat, workers: int, scheduler: str | None):
         with eng.begin() as conn:
             res = dask_batch.compute(conn, client, cat)
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
         if cluster is not None:
             cluster.close()
     st = res.streets

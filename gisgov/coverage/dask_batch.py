@@ -65,7 +65,7 @@ class Shared:
     barriers_m: np.ndarray
     main_nodes: np.ndarray  # node ids of the city's main (largest) network component, sorted
     owner: np.ndarray  # per facility: the street whose task reports its snap
-    network_report: dict = field(default_factory=dict)
+    network_report: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -88,7 +88,7 @@ class StreetResult:
     seconds: float
 
 
-def main_component_nodes(edges: pd.DataFrame) -> tuple[np.ndarray, dict]:
+def main_component_nodes(edges: pd.DataFrame) -> tuple[np.ndarray, dict[str, Any]]:
     """Node ids of the largest weakly connected component of the walkable edges, as
     :func:`gisgov.network.graph_from_edges` labels it (component 0), and a small network report."""
     foot = edges["foot"].to_numpy(bool) if "foot" in edges else np.ones(len(edges), bool)
@@ -115,20 +115,20 @@ def prepare(city: CityData, catalog: Catalog) -> tuple[Shared, list[str]]:
     if len(b) == 0:
         raise NotFound("no buildings in the database: load a city first (gisgov sample / gisgov load)")
     has_net = city.edges is not None and len(city.edges) > 0
-    ref = city.edges if has_net else b
+    ref = cast(Any, city.edges) if has_net else b
     epsg = metric_epsg_for_bounds(tuple(ref.to_crs(WGS84).total_bounds))  # as CoverageModel picks it
     bm = b.to_crs(epsg)
     bx, by = bm.geometry.x.to_numpy(), bm.geometry.y.to_numpy()
     fm = city.facilities.to_crs(epsg) if len(city.facilities) else city.facilities
     fx = fm.geometry.x.to_numpy() if len(fm) else np.zeros(0)
     fy = fm.geometry.y.to_numpy() if len(fm) else np.zeros(0)
-    edges_m = city.edges.to_crs(epsg).geometry.to_numpy() if has_net else np.zeros(0, dtype=object)
+    edges_m = cast(Any, city.edges).to_crs(epsg).geometry.to_numpy() if has_net else np.zeros(0, dtype=object)
     barriers_m = (
         city.barriers.to_crs(epsg).geometry.to_numpy()
         if city.barriers is not None and len(city.barriers)
         else np.zeros(0, dtype=object)
     )
-    main_nodes, report = main_component_nodes(city.edges) if has_net else (np.zeros(0, np.int64), {})
+    main_nodes, report = main_component_nodes(cast(Any, city.edges)) if has_net else (np.zeros(0, np.int64), {})
     streets = b["street"].astype("string").fillna("").to_numpy(dtype=object)
     owner = np.zeros(len(fx), dtype=object)
     if len(fx):
@@ -233,7 +233,7 @@ def street_task(shared: Shared, street: str, catalog: Catalog, margin: float | N
     widened = 0
     while True:
         zone = shapely.buffer(outline, radius)
-        near = shapely.distance(outline, shapely.points(shared.fx, shared.fy)) <= cap if len(shared.fx) else []
+        near: Any = shapely.distance(outline, shapely.points(shared.fx, shared.fy)) <= cap if len(shared.fx) else []
         frows = np.union1d(np.flatnonzero(near), owned).astype(np.int64)
         facilities = city.facilities.iloc[frows]
         graph = None
@@ -295,7 +295,7 @@ def street_task(shared: Shared, street: str, catalog: Catalog, margin: float | N
 class _EdgeIds:
     """What the store needs of a graph: internal edge index → road_edge id (here the identity on ids)."""
 
-    def __init__(self, edge_ids: np.ndarray, report: dict):
+    def __init__(self, edge_ids: np.ndarray, report: dict[str, Any]):
         self.edge_ids = edge_ids
         self.report = report
 
@@ -309,8 +309,12 @@ class AssembledModel:
     access rows, method)."""
 
     to_lonlat = CoverageModel.to_lonlat
-    snap_summary = CoverageModel.snap_summary
-    problem_buildings = CoverageModel.problem_buildings
+
+    def snap_summary(self) -> dict[str, Any]:
+        return CoverageModel.snap_summary(cast(CoverageModel, self))
+
+    def problem_buildings(self) -> pd.DataFrame:
+        return CoverageModel.problem_buildings(cast(CoverageModel, self))
 
     def __init__(self, shared: Shared, results: list[StreetResult], catalog: Catalog):
         city = shared.city
@@ -364,7 +368,7 @@ class AssembledModel:
             lookup[all_ids] = all_ids
             self.graph = _EdgeIds(lookup, shared.network_report)
 
-    def table(self, catalog: Catalog, seconds: dict) -> DistanceTable:
+    def table(self, catalog: Catalog, seconds: dict[str, Any]) -> DistanceTable:
         return DistanceTable(list(catalog.category_codes), self.dist, self.fac, self.method, seconds)
 
 
@@ -376,8 +380,8 @@ class DaskComputeResult:
     facilities: int
     categories: int
     rows_written: int
-    seconds: dict
-    snap: dict
+    seconds: dict[str, Any]
+    snap: dict[str, Any]
     streets: pd.DataFrame  # per street: buildings, edges and facilities in its halo, halo radius, seconds
     problems: pd.DataFrame
     components: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -469,10 +473,10 @@ def local_client(workers: int = 2, threads_per_worker: int = 1) -> tuple[Any, An
     """(client, cluster): a LocalCluster of ``workers`` processes on this machine; close both when done."""
     from dask.distributed import Client, LocalCluster
 
-    cluster = LocalCluster(
+    cluster = LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=workers, threads_per_worker=threads_per_worker, processes=True, dashboard_address=None
     )
-    return Client(cluster), cluster
+    return Client(cluster), cluster  # type: ignore[no-untyped-call]
 
 
 def in_memory(city: CityData, catalog: Catalog, client: Any) -> tuple[AssembledModel, DistanceTable]:

@@ -1,14 +1,25 @@
 """Vector tiles against GeoJSON: every building tile at z=15..17 covering the sample city, fetched from
-a separate load process (a thread pool of httpx clients, signed in with a bearer token), then the same
-tiles' areas as GeoJSON from ``/api/layers/building?bbox=…`` (one page per tile bbox), back to back:
-the two runs alternate (tiles first in odd rounds, GeoJSON first in even ones), repeated, medians kept.
+a separate load process (a thread pool of httpx clients, signed in with a bearer token), and the same
+tiles' areas as GeoJSON from ``/api/layers/building?bbox=…`` (one page per tile bbox), interleaved.
 
-    python bench/tiles_bench.py --url http://127.0.0.1:8804          # a demo already running
+Each round: the tile data version is moved (a no-op write on a tracked table, as the database owner), so
+every worker's tile cache misses; then, in the load process,
+
+- ``cold``: every tile once, first fetch after the data change (the tile cache cannot answer; PostgreSQL's
+  buffers are warm, as on a running server);
+- ``geojson``: the same areas as GeoJSON (first in odd rounds, after the cold tiles in even ones);
+- ``warm``: every tile again, ``--warm-passes`` times (with several server workers a tile is cached only
+  in the worker that drew it: the passes fill the others); the LAST pass is recorded, with its share of
+  cache hits (the ``X-Tile-Cache`` header).
+
+    python bench/tiles_bench.py --url http://127.0.0.1:8804          # a server already running
     python bench/tiles_bench.py --home DIR [--workers 2]              # starts `gisgov demo` itself
 
-Recorded: per kind p50/p99 latency (ms), requests/s, bytes per answer, errors; the load average before
-and after; written to ``bench/results/tiles.md``. Targets (issue 12): buildings p50 <= 20 ms and
->= 500 tiles/s on a 2-core machine.
+The version move needs the owner's database URL: ``--db-url``, else the one gisgov resolves from the
+environment (``GISGOV_HOME``, ``GISGOV_DB_NAME``). Recorded: per kind p50/p99 latency (ms), answers/s,
+bytes per answer, errors, cache hits; the load average before and after; written to
+``bench/results/tiles.md``. Targets (issue 12): buildings p50 <= 20 ms and >= 500 tiles/s on a 2-core
+machine.
 """
 
 from __future__ import annotations
@@ -104,13 +115,13 @@ def _fetch_all(base: str, token: str, urls: list[str], concurrency: int) -> dict
             c = local.c = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=60)
         return c
 
-    def one(url: str) -> tuple[float, int, int]:
+    def one(url: str) -> tuple[float, int, int, bool]:
         t0 = time.perf_counter()
         try:
             r = client().get(url)
-            return time.perf_counter() - t0, r.status_code, len(r.content)
+            return time.perf_counter() - t0, r.status_code, len(r.content), r.headers.get("x-tile-cache") == "hit"
         except httpx.HTTPError:
-            return time.perf_counter() - t0, 0, 0
+            return time.perf_counter() - t0, 0, 0, False
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
@@ -125,12 +136,27 @@ def _fetch_all(base: str, token: str, urls: list[str], concurrency: int) -> dict
         "p99": float(np.percentile(lat, 99)),
         "bytes": float(np.mean([o[2] for o in out])),
         "errors": sum(1 for o in out if o[1] != 200),
+        "hits": sum(1 for o in out if o[3]) / len(out),
     }
 
 
 def _load_process(conn, base: str, token: str, jobs: list[tuple[str, list[str]]], concurrency: int) -> None:
     conn.send([(kind, _fetch_all(base, token, urls, concurrency)) for kind, urls in jobs])
     conn.close()
+
+
+def bump_version(db_url: str) -> int:
+    """Move the tile data version (a no-op write on a tracked table, committed): every cached tile misses."""
+    from sqlalchemy import create_engine, pool, text
+
+    eng = create_engine(db_url, poolclass=pool.NullPool)
+    try:
+        with eng.begin() as c:
+            c.execute(text("UPDATE coverage_budget SET distance_m = distance_m WHERE false"))
+        with eng.connect() as c:
+            return int(c.execute(text("SELECT n FROM tile_version")).scalar_one())
+    finally:
+        eng.dispose()
 
 
 def run_in_load_process(base: str, token: str, jobs: list[tuple[str, list[str]]], concurrency: int) -> list:
@@ -153,12 +179,21 @@ def main() -> None:
     ap.add_argument("--url", help="a running gisgov (demo accounts); without it a demo is started")
     ap.add_argument("--home", type=Path, help="GISGOV_HOME for the demo this script starts")
     ap.add_argument("--workers", type=int, default=2, help="gisgov demo --workers when starting it")
+    ap.add_argument("--db-url", help="owner URL of the server's database (to move the tile data version)")
     ap.add_argument("--zooms", default="15,16,17")
-    ap.add_argument("--rounds", type=int, default=5, help="alternating tile/GeoJSON rounds (medians)")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds (medians)")
+    ap.add_argument("--warm-passes", type=int, default=3, help="warm passes per round (the last is recorded)")
     ap.add_argument("--concurrency", type=int, default=8, help="threads of the load process")
+    ap.add_argument("--server-note", default="", help="how the server was started (for the results file)")
     ap.add_argument("--no-write", action="store_true", help="do not write bench/results/tiles.md")
     args = ap.parse_args()
 
+    if args.db_url is None:
+        if args.home is not None:
+            os.environ["GISGOV_HOME"] = str(args.home)
+        from gisgov.db.engine import database_url
+
+        args.db_url = database_url(start=False)
     proc = None
     base = args.url
     if base is None:
@@ -167,6 +202,8 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         proc = start_demo(args.home, args.workers, port, args.home / "tiles-bench.log")
+    kinds = ("cold", "warm", "geojson")
+    rounds: dict[str, list[dict]] = {k: [] for k in kinds}
     try:
         wait_up(base, proc)
         token = httpx.post(f"{base}/api/auth/token", data={"username": USER, "password": PASSWORD}, timeout=60).json()[
@@ -181,18 +218,22 @@ def main() -> None:
             w, s, e, n = t.bounds_lonlat()
             geo_urls.append(f"/api/layers/building?bbox={w:.7f},{s:.7f},{e:.7f},{n:.7f}&limit=10000")
         print(f"{len(tiles)} tiles at z={args.zooms} over {bbox}; load average {loadavg()}", flush=True)
+        run_in_load_process(base, token, [("warm-up", tile_urls + geo_urls)], args.concurrency)
         before = loadavg()
-        run_in_load_process(base, token, [("warm", tile_urls + geo_urls)], args.concurrency)  # warm-up
-        rounds: dict[str, list[dict]] = {"tiles": [], "geojson": []}
         for i in range(args.rounds):
-            jobs = [("tiles", tile_urls), ("geojson", geo_urls)]
-            if i % 2:
+            version = bump_version(args.db_url)
+            jobs = [("cold", tile_urls), ("geojson", geo_urls)]
+            if i % 2 == 0:
                 jobs.reverse()
-            for kind, res in run_in_load_process(base, token, jobs, args.concurrency):
+            jobs += [("warm", tile_urls)] * args.warm_passes
+            results = run_in_load_process(base, token, jobs, args.concurrency)
+            last_warm = [r for k, r in results if k == "warm"][-1]
+            for kind, res in [(k, r) for k, r in results if k != "warm"] + [("warm", last_warm)]:
                 rounds[kind].append(res)
                 print(
-                    f"round {i + 1} {kind:8s} p50 {res['p50']:6.1f} ms  p99 {res['p99']:6.1f} ms  "
-                    f"{res['rps']:6.0f}/s  {res['bytes'] / 1024:6.1f} KiB  errors {res['errors']}",
+                    f"round {i + 1} (data version {version}) {kind:8s} p50 {res['p50']:6.1f} ms  "
+                    f"p99 {res['p99']:6.1f} ms  {res['rps']:6.0f}/s  {res['bytes'] / 1024:6.1f} KiB  "
+                    f"errors {res['errors']}  cache hits {res['hits']:.0%}",
                     flush=True,
                 )
         after = loadavg()
@@ -205,39 +246,54 @@ def main() -> None:
                 proc.kill()
 
     med = {
-        k: {m: statistics.median(r[m] for r in v) for m in ("p50", "p99", "rps", "bytes")} for k, v in rounds.items()
+        k: {m: statistics.median(r[m] for r in v) for m in ("p50", "p99", "rps", "bytes", "hits")}
+        for k, v in rounds.items()
     }
     errors = {k: sum(r["errors"] for r in v) for k, v in rounds.items()}
-    met = med["tiles"]["p50"] <= 20 and med["tiles"]["rps"] >= 500
+
+    def verdict(k: str) -> str:
+        m = med[k]
+        ok = m["p50"] <= 20 and m["rps"] >= 500
+        return f"**{'met' if ok else 'not met'}** (p50 {m['p50']:.1f} ms, {m['rps']:.0f} tiles/s)"
+
+    server = (
+        f"started by the script (`gisgov demo --workers {args.workers}`)"
+        if args.url is None
+        else f"{base}{' — ' + args.server_note if args.server_note else ''}"
+    )
     lines = [
         "# Vector tiles against GeoJSON (buildings)",
         "",
-        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores (server and load process on the same "
-        f"machine), Python {platform.python_version()}; server {'started by the script, ' + str(args.workers) + ' workers' if args.url is None else base}.",
-        f"{len(tiles)} building tiles at z={args.zooms} covering the sample city, each fetched once per round by "
-        f"{args.concurrency} threads of a separate process (signed in, bearer token); the same areas as GeoJSON "
-        "(`/api/layers/building?bbox=<tile bbox>&limit=10000`). Rounds alternate which kind goes first; "
-        f"medians of {args.rounds} rounds.",
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores (server, PostgreSQL and the load "
+        f"process on the same machine), Python {platform.python_version()}; server {server}.",
+        f"{len(tiles)} building tiles at z={args.zooms} covering the sample city, fetched by {args.concurrency} "
+        "threads of a separate process (signed in, bearer token); the same areas as GeoJSON "
+        "(`/api/layers/building?bbox=<tile bbox>&limit=10000`, not cached by the server). Each round first moves "
+        "the tile data version (every cached tile misses), then: **cold** = every tile once (first fetch after the "
+        f"data change), **geojson** (before or after cold, alternating), **warm** = every tile again, {args.warm_passes} "
+        "passes, the last recorded (hits = its share answered from the tile cache). "
+        f"Medians of {args.rounds} rounds.",
         f"Load average (1/5/15 min) before: {before}; after: {after}.",
         "",
-        "| kind | p50 ms | p99 ms | answers/s | mean size KiB | errors |",
-        "|---|---|---|---|---|---|",
+        "| kind | p50 ms | p99 ms | answers/s | mean size KiB | cache hits | errors |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for k in ("tiles", "geojson"):
+    for k in kinds:
         m = med[k]
+        hits = f"{m['hits']:.0%}" if k != "geojson" else "–"
         lines.append(
-            f"| {k} | {m['p50']:.1f} | {m['p99']:.1f} | {m['rps']:.0f} | {m['bytes'] / 1024:.1f} | {errors[k]} |"
+            f"| {k} | {m['p50']:.1f} | {m['p99']:.1f} | {m['rps']:.0f} | {m['bytes'] / 1024:.1f} | {hits} | "
+            f"{errors[k]} |"
         )
     lines += [
         "",
-        f"Target p50 <= 20 ms and >= 500 tiles/s: **{'met' if met else 'not met'}** "
-        f"(p50 {med['tiles']['p50']:.1f} ms, {med['tiles']['rps']:.0f} tiles/s). "
-        f"Tiles vs GeoJSON: {med['geojson']['p50'] / med['tiles']['p50']:.1f}× lower p50, "
-        f"{med['tiles']['rps'] / med['geojson']['rps']:.1f}× the throughput, "
-        f"{med['geojson']['bytes'] / max(med['tiles']['bytes'], 1):.1f}× smaller answers.",
+        f"Target p50 <= 20 ms and >= 500 tiles/s — cold tiles: {verdict('cold')}; warm tiles: {verdict('warm')}.",
+        f"Cold tiles vs GeoJSON: {med['geojson']['p50'] / med['cold']['p50']:.1f}× lower p50, "
+        f"{med['cold']['rps'] / med['geojson']['rps']:.1f}× the throughput, "
+        f"{med['geojson']['bytes'] / max(med['cold']['bytes'], 1):.1f}× smaller answers.",
         "",
-        "Rerun: `python bench/tiles_bench.py --home <GISGOV_HOME with the demo city> --workers 2` "
-        "(or `--url http://127.0.0.1:<port>` for a running demo).",
+        "Rerun: `python bench/tiles_bench.py --url http://127.0.0.1:<port>` against `gisgov serve --workers 2` "
+        "(or `--home <GISGOV_HOME with the demo city> --workers 2` to start a demo).",
         "",
     ]
     text = "\n".join(lines)

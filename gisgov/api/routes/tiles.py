@@ -25,7 +25,8 @@ Answers:
 
 ``Cache-Control: private, max-age=60`` and an ``ETag`` (hash of the key, the data version and the
 bytes), so a page panning back and forth re-uses its tiles; ``If-None-Match`` answers 304.
-Tiles that reach the layer's ``max_features`` carry ``X-Tile-Capped: 1``.
+Tiles that reach the layer's ``max_features`` carry ``X-Tile-Capped: 1``; ``X-Tile-Cache`` says ``hit``
+(replayed from this process's cache) or ``miss`` (drawn for this request).
 
 Drafts only when asked: the grid layer draws the current grids (the active plans, ``grid_current()``);
 ``?plan=<version>&community=<code>`` draws that stored plan's grids (planners: ``edit_plans``).
@@ -218,6 +219,7 @@ async def tile(
     # one short statement on the side pool: the committed data version (no scoped transaction for a hit)
     version = await to_thread.run_sync(_read_version, side_engine(request))
     entry = cache.get(key, version)
+    state = "hit" if entry is not None else "miss"
     if entry is None:
         async with transaction(request, p.db_scope) as conn:
             version, body, capped = await to_thread.run_sync(
@@ -225,7 +227,7 @@ async def tile(
             )
         entry = Entry(version, body, capped, key.etag(version, body))
         cache.put(key, entry)
-    headers = {"Cache-Control": CACHE, "ETag": entry.etag, "Vary": "Cookie, Authorization"}
+    headers = {"Cache-Control": CACHE, "ETag": entry.etag, "Vary": "Cookie, Authorization", "X-Tile-Cache": state}
     if entry.capped:
         headers["X-Tile-Capped"] = "1"
     if entry.etag in request.headers.get("if-none-match", ""):

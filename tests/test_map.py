@@ -170,8 +170,8 @@ def test_map_endpoint_from_postgis(mini_city_url, web_assets):
         assert not ANY_URL.search(html), ANY_URL.search(html)
         refs = ASSET_REF.findall(html)
         assert refs and all(
-            ref.startswith(assets.VENDOR_URL + "/") or ref == "/dashboard" for ref in refs
-        )  # assets, or the dashboard link
+            ref.startswith(assets.VENDOR_URL + "/") or ref in ("/dashboard", "/coverage") for ref in refs
+        )  # assets, or the links to the dashboard and the coverage page
         for ref in refs:
             assert c.get(ref).status_code == 200, ref
     for text in (

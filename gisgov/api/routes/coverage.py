@@ -46,7 +46,7 @@ from gisgov.coverage.figures import group_figures
 from gisgov.coverage.service import CoverageService, ScopedCoverage
 from gisgov.coverage.siting import check_points
 from gisgov.coverage.whatif import check_lonlat
-from gisgov.crs import WGS84
+from gisgov.crs import GEOJSON_PRECISION, WGS84
 from gisgov.errors import GisgovError, InvalidInput, NotFound
 from gisgov.security import suppress
 from gisgov.security.roles import Perm, Principal
@@ -346,7 +346,7 @@ def gaps(
 
 
 BUILDINGS_SQL = """
-SELECT b.id, ST_AsGeoJSON(ST_Transform(coalesce(b.geom, b.pos), 4326), 6) AS g
+SELECT b.id, ST_AsGeoJSON(ST_Transform(coalesce(b.geom, b.pos), 4326), :prec) AS g
 FROM building b WHERE b.community_code LIKE :scope || '%' ORDER BY b.id
 """
 
@@ -376,7 +376,7 @@ def buildings_by_distance(
     def make() -> str:
         classes = coverage_cache.building_classes(_entry(conn, svc, cache, key), scope)
         feats = []
-        for bid, g in conn.execute(text(BUILDINGS_SQL), {"scope": scope}).all():
+        for bid, g in conn.execute(text(BUILDINGS_SQL), {"scope": scope, "prec": GEOJSON_PRECISION}).all():
             cls = classes.get(int(bid))
             if cls is None or g is None:
                 continue

@@ -129,7 +129,7 @@ def test_viewer_sees_layers_without_analyses(base, browser, city):
     page, rec = open_page(browser, base, viewer)
     wait_data(page, "outlines", "ready")
     page.wait_for_function(
-        "document.body.dataset.layers && document.body.dataset.layers.includes('|c15|')", timeout=60000
+        "() => !!document.body.dataset.layers && document.body.dataset.layers.includes('|c15|')", timeout=60000
     )
     wait_data(page, "sites", "forbidden")
     assert page.locator("#sites-card").is_hidden() and page.locator("#whatif-card").is_hidden()

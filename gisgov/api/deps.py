@@ -259,7 +259,8 @@ async def transaction(request: Request, scope: str) -> AsyncIterator[Connection]
             budgets.untrack(request, handle)
         finally:
             slots.release()
-    if request.method not in SAFE_METHODS:
+    # a transaction opened for work outside an HTTP request (no method) counts as a write
+    if getattr(request, "method", None) not in SAFE_METHODS:
         _pin_after_write(request)
 
 

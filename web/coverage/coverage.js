@@ -478,8 +478,10 @@
   function zoomTo(code) {
     var l = outlines.communities[code];
     if (!l) return;
+    // flagged once the view has arrived: a click computed during the zoom animation would land elsewhere, and a
+    // view set during it is overridden when it ends
+    map.once("moveend", function () { body.dataset.zoomed = code; });
     map.fitBounds(l.getBounds(), { padding: [20, 20] });
-    body.dataset.zoomed = code;
   }
 
   // -- layer toggles -----------------------------------------------------------------------------------------

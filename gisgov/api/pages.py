@@ -20,12 +20,14 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from gisgov.errors import GisgovError
-from gisgov.maps.assets import ASSETS, asset_url
+from gisgov.maps.assets import ASSETS, asset_url, require_assets
 
 COMMON = "common"  # web/common: what every page shares
 COMMON_CSS = "gisgov.css"
@@ -95,6 +97,16 @@ class LeafletPage:
 
         page = _NAMED_SLOT.sub(named, page)
         return page.replace("{{config}}", config)
+
+    def response(self, settings: Any) -> HTMLResponse:
+        """The page for a map route: 503 naming the fix when the vendored assets are missing, else the
+        rendered HTML with the configured basemap."""
+        require_assets(settings.web_dir)
+        return HTMLResponse(
+            self.render(
+                settings.web_dir, basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution
+            )
+        )
 
     def mount(self, app: FastAPI) -> None:
         """Serve the page's own JS/CSS at /static/<name> (and, once per app, web/common at /static/common)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import pandas as pd
@@ -270,6 +271,48 @@ def _clip(conn: Connection, cache: CoverageCache, e: Entry, scope: str) -> Any:
     return cache.answer((e.key[0], "clip", scope), lambda: (coverage_cache.scope_polygon(conn, e, scope),))[0]
 
 
+@dataclass
+class Choice:
+    """What the routes answering from the per-run cache share: the request's transaction (widened to the whole
+    city: the shared model is loaded from it whoever asks), the service, the cache, the caller's area and the
+    key (run, category, circle, profile)."""
+
+    conn: Connection
+    svc: CoverageService
+    cache: CoverageCache
+    scope: str
+    circle: str
+    profile: str
+    key: Key
+
+    def entry(self) -> Entry:
+        return _entry(self.conn, self.svc, self.cache, self.key)
+
+    def clip(self, e: Entry) -> Any:
+        return _clip(self.conn, self.cache, e, self.scope)
+
+    def answer(self, what: tuple[Any, ...], make: Any) -> Any:
+        """``make()``'s answer for ``what`` under this key, cached (and kept in files) per computation run."""
+        return self.cache.answer((*self.key, *what), make, persist=True)
+
+
+def choice(
+    category: str = Query(...),
+    circle: str = Query("c15"),
+    profile: str = Query("standard"),
+    conn: Connection = DB,
+    svc: CoverageService = Depends(service),
+    cache: CoverageCache = CACHE,
+    p: Principal = READ,
+) -> Choice:
+    """The category, circle and profile asked for (unknown names answer 4xx before any work)."""
+    system_scope(conn)
+    return Choice(conn, svc, cache, p.area_prefix, circle, profile, _key(conn, svc, cache, category, circle, profile))
+
+
+CHOICE = Depends(choice)
+
+
 @router.get(
     "/api/coverage/areas",
     summary="服务圈 Service area of a category (or one facility) as GeoJSON",
@@ -277,32 +320,22 @@ def _clip(conn: Connection, cache: CoverageCache, e: Entry, scope: str) -> Any:
     responses=geojson_ok(FeatureCollection, "服务圈 GeoJSON service areas (WGS84)"),
 )
 def service_areas(
-    category: str = Query(...),
-    circle: str = Query("c15"),
-    profile: str = Query("standard"),
     facility_id: int | None = Query(None, description="One facility instead of the whole category."),
     tolerance_m: float = TOLERANCE,
-    conn: Connection = DB,
-    svc: CoverageService = Depends(service),
-    cache: CoverageCache = CACHE,
-    p: Principal = READ,
+    c: Choice = CHOICE,
 ) -> Response:
     """Reachable street parts (partial edges included) and access legs within the budget,
     buffered by the catalog's area width and dissolved; buildings beyond the budget are cut out.
     Cut to the caller's area; ``buildings_in`` counts the area's buildings. The whole category's area
     is cached per computation run (:mod:`gisgov.coverage.cache`); one facility's is computed."""
-    system_scope(conn)  # the shared model is loaded from the whole city whoever asks
-    scope = p.area_prefix
     if facility_id is not None:
-        return _geojson(svc.service_area(conn, category, circle, profile, facility_id, scope=scope))
-    key = _key(conn, svc, cache, category, circle, profile)
+        return _geojson(c.svc.service_area(c.conn, c.key[1], c.circle, c.profile, facility_id, scope=c.scope))
 
     def make() -> str:
-        e = _entry(conn, svc, cache, key)
-        frame = coverage_cache.area_frame(e, _clip(conn, cache, e, scope), scope, tolerance_m)
-        return coverage_cache.geojson_text(frame, tolerance_m)
+        e = c.entry()
+        return coverage_cache.geojson_text(coverage_cache.area_frame(e, c.clip(e), c.scope, tolerance_m), tolerance_m)
 
-    return GeoJSONResponse(cache.answer((*key, "areas", scope, tolerance_m), make, persist=True))
+    return GeoJSONResponse(c.answer(("areas", c.scope, tolerance_m), make))
 
 
 @router.get(
@@ -312,37 +345,29 @@ def service_areas(
     responses=geojson_ok(FeatureCollection, "服务盲区 GeoJSON gap areas (WGS84)"),
 )
 def gaps(
-    category: str = Query(...),
-    circle: str = Query("c15"),
-    profile: str = Query("standard"),
     level: str | None = Query(None),
     code: str | None = Query(None),
     tolerance_m: float = TOLERANCE,
-    conn: Connection = DB,
-    svc: CoverageService = Depends(service),
-    cache: CoverageCache = CACHE,
+    c: Choice = CHOICE,
     p: Principal = READ,
 ) -> Response:
     """Gap areas of the caller's area (or of one street / community in it: cached per computation run;
     a grid or compound: computed)."""
     _unit_in_area(p, level, code)
-    system_scope(conn)  # the shared model is loaded from the whole city whoever asks
-    scope = p.area_prefix
     if level not in (None, "street", "community"):
-        return _geojson(svc.gaps(conn, category, circle, profile, level, code, scope=scope))
-    key = _key(conn, svc, cache, category, circle, profile)
+        return _geojson(c.svc.gaps(c.conn, c.key[1], c.circle, c.profile, level, code, scope=c.scope))
 
     def make() -> str:
-        e = _entry(conn, svc, cache, key)
-        within = e.scope_mask(scope)
+        e = c.entry()
+        within = e.scope_mask(c.scope)
         if level is not None:
             within = within & (e.community == code if level == "community" else e.scope_mask(str(code)))
             if not within.any():
                 raise NotFound(f"{level} {code!r} has no buildings (rule: area_has_buildings)")
-        frame = coverage_cache.gaps_frame(e, _clip(conn, cache, e, scope), scope, within, tolerance_m)
+        frame = coverage_cache.gaps_frame(e, c.clip(e), c.scope, within, tolerance_m)
         return coverage_cache.geojson_text(frame, tolerance_m)
 
-    return GeoJSONResponse(cache.answer((*key, "gaps", scope, level, code, tolerance_m), make, persist=True))
+    return GeoJSONResponse(c.answer(("gaps", c.scope, level, code, tolerance_m), make))
 
 
 BUILDINGS_SQL = """
@@ -357,35 +382,24 @@ FROM building b WHERE b.community_code LIKE :scope || '%' ORDER BY b.id
     response_class=GeoJSONResponse,
     responses=geojson_ok(FeatureCollection, "楼栋 GeoJSON buildings with their distance class (WGS84)"),
 )
-def buildings_by_distance(
-    category: str = Query(...),
-    circle: str = Query("c15"),
-    profile: str = Query("standard"),
-    conn: Connection = DB,
-    svc: CoverageService = Depends(service),
-    cache: CoverageCache = CACHE,
-    p: Principal = READ,
-) -> Response:
+def buildings_by_distance(c: Choice = CHOICE) -> Response:
     """Each building of the caller's area (footprint, or point without one) with ``cls``: ``within`` the
     circle's walking distance, ``near`` (up to 1.5 × that distance) or ``beyond`` (farther or unreachable)
     and ``distance_m`` (rounded). Cached per computation run."""
-    system_scope(conn)
-    scope = p.area_prefix
-    key = _key(conn, svc, cache, category, circle, profile)
 
     def make() -> str:
-        classes = coverage_cache.building_classes(_entry(conn, svc, cache, key), scope)
+        classes = coverage_cache.building_classes(c.entry(), c.scope)
         feats = []
-        for bid, g in conn.execute(text(BUILDINGS_SQL), {"scope": scope, "prec": GEOJSON_PRECISION}).all():
+        for bid, g in c.conn.execute(text(BUILDINGS_SQL), {"scope": c.scope, "prec": GEOJSON_PRECISION}).all():
             cls = classes.get(int(bid))
             if cls is None or g is None:
                 continue
-            c, d = cls
-            props = {"id": int(bid), "cls": coverage_cache.DISTANCE_CLASSES[c], "distance_m": d}
+            k, d = cls
+            props = {"id": int(bid), "cls": coverage_cache.DISTANCE_CLASSES[k], "distance_m": d}
             feats.append(f'{{"type":"Feature","properties":{json.dumps(props)},"geometry":{g}}}')
         return '{"type":"FeatureCollection","features":[' + ",".join(feats) + "]}"
 
-    return GeoJSONResponse(cache.answer((*key, "buildings", scope), make, persist=True))
+    return GeoJSONResponse(c.answer(("buildings", c.scope), make))
 
 
 @router.get(
@@ -394,26 +408,15 @@ def buildings_by_distance(
     response_class=GeoJSONResponse,
     responses=geojson_ok(FeatureCollection, "设施 GeoJSON facilities (WGS84)"),
 )
-def category_facilities(
-    category: str = Query(...),
-    circle: str = Query("c15"),
-    profile: str = Query("standard"),
-    conn: Connection = DB,
-    svc: CoverageService = Depends(service),
-    cache: CoverageCache = CACHE,
-    p: Principal = READ,
-) -> Response:
+def category_facilities(c: Choice = CHOICE) -> Response:
     """The category's facilities inside the caller's area widened by the circle's walking distance
     (all of them for a city-wide account): id, name, kind. Cached per computation run."""
-    system_scope(conn)
-    scope = p.area_prefix
-    key = _key(conn, svc, cache, category, circle, profile)
 
     def make() -> str:
-        e = _entry(conn, svc, cache, key)
-        return coverage_cache.geojson_text(coverage_cache.facilities_frame(e, _clip(conn, cache, e, scope)), 0.0)
+        e = c.entry()
+        return coverage_cache.geojson_text(coverage_cache.facilities_frame(e, c.clip(e)), 0.0)
 
-    return GeoJSONResponse(cache.answer((*key, "facilities", scope), make, persist=True))
+    return GeoJSONResponse(c.answer(("facilities", c.scope), make))
 
 
 NAMES_SQL = """
@@ -428,37 +431,26 @@ WHERE c.code LIKE :scope || '%'
     response_model=CommunityFigures,
     response_model_exclude_unset=True,
 )
-def community_figures(
-    category: str = Query(...),
-    circle: str = Query("c15"),
-    profile: str = Query("standard"),
-    conn: Connection = DB,
-    svc: CoverageService = Depends(service),
-    cache: CoverageCache = CACHE,
-    p: Principal = READ,
-) -> dict[str, Any]:
+def community_figures(c: Choice = CHOICE) -> dict[str, Any]:
     """Per community of the caller's area: buildings, households and residents within the circle (and
     households beyond), the covered shares and the number of gap areas. Aggregates only; cached per
     computation run."""
-    system_scope(conn)
-    scope = p.area_prefix
-    key = _key(conn, svc, cache, category, circle, profile)
 
     def make() -> dict[str, Any]:
-        e = _entry(conn, svc, cache, key)
-        names = {str(c): (n or str(c), sn or "") for c, n, sn in conn.execute(text(NAMES_SQL), {"scope": scope})}
+        e = c.entry()
+        names = {str(k): (n or str(k), sn or "") for k, n, sn in c.conn.execute(text(NAMES_SQL), {"scope": c.scope})}
         return {
             "category": e.category,
             "name_zh": e.name_zh,
             "name_en": e.name_en,
-            "circle": circle,
-            "profile": profile,
+            "circle": c.circle,
+            "profile": c.profile,
             "budget_m": e.budget_m,
             "method": e.method,
-            "rows": coverage_cache.community_rows(e, scope, names),
+            "rows": coverage_cache.community_rows(e, c.scope, names),
         }
 
-    out: dict[str, Any] = cache.answer((*key, "communities", scope), make, persist=True)
+    out: dict[str, Any] = c.answer(("communities", c.scope), make)
     return out
 
 

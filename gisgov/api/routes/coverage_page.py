@@ -19,7 +19,6 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse
 
 from gisgov.api.pages import LeafletPage
-from gisgov.maps.assets import require_assets
 
 router = APIRouter()
 PAGE = LeafletPage("coverage", "便民服务圈 coverage")
@@ -32,13 +31,7 @@ PAGE = LeafletPage("coverage", "便民服务圈 coverage")
     summary="便民服务圈 Coverage page: service areas, gaps, suggested sites, what-if, figures per community",
 )
 def coverage_page(request: Request) -> HTMLResponse:
-    settings = request.app.state.settings
-    require_assets(settings.web_dir)
-    return HTMLResponse(
-        PAGE.render(
-            settings.web_dir, basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution
-        )
-    )
+    return PAGE.response(request.app.state.settings)
 
 
 def setup(app: FastAPI) -> None:

@@ -25,7 +25,6 @@ from gisgov.api.deps import DB, in_scope_or_404, require
 from gisgov.api.pages import LeafletPage
 from gisgov.api.schemas.dashboard import StreetEventStats
 from gisgov.events import stats as event_stats
-from gisgov.maps.assets import require_assets
 from gisgov.security.roles import Perm, Principal
 
 router = APIRouter()
@@ -39,13 +38,7 @@ PAGE = LeafletPage("dashboard", "驾驶舱 dashboard")
     summary="领导驾驶舱 Leaders' drill-down map: city → street → community → grid → compound",
 )
 def dashboard(request: Request) -> HTMLResponse:
-    settings = request.app.state.settings
-    require_assets(settings.web_dir)
-    return HTMLResponse(
-        PAGE.render(
-            settings.web_dir, basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution
-        )
-    )
+    return PAGE.response(request.app.state.settings)
 
 
 @router.get(

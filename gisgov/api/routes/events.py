@@ -31,7 +31,6 @@ from gisgov.api.schemas.answer import KEEP_SHAPE
 from gisgov.errors import GisgovError, InvalidInput
 from gisgov.events import machine, stats, store
 from gisgov.events.catalog import load_catalog
-from gisgov.maps.assets import require_assets
 from gisgov.security.roles import ROLE_LABELS, Perm, Principal
 
 router = APIRouter()
@@ -69,13 +68,7 @@ class TransitionBody(BaseModel):
     responses={200: {"description": "页面 the HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 def events_page(request: Request) -> HTMLResponse:
-    settings = request.app.state.settings
-    require_assets(settings.web_dir)
-    return HTMLResponse(
-        PAGE.render(
-            settings.web_dir, basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution
-        )
-    )
+    return PAGE.response(request.app.state.settings)
 
 
 @router.get(

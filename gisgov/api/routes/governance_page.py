@@ -20,7 +20,6 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse
 
 from gisgov.api.pages import LeafletPage
-from gisgov.maps.assets import require_assets
 
 router = APIRouter()
 PAGE = LeafletPage("governance", "网格治理 governance")
@@ -34,13 +33,7 @@ PAGE = LeafletPage("governance", "网格治理 governance")
     responses={200: {"description": "页面 the HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 def governance_page(request: Request) -> HTMLResponse:
-    settings = request.app.state.settings
-    require_assets(settings.web_dir)
-    return HTMLResponse(
-        PAGE.render(
-            settings.web_dir, basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution
-        )
-    )
+    return PAGE.response(request.app.state.settings)
 
 
 def setup(app: FastAPI) -> None:

@@ -30,7 +30,6 @@ from gisgov.api.schemas.answer import KEEP_SHAPE
 from gisgov.api.schemas.grids import SessionLayers
 from gisgov.crs import GEOJSON_PRECISION
 from gisgov.gridding import sessions
-from gisgov.maps.assets import require_assets
 from gisgov.security.roles import Perm, Principal
 
 router = APIRouter()
@@ -45,13 +44,7 @@ PAGE = LeafletPage("grid-editor", "网格编辑器 grid editor")
     responses={200: {"description": "页面 the HTML page", "content": {"text/html": {"schema": {"type": "string"}}}}},
 )
 def editor_page(request: Request) -> HTMLResponse:
-    settings = request.app.state.settings
-    require_assets(settings.web_dir)
-    return HTMLResponse(
-        PAGE.render(
-            settings.web_dir, basemap_url=settings.basemap_url, basemap_attribution=settings.basemap_attribution
-        )
-    )
+    return PAGE.response(request.app.state.settings)
 
 
 def _geo(ctx, geom) -> dict | None:

@@ -51,12 +51,37 @@ PRECISION = GEOJSON_PRECISION  # decimal degrees in GeoJSON (gisgov.crs: 7 ≈ 1
 
 # How the buildings under one feature of a layer are found (p = the page of features).
 _ROLLUP_JOIN = {
-    "building": "JOIN building b ON b.id = p._id",
-    "compound": "JOIN building b ON b.compound_id = p._id",
-    "grid": "JOIN building b ON b.grid_id = p._id",
-    "community": "JOIN building b ON b.community_code = p._code",
-    "street": "JOIN community c ON c.street_code = p._code JOIN building b ON b.community_code = c.code",
+    "building": "JOIN building b ON b.id = {a}._id",
+    "compound": "JOIN building b ON b.compound_id = {a}._id",
+    "grid": "JOIN building b ON b.grid_id = {a}._id",
+    "community": "JOIN building b ON b.community_code = {a}._code",
+    "street": "JOIN community c ON c.street_code = {a}._code JOIN building b ON b.community_code = c.code",
 }
+
+
+def rollup_join(counts: str, alias: str) -> str:
+    """How the buildings (``b``) under one row of a layer are found; ``alias`` names the rows (``_id``, ``_code``)."""
+    return _ROLLUP_JOIN[counts].format(a=alias)
+
+
+def count_ctes(source: str, alias: str, rollup: str) -> tuple[str, str]:
+    """CTEs (to append after others: they start with a comma) counting the households and residents under each
+    row of ``source`` (a CTE with ``_id``, read as ``alias``; ``rollup`` joins its buildings as ``b``), limited to
+    the caller's area (``:s_area``). A building without household rows counts its ``households`` column. Also
+    the join that brings the counts as ``s`` (``s.households``, ``s.residents``)."""
+    ctes = f""",
+bl AS (SELECT {alias}._id AS fid, b.code, b.households FROM {source} {alias} {rollup}
+       WHERE starts_with(b.community_code, :s_area)),
+hc AS (SELECT hh.building_code, count(*) AS n FROM household hh
+       WHERE hh.building_code IN (SELECT code FROM bl) GROUP BY hh.building_code),
+rc AS (SELECT hh.building_code, count(*) AS n FROM household hh JOIN resident rr ON rr.household_id = hh.id
+       WHERE hh.building_code IN (SELECT code FROM bl) GROUP BY hh.building_code),
+stats AS (SELECT bl.fid,
+                 sum(CASE WHEN hc.n > 0 THEN hc.n ELSE coalesce(bl.households, 0) END)::bigint AS households,
+                 sum(coalesce(rc.n, 0))::bigint AS residents
+          FROM bl LEFT JOIN hc ON hc.building_code = bl.code LEFT JOIN rc ON rc.building_code = bl.code
+          GROUP BY bl.fid)"""
+    return ctes, f"LEFT JOIN stats s ON s.fid = {alias}._id"
 
 
 @dataclass(frozen=True)
@@ -254,19 +279,7 @@ def layer_page(
 
     stats_ctes, stats_join = "", ""
     if layer.counts:
-        stats_ctes = f""",
-bl AS (SELECT p._id AS fid, b.code, b.households FROM page p {_ROLLUP_JOIN[layer.counts]}
-       WHERE starts_with(b.community_code, :s_area)),
-hc AS (SELECT h.building_code, count(*) AS n FROM household h
-       WHERE h.building_code IN (SELECT code FROM bl) GROUP BY h.building_code),
-rc AS (SELECT h.building_code, count(*) AS n FROM household h JOIN resident r ON r.household_id = h.id
-       WHERE h.building_code IN (SELECT code FROM bl) GROUP BY h.building_code),
-stats AS (SELECT bl.fid,
-                 sum(CASE WHEN hc.n > 0 THEN hc.n ELSE coalesce(bl.households, 0) END)::bigint AS households,
-                 sum(coalesce(rc.n, 0))::bigint AS residents
-          FROM bl LEFT JOIN hc ON hc.building_code = bl.code LEFT JOIN rc ON rc.building_code = bl.code
-          GROUP BY bl.fid)"""
-        stats_join = "LEFT JOIN stats s ON s.fid = p._id"
+        stats_ctes, stats_join = count_ctes("page", "p", rollup_join(layer.counts, "p"))
 
     matched = f"(SELECT count(*) FROM {table} t{from_env} {where})" if count else "NULL::bigint"
     sql = f"""

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from gisgov.api.queries import CURRENT_ROWS, Scope, scope_conditions
+from gisgov.api.queries import CURRENT_ROWS, Scope, count_ctes, rollup_join, scope_conditions
 from gisgov.layers import Catalog, Layer, Tiles
 from gisgov.tiles.coords import Tile, simplify_tolerance_m
 
@@ -33,14 +33,6 @@ WEB_MERCATOR = 3857
 #: the name of the derived coverage layer (buildings × stored distances); no catalog layer may take it
 COVERAGE = "coverage"
 
-# How the buildings under one row of a layer are found (r = the tile's rows), as in gisgov.api.queries.
-_ROLLUP_JOIN = {
-    "building": "JOIN building b ON b.id = r._id",
-    "compound": "JOIN building b ON b.compound_id = r._id",
-    "grid": "JOIN building b ON b.grid_id = r._id",
-    "community": "JOIN building b ON b.community_code = r._code",
-    "street": "JOIN community c ON c.street_code = r._code JOIN building b ON b.community_code = c.code",
-}
 # A draft plan's buildings are in its assignments, not in building.grid_id (the active plan's).
 _PLAN_ROLLUP = (
     "JOIN grid_assignment ga ON ga.grid_id = r._id AND ga.plan_id = :plan_id JOIN building b ON b.id = ga.building_id"
@@ -171,20 +163,8 @@ def tile_sql(
             out.append(f"round({budget})::integer AS budget_m")
             out.append(f"(r._dist IS NOT NULL AND r._dist <= {budget}) AS within")
     elif layer.counts and cfg.counts:
-        rollup = _PLAN_ROLLUP if plan is not None else _ROLLUP_JOIN[layer.counts]
-        ctes = f""",
-bl AS (SELECT r._id AS fid, b.code, b.households FROM rows r {rollup}
-       WHERE starts_with(b.community_code, :s_area)),
-hc AS (SELECT h.building_code, count(*) AS n FROM household h
-       WHERE h.building_code IN (SELECT code FROM bl) GROUP BY h.building_code),
-rc AS (SELECT h.building_code, count(*) AS n FROM household h JOIN resident p ON p.household_id = h.id
-       WHERE h.building_code IN (SELECT code FROM bl) GROUP BY h.building_code),
-stats AS (SELECT bl.fid,
-                 sum(CASE WHEN hc.n > 0 THEN hc.n ELSE coalesce(bl.households, 0) END)::integer AS households,
-                 sum(coalesce(rc.n, 0))::integer AS residents
-          FROM bl LEFT JOIN hc ON hc.building_code = bl.code LEFT JOIN rc ON rc.building_code = bl.code
-          GROUP BY bl.fid)"""
-        stats_join = "LEFT JOIN stats s ON s.fid = r._id"
+        rollup = _PLAN_ROLLUP if plan is not None else rollup_join(layer.counts, "r")
+        ctes, stats_join = count_ctes("rows", "r", rollup)
         out += ["coalesce(s.households, 0) AS households", "coalesce(s.residents, 0) AS residents"]
 
     projected = f"ST_Transform(r._g, {WEB_MERCATOR})"

@@ -727,11 +727,9 @@ def move(sid: str, body: MoveBody, request: Request, conn: Connection = DB, p: P
     return aggregate_view(out, p)
 
 
-EDIT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **SESSION,
-    400: {"description": "编辑被拒绝 the edit is refused (a rule named in the message)"},
-    409: {"description": "the session changed elsewhere"},
-}
+EDIT_RESPONSES: dict[int | str, dict[str, Any]] = {k: v for k, v in SESSION.items()}  # noqa: C416  (widens the key type)
+EDIT_RESPONSES[400] = {"description": "编辑被拒绝 the edit is refused (a rule named in the message)"}
+EDIT_RESPONSES[409] = {"description": "the session changed elsewhere"}
 
 
 @router.post(

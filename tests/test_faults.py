@@ -225,10 +225,9 @@ def _other_sessions(conninfo: str, db: str, query_like: str | None = None) -> in
         return c.execute(sql, args).fetchone()[0]
 
 
-def test_kill_9_during_roster_import_leaves_no_rows(db_factory, tmp_path):
-    roster = _bench_roster()
-    url = db_factory.create(prefix="gisgov_test_faults")
-    eng = create_engine(url, poolclass=pool.NullPool)
+def roster_world(eng, community: str) -> list[str]:
+    """One street, one community ``community`` and 300 buildings (18 floors): the place a big roster goes into.
+    Returns the building codes."""
     with eng.begin() as c:
         c.execute(
             text(
@@ -241,7 +240,7 @@ def test_kill_9_during_roster_import_leaves_no_rows(db_factory, tmp_path):
                 "INSERT INTO community (code, street_code, name, geom) VALUES (:c, '340104001', '故障社区', "
                 "ST_Multi(ST_MakeEnvelope(117.0, 31.0, 117.2, 31.2, 4490)))"
             ),
-            {"c": roster.COMMUNITY},
+            {"c": community},
         )
         c.execute(
             text("""
@@ -251,9 +250,17 @@ def test_kill_9_during_roster_import_leaves_no_rows(db_factory, tmp_path):
                                             117.0013 + (i % 20) * 0.0005, 31.0013 + (i / 20) * 0.0005, 4490)),
                    ST_SetSRID(ST_MakePoint(0, 0), 4490)
             FROM generate_series(1, 300) i"""),
-            {"c": roster.COMMUNITY},
+            {"c": community},
         )
         buildings = c.execute(text("SELECT code FROM building ORDER BY code")).scalars().all()
+    return buildings
+
+
+def test_kill_9_during_roster_import_leaves_no_rows(db_factory, tmp_path):
+    roster = _bench_roster()
+    url = db_factory.create(prefix="gisgov_test_faults")
+    eng = create_engine(url, poolclass=pool.NullPool)
+    buildings = roster_world(eng, roster.COMMUNITY)
     csv = tmp_path / "residents.csv"
     roster.make_roster(csv, 150_000, buildings, np.random.default_rng(3))
     db = url.rsplit("/", 1)[1]

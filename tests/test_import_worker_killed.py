@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from auth_helpers import USER_PASSWORD, ensure_user
 from sqlalchemy import create_engine, pool, text
-from test_faults import _bench_roster, _env, _other_sessions, _wait
+from test_faults import _bench_roster, _env, _other_sessions, _wait, roster_world
 
 from gisgov.db.cluster import free_port
 from gisgov.db.engine import psycopg_conninfo
@@ -71,31 +71,7 @@ def roster_db(db_factory, tmp_path):
     roster = _bench_roster()
     url = db_factory.create(prefix="gisgov_test_killed")
     eng = create_engine(url, poolclass=pool.NullPool)
-    with eng.begin() as c:
-        c.execute(
-            text(
-                "INSERT INTO street (code, name, geom) VALUES ('340104001', '故障街道', "
-                "ST_Multi(ST_MakeEnvelope(117.0, 31.0, 117.2, 31.2, 4490)))"
-            )
-        )
-        c.execute(
-            text(
-                "INSERT INTO community (code, street_code, name, geom) VALUES (:c, '340104001', '故障社区', "
-                "ST_Multi(ST_MakeEnvelope(117.0, 31.0, 117.2, 31.2, 4490)))"
-            ),
-            {"c": roster.COMMUNITY},
-        )
-        c.execute(
-            text("""
-            INSERT INTO building (code, community_code, floors, geom, pos)
-            SELECT :c || lpad(i::text, 5, '0'), :c, 18,
-                   ST_Multi(ST_MakeEnvelope(117.001 + (i % 20) * 0.0005, 31.001 + (i / 20) * 0.0005,
-                                            117.0013 + (i % 20) * 0.0005, 31.0013 + (i / 20) * 0.0005, 4490)),
-                   ST_SetSRID(ST_MakePoint(0, 0), 4490)
-            FROM generate_series(1, 300) i"""),
-            {"c": roster.COMMUNITY},
-        )
-        buildings = c.execute(text("SELECT code FROM building ORDER BY code")).scalars().all()
+    buildings = roster_world(eng, roster.COMMUNITY)
     csv = tmp_path / "居民名册.csv"
     roster.make_roster(csv, ROWS, buildings, np.random.default_rng(5))
     yield url, eng, csv

@@ -316,3 +316,32 @@ def test_writes_through_the_building_access_view(new_city):
             c.rollback()
     finally:
         eng.dispose()
+
+
+def test_reads_fingerprint_the_inputs_only_after_a_commit_moved_the_data_version(new_city, tmp_path):
+    """A coverage read checks one number (the data version) instead of fingerprinting every input table on each
+    request; a committed write to any input — the road network too (migration 0018) — makes the next read check."""
+    from gisgov.db.data_version import data_version
+
+    eng = create_engine(new_city, poolclass=pool.NullPool)
+    try:
+        svc = CoverageService(model_dir=tmp_path)
+        with eng.connect() as c:
+            street = c.execute(text("SELECT min(code) FROM street")).scalar_one()
+            first = svc.summary(c, "street", street)  # builds the model and the table
+            checks = svc.input_checks
+            assert svc.summary(c, "street", street) == first  # checks the inputs once, finds them current
+            assert svc.input_checks == checks + 1
+            for _ in range(3):
+                assert svc.summary(c, "street", street) == first
+            assert svc.input_checks == checks + 1  # nothing committed since: no fingerprints
+            v0 = data_version(c)
+            c.rollback()
+        with eng.begin() as c:  # a no-op write to the walking network, committed
+            c.execute(text("UPDATE road_edge SET name = name WHERE id = (SELECT min(id) FROM road_edge)"))
+        with eng.connect() as c:
+            assert data_version(c) == v0 + 1
+            assert svc.summary(c, "street", street) == first
+            assert svc.input_checks == checks + 2  # the version moved: the inputs were fingerprinted again
+    finally:
+        eng.dispose()

@@ -17,8 +17,9 @@ from sqlalchemy.exc import DBAPIError
 import gisgov.api.routes.tiles as tiles_route
 from gisgov.api.app import create_app
 from gisgov.config import Settings
+from gisgov.db.data_version import data_version
 from gisgov.sample.load import load_city
-from gisgov.tiles.cache import ENTRY_OVERHEAD, Entry, TileCache, TileKey, data_version
+from gisgov.tiles.cache import ENTRY_OVERHEAD, Entry, TileCache, TileKey
 from gisgov.tiles.coords import lonlat_to_tile
 
 # -- the LRU itself -------------------------------------------------------------------------------------

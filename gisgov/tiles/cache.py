@@ -4,7 +4,7 @@ A tile is cached under its :class:`TileKey`: the layer as asked, the tile, the q
 (plan, community, category, profile, circle), the caller's area (``Scope``: area prefix and personal
 node, and the row-level-security scope), the catalog it was drawn from, and the DATA VERSION: the number
 ``tile_version.n`` that every committed write to a table drawn in tiles increases (migration 0017). Each
-request reads that number (:func:`data_version`, one short statement) before looking here, so
+request reads that number (:func:`gisgov.db.data_version.data_version`, one short statement) before looking here, so
 
 - a tile cached before a write is never served after the write committed (its key holds the old number);
 - two callers with different areas never share an entry (their scopes differ);
@@ -23,19 +23,10 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, text
-
 #: default bound of one process's tile cache (bytes of tile bodies plus a fixed overhead per entry)
 DEFAULT_MAX_BYTES = 64 * 2**20
 #: accounted per entry besides its body (key, ETag, bookkeeping)
 ENTRY_OVERHEAD = 256
-
-_VERSION = text("SELECT n FROM tile_version")
-
-
-def data_version(conn: Connection) -> int:
-    """The committed data version (``tile_version.n``) as this connection's snapshot sees it."""
-    return int(conn.execute(_VERSION).scalar_one())
 
 
 @dataclass(frozen=True)

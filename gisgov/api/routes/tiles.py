@@ -49,11 +49,12 @@ from sqlalchemy import Connection, Engine, text
 
 from gisgov.api import queries
 from gisgov.api.deps import in_scope_or_404, require, side_engine, transaction
+from gisgov.db.data_version import data_version
 from gisgov.errors import Forbidden, InvalidInput, NotFound
 from gisgov.layers import Catalog, Layer, catalog
 from gisgov.security.roles import Perm, Principal
 from gisgov.tiles import COVERAGE, CoverageAsk, PlanRows, Tile, parse_tile, tile_bytes
-from gisgov.tiles.cache import Entry, TileCache, TileKey, data_version
+from gisgov.tiles.cache import Entry, TileCache, TileKey
 
 router = APIRouter(tags=["tiles"])
 

@@ -30,3 +30,20 @@ def sample_city_url(db_factory, sample_city) -> str:
     url = db_factory.create(prefix="gisgov_test_sample")
     load_city(url, sample_city, vault=SAMPLE_VAULT)
     return url
+
+
+def small_city_db(db_factory, prefix: str, *, compute: bool = True, scale: float = 0.4) -> str:
+    """A fresh database of its own with a small sample city (two streets at scale 0.4) and, with ``compute``,
+    coverage computed and stored: for modules that write into their city."""
+    from sqlalchemy import create_engine, pool
+
+    from gisgov.coverage.service import CoverageService
+
+    url = db_factory.create(prefix=prefix)
+    load_city(url, generate_city(seed=SAMPLE_SEED, scale=scale), vault=SAMPLE_VAULT)
+    if compute:
+        eng = create_engine(url, poolclass=pool.NullPool)
+        with eng.begin() as conn:
+            CoverageService().compute(conn)
+        eng.dispose()
+    return url

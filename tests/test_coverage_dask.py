@@ -4,12 +4,12 @@ snaps and stored figures as the single-process path, on a generated city with tw
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 
 import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from sample_fixtures import small_city_db
 from sqlalchemy import create_engine, pool, text
 from typer.testing import CliRunner
 
@@ -17,20 +17,13 @@ from gisgov.coverage import dask_batch, store
 from gisgov.coverage.model import CoverageModel
 from gisgov.coverage.service import CoverageService
 
-SEED = 20241123
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def city_url(db_factory):
     """A fresh database with the generated city (scale 0.4: two streets, facilities near their border)."""
-    from gisgov.sample import generate_city
-    from gisgov.sample.load import load_city
-    from gisgov.security.pii import Vault
-
-    url = db_factory.create(prefix="gisgov_test_dask")
-    load_city(url, generate_city(seed=SEED, scale=0.4), vault=Vault(hashlib.sha256(b"dask test").digest()))
-    return url
+    return small_city_db(db_factory, "gisgov_test_dask", compute=False)
 
 
 @pytest.fixture(scope="module")

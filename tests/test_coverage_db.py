@@ -3,11 +3,10 @@ audit), committed what-if, graph reuse."""
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import pytest
 from auth_helpers import bearer_token, ensure_user, signed_in_client
+from sample_fixtures import small_city_db
 from sqlalchemy import create_engine, pool, text
 from typer.testing import CliRunner
 
@@ -15,24 +14,13 @@ from gisgov.config import Settings, get_settings
 from gisgov.coverage.service import CoverageService
 from gisgov.db import migrate
 
-SEED = 20241123
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def city_url(db_factory):
     """A fresh database with a small sample city (scale 0.4) and coverage computed and stored."""
-    from gisgov.sample import generate_city
-    from gisgov.sample.load import load_city
-    from gisgov.security.pii import Vault
-
-    url = db_factory.create(prefix="gisgov_test_cov")
-    load_city(url, generate_city(seed=SEED, scale=0.4), vault=Vault(hashlib.sha256(b"coverage test").digest()))
-    eng = create_engine(url, poolclass=pool.NullPool)
-    with eng.begin() as conn:
-        CoverageService().compute(conn)
-    eng.dispose()
-    return url
+    return small_city_db(db_factory, "gisgov_test_cov")
 
 
 @pytest.fixture(scope="module")

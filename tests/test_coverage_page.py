@@ -5,7 +5,6 @@ and every answer stays in the caller's area."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 
@@ -13,6 +12,7 @@ import pytest
 import shapely
 from auth_helpers import app_engine, bearer_token, ensure_user, signed_in_client
 from fastapi.testclient import TestClient
+from sample_fixtures import small_city_db
 from sqlalchemy import create_engine, pool, text
 
 from gisgov.api.app import create_app
@@ -22,24 +22,13 @@ from gisgov.coverage.cache import CoverageCache
 from gisgov.coverage.service import CoverageService, ScopedCoverage
 from gisgov.crs import WGS84
 
-SEED = 20241123
 Q = {"category": "weisheng", "circle": "c10", "profile": "standard"}
 
 
 @pytest.fixture(scope="module")
 def city_url(db_factory):
     """A fresh database with a small sample city (scale 0.4) and coverage computed and stored."""
-    from gisgov.sample import generate_city
-    from gisgov.sample.load import load_city
-    from gisgov.security.pii import Vault
-
-    url = db_factory.create(prefix="gisgov_test_covpage")
-    load_city(url, generate_city(seed=SEED, scale=0.4), vault=Vault(hashlib.sha256(b"coverage page").digest()))
-    eng = create_engine(url, poolclass=pool.NullPool)
-    with eng.begin() as conn:
-        CoverageService().compute(conn)
-    eng.dispose()
-    return url
+    return small_city_db(db_factory, "gisgov_test_covpage")
 
 
 @pytest.fixture(scope="module")

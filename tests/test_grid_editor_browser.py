@@ -27,20 +27,26 @@ SEED = 20241123
 VAULT = Vault(hashlib.sha256(b"grid editor test key").digest())
 
 
-@pytest.fixture(scope="module")
-def planned(db_factory):
-    """A fresh database with the sample city at scale 0.4 and one (unchallenged) community planned and activated."""
+def plan_one_community(db_factory, prefix: str, min_grids: int = 2):
+    """A fresh database with the sample city at scale 0.4 and one (unchallenged) community planned and
+    activated: (engine, community code, active version, url)."""
     city = generate_city(seed=SEED, scale=0.4)
-    url = db_factory.create(prefix="gisgov_test_grideditor")
+    url = db_factory.create(prefix=prefix)
     load_city(url, city, vault=VAULT)
     stranded = {c["community_code"] for c in city.meta["grid_challenges"]}
     code = min(set(city.communities["code"]) - stranded)
     engine = create_engine(url, poolclass=pool.NullPool)
     with engine.begin() as conn:
         out = service.plan_and_activate(conn, code, time_limit_s=2.0)
-    assert out["grids"] >= 2 and not out["forced"], out
+    assert out["grids"] >= min_grids and not out["forced"], out
+    return engine, code, out["version"], url
+
+
+@pytest.fixture(scope="module")
+def planned(db_factory):
+    engine, code, version, url = plan_one_community(db_factory, "gisgov_test_grideditor")
     try:
-        yield engine, code, out["version"], url
+        yield engine, code, version, url
     finally:
         engine.dispose()
 

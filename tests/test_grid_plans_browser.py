@@ -11,39 +11,23 @@ go to the test's tmp folder."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 from auth_helpers import ensure_user
 from live_server import Recorder, browser, serve, sign_in  # noqa: F401  (fixture)
 from shapely.geometry import shape
-from sqlalchemy import create_engine, pool
+from test_grid_editor_browser import plan_one_community
 
-from gisgov.gridding import service
-from gisgov.sample import generate_city
-from gisgov.sample.load import load_city
-from gisgov.security.pii import Vault
-
-SEED = 20241123
-VAULT = Vault(hashlib.sha256(b"grid plans test key").digest())
 VIEW = {"width": 1366, "height": 768}
 
 
 @pytest.fixture(scope="module")
 def planned(db_factory):
-    """A fresh database with the sample city at scale 0.4 and one (unchallenged) community planned and activated."""
-    city = generate_city(seed=SEED, scale=0.4)
-    url = db_factory.create(prefix="gisgov_test_gridplans")
-    load_city(url, city, vault=VAULT)
-    stranded = {c["community_code"] for c in city.meta["grid_challenges"]}
-    code = min(set(city.communities["code"]) - stranded)
-    engine = create_engine(url, poolclass=pool.NullPool)
-    with engine.begin() as conn:
-        out = service.plan_and_activate(conn, code, time_limit_s=2.0)
-    assert out["grids"] >= 3 and not out["forced"], out
+    """The sample city at scale 0.4 with one community (≥ 3 grids) planned and activated: (code, version, url)."""
+    engine, code, version, url = plan_one_community(db_factory, "gisgov_test_gridplans", min_grids=3)
     try:
-        yield code, out["version"], url
+        yield code, version, url
     finally:
         engine.dispose()
 

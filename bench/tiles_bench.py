@@ -88,19 +88,11 @@ def city_bbox(base: str, token: str) -> tuple[float, float, float, float]:
         f"{base}/api/layers/community", params={"limit": 1000}, headers={"Authorization": f"Bearer {token}"}, timeout=60
     )
     r.raise_for_status()
-    xs, ys = [], []
+    import shapely
+    from shapely.geometry import shape
 
-    def walk(c):
-        if isinstance(c[0], (int, float)):
-            xs.append(c[0])
-            ys.append(c[1])
-        else:
-            for cc in c:
-                walk(cc)
-
-    for f in r.json()["features"]:
-        walk(f["geometry"]["coordinates"])
-    return (min(xs), min(ys), max(xs), max(ys))
+    minx, miny, maxx, maxy = shapely.total_bounds([shape(f["geometry"]) for f in r.json()["features"]])
+    return (float(minx), float(miny), float(maxx), float(maxy))
 
 
 def _fetch_all(base: str, token: str, urls: list[str], concurrency: int) -> dict:

@@ -145,12 +145,18 @@ def test_halo_reaches_facilities_across_the_street_border(ceng, city, catalog, c
     the other street still get the single-process distance (and lose it when the halo is cut to the street)."""
     small = dataclasses.replace(catalog, distance_cap_m=600.0)
     m1, t1 = single(city, small)
-    shared, streets = dask_batch.prepare(city, small)
-    assert len(streets) == 2
-    results = client.gather([client.submit(dask_batch.street_task, shared, s, small, pure=False) for s in streets])
-    assert any(r.edges < len(shared.edges_m) for r in results)  # a real halo, not the whole city
-    m2, t2 = dask_batch.assemble(shared, results, small)
+    with ceng.connect() as conn:  # the tasks read their halo from PostGIS, on this transaction's snapshot
+        p = dask_batch.plan(conn, small)
+        assert len(p.streets) == 2
+        results = dask_batch.run_streets_db(client, p, small)
+    assert any(r.edges < p.source.n_edges for r in results)  # a real halo, not the whole city
+    assert sum(r.facilities for r in results) < 2 * len(city.facilities)
+    m2, t2 = dask_batch.assemble(p.shared, results, small)
     assert_same(m1, t1, m2, t2)
+    # the same halos cut from the frames in memory give the same answers
+    shared, streets = dask_batch.prepare(city, small)
+    mem = client.gather([client.submit(dask_batch.street_task, shared, s, small, pure=False) for s in streets])
+    assert [(r.street, r.edges, r.facilities) for r in mem] == [(r.street, r.edges, r.facilities) for r in results]
 
     fstreet = street_of(ceng, city.facilities.geometry.x.to_numpy(), city.facilities.geometry.y.to_numpy())
     fid = m1.facilities["id"].to_numpy()
@@ -197,3 +203,10 @@ def test_cli_compute_dask(city_url, monkeypatch):
     assert engine == "dask" and n == nb
     bad = runner.invoke(app, ["coverage", "compute", "--workers", "3"])
     assert bad.exit_code != 0
+
+
+def test_source_hides_the_password():
+    src = dask_batch.Source(
+        url="postgresql+psycopg://gis:s3cret@db:5432/city", snapshot=None, srid=4490, epsg=4547, n_edges=1
+    )
+    assert "s3cret" not in repr(src) and "db:5432/city" in repr(src)

@@ -21,14 +21,24 @@ city's facility rows and stores everything with the existing store and figure co
 :func:`~gisgov.coverage.store.write_figures`): storage and figures are those of the single-process path by
 construction. Every facility's snap is made by the task of the street whose building is nearest to it.
 
-Inputs reach the tasks by ``Client.scatter`` of the city's frames (one copy per worker). On a
-multi-machine cluster where the city is too big for that, a task would read its own halo from PostGIS by
-bounding box (``ST_DWithin(geom, outline, cap + margin)``) or from GeoParquet with dask-geopandas;
-``street_task`` takes the frames, so only the reading changes. Dask is imported inside functions.
+Inputs: ``gisgov coverage compute --dask`` (:func:`compute`) ships no frames. The driver reads only what it
+stores and sums (buildings, facilities, resident groups), the road topology without geometry (for the
+main-network label, scattered once as node ids) and the extent (for the metric CRS), exports its snapshot
+(``pg_export_snapshot()``), and submits per street only a :class:`Source` (database URL + snapshot + SRID +
+CRS), the street code and the ids of the facilities it reports. Each task (:func:`street_task_db`) opens its
+own read-only connection on that snapshot — so every task reads exactly the data the driver read — and
+reads its street's buildings, their gates and compounds, and the road edges (with their end nodes),
+facilities and barriers of the halo: a bounding box of the halo in the storage SRID (GiST index) selects
+candidates and the same metric test as the in-memory path keeps them; rows are decoded with the coverage
+store's readers (plain tuples, vectorised ``shapely.from_wkb``). Workers therefore need network access to
+PostgreSQL, and the URL must carry credentials that work from the workers (its ``repr`` hides the
+password). :func:`in_memory` / :func:`street_task` cut the same halos from frames in memory (tests,
+benchmarks). Dask is imported inside functions.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
@@ -38,13 +48,13 @@ import pandas as pd
 import shapely
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from gisgov.coverage import store
 from gisgov.coverage.catalog import Catalog
 from gisgov.coverage.figures import UnitIndex, figure_arrays, group_figures
 from gisgov.coverage.model import NETWORK, STRAIGHT_LINE, CityData, CoverageModel, DistanceTable, _attributes_xy
-from gisgov.crs import WGS84, metric_epsg_for_bounds
+from gisgov.crs import WGS84, metric_epsg_for_bounds, transformer
 from gisgov.errors import NotFound
 from gisgov.network import Access, Snap, graph_from_edges
 from gisgov.network.access import snap_gates
@@ -214,53 +224,195 @@ def _with_edge_ids(s: Snap, edge_ids: np.ndarray) -> Snap:
     return Snap(e, s.offset, s.leg, s.x, s.y, s.flags)
 
 
-def street_task(shared: Shared, street: str, catalog: Catalog, margin: float | None = None) -> StreetResult:
-    """One street with its halo: distances of its buildings to every catalog category (exact; see module)."""
+class _FrameHalo:
+    """Halo reader over the city's frames in memory (``in_memory``: tests and benchmarks without a database)."""
+
+    def __init__(self, shared: Shared):
+        self.shared = shared
+        self.epsg = shared.epsg
+        self.main_nodes = shared.main_nodes
+        self.n_edges = len(shared.edges_m) if shared.edge_tree is not None else 0
+
+    def owned(self, street: str) -> np.ndarray:
+        """Ids of the facilities whose snap this street's task reports."""
+        ids = np.asarray(self.shared.city.facilities["id"].to_numpy(np.int64))
+        return np.asarray(ids[np.asarray(self.shared.owner == street, dtype=bool)], dtype=np.int64)
+
+    def street(self, street: str, owned_ids: np.ndarray) -> tuple[Any, Any, Any, np.ndarray]:
+        """(buildings, gates, compounds of the street; owned facilities' metric x/y as an (n, 2) array)."""
+        sh, city = self.shared, self.shared.city
+        streets = city.buildings["street"].astype("string").fillna("").to_numpy(dtype=object)
+        rows = np.flatnonzero(streets == street)
+        b = city.buildings.iloc[rows]
+        comp_ids = pd.to_numeric(b["compound_id"], errors="coerce").dropna().astype(np.int64).unique()
+        gates = city.gates[city.gates["compound_id"].isin(comp_ids)] if city.gates is not None else None
+        compounds = city.compounds[city.compounds["id"].isin(comp_ids)] if city.compounds is not None else None
+        owned = np.flatnonzero(np.isin(city.facilities["id"].to_numpy(np.int64), owned_ids))
+        return b, gates, compounds, np.column_stack([sh.fx[owned], sh.fy[owned]])
+
+    def halo(self, zone: Any, outline: Any, cap: float, owned_ids: np.ndarray) -> tuple[Any, Any, Any, Any]:
+        """(edges intersecting ``zone``, their nodes, facilities within ``cap`` of ``outline`` or owned, barriers
+        intersecting ``zone``), each in the city's row order (by id)."""
+        sh, city = self.shared, self.shared.city
+        near: Any = shapely.distance(outline, shapely.points(sh.fx, sh.fy)) <= cap if len(sh.fx) else []
+        owned = np.flatnonzero(np.isin(city.facilities["id"].to_numpy(np.int64), owned_ids))
+        facilities = city.facilities.iloc[np.union1d(np.flatnonzero(near), owned).astype(np.int64)]
+        edges = None
+        if sh.edge_tree is not None and city.edges is not None:
+            edges = city.edges.iloc[np.sort(sh.edge_tree.query(zone, predicate="intersects"))]
+        barriers = None
+        if len(sh.barriers_m) and city.barriers is not None:
+            barriers = city.barriers.iloc[np.flatnonzero(shapely.intersects(sh.barriers_m, zone))]
+        return edges, city.nodes, facilities, barriers
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a street task reads its street and halo: the city's PostGIS.
+
+    ``url`` must carry credentials the workers can use (it is pickled to them; its ``repr`` hides the
+    password, so it never shows in Dask's logs or dashboard). ``snapshot``: the driver's exported snapshot
+    (``pg_export_snapshot()``), imported by every task, so all tasks read the very data the driver read.
+    """
+
+    url: str = field(repr=False)
+    snapshot: str | None
+    srid: int
+    epsg: int
+    n_edges: int
+
+    def __repr__(self) -> str:
+        from sqlalchemy.engine import make_url
+
+        safe = make_url(self.url).render_as_string(hide_password=True)
+        return f"Source({safe!r}, snapshot={self.snapshot!r}, srid={self.srid}, epsg={self.epsg})"
+
+
+_SNAPSHOT = re.compile(r"^[0-9A-Fa-f-]+$")
+
+_HALO_EDGES = (
+    "SELECT id, source, target, length_m, foot, oneway_foot, class, ST_AsBinary(geom) AS wkb FROM road_edge "
+    "WHERE geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, :srid) ORDER BY id"
+)
+_HALO_FACILITIES = (
+    "SELECT id, code, name, category_code, kind, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM facility "
+    "WHERE geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, :srid) OR id = ANY(:owned) ORDER BY id"
+)
+_HALO_BARRIERS = (
+    "SELECT id, kind, ST_AsBinary(geom) AS wkb FROM barrier WHERE kind IN ('river', 'water', 'rail', 'wall', "
+    "'other') AND geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, :srid) ORDER BY id"
+)
+_STREET_BUILDINGS = (
+    "SELECT b.id, b.code, c.street_code AS street, b.community_code AS community, coalesce(b.compound_id, -1) "
+    "AS compound_id, ST_X(b.pos) AS lon, ST_Y(b.pos) AS lat FROM building b JOIN community c "
+    "ON c.code = b.community_code WHERE c.street_code = :s ORDER BY b.id"
+)
+
+
+class _PostgisHalo:
+    """Halo reader over the city's PostGIS, inside a worker: one read-only transaction on the driver's
+    snapshot; a bounding box (GiST index) in the storage SRID selects candidates, the exact metric test
+    (the same as :class:`_FrameHalo`'s) keeps them. Rows are decoded by the coverage store's readers
+    (plain tuples, vectorised ``shapely.from_wkb``)."""
+
+    def __init__(self, conn: Connection, source: Source, main_nodes: np.ndarray):
+        self.conn, self.source = conn, source
+        self.epsg, self.n_edges, self.main_nodes = source.epsg, source.n_edges, main_nodes
+
+    def _ids(self, sql: str, ids: np.ndarray) -> Any:
+        return store._frame(self.conn, sql, {"ids": [int(i) for i in ids]})
+
+    def street(self, street: str, owned_ids: np.ndarray) -> tuple[Any, Any, Any, np.ndarray]:
+        srid = self.source.srid
+        b = store._points(store._frame(self.conn, _STREET_BUILDINGS, {"s": street}), srid)
+        comp = pd.to_numeric(b["compound_id"], errors="coerce").dropna().astype(np.int64).unique()
+        comp = comp[comp >= 0]
+        gates = store._points(
+            self._ids(
+                "SELECT id, compound_id, node_id, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM compound_gate "
+                "WHERE compound_id = ANY(:ids) ORDER BY id",
+                comp,
+            ),
+            srid,
+        )
+        compounds = store._gdf(
+            self._ids("SELECT id, code, ST_AsBinary(geom) AS wkb FROM compound WHERE id = ANY(:ids) ORDER BY id", comp),
+            srid,
+        )
+        owned = store._points(
+            self._ids("SELECT id, ST_X(geom) AS lon, ST_Y(geom) AS lat FROM facility WHERE id = ANY(:ids)", owned_ids),
+            srid,
+        )
+        if not len(owned):
+            return b, gates, compounds, np.zeros((0, 2))
+        om = owned.to_crs(self.epsg)
+        return b, gates, compounds, np.column_stack([om.geometry.x.to_numpy(), om.geometry.y.to_numpy()])
+
+    def halo(self, zone: Any, outline: Any, cap: float, owned_ids: np.ndarray) -> tuple[Any, Any, Any, Any]:
+        from pyproj import Transformer
+
+        srid = self.source.srid
+        back = Transformer.from_crs(self.epsg, srid, always_xy=True)
+        ring = shapely.get_coordinates(shapely.segmentize(shapely.envelope(zone), 200.0))
+        lon, lat = back.transform(ring[:, 0], ring[:, 1])
+        pad = 0.002  # degrees (~200 m): the box only has to hold the zone; the metric test below decides
+        box = {"x0": min(lon) - pad, "y0": min(lat) - pad, "x1": max(lon) + pad, "y1": max(lat) + pad, "srid": srid}
+        edges = store._gdf(store._frame(self.conn, _HALO_EDGES, box), srid)
+        if len(edges):
+            keep = shapely.intersects(edges.to_crs(self.epsg).geometry.to_numpy(), zone)
+            edges = edges[keep]
+        ends = np.unique(np.concatenate([edges["source"].to_numpy(np.int64), edges["target"].to_numpy(np.int64)]))
+        nodes = store._gdf(
+            self._ids("SELECT id, ST_AsBinary(geom) AS wkb FROM road_node WHERE id = ANY(:ids) ORDER BY id", ends), srid
+        )
+        fac = store._points(
+            store._frame(self.conn, _HALO_FACILITIES, {**box, "owned": [int(i) for i in owned_ids]}), srid
+        )
+        if len(fac):
+            fm = fac.to_crs(self.epsg)
+            near = shapely.distance(outline, shapely.points(fm.geometry.x.to_numpy(), fm.geometry.y.to_numpy())) <= cap
+            fac = fac[near | fac["id"].isin(owned_ids).to_numpy()]
+        bar = store._gdf(store._frame(self.conn, _HALO_BARRIERS, box), srid)
+        if len(bar):
+            bar = bar[shapely.intersects(bar.to_crs(self.epsg).geometry.to_numpy(), zone)]
+        return (edges if len(edges) else None), nodes, fac, bar
+
+
+def _street(reader: Any, street: str, owned_ids: np.ndarray, catalog: Catalog, margin: float | None) -> StreetResult:
+    """One street with its halo, its inputs from ``reader`` (:class:`_FrameHalo` or :class:`_PostgisHalo`):
+    distances of its buildings to every catalog category (exact; see the module doc)."""
     t0 = time.perf_counter()
-    city, cap = shared.city, float(catalog.distance_cap_m)
-    streets = city.buildings["street"].astype("string").fillna("").to_numpy(dtype=object)
-    rows = np.flatnonzero(streets == street)
-    outline = shapely.convex_hull(shapely.multipoints(np.column_stack([shared.bx[rows], shared.by[rows]])))
-    owned = np.flatnonzero(shared.owner == street)
+    cap = float(catalog.distance_cap_m)
+    b, gates, compounds, fxy = reader.street(street, owned_ids)
+    if len(b) == 0:
+        raise NotFound(f"街道无楼栋 street {street} has no buildings")
+    bm = b.to_crs(reader.epsg)
+    outline = shapely.convex_hull(shapely.multipoints(np.column_stack([bm.geometry.x, bm.geometry.y])))
     radius = cap + (_margin(catalog) if margin is None else float(margin))
-    if len(owned):  # the owned facilities' own snaps must fit too
-        far = shapely.distance(outline, shapely.points(shared.fx[owned], shared.fy[owned]))
+    if len(fxy):  # the owned facilities' own snaps must fit too
+        far = shapely.distance(outline, shapely.points(fxy[:, 0], fxy[:, 1]))
         radius = max(radius, float(far.max()) + _margin(catalog))
-    b = city.buildings.iloc[rows]
-    comp_ids = pd.to_numeric(b["compound_id"], errors="coerce").dropna().astype(np.int64).unique()
-    gates = city.gates[city.gates["compound_id"].isin(comp_ids)] if city.gates is not None else None
-    compounds = city.compounds[city.compounds["id"].isin(comp_ids)] if city.compounds is not None else None
     widened = 0
     while True:
         zone = shapely.buffer(outline, radius)
-        near: Any = shapely.distance(outline, shapely.points(shared.fx, shared.fy)) <= cap if len(shared.fx) else []
-        frows = np.union1d(np.flatnonzero(near), owned).astype(np.int64)
-        facilities = city.facilities.iloc[frows]
+        edges, nodes, facilities, barriers = reader.halo(zone, outline, cap, owned_ids)
         graph = None
-        edges = None
-        if shared.edge_tree is not None and city.edges is not None:
-            erows = np.sort(shared.edge_tree.query(zone, predicate="intersects"))
-            edges = city.edges.iloc[erows]
-            if len(edges):
-                graph = graph_from_edges(edges, epsg=shared.epsg, nodes=city.nodes)
-                main = np.isin(graph.node_ids, shared.main_nodes)
-                graph = replace(graph, component=np.where(main, 0, 1).astype(np.int32))
-        barriers = None
-        if len(shared.barriers_m):
-            brows = np.flatnonzero(shapely.intersects(shared.barriers_m, zone))
-            barriers = city.barriers.iloc[brows] if city.barriers is not None else None
+        if edges is not None and len(edges):
+            graph = graph_from_edges(edges, epsg=reader.epsg, nodes=nodes)
+            main = np.isin(graph.node_ids, reader.main_nodes)
+            graph = replace(graph, component=np.where(main, 0, 1).astype(np.int32))
         halo = CityData(
             buildings=b,
             facilities=facilities,
             edges=edges,
-            nodes=city.nodes,
+            nodes=nodes,
             gates=gates,
             compounds=compounds,
             barriers=barriers,
             graph=graph,
         )
-        model = CoverageModel(halo, catalog.network, cap, epsg=shared.epsg)
-        whole = shared.edge_tree is None or (edges is not None and len(edges) == len(shared.edges_m))
+        model = CoverageModel(halo, catalog.network, cap, epsg=reader.epsg)
+        whole = reader.n_edges == 0 or (edges is not None and len(edges) == reader.n_edges)
         has_barriers = barriers is not None and len(barriers) > 0
         if whole or graph is None or _snaps_exact(model, graph, outline, radius, catalog, halo, has_barriers):
             break
@@ -271,7 +423,7 @@ def street_task(shared: Shared, street: str, catalog: Catalog, margin: float | N
     fac_ids = np.where(table.fac >= 0, fids[np.maximum(table.fac, 0)] if len(fids) else -1, -1).astype(np.int64)
     edge_ids = graph.edge_ids if graph is not None else np.zeros(0, np.int64)
     bids = b["id"].to_numpy(np.int64)
-    own = np.isin(model.facilities["id"].to_numpy(np.int64), city.facilities["id"].to_numpy(np.int64)[owned])
+    own = np.isin(fids, owned_ids)
     return StreetResult(
         street=street,
         building_ids=bids,
@@ -281,7 +433,7 @@ def street_task(shared: Shared, street: str, catalog: Catalog, margin: float | N
         acc_owner=bids[model.access.owner],
         acc_leg=model.access.leg,
         acc_via=model.access.via,
-        fac_owned_ids=model.facilities["id"].to_numpy(np.int64)[own],
+        fac_owned_ids=fids[own],
         fac_snap=_with_edge_ids(model.fsnap.take(np.flatnonzero(own)), edge_ids),
         method=model.method,
         halo_m=radius,
@@ -290,6 +442,35 @@ def street_task(shared: Shared, street: str, catalog: Catalog, margin: float | N
         facilities=len(facilities),
         seconds=time.perf_counter() - t0,
     )
+
+
+def street_task(shared: Shared, street: str, catalog: Catalog, margin: float | None = None) -> StreetResult:
+    """One street, its halo cut from the city's frames in memory (``in_memory``)."""
+    reader = _FrameHalo(shared)
+    return _street(reader, street, reader.owned(street), catalog, margin)
+
+
+def street_task_db(
+    source: Source, street: str, owned_ids: np.ndarray, main_nodes: np.ndarray, catalog: Catalog
+) -> StreetResult:
+    """One street as a Dask task on any machine: it reads its street's buildings and its halo from PostGIS
+    itself (``source``: URL + the driver's snapshot), so nothing of the city travels with the task but
+    its owned facility ids and the main-network node ids (scattered once)."""
+    from sqlalchemy import create_engine, pool
+
+    eng = create_engine(source.url, poolclass=pool.NullPool)
+    try:
+        with eng.connect() as conn:
+            conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+            if source.snapshot:
+                if not _SNAPSHOT.match(source.snapshot):
+                    raise ValueError("bad snapshot id")
+                conn.execute(text(f"SET TRANSACTION SNAPSHOT '{source.snapshot}'"))
+            res = _street(_PostgisHalo(conn, source, main_nodes), street, owned_ids, catalog, None)
+            conn.rollback()
+            return res
+    finally:
+        eng.dispose()
 
 
 class _EdgeIds:
@@ -388,9 +569,99 @@ class DaskComputeResult:
 
 
 def run_streets(client: Any, shared: Shared, streets: list[str], catalog: Catalog) -> list[StreetResult]:
-    """One task per street on the Dask ``client``; the frames are scattered once to every worker."""
+    """In memory (``in_memory``): one task per street on the Dask ``client``, the frames scattered once to
+    every worker."""
     data = client.scatter(shared, broadcast=True)
     futures = [client.submit(street_task, data, s, catalog, pure=False, key=f"coverage-street-{s}") for s in streets]
+    return cast(list[StreetResult], client.gather(futures))
+
+
+@dataclass
+class Plan:
+    """What the driver knows before the tasks run (read with plain tuples, no road geometry): the
+    buildings and facilities it stores and sums, the metric CRS, the main network and who reports which
+    facility's snap."""
+
+    shared: Shared
+    source: Source
+    streets: list[str]
+    groups: pd.DataFrame
+
+
+def plan(conn: Connection, catalog: Catalog, *, url: str | None = None) -> Plan:
+    """The driver's reads, and the snapshot the tasks will import (the caller's transaction must stay
+    open until the tasks have run). ``url``: the database URL the workers use (default: the connection's,
+    with its password)."""
+    snapshot = str(conn.execute(text("SELECT pg_export_snapshot()")).scalar_one())
+    srid = store.storage_srid(conn)
+    b = store._points(store._frame(conn, store.BUILDINGS_SQL), srid)
+    if len(b) == 0:
+        raise NotFound("no buildings in the database: load a city first (gisgov sample / gisgov load)")
+    fac = store.load_facilities(conn, srid)
+    groups = store._frame(conn, store.GROUPS_SQL)
+    topo = store._frame(conn, "SELECT source, target, foot FROM road_edge")
+    if len(topo):
+        ext = conn.execute(
+            text(
+                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e FROM road_edge) q"
+            )
+        ).one()
+        lon, lat = transformer(srid, WGS84).transform([ext[0], ext[2]], [ext[1], ext[3]])
+        epsg = metric_epsg_for_bounds((min(lon), min(lat), max(lon), max(lat)))
+        topo["foot"] = topo["foot"].astype(bool)
+        main_nodes, report = main_component_nodes(topo)
+    else:
+        epsg = metric_epsg_for_bounds(tuple(b.to_crs(WGS84).total_bounds))
+        main_nodes, report = np.zeros(0, np.int64), {}
+    bm = b.to_crs(epsg)
+    bx, by = bm.geometry.x.to_numpy(), bm.geometry.y.to_numpy()
+    fm = fac.to_crs(epsg) if len(fac) else fac
+    fx = fm.geometry.x.to_numpy() if len(fm) else np.zeros(0)
+    fy = fm.geometry.y.to_numpy() if len(fm) else np.zeros(0)
+    streets = b["street"].astype("string").fillna("").to_numpy(dtype=object)
+    owner = np.zeros(len(fx), dtype=object)
+    if len(fx):
+        from scipy.spatial import cKDTree
+
+        _, k = cKDTree(np.column_stack([bx, by])).query(np.column_stack([fx, fy]))
+        owner = streets[k]
+    shared = Shared(
+        city=CityData(buildings=b, facilities=fac, edges=None, nodes=None, gates=None, compounds=None, barriers=None),
+        epsg=epsg,
+        edges_m=np.zeros(0, dtype=object),
+        edge_tree=None,
+        bx=bx,
+        by=by,
+        fx=fx,
+        fy=fy,
+        barriers_m=np.zeros(0, dtype=object),
+        main_nodes=np.sort(main_nodes),
+        owner=owner,
+        network_report=report,
+    )
+    if url is None:
+        url = conn.engine.url.render_as_string(hide_password=False)
+    source = Source(url=url, snapshot=snapshot, srid=srid, epsg=epsg, n_edges=len(topo))
+    return Plan(shared, source, sorted(set(streets.tolist())), groups)
+
+
+def run_streets_db(client: Any, p: Plan, catalog: Catalog) -> list[StreetResult]:
+    """One task per street on the Dask ``client``; each task reads its street and halo from PostGIS."""
+    main = client.scatter(p.shared.main_nodes, broadcast=True)
+    fids = p.shared.city.facilities["id"].to_numpy(np.int64)
+    futures = [
+        client.submit(
+            street_task_db,
+            p.source,
+            s,
+            fids[p.shared.owner == s],
+            main,
+            catalog,
+            pure=False,
+            key=f"coverage-street-{s}",
+        )
+        for s in p.streets
+    ]
     return cast(list[StreetResult], client.gather(futures))
 
 
@@ -399,7 +670,9 @@ def assemble(shared: Shared, results: list[StreetResult], catalog: Catalog) -> t
     return m, m.table(catalog, {})
 
 
-def compute(conn: Connection, client: Any, catalog: Catalog, *, progress: Any = None) -> DaskComputeResult:
+def compute(
+    conn: Connection, client: Any, catalog: Catalog, *, progress: Any = None, url: str | None = None
+) -> DaskComputeResult:
     """``gisgov coverage compute --dask``: every category for the whole city, one Dask task per street,
     stored and summed exactly as :meth:`gisgov.coverage.service.CoverageService.compute` does."""
     t0 = time.perf_counter()
@@ -410,14 +683,13 @@ def compute(conn: Connection, client: Any, catalog: Catalog, *, progress: Any = 
         steps[name] = now - t
         return now
 
+    p = plan(conn, catalog, url=url)
     sums = store.input_checksums(conn)
-    city = store.load_city(conn, footprints=False)
-    t = step("load_city", t0)
-    shared, streets = prepare(city, catalog)
-    t = step("prepare", t)
+    shared, streets = p.shared, p.streets
+    t = step("plan", t0)
     if progress:
         progress("distances", 0, len(streets))
-    results = run_streets(client, shared, streets, catalog)
+    results = run_streets_db(client, p, catalog)
     t = step("dask_streets", t)
     if progress:
         progress("distances", len(streets), len(streets))
@@ -434,7 +706,7 @@ def compute(conn: Connection, client: Any, catalog: Catalog, *, progress: Any = 
     t = step("write_access", t)
     b = model.buildings
     figs = figure_arrays(b, table, catalog, index=UnitIndex.build(b))
-    gfig = group_figures(b, city.groups, table, catalog)
+    gfig = group_figures(b, p.groups, table, catalog)
     t = step("figures", t)
     store.write_figures(conn, figs, gfig, run_id)
     step("write_figures", t)
@@ -488,13 +760,18 @@ def in_memory(city: CityData, catalog: Catalog, client: Any) -> tuple[AssembledM
 __all__ = [
     "AssembledModel",
     "DaskComputeResult",
+    "Plan",
     "Shared",
+    "Source",
     "StreetResult",
     "compute",
     "in_memory",
     "local_client",
     "main_component_nodes",
+    "plan",
     "prepare",
     "run_streets",
+    "run_streets_db",
     "street_task",
+    "street_task_db",
 ]

@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -334,3 +335,187 @@ def test_cli_export_load_show(gridded_city_url, province_url, tmp_path, monkeypa
     assert row["figures"]["residents"] == oracle(gridded_city_url)["residents"]
     r = runner.invoke(app, ["rollup", "show"])
     assert r.exit_code == 0 and "全省 province" in r.output
+
+
+# -- the province view in the app (/api/rollup/..., /province) -----------------------------------------------
+
+CODE_C = "340198"  # city B's export again under a third code, exported long ago: a stale city
+
+
+def _resigned(doc, *, at, code=None):
+    """The same export with another time (and code), its checksum made again: what the city would have
+    exported at that time (the province cannot tell the difference, and must not need to)."""
+    d = json.loads(json.dumps(doc))
+    d["manifest"]["exported_at"] = at.isoformat()
+    if code is not None:
+        old = d["manifest"]["city_code"]
+        d["manifest"]["city_code"] = code
+        for u in d["units"]:
+            if u["code"] == old:
+                u["code"] = code
+            if u.get("parent_code") == old:
+                u["parent_code"] = code
+    d["manifest"].pop("checksum", None)
+    d["manifest"]["checksum"] = figures.checksum(d)
+    return d
+
+
+@pytest.fixture(scope="module")
+def api_city(exports, city_b_url):
+    """City B's database with a roll-up of three cities loaded (A and B exported an hour ago, C two days
+    ago): the routes read the roll-up tables of whatever database the app serves; B has the communities
+    the test's accounts are bound to."""
+    a, b = exports
+    now = datetime.now(UTC)
+    docs = {
+        CODE_A: _resigned(a, at=now - timedelta(hours=1)),
+        CODE_B: _resigned(b, at=now - timedelta(minutes=50)),
+        CODE_C: _resigned(b, at=now - timedelta(hours=50), code=CODE_C),
+    }
+    for d in docs.values():
+        _load(city_b_url, d)
+    return city_b_url, docs
+
+
+@contextmanager
+def _client(owner_url, role="admin", scope=""):
+    from auth_helpers import app_engine, bearer_token, ensure_user
+    from fastapi.testclient import TestClient
+
+    from gisgov.api import app as app_module
+    from gisgov.api.app import create_app
+    from gisgov.config import Settings
+
+    eng = app_engine(owner_url)
+    user = ensure_user(owner_url, role, scope)
+    app = create_app(Settings(), engine=eng)
+    if "gisgov.api.routes.rollup" not in app_module.ROUTER_MODULES:  # until the app registers it
+        from gisgov.api.routes import rollup as rollup_routes
+
+        app.include_router(rollup_routes.router)
+        rollup_routes.setup(app)
+    try:
+        with TestClient(app) as c:
+            c.headers["Authorization"] = f"Bearer {bearer_token(c, user)}"
+            yield c
+    finally:
+        eng.dispose()
+
+
+def _keys(obj):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield k
+            yield from _keys(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _keys(v)
+
+
+def _no_personal(r):
+    assert_no_clear_pii(r.content, where=r.url.path)
+    assert not set(_keys(r.json())) & figures.PERSONAL_KEYS, r.url.path
+
+
+def test_api_province_view_totals_suppression_stale(api_city):
+    url, docs = api_city
+    city_fig = {code: next(u for u in d["units"] if u["level"] == "city")["figures"] for code, d in docs.items()}
+    with _client(url) as c:
+        r = c.get("/api/rollup/cities")
+        assert r.status_code == 200, r.text
+        _no_personal(r)
+        view = r.json()
+        rows = {row["city_code"]: row for row in view["cities"]}
+        assert set(rows) >= set(docs)
+        mine = [rows[k] for k in docs]
+        for code in docs:  # each city's row is its export, suppression labels kept as labels
+            assert rows[code]["figures"] == city_fig[code], code
+        # the province: exact sums of the cities (only these three are loaded in this database)
+        assert set(rows) == set(docs)
+        tot = view["province"]["figures"]
+        for ind in ("households", "residents", "buildings", "grids", "staff.total", "age.60+"):
+            assert tot[ind] == sum(r_["figures"][ind] for r_ in mine), ind
+            assert isinstance(tot[ind], int) and tot[ind] > 0
+        for ind, v in tot.items():  # every indicator: the sum, or a lower bound over a suppressed figure
+            parts = [r_["figures"][ind] for r_ in mine if ind in r_["figures"]]
+            if all(isinstance(p, int) for p in parts):
+                assert v == sum(parts), ind
+            else:
+                assert v == f"≥{sum(figures.lower_bound(p) for p in parts)}", (ind, v, parts)
+        assert view["province"]["shares"]["elderly_share"] == round(tot["age.60+"] / tot["residents"], 4)
+        assert (view["province"]["streets"], view["province"]["communities"]) == (
+            sum(r_["streets"] for r_ in mine),
+            sum(r_["communities"] for r_ in mine),
+        )
+        # export time and the stale marker: C was exported two days ago
+        assert [rows[k]["stale"] for k in (CODE_A, CODE_B, CODE_C)] == [False, False, True]
+        assert 49 < rows[CODE_C]["age_hours"] < 51 and view["province"]["stale_cities"] == 1
+        assert c.get("/api/rollup/cities", params={"stale_hours": 60}).json()["province"]["stale_cities"] == 0
+        assert rows[CODE_A]["exported_at"] == docs[CODE_A]["manifest"]["exported_at"]
+
+        # streets of one city: the export's street figures, summed
+        r = c.get("/api/rollup/units", params={"level": "street", "city": CODE_A})
+        assert r.status_code == 200, r.text
+        _no_personal(r)
+        got = {u["code"]: u["figures"] for u in r.json()["items"]}
+        want = {u["code"]: u["figures"] for u in docs[CODE_A]["units"] if u["level"] == "street"}
+        assert got == want
+        assert r.json()["total"]["figures"]["residents"] == city_fig[CODE_A]["residents"]
+        # communities: small special-group counts stay suppressed labels; a sum over one is a lower bound
+        r = c.get("/api/rollup/units", params={"level": "community", "city": CODE_A})
+        got = {u["code"]: u["figures"] for u in r.json()["items"]}
+        assert got == {u["code"]: u["figures"] for u in docs[CODE_A]["units"] if u["level"] == "community"}
+        labelled = {k for f in got.values() for k, v in f.items() if v == f"<{K}"}
+        assert labelled, "the sample city has small special groups: they must show as <k"
+        for ind in labelled:
+            total = r.json()["total"]["figures"][ind]
+            assert total == f"≥{sum(figures.lower_bound(f.get(ind)) for f in got.values())}", (ind, total)
+        r = c.get("/api/rollup/units", params={"level": "community"})
+        assert r.status_code == 200
+        n_comm = sum(1 for d in docs.values() for u in d["units"] if u["level"] == "community")
+        assert r.json()["total"]["units"] == n_comm
+        assert {u["city_code"] for u in r.json()["items"]} == set(docs)
+
+        # outlines: a city's is the union of its streets' (the export carries none of its own)
+        r = c.get("/api/rollup/features", params={"level": "city"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/geo+json")
+        _no_personal(r)
+        feats = r.json()["features"]
+        assert {f["properties"]["city_code"] for f in feats} == set(docs)
+        assert all(f["geometry"]["type"] in ("Polygon", "MultiPolygon") for f in feats)
+        r = c.get("/api/rollup/features", params={"level": "street", "city": CODE_B})
+        assert len(r.json()["features"]) == sum(1 for u in docs[CODE_B]["units"] if u["level"] == "street")
+
+        # bad input: 4xx, never 500
+        for path, params, status in (
+            ("/api/rollup/units", {"city": "999999"}, 404),
+            ("/api/rollup/features", {"city": "999999"}, 404),
+            ("/api/rollup/units", {"city": "abc"}, 422),
+            ("/api/rollup/units", {"level": "grid"}, 422),
+            ("/api/rollup/features", {"level": "province"}, 422),
+            ("/api/rollup/cities", {"stale_hours": 0}, 422),
+            ("/api/rollup/cities", {"stale_hours": 10**12}, 422),
+            ("/api/rollup/cities", {"stale_hours": "nan"}, 422),
+        ):
+            got = c.get(path, params=params)
+            assert got.status_code == status, (path, params, got.status_code, got.text[:200])
+        page = c.get("/province")
+        assert page.status_code == 200 and "省级汇总" in page.text and "<script>" not in page.text
+
+
+def test_api_province_view_only_for_top_accounts(api_city):
+    url, _ = api_city
+    eng = _engine(url)
+    with eng.connect() as conn:
+        street, community = conn.execute(text("SELECT street_code, code FROM community ORDER BY code LIMIT 1")).one()
+    eng.dispose()
+    for role, scope in (("community_staff", community), ("street_leader", street), ("viewer", street)):
+        with _client(url, role, scope) as c:
+            for path in ("/api/rollup/cities", "/api/rollup/units", "/api/rollup/features"):
+                r = c.get(path)
+                assert r.status_code == 403, (role, path, r.status_code)
+                assert "out_of_scope" in r.json()["detail"] and "residents" not in r.text
+            assert c.get("/province").status_code == 200  # the page; it shows the refusal
+    with _client(url) as c:
+        c.headers.pop("Authorization")
+        assert c.get("/api/rollup/cities").status_code == 401

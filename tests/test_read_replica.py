@@ -208,3 +208,144 @@ def test_reads_on_the_replica_writes_on_the_primary(clusters, monkeypatch):
         finally:
             _sql(replica_url, "SELECT pg_wal_replay_resume()")
     owner.dispose()
+
+
+# -- routing by measured lag (gisgov.db.replica.LagGate) -------------------------------------------------
+
+
+def _replay_ts_age(replica_url: str) -> float:
+    row = _sql(replica_url, "SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())")
+    return float(row[0][0]) if row and row[0][0] is not None else float("inf")
+
+
+def _until(check, timeout=10.0, step=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(step)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def test_lag_gate_closes_when_replay_falls_behind(clusters):
+    from gisgov.db.cluster import free_port
+    from gisgov.db.replica import LagGate
+
+    primary, standby = clusters
+    url, replica_url = primary.url(), standby.url()
+    p_eng, r_eng = _owner(url), _owner(replica_url)
+    gate = LagGate(p_eng, r_eng, max_lag_s=1.0, ttl_s=0.1, background=False)
+    wait_caught_up(url, replica_url)
+    assert gate.allows_reads() and gate.reason is None
+    assert (gate.last.bytes, gate.last.seconds) == (0, 0.0)
+    # an idle primary: the replica's last replayed commit grows old, but nothing is behind
+    time.sleep(1.3)
+    assert _replay_ts_age(replica_url) > 1.0  # the naive figure would close the gate here
+    time.sleep(0.1)
+    assert gate.allows_reads() and gate.last.seconds < 0.5, gate.last  # (WAL in flight: a few bytes, ~0 s)
+
+    bytes_gate = LagGate(p_eng, r_eng, max_lag_s=None, max_lag_bytes=64 * 1024, ttl_s=0.1, background=False)
+    assert bytes_gate.allows_reads()
+    _sql(replica_url, "SELECT pg_wal_replay_pause()")
+    try:
+        with p_eng.begin() as c:
+            c.execute(text("CREATE TABLE IF NOT EXISTS lag_probe (n int)"))
+            c.execute(text("INSERT INTO lag_probe SELECT generate_series(1, 20000)"))
+        lag = gate.measure()
+        assert lag.bytes > 64 * 1024 and lag.seconds < 1.0, lag  # behind, but only just: still open
+        assert gate.allows_reads()
+        assert not bytes_gate.allows_reads() and "bytes" in bytes_gate.reason
+        time.sleep(1.2)
+        assert not gate.allows_reads(), gate.last
+        assert gate.reason.startswith("replica lag ") and "> 1 s" in gate.reason
+        assert gate.status()["reads"] == "primary" and gate.status()["lag_bytes"] > 0
+    finally:
+        _sql(replica_url, "SELECT pg_wal_replay_resume()")
+    wait_caught_up(url, replica_url)
+    time.sleep(0.15)
+    assert gate.allows_reads() and bytes_gate.allows_reads(), (gate.last, bytes_gate.last)
+
+    # the app's way: never waits on the database; closed until the first measurement, then open
+    bg = LagGate(p_eng, r_eng, max_lag_s=1.0, ttl_s=0.1, background=True)
+    assert not bg.allows_reads() and bg.reason == "replica lag not measured yet"
+    _until(bg.allows_reads)
+    # a replica that cannot be reached: lag unknown, closed
+    dead = create_engine(f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/x", poolclass=pool.NullPool)
+    off = LagGate(p_eng, dead, ttl_s=0.1, background=False)
+    assert not off.allows_reads() and off.reason.startswith("replica lag unknown")
+    with p_eng.begin() as c:
+        c.execute(text("DROP TABLE lag_probe"))
+    for e in (p_eng, r_eng, dead):
+        e.dispose()
+
+
+def test_reads_routed_by_lag_end_to_end(clusters, monkeypatch):
+    """The hook the app takes (see LagGate's docstring), applied here around ``deps.primary_reason``: with
+    replay paused, reads stay on the replica while its lag is under the limit and move to the primary
+    once it is over; after replay resumes they go back to the replica."""
+    from live_server import serve
+
+    from gisgov.db.replica import LagGate
+
+    primary, standby = clusters
+    url, replica_url = primary.url(), standby.url()
+    owner = _owner(url)
+    with owner.begin() as c:
+        comm = c.execute(text("SELECT code FROM community ORDER BY code LIMIT 1")).scalar_one()
+        name = c.execute(text("SELECT name FROM community WHERE code = :c"), {"c": comm}).scalar_one()
+    reader = ensure_user(url, "admin", username="t_lag_reader")
+    original = deps.primary_reason
+    gates: list[LagGate] = []
+
+    def primary_reason(request):
+        why = original(request)
+        replica = getattr(request.app.state, "read_replica", None)
+        if why is None and replica is not None:
+            gate = getattr(request.app.state, "replica_lag", None)
+            if gate is None:
+                gate = request.app.state.replica_lag = LagGate(
+                    request.app.state.engine, replica.engine, max_lag_s=2.0, ttl_s=0.1
+                )
+                gates.append(gate)
+            if not gate.allows_reads():
+                return gate.reason
+        return why
+
+    monkeypatch.setattr(deps, "primary_reason", primary_reason)
+
+    def seen(http, h):
+        return _community_name(http.get("/api/hierarchy", headers=h).json(), comm)
+
+    wait_caught_up(url, replica_url)
+    with (
+        serve(url, read_database_url=replica_url, login_rate_per_minute=1000) as base,
+        httpx.Client(base_url=base, timeout=30) as http,
+    ):
+        h = _token(http, reader)
+        assert seen(http, h) == name
+        _until(lambda: seen(http, h) == name and gates and gates[0].reason is None)  # the gate measured: open
+        _sql(replica_url, "SELECT pg_wal_replay_pause()")
+        try:
+            with owner.begin() as c:
+                c.execute(text("UPDATE community SET name = name || ' 延迟' WHERE code = :c"), {"c": comm})
+            assert seen(http, h) == name  # lag just begun (< 2 s): still read on the replica
+            # the replica stays behind (paused): once its lag passes 2 s, reads go to the primary
+            _until(lambda: seen(http, h) == f"{name} 延迟", timeout=8)
+            assert gates[0].reason.startswith("replica lag ") and "> 2 s" in gates[0].reason
+            assert _sql(replica_url, "SELECT name FROM community WHERE code = %(c)s", c=comm) == [(name,)]
+        finally:
+            _sql(replica_url, "SELECT pg_wal_replay_resume()")
+        wait_caught_up(url, replica_url)
+        time.sleep(0.5)
+        http.get("/api/hierarchy", headers=h)  # renews the measurement
+        time.sleep(0.3)
+        # back on the replica: pause again, change again, the reader sees the replica's (older) name
+        _sql(replica_url, "SELECT pg_wal_replay_pause()")
+        try:
+            with owner.begin() as c:
+                c.execute(text("UPDATE community SET name = :n WHERE code = :c"), {"n": name, "c": comm})
+            assert seen(http, h) == f"{name} 延迟"
+        finally:
+            _sql(replica_url, "SELECT pg_wal_replay_resume()")
+    owner.dispose()

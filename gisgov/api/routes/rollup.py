@@ -20,7 +20,7 @@ Aggregates only: the tables have no column for a person (migration 0016)."""
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -40,7 +40,9 @@ GEOJSON = "application/geo+json"
 _CITY = Query(
     None, pattern=r"^[0-9]{2,12}$", description="城市代码 one city's code (2–12 digits); omitted = every city"
 )
-_REFUSED = {403: {"description": "仅限全市（省级）账号 accounts bound to the top of the hierarchy only"}}
+_REFUSED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "仅限全市（省级）账号 accounts bound to the top of the hierarchy only"}
+}
 
 
 async def province_reader(p: Principal = Depends(require(Perm.read_aggregates))) -> Principal:
@@ -65,7 +67,7 @@ def rollup_cities(
     ),
     p: Principal = Depends(province_reader),
     conn: Connection = DB,
-) -> dict:
+) -> dict[str, Any]:
     """Per city: figures as its export carries them (special groups suppressed as the aggregate roles see
     them), shares, export time, age and ``stale``. Province: exact sums, shares recomputed from the sums."""
     return view.province(conn, stale_hours=stale_hours)
@@ -82,7 +84,7 @@ def rollup_units(
     city: str | None = _CITY,
     p: Principal = Depends(province_reader),
     conn: Connection = DB,
-) -> dict:
+) -> dict[str, Any]:
     return view.units(conn, level, city)
 
 

@@ -9,7 +9,12 @@ Results go to ``bench/results/scaling.json`` (merged by size) and are rendered t
 
     python bench/scaling.py --sizes 10000 100000 1000000
 
-Columns not measured by this script yet (grids propose, tiles, API p50/p99) are shown as such.
+Then what else a user runs on the same database (:mod:`bench.scaling_api`): ``gisgov grids propose`` for every
+community (a seeded sample, extrapolated, past ``--full-propose-max`` communities), the validator, a street's
+``coverage report``, and against a real ``gisgov serve``: the coverage page's service areas and gaps, building
+and grid tiles at z14–z17 (cold and warm), the API (hierarchy, stats, a community and its buildings) and the
+server's peak memory. ``--only-user`` runs just those on databases already loaded and computed (the earlier
+columns of that size are kept); ``--no-user`` skips them. A size whose new columns were not run says so.
 """
 
 from __future__ import annotations
@@ -70,12 +75,27 @@ def psql_value(env: dict, sql: str):
     return subprocess.run([PY, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def measure(n: int, base: Path, reuse: bool) -> dict:
+def prepare(n: int, base: Path) -> tuple[Path, dict]:
     home = base / f"h{n}"
     home.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, GISGOV_HOME=str(home), COLUMNS="200")
     subprocess.run([GISGOV, "db", "up"], env=env, check=True, capture_output=True)
     subprocess.run([GISGOV, "db", "migrate"], env=env, check=True, capture_output=True)
+    return home, env
+
+
+def measure_user(n: int, base: Path, extra: list[str]) -> dict:
+    """bench/scaling_api.py on the database of that size (loaded and computed already)."""
+    home, env = prepare(n, base)
+    p = subprocess.run([PY, str(ROOT / "bench" / "scaling_api.py"), *extra], env=env, capture_output=True, text=True)
+    (home / "user.log").write_text(p.stdout + p.stderr)
+    if p.returncode != 0:
+        raise RuntimeError(f"bench/scaling_api.py failed at {n:,} buildings, see {home / 'user.log'}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def measure(n: int, base: Path, reuse: bool) -> dict:
+    home, env = prepare(n, base)
     out: dict = {"buildings": n}
     have = int(psql_value(env, "SELECT count(*) FROM building") or 0)
     if not (reuse and have == n):
@@ -111,6 +131,99 @@ def fmt(v, spec="{:.1f}") -> str:
     return "—" if v is None else spec.format(v)
 
 
+NOT_RUN = "not measured (time)"
+
+
+def ms(d: dict | None) -> str:
+    """'p50 / p99' in ms."""
+    return NOT_RUN if not d else f"{d['p50_ms']:.0f} / {d['p99_ms']:.0f}"
+
+
+def first_warm(d: dict | None) -> str:
+    return NOT_RUN if not d else f"{d['first_s']:.2f} s / {d['p50_ms']:.0f} ms"
+
+
+def user_tables(results: list[dict]) -> list[str]:
+    """The second and third tables: batch commands, then the server (from bench/scaling_api.py)."""
+    lines = [
+        "",
+        "## What else a user runs (same databases)",
+        "",
+        "Batch commands, each a separate process (wall clock from start to exit, peak RSS from `/usr/bin/time -v`). "
+        "`grids propose` = `gisgov grids propose --all --json` (rules 300–500 households, ≤ 1,000 people per grid; "
+        "drafts saved); past 500 communities a seeded random sample is proposed one process per community and the "
+        "total is **extrapolated** (communities × mean in-answer seconds + one process's start-up). Validator = "
+        "`POST /api/grids/validate` on each draft just proposed (the full check: counts, compactness, every rule break "
+        "located), through the server below. `coverage report` = `gisgov coverage report --code <first street>`.",
+        "",
+        "| buildings | communities | grids propose s (peak GiB) | planned · grids within bounds | validator p50 / p99 ms "
+        "| coverage report s (peak GiB) |",
+        "|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in results:
+        u = r.get("user")
+        if not u:
+            lines.append(f"| {r['buildings']:,} | — | {NOT_RUN} | {NOT_RUN} | {NOT_RUN} | {NOT_RUN} |")
+            continue
+        ext = " **extrapolated**" if u.get("propose_extrapolated") else ""
+        sample = f" (sample {u['propose_communities']})" if u.get("propose_extrapolated") else ""
+        share = u.get("propose_within_share")
+        lines.append(
+            f"| {r['buildings']:,} | {u['propose_total_communities']:,}{sample} | {u['propose_wall_s']:.1f}{ext} "
+            f"({fmt(u.get('propose_peak_gib'), '{:.2f}')}) | {u['propose_planned']}/{u['propose_communities']} planned "
+            f"· {fmt(None if share is None else 100 * share, '{:.1f}')} % of {u['propose_grids']} grids "
+            f"| {ms(u.get('validate'))} (n={u.get('validate', {}).get('n', 0)}) "
+            f"| {u['report_wall_s']:.1f} ({fmt(u.get('report_peak_gib'), '{:.2f}')}) |"
+        )
+    lines += [
+        "",
+        "Server: `gisgov serve --workers 1` started on the database after the commands above, signed in as an admin "
+        "account (bearer token), requests one at a time from the bench process. Coverage page: service areas and "
+        "gaps of the first catalog category (c15, standard profile); **first** = first request after the server "
+        "start with the run's cached answers removed, i.e. the first request after a `coverage compute` (reads the "
+        "persisted model, builds and stores the run's cached answer), then p50 of the warm repeats. Tiles: a "
+        "seeded random sample of up to 100 tiles per zoom at z14–z17 over the city's box; **cold** = first fetch after "
+        "the tile data version moved (nothing cached), **warm** = the same tiles again. API: p50 / p99 of the warm "
+        "repeats (20, or n in scaling.json) after a first request (`/api/layers/building?bbox=<community box>&limit=10000` = a community's "
+        "buildings as a map page loads them). Server peak = sum of the peak RSS of its processes.",
+        "",
+        "| buildings | areas first / warm | gaps (city) first / warm | gaps (street) first / warm "
+        "| building tiles cold · warm p50/p99 ms | grid tiles cold · warm p50/p99 ms | hierarchy | stats (city) "
+        "| stats (street) | community | community's buildings | server peak GiB | load avg before → after |",
+        "|---:|---|---|---|---|---|---|---|---|---|---|---:|---|",
+    ]
+    for r in results:
+        u = r.get("user")
+        if not u:
+            lines.append(f"| {r['buildings']:,} |" + f" {NOT_RUN} |" * 12)
+            continue
+        a = u.get("api", {})
+        la = (
+            " ".join(f"{x:.2f}" for x in u["loadavg_before"]) + " → " + " ".join(f"{x:.2f}" for x in u["loadavg_after"])
+        )
+        lines.append(
+            f"| {r['buildings']:,} | {first_warm(u.get('areas'))} | {first_warm(u.get('gaps'))} "
+            f"| {first_warm(u.get('gaps_street'))} "
+            f"| {ms(u.get('tiles_building_cold'))} · {ms(u.get('tiles_building_warm'))} "
+            f"| {ms(u.get('tiles_grid_cold'))} · {ms(u.get('tiles_grid_warm'))} "
+            + "".join(f"| {ms(a.get(k))} " for k in ("hierarchy", "stats_city", "stats_street", "community"))
+            + f"| {ms(a.get('community_buildings'))} "
+            f"| {fmt(u.get('server_peak_gib'), '{:.2f}')} | {la} |"
+        )
+    errs = [(r["buildings"], e) for r in results for e in (r.get("user") or {}).get("errors", [])]
+    lines += [
+        "",
+        "Errors during these requests: " + ("none" if not errs else "; ".join(f"{n:,}: {e}" for n, e in errs)),
+    ]
+    notok = [(r["buildings"], x) for r in results for x in (r.get("user") or {}).get("propose_not_ok", [])]
+    if notok:
+        lines.append(
+            "Proposals not ok: "
+            + "; ".join(f"{n:,}: community {x['community']} {x['status']} ({x['why']})" for n, x in notok)
+        )
+    return lines
+
+
 def render(results: list[dict]) -> None:
     results = sorted(results, key=lambda r: r["buildings"])
     lines = [
@@ -127,19 +240,18 @@ def render(results: list[dict]) -> None:
         "(persisted model read, stored distances read, figures built).",
         "",
         "| buildings | residents | load s | compute s (wall) | load_city | graph+snaps | distances | write_snaps "
-        "| write_access | figures | write_figures | peak RSS GiB | first request s | DB GiB (coverage part) "
-        "| grids propose | tiles p50/p99 | API p50/p99 |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "| write_access | figures | write_figures | peak RSS GiB | first request s | DB GiB (coverage part) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         st = r.get("steps", {})
         lines.append(
-            f"| {r['buildings']:,} | {r.get('residents', 0):,} | {fmt(r.get('load_s'))} | **{fmt(r['compute_wall_s'])}** | "
+            f"| {r['buildings']:,} | {r.get('residents', 0):,} | {fmt(r.get('load_s'))} | **{fmt(r.get('compute_wall_s'))}** | "
             + " | ".join(fmt(st.get(k), "{:.2f}") for k in STEPS)
             + f" | {fmt(r.get('compute_peak_gib'), '{:.2f}')} | {fmt(r.get('first_request_s'), '{:.2f}')} | "
-            f"{fmt(r.get('db_gib'), '{:.2f}')} ({fmt(r.get('coverage_gib'), '{:.2f}')}) "
-            "| not measured yet | not measured yet | not measured yet |"
+            f"{fmt(r.get('db_gib'), '{:.2f}')} ({fmt(r.get('coverage_gib'), '{:.2f}')}) |"
         )
+    lines += user_tables(results)
     lines += [
         "",
         "Before (issue 14, same kind of synthetic city in PostGIS, one row per building × category and the long figure "
@@ -158,14 +270,14 @@ def render(results: list[dict]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(16, 4.2))
     xs = [r["buildings"] for r in results]
     bottom = [0.0] * len(xs)
     for k in STEPS:
         ys = [r.get("steps", {}).get(k, 0.0) for r in results]
         a1.bar([str(f"{x:,}") for x in xs], ys, bottom=bottom, label=k)
         bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
-    a1.plot([str(f"{x:,}") for x in xs], [r["compute_wall_s"] for r in results], "k.-", label="process wall")
+    a1.plot([str(f"{x:,}") for x in xs], [r.get("compute_wall_s") or 0 for r in results], "k.-", label="process wall")
     a1.axhline(120, color="r", ls="--", lw=0.8, label="target 1M: 120 s")
     a1.set_ylabel("seconds")
     a1.set_title("gisgov coverage compute, per step")
@@ -177,6 +289,26 @@ def render(results: list[dict]) -> None:
     a2.set_xlabel("buildings")
     a2.set_title("memory and storage")
     a2.legend(fontsize=7)
+    users = [r for r in results if r.get("user")]
+    ux = [r["buildings"] for r in users]
+    series = {
+        "hierarchy": lambda u: u["api"]["hierarchy"],
+        "stats (city)": lambda u: u["api"]["stats_city"],
+        "community's buildings": lambda u: u["api"]["community_buildings"],
+        "validator": lambda u: u["validate"],
+        "building tile cold": lambda u: u["tiles_building_cold"],
+        "building tile warm": lambda u: u["tiles_building_warm"],
+        "service areas warm": lambda u: u["areas"],
+    }
+    for label, get in series.items():
+        a3.plot(ux, [get(r["user"])["p50_ms"] for r in users], "o-", label=f"{label} p50")
+    a3.plot(ux, [r["user"]["areas"]["first_s"] * 1000 for r in users], "k^--", label="service areas first request")
+    a3.set_xscale("log")
+    a3.set_yscale("log")
+    a3.set_xlabel("buildings")
+    a3.set_ylabel("ms")
+    a3.set_title("server answers (gisgov serve, 1 worker)")
+    a3.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(RESULTS / "scaling.png", dpi=110)
 
@@ -187,13 +319,26 @@ def main() -> None:
     ap.add_argument("--base", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "gisgov-scaling")
     ap.add_argument("--reuse", action="store_true", help="keep a database already holding a city of that size")
     ap.add_argument("--render-only", action="store_true")
+    ap.add_argument("--only-user", action="store_true", help="only the bench/scaling_api.py steps (keep the rest)")
+    ap.add_argument("--no-user", action="store_true", help="skip the bench/scaling_api.py steps")
+    ap.add_argument("--propose-sample", type=int, default=60, help="communities proposed past --full-propose-max")
+    ap.add_argument("--repeat", type=int, default=20, help="warm repeats per API route")
+    ap.add_argument("--full-propose-max", type=int, default=500, help="propose every community up to this many")
     a = ap.parse_args()
     store = RESULTS / "scaling.json"
     results = {r["buildings"]: r for r in (json.loads(store.read_text()) if store.exists() else [])}
     if not a.render_only:
         for n in a.sizes:
             print(f"== {n:,} buildings", flush=True)
-            results[n] = measure(n, a.base, a.reuse)
+            if not a.only_user:
+                user = results.get(n, {}).get("user")
+                results[n] = measure(n, a.base, a.reuse)
+                if user and a.no_user:
+                    results[n]["user"] = user
+            if not a.no_user:
+                extra = ["--propose-sample", str(a.propose_sample), "--full-propose-max", str(a.full_propose_max)]
+                extra += ["--repeat", str(a.repeat)]
+                results.setdefault(n, {"buildings": n})["user"] = measure_user(n, a.base, extra)
             print(json.dumps(results[n]), flush=True)
             store.write_text(json.dumps(sorted(results.values(), key=lambda r: r["buildings"]), indent=1))
     render(list(results.values()))

@@ -138,6 +138,65 @@ def _not_activated(out: dict[str, Any], save: bool) -> str | None:
     return None
 
 
+class _TaskError(GisgovError):
+    """A community's domain error reported by its Dask task (message and HTTP status as the task saw them)."""
+
+    def __init__(self, out: dict[str, Any]) -> None:
+        super().__init__(str(out.get("error")))
+        self.status_code = int(out.get("status_code") or 400)
+
+
+def _propose_dask(
+    eng: Any,
+    codes: list[str],
+    lock: list[str],
+    method: str,
+    seed: int,
+    time_limit: float,
+    closest: bool,
+    save: bool,
+    activate: bool,
+    author: str | None,
+    note: str | None,
+    rules: dict[str, int | None],
+    workers: int,
+    scheduler: str | None,
+) -> dict[str, dict[str, Any]]:
+    """``--dask``: one task per community; each reads its community and saves its own draft in its own
+    transaction (gisgov.gridding.dask_batch)."""
+    from gisgov.coverage.dask_batch import local_client
+    from gisgov.gridding import dask_batch
+
+    opts = dask_batch.ProposeOptions(
+        rules=rules,
+        lock=tuple(lock),
+        method=method,
+        seed=seed,
+        time_limit_s=time_limit,
+        closest=closest,
+        save=save,
+        activate=activate,
+        author=author,
+        note=note,
+    )
+    cluster = None
+    if scheduler:
+        from dask.distributed import Client
+
+        client = Client(scheduler)  # type: ignore[no-untyped-call]
+        where = f"scheduler {scheduler}"
+    else:
+        client, cluster = local_client(workers=workers)
+        where = f"local cluster, {workers} worker processes"
+    try:
+        common.say(f"Dask: {where}; 社区任务 community tasks: {len(codes)}")
+        return dask_batch.propose_all(client, eng.url.render_as_string(hide_password=False), codes, opts)
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+        if cluster is not None:
+            cluster.close()
+
+
 @app.command()
 def propose(
     community: str | None = typer.Option(None, "--community", "-c", help="Community code (12 digits)."),
@@ -160,6 +219,13 @@ def propose(
         help="Print the answer as JSON (the API's answer: status, findings, report, GeoJSON); "
         "with --all a JSON array, one answer per community.",
     ),
+    dask: bool = typer.Option(
+        False, "--dask", help="Run on Dask, one task per community (a local cluster unless --scheduler is given)."
+    ),
+    workers: int = typer.Option(2, "--workers", min=1, help="With --dask: worker processes of the local cluster."),
+    scheduler: str | None = typer.Option(
+        None, "--scheduler", help="With --dask: address of an existing Dask scheduler, e.g. tcp://host:8786."
+    ),
 ) -> None:
     """划分 Draft a plan: feasibility first, then exact (CP-SAT) or heuristic partition, saved as a draft.
 
@@ -169,6 +235,8 @@ def propose(
         raise fail(f"--method must be auto, exact or heuristic (got {method})", EXIT_USAGE)
     if not all_ and not community:
         raise fail("give --community CODE or --all", EXIT_USAGE)
+    if (scheduler or workers != 2) and not dask:
+        raise fail("--workers / --scheduler 需要 --dask: they only apply with --dask", EXIT_USAGE)
     eng = common.engine()
     from rich.console import Console
     from rich.table import Table
@@ -189,34 +257,61 @@ def propose(
     rc = EXIT_OK
     # with --json the progress bar goes to stderr: stdout holds the JSON only
     bar_console = Console(stderr=True) if as_json else console.get()
+    on_dask = (
+        _propose_dask(
+            eng,
+            codes,
+            lock,
+            method,
+            seed,
+            time_limit,
+            closest,
+            save,
+            activate,
+            author,
+            note,
+            _rules(min_households, max_households, max_people),
+            workers,
+            scheduler,
+        )
+        if dask
+        else {}
+    )
     with common.progress(bar_console, transient=len(codes) == 1 or as_json) as bar:
         task = bar.add_task("划分 proposing", total=len(codes))
         for code in codes:
             bar.update(task, description=f"划分 {code}")
             try:
-                with eng.begin() as conn:
-                    out = _plain(
-                        service.propose_plan(
-                            conn,
-                            code,
-                            rules=_rules(min_households, max_households, max_people),
-                            lock=lock,
-                            method=method,
-                            seed=seed,
-                            time_limit_s=time_limit,
-                            closest=closest,
-                            save=save,
-                            author=author,
-                            note=note,
+                if dask:
+                    out = on_dask[code]
+                    if out.get("status") == "error":
+                        raise _TaskError(out)
+                    if activate and not out.get("activated"):
+                        out["not_activated"] = _not_activated(out, save)
+                else:
+                    with eng.begin() as conn:
+                        out = _plain(
+                            service.propose_plan(
+                                conn,
+                                code,
+                                rules=_rules(min_households, max_households, max_people),
+                                lock=lock,
+                                method=method,
+                                seed=seed,
+                                time_limit_s=time_limit,
+                                closest=closest,
+                                save=save,
+                                author=author,
+                                note=note,
+                            )
                         )
-                    )
-                    if activate:
-                        why = _not_activated(out, save)
-                        if why is None:
-                            plans.activate(conn, code, out["version"])
-                        out["activated"] = why is None
-                        if why is not None:
-                            out["not_activated"] = why
+                        if activate:
+                            why = _not_activated(out, save)
+                            if why is None:
+                                plans.activate(conn, code, out["version"])
+                            out["activated"] = why is None
+                            if why is not None:
+                                out["not_activated"] = why
             except GisgovError as exc:
                 common.say(f"错误 error: {code}: {exc}")
                 rc = rc or common.exit_code_for(exc)

@@ -134,6 +134,7 @@ def test_reads_on_the_replica_writes_on_the_primary(clusters, monkeypatch):
         health = http.get("/health").json()
         assert health["replica"]["status"] == "ok" and health["replica"]["in_recovery"] is True
         assert http.get("/api/hierarchy", headers=r).status_code == 200
+        time.sleep(0.3)  # a lag gate (GISGOV_READ_MAX_LAG_S) has measured by now: reads on the replica
 
         # -- reads are answered by the replica: with replay paused, a change on the primary is not seen
         _sql(replica_url, "SELECT pg_wal_replay_pause()")
@@ -198,7 +199,9 @@ def test_reads_on_the_replica_writes_on_the_primary(clusters, monkeypatch):
             )
         finally:
             standby.start()
-        time.sleep(0.6)
+        time.sleep(1.2)  # past REPLICA_RETRY_S and the lag gate's measuring interval (its last: unreachable)
+        http.get("/api/hierarchy", headers=r)  # renews both
+        time.sleep(0.3)
         _sql(replica_url, "SELECT pg_wal_replay_pause()")
         try:
             with owner.begin() as c:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 import typer
@@ -78,7 +79,11 @@ def run_server(host: str, port: int, settings: Settings | None = None, workers: 
     )
     per = s.pool_size + s.pool_overflow
     console.print(f"工作进程 workers: {workers} (每个最多 up to {per} + 6 database connections each)")
-    uvicorn.run(
+    from uvicorn.supervisors import Multiprocess
+
+    from gisgov.api.listener import NoDelayConfig
+
+    config = NoDelayConfig(
         "gisgov.api.asgi:create",
         factory=True,
         host=host,
@@ -87,6 +92,8 @@ def run_server(host: str, port: int, settings: Settings | None = None, workers: 
         log_level="info",
         timeout_keep_alive=KEEP_ALIVE_S,
     )
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: Ctrl+C stops the workers and returns
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
 def account_problems(url: str) -> list[str]:

@@ -198,9 +198,10 @@ def user_tables(results: list[dict]) -> list[str]:
             lines.append(f"| {r['buildings']:,} |" + f" {NOT_RUN} |" * 12)
             continue
         a = u.get("api", {})
-        la = (
-            " ".join(f"{x:.2f}" for x in u["loadavg_before"]) + " → " + " ".join(f"{x:.2f}" for x in u["loadavg_after"])
-        )
+        la = " ".join(f"{x:.2f}" for x in u["loadavg_before"]) + " → "
+        la += " ".join(f"{x:.2f}" for x in u.get("loadavg_after", []))
+        if u.get("partial"):
+            la += " (run stopped for time: later cells not measured)"
         lines.append(
             f"| {r['buildings']:,} | {first_warm(u.get('areas'))} | {first_warm(u.get('gaps'))} "
             f"| {first_warm(u.get('gaps_street'))} "
@@ -293,6 +294,7 @@ def render(results: list[dict]) -> None:
     ux = [r["buildings"] for r in users]
     series = {
         "hierarchy": lambda u: u["api"]["hierarchy"],
+        "stats (street)": lambda u: u["api"]["stats_street"],
         "stats (city)": lambda u: u["api"]["stats_city"],
         "community's buildings": lambda u: u["api"]["community_buildings"],
         "validator": lambda u: u["validate"],
@@ -300,9 +302,21 @@ def render(results: list[dict]) -> None:
         "building tile warm": lambda u: u["tiles_building_warm"],
         "service areas warm": lambda u: u["areas"],
     }
+
+    def point(u: dict, get) -> float:
+        try:
+            return get(u)["p50_ms"]
+        except (KeyError, TypeError):
+            return float("nan")
+
     for label, get in series.items():
-        a3.plot(ux, [get(r["user"])["p50_ms"] for r in users], "o-", label=f"{label} p50")
-    a3.plot(ux, [r["user"]["areas"]["first_s"] * 1000 for r in users], "k^--", label="service areas first request")
+        a3.plot(ux, [point(r["user"], get) for r in users], "o-", label=f"{label} p50")
+    a3.plot(
+        ux,
+        [1000 * (r["user"].get("areas") or {}).get("first_s", float("nan")) for r in users],
+        "k^--",
+        label="service areas first request",
+    )
     a3.set_xscale("log")
     a3.set_yscale("log")
     a3.set_xlabel("buildings")
@@ -321,13 +335,24 @@ def main() -> None:
     ap.add_argument("--render-only", action="store_true")
     ap.add_argument("--only-user", action="store_true", help="only the bench/scaling_api.py steps (keep the rest)")
     ap.add_argument("--no-user", action="store_true", help="skip the bench/scaling_api.py steps")
+    ap.add_argument(
+        "--take-partial",
+        action="store_true",
+        help="store what a stopped bench/scaling_api.py run measured (<base>/h<size>/user-partial.json), then render",
+    )
     ap.add_argument("--propose-sample", type=int, default=60, help="communities proposed past --full-propose-max")
     ap.add_argument("--repeat", type=int, default=20, help="warm repeats per API route")
     ap.add_argument("--full-propose-max", type=int, default=500, help="propose every community up to this many")
     a = ap.parse_args()
     store = RESULTS / "scaling.json"
     results = {r["buildings"]: r for r in (json.loads(store.read_text()) if store.exists() else [])}
-    if not a.render_only:
+    if a.take_partial:
+        for n in a.sizes:
+            results.setdefault(n, {"buildings": n})["user"] = json.loads(
+                (a.base / f"h{n}" / "user-partial.json").read_text()
+            )
+        store.write_text(json.dumps(sorted(results.values(), key=lambda r: r["buildings"]), indent=1))
+    elif not a.render_only:
         for n in a.sizes:
             print(f"== {n:,} buildings", flush=True)
             if not a.only_user:

@@ -90,6 +90,20 @@ class Settings(BaseSettings):
         "run there (the app signs in as its own app role), writes and read-your-writes stay on the primary, reads fall "
         "back to the primary while the replica is down; unset = everything on the primary.",
     )
+    read_max_lag_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="Reads go to the read replica only while its replay lag is at most this many seconds (measured "
+        "at most once a second per worker process, never while a request waits); over it, or not measurable, they go "
+        "to the primary. 0 = no limit in seconds.",
+    )
+    read_max_lag_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="Reads go to the read replica only while it is at most this many bytes of WAL behind the primary; "
+        "unset = no limit in bytes.",
+    )
     public_url: str | None = Field(
         default=None,
         description="Origin users reach the app at (links, CSRF origin check); unset = http://<host>:<port>.",

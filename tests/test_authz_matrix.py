@@ -300,6 +300,14 @@ OPS: dict[str, Op] = {
         R, q("/api/grids/sessions/nosuchsession/layers"), scoped=False, ok=frozenset({404})
     ),
     "GET /api/stats": Op(R, q("/api/stats"), scoped=False),
+    "GET /api/rollup/cities": Op(None, q("/api/rollup/cities"), scoped=False, roles=frozenset({Role.admin})),
+    "GET /api/rollup/units": Op(
+        None, q("/api/rollup/units", level="community"), scoped=False, roles=frozenset({Role.admin})
+    ),
+    "GET /api/rollup/features": Op(
+        None, q("/api/rollup/features", level="city"), scoped=False, roles=frozenset({Role.admin})
+    ),
+    "GET /province": Op(R, q("/province"), scoped=False),
     "GET /api/stats/features": Op(R, q("/api/stats/features"), scoped=False),
     "GET /api/stats/{level}/{code}": Op(R, q("/api/stats/community/{community}")),
     "GET /api/stats/{level}/{code}/features": Op(R, q("/api/stats/community/{community}/features")),

@@ -20,7 +20,7 @@ from gisgov.api.headers import SecurityHeaders
 from gisgov.config import Settings, get_settings
 from gisgov.db.approle import app_database_url, check_app_login
 from gisgov.db.engine import make_engine
-from gisgov.db.replica import replica_app_url
+from gisgov.db.replica import LagGate, replica_app_url
 from gisgov.plugins import optional_modules
 
 # Router modules; a capability adds its module here. Each exposes `router`.
@@ -49,6 +49,7 @@ ROUTER_MODULES = [
     "gisgov.api.routes.tiles",
     "gisgov.api.routes.coverage_page",
     "gisgov.api.routes.context",
+    "gisgov.api.routes.rollup",
 ]
 
 
@@ -150,6 +151,13 @@ def _read_replica(settings: Settings, engine: Engine) -> ReadReplica:
         connect_args={"connect_timeout": 5},
     )
     replica = ReadReplica(read_engine)
+    if settings.read_max_lag_s > 0 or settings.read_max_lag_bytes is not None:
+        replica.lag_gate = LagGate(
+            engine,
+            read_engine,
+            max_lag_s=settings.read_max_lag_s or None,
+            max_lag_bytes=settings.read_max_lag_bytes,
+        )
     try:
         replica.check()
     except (OperationalError, InterfaceError) as exc:

@@ -40,6 +40,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from gisgov.api import budgets
 from gisgov.db.engine import make_engine
+from gisgov.db.replica import LagGate
 from gisgov.errors import DatabaseUnavailable, Forbidden, NotAuthenticated, NotFound
 from gisgov.security import accounts
 from gisgov.security import audit as _audit
@@ -317,6 +318,8 @@ class ReadReplica:
         self.pins: dict[int, float] = {}
         self._lock = threading.Lock()
         self._slots: anyio.Semaphore | None = None
+        #: reads go to the replica only while its measured lag is within the limits (GISGOV_READ_MAX_LAG_S)
+        self.lag_gate: LagGate | None = None
 
     def slots(self) -> anyio.Semaphore:
         """One slot per connection the replica's pool can give (as :func:`_slots` for the primary)."""
@@ -396,6 +399,9 @@ def primary_reason(request: Request) -> str | None:
         p = getattr(request.state, "principal", None)
         if p is not None and replica.pinned(p.user_id):
             return "read-your-writes after this account's write"
+        gate = replica.lag_gate
+        if gate is not None and not gate.allows_reads():  # never waits on the database (measured in a thread)
+            return gate.reason or "replica lag over the limit"
     return None
 
 

@@ -60,6 +60,7 @@ PERSONAL_KEYS = frozenset(
     }
 )
 _ID_RE = re.compile(r"(?<![0-9.])([1-9][0-9]{16}[0-9Xx])(?![0-9])")
+_HEX_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{32,}(?![0-9A-Za-z])")
 _MOBILE_RE = re.compile(r"(?<![0-9.])(1[3-9][0-9]{9})(?![0-9])")
 _LABEL_RE = re.compile(r"^[<≥]([0-9]+)$")
 
@@ -118,7 +119,9 @@ def personal_data(doc: Mapping[str, Any]) -> list[str]:
     """What in ``doc`` looks like a person's data: a personal field name, a clear ID number (valid
     check character) or a mobile number. Empty when there is none."""
     found = sorted({f"field {k}" for k in _walk_keys(doc) if k.lower() in PERSONAL_KEYS})
-    body = canonical(doc).decode("utf-8")
+    # hashes (a checksum, a signature: 32+ lowercase hex characters) are no one's data, and a run of
+    # their digits can look like a mobile or ID number (a flaky false refusal of a signed export)
+    body = _HEX_TOKEN.sub(" ", canonical(doc).decode("utf-8"))
     found += [f"ID number {m[:3]}…{m[-2:]}" for m in _ID_RE.findall(body) if is_valid_id(m.upper())]
     found += [f"mobile number {m[:3]}…{m[-2:]}" for m in _MOBILE_RE.findall(body)]
     return found

@@ -99,6 +99,8 @@ def replica_health(conn: Connection, replica: ReadReplica) -> dict[str, Any]:
     if in_recovery and replayed is not None:
         primary = lsn_int(conn.execute(text("SELECT pg_current_wal_lsn()::text")).scalar())
         out["lag_bytes"] = max((primary or 0) - replayed, 0)
+    if replica.lag_gate is not None:
+        out["lag_gate"] = replica.lag_gate.status()
     return out
 
 

@@ -1,6 +1,6 @@
 """Service-circle benchmark: gisgov's coverage kernel alone, and against pandana and pgRouting.
 
-    nice -n 10 python bench/coverage_bench.py                       # peers, default sizes (~10 min here)
+    nice -n 10 python bench/coverage_bench.py                       # peers, default sizes (~5 min on 2 idle cores)
     nice -n 10 python bench/coverage_bench.py --sizes 1000000:450 --rounds 5   # bigger, on demand
     python bench/coverage_bench.py --parts kernel                   # gisgov alone, 1M buildings / 202,500 nodes
 
@@ -47,7 +47,7 @@ from gisgov.coverage.model import CoverageModel
 from gisgov.network import Sources, node_distances
 
 RESULTS = Path(__file__).resolve().parent / "results" / "coverage.md"
-DEFAULT_SIZES = "100000:150,250000:220"  # buildings:side (side² network nodes)
+DEFAULT_SIZES = "30000:80,100000:150"  # buildings:side (side² network nodes)
 
 
 def rss_mib() -> float:
@@ -391,7 +391,9 @@ def run_peers(args, cat) -> list[str]:
     lines = [
         "## gisgov against pandana and pgRouting, timed interleaved",
         "",
-        f"Command: `nice -n 10 python bench/coverage_bench.py --parts peers --sizes {args.sizes} --rounds {args.rounds}`"
+        f"Command: `nice -n 10 python bench/coverage_bench.py --parts peers --sizes {args.sizes} --rounds {args.rounds}"
+        f"{'' if args.pandana else ' --no-pandana'}{'' if args.pgrouting else ' --no-pgrouting'}"
+        f"{' --tag ' + args.tag if args.tag else ''}`"
         f" — {dt.datetime.now().isoformat(timespec='seconds')}",
         "",
         f"Machine: {os.cpu_count()} CPUs shared with other work (run under `nice -n 10`), Python "
@@ -404,12 +406,21 @@ def run_peers(args, cat) -> list[str]:
         "rotating from round to round. A ratio is the **median of the per-round ratios** (each round's two "
         "runs are seconds apart, under the same load), with the min–max over the rounds; the times are the "
         "median of each side. Same graph, same facilities on both sides. Cities: the benchmark city of "
-        "`bench/coverage_city.py` at smaller sizes (streets and communities scaled to keep the 1M city's "
-        "facility density); the 1M-building / 202,500-node city of the table above is not used here because "
-        "pandana needs ~7 minutes to build its network at that size.",
+        "`bench/coverage_city.py` at the sizes in the tables (streets and communities scaled to keep the 1M "
+        "city's facility density); by default pandana is timed at the smaller sizes only: it needs ~7 minutes "
+        "to build its network at 1M buildings / 202,500 nodes.",
         "",
         *notes,
     ]
+    load1 = os.getloadavg()[0]
+    if max(args.load0[0], load1) > (os.cpu_count() or 1):
+        lines += [
+            f"**Measured under load** (load average up to {max(args.load0[0], load1):.1f} on {os.cpu_count()} cores): "
+            "the per-round ratios spread widely, and pandana's C++ runs 2 OpenMP threads, which lose more to "
+            "contention than gisgov's single-threaded scipy Dijkstra, so the pandana ratios here are likely higher "
+            "than on an idle machine. Rerun the command on an idle machine for idle figures.",
+            "",
+        ]
     if pan_rows:
         v = pan_rows[0][2]["version"]
         lines += [
@@ -649,6 +660,7 @@ def main() -> None:
         "--sizes", default=DEFAULT_SIZES, help="peers part: buildings:side pairs, comma separated (side² nodes)"
     )
     ap.add_argument("--rounds", type=int, default=5, help="peers part: interleaved rounds per comparison")
+    ap.add_argument("--tag", default="", help="peers part: a separate section of the results file (e.g. 1m)")
     ap.add_argument("--pandana", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--pgrouting", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--out", type=Path, default=None, help=f"results file (default {RESULTS})")
@@ -666,7 +678,7 @@ def main() -> None:
         args.load0 = os.getloadavg()
         lines = run_peers(args, cat)
         print("\n".join(lines))
-        write_part(out, "peers", lines)
+        write_part(out, "peers" + (f"-{args.tag}" if args.tag else ""), lines)
 
 
 if __name__ == "__main__":

@@ -416,9 +416,14 @@ def run_peers(args, cat) -> list[str]:
     if max(args.load0[0], load1) > (os.cpu_count() or 1):
         lines += [
             f"**Measured under load** (load average up to {max(args.load0[0], load1):.1f} on {os.cpu_count()} cores): "
-            "the per-round ratios spread widely, and pandana's C++ runs 2 OpenMP threads, which lose more to "
-            "contention than gisgov's single-threaded scipy Dijkstra, so the pandana ratios here are likely higher "
-            "than on an idle machine. Rerun the command on an idle machine for idle figures.",
+            "the per-round ratios spread widely"
+            + (
+                ", and pandana's C++ runs 2 OpenMP threads, which lose more to contention than gisgov's "
+                "single-threaded scipy Dijkstra, so the pandana ratios here are likely higher than on an idle machine"
+                if pan_rows
+                else ""
+            )
+            + ". Rerun the command on an idle machine for idle figures.",
             "",
         ]
     if pan_rows:
@@ -506,7 +511,7 @@ def run_peers(args, cat) -> list[str]:
                 f"  - one facility per call ({q['n_single']} facilities): {_agree_text(q['agree_single'])}",
                 f"  - *extrapolated* from the median of {q['n_single']} one-facility calls ({per * 1000:.0f} ms each): "
                 f"the category's {q['facilities']:,} facilities one at a time would take ≈ "
-                f"{per * q['facilities']:.0f} s, ≈ {per * q['facilities'] / ours_cat:,.0f}× gisgov's one "
+                f"{per * q['facilities']:,.0f} s, ≈ {per * q['facilities'] / ours_cat:,.0f}× gisgov's one "
                 "multi-source call — an extrapolation, not a measurement; nobody should use pgRouting that way "
                 "when the multi-start call exists.",
             ]

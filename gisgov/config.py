@@ -133,6 +133,12 @@ class Settings(BaseSettings):
         gt=0,
         description="Longest wait in line for a database connection (requests queue in arrival order, without holding a thread); longer answers 503 DatabaseBusy.",
     )
+    answer_cache_mb: float = Field(
+        default=64,
+        ge=0,
+        description="Memory per worker process for answers of the leaders' read routes (statistics, hierarchy, layer "
+        "pages, map page, plan lists), kept by role, area and committed data version; 0 = off.",
+    )
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes of `gisgov serve` (uvicorn --workers).")
     max_body_mb: float = Field(
         default=4.0,

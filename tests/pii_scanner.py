@@ -5,7 +5,8 @@ character and a plausible birth date) and 11-digit mainland mobile numbers (1[3-
     assert_no_clear_pii(response.text, where="GET /api/layers/resident")
 
 Masked forms (``110101********4514``, ``138****5678``) and longer digit runs (21-digit household
-codes, coordinates' decimals) do not match. The check character is computed here independently
+codes, coordinates' decimals) do not match, nor do digit runs inside hashes (32+ lowercase hex
+characters: a checksum, an ETag, a signature), which held "mobile numbers" now and then. The check character is computed here independently
 of ``gisgov.security.pii`` so the scanner is an oracle of its own.
 """
 
@@ -20,6 +21,7 @@ _CHECK = "10X98765432"
 # not preceded by a digit or a decimal point, not followed by a digit
 ID_RE = re.compile(r"(?<![0-9.])([1-9][0-9]{16}[0-9Xx])(?![0-9])")
 MOBILE_RE = re.compile(r"(?<![0-9.])(1[3-9][0-9]{9})(?![0-9])")
+HEX_TOKEN = re.compile(r"(?<![0-9A-Za-z])[0-9a-f]{32,}(?![0-9A-Za-z])")
 
 
 def id_check_char(first17: str) -> str:
@@ -41,6 +43,7 @@ def looks_like_id(value: str) -> bool:
 
 def find_clear_pii(text: str) -> list[tuple[str, str]]:
     """(kind, value) for every clear ID number ('id') and mobile number ('mobile') in ``text``."""
+    text = HEX_TOKEN.sub(" ", text)
     found = [("id", m.group(1)) for m in ID_RE.finditer(text) if looks_like_id(m.group(1))]
     found += [("mobile", m.group(1)) for m in MOBILE_RE.finditer(text)]
     return found

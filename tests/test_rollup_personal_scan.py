@@ -24,3 +24,11 @@ def test_phone_and_id_numbers_are_still_found_next_to_words_and_in_names():
 def test_a_phone_number_inside_a_short_hex_like_word_is_still_found():
     # only long hex tokens (32+, as hashes are) are set aside
     assert personal_data(doc(note="cafe13912345678")) == ["mobile number 139…78"]
+
+
+def test_the_tests_own_scanner_sets_hashes_aside_too():
+    from pii_scanner import find_clear_pii
+
+    digest = "a" * 20 + "19012345683" + "b" * 33
+    assert find_clear_pii(f'{{"sha256": "{digest}"}}') == []
+    assert find_clear_pii('{"note": "电话19012345683"}') == [("mobile", "19012345683")]

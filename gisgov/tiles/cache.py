@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 #: default bound of one process's tile cache (bytes of tile bodies plus a fixed overhead per entry)
 DEFAULT_MAX_BYTES = 64 * 2**20
@@ -72,13 +74,25 @@ class Entry:
         return len(self.body) + ENTRY_OVERHEAD
 
 
+class Versioned(Protocol):
+    """What the LRU keeps: the data version it was made at, and its size in bytes."""
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
+
+
 class TileCache:
-    """Thread-safe LRU of rendered tiles, bounded by ``max_bytes`` (0 disables it)."""
+    """Thread-safe LRU of rendered tiles, bounded by ``max_bytes`` (0 disables it). The keys and entries are
+    any hashable key and any :class:`Versioned` entry: the API's answer cache (:mod:`gisgov.api.answers`)
+    uses it too."""
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._items: OrderedDict[TileKey, Entry] = OrderedDict()
+        self._items: OrderedDict[Hashable, Any] = OrderedDict()
         self._bytes = 0
         self._newest = 0
         self.hits = 0
@@ -91,7 +105,7 @@ class TileCache:
     def __len__(self) -> int:
         return len(self._items)
 
-    def get(self, key: TileKey, version: int) -> Entry | None:
+    def get(self, key: Hashable, version: int) -> Any:
         """The entry for ``key`` rendered at ``version`` (or later data), else None."""
         with self._lock:
             e = self._items.get(key)
@@ -102,7 +116,7 @@ class TileCache:
             self.hits += 1
             return e
 
-    def put(self, key: TileKey, entry: Entry) -> None:
+    def put(self, key: Hashable, entry: Versioned) -> None:
         if entry.size > self.max_bytes:
             return
         with self._lock:

@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from gisgov.api import queries
+from gisgov.api.answers import cached, model_json
 from gisgov.api.deps import (
     DB,
     DB_UNSCOPED,
@@ -111,11 +112,11 @@ def replica_health(conn: Connection, replica: ReadReplica) -> dict[str, Any]:
     response_model=Hierarchy,
     response_model_exclude_unset=True,
 )
-def hierarchy(p: Principal = Depends(current_principal), conn: Connection = DB) -> dict:
+def hierarchy(request: Request, p: Principal = Depends(current_principal), conn: Connection = DB) -> Response:
     """The streets, communities and grids of the caller's area (and the street above a community),
     each node with ``households`` (户数), ``residents`` (人数) and ``buildings`` (楼栋数) counted
     from the caller's area only."""
-    return queries.hierarchy(conn, queries.Scope.of(p))
+    return cached(request, conn, p, lambda: model_json(Hierarchy, queries.hierarchy(conn, queries.Scope.of(p))))
 
 
 @router.get(
@@ -171,24 +172,30 @@ def _layer_route(max_limit: int):
         layer = cat.for_principal(level, p)
         box = parse_bbox(bbox)
         limit, offset = check_page(limit, offset, default=settings.page_limit, maximum=settings.max_page_limit)
-        page = queries.layer_page(conn, cat, layer, bbox=box, limit=limit, offset=offset, scope=queries.Scope.of(p))
-        if layer.personal:
-            audit_personal_read(request, conn, p, object=f"layer:{layer.name}", count=page.number_returned)
-        links = [{"rel": "self", "type": GEOJSON, "href": request_link(request)}]
-        if page.number_matched is not None and offset + page.number_returned < page.number_matched:
-            links.append(
-                {"rel": "next", "type": GEOJSON, "href": request_link(request, offset=offset + limit, limit=limit)}
-            )
-        if offset > 0:
-            links.append(
-                {
-                    "rel": "prev",
-                    "type": GEOJSON,
-                    "href": request_link(request, offset=max(0, offset - limit), limit=limit),
-                }
-            )
-        body = queries.feature_collection_json(page, links=links, extra={"layer": layer.name})
-        return Response(content=body, media_type=GEOJSON)
+
+        def make() -> Response:
+            page = queries.layer_page(conn, cat, layer, bbox=box, limit=limit, offset=offset, scope=queries.Scope.of(p))
+            if layer.personal:
+                audit_personal_read(request, conn, p, object=f"layer:{layer.name}", count=page.number_returned)
+            links = [{"rel": "self", "type": GEOJSON, "href": request_link(request)}]
+            if page.number_matched is not None and offset + page.number_returned < page.number_matched:
+                links.append(
+                    {"rel": "next", "type": GEOJSON, "href": request_link(request, offset=offset + limit, limit=limit)}
+                )
+            if offset > 0:
+                links.append(
+                    {
+                        "rel": "prev",
+                        "type": GEOJSON,
+                        "href": request_link(request, offset=max(0, offset - limit), limit=limit),
+                    }
+                )
+            body = queries.feature_collection_json(page, links=links, extra={"layer": layer.name})
+            return Response(content=body, media_type=GEOJSON)
+
+        if layer.personal:  # read and audited on every request
+            return make()
+        return cached(request, conn, p, make, variant=id(cat))
 
     return layer_features
 

@@ -22,6 +22,7 @@ from sqlalchemy import Connection
 from starlette.exceptions import HTTPException
 
 from gisgov.api import queries
+from gisgov.api.answers import cached
 from gisgov.api.deps import DB, current_principal
 from gisgov.api.routes.context import context_for_bounds, facility_scope_for
 from gisgov.api.routes.core import get_catalog
@@ -79,10 +80,17 @@ def favicon() -> Response:
     tags=["maps"],
     summary="网格地图 Map of streets, communities, grids and compounds (offline assets)",
 )
-def hierarchy_map(request: Request, p: Principal = Depends(current_principal), conn: Connection = DB) -> HTMLResponse:
+def hierarchy_map(request: Request, p: Principal = Depends(current_principal), conn: Connection = DB) -> Response:
     settings = request.app.state.settings
     require_assets(settings.web_dir)
-    layers = read_map_layers(conn, get_catalog(request), p)
+    cat = get_catalog(request)
+    # the page names the account in its header: kept per account (and per catalog)
+    return cached(request, conn, p, lambda: _hierarchy_map(request, p, conn, cat), per_account=True, variant=id(cat))
+
+
+def _hierarchy_map(request: Request, p: Principal, conn: Connection, cat: Catalog) -> HTMLResponse:
+    settings = request.app.state.settings
+    layers = read_map_layers(conn, cat, p)
     frames = [f for _, f in layers if not f.empty]
     bounds = frames and [
         min(f.total_bounds[0] for f in frames),

@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
+from gisgov.api.answers import cached, model_json
 from gisgov.api.deps import DB, current_principal, in_scope_or_404
 from gisgov.api.schemas.geojson import GeoJSONResponse, geojson_ok
 from gisgov.api.schemas.stats import UnitFeatures, UnitStats
@@ -81,13 +82,21 @@ def _check(p: Principal, level: str, code: str) -> None:
 )
 def city_stats(
     request: Request, profile: str = _PROFILE, p: Principal = Depends(current_principal), conn: Connection = DB
-) -> dict:
+) -> Response:
     """户数 households, 人数 residents, 楼栋 buildings, 小区 compounds and 老旧小区率, age bands
     (0–14, 15–59, 60+, 80+), 特殊人群 per group, 网格 grids and 网格员 staff per role, and (when
     computed) the 15-minute circle shares; the same block for every street in ``children`` (only the
     streets of the caller's area)."""
-    return service.unit_stats(
-        conn, CITY, None, catalog=circle_catalog(request), profile=profile, **_options(request, p)
+    return cached(
+        request,
+        conn,
+        p,
+        lambda: model_json(
+            UnitStats,
+            service.unit_stats(
+                conn, CITY, None, catalog=circle_catalog(request), profile=profile, **_options(request, p)
+            ),
+        ),
     )
 
 
@@ -97,8 +106,13 @@ def city_stats(
     response_class=GeoJSONResponse,
     responses=geojson_ok(UnitFeatures, "街道范围 GeoJSON street polygons"),
 )
-def city_features(p: Principal = Depends(current_principal), conn: Connection = DB) -> Response:
-    return Response(service.unit_features(conn, CITY, None, scope=p.scope_code), media_type=GEOJSON)
+def city_features(request: Request, p: Principal = Depends(current_principal), conn: Connection = DB) -> Response:
+    return cached(
+        request,
+        conn,
+        p,
+        lambda: Response(service.unit_features(conn, CITY, None, scope=p.scope_code), media_type=GEOJSON),
+    )
 
 
 @router.get(
@@ -118,14 +132,22 @@ def unit_stats(
     profile: str = _PROFILE,
     p: Principal = Depends(current_principal),
     conn: Connection = DB,
-) -> dict:
+) -> Response:
     """``level``: street | community | grid | compound. Children: street → communities, community →
     its current grids (or its compounds when it has no grids), grid → compounds (the part of each
     compound inside the grid, ``partial``), compound → none. ``children.rest`` sums buildings in no child."""
     check_level(level)
     _check(p, level, code)
-    return service.unit_stats(
-        conn, level, code, catalog=circle_catalog(request), profile=profile, **_options(request, p)
+    return cached(
+        request,
+        conn,
+        p,
+        lambda: model_json(
+            UnitStats,
+            service.unit_stats(
+                conn, level, code, catalog=circle_catalog(request), profile=profile, **_options(request, p)
+            ),
+        ),
     )
 
 
@@ -135,9 +157,16 @@ def unit_stats(
     response_class=GeoJSONResponse,
     responses={**geojson_ok(UnitFeatures, "单元及下级 GeoJSON outline and children"), 404: {}, 422: {}},
 )
-def unit_features(level: str, code: str, p: Principal = Depends(current_principal), conn: Connection = DB) -> Response:
+def unit_features(
+    request: Request, level: str, code: str, p: Principal = Depends(current_principal), conn: Connection = DB
+) -> Response:
     """GeoJSON FeatureCollection (RFC 7946, WGS84): ``role: unit`` (the outline) and ``role: child``
     features with ``level``, ``code`` and ``name`` (current grids only, never draft plans)."""
     check_level(level)
     _check(p, level, code)
-    return Response(service.unit_features(conn, level, code, scope=p.scope_code), media_type=GEOJSON)
+    return cached(
+        request,
+        conn,
+        p,
+        lambda: Response(service.unit_features(conn, level, code, scope=p.scope_code), media_type=GEOJSON),
+    )

@@ -143,6 +143,22 @@ def first_warm(d: dict | None) -> str:
     return NOT_RUN if not d else f"{d['first_s']:.2f} s / {d['p50_ms']:.0f} ms"
 
 
+API = ("hierarchy", "stats_city", "stats_street", "community", "community_buildings")
+
+
+def api(d: dict | None) -> str:
+    """'first s · p50 / p99 ms'."""
+    return NOT_RUN if not d else f"{d['first_s']:.2f} s · {d['p50_ms']:.0f} / {d['p99_ms']:.0f}"
+
+
+def code_note(r: dict) -> str:
+    c = (r.get("user") or {}).get("code")
+    if not c:
+        return ""
+    extra = f" + {len(c['uncommitted'])} uncommitted files ({', '.join(c['uncommitted'])})" if c["uncommitted"] else ""
+    return f"- {r['buildings']:,} buildings, these tables measured on commit {c['commit']}{extra}, schema {c['schema']}"
+
+
 def user_tables(results: list[dict]) -> list[str]:
     """The second and third tables: batch commands, then the server (from bench/scaling_api.py)."""
     lines = [
@@ -152,7 +168,8 @@ def user_tables(results: list[dict]) -> list[str]:
         "Batch commands, each a separate process (wall clock from start to exit, peak RSS from `/usr/bin/time -v`). "
         "`grids propose` = `gisgov grids propose --all --json` (rules 300–500 households, ≤ 1,000 people per grid; "
         "drafts saved); past 500 communities a seeded random sample is proposed one process per community and the "
-        "total is **extrapolated** (communities × mean in-answer seconds + one process's start-up). Validator = "
+        "total is **extrapolated** (one process start-up + communities × (mean process wall − start-up); start-up = "
+        "the same command for a community that does not exist). Validator = "
         "`POST /api/grids/validate` on each draft just proposed (the full check: counts, compactness, every rule break "
         "located), through the server below. `coverage report` = `gisgov coverage report --code <first street>`.",
         "",
@@ -188,8 +205,9 @@ def user_tables(results: list[dict]) -> list[str]:
         "buildings as a map page loads them). Server peak = sum of the peak RSS of its processes.",
         "",
         "| buildings | areas first / warm | gaps (city) first / warm | gaps (street) first / warm "
-        "| building tiles cold · warm p50/p99 ms | grid tiles cold · warm p50/p99 ms | hierarchy | stats (city) "
-        "| stats (street) | community | community's buildings | server peak GiB | load avg before → after |",
+        "| building tiles cold · warm p50/p99 ms | grid tiles cold · warm p50/p99 ms | hierarchy first · p50/p99 ms "
+        "| stats (city) | stats (street) | community | community's buildings | server peak GiB "
+        "| load avg before → after |",
         "|---:|---|---|---|---|---|---|---|---|---|---|---:|---|",
     ]
     for r in results:
@@ -207,10 +225,10 @@ def user_tables(results: list[dict]) -> list[str]:
             f"| {first_warm(u.get('gaps_street'))} "
             f"| {ms(u.get('tiles_building_cold'))} · {ms(u.get('tiles_building_warm'))} "
             f"| {ms(u.get('tiles_grid_cold'))} · {ms(u.get('tiles_grid_warm'))} "
-            + "".join(f"| {ms(a.get(k))} " for k in ("hierarchy", "stats_city", "stats_street", "community"))
-            + f"| {ms(a.get('community_buildings'))} "
-            f"| {fmt(u.get('server_peak_gib'), '{:.2f}')} | {la} |"
+            + "".join(f"| {api(a.get(k))} " for k in API)
+            + f"| {fmt(u.get('server_peak_gib'), '{:.2f}')} | {la} |"
         )
+    lines += [""] + [code_note(r) for r in results if code_note(r)]
     errs = [(r["buildings"], e) for r in results for e in (r.get("user") or {}).get("errors", [])]
     lines += [
         "",

@@ -10,7 +10,8 @@ Steps, in this order:
 1. ``gisgov grids propose --all --json`` (saved drafts, as a user runs it): wall, peak RSS (``/usr/bin/time -v``),
    communities planned, share of grids within bounds. With more than ``--full-propose-max`` communities a seeded
    random sample of ``--propose-sample`` communities is proposed one process each (``gisgov grids propose -c``);
-   the total is then EXTRAPOLATED: communities × mean in-answer seconds + one process's overhead.
+   the total is then EXTRAPOLATED: one process start-up + communities × (mean process wall − start-up), the
+   start-up being the median wall of the same command for a community that does not exist.
 2. ``gisgov coverage report --code <first street>``: wall, peak RSS.
 3. An admin account (created like the tests do), then ``gisgov serve`` (1 worker) on the database; signed in with
    a bearer token; requests from this process, one at a time (the coverage page's layers last: their first
@@ -110,7 +111,11 @@ def propose(env: dict, communities: list[str], sample: int, full_max: int, log: 
         answers, walls, peaks, secs = [], [], [], []
         for code in picked:
             r = run_timed(["nice", "-n", "10", GISGOV, "grids", "propose", "-c", code, "--json"], env)
-            a = json.loads(r["stdout"])
+            try:
+                a = json.loads(r["stdout"])
+            except json.JSONDecodeError:  # the command failed before answering: keep why
+                tail = [ln for ln in r["stderr"].splitlines() if "error" in ln.lower()][:1]
+                a = {"status": "error", "error": tail[0] if tail else f"exit {r['rc']}"}
             a.setdefault("community", code)
             answers.append(a)
             walls.append(r["wall_s"])
@@ -119,13 +124,14 @@ def propose(env: dict, communities: list[str], sample: int, full_max: int, log: 
             if a.get("version"):
                 versions[code] = a["version"]
         planned, grids, within = grid_counts(answers)
-        overhead = float(np.median(np.array(walls) - np.array(secs)))
+        startup = process_startup(env)
         out = {
             "propose_mode": f"sample of {sample} (seed 0), one process each",
-            "propose_wall_s": len(communities) * float(np.mean(secs)) + overhead,
+            "propose_wall_s": startup + len(communities) * float(np.mean(np.array(walls) - startup)),
             "propose_extrapolated": True,
             "propose_sample_wall_s": sum(walls),
-            "propose_process_overhead_s": overhead,
+            "propose_process_startup_s": startup,
+            "propose_mean_answer_seconds": float(np.mean(secs)),
             "propose_peak_gib": max(peaks),
             "propose_communities": len(picked),
             "propose_ok": sum(1 for a in answers if a.get("status") == "ok"),
@@ -147,6 +153,31 @@ def propose(env: dict, communities: list[str], sample: int, full_max: int, log: 
         propose_total_communities=len(communities),
     )
     return out, versions
+
+
+def process_startup(env: dict, runs: int = 3) -> float:
+    """Median wall of ``gisgov grids propose`` for a community that does not exist: interpreter start, imports,
+    the database connection and the schema check, everything one process pays once."""
+    walls = [
+        run_timed(["nice", "-n", "10", GISGOV, "grids", "propose", "-c", "999999999999", "--json"], env)["wall_s"]
+        for _ in range(runs)
+    ]
+    return float(np.median(walls))
+
+
+def code_state(owner_url: str) -> dict:
+    """The code measured: commit, files of gisgov/ and migrations/ changed but not committed, schema revision."""
+    from sqlalchemy import create_engine, pool, text
+
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    eng = create_engine(owner_url, poolclass=pool.NullPool)
+    with eng.connect() as c:
+        schema = c.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    eng.dispose()
+    dirty = git("status", "--porcelain", "--", "gisgov", "migrations").splitlines()
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": [ln[3:] for ln in dirty], "schema": schema}
 
 
 def add_admin(owner_url: str) -> None:
@@ -339,7 +370,7 @@ def main() -> None:
     eng.dispose()
     db = {"street": street, "community": communities[0], "city_box": list(box), "community_box": list(cbox)}
     home = Path(os.environ["GISGOV_HOME"])
-    out: dict = {"loadavg_before": list(os.getloadavg())}
+    out: dict = {"loadavg_before": list(os.getloadavg()), "code": code_state(owner_url)}
     res, versions = propose(env, communities, args.propose_sample, args.full_propose_max, home / "propose.log")
     (home / "user-partial.json").unlink(missing_ok=True)
     out.update(res)

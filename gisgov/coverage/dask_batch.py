@@ -26,7 +26,8 @@ stores and sums (buildings, facilities, resident groups), the road topology with
 main-network label, scattered once as node ids) and the extent (for the metric CRS), exports its snapshot
 (``pg_export_snapshot()``), and submits per street only a :class:`Source` (database URL + snapshot + SRID +
 CRS), the street code and the ids of the facilities it reports. Each task (:func:`street_task_db`) opens its
-own read-only connection on that snapshot — so every task reads exactly the data the driver read — and
+own read-only connection on that snapshot — so all tasks read the same data, as of the export (the
+driver's first statement; a REPEATABLE READ driver transaction reads the same too) — and
 reads its street's buildings, their gates and compounds, and the road edges (with their end nodes),
 facilities and barriers of the halo: a bounding box of the halo in the storage SRID (GiST index) selects
 candidates and the same metric test as the in-memory path keeps them; rows are decoded with the coverage

@@ -335,6 +335,10 @@ def test_reads_fingerprint_the_inputs_only_after_a_commit_moved_the_data_version
             for _ in range(3):
                 assert svc.summary(c, "street", street) == first
             assert svc.input_checks == checks + 1  # nothing committed since: no fingerprints
+            models = svc.model_checks
+            for _ in range(3):  # the special-group summary's path (the model alone) too
+                assert svc.ensure_model(c) is svc.model
+            assert svc.model_checks == models
             v0 = data_version(c)
             c.rollback()
         with eng.begin() as c:  # a no-op write to the walking network, committed
@@ -343,5 +347,7 @@ def test_reads_fingerprint_the_inputs_only_after_a_commit_moved_the_data_version
             assert data_version(c) == v0 + 1
             assert svc.summary(c, "street", street) == first
             assert svc.input_checks == checks + 2  # the version moved: the inputs were fingerprinted again
+            svc.ensure_model(c)
+            assert svc.model_checks == models + 1
     finally:
         eng.dispose()

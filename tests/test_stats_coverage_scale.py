@@ -177,7 +177,9 @@ def compare_all(conn: Connection, city: dict[str, Any], spec: CircleSpec) -> int
 def test_same_rows_as_the_view_definition(city):
     spec = city["spec"]
     with city["engine"].connect() as conn:
+        conn.execute(text("SET jit = on"))
         n = compare_all(conn, city, spec)
+        assert conn.execute(text("SHOW jit")).scalar() == "on"  # the statement turns JIT off for itself only
         # the figures are not degenerate: some households within, some not, some with a complete circle
         whole = reference(conn, CITY, None, Area(), spec)
         total = whole[("complete", None, True, None)]

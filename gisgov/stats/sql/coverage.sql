@@ -11,26 +11,26 @@
 -- each test is "p.distance_m[<slot>] < 'Infinity' AND p.distance_m[<slot>] <= <budget>" (a missing building, slot
 -- or budget, 'NaN' = not computed and 'Infinity' = no facility within reach never count as within).
 -- A building's households: its household rows, or building.households when it has no roster.
-WITH hh AS (
-    SELECT h.building_code, count(*) AS n
-    FROM household h JOIN building b ON b.code = h.building_code
-    WHERE {scope}
-    GROUP BY h.building_code
-),
-w AS (
-    SELECT {child_key} AS ck, c.rule_set = ANY(CAST(:rule_sets AS text[])) AS applies,
-           CASE WHEN hh.n > 0 THEN hh.n ELSE coalesce(b.households, 0) END AS hh,
+WITH w AS (
+    SELECT b.code, {child_key} AS ck, c.rule_set = ANY(CAST(:rule_sets AS text[])) AS applies,
+           coalesce(b.households, 0) AS est,
            {complete} AS complete{within}
     FROM building b
     JOIN community c ON c.code = b.community_code
     LEFT JOIN grid g ON g.id = b.grid_id
     LEFT JOIN compound cp ON cp.id = b.compound_id
-    LEFT JOIN hh ON hh.building_code = b.code
     LEFT JOIN building_access_packed p ON p.building_id = b.id
     WHERE {scope}
+    OFFSET 0
+),
+x AS (
+    -- one row per household of a building (counting 1), or one row for a building without any (counting its
+    -- estimate): summed per group, the households of its buildings
+    SELECT w.*, CASE WHEN h.building_code IS NULL THEN w.est ELSE 1 END AS hh
+    FROM w LEFT JOIN household h ON h.building_code = w.code
 )
 SELECT GROUPING(w.ck) = 1 AS is_total, w.ck,
        coalesce(sum(w.hh) FILTER (WHERE w.applies), 0)::bigint AS households,
        coalesce(sum(w.hh) FILTER (WHERE w.applies AND w.complete), 0)::bigint AS households_in{sums}
-FROM w
+FROM x AS w
 GROUP BY GROUPING SETS ((), (w.ck))

@@ -158,8 +158,8 @@ def section(args, rows: list[dict], counts: dict, failures: list[dict], load: tu
         f"`GISGOV_POOL_SIZE={args.pool_size}` + `GISGOV_POOL_OVERFLOW={args.pool_overflow}` per worker, answer "
         f"cache on (`GISGOV_ANSWER_CACHE_MB` 64), tile cache on. {args.users} users spawned at {args.spawn_rate}/s, "
         f"{args.minutes:g} min in all. Each user has an account of its own (street leaders and viewers bound "
-        "to a street, community staff and planners to a community) and think time (browsers 5–15 s, planners "
-        "3–10 s). The tables are the **steady state with all users on** (locust `--reset-stats`: what was "
+        "to a street, community staff and planners to a community) and think time (browsers 10–30 s, planners "
+        "5–15 s; a tile is not asked for again within its max-age of 60 s, as a browser does). The tables are the **steady state with all users on** (locust `--reset-stats`: what was "
         "measured while users were still being spawned — their sign-ins and first dashboards — is dropped); "
         f"the sign-ins are reported on their own: {signin}. Machine load average (1 min): "
         f"{load[0]:.1f} before, {load[1]:.1f} at the end.",
@@ -210,8 +210,8 @@ def main() -> None:
     ap.add_argument("--spawn-rate", type=float, default=10)
     ap.add_argument("--minutes", type=float, default=3)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--pool-size", type=int, default=10)
-    ap.add_argument("--pool-overflow", type=int, default=10)
+    ap.add_argument("--pool-size", type=int, default=20)
+    ap.add_argument("--pool-overflow", type=int, default=0)
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     load_before = os.getloadavg()[0]

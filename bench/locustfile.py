@@ -31,6 +31,7 @@ import math
 import os
 import random
 import threading
+import time
 from pathlib import Path
 
 from locust import HttpUser, between, events, task
@@ -40,6 +41,7 @@ _next: dict[str, itertools.count] = {}
 _lock = threading.Lock()
 COUNTS: dict = {"cross_scope": 0, "checked_answers": 0, "checked_codes": 0, "refused_moves": 0, "saves": 0}
 SIGN_INS: list[float] = []  # seconds per sign-in (argon2 verification on the server), reported on their own
+TILE_MAX_AGE_S = 60  # the tiles' Cache-Control: private, max-age=60
 CODE_KEYS = {"code", "community_code", "street_code", "grid_code", "building_code", "compound_code"}
 
 
@@ -93,6 +95,7 @@ class Browsing(HttpUser):
         self.box = tuple(a["bbox"])
         self.children = a.get("children", [])
         self.tiles_z15 = self._tiles(15, 16)
+        self.tile_seen: dict[tuple, float] = {}
 
     def _tiles(self, z: int, n: int) -> list[tuple[int, int, int]]:
         minx, miny, maxx, maxy = self.box
@@ -127,6 +130,11 @@ class Browsing(HttpUser):
             r.success()
 
     def tile(self, layer: str, z: int, x: int, y: int) -> None:
+        # as the browser does: a tile answered with Cache-Control max-age=60 is not asked for again meanwhile
+        now = time.monotonic()
+        if now - self.tile_seen.get((layer, z, x, y), -1e9) < TILE_MAX_AGE_S:
+            return
+        self.tile_seen[(layer, z, x, y)] = now
         with self.client.get(
             f"/tiles/{layer}/{z}/{x}/{y}.pbf", name=f"GET /tiles/{layer}/z/x/y", catch_response=True
         ) as r:
@@ -187,11 +195,12 @@ class Browsing(HttpUser):
 
 
 class Leader(Browsing):
-    """A street leader (街道领导): opens the dashboard, drills down, looks at the map. Think time 5–15 s."""
+    """A street leader (街道领导): opens the dashboard, drills down, looks at the map. Think time 10–30 s
+    (reading a dashboard page or a map before the next click)."""
 
     weight = 7
     kind = "leader"
-    wait_time = between(5, 15)
+    wait_time = between(10, 30)
 
     def on_start(self) -> None:
         super().on_start()
@@ -236,11 +245,11 @@ class Staff(Leader):
 
 class Planner(Browsing):
     """A planner (规划人员) bound to a community: an edit session, moves, reports, plan list; saves a draft
-    about once every 40 actions. Think time 3–10 s."""
+    about once every 40 actions. Think time 5–15 s (looking at the map and the counts between edits)."""
 
     weight = 3
     kind = "planner"
-    wait_time = between(3, 10)
+    wait_time = between(5, 15)
 
     def on_start(self) -> None:
         super().on_start()

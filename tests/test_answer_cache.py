@@ -101,10 +101,12 @@ def test_personal_layers_are_read_and_audited_every_time(client, city):
     owner.dispose()
 
 
-def test_the_map_page_is_kept_per_account(client):
+def test_the_map_page_is_shared_by_role_and_area_but_names_each_account(client):
     c, tokens = client
     a = get(c, tokens, "leader_a", "/map")
-    b = get(c, tokens, "leader_a2", "/map")  # same role and street: the header names each
-    assert b.headers[HEADER] == "miss"
+    b = get(c, tokens, "leader_a2", "/map")  # same role and street: one page kept, the header names each
+    assert b.headers[HEADER] == "hit"
     assert "cache_leader_a2" in b.text and "cache_leader_a2" not in a.text
-    assert get(c, tokens, "leader_a", "/map").headers[HEADER] == "hit"
+    assert "cache_leader_a" in a.text and "GISGOV-ACCOUNT" not in a.text + b.text
+    other = get(c, tokens, "leader_b", "/map")  # another street: its own page
+    assert other.headers[HEADER] == "miss" and "cache_leader_b" in other.text

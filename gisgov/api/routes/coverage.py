@@ -28,6 +28,7 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection, text
 
+from gisgov.api.answers import cached, model_json
 from gisgov.api.deps import DB, audit, require, system_scope
 from gisgov.api.json_only import json_only
 from gisgov.api.schemas.coverage import (
@@ -159,10 +160,19 @@ def special_groups_view(
     response_model=CoverageCatalog,
     response_model_exclude_unset=True,
 )
-def coverage_catalog(conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ) -> dict:
+def coverage_catalog(
+    request: Request, conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ
+) -> Response:
     """The catalog; each category says how many facilities of it the data hold (``no_facility``: none, so
-    its coverage is missing data — 无此类设施数据 — not a gap)."""
+    its coverage is missing data — 无此类设施数据 — not a gap). Kept per worker by catalog and data version
+    (:mod:`gisgov.api.answers`): every dashboard asks for it."""
     cat = svc.catalog()
+    return cached(
+        request, conn, p, lambda: model_json(CoverageCatalog, _catalog_doc(conn, svc, cat)), variant=cat.checksum
+    )
+
+
+def _catalog_doc(conn: Connection, svc: CoverageService, cat: Any) -> dict:
     system_scope(conn)  # "in the data" means the whole city's facility table
     counts = svc.facility_counts_stored(conn)
     return {

@@ -41,6 +41,7 @@ _next: dict[str, itertools.count] = {}
 _lock = threading.Lock()
 COUNTS: dict = {"cross_scope": 0, "checked_answers": 0, "checked_codes": 0, "refused_moves": 0, "saves": 0}
 SIGN_INS: list[float] = []  # seconds per sign-in (argon2 verification on the server), reported on their own
+SAVES = os.environ.get("GISGOV_LOAD_SAVES", "1") != "0"  # 0: planners never save (to measure what saves cost)
 TILE_MAX_AGE_S = 60  # the tiles' Cache-Control: private, max-age=60
 CODE_KEYS = {"code", "community_code", "street_code", "grid_code", "building_code", "compound_code"}
 
@@ -302,7 +303,7 @@ class Planner(Browsing):
 
     @task(1)
     def save(self) -> None:
-        if not self.sid or random.random() > 0.25:  # about one save in 40 actions
+        if not self.sid or not SAVES or random.random() > 0.25:  # about one save in 40 actions
             return
         with self.client.post(
             f"/api/grids/sessions/{self.sid}/save",

@@ -137,7 +137,7 @@ class Settings(BaseSettings):
         default=64,
         ge=0,
         description="Memory per worker process for answers of the leaders' read routes (statistics, hierarchy, layer "
-        "pages, map page, plan lists), kept by role, area and committed data version; 0 = off.",
+        "pages, map page, coverage catalog), kept by role, area and committed data version; 0 = off.",
     )
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes of `gisgov serve` (uvicorn --workers).")
     max_body_mb: float = Field(

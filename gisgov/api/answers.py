@@ -1,6 +1,6 @@
 """Answers of the leaders' read routes kept in memory, per worker process, by the committed data version.
 
-The dashboard's statistics, the hierarchy tree, layer pages, the map page and plan lists are the same for
+The dashboard's statistics, the hierarchy tree, layer pages, the map page and the coverage catalog are the same for
 every account with the same role and area until a write commits, yet cost 50–450 ms each to compute on
 the sample city (the small-cell suppression of a viewer's city page most). Under load (bench/load_locust.py)
 they were most of the work. Here an answer is kept under

@@ -35,7 +35,6 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
-from gisgov.api.answers import cached, model_json
 from gisgov.api.deps import DB, audit, in_scope_or_404, require
 from gisgov.api.errors import error_response
 from gisgov.api.json_only import json_only
@@ -428,13 +427,12 @@ def repair(body: RepairBody, request: Request, conn: Connection = DB, p: Princip
     **KEEP_SHAPE,
     summary="版本 Plan versions of a community (with parent_version)",
 )
-def list_plans(request: Request, community: str, conn: Connection = DB, p: Principal = READ) -> Response:
+def list_plans(community: str, conn: Connection = DB, p: Principal = READ) -> list[dict]:
+    # not kept by the answer cache: saving a draft does not move the data version (migration 0020)
     from gisgov.gridding.io import list_plans as lp
 
     _community(p, community)
-    return cached(
-        request, conn, p, lambda: model_json(list[schemas.PlanVersion], aggregate_view(lp(conn, community), p))
-    )
+    return aggregate_view(lp(conn, community), p)
 
 
 @router.get(

@@ -320,8 +320,20 @@ def test_record_visit_by_the_grid_worker(client, owner, city):
     gw = as_(client, url, "grid_worker", grid)
     before = client.get("/api/special/visits/overdue", headers=gw, params={"group": "dujulaoren"}).json()
     target = before["items"][0]["resident_id"]
+    summary = client.get("/api/special/summary", headers=gw)
+    again = client.get("/api/special/summary", headers=gw)  # kept (gisgov.api.answers): nothing changed
+    assert again.headers["X-Gisgov-Cache"] == "hit" and again.content == summary.content
     r = client.post("/api/special/visits", headers=gw, json={"resident_id": target, "note": "上门看望，身体良好"})
     assert r.status_code == 201, r.text
+    # the visit is seen at once although visits do not move the data version: one overdue member fewer
+    fresh = client.get("/api/special/summary", headers=gw)
+    assert fresh.headers["X-Gisgov-Cache"] == "miss"
+
+    def overdue(doc):
+        unit = next(u for u in doc["units"] if u["level"] == "grid" and u["code"] == grid)
+        return next(x for x in unit["groups"] if x["group"] == "dujulaoren")["overdue"]
+
+    assert overdue(fresh.json()) == overdue(summary.json()) - 1
     v = r.json()
     assert v["resident_id"] == target and "dujulaoren" in v["groups"]
     after = client.get("/api/special/visits/overdue", headers=gw, params={"group": "dujulaoren"}).json()

@@ -20,10 +20,14 @@ A code outside the caller's node answers 404.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Connection
+import time
 
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Connection, text
+
+from gisgov.api.answers import cached, model_json
 from gisgov.api.deps import DB, audit, client_addr, require
 from gisgov.api.routes.coverage import service
 from gisgov.api.schemas import special as schemas
@@ -90,8 +94,27 @@ def beyond(
 )
 def summary(
     request: Request, conn: Connection = DB, svc: CoverageService = Depends(service), p: Principal = READ
-) -> dict:
-    return store.summary(conn, svc, p, k=request.app.state.settings.small_cell_k)
+) -> Response:
+    """Asked for by the dashboard on every unit it shows. Kept per worker (:mod:`gisgov.api.answers`) by role,
+    area and data version, and also by the newest visit and event transition the caller can see (visits and
+    event states are not counted by the data version) and by the 5-minute slot: who is overdue moves with the
+    clock, so an answer is at most 5 minutes behind it (visit intervals are counted in days)."""
+    seen = conn.execute(_VISITS_SEEN).one()
+    slot = int(time.time() // SUMMARY_SLOT_S)
+    return cached(
+        request,
+        conn,
+        p,
+        lambda: model_json(
+            schemas.SpecialSummary, store.summary(conn, svc, p, k=request.app.state.settings.small_cell_k)
+        ),
+        variant=(tuple(seen), slot),
+    )
+
+
+#: the special-group summary is recomputed at least this often (overdue visits move with the clock)
+SUMMARY_SLOT_S = 300
+_VISITS_SEEN = text("SELECT (SELECT max(event_id) FROM special_visit), (SELECT max(id) FROM event_history)")
 
 
 @router.get(

@@ -196,7 +196,7 @@ def section(args, rows: list[dict], command: str) -> str:
         f"{cpu} cores (client and server on the same machine), Python {platform.python_version()}; "
         f"{args.seconds:.0f} s per level, closed loop (each client sends its next request when the last answered), "
         f"client timeout {args.timeout:.0f} s; pool per worker: GISGOV_POOL_SIZE + GISGOV_POOL_OVERFLOW "
-        f"(defaults 10 + 10), pool wait GISGOV_POOL_TIMEOUT_S (default 60 s). Machine load average during the run "
+        f"(defaults 20 + 0 since the load-test fixes; the sections below say which ran), pool wait GISGOV_POOL_TIMEOUT_S (default 60 s). Machine load average during the run "
         f"(1 min, other work included): {args.load_before:.1f} before, {os.getloadavg()[0]:.1f} after.",
         "",
         "| clients | requests | errors | req/s | p50 | p95 | p99 | max | /health right after |",

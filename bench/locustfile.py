@@ -178,6 +178,21 @@ class Browsing(HttpUser):
         self.get(f"/api/context?bbox={minx:.6f},{miny:.6f},{maxx:.6f},{maxy:.6f}&zoom=13", name="GET /api/context")
         for z, x, y in self.tiles_z15:
             self.tile("building", z, x, y)
+        level = "street" if len(self.scope) == 9 else "community"
+        self.unit_panels(level, self.scope)
+
+    def unit_panels(self, level: str, code: str) -> None:
+        """What the dashboard asks for with every unit it shows (its events, staff, compounds and
+        special-group panels: dashboard.js loadIndicators)."""
+        events = {
+            "street": f"/api/dashboard/events?street={code}",
+            "community": f"/api/events/stats?community={code}",
+            "grid": f"/api/events/stats?grid={code}",
+        }[level]
+        self.get(events, name=events.split("?")[0])
+        self.get(f"/api/staff/gaps?geometry=polygon&code={code}", name="GET /api/staff/gaps")
+        self.get(f"/api/compounds/breaches?code={code[:12]}", name="GET /api/compounds/breaches")
+        self.get("/api/special/summary")
 
     def drill_down(self) -> None:
         if not self.children:
@@ -185,10 +200,7 @@ class Browsing(HttpUser):
         level, code = random.choice(self.children)
         self.get(f"/api/stats/{level}/{code}", name="GET /api/stats/{level}/{code}")
         self.get(f"/api/stats/{level}/{code}/features", name="GET /api/stats/{level}/{code}/features")
-        key = {"street": "street", "community": "community", "grid": "grid"}.get(level)
-        if key == "community":
-            self.get(f"/api/events/stats?community={code}", name="GET /api/events/stats")
-        self.get("/api/special/summary")
+        self.unit_panels(level, code)
 
     def coverage_layers(self) -> None:
         self.get("/api/layers/community?limit=5000", name="GET /api/layers/community")

@@ -126,8 +126,13 @@ class Settings(BaseSettings):
     demo: bool = Field(
         default=False, description="Demo mode: demo accounts with known passwords may exist (never in production)."
     )
-    pool_size: int = Field(default=10, ge=1, description="Connections the web app keeps open.")
-    pool_overflow: int = Field(default=10, ge=0, description="Extra connections under load beyond pool_size.")
+    pool_size: int = Field(default=20, ge=1, description="Connections the web app keeps open (per worker).")
+    pool_overflow: int = Field(
+        default=0,
+        ge=0,
+        description="Extra connections under load beyond pool_size; each is closed again when given back, so a "
+        "sustained load opens new ones all the time (0 = none).",
+    )
     pool_timeout_s: float = Field(
         default=60,
         gt=0,

@@ -22,6 +22,7 @@ and uses the tiles' LRU. Answers carry ``X-Gisgov-Cache: hit|miss``.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -93,7 +94,36 @@ def cached(
     )
     hit = cache.get(key, version)
     if hit is not None:
-        return Response(hit.body, media_type=hit.media_type, headers={HEADER: "hit", "ETag": hit.etag})
+        return _replay(hit)
+    # one computation per key at a time (per worker): the requests that arrive meanwhile (a cold start, or
+    # right after a write, when every dashboard asks for the same answer) wait for it instead of all
+    # computing it at once
+    with _computing(key):
+        hit = cache.get(key, version)
+        if hit is not None:
+            return _replay(hit)
+        return _compute(cache, key, version, make)
+
+
+def _replay(hit: Answer) -> Response:
+    return Response(hit.body, media_type=hit.media_type, headers={HEADER: "hit", "ETag": hit.etag})
+
+
+_LOCKS: dict[AnswerKey, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _computing(key: AnswerKey) -> threading.Lock:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            if len(_LOCKS) > 10_000:  # bounded; a lock still held elsewhere is simply no longer shared
+                _LOCKS.clear()
+            lock = _LOCKS[key] = threading.Lock()
+        return lock
+
+
+def _compute(cache: TileCache, key: AnswerKey, version: int, make: Callable[[], Response]) -> Response:
     resp = make()
     body = getattr(resp, "body", None)
     if resp.status_code == 200 and isinstance(body, bytes):

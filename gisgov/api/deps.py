@@ -550,6 +550,10 @@ def system_scope(conn: Connection) -> None:
     conn.execute(_SET_SCOPE, {"scope": "*"})
 
 
+#: connections of the side pool (session lookups, audit rows) per worker
+SIDE_POOL = 6
+
+
 def side_engine(request: Request) -> Engine:
     """A small pool of its own for the short statements around a request: session lookups and audit
     rows. A request then waits for the main pool only once (for its own transaction), and a request
@@ -561,7 +565,10 @@ def side_engine(request: Request) -> Engine:
         with _SIDE_LOCK:
             eng = getattr(st, "side_engine", None)
             if eng is None:
-                eng = st.side_engine = make_engine(st.engine.url, pool_size=2, max_overflow=4, pool_timeout=30)
+                # six connections kept open (no overflow): an overflow connection is closed when given back,
+                # so under load each burst of requests opened new ones (a PostgreSQL backend started and a
+                # SCRAM sign-in each time), which was most of the database's work in the load test
+                eng = st.side_engine = make_engine(st.engine.url, pool_size=SIDE_POOL, max_overflow=0, pool_timeout=30)
     return eng
 
 

@@ -70,3 +70,33 @@ def test_grids_outside_plans_and_active_plans_still_move_it(planned):
             text("DELETE FROM grid_plan WHERE community_code = :c AND version = :v"), {"c": code, "v": draft.version}
         )
     assert version_now(engine) == v0 + 2
+
+
+def test_community_context_signature_is_read_again_only_after_a_commit(planned, monkeypatch):
+    """load_context (every edit of a grid edit session) fingerprints the community only when the data version
+    moved; a committed change to its residents is seen by the next load."""
+    from gisgov.gridding import io
+
+    engine, code, _ = planned
+    calls = []
+    real = io._signature
+    monkeypatch.setattr(io, "_signature", lambda conn, c: calls.append(c) or real(conn, c))
+    with engine.connect() as c:
+        first = io.load_context(c, code)
+        for _ in range(3):
+            assert io.load_context(c, code) is first
+    assert len(calls) <= 1  # at most the first load (another test may have read it at this version)
+    n = len(calls)
+    with engine.begin() as c:  # one resident moves out: a committed write the context depends on
+        c.execute(
+            text(
+                "DELETE FROM resident WHERE id = (SELECT min(r.id) FROM resident r JOIN household h "
+                "ON h.id = r.household_id JOIN building b ON b.code = h.building_code WHERE b.community_code = :c "
+                "GROUP BY b.id HAVING count(*) > 1 ORDER BY b.id LIMIT 1)"
+            ),
+            {"c": code},
+        )
+    with engine.connect() as c:
+        again = io.load_context(c, code)
+    assert len(calls) == n + 1 and again is not first
+    assert int(again.atoms.people.sum()) == int(first.atoms.people.sum()) - 1

@@ -21,6 +21,8 @@ from gisgov.gridding.validate import PlanInput
 
 _CACHE: OrderedDict[tuple[Any, ...], CommunityContext] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
+#: (database, community) → (data version, signature) as last read
+_SIGNATURES: OrderedDict[tuple[str, str], tuple[int, tuple[Any, ...]]] = OrderedDict()
 CACHE_SIZE = 16
 
 
@@ -61,12 +63,39 @@ def _signature(conn: Connection, code: str) -> tuple[Any, ...]:
     )
 
 
+def _checked_signature(conn: Connection, code: str) -> tuple[Any, ...]:
+    """:func:`_signature`, read again only when the committed data version moved since it was last read for
+    this community (every table it covers moves it: migrations 0017-0019). The signature counts the
+    community's residents and hashes its buildings' positions: on every edit of a grid edit session it was
+    most of the request's database work."""
+    version = _data_version(conn)
+    key = (str(conn.engine.url), code)
+    if version is not None:
+        with _CACHE_LOCK:
+            seen = _SIGNATURES.get(key)
+        if seen is not None and seen[0] == version:
+            return seen[1]
+    sig = _signature(conn, code)
+    if version is not None:
+        with _CACHE_LOCK:
+            _SIGNATURES[key] = (version, sig)
+            if len(_SIGNATURES) > 4096:
+                _SIGNATURES.popitem(last=False)
+    return sig
+
+
+def _data_version(conn: Connection) -> int | None:
+    """The committed data version (read before the signature), or None on a schema without it."""
+    has = conn.execute(text("SELECT to_regclass('tile_version') IS NOT NULL")).scalar()
+    return int(conn.execute(text("SELECT n FROM tile_version")).scalar_one()) if has else None
+
+
 def load_context(
     conn: Connection, code: str, *, rules: GridRules | None = None, use_cache: bool = True
 ) -> CommunityContext:
     """The community ``code`` ready for gridding (cached while its data are unchanged)."""
     rules = rules or community_rules(conn, code)
-    sig = (str(conn.engine.url), code, _signature(conn, code), rules)
+    sig = (str(conn.engine.url), code, _checked_signature(conn, code), rules)
     if use_cache:
         with _CACHE_LOCK:
             if sig in _CACHE:

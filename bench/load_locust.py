@@ -36,7 +36,13 @@ from load_test import free_port, wait_up
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results" / "load.md"
 PASSWORD = "Load-user-2024"
-BEGIN, END = "<!-- locust -->", "<!-- /locust -->"
+
+
+def markers(users: int) -> tuple[str, str]:
+    """The section of one user count in the results file (each count keeps its own)."""
+    return f"<!-- locust {users} -->", f"<!-- /locust {users} -->"
+
+
 #: virtual users per kind follow the locustfile's weights; one account per user
 KINDS = {
     "leader": ("street_leader", 9),
@@ -148,9 +154,10 @@ def section(args, rows: list[dict], counts: dict, failures: list[dict], load: tu
         if s
         else "none recorded"
     )
+    begin, end = markers(args.users)
     lines = [
-        BEGIN,
-        "## Locust: 200 signed-in users (issue 14)",
+        begin,
+        f"## Locust: {args.users} signed-in users (issue 14)",
         "",
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command}` on {platform.machine()}, "
         f"{os.cpu_count()} cores shared by the server, its PostgreSQL and locust itself; Python "
@@ -188,14 +195,15 @@ def section(args, rows: list[dict], counts: dict, failures: list[dict], load: tu
             "",
             "Failures: " + "; ".join(f"{f['Method']} {f['Name']}: {f['Error']} ×{f['Occurrences']}" for f in failures),
         ]
-    lines += ["", END, ""]
+    lines += ["", end, ""]
     return "\n".join(lines)
 
 
-def write_results(text: str) -> None:
+def write_results(text: str, users: int) -> None:
+    begin, end = markers(users)
     old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Load tests\n\n"
-    if BEGIN in old:
-        new = re.sub(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", lambda _m: text, old, flags=re.S)
+    if begin in old:
+        new = re.sub(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", lambda _m: text, old, flags=re.S)
     else:
         head, sep, rest = old.partition("\n## ")
         new = head.rstrip() + "\n\n" + text + "\n" + (sep.lstrip("\n") + rest if sep else "")
@@ -294,7 +302,7 @@ def main() -> None:
     text = section(args, rows, counts, failures, (load_before, load_after), command)
     print(text)
     if not args.no_write:
-        write_results(text)
+        write_results(text, args.users)
         print(f"written: {RESULTS}")
 
 

@@ -231,7 +231,13 @@ def section(args, rows: list[dict], command: str) -> str:
 
 def write_results(text: str, workers: int) -> None:
     head = (
-        "# Load test: concurrent signed-in clients\n\n"
+        "# Load tests: concurrent signed-in users\n\n"
+        "Two tests. `bench/load_locust.py` (locust, issue 14): users with think time, each with an account of its\n"
+        "own, doing what the pages ask for; its sections come first, one per user count. `bench/load_test.py`\n"
+        "(below them): a closed loop of clients sending the next request as soon as the last one answered, the\n"
+        "sections `workers N` (measured before the load fixes of issue 14 — Nagle's algorithm on multi-worker\n"
+        "connections, answer caches, JIT, connection pools — unless dated later).\n\n"
+        "## Closed loop (`bench/load_test.py`)\n\n"
         "`bench/load_test.py`: an asyncio httpx client against `gisgov demo` (synthetic sample city) on 127.0.0.1.\n"
         "Mix: dashboard statistics (city, street), layer pages (community, building, grid), hierarchy tree, grid plan\n"
         "list and validation of the stored active plan, map page, coverage summaries (community, street), /api/auth/me,\n"
@@ -242,10 +248,16 @@ def write_results(text: str, workers: int) -> None:
         "Errors: any 5xx (503 included), unexpected status, timeout or connection error.\n\n"
     )
     old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else head
-    parts = re.split(r"(?m)^(?=## workers )", old)
+    # the locust sections (bench/load_locust.py) are kept as they are, first
+    locust = re.findall(r"(?s)<!-- locust \d+ -->.*?<!-- /locust \d+ -->\n?", old)
+    rest = re.sub(r"(?s)<!-- locust \d+ -->.*?<!-- /locust \d+ -->\n?", "", old)
+    parts = re.split(r"(?m)^(?=## workers )", rest)
     body = {int(re.match(r"## workers (\d+)", p).group(1)): p for p in parts[1:]}
     body[workers] = text
-    RESULTS.write_text(head + "".join(body[k].rstrip() + "\n\n" for k in sorted(body)), encoding="utf-8")
+    RESULTS.write_text(
+        head + "".join(s.rstrip() + "\n\n" for s in locust) + "".join(body[k].rstrip() + "\n\n" for k in sorted(body)),
+        encoding="utf-8",
+    )
 
 
 def main() -> None:

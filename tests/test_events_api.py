@@ -481,3 +481,21 @@ def test_odd_input_is_refused_not_a_server_error(clients):
     r = report(admin, description="a\x00b")
     assert r.status_code == 201 and r.json()["description"] == "ab"
     assert admin.get("/api/events", params={"from": "2026-02-01", "to": "2026-01-01"}).status_code == 422
+
+
+def test_kept_statistics_see_a_new_event_at_once(clients):
+    """Event statistics are kept per worker (gisgov.api.answers) but a reported event is counted by the
+    next request: events do not move the data version, so the answer is keyed by the newest event too."""
+    admin = clients["admin"]
+    first = admin.get("/api/events/stats", params={"grid": GRID_A1})
+    again = admin.get("/api/events/stats", params={"grid": GRID_A1})
+    assert again.headers["X-Gisgov-Cache"] == "hit" and again.json() == first.json()
+    street = admin.get("/api/dashboard/events", params={"street": GRID_A1[:9]})
+    assert admin.get("/api/dashboard/events", params={"street": GRID_A1[:9]}).headers["X-Gisgov-Cache"] == "hit"
+    assert report(clients["grid_worker"]).status_code == 201
+    after = admin.get("/api/events/stats", params={"grid": GRID_A1})
+    assert after.headers["X-Gisgov-Cache"] == "miss"
+    assert after.json()["total"] == first.json()["total"] + 1
+    assert (
+        admin.get("/api/dashboard/events", params={"street": GRID_A1[:9]}).json()["total"] == street.json()["total"] + 1
+    )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel, TypeAdapter
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from gisgov.db.data_version import data_version
 from gisgov.security.roles import Principal
@@ -132,6 +133,18 @@ def _compute(cache: TileCache, key: AnswerKey, version: int, make: Callable[[], 
         resp.headers["ETag"] = etag
     resp.headers[HEADER] = "miss"
     return resp
+
+
+_EVENTS_SEEN = text("SELECT max(id), max(updated_at) FROM event")
+
+
+def events_seen(conn: Connection, slot_s: float = 60) -> tuple[Any, ...]:
+    """What an answer over events depends on besides the data version (events are not counted by it): the
+    newest event and the newest change of one the caller can see (every report inserts a row, every change
+    of state sets ``updated_at``), and the clock's ``slot_s`` slot (deadlines pass with time: an answer is at
+    most that far behind the clock)."""
+    newest, changed = conn.execute(_EVENTS_SEEN).one()
+    return newest, str(changed), int(time.time() // slot_s)
 
 
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}

@@ -18,9 +18,10 @@ of one street (``/api/events/stats`` filters by community or grid only), same fi
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import Connection, text
 
+from gisgov.api.answers import cached, events_seen, model_json
 from gisgov.api.deps import DB, in_scope_or_404, require
 from gisgov.api.pages import LeafletPage
 from gisgov.api.schemas.dashboard import StreetEventStats
@@ -49,11 +50,24 @@ def dashboard(request: Request) -> HTMLResponse:
     response_model_exclude_unset=True,
 )
 def street_event_stats(
+    request: Request,
     conn: Connection = DB,
     p: Principal = Depends(require(Perm.read_aggregates)),
     street: str = Query(..., pattern=r"^[0-9]{9}$", description="街道编码 street code"),
-) -> dict:
+) -> Response:
+    """Kept per worker (:mod:`gisgov.api.answers`) until an event is reported or changes state, at most a
+    minute (deadlines pass with the clock)."""
     in_scope_or_404(p, street, "街道 street")
+    return cached(
+        request,
+        conn,
+        p,
+        lambda: model_json(StreetEventStats, _street_event_stats(conn, street)),
+        variant=events_seen(conn),
+    )
+
+
+def _street_event_stats(conn: Connection, street: str) -> dict:
     rows = conn.execute(
         text("""
         SELECT id, category, status, grid_code, community_code, reported_at, closed_at, deadline, department,

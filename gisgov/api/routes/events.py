@@ -20,10 +20,11 @@ from datetime import date
 from typing import Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Connection
 
+from gisgov.api.answers import cached, events_seen, model_json
 from gisgov.api.deps import DB, audit, current_principal, in_scope_or_404, require
 from gisgov.api.pages import LeafletPage
 from gisgov.api.schemas import events as schemas
@@ -177,16 +178,25 @@ def list_events(
     summary="事件统计 Statistics per grid / community (counts only)",
 )
 def event_stats(
+    request: Request,
     conn: Connection = DB,
     p: Principal = Depends(require(Perm.read_aggregates)),
     community: str | None = Query(None, pattern=r"^[0-9]{12}$"),
     grid: str | None = Query(None, pattern=r"^[0-9]{15}$"),
-) -> dict:
+) -> Response:
+    """Kept per worker (:mod:`gisgov.api.answers`) until an event is reported or changes state, at most a
+    minute (deadlines pass with the clock)."""
     if community and grid:
         raise InvalidInput("community 与 grid 只能给一个 give community or grid, not both")
     if community or grid:
         in_scope_or_404(p, community or grid, "社区/网格 community/grid")
-    return stats.event_stats(conn, community=community, grid=grid)
+    return cached(
+        request,
+        conn,
+        p,
+        lambda: model_json(schemas.EventStats, stats.event_stats(conn, community=community, grid=grid)),
+        variant=events_seen(conn),
+    )
 
 
 @router.get(
@@ -196,8 +206,12 @@ def event_stats(
     tags=[TAG],
     summary="未结事件按网格聚合 Open events clustered by grid (GeoJSON)",
 )
-def open_events_geojson(conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates))) -> dict:
-    return store.open_by_grid(conn)
+def open_events_geojson(
+    request: Request, conn: Connection = DB, p: Principal = Depends(require(Perm.read_aggregates))
+) -> Response:
+    return cached(
+        request, conn, p, lambda: model_json(schemas.OpenEvents, store.open_by_grid(conn)), variant=events_seen(conn)
+    )
 
 
 @router.get(

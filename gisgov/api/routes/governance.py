@@ -37,6 +37,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Connection
 
+from gisgov.api.answers import cached, model_json
 from gisgov.api.deps import DB, audit, client_addr, require
 from gisgov.api.errors import error_response
 from gisgov.api.schemas import governance as schemas
@@ -132,12 +133,24 @@ def list_staff(
     summary="网格员缺口地图 Grids with staff gaps or overload (GeoJSON)",
 )
 def staff_gaps(
+    request: Request,
     conn: Connection = DB,
     p: Principal = Depends(require(Perm.read_aggregates)),
     code: str | None = Query(None, pattern=CODE),
     geometry: Literal["point", "polygon"] = Query("point", description="标注点 label point or polygon"),
-) -> dict:
-    return store.gaps_geojson(conn, p, code=code, ceiling=_ceiling(), geometry=geometry)
+) -> Response:
+    """Kept per worker by role, area and data version (:mod:`gisgov.api.answers`; staff, grids and residents
+    all move it)."""
+    ceiling = _ceiling()
+    return cached(
+        request,
+        conn,
+        p,
+        lambda: model_json(
+            schemas.StaffGaps, store.gaps_geojson(conn, p, code=code, ceiling=ceiling, geometry=geometry)
+        ),
+        variant=ceiling,
+    )
 
 
 @router.get(
@@ -408,11 +421,19 @@ def compound_check(
     summary="违规小区地图 Compounds breaking a rule (GeoJSON)",
 )
 def compound_breaches(
+    request: Request,
     conn: Connection = DB,
     p: Principal = Depends(require(Perm.read_aggregates)),
     code: str | None = Query(None, pattern=r"^([0-9]{9}|[0-9]{12})$"),
-) -> dict:
-    return store.breaches_geojson(conn, p, code=code)
+) -> Response:
+    """Kept per worker by role, area, data version and the rules in force (:mod:`gisgov.api.answers`)."""
+    return cached(
+        request,
+        conn,
+        p,
+        lambda: model_json(schemas.CompoundBreaches, store.breaches_geojson(conn, p, code=code)),
+        variant=repr(load_rules()),
+    )
 
 
 @router.get(

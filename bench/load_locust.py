@@ -204,9 +204,10 @@ def write_results(text: str, users: int) -> None:
     old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Load tests\n\n"
     if begin in old:
         new = re.sub(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", lambda _m: text, old, flags=re.S)
-    else:
-        head, sep, rest = old.partition("\n## ")
-        new = head.rstrip() + "\n\n" + text + "\n" + (sep.lstrip("\n") + rest if sep else "")
+    else:  # before the closed-loop sections (bench/load_test.py), after the other locust sections
+        m = re.search(r"(?m)^## (Closed loop|workers )", old)
+        at = m.start() if m else len(old)
+        new = old[:at].rstrip() + "\n\n" + text + "\n" + old[at:]
     RESULTS.write_text(new, encoding="utf-8")
 
 

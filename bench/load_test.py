@@ -237,6 +237,8 @@ def write_results(text: str, workers: int) -> None:
         "(below them): a closed loop of clients sending the next request as soon as the last one answered, the\n"
         "sections `workers N` (measured before the load fixes of issue 14 — Nagle's algorithm on multi-worker\n"
         "connections, answer caches, JIT, connection pools — unless dated later).\n\n"
+    )
+    closed = (
         "## Closed loop (`bench/load_test.py`)\n\n"
         "`bench/load_test.py`: an asyncio httpx client against `gisgov demo` (synthetic sample city) on 127.0.0.1.\n"
         "Mix: dashboard statistics (city, street), layer pages (community, building, grid), hierarchy tree, grid plan\n"
@@ -248,14 +250,18 @@ def write_results(text: str, workers: int) -> None:
         "Errors: any 5xx (503 included), unexpected status, timeout or connection error.\n\n"
     )
     old = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else head
-    # the locust sections (bench/load_locust.py) are kept as they are, first
-    locust = re.findall(r"(?s)<!-- locust \d+ -->.*?<!-- /locust \d+ -->\n?", old)
+    # the locust summary and sections (bench/load_locust.py) are kept as they are, first
+    summary = re.findall(r"(?s)## Summary \(locust.*?(?=\n<!-- locust )", old)
+    locust = summary + re.findall(r"(?s)<!-- locust \d+ -->.*?<!-- /locust \d+ -->\n?", old)
     rest = re.sub(r"(?s)<!-- locust \d+ -->.*?<!-- /locust \d+ -->\n?", "", old)
     parts = re.split(r"(?m)^(?=## workers )", rest)
     body = {int(re.match(r"## workers (\d+)", p).group(1)): p for p in parts[1:]}
     body[workers] = text
     RESULTS.write_text(
-        head + "".join(s.rstrip() + "\n\n" for s in locust) + "".join(body[k].rstrip() + "\n\n" for k in sorted(body)),
+        head
+        + "".join(s.rstrip() + "\n\n" for s in locust)
+        + closed
+        + "".join(body[k].rstrip() + "\n\n" for k in sorted(body)),
         encoding="utf-8",
     )
 

@@ -141,9 +141,13 @@ def _not_activated(out: dict[str, Any], save: bool) -> str | None:
 class _TaskError(GisgovError):
     """A community's domain error reported by its Dask task (message and HTTP status as the task saw them)."""
 
-    def __init__(self, out: dict[str, Any]) -> None:
-        super().__init__(str(out.get("error")))
-        self.status_code = int(out.get("status_code") or 400)
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+    @classmethod
+    def of(cls, out: dict[str, Any]) -> _TaskError:
+        return cls(str(out.get("error")), int(out.get("status_code") or 400))
 
 
 def _propose_dask(
@@ -285,7 +289,7 @@ def propose(
                 if dask:
                     out = on_dask[code]
                     if out.get("status") == "error":
-                        raise _TaskError(out)
+                        raise _TaskError.of(out)
                     if activate and not out.get("activated"):
                         out["not_activated"] = _not_activated(out, save)
                 else:

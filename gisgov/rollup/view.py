@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from gisgov.crs import GEOJSON_PRECISION
 from gisgov.errors import NotFound
 from gisgov.rollup import figures, load
 
@@ -102,7 +103,7 @@ def features(conn: Connection, level: str, city: str | None = None) -> dict[str,
     if level == "city":
         sql = """
         SELECT u.city_code, u.code, u.name, c.exported_at,
-               ST_AsGeoJSON(s.geom, 6) AS g
+               ST_AsGeoJSON(s.geom, :prec) AS g
         FROM rollup_unit u JOIN rollup_city c USING (city_code)
         LEFT JOIN LATERAL (SELECT ST_Union(geom) AS geom FROM rollup_unit s
                            WHERE s.city_code = u.city_code AND s.level = 'street' AND s.geom IS NOT NULL) s ON true
@@ -110,11 +111,11 @@ def features(conn: Connection, level: str, city: str | None = None) -> dict[str,
         ORDER BY u.city_code"""
     else:
         sql = """
-        SELECT u.city_code, u.code, u.name, c.exported_at, ST_AsGeoJSON(u.geom, 6) AS g
+        SELECT u.city_code, u.code, u.name, c.exported_at, ST_AsGeoJSON(u.geom, :prec) AS g
         FROM rollup_unit u JOIN rollup_city c USING (city_code)
         WHERE u.level = :l AND (CAST(:c AS text) IS NULL OR u.city_code = :c)
         ORDER BY u.city_code, u.code"""
-    rows = conn.execute(text(sql), {"l": level, "c": city}).all()
+    rows = conn.execute(text(sql), {"l": level, "c": city, "prec": GEOJSON_PRECISION}).all()
     figs = load.city_figures(conn, level)
     feats, missing = [], 0
     for r in rows:
